@@ -1,0 +1,431 @@
+//! Coroutine stacks: carved out of large mappings, each with a guard page, and pooled.
+//!
+//! ```text
+//!   one chunk (one mmap, PROT_READ|WRITE, MAP_NORESERVE)
+//!   low addresses                                                    high addresses
+//!   +-------+----------------------+-------+----------------------+-----
+//!   | guard |  stack 0  <- grows   | guard |  stack 1  <- grows   | ...
+//!   +-------+----------------------+-------+----------------------+-----
+//!   ^ limit(0)                base(0)^                       base(1)^
+//! ```
+//!
+//! Guard pages are installed with `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+), which marks
+//! the page as faulting *without* splitting the mapping, so a chunk of 1024 stacks is one
+//! entry in `/proc/self/maps`. Where the kernel refuses it we fall back to
+//! `mprotect(PROT_NONE)`, which splits the mapping: two map entries per stack, so
+//! `vm.max_map_count` (65530 by default) caps a process near 32k stacks. Either way, a
+//! failure to map or protect becomes [`StackError`], never a crash.
+//!
+//! Untouched stack pages cost no memory (`MAP_NORESERVE`, demand paging): a parked
+//! coroutine that used 3 KiB of its 64 KiB stack holds one resident page.
+//!
+//! # Invariants
+//! - Every `PooledStack` handed out has its guard page installed.
+//! - `live + free == carved` for the pool's own size class.
+//! - A chunk is unmapped only when the pool is dropped, and the pool outlives every stack
+//!   (each stack holds an `Arc` of it).
+
+use std::io;
+use std::num::NonZeroUsize;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use corosensei::stack::{Stack, StackPointer};
+
+use crate::error::StackError;
+
+/// Smallest usable stack we hand out; anything less is rounded up.
+pub const MIN_STACK_SIZE: usize = 16 << 10;
+/// The default usable stack size.
+pub const DEFAULT_STACK_SIZE: usize = 64 << 10;
+/// Stacks per chunk at first; chunks double up to `MAX_CHUNK_STACKS` so small programs
+/// map little and large ones need few mappings (1M stacks ≈ 1000 chunks).
+const FIRST_CHUNK_STACKS: usize = 16;
+const MAX_CHUNK_STACKS: usize = 1024;
+/// Linux's `MADV_GUARD_INSTALL` (include/uapi/asm-generic/mman-common.h); libc may lack it.
+#[cfg(target_os = "linux")]
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// How guard pages are installed; learnt on first use.
+const GUARD_UNKNOWN: u8 = 0;
+const GUARD_MADVISE: u8 = 1;
+const GUARD_MPROTECT: u8 = 2;
+static GUARD_MODE: AtomicU8 = AtomicU8::new(GUARD_UNKNOWN);
+
+/// Which mechanism protects guard pages in this process (for docs, stats and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardMode {
+    /// `madvise(MADV_GUARD_INSTALL)`: no mapping split.
+    Madvise,
+    /// `mprotect(PROT_NONE)`: one extra mapping per stack.
+    Mprotect,
+}
+
+/// The guard mode in use, once a stack has been carved.
+pub fn guard_mode() -> Option<GuardMode> {
+    match GUARD_MODE.load(Relaxed) {
+        GUARD_MADVISE => Some(GuardMode::Madvise),
+        GUARD_MPROTECT => Some(GuardMode::Mprotect),
+        _ => None,
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as usize } else { 4096 }
+}
+
+/// Rounds a requested stack size up to whole pages and at least `MIN_STACK_SIZE`.
+pub(crate) fn round_stack_size(requested: usize) -> usize {
+    let page = page_size();
+    requested.max(MIN_STACK_SIZE).div_ceil(page) * page
+}
+
+/// One anonymous mapping, unmapped on drop.
+struct Mapping {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Mapping is plain address space; the pool hands out disjoint slots of it.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    fn new(len: usize) -> Result<Self, StackError> {
+        // SAFETY: anonymous private mapping at a kernel-chosen address; no existing memory
+        // is affected. MAP_NORESERVE keeps untouched stack pages out of the commit charge.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(StackError::Map { bytes: len, source: io::Error::last_os_error() });
+        }
+        let base = NonNull::new(p.cast::<u8>()).ok_or(StackError::Map {
+            bytes: len,
+            source: io::Error::other("mmap returned null"),
+        })?;
+        Ok(Self { base, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `base..base+len` is exactly the region mmap returned, and no stack in it
+        // is alive (stacks hold the pool, the pool holds the mappings).
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Makes `[addr, addr+len)` fault on access.
+///
+/// # Safety
+/// The range must be page-aligned, inside a live mapping we own, and hold no live data.
+unsafe fn install_guard(addr: *mut u8, len: usize) -> Result<(), StackError> {
+    #[cfg(target_os = "linux")]
+    if GUARD_MODE.load(Relaxed) != GUARD_MPROTECT {
+        // SAFETY: caller guarantees the range is ours and unused.
+        let rc = unsafe { libc::madvise(addr.cast(), len, MADV_GUARD_INSTALL) };
+        if rc == 0 {
+            GUARD_MODE.store(GUARD_MADVISE, Relaxed);
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        // EINVAL: kernel older than 6.13. Anything else is a real failure (e.g. ENOMEM).
+        if err.raw_os_error() != Some(libc::EINVAL) {
+            return Err(StackError::Guard { source: err });
+        }
+    }
+    // SAFETY: caller guarantees the range is ours and unused.
+    let rc = unsafe { libc::mprotect(addr.cast(), len, libc::PROT_NONE) };
+    if rc != 0 {
+        // ENOMEM here usually means vm.max_map_count was reached.
+        return Err(StackError::Guard { source: io::Error::last_os_error() });
+    }
+    GUARD_MODE.store(GUARD_MPROTECT, Relaxed);
+    Ok(())
+}
+
+/// A usable stack region: `[base - size, base)`, with the guard page just below.
+#[derive(Clone, Copy)]
+struct Slot {
+    /// Lowest address, the guard page included (corosensei's `limit`).
+    limit: NonNull<u8>,
+}
+
+// SAFETY: a slot is an address range owned by exactly one holder at a time (the free list
+// or one PooledStack).
+unsafe impl Send for Slot {}
+
+struct PoolInner {
+    free: Vec<Slot>,
+    chunks: Vec<Mapping>,
+    /// Slots carved from the newest chunk so far.
+    next_in_chunk: usize,
+    chunk_stacks: usize,
+    carved: usize,
+}
+
+/// Stack pool statistics (a consistent snapshot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StackStats {
+    /// Stacks carved from mappings so far (pooled size class) plus odd-sized ones made.
+    pub allocated: usize,
+    /// Stacks idle in the pool, ready for reuse.
+    pub pooled: usize,
+    /// Stacks currently owned by a coroutine.
+    pub live: usize,
+    /// Mappings the pool holds.
+    pub mappings: usize,
+}
+
+/// A pool of equally sized stacks.
+pub(crate) struct StackPool {
+    /// Usable bytes per stack (page multiple).
+    stack_size: usize,
+    /// Guard bytes below each stack (one page).
+    guard: usize,
+    /// Upper bound on stacks carved (`None` = until the OS says no).
+    max_stacks: Option<usize>,
+    inner: Mutex<PoolInner>,
+    live: AtomicUsize,
+    odd_allocated: AtomicUsize,
+}
+
+impl StackPool {
+    pub(crate) fn new(stack_size: usize, max_stacks: Option<usize>) -> Arc<Self> {
+        Arc::new(Self {
+            stack_size: round_stack_size(stack_size),
+            guard: page_size(),
+            max_stacks,
+            inner: Mutex::new(PoolInner {
+                free: Vec::new(),
+                chunks: Vec::new(),
+                next_in_chunk: 0,
+                chunk_stacks: 0,
+                carved: 0,
+            }),
+            live: AtomicUsize::new(0),
+            odd_allocated: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn stack_size(&self) -> usize {
+        self.stack_size
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolInner> {
+        // A panic while holding this lock cannot leave the free list inconsistent
+        // (every mutation is a single push/pop), so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a stack of `size` bytes (rounded): pooled when it is the pool's size,
+    /// a dedicated mapping otherwise.
+    pub(crate) fn get(self: &Arc<Self>, size: usize) -> Result<PooledStack, StackError> {
+        let size = round_stack_size(size);
+        if size != self.stack_size {
+            return self.get_odd(size);
+        }
+        let mut inner = self.lock();
+        let slot = match inner.free.pop() {
+            Some(slot) => slot,
+            None => self.carve(&mut inner)?,
+        };
+        drop(inner);
+        self.live.fetch_add(1, Relaxed);
+        Ok(PooledStack { limit: slot.limit, size, pool: Some(Arc::clone(self)), own: None })
+    }
+
+    /// Caller holds `inner`. Carves one slot, mapping a new chunk when the last is used up.
+    fn carve(&self, inner: &mut PoolInner) -> Result<Slot, StackError> {
+        if let Some(max) = self.max_stacks
+            && inner.carved >= max
+        {
+            return Err(StackError::Exhausted { max });
+        }
+        let slot_len = self.guard + self.stack_size;
+        if inner.chunks.is_empty() || inner.next_in_chunk == inner.chunk_stacks {
+            let stacks = if inner.chunk_stacks == 0 {
+                FIRST_CHUNK_STACKS
+            } else {
+                (inner.chunk_stacks * 2).min(MAX_CHUNK_STACKS)
+            };
+            let stacks = match self.max_stacks {
+                Some(max) => stacks.min(max - inner.carved).max(1),
+                None => stacks,
+            };
+            let mapping = Mapping::new(slot_len * stacks)?;
+            inner.chunks.push(mapping);
+            inner.chunk_stacks = stacks;
+            inner.next_in_chunk = 0;
+        }
+        let chunk = inner.chunks.last().ok_or(StackError::Exhausted { max: 0 })?;
+        // SAFETY: next_in_chunk < chunk_stacks, so the slot lies inside the chunk.
+        let limit = unsafe { chunk.base.as_ptr().add(inner.next_in_chunk * slot_len) };
+        // SAFETY: the guard page is page-aligned, inside our chunk, and never handed out before.
+        unsafe { install_guard(limit, self.guard)? };
+        inner.next_in_chunk += 1;
+        inner.carved += 1;
+        Ok(Slot { limit: NonNull::new(limit).ok_or(StackError::Exhausted { max: 0 })? })
+    }
+
+    fn get_odd(self: &Arc<Self>, size: usize) -> Result<PooledStack, StackError> {
+        if let Some(max) = self.max_stacks
+            && self.lock().carved + self.odd_allocated.load(Relaxed) >= max
+        {
+            return Err(StackError::Exhausted { max });
+        }
+        let mapping = Mapping::new(self.guard + size)?;
+        // SAFETY: the first page of a fresh mapping we own.
+        unsafe { install_guard(mapping.base.as_ptr(), self.guard)? };
+        self.odd_allocated.fetch_add(1, Relaxed);
+        self.live.fetch_add(1, Relaxed);
+        Ok(PooledStack { limit: mapping.base, size, pool: Some(Arc::clone(self)), own: Some(mapping) })
+    }
+
+    fn put(&self, stack: &mut PooledStack) {
+        self.live.fetch_sub(1, Relaxed);
+        if stack.own.take().is_some() {
+            self.odd_allocated.fetch_sub(1, Relaxed);
+            return; // dropping the mapping unmaps it
+        }
+        self.lock().free.push(Slot { limit: stack.limit });
+    }
+
+    pub(crate) fn stats(&self) -> StackStats {
+        let inner = self.lock();
+        StackStats {
+            allocated: inner.carved + self.odd_allocated.load(Relaxed),
+            pooled: inner.free.len(),
+            live: self.live.load(Relaxed),
+            mappings: inner.chunks.len() + self.odd_allocated.load(Relaxed),
+        }
+    }
+}
+
+/// A stack on loan from a [`StackPool`]; returns itself on drop.
+pub(crate) struct PooledStack {
+    limit: NonNull<u8>,
+    /// Usable bytes above the guard page.
+    size: usize,
+    pool: Option<Arc<StackPool>>,
+    /// Set for odd-sized stacks, which own their mapping.
+    own: Option<Mapping>,
+}
+
+// SAFETY: the stack memory is owned by this value alone until it returns to the pool.
+unsafe impl Send for PooledStack {}
+
+impl PooledStack {
+    /// `[guard_lo, guard_hi)`: the guard page range, for the overflow handler.
+    pub(crate) fn guard_range(&self) -> (usize, usize) {
+        let lo = self.limit.as_ptr() as usize;
+        let guard = self.pool.as_ref().map_or(4096, |p| p.guard);
+        (lo, lo + guard)
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl Drop for PooledStack {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            pool.put(self);
+        }
+    }
+}
+
+// SAFETY: `limit` is the guard page (which faults on access, installed before the stack was
+// handed out) and `base` is `limit + guard + size`, page-aligned and so STACK_ALIGNMENT-aligned;
+// the usable region is at least MIN_STACK_SIZE (16 KiB) > corosensei's 4 KiB minimum.
+unsafe impl Stack for PooledStack {
+    fn base(&self) -> StackPointer {
+        let guard = self.pool.as_ref().map_or(4096, |p| p.guard);
+        let top = self.limit.as_ptr() as usize + guard + self.size;
+        // top > limit > 0.
+        StackPointer::new(top).unwrap_or(StackPointer::MIN)
+    }
+
+    fn limit(&self) -> StackPointer {
+        StackPointer::new(self.limit.as_ptr() as usize).unwrap_or(NonZeroUsize::MIN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_round_up_to_pages_and_minimum() {
+        assert_eq!(round_stack_size(1), MIN_STACK_SIZE);
+        assert_eq!(round_stack_size(MIN_STACK_SIZE + 1), MIN_STACK_SIZE + page_size());
+    }
+
+    #[test]
+    fn pool_reuses_and_counts() {
+        let pool = StackPool::new(DEFAULT_STACK_SIZE, None);
+        let a = pool.get(DEFAULT_STACK_SIZE).unwrap();
+        let b = pool.get(DEFAULT_STACK_SIZE).unwrap();
+        assert_ne!(a.limit, b.limit);
+        let a_limit = a.limit;
+        drop(a);
+        assert_eq!(pool.stats().pooled, 1);
+        let c = pool.get(DEFAULT_STACK_SIZE).unwrap();
+        assert_eq!(c.limit, a_limit, "the freed stack is reused");
+        assert_eq!(pool.stats().live, 2);
+        assert_eq!(pool.stats().allocated, 2);
+        drop((b, c));
+        assert_eq!(pool.stats().live, 0);
+    }
+
+    #[test]
+    fn stack_memory_is_writable_end_to_end() {
+        let pool = StackPool::new(MIN_STACK_SIZE, None);
+        let s = pool.get(MIN_STACK_SIZE).unwrap();
+        let (lo, hi) = (s.limit().get() + page_size(), s.base().get());
+        assert_eq!(hi - lo, MIN_STACK_SIZE);
+        // SAFETY: [lo, hi) is the usable, writable part of a stack we own.
+        unsafe { std::ptr::write_bytes(lo as *mut u8, 0xA5, hi - lo) };
+    }
+
+    #[test]
+    fn exhaustion_is_an_error_not_a_crash() {
+        let pool = StackPool::new(MIN_STACK_SIZE, Some(3));
+        let held: Vec<_> = (0..3).map(|_| pool.get(MIN_STACK_SIZE).unwrap()).collect();
+        assert!(matches!(pool.get(MIN_STACK_SIZE), Err(StackError::Exhausted { max: 3 })));
+        drop(held);
+        assert!(pool.get(MIN_STACK_SIZE).is_ok(), "freed stacks are reusable under the cap");
+    }
+
+    #[test]
+    fn odd_sizes_get_their_own_mapping() {
+        let pool = StackPool::new(MIN_STACK_SIZE, None);
+        let s = pool.get(128 << 10).unwrap();
+        assert_eq!(s.size(), 128 << 10);
+        assert_eq!(pool.stats().live, 1);
+        drop(s);
+        assert_eq!(pool.stats().live, 0);
+        assert_eq!(pool.stats().pooled, 0);
+    }
+
+    #[test]
+    fn many_stacks_use_few_mappings() {
+        let pool = StackPool::new(MIN_STACK_SIZE, None);
+        let held: Vec<_> = (0..4096).map(|_| pool.get(MIN_STACK_SIZE).unwrap()).collect();
+        let st = pool.stats();
+        assert_eq!(st.live, 4096);
+        assert!(st.mappings <= 10, "chunks grow geometrically: {st:?}");
+        drop(held);
+    }
+}

@@ -1,0 +1,274 @@
+//! A coroutine as the scheduler sees it: its corosensei coroutine on a pooled stack, its
+//! park state, its home worker, and its runtime.
+//!
+//! # Ownership
+//! `Arc<Task>` is the unit that moves through run queues, unparkers and the runtime's
+//! registry of live tasks. The coroutine itself (`coro`) is only touched by the thread that
+//! is running the task — its home worker once started — or, after the workers have stopped,
+//! by shutdown, which unwinds it.
+//!
+//! # Invariants
+//! - `home == NO_HOME` ⇔ the coroutine has never been resumed.
+//! - `coro` is `Some` until the coroutine returns or is unwound.
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::time::Instant;
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+use crate::coro::overflow::RunningStack;
+use crate::coro::stack::PooledStack;
+use crate::coro::state::{ParkOutcome, ParkState, UnparkOutcome};
+use crate::error::JoinError;
+use crate::park::Unparker;
+use crate::runtime::Shared;
+use crate::runtime::context;
+use crate::runtime::join::Completer;
+
+/// `home` before the first resume.
+pub(crate) const NO_HOME: usize = usize::MAX;
+
+/// Why a coroutine switched back to its worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suspend {
+    /// Runnable again at once; goes to the back of the queue.
+    Yield,
+    /// Parked until an unpark (see `coro::state`).
+    Park,
+}
+
+type Coro = Coroutine<(), Suspend, (), PooledStack>;
+
+/// What a resume ended with.
+pub(crate) enum RunResult {
+    Yielded,
+    Parked,
+    /// Parked, but an unpark raced in: run it again.
+    Renotified,
+    Completed,
+}
+
+pub(crate) struct Task {
+    pub(crate) state: ParkState,
+    id: u64,
+    name: Option<Box<str>>,
+    /// Worker index the coroutine is bound to once started (`NO_HOME` before).
+    home: AtomicUsize,
+    /// Set when shutdown starts unwinding this coroutine, so its catch-all lets the unwind
+    /// through instead of reporting a panic.
+    cancelling: AtomicBool,
+    /// Whether the last switch-out parked (read by the home worker to count wakes).
+    pub(crate) was_parked: Cell<bool>,
+    /// Written once by the coroutine on entry; read by the coroutine itself to suspend.
+    yielder: Cell<*const Yielder<(), Suspend>>,
+    coro: std::cell::UnsafeCell<Option<Coro>>,
+    /// For the overflow handler.
+    guard: (usize, usize),
+    stack_kib: usize,
+    /// Key in the runtime's registry of live tasks.
+    pub(crate) owned_key: Cell<usize>,
+    /// Declared last: dropped after `coro`, so the stack returns to a live pool.
+    pub(crate) shared: Arc<Shared>,
+}
+
+// SAFETY: the Cells and the UnsafeCell are accessed only by the thread currently running
+// the task (its home worker after start), or by shutdown after every worker has stopped;
+// hand-offs between threads go through run-queue operations that synchronise
+// (Release push / Acquire pop). The coroutine's closure is `Send`; data it keeps on its
+// stack across a suspension stays on the home worker's thread unless the user opted into
+// migration (see DESIGN.md, "Soundness of migration").
+unsafe impl Send for Task {}
+// SAFETY: as above; the shared-access fields are atomics.
+unsafe impl Sync for Task {}
+
+impl Task {
+    /// Builds a task whose coroutine runs `f` and hands its outcome to `completer`.
+    pub(crate) fn new<F, T>(
+        shared: Arc<Shared>,
+        id: u64,
+        name: Option<Box<str>>,
+        stack: PooledStack,
+        f: F,
+        completer: Completer<T>,
+    ) -> Arc<Task>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let guard = stack.guard_range();
+        let stack_kib = stack.size() >> 10;
+        let coro = Coro::with_stack(stack, move |yielder: &Yielder<(), Suspend>, ()| {
+            let Some(me) = context::current_task_ptr() else {
+                panic!("Task::new: coroutine started without a current task");
+            };
+            // SAFETY: `me` is this coroutine's own task, alive while it runs.
+            let me = unsafe { me.as_ref() };
+            me.yielder.set(yielder as *const _);
+            let outcome = catch_unwind(AssertUnwindSafe(f));
+            match outcome {
+                Ok(v) => completer.complete(Ok(v)),
+                Err(payload) => {
+                    // Re-read the context: we may have been unwound from a suspension.
+                    let cancelling = context::current_task_ptr()
+                        // SAFETY: as above, the running task is alive.
+                        .is_some_and(|t| unsafe { t.as_ref() }.cancelling.load(Acquire));
+                    if cancelling {
+                        completer.complete(Err(JoinError::Cancelled));
+                        resume_unwind(payload);
+                    }
+                    completer.complete(Err(JoinError::Panicked(payload)));
+                }
+            }
+        });
+        Arc::new(Task {
+            state: ParkState::new(),
+            id,
+            name,
+            home: AtomicUsize::new(NO_HOME),
+            cancelling: AtomicBool::new(false),
+            was_parked: Cell::new(false),
+            yielder: Cell::new(std::ptr::null()),
+            coro: std::cell::UnsafeCell::new(Some(coro)),
+            guard,
+            stack_kib,
+            owned_key: Cell::new(usize::MAX),
+            shared,
+        })
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub(crate) fn home(&self) -> usize {
+        self.home.load(Acquire)
+    }
+
+    pub(crate) fn is_started(&self) -> bool {
+        self.home() != NO_HOME
+    }
+
+    /// Resumes the coroutine on the current thread until it suspends or returns.
+    ///
+    /// # Safety
+    /// The caller is the only thread touching this task's coroutine now: it popped the task
+    /// from a run queue (or is shutdown, after the workers stopped), and `worker` is this
+    /// thread's worker index.
+    pub(crate) unsafe fn run(self: &Arc<Self>, worker: usize) -> RunResult {
+        if self.home.load(Relaxed) == NO_HOME || self.shared.config.migrate {
+            self.home.store(worker, Release);
+        }
+        // SAFETY: exclusive access per this function's contract.
+        let coro = unsafe { &mut *self.coro.get() };
+        let Some(c) = coro.as_mut() else {
+            return RunResult::Completed; // a stale wake of a finished task
+        };
+        let prev = context::set_task(Arc::as_ptr(self));
+        crate::coro::overflow::set_running(Some(self.running_stack()));
+        let result = c.resume(());
+        crate::coro::overflow::set_running(None);
+        context::set_task(prev);
+        match result {
+            CoroutineResult::Yield(Suspend::Yield) => RunResult::Yielded,
+            CoroutineResult::Yield(Suspend::Park) => match self.state.transition_to_parked() {
+                ParkOutcome::Parked => RunResult::Parked,
+                ParkOutcome::Notified => RunResult::Renotified,
+            },
+            CoroutineResult::Return(()) => {
+                *coro = None; // the stack goes back to the pool now
+                RunResult::Completed
+            }
+        }
+    }
+
+    fn running_stack(&self) -> RunningStack {
+        let (ptr, len) = self.name.as_deref().map_or((std::ptr::null(), 0), |n| (n.as_ptr(), n.len()));
+        RunningStack {
+            guard_lo: self.guard.0,
+            guard_hi: self.guard.1,
+            id: self.id,
+            stack_kib: self.stack_kib,
+            name: ptr,
+            name_len: len,
+        }
+    }
+
+    /// Called on the coroutine itself: switch back to the worker.
+    fn suspend(&self, why: Suspend) {
+        let y = self.yielder.get();
+        assert!(!y.is_null(), "Task::suspend: coroutine {} has no yielder", self.id);
+        // SAFETY: the yielder lives on this coroutine's stack, below its entry frame, for
+        // as long as the coroutine runs — and we are running on it.
+        unsafe { (*y).suspend(why) };
+    }
+
+    /// Yields to the worker; the coroutine is requeued behind the others.
+    pub(crate) fn yield_now(&self) {
+        self.suspend(Suspend::Yield);
+    }
+
+    /// Parks the running coroutine until unparked, `deadline`, or spuriously.
+    pub(crate) fn park(&self, deadline: Option<Instant>) {
+        if self.state.take_notification() {
+            return;
+        }
+        let timer = match deadline {
+            None => None,
+            Some(d) => {
+                if Instant::now() >= d {
+                    return;
+                }
+                let me = context::current_task().unwrap_or_else(|| panic!("Task::park: no current task"));
+                Some(self.shared.driver.timer_insert(d, Unparker::from_task(me)))
+            }
+        };
+        self.suspend(Suspend::Park);
+        if let Some(key) = timer {
+            self.shared.driver.timer_cancel(key);
+        }
+    }
+
+    /// Wakes the task: schedules it if parked, else leaves a token.
+    pub(crate) fn unpark(self: &Arc<Self>) {
+        if self.state.unpark() == UnparkOutcome::Schedule {
+            self.was_parked_wake();
+            Shared::schedule_woken(&self.shared, Arc::clone(self));
+        }
+    }
+
+    fn was_parked_wake(&self) {}
+
+    /// Shutdown: unwinds the coroutine on this thread, running its destructors.
+    ///
+    /// # Safety
+    /// No worker runs or will run this task (they have all stopped).
+    pub(crate) unsafe fn cancel(self: &Arc<Self>) {
+        self.cancelling.store(true, Release);
+        // SAFETY: exclusive per the contract.
+        let taken = unsafe { (*self.coro.get()).take() };
+        if let Some(mut c) = taken {
+            let prev = context::set_task(Arc::as_ptr(self));
+            // A destructor that panics while unwinding would abort; report instead.
+            let r = catch_unwind(AssertUnwindSafe(|| c.force_unwind()));
+            context::set_task(prev);
+            drop(c);
+            if r.is_err() {
+                eprintln!("kcoro: coroutine {} panicked while being unwound at shutdown", self.id);
+            }
+        }
+    }
+}
+
+/// Raw-pointer helper for the worker's TLS bookkeeping.
+#[allow(dead_code)]
+pub(crate) fn as_ptr(t: &Arc<Task>) -> NonNull<Task> {
+    NonNull::from(&**t)
+}

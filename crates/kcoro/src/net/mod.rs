@@ -1,0 +1,3 @@
+//! Coroutine-aware sockets over the runtime's single reactor.
+
+mod registration;

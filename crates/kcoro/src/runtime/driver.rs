@@ -1,0 +1,339 @@
+//! The driver thread: one reactor (mio) and the timer wheel, so no coroutine and no worker
+//! ever blocks in a syscall that can wait, and no timer needs a thread or a polling loop.
+//!
+//! The thread sleeps in `epoll_wait` with no timeout. It wakes for socket readiness, for
+//! the `timerfd` armed at the wheel's next expiration, or for the mio `Waker` at shutdown.
+//! Whoever inserts a timer earlier than the armed expiry re-arms the timerfd itself, under
+//! the wheel lock, so inserting never costs a thread hand-off.
+//!
+//! # Time
+//! Wheel ticks are `TICK_NS` long, counted from the driver's start. A deadline becomes the
+//! tick that *ends* at or after it (rounded up), and a tick fires only once the clock has
+//! passed it (rounded down), so a timer never fires early.
+//!
+//! # Invariants
+//! - `armed` holds the tick the timerfd is set for (`u64::MAX` = disarmed); it is changed
+//!   only under the wheel lock, together with the timerfd.
+//! - An `IoSource` is in `sources` from registration until deregistration.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::park::Unparker;
+use crate::runtime::timer::{TimerKey, Wheel};
+
+/// Wheel resolution. 100 µs keeps sleep overshoot small while a 6-level wheel still spans
+/// 2^36 ticks (about 80 days; longer timers re-arm at the horizon).
+const TICK_NS: u64 = 100_000;
+const WAKER: Token = Token(0);
+const TIMER: Token = Token(1);
+/// Tokens below this are the driver's own.
+const FIRST_IO: usize = 2;
+
+/// Readiness bits of an I/O source.
+pub(crate) const READABLE: u8 = 0b01;
+pub(crate) const WRITABLE: u8 = 0b10;
+
+/// One registered socket: its readiness and the parked coroutines waiting on it.
+#[derive(Default)]
+pub(crate) struct IoSource {
+    state: Mutex<IoState>,
+}
+
+#[derive(Default)]
+struct IoState {
+    ready: u8,
+    readers: Vec<Unparker>,
+    writers: Vec<Unparker>,
+}
+
+impl IoSource {
+    fn lock(&self) -> MutexGuard<'_, IoState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called after an operation returned `WouldBlock`. Consumes a readiness edge that
+    /// arrived since (returns `true`: retry now) or registers `me` to be woken by the next.
+    pub(crate) fn poll_ready(&self, dir: u8, me: &Unparker) -> bool {
+        let mut st = self.lock();
+        if st.ready & dir != 0 {
+            st.ready &= !dir;
+            return true;
+        }
+        let list = if dir == READABLE { &mut st.readers } else { &mut st.writers };
+        if !list.iter().any(|u| u.same(me)) {
+            list.push(me.clone());
+        }
+        false
+    }
+
+    /// Forgets `me` (after a timeout).
+    pub(crate) fn unregister(&self, dir: u8, me: &Unparker) {
+        let mut st = self.lock();
+        let list = if dir == READABLE { &mut st.readers } else { &mut st.writers };
+        list.retain(|u| !u.same(me));
+    }
+
+    fn wake(&self, dirs: u8) {
+        let woken: Vec<Unparker> = {
+            let mut st = self.lock();
+            st.ready |= dirs;
+            let mut v = Vec::new();
+            if dirs & READABLE != 0 {
+                v.append(&mut st.readers);
+            }
+            if dirs & WRITABLE != 0 {
+                v.append(&mut st.writers);
+            }
+            v
+        };
+        for u in woken {
+            u.unpark();
+        }
+    }
+}
+
+struct Timers {
+    wheel: Wheel<Unparker>,
+    armed: u64,
+}
+
+pub(crate) struct Driver {
+    registry: mio::Registry,
+    waker: mio::Waker,
+    timerfd: OwnedFd,
+    start: Instant,
+    /// CLOCK_MONOTONIC at `start`, in ns (Instant uses the same clock on Linux).
+    start_mono_ns: u64,
+    timers: Mutex<Timers>,
+    sources: Mutex<Slab>,
+    shutdown: AtomicBool,
+    pub(crate) timer_fires: AtomicU64,
+}
+
+/// Tokens for I/O sources: a vector with a free list.
+#[derive(Default)]
+struct Slab {
+    entries: Vec<Option<Arc<IoSource>>>,
+    free: Vec<usize>,
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Driver {
+    /// Creates the driver and starts its thread.
+    pub(crate) fn start(name: &str) -> io::Result<(Arc<Driver>, JoinHandle<()>)> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        // SAFETY: plain syscall; the result is checked before use.
+        let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor we own.
+        let timerfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        registry.register(&mut SourceFd(&timerfd.as_raw_fd()), TIMER, Interest::READABLE)?;
+        let driver = Arc::new(Driver {
+            registry,
+            waker,
+            timerfd,
+            start: Instant::now(),
+            start_mono_ns: monotonic_ns(),
+            timers: Mutex::new(Timers { wheel: Wheel::new(), armed: u64::MAX }),
+            sources: Mutex::new(Slab::default()),
+            shutdown: AtomicBool::new(false),
+            timer_fires: AtomicU64::new(0),
+        });
+        let d = Arc::clone(&driver);
+        let thread = std::thread::Builder::new().name(format!("{name}-driver")).spawn(move || d.run(poll))?;
+        Ok((driver, thread))
+    }
+
+    fn now_tick(&self) -> u64 {
+        (self.start.elapsed().as_nanos() / u128::from(TICK_NS)) as u64
+    }
+
+    fn deadline_tick(&self, deadline: Instant) -> u64 {
+        let ns = deadline.saturating_duration_since(self.start).as_nanos();
+        ns.div_ceil(u128::from(TICK_NS)).min(u128::from(u64::MAX / 2)) as u64
+    }
+
+    fn lock_timers(&self) -> MutexGuard<'_, Timers> {
+        self.timers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Caller holds the timer lock. Points the timerfd at `tick` (absolute).
+    fn arm(&self, timers: &mut Timers, tick: Option<u64>) {
+        let tick = tick.unwrap_or(u64::MAX);
+        if tick == timers.armed {
+            return;
+        }
+        timers.armed = tick;
+        let spec = if tick == u64::MAX {
+            libc::itimerspec {
+                it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+                it_value: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            }
+        } else {
+            // A zero it_value would disarm: keep at least 1 ns.
+            let abs = self.start_mono_ns.saturating_add(tick.saturating_mul(TICK_NS)).max(1);
+            libc::itimerspec {
+                it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+                it_value: libc::timespec {
+                    tv_sec: (abs / 1_000_000_000) as libc::time_t,
+                    tv_nsec: (abs % 1_000_000_000) as libc::c_long,
+                },
+            }
+        };
+        // SAFETY: valid timerfd and itimerspec; TFD_TIMER_ABSTIME with CLOCK_MONOTONIC.
+        unsafe {
+            libc::timerfd_settime(self.timerfd.as_raw_fd(), libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut())
+        };
+    }
+
+    /// Arms a timer that unparks `who` at `deadline` (never before).
+    pub(crate) fn timer_insert(&self, deadline: Instant, who: Unparker) -> TimerKey {
+        let tick = self.deadline_tick(deadline);
+        let mut t = self.lock_timers();
+        let key = t.wheel.insert(tick, who);
+        if tick < t.armed {
+            // The slot may expire before `tick` (cascade point): arm for the wheel's view.
+            let next = t.wheel.next_expiration();
+            self.arm(&mut t, next);
+        }
+        key
+    }
+
+    /// Disarms a timer; a no-op if it already fired.
+    pub(crate) fn timer_cancel(&self, key: TimerKey) {
+        let removed = self.lock_timers().wheel.cancel(key);
+        drop(removed); // drop the unparker outside the lock
+    }
+
+    pub(crate) fn timers_armed(&self) -> usize {
+        self.lock_timers().wheel.len()
+    }
+
+    /// Registers a socket with the reactor.
+    pub(crate) fn register(&self, src: &mut impl mio::event::Source) -> io::Result<(Arc<IoSource>, Token)> {
+        let io = Arc::new(IoSource::default());
+        let key = {
+            let mut s = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+            match s.free.pop() {
+                Some(k) => {
+                    s.entries[k] = Some(Arc::clone(&io));
+                    k
+                }
+                None => {
+                    s.entries.push(Some(Arc::clone(&io)));
+                    s.entries.len() - 1
+                }
+            }
+        };
+        let token = Token(key + FIRST_IO);
+        if let Err(e) = self.registry.register(src, token, Interest::READABLE | Interest::WRITABLE) {
+            self.release_token(token);
+            return Err(e);
+        }
+        Ok((io, token))
+    }
+
+    pub(crate) fn deregister(&self, src: &mut impl mio::event::Source, token: Token) {
+        let _ = self.registry.deregister(src);
+        self.release_token(token);
+    }
+
+    fn release_token(&self, token: Token) {
+        let mut s = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let k = token.0 - FIRST_IO;
+        if let Some(e) = s.entries.get_mut(k)
+            && e.take().is_some()
+        {
+            s.free.push(k);
+        }
+    }
+
+    /// Stops the driver thread; timers still armed are dropped (their coroutines are
+    /// unwound by the runtime's shutdown).
+    pub(crate) fn shutdown(&self) {
+        self.shutdown.store(true, Release);
+        let _ = self.waker.wake();
+    }
+
+    /// Drops every armed timer (after the thread stopped).
+    pub(crate) fn clear_timers(&self) {
+        let mut t = self.lock_timers();
+        let old = std::mem::replace(&mut t.wheel, Wheel::new());
+        drop(t);
+        drop(old);
+    }
+
+    fn run(&self, mut poll: Poll) {
+        let mut events = Events::with_capacity(1024);
+        let mut fired = Vec::new();
+        loop {
+            {
+                let now = self.now_tick();
+                let mut t = self.lock_timers();
+                t.wheel.advance(now, |u| fired.push(u));
+                t.armed = u64::MAX; // the fd has fired or is stale; re-arm below
+                let next = t.wheel.next_expiration();
+                self.arm(&mut t, next);
+            }
+            self.timer_fires.fetch_add(fired.len() as u64, Relaxed);
+            for u in fired.drain(..) {
+                u.unpark();
+            }
+            if self.shutdown.load(Acquire) {
+                return;
+            }
+            if let Err(e) = poll.poll(&mut events, None) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                eprintln!("kcoro: reactor poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    TIMER => {
+                        let mut buf = [0u8; 8];
+                        // SAFETY: reading 8 bytes into an 8-byte buffer from our timerfd.
+                        unsafe { libc::read(self.timerfd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+                    }
+                    Token(t) => {
+                        let src = {
+                            let s = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+                            s.entries.get(t - FIRST_IO).and_then(|e| e.clone())
+                        };
+                        if let Some(src) = src {
+                            let mut dirs = 0;
+                            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                                dirs |= READABLE;
+                            }
+                            if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                                dirs |= WRITABLE;
+                            }
+                            src.wake(dirs);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,581 @@
+//! The runtime: builder, shared state, spawning, waking, stats and shutdown.
+//!
+//! # Shutdown protocol
+//! 1. *Close*: set `shutdown`; spawns now fail with `Error::ShuttingDown`, wakes are dropped.
+//! 2. *Stop workers*: wake every worker; each leaves its loop at the next scheduling point,
+//!    releases its queued references and reports in. `shutdown_timeout` waits up to its
+//!    limit for them.
+//! 3. *Stop the driver*: its thread exits; armed timers are dropped (sleepers are parked
+//!    coroutines, unwound in step 5).
+//! 4. *Stop the blocking pool*: queued jobs are dropped (their joiners see `Cancelled`).
+//! 5. *Unwind*: every coroutine still in the registry is unwound on the calling thread, so
+//!    its destructors run and its stack returns to the pool. Skipped if a worker failed to
+//!    stop in time (it may still be running one of them); those are then leaked, not freed
+//!    under a running worker.
+
+pub(crate) mod blocking;
+pub(crate) mod context;
+pub(crate) mod driver;
+mod idle;
+mod inject;
+pub(crate) mod join;
+mod owned;
+pub(crate) mod queue;
+pub(crate) mod timer;
+pub(crate) mod worker;
+
+#[cfg(all(test, loom))]
+mod tests;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::coro::stack::{DEFAULT_STACK_SIZE, StackPool, StackStats};
+use crate::coro::task::Task;
+use crate::error::{Error, JoinError};
+use crate::runtime::blocking::BlockingPool;
+use crate::runtime::driver::Driver;
+use crate::runtime::idle::Idle;
+use crate::runtime::inject::Inject;
+use crate::runtime::join::JoinHandle;
+use crate::runtime::owned::Owned;
+use crate::runtime::worker::{TaskRef, Worker, WorkerShared};
+
+pub(crate) struct Config {
+    pub(crate) migrate: bool,
+    pub(crate) name: String,
+}
+
+/// State shared by the workers, the driver and every handle.
+pub(crate) struct Shared {
+    pub(crate) workers: Box<[WorkerShared]>,
+    pub(crate) inject: Inject,
+    pub(crate) idle: Idle,
+    pub(crate) stacks: Arc<StackPool>,
+    pub(crate) driver: Arc<Driver>,
+    pub(crate) blocking: Arc<BlockingPool>,
+    pub(crate) owned: Owned,
+    pub(crate) config: Config,
+    shutdown: AtomicBool,
+    next_id: AtomicU64,
+    /// Spawns from outside the workers (per-worker counters hold the rest).
+    external_spawns: AtomicU64,
+    exited: Mutex<usize>,
+    exited_cond: Condvar,
+    leaked: AtomicUsize,
+}
+
+/// Options for one spawn.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnOptions {
+    stack_size: Option<usize>,
+    name: Option<String>,
+}
+
+impl SpawnOptions {
+    /// Default options: the runtime's stack size, no name.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stack size in bytes for this coroutine (rounded up to pages, at least 16 KiB).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// A name, shown in overflow reports and debug output.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+impl Shared {
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Acquire)
+    }
+
+    /// Creates and schedules a coroutine. From one of this runtime's workers the new
+    /// coroutine goes to that worker's LIFO slot; from anywhere else, the inject queue.
+    pub(crate) fn spawn<F, T>(self: &Arc<Self>, opts: SpawnOptions, f: F) -> Result<JoinHandle<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.is_shutdown() {
+            return Err(Error::ShuttingDown);
+        }
+        let stack = self.stacks.get(opts.stack_size.unwrap_or(self.stacks.stack_size()))?;
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let (completer, handle) = join::pair(id);
+        let task = Task::new(Arc::clone(self), id, opts.name.map(String::into_boxed_str), stack, f, completer);
+        let local = self.local_worker();
+        let shard = local.map_or(self.workers.len(), |w| w.index);
+        if !self.owned.insert(shard, &task) {
+            return Err(Error::ShuttingDown);
+        }
+        match local {
+            Some(w) => {
+                w.count_spawn();
+                w.schedule_local(task);
+            }
+            None => {
+                self.external_spawns.fetch_add(1, Relaxed);
+                self.inject.push(task);
+                self.notify_any();
+            }
+        }
+        Ok(handle)
+    }
+
+    /// This thread's worker, if it belongs to this runtime.
+    fn local_worker(&self) -> Option<&Worker> {
+        let w = context::current_worker()?;
+        // SAFETY: a worker lives on its thread's stack for the thread's life; we are on
+        // that thread.
+        let w = unsafe { w.as_ref() };
+        std::ptr::eq(Arc::as_ptr(&w.shared), self).then_some(w)
+    }
+
+    /// Queues a coroutine that an unpark just made runnable (exactly once per park).
+    pub(crate) fn schedule_woken(self: &Arc<Self>, task: TaskRef) {
+        if self.is_shutdown() {
+            return; // shutdown unwinds it from the registry
+        }
+        let home = task.home();
+        if let Some(w) = self.local_worker()
+            && (w.index == home || self.config.migrate)
+        {
+            w.schedule_local(task);
+            return;
+        }
+        if self.config.migrate || home >= self.workers.len() {
+            self.inject.push(task);
+            self.notify_any();
+        } else {
+            self.workers[home].push_inbox(task);
+            worker::wake_worker(self, home);
+        }
+    }
+
+    /// New stealable work exists: wake one sleeping worker unless one is searching.
+    pub(crate) fn notify_any(&self) {
+        if let Some(idx) = self.idle.pick_sleeper() {
+            worker::wake_searcher(self, idx);
+        }
+    }
+
+    fn wake_all_workers(&self) {
+        for idx in self.idle.all_sleepers() {
+            worker::wake_worker(self, idx);
+        }
+        for w in self.workers.iter() {
+            w.unpark_thread();
+        }
+    }
+
+    pub(crate) fn worker_exited(&self) {
+        let mut n = self.exited.lock().unwrap_or_else(|p| p.into_inner());
+        *n += 1;
+        self.exited_cond.notify_all();
+    }
+
+    /// Steps 1–5 of the shutdown protocol. Returns `true` if every worker stopped in time.
+    fn shutdown(&self, timeout: Duration) -> bool {
+        self.shutdown.store(true, SeqCst);
+        self.wake_all_workers();
+        let deadline = Instant::now().checked_add(timeout);
+        let mut exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
+        while *exited < self.workers.len() {
+            let wait = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if wait.is_zero() {
+                break;
+            }
+            exited = self.exited_cond.wait_timeout(exited, wait).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        let all_stopped = *exited == self.workers.len();
+        drop(exited);
+        self.driver.shutdown();
+        self.blocking.shutdown();
+        drop(self.inject.drain());
+        let tasks = self.owned.close_and_take();
+        if all_stopped {
+            for t in &tasks {
+                // SAFETY: every worker has stopped, so no thread runs or will run `t`.
+                unsafe { t.cancel() };
+            }
+        } else {
+            self.leaked.fetch_add(tasks.len(), Relaxed);
+            std::mem::forget(tasks);
+        }
+        all_stopped
+    }
+}
+
+/// Configures and builds a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    workers: usize,
+    stack_size: usize,
+    max_stacks: Option<usize>,
+    max_blocking_threads: usize,
+    migrate: bool,
+    name: String,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            stack_size: DEFAULT_STACK_SIZE,
+            max_stacks: None,
+            max_blocking_threads: 512,
+            migrate: false,
+            name: "kcoro".into(),
+        }
+    }
+}
+
+impl Builder {
+    /// Worker threads (default: available cores).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Default coroutine stack size in bytes (default 64 KiB, minimum 16 KiB, rounded up
+    /// to whole pages). Every stack has a guard page below it.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Caps the number of pooled stacks, and so of live coroutines; spawning beyond it
+    /// fails with [`StackError::Exhausted`](crate::StackError::Exhausted). Default: no cap
+    /// but the OS's.
+    pub fn max_stacks(mut self, n: usize) -> Self {
+        self.max_stacks = Some(n);
+        self
+    }
+
+    /// Cap on blocking-pool threads (default 512).
+    pub fn max_blocking_threads(mut self, n: usize) -> Self {
+        self.max_blocking_threads = n;
+        self
+    }
+
+    /// Thread-name prefix (default `kcoro`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Lets a started coroutine resume on any worker (woken coroutines are then stealable).
+    ///
+    /// # Safety
+    /// Every coroutine spawned on this runtime must keep nothing thread-bound on its stack
+    /// across a suspension (park, yield, sleep, I/O, join, channel operation): no `Rc`,
+    /// no `MutexGuard` or other guard of a thread-affine lock, no reference into a
+    /// thread-local, no `RefCell` borrow of one. Rust cannot check this; with the default
+    /// (`false`) a started coroutine stays on its first worker and all of this is sound.
+    pub unsafe fn migrate_started(mut self, yes: bool) -> Self {
+        self.migrate = yes;
+        self
+    }
+
+    /// Starts the workers, the driver thread and the blocking pool.
+    pub fn build(self) -> Result<Runtime, Error> {
+        if self.workers == 0 {
+            return Err(Error::Config("workers must be at least 1".into()));
+        }
+        if self.workers > 4096 {
+            return Err(Error::Config(format!("{} workers is more than the 4096 supported", self.workers)));
+        }
+        crate::coro::overflow::install_handler();
+        let (driver, driver_thread) = Driver::start(&self.name).map_err(Error::Start)?;
+        let mut rings = Vec::with_capacity(self.workers);
+        let workers: Box<[WorkerShared]> = (0..self.workers)
+            .map(|_| {
+                let (ws, ring) = WorkerShared::new();
+                rings.push(ring);
+                ws
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            workers,
+            inject: Inject::default(),
+            idle: Idle::new(self.workers),
+            stacks: StackPool::new(self.stack_size, self.max_stacks),
+            driver,
+            blocking: BlockingPool::new(self.max_blocking_threads, self.name.clone()),
+            owned: Owned::new(self.workers + 1),
+            config: Config { migrate: self.migrate, name: self.name.clone() },
+            shutdown: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            external_spawns: AtomicU64::new(0),
+            exited: Mutex::new(0),
+            exited_cond: Condvar::new(),
+            leaked: AtomicUsize::new(0),
+        });
+        let mut threads = Vec::with_capacity(self.workers);
+        for (index, ring) in rings.into_iter().enumerate() {
+            let s = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}-worker-{index}", self.name))
+                .spawn(move || Worker::run_thread(s, index, ring));
+            match spawned {
+                Ok(t) => {
+                    let _ = shared.workers[index].thread.set(t.thread().clone());
+                    threads.push(t);
+                }
+                Err(e) => {
+                    // Count the missing workers as exited so shutdown does not wait for them.
+                    for _ in index..self.workers {
+                        shared.worker_exited();
+                    }
+                    let rt = Runtime { shared, threads, driver_thread: Some(driver_thread), down: false };
+                    drop(rt);
+                    return Err(Error::Start(e));
+                }
+            }
+        }
+        Ok(Runtime { shared, threads, driver_thread: Some(driver_thread), down: false })
+    }
+}
+
+/// A kcoro runtime: worker threads running coroutines, a driver thread for timers and
+/// sockets, and a blocking pool. Dropping it shuts it down (see
+/// [`shutdown_timeout`](Self::shutdown_timeout)).
+pub struct Runtime {
+    shared: Arc<Shared>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    driver_thread: Option<std::thread::JoinHandle<()>>,
+    down: bool,
+}
+
+/// A cheap, cloneable reference to a runtime, for spawning from any thread.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+/// A snapshot of runtime counters. Counts since start unless noted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Worker threads.
+    pub workers: usize,
+    /// Coroutines spawned.
+    pub spawned: u64,
+    /// Coroutines that returned or panicked.
+    pub completed: u64,
+    /// Live coroutines not parked right now (running or runnable).
+    pub running: u64,
+    /// Coroutines parked right now.
+    pub parked: u64,
+    /// Coroutine resumes (context switches into a coroutine).
+    pub resumes: u64,
+    /// Victim rings probed while stealing.
+    pub steal_probes: u64,
+    /// Probes that stole work.
+    pub steals: u64,
+    /// Batches taken from the inject queue.
+    pub inject_pulls: u64,
+    /// Timers fired by the driver.
+    pub timer_fires: u64,
+    /// Timers armed right now.
+    pub timers_armed: usize,
+    /// Stacks carved so far (pooled size) plus odd-sized ones live.
+    pub stacks_allocated: usize,
+    /// Stacks idle in the pool.
+    pub stacks_pooled: usize,
+    /// Stacks owned by live coroutines.
+    pub stacks_live: usize,
+    /// Memory mappings holding stacks.
+    pub stack_mappings: usize,
+    /// Blocking-pool threads alive.
+    pub blocking_threads: usize,
+    /// Coroutines leaked because a worker did not stop within the shutdown timeout.
+    pub leaked: usize,
+}
+
+impl Runtime {
+    /// A builder with defaults: one worker per core, 64 KiB stacks.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A runtime with default settings.
+    pub fn new() -> Result<Runtime, Error> {
+        Builder::default().build()
+    }
+
+    /// A handle for spawning from other threads.
+    pub fn handle(&self) -> Handle {
+        Handle { shared: Arc::clone(&self.shared) }
+    }
+
+    /// Runs `f` as a coroutine and blocks this (non-worker) thread until it returns.
+    /// A panic in `f` resumes on the caller.
+    ///
+    /// # Panics
+    /// If called from inside a coroutine (it would block the worker), or if the coroutine
+    /// cannot be spawned.
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        assert!(
+            context::current_task_ptr().is_none(),
+            "Runtime::block_on called from inside a coroutine; use spawn + join instead"
+        );
+        let handle = match self.shared.spawn(SpawnOptions::default(), f) {
+            Ok(h) => h,
+            Err(e) => panic!("Runtime::block_on: cannot spawn the main coroutine: {e}"),
+        };
+        match handle.join() {
+            Ok(v) => v,
+            Err(JoinError::Panicked(p)) => std::panic::resume_unwind(p),
+            Err(e) => panic!("Runtime::block_on: main coroutine did not finish: {e}"),
+        }
+    }
+
+    /// Spawns a coroutine from any thread.
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.handle().spawn(f)
+    }
+
+    /// Counters and gauges; cheap enough to poll.
+    pub fn stats(&self) -> Stats {
+        self.handle().stats()
+    }
+
+    /// Shuts down, waiting at most `timeout` for workers to reach a scheduling point.
+    /// Returns `true` if everything stopped and every coroutine was unwound.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> bool {
+        self.shutdown_inner(timeout)
+    }
+
+    fn shutdown_inner(&mut self, timeout: Duration) -> bool {
+        if self.down {
+            return true;
+        }
+        self.down = true;
+        let clean = self.shared.shutdown(timeout);
+        if clean {
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+        if let Some(d) = self.driver_thread.take() {
+            let _ = d.join();
+        }
+        self.shared.driver.clear_timers();
+        clean
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown_inner(Duration::MAX);
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime").field("stats", &self.stats()).finish()
+    }
+}
+
+impl Handle {
+    /// The handle of the runtime running the current coroutine or worker, if any.
+    pub fn try_current() -> Option<Handle> {
+        if let Some(t) = context::current_task_ptr() {
+            // SAFETY: the running task is alive while it runs.
+            return Some(Handle { shared: Arc::clone(&unsafe { t.as_ref() }.shared) });
+        }
+        let w = context::current_worker()?;
+        // SAFETY: the worker lives for its thread's life and we are on that thread.
+        Some(Handle { shared: Arc::clone(&unsafe { w.as_ref() }.shared) })
+    }
+
+    /// Spawns a coroutine. If spawning fails (stacks exhausted, shutting down), the
+    /// handle's `join` returns `JoinError::Spawn`.
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_with(SpawnOptions::default(), f).unwrap_or_else(|e| JoinHandle::ready(Err(JoinError::Spawn(e))))
+    }
+
+    /// Spawns with options; errors are returned at once.
+    pub fn spawn_with<F, T>(&self, opts: SpawnOptions, f: F) -> Result<JoinHandle<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.shared.spawn(opts, f)
+    }
+
+    /// Runs `f` on the blocking pool.
+    pub fn spawn_blocking<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.shared.blocking.spawn(f)
+    }
+
+    pub(crate) fn driver(&self) -> Arc<Driver> {
+        Arc::clone(&self.shared.driver)
+    }
+
+    /// See [`Runtime::stats`].
+    pub fn stats(&self) -> Stats {
+        let s = &self.shared;
+        let mut st = Stats { workers: s.workers.len(), ..Stats::default() };
+        let mut parks = 0;
+        let mut wakes = 0;
+        for w in s.workers.iter() {
+            let c = &w.stats;
+            st.spawned += c.spawned.load(Relaxed);
+            st.completed += c.completed.load(Relaxed);
+            st.resumes += c.resumes.load(Relaxed);
+            st.steal_probes += c.steal_probes.load(Relaxed);
+            st.steals += c.steals.load(Relaxed);
+            st.inject_pulls += c.inject_pulls.load(Relaxed);
+            parks += c.parks.load(Relaxed);
+            wakes += c.wakes.load(Relaxed);
+        }
+        st.spawned += s.external_spawns.load(Relaxed);
+        st.parked = parks.saturating_sub(wakes);
+        st.running = (s.owned.live() as u64).saturating_sub(st.parked);
+        st.timer_fires = s.driver.timer_fires.load(Relaxed);
+        st.timers_armed = s.driver.timers_armed();
+        let StackStats { allocated, pooled, live, mappings } = s.stacks.stats();
+        st.stacks_allocated = allocated;
+        st.stacks_pooled = pooled;
+        st.stacks_live = live;
+        st.stack_mappings = mappings;
+        st.blocking_threads = s.blocking.threads();
+        st.leaked = s.leaked.load(Relaxed);
+        st
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("workers", &self.shared.workers.len()).finish()
+    }
+}

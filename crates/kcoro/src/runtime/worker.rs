@@ -1,0 +1,405 @@
+//! A worker thread: its run queues, its loop, and how it sleeps.
+//!
+//! # Queues of one worker
+//! - `lifo`: the task woken or spawned last by this worker; run next, so a message
+//!   hand-off between two coroutines stays hot in cache. Not stealable. After
+//!   `MAX_LIFO_POLLS` in a row it goes to the back of the queue, so two coroutines
+//!   ping-ponging cannot starve the rest.
+//! - `pinned`: started coroutines that are runnable (yielded, or woken here). Only this
+//!   worker runs them (see DESIGN.md, "Soundness of migration").
+//! - `ring`: fresh coroutines, stealable (`runtime::queue`).
+//! - `inbox`: started coroutines of ours woken by other threads; drained into `pinned`.
+//!
+//! Plus the runtime-wide inject queue for spawns from outside the workers and ring overflow.
+//!
+//! # One turn of the loop
+//! 1. Every `GLOBAL_INTERVAL` ticks, look at the inbox and inject queue first, so a
+//!    coroutine yielding in a loop cannot starve them (timers arrive through the inbox).
+//! 2. Else `lifo`, then `pinned` and `ring` (alternating which goes first), then the inbox,
+//!    then the inject queue.
+//! 3. Nothing local: search — steal half of a random victim's ring.
+//! 4. Nothing anywhere: sleep (see `runtime::idle` for the no-lost-wake-up protocol).
+
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
+
+use crate::coro::task::{RunResult, Task};
+use crate::runtime::idle::{AWAKE, SLEEPING, WOKEN, WOKEN_SEARCHING};
+use crate::runtime::queue::{self, Local, Stealer};
+use crate::runtime::{Shared, context};
+
+pub(crate) type TaskRef = Arc<Task>;
+
+/// Ticks between forced looks at the inbox and inject queue. Prime, as in Go and tokio,
+/// so it does not beat against periodic workloads.
+const GLOBAL_INTERVAL: u32 = 61;
+/// Consecutive LIFO-slot runs allowed before the slot's task queues normally.
+const MAX_LIFO_POLLS: u32 = 3;
+/// Tasks taken from the inject queue in one go (the rest of a batch goes to the ring).
+const INJECT_BATCH: usize = 32;
+
+/// The parts of a worker other threads may touch.
+pub(crate) struct WorkerShared {
+    pub(crate) stealer: Stealer<TaskRef>,
+    inbox: Mutex<Vec<TaskRef>>,
+    inbox_len: AtomicUsize,
+    pub(crate) sleep: AtomicU8,
+    pub(crate) thread: OnceLock<Thread>,
+    pub(crate) stats: WorkerStats,
+}
+
+/// Counters written by the owning worker only (Relaxed), summed by `Runtime::stats`.
+#[derive(Default)]
+pub(crate) struct WorkerStats {
+    pub(crate) spawned: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) parks: AtomicU64,
+    pub(crate) wakes: AtomicU64,
+    pub(crate) steal_probes: AtomicU64,
+    pub(crate) steals: AtomicU64,
+    pub(crate) inject_pulls: AtomicU64,
+    pub(crate) resumes: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    // Only the owner writes; a plain load+store avoids a locked instruction.
+    c.store(c.load(Relaxed) + 1, Relaxed);
+}
+
+impl WorkerShared {
+    pub(crate) fn new() -> (WorkerShared, Local<TaskRef>) {
+        let (local, stealer) = queue::new();
+        let ws = WorkerShared {
+            stealer,
+            inbox: Mutex::new(Vec::new()),
+            inbox_len: AtomicUsize::new(0),
+            sleep: AtomicU8::new(AWAKE),
+            thread: OnceLock::new(),
+            stats: WorkerStats::default(),
+        };
+        (ws, local)
+    }
+
+    fn lock_inbox(&self) -> std::sync::MutexGuard<'_, Vec<TaskRef>> {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Any thread: queue a started coroutine of this worker. Returns whether the worker
+    /// may be asleep (the caller then wakes it).
+    pub(crate) fn push_inbox(&self, task: TaskRef) {
+        let mut inbox = self.lock_inbox();
+        inbox.push(task);
+        self.inbox_len.store(inbox.len(), SeqCst);
+    }
+
+    pub(crate) fn has_inbox(&self) -> bool {
+        self.inbox_len.load(SeqCst) != 0
+    }
+
+    pub(crate) fn drain_inbox(&self) -> Vec<TaskRef> {
+        let mut inbox = self.lock_inbox();
+        self.inbox_len.store(0, SeqCst);
+        std::mem::take(&mut *inbox)
+    }
+
+    pub(crate) fn unpark_thread(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// State only the worker thread touches.
+pub(crate) struct Core {
+    lifo: Option<TaskRef>,
+    lifo_polls: u32,
+    pinned: VecDeque<TaskRef>,
+    ring: Local<TaskRef>,
+    tick: u32,
+    rng: u64,
+    searching: bool,
+}
+
+/// A worker, living on its thread's stack for the thread's life.
+pub(crate) struct Worker {
+    pub(crate) index: usize,
+    pub(crate) shared: Arc<Shared>,
+    /// Accessed only from this worker's thread, never across a resume (a coroutine
+    /// reaches it through `context::current_worker` for spawn/wake, in short scopes).
+    core: UnsafeCell<Core>,
+}
+
+impl Worker {
+    pub(crate) fn run_thread(shared: Arc<Shared>, index: usize, ring: Local<TaskRef>) {
+        let _altstack = crate::coro::overflow::AltStack::ensure();
+        let worker = Worker {
+            index,
+            shared,
+            core: UnsafeCell::new(Core {
+                lifo: None,
+                lifo_polls: 0,
+                pinned: VecDeque::new(),
+                ring,
+                tick: 0,
+                rng: 0x2545F4914F6CDD1D ^ ((index as u64 + 1) * 0x9E3779B97F4A7C15),
+                searching: false,
+            }),
+        };
+        context::set_worker(&worker);
+        worker.run();
+        worker.drain_on_exit();
+        context::set_worker(std::ptr::null());
+        worker.shared.worker_exited();
+    }
+
+    fn me(&self) -> &WorkerShared {
+        &self.shared.workers[self.index]
+    }
+
+    /// # Safety (internal)
+    /// Callers must not hold the returned reference across a coroutine resume, nor call
+    /// anything that re-enters `core()` while holding it.
+    #[allow(clippy::mut_from_ref)]
+    fn core(&self) -> &mut Core {
+        // SAFETY: only this worker's thread calls it, and every caller keeps the borrow
+        // inside a scope that neither resumes a coroutine nor re-enters (see above).
+        unsafe { &mut *self.core.get() }
+    }
+
+    fn run(&self) {
+        while !self.shared.is_shutdown() {
+            if let Some(task) = self.next_task() {
+                self.run_task(task);
+                continue;
+            }
+            if let Some(task) = self.search() {
+                self.run_task(task);
+                continue;
+            }
+            self.sleep();
+        }
+    }
+
+    fn run_task(&self, task: TaskRef) {
+        let stats = &self.me().stats;
+        bump(&stats.resumes);
+        if task.was_parked.replace(false) {
+            bump(&stats.wakes);
+        }
+        // SAFETY: we popped `task` from one of our queues: no other thread runs it now.
+        match unsafe { task.run(self.index) } {
+            RunResult::Yielded => self.core().pinned.push_back(task),
+            RunResult::Renotified => self.schedule_local(task),
+            RunResult::Parked => {
+                task.was_parked.set(true);
+                bump(&stats.parks);
+                // Our reference drops; the registry and the unparkers keep the task.
+            }
+            RunResult::Completed => {
+                bump(&stats.completed);
+                self.shared.owned.remove(&task);
+            }
+        }
+    }
+
+    fn next_task(&self) -> Option<TaskRef> {
+        let core = self.core();
+        core.tick = core.tick.wrapping_add(1);
+        if core.tick % GLOBAL_INTERVAL == 0
+            && let Some(t) = self.pull_remote(core)
+        {
+            return Some(t);
+        }
+        if let Some(t) = core.lifo.take() {
+            if core.lifo_polls < MAX_LIFO_POLLS {
+                core.lifo_polls += 1;
+                return Some(t);
+            }
+            self.push_queue(core, t);
+        }
+        core.lifo_polls = 0;
+        let t = if core.tick & 1 == 0 {
+            core.pinned.pop_front().or_else(|| core.ring.pop())
+        } else {
+            core.ring.pop().or_else(|| core.pinned.pop_front())
+        };
+        t.or_else(|| self.pull_remote(core))
+    }
+
+    /// The inbox first (our own coroutines), then the inject queue.
+    fn pull_remote(&self, core: &mut Core) -> Option<TaskRef> {
+        if self.me().has_inbox() {
+            core.pinned.extend(self.me().drain_inbox());
+            if let Some(t) = core.pinned.pop_front() {
+                return Some(t);
+            }
+        }
+        self.pull_inject(core)
+    }
+
+    fn pull_inject(&self, core: &mut Core) -> Option<TaskRef> {
+        let shared = &self.shared;
+        if shared.inject.is_empty() {
+            return None;
+        }
+        let per_worker = shared.inject.len() / shared.workers.len() + 1;
+        let mut batch = shared.inject.pop_batch(per_worker.min(INJECT_BATCH));
+        if batch.is_empty() {
+            return None;
+        }
+        bump(&self.me().stats.inject_pulls);
+        let first = batch.remove(0);
+        for t in batch {
+            self.push_queue(core, t);
+        }
+        Some(first)
+    }
+
+    /// Queues a runnable task behind the others: `pinned` if started (and migration is
+    /// off), else the stealable ring — telling a sleeper about the new stealable work.
+    fn push_queue(&self, core: &mut Core, task: TaskRef) {
+        if task.is_started() && !self.shared.config.migrate {
+            core.pinned.push_back(task);
+        } else {
+            let shared = &self.shared;
+            core.ring.push_back(task, &mut |batch| shared.inject.push_batch(batch));
+            shared.notify_any();
+        }
+    }
+
+    /// Schedules a task on this worker, in the LIFO slot (spawns and local wakes).
+    pub(crate) fn schedule_local(&self, task: TaskRef) {
+        let core = self.core();
+        if let Some(prev) = core.lifo.replace(task) {
+            self.push_queue(core, prev);
+        }
+    }
+
+    pub(crate) fn count_spawn(&self) {
+        bump(&self.me().stats.spawned);
+    }
+
+    fn search(&self) -> Option<TaskRef> {
+        let core = self.core();
+        if !core.searching {
+            if !self.shared.idle.transition_to_searching() {
+                return None;
+            }
+            core.searching = true;
+        }
+        let found = self.steal(core).or_else(|| self.pull_remote(core));
+        if found.is_some() {
+            self.end_search(core);
+        }
+        found
+    }
+
+    fn end_search(&self, core: &mut Core) {
+        if core.searching {
+            core.searching = false;
+            if self.shared.idle.transition_from_searching() {
+                self.shared.notify_any();
+            }
+        }
+    }
+
+    fn steal(&self, core: &mut Core) -> Option<TaskRef> {
+        let workers = &self.shared.workers;
+        let n = workers.len();
+        if n < 2 {
+            return None;
+        }
+        core.rng ^= core.rng << 13;
+        core.rng ^= core.rng >> 7;
+        core.rng ^= core.rng << 17;
+        let start = (core.rng % n as u64) as usize;
+        let stats = &self.me().stats;
+        for i in 0..n {
+            let victim = (start + i) % n;
+            if victim == self.index {
+                continue;
+            }
+            bump(&stats.steal_probes);
+            if let Some(t) = workers[victim].stealer.steal_into(&mut core.ring) {
+                bump(&stats.steals);
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    fn has_visible_work(&self) -> bool {
+        let shared = &self.shared;
+        self.me().has_inbox()
+            || !shared.inject.is_empty()
+            || shared.workers.iter().enumerate().any(|(i, w)| i != self.index && !w.stealer.is_empty())
+    }
+
+    /// Sleeps until woken; see `runtime::idle` for the protocol.
+    fn sleep(&self) {
+        let shared = &self.shared;
+        let me = self.me();
+        let was_searching = std::mem::replace(&mut self.core().searching, false);
+        shared.idle.register_sleeper(self.index, &me.sleep);
+        if was_searching {
+            shared.idle.transition_from_searching();
+        }
+        if shared.is_shutdown() || self.has_visible_work() {
+            if !shared.idle.remove_sleeper(self.index, &me.sleep, AWAKE) {
+                self.await_wake_state();
+            }
+        } else {
+            while me.sleep.load(SeqCst) == SLEEPING && !shared.is_shutdown() {
+                std::thread::park();
+            }
+            if me.sleep.load(SeqCst) == SLEEPING {
+                // Shutdown with us still listed: take ourselves off.
+                if !shared.idle.remove_sleeper(self.index, &me.sleep, AWAKE) {
+                    self.await_wake_state();
+                }
+            }
+        }
+        if me.sleep.swap(AWAKE, SeqCst) == WOKEN_SEARCHING {
+            self.core().searching = true;
+        }
+    }
+
+    /// A waker took us off the list and is about to set our state: wait for it.
+    fn await_wake_state(&self) {
+        while self.me().sleep.load(SeqCst) == SLEEPING {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// On exit: release queued references. The tasks stay in the registry, which shutdown
+    /// unwinds.
+    fn drain_on_exit(&self) {
+        let core = self.core();
+        if core.searching {
+            core.searching = false;
+            self.shared.idle.transition_from_searching();
+        }
+        core.lifo.take();
+        core.pinned.clear();
+        while core.ring.pop().is_some() {}
+        drop(self.me().drain_inbox());
+    }
+}
+
+/// Wakes worker `idx` for work in its inbox (or shutdown). Not counted as searching.
+pub(crate) fn wake_worker(shared: &Shared, idx: usize) {
+    let w = &shared.workers[idx];
+    if w.sleep.load(SeqCst) == SLEEPING && shared.idle.remove_sleeper(idx, &w.sleep, WOKEN) {
+        w.unpark_thread();
+    }
+}
+
+/// Wakes a worker picked by `Idle::pick_sleeper` (counted as searching).
+pub(crate) fn wake_searcher(shared: &Shared, idx: usize) {
+    let w = &shared.workers[idx];
+    w.sleep.store(WOKEN_SEARCHING, SeqCst);
+    w.unpark_thread();
+}
