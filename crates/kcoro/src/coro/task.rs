@@ -13,7 +13,6 @@
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::time::Instant;
@@ -109,6 +108,11 @@ impl Task {
             let me = unsafe { me.as_ref() };
             me.yielder.set(yielder as *const _);
             let outcome = catch_unwind(AssertUnwindSafe(f));
+            // Counted before the joiner is told, so stats read after a join are exact.
+            if let Some(t) = context::current_task_ptr() {
+                // SAFETY: as above, the running task is alive.
+                unsafe { t.as_ref() }.finish();
+            }
             match outcome {
                 Ok(v) => completer.complete(Ok(v)),
                 Err(payload) => {
@@ -154,6 +158,18 @@ impl Task {
 
     pub(crate) fn is_started(&self) -> bool {
         self.home() != NO_HOME
+    }
+
+    /// On the coroutine, once its function is done: counts it and leaves the registry.
+    fn finish(&self) {
+        if self.cancelling.load(Acquire) {
+            return; // shutdown owns the registry now
+        }
+        if let Some(w) = context::current_worker() {
+            // SAFETY: the worker lives for its thread's life; we are on that thread.
+            unsafe { w.as_ref() }.count_completed();
+        }
+        self.shared.owned.remove(self);
     }
 
     /// Resumes the coroutine on the current thread until it suspends or returns.
@@ -239,12 +255,9 @@ impl Task {
     /// Wakes the task: schedules it if parked, else leaves a token.
     pub(crate) fn unpark(self: &Arc<Self>) {
         if self.state.unpark() == UnparkOutcome::Schedule {
-            self.was_parked_wake();
             Shared::schedule_woken(&self.shared, Arc::clone(self));
         }
     }
-
-    fn was_parked_wake(&self) {}
 
     /// Shutdown: unwinds the coroutine on this thread, running its destructors.
     ///
@@ -265,10 +278,4 @@ impl Task {
             }
         }
     }
-}
-
-/// Raw-pointer helper for the worker's TLS bookkeeping.
-#[allow(dead_code)]
-pub(crate) fn as_ptr(t: &Arc<Task>) -> NonNull<Task> {
-    NonNull::from(&**t)
 }

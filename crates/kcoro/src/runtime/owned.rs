@@ -9,6 +9,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use crate::coro::task::Task;
 use crate::runtime::worker::TaskRef;
 
 /// Bits of `owned_key` that hold the slot; the shard sits above them.
@@ -61,7 +62,7 @@ impl Owned {
         true
     }
 
-    pub(crate) fn remove(&self, task: &TaskRef) {
+    pub(crate) fn remove(&self, task: &Task) {
         let key = task.owned_key.get();
         if key == usize::MAX {
             return;

@@ -134,6 +134,15 @@ pub(crate) struct Worker {
 
 impl Worker {
     pub(crate) fn run_thread(shared: Arc<Shared>, index: usize, ring: Local<TaskRef>) {
+        // Reports the exit even if the loop panics (a runtime bug), so shutdown never waits
+        // for a dead worker.
+        struct Exited(Arc<Shared>);
+        impl Drop for Exited {
+            fn drop(&mut self) {
+                self.0.worker_exited();
+            }
+        }
+        let _exited = Exited(Arc::clone(&shared));
         let _altstack = crate::coro::overflow::AltStack::ensure();
         let worker = Worker {
             index,
@@ -144,7 +153,7 @@ impl Worker {
                 pinned: VecDeque::new(),
                 ring,
                 tick: 0,
-                rng: 0x2545F4914F6CDD1D ^ ((index as u64 + 1) * 0x9E3779B97F4A7C15),
+                rng: 0x2545F4914F6CDD1D ^ (index as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15),
                 searching: false,
             }),
         };
@@ -152,7 +161,6 @@ impl Worker {
         worker.run();
         worker.drain_on_exit();
         context::set_worker(std::ptr::null());
-        worker.shared.worker_exited();
     }
 
     fn me(&self) -> &WorkerShared {
@@ -184,6 +192,9 @@ impl Worker {
     }
 
     fn run_task(&self, task: TaskRef) {
+        // Found work: stop searching before running it, or `notify_any` would think a
+        // searcher is still out there and wake nobody for as long as this task runs.
+        self.end_search(self.core());
         let stats = &self.me().stats;
         bump(&stats.resumes);
         if task.was_parked.replace(false) {
@@ -198,10 +209,7 @@ impl Worker {
                 bump(&stats.parks);
                 // Our reference drops; the registry and the unparkers keep the task.
             }
-            RunResult::Completed => {
-                bump(&stats.completed);
-                self.shared.owned.remove(&task);
-            }
+            RunResult::Completed => {} // counted and unregistered by `Task::finish`
         }
     }
 
@@ -278,6 +286,10 @@ impl Worker {
         }
     }
 
+    pub(crate) fn count_completed(&self) {
+        bump(&self.me().stats.completed);
+    }
+
     pub(crate) fn count_spawn(&self) {
         bump(&self.me().stats.spawned);
     }
@@ -290,11 +302,7 @@ impl Worker {
             }
             core.searching = true;
         }
-        let found = self.steal(core).or_else(|| self.pull_remote(core));
-        if found.is_some() {
-            self.end_search(core);
-        }
-        found
+        self.steal(core).or_else(|| self.pull_remote(core))
     }
 
     fn end_search(&self, core: &mut Core) {

@@ -1,0 +1,191 @@
+//! `kcoro::net` over Unix-domain sockets: many concurrent connections through a
+//! listener in a temporary directory, socket pairs, and read timeouts that park.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use kcoro::Runtime;
+use kcoro::net::{UnixListener, UnixStream};
+
+/// Concurrent connections in the echo test (each also holds an accepted fd).
+const CONNS: usize = 1000;
+/// Request/response exchanges per connection.
+const EXCHANGES: u8 = 4;
+/// Bytes per request.
+const REQUEST: usize = 1024;
+
+/// A socket path unique to this process and test; removed on drop.
+struct SocketPath(PathBuf);
+
+impl SocketPath {
+    fn new(test: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("kcoro-net-{}-{test}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        SocketPath(p)
+    }
+}
+
+impl Drop for SocketPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The soft `RLIMIT_NOFILE` after trying to lift it to the hard limit.
+fn fd_limit_after_raise() -> u64 {
+    let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `cur` is a valid out-pointer for the duration of the call.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut cur) } == 0;
+    let up = libc::rlimit { rlim_cur: cur.rlim_max.min(1 << 20), ..cur };
+    // SAFETY: `up` is a valid in-pointer; on failure nothing changes.
+    match ok && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &up) } == 0 {
+        true => up.rlim_cur,
+        false => cur.rlim_cur,
+    }
+}
+
+/// Request `n` of client `id`: the id in the first bytes, then `n` in every other byte.
+fn request(id: u32, n: u8) -> Vec<u8> {
+    let mut r = vec![n; REQUEST];
+    r[..4].copy_from_slice(&id.to_be_bytes());
+    r
+}
+
+/// One client: send each request, expect it back verbatim, half-close, expect EOF.
+fn talk(path: &Path, id: u32) -> io::Result<()> {
+    let conn = UnixStream::connect(path)?;
+    let mut reply = [0u8; REQUEST];
+    for n in 0..EXCHANGES {
+        (&conn).write_all(&request(id, n))?;
+        (&conn).read_exact(&mut reply)?;
+        if reply[..] != request(id, n)[..] {
+            return Err(io::Error::other(format!("client {id}: exchange {n} came back altered")));
+        }
+    }
+    conn.shutdown(Shutdown::Write)?;
+    match (&conn).read(&mut reply)? {
+        0 => Ok(()),
+        extra => Err(io::Error::other(format!("client {id}: {extra} unexpected bytes before EOF"))),
+    }
+}
+
+#[test]
+fn echo_1000_concurrent_connections() {
+    let limit = fd_limit_after_raise();
+    if limit < (2 * CONNS + 200) as u64 {
+        eprintln!("skipping the Unix echo test: only {limit} file descriptors allowed");
+        return;
+    }
+    let path = SocketPath::new("echo");
+    let path_for_clients = Arc::new(path.0.clone());
+    let rt = Runtime::builder().workers(2).build().expect("runtime");
+    rt.block_on(move || {
+        let listener = UnixListener::bind(&path.0).expect("bind");
+        let server = kcoro::spawn(move || {
+            let mut echoes = Vec::with_capacity(CONNS);
+            for conn in listener.incoming().take(CONNS) {
+                let conn = conn.expect("accept");
+                echoes.push(kcoro::spawn(move || io::copy(&mut &conn, &mut &conn)));
+            }
+            let mut total = 0;
+            for e in echoes {
+                total += e.join().expect("echo coroutine").expect("echo");
+            }
+            total
+        });
+        let clients: Vec<_> = (0..CONNS as u32)
+            .map(|id| {
+                let path = Arc::clone(&path_for_clients);
+                kcoro::spawn(move || talk(&path, id))
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("client coroutine").expect("client");
+        }
+        assert_eq!(server.join().expect("server coroutine"), (CONNS * REQUEST) as u64 * u64::from(EXCHANGES));
+    });
+}
+
+#[test]
+fn pair_roundtrip() {
+    let rt = Runtime::builder().workers(2).build().expect("runtime");
+    rt.block_on(|| {
+        let (a, b) = UnixStream::pair().expect("pair");
+        // `b` moves to another coroutine; it answers each line with its length.
+        let peer = kcoro::spawn(move || -> io::Result<()> {
+            let mut buf = [0u8; 64];
+            loop {
+                let n = (&b).read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                (&b).write_all(&[n as u8])?;
+            }
+        });
+        for len in [1usize, 7, 64] {
+            (&a).write_all(&vec![b'x'; len]).expect("write");
+            let mut answer = [0u8; 1];
+            (&a).read_exact(&mut answer).expect("read");
+            assert_eq!(usize::from(answer[0]), len);
+        }
+        a.shutdown(Shutdown::Write).expect("shutdown");
+        peer.join().expect("peer coroutine").expect("peer io");
+        let mut rest = Vec::new();
+        (&a).read_to_end(&mut rest).expect("read to EOF");
+        assert!(rest.is_empty());
+        assert!(format!("{a:?}").starts_with("UnixStream"));
+    });
+}
+
+#[test]
+fn read_timeout_fires() {
+    // One worker, so a read that blocked its thread would starve the counter below.
+    let rt = Runtime::builder().workers(1).build().expect("runtime");
+    rt.block_on(|| {
+        let (a, b) = UnixStream::pair().expect("pair");
+        let progress = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let counter = kcoro::spawn({
+            let (progress, done) = (Arc::clone(&progress), Arc::clone(&done));
+            move || {
+                while !done.load(Relaxed) {
+                    progress.fetch_add(1, Relaxed);
+                    kcoro::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        a.set_read_timeout(Some(Duration::from_millis(100))).expect("set_read_timeout");
+        let mut buf = [0u8; 8];
+        let err = (&a).read(&mut buf).expect_err("the peer never wrote");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(progress.load(Relaxed) > 0, "the worker was blocked during the read");
+        done.store(true, Relaxed);
+        counter.join().expect("counter");
+
+        // Data that arrives later is still read.
+        (&b).write_all(b"now").expect("write");
+        (&a).read_exact(&mut buf[..3]).expect("read");
+        assert_eq!(&buf[..3], b"now");
+    });
+}
+
+#[test]
+fn bind_over_an_existing_path_fails_and_accept_times_out() {
+    let path = SocketPath::new("accept-timeout");
+    let rt = Runtime::builder().workers(1).build().expect("runtime");
+    rt.block_on(move || {
+        let listener = UnixListener::bind(&path.0).expect("bind");
+        let err = UnixListener::bind(&path.0).expect_err("bound twice");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let err = listener.accept_timeout(Duration::from_millis(30)).expect_err("nobody connected");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let client = UnixStream::connect(&path.0).expect("connect");
+        let (server_side, _) = listener.accept().expect("accept");
+        assert!(client.peer_addr().expect("peer").as_pathname() == Some(path.0.as_path()));
+        drop(server_side);
+    });
+}

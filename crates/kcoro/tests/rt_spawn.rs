@@ -1,0 +1,207 @@
+//! Spawning, joining, panics, stealing and fairness on the multi-worker runtime.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kcoro::{JoinError, Runtime};
+
+fn rt(workers: usize) -> Runtime {
+    Runtime::builder().workers(workers).build().expect("runtime starts")
+}
+
+#[test]
+fn run_returns_the_main_coroutine_value() {
+    assert_eq!(kcoro::run(|| 6 * 7), 42);
+}
+
+#[test]
+fn spawn_100k_across_workers_with_stealing() {
+    let rt = rt(2);
+    let threads = Arc::new(Mutex::new(HashSet::new()));
+    let t2 = Arc::clone(&threads);
+    let sum = rt.block_on(move || {
+        let handles: Vec<_> = (0..100_000u64)
+            .map(|i| {
+                let threads = Arc::clone(&t2);
+                kcoro::spawn(move || {
+                    threads.lock().unwrap().insert(std::thread::current().id());
+                    if i == 99_999 {
+                        // Spawned last, this one runs first on the spawner's worker (LIFO slot).
+                        // Block that worker (as a long computation would) until the other
+                        // worker has stolen fresh coroutines queued behind us; fail after 10 s.
+                        let handle = kcoro::Handle::try_current().unwrap();
+                        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                        while handle.stats().steals == 0 && std::time::Instant::now() < deadline {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                    kcoro::yield_now();
+                    i
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(sum, (0..100_000u64).sum::<u64>());
+    let st = rt.stats();
+    assert_eq!(st.completed, st.spawned);
+    assert_eq!(st.spawned, 100_001);
+    assert!(st.steals > 0, "an idle worker stole fresh coroutines: {st:?}");
+    assert_eq!(threads.lock().unwrap().len(), 2, "both workers ran coroutines");
+}
+
+#[test]
+fn panics_are_contained_and_reported_through_join() {
+    let rt = rt(2);
+    let (msg, after) = rt.block_on(|| {
+        let h = kcoro::spawn(|| -> u32 { panic!("boom {}", 7) });
+        let err = h.join().unwrap_err();
+        assert!(err.is_panic());
+        let msg = err.to_string();
+        // The worker that ran the panicking coroutine lives on.
+        let after: u32 = (0..100).map(|i| kcoro::spawn(move || i).join().unwrap()).sum();
+        (msg, after)
+    });
+    assert_eq!(msg, "coroutine panicked: boom 7");
+    assert_eq!(after, 4950);
+    // A panic in block_on's coroutine resumes on the caller.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(|| panic!("main"))));
+    assert!(r.is_err());
+    assert_eq!(rt.block_on(|| 1), 1, "runtime still usable");
+}
+
+#[test]
+fn spawn_from_plain_thread_and_join_from_thread_and_future() {
+    let rt = rt(2);
+    let h = rt.spawn(|| 5);
+    assert_eq!(h.join().unwrap(), 5);
+    let handle = rt.handle();
+    let t = std::thread::spawn(move || handle.spawn(|| "x").join().unwrap());
+    assert_eq!(t.join().unwrap(), "x");
+    let fut = rt.spawn(|| {
+        kcoro::sleep(Duration::from_millis(2));
+        9
+    });
+    assert_eq!(block_on_future(fut).unwrap(), 9);
+}
+
+/// A minimal executor: polls a future, parking the thread between wake-ups.
+fn block_on_future<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn spawn_blocking_is_joinable_from_coroutine_and_thread() {
+    let rt = rt(1);
+    let v = rt.block_on(|| {
+        let h = kcoro::spawn_blocking(|| {
+            std::thread::sleep(Duration::from_millis(5));
+            11
+        });
+        // The only worker stays free while the blocking job runs.
+        let other = kcoro::spawn(|| 1).join().unwrap();
+        h.join().unwrap() + other
+    });
+    assert_eq!(v, 12);
+    let h = rt.handle().spawn_blocking(|| panic!("blocking boom"));
+    assert!(h.join().unwrap_err().is_panic());
+}
+
+#[test]
+fn yield_loop_cannot_starve_inject_queue_or_timers() {
+    // One worker: a coroutine that only yields must still let a spawn from outside and a
+    // sleeping coroutine run.
+    let rt = rt(1);
+    let injected = Arc::new(AtomicBool::new(false));
+    let slept = Arc::new(AtomicBool::new(false));
+    let (i2, s2) = (Arc::clone(&injected), Arc::clone(&slept));
+    let handle = rt.handle();
+    let spinner = rt.spawn(move || {
+        let s3 = Arc::clone(&s2);
+        let sleeper = kcoro::spawn(move || {
+            kcoro::sleep(Duration::from_millis(3));
+            s3.store(true, SeqCst);
+        });
+        let mut spins = 0u64;
+        while !(i2.load(SeqCst) && s2.load(SeqCst)) {
+            kcoro::yield_now();
+            spins += 1;
+        }
+        sleeper.join().unwrap();
+        spins
+    });
+    std::thread::sleep(Duration::from_millis(1));
+    let flag = Arc::clone(&injected);
+    handle.spawn(move || flag.store(true, SeqCst)).join().unwrap();
+    assert!(spinner.join().unwrap() > 0);
+    assert!(slept.load(SeqCst));
+}
+
+#[test]
+fn started_coroutines_stay_on_their_worker() {
+    let rt = rt(2);
+    let moved = Arc::new(AtomicUsize::new(0));
+    let m2 = Arc::clone(&moved);
+    rt.block_on(move || {
+        let hs: Vec<_> = (0..200)
+            .map(|_| {
+                let m = Arc::clone(&m2);
+                kcoro::spawn(move || {
+                    let home = std::thread::current().id();
+                    for _ in 0..20 {
+                        kcoro::sleep(Duration::from_micros(50));
+                        kcoro::yield_now();
+                        if std::thread::current().id() != home {
+                            m.fetch_add(1, SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+    assert_eq!(moved.load(SeqCst), 0);
+}
+
+#[test]
+fn spawn_with_options_names_and_sizes() {
+    let rt = rt(1);
+    let r = rt.block_on(|| {
+        let opts = kcoro::SpawnOptions::new().name("big").stack_size(256 << 10);
+        let h = kcoro::spawn_with(opts, || {
+            // Uses ~128 KiB of stack: fine on 256 KiB.
+            let buf = [7u8; 128 << 10];
+            std::hint::black_box(&buf).iter().map(|&b| b as u64).sum::<u64>()
+        })
+        .unwrap();
+        h.join().unwrap()
+    });
+    assert_eq!(r, 7 * (128 << 10));
+}
+
+#[test]
+fn spawn_outside_runtime_is_a_clear_error() {
+    let err = kcoro::try_spawn(|| ()).unwrap_err();
+    assert!(matches!(err, kcoro::Error::NoRuntime));
+    assert!(err.to_string().contains("no kcoro runtime"));
+    let _ = JoinError::Cancelled; // the type is public
+}

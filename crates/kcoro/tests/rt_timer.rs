@@ -1,0 +1,70 @@
+//! Timers on the runtime: sleeps never end early and fire in deadline order.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kcoro::Runtime;
+
+#[test]
+fn sleeps_fire_in_order_and_never_early() {
+    // One worker, so wake order is the order the driver fired the timers in.
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o2 = Arc::clone(&order);
+    rt.block_on(move || {
+        let start = Instant::now() + Duration::from_millis(200);
+        // Spawned in scrambled order; deadlines 1 ms apart.
+        let handles: Vec<_> = (0..40u32)
+            .map(|i| (i * 17) % 40)
+            .map(|k| {
+                let order = Arc::clone(&o2);
+                let deadline = start + Duration::from_millis(u64::from(k));
+                kcoro::spawn(move || {
+                    // Only timers armed well before their deadline say anything about firing
+                    // order; on a loaded machine a late coroutine finds its deadline passed.
+                    let armed_early = Instant::now() + Duration::from_millis(50) < deadline;
+                    kcoro::sleep_until(deadline);
+                    let now = Instant::now();
+                    assert!(now >= deadline, "timer {k} fired early");
+                    order.lock().unwrap().push((k, armed_early));
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.len(), 40);
+    let fired: Vec<u32> = order.iter().filter(|(_, early)| *early).map(|&(k, _)| k).collect();
+    assert!(fired.len() >= 2, "too few timers armed in time to check ordering: {order:?}");
+    assert!(fired.windows(2).all(|w| w[0] < w[1]), "timers fired out of deadline order: {fired:?}");
+    assert!(rt.stats().timer_fires >= 40);
+}
+
+#[test]
+fn many_concurrent_sleepers_all_wake() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let n = rt.block_on(|| {
+        let hs: Vec<_> = (0..10_000u64)
+            .map(|i| {
+                kcoro::spawn(move || {
+                    let d = Duration::from_micros(i % 5000);
+                    let t = Instant::now();
+                    kcoro::sleep(d);
+                    assert!(t.elapsed() >= d);
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).count()
+    });
+    assert_eq!(n, 10_000);
+    assert_eq!(rt.stats().timers_armed, 0);
+}
+
+#[test]
+fn sleep_on_plain_thread_works() {
+    let t = Instant::now();
+    kcoro::sleep(Duration::from_millis(2));
+    assert!(t.elapsed() >= Duration::from_millis(2));
+}
