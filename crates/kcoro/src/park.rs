@@ -30,9 +30,9 @@ use std::thread::Thread;
 use std::time::Instant;
 
 use crate::coro::task::Task;
-use crate::loom::UnsafeCell;
 #[cfg(not(loom))]
 use crate::loom::CellExt as _;
+use crate::loom::UnsafeCell;
 use crate::loom::atomic::{AtomicU8, Ordering::*};
 use crate::runtime::context;
 
@@ -194,9 +194,7 @@ impl Signal {
         // SAFETY: we hold REGISTERING; the notifier leaves the cell alone while it is set.
         self.waiter.with_mut(|p| unsafe { *p = Some(unparker) });
         // Release: publishes the unparker to the notifier's AcqRel fetch_or.
-        self.state
-            .compare_exchange(prev | REGISTERING, WAITING, AcqRel, Acquire)
-            .is_ok()
+        self.state.compare_exchange(prev | REGISTERING, WAITING, AcqRel, Acquire).is_ok()
     }
 
     /// Waits (parking the coroutine or thread) until notified.

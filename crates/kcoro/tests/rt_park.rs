@@ -1,7 +1,7 @@
 //! The parking primitive from coroutines, threads and futures; no lost wake-ups.
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use kcoro::Runtime;

@@ -25,14 +25,8 @@ pub(crate) struct RunningStack {
 }
 
 impl RunningStack {
-    const NONE: RunningStack = RunningStack {
-        guard_lo: 0,
-        guard_hi: 0,
-        id: 0,
-        stack_kib: 0,
-        name: std::ptr::null(),
-        name_len: 0,
-    };
+    const NONE: RunningStack =
+        RunningStack { guard_lo: 0, guard_hi: 0, id: 0, stack_kib: 0, name: std::ptr::null(), name_len: 0 };
 }
 
 thread_local! {
@@ -48,7 +42,9 @@ pub(crate) fn set_running(info: Option<RunningStack>) {
 }
 
 static INSTALL: Once = Once::new();
+// SAFETY: all-zero bytes are a valid `sigaction` (SIG_DFL, empty mask, no flags).
 static mut PREV_SEGV: libc::sigaction = unsafe { std::mem::zeroed() };
+// SAFETY: as above.
 static mut PREV_BUS: libc::sigaction = unsafe { std::mem::zeroed() };
 
 /// Installs the handler once per process. Idempotent.
@@ -125,7 +121,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     }
     // Not ours: hand over to whoever was installed before, or die by the default action.
     // SAFETY: PREV_* were written once before the handler was installed.
-    let prev = unsafe { if sig == libc::SIGSEGV { *(&raw const PREV_SEGV) } else { *(&raw const PREV_BUS) } };
+    let prev = unsafe { if sig == libc::SIGSEGV { PREV_SEGV } else { PREV_BUS } };
     if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
         // SAFETY: restoring the default action; returning re-executes the faulting access.
         unsafe {

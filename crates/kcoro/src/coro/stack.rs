@@ -109,10 +109,8 @@ impl Mapping {
         if p == libc::MAP_FAILED {
             return Err(StackError::Map { bytes: len, source: io::Error::last_os_error() });
         }
-        let base = NonNull::new(p.cast::<u8>()).ok_or(StackError::Map {
-            bytes: len,
-            source: io::Error::other("mmap returned null"),
-        })?;
+        let base = NonNull::new(p.cast::<u8>())
+            .ok_or(StackError::Map { bytes: len, source: io::Error::other("mmap returned null") })?;
         Ok(Self { base, len })
     }
 }

@@ -65,9 +65,7 @@ impl ParkState {
     pub(crate) fn take_notification(&self) -> bool {
         // Acquire: pairs with the AcqRel in `unpark`, so what the unparker wrote before
         // unparking is visible when park returns.
-        self.0
-            .compare_exchange(NOTIFIED, RUNNABLE, AcqRel, Acquire)
-            .is_ok()
+        self.0.compare_exchange(NOTIFIED, RUNNABLE, AcqRel, Acquire).is_ok()
     }
 
     /// Called by the worker once the coroutine has switched out to park.
@@ -79,7 +77,9 @@ impl ParkState {
                 self.0.store(RUNNABLE, crate::loom::atomic::Ordering::Release);
                 ParkOutcome::Notified
             }
-            Err(s) => panic!("ParkState::transition_to_parked: coroutine already parked (state {s:#04b})"),
+            Err(s) => {
+                panic!("ParkState::transition_to_parked: coroutine already parked (state {s:#04b})")
+            }
         }
     }
 
@@ -98,10 +98,5 @@ impl ParkState {
                 Err(actual) => cur = actual,
             }
         }
-    }
-
-    /// True while the coroutine is parked (for stats and shutdown; racy by nature).
-    pub(crate) fn is_parked(&self) -> bool {
-        self.0.load(Acquire) == PARKED
     }
 }

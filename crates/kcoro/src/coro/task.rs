@@ -148,10 +148,6 @@ impl Task {
         self.id
     }
 
-    pub(crate) fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-
     pub(crate) fn home(&self) -> usize {
         self.home.load(Acquire)
     }

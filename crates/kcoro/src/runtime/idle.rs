@@ -101,10 +101,6 @@ impl Idle {
         }
     }
 
-    pub(crate) fn num_searching(&self) -> usize {
-        self.num_searching.load(SeqCst)
-    }
-
     pub(crate) fn all_sleepers(&self) -> Vec<usize> {
         self.lock().clone()
     }

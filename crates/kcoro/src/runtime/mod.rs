@@ -45,7 +45,6 @@ use crate::runtime::worker::{TaskRef, Worker, WorkerShared};
 
 pub(crate) struct Config {
     pub(crate) migrate: bool,
-    pub(crate) name: String,
 }
 
 /// State shared by the workers, the driver and every handle.
@@ -111,7 +110,8 @@ impl Shared {
         let stack = self.stacks.get(opts.stack_size.unwrap_or(self.stacks.stack_size()))?;
         let id = self.next_id.fetch_add(1, Relaxed);
         let (completer, handle) = join::pair(id);
-        let task = Task::new(Arc::clone(self), id, opts.name.map(String::into_boxed_str), stack, f, completer);
+        let task =
+            Task::new(Arc::clone(self), id, opts.name.map(String::into_boxed_str), stack, f, completer);
         let local = self.local_worker();
         let shard = local.map_or(self.workers.len(), |w| w.index);
         if !self.owned.insert(shard, &task) {
@@ -315,7 +315,7 @@ impl Builder {
             driver,
             blocking: BlockingPool::new(self.max_blocking_threads, self.name.clone()),
             owned: Owned::new(self.workers + 1),
-            config: Config { migrate: self.migrate, name: self.name.clone() },
+            config: Config { migrate: self.migrate },
             shutdown: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             external_spawns: AtomicU64::new(0),
@@ -502,11 +502,13 @@ impl Handle {
     pub fn try_current() -> Option<Handle> {
         if let Some(t) = context::current_task_ptr() {
             // SAFETY: the running task is alive while it runs.
-            return Some(Handle { shared: Arc::clone(&unsafe { t.as_ref() }.shared) });
+            let task = unsafe { t.as_ref() };
+            return Some(Handle { shared: Arc::clone(&task.shared) });
         }
         let w = context::current_worker()?;
         // SAFETY: the worker lives for its thread's life and we are on that thread.
-        Some(Handle { shared: Arc::clone(&unsafe { w.as_ref() }.shared) })
+        let worker = unsafe { w.as_ref() };
+        Some(Handle { shared: Arc::clone(&worker.shared) })
     }
 
     /// Spawns a coroutine. If spawning fails (stacks exhausted, shutting down), the
@@ -516,7 +518,8 @@ impl Handle {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.spawn_with(SpawnOptions::default(), f).unwrap_or_else(|e| JoinHandle::ready(Err(JoinError::Spawn(e))))
+        self.spawn_with(SpawnOptions::default(), f)
+            .unwrap_or_else(|e| JoinHandle::ready(Err(JoinError::Spawn(e))))
     }
 
     /// Spawns with options; errors are returned at once.

@@ -29,7 +29,9 @@ pub(crate) struct Owned {
 impl Owned {
     pub(crate) fn new(shards: usize) -> Self {
         Self {
-            shards: (0..shards.max(1)).map(|_| Mutex::new(Shard { slots: Vec::new(), free: Vec::new() })).collect(),
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(Shard { slots: Vec::new(), free: Vec::new() }))
+                .collect(),
             live: AtomicUsize::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
         }

@@ -20,9 +20,9 @@
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
-use crate::loom::UnsafeCell;
 #[cfg(not(loom))]
 use crate::loom::CellExt as _;
+use crate::loom::UnsafeCell;
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 /// Slots per worker ring (a power of two). tokio found 256 a good balance between
@@ -99,12 +99,9 @@ impl<T> Inner<T> {
 }
 
 impl<T> Local<T> {
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.inner.len() as usize
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Pushes at the tail. When full, moves half of the ring plus `task` to `overflow`
@@ -134,7 +131,13 @@ impl<T> Local<T> {
         }
     }
 
-    fn push_overflow(&mut self, task: T, real: u32, tail: u32, overflow: &mut dyn FnMut(Vec<T>)) -> Result<(), T> {
+    fn push_overflow(
+        &mut self,
+        task: T,
+        real: u32,
+        tail: u32,
+        overflow: &mut dyn FnMut(Vec<T>),
+    ) -> Result<(), T> {
         let n = (LOCAL_CAP / 2) as u32;
         debug_assert_eq!(tail.wrapping_sub(real), LOCAL_CAP as u32, "push_overflow: ring not full");
         let prev = pack(real, real);
@@ -181,12 +184,8 @@ impl<T> Drop for Local<T> {
 }
 
 impl<T> Stealer<T> {
-    pub(crate) fn len(&self) -> usize {
-        self.inner.len() as usize
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.inner.len() == 0
     }
 
     /// Steals half of this ring into `dst` and returns one of the stolen tasks to run now.
@@ -246,7 +245,10 @@ impl<T> Stealer<T> {
                 Ok(_) => return n,
                 Err(actual) => {
                     let (steal, _) = unpack(actual);
-                    assert_eq!(steal, first, "Stealer::steal_into2: steal index moved under an active stealer");
+                    assert_eq!(
+                        steal, first,
+                        "Stealer::steal_into2: steal index moved under an active stealer"
+                    );
                     next = actual;
                 }
             }

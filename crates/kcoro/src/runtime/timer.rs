@@ -64,11 +64,6 @@ impl<T> Wheel<T> {
         self.len
     }
 
-    /// Current wheel time in ms.
-    pub(crate) fn now(&self) -> u64 {
-        self.now
-    }
-
     fn level_for(&self, deadline: u64) -> usize {
         let masked = (deadline ^ self.now) | (SLOTS as u64 - 1);
         let significant = 63 - masked.leading_zeros() as usize;
@@ -81,7 +76,14 @@ impl<T> Wheel<T> {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.entries.push(Entry { deadline: 0, generation: 0, prev: NIL, next: NIL, pos: None, value: None });
+                self.entries.push(Entry {
+                    deadline: 0,
+                    generation: 0,
+                    prev: NIL,
+                    next: NIL,
+                    pos: None,
+                    value: None,
+                });
                 (self.entries.len() - 1) as u32
             }
         };

@@ -47,11 +47,7 @@ fn loom_unpark_before_park_is_not_lost() {
         let state = Arc::new(ParkState::new());
         let s2 = state.clone();
         let waker = thread::spawn(move || s2.unpark());
-        let outcome = if state.take_notification() {
-            None
-        } else {
-            Some(state.transition_to_parked())
-        };
+        let outcome = if state.take_notification() { None } else { Some(state.transition_to_parked()) };
         let u = waker.join().unwrap();
         match outcome {
             // Saw the token before switching: fine.

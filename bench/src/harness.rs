@@ -1,0 +1,551 @@
+//! The side-by-side harness: suites, cases and implementations as tables, each run in
+//! a fresh child process, medians, the printed table and the JSON report.
+//!
+//! A suite is data: a list of [`Case`]s, a list of implementation names and one
+//! [`Suite::child`] function that runs one case of one Rust implementation. The harness
+//! never calls an implementation in its own process. Each run is a child:
+//!
+//! ```text
+//! kcoro-bench __child <suite> <case> <impl> <n>     (Rust implementations)
+//! kcoro-bench-go      <suite> <case> <n>            (the Go peer, built from bench/go)
+//! ```
+//!
+//! and the child prints one JSON line, a [`Measurement`]. Children keep runtimes apart
+//! (may's scheduler is a process-wide singleton that never stops), give memory cases a
+//! fresh peak-RSS counter, and turn a crash or a hang of one implementation into an
+//! error row instead of the end of the suite.
+//!
+//! # Protocol
+//!
+//! 1. *Prepare*: build the Go peer once if the suite has one and `go` is on the `PATH`;
+//!    otherwise note why it is skipped.
+//! 2. *Measure*: for each case, for each implementation, run `runs` children one after
+//!    the other. The first failed run ends that row with its error.
+//! 3. *Report*: print the row as soon as it is known (the `kcoro` row comes first, so
+//!    every peer row has its ratio), then the error details, then write the JSON file.
+//!
+//! # Invariants
+//!
+//! - A row is in the JSON report ⇒ all its runs succeeded; failed rows only print.
+//! - `ratio = peer ns/op ÷ kcoro ns/op` everywhere, so a ratio above 1 means kcoro is
+//!   faster (or, for overshoot cases, more accurate).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::go;
+
+/// The implementation name of our own rows.
+pub const KCORO: &str = "kcoro";
+
+/// The implementation name of the Go peer; it runs from the binary built by [`go`].
+pub const GO: &str = "go";
+
+/// How often a child is polled for exit while the harness waits on it.
+const CHILD_POLL: Duration = Duration::from_millis(20);
+
+/// How many characters of a child's error make it into the table row.
+const ROW_ERROR_CHARS: usize = 70;
+
+/// How many lines of a child's stderr are repeated under the table.
+const DETAIL_LINES: usize = 12;
+
+/// What `ns_per_op` of a case measures, which decides its `ops_per_sec`.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// Time per operation.
+    Throughput,
+    /// Mean overshoot over a requested wait of `requested_ns`; one op is one wait.
+    Overshoot {
+        /// The requested wait, in nanoseconds.
+        requested_ns: u64,
+    },
+    /// Time per operation, plus `bytes_per_op` from peak RSS.
+    Memory,
+}
+
+/// One benchmark case of a suite.
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    /// Name, unique in its suite; also the child's case argument.
+    pub name: &'static str,
+    /// Operations per run.
+    pub n_full: u64,
+    /// Operations per run with `--quick`.
+    pub n_quick: u64,
+    /// Runs per row (the median is reported).
+    pub runs_full: usize,
+    /// Runs per row with `--quick`.
+    pub runs_quick: usize,
+    /// What `ns_per_op` means.
+    pub kind: Kind,
+    /// A child running longer than this is killed and its row fails.
+    pub timeout: Duration,
+}
+
+/// Runs one case of one Rust implementation inside a child process.
+pub type ChildFn = fn(case: &str, imp: &str, n: u64) -> Result<Measurement, String>;
+
+/// A suite: its cases, its implementations and how a child runs them.
+pub struct Suite {
+    /// Name on the command line and in the report.
+    pub name: &'static str,
+    /// Lines printed under the header: setup shared by every row.
+    pub notes: &'static [&'static str],
+    /// The cases, in print order.
+    pub cases: &'static [Case],
+    /// Implementation names in print order; [`KCORO`] first. [`GO`] runs the Go peer.
+    pub impls: &'static [&'static str],
+    /// Runs one Rust implementation in a child process.
+    pub child: ChildFn,
+}
+
+/// What one child run reports.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Nanoseconds per operation (for overshoot cases: mean overshoot per wait).
+    pub ns_per_op: f64,
+    /// Peak-RSS growth per operation, for memory cases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_op: Option<f64>,
+}
+
+impl Measurement {
+    /// `elapsed` spread over `n` operations.
+    pub fn per_op(elapsed: Duration, n: u64) -> Self {
+        Self { ns_per_op: elapsed.as_nanos() as f64 / n.max(1) as f64, bytes_per_op: None }
+    }
+}
+
+/// Command-line options of a suite run.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Fewer operations and runs.
+    pub quick: bool,
+    /// Where to write the JSON report.
+    pub json: Option<PathBuf>,
+    /// Run only these cases (all when empty).
+    pub cases: Vec<String>,
+    /// Run only these implementations (all when empty).
+    pub impls: Vec<String>,
+}
+
+/// One line of the JSON report.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    suite: String,
+    case: String,
+    #[serde(rename = "impl")]
+    imp: String,
+    ns_per_op: f64,
+    ops_per_sec: f64,
+    runs: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_per_op: Option<f64>,
+}
+
+/// A row that failed, kept for the details printed under the table.
+struct Failure {
+    case: &'static str,
+    imp: &'static str,
+    detail: String,
+}
+
+/// Runs every selected case of `suite`, prints the table and writes the JSON report.
+pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
+    for name in &opts.cases {
+        if !suite.cases.iter().any(|c| c.name == name) {
+            return Err(format!("suite {}: no case {name:?}", suite.name));
+        }
+    }
+    for name in &opts.impls {
+        if !suite.impls.contains(&name.as_str()) {
+            return Err(format!("suite {}: no impl {name:?}", suite.name));
+        }
+    }
+    let selected = |list: &[String], name: &str| list.is_empty() || list.iter().any(|s| s == name);
+
+    // Step 1: prepare.
+    let go_bin = if suite.impls.contains(&GO) && selected(&opts.impls, GO) {
+        match go::prepare() {
+            Ok(bin) => Some(bin),
+            Err(why) => {
+                println!("note: go peer skipped: {why}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
+
+    print_header(suite, opts);
+
+    // Step 2 and 3: measure and report.
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for case in suite.cases.iter().filter(|c| selected(&opts.cases, c.name)) {
+        let (n, runs) =
+            if opts.quick { (case.n_quick, case.runs_quick) } else { (case.n_full, case.runs_full) };
+        let mut kcoro_ns = None;
+        for &imp in suite.impls.iter().filter(|i| selected(&opts.impls, i)) {
+            let command = || -> Option<Command> {
+                let mut cmd;
+                if imp == GO {
+                    cmd = Command::new(go_bin.as_ref()?);
+                    cmd.args([suite.name, case.name, &n.to_string()]);
+                    cmd.env("GOMAXPROCS", "2");
+                } else {
+                    cmd = Command::new(&exe);
+                    cmd.args(["__child", suite.name, case.name, imp, &n.to_string()]);
+                }
+                Some(cmd)
+            };
+            if command().is_none() {
+                println!("{:<20} {imp:<6} skipped", case.name);
+                continue;
+            }
+            let samples = match measure(command, runs, case.timeout) {
+                Ok(samples) => samples,
+                Err(detail) => {
+                    print_error_row(case.name, imp, &detail);
+                    failures.push(Failure { case: case.name, imp, detail });
+                    continue;
+                }
+            };
+            let ns = median(samples.iter().map(|m| m.ns_per_op));
+            let bytes = match case.kind {
+                Kind::Memory => Some(median(samples.iter().filter_map(|m| m.bytes_per_op))),
+                _ => None,
+            };
+            if imp == KCORO {
+                kcoro_ns = Some(ns);
+            }
+            print_row(case.name, imp, ns, kcoro_ns, bytes);
+            rows.push(Row {
+                suite: suite.name.to_string(),
+                case: case.name.to_string(),
+                imp: imp.to_string(),
+                ns_per_op: ns,
+                ops_per_sec: ops_per_sec(case.kind, ns),
+                runs: samples.len(),
+                bytes_per_op: bytes,
+            });
+        }
+    }
+
+    print_failures(&failures);
+    if let Some(path) = &opts.json {
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| format!("json: {e}"))?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("wrote {} rows to {}", rows.len(), path.display());
+    }
+    Ok(())
+}
+
+/// The child side: runs one case of one implementation and prints its measurement.
+pub fn run_child_command(suite: &Suite, case: &str, imp: &str, n: u64) -> Result<(), String> {
+    let m = (suite.child)(case, imp, n)?;
+    let line = serde_json::to_string(&m).map_err(|e| format!("json: {e}"))?;
+    println!("{line}");
+    Ok(())
+}
+
+/// Runs `runs` children made by `command`, one after the other; the first failure ends
+/// the row.
+fn measure(
+    command: impl Fn() -> Option<Command>,
+    runs: usize,
+    timeout: Duration,
+) -> Result<Vec<Measurement>, String> {
+    (0..runs)
+        .map(|_| {
+            let cmd = command().ok_or("no command for this implementation")?;
+            run_child(cmd, timeout)
+        })
+        .collect()
+}
+
+/// Median of `values`; the mean of the middle two for an even count, NaN when empty.
+pub fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 }
+}
+
+/// Operations per second for a row of `kind` whose median is `ns` per op.
+fn ops_per_sec(kind: Kind, ns: f64) -> f64 {
+    match kind {
+        Kind::Throughput | Kind::Memory => 1e9 / ns,
+        Kind::Overshoot { requested_ns } => 1e9 / (requested_ns as f64 + ns),
+    }
+}
+
+/// Reads a `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`, …) in bytes.
+pub fn proc_status_bytes(field: &str) -> Result<u64, String> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
+    status
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            let kb = rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
+            Some(kb * 1024)
+        })
+        .ok_or_else(|| format!("no {field} in /proc/self/status"))
+}
+
+/// Runs `cmd` to completion (or `timeout`) and parses the last JSON line it printed.
+fn run_child(mut cmd: Command, timeout: Duration) -> Result<Measurement, String> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
+    // Drain both pipes on their own threads so a chatty child never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!("timed out after {timeout:?} (killed)"));
+            }
+            Ok(None) => thread::sleep(CHILD_POLL),
+            Err(e) => break Err(format!("wait failed: {e}")),
+        }
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    let status = status.map_err(|why| with_stderr(why, &stderr))?;
+    if !status.success() {
+        return Err(with_stderr(describe(status), &stderr));
+    }
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or_else(|| with_stderr("child printed no result".to_string(), &stderr))?;
+    serde_json::from_str(line).map_err(|e| format!("bad child output {line:?}: {e}"))
+}
+
+/// "exit code 1" or "killed by signal 11 (SIGSEGV)".
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => {
+            let name = match sig {
+                4 => " (SIGILL)",
+                6 => " (SIGABRT)",
+                7 => " (SIGBUS)",
+                9 => " (SIGKILL, out of memory?)",
+                11 => " (SIGSEGV)",
+                _ => "",
+            };
+            format!("killed by signal {sig}{name}")
+        }
+        (None, None) => format!("{status}"),
+    }
+}
+
+/// `why`, followed by the child's stderr without the backtrace hint.
+fn with_stderr(why: String, stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("note: run with `RUST_BACKTRACE")
+                && !l.starts_with("note: Some details are omitted")
+                && !is_backtrace_line(l)
+        })
+        .collect();
+    if lines.is_empty() { why } else { format!("{why}: {}", lines.join("\n")) }
+}
+
+/// `stack backtrace:`, its numbered frames and their `at file:line` lines.
+fn is_backtrace_line(line: &str) -> bool {
+    let t = line.trim_start();
+    t == "stack backtrace:"
+        || t.starts_with("at ")
+        || t.split_once(": ")
+            .is_some_and(|(num, _)| !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn print_header(suite: &Suite, opts: &Options) {
+    let runs = |c: &Case| {
+        if opts.quick { c.runs_quick } else { c.runs_full }
+    };
+    let mut counts: Vec<usize> = suite.cases.iter().map(runs).collect();
+    counts.sort_unstable();
+    // The most common run count, then the cases that differ from it.
+    let usual =
+        counts.iter().copied().max_by_key(|&r| (counts.iter().filter(|&&x| x == r).count(), r)).unwrap_or(0);
+    let others: Vec<String> = suite
+        .cases
+        .iter()
+        .filter(|c| runs(c) != usual)
+        .map(|c| format!("{} for {}", runs(c), c.name))
+        .collect();
+    let others = if others.is_empty() { String::new() } else { format!(" ({})", others.join(", ")) };
+    println!(
+        "suite {}{}: median of {usual} runs per row{others}, each run in a fresh process",
+        suite.name,
+        if opts.quick { " (--quick)" } else { "" },
+    );
+    println!("x kcoro = peer ns/op / kcoro ns/op (above 1: kcoro faster; below 1: peer faster)");
+    for note in suite.notes {
+        println!("  {note}");
+    }
+    println!();
+    println!("{:<20} {:<6} {:>12} {:>9} {:>10}", "case", "impl", "ns/op", "x kcoro", "bytes/op");
+    println!("{}", "-".repeat(61));
+}
+
+fn print_row(case: &str, imp: &str, ns: f64, kcoro_ns: Option<f64>, bytes: Option<f64>) {
+    let ratio = match kcoro_ns {
+        Some(k) if k > 0.0 => fmt_ratio(ns / k),
+        _ => "-".to_string(),
+    };
+    let bytes = bytes.map_or(String::new(), |b| format!("{b:.0}"));
+    println!("{case:<20} {imp:<6} {:>12} {ratio:>9} {bytes:>10}", fmt_ns(ns));
+}
+
+fn print_error_row(case: &str, imp: &str, detail: &str) {
+    let summary = summarize(detail);
+    let short: String = summary.chars().take(ROW_ERROR_CHARS).collect();
+    let more = if short.len() < summary.len() { "…" } else { "" };
+    println!("{case:<20} {imp:<6} error: {short}{more}");
+}
+
+/// One line out of a failure: how the child ended, plus its own error message if it
+/// printed one (`kcoro-bench: …`), else the message of its first panic, else its first
+/// stderr line.
+fn summarize(detail: &str) -> String {
+    let mut lines = detail.lines();
+    let first = lines.next().unwrap_or_default();
+    let (why, first_err) = first.split_once(": ").unwrap_or((first, ""));
+    let rest: Vec<&str> = std::iter::once(first_err).chain(lines).collect();
+    let own = rest.iter().rev().find_map(|l| l.strip_prefix("kcoro-bench: "));
+    let panic = || {
+        let at = rest.iter().position(|l| l.contains(" panicked at "))?;
+        rest.get(at + 1).copied()
+    };
+    match own.or_else(panic).or(rest.first().copied()) {
+        Some(msg) if !msg.is_empty() => format!("{why}: {msg}"),
+        _ => why.to_string(),
+    }
+}
+
+fn print_failures(failures: &[Failure]) {
+    if failures.is_empty() {
+        return;
+    }
+    println!();
+    println!("errors:");
+    for f in failures {
+        println!("  {} / {}:", f.case, f.imp);
+        for line in f.detail.lines().take(DETAIL_LINES) {
+            println!("    {line}");
+        }
+    }
+}
+
+/// Two decimals, three for ratios below 0.1 so they never print as zero.
+fn fmt_ratio(r: f64) -> String {
+    if r >= 0.1 { format!("{r:.2}") } else { format!("{r:.3}") }
+}
+
+/// Three significant digits at least, no exponent.
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1000.0 {
+        format!("{ns:.0}")
+    } else if ns >= 10.0 {
+        format!("{ns:.1}")
+    } else {
+        format!("{ns:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_odd_even_empty() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0].into_iter()), 2.5);
+        assert!(median(std::iter::empty()).is_nan());
+    }
+
+    #[test]
+    fn measurement_json_shape() {
+        let m = Measurement { ns_per_op: 1.5, bytes_per_op: None };
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"ns_per_op":1.5}"#);
+        let back: Measurement = serde_json::from_str(r#"{"ns_per_op":2.0,"bytes_per_op":3.0}"#).unwrap();
+        assert_eq!(back.bytes_per_op, Some(3.0));
+    }
+
+    #[test]
+    fn summarize_prefers_own_message_then_panic() {
+        let own = "exit code 1: thread 'x' panicked at a.rs:1:1:\nboom\nkcoro-bench: driver failed: boom";
+        assert_eq!(summarize(own), "exit code 1: driver failed: boom");
+        let panic = "exit code 101: thread 'main' panicked at a.rs:1:1:\nboom";
+        assert_eq!(summarize(panic), "exit code 101: boom");
+        assert_eq!(summarize("timed out after 1s (killed)"), "timed out after 1s (killed)");
+        let plain = "killed by signal 11 (SIGSEGV): fatal runtime error";
+        assert_eq!(summarize(plain), "killed by signal 11 (SIGSEGV): fatal runtime error");
+    }
+
+    #[test]
+    fn backtrace_lines_are_dropped() {
+        let err = "exit code 101: thread 'main' panicked at a.rs:1:1:\nboom\nstack backtrace:\n   0: std::panic\n             at /rustc/x.rs:1:1\n  12: main";
+        assert_eq!(
+            with_stderr("exit code 101".into(), err.split_once(": ").unwrap().1),
+            "exit code 101: thread 'main' panicked at a.rs:1:1:\nboom"
+        );
+    }
+
+    #[test]
+    fn child_timeout_crash_and_output() {
+        let mut sleeper = Command::new("sleep");
+        sleeper.arg("5");
+        let err = run_child(sleeper, Duration::from_millis(100)).unwrap_err();
+        assert!(err.starts_with("timed out"), "{err}");
+
+        let mut crasher = Command::new("sh");
+        crasher.args(["-c", "echo oops >&2; kill -SEGV $$"]);
+        let err = run_child(crasher, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(err, "killed by signal 11 (SIGSEGV): oops");
+
+        let mut ok = Command::new("sh");
+        ok.args(["-c", "echo chatter; echo '{\"ns_per_op\":7}'"]);
+        assert_eq!(run_child(ok, Duration::from_secs(5)).unwrap().ns_per_op, 7.0);
+    }
+
+    #[test]
+    fn proc_status_has_rss() {
+        assert!(proc_status_bytes("VmRSS").unwrap() > 0);
+        assert!(proc_status_bytes("VmHWM").unwrap() > 0);
+    }
+}

@@ -1,0 +1,95 @@
+//! `kcoro-bench`: kcoro side by side with its peers (Go, may, tokio), in one run.
+//!
+//! ```text
+//! kcoro-bench <suite> [--quick] [--json FILE] [--case NAME]... [--impl NAME]...
+//! kcoro-bench list
+//! ```
+//!
+//! Each suite is a module holding a [`harness::Suite`] table; adding a suite means
+//! adding its module and one line to [`SUITES`]. The harness runs every measurement in
+//! a child process of this same binary (`__child`, hidden) or of the Go peer; see
+//! [`harness`] for the protocol.
+
+mod go;
+mod harness;
+mod runtime_suite;
+
+use std::process::ExitCode;
+
+use harness::{Options, Suite};
+
+/// Every suite, in `list` order.
+static SUITES: &[&Suite] = &[&runtime_suite::SUITE];
+
+const USAGE: &str = "\
+usage: kcoro-bench <suite> [--quick] [--json FILE] [--case NAME]... [--impl NAME]...
+       kcoro-bench list
+
+  --quick       fewer operations and runs
+  --json FILE   also write the rows as JSON:
+                [{\"suite\",\"case\",\"impl\",\"ns_per_op\",\"ops_per_sec\",\"runs\"[,\"bytes_per_op\"]}]
+  --case NAME   run only this case (repeatable)
+  --impl NAME   run only this implementation (repeatable)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("kcoro-bench: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        None | Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some("list") => {
+            for suite in SUITES {
+                let cases: Vec<&str> = suite.cases.iter().map(|c| c.name).collect();
+                println!("{:<10} {}", suite.name, cases.join(" "));
+            }
+            Ok(())
+        }
+        Some("__child") => match &args[1..] {
+            [suite, case, imp, n] => {
+                let n = n.parse().map_err(|e| format!("bad count {n:?}: {e}"))?;
+                harness::run_child_command(find_suite(suite)?, case, imp, n)
+            }
+            _ => Err("usage: kcoro-bench __child <suite> <case> <impl> <n>".to_string()),
+        },
+        Some(name) => {
+            let suite = find_suite(name)?;
+            let opts = parse_options(&args[1..])?;
+            harness::run_suite(suite, &opts)
+        }
+    }
+}
+
+fn find_suite(name: &str) -> Result<&'static Suite, String> {
+    SUITES.iter().copied().find(|s| s.name == name).ok_or_else(|| {
+        let names: Vec<&str> = SUITES.iter().map(|s| s.name).collect();
+        format!("unknown suite {name:?} (suites: {})", names.join(", "))
+    })
+}
+
+fn parse_options(args: &[String]) -> Result<Options, String> {
+    let mut opts = Options::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value =
+            |flag: &str| it.next().cloned().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
+        match arg.as_str() {
+            "--quick" => opts.quick = true,
+            "--json" => opts.json = Some(value("--json")?.into()),
+            "--case" => opts.cases.push(value("--case")?),
+            "--impl" => opts.impls.push(value("--impl")?),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(opts)
+}

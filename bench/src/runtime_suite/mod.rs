@@ -1,0 +1,162 @@
+//! Suite `runtime`: the scheduler's own costs — yield, spawn+join, park/unpark round
+//! trips, sleep accuracy, and the time and memory of a million parked coroutines.
+//!
+//! Every implementation runs on two worker threads: kcoro `workers(2)`, may
+//! `set_workers(2)`, tokio `worker_threads(2)`, Go `GOMAXPROCS=2`. Each case's driver
+//! runs *on* the runtime (inside a coroutine, task or goroutine), never on the
+//! harness's main thread, so no implementation pays a cross-thread hop the others don't.
+//!
+//! Throughput cases run an untimed warm-up of `n / 10 + 1` operations first (see
+//! [`warmup`]); the Go peer in `bench/go/main.go` does the same.
+//!
+//! | case                 | one op                                   | kind       |
+//! |----------------------|------------------------------------------|------------|
+//! | `yield`              | one yield of a lone coroutine            | throughput |
+//! | `spawn_join`         | spawn an empty coroutine, join it        | throughput |
+//! | `pingpong_park`      | A wakes B, B wakes A (one round trip)    | throughput |
+//! | `sleep_1ms_accuracy` | mean overshoot of a 1 ms sleep           | overshoot  |
+//! | `spawn_1m_parked`    | spawn, park, wake, join; RSS growth      | memory     |
+
+mod kcoro_rt;
+mod may_rt;
+mod tokio_rt;
+
+use std::time::Duration;
+
+use crate::harness::{Case, GO, KCORO, Kind, Measurement, Suite};
+
+/// Worker threads of every implementation.
+pub const WORKERS: usize = 2;
+
+/// The sleep requested by `sleep_1ms_accuracy`.
+pub const SLEEP: Duration = Duration::from_millis(1);
+
+/// may's coroutine stack, in machine words (may counts words, not bytes): 16 KiB.
+/// may's default is 0x1000 words (32 KiB); an even count keeps may from painting the
+/// whole stack for usage tracking.
+pub const MAY_STACK_WORDS: usize = 16 * 1024 / size_of::<usize>();
+
+/// Child time limit for the quick cases.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The suite table.
+pub static SUITE: Suite = Suite {
+    name: "runtime",
+    notes: &[
+        "2 workers each: kcoro workers(2), go GOMAXPROCS=2, may set_workers(2), tokio worker_threads(2)",
+        "may: coroutine stack set to 16 KiB (default 32 KiB), worker pinning left at its default (on);",
+        "  each may stack is its own mmap + mprotect guard (2 mappings), so vm.max_map_count caps it near 32k",
+        "pingpong_park: kcoro and may park/unpark + a turn counter, tokio Notify + the same counter, go unbuffered channels",
+        "sleep_1ms_accuracy: ns/op is the mean overshoot of a 1 ms sleep (lower is better)",
+        "spawn_1m_parked: bytes/op = (peak RSS - RSS before spawning) / n, incl. the driver's handle vectors",
+    ],
+    cases: &[
+        Case {
+            name: "yield",
+            n_full: 2_000_000,
+            n_quick: 200_000,
+            runs_full: 5,
+            runs_quick: 3,
+            kind: Kind::Throughput,
+            timeout: TIMEOUT,
+        },
+        Case {
+            name: "spawn_join",
+            n_full: 200_000,
+            n_quick: 20_000,
+            runs_full: 5,
+            runs_quick: 3,
+            kind: Kind::Throughput,
+            timeout: TIMEOUT,
+        },
+        Case {
+            name: "pingpong_park",
+            n_full: 200_000,
+            n_quick: 20_000,
+            runs_full: 5,
+            runs_quick: 3,
+            kind: Kind::Throughput,
+            timeout: TIMEOUT,
+        },
+        Case {
+            name: "sleep_1ms_accuracy",
+            n_full: 200,
+            n_quick: 50,
+            runs_full: 5,
+            runs_quick: 3,
+            kind: Kind::Overshoot { requested_ns: SLEEP.as_nanos() as u64 },
+            timeout: TIMEOUT,
+        },
+        Case {
+            name: "spawn_1m_parked",
+            n_full: 1_000_000,
+            n_quick: 100_000,
+            runs_full: 3,
+            runs_quick: 3,
+            kind: Kind::Memory,
+            timeout: Duration::from_secs(600),
+        },
+    ],
+    impls: &[KCORO, GO, "may", "tokio"],
+    child,
+};
+
+/// Runs one case of one Rust implementation (the child side of the harness).
+fn child(case: &str, imp: &str, n: u64) -> Result<Measurement, String> {
+    match imp {
+        KCORO => kcoro_rt::run(case, n),
+        "may" => may_rt::run(case, n),
+        "tokio" => tokio_rt::run(case, n),
+        _ => Err(format!("runtime: no Rust impl {imp:?}")),
+    }
+}
+
+/// Operations in the untimed warm-up before a throughput case of `n` operations.
+pub fn warmup(n: u64) -> u64 {
+    n / 10 + 1
+}
+
+/// The error for a case name no implementation knows.
+fn unknown(case: &str) -> String {
+    format!("runtime: no case {case:?}")
+}
+
+/// Bytes per coroutine from the RSS before spawning and the peak while all are parked.
+fn bytes_per(base: u64, peak: u64, n: u64) -> f64 {
+    peak.saturating_sub(base) as f64 / n.max(1) as f64
+}
+
+/// Notices when the count of parked coroutines stops growing (a failed spawn never
+/// counts itself), so a memory case reports an error instead of waiting forever.
+struct Stall {
+    last: u64,
+    since: std::time::Instant,
+}
+
+impl Stall {
+    /// How long the parked count may stay flat before the driver gives up.
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    fn new() -> Self {
+        Self { last: 0, since: std::time::Instant::now() }
+    }
+
+    /// True once `parked` has not changed for [`Stall::LIMIT`].
+    fn stuck(&mut self, parked: u64) -> bool {
+        if parked != self.last {
+            self.last = parked;
+            self.since = std::time::Instant::now();
+        }
+        self.since.elapsed() > Self::LIMIT
+    }
+
+    /// After joining: an error if not all `n` parked or a join failed.
+    fn check(&self, parked: u64, n: u64, join_err: Option<String>) -> Result<(), String> {
+        match join_err {
+            Some(e) if parked < n => Err(format!("only {parked} of {n} parked; {e}")),
+            Some(e) => Err(e),
+            None if parked < n => Err(format!("only {parked} of {n} parked (stalled)")),
+            None => Ok(()),
+        }
+    }
+}

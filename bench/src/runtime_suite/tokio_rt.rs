@@ -1,0 +1,149 @@
+//! `runtime` suite, tokio rows: a multi-thread runtime with two workers per run, the
+//! driver spawned as a task (so it runs on a worker, not on the `block_on` thread).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::{SLEEP, Stall, WORKERS, bytes_per, unknown, warmup};
+use crate::harness::{self, Measurement};
+
+/// Runs `case` with `n` operations on a new runtime.
+pub fn run(case: &str, n: u64) -> Result<Measurement, String> {
+    match case {
+        "yield" => drive(async move {
+            yields(warmup(n)).await;
+            let start = Instant::now();
+            yields(n).await;
+            Ok(Measurement::per_op(start.elapsed(), n))
+        }),
+        "spawn_join" => drive(async move {
+            spawn_join(warmup(n)).await?;
+            let start = Instant::now();
+            spawn_join(n).await?;
+            Ok(Measurement::per_op(start.elapsed(), n))
+        }),
+        "pingpong_park" => drive(async move {
+            pingpong(warmup(n)).await?;
+            Ok(Measurement::per_op(pingpong(n).await?, n))
+        }),
+        "sleep_1ms_accuracy" => drive(async move {
+            let mut over = Duration::ZERO;
+            for _ in 0..n {
+                let start = Instant::now();
+                tokio::time::sleep(SLEEP).await;
+                over += start.elapsed().saturating_sub(SLEEP);
+            }
+            Ok(Measurement::per_op(over, n))
+        }),
+        "spawn_1m_parked" => drive(spawn_parked(n)),
+        _ => Err(unknown(case)),
+    }
+}
+
+/// Builds a two-worker runtime, runs `body` as a task on it and drops the runtime.
+fn drive(
+    body: impl Future<Output = Result<Measurement, String>> + Send + 'static,
+) -> Result<Measurement, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .enable_time()
+        .build()
+        .map_err(|e| format!("tokio: cannot build runtime: {e}"))?;
+    let out = rt
+        .block_on(async move { tokio::spawn(body).await })
+        .map_err(|e| format!("tokio driver failed: {e}"))?;
+    drop(rt);
+    out
+}
+
+async fn yields(n: u64) {
+    for _ in 0..n {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn spawn_join(n: u64) -> Result<(), String> {
+    for _ in 0..n {
+        tokio::spawn(async {}).await.map_err(|e| format!("join failed: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The same turn protocol as the kcoro rows; each side waits on its own `Notify`, whose
+/// stored permit plays the role of the unpark token.
+async fn pingpong(n: u64) -> Result<Duration, String> {
+    let turn = Arc::new(AtomicU64::new(0));
+    let wake = [Arc::new(Notify::new()), Arc::new(Notify::new())];
+    let side = |me: usize| {
+        let turn = turn.clone();
+        let (mine, other) = (wake[me].clone(), wake[1 - me].clone());
+        tokio::spawn(async move {
+            let wait_for = async |t: u64| {
+                // Acquire: pairs with the Release store of the other side.
+                while turn.load(Ordering::Acquire) != t {
+                    mine.notified().await;
+                }
+            };
+            let start = Instant::now();
+            for i in 0..n {
+                let my_turn = 2 * i + me as u64;
+                wait_for(my_turn).await;
+                turn.store(my_turn + 1, Ordering::Release);
+                other.notify_one();
+            }
+            if me == 0 {
+                wait_for(2 * n).await;
+            }
+            start.elapsed()
+        })
+    };
+    let (a, b) = (side(0), side(1));
+    let elapsed = a.await.map_err(|e| format!("side A failed: {e}"))?;
+    b.await.map_err(|e| format!("side B failed: {e}"))?;
+    Ok(elapsed)
+}
+
+/// `n` tasks each waiting on one shared `Notify` (a `Notified` future receives
+/// `notify_waiters` from the moment it is created), released together.
+async fn spawn_parked(n: u64) -> Result<Measurement, String> {
+    let base = harness::proc_status_bytes("VmRSS")?;
+    let release = Arc::new(AtomicBool::new(false));
+    let parked = Arc::new(AtomicU64::new(0));
+    let notify = Arc::new(Notify::new());
+
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let (release, parked, notify) = (release.clone(), parked.clone(), notify.clone());
+        handles.push(tokio::spawn(async move {
+            let notified = notify.notified();
+            parked.fetch_add(1, Ordering::Release);
+            // Acquire: pairs with the Release store of `release` by the driver.
+            if !release.load(Ordering::Acquire) {
+                notified.await;
+            }
+        }));
+    }
+    let mut stall = Stall::new();
+    while parked.load(Ordering::Acquire) < n && !stall.stuck(parked.load(Ordering::Relaxed)) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let peak = harness::proc_status_bytes("VmHWM")?;
+
+    release.store(true, Ordering::Release);
+    notify.notify_waiters();
+    let mut first_err = None;
+    for h in handles {
+        if let Err(e) = h.await {
+            first_err.get_or_insert_with(|| format!("join failed: {e}"));
+        }
+    }
+    stall.check(parked.load(Ordering::Relaxed), n, first_err)?;
+    let mut m = Measurement::per_op(start.elapsed(), n);
+    m.bytes_per_op = Some(bytes_per(base, peak, n));
+    Ok(m)
+}

@@ -1,0 +1,140 @@
+//! Stacks: guard pages catch overflow (reported, then abort), spawning fails cleanly when
+//! stacks run out, and guard pages do not cost a mapping each.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use kcoro::{Error, JoinError, Runtime, StackError};
+
+/// Set in the child process that is meant to overflow.
+const CHILD_ENV: &str = "KCORO_TEST_OVERFLOW_CHILD";
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let pad = [depth as u8; 512];
+    if depth == u64::MAX {
+        return 0;
+    }
+    std::hint::black_box(&pad);
+    recurse(depth + 1) + u64::from(std::hint::black_box(pad[7]))
+}
+
+#[test]
+fn overflow_child() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return; // only meaningful as the child of `stack_overflow_is_reported_then_aborts`
+    }
+    let rt = Runtime::builder().workers(1).stack_size(16 << 10).build().unwrap();
+    rt.block_on(|| {
+        let opts = kcoro::SpawnOptions::new().name("deep");
+        kcoro::spawn_with(opts, || recurse(0)).unwrap().join().ok();
+    });
+    unreachable!("the overflow must abort the process");
+}
+
+#[test]
+fn stack_overflow_is_reported_then_aborts() {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args(["--exact", "overflow_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "child must die: {stderr}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(libc_sigabrt()), "aborted, not segfaulted: {stderr}");
+    }
+    let re_ok = stderr
+        .lines()
+        .any(|l| l.starts_with("kcoro: coroutine ") && l.ends_with(" (deep) overflowed its 16 KiB stack"));
+    assert!(re_ok, "overflow report missing; stderr was:\n{stderr}");
+}
+
+fn libc_sigabrt() -> i32 {
+    6
+}
+
+#[test]
+fn spawn_fails_cleanly_when_the_stack_pool_cannot_grow() {
+    let rt = Runtime::builder().workers(1).max_stacks(4).build().unwrap();
+    let release = Arc::new(AtomicBool::new(false));
+    let r2 = Arc::clone(&release);
+    let (err, via_join, after) = rt.block_on(move || {
+        // The main coroutine holds one stack; three more fill the pool.
+        let holders: Vec<_> = (0..3)
+            .map(|_| {
+                let r = Arc::clone(&r2);
+                kcoro::spawn(move || {
+                    while !r.load(SeqCst) {
+                        kcoro::sleep(Duration::from_millis(1));
+                    }
+                })
+            })
+            .collect();
+        let err = kcoro::try_spawn(|| ()).unwrap_err();
+        let via_join = kcoro::spawn(|| ()).join().unwrap_err();
+        r2.store(true, SeqCst);
+        for h in holders {
+            h.join().unwrap();
+        }
+        // Freed stacks are reused: spawning works again.
+        let after = kcoro::spawn(|| 5).join().unwrap();
+        (err, via_join, after)
+    });
+    assert!(matches!(err, Error::Stack(StackError::Exhausted { max: 4 })), "{err:?}");
+    assert!(err.to_string().contains("stack pool exhausted"));
+    assert!(matches!(via_join, JoinError::Spawn(Error::Stack(StackError::Exhausted { .. }))));
+    assert_eq!(after, 5);
+    assert_eq!(rt.stats().stacks_allocated, 4);
+}
+
+fn map_count() -> usize {
+    std::fs::read_to_string("/proc/self/maps").map(|s| s.lines().count()).unwrap_or(0)
+}
+
+#[test]
+fn guard_pages_do_not_split_mappings() {
+    // 40k parked coroutines: past the ~32k that mprotect guards allow under the default
+    // vm.max_map_count. Only meaningful where MADV_GUARD_INSTALL exists (Linux 6.13+).
+    const N: usize = 40_000;
+    let rt = Runtime::builder().workers(2).stack_size(16 << 10).build().unwrap();
+    rt.block_on(|| kcoro::spawn(|| ()).join().unwrap());
+    if kcoro::guard_mode() != Some(kcoro::GuardMode::Madvise) {
+        eprintln!("note: MADV_GUARD_INSTALL unavailable (kernel < 6.13); skipping the no-cap check");
+        return;
+    }
+    let before = map_count();
+    let parked = Arc::new(AtomicUsize::new(0));
+    let go = Arc::new(AtomicBool::new(false));
+    let (p2, g2) = (Arc::clone(&parked), Arc::clone(&go));
+    let maps_during = rt.block_on(move || {
+        let hs: Vec<_> = (0..N)
+            .map(|_| {
+                let (p, g) = (Arc::clone(&p2), Arc::clone(&g2));
+                kcoro::spawn(move || {
+                    p.fetch_add(1, SeqCst);
+                    while !g.load(SeqCst) {
+                        kcoro::sleep(Duration::from_millis(20));
+                    }
+                })
+            })
+            .collect();
+        while p2.load(SeqCst) < N {
+            kcoro::sleep(Duration::from_millis(1));
+        }
+        let maps = map_count();
+        g2.store(true, SeqCst);
+        for h in hs {
+            h.join().unwrap();
+        }
+        maps
+    });
+    assert_eq!(parked.load(SeqCst), N);
+    let added = maps_during.saturating_sub(before);
+    assert!(added < 200, "{N} stacks added {added} mappings; guard pages must not split them");
+}

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Model-checks kcoro's lock-free state machines (park state, Signal, run queue) with loom.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUSTFLAGS="--cfg loom ${RUSTFLAGS:-}" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \
+  CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/loom}" \
+  cargo test -p kcoro --lib --release loom_ "$@"
