@@ -4,42 +4,16 @@
 //!
 //! The handler runs on the thread's alternate signal stack (std installs one on every
 //! thread it spawns; workers get their own here too), since the faulting stack is full.
-//! It only reads a thread-local written by the worker before each resume, formats into a
+//! It reads the running-task pointer the worker already keeps in a const-initialised
+//! thread-local (`runtime::context`), then that task's immutable fields, formats into a
 //! fixed buffer and calls `write(2)` and `abort(3)`: async-signal-safe throughout. Faults
 //! elsewhere go to the previously installed handler (std's reports thread stack overflows),
 //! or to the default action.
 
-use std::cell::Cell;
 use std::sync::Once;
 
-/// What the handler needs to know about the coroutine running on this thread.
-#[derive(Clone, Copy)]
-pub(crate) struct RunningStack {
-    pub guard_lo: usize,
-    pub guard_hi: usize,
-    pub id: u64,
-    pub stack_kib: usize,
-    /// Borrowed from the task, which outlives its run on this thread.
-    pub name: *const u8,
-    pub name_len: usize,
-}
-
-impl RunningStack {
-    const NONE: RunningStack =
-        RunningStack { guard_lo: 0, guard_hi: 0, id: 0, stack_kib: 0, name: std::ptr::null(), name_len: 0 };
-}
-
-thread_local! {
-    /// Const-initialised and destructor-free, so reading it from a signal handler does not
-    /// allocate or register anything.
-    static RUNNING: Cell<RunningStack> = const { Cell::new(RunningStack::NONE) };
-}
-
-/// Records the coroutine about to run on this thread (`None` when back on the worker).
-#[inline]
-pub(crate) fn set_running(info: Option<RunningStack>) {
-    RUNNING.with(|r| r.set(info.unwrap_or(RunningStack::NONE)));
-}
+use crate::coro::task::Task;
+use crate::runtime::context;
 
 static INSTALL: Once = Once::new();
 // SAFETY: all-zero bytes are a valid `sigaction` (SIG_DFL, empty mask, no flags).
@@ -115,9 +89,14 @@ impl Drop for AltStack {
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let addr = unsafe { (*info).si_addr() } as usize;
-    let running = RUNNING.with(|r| r.get());
-    if running.guard_hi != 0 && addr >= running.guard_lo && addr < running.guard_hi {
-        report_overflow(&running);
+    if let Some(task) = context::current_task_ptr() {
+        // SAFETY: the task running on this thread is alive while it runs, and the fields
+        // read here are immutable after construction.
+        let task = unsafe { task.as_ref() };
+        let (lo, hi) = task.guard_range();
+        if addr >= lo && addr < hi {
+            report_overflow(task);
+        }
     }
     // Not ours: hand over to whoever was installed before, or die by the default action.
     // SAFETY: PREV_* were written once before the handler was installed.
@@ -142,19 +121,18 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
 }
 
 /// Async-signal-safe: formats into a stack buffer, writes to stderr, aborts.
-fn report_overflow(r: &RunningStack) -> ! {
+fn report_overflow(task: &Task) -> ! {
     let mut buf = [0u8; 512];
     let mut w = Writer { buf: &mut buf, len: 0 };
     w.put(b"kcoro: coroutine ");
-    w.num(r.id);
-    if !r.name.is_null() && r.name_len > 0 {
+    w.num(task.id());
+    if let Some(name) = task.name() {
         w.put(b" (");
-        // SAFETY: name/name_len borrow the running task's name, alive while it runs.
-        w.put(unsafe { std::slice::from_raw_parts(r.name, r.name_len.min(200)) });
+        w.put(&name.as_bytes()[..name.len().min(200)]);
         w.put(b")");
     }
     w.put(b" overflowed its ");
-    w.num(r.stack_kib as u64);
+    w.num(task.stack_kib() as u64);
     w.put(b" KiB stack\n");
     let len = w.len;
     // SAFETY: write(2) and abort(3) are async-signal-safe.

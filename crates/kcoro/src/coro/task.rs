@@ -19,7 +19,6 @@ use std::time::Instant;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
-use crate::coro::overflow::RunningStack;
 use crate::coro::stack::PooledStack;
 use crate::coro::state::{ParkOutcome, ParkState, UnparkOutcome};
 use crate::error::JoinError;
@@ -184,9 +183,7 @@ impl Task {
             return RunResult::Completed; // a stale wake of a finished task
         };
         let prev = context::set_task(Arc::as_ptr(self));
-        crate::coro::overflow::set_running(Some(self.running_stack()));
         let result = c.resume(());
-        crate::coro::overflow::set_running(None);
         context::set_task(prev);
         match result {
             CoroutineResult::Yield(Suspend::Yield) => RunResult::Yielded,
@@ -201,16 +198,17 @@ impl Task {
         }
     }
 
-    fn running_stack(&self) -> RunningStack {
-        let (ptr, len) = self.name.as_deref().map_or((std::ptr::null(), 0), |n| (n.as_ptr(), n.len()));
-        RunningStack {
-            guard_lo: self.guard.0,
-            guard_hi: self.guard.1,
-            id: self.id,
-            stack_kib: self.stack_kib,
-            name: ptr,
-            name_len: len,
-        }
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// `[lo, hi)` of the guard page below this coroutine's stack.
+    pub(crate) fn guard_range(&self) -> (usize, usize) {
+        self.guard
+    }
+
+    pub(crate) fn stack_kib(&self) -> usize {
+        self.stack_kib
     }
 
     /// Called on the coroutine itself: switch back to the worker.

@@ -34,7 +34,10 @@ use sealed::Resolve;
 
 /// Calls `f` on each address `addr` resolves to, in order; returns the first success or
 /// the last error (`InvalidInput` if there were no addresses).
-pub(crate) fn each_addr<T>(addr: impl ToSocketAddrs, mut f: impl FnMut(SocketAddr) -> io::Result<T>) -> io::Result<T> {
+pub(crate) fn each_addr<T>(
+    addr: impl ToSocketAddrs,
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
     let mut last = None;
     for a in addr.resolve()? {
         match f(a) {
@@ -42,12 +45,15 @@ pub(crate) fn each_addr<T>(addr: impl ToSocketAddrs, mut f: impl FnMut(SocketAdd
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses")))
+    Err(last
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses")))
 }
 
 /// Runs `f`, a call that may block in the kernel, on the blocking pool when called inside
 /// a runtime (the caller parks until it is done); on a plain thread, runs it in place.
-pub(crate) fn offload<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+pub(crate) fn offload<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
     match Handle::try_current() {
         Some(h) => h.spawn_blocking(f).join().map_err(|e| io::Error::other(e.to_string()))?,
         None => f(),

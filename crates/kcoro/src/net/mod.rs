@@ -8,9 +8,11 @@
 //! blocking pool ([`ToSocketAddrs`]).
 //!
 //! Sockets are created inside a kcoro runtime (in a coroutine; elsewhere creation fails
-//! with a clear error) and belong to that runtime's reactor. They are `Send + Sync`: move
+//! with a clear error) and belong to that runtime's reactor: use them while it runs (once
+//! it has shut down, nothing reports readiness any more). They are `Send + Sync`: move
 //! one to another coroutine of the same runtime, or share it in an `Arc` and read from
 //! one coroutine while another writes (`Read`/`Write` are implemented for `&TcpStream`).
+//! A plain thread may use them too; it blocks as with std.
 //!
 //! Timeouts follow kcoro's rule: `None` waits as long as it takes, zero means *try*
 //! (fail with `WouldBlock` instead of waiting), and a positive duration fails the call

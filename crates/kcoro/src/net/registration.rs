@@ -64,7 +64,10 @@ impl Registration {
                 Some(d) => {
                     if park::park_deadline(d) {
                         self.source.unregister(dir, me);
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, "kcoro: socket operation timed out"));
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "kcoro: socket operation timed out",
+                        ));
                     }
                 }
             }

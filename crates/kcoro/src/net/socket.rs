@@ -1,9 +1,10 @@
 //! The plumbing every kcoro socket shares: a mio source, its reactor [`Registration`],
 //! and per-direction timeouts; plus the macros that give TCP and Unix types one shape.
 //!
-//! `tcp.rs` and `unix.rs` only say what differs (how to connect, bind and name
-//! addresses). Reading, writing, timeouts, shutdown, accepting, `Debug` and the fd traits
-//! are written once here, in [`Socket`] and in `stream_impls!` / `listener_impls!`.
+//! `tcp.rs` and `unix.rs` only say what differs (how to connect and bind, and options
+//! such as `TCP_NODELAY`). Reading, writing, timeouts, shutdown, accepting, adopting std
+//! sockets, addresses, `Debug` and the fd traits are written once here, in [`Socket`] and
+//! in `stream_impls!` / `listener_impls!`.
 //!
 //! # Timeouts
 //! A configured timeout applies to each call on its own, as in std: `None` waits as long
@@ -19,6 +20,7 @@
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -75,7 +77,8 @@ impl Timeout {
 
     /// Durations past `u64::MAX - 1` ns (about 584 years) are kept as that.
     pub(crate) fn set(&self, t: Option<Duration>) {
-        let ns = t.map_or(Self::NONE, |d| u64::try_from(d.as_nanos()).unwrap_or(Self::NONE).min(Self::NONE - 1));
+        let ns =
+            t.map_or(Self::NONE, |d| u64::try_from(d.as_nanos()).unwrap_or(Self::NONE).min(Self::NONE - 1));
         self.0.store(ns, Relaxed);
     }
 }
@@ -105,7 +108,12 @@ impl<S: Source> Socket<S> {
 
     /// Runs `op` until it stops returning `WouldBlock`, parking for `dir` readiness in
     /// between as `wait` allows.
-    pub(crate) fn wait<R>(&self, dir: u8, wait: Wait, mut op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
+    pub(crate) fn wait<R>(
+        &self,
+        dir: u8,
+        wait: Wait,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
         match wait {
             Wait::Forever => self.reg.io(dir, None, || op(&self.io)),
             Wait::Until(deadline) => self.reg.io(dir, Some(deadline), || op(&self.io)),
@@ -139,7 +147,9 @@ impl<S: Source> Socket<S> {
         self.wait(WRITABLE, wait, |s| match state(s) {
             (Err(e), _) | (Ok(Some(e)), _) => Err(e),
             (Ok(None), Ok(_)) => Ok(()),
-            (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
+            (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
             (Ok(None), Err(e)) => Err(e),
         })
     }
@@ -174,6 +184,7 @@ impl<S: Source> Drop for Socket<S> {
 
 /// An endless iterator over the connections a listener accepts, from `incoming()`.
 /// Each item is the result of one `accept()`; it never yields `None`.
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct Incoming<'a, L> {
     pub(crate) listener: &'a L,
 }
@@ -184,11 +195,52 @@ impl<L: fmt::Debug> fmt::Debug for Incoming<'_, L> {
     }
 }
 
-/// What every kcoro stream type has, for a type `$t { inner: Socket<_> }` whose mio
-/// source has `shutdown` and `take_error`, and which has `local_addr`/`peer_addr`.
+/// Formats a socket as `Name { addr, peer, fd }`, leaving out addresses it cannot get
+/// (`peer` is `None` for listeners).
+pub(crate) fn debug_socket<A: fmt::Debug, P: fmt::Debug>(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    addr: io::Result<A>,
+    peer: Option<io::Result<P>>,
+    fd: RawFd,
+) -> fmt::Result {
+    let mut d = f.debug_struct(name);
+    if let Ok(a) = addr {
+        d.field("addr", &a);
+    }
+    if let Some(Ok(p)) = peer {
+        d.field("peer", &p);
+    }
+    d.field("fd", &fd).finish()
+}
+
+/// What every kcoro stream type has, for a type `$t { inner: Socket<$mio> }` adopting
+/// `$std` streams, with `$addr` addresses.
 macro_rules! stream_impls {
-    ($t:ident) => {
+    ($t:ident, $mio:ty, $std:ty, $addr:ty) => {
         impl $t {
+            /// Adopts a connected std stream: makes it non-blocking and registers it with
+            /// the current runtime's reactor.
+            pub fn from_std(stream: $std) -> std::io::Result<Self> {
+                stream.set_nonblocking(true)?;
+                Self::from_mio(<$mio>::from_std(stream))
+            }
+
+            /// Wraps a connected (or accepted) mio stream.
+            fn from_mio(stream: $mio) -> std::io::Result<Self> {
+                Ok($t { inner: $crate::net::socket::Socket::new(stream)? })
+            }
+
+            /// The address of the remote end (for Unix sockets, often unnamed).
+            pub fn peer_addr(&self) -> std::io::Result<$addr> {
+                self.inner.io().peer_addr()
+            }
+
+            /// The address of the local end.
+            pub fn local_addr(&self) -> std::io::Result<$addr> {
+                self.inner.io().local_addr()
+            }
+
             /// Sets the timeout of each read (and peek): `None` (the default) waits as
             /// long as it takes, zero never waits (`WouldBlock`), otherwise a read that
             /// has waited this long fails with `io::ErrorKind::TimedOut`. The coroutine
@@ -278,14 +330,14 @@ macro_rules! stream_impls {
 
         impl std::fmt::Debug for $t {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                let mut d = f.debug_struct(stringify!($t));
-                if let Ok(a) = self.local_addr() {
-                    d.field("addr", &a);
-                }
-                if let Ok(a) = self.peer_addr() {
-                    d.field("peer", &a);
-                }
-                d.field("fd", &std::os::fd::AsRawFd::as_raw_fd(self)).finish()
+                let fd = std::os::fd::AsRawFd::as_raw_fd(self);
+                $crate::net::socket::debug_socket(
+                    f,
+                    stringify!($t),
+                    self.local_addr(),
+                    Some(self.peer_addr()),
+                    fd,
+                )
             }
         }
 
@@ -293,11 +345,23 @@ macro_rules! stream_impls {
     };
 }
 
-/// What every kcoro listener type has, for `$l { inner: Socket<_> }` accepting `$s`
-/// streams (built by `$s::from_mio`) from `$addr` peers.
+/// What every kcoro listener type has, for `$l { inner: Socket<$mio> }` adopting `$std`
+/// listeners and accepting `$s` streams (built by `$s::from_mio`) with `$addr` addresses.
 macro_rules! listener_impls {
-    ($l:ident, $s:ident, $addr:ty) => {
+    ($l:ident, $mio:ty, $std:ty, $s:ident, $addr:ty) => {
         impl $l {
+            /// Adopts a std listener: makes it non-blocking and registers it with the
+            /// current runtime's reactor.
+            pub fn from_std(listener: $std) -> std::io::Result<Self> {
+                listener.set_nonblocking(true)?;
+                Ok($l { inner: $crate::net::socket::Socket::new(<$mio>::from_std(listener))? })
+            }
+
+            /// The address this listener is bound to.
+            pub fn local_addr(&self) -> std::io::Result<$addr> {
+                self.inner.io().local_addr()
+            }
+
             /// Accepts a connection, waiting as the accept timeout allows (by default as
             /// long as it takes; see [`set_accept_timeout`](Self::set_accept_timeout)).
             /// The coroutine parks while it waits.
@@ -349,11 +413,14 @@ macro_rules! listener_impls {
 
         impl std::fmt::Debug for $l {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                let mut d = f.debug_struct(stringify!($l));
-                if let Ok(a) = self.local_addr() {
-                    d.field("addr", &a);
-                }
-                d.field("fd", &std::os::fd::AsRawFd::as_raw_fd(self)).finish()
+                let fd = std::os::fd::AsRawFd::as_raw_fd(self);
+                $crate::net::socket::debug_socket(
+                    f,
+                    stringify!($l),
+                    self.local_addr(),
+                    None::<std::io::Result<()>>,
+                    fd,
+                )
             }
         }
 

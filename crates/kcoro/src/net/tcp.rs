@@ -55,31 +55,9 @@ impl TcpListener {
             Ok(TcpListener { inner: Socket::new(listener)? })
         })
     }
-
-    /// Adopts a std listener: makes it non-blocking and registers it with the current
-    /// runtime's reactor.
-    pub fn from_std(listener: std::net::TcpListener) -> io::Result<Self> {
-        listener.set_nonblocking(true)?;
-        Ok(TcpListener { inner: Socket::new(mio::net::TcpListener::from_std(listener))? })
-    }
-
-    /// The address this listener is bound to.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.io().local_addr()
-    }
-
-    /// Sets `IP_TTL` for accepted sockets' outgoing packets.
-    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        self.inner.io().set_ttl(ttl)
-    }
-
-    /// The `IP_TTL` value.
-    pub fn ttl(&self) -> io::Result<u32> {
-        self.inner.io().ttl()
-    }
 }
 
-listener_impls!(TcpListener, TcpStream, SocketAddr);
+listener_impls!(TcpListener, mio::net::TcpListener, std::net::TcpListener, TcpStream, SocketAddr);
 
 impl TcpStream {
     /// Connects to `addr`, trying each resolved address in turn, and returns the first
@@ -100,28 +78,6 @@ impl TcpStream {
         let inner = Socket::new(mio::net::TcpStream::connect(addr)?)?;
         inner.finish_connect(wait, |s| (s.take_error(), s.peer_addr()))?;
         Ok(TcpStream { inner })
-    }
-
-    /// Adopts a connected std stream: makes it non-blocking and registers it with the
-    /// current runtime's reactor.
-    pub fn from_std(stream: std::net::TcpStream) -> io::Result<Self> {
-        stream.set_nonblocking(true)?;
-        Self::from_mio(mio::net::TcpStream::from_std(stream))
-    }
-
-    /// Wraps a connected (or accepted) mio stream.
-    fn from_mio(stream: mio::net::TcpStream) -> io::Result<Self> {
-        Ok(TcpStream { inner: Socket::new(stream)? })
-    }
-
-    /// The address of the remote end.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.io().peer_addr()
-    }
-
-    /// The address of the local end.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.io().local_addr()
     }
 
     /// Reads without removing the data from the queue, waiting as a read does (under
@@ -151,4 +107,4 @@ impl TcpStream {
     }
 }
 
-stream_impls!(TcpStream);
+stream_impls!(TcpStream, mio::net::TcpStream, std::net::TcpStream, SocketAddr);

@@ -44,21 +44,15 @@ impl UnixListener {
     pub fn bind_addr(addr: &SocketAddr) -> io::Result<Self> {
         Ok(UnixListener { inner: Socket::new(mio::net::UnixListener::bind_addr(addr)?)? })
     }
-
-    /// Adopts a std listener: makes it non-blocking and registers it with the current
-    /// runtime's reactor.
-    pub fn from_std(listener: std::os::unix::net::UnixListener) -> io::Result<Self> {
-        listener.set_nonblocking(true)?;
-        Ok(UnixListener { inner: Socket::new(mio::net::UnixListener::from_std(listener))? })
-    }
-
-    /// The address this listener is bound to.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.io().local_addr()
-    }
 }
 
-listener_impls!(UnixListener, UnixStream, SocketAddr);
+listener_impls!(
+    UnixListener,
+    mio::net::UnixListener,
+    std::os::unix::net::UnixListener,
+    UnixStream,
+    SocketAddr
+);
 
 impl UnixStream {
     /// Connects to the socket at `path`. The coroutine parks while it waits (see the
@@ -85,28 +79,6 @@ impl UnixStream {
         let (a, b) = mio::net::UnixStream::pair()?;
         Ok((Self::from_mio(a)?, Self::from_mio(b)?))
     }
-
-    /// Adopts a connected std stream: makes it non-blocking and registers it with the
-    /// current runtime's reactor.
-    pub fn from_std(stream: std::os::unix::net::UnixStream) -> io::Result<Self> {
-        stream.set_nonblocking(true)?;
-        Self::from_mio(mio::net::UnixStream::from_std(stream))
-    }
-
-    /// Wraps a connected (or accepted) mio stream.
-    fn from_mio(stream: mio::net::UnixStream) -> io::Result<Self> {
-        Ok(UnixStream { inner: Socket::new(stream)? })
-    }
-
-    /// The address of the remote end (unnamed for `pair` and most clients).
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.io().peer_addr()
-    }
-
-    /// The address of the local end.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.io().local_addr()
-    }
 }
 
-stream_impls!(UnixStream);
+stream_impls!(UnixStream, mio::net::UnixStream, std::os::unix::net::UnixStream, SocketAddr);

@@ -104,6 +104,10 @@ impl<T> Local<T> {
         self.inner.len() as usize
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.inner.len() == 0
+    }
+
     /// Pushes at the tail. When full, moves half of the ring plus `task` to `overflow`
     /// (the inject queue) in one batch, so a burst of spawns spreads to idle workers.
     pub(crate) fn push_back(&mut self, mut task: T, overflow: &mut dyn FnMut(Vec<T>)) {

@@ -196,20 +196,35 @@ impl Worker {
         // searcher is still out there and wake nobody for as long as this task runs.
         self.end_search(self.core());
         let stats = &self.me().stats;
-        bump(&stats.resumes);
         if task.was_parked.replace(false) {
             bump(&stats.wakes);
         }
-        // SAFETY: we popped `task` from one of our queues: no other thread runs it now.
-        match unsafe { task.run(self.index) } {
-            RunResult::Yielded => self.core().pinned.push_back(task),
-            RunResult::Renotified => self.schedule_local(task),
-            RunResult::Parked => {
-                task.was_parked.set(true);
-                bump(&stats.parks);
-                // Our reference drops; the registry and the unparkers keep the task.
+        loop {
+            bump(&stats.resumes);
+            // SAFETY: we popped `task` from one of our queues: no other thread runs it now.
+            match unsafe { task.run(self.index) } {
+                RunResult::Yielded => {
+                    let core = self.core();
+                    // Alone on this worker and not due to look at the inbox and inject
+                    // queue: the yielder is next anyway, so skip the queue round trip. Still
+                    // a full switch out and back, and still a scheduler tick (so shutdown is
+                    // seen within GLOBAL_INTERVAL yields).
+                    let alone = core.lifo.is_none() && core.pinned.is_empty() && core.ring.is_empty();
+                    core.tick = core.tick.wrapping_add(1);
+                    if alone && core.tick % GLOBAL_INTERVAL != 0 {
+                        continue;
+                    }
+                    core.pinned.push_back(task);
+                }
+                RunResult::Renotified => self.schedule_local(task),
+                RunResult::Parked => {
+                    task.was_parked.set(true);
+                    bump(&stats.parks);
+                    // Our reference drops; the registry and the unparkers keep the task.
+                }
+                RunResult::Completed => {} // counted and unregistered by `Task::finish`
             }
-            RunResult::Completed => {} // counted and unregistered by `Task::finish`
+            return;
         }
     }
 
