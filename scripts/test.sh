@@ -12,3 +12,12 @@ cargo test --workspace
 
 echo "== loom models"
 scripts/loom.sh
+
+# aarch64 is checked by build when its standard library is installed
+# (`rustup target add aarch64-unknown-linux-gnu`); otherwise say so and move on.
+if rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
+  echo "== cargo check --target aarch64-unknown-linux-gnu"
+  cargo check -p kcoro --target aarch64-unknown-linux-gnu
+else
+  echo "note: aarch64-unknown-linux-gnu not installed; skipping the aarch64 build check"
+fi

@@ -205,3 +205,31 @@ fn spawn_outside_runtime_is_a_clear_error() {
     assert!(err.to_string().contains("no kcoro runtime"));
     let _ = JoinError::Cancelled; // the type is public
 }
+
+#[test]
+fn migrate_started_opt_in_runs_everything() {
+    // SAFETY: these coroutines keep only Send data (Arcs, integers) across suspensions.
+    let builder = unsafe { Runtime::builder().workers(2).migrate_started(true) };
+    let rt = builder.build().unwrap();
+    let total = Arc::new(AtomicUsize::new(0));
+    let t2 = Arc::clone(&total);
+    rt.block_on(move || {
+        let hs: Vec<_> = (0..1000)
+            .map(|_| {
+                let t = Arc::clone(&t2);
+                kcoro::spawn(move || {
+                    for _ in 0..10 {
+                        kcoro::sleep(Duration::from_micros(20));
+                        kcoro::yield_now();
+                    }
+                    t.fetch_add(1, SeqCst);
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+    assert_eq!(total.load(SeqCst), 1000);
+    assert_eq!(rt.stats().parked, 0);
+}
