@@ -189,3 +189,59 @@ fn bind_over_an_existing_path_fails_and_accept_times_out() {
         drop(server_side);
     });
 }
+
+#[test]
+fn connect_waits_when_the_backlog_is_full() {
+    use std::os::fd::AsRawFd;
+    const CLIENTS: u8 = 6;
+    let path = SocketPath::new("backlog");
+    let rt = Runtime::builder().workers(2).build().expect("runtime");
+    rt.block_on(move || {
+        let listener = UnixListener::bind(&path.0).expect("bind");
+        // SAFETY: a plain syscall on the descriptor `listener` owns; re-listening on a
+        // listening socket only shrinks its backlog (to 1: two pending connections fit).
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 1) }, 0);
+        let path = Arc::new(path.0.clone());
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|n| {
+                let path = Arc::clone(&path);
+                kcoro::spawn(move || -> io::Result<u8> {
+                    // Beyond the backlog the non-blocking connect fails with EAGAIN and
+                    // kcoro falls back to a blocking connect on the blocking pool.
+                    let conn = UnixStream::connect(&*path)?;
+                    (&conn).write_all(&[n])?;
+                    let mut back = [0u8; 1];
+                    (&conn).read_exact(&mut back)?;
+                    Ok(back[0])
+                })
+            })
+            .collect();
+        // Give the clients a chance to fill the backlog before anything is accepted.
+        kcoro::sleep(Duration::from_millis(20));
+        for _ in 0..CLIENTS {
+            let (conn, _) = listener.accept().expect("accept");
+            let mut n = [0u8; 1];
+            (&conn).read_exact(&mut n).expect("read");
+            (&conn).write_all(&[n[0] + 100]).expect("write");
+        }
+        for (n, c) in clients.into_iter().enumerate() {
+            assert_eq!(c.join().expect("client coroutine").expect("client"), n as u8 + 100);
+        }
+    });
+}
+
+#[test]
+fn a_plain_thread_can_use_a_socket() {
+    let rt = Runtime::builder().workers(1).build().expect("runtime");
+    let (a, b) = rt.block_on(|| UnixStream::pair().expect("pair"));
+    // This test thread is no coroutine: its read parks the thread until the reactor
+    // reports the coroutine's write.
+    let writer = rt.spawn(move || {
+        kcoro::sleep(Duration::from_millis(10));
+        (&b).write_all(b"from a coroutine")
+    });
+    let mut got = [0u8; 16];
+    (&a).read_exact(&mut got).expect("read on a thread");
+    assert_eq!(&got, b"from a coroutine");
+    writer.join().expect("writer").expect("write");
+}

@@ -9,7 +9,6 @@
 //! - no reference into TLS is returned or held: accessors return raw pointers or clones;
 //! - callers re-read the context after anything that may suspend.
 
-
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::Arc;
