@@ -245,3 +245,19 @@ fn a_plain_thread_can_use_a_socket() {
     assert_eq!(&got, b"from a coroutine");
     writer.join().expect("writer").expect("write");
 }
+
+#[test]
+fn socket_outliving_its_runtime_fails_instead_of_hanging() {
+    let rt = Runtime::builder().workers(1).build().expect("runtime");
+    let (a, b) = rt.block_on(|| UnixStream::pair().expect("pair"));
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4];
+        (&a).read(&mut buf)
+    });
+    // Give the reader time to park on the reactor, then shut the runtime down under it.
+    std::thread::sleep(Duration::from_millis(20));
+    drop(rt);
+    let err = reader.join().expect("reader thread").expect_err("no data will ever come");
+    assert!(err.to_string().contains("shut down"), "{err}");
+    drop(b);
+}

@@ -5,7 +5,9 @@
 //! 1. Try the operation. Anything but `WouldBlock` is the answer.
 //! 2. `IoSource::poll_ready`: if a readiness edge arrived since, consume it and retry;
 //!    otherwise we are registered as a waiter for the next edge.
-//! 3. Park until woken or the deadline; on timeout unregister and fail with `TimedOut`.
+//! 3. If the runtime has shut down, fail: no readiness will ever be reported again
+//!    (the driver wakes every waiter when it stops, so none is left parked).
+//! 4. Park until woken or the deadline; on timeout unregister and fail with `TimedOut`.
 //!
 //! An edge that lands between 1 and 2 is kept in `ready`, so it is never lost.
 
@@ -58,6 +60,10 @@ impl Registration {
             let me = me.get_or_insert_with(park::current);
             if self.source.poll_ready(dir, me) {
                 continue;
+            }
+            if self.driver.is_shut_down() {
+                self.source.unregister(dir, me);
+                return Err(io::Error::other("kcoro: the runtime that owns this socket has shut down"));
             }
             match deadline {
                 None => park::park(),

@@ -275,8 +275,23 @@ impl Driver {
     /// Stops the driver thread; timers still armed are dropped (their coroutines are
     /// unwound by the runtime's shutdown).
     pub(crate) fn shutdown(&self) {
-        self.shutdown.store(true, Release);
+        self.shutdown.store(true, SeqCst);
         let _ = self.waker.wake();
+        // Nobody will report readiness any more: wake every socket waiter so it can see
+        // the shutdown (`is_shut_down`) instead of waiting forever.
+        let sources: Vec<Arc<IoSource>> = {
+            let s = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+            s.entries.iter().flatten().cloned().collect()
+        };
+        for src in sources {
+            src.wake(READABLE | WRITABLE);
+        }
+    }
+
+    /// True once the runtime shut the driver down. SeqCst: pairs with the store in
+    /// `shutdown`, so a waiter that registered and then saw `false` will be woken.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.load(SeqCst)
     }
 
     /// Drops every armed timer (after the thread stopped).
