@@ -36,6 +36,11 @@ pub use error::{Error, JoinError, StackError, code};
 pub use runtime::join::JoinHandle;
 pub use runtime::{Builder, Handle, Runtime, SpawnOptions, Stats};
 
+/// The README's tour compiles and runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 /// Runs `f` as the main coroutine of a new default runtime, returns its value, and shuts
 /// the runtime down.
 ///
