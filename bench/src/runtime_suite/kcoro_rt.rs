@@ -64,43 +64,43 @@ fn spawn_join(n: u64) -> Result<(), String> {
 
 /// `n` round trips between two coroutines over park/unpark and a turn counter: side
 /// `s` owns the turns `2i + s`, waits for its turn, passes it on and unparks the other.
+/// As in the Go peer, the measuring coroutine is side 0 and spawns side 1.
 /// Returns the time side 0 measured from both being ready to the last turn coming back.
 fn pingpong(n: u64) -> Result<Duration, String> {
     let turn = Arc::new(AtomicU64::new(0));
     let slots: Arc<[OnceLock<Unparker>; 2]> = Arc::new([OnceLock::new(), OnceLock::new()]);
-    let side = |me: usize| {
-        let (turn, slots) = (turn.clone(), slots.clone());
-        kcoro::spawn(move || {
-            let _ = slots[me].set(park::current());
-            let other = loop {
-                if let Some(u) = slots[1 - me].get() {
-                    break u.clone();
-                }
-                kcoro::yield_now();
-            };
-            let wait_for = |t: u64| {
-                // Acquire: pairs with the Release store of the other side.
-                while turn.load(Ordering::Acquire) != t {
-                    park::park();
-                }
-            };
-            let start = Instant::now();
-            for i in 0..n {
-                let mine = 2 * i + me as u64;
-                wait_for(mine);
-                turn.store(mine + 1, Ordering::Release);
-                other.unpark();
-            }
-            if me == 0 {
-                wait_for(2 * n);
-            }
-            start.elapsed()
-        })
-    };
-    let (a, b) = (side(0), side(1));
-    let elapsed = a.join().map_err(|e| format!("side A failed: {e}"))?;
+    let (t1, s1) = (turn.clone(), slots.clone());
+    let b = kcoro::spawn(move || pingpong_side(1, n, &t1, &s1));
+    let elapsed = pingpong_side(0, n, &turn, &slots);
     b.join().map_err(|e| format!("side B failed: {e}"))?;
     Ok(elapsed)
+}
+
+fn pingpong_side(me: usize, n: u64, turn: &AtomicU64, slots: &[OnceLock<Unparker>; 2]) -> Duration {
+    let _ = slots[me].set(park::current());
+    let other = loop {
+        if let Some(u) = slots[1 - me].get() {
+            break u.clone();
+        }
+        kcoro::yield_now();
+    };
+    let wait_for = |t: u64| {
+        // Acquire: pairs with the Release store of the other side.
+        while turn.load(Ordering::Acquire) != t {
+            park::park();
+        }
+    };
+    let start = Instant::now();
+    for i in 0..n {
+        let mine = 2 * i + me as u64;
+        wait_for(mine);
+        turn.store(mine + 1, Ordering::Release);
+        other.unpark();
+    }
+    if me == 0 {
+        wait_for(2 * n);
+    }
+    start.elapsed()
 }
 
 /// Spawns `n` coroutines that each publish their `Unparker`, count themselves parked

@@ -87,39 +87,38 @@ fn spawn_join(n: u64) -> Result<(), String> {
 fn pingpong(n: u64) -> Result<Duration, String> {
     let turn = Arc::new(AtomicU64::new(0));
     let slots: Arc<[OnceLock<Coroutine>; 2]> = Arc::new([OnceLock::new(), OnceLock::new()]);
-    let side = |me: usize| {
-        let (turn, slots) = (turn.clone(), slots.clone());
-        spawn(move || {
-            let _ = slots[me].set(coroutine::current());
-            let other = loop {
-                if let Some(co) = slots[1 - me].get() {
-                    break co.clone();
-                }
-                coroutine::yield_now();
-            };
-            let wait_for = |t: u64| {
-                // Acquire: pairs with the Release store of the other side.
-                while turn.load(Ordering::Acquire) != t {
-                    coroutine::park();
-                }
-            };
-            let start = Instant::now();
-            for i in 0..n {
-                let mine = 2 * i + me as u64;
-                wait_for(mine);
-                turn.store(mine + 1, Ordering::Release);
-                other.unpark();
-            }
-            if me == 0 {
-                wait_for(2 * n);
-            }
-            start.elapsed()
-        })
-    };
-    let (a, b) = (side(0), side(1));
-    let elapsed = a.join().map_err(|p| format!("side A panicked: {}", panic_text(&*p)))?;
+    let (t1, s1) = (turn.clone(), slots.clone());
+    let b = spawn(move || pingpong_side(1, n, &t1, &s1));
+    let elapsed = pingpong_side(0, n, &turn, &slots);
     b.join().map_err(|p| format!("side B panicked: {}", panic_text(&*p)))?;
     Ok(elapsed)
+}
+
+fn pingpong_side(me: usize, n: u64, turn: &AtomicU64, slots: &[OnceLock<Coroutine>; 2]) -> Duration {
+    let _ = slots[me].set(coroutine::current());
+    let other = loop {
+        if let Some(co) = slots[1 - me].get() {
+            break co.clone();
+        }
+        coroutine::yield_now();
+    };
+    let wait_for = |t: u64| {
+        // Acquire: pairs with the Release store of the other side.
+        while turn.load(Ordering::Acquire) != t {
+            coroutine::park();
+        }
+    };
+    let start = Instant::now();
+    for i in 0..n {
+        let mine = 2 * i + me as u64;
+        wait_for(mine);
+        turn.store(mine + 1, Ordering::Release);
+        other.unpark();
+    }
+    if me == 0 {
+        wait_for(2 * n);
+    }
+    start.elapsed()
 }
 
 /// The same protocol as the kcoro rows: publish the handle, count, park until released.

@@ -46,7 +46,7 @@ pub static SUITE: Suite = Suite {
         "2 workers each: kcoro workers(2), go GOMAXPROCS=2, may set_workers(2), tokio worker_threads(2)",
         "may: coroutine stack set to 16 KiB (default 32 KiB), worker pinning left at its default (on);",
         "  each may stack is its own mmap + mprotect guard (2 mappings), so vm.max_map_count caps it near 32k",
-        "pingpong_park: kcoro and may park/unpark + a turn counter, tokio Notify + the same counter, go unbuffered channels",
+        "pingpong_park: the measuring coroutine spawns its partner (as Go's `go func` does); kcoro and may park/unpark + a turn counter, tokio Notify + the same counter, go unbuffered channels",
         "sleep_1ms_accuracy: ns/op is the mean overshoot of a 1 ms sleep (lower is better)",
         "spawn_1m_parked: bytes/op = (peak RSS - RSS before spawning) / n, incl. the driver's handle vectors",
     ],

@@ -78,33 +78,37 @@ async fn spawn_join(n: u64) -> Result<(), String> {
 async fn pingpong(n: u64) -> Result<Duration, String> {
     let turn = Arc::new(AtomicU64::new(0));
     let wake = [Arc::new(Notify::new()), Arc::new(Notify::new())];
-    let side = |me: usize| {
-        let turn = turn.clone();
-        let (mine, other) = (wake[me].clone(), wake[1 - me].clone());
-        tokio::spawn(async move {
-            let wait_for = async |t: u64| {
-                // Acquire: pairs with the Release store of the other side.
-                while turn.load(Ordering::Acquire) != t {
-                    mine.notified().await;
-                }
-            };
-            let start = Instant::now();
-            for i in 0..n {
-                let my_turn = 2 * i + me as u64;
-                wait_for(my_turn).await;
-                turn.store(my_turn + 1, Ordering::Release);
-                other.notify_one();
-            }
-            if me == 0 {
-                wait_for(2 * n).await;
-            }
-            start.elapsed()
-        })
-    };
-    let (a, b) = (side(0), side(1));
-    let elapsed = a.await.map_err(|e| format!("side A failed: {e}"))?;
+    // As in the Go peer, the measuring task is side 0 and spawns side 1.
+    let b = tokio::spawn(pingpong_side(1, n, turn.clone(), wake[1].clone(), wake[0].clone()));
+    let elapsed = pingpong_side(0, n, turn, wake[0].clone(), wake[1].clone()).await;
     b.await.map_err(|e| format!("side B failed: {e}"))?;
     Ok(elapsed)
+}
+
+async fn pingpong_side(
+    me: usize,
+    n: u64,
+    turn: Arc<AtomicU64>,
+    mine: Arc<Notify>,
+    other: Arc<Notify>,
+) -> Duration {
+    let wait_for = async |t: u64| {
+        // Acquire: pairs with the Release store of the other side.
+        while turn.load(Ordering::Acquire) != t {
+            mine.notified().await;
+        }
+    };
+    let start = Instant::now();
+    for i in 0..n {
+        let my_turn = 2 * i + me as u64;
+        wait_for(my_turn).await;
+        turn.store(my_turn + 1, Ordering::Release);
+        other.notify_one();
+    }
+    if me == 0 {
+        wait_for(2 * n).await;
+    }
+    start.elapsed()
 }
 
 /// `n` tasks each waiting on one shared `Notify` (a `Notified` future receives
