@@ -138,3 +138,73 @@ fn guard_pages_do_not_split_mappings() {
     let added = maps_during.saturating_sub(before);
     assert!(added < 200, "{N} stacks added {added} mappings; guard pages must not split them");
 }
+
+/// Set in the child process whose address space is capped.
+const NOMEM_CHILD_ENV: &str = "KCORO_TEST_NOMEM_CHILD";
+
+fn vm_size_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+#[test]
+fn address_space_exhaustion_child() {
+    if std::env::var_os(NOMEM_CHILD_ENV).is_none() {
+        return; // only meaningful as the child of `spawn_fails_cleanly_when_memory_runs_out`
+    }
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    rt.block_on(|| kcoro::spawn(|| ()).join().unwrap()); // threads and arenas exist now
+    let cap = vm_size_bytes() + (256 << 20);
+    let limit = libc::rlimit { rlim_cur: cap, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
+    let release = Arc::new(AtomicBool::new(false));
+    let r2 = Arc::clone(&release);
+    let (spawned, err) = rt.block_on(move || {
+        let mut held = Vec::with_capacity(1 << 16);
+        let err = loop {
+            let r = Arc::clone(&r2);
+            match kcoro::try_spawn(move || {
+                while !r.load(SeqCst) {
+                    kcoro::park::park();
+                }
+            }) {
+                Ok(h) => held.push(h),
+                Err(e) => break e,
+            }
+            if held.len() == 1 << 16 {
+                panic!("the address-space cap never bit");
+            }
+        };
+        let n = held.len();
+        r2.store(true, SeqCst);
+        drop(held); // detached; shutdown unwinds whatever is still parked
+        (n, err.to_string())
+    });
+    println!("SPAWNED {spawned} ERR {err}");
+}
+
+#[test]
+fn spawn_fails_cleanly_when_memory_runs_out() {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args(["--exact", "address_space_exhaustion_child", "--nocapture", "--test-threads=1"])
+        .env(NOMEM_CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the child must survive running out of memory:\n{stdout}\n{stderr}");
+    // The test harness prints the test's name on the same line, before the report.
+    let line = stdout
+        .lines()
+        .find_map(|l| l.find("SPAWNED ").map(|i| &l[i..]))
+        .unwrap_or_else(|| panic!("no report:\n{stdout}"));
+    let spawned: usize = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(spawned > 100, "some coroutines fit before the cap: {line}");
+    assert!(line.contains("cannot map"), "a clear mapping error: {line}");
+}
