@@ -1,5 +1,6 @@
-//! A hierarchical timer wheel: 6 levels × 64 slots at 1 ms resolution, covering 2^36 ms
-//! (about 2.2 years); later deadlines are clamped to the horizon and re-armed on expiry.
+//! A hierarchical timer wheel: 6 levels × 64 slots of one tick each (the driver's tick is
+//! 10 µs), covering 2^36 ticks; later deadlines are clamped to the horizon and re-armed on
+//! expiry. The wheel itself is unit-free: it counts ticks.
 //!
 //! Level `l` slot `s` holds timers whose deadline shares every bit above `6(l+1)` with the
 //! wheel's `now` and has `s` in bits `[6l, 6l+6)`. So lower levels always hold earlier
@@ -18,7 +19,7 @@
 const LEVELS: usize = 6;
 const SLOT_BITS: u32 = 6;
 const SLOTS: usize = 1 << SLOT_BITS;
-/// Largest representable distance from `now` in ms.
+/// Largest representable distance from `now`, in ticks.
 const HORIZON: u64 = (1 << (SLOT_BITS as usize * LEVELS)) - 1;
 const NIL: u32 = u32::MAX;
 
@@ -70,7 +71,7 @@ impl<T> Wheel<T> {
         (significant / SLOT_BITS as usize).min(LEVELS - 1)
     }
 
-    /// Arms a timer for `deadline` (ms on the wheel's clock). Past deadlines fire on the
+    /// Arms a timer for `deadline` (in ticks on the wheel's clock). Past deadlines fire on the
     /// next `advance`.
     pub(crate) fn insert(&mut self, deadline: u64, value: T) -> TimerKey {
         let idx = match self.free.pop() {
@@ -236,7 +237,7 @@ mod tests {
         }
         assert_eq!(fired, deadlines);
         assert!(t >= 17_000_000);
-        // Never early: stepping 1 ms at a time fires each exactly at its deadline.
+        // Never early: stepping one tick at a time fires each exactly at its deadline.
         let mut w = Wheel::new();
         for &d in &deadlines[..9] {
             w.insert(d, d);
