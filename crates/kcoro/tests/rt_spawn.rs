@@ -139,18 +139,22 @@ fn yield_loop_cannot_starve_inject_queue_or_timers() {
             kcoro::sleep(Duration::from_millis(3));
             s3.store(true, SeqCst);
         });
-        let mut spins = 0u64;
+        // A watchdog instead of a hang: starvation makes the test fail, not stall.
+        let give_up = std::time::Instant::now() + Duration::from_secs(20);
         while !(i2.load(SeqCst) && s2.load(SeqCst)) {
+            if std::time::Instant::now() > give_up {
+                return Err(format!("starved: injected={} slept={}", i2.load(SeqCst), s2.load(SeqCst)));
+            }
             kcoro::yield_now();
-            spins += 1;
         }
         sleeper.join().unwrap();
-        spins
+        Ok(())
     });
     std::thread::sleep(Duration::from_millis(1));
     let flag = Arc::clone(&injected);
-    handle.spawn(move || flag.store(true, SeqCst)).join().unwrap();
-    assert!(spinner.join().unwrap() > 0);
+    // Not joined here: with a starving scheduler this spawn never runs.
+    drop(handle.spawn(move || flag.store(true, SeqCst)));
+    spinner.join().unwrap().unwrap();
     assert!(slept.load(SeqCst));
 }
 

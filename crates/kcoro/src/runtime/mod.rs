@@ -125,7 +125,13 @@ impl Shared {
             None => {
                 self.external_spawns.fetch_add(1, Relaxed);
                 self.inject.push(task);
-                self.notify_any();
+                if self.is_shutdown() {
+                    // Raced with shutdown past its drain: do not leave the task (and its
+                    // reference to this runtime) in the queue. Shutdown unwinds it.
+                    drop(self.inject.drain());
+                } else {
+                    self.notify_any();
+                }
             }
         }
         Ok(handle)
@@ -158,6 +164,13 @@ impl Shared {
         } else {
             self.workers[home].push_inbox(task);
             worker::wake_worker(self, home);
+        }
+        if self.is_shutdown() {
+            // Raced with shutdown: the workers may be gone, so nobody would drain these.
+            drop(self.inject.drain());
+            if home < self.workers.len() {
+                drop(self.workers[home].drain_inbox());
+            }
         }
     }
 
@@ -203,8 +216,10 @@ impl Shared {
         drop(exited);
         self.driver.shutdown();
         self.blocking.shutdown();
-        drop(self.inject.drain());
         let tasks = self.owned.close_and_take();
+        // After closing the registry: a spawn that registered just before the close may
+        // still push to the inject queue, so it is drained (again) in `spawn` too.
+        drop(self.inject.drain());
         if all_stopped {
             for t in &tasks {
                 // SAFETY: every worker has stopped, so no thread runs or will run `t`.

@@ -219,8 +219,10 @@ impl Worker {
                     // a full switch out and back, and still a scheduler tick (so shutdown is
                     // seen within GLOBAL_INTERVAL yields).
                     let alone = core.lifo.is_none() && core.pinned.is_empty() && core.ring.is_empty();
-                    core.tick = core.tick.wrapping_add(1);
-                    if alone && core.tick % GLOBAL_INTERVAL != 0 {
+                    // The tick that is due to look remotely is left for `next_task` to take.
+                    let remote_due = core.tick.wrapping_add(1) % GLOBAL_INTERVAL == 0;
+                    if alone && !remote_due {
+                        core.tick = core.tick.wrapping_add(1);
                         continue;
                     }
                     core.pinned.push_back(task);
