@@ -81,3 +81,56 @@ fn dropping_the_runtime_unwinds_unstarted_coroutines_too() {
     assert_eq!(dropped.load(SeqCst), 51);
     assert_eq!(handle.stats().stacks_live, 0);
 }
+
+/// Records the thread its value is dropped on.
+struct DropThread(Arc<std::sync::Mutex<Vec<(String, String)>>>, String);
+
+impl Drop for DropThread {
+    fn drop(&mut self) {
+        let here = std::thread::current().name().unwrap_or("?").to_string();
+        self.0.lock().unwrap().push((self.1.clone(), here));
+    }
+}
+
+#[test]
+fn started_coroutines_are_unwound_on_their_own_worker() {
+    // A started coroutine may hold thread-bound data on its stack, so shutdown must run its
+    // destructors on the worker it ran on, never on the thread that drops the runtime.
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let started = Arc::new(AtomicUsize::new(0));
+    for _ in 0..50 {
+        let (log, started) = (Arc::clone(&log), Arc::clone(&started));
+        drop(rt.spawn(move || {
+            let home = std::thread::current().name().unwrap_or("?").to_string();
+            let _guard = DropThread(log, home);
+            started.fetch_add(1, SeqCst);
+            loop {
+                kcoro::park::park();
+            }
+        }));
+    }
+    while started.load(SeqCst) < 50 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(rt);
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), 50);
+    for (home, dropped_on) in log.iter() {
+        assert!(home.starts_with("kcoro-worker-"), "{home}");
+        assert_eq!(home, dropped_on, "unwound on a different thread than it ran on");
+    }
+}
+
+#[test]
+fn dropping_the_runtime_inside_its_own_coroutine_does_not_hang() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let handle = rt.handle();
+    let dropper = handle.spawn(move || {
+        drop(rt);
+        "dropped"
+    });
+    let result = dropper.join_timeout(Duration::from_secs(20)).expect("the drop returned");
+    assert_eq!(result.unwrap(), "dropped");
+    assert!(matches!(handle.spawn(|| ()).join(), Err(JoinError::Spawn(kcoro::Error::ShuttingDown))));
+}

@@ -237,3 +237,31 @@ fn migrate_started_opt_in_runs_everything() {
     assert_eq!(total.load(SeqCst), 1000);
     assert_eq!(rt.stats().parked, 0);
 }
+
+#[test]
+fn panicking_result_destructor_does_not_kill_the_worker() {
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("destructor of a result nobody joined");
+        }
+    }
+    // One worker: if it died, the parked coroutine pinned to it could never finish.
+    let rt = rt(1);
+    let main = rt.spawn(|| {
+        let me = kcoro::park::current();
+        let waiter = kcoro::spawn(move || {
+            kcoro::sleep(Duration::from_millis(5));
+            me.unpark();
+            true
+        });
+        // Detached: its result is dropped on the worker when the coroutine finishes.
+        drop(kcoro::spawn(|| PanicOnDrop));
+        kcoro::park::park();
+        waiter.join().unwrap()
+    });
+    // A watchdog rather than a hang if the worker died.
+    let woke = main.join_timeout(Duration::from_secs(20)).expect("the worker survived").unwrap();
+    assert!(woke);
+    assert_eq!(rt.block_on(|| kcoro::spawn(|| 3).join().unwrap()), 3, "the worker lives on");
+}

@@ -59,8 +59,10 @@ pub(crate) struct Task {
     /// Set when shutdown starts unwinding this coroutine, so its catch-all lets the unwind
     /// through instead of reporting a panic.
     cancelling: AtomicBool,
-    /// Whether the last switch-out parked (read by the home worker to count wakes).
-    pub(crate) was_parked: Cell<bool>,
+    /// Whether the last switch-out parked (read by the next runner to count wakes).
+    /// Written before `PARKED` is published and read after the unpark that took it back,
+    /// so the ParkState CAS chain orders the two accesses.
+    was_parked: Cell<bool>,
     /// Written once by the coroutine on entry; read by the coroutine itself to suspend.
     yielder: Cell<*const Yielder<(), Suspend>>,
     coro: std::cell::UnsafeCell<Option<Coro>>,
@@ -107,24 +109,33 @@ impl Task {
             let me = unsafe { me.as_ref() };
             me.yielder.set(yielder as *const _);
             let outcome = catch_unwind(AssertUnwindSafe(f));
-            // Counted before the joiner is told, so stats read after a join are exact.
-            if let Some(t) = context::current_task_ptr() {
-                // SAFETY: as above, the running task is alive.
-                unsafe { t.as_ref() }.finish();
-            }
-            match outcome {
-                Ok(v) => completer.complete(Ok(v)),
-                Err(payload) => {
-                    // Re-read the context: we may have been unwound from a suspension.
-                    let cancelling = context::current_task_ptr()
-                        // SAFETY: as above, the running task is alive.
-                        .is_some_and(|t| unsafe { t.as_ref() }.cancelling.load(Acquire));
-                    if cancelling {
-                        completer.complete(Err(JoinError::Cancelled));
-                        resume_unwind(payload);
-                    }
-                    completer.complete(Err(JoinError::Panicked(payload)));
+            // Re-read the context: we may have been unwound from a suspension.
+            let Some(me) = context::current_task_ptr() else {
+                panic!("Task::new: coroutine finished without a current task");
+            };
+            // SAFETY: as above, the running task is alive.
+            let me = unsafe { me.as_ref() };
+            if me.cancelling.load(Acquire) {
+                // Shutdown is unwinding us: report, then let the unwind through.
+                let _ = catch_unwind(AssertUnwindSafe(|| completer.complete(Err(JoinError::Cancelled))));
+                if let Err(payload) = outcome {
+                    resume_unwind(payload);
                 }
+                return;
+            }
+            // Delivering the result runs user code (a waker of an awaiting executor, or the
+            // value's destructor if nobody joins); a panic there must not escape into the
+            // worker, which would die with every coroutine pinned to it.
+            let delivered = catch_unwind(AssertUnwindSafe(|| {
+                // Counted before the joiner is told, so stats read after a join are exact.
+                me.finish();
+                completer.complete(outcome.map_err(JoinError::Panicked));
+            }));
+            if delivered.is_err() {
+                eprintln!(
+                    "kcoro: coroutine {} finished, but a panic while delivering its result was ignored",
+                    me.id
+                );
             }
         });
         Arc::new(Task {
@@ -143,6 +154,12 @@ impl Task {
         })
     }
 
+    /// Whether the task was parked since it last ran; clears the flag. Called by the
+    /// thread about to run it.
+    pub(crate) fn take_was_parked(&self) -> bool {
+        self.was_parked.replace(false)
+    }
+
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
@@ -157,9 +174,6 @@ impl Task {
 
     /// On the coroutine, once its function is done: counts it and leaves the registry.
     fn finish(&self) {
-        if self.cancelling.load(Acquire) {
-            return; // shutdown owns the registry now
-        }
         if let Some(w) = context::current_worker() {
             // SAFETY: the worker lives for its thread's life; we are on that thread.
             unsafe { w.as_ref() }.count_completed();
@@ -187,10 +201,17 @@ impl Task {
         context::set_task(prev);
         match result {
             CoroutineResult::Yield(Suspend::Yield) => RunResult::Yielded,
-            CoroutineResult::Yield(Suspend::Park) => match self.state.transition_to_parked() {
-                ParkOutcome::Parked => RunResult::Parked,
-                ParkOutcome::Notified => RunResult::Renotified,
-            },
+            CoroutineResult::Yield(Suspend::Park) => {
+                self.was_parked.set(true);
+                match self.state.transition_to_parked() {
+                    // From here on another thread may own the task: do not touch it.
+                    ParkOutcome::Parked => RunResult::Parked,
+                    ParkOutcome::Notified => {
+                        self.was_parked.set(false);
+                        RunResult::Renotified
+                    }
+                }
+            }
             CoroutineResult::Return(()) => {
                 *coro = None; // the stack goes back to the pool now
                 RunResult::Completed

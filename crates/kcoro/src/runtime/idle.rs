@@ -51,12 +51,8 @@ impl Idle {
 
     /// Tries to become a searcher; refuses when half the workers already search.
     pub(crate) fn transition_to_searching(&self) -> bool {
-        let n = self.num_searching.load(SeqCst);
-        if 2 * n >= self.num_workers.max(2) {
-            return false;
-        }
-        self.num_searching.fetch_add(1, SeqCst);
-        true
+        let cap = self.num_workers.max(2) / 2;
+        self.num_searching.fetch_update(SeqCst, SeqCst, |n| (n < cap).then_some(n + 1)).is_ok()
     }
 
     /// Stops searching; returns `true` if this was the last searcher (the caller, having
@@ -66,8 +62,14 @@ impl Idle {
     }
 
     /// Picks a sleeper to wake for new stealable work, or `None` if someone is already
-    /// searching or nobody sleeps. The returned worker is counted as searching.
-    pub(crate) fn pick_sleeper(&self) -> Option<usize> {
+    /// searching or nobody sleeps. The returned worker is counted as searching, and its
+    /// state (`sleep_state(idx)`) is set to `WOKEN_SEARCHING` under the lock, so a sleeper
+    /// that finds itself off the list never waits on a preempted waker.
+    pub(crate) fn pick_sleeper<'a>(&self, sleep_state: impl Fn(usize) -> &'a AtomicU8) -> Option<usize> {
+        // The work was published before this (a ring push is only a Release store): the
+        // fence orders it before the loads below, pairing with the fence in the sleeper's
+        // re-check (Dekker: one side sees the other).
+        std::sync::atomic::fence(SeqCst);
         if self.num_searching.load(SeqCst) != 0 || self.num_sleeping.load(SeqCst) == 0 {
             return None;
         }
@@ -75,6 +77,7 @@ impl Idle {
         let idx = s.pop()?;
         self.num_sleeping.fetch_sub(1, SeqCst);
         self.num_searching.fetch_add(1, SeqCst);
+        sleep_state(idx).store(WOKEN_SEARCHING, SeqCst);
         Some(idx)
     }
 

@@ -8,9 +8,12 @@
 //! 3. *Stop the driver*: its thread exits; armed timers are dropped (sleepers are parked
 //!    coroutines, unwound in step 5).
 //! 4. *Stop the blocking pool*: queued jobs are dropped (their joiners see `Cancelled`).
-//! 5. *Unwind*: every coroutine still in the registry is unwound on the calling thread, so
-//!    its destructors run and its stack returns to the pool. Skipped if a worker failed to
-//!    stop in time (it may still be running one of them); those are then leaked, not freed
+//! 5. *Unwind*: each worker, before its thread ends (and before its thread-locals are
+//!    destroyed), unwinds the started coroutines homed on it, on its own thread — a started
+//!    coroutine's stack may hold thread-bound data. The calling thread then unwinds the
+//!    coroutines that never started. Destructors run and stacks return to the pool. If a
+//!    worker fails to stop in time (or we are running on one, when the runtime is dropped
+//!    inside its own coroutine), nothing more is unwound: the rest is leaked, not freed
 //!    under a running worker.
 
 pub(crate) mod blocking;
@@ -176,8 +179,8 @@ impl Shared {
 
     /// New stealable work exists: wake one sleeping worker unless one is searching.
     pub(crate) fn notify_any(&self) {
-        if let Some(idx) = self.idle.pick_sleeper() {
-            worker::wake_searcher(self, idx);
+        if let Some(idx) = self.idle.pick_sleeper(|i| &self.workers[i].sleep) {
+            self.workers[idx].unpark_thread();
         }
     }
 
@@ -200,9 +203,12 @@ impl Shared {
     fn shutdown(&self, timeout: Duration) -> bool {
         self.shutdown.store(true, SeqCst);
         self.wake_all_workers();
+        // Dropped from inside one of our own coroutines: that worker cannot stop while we
+        // wait (we are running on it), so wait for the others only and leak the rest.
+        let inside = usize::from(self.local_worker().is_some());
         let deadline = Instant::now().checked_add(timeout);
         let mut exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
-        while *exited < self.workers.len() {
+        while *exited + inside < self.workers.len() {
             let wait = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()),
                 None => Duration::from_secs(3600),
@@ -220,16 +226,27 @@ impl Shared {
         // After closing the registry: a spawn that registered just before the close may
         // still push to the inject queue, so it is drained (again) in `spawn` too.
         drop(self.inject.drain());
-        if all_stopped {
-            for t in &tasks {
-                // SAFETY: every worker has stopped, so no thread runs or will run `t`.
-                unsafe { t.cancel() };
-            }
-        } else {
+        if !all_stopped {
             self.leaked.fetch_add(tasks.len(), Relaxed);
             std::mem::forget(tasks);
+            return false;
         }
-        all_stopped
+        // Started coroutines were unwound by their home workers (step 5); what is left
+        // never ran, so its closure (which is Send) may be dropped here. With migration on,
+        // started ones may be left too, and the user allowed them on any thread.
+        let (unwind, stranded): (Vec<_>, Vec<_>) =
+            tasks.into_iter().partition(|t| !t.is_started() || self.config.migrate);
+        let _altstack = crate::coro::overflow::AltStack::ensure();
+        for t in &unwind {
+            // SAFETY: every worker has stopped, so no thread runs or will run `t`.
+            unsafe { t.cancel() };
+        }
+        if !stranded.is_empty() {
+            // Only if a worker died (a runtime bug): unwinding here would move them.
+            self.leaked.fetch_add(stranded.len(), Relaxed);
+            std::mem::forget(stranded);
+        }
+        true
     }
 }
 

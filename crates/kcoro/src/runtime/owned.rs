@@ -88,6 +88,24 @@ impl Owned {
         self.live.load(Relaxed)
     }
 
+    /// Takes out every registered task matching `pred`.
+    pub(crate) fn take_where(&self, pred: impl Fn(&TaskRef) -> bool) -> Vec<TaskRef> {
+        let mut out = Vec::new();
+        for i in 0..self.shards.len() {
+            let mut s = self.lock(i);
+            let Shard { slots, free } = &mut *s;
+            for (slot, entry) in slots.iter_mut().enumerate() {
+                if let Some(t) = entry.take_if(|t| pred(t)) {
+                    t.owned_key.set(usize::MAX);
+                    free.push(slot);
+                    out.push(t);
+                }
+            }
+        }
+        self.live.fetch_sub(out.len(), Relaxed);
+        out
+    }
+
     /// Refuses further inserts and takes every registered task out.
     pub(crate) fn close_and_take(&self) -> Vec<TaskRef> {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -166,6 +166,7 @@ impl Worker {
         context::set_worker(&worker);
         worker.run();
         worker.drain_on_exit();
+        worker.unwind_own();
         context::set_worker(std::ptr::null());
     }
 
@@ -205,7 +206,7 @@ impl Worker {
         // searcher is still out there and wake nobody for as long as this task runs.
         self.end_search(self.core());
         let stats = &self.me().stats;
-        if task.was_parked.replace(false) {
+        if task.take_was_parked() {
             bump(&stats.wakes);
         }
         loop {
@@ -229,7 +230,6 @@ impl Worker {
                 }
                 RunResult::Renotified => self.schedule_local(task),
                 RunResult::Parked => {
-                    task.was_parked.set(true);
                     bump(&stats.parks);
                     // Our reference drops; the registry and the unparkers keep the task.
                 }
@@ -394,6 +394,8 @@ impl Worker {
         if was_searching {
             shared.idle.transition_from_searching();
         }
+        // Pairs with the fence in `Idle::pick_sleeper` (see `runtime::idle`).
+        std::sync::atomic::fence(SeqCst);
         if shared.is_shutdown() || self.has_visible_work() {
             if !shared.idle.remove_sleeper(self.index, &me.sleep, AWAKE) {
                 self.await_wake_state();
@@ -421,6 +423,21 @@ impl Worker {
         }
     }
 
+    /// Shutdown step 5 for this worker: unwind the started coroutines homed here, on this
+    /// thread, while its thread-locals still exist. With migration on, a coroutine's home
+    /// can change under us, so the shutdown thread does it after every worker stopped.
+    fn unwind_own(&self) {
+        if self.shared.config.migrate {
+            return;
+        }
+        let mine = self.shared.owned.take_where(|t| t.is_started() && t.home() == self.index);
+        for t in mine {
+            // SAFETY: a started coroutine runs only on its home worker (migration is off),
+            // and this worker has left its loop: no thread runs or will run `t`.
+            unsafe { t.cancel() };
+        }
+    }
+
     /// On exit: release queued references. The tasks stay in the registry, which shutdown
     /// unwinds.
     fn drain_on_exit(&self) {
@@ -442,11 +459,4 @@ pub(crate) fn wake_worker(shared: &Shared, idx: usize) {
     if w.sleep.load(SeqCst) == SLEEPING && shared.idle.remove_sleeper(idx, &w.sleep, WOKEN) {
         w.unpark_thread();
     }
-}
-
-/// Wakes a worker picked by `Idle::pick_sleeper` (counted as searching).
-pub(crate) fn wake_searcher(shared: &Shared, idx: usize) {
-    let w = &shared.workers[idx];
-    w.sleep.store(WOKEN_SEARCHING, SeqCst);
-    w.unpark_thread();
 }
