@@ -28,6 +28,7 @@ mod loom;
 pub mod net;
 pub mod park;
 mod runtime;
+pub mod sync;
 
 use std::time::{Duration, Instant};
 
