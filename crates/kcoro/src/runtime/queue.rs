@@ -295,7 +295,7 @@ mod tests {
     #[test]
     fn concurrent_steal_loses_nothing() {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        const N: usize = 100_000;
+        const N: usize = if cfg!(miri) { 2_000 } else { 100_000 };
         let (mut local, stealer) = new::<usize>();
         let done = Arc::new(AtomicBool::new(false));
         let sum = Arc::new(AtomicUsize::new(0));
