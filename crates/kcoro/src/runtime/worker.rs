@@ -396,30 +396,24 @@ impl Worker {
         }
         // Pairs with the fence in `Idle::pick_sleeper` (see `runtime::idle`).
         std::sync::atomic::fence(SeqCst);
+        // Whoever takes a sleeper off the list sets its state under the same lock, so once
+        // `remove_sleeper` has failed our state is already final: no waiting on a waker.
         if shared.is_shutdown() || self.has_visible_work() {
-            if !shared.idle.remove_sleeper(self.index, &me.sleep, AWAKE) {
-                self.await_wake_state();
-            }
+            shared.idle.remove_sleeper(self.index, &me.sleep, AWAKE);
         } else {
             while me.sleep.load(SeqCst) == SLEEPING && !shared.is_shutdown() {
                 std::thread::park();
             }
-            if me.sleep.load(SeqCst) == SLEEPING {
-                // Shutdown with us still listed: take ourselves off.
-                if !shared.idle.remove_sleeper(self.index, &me.sleep, AWAKE) {
-                    self.await_wake_state();
-                }
-            }
+            // Shutdown with us still listed: take ourselves off.
+            shared.idle.remove_sleeper(self.index, &me.sleep, AWAKE);
         }
+        debug_assert_ne!(
+            me.sleep.load(SeqCst),
+            SLEEPING,
+            "Worker::sleep: left the sleeper list still SLEEPING"
+        );
         if me.sleep.swap(AWAKE, SeqCst) == WOKEN_SEARCHING {
             self.core().searching = true;
-        }
-    }
-
-    /// A waker took us off the list and is about to set our state: wait for it.
-    fn await_wake_state(&self) {
-        while self.me().sleep.load(SeqCst) == SLEEPING {
-            std::hint::spin_loop();
         }
     }
 
