@@ -13,8 +13,9 @@
 //! Plus the runtime-wide inject queue for spawns from outside the workers and ring overflow.
 //!
 //! # One turn of the loop
-//! 1. Every `GLOBAL_INTERVAL` ticks, look at the inbox and inject queue first, so a
-//!    coroutine yielding in a loop cannot starve them (timers arrive through the inbox).
+//! 1. Every `GLOBAL_INTERVAL` ticks, move the inbox into `pinned` and take a task from the
+//!    inject queue first, so a coroutine yielding in a loop cannot starve either (timers
+//!    arrive through the inbox), nor can a stream of wake-ups starve the inject queue.
 //! 2. Else `lifo`, then `pinned` and `ring` (alternating which goes first), then the inbox,
 //!    then the inject queue.
 //! 3. Nothing local: search — steal half of a random victim's ring.
@@ -242,10 +243,15 @@ impl Worker {
     fn next_task(&self) -> Option<TaskRef> {
         let core = self.core();
         core.tick = core.tick.wrapping_add(1);
-        if core.tick % GLOBAL_INTERVAL == 0
-            && let Some(t) = self.pull_remote(core)
-        {
-            return Some(t);
+        if core.tick % GLOBAL_INTERVAL == 0 {
+            // Move woken coroutines into line, then give the inject queue this turn, so
+            // a steady stream of remote wake-ups cannot starve it either.
+            if self.me().has_inbox() {
+                core.pinned.extend(self.me().drain_inbox());
+            }
+            if let Some(t) = self.pull_inject(core) {
+                return Some(t);
+            }
         }
         if let Some(t) = core.lifo.take() {
             if core.lifo_polls < MAX_LIFO_POLLS {
