@@ -185,8 +185,7 @@ impl Task {
     ///
     /// # Safety
     /// The caller is the only thread touching this task's coroutine now: it popped the task
-    /// from a run queue (or is shutdown, after the workers stopped), and `worker` is this
-    /// thread's worker index.
+    /// from a run queue, and `worker` is this thread's worker index.
     pub(crate) unsafe fn run(self: &Arc<Self>, worker: usize) -> RunResult {
         if self.home.load(Relaxed) == NO_HOME || self.shared.config.migrate {
             self.home.store(worker, Release);
@@ -277,7 +276,10 @@ impl Task {
     /// Shutdown: unwinds the coroutine on this thread, running its destructors.
     ///
     /// # Safety
-    /// No worker runs or will run this task (they have all stopped).
+    /// No other thread runs or will run this task: either every worker has stopped, or
+    /// the caller is the task's home worker after leaving its loop (migration off), and
+    /// the caller's thread is one the coroutine may run on (its home, or any thread if it
+    /// never started or migration is on).
     pub(crate) unsafe fn cancel(self: &Arc<Self>) {
         self.cancelling.store(true, Release);
         // SAFETY: exclusive per the contract.
