@@ -19,6 +19,7 @@
 
 mod kcoro_rt;
 mod may_rt;
+mod stackful;
 mod tokio_rt;
 
 use std::time::Duration;
