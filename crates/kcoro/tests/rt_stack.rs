@@ -11,6 +11,17 @@ use kcoro::{Error, JoinError, Runtime, StackError};
 /// Set in the child process that is meant to overflow.
 const CHILD_ENV: &str = "KCORO_TEST_OVERFLOW_CHILD";
 
+/// Runs the test `name` of this binary alone in a child process, with `env` set so the
+/// child knows it is the child.
+fn run_child(name: &str, env: &str) -> std::process::Output {
+    let exe = std::env::current_exe().unwrap();
+    Command::new(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(env, "1")
+        .output()
+        .unwrap()
+}
+
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     let pad = [depth as u8; 512];
@@ -36,27 +47,18 @@ fn overflow_child() {
 
 #[test]
 fn stack_overflow_is_reported_then_aborts() {
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args(["--exact", "overflow_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
+    let out = run_child("overflow_child", CHILD_ENV);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "child must die: {stderr}");
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), Some(libc_sigabrt()), "aborted, not segfaulted: {stderr}");
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "aborted, not segfaulted: {stderr}");
     }
     let re_ok = stderr
         .lines()
         .any(|l| l.starts_with("kcoro: coroutine ") && l.ends_with(" (deep) overflowed its 16 KiB stack"));
     assert!(re_ok, "overflow report missing; stderr was:\n{stderr}");
-}
-
-fn libc_sigabrt() -> i32 {
-    6
 }
 
 #[test]
@@ -190,12 +192,7 @@ fn address_space_exhaustion_child() {
 
 #[test]
 fn spawn_fails_cleanly_when_memory_runs_out() {
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args(["--exact", "address_space_exhaustion_child", "--nocapture", "--test-threads=1"])
-        .env(NOMEM_CHILD_ENV, "1")
-        .output()
-        .unwrap();
+    let out = run_child("address_space_exhaustion_child", NOMEM_CHILD_ENV);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the child must survive running out of memory:\n{stdout}\n{stderr}");
