@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kcoro::{JoinError, Runtime};
+use kcoro::Runtime;
 
 fn rt(workers: usize) -> Runtime {
     Runtime::builder().workers(workers).build().expect("runtime starts")
@@ -207,7 +207,6 @@ fn spawn_outside_runtime_is_a_clear_error() {
     let err = kcoro::try_spawn(|| ()).unwrap_err();
     assert!(matches!(err, kcoro::Error::NoRuntime));
     assert!(err.to_string().contains("no kcoro runtime"));
-    let _ = JoinError::Cancelled; // the type is public
 }
 
 #[test]
