@@ -40,6 +40,11 @@ pub const MAY_STACK_WORDS: usize = 16 * 1024 / size_of::<usize>();
 /// Child time limit for the quick cases.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A throughput case: 5 runs (3 with `--quick`), the quick-case time limit.
+const fn throughput(name: &'static str, n_full: u64, n_quick: u64) -> Case {
+    Case { name, n_full, n_quick, runs_full: 5, runs_quick: 3, kind: Kind::Throughput, timeout: TIMEOUT }
+}
+
 /// The suite table.
 pub static SUITE: Suite = Suite {
     name: "runtime",
@@ -52,33 +57,9 @@ pub static SUITE: Suite = Suite {
         "spawn_1m_parked: bytes/op = (peak RSS - RSS before spawning) / n, incl. the driver's handle vectors",
     ],
     cases: &[
-        Case {
-            name: "yield",
-            n_full: 2_000_000,
-            n_quick: 200_000,
-            runs_full: 5,
-            runs_quick: 3,
-            kind: Kind::Throughput,
-            timeout: TIMEOUT,
-        },
-        Case {
-            name: "spawn_join",
-            n_full: 200_000,
-            n_quick: 20_000,
-            runs_full: 5,
-            runs_quick: 3,
-            kind: Kind::Throughput,
-            timeout: TIMEOUT,
-        },
-        Case {
-            name: "pingpong_park",
-            n_full: 200_000,
-            n_quick: 20_000,
-            runs_full: 5,
-            runs_quick: 3,
-            kind: Kind::Throughput,
-            timeout: TIMEOUT,
-        },
+        throughput("yield", 2_000_000, 200_000),
+        throughput("spawn_join", 200_000, 20_000),
+        throughput("pingpong_park", 200_000, 20_000),
         Case {
             name: "sleep_1ms_accuracy",
             n_full: 200,
