@@ -1,0 +1,525 @@
+//! The channel itself, Go-style: one lock around a buffer (the flavour) and two queues of
+//! parked operations. Every kind shares this file; flavours only decide buffering.
+//!
+//! Algorithm after Go's `runtime/chan.go`: a send first hands its value straight to the
+//! oldest parked receiver, else buffers it, else parks with the value in its own slot; a
+//! receive first takes from the buffer (then moves the oldest parked sender's value into
+//! the freed place), else takes straight from a parked sender, else parks with an empty
+//! slot. Parked operations are [`Waiter`]s claimed exactly once (see `waiter.rs`), which
+//! is what lets one waiter sit in several queues for `select`.
+//!
+//! # The lock
+//! `inner` protects the buffer, both queues, `closed` and the counters. No user code runs
+//! under it (undelivered callbacks, wakes and drops of values happen after unlocking),
+//! except [`ByteLen`](super::ByteLen) for payload-measuring channels, which must be cheap
+//! and must not panic.
+//!
+//! # Invariants
+//! - `closed` ⇒ both queues hold no live entries (close wakes them all, and nobody
+//!   parks on a closed channel).
+//! - Buffer non-empty ⇒ no live parked receivers; see each flavour for the sender side.
+//! - Every operation that completes updates the counters exactly once, under the lock:
+//!   a hand-off is counted as one send and one receive by whoever moves the value.
+
+use std::cell::UnsafeCell;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::error::{ChanError, SendError};
+use super::flavor::{Flavor, Kind, Offer};
+use super::stats::{Counters, Measure, Snapshot};
+use super::waiter::{Entry, WaitQueue, Waiter};
+use crate::loom::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use crate::loom::{Mutex, MutexGuard};
+use crate::park;
+use crate::sync::CancelToken;
+
+/// Callback for values that were accepted by the channel but never received.
+pub(crate) type Undelivered<T> = Box<dyn Fn(T) + Send + Sync>;
+
+/// How long an operation may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// Never: a try.
+    Now,
+    Forever,
+    At(Instant),
+}
+
+/// An operation's waiting limits: its deadline and its cancel token.
+#[derive(Clone, Copy)]
+pub(crate) struct Wait<'a> {
+    pub(crate) until: Until,
+    pub(crate) cancel: Option<&'a CancelToken>,
+}
+
+impl<'a> Wait<'a> {
+    pub(crate) const TRY: Wait<'static> = Wait { until: Until::Now, cancel: None };
+    pub(crate) const FOREVER: Wait<'static> = Wait { until: Until::Forever, cancel: None };
+
+    pub(crate) fn until(until: Until) -> Self {
+        Wait { until, cancel: None }
+    }
+
+    pub(crate) fn cancel(token: &'a CancelToken) -> Self {
+        Wait { until: Until::Forever, cancel: Some(token) }
+    }
+
+    /// Why this operation must stop before parking, if it must. Cancellation wins.
+    pub(crate) fn refuse(&self) -> Option<ChanError> {
+        if self.cancel.is_some_and(CancelToken::is_cancelled) {
+            return Some(ChanError::Canceled);
+        }
+        match self.until {
+            Until::Now => Some(ChanError::WouldBlock),
+            Until::At(t) if Instant::now() >= t => Some(ChanError::Timeout),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) struct Chan<T> {
+    inner: Mutex<Inner<T>>,
+    /// Mirror of `inner.closed` for lock-free queries; set under the lock, never cleared.
+    closed: AtomicBool,
+    pub(crate) senders: AtomicUsize,
+    pub(crate) receivers: AtomicUsize,
+    kind: Kind,
+    measure: Measure<T>,
+    on_undelivered: Option<Undelivered<T>>,
+    pub(crate) name: Option<String>,
+}
+
+pub(crate) struct Inner<T> {
+    buf: Flavor<T>,
+    /// Parked senders; their slots hold their values.
+    senders: WaitQueue<T>,
+    /// Parked receivers; their slots are empty until a sender fills them.
+    receivers: WaitQueue<T>,
+    closed: bool,
+    stats: Counters,
+}
+
+/// Work left for after unlocking: a waiter to wake, a value to report undelivered.
+#[must_use]
+pub(crate) struct After<T> {
+    wake: Option<Arc<Waiter>>,
+    undelivered: Option<T>,
+}
+
+impl<T> After<T> {
+    const NOTHING: After<T> = After { wake: None, undelivered: None };
+
+    fn wake(w: Arc<Waiter>) -> Self {
+        After { wake: Some(w), undelivered: None }
+    }
+
+    /// Caller has released the channel lock.
+    pub(crate) fn run(self, chan: &Chan<T>) {
+        if let Some(w) = self.wake {
+            w.notify();
+        }
+        if let Some(v) = self.undelivered {
+            chan.undelivered(v);
+        }
+    }
+}
+
+/// A send attempted under the lock.
+pub(crate) enum SendAttempt<T> {
+    Sent(After<T>),
+    Full(T),
+    Closed(T),
+}
+
+/// A receive attempted under the lock.
+pub(crate) enum RecvAttempt<T> {
+    Got(T, After<T>),
+    Empty,
+    Closed,
+}
+
+impl<T> Chan<T> {
+    pub(crate) fn new(
+        buf: Flavor<T>,
+        measure: Measure<T>,
+        on_undelivered: Option<Undelivered<T>>,
+        name: Option<String>,
+    ) -> Self {
+        Chan {
+            kind: buf.kind(),
+            inner: Mutex::new(Inner {
+                buf,
+                senders: WaitQueue::default(),
+                receivers: WaitQueue::default(),
+                closed: false,
+                stats: Counters::default(),
+            }),
+            closed: AtomicBool::new(false),
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+            measure,
+            on_undelivered,
+            name,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner<T>> {
+        // No user code runs under the lock (see the header), so a poisoned lock still
+        // guards consistent state.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub(crate) fn measure(&self, v: &T) -> usize {
+        self.measure.of(v)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release in `close_locked`; a closed channel never reopens.
+        self.closed.load(Acquire)
+    }
+
+    /// A value accepted by the channel will never be received: report it.
+    /// Caller does not hold the lock.
+    pub(crate) fn undelivered(&self, v: T) {
+        match &self.on_undelivered {
+            Some(f) => f(v),
+            None => drop(v),
+        }
+    }
+
+    // ---- under the lock ---------------------------------------------------------------
+
+    /// Completes a send without waiting, if possible. `own` is the caller's select waiter.
+    #[inline]
+    pub(crate) fn try_send_locked(
+        &self,
+        g: &mut Inner<T>,
+        v: T,
+        bytes: usize,
+        own: Option<&Arc<Waiter>>,
+    ) -> SendAttempt<T> {
+        if g.closed {
+            return SendAttempt::Closed(v);
+        }
+        if let Some(e) = g.receivers.pop_claim(own) {
+            // SAFETY: pop_claim claimed e's waiter for e.clause, and we hold the lock.
+            unsafe { e.put(v) };
+            e.waiter.mark_done(e.clause);
+            g.stats.sent(bytes);
+            g.stats.received(bytes);
+            if self.kind == Kind::Rendezvous {
+                g.stats.rv_matches += 1;
+            }
+            return SendAttempt::Sent(After::wake(e.waiter));
+        }
+        let dropped = match g.buf.offer(v) {
+            Offer::Full(v) => return SendAttempt::Full(v),
+            Offer::Stored => None,
+            Offer::Displaced(old) => Some(old),
+            Offer::Dropped(new) => Some(new),
+        };
+        g.stats.sent(bytes);
+        if dropped.is_some() {
+            g.stats.overflow_drops += 1;
+            g.stats.undelivered += 1;
+        }
+        SendAttempt::Sent(After { wake: None, undelivered: dropped })
+    }
+
+    /// Completes a receive without waiting, if possible.
+    #[inline]
+    pub(crate) fn try_recv_locked(&self, g: &mut Inner<T>, own: Option<&Arc<Waiter>>) -> RecvAttempt<T> {
+        if let Some(v) = g.buf.take() {
+            g.stats.received(self.measure(&v));
+            let mut after = After::NOTHING;
+            // A place was freed: the oldest parked sender's value moves in.
+            if let Some(e) = g.senders.pop_claim(own) {
+                // SAFETY: claimed by pop_claim, under the lock.
+                match unsafe { e.take() } {
+                    Some(sv) => match g.buf.offer(sv) {
+                        Offer::Stored => {}
+                        _ => unreachable!("try_recv_locked: no room for a parked sender after a take"),
+                    },
+                    None => unreachable!("try_recv_locked: a parked sender's slot is empty"),
+                }
+                e.waiter.mark_done(e.clause);
+                g.stats.sent(e.bytes);
+                after = After::wake(e.waiter);
+            }
+            return RecvAttempt::Got(v, after);
+        }
+        if let Some(e) = g.senders.pop_claim(own) {
+            // SAFETY: claimed by pop_claim, under the lock.
+            let Some(v) = (unsafe { e.take() }) else {
+                unreachable!("try_recv_locked: a parked sender's slot is empty")
+            };
+            e.waiter.mark_done(e.clause);
+            g.stats.sent(e.bytes);
+            g.stats.received(e.bytes);
+            if self.kind == Kind::Rendezvous {
+                g.stats.rv_matches += 1;
+            }
+            return RecvAttempt::Got(v, After::wake(e.waiter));
+        }
+        if g.closed { RecvAttempt::Closed } else { RecvAttempt::Empty }
+    }
+
+    /// Would a send complete now (or fail as closed)? For select's registering pass.
+    pub(crate) fn send_ready_locked(&self, g: &Inner<T>, own: &Arc<Waiter>) -> bool {
+        g.closed
+            || g.receivers.has_live(Some(own))
+            || match g.buf.capacity() {
+                None => true,
+                Some(cap) => g.buf.len() < cap || self.drops_on_overflow(g),
+            }
+    }
+
+    fn drops_on_overflow(&self, g: &Inner<T>) -> bool {
+        match &g.buf {
+            Flavor::Buffered(b) => b.overflow() != super::Overflow::Suspend,
+            Flavor::Conflated(_) => true,
+            Flavor::Rendezvous(_) | Flavor::Unlimited(_) => false,
+        }
+    }
+
+    /// Would a receive complete now (or fail as closed)?
+    pub(crate) fn recv_ready_locked(&self, g: &Inner<T>, own: &Arc<Waiter>) -> bool {
+        g.buf.len() > 0 || g.senders.has_live(Some(own)) || g.closed
+    }
+
+    pub(crate) fn park_sender_locked(&self, g: &mut Inner<T>, e: Entry<T>) {
+        g.senders.push(e);
+    }
+
+    pub(crate) fn park_receiver_locked(&self, g: &mut Inner<T>, e: Entry<T>) {
+        g.receivers.push(e);
+    }
+
+    /// Removes `w`'s entries from both queues. Caller holds the lock.
+    pub(crate) fn unpark_locked(&self, g: &mut Inner<T>, w: &Arc<Waiter>) {
+        g.senders.remove(w);
+        g.receivers.remove(w);
+    }
+
+    // ---- abandoned async operations ---------------------------------------------------
+
+    /// A parked operation that will never wait again (its future was dropped) and that
+    /// won `try_abort`: unregister it and count it as canceled.
+    pub(crate) fn abandon(&self, w: &Arc<Waiter>, sending: bool) {
+        let mut g = self.lock();
+        self.unpark_locked(&mut g, w);
+        if sending {
+            g.stats.send_failed(ChanError::Canceled);
+        } else {
+            g.stats.recv_failed(ChanError::Canceled);
+        }
+    }
+
+    /// Waits until a claimer that won against `try_abort` has marked the waiter done: it
+    /// holds the lock from claim to done, so taking the lock once is enough.
+    pub(crate) fn wait_for_claimer(&self) {
+        drop(self.lock());
+    }
+
+    /// A value delivered to a receive that was abandoned: undelivered.
+    pub(crate) fn abandoned_value(&self, v: T) {
+        self.lock().stats.undelivered += 1;
+        self.undelivered(v);
+    }
+
+    // ---- whole operations -------------------------------------------------------------
+
+    /// Sends, waiting as `wait` allows.
+    pub(crate) fn send(&self, v: T, wait: Wait<'_>) -> Result<(), SendError<T>> {
+        let bytes = self.measure(&v);
+        let mut g = self.lock();
+        let v = match self.try_send_locked(&mut g, v, bytes, None) {
+            SendAttempt::Sent(after) => {
+                drop(g);
+                after.run(self);
+                return Ok(());
+            }
+            SendAttempt::Closed(v) => return Err(self.send_failed(g, ChanError::Closed, v)),
+            SendAttempt::Full(v) => v,
+        };
+        if let Some(why) = wait.refuse() {
+            return Err(self.send_failed(g, why, v));
+        }
+        let waiter = Waiter::new();
+        let slot = UnsafeCell::new(Some(v));
+        g.senders.push(Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes });
+        drop(g);
+        let outcome = park_on(&waiter, wait);
+        match outcome {
+            // Done: a receiver took the value, or a close left it in the slot.
+            Ok(_) => match slot.into_inner() {
+                None => Ok(()),
+                Some(v) => Err(SendError::new(ChanError::Closed, v)),
+            },
+            Err(why) => {
+                let mut g = self.lock();
+                g.senders.remove(&waiter);
+                if self.kind == Kind::Rendezvous {
+                    g.stats.rv_cancels += 1;
+                }
+                let Some(v) = slot.into_inner() else {
+                    unreachable!("Chan::send: an aborted sender's slot is empty")
+                };
+                Err(self.send_failed(g, why, v))
+            }
+        }
+    }
+
+    /// Receives, waiting as `wait` allows.
+    pub(crate) fn recv(&self, wait: Wait<'_>) -> Result<T, ChanError> {
+        let mut g = self.lock();
+        match self.try_recv_locked(&mut g, None) {
+            RecvAttempt::Got(v, after) => {
+                drop(g);
+                after.run(self);
+                return Ok(v);
+            }
+            RecvAttempt::Closed => return Err(self.recv_failed(g, ChanError::Closed)),
+            RecvAttempt::Empty => {}
+        }
+        if let Some(why) = wait.refuse() {
+            return Err(self.recv_failed(g, why));
+        }
+        let waiter = Waiter::new();
+        let slot = UnsafeCell::new(None);
+        g.receivers.push(Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes: 0 });
+        drop(g);
+        match park_on(&waiter, wait) {
+            // Done: a sender filled the slot, or a close left it empty (and counted).
+            Ok(_) => slot.into_inner().ok_or(ChanError::Closed),
+            Err(why) => {
+                let mut g = self.lock();
+                g.receivers.remove(&waiter);
+                Err(self.recv_failed(g, why))
+            }
+        }
+    }
+
+    /// Counts a failed send; returns its error. Consumes the guard: unlocks.
+    pub(crate) fn send_failed(&self, mut g: MutexGuard<'_, Inner<T>>, why: ChanError, v: T) -> SendError<T> {
+        g.stats.send_failed(why);
+        SendError::new(why, v)
+    }
+
+    /// Counts a failed receive; returns its error. Consumes the guard: unlocks.
+    pub(crate) fn recv_failed(&self, mut g: MutexGuard<'_, Inner<T>>, why: ChanError) -> ChanError {
+        g.stats.recv_failed(why);
+        why
+    }
+
+    /// Closes: later sends fail, receivers drain the buffer then fail, every parked
+    /// operation wakes with `Closed`. With `discard`, also drops the buffered values as
+    /// undelivered (Kotlin's `cancel`). Returns `false` if already closed (a `discard`
+    /// still drains whatever a drain-only close left).
+    pub(crate) fn close(&self, discard: bool) -> bool {
+        let mut g = self.lock();
+        let first = !g.closed;
+        g.closed = true;
+        // Release: pairs with the Acquire in `is_closed`.
+        self.closed.store(true, Release);
+        let mut woken = Vec::new();
+        for e in g.receivers.take_all() {
+            if e.waiter.try_claim(e.clause) {
+                e.waiter.mark_done(e.clause); // the empty slot says "closed"
+                g.stats.recv_failed(ChanError::Closed);
+                woken.push(e.waiter);
+            }
+        }
+        for e in g.senders.take_all() {
+            if e.waiter.try_claim(e.clause) {
+                e.waiter.mark_done(e.clause); // the full slot says "closed"
+                g.stats.send_failed(ChanError::Closed);
+                woken.push(e.waiter);
+            }
+        }
+        let dropped = if discard { g.buf.drain() } else { Vec::new() };
+        g.stats.undelivered += dropped.len() as u64;
+        drop(g);
+        for w in woken {
+            w.notify();
+        }
+        for v in dropped {
+            self.undelivered(v);
+        }
+        first
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().buf.len()
+    }
+
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        self.lock().buf.capacity()
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let g = self.lock();
+        Snapshot::new(self.name.clone(), self.kind, g.buf.capacity(), g.buf.len(), g.closed, &g.stats)
+    }
+}
+
+/// Parks until `waiter` is done (returns the winning clause) or gives up as `wait` allows
+/// (returns why, with the waiter aborted: nobody will touch its slots).
+/// Cancellation wins over the deadline; neither polls: the token and the timer wheel wake.
+pub(crate) fn park_on(waiter: &Arc<Waiter>, wait: Wait<'_>) -> Result<usize, ChanError> {
+    let me = park::current();
+    let _registration = match wait.cancel {
+        Some(token) => match token.register(me.clone()) {
+            Some(r) => Some(r),
+            None => return give_up(waiter, ChanError::Canceled),
+        },
+        None => None,
+    };
+    if !waiter.signal.register(me) {
+        return finished(waiter);
+    }
+    loop {
+        if let Some(i) = waiter.done() {
+            return Ok(i);
+        }
+        if wait.cancel.is_some_and(CancelToken::is_cancelled) {
+            return give_up(waiter, ChanError::Canceled);
+        }
+        match wait.until {
+            Until::Forever => park::park(),
+            Until::At(deadline) => {
+                if park::park_deadline(deadline) {
+                    let cancelled = wait.cancel.is_some_and(CancelToken::is_cancelled);
+                    return give_up(waiter, if cancelled { ChanError::Canceled } else { ChanError::Timeout });
+                }
+            }
+            Until::Now => unreachable!("park_on: a try-operation parked"),
+        }
+    }
+}
+
+/// Aborts `waiter`; if a claimer got there first, waits for it to finish instead.
+fn give_up(waiter: &Arc<Waiter>, why: ChanError) -> Result<usize, ChanError> {
+    if waiter.try_abort() { Err(why) } else { finished(waiter) }
+}
+
+/// Waits for a claimed waiter's claimer to mark it done (it notifies the signal).
+fn finished(waiter: &Arc<Waiter>) -> Result<usize, ChanError> {
+    if waiter.done().is_none() {
+        // Registration may not have happened yet (an early give-up); `false` means the
+        // notify already came, so `done` is set.
+        let _ = waiter.signal.register(park::current());
+    }
+    loop {
+        if let Some(i) = waiter.done() {
+            return Ok(i);
+        }
+        park::park();
+    }
+}

@@ -1,0 +1,139 @@
+//! The four channel kinds differ only in where a value waits when no receiver is parked.
+//!
+//! Waiting, hand-off, close and counting are shared (`chan::core`); each flavour file
+//! holds one `Buffer<T>` with the same methods in the same order — `offer`, `take`, `len`,
+//! `capacity`, `drain` — and [`Flavor`] dispatches to them, so adding a kind is guided by
+//! exhaustiveness errors.
+
+pub(crate) mod buffered;
+pub(crate) mod conflated;
+pub(crate) mod rendezvous;
+pub(crate) mod unlimited;
+
+/// The channel kinds, with the kcoro C numbering (`kc_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// No buffer: a send completes when a receiver takes the value.
+    Rendezvous,
+    /// A ring of fixed capacity with an overflow policy.
+    Buffered,
+    /// One slot; a send overwrites and never waits.
+    Conflated,
+    /// Grows without bound; a send never waits.
+    Unlimited,
+}
+
+impl Kind {
+    /// `KC_RENDEZVOUS = 0`, `KC_BUFFERED = 1`, `KC_CONFLATED = -1`, `KC_UNLIMITED = -2`.
+    pub fn code(self) -> i32 {
+        match self {
+            Kind::Rendezvous => 0,
+            Kind::Buffered => 1,
+            Kind::Conflated => -1,
+            Kind::Unlimited => -2,
+        }
+    }
+
+    /// Lower-case name, as shown by snapshots and the monitor.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Rendezvous => "rendezvous",
+            Kind::Buffered => "buffered",
+            Kind::Conflated => "conflated",
+            Kind::Unlimited => "unlimited",
+        }
+    }
+}
+
+/// What a buffered channel does with a send that finds it full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Overflow {
+    /// The sender waits for room (the default).
+    #[default]
+    Suspend,
+    /// The oldest buffered value is dropped to make room; the send succeeds.
+    DropOldest,
+    /// The new value is dropped; the send succeeds.
+    DropLatest,
+}
+
+/// What became of an offered value.
+#[must_use]
+pub(crate) enum Offer<T> {
+    /// Buffered.
+    Stored,
+    /// Buffered, and this older value was dropped to make room (counted, undelivered).
+    Displaced(T),
+    /// The send succeeds but this value (the offered one) was dropped (counted, undelivered).
+    Dropped(T),
+    /// No room: the sender must wait (or fail, for a try).
+    Full(T),
+}
+
+/// One buffer per kind.
+pub(crate) enum Flavor<T> {
+    Rendezvous(rendezvous::Buffer),
+    Buffered(buffered::Buffer<T>),
+    Conflated(conflated::Buffer<T>),
+    Unlimited(unlimited::Buffer<T>),
+}
+
+impl<T> Flavor<T> {
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Flavor::Rendezvous(_) => Kind::Rendezvous,
+            Flavor::Buffered(_) => Kind::Buffered,
+            Flavor::Conflated(_) => Kind::Conflated,
+            Flavor::Unlimited(_) => Kind::Unlimited,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn offer(&mut self, v: T) -> Offer<T> {
+        match self {
+            Flavor::Rendezvous(b) => b.offer(v),
+            Flavor::Buffered(b) => b.offer(v),
+            Flavor::Conflated(b) => b.offer(v),
+            Flavor::Unlimited(b) => b.offer(v),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn take(&mut self) -> Option<T> {
+        match self {
+            Flavor::Rendezvous(b) => b.take(),
+            Flavor::Buffered(b) => b.take(),
+            Flavor::Conflated(b) => b.take(),
+            Flavor::Unlimited(b) => b.take(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Flavor::Rendezvous(b) => b.len(),
+            Flavor::Buffered(b) => b.len(),
+            Flavor::Conflated(b) => b.len(),
+            Flavor::Unlimited(b) => b.len(),
+        }
+    }
+
+    /// `None` for unbounded.
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        match self {
+            Flavor::Rendezvous(b) => b.capacity(),
+            Flavor::Buffered(b) => b.capacity(),
+            Flavor::Conflated(b) => b.capacity(),
+            Flavor::Unlimited(b) => b.capacity(),
+        }
+    }
+
+    /// Takes every buffered value, oldest first (for cancel).
+    pub(crate) fn drain(&mut self) -> Vec<T> {
+        match self {
+            Flavor::Rendezvous(b) => b.drain(),
+            Flavor::Buffered(b) => b.drain(),
+            Flavor::Conflated(b) => b.drain(),
+            Flavor::Unlimited(b) => b.drain(),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Channels: the four kinds of Kotlin and kcoro, with select, timeouts, cancellation,
+//! close and exact counters.
+//!
+//! ```
+//! use kcoro::chan;
+//!
+//! kcoro::run(|| {
+//!     let (tx, rx) = chan::buffered::<u64>(16);
+//!     let producer = kcoro::spawn(move || {
+//!         for i in 0..100 {
+//!             tx.send(i).unwrap();
+//!         } // dropping the last sender closes the channel
+//!     });
+//!     let sum: u64 = rx.iter().sum(); // drains, then stops at close
+//!     producer.join().unwrap();
+//!     assert_eq!(sum, 4950);
+//!     assert_eq!(rx.snapshot().recvs, 100);
+//! });
+//! ```
+//!
+//! One channel serves three kinds of caller at once: an operation from a coroutine parks
+//! the coroutine, from a plain thread it parks the thread, and the `*_async` forms return
+//! futures that run on any executor. Timed waits use the runtime's timer wheel (or
+//! `park_timeout` on a thread) and a [`CancelToken`] wakes its waiters at once: nothing
+//! polls.
+//!
+//! - [`rendezvous`]: no buffer; a send completes when a receiver takes the value.
+//! - [`buffered`]: a ring of fixed capacity; when full, senders wait, or with
+//!   [`buffered_with`] the oldest or the newest value is dropped ([`Overflow`]).
+//! - [`conflated`]: one slot; a send replaces what is there and never waits.
+//! - [`unlimited`]: grows without bound; a send never waits.
+//!
+//! **Close and cancel.** [`Sender::close`] (or dropping every sender) stops sends;
+//! receivers drain what is buffered, then get [`ChanError::Closed`]. [`Receiver::cancel`]
+//! (or dropping every receiver) also drops the buffered values, passing each to the
+//! undelivered callback ([`Builder::on_undelivered`]) exactly once; so do overflow drops.
+//! Every parked operation wakes; a failed send hands its value back in [`SendError`].
+//!
+//! **Counters** are exact and always on: see [`Snapshot`] and [`Rate`]. Channels built
+//! with a [`Builder::name`] are listed in the process-wide [`registry`].
+
+mod core;
+mod error;
+pub(crate) mod flavor;
+mod future;
+mod handle;
+mod macros;
+pub mod registry;
+mod select;
+mod stats;
+pub(crate) mod waiter;
+
+use std::sync::Arc;
+
+pub use error::{ChanError, RecvError, SendError};
+pub use flavor::{Kind, Overflow};
+pub use future::{RecvFuture, RecvStream, SendFuture};
+pub use handle::{IntoIter, Iter, Receiver, Sender, TryIter};
+pub use select::{Select, SelectedOperation};
+pub use stats::{ByteLen, Failures, Rate, Snapshot};
+
+use self::core::{Chan, Undelivered};
+use flavor::{Flavor, buffered, conflated, rendezvous, unlimited};
+use stats::Measure;
+
+/// Capacity used by `buffered(0)`, as in the kcoro C API.
+pub const DEFAULT_CAPACITY: usize = 64;
+
+/// A channel with no buffer: each send waits for a receiver to take its value.
+pub fn rendezvous<T>() -> (Sender<T>, Receiver<T>) {
+    Builder::new(Kind::Rendezvous).build()
+}
+
+/// A channel buffering up to `capacity` values (0 means [`DEFAULT_CAPACITY`]); senders
+/// wait while it is full.
+pub fn buffered<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    Builder::buffered(capacity).build()
+}
+
+/// A buffered channel with the given overflow policy.
+pub fn buffered_with<T>(capacity: usize, overflow: Overflow) -> (Sender<T>, Receiver<T>) {
+    Builder::buffered(capacity).overflow(overflow).build()
+}
+
+/// A channel holding only the latest value: a send replaces it and never waits.
+pub fn conflated<T>() -> (Sender<T>, Receiver<T>) {
+    Builder::new(Kind::Conflated).build()
+}
+
+/// A channel that grows without bound: a send never waits.
+pub fn unlimited<T>() -> (Sender<T>, Receiver<T>) {
+    Builder::new(Kind::Unlimited).build()
+}
+
+/// Builds a channel with a name, an undelivered-element callback or payload byte counting.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use kcoro::chan::{Builder, Overflow};
+///
+/// let dropped = Arc::new(AtomicUsize::new(0));
+/// let d = Arc::clone(&dropped);
+/// let (tx, rx) = Builder::<Vec<u8>>::buffered(2)
+///     .overflow(Overflow::DropOldest)
+///     .name("ingress")
+///     .count_payload_bytes()
+///     .on_undelivered(move |_v| { d.fetch_add(1, Ordering::Relaxed); })
+///     .build();
+/// for n in 1..=3 {
+///     tx.send(vec![0; n]).unwrap();       // the third send drops the oldest value
+/// }
+/// assert_eq!(dropped.load(Ordering::Relaxed), 1);
+/// assert_eq!(rx.recv().unwrap().len(), 2);
+/// assert_eq!(tx.snapshot().bytes_sent, 6);
+/// ```
+pub struct Builder<T> {
+    kind: Kind,
+    capacity: usize,
+    overflow: Overflow,
+    name: Option<String>,
+    on_undelivered: Option<Undelivered<T>>,
+    measure: Measure<T>,
+    register: Option<fn(&Arc<Chan<T>>)>,
+}
+
+impl<T> Builder<T> {
+    /// A builder for the given kind (buffered: [`DEFAULT_CAPACITY`]).
+    pub fn new(kind: Kind) -> Self {
+        Builder {
+            kind,
+            capacity: DEFAULT_CAPACITY,
+            overflow: Overflow::Suspend,
+            name: None,
+            on_undelivered: None,
+            measure: Measure::Fixed(size_of::<T>()),
+            register: None,
+        }
+    }
+
+    /// A buffered channel of `capacity` (0 means [`DEFAULT_CAPACITY`]).
+    pub fn buffered(capacity: usize) -> Self {
+        Self::new(Kind::Buffered).capacity(capacity)
+    }
+
+    /// Buffer capacity for a buffered channel (0 means [`DEFAULT_CAPACITY`]); ignored by
+    /// the other kinds.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = if capacity == 0 { DEFAULT_CAPACITY } else { capacity };
+        self
+    }
+
+    /// Overflow policy for a buffered channel; ignored by the other kinds.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Called once for every value the channel accepted but nobody will receive: values
+    /// dropped by an overflow policy or by conflation, values buffered when the channel is
+    /// cancelled (or its last receiver dropped), values delivered to an abandoned
+    /// `recv_async`. Runs on the thread that caused the drop, outside the channel lock.
+    pub fn on_undelivered(mut self, f: impl Fn(T) + Send + Sync + 'static) -> Self {
+        self.on_undelivered = Some(Box::new(f));
+        self
+    }
+
+    /// Count each value's payload length ([`ByteLen`]) in the byte counters instead of
+    /// `size_of::<T>()`.
+    pub fn count_payload_bytes(mut self) -> Self
+    where
+        T: ByteLen,
+    {
+        self.measure = Measure::Payload(T::byte_len);
+        self
+    }
+
+    /// Names the channel and lists it in the process-wide [`registry`] while it lives.
+    pub fn name(mut self, name: impl Into<String>) -> Self
+    where
+        T: Send + 'static,
+    {
+        self.name = Some(name.into());
+        self.register = Some(registry::register::<T>);
+        self
+    }
+
+    /// Creates the channel.
+    pub fn build(self) -> (Sender<T>, Receiver<T>) {
+        let buf = match self.kind {
+            Kind::Rendezvous => Flavor::Rendezvous(rendezvous::Buffer),
+            Kind::Buffered => Flavor::Buffered(buffered::Buffer::new(self.capacity, self.overflow)),
+            Kind::Conflated => Flavor::Conflated(conflated::Buffer::new()),
+            Kind::Unlimited => Flavor::Unlimited(unlimited::Buffer::new()),
+        };
+        let chan = Arc::new(Chan::new(buf, self.measure, self.on_undelivered, self.name));
+        if let Some(register) = self.register {
+            register(&chan);
+        }
+        handle::pair(chan)
+    }
+}
+
+impl<T> std::fmt::Debug for Builder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("kind", &self.kind)
+            .field("capacity", &self.capacity)
+            .field("overflow", &self.overflow)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Used by the `select!` macros; not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use super::select::{Clause, RecvClause, SendClause, run_macro};
+    pub use super::waiter::Waiter;
+}

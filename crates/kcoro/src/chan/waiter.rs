@@ -1,0 +1,205 @@
+//! Parked channel operations: one [`Waiter`] per blocking operation (or per `select`),
+//! and the [`Entry`] it leaves in each channel's queue.
+//!
+//! A waiter is claimed exactly once. The claimer is either a counterpart on one of the
+//! channels (a sender that found a parked receiver, a receiver that found a parked sender,
+//! or a closer), or the waiting operation itself when a `select` finds a clause ready
+//! while it is still registering, or when it gives up (timeout, cancel).
+//!
+//! # Protocol
+//! ```text
+//!             try_claim(i)               mark_done(i)
+//!   WAITING ───────────────▶ CLAIMED(i) ──────────────▶ DONE(i)
+//!      │                      (holder of the clause's channel lock moves the value)
+//!      └── try_abort ──▶ ABORTED          (only the waiting operation does this)
+//! ```
+//! 1. A counterpart holds the channel lock, pops an entry and `try_claim`s its waiter for
+//!    the entry's clause. Losing the CAS means the waiter is taken or gone: drop the entry,
+//!    never touch its slot.
+//! 2. Still under the lock, it moves the value through the entry's slot (or leaves it,
+//!    for a close) and `mark_done`s; after unlocking it `notify`s the waiter's signal.
+//! 3. The waiting operation parks until `done()` says which clause won. To give up it must
+//!    win `try_abort`; if that fails, a claimer is mid-step 2 and will finish: it keeps
+//!    waiting for `DONE` (a few instructions away, never a spin: it parks).
+//!
+//! # Invariants
+//! - A slot is written only by the claimer of its entry, between `CLAIMED` and `DONE`,
+//!   under the entry's channel lock; the owner reads it only after `DONE` or `ABORTED`.
+//! - The owner removes its entries from every queue before its slots go away; an entry
+//!   left behind in a queue is only ever inspected through `waiter.state`.
+//! - `DONE` and `ABORTED` are terminal.
+
+use std::sync::Arc;
+
+use crate::loom::atomic::{AtomicUsize, Ordering::*};
+use crate::park::Signal;
+
+/// Nobody has claimed the waiter yet.
+const WAITING: usize = 0;
+/// The waiting operation gave up (timeout or cancel) before anyone claimed it.
+const ABORTED: usize = 1;
+// CLAIMED(i) = FIRST_CLAIMED + 2i and DONE(i) = CLAIMED(i) + 1, for clause index i.
+const FIRST_CLAIMED: usize = 2;
+
+/// How a wait ended, as seen by the waiting operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Waiting,
+    Aborted,
+    /// Claimed for this clause; the value is still being moved.
+    Claimed(usize),
+    /// Claimed for this clause and finished.
+    Done(usize),
+}
+
+/// One parked operation, shared by its entries in one or more channel queues.
+#[doc(hidden)]
+pub struct Waiter {
+    state: AtomicUsize,
+    /// Wakes the owner once the waiter is done.
+    pub(crate) signal: Signal,
+}
+
+impl Waiter {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self { state: AtomicUsize::new(WAITING), signal: Signal::new() })
+    }
+
+    pub(crate) fn state(&self) -> State {
+        // Acquire: pairs with the Release in `mark_done`, so the slot writes are visible.
+        decode(self.state.load(Acquire))
+    }
+
+    /// The winning clause once done.
+    pub(crate) fn done(&self) -> Option<usize> {
+        match self.state() {
+            State::Done(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.state.load(Relaxed) == WAITING
+    }
+
+    /// Step 1: claims the waiter for `clause`. Caller holds that clause's channel lock.
+    #[must_use]
+    pub(crate) fn try_claim(&self, clause: usize) -> bool {
+        // Acquire: the owner's slot initialisation (published by the channel lock too).
+        self.state.compare_exchange(WAITING, FIRST_CLAIMED + 2 * clause, Acquire, Relaxed).is_ok()
+    }
+
+    /// Step 2: the value has moved. Caller claimed `clause` and holds its channel lock.
+    pub(crate) fn mark_done(&self, clause: usize) {
+        // Release: publishes the slot write to the owner's Acquire in `state`.
+        self.state.store(FIRST_CLAIMED + 2 * clause + 1, Release);
+    }
+
+    /// Step 2, after unlocking: wakes the owner.
+    pub(crate) fn notify(&self) {
+        self.signal.notify();
+    }
+
+    /// Step 3: the owner gives up. `false` means someone claimed it first.
+    #[must_use]
+    pub(crate) fn try_abort(&self) -> bool {
+        self.state.compare_exchange(WAITING, ABORTED, Acquire, Relaxed).is_ok()
+    }
+}
+
+fn decode(s: usize) -> State {
+    match s {
+        WAITING => State::Waiting,
+        ABORTED => State::Aborted,
+        s if (s - FIRST_CLAIMED) % 2 == 0 => State::Claimed((s - FIRST_CLAIMED) / 2),
+        s => State::Done((s - FIRST_CLAIMED) / 2),
+    }
+}
+
+/// A waiter's registration in one channel queue, for one clause.
+pub(crate) struct Entry<T> {
+    pub(crate) waiter: Arc<Waiter>,
+    pub(crate) clause: usize,
+    /// A parked receiver's empty slot, or a parked sender's full one. Owned by the
+    /// waiting operation; see the invariants for who may touch it and when.
+    pub(crate) slot: *mut Option<T>,
+    /// A parked sender's value size in bytes, measured before it locked the channel.
+    pub(crate) bytes: usize,
+}
+
+// SAFETY: an entry only travels inside its channel's lock; its slot is accessed under the
+// claim protocol above (one accessor at a time), and holds a `T: Send`.
+unsafe impl<T: Send> Send for Entry<T> {}
+
+impl<T> Entry<T> {
+    /// Moves `value` into a claimed receiver's slot.
+    ///
+    /// # Safety
+    /// The caller claimed `self.waiter` for `self.clause` and holds the channel lock.
+    pub(crate) unsafe fn put(&self, value: T) {
+        // SAFETY: by the caller's claim, we are the slot's only accessor until `mark_done`,
+        // and its owner keeps it alive until then.
+        unsafe { *self.slot = Some(value) }
+    }
+
+    /// Takes a claimed sender's value.
+    ///
+    /// # Safety
+    /// As for [`put`](Self::put).
+    pub(crate) unsafe fn take(&self) -> Option<T> {
+        // SAFETY: as in `put`.
+        unsafe { (*self.slot).take() }
+    }
+}
+
+/// The parked operations of one direction of one channel, oldest first.
+pub(crate) struct WaitQueue<T> {
+    entries: std::collections::VecDeque<Entry<T>>,
+}
+
+impl<T> Default for WaitQueue<T> {
+    fn default() -> Self {
+        Self { entries: Default::default() }
+    }
+}
+
+impl<T> WaitQueue<T> {
+    pub(crate) fn push(&mut self, e: Entry<T>) {
+        self.entries.push_back(e);
+    }
+
+    /// Pops and claims the oldest live entry, dropping stale ones. Entries of `own` (the
+    /// caller's own select waiter, registered on both sides of this channel) are kept
+    /// and skipped: an operation never matches itself.
+    /// Caller holds the channel lock.
+    pub(crate) fn pop_claim(&mut self, own: Option<&Arc<Waiter>>) -> Option<Entry<T>> {
+        let mut i = 0;
+        while i < self.entries.len() {
+            let e = &self.entries[i];
+            if own.is_some_and(|w| Arc::ptr_eq(w, &e.waiter)) {
+                i += 1;
+                continue;
+            }
+            let e = self.entries.remove(i)?;
+            if e.waiter.try_claim(e.clause) {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    /// True if some entry (other than `own`'s) is still waiting.
+    pub(crate) fn has_live(&self, own: Option<&Arc<Waiter>>) -> bool {
+        self.entries.iter().any(|e| e.waiter.is_waiting() && !own.is_some_and(|w| Arc::ptr_eq(w, &e.waiter)))
+    }
+
+    /// Removes every entry of `waiter`. Caller holds the channel lock.
+    pub(crate) fn remove(&mut self, waiter: &Arc<Waiter>) {
+        self.entries.retain(|e| !Arc::ptr_eq(&e.waiter, waiter));
+    }
+
+    /// Takes every entry, for close.
+    pub(crate) fn take_all(&mut self) -> std::collections::VecDeque<Entry<T>> {
+        std::mem::take(&mut self.entries)
+    }
+}
