@@ -127,14 +127,9 @@ fn four_by_four_exactly_once_threads() {
     for (kind, overflow, lossless) in cases() {
         let undelivered = Arc::new(AtomicU64::new(0));
         let (tx, rx) = channel(kind, overflow, &undelivered);
-        let out = exchange(
-            tx,
-            rx,
-            Arc::clone(&undelivered),
-            n,
-            std::thread::spawn,
-            |j| j.join().expect("party thread"),
-        );
+        let out = exchange(tx, rx, Arc::clone(&undelivered), n, std::thread::spawn, |j| {
+            j.join().expect("party thread")
+        });
         check(kind, overflow, n, &out, lossless);
     }
 }

@@ -177,6 +177,10 @@ pub struct RecvFuture<'a, T> {
 
 impl<'a, T> RecvFuture<'a, T> {
     pub(crate) fn new(chan: &'a Arc<Chan<T>>) -> Self {
+        Self::from_chan(chan)
+    }
+
+    pub(crate) fn from_chan(chan: &'a Chan<T>) -> Self {
         RecvFuture { chan, op: RecvOp { parked: None } }
     }
 }

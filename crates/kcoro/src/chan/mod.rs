@@ -50,6 +50,9 @@ mod select;
 mod stats;
 pub(crate) mod waiter;
 
+#[cfg(all(test, loom))]
+mod tests;
+
 use std::sync::Arc;
 
 pub use error::{ChanError, RecvError, SendError};

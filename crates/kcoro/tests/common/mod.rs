@@ -1,0 +1,166 @@
+//! Shared by the channel tests: run one test body with coroutines and with plain threads,
+//! under a watchdog, so a lost wake-up fails the test instead of hanging it.
+//!
+//! A body receives a [`Mode`] and starts every party of the test with [`Mode::go`]; the
+//! body itself runs as a party of the same kind (a coroutine on a two-worker runtime, or a
+//! thread), so its own blocking operations park the same way as everyone else's.
+//! Each test file uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use kcoro::{JoinError, Runtime};
+
+/// How long any single party may take before the test fails instead of hanging.
+pub const WATCHDOG: Duration = Duration::from_secs(30);
+
+/// A short wait given as an *input*: time for other parties to reach a blocking call. No
+/// test's verdict depends on it being long enough; a slow machine only makes some runs
+/// exercise a different (still checked) interleaving.
+pub const SETTLE: Duration = Duration::from_millis(10);
+
+/// Where the parties of a test run.
+#[derive(Clone)]
+pub enum Mode {
+    /// Coroutines on this runtime.
+    Coro(kcoro::Handle),
+    /// Plain OS threads.
+    Thread,
+}
+
+impl fmt::Debug for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Mode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Coro(_) => "coroutines",
+            Mode::Thread => "threads",
+        }
+    }
+
+    pub fn is_coro(&self) -> bool {
+        matches!(self, Mode::Coro(_))
+    }
+
+    /// Starts `f` as a new party of this mode (Go's `go` statement, but joinable).
+    pub fn go<T, F>(&self, f: F) -> Joiner<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self {
+            Mode::Coro(h) => Joiner::Coro(h.spawn(f)),
+            Mode::Thread => {
+                let (done_tx, done_rx) = mpsc::channel::<()>();
+                let handle = std::thread::spawn(move || {
+                    // Dropped on return and on unwind alike: the joiner wakes either way.
+                    let _done = done_tx;
+                    f()
+                });
+                Joiner::Thread(handle, done_rx)
+            }
+        }
+    }
+}
+
+/// Waits for a party started by [`Mode::go`].
+pub enum Joiner<T> {
+    Coro(kcoro::JoinHandle<T>),
+    Thread(std::thread::JoinHandle<T>, mpsc::Receiver<()>),
+}
+
+impl<T> Joiner<T> {
+    /// The party's value. Re-raises its panic; fails if it runs past [`WATCHDOG`].
+    pub fn join(self) -> T {
+        match self {
+            Joiner::Coro(h) => match h.join_timeout(WATCHDOG) {
+                Ok(Ok(v)) => v,
+                Ok(Err(JoinError::Panicked(p))) => resume_unwind(p),
+                Ok(Err(e)) => panic!("coroutine did not finish: {e}"),
+                Err(_) => panic!("watchdog: a coroutine did not finish within {WATCHDOG:?}"),
+            },
+            Joiner::Thread(h, done) => {
+                // `Disconnected` is the normal wake (the party dropped its end).
+                if let Err(mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(WATCHDOG) {
+                    panic!("watchdog: a thread did not finish within {WATCHDOG:?}");
+                }
+                match h.join() {
+                    Ok(v) => v,
+                    Err(p) => resume_unwind(p),
+                }
+            }
+        }
+    }
+}
+
+/// Joins every party, in order.
+pub fn join_all<T>(joiners: impl IntoIterator<Item = Joiner<T>>) -> Vec<T> {
+    joiners.into_iter().map(Joiner::join).collect()
+}
+
+/// Runs `body` as a coroutine of a fresh two-worker runtime, then as a plain thread.
+pub fn both<F>(body: F)
+where
+    F: Fn(Mode) + Send + Sync + 'static,
+{
+    let body = Arc::new(body);
+    let b = Arc::clone(&body);
+    coro(move |m| b(m));
+    thread(move |m| body(m));
+}
+
+/// Runs `body` as a coroutine of a fresh two-worker runtime, under the watchdog.
+pub fn coro<F>(body: F)
+where
+    F: FnOnce(Mode) + Send + 'static,
+{
+    let rt = Runtime::builder().workers(2).build().expect("runtime starts");
+    let mode = Mode::Coro(rt.handle());
+    let m = mode.clone();
+    let outcome = catch_unwind(AssertUnwindSafe(|| mode.go(move || body(m)).join()));
+    if let Err(p) = outcome {
+        eprintln!("(the failure above happened with coroutines)");
+        // Do not wait forever for a party that is stuck: that is what failed.
+        rt.shutdown_timeout(Duration::from_secs(5));
+        resume_unwind(p);
+    }
+}
+
+/// Runs `body` on a plain thread, under the watchdog.
+pub fn thread<F>(body: F)
+where
+    F: FnOnce(Mode) + Send + 'static,
+{
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| Mode::Thread.go(move || body(Mode::Thread)).join())) {
+        eprintln!("(the failure above happened with threads)");
+        resume_unwind(p);
+    }
+}
+
+/// Calls `attempt` until it returns `Some`, yielding (then briefly sleeping) between
+/// tries; fails after [`WATCHDOG`]. For waiting on an event another party causes when
+/// the only way to observe it is to poll (e.g. "a receiver is parked now").
+pub fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + WATCHDOG;
+    let mut tries = 0u32;
+    loop {
+        if let Some(v) = attempt() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "watchdog: {what} did not happen within {WATCHDOG:?}");
+        tries += 1;
+        if tries < 64 {
+            kcoro::yield_now();
+        } else {
+            kcoro::sleep(Duration::from_micros(200));
+        }
+    }
+}
