@@ -9,12 +9,6 @@ pub(crate) use std::sync::atomic;
 pub(crate) use loom::sync::atomic;
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
-
-#[cfg(loom)]
-pub(crate) use loom::sync::{Mutex, MutexGuard};
-
-#[cfg(not(loom))]
 pub(crate) use std::cell::UnsafeCell;
 
 /// loom's `UnsafeCell` tracks accesses through closures; std's gets the same shape here so

@@ -27,12 +27,13 @@ use std::time::Instant;
 
 use super::error::{ChanError, SendError};
 use super::flavor::{Flavor, Kind, Offer};
+use super::lock::{Guard, Lock};
 use super::stats::{Counters, Measure, Snapshot};
 use super::waiter::{Entry, WaitQueue, Waiter};
-use crate::loom::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use crate::loom::{Mutex, MutexGuard};
+use crate::loom::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use crate::park;
 use crate::sync::CancelToken;
+use std::ops::{Deref, DerefMut};
 
 /// Callback for values that were accepted by the channel but never received.
 pub(crate) type Undelivered<T> = Box<dyn Fn(T) + Send + Sync>;
@@ -79,9 +80,17 @@ impl<'a> Wait<'a> {
 }
 
 pub(crate) struct Chan<T> {
-    inner: Mutex<Inner<T>>,
+    inner: Lock<Inner<T>>,
     /// Mirror of `inner.closed` for lock-free queries; set under the lock, never cleared.
     closed: AtomicBool,
+    /// Zero only if, at the last unlock, nothing was buffered, no sender was parked and the
+    /// channel was open: a try-receive that reads zero may report `WouldBlock` without
+    /// locking. Written at every unlock (see [`Locked`]), so its modification order is the
+    /// lock order: reading zero means "empty at some instant after the last unlock",
+    /// which is a valid linearisation point (the argument of Go's `chanrecv` fast path).
+    maybe_ready: AtomicUsize,
+    /// `WouldBlock` receives answered by that fast path (added to the snapshot's count).
+    fast_would_block: AtomicU64,
     pub(crate) senders: AtomicUsize,
     pub(crate) receivers: AtomicUsize,
     kind: Kind,
@@ -125,6 +134,38 @@ impl<T> After<T> {
     }
 }
 
+/// The channel lock, held. Releasing it refreshes the channel's `maybe_ready` hint.
+pub(crate) struct Locked<'a, T> {
+    guard: Guard<'a, Inner<T>>,
+    hint: &'a AtomicUsize,
+}
+
+impl<T> Deref for Locked<'_, T> {
+    type Target = Inner<T>;
+    #[inline]
+    fn deref(&self) -> &Inner<T> {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for Locked<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Inner<T> {
+        &mut self.guard
+    }
+}
+
+impl<T> Drop for Locked<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        let g = &*self.guard;
+        let ready = g.buf.len() + g.senders.len() + usize::from(g.closed);
+        // Release: pairs with the Acquire in `Chan::recv`'s fast path. Stale sender
+        // entries only over-approximate, which costs a lock, never a wrong answer.
+        self.hint.store(ready, Release);
+    }
+}
+
 /// A send attempted under the lock.
 pub(crate) enum SendAttempt<T> {
     Sent(After<T>),
@@ -148,7 +189,7 @@ impl<T> Chan<T> {
     ) -> Self {
         Chan {
             kind: buf.kind(),
-            inner: Mutex::new(Inner {
+            inner: Lock::new(Inner {
                 buf,
                 senders: WaitQueue::default(),
                 receivers: WaitQueue::default(),
@@ -156,6 +197,8 @@ impl<T> Chan<T> {
                 stats: Counters::default(),
             }),
             closed: AtomicBool::new(false),
+            maybe_ready: AtomicUsize::new(0),
+            fast_would_block: AtomicU64::new(0),
             senders: AtomicUsize::new(1),
             receivers: AtomicUsize::new(1),
             measure,
@@ -165,10 +208,8 @@ impl<T> Chan<T> {
     }
 
     #[inline]
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner<T>> {
-        // No user code runs under the lock (see the header), so a poisoned lock still
-        // guards consistent state.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn lock(&self) -> Locked<'_, T> {
+        Locked { guard: self.inner.lock(), hint: &self.maybe_ready }
     }
 
     pub(crate) fn kind(&self) -> Kind {
@@ -211,8 +252,7 @@ impl<T> Chan<T> {
             // SAFETY: pop_claim claimed e's waiter for e.clause, and we hold the lock.
             unsafe { e.put(v) };
             e.waiter.mark_done(e.clause);
-            g.stats.sent(bytes);
-            g.stats.received(bytes);
+            g.stats.handed_off(bytes);
             if self.kind == Kind::Rendezvous {
                 g.stats.rv_matches += 1;
             }
@@ -260,8 +300,7 @@ impl<T> Chan<T> {
                 unreachable!("try_recv_locked: a parked sender's slot is empty")
             };
             e.waiter.mark_done(e.clause);
-            g.stats.sent(e.bytes);
-            g.stats.received(e.bytes);
+            g.stats.handed_off(e.bytes);
             if self.kind == Kind::Rendezvous {
                 g.stats.rv_matches += 1;
             }
@@ -351,17 +390,19 @@ impl<T> Chan<T> {
         if let Some(why) = wait.refuse() {
             return Err(self.send_failed(g, why, v));
         }
-        let waiter = Waiter::new();
+        let waiter = Waiter::for_current();
         let slot = UnsafeCell::new(Some(v));
         g.senders.push(Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes });
         drop(g);
-        let outcome = park_on(&waiter, wait);
-        match outcome {
+        match park_on(&waiter, wait) {
             // Done: a receiver took the value, or a close left it in the slot.
-            Ok(_) => match slot.into_inner() {
-                None => Ok(()),
-                Some(v) => Err(SendError::new(ChanError::Closed, v)),
-            },
+            Ok(_) => {
+                Waiter::recycle(waiter);
+                match slot.into_inner() {
+                    None => Ok(()),
+                    Some(v) => Err(SendError::new(ChanError::Closed, v)),
+                }
+            }
             Err(why) => {
                 let mut g = self.lock();
                 g.senders.remove(&waiter);
@@ -378,6 +419,10 @@ impl<T> Chan<T> {
 
     /// Receives, waiting as `wait` allows.
     pub(crate) fn recv(&self, wait: Wait<'_>) -> Result<T, ChanError> {
+        if wait.until == Until::Now && wait.cancel.is_none() && self.maybe_ready.load(Acquire) == 0 {
+            self.fast_would_block.fetch_add(1, Relaxed);
+            return Err(ChanError::WouldBlock);
+        }
         let mut g = self.lock();
         match self.try_recv_locked(&mut g, None) {
             RecvAttempt::Got(v, after) => {
@@ -391,13 +436,16 @@ impl<T> Chan<T> {
         if let Some(why) = wait.refuse() {
             return Err(self.recv_failed(g, why));
         }
-        let waiter = Waiter::new();
+        let waiter = Waiter::for_current();
         let slot = UnsafeCell::new(None);
         g.receivers.push(Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes: 0 });
         drop(g);
         match park_on(&waiter, wait) {
             // Done: a sender filled the slot, or a close left it empty (and counted).
-            Ok(_) => slot.into_inner().ok_or(ChanError::Closed),
+            Ok(_) => {
+                Waiter::recycle(waiter);
+                slot.into_inner().ok_or(ChanError::Closed)
+            }
             Err(why) => {
                 let mut g = self.lock();
                 g.receivers.remove(&waiter);
@@ -407,13 +455,13 @@ impl<T> Chan<T> {
     }
 
     /// Counts a failed send; returns its error. Consumes the guard: unlocks.
-    pub(crate) fn send_failed(&self, mut g: MutexGuard<'_, Inner<T>>, why: ChanError, v: T) -> SendError<T> {
+    pub(crate) fn send_failed(&self, mut g: Locked<'_, T>, why: ChanError, v: T) -> SendError<T> {
         g.stats.send_failed(why);
         SendError::new(why, v)
     }
 
     /// Counts a failed receive; returns its error. Consumes the guard: unlocks.
-    pub(crate) fn recv_failed(&self, mut g: MutexGuard<'_, Inner<T>>, why: ChanError) -> ChanError {
+    pub(crate) fn recv_failed(&self, mut g: Locked<'_, T>, why: ChanError) -> ChanError {
         g.stats.recv_failed(why);
         why
     }
@@ -465,25 +513,25 @@ impl<T> Chan<T> {
 
     pub(crate) fn snapshot(&self) -> Snapshot {
         let g = self.lock();
-        Snapshot::new(self.name.clone(), self.kind, g.buf.capacity(), g.buf.len(), g.closed, &g.stats)
+        let mut snap =
+            Snapshot::new(self.name.clone(), self.kind, g.buf.capacity(), g.buf.len(), g.closed, &g.stats);
+        snap.recv_failures.would_block += self.fast_would_block.load(Relaxed);
+        snap
     }
 }
 
 /// Parks until `waiter` is done (returns the winning clause) or gives up as `wait` allows
 /// (returns why, with the waiter aborted: nobody will touch its slots).
 /// Cancellation wins over the deadline; neither polls: the token and the timer wheel wake.
+/// `waiter` was made by [`Waiter::for_current`] on this coroutine or thread.
 pub(crate) fn park_on(waiter: &Arc<Waiter>, wait: Wait<'_>) -> Result<usize, ChanError> {
-    let me = park::current();
     let _registration = match wait.cancel {
-        Some(token) => match token.register(me.clone()) {
+        Some(token) => match token.register(park::current()) {
             Some(r) => Some(r),
             None => return give_up(waiter, ChanError::Canceled),
         },
         None => None,
     };
-    if !waiter.signal.register(me) {
-        return finished(waiter);
-    }
     loop {
         if let Some(i) = waiter.done() {
             return Ok(i);
@@ -509,13 +557,9 @@ fn give_up(waiter: &Arc<Waiter>, why: ChanError) -> Result<usize, ChanError> {
     if waiter.try_abort() { Err(why) } else { finished(waiter) }
 }
 
-/// Waits for a claimed waiter's claimer to mark it done (it notifies the signal).
+/// Waits for a claimer to mark the waiter done; it unparks us after doing so, so a park
+/// while not done always has a wake coming.
 fn finished(waiter: &Arc<Waiter>) -> Result<usize, ChanError> {
-    if waiter.done().is_none() {
-        // Registration may not have happened yet (an early give-up); `false` means the
-        // notify already came, so `done` is set.
-        let _ = waiter.signal.register(park::current());
-    }
     loop {
         if let Some(i) = waiter.done() {
             return Ok(i);

@@ -21,7 +21,6 @@ use super::core::{Chan, RecvAttempt, SendAttempt};
 use super::error::{ChanError, SendError};
 use super::handle::Receiver;
 use super::waiter::{Entry, Waiter};
-use crate::park::Unparker;
 
 /// The parked part of an async operation.
 struct Parked<T> {
@@ -39,7 +38,7 @@ impl<T> Parked<T> {
     /// Registers `cx`'s waker; returns the slot's content once done.
     fn poll_done(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         if self.waiter.done().is_none()
-            && self.waiter.signal.register(Unparker::from_waker(cx.waker().clone()))
+            && self.waiter.register_waker(cx.waker())
             && self.waiter.done().is_none()
         {
             return Poll::Pending;
@@ -105,7 +104,7 @@ impl<T> Future for SendFuture<'_, T> {
             SendAttempt::Closed(v) => return Poll::Ready(Err(chan.send_failed(g, ChanError::Closed, v))),
             SendAttempt::Full(v) => v,
         };
-        let waiter = Waiter::new();
+        let waiter = Waiter::for_future();
         let slot = Box::new(UnsafeCell::new(Some(v)));
         chan.park_sender_locked(
             &mut g,
@@ -148,7 +147,7 @@ impl<T> RecvOp<T> {
             RecvAttempt::Closed => return Poll::Ready(Err(chan.recv_failed(g, ChanError::Closed))),
             RecvAttempt::Empty => {}
         }
-        let waiter = Waiter::new();
+        let waiter = Waiter::for_future();
         let slot = Box::new(UnsafeCell::new(None));
         chan.park_receiver_locked(
             &mut g,

@@ -44,6 +44,7 @@ mod error;
 pub(crate) mod flavor;
 mod future;
 mod handle;
+mod lock;
 mod macros;
 pub mod registry;
 mod select;

@@ -217,7 +217,7 @@ pub(crate) fn run(clauses: &mut [&mut dyn Clause], wait: Wait<'_>, biased: bool)
             return Err(why);
         }
         // Pass 2.
-        let waiter = Waiter::new();
+        let waiter = Waiter::for_current();
         let mut registered = 0;
         let mut ready = false;
         for k in 0..n {
@@ -236,6 +236,7 @@ pub(crate) fn run(clauses: &mut [&mut dyn Clause], wait: Wait<'_>, biased: bool)
         match outcome {
             None => continue,
             Some(Ok(i)) => {
+                Waiter::recycle(waiter);
                 clauses[i].complete();
                 return Ok(i);
             }
@@ -374,7 +375,7 @@ fn wait_without_clauses(wait: Wait<'_>) -> ChanError {
     if let Some(why) = wait.refuse() {
         return why;
     }
-    let waiter = Waiter::new();
+    let waiter = Waiter::for_current();
     match park_on(&waiter, wait) {
         Err(why) => why,
         Ok(_) => unreachable!("wait_without_clauses: a waiter in no queue was claimed"),

@@ -115,6 +115,16 @@ impl Counters {
         self.touch();
     }
 
+    /// A hand-off: one send and one receive, stamped once.
+    #[inline]
+    pub(crate) fn handed_off(&mut self, bytes: usize) {
+        self.sends += 1;
+        self.recvs += 1;
+        self.bytes_sent += bytes as u64;
+        self.bytes_recv += bytes as u64;
+        self.touch();
+    }
+
     pub(crate) fn send_failed(&mut self, why: ChanError) {
         self.send_failures[why.index()] += 1;
     }

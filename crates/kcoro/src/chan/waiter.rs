@@ -17,7 +17,7 @@
 //!    the entry's clause. Losing the CAS means the waiter is taken or gone: drop the entry,
 //!    never touch its slot.
 //! 2. Still under the lock, it moves the value through the entry's slot (or leaves it,
-//!    for a close) and `mark_done`s; after unlocking it `notify`s the waiter's signal.
+//!    for a close) and `mark_done`s; after unlocking it `notify`s the owner.
 //! 3. The waiting operation parks until `done()` says which clause won. To give up it must
 //!    win `try_abort`; if that fails, a claimer is mid-step 2 and will finish: it keeps
 //!    waiting for `DONE` (a few instructions away, never a spin: it parks).
@@ -32,7 +32,7 @@
 use std::sync::Arc;
 
 use crate::loom::atomic::{AtomicUsize, Ordering::*};
-use crate::park::Signal;
+use crate::park::{self, Signal, Unparker};
 
 /// Nobody has claimed the waiter yet.
 const WAITING: usize = 0;
@@ -56,13 +56,58 @@ pub(crate) enum State {
 #[doc(hidden)]
 pub struct Waiter {
     state: AtomicUsize,
-    /// Wakes the owner once the waiter is done.
-    pub(crate) signal: Signal,
+    wake: Wake,
+}
+
+/// How the claimer wakes the owner.
+enum Wake {
+    /// A coroutine or thread: its unparker, fixed before the waiter is published. The
+    /// claimer unparks after `mark_done`; if the owner saw `DONE` first, the wake is a
+    /// spare token its next park absorbs (parks may return spuriously).
+    Unparker(Unparker),
+    /// A future: the waker may change between polls, so it is registered through a
+    /// [`Signal`] (exactly once, never lost).
+    Signal(Signal),
 }
 
 impl Waiter {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self { state: AtomicUsize::new(WAITING), signal: Signal::new() })
+    /// A waiter for the calling coroutine or thread, reusing this thread's spare one
+    /// when nobody else holds it (saves an allocation per blocking operation).
+    pub(crate) fn for_current() -> Arc<Self> {
+        let me = park::current();
+        if let Some(mut w) = take_spare()
+            && let Some(inner) = Arc::get_mut(&mut w)
+        {
+            // Unique: no queue entry and no claimer holds it, so it can be reset.
+            inner.state.store(WAITING, Relaxed);
+            if !matches!(&inner.wake, Wake::Unparker(u) if u.same(&me)) {
+                inner.wake = Wake::Unparker(me);
+            }
+            return w;
+        }
+        Arc::new(Self { state: AtomicUsize::new(WAITING), wake: Wake::Unparker(me) })
+    }
+
+    /// A waiter for a future; its waker is registered with [`register_waker`].
+    pub(crate) fn for_future() -> Arc<Self> {
+        Arc::new(Self { state: AtomicUsize::new(WAITING), wake: Wake::Signal(Signal::new()) })
+    }
+
+    /// Hands a finished waiter back for reuse by this thread's next operation. Only a
+    /// waiter nobody else holds is kept.
+    pub(crate) fn recycle(w: Arc<Self>) {
+        if Arc::strong_count(&w) == 1 && matches!(w.wake, Wake::Unparker(_)) {
+            put_spare(w);
+        }
+    }
+
+    /// Registers (or replaces) a future's waker. Returns `false` if the waiter was
+    /// already notified. A coroutine or thread waiter needs no registration.
+    pub(crate) fn register_waker(&self, waker: &std::task::Waker) -> bool {
+        match &self.wake {
+            Wake::Signal(s) => s.register(Unparker::from_waker(waker.clone())),
+            Wake::Unparker(_) => true,
+        }
     }
 
     pub(crate) fn state(&self) -> State {
@@ -97,7 +142,12 @@ impl Waiter {
 
     /// Step 2, after unlocking: wakes the owner.
     pub(crate) fn notify(&self) {
-        self.signal.notify();
+        match &self.wake {
+            Wake::Unparker(u) => u.unpark(),
+            Wake::Signal(s) => {
+                s.notify();
+            }
+        }
     }
 
     /// Step 3: the owner gives up. `false` means someone claimed it first.
@@ -105,6 +155,23 @@ impl Waiter {
     pub(crate) fn try_abort(&self) -> bool {
         self.state.compare_exchange(WAITING, ABORTED, Acquire, Relaxed).is_ok()
     }
+}
+
+// The spare waiter of this thread. Reached only through these non-inlined accessors, and
+// never held across a park (see `runtime/context.rs` on thread-locals and coroutines).
+thread_local! {
+    static SPARE: std::cell::Cell<Option<Arc<Waiter>>> = const { std::cell::Cell::new(None) };
+}
+
+#[inline(never)]
+fn take_spare() -> Option<Arc<Waiter>> {
+    SPARE.try_with(std::cell::Cell::take).ok().flatten()
+}
+
+#[inline(never)]
+fn put_spare(w: Arc<Waiter>) {
+    // During thread teardown the slot may be gone: then the waiter is simply dropped.
+    let _ = SPARE.try_with(|s| s.set(Some(w)));
 }
 
 fn decode(s: usize) -> State {
@@ -172,7 +239,16 @@ impl<T> WaitQueue<T> {
     /// caller's own select waiter, registered on both sides of this channel) are kept
     /// and skipped: an operation never matches itself.
     /// Caller holds the channel lock.
+    #[inline]
     pub(crate) fn pop_claim(&mut self, own: Option<&Arc<Waiter>>) -> Option<Entry<T>> {
+        if own.is_none() {
+            while let Some(e) = self.entries.pop_front() {
+                if e.waiter.try_claim(e.clause) {
+                    return Some(e);
+                }
+            }
+            return None;
+        }
         let mut i = 0;
         while i < self.entries.len() {
             let e = &self.entries[i];
@@ -186,6 +262,11 @@ impl<T> WaitQueue<T> {
             }
         }
         None
+    }
+
+    /// Entries, live or stale.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
     }
 
     /// True if some entry (other than `own`'s) is still waiting.

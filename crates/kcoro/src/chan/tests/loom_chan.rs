@@ -29,7 +29,7 @@ fn loom_select_claim_has_one_winner() {
     loom::model(|| {
         let a = Arc::new(chan(Flavor::Rendezvous(rendezvous::Buffer)));
         let b = Arc::new(chan(Flavor::Rendezvous(rendezvous::Buffer)));
-        let w = Waiter::new();
+        let w = Waiter::for_future();
         let slot_a = UnsafeCell::new(None);
         let slot_b = UnsafeCell::new(None);
         for (c, clause, slot) in [(&a, 0, slot_a.get()), (&b, 1, slot_b.get())] {
@@ -58,7 +58,7 @@ fn loom_buffered_refill_races_close_and_abort() {
     loom::model(|| {
         let c = Arc::new(chan(Flavor::Buffered(buffered::Buffer::new(1, Overflow::Suspend))));
         c.send(1, Wait::TRY).unwrap();
-        let w = Waiter::new();
+        let w = Waiter::for_future();
         let slot = UnsafeCell::new(Some(2));
         {
             let mut g = c.lock();
