@@ -32,6 +32,18 @@ var cases = map[string]func(n int) (result, error){
 	"runtime/pingpong_park":      pingpongCase,
 	"runtime/sleep_1ms_accuracy": sleepCase,
 	"runtime/spawn_1m_parked":    spawnParkedCase,
+
+	"chan/pingpong_rendezvous": chanPingpongCase,
+	"chan/prodcons_0":          prodConsCase(0),
+	"chan/prodcons_10":         prodConsCase(10),
+	"chan/prodcons_100":        prodConsCase(100),
+	"chan/spsc_1024":           pipesCase(1, 1, 1024),
+	"chan/mpmc_4x4_1024":       pipesCase(4, 4, 1024),
+	"chan/mpmc_4x4_0":          pipesCase(4, 4, 0),
+	"chan/nonblocking_try":     nonblockingCase,
+
+	"select/select2_uncontended":   select2UncontendedCase,
+	"select/select_sync_contended": selectSyncContendedCase,
 }
 
 func main() {
@@ -98,23 +110,27 @@ func spawnJoinCase(n int) (result, error) {
 }
 
 func pingpongCase(n int) (result, error) {
-	loop := func(n int) time.Duration {
-		ping, pong := make(chan struct{}), make(chan struct{})
-		go func() {
-			for i := 0; i < n; i++ {
-				<-ping
-				pong <- struct{}{}
-			}
-		}()
-		start := time.Now()
-		for i := 0; i < n; i++ {
-			ping <- struct{}{}
-			<-pong
-		}
-		return time.Since(start)
-	}
+	loop := pingpong[struct{}]
 	loop(warmup(n))
 	return perOp(loop(n), n), nil
+}
+
+// pingpong runs n round trips of a zero T between the calling goroutine and one it
+// starts, over two unbuffered channels, and returns the time of the n round trips.
+func pingpong[T any](n int) time.Duration {
+	ping, pong := make(chan T), make(chan T)
+	go func() {
+		for i := 0; i < n; i++ {
+			pong <- <-ping
+		}
+	}()
+	var v T
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		ping <- v
+		v = <-pong
+	}
+	return time.Since(start)
 }
 
 func sleepCase(n int) (result, error) {
@@ -158,6 +174,211 @@ func spawnParkedCase(n int) (result, error) {
 	bytes := float64(peak-base) / float64(n)
 	res.BytesPerOp = &bytes
 	return res, nil
+}
+
+// The chan suite: see bench/src/chan_suite/mod.rs for the shape of each case. Every
+// message is a uint64, as in the Rust rows.
+
+func chanPingpongCase(n int) (result, error) {
+	loop := pingpong[uint64]
+	loop(warmup(n))
+	return perOp(loop(n), n), nil
+}
+
+// prodConsBatch is how many sends a producer claims at a time in the prodcons cases,
+// as in Go's own BenchmarkChanProdCons.
+const prodConsBatch = 1000
+
+// prodConsCase is the shape of Go's BenchmarkChanProdCons{0,10,100} with localWork = 0:
+// GOMAXPROCS producers claim batches of prodConsBatch sends from a shared counter, then
+// each sends a 0 sentinel; GOMAXPROCS consumers receive until they get a sentinel. One
+// op is one message; n is rounded down to whole batches (at least one).
+func prodConsCase(size int) func(n int) (result, error) {
+	return func(n int) (result, error) {
+		loop := func(n int) (time.Duration, int) {
+			procs := runtime.GOMAXPROCS(0)
+			batches := max(n/prodConsBatch, 1)
+			var left atomic.Int64
+			left.Store(int64(batches))
+			c := make(chan uint64, size)
+			var wg sync.WaitGroup
+			start := time.Now()
+			wg.Add(2 * procs)
+			for p := 0; p < procs; p++ {
+				go func() {
+					defer wg.Done()
+					for left.Add(-1) >= 0 {
+						for i := 0; i < prodConsBatch; i++ {
+							c <- 1
+						}
+					}
+					c <- 0
+				}()
+				go func() {
+					defer wg.Done()
+					for <-c != 0 {
+					}
+				}()
+			}
+			wg.Wait()
+			return time.Since(start), batches * prodConsBatch
+		}
+		loop(warmup(n))
+		d, msgs := loop(n)
+		return perOp(d, msgs), nil
+	}
+}
+
+// pipesCase: producers send n messages in total (split evenly) into one channel of the
+// given size, then the channel is closed; consumers receive until it is closed. One op
+// is one message.
+func pipesCase(producers, consumers, size int) func(n int) (result, error) {
+	return func(n int) (result, error) {
+		loop := func(n int) (time.Duration, error) {
+			c := make(chan uint64, size)
+			var received atomic.Int64
+			var sent, done sync.WaitGroup
+			start := time.Now()
+			sent.Add(producers)
+			done.Add(consumers)
+			for p := 0; p < producers; p++ {
+				go func(count int) {
+					defer sent.Done()
+					for i := 0; i < count; i++ {
+						c <- uint64(i)
+					}
+				}(share(n, producers, p))
+			}
+			for q := 0; q < consumers; q++ {
+				go func() {
+					defer done.Done()
+					got := int64(0)
+					for range c {
+						got++
+					}
+					received.Add(got)
+				}()
+			}
+			sent.Wait()
+			close(c)
+			done.Wait()
+			d := time.Since(start)
+			if got := received.Load(); got != int64(n) {
+				return d, fmt.Errorf("received %d of %d messages", got, n)
+			}
+			return d, nil
+		}
+		if _, err := loop(warmup(n)); err != nil {
+			return result{}, err
+		}
+		d, err := loop(n)
+		return perOp(d, n), err
+	}
+}
+
+// share is party i's part of n operations split over k parties: n/k, plus one for the
+// first n%k parties.
+func share(n, k, i int) int {
+	if i < n%k {
+		return n/k + 1
+	}
+	return n / k
+}
+
+// nonblockingCase is Go's BenchmarkChanNonblocking for one goroutine: a receive with
+// default on an empty unbuffered channel. One op is one try.
+func nonblockingCase(n int) (result, error) {
+	c := make(chan uint64)
+	loop := func(n int) (hits int) {
+		for i := 0; i < n; i++ {
+			select {
+			case <-c:
+				hits++
+			default:
+			}
+		}
+		return hits
+	}
+	loop(warmup(n))
+	start := time.Now()
+	hits := loop(n)
+	d := time.Since(start)
+	if hits != 0 {
+		return result{}, fmt.Errorf("received %d messages from an empty channel", hits)
+	}
+	return perOp(d, n), nil
+}
+
+// The select suite: see bench/src/select_suite/mod.rs.
+
+// select2UncontendedCase is Go's BenchmarkSelectUncontended for one goroutine: two
+// channels of size 1, one holding a value; each select takes it from one and puts it in
+// the other. One op is one select and one send.
+func select2UncontendedCase(n int) (result, error) {
+	c1, c2 := make(chan uint64, 1), make(chan uint64, 1)
+	c1 <- 0
+	loop := func(n int) {
+		for i := 0; i < n; i++ {
+			select {
+			case <-c1:
+				c2 <- 0
+			case <-c2:
+				c1 <- 0
+			}
+		}
+	}
+	loop(warmup(n))
+	start := time.Now()
+	loop(n)
+	return perOp(time.Since(start), n), nil
+}
+
+// selectSyncContendedCase is Go's BenchmarkSelectSyncContended with GOMAXPROCS pairs:
+// per pair a sender that selects over sending on three shared unbuffered channels or
+// receiving from done, and a receiver that selects over receiving from the three. The
+// receivers make n receives in total; one op is one receive. The senders are stopped
+// (by closing done) after the clock stops.
+func selectSyncContendedCase(n int) (result, error) {
+	loop := func(n int) time.Duration {
+		procs := runtime.GOMAXPROCS(0)
+		c1, c2, c3 := make(chan uint64), make(chan uint64), make(chan uint64)
+		done := make(chan uint64)
+		var senders, receivers sync.WaitGroup
+		start := time.Now()
+		senders.Add(procs)
+		receivers.Add(procs)
+		for p := 0; p < procs; p++ {
+			go func() {
+				defer senders.Done()
+				for {
+					select {
+					case c1 <- 0:
+					case c2 <- 0:
+					case c3 <- 0:
+					case <-done:
+						return
+					}
+				}
+			}()
+			go func(count int) {
+				defer receivers.Done()
+				for i := 0; i < count; i++ {
+					select {
+					case <-c1:
+					case <-c2:
+					case <-c3:
+					}
+				}
+			}(share(n, procs, p))
+		}
+		receivers.Wait()
+		d := time.Since(start)
+		close(done)
+		senders.Wait()
+		return d
+	}
+	loop(warmup(n))
+	return perOp(loop(n), n), nil
 }
 
 // statusBytes reads a kB field of /proc/self/status, in bytes.

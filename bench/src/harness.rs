@@ -20,7 +20,8 @@
 //! 1. *Prepare*: build the Go peer once if the suite has one and `go` is on the `PATH`;
 //!    otherwise note why it is skipped.
 //! 2. *Measure*: for each case, for each implementation, run `runs` children one after
-//!    the other. The first failed run ends that row with its error.
+//!    the other. The first failed run ends that row with its error. A pair listed in
+//!    [`Suite::skips`] runs no child and prints `skipped: <why>` instead.
 //! 3. *Report*: print the row as soon as it is known (the `kcoro` row comes first, so
 //!    every peer row has its ratio), then the error details, then write the JSON file.
 //!
@@ -30,6 +31,7 @@
 //! - `ratio = peer ns/op ÷ kcoro ns/op` everywhere, so a ratio above 1 means kcoro is
 //!   faster (or, for overshoot cases, more accurate).
 
+use std::any::Any;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
@@ -48,6 +50,12 @@ pub const GO: &str = "go";
 
 /// How often a child is polled for exit while the harness waits on it.
 const CHILD_POLL: Duration = Duration::from_millis(20);
+
+/// Width of the table's case column: the longest case name (`select_sync_contended`).
+pub const CASE_COL: usize = 21;
+
+/// Width of the table's impl column: the longest implementation name (`nylon-ring`).
+pub const IMPL_COL: usize = 10;
 
 /// How many characters of a child's error make it into the table row.
 const ROW_ERROR_CHARS: usize = 70;
@@ -88,8 +96,35 @@ pub struct Case {
     pub timeout: Duration,
 }
 
+/// Child time limit of a [`throughput`] case.
+const THROUGHPUT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A throughput case: 5 runs (3 with `--quick`), a two-minute limit per child.
+pub const fn throughput(name: &'static str, n_full: u64, n_quick: u64) -> Case {
+    Case {
+        name,
+        n_full,
+        n_quick,
+        runs_full: 5,
+        runs_quick: 3,
+        kind: Kind::Throughput,
+        timeout: THROUGHPUT_TIMEOUT,
+    }
+}
+
 /// Runs one case of one Rust implementation inside a child process.
 pub type ChildFn = fn(case: &str, imp: &str, n: u64) -> Result<Measurement, String>;
+
+/// Cases an implementation does not run, and why (printed in place of its row).
+#[derive(Clone, Copy, Debug)]
+pub struct Skip {
+    /// The implementation.
+    pub imp: &'static str,
+    /// The cases it does not run.
+    pub cases: &'static [&'static str],
+    /// Why, in a few words.
+    pub why: &'static str,
+}
 
 /// A suite: its cases, its implementations and how a child runs them.
 pub struct Suite {
@@ -101,8 +136,17 @@ pub struct Suite {
     pub cases: &'static [Case],
     /// Implementation names in print order; [`KCORO`] first. [`GO`] runs the Go peer.
     pub impls: &'static [&'static str],
+    /// Case and implementation pairs that are not run; every other pair is.
+    pub skips: &'static [Skip],
     /// Runs one Rust implementation in a child process.
     pub child: ChildFn,
+}
+
+impl Suite {
+    /// The entry saying `imp` does not run `case`, if there is one.
+    pub fn skip(&self, case: &str, imp: &str) -> Option<&Skip> {
+        self.skips.iter().find(|s| s.imp == imp && s.cases.contains(&case))
+    }
 }
 
 /// What one child run reports.
@@ -194,6 +238,10 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
             if opts.quick { (case.n_quick, case.runs_quick) } else { (case.n_full, case.runs_full) };
         let mut kcoro_ns = None;
         for &imp in suite.impls.iter().filter(|i| selected(&opts.impls, i)) {
+            if let Some(skip) = suite.skip(case.name, imp) {
+                println!("{:<CASE_COL$} {imp:<IMPL_COL$} skipped: {}", case.name, skip.why);
+                continue;
+            }
             let command = || -> Option<Command> {
                 let mut cmd;
                 if imp == GO {
@@ -207,7 +255,7 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 Some(cmd)
             };
             if command().is_none() {
-                println!("{:<20} {imp:<6} skipped", case.name);
+                println!("{:<CASE_COL$} {imp:<IMPL_COL$} skipped", case.name);
                 continue;
             }
             let samples = match measure(command, runs, case.timeout) {
@@ -302,6 +350,17 @@ pub fn proc_status_bytes(field: &str) -> Result<u64, String> {
             Some(kb * 1024)
         })
         .ok_or_else(|| format!("no {field} in /proc/self/status"))
+}
+
+/// The message of a panic payload, for `join` errors that carry one.
+pub fn panic_text(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_string()
+    }
 }
 
 /// Runs `cmd` to completion (or `timeout`) and parses the last JSON line it printed.
@@ -418,8 +477,11 @@ fn print_header(suite: &Suite, opts: &Options) {
         println!("  {note}");
     }
     println!();
-    println!("{:<20} {:<6} {:>12} {:>9} {:>10}", "case", "impl", "ns/op", "x kcoro", "bytes/op");
-    println!("{}", "-".repeat(61));
+    println!(
+        "{:<CASE_COL$} {:<IMPL_COL$} {:>12} {:>9} {:>10}",
+        "case", "impl", "ns/op", "x kcoro", "bytes/op"
+    );
+    println!("{}", "-".repeat(CASE_COL + IMPL_COL + 12 + 9 + 10 + 4));
 }
 
 fn print_row(case: &str, imp: &str, ns: f64, kcoro_ns: Option<f64>, bytes: Option<f64>) {
@@ -428,14 +490,14 @@ fn print_row(case: &str, imp: &str, ns: f64, kcoro_ns: Option<f64>, bytes: Optio
         _ => "-".to_string(),
     };
     let bytes = bytes.map_or(String::new(), |b| format!("{b:.0}"));
-    println!("{case:<20} {imp:<6} {:>12} {ratio:>9} {bytes:>10}", fmt_ns(ns));
+    println!("{case:<CASE_COL$} {imp:<IMPL_COL$} {:>12} {ratio:>9} {bytes:>10}", fmt_ns(ns));
 }
 
 fn print_error_row(case: &str, imp: &str, detail: &str) {
     let summary = summarize(detail);
     let short: String = summary.chars().take(ROW_ERROR_CHARS).collect();
     let more = if short.len() < summary.len() { "…" } else { "" };
-    println!("{case:<20} {imp:<6} error: {short}{more}");
+    println!("{case:<CASE_COL$} {imp:<IMPL_COL$} error: {short}{more}");
 }
 
 /// One line out of a failure: how the child ended, plus its own error message if it

@@ -1,4 +1,5 @@
-//! `kcoro-bench`: kcoro side by side with its peers (Go, may, tokio), in one run.
+//! `kcoro-bench`: kcoro side by side with its peers (Go, may, tokio, kanal, crossbeam,
+//! flume), in one run.
 //!
 //! ```text
 //! kcoro-bench <suite> [--quick] [--json FILE] [--case NAME]... [--impl NAME]...
@@ -10,16 +11,18 @@
 //! a child process of this same binary (`__child`, hidden) or of the Go peer; see
 //! [`harness`] for the protocol.
 
+mod chan_suite;
 mod go;
 mod harness;
 mod runtime_suite;
+mod select_suite;
 
 use std::process::ExitCode;
 
 use harness::{Options, Suite};
 
 /// Every suite, in `list` order.
-static SUITES: &[&Suite] = &[&runtime_suite::SUITE];
+static SUITES: &[&Suite] = &[&runtime_suite::SUITE, &chan_suite::SUITE, &select_suite::SUITE];
 
 const USAGE: &str = "\
 usage: kcoro-bench <suite> [--quick] [--json FILE] [--case NAME]... [--impl NAME]...
@@ -92,4 +95,38 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         }
     }
     Ok(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The suite tables agree with themselves and with the printed table's columns.
+    #[test]
+    fn suite_tables_are_consistent() {
+        for suite in SUITES {
+            assert_eq!(suite.impls.first(), Some(&harness::KCORO), "{}: kcoro must come first", suite.name);
+            for case in suite.cases {
+                assert!(case.name.len() <= harness::CASE_COL, "{}: case {} too wide", suite.name, case.name);
+            }
+            for imp in suite.impls {
+                assert!(imp.len() <= harness::IMPL_COL, "{}: impl {imp} too wide", suite.name);
+            }
+            for skip in suite.skips {
+                assert!(
+                    suite.impls.contains(&skip.imp),
+                    "{}: skip names unknown impl {}",
+                    suite.name,
+                    skip.imp
+                );
+                for name in skip.cases {
+                    assert!(
+                        suite.cases.iter().any(|c| c.name == *name),
+                        "{}: skip names unknown case {name}",
+                        suite.name
+                    );
+                }
+            }
+        }
+    }
 }

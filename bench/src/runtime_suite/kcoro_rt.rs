@@ -1,5 +1,6 @@
 //! `runtime` suite, kcoro rows: a fresh `Runtime` with two workers per run, the driver
 //! running as the `block_on` coroutine, and the runtime dropped (shut down) at the end.
+//! The `chan` and `select` suites' kcoro rows run through [`drive`] and [`Kcoro`] too.
 
 use std::time::{Duration, Instant};
 
@@ -11,28 +12,24 @@ use crate::harness::Measurement;
 
 /// Runs `case` with `n` operations on a new runtime.
 pub fn run(case: &str, n: u64) -> Result<Measurement, String> {
-    let rt = kcoro::Runtime::builder()
-        .workers(WORKERS)
-        .build()
-        .map_err(|e| format!("kcoro: cannot build runtime: {e}"))?;
-    let out = match case {
-        "yield" => rt.block_on(move || {
+    match case {
+        "yield" => drive(move || {
             yields(warmup(n));
             let start = Instant::now();
             yields(n);
             Ok(Measurement::per_op(start.elapsed(), n))
         }),
-        "spawn_join" => rt.block_on(move || {
+        "spawn_join" => drive(move || {
             spawn_join(warmup(n))?;
             let start = Instant::now();
             spawn_join(n)?;
             Ok(Measurement::per_op(start.elapsed(), n))
         }),
-        "pingpong_park" => rt.block_on(move || {
+        "pingpong_park" => drive(move || {
             stackful::pingpong::<Kcoro>(warmup(n))?;
             Ok(Measurement::per_op(stackful::pingpong::<Kcoro>(n)?, n))
         }),
-        "sleep_1ms_accuracy" => rt.block_on(move || {
+        "sleep_1ms_accuracy" => drive(move || {
             let mut over = Duration::ZERO;
             for _ in 0..n {
                 let start = Instant::now();
@@ -41,9 +38,21 @@ pub fn run(case: &str, n: u64) -> Result<Measurement, String> {
             }
             Ok(Measurement::per_op(over, n))
         }),
-        "spawn_1m_parked" => rt.block_on(move || stackful::spawn_parked::<Kcoro>(n)),
+        "spawn_1m_parked" => drive(move || stackful::spawn_parked::<Kcoro>(n)),
         _ => Err(unknown(case)),
-    };
+    }
+}
+
+/// Builds a two-worker runtime, runs `body` as its `block_on` coroutine and drops (shuts
+/// down) the runtime.
+pub fn drive(
+    body: impl FnOnce() -> Result<Measurement, String> + Send + 'static,
+) -> Result<Measurement, String> {
+    let rt = kcoro::Runtime::builder()
+        .workers(WORKERS)
+        .build()
+        .map_err(|e| format!("kcoro: cannot build runtime: {e}"))?;
+    let out = rt.block_on(body);
     drop(rt);
     out
 }

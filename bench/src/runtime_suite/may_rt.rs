@@ -1,11 +1,12 @@
 //! `runtime` suite, may rows: may's process-wide scheduler configured once per child
 //! (two workers, [`MAY_STACK_WORDS`] stacks), the driver running in a may coroutine.
+//! The `chan` suite's may rows run through [`drive`] and [`May`] too.
 //!
 //! may makes every spawn `unsafe`: a coroutine may resume on another worker thread, so
 //! it must not hold thread-local references or `!Send` state across a suspension. The
-//! closures below hold only `Arc`s of atomics and may's own handles, which are `Send`.
+//! closures spawned here hold only `Arc`s of atomics, counts and may's own handles and
+//! channel ends, which are `Send`.
 
-use std::any::Any;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -13,11 +14,10 @@ use may::coroutine::{self, Coroutine, JoinHandle};
 
 use super::stackful::{self, Stackful};
 use super::{MAY_STACK_WORDS, SLEEP, WORKERS, unknown, warmup};
-use crate::harness::Measurement;
+use crate::harness::{Measurement, panic_text};
 
 /// Runs `case` with `n` operations on may's scheduler.
 pub fn run(case: &str, n: u64) -> Result<Measurement, String> {
-    configure();
     match case {
         "yield" => drive(move || {
             yields(warmup(n));
@@ -57,15 +57,21 @@ fn configure() {
     });
 }
 
-/// Runs `body` as a may coroutine and waits for it on this thread.
-fn drive(body: impl FnOnce() -> Result<Measurement, String> + Send + 'static) -> Result<Measurement, String> {
+/// Configures may's scheduler if this is the first use, runs `body` as a may coroutine
+/// and waits for it on this thread.
+pub fn drive(
+    body: impl FnOnce() -> Result<Measurement, String> + Send + 'static,
+) -> Result<Measurement, String> {
+    configure();
     spawn(body).join().map_err(|p| format!("may driver panicked: {}", panic_text(&*p)))?
 }
 
-/// `may::coroutine::spawn` for the closures of this file.
+/// `may::coroutine::spawn` for the closures of this file and of the generic cases that
+/// [`May`] runs (`stackful.rs` here, `chan_suite/blocking.rs`).
 fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
     // SAFETY: every closure spawned here captures only `Send` values (atomics in `Arc`s,
-    // may `Coroutine` handles, counts) and touches no thread-local storage, so resuming
+    // may `Coroutine` handles and channel ends, counts) and touches no thread-local
+    // storage, so resuming
     // on another worker thread cannot invalidate anything it holds across a suspension.
     unsafe { coroutine::spawn(f) }
 }
@@ -110,16 +116,5 @@ impl Stackful for May {
     }
     fn join(j: Self::Join) -> Result<(), String> {
         j.join().map_err(|p| panic_text(&*p))
-    }
-}
-
-/// The message of a panic payload.
-fn panic_text(p: &(dyn Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_string()
     }
 }

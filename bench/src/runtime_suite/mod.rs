@@ -17,14 +17,14 @@
 //! | `sleep_1ms_accuracy` | mean overshoot of a 1 ms sleep           | overshoot  |
 //! | `spawn_1m_parked`    | spawn, park, wake, join; RSS growth      | memory     |
 
-mod kcoro_rt;
-mod may_rt;
-mod stackful;
-mod tokio_rt;
+pub mod kcoro_rt;
+pub mod may_rt;
+pub mod stackful;
+pub mod tokio_rt;
 
 use std::time::Duration;
 
-use crate::harness::{Case, GO, KCORO, Kind, Measurement, Suite};
+use crate::harness::{Case, GO, KCORO, Kind, Measurement, Suite, throughput};
 
 /// Worker threads of every implementation.
 pub const WORKERS: usize = 2;
@@ -37,13 +37,8 @@ pub const SLEEP: Duration = Duration::from_millis(1);
 /// whole stack for usage tracking.
 pub const MAY_STACK_WORDS: usize = 16 * 1024 / size_of::<usize>();
 
-/// Child time limit for the quick cases.
+/// Child time limit of `sleep_1ms_accuracy`.
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A throughput case: 5 runs (3 with `--quick`), the quick-case time limit.
-const fn throughput(name: &'static str, n_full: u64, n_quick: u64) -> Case {
-    Case { name, n_full, n_quick, runs_full: 5, runs_quick: 3, kind: Kind::Throughput, timeout: TIMEOUT }
-}
 
 /// The suite table.
 pub static SUITE: Suite = Suite {
@@ -80,6 +75,7 @@ pub static SUITE: Suite = Suite {
         },
     ],
     impls: &[KCORO, GO, "may", "tokio"],
+    skips: &[],
     child,
 };
 

@@ -9,6 +9,8 @@ use super::{Stall, bytes_per};
 use crate::harness::{self, Measurement};
 
 /// What a stackful runtime offers a coroutine: park/unpark, yield, sleep, spawn and join.
+/// OS threads offer the same ([`Threads`](crate::chan_suite::blocking::Threads)); the
+/// `chan` and `select` suites spawn their parties through this trait.
 pub trait Stackful {
     /// Wakes one parked coroutine.
     type Handle: Clone + Send + Sync + 'static;

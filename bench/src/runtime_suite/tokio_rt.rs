@@ -45,7 +45,7 @@ pub fn run(case: &str, n: u64) -> Result<Measurement, String> {
 }
 
 /// Builds a two-worker runtime, runs `body` as a task on it and drops the runtime.
-fn drive(
+pub fn drive(
     body: impl Future<Output = Result<Measurement, String>> + Send + 'static,
 ) -> Result<Measurement, String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
