@@ -1,0 +1,272 @@
+//! Command-line parsing, by hand: clap (the intended parser) is not in the offline
+//! registry cache, and the grammar is small. Accepts `--flag value` and `--flag=value`.
+
+use std::time::Duration;
+
+use kcoro::chan::Kind;
+
+pub const USAGE: &str = "\
+usage: kcoro demo [OPTIONS]
+       kcoro demo spawn [--coroutines N] [--runtime-workers W]
+
+kcoro demo (the default command) runs a channel pipeline for a few seconds:
+  producers -> stage1 -> workers -> stage2 -> sink
+with a live progress line on stderr, then prints a report on stdout and checks that
+every message arrived exactly once (exit status 1 if not).
+
+options:
+  --producers N          producer coroutines (default 4)
+  --workers M            worker coroutines between the two stages (default 4)
+  --capacity C           capacity of buffered stages; unlimited stages are paced to
+                         about C queued values (default 1024)
+  --stage1 KIND          rendezvous | buffered | conflated | unlimited (default buffered)
+  --stage2 KIND          same kinds (default rendezvous)
+  --payload BYTES        payload bytes per message (default 256)
+  --seconds S            how long the producers run; fractions allowed (default 3)
+  --runtime-workers W    kcoro worker threads (default: available parallelism)
+  --inject-fault F       lose | duplicate: one worker mishandles one message, to show
+                         that the exactly-once check catches it
+  -h, --help             this text
+
+kcoro demo spawn: spawns N coroutines (default 100000) that sleep, yield and join,
+then passes a token around a ring of 1000 coroutines.";
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Pipeline(PipelineArgs),
+    Spawn(SpawnArgs),
+    Help,
+}
+
+/// A deliberate bug for the check to catch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A worker drops one message without passing it on.
+    Lose,
+    /// A worker forwards one message twice.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineArgs {
+    pub producers: usize,
+    pub workers: usize,
+    pub capacity: usize,
+    pub stage1: Kind,
+    pub stage2: Kind,
+    pub payload: usize,
+    pub duration: Duration,
+    pub runtime_workers: Option<usize>,
+    pub fault: Option<Fault>,
+}
+
+impl Default for PipelineArgs {
+    fn default() -> Self {
+        PipelineArgs {
+            producers: 4,
+            workers: 4,
+            capacity: 1024,
+            stage1: Kind::Buffered,
+            stage2: Kind::Rendezvous,
+            payload: 256,
+            duration: Duration::from_secs(3),
+            runtime_workers: None,
+            fault: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnArgs {
+    pub coroutines: u64,
+    pub runtime_workers: Option<usize>,
+}
+
+const MAX_COROUTINES: u64 = 10_000_000;
+const MAX_PIPELINE_COROUTINES: u64 = 100_000;
+const MAX_CAPACITY: u64 = 1 << 24;
+const MAX_PAYLOAD: u64 = 1 << 20;
+const MAX_SECONDS: f64 = 3600.0;
+const MAX_THREADS: u64 = 4096;
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    match args.first().map(String::as_str) {
+        None => Ok(Command::Pipeline(PipelineArgs::default())),
+        Some("demo") => match args.get(1).map(String::as_str) {
+            Some("spawn") => parse_spawn(&args[2..]),
+            _ => parse_pipeline(&args[1..]),
+        },
+        Some("-h" | "--help" | "help") => Ok(Command::Help),
+        Some(other) => Err(format!("unknown command {other:?}")),
+    }
+}
+
+fn parse_pipeline(args: &[String]) -> Result<Command, String> {
+    let mut out = PipelineArgs::default();
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag()? {
+        match flag.as_str() {
+            "-h" | "--help" => {
+                flags.switch(&flag)?;
+                return Ok(Command::Help);
+            }
+            "--producers" => out.producers = flags.number(&flag, 1, MAX_PIPELINE_COROUTINES)? as usize,
+            "--workers" => out.workers = flags.number(&flag, 1, MAX_PIPELINE_COROUTINES)? as usize,
+            "--capacity" => out.capacity = flags.number(&flag, 1, MAX_CAPACITY)? as usize,
+            "--stage1" => out.stage1 = parse_kind(&flag, &flags.value(&flag)?)?,
+            "--stage2" => out.stage2 = parse_kind(&flag, &flags.value(&flag)?)?,
+            "--payload" => out.payload = flags.number(&flag, 0, MAX_PAYLOAD)? as usize,
+            "--seconds" => out.duration = parse_seconds(&flag, &flags.value(&flag)?)?,
+            "--runtime-workers" => out.runtime_workers = Some(flags.number(&flag, 1, MAX_THREADS)? as usize),
+            "--inject-fault" => {
+                out.fault = Some(match flags.value(&flag)?.as_str() {
+                    "lose" => Fault::Lose,
+                    "duplicate" => Fault::Duplicate,
+                    v => return Err(format!("{flag}: {v:?} is not one of lose, duplicate")),
+                })
+            }
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    Ok(Command::Pipeline(out))
+}
+
+fn parse_spawn(args: &[String]) -> Result<Command, String> {
+    let mut out = SpawnArgs { coroutines: 100_000, runtime_workers: None };
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag()? {
+        match flag.as_str() {
+            "-h" | "--help" => {
+                flags.switch(&flag)?;
+                return Ok(Command::Help);
+            }
+            "--coroutines" => out.coroutines = flags.number(&flag, 1, MAX_COROUTINES)?,
+            "--runtime-workers" => out.runtime_workers = Some(flags.number(&flag, 1, MAX_THREADS)? as usize),
+            _ => return Err(format!("unknown option {flag} for demo spawn")),
+        }
+    }
+    Ok(Command::Spawn(out))
+}
+
+fn parse_kind(flag: &str, v: &str) -> Result<Kind, String> {
+    match v {
+        "rendezvous" => Ok(Kind::Rendezvous),
+        "buffered" => Ok(Kind::Buffered),
+        "conflated" => Ok(Kind::Conflated),
+        "unlimited" => Ok(Kind::Unlimited),
+        _ => Err(format!("{flag}: {v:?} is not one of rendezvous, buffered, conflated, unlimited")),
+    }
+}
+
+fn parse_seconds(flag: &str, v: &str) -> Result<Duration, String> {
+    let s: f64 = v.parse().map_err(|_| format!("{flag}: {v:?} is not a number of seconds"))?;
+    if !(s > 0.0 && s <= MAX_SECONDS) {
+        return Err(format!("{flag}: must be more than 0 and at most {MAX_SECONDS}"));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// A cursor over `--flag value` / `--flag=value` arguments.
+struct Flags<'a> {
+    args: std::slice::Iter<'a, String>,
+    /// The `=value` part of the current flag, if it had one.
+    inline: Option<String>,
+}
+
+impl<'a> Flags<'a> {
+    fn new(args: &'a [String]) -> Self {
+        Flags { args: args.iter(), inline: None }
+    }
+
+    fn next_flag(&mut self) -> Result<Option<String>, String> {
+        if let Some(v) = self.inline.take() {
+            return Err(format!("unexpected value {v:?}"));
+        }
+        let Some(arg) = self.args.next() else { return Ok(None) };
+        if !arg.starts_with('-') {
+            return Err(format!("unexpected argument {arg:?}"));
+        }
+        match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                self.inline = Some(value.to_string());
+                Ok(Some(flag.to_string()))
+            }
+            _ => Ok(Some(arg.clone())),
+        }
+    }
+
+    /// A flag that takes no value: `--help=1` is an error.
+    fn switch(&mut self, flag: &str) -> Result<(), String> {
+        match self.inline.take() {
+            Some(v) => Err(format!("{flag} takes no value (got {v:?})")),
+            None => Ok(()),
+        }
+    }
+
+    fn value(&mut self, flag: &str) -> Result<String, String> {
+        match self.inline.take() {
+            Some(v) => Ok(v),
+            None => self.args.next().cloned().ok_or_else(|| format!("{flag} needs a value")),
+        }
+    }
+
+    fn number(&mut self, flag: &str, min: u64, max: u64) -> Result<u64, String> {
+        let v = self.value(flag)?;
+        let n: u64 = v.parse().map_err(|_| format!("{flag}: {v:?} is not a whole number"))?;
+        if n < min || n > max {
+            return Err(format!("{flag}: must be between {min} and {max}"));
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        assert_eq!(parse(&[]), Ok(Command::Pipeline(PipelineArgs::default())));
+        assert_eq!(parse(&args("demo")), Ok(Command::Pipeline(PipelineArgs::default())));
+        let Ok(Command::Pipeline(a)) = parse(&args(
+            "demo --producers 2 --workers=3 --capacity 8 --stage1 conflated --stage2=unlimited \
+             --payload 0 --seconds 0.5 --runtime-workers 2 --inject-fault lose",
+        )) else {
+            panic!("did not parse")
+        };
+        assert_eq!((a.producers, a.workers, a.capacity, a.payload), (2, 3, 8, 0));
+        assert_eq!((a.stage1, a.stage2), (Kind::Conflated, Kind::Unlimited));
+        assert_eq!(a.duration, Duration::from_millis(500));
+        assert_eq!((a.runtime_workers, a.fault), (Some(2), Some(Fault::Lose)));
+        assert_eq!(
+            parse(&args("demo spawn --coroutines 10")),
+            Ok(Command::Spawn(SpawnArgs { coroutines: 10, runtime_workers: None }))
+        );
+        assert_eq!(parse(&args("demo --help")), Ok(Command::Help));
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        for bad in [
+            "demo --producers",
+            "demo --producers 0",
+            "demo --producers x",
+            "demo --stage1 fifo",
+            "demo --seconds 0",
+            "demo --seconds nan",
+            "demo --frobnicate 1",
+            "demo stray",
+            "demo --help=1",
+            "demo spawn --workers 2",
+            "frob",
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad} parsed");
+        }
+    }
+}
