@@ -394,7 +394,13 @@ impl<T> Chan<T> {
         let slot = UnsafeCell::new(Some(v));
         g.senders.push(Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes });
         drop(g);
-        match park_on(&waiter, wait) {
+        let outcome = {
+            let mut parked = Withdraw { chan: self, waiter: &waiter, armed: true };
+            let outcome = park_on(&waiter, wait);
+            parked.armed = false;
+            outcome
+        };
+        match outcome {
             // Done: a receiver took the value, or a close left it in the slot.
             Ok(_) => {
                 Waiter::recycle(waiter);
@@ -440,7 +446,13 @@ impl<T> Chan<T> {
         let slot = UnsafeCell::new(None);
         g.receivers.push(Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes: 0 });
         drop(g);
-        match park_on(&waiter, wait) {
+        let outcome = {
+            let mut parked = Withdraw { chan: self, waiter: &waiter, armed: true };
+            let outcome = park_on(&waiter, wait);
+            parked.armed = false;
+            outcome
+        };
+        match outcome {
             // Done: a sender filled the slot, or a close left it empty (and counted).
             Ok(_) => {
                 Waiter::recycle(waiter);
@@ -517,6 +529,26 @@ impl<T> Chan<T> {
             Snapshot::new(self.name.clone(), self.kind, g.buf.capacity(), g.buf.len(), g.closed, &g.stats);
         snap.recv_failures.would_block += self.fast_would_block.load(Relaxed);
         snap
+    }
+}
+
+/// Withdraws a parked operation's entry if its frame unwinds while parked (a runtime
+/// shutting down unwinds its parked coroutines), so no queue keeps pointing at a slot on
+/// a dead stack. Declared after the slot, so it runs before the slot is dropped; taking
+/// the lock also waits out a claimer still moving a value.
+struct Withdraw<'a, T> {
+    chan: &'a Chan<T>,
+    waiter: &'a Arc<Waiter>,
+    armed: bool,
+}
+
+impl<T> Drop for Withdraw<'_, T> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.waiter.try_abort();
+            let mut g = self.chan.lock();
+            self.chan.unpark_locked(&mut g, self.waiter);
+        }
     }
 }
 

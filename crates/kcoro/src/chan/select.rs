@@ -204,35 +204,42 @@ impl<T> Clause for SendClause<'_, T> {
 /// `WouldBlock` (a try), `Timeout`, `Canceled`.
 pub(crate) fn run(clauses: &mut [&mut dyn Clause], wait: Wait<'_>, biased: bool) -> Result<usize, ChanError> {
     let n = clauses.len();
-    let start = if biased || n < 2 { 0 } else { random_below(n) };
-    let order = move |k: usize| (start + k) % n;
+    // Poll order: as written, or a fresh uniform shuffle (Go's `selectgo` shuffles too;
+    // a random rotation would favour a ready clause that follows unready ones).
+    let mut order_buf = [0usize; 32];
+    let mut order_vec = Vec::new();
+    let order: &mut [usize] = if n <= order_buf.len() {
+        &mut order_buf[..n]
+    } else {
+        order_vec.resize(n, 0);
+        &mut order_vec
+    };
+    for (k, slot) in order.iter_mut().enumerate() {
+        *slot = k;
+    }
+    if !biased {
+        for k in (1..n).rev() {
+            order.swap(k, random_below(k + 1));
+        }
+    }
     loop {
         // Pass 1.
-        for k in 0..n {
-            if clauses[order(k)].try_now() {
-                return Ok(order(k));
+        for &i in order.iter() {
+            if clauses[i].try_now() {
+                return Ok(i);
             }
         }
         if let Some(why) = wait.refuse() {
             return Err(why);
         }
-        // Pass 2.
         let waiter = Waiter::for_current();
-        let mut registered = 0;
-        let mut ready = false;
-        for k in 0..n {
-            if clauses[order(k)].register(&waiter, order(k)) {
-                ready = true;
-                break;
-            }
-            registered += 1;
-        }
-        // Passes 3 and 4.
-        let outcome = if ready && waiter.try_abort() { None } else { Some(park_on(&waiter, wait)) };
-        // Pass 5.
-        for k in 0..registered {
-            clauses[order(k)].unregister(&waiter);
-        }
+        let outcome = {
+            // Pass 2; dropping `reg` is pass 5, also when a shutdown unwinds the park.
+            let mut reg = Registration { clauses: &mut *clauses, order, registered: 0, waiter: &waiter };
+            let ready = reg.register_all();
+            // Passes 3 and 4.
+            if ready && waiter.try_abort() { None } else { Some(park_on(&waiter, wait)) }
+        };
         match outcome {
             None => continue,
             Some(Ok(i)) => {
@@ -241,6 +248,41 @@ pub(crate) fn run(clauses: &mut [&mut dyn Clause], wait: Wait<'_>, biased: bool)
                 return Ok(i);
             }
             Some(Err(why)) => return Err(why),
+        }
+    }
+}
+
+/// A select's entries in its clauses' queues (pass 2), withdrawn on drop (pass 5).
+///
+/// Withdrawal first aborts the waiter (a no-op once it is done or aborted), then removes
+/// each entry under its channel's lock, which also waits out a claimer still moving a
+/// value: after the drop no queue points into the clauses. The drop runs on every exit,
+/// including the unwind a runtime shutdown sends through a parked coroutine.
+struct Registration<'r, 'c> {
+    clauses: &'r mut [&'c mut dyn Clause],
+    order: &'r [usize],
+    registered: usize,
+    waiter: &'r Arc<Waiter>,
+}
+
+impl Registration<'_, '_> {
+    /// Registers clause after clause; `true` (and stops) if one could complete now.
+    fn register_all(&mut self) -> bool {
+        for &i in self.order {
+            if self.clauses[i].register(self.waiter, i) {
+                return true;
+            }
+            self.registered += 1;
+        }
+        false
+    }
+}
+
+impl Drop for Registration<'_, '_> {
+    fn drop(&mut self) {
+        let _ = self.waiter.try_abort();
+        for &i in &self.order[..self.registered] {
+            self.clauses[i].unregister(self.waiter);
         }
     }
 }

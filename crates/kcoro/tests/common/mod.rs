@@ -164,3 +164,96 @@ pub fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
         }
     }
 }
+
+/// Values that record their own drops, to check that each is dropped exactly once.
+pub struct DropLog {
+    counts: Arc<Vec<std::sync::atomic::AtomicUsize>>,
+}
+
+/// A value of a [`DropLog`].
+#[derive(Debug)]
+pub struct Tracked {
+    pub id: usize,
+    counts: Arc<Vec<std::sync::atomic::AtomicUsize>>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.counts[self.id].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl DropLog {
+    /// A log for values `0..n`.
+    pub fn new(n: usize) -> Self {
+        DropLog { counts: Arc::new((0..n).map(|_| std::sync::atomic::AtomicUsize::new(0)).collect()) }
+    }
+
+    /// Value `id` (make each id once).
+    pub fn value(&self, id: usize) -> Tracked {
+        Tracked { id, counts: Arc::clone(&self.counts) }
+    }
+
+    /// How many times value `id` was dropped.
+    pub fn drops(&self, id: usize) -> usize {
+        self.counts[id].load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Every value was dropped exactly once.
+    pub fn assert_each_dropped_once(&self) {
+        let counts: Vec<usize> = (0..self.counts.len()).map(|i| self.drops(i)).collect();
+        assert!(counts.iter().all(|&c| c == 1), "drops per value: {counts:?}");
+    }
+}
+
+/// A channel whose undelivered values are recorded, in the order reported.
+pub fn recording<T: Send + 'static>(
+    builder: kcoro::chan::Builder<T>,
+) -> (kcoro::chan::Sender<T>, kcoro::chan::Receiver<T>, Arc<std::sync::Mutex<Vec<T>>>) {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = Arc::clone(&log);
+    let (tx, rx) = builder.on_undelivered(move |v| l.lock().unwrap().push(v)).build();
+    (tx, rx, log)
+}
+
+/// `producers` parties each send `per` distinct values (`p * per + i`), `consumers`
+/// parties receive until the channel closes (when the last producer's sender drops).
+/// Returns every value received, sorted.
+pub fn mpmc_exchange(
+    m: &Mode,
+    tx: kcoro::chan::Sender<u64>,
+    rx: kcoro::chan::Receiver<u64>,
+    producers: u64,
+    consumers: usize,
+    per: u64,
+) -> Vec<u64> {
+    let senders: Vec<Joiner<Vec<u64>>> = (0..producers)
+        .map(|p| {
+            let tx = tx.clone();
+            m.go(move || {
+                for i in 0..per {
+                    tx.send(p * per + i).expect("send on an open channel");
+                }
+                Vec::new()
+            })
+        })
+        .collect();
+    drop(tx);
+    let receivers: Vec<Joiner<Vec<u64>>> = (0..consumers)
+        .map(|_| {
+            let rx = rx.clone();
+            m.go(move || rx.iter().collect())
+        })
+        .collect();
+    join_all(senders);
+    let mut all: Vec<u64> = join_all(receivers).into_iter().flatten().collect();
+    all.sort_unstable();
+    all
+}
+
+/// Waits until at least `n` coroutines of the mode's runtime are parked, so the next step
+/// is known to find them parked. Only coroutines can be observed this way.
+pub fn wait_parked(m: &Mode, n: u64) {
+    let Mode::Coro(h) = m else { panic!("wait_parked: only coroutines can be observed parking") };
+    eventually("parties park", || (h.stats().parked >= n).then_some(()));
+}
