@@ -273,3 +273,59 @@ fn selected_operation_checks_the_channel() {
     let op = sel.wait().unwrap();
     let _ = op.recv(&rx2);
 }
+
+#[test]
+fn contended_selects_on_both_sides_make_progress() {
+    // Go's BenchmarkSelectSyncContended shape: selecting senders (three rendezvous
+    // channels and a done channel) against selecting receivers; every receive completes.
+    let rt = runtime();
+    for _round in 0..20 {
+        let chans = [chan::rendezvous::<u64>(), chan::rendezvous::<u64>(), chan::rendezvous::<u64>()];
+        let txs: Vec<_> = chans.iter().map(|(tx, _)| tx.clone()).collect();
+        let rxs: Vec<_> = chans.iter().map(|(_, rx)| rx.clone()).collect();
+        let (done_tx, done_rx) = chan::rendezvous::<()>();
+        let senders: Vec<_> = (0..2)
+            .map(|_| {
+                let (txs, done_rx) = (txs.clone(), done_rx.clone());
+                rt.spawn(move || {
+                    let mut sent = 0u64;
+                    loop {
+                        let more = kcoro::select! {
+                            send(txs[0], 0) -> r => r.is_ok(),
+                            send(txs[1], 1) -> r => r.is_ok(),
+                            send(txs[2], 2) -> r => r.is_ok(),
+                            recv(done_rx) -> _m => false,
+                        };
+                        if !more {
+                            return sent;
+                        }
+                        sent += 1;
+                    }
+                })
+            })
+            .collect();
+        let receivers: Vec<_> = (0..2)
+            .map(|_| {
+                let rxs = rxs.clone();
+                rt.spawn(move || {
+                    for _ in 0..2_000 {
+                        kcoro::select! {
+                            recv(rxs[0]) -> m => m.unwrap(),
+                            recv(rxs[1]) -> m => m.unwrap(),
+                            recv(rxs[2]) -> m => m.unwrap(),
+                        };
+                    }
+                })
+            })
+            .collect();
+        for r in receivers {
+            r.join_timeout(WATCHDOG).expect("receivers finish").expect("no panic");
+        }
+        drop(done_tx);
+        let sent: u64 = senders
+            .into_iter()
+            .map(|s| s.join_timeout(WATCHDOG).expect("senders see done").expect("no panic"))
+            .sum();
+        assert_eq!(sent, 4_000, "every completed send was received");
+    }
+}

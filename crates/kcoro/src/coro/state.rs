@@ -71,27 +71,38 @@ impl ParkState {
     /// Called by the worker once the coroutine has switched out to park.
     #[inline]
     pub(crate) fn transition_to_parked(&self) -> ParkOutcome {
-        match self.0.compare_exchange(RUNNABLE, PARKED, AcqRel, Acquire) {
-            Ok(_) => ParkOutcome::Parked,
-            Err(NOTIFIED) => {
-                self.0.store(RUNNABLE, crate::loom::atomic::Ordering::Release);
-                ParkOutcome::Notified
-            }
-            Err(s) => {
-                panic!("ParkState::transition_to_parked: coroutine already parked (state {s:#04b})")
+        loop {
+            match self.0.compare_exchange(RUNNABLE, PARKED, AcqRel, Acquire) {
+                Ok(_) => return ParkOutcome::Parked,
+                // Consume the token with an RMW, not a store: an unparker that re-notified
+                // meanwhile (its own RMW) must be acquired too, or the coroutine could run
+                // without seeing what that unparker published and park for good.
+                Err(NOTIFIED) => {
+                    if self.0.compare_exchange(NOTIFIED, RUNNABLE, AcqRel, Acquire).is_ok() {
+                        return ParkOutcome::Notified;
+                    }
+                }
+                Err(s) => {
+                    panic!("ParkState::transition_to_parked: coroutine already parked (state {s:#04b})")
+                }
             }
         }
     }
 
     /// Called from any thread.
+    ///
+    /// Always a read-modify-write, even when a token is already pending: the next
+    /// consumer of the token (an AcqRel RMW) then acquires every unparker's prior writes
+    /// through the release sequence. A plain load that saw `NOTIFIED` and returned would
+    /// let the coroutine consume an older token, re-check its condition without seeing
+    /// this unparker's write, and park with no wake-up coming.
     #[inline]
     pub(crate) fn unpark(&self) -> UnparkOutcome {
         let mut cur = self.0.load(Acquire);
         loop {
             let (next, outcome) = match cur {
                 PARKED => (RUNNABLE, UnparkOutcome::Schedule),
-                RUNNABLE => (NOTIFIED, UnparkOutcome::Noted),
-                _ => return UnparkOutcome::Noted,
+                _ => (NOTIFIED, UnparkOutcome::Noted),
             };
             match self.0.compare_exchange_weak(cur, next, AcqRel, Acquire) {
                 Ok(_) => return outcome,

@@ -59,3 +59,44 @@ fn loom_unpark_before_park_is_not_lost() {
         }
     });
 }
+
+/// Regression (found by a channel select stress): with a token already pending, a second
+/// unparker used to return after a plain load, so the coroutine could consume the older
+/// token, re-check its condition without seeing the second unparker's write, and park
+/// with no wake-up coming. Each unparker publishes a flag (Relaxed: only the park state
+/// may order it); the coroutine parks only while it cannot see both.
+#[test]
+fn loom_every_unparkers_write_is_seen_or_scheduled() {
+    use loom::sync::atomic::AtomicBool;
+    use loom::sync::atomic::Ordering::Relaxed;
+    loom::model(|| {
+        let state = Arc::new(ParkState::new());
+        let flags = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+        let unparkers: Vec<_> = (0..2)
+            .map(|i| {
+                let (state, flags) = (state.clone(), flags.clone());
+                thread::spawn(move || {
+                    flags[i].store(true, Relaxed);
+                    state.unpark() == UnparkOutcome::Schedule
+                })
+            })
+            .collect();
+        let mut parked = false;
+        for _ in 0..3 {
+            if flags.iter().all(|f| f.load(Relaxed)) {
+                break;
+            }
+            if state.take_notification() {
+                continue;
+            }
+            if state.transition_to_parked() == ParkOutcome::Parked {
+                parked = true;
+                break;
+            }
+        }
+        let scheduled = unparkers.into_iter().map(|u| u.join().unwrap()).filter(|&s| s).count();
+        if parked {
+            assert_eq!(scheduled, 1, "parked without both flags: someone must schedule it");
+        }
+    });
+}
