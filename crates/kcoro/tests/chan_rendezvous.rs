@@ -170,24 +170,7 @@ fn send_timeout() {
 
 #[test]
 fn close_wakes_receivers() {
-    both(|m| {
-        let (tx, rx) = chan::rendezvous::<i32>();
-        let mut parties = Vec::new();
-        for _ in 0..3 {
-            let r = rx.clone();
-            parties.push(m.go(move || r.recv()));
-        }
-        let r = rx.clone();
-        parties.push(m.go(move || r.recv_timeout(WATCHDOG)));
-        let r = rx.clone();
-        parties.push(m.go(move || kcoro::select! { recv(r) -> v => v }));
-        kcoro::sleep(SETTLE);
-        assert!(tx.close());
-        for result in join_all(parties) {
-            assert_eq!(result, Err(ChanError::Closed));
-        }
-        assert_eq!(rx.snapshot().recv_failures.closed, 5);
-    });
+    common::close_wakes_receivers(chan::rendezvous);
 }
 
 #[test]

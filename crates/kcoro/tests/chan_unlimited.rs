@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{DropLog, SETTLE, WATCHDOG, both, join_all, mpmc_exchange, recording};
+use common::{DropLog, SETTLE, both, mpmc_exchange, recording};
 use kcoro::chan::{self, Builder, ChanError, Kind};
 use kcoro::sync::CancelToken;
 
@@ -89,23 +89,7 @@ fn recv() {
 
 #[test]
 fn recv_timeout() {
-    both(|m| {
-        let (tx, rx) = chan::unlimited::<i32>();
-        assert_eq!(rx.recv_timeout(SHORT), Err(ChanError::Timeout));
-        let t = tx.clone();
-        let sender = m.go(move || {
-            kcoro::sleep(SETTLE);
-            t.send(1).unwrap();
-        });
-        assert_eq!(rx.recv_timeout(WATCHDOG), Ok(1));
-        sender.join();
-        tx.send(2).unwrap();
-        tx.close();
-        assert_eq!(rx.recv_timeout(SHORT), Ok(2));
-        assert_eq!(rx.recv_timeout(WATCHDOG), Err(ChanError::Closed));
-        let s = rx.snapshot();
-        assert_eq!((s.recv_failures.timeout, s.recv_failures.closed), (1, 1));
-    });
+    common::recv_timeout_then_closed(chan::unlimited);
 }
 
 #[test]
@@ -159,24 +143,7 @@ fn send_timeout() {
 
 #[test]
 fn close_wakes_receivers() {
-    both(|m| {
-        let (tx, rx) = chan::unlimited::<i32>();
-        let mut parties = Vec::new();
-        for _ in 0..3 {
-            let r = rx.clone();
-            parties.push(m.go(move || r.recv()));
-        }
-        let r = rx.clone();
-        parties.push(m.go(move || r.recv_timeout(WATCHDOG)));
-        let r = rx.clone();
-        parties.push(m.go(move || kcoro::select! { recv(r) -> v => v }));
-        kcoro::sleep(SETTLE);
-        assert!(tx.close());
-        for result in join_all(parties) {
-            assert_eq!(result, Err(ChanError::Closed));
-        }
-        assert_eq!(rx.snapshot().recv_failures.closed, 5);
-    });
+    common::close_wakes_receivers(chan::unlimited);
 }
 
 #[test]

@@ -257,3 +257,52 @@ pub fn wait_parked(m: &Mode, n: u64) {
     let Mode::Coro(h) = m else { panic!("wait_parked: only coroutines can be observed parking") };
     eventually("parties park", || (h.stats().parked >= n).then_some(()));
 }
+
+/// A channel constructor, for the bodies the flavour files share.
+pub type MakeChan = fn() -> (kcoro::chan::Sender<i32>, kcoro::chan::Receiver<i32>);
+
+/// Close wakes every parked receiver — plain, timed and selecting — with `Closed`, and
+/// counts each failure once.
+pub fn close_wakes_receivers(make: MakeChan) {
+    both(move |m| {
+        let (tx, rx) = make();
+        let mut parties = Vec::new();
+        for _ in 0..3 {
+            let r = rx.clone();
+            parties.push(m.go(move || r.recv()));
+        }
+        let r = rx.clone();
+        parties.push(m.go(move || r.recv_timeout(WATCHDOG)));
+        let r = rx.clone();
+        parties.push(m.go(move || kcoro::select! { recv(r) -> v => v }));
+        kcoro::sleep(SETTLE);
+        assert!(tx.close());
+        for result in join_all(parties) {
+            assert_eq!(result, Err(kcoro::chan::ChanError::Closed));
+        }
+        assert_eq!(rx.snapshot().recv_failures.closed, 5);
+    });
+}
+
+/// For kinds whose sends never wait: a receive times out on an empty channel, gets a value
+/// sent later, drains after close, then reports `Closed`; the failures are counted.
+pub fn recv_timeout_then_closed(make: MakeChan) {
+    use kcoro::chan::ChanError;
+    both(move |m| {
+        let (tx, rx) = make();
+        assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Err(ChanError::Timeout));
+        let t = tx.clone();
+        let sender = m.go(move || {
+            kcoro::sleep(SETTLE);
+            t.send(1).unwrap();
+        });
+        assert_eq!(rx.recv_timeout(WATCHDOG), Ok(1));
+        sender.join();
+        tx.send(2).unwrap();
+        tx.close();
+        assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Ok(2));
+        assert_eq!(rx.recv_timeout(WATCHDOG), Err(ChanError::Closed));
+        let s = rx.snapshot();
+        assert_eq!((s.recv_failures.timeout, s.recv_failures.closed), (1, 1));
+    });
+}
