@@ -94,6 +94,9 @@ pub enum JoinError {
     /// The coroutine never started: its spawn failed.
     #[error("coroutine could not be spawned: {0}")]
     Spawn(#[source] Error),
+    /// A scope's child returned an error; the error went to its scope, which reports it.
+    #[error("coroutine failed; its scope reports the error")]
+    Failed,
 }
 
 impl fmt::Debug for JoinError {
@@ -102,6 +105,7 @@ impl fmt::Debug for JoinError {
             JoinError::Panicked(p) => f.debug_tuple("Panicked").field(&panic_message(&**p)).finish(),
             JoinError::Cancelled => f.write_str("Cancelled"),
             JoinError::Spawn(e) => f.debug_tuple("Spawn").field(e).finish(),
+            JoinError::Failed => f.write_str("Failed"),
         }
     }
 }
@@ -118,6 +122,7 @@ impl JoinError {
             JoinError::Panicked(_) => code::INVALID,
             JoinError::Cancelled => code::CANCELED,
             JoinError::Spawn(e) => e.code(),
+            JoinError::Failed => code::INVALID,
         }
     }
 

@@ -29,6 +29,7 @@ mod loom;
 pub mod net;
 pub mod park;
 mod runtime;
+pub mod scope;
 pub mod sync;
 
 use std::time::{Duration, Instant};
@@ -37,6 +38,7 @@ pub use coro::stack::{GuardMode, guard_mode};
 pub use error::{Error, JoinError, StackError, code};
 pub use runtime::join::JoinHandle;
 pub use runtime::{Builder, Handle, Runtime, SpawnOptions, Stats};
+pub use scope::{Scope, ScopeError, ScopedJoinHandle, produce, scope, scope_with, scope_with_deadline};
 
 /// The README's tour compiles and runs as a doctest.
 #[cfg(doctest)]
@@ -131,4 +133,34 @@ pub fn sleep(d: Duration) {
 /// Sleeps until `deadline`; never returns early.
 pub fn sleep_until(deadline: Instant) {
     while !park::park_deadline(deadline) {}
+}
+
+/// Sleeps for `d` unless the caller's ambient cancel token (its scope's, see
+/// [`sync::current_token`]) fires first: then returns `Err(Cancelled)` at once.
+/// Without an ambient token, the same as [`sleep`].
+pub fn delay(d: Duration) -> Result<(), sync::Cancelled> {
+    match Instant::now().checked_add(d) {
+        Some(deadline) => delay_until(deadline),
+        None => match sync::current_token() {
+            Some(t) => {
+                t.cancelled();
+                Err(sync::Cancelled)
+            }
+            None => loop {
+                park::park();
+            },
+        },
+    }
+}
+
+/// [`delay`] until `deadline`.
+pub fn delay_until(deadline: Instant) -> Result<(), sync::Cancelled> {
+    match sync::current_token() {
+        Some(t) if t.cancelled_deadline(deadline) => Err(sync::Cancelled),
+        Some(_) => Ok(()),
+        None => {
+            sleep_until(deadline);
+            Ok(())
+        }
+    }
 }

@@ -97,6 +97,8 @@ pub(crate) struct Chan<T> {
     measure: Measure<T>,
     on_undelivered: Option<Undelivered<T>>,
     pub(crate) name: Option<String>,
+    /// Cancelled when the channel is (a `produce` channel stops its producer this way).
+    cancel_on_discard: Option<CancelToken>,
 }
 
 pub(crate) struct Inner<T> {
@@ -186,6 +188,7 @@ impl<T> Chan<T> {
         measure: Measure<T>,
         on_undelivered: Option<Undelivered<T>>,
         name: Option<String>,
+        cancel_on_discard: Option<CancelToken>,
     ) -> Self {
         Chan {
             kind: buf.kind(),
@@ -204,6 +207,7 @@ impl<T> Chan<T> {
             measure,
             on_undelivered,
             name,
+            cancel_on_discard,
         }
     }
 
@@ -512,6 +516,9 @@ impl<T> Chan<T> {
         for v in dropped {
             self.undelivered(v);
         }
+        if discard && let Some(t) = &self.cancel_on_discard {
+            t.cancel();
+        }
         first
     }
 
@@ -557,26 +564,35 @@ impl<T> Drop for Withdraw<'_, T> {
 /// Cancellation wins over the deadline; neither polls: the token and the timer wheel wake.
 /// `waiter` was made by [`Waiter::for_current`] on this coroutine or thread.
 pub(crate) fn park_on(waiter: &Arc<Waiter>, wait: Wait<'_>) -> Result<usize, ChanError> {
-    let _registration = match wait.cancel {
-        Some(token) => match token.register(park::current()) {
-            Some(r) => Some(r),
-            None => return give_up(waiter, ChanError::Canceled),
-        },
-        None => None,
-    };
+    // The caller's ambient token (its scope's) applies on top of an explicit one. Read only
+    // here, on the way to parking, so operations that complete at once never touch it.
+    let ambient = crate::sync::current_token();
+    let tokens = [wait.cancel, ambient.as_ref()];
+    let cancelled = || tokens.iter().flatten().any(|t| t.is_cancelled());
+    let mut registrations = [None, None];
+    for (slot, token) in registrations.iter_mut().zip(tokens) {
+        if let Some(token) = token {
+            match token.register(park::current()) {
+                Some(r) => *slot = Some(r),
+                None => return give_up(waiter, ChanError::Canceled),
+            }
+        }
+    }
     loop {
         if let Some(i) = waiter.done() {
             return Ok(i);
         }
-        if wait.cancel.is_some_and(CancelToken::is_cancelled) {
+        if cancelled() {
             return give_up(waiter, ChanError::Canceled);
         }
         match wait.until {
             Until::Forever => park::park(),
             Until::At(deadline) => {
                 if park::park_deadline(deadline) {
-                    let cancelled = wait.cancel.is_some_and(CancelToken::is_cancelled);
-                    return give_up(waiter, if cancelled { ChanError::Canceled } else { ChanError::Timeout });
+                    return give_up(
+                        waiter,
+                        if cancelled() { ChanError::Canceled } else { ChanError::Timeout },
+                    );
                 }
             }
             Until::Now => unreachable!("park_on: a try-operation parked"),

@@ -126,6 +126,7 @@ pub struct Builder<T> {
     on_undelivered: Option<Undelivered<T>>,
     measure: Measure<T>,
     register: Option<fn(&Arc<Chan<T>>)>,
+    cancel_on_discard: Option<crate::sync::CancelToken>,
 }
 
 impl<T> Builder<T> {
@@ -139,6 +140,7 @@ impl<T> Builder<T> {
             on_undelivered: None,
             measure: Measure::Fixed(size_of::<T>()),
             register: None,
+            cancel_on_discard: None,
         }
     }
 
@@ -189,6 +191,13 @@ impl<T> Builder<T> {
         self
     }
 
+    /// Cancels `token` when the channel is cancelled (by [`Receiver::cancel`], or by
+    /// dropping its last receiver): how a producer learns its consumer is gone.
+    pub(crate) fn cancel_on_discard(mut self, token: crate::sync::CancelToken) -> Self {
+        self.cancel_on_discard = Some(token);
+        self
+    }
+
     /// Creates the channel.
     pub fn build(self) -> (Sender<T>, Receiver<T>) {
         let buf = match self.kind {
@@ -197,11 +206,18 @@ impl<T> Builder<T> {
             Kind::Conflated => Flavor::Conflated(conflated::Buffer::new()),
             Kind::Unlimited => Flavor::Unlimited(unlimited::Buffer::new()),
         };
-        let chan = Arc::new(Chan::new(buf, self.measure, self.on_undelivered, self.name));
+        let chan =
+            Arc::new(Chan::new(buf, self.measure, self.on_undelivered, self.name, self.cancel_on_discard));
         if let Some(register) = self.register {
             register(&chan);
         }
         handle::pair(chan)
+    }
+}
+
+impl<T> From<Kind> for Builder<T> {
+    fn from(kind: Kind) -> Self {
+        Builder::new(kind)
     }
 }
 

@@ -26,6 +26,7 @@ use crate::park::Unparker;
 use crate::runtime::Shared;
 use crate::runtime::context;
 use crate::runtime::join::Completer;
+use crate::sync::CancelToken;
 
 /// `home` before the first resume.
 pub(crate) const NO_HOME: usize = usize::MAX;
@@ -71,11 +72,14 @@ pub(crate) struct Task {
     stack_kib: usize,
     /// Key in the runtime's registry of live tasks.
     pub(crate) owned_key: Cell<usize>,
+    /// The coroutine's ambient cancel token (`sync::current_token`): set at spawn, swapped
+    /// by scopes running on this coroutine. Only the running coroutine touches it.
+    token: std::cell::RefCell<Option<CancelToken>>,
     /// Declared last: dropped after `coro`, so the stack returns to a live pool.
     pub(crate) shared: Arc<Shared>,
 }
 
-// SAFETY: the Cells and the UnsafeCell are accessed only by the thread currently running
+// SAFETY: the Cells, the RefCell and the UnsafeCell are accessed only by the thread currently running
 // the task (its home worker after start), or by shutdown after every worker has stopped;
 // hand-offs between threads go through run-queue operations that synchronise
 // (Release push / Acquire pop). The coroutine's closure is `Send`; data it keeps on its
@@ -92,6 +96,7 @@ impl Task {
         id: u64,
         name: Option<Box<str>>,
         stack: PooledStack,
+        token: Option<CancelToken>,
         f: F,
         completer: Completer<T>,
     ) -> Arc<Task>
@@ -150,6 +155,7 @@ impl Task {
             guard,
             stack_kib,
             owned_key: Cell::new(usize::MAX),
+            token: std::cell::RefCell::new(token),
             shared,
         })
     }
@@ -216,6 +222,17 @@ impl Task {
                 RunResult::Completed
             }
         }
+    }
+
+    /// The ambient token slot. Call only from the running coroutine itself, and do not
+    /// hold the borrow across a suspension.
+    pub(crate) fn token_slot(&self) -> &std::cell::RefCell<Option<CancelToken>> {
+        &self.token
+    }
+
+    /// True while shutdown unwinds this coroutine: it must not suspend again.
+    pub(crate) fn is_cancelling(&self) -> bool {
+        self.cancelling.load(Acquire)
     }
 
     pub(crate) fn name(&self) -> Option<&str> {

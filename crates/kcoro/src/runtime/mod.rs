@@ -45,6 +45,7 @@ use crate::runtime::inject::Inject;
 use crate::runtime::join::JoinHandle;
 use crate::runtime::owned::Owned;
 use crate::runtime::worker::{TaskRef, Worker, WorkerShared};
+use crate::sync::CancelToken;
 
 pub(crate) struct Config {
     pub(crate) migrate: bool,
@@ -74,6 +75,7 @@ pub(crate) struct Shared {
 pub struct SpawnOptions {
     stack_size: Option<usize>,
     name: Option<String>,
+    token: Option<CancelToken>,
 }
 
 impl SpawnOptions {
@@ -91,6 +93,15 @@ impl SpawnOptions {
     /// A name, shown in overflow reports and debug output.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Runs the coroutine under `token`: its blocking operations (channels, the
+    /// synchronisation primitives, [`delay`](crate::delay)) give up with `Canceled` once
+    /// the token is cancelled, without being handed the token. See
+    /// [`sync::current_token`](crate::sync::current_token).
+    pub fn cancel_token(mut self, token: CancelToken) -> Self {
+        self.token = Some(token);
         self
     }
 }
@@ -113,8 +124,8 @@ impl Shared {
         let stack = self.stacks.get(opts.stack_size.unwrap_or(self.stacks.stack_size()))?;
         let id = self.next_id.fetch_add(1, Relaxed);
         let (completer, handle) = join::pair(id);
-        let task =
-            Task::new(Arc::clone(self), id, opts.name.map(String::into_boxed_str), stack, f, completer);
+        let name = opts.name.map(String::into_boxed_str);
+        let task = Task::new(Arc::clone(self), id, name, stack, opts.token, f, completer);
         let local = self.local_worker();
         let shard = local.map_or(self.workers.len(), |w| w.index);
         if !self.owned.insert(shard, &task) {
