@@ -28,8 +28,10 @@ mod error;
 mod loom;
 pub mod net;
 pub mod park;
+mod rand;
 mod runtime;
 pub mod scope;
+pub mod sim;
 pub mod sync;
 
 use std::time::{Duration, Instant};
@@ -119,10 +121,17 @@ pub fn yield_now() {
     }
 }
 
+/// The runtime's clock: the virtual clock on a deterministic runtime
+/// ([`Builder::deterministic`]), `Instant::now()` everywhere else. Deadlines given to kcoro
+/// (timeouts, sleeps, scope deadlines) are read against it.
+pub fn now() -> Instant {
+    runtime::now()
+}
+
 /// Sleeps for `d`: parks the coroutine on the timer wheel (the thread, outside one).
 /// Never returns early.
 pub fn sleep(d: Duration) {
-    match Instant::now().checked_add(d) {
+    match now().checked_add(d) {
         Some(deadline) => sleep_until(deadline),
         None => loop {
             park::park();
@@ -139,7 +148,7 @@ pub fn sleep_until(deadline: Instant) {
 /// [`sync::current_token`]) fires first: then returns `Err(Cancelled)` at once.
 /// Without an ambient token, the same as [`sleep`].
 pub fn delay(d: Duration) -> Result<(), sync::Cancelled> {
-    match Instant::now().checked_add(d) {
+    match now().checked_add(d) {
         Some(deadline) => delay_until(deadline),
         None => match sync::current_token() {
             Some(t) => {

@@ -119,7 +119,7 @@ pub fn park_deadline(deadline: Instant) -> bool {
             }
         }
     }
-    Instant::now() >= deadline
+    crate::runtime::now() >= deadline
 }
 
 /// Signal bit: notified (terminal).

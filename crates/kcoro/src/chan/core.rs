@@ -73,7 +73,7 @@ impl<'a> Wait<'a> {
         }
         match self.until {
             Until::Now => Some(ChanError::WouldBlock),
-            Until::At(t) if Instant::now() >= t => Some(ChanError::Timeout),
+            Until::At(t) if crate::runtime::now() >= t => Some(ChanError::Timeout),
             _ => None,
         }
     }

@@ -28,7 +28,7 @@ pub(crate) fn pair<T>(chan: Arc<Chan<T>>) -> (Sender<T>, Receiver<T>) {
 }
 
 fn deadline_after(d: Duration) -> Until {
-    match Instant::now().checked_add(d) {
+    match crate::runtime::now().checked_add(d) {
         Some(t) => Until::At(t),
         None => Until::Forever,
     }

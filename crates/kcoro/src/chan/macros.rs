@@ -129,7 +129,7 @@ macro_rules! __select {
     }};
     (@mode [] []) => { (::core::option::Option::None, false) };
     (@mode [$body:tt] []) => { (::core::option::Option::None, true) };
-    (@mode [] [$dur:expr, $body:tt]) => { (::std::time::Instant::now().checked_add($dur), false) };
+    (@mode [] [$dur:expr, $body:tt]) => { ($crate::now().checked_add($dur), false) };
     (@mode [$($d:tt)+] [$($t:tt)+]) => {
         ::core::compile_error!("select!: `default` and `timeout` exclude each other")
     };

@@ -18,7 +18,7 @@
 //! that is ready *and* registered elsewhere never complete twice. An operation never
 //! matches its own select's entry on the other side of the same channel.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::UnsafeCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -219,7 +219,7 @@ pub(crate) fn run(clauses: &mut [&mut dyn Clause], wait: Wait<'_>, biased: bool)
     }
     if !biased {
         for k in (1..n).rev() {
-            order.swap(k, random_below(k + 1));
+            order.swap(k, crate::rand::below(k + 1));
         }
     }
     loop {
@@ -353,7 +353,7 @@ impl<'a> Select<'a> {
 
     /// Gives up with `Timeout` after `timeout` (from now).
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.deadline = Instant::now().checked_add(timeout);
+        self.deadline = crate::runtime::now().checked_add(timeout);
         self
     }
 
@@ -476,22 +476,4 @@ impl std::fmt::Debug for SelectedOperation<'_, '_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SelectedOperation").field("index", &self.index).finish()
     }
-}
-
-/// A xorshift per thread: only spreads start positions, needs no quality.
-fn random_below(n: usize) -> usize {
-    thread_local! {
-        static STATE: Cell<u64> = const { Cell::new(0) };
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        if x == 0 {
-            x = (std::ptr::from_ref(s) as u64) | 1;
-        }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        (x % n as u64) as usize
-    })
 }

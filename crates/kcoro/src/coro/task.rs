@@ -270,7 +270,7 @@ impl Task {
         let timer = match deadline {
             None => None,
             Some(d) => {
-                if Instant::now() >= d {
+                if self.shared.driver.now() >= d {
                     return;
                 }
                 let me = context::current_task().unwrap_or_else(|| panic!("Task::park: no current task"));

@@ -118,6 +118,9 @@ pub(crate) struct Driver {
     sources: Mutex<Slab>,
     shutdown: AtomicBool,
     pub(crate) timer_fires: AtomicU64,
+    /// Deterministic mode: the virtual clock, in ns since `start`. Only the single worker
+    /// moves it (`advance_virtual`); the driver thread then leaves timers alone.
+    virtual_ns: Option<AtomicU64>,
 }
 
 /// Tokens for I/O sources: a vector with a free list.
@@ -136,7 +139,8 @@ fn monotonic_ns() -> u64 {
 
 impl Driver {
     /// Creates the driver and starts its thread.
-    pub(crate) fn start(name: &str) -> io::Result<(Arc<Driver>, JoinHandle<()>)> {
+    /// With `virtual_clock`, time stands still until `advance_virtual` moves it.
+    pub(crate) fn start(name: &str, virtual_clock: bool) -> io::Result<(Arc<Driver>, JoinHandle<()>)> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
@@ -159,6 +163,7 @@ impl Driver {
             sources: Mutex::new(Slab::default()),
             shutdown: AtomicBool::new(false),
             timer_fires: AtomicU64::new(0),
+            virtual_ns: virtual_clock.then(|| AtomicU64::new(0)),
         });
         let d = Arc::clone(&driver);
         let thread = std::thread::Builder::new().name(format!("{name}-driver")).spawn(move || d.run(poll))?;
@@ -166,7 +171,44 @@ impl Driver {
     }
 
     fn now_tick(&self) -> u64 {
-        (self.start.elapsed().as_nanos() / u128::from(TICK_NS)) as u64
+        (self.now().saturating_duration_since(self.start).as_nanos() / u128::from(TICK_NS)) as u64
+    }
+
+    /// The runtime's clock: the real one, or the virtual one in deterministic mode.
+    pub(crate) fn now(&self) -> Instant {
+        match &self.virtual_ns {
+            Some(v) => self.start + Duration::from_nanos(v.load(Acquire)),
+            None => Instant::now(),
+        }
+    }
+
+    /// Nanoseconds on the runtime's clock since the driver started.
+    pub(crate) fn elapsed_ns(&self) -> u64 {
+        self.now().saturating_duration_since(self.start).as_nanos().min(u128::from(u64::MAX)) as u64
+    }
+
+    pub(crate) fn is_virtual(&self) -> bool {
+        self.virtual_ns.is_some()
+    }
+
+    /// Deterministic mode, with nothing runnable: jumps the virtual clock to the wheel's
+    /// next expiration and fires what is due, in wheel order. Returns `false` if no timer
+    /// is armed. Called only by the single worker, so firing order is reproducible.
+    pub(crate) fn advance_virtual(&self) -> bool {
+        let Some(clock) = &self.virtual_ns else { return false };
+        let mut fired = Vec::new();
+        {
+            let mut t = self.lock_timers();
+            let Some(next) = t.wheel.next_expiration() else { return false };
+            let at = next.saturating_mul(TICK_NS).max(clock.load(Acquire));
+            clock.store(at, Release);
+            t.wheel.advance(next, |u| fired.push(u));
+        }
+        self.timer_fires.fetch_add(fired.len() as u64, Relaxed);
+        for u in fired {
+            u.unpark();
+        }
+        true
     }
 
     fn deadline_tick(&self, deadline: Instant) -> u64 {
@@ -217,7 +259,7 @@ impl Driver {
         let tick = self.deadline_tick(deadline);
         let mut t = self.lock_timers();
         let key = t.wheel.insert(tick, who);
-        if tick < t.armed {
+        if tick < t.armed && !self.is_virtual() {
             // The slot may expire before `tick` (cascade point): arm for the wheel's view.
             let next = t.wheel.next_expiration();
             self.arm(&mut t, next);
@@ -237,6 +279,12 @@ impl Driver {
 
     /// Registers a socket with the reactor.
     pub(crate) fn register(&self, src: &mut impl mio::event::Source) -> io::Result<(Arc<IoSource>, Token)> {
+        if self.is_virtual() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "socket I/O is unavailable on a deterministic runtime (no simulated network is supplied)",
+            ));
+        }
         let io = Arc::new(IoSource::default());
         let key = {
             let mut s = self.sources.lock().unwrap_or_else(|p| p.into_inner());
@@ -308,7 +356,7 @@ impl Driver {
         let mut events = Events::with_capacity(1024);
         let mut fired = Vec::new();
         loop {
-            {
+            if !self.is_virtual() {
                 let now = self.now_tick();
                 let mut t = self.lock_timers();
                 t.wheel.advance(now, |u| fired.push(u));

@@ -97,7 +97,7 @@ impl<T> JoinHandle<T> {
 
     /// Like [`join`](Self::join) with a time limit; on timeout the handle comes back.
     pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JoinError>, Self> {
-        match Instant::now().checked_add(timeout) {
+        match crate::runtime::now().checked_add(timeout) {
             Some(deadline) => self.join_deadline(deadline),
             None => Ok(self.join()),
         }

@@ -49,6 +49,8 @@ use crate::sync::CancelToken;
 
 pub(crate) struct Config {
     pub(crate) migrate: bool,
+    /// Deterministic mode's seed (see `Builder::deterministic`).
+    pub(crate) seed: Option<u64>,
 }
 
 /// State shared by the workers, the driver and every handle.
@@ -68,6 +70,42 @@ pub(crate) struct Shared {
     exited: Mutex<usize>,
     exited_cond: Condvar,
     leaked: AtomicUsize,
+    pub(crate) sim_trace: SimTrace,
+}
+
+/// Deterministic mode's schedule fingerprint: how many resumes, and a hash of which task
+/// ran at which virtual time, in order. Same seed and program ⇒ same trace.
+#[derive(Default)]
+pub(crate) struct SimTrace {
+    steps: AtomicU64,
+    hash: AtomicU64,
+    /// Coroutines found parked forever, and the virtual time (ns) of the last deadlock.
+    deadlocked: AtomicUsize,
+    deadlock_at: AtomicU64,
+}
+
+impl SimTrace {
+    /// Task `task` resumes at virtual time `ns`. Only the single deterministic worker
+    /// writes, so plain load+store suffices.
+    pub(crate) fn record(&self, task: u64, ns: u64) {
+        const FNV_PRIME: u64 = 0x0000_0100_0000_01B3;
+        let mut h = self.hash.load(Relaxed);
+        if h == 0 {
+            h = 0xCBF2_9CE4_8422_2325;
+        }
+        for word in [task, ns] {
+            for b in word.to_le_bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+            }
+        }
+        self.hash.store(h, Relaxed);
+        self.steps.store(self.steps.load(Relaxed) + 1, Relaxed);
+    }
+
+    pub(crate) fn deadlocked(&self, coroutines: usize, ns: u64) {
+        self.deadlock_at.store(ns, SeqCst);
+        self.deadlocked.store(coroutines, SeqCst);
+    }
 }
 
 /// Options for one spawn.
@@ -104,6 +142,19 @@ impl SpawnOptions {
         self.token = Some(token);
         self
     }
+}
+
+/// The runtime's clock for the caller: virtual on a deterministic runtime, else real.
+pub(crate) fn now() -> Instant {
+    if let Some(t) = context::current_task_ptr() {
+        // SAFETY: the running task is alive while it runs.
+        return unsafe { t.as_ref() }.shared.driver.now();
+    }
+    if let Some(w) = context::current_worker() {
+        // SAFETY: the worker lives for its thread's life and we are on that thread.
+        return unsafe { w.as_ref() }.shared.driver.now();
+    }
+    Instant::now()
 }
 
 impl Shared {
@@ -270,6 +321,7 @@ pub struct Builder {
     max_blocking_threads: usize,
     migrate: bool,
     name: String,
+    seed: Option<u64>,
 }
 
 impl Default for Builder {
@@ -281,6 +333,7 @@ impl Default for Builder {
             max_blocking_threads: 512,
             migrate: false,
             name: "kcoro".into(),
+            seed: None,
         }
     }
 }
@@ -332,8 +385,22 @@ impl Builder {
         self
     }
 
+    /// Deterministic simulation: one worker; a virtual clock that stands still while
+    /// anything can run and jumps to the next timer when every coroutine is parked; and a
+    /// choice among runnable coroutines drawn from `seed`. The same seed and the same
+    /// program give the same interleaving, every run. `spawn_blocking` runs its job
+    /// inline; socket I/O fails with `Unsupported`. Read time with [`crate::now`]. Overrides
+    /// [`workers`](Self::workers). See [`crate::sim`].
+    pub fn deterministic(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
     /// Starts the workers, the driver thread and the blocking pool.
-    pub fn build(self) -> Result<Runtime, Error> {
+    pub fn build(mut self) -> Result<Runtime, Error> {
+        if self.seed.is_some() {
+            self.workers = 1;
+        }
         if self.workers == 0 {
             return Err(Error::Config("workers must be at least 1".into()));
         }
@@ -341,7 +408,7 @@ impl Builder {
             return Err(Error::Config(format!("{} workers is more than the 4096 supported", self.workers)));
         }
         crate::coro::overflow::install_handler();
-        let (driver, driver_thread) = Driver::start(&self.name).map_err(Error::Start)?;
+        let (driver, driver_thread) = Driver::start(&self.name, self.seed.is_some()).map_err(Error::Start)?;
         let mut rings = Vec::with_capacity(self.workers);
         let workers: Box<[WorkerShared]> = (0..self.workers)
             .map(|_| {
@@ -358,13 +425,14 @@ impl Builder {
             driver,
             blocking: BlockingPool::new(self.max_blocking_threads, self.name.clone()),
             owned: Owned::new(self.workers + 1),
-            config: Config { migrate: self.migrate },
+            config: Config { migrate: self.migrate, seed: self.seed },
             shutdown: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             external_spawns: AtomicU64::new(0),
             exited: Mutex::new(0),
             exited_cond: Condvar::new(),
             leaked: AtomicUsize::new(0),
+            sim_trace: SimTrace::default(),
         });
         let mut threads = Vec::with_capacity(self.workers);
         for (index, ring) in rings.into_iter().enumerate() {
@@ -580,7 +648,28 @@ impl Handle {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        if self.shared.config.seed.is_some() {
+            // Deterministic mode: another thread would race the worker.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            return JoinHandle::ready(r.map_err(JoinError::Panicked));
+        }
         self.shared.blocking.spawn(f)
+    }
+
+    /// Deterministic mode's schedule fingerprint so far; `None` on a normal runtime.
+    pub fn sim_trace(&self) -> Option<crate::sim::Trace> {
+        self.shared.config.seed?;
+        let t = &self.shared.sim_trace;
+        let deadlock = match t.deadlocked.load(SeqCst) {
+            0 => None,
+            n => Some((n, Duration::from_nanos(t.deadlock_at.load(SeqCst)))),
+        };
+        Some(crate::sim::Trace { steps: t.steps.load(Relaxed), hash: t.hash.load(Relaxed), deadlock })
+    }
+
+    /// True for a deterministic runtime ([`Builder::deterministic`]).
+    pub fn is_deterministic(&self) -> bool {
+        self.shared.config.seed.is_some()
     }
 
     pub(crate) fn driver(&self) -> Arc<Driver> {

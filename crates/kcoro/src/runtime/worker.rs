@@ -45,6 +45,9 @@ const MAX_LIFO_POLLS: u32 = 3;
 /// Pause-instruction spinning was worse than none: the woken worker often lands on the
 /// spinner's CPU and waits for the spin to end; `sched_yield` lets it run.
 const SPIN_ROUNDS: u32 = 16;
+/// Deterministic mode: how long (real time) to wait for a thread outside the simulation
+/// before calling "every coroutine parked, no timer armed" a deadlock.
+const DEADLOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Tasks taken from the inject queue in one go (the rest of a batch goes to the ring).
 const INJECT_BATCH: usize = 32;
 
@@ -165,7 +168,10 @@ impl Worker {
             }),
         };
         context::set_worker(&worker);
-        worker.run();
+        match worker.shared.config.seed {
+            Some(seed) => worker.run_deterministic(seed),
+            None => worker.run(),
+        }
         worker.drain_on_exit();
         worker.unwind_own();
         context::set_worker(std::ptr::null());
@@ -202,6 +208,80 @@ impl Worker {
         }
     }
 
+    /// Deterministic mode's loop (one worker): gather every runnable task, in the order
+    /// they became runnable, into one set; run one drawn from the seeded generator; when
+    /// nothing can run, jump the virtual clock to the next timer; when no timer is armed
+    /// either, sleep until a thread outside the runtime (`block_on`) brings work.
+    fn run_deterministic(&self, seed: u64) {
+        let mut rng = crate::rand::SplitMix::new(seed);
+        crate::rand::reseed_thread(rng.next_u64());
+        let mut runnable: Vec<TaskRef> = Vec::new();
+        while !self.shared.is_shutdown() {
+            self.gather_runnable(&mut runnable);
+            if !runnable.is_empty() {
+                let task = runnable.swap_remove(rng.below(runnable.len()));
+                self.shared.sim_trace.record(task.id(), self.shared.driver.elapsed_ns());
+                self.run_task(task);
+                continue;
+            }
+            if self.shared.driver.advance_virtual() {
+                continue;
+            }
+            if self.shared.owned.live() == 0 {
+                self.sleep(); // idle: waiting for `block_on` to bring the next program
+                continue;
+            }
+            // Every coroutine is parked and no timer is armed. Only a thread outside the
+            // simulation could still wake one; give it a moment, then call it a deadlock.
+            if !self.outside_work_within(DEADLOCK_GRACE) {
+                self.break_deadlock();
+            }
+        }
+        drop(runnable); // queued references; the registry still holds the tasks
+    }
+
+    fn outside_work_within(&self, grace: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            if self.has_visible_work() || self.shared.is_shutdown() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            std::thread::park_timeout(left.min(std::time::Duration::from_millis(5)));
+        }
+    }
+
+    /// Deterministic mode's deadlock: records it and unwinds every coroutine (as shutdown
+    /// would), so their joiners — `block_on` among them — see `Cancelled` instead of
+    /// waiting forever.
+    fn break_deadlock(&self) {
+        let stuck = self.shared.owned.take_where(|_| true);
+        self.shared.sim_trace.deadlocked(stuck.len(), self.shared.driver.elapsed_ns());
+        for t in stuck {
+            // SAFETY: deterministic mode has this one worker; it is between resumes and
+            // every task is parked, so no thread runs or will run `t` while we unwind it.
+            unsafe { t.cancel() };
+        }
+    }
+
+    fn gather_runnable(&self, into: &mut Vec<TaskRef>) {
+        let core = self.core();
+        into.extend(core.lifo.take());
+        into.extend(core.pinned.drain(..));
+        while let Some(t) = core.ring.pop() {
+            into.push(t);
+        }
+        if self.me().has_inbox() {
+            into.extend(self.me().drain_inbox());
+        }
+        if !self.shared.inject.is_empty() {
+            into.extend(self.shared.inject.drain());
+        }
+    }
+
     fn run_task(&self, task: TaskRef) {
         // Found work: stop searching before running it, or `notify_any` would think a
         // searcher is still out there and wake nobody for as long as this task runs.
@@ -220,7 +300,11 @@ impl Worker {
                     // queue: the yielder is next anyway, so skip the queue round trip. Still
                     // a full switch out and back, and still a scheduler tick (so shutdown is
                     // seen within GLOBAL_INTERVAL yields).
-                    let alone = core.lifo.is_none() && core.pinned.is_empty() && core.ring.is_empty();
+                    // (Deterministic mode keeps its runnable set elsewhere: always requeue.)
+                    let alone = core.lifo.is_none()
+                        && core.pinned.is_empty()
+                        && core.ring.is_empty()
+                        && self.shared.config.seed.is_none();
                     // The tick that is due to look remotely is left for `next_task` to take.
                     let remote_due = core.tick.wrapping_add(1) % GLOBAL_INTERVAL == 0;
                     if alone && !remote_due {

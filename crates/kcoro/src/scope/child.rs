@@ -113,7 +113,7 @@ impl<'scope, T> ScopedJoinHandle<'scope, T> {
 
     /// [`join`](Self::join) with a time limit; gives the handle back on timeout.
     pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JoinError>, Self> {
-        match Instant::now().checked_add(timeout) {
+        match crate::runtime::now().checked_add(timeout) {
             Some(d) => self.join_deadline(d),
             None => Ok(self.join()),
         }

@@ -126,7 +126,7 @@ impl ScopeOptions {
 
     /// [`deadline`](Self::deadline) `timeout` from now.
     pub fn timeout(self, timeout: Duration) -> Self {
-        match Instant::now().checked_add(timeout) {
+        match crate::runtime::now().checked_add(timeout) {
             Some(d) => self.deadline(d),
             None => self,
         }
