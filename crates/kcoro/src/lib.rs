@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod actor;
 pub mod chan;
 pub mod coro;
 mod error;

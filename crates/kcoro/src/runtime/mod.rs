@@ -71,6 +71,15 @@ pub(crate) struct Shared {
     exited_cond: Condvar,
     leaked: AtomicUsize,
     pub(crate) sim_trace: SimTrace,
+    pub(crate) actors: Arc<ActorCounters>,
+}
+
+/// Actor counts, kept by the actors' own loops.
+#[derive(Default)]
+pub(crate) struct ActorCounters {
+    pub(crate) spawned: AtomicU64,
+    pub(crate) live: AtomicU64,
+    pub(crate) restarts: AtomicU64,
 }
 
 /// Deterministic mode's schedule fingerprint: how many resumes, and a hash of which task
@@ -433,6 +442,7 @@ impl Builder {
             exited_cond: Condvar::new(),
             leaked: AtomicUsize::new(0),
             sim_trace: SimTrace::default(),
+            actors: Arc::default(),
         });
         let mut threads = Vec::with_capacity(self.workers);
         for (index, ring) in rings.into_iter().enumerate() {
@@ -513,6 +523,12 @@ pub struct Stats {
     pub blocking_threads: usize,
     /// Coroutines leaked because a worker did not stop within the shutdown timeout.
     pub leaked: usize,
+    /// Actors started.
+    pub actors_spawned: u64,
+    /// Actors running right now.
+    pub actors_live: u64,
+    /// Actor restarts after a failure.
+    pub actor_restarts: u64,
 }
 
 impl Runtime {
@@ -672,6 +688,10 @@ impl Handle {
         self.shared.config.seed.is_some()
     }
 
+    pub(crate) fn actor_counters(&self) -> Arc<ActorCounters> {
+        Arc::clone(&self.shared.actors)
+    }
+
     pub(crate) fn driver(&self) -> Arc<Driver> {
         Arc::clone(&self.shared.driver)
     }
@@ -705,6 +725,9 @@ impl Handle {
         st.stack_mappings = mappings;
         st.blocking_threads = s.blocking.threads();
         st.leaked = s.leaked.load(Relaxed);
+        st.actors_spawned = s.actors.spawned.load(Relaxed);
+        st.actors_live = s.actors.live.load(Relaxed);
+        st.actor_restarts = s.actors.restarts.load(Relaxed);
         st
     }
 }

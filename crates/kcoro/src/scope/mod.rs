@@ -46,6 +46,7 @@ use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
 pub use child::ScopedJoinHandle;
+pub(crate) use child::is_shutting_down as child_is_shutting_down;
 pub use produce::produce;
 
 use crate::chan::{Builder, Receiver, Sender};
@@ -262,7 +263,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         self.spawn_under(self.state.token.clone(), opts, f)
     }
 
-    fn spawn_under<F, O>(
+    pub(crate) fn spawn_under<F, O>(
         &'scope self,
         token: CancelToken,
         opts: SpawnOptions,
