@@ -27,11 +27,14 @@ type result struct {
 
 // cases maps "<suite>/<case>" to its runner.
 var cases = map[string]func(n int) (result, error){
-	"runtime/yield":              yieldCase,
-	"runtime/spawn_join":         spawnJoinCase,
-	"runtime/pingpong_park":      pingpongCase,
-	"runtime/sleep_1ms_accuracy": sleepCase,
-	"runtime/spawn_1m_parked":    spawnParkedCase,
+	"runtime/yield":                yieldCase,
+	"runtime/spawn_join":           spawnJoinCase,
+	"runtime/pingpong_park":        pingpongCase,
+	"runtime/sleep_1ms_accuracy":   sleepCase,
+	"runtime/spawn_1m_parked":      spawnParkedCase,
+	"runtime/scope_spawn_join_100": scopeSpawnJoinCase,
+	"runtime/actor_tell":           actorTellCase,
+	"runtime/actor_ask":            actorAskCase,
 
 	"chan/pingpong_rendezvous": chanPingpongCase,
 	"chan/prodcons_0":          prodConsCase(0),
@@ -174,6 +177,140 @@ func spawnParkedCase(n int) (result, error) {
 	bytes := float64(peak-base) / float64(n)
 	res.BytesPerOp = &bytes
 	return res, nil
+}
+
+// scopeChildren is how many goroutines each scope of scope_spawn_join_100 starts.
+const scopeChildren = 100
+
+// scopeSpawnJoinCase: one op is one scope: scopeChildren goroutines, each adding its
+// index to one shared counter, waited for with a sync.WaitGroup.
+func scopeSpawnJoinCase(n int) (result, error) {
+	var sum atomic.Uint64
+	loop := func(n int) {
+		for i := 0; i < n; i++ {
+			var wg sync.WaitGroup
+			wg.Add(scopeChildren)
+			for c := 0; c < scopeChildren; c++ {
+				go func(c uint64) {
+					sum.Add(c)
+					wg.Done()
+				}(uint64(c))
+			}
+			wg.Wait()
+		}
+	}
+	loop(warmup(n))
+	start := time.Now()
+	loop(n)
+	d := time.Since(start)
+	want := uint64(warmup(n)+n) * (scopeChildren * (scopeChildren - 1) / 2)
+	if got := sum.Load(); got != want {
+		return result{}, fmt.Errorf("children added %d, expected %d", got, want)
+	}
+	return perOp(d, n), nil
+}
+
+// mailboxSize is the capacity of the actor's mailbox in actor_tell and actor_ask.
+const mailboxSize = 1024
+
+// actorMsg is a message to the actor: Add(add) when reply is nil, else Get(reply).
+type actorMsg struct {
+	add   uint64
+	reply chan uint64
+}
+
+// actor is the driver's end of a goroutine owning a counter and looping on a bounded
+// mailbox until it is closed; done receives the final counter.
+type actor struct {
+	mailbox chan actorMsg
+	done    chan uint64
+}
+
+func startActor() *actor {
+	a := &actor{mailbox: make(chan actorMsg, mailboxSize), done: make(chan uint64, 1)}
+	go func() {
+		var count uint64
+		for msg := range a.mailbox {
+			if msg.reply == nil {
+				count += msg.add
+			} else {
+				msg.reply <- count
+			}
+		}
+		a.done <- count
+	}()
+	return a
+}
+
+// tells sends n fire-and-forget Add(1)s.
+func (a *actor) tells(n int) {
+	for i := 0; i < n; i++ {
+		a.mailbox <- actorMsg{add: 1}
+	}
+}
+
+// ask is one round trip: a Get carrying a new reply channel of capacity 1.
+func (a *actor) ask() uint64 {
+	reply := make(chan uint64, 1)
+	a.mailbox <- actorMsg{reply: reply}
+	return <-reply
+}
+
+// stop closes the mailbox and checks the actor's final counter is want.
+func (a *actor) stop(want uint64) error {
+	close(a.mailbox)
+	if got := <-a.done; got != want {
+		return fmt.Errorf("actor ended with %d, expected %d", got, want)
+	}
+	return nil
+}
+
+// actorTellCase: one op is one Add(1); the clock stops after a final ask, when the
+// actor has handled every tell.
+func actorTellCase(n int) (result, error) {
+	a := startActor()
+	w := uint64(warmup(n))
+	a.tells(warmup(n))
+	if got := a.ask(); got != w {
+		return result{}, fmt.Errorf("actor counted %d, expected %d", got, w)
+	}
+	start := time.Now()
+	a.tells(n)
+	count := a.ask()
+	d := time.Since(start)
+	if count != w+uint64(n) {
+		return result{}, fmt.Errorf("actor counted %d, expected %d", count, w+uint64(n))
+	}
+	if err := a.stop(w + uint64(n)); err != nil {
+		return result{}, err
+	}
+	return perOp(d, n), nil
+}
+
+// actorAskCase: one op is one Get and its reply; the actor is told nothing, so every
+// reply must be 0.
+func actorAskCase(n int) (result, error) {
+	a := startActor()
+	loop := func(n int) error {
+		for i := 0; i < n; i++ {
+			if got := a.ask(); got != 0 {
+				return fmt.Errorf("actor replied %d, expected 0", got)
+			}
+		}
+		return nil
+	}
+	if err := loop(warmup(n)); err != nil {
+		return result{}, err
+	}
+	start := time.Now()
+	if err := loop(n); err != nil {
+		return result{}, err
+	}
+	d := time.Since(start)
+	if err := a.stop(0); err != nil {
+		return result{}, err
+	}
+	return perOp(d, n), nil
 }
 
 // The chan suite: see bench/src/chan_suite/mod.rs for the shape of each case. Every

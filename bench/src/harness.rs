@@ -23,7 +23,9 @@
 //!    the other. The first failed run ends that row with its error. A pair listed in
 //!    [`Suite::skips`] runs no child and prints `skipped: <why>` instead.
 //! 3. *Report*: print the row as soon as it is known (the `kcoro` row comes first, so
-//!    every peer row has its ratio), then the error details, then write the JSON file.
+//!    every peer row has its ratio; when the `kcoro` row is skipped, failed or not
+//!    selected, the peers still print, with ratio `-`), then the error details, then
+//!    write the JSON file.
 //!
 //! # Invariants
 //!

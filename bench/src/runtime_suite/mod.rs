@@ -1,5 +1,6 @@
 //! Suite `runtime`: the scheduler's own costs — yield, spawn+join, park/unpark round
-//! trips, sleep accuracy, and the time and memory of a million parked coroutines.
+//! trips, sleep accuracy, the time and memory of a million parked coroutines — and two
+//! shapes built on them: structured scopes and actors.
 //!
 //! Every implementation runs on two worker threads: kcoro `workers(2)`, may
 //! `set_workers(2)`, tokio `worker_threads(2)`, Go `GOMAXPROCS=2`. Each case's driver
@@ -9,13 +10,25 @@
 //! Throughput cases run an untimed warm-up of `n / 10 + 1` operations first (see
 //! [`warmup`]); the Go peer in `bench/go/main.go` does the same.
 //!
-//! | case                 | one op                                   | kind       |
-//! |----------------------|------------------------------------------|------------|
-//! | `yield`              | one yield of a lone coroutine            | throughput |
-//! | `spawn_join`         | spawn an empty coroutine, join it        | throughput |
-//! | `pingpong_park`      | A wakes B, B wakes A (one round trip)    | throughput |
-//! | `sleep_1ms_accuracy` | mean overshoot of a 1 ms sleep           | overshoot  |
-//! | `spawn_1m_parked`    | spawn, park, wake, join; RSS growth      | memory     |
+//! | case                   | one op                                   | kind       |
+//! |------------------------|------------------------------------------|------------|
+//! | `yield`                | one yield of a lone coroutine            | throughput |
+//! | `spawn_join`           | spawn an empty coroutine, join it        | throughput |
+//! | `pingpong_park`        | A wakes B, B wakes A (one round trip)    | throughput |
+//! | `sleep_1ms_accuracy`   | mean overshoot of a 1 ms sleep           | overshoot  |
+//! | `spawn_1m_parked`      | spawn, park, wake, join; RSS growth      | memory     |
+//! | `scope_spawn_join_100` | one scope: spawn 100 children, join all  | throughput |
+//! | `actor_tell`           | one fire-and-forget `Add(1)` to an actor | throughput |
+//! | `actor_ask`            | one `Get` to an actor and its reply      | throughput |
+//!
+//! The scope and actor cases: a scope's children each add their index (0..100) to one
+//! shared atomic, and the driver checks the sum. The actor is a task owning a `u64`
+//! counter and looping on a bounded mailbox of capacity [`MAILBOX`]; `actor_tell` times
+//! n tells plus one final ask (so the actor has handled them all) and checks the counter
+//! is exactly warm-up + n; `actor_ask` sends a `Get` carrying a fresh one-shot reply
+//! channel per op. kcoro uses `kcoro::scope` (children borrow the counter from the
+//! driver's stack) and `kcoro::actor` (a `Reply` one-shot per ask). may has no rows for
+//! these (listed in [`SUITE`]'s skips).
 
 pub mod kcoro_rt;
 pub mod may_rt;
@@ -24,7 +37,7 @@ pub mod tokio_rt;
 
 use std::time::Duration;
 
-use crate::harness::{Case, GO, KCORO, Kind, Measurement, Suite, throughput};
+use crate::harness::{Case, GO, KCORO, Kind, Measurement, Skip, Suite, throughput};
 
 /// Worker threads of every implementation.
 pub const WORKERS: usize = 2;
@@ -36,6 +49,15 @@ pub const SLEEP: Duration = Duration::from_millis(1);
 /// may's default is 0x1000 words (32 KiB); an even count keeps may from painting the
 /// whole stack for usage tracking.
 pub const MAY_STACK_WORDS: usize = 16 * 1024 / size_of::<usize>();
+
+/// Children spawned by each scope of `scope_spawn_join_100`.
+pub const SCOPE_CHILDREN: u64 = 100;
+
+/// Mailbox capacity of the actor in `actor_tell` and `actor_ask`.
+pub const MAILBOX: usize = 1024;
+
+/// The cases may has no peer for.
+const SCOPE_ACTOR: &[&str] = &["scope_spawn_join_100", "actor_tell", "actor_ask"];
 
 /// Child time limit of `sleep_1ms_accuracy`.
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -50,6 +72,15 @@ pub static SUITE: Suite = Suite {
         "pingpong_park: the measuring coroutine spawns its partner (as Go's `go func` does); kcoro and may park/unpark + a turn counter, tokio Notify + the same counter, go unbuffered channels",
         "sleep_1ms_accuracy: ns/op is the mean overshoot of a 1 ms sleep (lower is better)",
         "spawn_1m_parked: bytes/op = (peak RSS - RSS before spawning) / n, incl. the driver's handle vectors",
+        "scope_spawn_join_100: per scope, 100 children each add their index to one shared atomic;",
+        "  kcoro: kcoro::scope with 100 s.spawn (children borrow the counter), go: 100 goroutines + a",
+        "  sync.WaitGroup, tokio: a JoinSet with 100 spawns drained by join_next",
+        "actor_tell / actor_ask: the actor owns a u64 counter and loops on a bounded mailbox of 1024;",
+        "  kcoro: kcoro::actor with ActorOpts::mailbox(1024), go: a goroutine on a chan of cap 1024,",
+        "  tokio: a task on mpsc::channel(1024);",
+        "  actor_tell: n Add(1) sends, then one ask to wait for the actor (counter checked == warm-up + n)",
+        "  actor_ask: a Get carrying a new reply per op, kcoro: actor::Reply, go: chan uint64 of cap 1,",
+        "  tokio: oneshot",
     ],
     cases: &[
         throughput("yield", 2_000_000, 200_000),
@@ -73,9 +104,12 @@ pub static SUITE: Suite = Suite {
             kind: Kind::Memory,
             timeout: Duration::from_secs(600),
         },
+        throughput("scope_spawn_join_100", 20_000, 2_000),
+        throughput("actor_tell", 5_000_000, 500_000),
+        throughput("actor_ask", 1_000_000, 100_000),
     ],
     impls: &[KCORO, GO, "may", "tokio"],
-    skips: &[],
+    skips: &[Skip { imp: "may", cases: SCOPE_ACTOR, why: "no may peer for this case" }],
     child,
 };
 

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinSet;
 
-use super::{SLEEP, Stall, WORKERS, bytes_per, unknown, warmup};
+use super::{MAILBOX, SCOPE_CHILDREN, SLEEP, Stall, WORKERS, bytes_per, unknown, warmup};
 use crate::harness::{self, Measurement};
 
 /// Runs `case` with `n` operations on a new runtime.
@@ -40,6 +41,43 @@ pub fn run(case: &str, n: u64) -> Result<Measurement, String> {
             Ok(Measurement::per_op(over, n))
         }),
         "spawn_1m_parked" => drive(spawn_parked(n)),
+        "scope_spawn_join_100" => drive(async move {
+            // One counter for the whole run, shared by reference as a scope's children would
+            // borrow it (leaked: one word per child process).
+            let sum: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+            scopes(warmup(n), sum).await?;
+            let start = Instant::now();
+            scopes(n, sum).await?;
+            let elapsed = start.elapsed();
+            let want = (warmup(n) + n) * (0..SCOPE_CHILDREN).sum::<u64>();
+            match sum.load(Ordering::Relaxed) {
+                got if got == want => Ok(Measurement::per_op(elapsed, n)),
+                got => Err(format!("children added {got}, expected {want}")),
+            }
+        }),
+        "actor_tell" => drive(async move {
+            let actor = Actor::spawn();
+            actor.tells(warmup(n)).await?;
+            actor.expect(warmup(n)).await?;
+            let start = Instant::now();
+            actor.tells(n).await?;
+            let count = actor.ask().await?;
+            let elapsed = start.elapsed();
+            if count != warmup(n) + n {
+                return Err(format!("actor counted {count}, expected {}", warmup(n) + n));
+            }
+            actor.stop(warmup(n) + n).await?;
+            Ok(Measurement::per_op(elapsed, n))
+        }),
+        "actor_ask" => drive(async move {
+            let actor = Actor::spawn();
+            actor.asks(warmup(n)).await?;
+            let start = Instant::now();
+            actor.asks(n).await?;
+            let elapsed = start.elapsed();
+            actor.stop(0).await?;
+            Ok(Measurement::per_op(elapsed, n))
+        }),
         _ => Err(unknown(case)),
     }
 }
@@ -150,4 +188,101 @@ async fn spawn_parked(n: u64) -> Result<Measurement, String> {
     let mut m = Measurement::per_op(start.elapsed(), n);
     m.bytes_per_op = Some(bytes_per(base, peak, n));
     Ok(m)
+}
+
+/// `n` scopes, each a `JoinSet` of [`SCOPE_CHILDREN`] tasks adding their index to `sum`,
+/// drained by `join_next` before the next scope starts.
+async fn scopes(n: u64, sum: &'static AtomicU64) -> Result<(), String> {
+    for _ in 0..n {
+        let mut set = JoinSet::new();
+        for i in 0..SCOPE_CHILDREN {
+            set.spawn(async move {
+                sum.fetch_add(i, Ordering::Relaxed);
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            joined.map_err(|e| format!("child failed: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A message to the actor.
+enum Msg {
+    /// Add to the counter; no reply.
+    Add(u64),
+    /// Reply with the counter.
+    Get(oneshot::Sender<u64>),
+}
+
+/// The driver's end of an actor: a task owning a `u64` counter and looping on a bounded
+/// mailbox of [`MAILBOX`] messages until every sender is gone.
+struct Actor {
+    mailbox: mpsc::Sender<Msg>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl Actor {
+    fn spawn() -> Self {
+        let (mailbox, mut rx) = mpsc::channel(MAILBOX);
+        let task = tokio::spawn(async move {
+            let mut count = 0u64;
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    Msg::Add(k) => count += k,
+                    // A dropped reply end is the asker's business.
+                    Msg::Get(reply) => drop(reply.send(count)),
+                }
+            }
+            count
+        });
+        Self { mailbox, task }
+    }
+
+    async fn send(&self, msg: Msg) -> Result<(), String> {
+        self.mailbox.send(msg).await.map_err(|_| "actor mailbox closed".to_string())
+    }
+
+    /// `n` fire-and-forget `Add(1)`s.
+    async fn tells(&self, n: u64) -> Result<(), String> {
+        for _ in 0..n {
+            self.send(Msg::Add(1)).await?;
+        }
+        Ok(())
+    }
+
+    /// One round trip: a `Get` with a fresh oneshot, and its reply.
+    async fn ask(&self) -> Result<u64, String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Get(reply)).await?;
+        answer.await.map_err(|_| "actor dropped a reply".to_string())
+    }
+
+    /// `n` asks of an actor that is told nothing, so every reply must be 0.
+    async fn asks(&self, n: u64) -> Result<(), String> {
+        for _ in 0..n {
+            match self.ask().await? {
+                0 => {}
+                got => return Err(format!("actor replied {got}, expected 0")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks once and checks the counter is `want`.
+    async fn expect(&self, want: u64) -> Result<(), String> {
+        match self.ask().await? {
+            got if got == want => Ok(()),
+            got => Err(format!("actor counted {got}, expected {want}")),
+        }
+    }
+
+    /// Closes the mailbox, joins the actor and checks its final counter is `want`.
+    async fn stop(self, want: u64) -> Result<(), String> {
+        drop(self.mailbox);
+        match self.task.await.map_err(|e| format!("actor failed: {e}"))? {
+            got if got == want => Ok(()),
+            got => Err(format!("actor ended with {got}, expected {want}")),
+        }
+    }
 }
