@@ -395,7 +395,7 @@ fn start<A: Actor>(
     let handle =
         Handle::try_current().unwrap_or_else(|| panic!("kcoro::actor::spawn called outside a kcoro runtime"));
     let spawn_opts = job.spawn_options();
-    if let Err(e) = handle.spawn_with(spawn_opts, move || drop(job.run())) {
+    if let Err(e) = handle.spawn_detached(spawn_opts, move || drop(job.run())) {
         // The job (and the mailbox receiver in it) is gone: tells fail with `Closed`.
         let shared = &actor_ref.shared;
         *shared.exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(Err(ActorError::Spawn(e.to_string())));

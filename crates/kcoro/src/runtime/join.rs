@@ -50,6 +50,11 @@ pub(crate) fn pair<T>(id: u64) -> (Completer<T>, JoinHandle<T>) {
 }
 
 impl<T> Completer<T> {
+    /// A completer nobody joins (a detached spawn): completing it does nothing.
+    pub(crate) fn detached() -> Self {
+        Completer { inner: None }
+    }
+
     pub(crate) fn complete(mut self, v: Result<T, JoinError>) {
         if let Some(inner) = self.inner.take() {
             fill(&inner, v);

@@ -42,7 +42,7 @@ use crate::runtime::blocking::BlockingPool;
 use crate::runtime::driver::Driver;
 use crate::runtime::idle::Idle;
 use crate::runtime::inject::Inject;
-use crate::runtime::join::JoinHandle;
+use crate::runtime::join::{Completer, JoinHandle};
 use crate::runtime::owned::Owned;
 use crate::runtime::worker::{TaskRef, Worker, WorkerShared};
 use crate::sync::CancelToken;
@@ -178,12 +178,36 @@ impl Shared {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let (completer, handle) = join::pair(id);
+        self.spawn_task(id, opts, f, completer)?;
+        Ok(handle)
+    }
+
+    /// Spawns a coroutine nobody joins: no join slot is allocated.
+    pub(crate) fn spawn_detached<F>(self: &Arc<Self>, opts: SpawnOptions, f: F) -> Result<(), Error>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        self.spawn_task(id, opts, f, Completer::detached())
+    }
+
+    fn spawn_task<F, T>(
+        self: &Arc<Self>,
+        id: u64,
+        opts: SpawnOptions,
+        f: F,
+        completer: Completer<T>,
+    ) -> Result<(), Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         if self.is_shutdown() {
             return Err(Error::ShuttingDown);
         }
         let stack = self.stacks.get(opts.stack_size.unwrap_or(self.stacks.stack_size()))?;
-        let id = self.next_id.fetch_add(1, Relaxed);
-        let (completer, handle) = join::pair(id);
         let name = opts.name.map(String::into_boxed_str);
         let task = Task::new(Arc::clone(self), id, name, stack, opts.token, f, completer);
         let local = self.local_worker();
@@ -208,7 +232,7 @@ impl Shared {
                 }
             }
         }
-        Ok(handle)
+        Ok(())
     }
 
     /// This thread's worker, if it belongs to this runtime.
@@ -305,8 +329,9 @@ impl Shared {
         // Started coroutines were unwound by their home workers (step 5); what is left
         // never ran, so its closure (which is Send) may be dropped here. With migration on,
         // started ones may be left too, and the user allowed them on any thread.
-        let (unwind, stranded): (Vec<_>, Vec<_>) =
+        let (mut unwind, stranded): (Vec<_>, Vec<_>) =
             tasks.into_iter().partition(|t| !t.is_started() || self.config.migrate);
+        unwind.sort_unstable_by_key(|t| std::cmp::Reverse(t.id())); // children first
         let _altstack = crate::coro::overflow::AltStack::ensure();
         for t in &unwind {
             // SAFETY: every worker has stopped, so no thread runs or will run `t`.
@@ -656,6 +681,13 @@ impl Handle {
         T: Send + 'static,
     {
         self.shared.spawn(opts, f)
+    }
+
+    pub(crate) fn spawn_detached<F>(&self, opts: SpawnOptions, f: F) -> Result<(), Error>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.shared.spawn_detached(opts, f)
     }
 
     /// Runs `f` on the blocking pool.

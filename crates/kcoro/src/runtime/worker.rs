@@ -514,7 +514,10 @@ impl Worker {
         if self.shared.config.migrate {
             return;
         }
-        let mine = self.shared.owned.take_where(|t| t.is_started() && t.home() == self.index);
+        let mut mine = self.shared.owned.take_where(|t| t.is_started() && t.home() == self.index);
+        // Newest first: a scope's children (spawned after it) unwind before the scope's
+        // own frame, whose stack they may borrow from.
+        mine.sort_unstable_by_key(|t| std::cmp::Reverse(t.id()));
         for t in mine {
             // SAFETY: a started coroutine runs only on its home worker (migration is off),
             // and this worker has left its loop: no thread runs or will run `t`.

@@ -281,7 +281,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         // packet is dropped, which happens after `main` has been consumed or dropped (see
         // `child`'s module docs), so nothing `main` borrows is used after `'scope`.
         let main: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(main) };
-        if let Err(e) = self.handle.spawn_with(opts.cancel_token(token), main) {
+        if let Err(e) = self.handle.spawn_detached(opts.cancel_token(token), main) {
             self.state.failed(format!("cannot spawn a scoped child: {e}").into(), false);
             packet.complete(Err(JoinError::Spawn(e)));
         }

@@ -53,7 +53,7 @@ where
             report(&e);
         }
     };
-    if let Err(e) = handle.spawn_with(SpawnOptions::new().cancel_token(token), body) {
+    if let Err(e) = handle.spawn_detached(SpawnOptions::new().cancel_token(token), body) {
         // The closure (and the sender in it) is gone: the receiver sees `Closed`.
         eprintln!("kcoro::produce: cannot spawn the producer: {e}");
     }
