@@ -198,3 +198,25 @@ fn a_deadlock_is_reported_not_hung() {
     assert!(failure.message.contains("deadlock under seed 3"), "{failure}");
     assert!(failure.message.contains("all 2 coroutines parked"), "{failure}");
 }
+
+#[test]
+fn sync_primitives_wait_on_the_virtual_clock() {
+    sim::run(11, || {
+        let sem = kcoro::sync::Semaphore::new(0);
+        let start = kcoro::now();
+        assert!(matches!(
+            sem.acquire_timeout(Duration::from_secs(3600)),
+            Err(kcoro::sync::WaitError::Timeout)
+        ));
+        assert!(kcoro::now() - start >= Duration::from_secs(3600));
+        let wg = kcoro::sync::WaitGroup::new();
+        wg.add(1);
+        let w = wg.clone();
+        kcoro::spawn(move || {
+            kcoro::sleep(Duration::from_secs(60));
+            w.done();
+        });
+        wg.wait().unwrap();
+        assert!(kcoro::now() - start >= Duration::from_secs(3660));
+    });
+}

@@ -1,8 +1,18 @@
-//! Synchronisation built on the parking primitive: cancellation tokens and the ambient
-//! token that blocking operations observe.
+//! Synchronisation built on the parking primitive: cancellation tokens, the ambient
+//! token that blocking operations observe, and coroutine-aware [`WaitGroup`],
+//! [`Semaphore`] and [`Mutex`] whose waiters park (never blocking a worker thread) and
+//! give up when the ambient token fires.
 
 mod ambient;
 mod cancel;
+mod mutex;
+mod semaphore;
+mod wait_group;
+mod waiter;
 
 pub use ambient::{checkpoint, current_token, with_token};
 pub use cancel::{CancelToken, Cancelled, CancelledFuture, Registration};
+pub use mutex::{Mutex, MutexGuard};
+pub use semaphore::{Semaphore, SemaphorePermit};
+pub use wait_group::WaitGroup;
+pub use waiter::WaitError;
