@@ -29,7 +29,7 @@
 /// is the operation's `Result`, a closed channel makes its clause ready with `Closed`),
 /// and at most one of `default => body` (nothing ready: don't wait) or
 /// `timeout(duration) => body`. Bodies are blocks or expressions separated by commas.
-/// Earlier clauses win ties; see [`select_unbiased!`] for a random start.
+/// Earlier clauses win ties; see [`select_unbiased!`](crate::select_unbiased) for a random start.
 #[macro_export]
 macro_rules! select {
     ($($tokens:tt)*) => {

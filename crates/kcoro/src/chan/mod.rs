@@ -21,7 +21,7 @@
 //! One channel serves three kinds of caller at once: an operation from a coroutine parks
 //! the coroutine, from a plain thread it parks the thread, and the `*_async` forms return
 //! futures that run on any executor. Timed waits use the runtime's timer wheel (or
-//! `park_timeout` on a thread) and a [`CancelToken`] wakes its waiters at once: nothing
+//! `park_timeout` on a thread) and a [`CancelToken`](crate::sync::CancelToken) wakes its waiters at once: nothing
 //! polls.
 //!
 //! - [`rendezvous`]: no buffer; a send completes when a receiver takes the value.
