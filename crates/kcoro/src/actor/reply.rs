@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use super::AskError;
 use crate::park::{self, Signal};
-use crate::sync;
+use crate::sync::WaitError;
+use crate::sync::waiter::park_until;
 
 struct Slot<R> {
     signal: Signal,
@@ -63,27 +64,10 @@ impl<R> Pending<R> {
     pub(crate) fn wait(self, deadline: Option<Instant>) -> Result<R, AskError> {
         let s = &self.slot;
         if !s.signal.is_notified() && s.signal.register(park::current()) {
-            let token = sync::current_token();
-            let _registration = match &token {
-                Some(t) => match t.register(park::current()) {
-                    Some(r) => Some(r),
-                    None => return Err(AskError::Canceled),
-                },
-                None => None,
-            };
-            while !s.signal.is_notified() {
-                if token.as_ref().is_some_and(|t| t.is_cancelled()) {
-                    return Err(AskError::Canceled);
-                }
-                match deadline {
-                    Some(d) => {
-                        if park::park_deadline(d) && !s.signal.is_notified() {
-                            return Err(AskError::Timeout);
-                        }
-                    }
-                    None => park::park(),
-                }
-            }
+            park_until(|| s.signal.is_notified(), deadline).map_err(|e| match e {
+                WaitError::Timeout => AskError::Timeout,
+                WaitError::Cancelled => AskError::Canceled,
+            })?;
         }
         s.value.lock().unwrap_or_else(|p| p.into_inner()).take().ok_or(AskError::NoReply)
     }

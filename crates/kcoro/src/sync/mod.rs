@@ -8,7 +8,7 @@ mod cancel;
 mod mutex;
 mod semaphore;
 mod wait_group;
-mod waiter;
+pub(crate) mod waiter;
 
 pub use ambient::{checkpoint, current_token, with_token};
 pub use cancel::{CancelToken, Cancelled, CancelledFuture, Registration};

@@ -224,18 +224,25 @@ pub(crate) fn wait<O: Owner + ?Sized>(
 
 /// Step 3. `Err` only says why the waiter stopped waiting; it may have been granted since.
 fn park_until_granted(w: &Waiter, deadline: Option<Instant>) -> Result<(), WaitError> {
+    park_until(|| w.is_granted(), deadline)
+}
+
+/// Parks until `done()` holds, the caller's ambient token fires, or `deadline` passes.
+/// Whoever makes `done()` true must unpark the caller afterwards; the token and the timer
+/// wheel wake it otherwise, so nothing polls. `done()` wins a tie with either.
+pub(crate) fn park_until(done: impl Fn() -> bool, deadline: Option<Instant>) -> Result<(), WaitError> {
     // Read only here, on the way to parking: operations that complete at once never touch it.
     let token = current_token();
     let _registration = match &token {
         Some(t) => match t.register(park::current()) {
             Some(r) => Some(r),
-            None => return Err(WaitError::Cancelled),
+            None => return if done() { Ok(()) } else { Err(WaitError::Cancelled) },
         },
         None => None,
     };
     let cancelled = || token.as_ref().is_some_and(|t| t.is_cancelled());
     loop {
-        if w.is_granted() {
+        if done() {
             return Ok(());
         }
         if cancelled() {
@@ -244,7 +251,7 @@ fn park_until_granted(w: &Waiter, deadline: Option<Instant>) -> Result<(), WaitE
         match deadline {
             None => park::park(),
             Some(d) => {
-                if park::park_deadline(d) {
+                if park::park_deadline(d) && !done() {
                     return Err(if cancelled() { WaitError::Cancelled } else { WaitError::Timeout });
                 }
             }
