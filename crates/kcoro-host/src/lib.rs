@@ -1,0 +1,52 @@
+//! Loads plugins that speak the kcoro / nylon-ring ABI (see `kcoro-abi`) and calls them.
+//!
+//! ```no_run
+//! use kcoro_host::{Host, HighLevelRequest};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), kcoro_host::HostError> {
+//! let host = Host::new();
+//! let echo = host.load("target/plugins/libecho_c.so")?;
+//!
+//! // Blocking form: parks the calling coroutine (or thread).
+//! let reply = echo.call_raw("echo", b"hi").wait()?;
+//! assert_eq!(&*reply.data, b"hi");
+//!
+//! // Resolve an entry once; calls through it dispatch by id.
+//! let entry = echo.entry("echo")?;
+//! let req = HighLevelRequest::new("GET", "/hello").header("x-id", "7").body("payload");
+//! let reply = echo.call(&entry, &req).timeout(Duration::from_secs(1)).wait()?;
+//!
+//! // Streams yield every frame, the terminal one last.
+//! for frame in echo.call_stream_raw("stream", b"3")?.collect()? {
+//!     println!("{:?} {:?}", frame.status, frame.data);
+//! }
+//! host.unload("echo-c", Duration::from_secs(5))?;
+//! # Ok(()) }
+//! ```
+//!
+//! Every call is also a future: `echo.call_raw("echo", b"hi").await` works on any
+//! executor, tokio included.
+
+mod call;
+mod ctx;
+mod error;
+mod host;
+mod library;
+mod metrics;
+mod payload;
+mod plugin;
+mod request;
+mod stream;
+mod table;
+mod timer;
+
+pub use call::{Call, Reply};
+pub use error::HostError;
+pub use host::Host;
+pub use kcoro_abi::NrStatus;
+pub use metrics::Metrics;
+pub use payload::{Frame, Payload};
+pub use plugin::{Entry, EntryRef, LoadOptions, Plugin};
+pub use request::{Extensions, HighLevelRequest};
+pub use stream::StreamCall;

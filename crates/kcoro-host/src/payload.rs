@@ -1,0 +1,161 @@
+//! Reply bytes: copied into a `Vec`, or a plugin's own buffer kept without copying.
+
+use std::ffi::c_void;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use kcoro_abi::{KcReleaseFn, NrStatus};
+
+use crate::library::Library;
+
+/// The bytes of a reply or frame. Derefs to `[u8]`.
+pub struct Payload(Repr);
+
+enum Repr {
+    Vec(Vec<u8>),
+    Owned(Owned),
+}
+
+/// A plugin's buffer, handed over by `send_owned`; released exactly once, on drop.
+pub(crate) struct Owned {
+    ptr: *const u8,
+    len: usize,
+    release: Option<KcReleaseFn>,
+    ctx: *mut c_void,
+    /// The plugin's code, kept mapped until `release` has run.
+    _lib: Option<Arc<Library>>,
+}
+
+// SAFETY: the extension's contract: the buffer is immutable once sent and `release` may be
+// called from any thread.
+unsafe impl Send for Owned {}
+// SAFETY: shared access only reads the immutable buffer.
+unsafe impl Sync for Owned {}
+
+impl Owned {
+    /// # Safety
+    /// `ptr` must point to `len` bytes that stay valid and unchanged until `release(ctx)`.
+    pub(crate) unsafe fn new(
+        ptr: *const u8,
+        len: usize,
+        release: Option<KcReleaseFn>,
+        ctx: *mut c_void,
+    ) -> Owned {
+        Owned { ptr, len, release, ctx, _lib: None }
+    }
+
+    /// Keeps `lib` mapped until this buffer is released.
+    pub(crate) fn keep_mapped(mut self, lib: Arc<Library>) -> Owned {
+        self._lib = Some(lib);
+        self
+    }
+
+    /// Gives the buffer back to the plugin without releasing it (the host refused it).
+    pub(crate) fn disown(mut self) {
+        self.release = None;
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if let Some(release) = self.release {
+            // A panic inside `release` cannot cross: Rust SDK releases catch their own.
+            // SAFETY: called exactly once, with the context the plugin gave.
+            unsafe { release(self.ctx) };
+        }
+    }
+}
+
+impl Payload {
+    pub const fn empty() -> Payload {
+        Payload(Repr::Vec(Vec::new()))
+    }
+
+    pub(crate) fn owned(o: Owned) -> Payload {
+        Payload(Repr::Owned(o))
+    }
+
+    /// Whether the bytes are the plugin's own buffer (no copy was made).
+    pub fn is_zero_copy(&self) -> bool {
+        matches!(self.0, Repr::Owned(_))
+    }
+
+    /// The bytes as a `Vec` (copies a plugin-owned buffer, then releases it).
+    pub fn into_vec(self) -> Vec<u8> {
+        match self.0 {
+            Repr::Vec(v) => v,
+            Repr::Owned(ref o) => {
+                let v = self_bytes(o).to_vec();
+                drop(self);
+                v
+            }
+        }
+    }
+}
+
+fn self_bytes(o: &Owned) -> &[u8] {
+    if o.ptr.is_null() || o.len == 0 {
+        return &[];
+    }
+    // SAFETY: `Owned::new`'s contract: `len` bytes valid until released, which happens
+    // only when `o` drops.
+    unsafe { std::slice::from_raw_parts(o.ptr, o.len) }
+}
+
+impl Default for Payload {
+    fn default() -> Payload {
+        Payload::empty()
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Payload {
+        Payload(Repr::Vec(v))
+    }
+}
+
+impl Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Vec(v) => v,
+            Repr::Owned(o) => self_bytes(o),
+        }
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl PartialEq<[u8]> for Payload {
+    fn eq(&self, other: &[u8]) -> bool {
+        **self == *other
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::str::from_utf8(self) {
+            Ok(s) if s.len() <= 64 => write!(f, "{s:?}"),
+            _ => write!(f, "<{} bytes>", self.len()),
+        }
+    }
+}
+
+/// A unary reply or one stream frame.
+#[derive(Debug)]
+pub struct Frame {
+    pub status: NrStatus,
+    pub data: Payload,
+}
+
+impl Frame {
+    /// Whether this frame ends its stream.
+    pub fn is_terminal(&self) -> bool {
+        self.status.is_terminal()
+    }
+}
