@@ -8,6 +8,10 @@ use kcoro::chan::Kind;
 pub const USAGE: &str = "\
 usage: kcoro demo [OPTIONS]
        kcoro demo spawn [--coroutines N] [--runtime-workers W]
+       kcoro plugin info LIB
+       kcoro plugin call LIB ENTRY [--data @FILE|-|TEXT] [--header K=V]... [--method M]
+                                   [--path P] [--query Q] [--timeout S]
+       kcoro plugin stream LIB ENTRY [--data @FILE|-|TEXT] [--timeout S]
 
 kcoro demo (the default command) runs a channel pipeline for a few seconds:
   producers -> stage1 -> workers -> stage2 -> sink
@@ -29,14 +33,53 @@ options:
   -h, --help             this text
 
 kcoro demo spawn: spawns N coroutines (default 100000) that sleep, yield and join,
-then passes a token around a ring of 1000 coroutines.";
+then passes a token around a ring of 1000 coroutines.
+
+kcoro plugin loads a plugin library (kcoro / nylon-ring ABI version 1):
+  info     its name, version, ABI, capabilities and entries
+  call     one unary call: the reply's bytes on stdout, its status on stderr; exit 0
+           if the status is Ok, 1 otherwise
+  stream   a stream: each frame's bytes on stdout followed by a newline, the terminal
+           status on stderr; exit 0 if it ends with StreamEnd
+  --data   the payload: @FILE reads a file, - reads stdin, anything else is the text
+  --header a request header, repeatable (call only)
+  --timeout seconds to wait for the reply or the whole stream (default 30)";
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Pipeline(PipelineArgs),
     Spawn(SpawnArgs),
+    Plugin(PluginArgs),
     Help,
+}
+
+/// What `kcoro plugin` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginAction {
+    Info,
+    Call { entry: String },
+    Stream { entry: String },
+}
+
+/// Where a plugin call's payload comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Data {
+    Text(String),
+    File(String),
+    Stdin,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginArgs {
+    pub lib: String,
+    pub action: PluginAction,
+    pub data: Data,
+    pub headers: Vec<(String, String)>,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub timeout: Duration,
 }
 
 /// A deliberate bug for the check to catch.
@@ -98,6 +141,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             Some("spawn") => parse_spawn(&args[2..]),
             _ => parse_pipeline(&args[1..]),
         },
+        Some("plugin") => parse_plugin(&args[1..]),
         Some("-h" | "--help" | "help") => Ok(Command::Help),
         Some(other) => Err(format!("unknown command {other:?}")),
     }
@@ -148,6 +192,61 @@ fn parse_spawn(args: &[String]) -> Result<Command, String> {
         }
     }
     Ok(Command::Spawn(out))
+}
+
+fn parse_plugin(args: &[String]) -> Result<Command, String> {
+    let positional = |i: usize, what: &str| {
+        args.get(i).filter(|a| !a.starts_with('-')).cloned().ok_or_else(|| format!("plugin: missing {what}"))
+    };
+    let (action, rest) = match args.first().map(String::as_str) {
+        Some("-h" | "--help") => return Ok(Command::Help),
+        Some("info") => (PluginAction::Info, 2),
+        Some("call") => (PluginAction::Call { entry: positional(2, "ENTRY")? }, 3),
+        Some("stream") => (PluginAction::Stream { entry: positional(2, "ENTRY")? }, 3),
+        Some(other) => return Err(format!("plugin: unknown action {other:?} (info, call, stream)")),
+        None => return Err("plugin: missing action (info, call, stream)".into()),
+    };
+    let mut out = PluginArgs {
+        lib: positional(1, "LIB")?,
+        action,
+        data: Data::Text(String::new()),
+        headers: Vec::new(),
+        method: "GET".into(),
+        path: "/".into(),
+        query: String::new(),
+        timeout: Duration::from_secs(30),
+    };
+    let is_call = matches!(out.action, PluginAction::Call { .. });
+    let mut flags = Flags::new(&args[rest.min(args.len())..]);
+    while let Some(flag) = flags.next_flag()? {
+        match flag.as_str() {
+            "-h" | "--help" => {
+                flags.switch(&flag)?;
+                return Ok(Command::Help);
+            }
+            "--data" if out.action != PluginAction::Info => {
+                let v = flags.value(&flag)?;
+                out.data = match (v.as_str(), v.strip_prefix('@')) {
+                    ("-", _) => Data::Stdin,
+                    (_, Some(file)) => Data::File(file.to_string()),
+                    _ => Data::Text(v),
+                };
+            }
+            "--header" if is_call => {
+                let v = flags.value(&flag)?;
+                let (k, val) = v.split_once('=').ok_or_else(|| format!("{flag}: {v:?} is not K=V"))?;
+                out.headers.push((k.to_string(), val.to_string()));
+            }
+            "--method" if is_call => out.method = flags.value(&flag)?,
+            "--path" if is_call => out.path = flags.value(&flag)?,
+            "--query" if is_call => out.query = flags.value(&flag)?,
+            "--timeout" if out.action != PluginAction::Info => {
+                out.timeout = parse_seconds(&flag, &flags.value(&flag)?)?
+            }
+            _ => return Err(format!("unknown option {flag} for plugin")),
+        }
+    }
+    Ok(Command::Plugin(out))
 }
 
 fn parse_kind(flag: &str, v: &str) -> Result<Kind, String> {
@@ -249,6 +348,19 @@ mod tests {
             Ok(Command::Spawn(SpawnArgs { coroutines: 10, runtime_workers: None }))
         );
         assert_eq!(parse(&args("demo --help")), Ok(Command::Help));
+        let Ok(Command::Plugin(p)) =
+            parse(&args("plugin call lib.so echo --data @in.bin --header a=b=c --method POST --timeout 2"))
+        else {
+            panic!("did not parse")
+        };
+        assert_eq!((p.lib.as_str(), &p.action), ("lib.so", &PluginAction::Call { entry: "echo".into() }));
+        assert_eq!((p.data, p.headers), (Data::File("in.bin".into()), vec![("a".into(), "b=c".into())]));
+        assert_eq!((p.method.as_str(), p.timeout), ("POST", Duration::from_secs(2)));
+        let Ok(Command::Plugin(p)) = parse(&args("plugin stream lib.so s --data -")) else {
+            panic!("stream")
+        };
+        assert_eq!((p.action, p.data), (PluginAction::Stream { entry: "s".into() }, Data::Stdin));
+        assert!(matches!(parse(&args("plugin info lib.so")), Ok(Command::Plugin(_))));
     }
 
     #[test]
@@ -265,6 +377,14 @@ mod tests {
             "demo --help=1",
             "demo spawn --workers 2",
             "frob",
+            "plugin",
+            "plugin info",
+            "plugin frob lib.so",
+            "plugin call lib.so",
+            "plugin call lib.so echo --header novalue",
+            "plugin info lib.so --data x",
+            "plugin stream lib.so s --header a=b",
+            "plugin call lib.so echo --timeout 0",
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad} parsed");
         }

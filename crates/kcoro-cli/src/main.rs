@@ -4,9 +4,12 @@
 //!   for a few seconds with a live rate line, then checks every message arrived exactly
 //!   once. See [`pipeline`].
 //! - `kcoro demo spawn` spawns 100,000 coroutines and reports (the original demo).
+//! - `kcoro plugin info | call | stream LIB ...` loads a plugin and talks to it. See
+//!   [`plugin`].
 
 mod args;
 mod pipeline;
+mod plugin;
 mod spawn;
 
 use std::process::ExitCode;
@@ -18,6 +21,7 @@ fn main() -> ExitCode {
     match args::parse(&argv) {
         Ok(Command::Pipeline(a)) => pipeline::run(&a),
         Ok(Command::Spawn(a)) => spawn::run(&a),
+        Ok(Command::Plugin(a)) => plugin::run(&a),
         Ok(Command::Help) => {
             println!("{USAGE}");
             ExitCode::SUCCESS

@@ -94,7 +94,10 @@ fn reload_swaps_in_a_fresh_instance() {
     assert!(old.is_shut_down() && !new.is_shut_down());
     assert!(matches!(old.call_raw("echo", b"x").wait(), Err(HostError::Unloading(_))));
     assert_eq!(&*new.call_raw("echo", b"fresh").wait().expect("echo").data, b"fresh");
-    assert_eq!(&*host.get("echo-rust").expect("by name").call_raw("echo", b"y").wait().expect("echo").data, b"y");
+    assert_eq!(
+        &*host.get("echo-rust").expect("by name").call_raw("echo", b"y").wait().expect("echo").data,
+        b"y"
+    );
     host.unload("echo-rust", Duration::from_secs(1)).expect("unload");
 }
 

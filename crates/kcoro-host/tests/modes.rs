@@ -101,7 +101,10 @@ fn blocking_timeout_ends_the_call_and_drops_a_late_reply() {
         assert!(matches!(s.recv(), Err(HostError::Timeout)));
         // After the timeout the sid is finished: the plugin's frames for it are dropped.
         let before = p.metrics().dropped_replies;
-        assert_eq!(p.send_stream_data(s.sid(), b"late").map_err(|e| e.to_string()), Err("the stream is finished".into()));
+        assert_eq!(
+            p.send_stream_data(s.sid(), b"late").map_err(|e| e.to_string()),
+            Err("the stream is finished".into())
+        );
         assert_eq!(p.metrics().dropped_replies, before);
     });
 }
@@ -130,7 +133,9 @@ async fn calls_are_futures_on_tokio() {
 
     let mut s = p.call_stream_raw("stream", b"4").expect("stream");
     let mut got = Vec::new();
-    while let Some(f) = std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut s), cx)).await {
+    while let Some(f) =
+        std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut s), cx)).await
+    {
         got.push(f.expect("frame").status);
     }
     assert_eq!(got, [NrStatus::Ok, NrStatus::Ok, NrStatus::Ok, NrStatus::Ok, NrStatus::StreamEnd]);
@@ -146,7 +151,8 @@ async fn dropping_a_pending_future_finishes_its_sid() {
     let before = p.metrics();
     {
         let mut call = std::pin::pin!(p.call_raw("bidi", b""));
-        let pending = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx).is_pending())).await;
+        let pending =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx).is_pending())).await;
         assert!(pending);
     }
     let after = p.metrics();
