@@ -36,8 +36,7 @@ pub struct KcPluginInfo {
 /// `attach(plugin_ctx, host_ctx, api)`: the host's extension table, valid until shutdown.
 pub type KcAttachFn = unsafe extern "C" fn(*mut c_void, *mut c_void, *const KcHostApi) -> NrStatus;
 /// `handle_id(plugin_ctx, entry_id, sid, req, payload)`: `handle` by entry id.
-pub type KcHandleIdFn =
-    unsafe extern "C" fn(*mut c_void, u32, u64, *const NrRequest, NrBytes) -> NrStatus;
+pub type KcHandleIdFn = unsafe extern "C" fn(*mut c_void, u32, u64, *const NrRequest, NrBytes) -> NrStatus;
 
 /// What a plugin offers beyond version 1.
 #[repr(C)]

@@ -314,7 +314,11 @@ fn dispatch(def: &PluginDef, index: usize, sid: u64, req: *const NrRequest, payl
 ///
 /// # Safety
 /// Called by a host per the ABI.
-pub unsafe extern "C" fn sdk_init(ctx: *mut c_void, host_ctx: *mut c_void, vtable: *const NrHostVTable) -> NrStatus {
+pub unsafe extern "C" fn sdk_init(
+    ctx: *mut c_void,
+    host_ctx: *mut c_void,
+    vtable: *const NrHostVTable,
+) -> NrStatus {
     guarded(|| {
         // SAFETY: the host passes back our `plugin_ctx`.
         let Some(def) = (unsafe { def(ctx) }) else { return NrStatus::Invalid };
@@ -333,7 +337,11 @@ pub unsafe extern "C" fn sdk_init(ctx: *mut c_void, host_ctx: *mut c_void, vtabl
 ///
 /// # Safety
 /// Called by a host per [`crate::ext`].
-pub unsafe extern "C" fn sdk_attach(ctx: *mut c_void, _host_ctx: *mut c_void, api: *const KcHostApi) -> NrStatus {
+pub unsafe extern "C" fn sdk_attach(
+    ctx: *mut c_void,
+    _host_ctx: *mut c_void,
+    api: *const KcHostApi,
+) -> NrStatus {
     guarded(|| {
         // SAFETY: the host passes back our `plugin_ctx`.
         let Some(def) = (unsafe { def(ctx) }) else { return NrStatus::Invalid };

@@ -74,7 +74,10 @@ fn vtables_and_info() {
 #[test]
 fn extensions_only_append() {
     // The extended info is the version-1 info plus one pointer.
-    assert_eq!((size_of::<KcPluginInfo>(), offset_of!(KcPluginInfo, base), offset_of!(KcPluginInfo, ext)), (64, 0, 56));
+    assert_eq!(
+        (size_of::<KcPluginInfo>(), offset_of!(KcPluginInfo, base), offset_of!(KcPluginInfo, ext)),
+        (64, 0, 56)
+    );
     assert_eq!(size_of::<KcPluginExt>(), 72);
     let offsets = [
         offset_of!(KcPluginExt, struct_size),

@@ -110,6 +110,8 @@ fn blocking_timeout_ends_the_call_and_drops_a_late_reply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The guard only makes whole tests take turns; each test runs on its own runtime.
+#[allow(clippy::await_holding_lock)]
 async fn calls_are_futures_on_tokio() {
     let _turn = serial();
     let p = plugin();
@@ -145,6 +147,8 @@ async fn calls_are_futures_on_tokio() {
 }
 
 #[tokio::test]
+// The guard only makes whole tests take turns; each test runs on its own runtime.
+#[allow(clippy::await_holding_lock)]
 async fn dropping_a_pending_future_finishes_its_sid() {
     let _turn = serial();
     let p = plugin();
