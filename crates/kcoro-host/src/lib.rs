@@ -50,3 +50,8 @@ pub use payload::{Frame, Payload};
 pub use plugin::{Entry, EntryRef, LoadOptions, Plugin};
 pub use request::{Extensions, HighLevelRequest};
 pub use stream::StreamCall;
+
+/// `docs/PLUGINS.md` compiles as a doctest.
+#[doc = include_str!("../../../docs/PLUGINS.md")]
+#[cfg(doctest)]
+pub struct PluginsGuide;
