@@ -62,9 +62,15 @@ fn have(tool: &str) -> bool {
 /// A C file from `sdk/c/examples` built as a shared library.
 pub fn c_lib(rel: &str) -> PathBuf {
     let src = root().join("sdk/c/examples").join(rel);
-    let header = root().join("sdk/c/kcoro_plugin.h");
+    let examples = root().join("sdk/c/examples");
+    let inputs = [
+        src.clone(),
+        root().join("sdk/c/kcoro_plugin.h"),
+        examples.join("kc_workers.h"),
+        examples.join("bad/common.h"),
+    ];
     let name = format!("lib{}.so", rel.replace(['/', '.'], "_"));
-    build(&out_dir().join(name), &[src.clone(), header], |tmp| {
+    build(&out_dir().join(name), &inputs, |tmp| {
         let mut c = Command::new("cc");
         c.args(["-std=c11", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-I"])
             .arg(root().join("sdk/c"))
@@ -79,7 +85,12 @@ pub fn c_lib(rel: &str) -> PathBuf {
 /// The C++ example built as a shared library.
 pub fn cpp_echo() -> PathBuf {
     let src = root().join("sdk/cpp/examples/echo.cpp");
-    let inputs = [src.clone(), root().join("sdk/cpp/kcoro_plugin.hpp"), root().join("sdk/c/kcoro_plugin.h")];
+    let inputs = [
+        src.clone(),
+        root().join("sdk/cpp/kcoro_plugin.hpp"),
+        root().join("sdk/c/kcoro_plugin.h"),
+        root().join("sdk/c/examples/kc_workers.h"),
+    ];
     build(&out_dir().join("libecho_cpp.so"), &inputs, |tmp| {
         let mut c = Command::new("c++");
         c.args(["-std=c++17", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-I"])
@@ -121,5 +132,9 @@ pub fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'stat
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(std::time::Duration::from_secs(secs)).expect("test body did not finish in time")
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("test body did not finish in {secs} s"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("test body panicked (see above)"),
+    }
 }
