@@ -17,8 +17,9 @@
 //!
 //! # Protocol
 //!
-//! 1. *Prepare*: build the Go peer once if the suite has one and `go` is on the `PATH`;
-//!    otherwise note why it is skipped.
+//! 1. *Prepare*: run the suite's [`Suite::prepare`], if any (the `plugin` suite builds its
+//!    plugins); build the Go peer once if some selected case runs it and `go` is on the
+//!    `PATH`; otherwise note why it is skipped.
 //! 2. *Measure*: for each case, for each implementation, run `runs` children one after
 //!    the other. The first failed run ends that row with its error. A pair listed in
 //!    [`Suite::skips`] runs no child and prints `skipped: <why>` instead.
@@ -77,6 +78,9 @@ pub enum Kind {
     },
     /// Time per operation, plus `bytes_per_op` from peak RSS.
     Memory,
+    /// Time per operation, plus `allocs_per_op` from the counting allocator
+    /// ([`crate::alloc_count`]); the table gets an `allocs/op` column.
+    Allocs,
 }
 
 /// One benchmark case of a suite.
@@ -140,6 +144,9 @@ pub struct Suite {
     pub impls: &'static [&'static str],
     /// Case and implementation pairs that are not run; every other pair is.
     pub skips: &'static [Skip],
+    /// Runs once in the harness's own process before any child, e.g. to build what the
+    /// children load; an error ends the suite run.
+    pub prepare: Option<fn() -> Result<(), String>>,
     /// Runs one Rust implementation in a child process.
     pub child: ChildFn,
 }
@@ -159,12 +166,19 @@ pub struct Measurement {
     /// Peak-RSS growth per operation, for memory cases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_per_op: Option<f64>,
+    /// Heap allocations per operation, for [`Kind::Allocs`] cases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocs_per_op: Option<f64>,
 }
 
 impl Measurement {
     /// `elapsed` spread over `n` operations.
     pub fn per_op(elapsed: Duration, n: u64) -> Self {
-        Self { ns_per_op: elapsed.as_nanos() as f64 / n.max(1) as f64, bytes_per_op: None }
+        Self {
+            ns_per_op: elapsed.as_nanos() as f64 / n.max(1) as f64,
+            bytes_per_op: None,
+            allocs_per_op: None,
+        }
     }
 }
 
@@ -193,6 +207,8 @@ pub struct Row {
     runs: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     bytes_per_op: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allocs_per_op: Option<f64>,
 }
 
 /// A row that failed, kept for the details printed under the table.
@@ -217,7 +233,13 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
     let selected = |list: &[String], name: &str| list.is_empty() || list.iter().any(|s| s == name);
 
     // Step 1: prepare.
-    let go_bin = if suite.impls.contains(&GO) && selected(&opts.impls, GO) {
+    if let Some(prepare) = suite.prepare {
+        prepare()?;
+    }
+    let go_runs = suite.impls.contains(&GO)
+        && selected(&opts.impls, GO)
+        && suite.cases.iter().any(|c| selected(&opts.cases, c.name) && suite.skip(c.name, GO).is_none());
+    let go_bin = if go_runs {
         match go::prepare() {
             Ok(bin) => Some(bin),
             Err(why) => {
@@ -230,7 +252,9 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
     };
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
 
-    print_header(suite, opts);
+    let allocs_col =
+        suite.cases.iter().any(|c| selected(&opts.cases, c.name) && matches!(c.kind, Kind::Allocs));
+    print_header(suite, opts, allocs_col);
 
     // Step 2 and 3: measure and report.
     let mut rows = Vec::new();
@@ -273,10 +297,14 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 Kind::Memory => Some(median(samples.iter().filter_map(|m| m.bytes_per_op))),
                 _ => None,
             };
+            let allocs = match case.kind {
+                Kind::Allocs => Some(median(samples.iter().filter_map(|m| m.allocs_per_op))),
+                _ => None,
+            };
             if imp == KCORO {
                 kcoro_ns = Some(ns);
             }
-            print_row(case.name, imp, ns, kcoro_ns, bytes);
+            print_row(case.name, imp, ns, kcoro_ns, bytes, allocs_col.then_some(allocs));
             rows.push(Row {
                 suite: suite.name.to_string(),
                 case: case.name.to_string(),
@@ -285,6 +313,7 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 ops_per_sec: ops_per_sec(case.kind, ns),
                 runs: samples.len(),
                 bytes_per_op: bytes,
+                allocs_per_op: allocs,
             });
         }
     }
@@ -335,7 +364,7 @@ pub fn median(values: impl Iterator<Item = f64>) -> f64 {
 /// Operations per second for a row of `kind` whose median is `ns` per op.
 fn ops_per_sec(kind: Kind, ns: f64) -> f64 {
     match kind {
-        Kind::Throughput | Kind::Memory => 1e9 / ns,
+        Kind::Throughput | Kind::Memory | Kind::Allocs => 1e9 / ns,
         Kind::Overshoot { requested_ns } => 1e9 / (requested_ns as f64 + ns),
     }
 }
@@ -453,7 +482,8 @@ fn is_backtrace_line(line: &str) -> bool {
             .is_some_and(|(num, _)| !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn print_header(suite: &Suite, opts: &Options) {
+/// `allocs_col`: add the `allocs/op` column (some selected case is [`Kind::Allocs`]).
+fn print_header(suite: &Suite, opts: &Options, allocs_col: bool) {
     let runs = |c: &Case| {
         if opts.quick { c.runs_quick } else { c.runs_full }
     };
@@ -479,20 +509,46 @@ fn print_header(suite: &Suite, opts: &Options) {
         println!("  {note}");
     }
     println!();
+    let (allocs, allocs_width) = if allocs_col {
+        (format!(" {:>ALLOCS_COL$}", "allocs/op"), ALLOCS_COL + 1)
+    } else {
+        (String::new(), 0)
+    };
     println!(
-        "{:<CASE_COL$} {:<IMPL_COL$} {:>12} {:>9} {:>10}",
+        "{:<CASE_COL$} {:<IMPL_COL$} {:>12} {:>9} {:>10}{allocs}",
         "case", "impl", "ns/op", "x kcoro", "bytes/op"
     );
-    println!("{}", "-".repeat(CASE_COL + IMPL_COL + 12 + 9 + 10 + 4));
+    println!("{}", "-".repeat(CASE_COL + IMPL_COL + 12 + 9 + 10 + 4 + allocs_width));
 }
 
-fn print_row(case: &str, imp: &str, ns: f64, kcoro_ns: Option<f64>, bytes: Option<f64>) {
+/// Width of the `allocs/op` column, printed only by suites with [`Kind::Allocs`] cases.
+const ALLOCS_COL: usize = 10;
+
+/// `allocs`: `None` when the table has no `allocs/op` column, `Some(None)` for a row
+/// without a count.
+fn print_row(
+    case: &str,
+    imp: &str,
+    ns: f64,
+    kcoro_ns: Option<f64>,
+    bytes: Option<f64>,
+    allocs: Option<Option<f64>>,
+) {
     let ratio = match kcoro_ns {
         Some(k) if k > 0.0 => fmt_ratio(ns / k),
         _ => "-".to_string(),
     };
     let bytes = bytes.map_or(String::new(), |b| format!("{b:.0}"));
-    println!("{case:<CASE_COL$} {imp:<IMPL_COL$} {:>12} {ratio:>9} {bytes:>10}", fmt_ns(ns));
+    let allocs = match allocs {
+        None => String::new(),
+        Some(a) => format!(" {:>ALLOCS_COL$}", a.map_or(String::new(), fmt_allocs)),
+    };
+    println!("{case:<CASE_COL$} {imp:<IMPL_COL$} {:>12} {ratio:>9} {bytes:>10}{allocs}", fmt_ns(ns));
+}
+
+/// Allocations per op: two decimals (a fraction means "some ops allocate").
+fn fmt_allocs(a: f64) -> String {
+    format!("{a:.2}")
 }
 
 fn print_error_row(case: &str, imp: &str, detail: &str) {
@@ -564,10 +620,13 @@ mod tests {
 
     #[test]
     fn measurement_json_shape() {
-        let m = Measurement { ns_per_op: 1.5, bytes_per_op: None };
+        let m = Measurement { ns_per_op: 1.5, bytes_per_op: None, allocs_per_op: None };
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"ns_per_op":1.5}"#);
         let back: Measurement = serde_json::from_str(r#"{"ns_per_op":2.0,"bytes_per_op":3.0}"#).unwrap();
         assert_eq!(back.bytes_per_op, Some(3.0));
+        assert_eq!(back.allocs_per_op, None);
+        let m = Measurement { ns_per_op: 1.5, bytes_per_op: None, allocs_per_op: Some(2.0) };
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"ns_per_op":1.5,"allocs_per_op":2.0}"#);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `kcoro-bench`: kcoro side by side with its peers (Go, may, tokio, kanal, crossbeam,
-//! flume), in one run.
+//! flume; nylon-ring-host for the plugin host), in one run.
 //!
 //! ```text
 //! kcoro-bench <suite> [--quick] [--json FILE] [--case NAME]... [--impl NAME]...
@@ -11,9 +11,11 @@
 //! a child process of this same binary (`__child`, hidden) or of the Go peer; see
 //! [`harness`] for the protocol.
 
+mod alloc_count;
 mod chan_suite;
 mod go;
 mod harness;
+mod plugin_suite;
 mod runtime_suite;
 mod select_suite;
 
@@ -22,7 +24,12 @@ use std::process::ExitCode;
 use harness::{Options, Suite};
 
 /// Every suite, in `list` order.
-static SUITES: &[&Suite] = &[&runtime_suite::SUITE, &chan_suite::SUITE, &select_suite::SUITE];
+static SUITES: &[&Suite] =
+    &[&runtime_suite::SUITE, &chan_suite::SUITE, &select_suite::SUITE, &plugin_suite::SUITE];
+
+/// Counts heap allocations while a suite asks it to (see [`alloc_count`]).
+#[global_allocator]
+static ALLOC: alloc_count::Counting = alloc_count::Counting;
 
 const USAGE: &str = "\
 usage: kcoro-bench <suite> [--quick] [--json FILE] [--case NAME]... [--impl NAME]...
@@ -30,7 +37,8 @@ usage: kcoro-bench <suite> [--quick] [--json FILE] [--case NAME]... [--impl NAME
 
   --quick       fewer operations and runs
   --json FILE   also write the rows as JSON:
-                [{\"suite\",\"case\",\"impl\",\"ns_per_op\",\"ops_per_sec\",\"runs\"[,\"bytes_per_op\"]}]
+                [{\"suite\",\"case\",\"impl\",\"ns_per_op\",\"ops_per_sec\",\"runs\"
+                  [,\"bytes_per_op\"][,\"allocs_per_op\"]}]
   --case NAME   run only this case (repeatable)
   --impl NAME   run only this implementation (repeatable)";
 

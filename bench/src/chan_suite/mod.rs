@@ -77,6 +77,7 @@ pub static SUITE: Suite = Suite {
         Skip { imp: "tokio", cases: MULTI_CONSUMER, why: "mpsc is single-consumer" },
         Skip { imp: "may", cases: CAPACITY_MATTERS, why: "no bounded channel" },
     ],
+    prepare: None,
     child,
 };
 

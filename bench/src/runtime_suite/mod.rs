@@ -110,6 +110,7 @@ pub static SUITE: Suite = Suite {
     ],
     impls: &[KCORO, GO, "may", "tokio"],
     skips: &[Skip { imp: "may", cases: SCOPE_ACTOR, why: "no may peer for this case" }],
+    prepare: None,
     child,
 };
 

@@ -60,6 +60,7 @@ pub static SUITE: Suite = Suite {
         Skip { imp: "tokio", cases: &["select_sync_contended"], why: "mpsc is single-consumer" },
         Skip { imp: "flume", cases: &["select_sync_contended"], why: "its Selector hangs here" },
     ],
+    prepare: None,
     child,
 };
 
