@@ -54,6 +54,7 @@ pub(crate) struct InCall {
 
 impl InCall {
     /// `reply`: where a synchronous unary reply for `sid` lands, or null for streams.
+    #[inline]
     pub(crate) fn enter(ctx: &HostCtx, sid: u64, reply: *mut Option<Frame>) -> InCall {
         IN_CALL.with(|d| d.set(d.get() + 1));
         let prev = SYNC.with(|s| s.replace(SyncCall { ctx, sid, reply }));

@@ -39,6 +39,7 @@ mod plugin;
 mod request;
 mod stream;
 mod table;
+mod thread_slot;
 mod timer;
 
 pub use call::{Call, Reply};

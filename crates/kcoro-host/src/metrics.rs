@@ -1,8 +1,11 @@
-//! Per-plugin counters, striped across cache lines so two workers calling the same plugin
-//! do not bounce one line between them.
+//! Per-plugin counters, one stripe per thread (see [`crate::thread_slot`]): a thread bumps
+//! its own stripe with a plain load and store, so two workers calling the same plugin
+//! never share a cache line or pay for a locked instruction. Threads without a stripe of
+//! their own share the last one, with atomic adds.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::thread_slot::{self, EXCLUSIVE};
 
 use kcoro_abi::NrStatus;
 
@@ -22,24 +25,13 @@ pub(crate) enum Counter {
 
 const STATUSES: usize = NrStatus::MAX_KNOWN as usize + 1;
 const SLOTS: usize = Counter::StatusBase as usize + STATUSES;
-const STRIPES: usize = 16;
+const STRIPES: usize = EXCLUSIVE + 1;
 
 #[repr(align(128))]
 struct Stripe([AtomicU64; SLOTS]);
 
 pub(crate) struct Counters {
     stripes: Box<[Stripe]>,
-}
-
-fn stripe_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local!(static INDEX: Cell<usize> = const { Cell::new(usize::MAX) });
-    INDEX.with(|i| {
-        if i.get() == usize::MAX {
-            i.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
-        }
-        i.get()
-    })
 }
 
 impl Counters {
@@ -49,27 +41,46 @@ impl Counters {
         }
     }
 
-    fn slot(&self, i: usize) -> &AtomicU64 {
-        &self.stripes[stripe_index()].0[i]
+    #[inline]
+    fn bump(&self, i: usize, n: u64) {
+        match thread_slot::index() {
+            Some(t) => {
+                // Single writer: this thread owns stripe `t`.
+                let a = &self.stripes[t].0[i];
+                a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
+            }
+            None => {
+                self.stripes[EXCLUSIVE].0[i].fetch_add(n, Ordering::AcqRel);
+            }
+        }
     }
 
+    #[inline]
     pub(crate) fn add(&self, c: Counter, n: u64) {
-        self.slot(c as usize).fetch_add(n, Ordering::Relaxed);
+        self.bump(c as usize, n);
     }
 
     /// Counts a completed call or terminal frame by its (normalized) status.
+    #[inline]
     pub(crate) fn status(&self, s: NrStatus) {
-        self.slot(Counter::StatusBase as usize + s.normalized().0 as usize).fetch_add(1, Ordering::Relaxed);
+        self.bump(Counter::StatusBase as usize + s.normalized().0 as usize, 1);
     }
 
-    /// The in-flight gauge is `Entered - Left`; both sides use SeqCst so that unload's
-    /// "set closing, then read the gauge" cannot miss a call that entered before it.
+    /// The in-flight gauge is `Entered - Left`. This SeqCst add orders the increment before
+    /// the caller's SeqCst read of the plugin's `closing` flag, against unload's SeqCst "set
+    /// closing, then read the gauge": one of the two always sees the other. (A locked add on
+    /// the thread's own line is cheaper than a plain store plus a full fence.)
+    #[inline]
     pub(crate) fn enter(&self) {
-        self.slot(Counter::Entered as usize).fetch_add(1, Ordering::SeqCst);
+        let t = thread_slot::index().unwrap_or(EXCLUSIVE);
+        self.stripes[t].0[Counter::Entered as usize].fetch_add(1, Ordering::SeqCst);
     }
 
+    /// A leave is only ever read after its enter (see [`Counters::in_flight`]), so Release
+    /// is enough.
+    #[inline]
     pub(crate) fn leave(&self) {
-        self.slot(Counter::Left as usize).fetch_add(1, Ordering::SeqCst);
+        self.bump(Counter::Left as usize, 1);
     }
 
     fn sum(&self, i: usize, order: Ordering) -> u64 {
@@ -85,10 +96,10 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self) -> Metrics {
-        let get = |c: Counter| self.sum(c as usize, Ordering::Relaxed);
+        let get = |c: Counter| self.sum(c as usize, Ordering::Acquire);
         let mut by_status = [0; STATUSES];
         for (i, n) in by_status.iter_mut().enumerate() {
-            *n = self.sum(Counter::StatusBase as usize + i, Ordering::Relaxed);
+            *n = self.sum(Counter::StatusBase as usize + i, Ordering::Acquire);
         }
         Metrics {
             calls: get(Counter::Calls),

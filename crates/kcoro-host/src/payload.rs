@@ -14,7 +14,8 @@ pub struct Payload(Repr);
 
 enum Repr {
     Vec(Vec<u8>),
-    Owned(Owned),
+    /// Boxed: keeps `Payload` (and every reply) the size of a `Vec`.
+    Owned(Box<Owned>),
 }
 
 /// A plugin's buffer, handed over by `send_owned`; released exactly once, on drop.
@@ -73,7 +74,7 @@ impl Payload {
     }
 
     pub(crate) fn owned(o: Owned) -> Payload {
-        Payload(Repr::Owned(o))
+        Payload(Repr::Owned(Box::new(o)))
     }
 
     /// Whether the bytes are the plugin's own buffer (no copy was made).

@@ -319,6 +319,7 @@ impl Drop for InFlight<'_> {
 }
 
 impl Loaded {
+    #[inline]
     pub(crate) fn enter(&self) -> Result<InFlight<'_>, HostError> {
         self.ctx.counters.enter();
         let guard = InFlight(self);
@@ -329,6 +330,7 @@ impl Loaded {
     }
 
     /// Calls the plugin's `handle` (or `handle_id`) on this thread.
+    #[inline]
     pub(crate) fn invoke(
         &self,
         entry: EntryRef<'_>,
@@ -373,6 +375,7 @@ impl Loaded {
     }
 
     /// Ends a sid; counts frames nobody read as dropped.
+    #[inline]
     pub(crate) fn finish(&self, sid: u64) {
         if let Some(freed) = self.ctx.table.free(sid) {
             let unread = freed.frames.len() as u64;
@@ -509,6 +512,7 @@ impl Plugin {
         self.0.down.load(Ordering::Acquire)
     }
 
+    #[inline]
     pub(crate) fn alloc(&self, kind: Kind) -> Result<u64, HostError> {
         let cap = if kind == Kind::Stream { self.0.stream_capacity } else { 1 };
         self.0.ctx.table.alloc(kind, cap).ok_or(HostError::TooManyCalls)
