@@ -39,6 +39,7 @@ pub struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
+    #[inline]
     pub(crate) fn new(
         plugin: &'a Plugin,
         entry: EntryRef<'a>,
@@ -57,6 +58,7 @@ impl<'a> Call<'a> {
 
     /// Runs the call to completion, parking the calling coroutine (or thread) while the
     /// plugin works.
+    #[inline]
     pub fn wait(mut self) -> Result<Reply, HostError> {
         if let Some(done) = self.start()? {
             return Ok(done);
@@ -82,6 +84,7 @@ impl<'a> Call<'a> {
     }
 
     /// Calls the plugin. `Some` when the call completed inside `handle`.
+    #[inline]
     fn start(&mut self) -> Result<Option<Reply>, HostError> {
         let plugin: &'a Plugin = self.plugin;
         let loaded = &*plugin.0;
@@ -183,11 +186,13 @@ impl Drop for Call<'_> {
 
 impl Plugin {
     /// A unary call with a full request.
+    #[inline]
     pub fn call<'a>(&'a self, entry: impl Into<EntryRef<'a>>, req: &'a HighLevelRequest) -> Call<'a> {
         Call::new(self, entry.into(), Some(req), &[])
     }
 
     /// A unary call with only a payload: the plugin sees an empty request.
+    #[inline]
     pub fn call_raw<'a>(&'a self, entry: impl Into<EntryRef<'a>>, payload: &'a [u8]) -> Call<'a> {
         Call::new(self, entry.into(), None, payload)
     }
