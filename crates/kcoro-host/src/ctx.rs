@@ -30,17 +30,33 @@ pub(crate) struct HostCtx {
     pub(crate) lib: Arc<Library>,
 }
 
-/// The unary call this thread is inside `handle` for: its reply goes straight here.
+/// The call this thread is inside a plugin function for: replies and frames for it go
+/// straight to the caller's memory, with no lock.
 #[derive(Clone, Copy)]
 struct SyncCall {
     ctx: *const HostCtx,
     sid: u64,
     reply: *mut Option<Frame>,
+    frames: *mut LocalFrames,
+}
+
+/// Frames a stream's reader holds outside the slot: those sent on the reader's own thread
+/// during a host → plugin call, and batches it drained from the slot.
+#[derive(Default)]
+pub(crate) struct LocalFrames {
+    pub(crate) queue: std::collections::VecDeque<Frame>,
+    /// A terminal frame went into `queue`.
+    pub(crate) ended: bool,
 }
 
 thread_local! {
     static SYNC: Cell<SyncCall> = const {
-        Cell::new(SyncCall { ctx: std::ptr::null(), sid: 0, reply: std::ptr::null_mut() })
+        Cell::new(SyncCall {
+            ctx: std::ptr::null(),
+            sid: 0,
+            reply: std::ptr::null_mut(),
+            frames: std::ptr::null_mut(),
+        })
     };
     /// Depth of host → plugin calls on this thread. A plugin sending from inside one must
     /// never be made to wait for room: the reader may be this very thread.
@@ -57,7 +73,15 @@ impl InCall {
     #[inline]
     pub(crate) fn enter(ctx: &HostCtx, sid: u64, reply: *mut Option<Frame>) -> InCall {
         IN_CALL.with(|d| d.set(d.get() + 1));
-        let prev = SYNC.with(|s| s.replace(SyncCall { ctx, sid, reply }));
+        let prev = SYNC.with(|s| s.replace(SyncCall { ctx, sid, reply, frames: std::ptr::null_mut() }));
+        InCall { prev }
+    }
+
+    /// For a stream: frames for `sid` sent during the call land in `frames`.
+    #[inline]
+    pub(crate) fn enter_stream(ctx: &HostCtx, sid: u64, frames: &mut LocalFrames) -> InCall {
+        IN_CALL.with(|d| d.set(d.get() + 1));
+        let prev = SYNC.with(|s| s.replace(SyncCall { ctx, sid, reply: std::ptr::null_mut(), frames }));
         InCall { prev }
     }
 }
@@ -144,6 +168,24 @@ impl HostCtx {
                 return (self.dropped(), None);
             }
             *reply = Some(Frame { status, data: src.into_payload() });
+            return (NrStatus::Ok, None);
+        }
+        // The same for a stream's frames sent on its reader's thread: no bound applies (the
+        // reader cannot read until the call returns), and no lock is taken.
+        if std::ptr::eq(sync.ctx, self) && sync.sid == sid && !sync.frames.is_null() {
+            // SAFETY: `frames` points to the reader's buffer, borrowed mutably by the
+            // `InCall` owner on this thread for the length of the call that led here.
+            let local = unsafe { &mut *sync.frames };
+            if local.ended {
+                return (self.dropped(), None);
+            }
+            if status.is_terminal() {
+                local.ended = true;
+                self.counters.status(status);
+            } else {
+                self.counters.add(Counter::StreamFrames, 1);
+            }
+            local.queue.push_back(Frame { status, data: src.into_payload() });
             return (NrStatus::Ok, None);
         }
         let mut src = src;

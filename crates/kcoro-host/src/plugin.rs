@@ -15,7 +15,7 @@ use kcoro_abi::{
 };
 
 use crate::HostError;
-use crate::ctx::{HostCtx, InCall};
+use crate::ctx::{HostCtx, InCall, LocalFrames};
 use crate::library::Library;
 use crate::metrics::Metrics;
 use crate::table::Kind;
@@ -359,17 +359,34 @@ impl Loaded {
     }
 
     /// Calls `stream_data` for a live stream.
-    pub(crate) fn stream_data(&self, sid: u64, data: &[u8]) -> Result<NrStatus, HostError> {
+    /// `local`: the reader's buffer, when the reader is the caller (frames the plugin sends
+    /// back during the call go there without a lock).
+    pub(crate) fn stream_data(
+        &self,
+        sid: u64,
+        data: &[u8],
+        local: Option<&mut LocalFrames>,
+    ) -> Result<NrStatus, HostError> {
         let f = self.vt.stream_data.ok_or_else(|| HostError::NoStreamInput(self.name.clone()))?;
-        let _in = InCall::enter(&self.ctx, sid, std::ptr::null_mut());
+        let _in = match local {
+            Some(l) => InCall::enter_stream(&self.ctx, sid, l),
+            None => InCall::enter(&self.ctx, sid, std::ptr::null_mut()),
+        };
         // SAFETY: the ABI's `stream_data`; the view outlives the call.
         Ok(unsafe { f(self.plugin_ctx, sid, NrBytes::from_slice(data)) }.normalized())
     }
 
     /// Calls `stream_close` for a live stream.
-    pub(crate) fn stream_close(&self, sid: u64) -> Result<NrStatus, HostError> {
+    pub(crate) fn stream_close(
+        &self,
+        sid: u64,
+        local: Option<&mut LocalFrames>,
+    ) -> Result<NrStatus, HostError> {
         let f = self.vt.stream_close.ok_or_else(|| HostError::NoStreamInput(self.name.clone()))?;
-        let _in = InCall::enter(&self.ctx, sid, std::ptr::null_mut());
+        let _in = match local {
+            Some(l) => InCall::enter_stream(&self.ctx, sid, l),
+            None => InCall::enter(&self.ctx, sid, std::ptr::null_mut()),
+        };
         // SAFETY: the ABI's `stream_close`.
         Ok(unsafe { f(self.plugin_ctx, sid) }.normalized())
     }

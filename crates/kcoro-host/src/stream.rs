@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use kcoro::park::{self, Unparker};
 use kcoro_abi::NrStatus;
 
-use crate::ctx::InCall;
+use crate::ctx::{InCall, LocalFrames};
 use crate::metrics::Counter;
 use crate::payload::Frame;
 use crate::plugin::{EntryRef, Plugin};
@@ -28,6 +28,10 @@ use crate::{HostError, timer};
 pub struct StreamCall {
     plugin: Plugin,
     sid: u64,
+    /// Frames already taken from the slot (or sent on this thread): read without a lock.
+    local: LocalFrames,
+    /// The sid was ended early, because the terminal frame is already in `local`.
+    sid_freed: bool,
     done: bool,
     input_closed: bool,
     deadline: Option<Instant>,
@@ -66,21 +70,28 @@ impl Plugin {
         // From here the stream owns the in-flight count; `StreamCall::drop` gives it back.
         std::mem::forget(in_flight);
         loaded.ctx.counters.add(Counter::Streams, 1);
+        let mut local = LocalFrames::default();
         let status = {
-            let _in = InCall::enter(&loaded.ctx, sid, std::ptr::null_mut());
+            let _in = InCall::enter_stream(&loaded.ctx, sid, &mut local);
             loaded.invoke(entry, sid, req, payload)
         };
-        let stream = StreamCall {
+        if status != NrStatus::Ok && !local.ended {
+            // The plugin refused the call: the stream ends with its status.
+            local.queue.push_back(Frame { status, data: Default::default() });
+            local.ended = true;
+            loaded.ctx.counters.status(status);
+        }
+        let mut stream = StreamCall {
             plugin: self.clone(),
             sid,
+            local,
+            sid_freed: false,
             done: false,
             input_closed: false,
             deadline: None,
             timer_armed: false,
         };
-        if status != NrStatus::Ok {
-            stream.end_with(status);
-        }
+        stream.free_if_ended();
         Ok(stream)
     }
 
@@ -89,7 +100,7 @@ impl Plugin {
         if !self.0.ctx.table.is_live(sid) {
             return Err(HostError::StreamClosed);
         }
-        self.0.stream_data(sid, data)
+        self.0.stream_data(sid, data, None)
     }
 
     /// Closes the host's side of the live stream `sid` (`stream_close`).
@@ -97,7 +108,7 @@ impl Plugin {
         if !self.0.ctx.table.is_live(sid) {
             return Err(HostError::StreamClosed);
         }
-        self.0.stream_close(sid)
+        self.0.stream_close(sid, None)
     }
 }
 
@@ -113,61 +124,70 @@ impl StreamCall {
         self
     }
 
-    /// Queues a terminal frame made by the host (the plugin refused the call).
-    fn end_with(&self, status: NrStatus) {
-        let ctx = &self.plugin.0.ctx;
-        if let Some(mut slot) = ctx.table.get(self.sid)
-            && !slot.ended
-        {
-            slot.ended = true;
-            slot.frames.push_back(Frame { status, data: Default::default() });
-            ctx.counters.status(status);
+    /// Once the terminal frame is in `local`, ends the sid at once: anything the plugin
+    /// sends later is dropped and counted.
+    fn free_if_ended(&mut self) {
+        if self.local.ended && !self.sid_freed {
+            self.sid_freed = true;
+            self.plugin.0.finish(self.sid);
         }
     }
 
     /// Sends data to the plugin (`stream_data`). Fails once the stream has finished.
-    pub fn send(&self, data: &[u8]) -> Result<NrStatus, HostError> {
-        if self.done || self.input_closed {
+    pub fn send(&mut self, data: &[u8]) -> Result<NrStatus, HostError> {
+        if self.done || self.sid_freed || self.input_closed {
             return Err(HostError::StreamClosed);
         }
-        self.plugin.0.stream_data(self.sid, data)
+        let status = self.plugin.0.stream_data(self.sid, data, Some(&mut self.local));
+        self.free_if_ended();
+        status
     }
 
     /// Closes the host's side (`stream_close`); frames keep coming until the plugin ends.
     pub fn close(&mut self) -> Result<NrStatus, HostError> {
-        if self.done || self.input_closed {
+        if self.done || self.sid_freed || self.input_closed {
             return Err(HostError::StreamClosed);
         }
         self.input_closed = true;
-        self.plugin.0.stream_close(self.sid)
+        let status = self.plugin.0.stream_close(self.sid, Some(&mut self.local));
+        self.free_if_ended();
+        status
     }
 
-    /// The next frame if one is queued, else registers `unparker`. `Some(None)`: finished.
+    /// The next frame if one is queued, else registers `unparker`. `Some(Ok(None))`:
+    /// finished.
     fn check(&mut self, unparker: impl FnOnce() -> Unparker) -> Option<Result<Option<Frame>, HostError>> {
         if self.done {
             return Some(Ok(None));
         }
-        let loaded = &self.plugin.0;
-        let (frame, producer) = {
-            let Some(mut slot) = loaded.ctx.table.get(self.sid) else {
-                self.done = true;
-                return Some(Ok(None));
+        if self.local.queue.is_empty() && !self.sid_freed {
+            // Take every queued frame in one lock, and wake every producer waiting for room.
+            let producers = {
+                let Some(mut slot) = self.plugin.0.ctx.table.get(self.sid) else {
+                    self.done = true;
+                    return Some(Ok(None));
+                };
+                if slot.frames.is_empty() {
+                    slot.waiter = Some(unparker());
+                    None
+                } else {
+                    std::mem::swap(&mut slot.frames, &mut self.local.queue);
+                    Some(std::mem::take(&mut slot.producers))
+                }
             };
-            let frame = slot.frames.pop_front();
-            let producer = if frame.is_some() { slot.producers.pop() } else { None };
-            if frame.is_none() {
-                slot.waiter = Some(unparker());
+            for p in producers.into_iter().flatten() {
+                p.unpark();
             }
-            (frame, producer)
-        };
-        if let Some(p) = producer {
-            p.unpark();
         }
-        if let Some(f) = frame {
+        if let Some(f) = self.local.queue.pop_front() {
             if f.is_terminal() {
                 self.finish();
             }
             return Some(Ok(Some(f)));
+        }
+        if self.sid_freed {
+            self.done = true;
+            return Some(Ok(None));
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             self.finish();
@@ -179,7 +199,10 @@ impl StreamCall {
     fn finish(&mut self) {
         if !self.done {
             self.done = true;
-            self.plugin.0.finish(self.sid);
+            if !self.sid_freed {
+                self.sid_freed = true;
+                self.plugin.0.finish(self.sid);
+            }
         }
     }
 
@@ -230,8 +253,12 @@ impl futures_core::Stream for StreamCall {
 impl Drop for StreamCall {
     fn drop(&mut self) {
         if !self.done {
-            if !self.input_closed && self.plugin.has_stream_input() {
-                let _ = self.plugin.0.stream_close(self.sid);
+            if !self.input_closed && !self.sid_freed && self.plugin.has_stream_input() {
+                let _ = self.plugin.0.stream_close(self.sid, None);
+            }
+            let unread = self.local.queue.len() as u64;
+            if unread > 0 {
+                self.plugin.0.ctx.counters.add(Counter::DroppedReplies, unread);
             }
             self.finish();
         }
