@@ -1,0 +1,3 @@
+module kcoro.dev/sdk/go
+
+go 1.24
