@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole kcoro test suite: formatting, every crate's tests (unit, integration, doc),
-# and the loom models of the lock-free state machines. Needs only the Rust toolchain.
+# and the loom models of the lock-free state machines. Needs the Rust toolchain and a C/C++
+# compiler (the plugin tests build the C and C++ example plugins); the Go plugin tests run
+# when `go` is installed and are skipped with a note otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
