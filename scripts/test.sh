@@ -12,6 +12,13 @@ cargo fmt --all -- --check
 echo "== cargo test --workspace"
 cargo test --workspace
 
+if command -v go >/dev/null 2>&1; then
+  echo "== Go plugin SDK: go vet, go test"
+  (cd sdk/go && go vet ./... && go test ./...)
+else
+  echo "note: go not installed; skipping the Go plugin SDK tests"
+fi
+
 echo "== loom models"
 scripts/loom.sh
 

@@ -1,7 +1,6 @@
 package plugin
 
 /*
-#cgo noescape kc_send
 #cgo noescape kc_try_send
 #cgo noescape kc_set_state
 #cgo noescape kc_get_state
@@ -72,10 +71,13 @@ static void kc_set_entry(KcPluginInfo *info, uint32_t i, const char *p, size_t n
 }
 
 // Go cannot call C function pointers: these trampolines do.
-static void kc_send(void *ctx, const NrHostVTable *vt, uint64_t sid, NrStatus st,
-                    const void *p, uint64_t n) {
+// The pointers are passed as integers so that cgo's pointer checks (a good part of the
+// cost of this call) are skipped: ctx and vt are C memory, and for p Reply.Send keeps the
+// memory alive while the runtime never moves a goroutine's stack while it is in C.
+static void kc_send(uintptr_t ctx, uintptr_t vt, uint64_t sid, NrStatus st, uintptr_t p,
+                    uint64_t n) {
 	NrBytes b = { (const uint8_t *)p, n };
-	vt->send_result(ctx, sid, st, b);
+	((const NrHostVTable *)vt)->send_result((void *)ctx, sid, st, b);
 }
 
 static NrStatus kc_try_send(void *ctx, const KcHostApi *api, uint64_t sid, NrStatus st,
@@ -101,6 +103,7 @@ import "C"
 
 import (
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -197,11 +200,20 @@ func bytesPtr(b []byte) unsafe.Pointer {
 // returns. After a terminal status the host ignores further sends for the sid. Send may
 // wait while the host's stream buffer is full; see [Reply.TrySend].
 func (r Reply) Send(status Status, data []byte) {
-	h := r.lock()
-	if h != nil {
-		C.kc_send(h.ctx, h.vt, C.uint64_t(r.sid), C.NrStatus(status), bytesPtr(data), C.uint64_t(len(data)))
+	if r.guarded {
+		hostMu.RLock()
+		defer hostMu.RUnlock()
 	}
-	r.unlock()
+	if h := host.Load(); h != nil {
+		send(h, r.sid, status, data)
+	}
+}
+
+// send calls the host's send_result.
+func send(h *hostState, sid uint64, status Status, data []byte) {
+	C.kc_send(C.uintptr_t(uintptr(h.ctx)), C.uintptr_t(uintptr(unsafe.Pointer(h.vt))), C.uint64_t(sid),
+		C.NrStatus(status), C.uintptr_t(uintptr(bytesPtr(data))), C.uint64_t(len(data)))
+	runtime.KeepAlive(data) // passed as an integer: keep the memory alive across the call
 }
 
 // TrySend is Send that returns StatusBackpressure instead of waiting when the stream is
@@ -214,9 +226,10 @@ func (r Reply) TrySend(status Status, data []byte) Status {
 	case h == nil:
 		return StatusInvalid
 	case h.api != nil && h.api.struct_size >= apiTrySendEnd:
-		return Status(C.kc_try_send(h.ctx, h.api, C.uint64_t(r.sid), C.NrStatus(status), bytesPtr(data), C.uint64_t(len(data))))
+		return Status(C.kc_try_send(h.ctx, h.api, C.uint64_t(r.sid), C.NrStatus(status), bytesPtr(data),
+			C.uint64_t(len(data))))
 	default:
-		C.kc_send(h.ctx, h.vt, C.uint64_t(r.sid), C.NrStatus(status), bytesPtr(data), C.uint64_t(len(data)))
+		send(h, r.sid, status, data)
 		return StatusOk
 	}
 }
@@ -252,7 +265,8 @@ func (r Reply) GetState(key string) ([]byte, bool) {
 	if !stateAPI(h) || uint64(len(key)) > math.MaxUint32 {
 		return nil, false
 	}
-	view := C.kc_get_state(h.ctx, h.api, C.uint64_t(r.sid), unsafe.Pointer(unsafe.StringData(key)), C.uint32_t(len(key)))
+	view := C.kc_get_state(h.ctx, h.api, C.uint64_t(r.sid), unsafe.Pointer(unsafe.StringData(key)),
+		C.uint32_t(len(key)))
 	if view.ptr == nil {
 		return nil, false
 	}

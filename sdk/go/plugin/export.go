@@ -39,23 +39,33 @@ func bytesView(b C.NrBytes) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(b.ptr)), int(b.len))
 }
 
-// request reads req: views of host memory, or Go copies when clone is set.
-func request(req *C.NrRequest, sid uint64, clone bool) Request {
-	r := Request{SID: sid}
-	if req == nil {
-		return r
-	}
-	str := strView
-	if clone {
-		str = func(s C.NrStr) string { return strings.Clone(strView(s)) }
-	}
-	r.Method, r.Path, r.Query = str(req.method), str(req.path), str(req.query)
-	if req.headers != nil && req.headers_len > 0 {
-		raw := unsafe.Slice(req.headers, int(req.headers_len))
-		r.Headers = make([][2]string, len(raw))
-		for i := range raw {
-			r.Headers[i] = [2]string{str(raw[i].key), str(raw[i].value)}
+// request reads req as views of host memory.
+func request(req *C.NrRequest, sid uint64) (r Request) {
+	r.SID = sid
+	if req != nil {
+		r.Method, r.Path, r.Query = strView(req.method), strView(req.path), strView(req.query)
+		if req.headers != nil && req.headers_len > 0 {
+			r.Headers = headers(req)
 		}
+	}
+	return r
+}
+
+func headers(req *C.NrRequest) [][2]string {
+	raw := unsafe.Slice(req.headers, int(req.headers_len))
+	hs := make([][2]string, len(raw))
+	for i := range raw {
+		hs[i] = [2]string{strView(raw[i].key), strView(raw[i].value)}
+	}
+	return hs
+}
+
+// cloneRequest reads req as Go copies.
+func cloneRequest(req *C.NrRequest, sid uint64) Request {
+	r := request(req, sid)
+	r.Method, r.Path, r.Query = strings.Clone(r.Method), strings.Clone(r.Path), strings.Clone(r.Query)
+	for i := range r.Headers {
+		r.Headers[i] = [2]string{strings.Clone(r.Headers[i][0]), strings.Clone(r.Headers[i][1])}
 	}
 	return r
 }
@@ -73,13 +83,13 @@ func dispatch(p *Plugin, id uint32, sid uint64, req *C.NrRequest, payload C.NrBy
 	}
 	e := &p.entries[id]
 	if !e.async {
-		return C.NrStatus(runSync(e.fn, request(req, sid, false), bytesView(payload)))
+		return C.NrStatus(runSync(e.fn, request(req, sid), bytesView(payload)))
 	}
 	var data []byte
 	if view := bytesView(payload); len(view) > 0 {
 		data = append(make([]byte, 0, len(view)), view...)
 	}
-	go runAsync(e.fn, request(req, sid, true), data)
+	go runAsync(e.fn, cloneRequest(req, sid), data)
 	return cOk
 }
 

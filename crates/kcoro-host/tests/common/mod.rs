@@ -55,8 +55,9 @@ pub fn rust_echo() -> PathBuf {
     lib
 }
 
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
+/// Whether `tool arg` runs and succeeds (Go answers `go version`, not `--version`).
+fn have(tool: &str, arg: &str) -> bool {
+    Command::new(tool).arg(arg).output().is_ok_and(|o| o.status.success())
 }
 
 /// A C file from `sdk/c/examples` built as a shared library.
@@ -107,7 +108,7 @@ pub fn cpp_echo() -> PathBuf {
 
 /// A Go example built with `-buildmode=c-shared`, or `None` (with a note) without `go`.
 pub fn go_lib(example: &str) -> Option<PathBuf> {
-    if !have("go") {
+    if !have("go", "version") {
         eprintln!("note: `go` is not installed; skipping the Go plugin {example}");
         return None;
     }

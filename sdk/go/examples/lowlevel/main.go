@@ -178,7 +178,9 @@ func ll_handle(ctx unsafe.Pointer, entry C.NrStr, sid C.uint64_t, req *C.NrReque
 }
 
 //export ll_stream_data
-func ll_stream_data(ctx unsafe.Pointer, sid C.uint64_t, data C.NrBytes) C.NrStatus { return statusUnsupported }
+func ll_stream_data(ctx unsafe.Pointer, sid C.uint64_t, data C.NrBytes) C.NrStatus {
+	return statusUnsupported
+}
 
 //export ll_stream_close
 func ll_stream_close(ctx unsafe.Pointer, sid C.uint64_t) C.NrStatus { return statusUnsupported }
