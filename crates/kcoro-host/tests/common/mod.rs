@@ -113,7 +113,11 @@ pub fn go_lib(example: &str) -> Option<PathBuf> {
         return None;
     }
     let dir = root().join("sdk/go");
-    let mut inputs: Vec<PathBuf> = vec![dir.join("go.mod"), dir.join(format!("examples/{example}/main.go"))];
+    let mut inputs: Vec<PathBuf> = vec![
+        dir.join("go.mod"),
+        dir.join(format!("examples/{example}/main.go")),
+        root().join("sdk/c/kcoro_plugin.h"),
+    ];
     if let Ok(rd) = std::fs::read_dir(dir.join("plugin")) {
         inputs.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
     }
