@@ -15,6 +15,7 @@
 //! [`run_scenario`] drives one scenario under one [`Profile`] through all of it on a fresh
 //! deterministic kcoro runtime; [`audit`] runs many and applies the gates.
 
+pub mod audit;
 pub mod boundary;
 pub mod contract;
 pub mod digest;
@@ -28,6 +29,8 @@ pub mod runner;
 pub mod session;
 pub mod trace;
 
+pub mod codegen;
+pub use audit::{AuditConfig, Auditor, Mode, Report};
 pub use error::{AdapterError, Result};
 pub use local::LocalConfig;
 pub use mutant::Mutant;

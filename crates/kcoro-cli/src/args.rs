@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use kcoro::chan::Kind;
 
+use crate::flags::Flags;
+
 pub const USAGE: &str = "\
 usage: kcoro demo [OPTIONS]
        kcoro demo spawn [--coroutines N] [--runtime-workers W]
@@ -12,6 +14,7 @@ usage: kcoro demo [OPTIONS]
        kcoro plugin call LIB ENTRY [--data @FILE|-|TEXT] [--header K=V]... [--method M]
                                    [--path P] [--query Q] [--timeout S]
        kcoro plugin stream LIB ENTRY [--data @FILE|-|TEXT] [--timeout S]
+       kcoro localadapter-demo [--flows N] [--scenario NAME] [--seed N] [--trace FILE]
 
 kcoro demo (the default command) runs a channel pipeline for a few seconds:
   producers -> stage1 -> workers -> stage2 -> sink
@@ -43,7 +46,15 @@ kcoro plugin loads a plugin library (kcoro / nylon-ring ABI version 1):
            status on stderr; exit 0 if it ends with StreamEnd
   --data   the payload: @FILE reads a file, - reads stdin, anything else is the text
   --header a request header, repeatable (call only)
-  --timeout seconds to wait for the reply or the whole stream (default 30)";
+  --timeout seconds to wait for the reply or the whole stream (default 30)
+
+kcoro localadapter-demo runs one local adapter scenario (default many_small_flows)
+through the whole runtime stack on a deterministic runtime and prints its summary
+(counts only); exit 0 if every flow ended as planned and the sink saw exactly the plan.
+  --flows N      flows instead of the scenario's default (1..=64)
+  --scenario S   one of the eleven scenarios (see kcheck localadapter)
+  --seed N       profile seed (default 1)
+  --trace FILE   write the run's trace (safe events, JSON lines) to FILE";
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +62,17 @@ pub enum Command {
     Pipeline(PipelineArgs),
     Spawn(SpawnArgs),
     Plugin(PluginArgs),
+    LocalAdapterDemo(LocalDemoArgs),
     Help,
+}
+
+/// What `kcoro localadapter-demo` runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalDemoArgs {
+    pub flows: Option<usize>,
+    pub scenario: String,
+    pub seed: u64,
+    pub trace: Option<std::path::PathBuf>,
 }
 
 /// What `kcoro plugin` does.
@@ -142,6 +163,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             _ => parse_pipeline(&args[1..]),
         },
         Some("plugin") => parse_plugin(&args[1..]),
+        Some("localadapter-demo") => parse_local_demo(&args[1..]),
         Some("-h" | "--help" | "help") => Ok(Command::Help),
         Some(other) => Err(format!("unknown command {other:?}")),
     }
@@ -175,6 +197,25 @@ fn parse_pipeline(args: &[String]) -> Result<Command, String> {
         }
     }
     Ok(Command::Pipeline(out))
+}
+
+fn parse_local_demo(args: &[String]) -> Result<Command, String> {
+    let mut out = LocalDemoArgs { flows: None, scenario: "many_small_flows".into(), seed: 1, trace: None };
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag()? {
+        match flag.as_str() {
+            "-h" | "--help" => {
+                flags.switch(&flag)?;
+                return Ok(Command::Help);
+            }
+            "--flows" => out.flows = Some(flags.number(&flag, 1, 64)? as usize),
+            "--scenario" => out.scenario = flags.value(&flag)?,
+            "--seed" => out.seed = flags.number(&flag, 0, u64::MAX / 2)?,
+            "--trace" => out.trace = Some(flags.value(&flag)?.into()),
+            _ => return Err(format!("unknown option {flag} for localadapter-demo")),
+        }
+    }
+    Ok(Command::LocalAdapterDemo(out))
 }
 
 fn parse_spawn(args: &[String]) -> Result<Command, String> {
@@ -265,60 +306,6 @@ fn parse_seconds(flag: &str, v: &str) -> Result<Duration, String> {
         return Err(format!("{flag}: must be more than 0 and at most {MAX_SECONDS}"));
     }
     Ok(Duration::from_secs_f64(s))
-}
-
-/// A cursor over `--flag value` / `--flag=value` arguments.
-struct Flags<'a> {
-    args: std::slice::Iter<'a, String>,
-    /// The `=value` part of the current flag, if it had one.
-    inline: Option<String>,
-}
-
-impl<'a> Flags<'a> {
-    fn new(args: &'a [String]) -> Self {
-        Flags { args: args.iter(), inline: None }
-    }
-
-    fn next_flag(&mut self) -> Result<Option<String>, String> {
-        if let Some(v) = self.inline.take() {
-            return Err(format!("unexpected value {v:?}"));
-        }
-        let Some(arg) = self.args.next() else { return Ok(None) };
-        if !arg.starts_with('-') {
-            return Err(format!("unexpected argument {arg:?}"));
-        }
-        match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                self.inline = Some(value.to_string());
-                Ok(Some(flag.to_string()))
-            }
-            _ => Ok(Some(arg.clone())),
-        }
-    }
-
-    /// A flag that takes no value: `--help=1` is an error.
-    fn switch(&mut self, flag: &str) -> Result<(), String> {
-        match self.inline.take() {
-            Some(v) => Err(format!("{flag} takes no value (got {v:?})")),
-            None => Ok(()),
-        }
-    }
-
-    fn value(&mut self, flag: &str) -> Result<String, String> {
-        match self.inline.take() {
-            Some(v) => Ok(v),
-            None => self.args.next().cloned().ok_or_else(|| format!("{flag} needs a value")),
-        }
-    }
-
-    fn number(&mut self, flag: &str, min: u64, max: u64) -> Result<u64, String> {
-        let v = self.value(flag)?;
-        let n: u64 = v.parse().map_err(|_| format!("{flag}: {v:?} is not a whole number"))?;
-        if n < min || n > max {
-            return Err(format!("{flag}: must be between {min} and {max}"));
-        }
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,12 @@
 //! - `kcoro demo spawn` spawns 100,000 coroutines and reports (the original demo).
 //! - `kcoro plugin info | call | stream LIB ...` loads a plugin and talks to it. See
 //!   [`plugin`].
+//! - `kcoro localadapter-demo` runs one local adapter scenario and prints its summary.
+//!   See [`localadapter`].
 
 mod args;
+mod flags;
+mod localadapter;
 mod pipeline;
 mod plugin;
 mod spawn;
@@ -22,6 +26,7 @@ fn main() -> ExitCode {
         Ok(Command::Pipeline(a)) => pipeline::run(&a),
         Ok(Command::Spawn(a)) => spawn::run(&a),
         Ok(Command::Plugin(a)) => plugin::run(&a),
+        Ok(Command::LocalAdapterDemo(a)) => localadapter::run(&a),
         Ok(Command::Help) => {
             println!("{USAGE}");
             ExitCode::SUCCESS

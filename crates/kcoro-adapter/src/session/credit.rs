@@ -95,12 +95,6 @@ impl CreditSender {
         outcome
     }
 
-    /// Spends `n` without checking: the path a producer that ignores backpressure takes.
-    #[cfg(feature = "mutants")]
-    pub(crate) fn spend_unchecked(&mut self, n: u64) {
-        self.available = self.available.saturating_sub(n);
-    }
-
     fn take(&mut self, g: Grant) -> Result<(), u32> {
         match g {
             Grant::Bytes(b) => {

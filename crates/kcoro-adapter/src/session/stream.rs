@@ -156,16 +156,6 @@ impl SendHalf {
         self.push(seq, bytes)
     }
 
-    /// Sends without waiting for credit: the faulty path of the
-    /// `local_adapter_ignores_source_backpressure` mutant.
-    #[cfg(feature = "mutants")]
-    pub(crate) fn send_ignoring_credit(&mut self, seq: u64, bytes: Vec<u8>) -> Result<(), StreamError> {
-        let len = bytes.len() as u64;
-        self.check_sendable(len)?;
-        self.credit.spend_unchecked(len);
-        self.push(seq, bytes)
-    }
-
     fn check_sendable(&self, len: u64) -> Result<(), StreamError> {
         if self.finished {
             return Err(StreamError::Finished);

@@ -7,21 +7,35 @@
 //!
 //! Draws come from [`SplitMix64`](crate::rng::SplitMix64) seeded with
 //! `mix64(seed ^ POLICY_SALT)`; the id is `kp_` + 16 hex digits of `mix64(seed ^ ID_SALT)`.
+//! The drawing itself lives in [`draw`], free of the crate's types, so the build script can
+//! run it too (to render the generated twins of `crate::codegen`).
+
+pub mod draw;
 
 use serde::Serialize;
+
+pub use draw::Draw;
 
 use crate::contract::limits;
 use crate::error::{AdapterError, Result};
 use crate::local::LOCAL_MAX_CHUNK;
 use crate::mutant::{Mutant, MutantHook};
-use crate::rng::{SplitMix64, mix64};
 
-/// Salt of the policy draws.
-const POLICY_SALT: u64 = 0x706f_6c69_6379_0001;
-/// Salt of the id.
-const ID_SALT: u64 = 0x6b70_5f69_6400_0002;
 /// The seed every profile draws its policies from under the padding-only mutant.
 const PADDING_ONLY_SEED: u64 = 0x00c0_ffee;
+
+/// Mapping policies by draw index ([`draw::MAPPING_VARIANTS`]).
+const MAPPINGS: [MappingPolicy; 3] =
+    [MappingPolicy::Sequential, MappingPolicy::PriorityOrdered, MappingPolicy::Interleaved];
+/// Backpressure policies by draw index ([`draw::BACKPRESSURE_VARIANTS`]).
+const BACKPRESSURES: [BackpressurePolicy; 2] = [BackpressurePolicy::Tight, BackpressurePolicy::Moderate];
+/// Lifecycle policies by draw index ([`draw::LIFECYCLE_VARIANTS`]).
+const LIFECYCLES: [LifecyclePolicy; 2] = [LifecyclePolicy::DrainBeforeClose, LifecyclePolicy::CloseOnFinal];
+/// Priority policies by draw index ([`draw::PRIORITY_VARIANTS`]).
+const PRIORITIES: [PriorityPolicy; 2] = [PriorityPolicy::Fifo, PriorityPolicy::ByClass];
+/// Carrier families by draw index ([`draw::CARRIER_FAMILY_VARIANTS`]).
+const CARRIER_FAMILIES: [CarrierFamily; 3] =
+    [CarrierFamily::StreamMux, CarrierFamily::Datagram, CarrierFamily::FramedPipe];
 
 /// In which order flows get streams (and so which stream id each flow gets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -174,43 +188,34 @@ impl Profile {
     /// The profile of `seed`, unless the padding-only mutant pins every policy.
     pub fn generate_with(seed: u64, hook: MutantHook) -> Profile {
         let policy_seed = if hook.is(Mutant::PaddingOnlyDiversity) { PADDING_ONLY_SEED } else { seed };
-        let mut g = SplitMix64::new(mix64(policy_seed ^ POLICY_SALT));
-        let max_chunk = g.pick(&[8u64 << 10, 16 << 10, 32 << 10, 64 << 10]);
-        let adapter = AdapterPolicy {
-            max_flows: g.pick(&[8, 16, 32]),
-            max_flow_bytes: g.pick(&[1u64 << 20, 2 << 20, 4 << 20]),
-            mapping: g.pick(&[
-                MappingPolicy::Sequential,
-                MappingPolicy::PriorityOrdered,
-                MappingPolicy::Interleaved,
-            ]),
-            backpressure: g.pick(&[BackpressurePolicy::Tight, BackpressurePolicy::Moderate]),
-            lifecycle: g.pick(&[LifecyclePolicy::DrainBeforeClose, LifecyclePolicy::CloseOnFinal]),
-        };
-        let stream = StreamPolicy {
-            max_concurrent_streams: g.pick(&[2, 4, 8, 16]),
-            priority: g.pick(&[PriorityPolicy::Fifo, PriorityPolicy::ByClass]),
-        };
-        let carrier = CarrierPolicy {
-            family: g.pick(&[CarrierFamily::StreamMux, CarrierFamily::Datagram, CarrierFamily::FramedPipe]),
-            max_envelope_bytes: g.pick(&[4u64 << 10, 16 << 10, 64 << 10]),
-            max_queue_depth: g.pick(&[2, 4, 8, 16]),
-        };
-        let local = LocalPolicy { max_chunk, max_buffered: max_chunk * g.pick(&[1u64, 2, 3]) };
-        let targets = TargetPolicy { fault_slot: g.below(8), echo_delay_ms: g.below(3) };
-        let mut names = SplitMix64::new(mix64(seed ^ ID_SALT));
-        let id_bits = names.next_u64();
-        let pad_len = 8 + names.below(24) as usize;
+        Profile::from_draw(seed, &draw::draw(seed, policy_seed))
+    }
+
+    /// The typed profile of a [`Draw`] from [`draw::draw`] (whose enum indices are in range).
+    pub(crate) fn from_draw(seed: u64, d: &Draw) -> Profile {
         Profile {
-            id: format!("kp_{id_bits:016x}"),
+            id: d.id(),
             seed,
-            name: format!("profile-{:04x}", id_bits >> 48),
-            padding: "~".repeat(pad_len),
-            adapter,
-            stream,
-            carrier,
-            local,
-            targets,
+            name: d.name(),
+            padding: d.padding(),
+            adapter: AdapterPolicy {
+                max_flows: d.max_flows,
+                max_flow_bytes: d.max_flow_bytes,
+                mapping: MAPPINGS[usize::from(d.mapping)],
+                backpressure: BACKPRESSURES[usize::from(d.backpressure)],
+                lifecycle: LIFECYCLES[usize::from(d.lifecycle)],
+            },
+            stream: StreamPolicy {
+                max_concurrent_streams: d.max_concurrent_streams,
+                priority: PRIORITIES[usize::from(d.priority)],
+            },
+            carrier: CarrierPolicy {
+                family: CARRIER_FAMILIES[usize::from(d.carrier_family)],
+                max_envelope_bytes: d.max_envelope_bytes,
+                max_queue_depth: d.max_queue_depth,
+            },
+            local: LocalPolicy { max_chunk: d.max_chunk, max_buffered: d.max_buffered },
+            targets: TargetPolicy { fault_slot: d.fault_slot, echo_delay_ms: d.echo_delay_ms },
         }
     }
 
@@ -319,5 +324,77 @@ mod tests {
         let mut p = good;
         p.name = "my-secret-profile".into();
         assert!(matches!(p.validate(), Err(AdapterError::InvalidConfig(_))));
+    }
+
+    /// Pinned before `generate_with` was split into `draw`: the same seeds must keep giving
+    /// the same profiles.
+    #[test]
+    fn seeds_one_and_two_are_pinned() {
+        let p = Profile::generate(1);
+        assert_eq!(
+            (p.id.as_str(), p.name.as_str(), p.padding.len()),
+            ("kp_387340e85e8f3d49", "profile-3873", 31)
+        );
+        assert_eq!(
+            p.shape(),
+            "flows=8 flow_bytes=4194304 map=Sequential bp=Moderate life=DrainBeforeClose streams=4 prio=Fifo \
+             carrier=StreamMux/16384/4 chunk=65536 buf=65536 fault=6 delay=2"
+        );
+        assert_eq!(p.window(), 98304);
+        let p = Profile::generate(2);
+        assert_eq!(
+            (p.id.as_str(), p.name.as_str(), p.padding.len()),
+            ("kp_6667966abe081052", "profile-6667", 28)
+        );
+        assert_eq!(
+            p.shape(),
+            "flows=32 flow_bytes=1048576 map=PriorityOrdered bp=Moderate life=CloseOnFinal streams=8 \
+             prio=ByClass carrier=Datagram/4096/2 chunk=32768 buf=98304 fault=5 delay=1"
+        );
+        assert_eq!(p.window(), 49152);
+        assert_eq!(p.padding, "~".repeat(28));
+        assert_eq!(p.seed, 2);
+    }
+
+    /// The draw indices name the same variants the typed enums have, in the same order: the
+    /// generated twins spell enums by these names.
+    #[test]
+    fn draw_variant_names_match_the_enums() {
+        fn names<T: std::fmt::Debug>(v: &[T]) -> Vec<String> {
+            v.iter().map(|x| format!("{x:?}")).collect()
+        }
+        assert_eq!(names(&MAPPINGS), draw::MAPPING_VARIANTS);
+        assert_eq!(names(&BACKPRESSURES), draw::BACKPRESSURE_VARIANTS);
+        assert_eq!(names(&LIFECYCLES), draw::LIFECYCLE_VARIANTS);
+        assert_eq!(names(&PRIORITIES), draw::PRIORITY_VARIANTS);
+        assert_eq!(names(&CARRIER_FAMILIES), draw::CARRIER_FAMILY_VARIANTS);
+        for seed in 0..64 {
+            let (p, d) = (Profile::generate(seed), draw::draw(seed, seed));
+            assert_eq!(p.window(), d.window());
+        }
+    }
+
+    #[cfg(feature = "mutants")]
+    #[test]
+    fn padding_only_mutant_keeps_names_and_pins_policies() {
+        let hook = MutantHook::with(Mutant::PaddingOnlyDiversity).unwrap();
+        let pinned = Profile::generate(PADDING_ONLY_SEED).shape();
+        for seed in 0..20 {
+            let (m, p) = (Profile::generate_with(seed, hook), Profile::generate(seed));
+            assert_eq!(m.shape(), pinned);
+            assert_eq!((&m.id, &m.name, &m.padding, m.seed), (&p.id, &p.name, &p.padding, seed));
+        }
+    }
+
+    /// Every field of seeds 0..200, folded into one FNV-1a word, pinned the same way.
+    #[test]
+    fn first_two_hundred_seeds_are_pinned() {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for seed in 0..200 {
+            for b in format!("{:?}", Profile::generate(seed)).bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        assert_eq!(h, 0x9468_57b9_20d1_1fda);
     }
 }
