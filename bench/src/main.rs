@@ -11,6 +11,7 @@
 //! a child process of this same binary (`__child`, hidden) or of the Go peer; see
 //! [`harness`] for the protocol.
 
+mod adapter_suite;
 mod alloc_count;
 mod chan_suite;
 mod go;
@@ -24,8 +25,13 @@ use std::process::ExitCode;
 use harness::{Options, Suite};
 
 /// Every suite, in `list` order.
-static SUITES: &[&Suite] =
-    &[&runtime_suite::SUITE, &chan_suite::SUITE, &select_suite::SUITE, &plugin_suite::SUITE];
+static SUITES: &[&Suite] = &[
+    &runtime_suite::SUITE,
+    &chan_suite::SUITE,
+    &select_suite::SUITE,
+    &plugin_suite::SUITE,
+    &adapter_suite::SUITE,
+];
 
 /// Counts heap allocations while a suite asks it to (see [`alloc_count`]).
 #[global_allocator]

@@ -37,3 +37,8 @@ pub use mutant::Mutant;
 pub use profile::Profile;
 pub use runner::{RunConfig, RunOutcome, Scenario, Summary, run_scenario};
 pub use trace::TraceEvent;
+
+/// The adapter guide's examples compile and run as doctests.
+#[doc = include_str!("../../../docs/ADAPTER.md")]
+#[cfg(doctest)]
+pub struct AdapterGuide;

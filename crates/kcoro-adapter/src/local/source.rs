@@ -179,7 +179,7 @@ pub fn generate_source_plan(
             super::LOCAL_MAX_FLOWS
         )));
     }
-    if max_chunk < 256 || max_chunk > super::LOCAL_MAX_CHUNK {
+    if !(256..=super::LOCAL_MAX_CHUNK).contains(&max_chunk) {
         return Err(AdapterError::InvalidConfig(format!("max chunk {max_chunk} outside 256..=256 KiB")));
     }
     let plan_flows = (0..flows)

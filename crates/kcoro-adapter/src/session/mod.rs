@@ -215,12 +215,13 @@ impl Session {
             return Err(AdapterError::Stream { stream: id, reason: "session closed".into() });
         }
         let opened = inner.stats.opened.fetch_add(1, Ordering::Relaxed) + 1;
-        let open_now = opened - inner.stats.closed.load(Ordering::Relaxed);
+        let open_now = opened.saturating_sub(inner.stats.closed.load(Ordering::Relaxed));
         inner.stats.peak_open.fetch_max(open_now, Ordering::Relaxed);
         Ok(ClientStream { id, priority, tag: tag.to_string(), tx: c_tx, rx: c_rx })
     }
 
-    /// Stops accepting: `Acceptor::accept` returns `None` once it has drained.
+    /// Stops accepting: `Acceptor::accept` returns `None` once it has drained. Call it to
+    /// end an accept loop: dropping every `Session` is not enough while streams are alive.
     pub fn close(&self) {
         self.inner.accept_tx.close();
     }

@@ -115,6 +115,8 @@ pub struct RecvHalf {
     buffered: Arc<AtomicU64>,
     bit: u8,
     done: bool,
+    /// The terminal event seen (`None` until then); later calls repeat it.
+    ended: Option<Result<(), u32>>,
     shared: Arc<StreamShared>,
 }
 
@@ -134,7 +136,7 @@ pub(crate) fn half(shared: &Arc<StreamShared>, window: u64, bit: u8) -> (SendHal
             shared: Arc::clone(shared),
             waiting,
         },
-        RecvHalf { frames: frx, giver, buffered, bit, done: false, shared: Arc::clone(shared) },
+        RecvHalf { frames: frx, giver, buffered, bit, done: false, ended: None, shared: Arc::clone(shared) },
     )
 }
 
@@ -169,16 +171,18 @@ impl SendHalf {
     fn push(&mut self, seq: u64, bytes: Vec<u8>) -> Result<(), StreamError> {
         let len = bytes.len() as u64;
         let in_flight = self.buffered.fetch_add(len, Ordering::AcqRel) + len;
+        if self.frames.send(Frame::Data { seq, bytes }).is_err() {
+            // The receiver is gone: nothing was delivered, so nothing is counted.
+            self.buffered.fetch_sub(len, Ordering::AcqRel);
+            return self.fail(RESET_SENDER_GONE);
+        }
         let stats = &self.shared.session.stats;
         if in_flight > self.window {
             stats.window_violations.fetch_add(1, Ordering::Relaxed);
         }
         stats.data_frames.fetch_add(1, Ordering::Relaxed);
         stats.data_bytes.fetch_add(len, Ordering::Relaxed);
-        match self.frames.send(Frame::Data { seq, bytes }) {
-            Ok(()) => Ok(()),
-            Err(_) => self.fail(RESET_SENDER_GONE),
-        }
+        Ok(())
     }
 
     fn fail(&mut self, code: u32) -> Result<(), StreamError> {
@@ -227,11 +231,15 @@ impl RecvHalf {
         self.shared.id
     }
 
-    /// The next frame, parking until one arrives. After `Fin` or `Reset` every call
-    /// returns `Reset(RESET_SENDER_GONE)`'s cousin: the half stays done.
+    /// The next frame, parking until one arrives. After `Fin` or `Reset(code)` every call
+    /// returns that event again; after `stop` (or a vanished sender) it returns
+    /// `Reset(code)` with the stop code (`RESET_SENDER_GONE`).
     pub fn recv(&mut self) -> Event {
-        if self.done {
-            return Event::Reset(RESET_SENDER_GONE);
+        match self.ended {
+            Some(Ok(())) => return Event::Fin,
+            Some(Err(code)) => return Event::Reset(code),
+            None if self.done => return Event::Reset(RESET_SENDER_GONE),
+            None => {}
         }
         match self.frames.recv() {
             Ok(Frame::Data { seq, bytes }) => {
@@ -241,14 +249,17 @@ impl RecvHalf {
                 Event::Data { seq, bytes }
             }
             Ok(Frame::Fin) => {
+                self.ended = Some(Ok(()));
                 self.mark_done();
                 Event::Fin
             }
             Ok(Frame::Reset(code)) => {
+                self.ended = Some(Err(code));
                 self.mark_done();
                 Event::Reset(code)
             }
             Err(_) => {
+                self.ended = Some(Err(RESET_SENDER_GONE));
                 self.mark_done();
                 Event::Reset(RESET_SENDER_GONE)
             }

@@ -234,8 +234,8 @@ fn reset_delivers_earlier_data_then_the_code() {
         assert_eq!(s.rx.recv(), Event::Data { seq: 2, bytes: b"two".to_vec() });
         assert_eq!(s.rx.recv(), Event::Reset(42));
         assert!(s.rx.is_done());
-        // The half stays done: no further data, no second close.
-        assert_eq!(s.rx.recv(), Event::Reset(RESET_SENDER_GONE));
+        // The half stays done and repeats its terminal event: no further data, no second close.
+        assert_eq!(s.rx.recv(), Event::Reset(42));
         assert_eq!(session.stats().resets, 1);
         assert_eq!(session.stats().streams_closed, 0, "the other half is still open");
 
