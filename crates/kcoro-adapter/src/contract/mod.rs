@@ -136,6 +136,22 @@ pub struct AdapterChunk {
     pub backpressure: bool,
 }
 
+impl AdapterChunk {
+    /// A data chunk: `byte_count` bytes at `sequence`, the flow's last if `fin`.
+    pub fn data(flow_id: impl Into<String>, sequence: u64, byte_count: u64, fin: bool) -> Self {
+        AdapterChunk {
+            flow_id: flow_id.into(),
+            sequence,
+            byte_count,
+            fin,
+            reset: false,
+            half_close: false,
+            metadata_class: "data",
+            backpressure: false,
+        }
+    }
+}
+
 /// Substrings that mark a value as sensitive (compared lowercased).
 pub const SENSITIVE_MARKERS: [&str; 7] =
     ["secret", "token", "password", "private", "credential", "key=", "raw_secret"];

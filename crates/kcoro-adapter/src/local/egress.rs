@@ -142,16 +142,7 @@ mod tests {
     use super::*;
 
     fn chunk(seq: u64, fin: bool) -> AdapterChunk {
-        AdapterChunk {
-            flow_id: "f".into(),
-            sequence: seq,
-            byte_count: 1,
-            fin,
-            reset: false,
-            half_close: false,
-            metadata_class: "data",
-            backpressure: false,
-        }
+        AdapterChunk::data("f", seq, 1, fin)
     }
 
     #[test]

@@ -233,16 +233,7 @@ mod tests {
     use super::*;
 
     fn chunk(flow: &str, seq: u64, data: &[u8], fin: bool) -> AdapterChunk {
-        AdapterChunk {
-            flow_id: flow.into(),
-            sequence: seq,
-            byte_count: data.len() as u64,
-            fin,
-            reset: false,
-            half_close: false,
-            metadata_class: "data",
-            backpressure: false,
-        }
+        AdapterChunk::data(flow, seq, data.len() as u64, fin)
     }
 
     fn expect(id: &str, parts: &[&[u8]], terminal: Terminal) -> ExpectedFlow {

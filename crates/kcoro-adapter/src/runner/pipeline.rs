@@ -143,14 +143,8 @@ pub(crate) fn run(plan: Arc<Plan>, tracer: Tracer, hook: MutantHook) -> Result<F
         match plan.flows.iter().find(|f| egress.state_of(&f.desc.id) == Some(FlowState::Closed)) {
             Some(f) => {
                 let probe = AdapterChunk {
-                    flow_id: f.desc.id.clone(),
-                    sequence: u64::MAX,
-                    byte_count: 0,
-                    fin: false,
-                    reset: false,
-                    half_close: false,
                     metadata_class: "probe",
-                    backpressure: false,
+                    ..AdapterChunk::data(f.desc.id.clone(), u64::MAX, 0, false)
                 };
                 let before = egress.summary().post_close_rejected;
                 let _ = egress.write_flow(&probe, &[], 0);
@@ -307,16 +301,7 @@ fn egress_pump(
         }
         let r = streams.entry(env.stream).or_default();
         let write = |seq: u64, data: Vec<u8>, fin: bool, egress: &mut MemoryEgressAdapter| {
-            let chunk = AdapterChunk {
-                flow_id: flow.clone(),
-                sequence: seq,
-                byte_count: data.len() as u64,
-                fin,
-                reset: false,
-                half_close: false,
-                metadata_class: "data",
-                backpressure: false,
-            };
+            let chunk = AdapterChunk::data(flow.clone(), seq, data.len() as u64, fin);
             let outcome = egress.write_flow(&chunk, &data, env.stream);
             if !fin && hook.is(Mutant::DuplicatesChunk) {
                 let _ = egress.write_flow(&chunk, &data, env.stream);
