@@ -9,8 +9,16 @@ cd "$(dirname "$0")/.."
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "== cargo test --workspace"
+# Panics must stay contained whatever the environment: run with backtraces on, as most
+# developers do (see docs/ARCHITECTURE.md, "Panics and deep stacks").
+export RUST_BACKTRACE=1
+
+echo "== cargo test --workspace (RUST_BACKTRACE=1)"
 cargo test --workspace
+
+# Optimisation changes inlining and stack use: the runtime's tests once more in release.
+echo "== cargo test --release -p kcoro (RUST_BACKTRACE=1)"
+cargo test --release -p kcoro
 
 if command -v go >/dev/null 2>&1; then
   echo "== Go plugin SDK: go vet, go test"

@@ -12,14 +12,15 @@ use kcoro::{Error, JoinError, Runtime, StackError};
 const CHILD_ENV: &str = "KCORO_TEST_OVERFLOW_CHILD";
 
 /// Runs the test `name` of this binary alone in a child process, with `env` set so the
-/// child knows it is the child.
-fn run_child(name: &str, env: &str) -> std::process::Output {
+/// child knows it is the child, and `RUST_BACKTRACE` set to `backtrace` (else inherited).
+fn run_child(name: &str, env: &str, backtrace: Option<&str>) -> std::process::Output {
     let exe = std::env::current_exe().unwrap();
-    Command::new(exe)
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(env, "1")
-        .output()
-        .unwrap()
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(env, "1");
+    if let Some(b) = backtrace {
+        cmd.env("RUST_BACKTRACE", b);
+    }
+    cmd.output().unwrap()
 }
 
 #[inline(never)]
@@ -45,20 +46,24 @@ fn overflow_child() {
     unreachable!("the overflow must abort the process");
 }
 
+/// The report does not depend on the backtrace setting: the handler runs on the signal
+/// stack and never consults the panic machinery.
 #[test]
 fn stack_overflow_is_reported_then_aborts() {
-    let out = run_child("overflow_child", CHILD_ENV);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "child must die: {stderr}");
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "aborted, not segfaulted: {stderr}");
+    for backtrace in ["0", "1", "full"] {
+        let out = run_child("overflow_child", CHILD_ENV, Some(backtrace));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "child must die (RUST_BACKTRACE={backtrace}): {stderr}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(out.status.signal(), Some(libc::SIGABRT), "aborted, not segfaulted: {stderr}");
+        }
+        let re_ok = stderr.lines().any(|l| {
+            l.starts_with("kcoro: coroutine ") && l.ends_with(" (deep) overflowed its 16 KiB stack")
+        });
+        assert!(re_ok, "overflow report missing (RUST_BACKTRACE={backtrace}); stderr was:\n{stderr}");
     }
-    let re_ok = stderr
-        .lines()
-        .any(|l| l.starts_with("kcoro: coroutine ") && l.ends_with(" (deep) overflowed its 16 KiB stack"));
-    assert!(re_ok, "overflow report missing; stderr was:\n{stderr}");
 }
 
 #[test]
@@ -192,7 +197,7 @@ fn address_space_exhaustion_child() {
 
 #[test]
 fn spawn_fails_cleanly_when_memory_runs_out() {
-    let out = run_child("address_space_exhaustion_child", NOMEM_CHILD_ENV);
+    let out = run_child("address_space_exhaustion_child", NOMEM_CHILD_ENV, None);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the child must survive running out of memory:\n{stdout}\n{stderr}");

@@ -1,7 +1,46 @@
 //! Coroutines: stacks (pooled, guard-paged), the park state machine, the task the
-//! scheduler moves around, and stack-overflow reporting.
+//! scheduler moves around, stack-overflow reporting, and running stack-hungry code (panic
+//! hooks, backtraces) on the worker's stack.
 
 pub(crate) mod overflow;
+pub(crate) mod panic_hook;
 pub mod stack;
 pub(crate) mod state;
 pub(crate) mod task;
+
+/// Runs `f` on the worker thread's stack when called from a coroutine, else just runs it.
+///
+/// A coroutine's stack is small (64 KiB by default); a few things need far more than that
+/// by surprise, such as symbolising a backtrace (`format!("{}", Backtrace::force_capture())`
+/// loads and parses the binary's debug info) or a deeply recursive parser. `f` runs to
+/// completion on the stack of the worker that resumed the coroutine, on the same thread,
+/// and its panics propagate to the caller as usual.
+///
+/// # Panics
+/// If `f` tries to suspend the coroutine (park, sleep, yield, a blocking channel
+/// operation): the worker's stack cannot be switched away from mid-call.
+///
+/// ```
+/// let text = kcoro::run(|| {
+///     let bt = std::backtrace::Backtrace::force_capture(); // capturing is cheap
+///     kcoro::coro::on_worker_stack(|| bt.to_string())       // symbolising is not
+/// });
+/// assert!(!text.is_empty());
+/// ```
+pub fn on_worker_stack<R>(f: impl FnOnce() -> R) -> R {
+    match crate::runtime::context::current_task_ptr() {
+        // SAFETY: the task running on this thread is alive while it runs.
+        Some(task) => unsafe { task.as_ref() }.on_parent_stack(f),
+        None => f(),
+    }
+}
+
+/// Makes the current panic hook run on the worker's stack when a coroutine panics.
+///
+/// Every [`Runtime`](crate::Runtime) does this when it starts, for whatever hook is
+/// installed then (std's default one included). A program that installs its own hook with
+/// `std::panic::set_hook` *after* starting a runtime calls this once afterwards; until it
+/// does, that hook runs on the panicking coroutine's small stack. Idempotent.
+pub fn contain_panic_hook() {
+    panic_hook::contain();
+}

@@ -66,6 +66,9 @@ pub(crate) struct Task {
     was_parked: Cell<bool>,
     /// Written once by the coroutine on entry; read by the coroutine itself to suspend.
     yielder: Cell<*const Yielder<(), Suspend>>,
+    /// True while code of this coroutine runs on its worker's stack
+    /// ([`Task::on_parent_stack`]): suspending then would switch away from the wrong stack.
+    on_parent: Cell<bool>,
     coro: std::cell::UnsafeCell<Option<Coro>>,
     /// For the overflow handler.
     guard: (usize, usize),
@@ -151,6 +154,7 @@ impl Task {
             cancelling: AtomicBool::new(false),
             was_parked: Cell::new(false),
             yielder: Cell::new(std::ptr::null()),
+            on_parent: Cell::new(false),
             coro: std::cell::UnsafeCell::new(Some(coro)),
             guard,
             stack_kib,
@@ -248,10 +252,63 @@ impl Task {
         self.stack_kib
     }
 
+    /// Whether the calling code runs on this coroutine's own stack (and not, say, on the
+    /// worker's stack inside [`Task::on_parent_stack`], or on a signal stack).
+    pub(crate) fn is_on_own_stack(&self) -> bool {
+        let here = std::hint::black_box(0u8);
+        let sp = &here as *const u8 as usize;
+        let bottom = self.guard.1;
+        sp >= bottom && sp < bottom + (self.stack_kib << 10)
+    }
+
+    /// Runs `f` on the stack of the thread that resumed this coroutine (its worker), then
+    /// returns to the coroutine's stack: for work that needs far more stack than a
+    /// coroutine has, such as symbolising a backtrace. A panic in `f` propagates to the
+    /// caller. `f` must not suspend (enforced: `suspend` panics while it runs).
+    ///
+    /// Call only from the running coroutine, on its own stack ([`Task::is_on_own_stack`]).
+    pub(crate) fn on_parent_stack<R>(&self, f: impl FnOnce() -> R) -> R {
+        let y = self.yielder.get();
+        if y.is_null() || !self.is_on_own_stack() {
+            return f(); // not started yet, or already on another stack: nothing to switch
+        }
+        /// corosensei requires `Send` so that no `Yielder` reference reaches another
+        /// thread; `f` runs on this same thread and never sees the yielder.
+        struct SameThread<F>(F);
+        // SAFETY: the closure runs on the current thread (the parent stack belongs to the
+        // thread running this coroutine) and cannot reach the yielder, which is private
+        // to this module.
+        unsafe impl<F> Send for SameThread<F> {}
+        impl<F: FnOnce() -> R, R> SameThread<F> {
+            /// Taking `self` makes the closure below capture the whole wrapper, not `.0`.
+            fn run(self) -> R {
+                (self.0)()
+            }
+        }
+        let job = SameThread(f);
+        let was = self.on_parent.replace(true);
+        /// Restores the flag on return and on unwind alike.
+        struct Restore<'a>(&'a Cell<bool>, bool);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.1);
+            }
+        }
+        let _restore = Restore(&self.on_parent, was);
+        // SAFETY: the yielder lives on this coroutine's stack below its entry frame for as
+        // long as the coroutine runs, and we are running on that stack (checked above).
+        unsafe { (*y).on_parent_stack(move || job.run()) }
+    }
+
     /// Called on the coroutine itself: switch back to the worker.
     fn suspend(&self, why: Suspend) {
         let y = self.yielder.get();
         assert!(!y.is_null(), "Task::suspend: coroutine {} has no yielder", self.id);
+        assert!(
+            !self.on_parent.get(),
+            "kcoro: coroutine {} tried to suspend inside on_worker_stack, which must run to completion",
+            self.id
+        );
         // SAFETY: the yielder lives on this coroutine's stack, below its entry frame, for
         // as long as the coroutine runs — and we are running on it.
         unsafe { (*y).suspend(why) };

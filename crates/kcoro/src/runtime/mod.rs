@@ -442,6 +442,7 @@ impl Builder {
             return Err(Error::Config(format!("{} workers is more than the 4096 supported", self.workers)));
         }
         crate::coro::overflow::install_handler();
+        crate::coro::panic_hook::contain();
         let (driver, driver_thread) = Driver::start(&self.name, self.seed.is_some()).map_err(Error::Start)?;
         let mut rings = Vec::with_capacity(self.workers);
         let workers: Box<[WorkerShared]> = (0..self.workers)
