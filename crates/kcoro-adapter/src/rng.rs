@@ -5,6 +5,8 @@
 //! 3-round xor-shift-multiply finaliser. It is not cryptographic and does not need to be:
 //! it must be fast, portable and fully determined by the seed, so the same seed gives the
 //! same profile, plan and bytes on every machine. The constants are the published ones.
+//! Written here rather than taken from a crate: it is ten lines, and it *defines* the
+//! audit's determinism, so its output must never change with a dependency's version.
 
 /// A SplitMix64 generator.
 #[derive(Debug, Clone)]
