@@ -87,7 +87,7 @@ pub(crate) struct Task {
 // hand-offs between threads go through run-queue operations that synchronise
 // (Release push / Acquire pop). The coroutine's closure is `Send`; data it keeps on its
 // stack across a suspension stays on the home worker's thread unless the user opted into
-// migration (see DESIGN.md, "Soundness of migration").
+// migration (see docs/ARCHITECTURE.md, "Why started coroutines do not migrate").
 unsafe impl Send for Task {}
 // SAFETY: as above; the shared-access fields are atomics.
 unsafe impl Sync for Task {}

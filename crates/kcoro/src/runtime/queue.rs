@@ -8,9 +8,9 @@
 //! the slots in `[steal, real)` belong to that stealer and the owner must not overwrite
 //! them, which is why `push` measures capacity from `steal`.
 //!
-//! Only coroutines that have never run live here (see DESIGN.md, "Soundness of migration"):
-//! started coroutines stay in their home worker's private queue, so stealing never moves a
-//! stack that holds thread-bound data.
+//! Only coroutines that have never run live here: started coroutines stay in their home
+//! worker's private queue, so stealing never moves a stack that holds thread-bound data
+//! (see docs/ARCHITECTURE.md, "Why started coroutines do not migrate").
 //!
 //! # Invariants
 //! - `tail - steal <= LOCAL_CAP`; the slots `[real, tail)` hold initialised tasks.

@@ -6,7 +6,7 @@
 //!   `MAX_LIFO_POLLS` in a row it goes to the back of the queue, so two coroutines
 //!   ping-ponging cannot starve the rest.
 //! - `pinned`: started coroutines that are runnable (yielded, or woken here). Only this
-//!   worker runs them (see DESIGN.md, "Soundness of migration").
+//!   worker runs them (see docs/ARCHITECTURE.md, "Why started coroutines do not migrate").
 //! - `ring`: fresh coroutines, stealable (`runtime::queue`).
 //! - `inbox`: started coroutines of ours woken by other threads; drained into `pinned`.
 //!
@@ -97,8 +97,9 @@ impl WorkerShared {
         self.inbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Any thread: queue a started coroutine of this worker. Returns whether the worker
-    /// may be asleep (the caller then wakes it).
+    /// Any thread: queue a started coroutine of this worker. Waking the worker, if it
+    /// sleeps, is the caller's job (the SeqCst store of `inbox_len` pairs with the
+    /// worker's re-check before it sleeps).
     pub(crate) fn push_inbox(&self, task: TaskRef) {
         let mut inbox = self.lock_inbox();
         inbox.push(task);
