@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# The whole kcoro test suite: formatting, every crate's tests (unit, integration, doc),
-# and the loom models of the lock-free state machines. Needs the Rust toolchain and a C/C++
-# compiler (the plugin tests build the C and C++ example plugins); the Go plugin tests run
-# when `go` is installed and are skipped with a note otherwise.
+# The whole kcoro test suite: formatting, lints, rustdoc, every crate's tests (unit,
+# integration, doc) in debug with backtraces on, the runtime's tests once in release, the
+# Go SDK's tests, the loom models, and the smoke run of every documented command. Needs the
+# Rust toolchain and a C/C++ compiler (the plugin tests build the C and C++ example
+# plugins); the Go tests run when `go` is installed and are skipped with a note otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+
+echo "== cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== cargo doc --workspace --no-deps (RUSTDOCFLAGS=-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 # Panics must stay contained whatever the environment: run with backtraces on, as most
 # developers do (see docs/ARCHITECTURE.md, "Panics and deep stacks").
@@ -38,3 +45,6 @@ if rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-
 else
   echo "note: aarch64-unknown-linux-gnu not installed; skipping the aarch64 build check"
 fi
+
+echo "== every documented command (scripts/smoke.sh)"
+scripts/smoke.sh

@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Runs every command that README.md, docs/*.md and the SDK READMEs show, as a user would
+# type it, and checks each one's exit code and one line of its output. scripts/test.sh runs
+# this, so a documented command that breaks fails CI.
+#
+# A command is run as printed, or with its quickest setting where the printed form runs for
+# minutes (a shorter --seconds, fewer profiles, one benchmark case): what is checked is that
+# it starts, does its job and says so, not how fast. Each `doc` line names the documented
+# text it covers; the coverage check at the end extracts every command from the docs and
+# fails if one has no `doc` line here. So adding a command to the docs means adding it here.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+echo "== smoke: building what the documented commands use"
+cargo build -q --release -p kcoro-cli -p kcoro-bench || exit 1
+cargo build -q --release -p kcoro --examples || exit 1
+cargo build -q -p kcoro-plugin-echo || exit 1
+export PATH="$root/target/release:$PATH" # `kcoro ...` and `kcheck ...` as the docs print them
+echo_lib=target/debug/libkcoro_plugin_echo.so
+
+failures=0
+covered=()
+started=$SECONDS
+
+# doc TEXT: the documented command TEXT is covered by the next check.
+doc() { covered+=("$(normalise "$1")"); }
+
+# normalise TEXT: drops a trailing `# comment` and squeezes blanks, as the coverage check does.
+normalise() { sed -e 's/[[:space:]]#.*$//' -e 's/[[:space:]]\+/ /g' -e 's/^ //' -e 's/ $//' <<<"$1"; }
+
+# expect RC PATTERN CMD...: runs CMD; passes if it exits RC and a line of its output
+# (stdout and stderr) matches the extended regex PATTERN.
+expect() {
+  local want=$1 pattern=$2 out rc t0=$SECONDS
+  shift 2
+  out=$("$@" 2>&1 </dev/null)
+  rc=$?
+  if [ "$rc" = "$want" ] && grep -qE -- "$pattern" <<<"$out"; then
+    printf 'ok   %-90s %3ss\n' "$*" $((SECONDS - t0))
+  else
+    printf 'FAIL %s\n     exit %s (wanted %s); no line matched /%s/; last lines:\n' "$*" "$rc" "$want" "$pattern"
+    tail -n 15 <<<"$out" | sed 's/^/     | /'
+    failures=$((failures + 1))
+  fi
+}
+
+# expect_stdin RC PATTERN INPUT CMD...: as expect, with INPUT on stdin.
+expect_stdin() {
+  local want=$1 pattern=$2 input=$3 out rc t0=$SECONDS
+  shift 3
+  out=$(printf '%s' "$input" | "$@" 2>&1)
+  rc=$?
+  if [ "$rc" = "$want" ] && grep -qE -- "$pattern" <<<"$out"; then
+    printf 'ok   %-90s %3ss\n' "$* < input" $((SECONDS - t0))
+  else
+    printf 'FAIL %s < input\n     exit %s (wanted %s); no line matched /%s/\n' "$*" "$rc" "$want" "$pattern"
+    tail -n 15 <<<"$out" | sed 's/^/     | /'
+    failures=$((failures + 1))
+  fi
+}
+
+echo "== smoke: README set-up"
+doc 'cargo run --release -p kcoro-cli -- demo'
+expect 0 '^exactly-once check: PASS' cargo run -q --release -p kcoro-cli -- demo --seconds 0.5
+doc 'scripts/test.sh' # this script runs inside it
+doc 'scripts/loom.sh'  # scripts/test.sh runs it
+doc 'scripts/smoke.sh' # this script
+doc 'scripts/miri.sh'
+if cargo +nightly miri --version >/dev/null 2>&1; then
+  echo "note: Miri is installed; scripts/miri.sh is a multi-minute run, not repeated here"
+else
+  expect 0 'miri is not installed' scripts/miri.sh
+fi
+
+echo "== smoke: the kcoro binary"
+expect 0 'exactly-once check: PASS' kcoro demo --seconds 0.3 --stage1 unlimited --stage2 conflated
+expect 1 'exactly-once check: FAIL' kcoro demo --seconds 0.3 --inject-fault lose
+expect 0 'ring' kcoro demo spawn
+expect 2 'unexpected argument|unknown|invalid' kcoro demo --no-such-flag
+doc 'cargo run --release -p kcoro-cli -- localadapter-demo --flows 4 --trace trace.jsonl'
+expect 0 'flows' cargo run -q --release -p kcoro-cli -- localadapter-demo --flows 4 --trace "$tmp/trace.jsonl"
+expect 0 '"flow' head -c 2000 "$tmp/trace.jsonl"
+
+echo "== smoke: plugins"
+doc 'kcoro plugin info target/debug/libkcoro_plugin_echo.so'
+expect 0 'echo-rust' kcoro plugin info "$echo_lib"
+doc 'kcoro plugin call target/debug/libkcoro_plugin_echo.so echo --data hello'
+expect 0 '^hello' kcoro plugin call "$echo_lib" echo --data hello
+doc 'kcoro plugin call target/debug/libkcoro_plugin_echo.so echo --data hello --header k=v'
+expect 0 '^hello' kcoro plugin call "$echo_lib" echo --data hello --header k=v
+printf '{"hello":"file"}' >"$tmp/request.json"
+doc 'kcoro plugin call LIB echo --data @request.json'
+expect 0 '"hello":"file"' kcoro plugin call "$echo_lib" echo --data @"$tmp/request.json"
+expect_stdin 0 '^from stdin' 'from stdin' kcoro plugin call "$echo_lib" echo --data -
+doc 'kcoro plugin stream target/debug/libkcoro_plugin_echo.so stream --data 3'
+doc 'kcoro plugin stream LIB stream --data 3'
+expect 0 '^frame-3' kcoro plugin stream "$echo_lib" stream --data 3
+expect 1 'Err|boom' kcoro plugin call "$echo_lib" error
+
+echo "== smoke: the SDK examples build and load"
+doc 'cc -std=c11 -O2 -fPIC -shared -Isdk/c -o libecho_c.so sdk/c/examples/echo.c -lpthread'
+expect 0 '' cc -std=c11 -O2 -fPIC -shared -Isdk/c -o "$tmp/libecho_c.so" sdk/c/examples/echo.c -lpthread
+expect 0 'echo-c' kcoro plugin info "$tmp/libecho_c.so"
+doc 'cc -std=c11 -O2 -fPIC -shared -Isdk/c -o libv1_c.so sdk/c/examples/v1_only.c -lpthread'
+expect 0 '' cc -std=c11 -O2 -fPIC -shared -Isdk/c -o "$tmp/libv1_c.so" sdk/c/examples/v1_only.c -lpthread
+expect 0 '^hi' kcoro plugin call "$tmp/libv1_c.so" echo --data hi
+doc 'c++ -std=c++17 -O2 -fPIC -shared -Isdk/c -Isdk/cpp -o libecho_cpp.so sdk/cpp/examples/echo.cpp -lpthread'
+expect 0 '' c++ -std=c++17 -O2 -fPIC -shared -Isdk/c -Isdk/cpp -o "$tmp/libecho_cpp.so" sdk/cpp/examples/echo.cpp -lpthread
+expect 0 '^frame-2' kcoro plugin stream "$tmp/libecho_cpp.so" stream --data 2
+doc 'cc -std=c11 -O2 -fPIC -shared -Isdk/c -o libabi0.so sdk/c/examples/bad/abi0.c'
+expect 0 '' cc -std=c11 -O2 -fPIC -shared -Isdk/c -o "$tmp/libabi0.so" sdk/c/examples/bad/abi0.c
+expect 1 'ABI|abi' kcoro plugin info "$tmp/libabi0.so"
+doc 'cd sdk/go'
+doc 'go build -buildmode=c-shared -o libecho_go.so ./examples/echo'
+doc 'go build -buildmode=c-shared -o libecho_go_lowlevel.so ./examples/lowlevel'
+doc 'go vet ./... && go test ./...' # scripts/test.sh runs these
+if command -v go >/dev/null 2>&1; then
+  expect 0 '' bash -c "cd sdk/go && go build -buildmode=c-shared -o '$tmp/libecho_go.so' ./examples/echo"
+  expect 0 '^go-echo' kcoro plugin call "$tmp/libecho_go.so" echo --data go-echo
+  expect 0 '' bash -c "cd sdk/go && go build -buildmode=c-shared -o '$tmp/libecho_go_lowlevel.so' ./examples/lowlevel"
+  expect 0 '^low' kcoro plugin call "$tmp/libecho_go_lowlevel.so" echo --data low
+else
+  echo "note: go not installed; skipping the Go SDK build commands"
+fi
+
+echo "== smoke: kcheck"
+doc 'cargo run --release -p kcoro-cli --bin kcheck -- localadapter --quick'
+expect 0 '^conclusion: pass' cargo run -q --release -p kcoro-cli --bin kcheck -- localadapter --quick
+doc 'kcheck localadapter --quick'
+expect 0 '^conclusion: pass' kcheck localadapter --quick
+doc 'cargo run --release -p kcoro-cli --bin kcheck -- localadapter --full --out report.json'
+doc 'kcheck localadapter --full --out report.json'
+expect 0 '^report: ' kcheck localadapter --full --profiles 1 --out "$tmp/report.json"
+expect 0 '"gates"' head -c 100000 "$tmp/report.json"
+doc 'kcheck localadapter --full --start-seed 500 --profiles 40'
+expect 0 '^conclusion: pass' kcheck localadapter --full --start-seed 500 --profiles 1
+doc 'cargo build --release -p kcoro-cli && target/release/kcheck localadapter --full'
+expect 0 '^conclusion: pass' target/release/kcheck localadapter --full --profiles 1
+doc 'cargo run --release -p kcoro-cli --bin kcheck -- localadapter --quick --mutant local_adapter_duplicates_chunk'
+expect 1 'caught by' cargo run -q --release -p kcoro-cli --bin kcheck -- localadapter --quick --mutant local_adapter_duplicates_chunk
+doc 'kcheck localadapter --quick --mutant local_adapter_wrong_flow_stream_mapping'
+expect 1 'caught by' kcheck localadapter --quick --mutant local_adapter_wrong_flow_stream_mapping
+expect 2 'unexpected argument|unknown|invalid' kcheck localadapter --quick --no-such-flag
+doc 'cargo run --release -p kcoro-cli --bin kcheck -- codegen --quick'
+expect 0 '^conclusion: pass' kcheck codegen --quick --profiles 1 --work-dir "$root/target/kcheck-codegen"
+
+echo "== smoke: examples"
+doc 'cargo run --release -p kcoro --example echo_server'
+expect 0 '^echo_server: .* echoed exactly' cargo run -q --release -p kcoro --example echo_server
+doc 'cargo run --release -p kcoro --example pipeline'
+expect 0 '^pipeline: .* summed exactly' cargo run -q --release -p kcoro --example pipeline
+doc 'cargo run --release -p kcoro --example scope'
+expect 0 '^scope: lengths' cargo run -q --release -p kcoro --example scope
+doc 'cargo run --release -p kcoro --example actor'
+expect 0 '^actor: ' cargo run -q --release -p kcoro --example actor
+doc 'cargo run --release -p kcoro --example sim_search'
+expect 0 'fails the same way again' cargo run -q --release -p kcoro --example sim_search
+doc 'cargo run --release -p kcoro --example xworker_pingpong'
+expect 0 'ns' cargo run -q --release -p kcoro --example xworker_pingpong
+
+echo "== smoke: kcoro-bench, every suite, one case each (starts and prints a row)"
+bench() { # bench SUITE CASE: the suite's quickest setting for one case, kcoro only
+  expect 0 "^$2 +kcoro " cargo run -q --release -p kcoro-bench -- "$1" --quick --case "$2" --impl kcoro
+}
+doc 'cargo run --release -p kcoro-bench -- runtime'
+doc 'cargo run --release -p kcoro-bench -- runtime --case scope_spawn_join_100 --case actor_tell --case actor_ask'
+bench runtime actor_tell
+doc 'cargo run --release -p kcoro-bench -- chan'
+bench chan spsc_1024
+doc 'cargo run --release -p kcoro-bench -- select'
+bench select "$(cargo run -q --release -p kcoro-bench -- list | awk '$1 == "select" {print $2}')"
+doc 'cargo run --release -p kcoro-bench -- plugin'
+bench plugin "$(cargo run -q --release -p kcoro-bench -- list | awk '$1 == "plugin" {print $2}')"
+doc 'cargo run --release -p kcoro-bench -- adapter'
+bench adapter "$(cargo run -q --release -p kcoro-bench -- list | awk '$1 == "adapter" {print $2}')"
+expect 0 '^runtime ' cargo run -q --release -p kcoro-bench -- list
+
+echo "== smoke: every documented command is covered"
+# Commands are the lines of ```sh/```bash/```console blocks, and inline `cargo ...` spans.
+documented() {
+  for f in README.md docs/*.md sdk/*/README.md; do
+    awk '/^```/ { if (inb) { inb = 0; next } if ($0 ~ /^```(sh|bash|console|shell)[[:space:]]*$/) inb = 1; next }
+         inb && !/^[[:space:]]*(#|$)/ { print }' "$f"
+    grep -oE '`(cargo (run|build)|scripts/)[^`]*`' "$f" | tr -d '`'
+  done
+}
+while IFS= read -r line; do
+  cmd=$(normalise "$line")
+  found=0
+  for c in "${covered[@]}"; do
+    if [ "$c" = "$cmd" ]; then
+      found=1
+      break
+    fi
+  done
+  if [ "$found" = 0 ]; then
+    echo "FAIL documented but not run by scripts/smoke.sh: $cmd"
+    failures=$((failures + 1))
+  fi
+done < <(documented | sort -u)
+
+echo "== smoke: $failures failure(s) in $((SECONDS - started)) s"
+[ "$failures" = 0 ]
