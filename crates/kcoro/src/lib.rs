@@ -34,6 +34,7 @@ mod runtime;
 pub mod scope;
 pub mod sim;
 pub mod sync;
+pub mod zcopy;
 
 use std::time::{Duration, Instant};
 

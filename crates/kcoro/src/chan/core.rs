@@ -97,6 +97,8 @@ pub(crate) struct Chan<T> {
     measure: Measure<T>,
     on_undelivered: Option<Undelivered<T>>,
     pub(crate) name: Option<String>,
+    /// `zcopy::CAP_*` bits: what the channel moves.
+    caps: u32,
     /// Cancelled when the channel is (a `produce` channel stops its producer this way).
     cancel_on_discard: Option<CancelToken>,
 }
@@ -188,6 +190,7 @@ impl<T> Chan<T> {
         measure: Measure<T>,
         on_undelivered: Option<Undelivered<T>>,
         name: Option<String>,
+        caps: u32,
         cancel_on_discard: Option<CancelToken>,
     ) -> Self {
         Chan {
@@ -207,8 +210,14 @@ impl<T> Chan<T> {
             measure,
             on_undelivered,
             name,
+            caps,
             cancel_on_discard,
         }
+    }
+
+    /// `zcopy::CAP_*` bits.
+    pub(crate) fn capabilities(&self) -> u32 {
+        self.caps
     }
 
     #[inline]
@@ -327,7 +336,7 @@ impl<T> Chan<T> {
         match &g.buf {
             Flavor::Buffered(b) => b.overflow() != super::Overflow::Suspend,
             Flavor::Conflated(_) => true,
-            Flavor::Rendezvous(_) | Flavor::Unlimited(_) => false,
+            Flavor::Rendezvous(_) | Flavor::Unlimited(_) | Flavor::Backend(_) => false,
         }
     }
 
@@ -509,6 +518,7 @@ impl<T> Chan<T> {
         }
         let dropped = if discard { g.buf.drain() } else { Vec::new() };
         g.stats.undelivered += dropped.len() as u64;
+        g.stats.cancel_discards += dropped.len() as u64;
         drop(g);
         for w in woken {
             w.notify();
@@ -535,6 +545,7 @@ impl<T> Chan<T> {
         let mut snap =
             Snapshot::new(self.name.clone(), self.kind, g.buf.capacity(), g.buf.len(), g.closed, &g.stats);
         snap.recv_failures.would_block += self.fast_would_block.load(Relaxed);
+        snap.set_capabilities(self.caps);
         snap
     }
 }

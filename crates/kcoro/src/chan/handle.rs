@@ -105,6 +105,11 @@ impl<T> Sender<T> {
         self.chan.capacity()
     }
 
+    /// `zcopy::CAP_*` bits: zero copy, pointer descriptors.
+    pub fn capabilities(&self) -> u32 {
+        self.chan.capabilities()
+    }
+
     /// The channel's kind.
     pub fn kind(&self) -> Kind {
         self.chan.kind()
@@ -204,6 +209,11 @@ impl<T> Receiver<T> {
     /// Buffer capacity (0 for rendezvous, 1 for conflated); `None` for unlimited.
     pub fn capacity(&self) -> Option<usize> {
         self.chan.capacity()
+    }
+
+    /// `zcopy::CAP_*` bits: zero copy, pointer descriptors.
+    pub fn capabilities(&self) -> u32 {
+        self.chan.capabilities()
     }
 
     /// The channel's kind.

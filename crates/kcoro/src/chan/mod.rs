@@ -61,9 +61,10 @@ pub use flavor::{Kind, Overflow};
 pub use future::{RecvFuture, RecvStream, SendFuture};
 pub use handle::{IntoIter, Iter, Receiver, Sender, TryIter};
 pub use select::{Select, SelectedOperation};
-pub use stats::{ByteLen, Failures, Rate, Snapshot};
+pub use stats::{ByteLen, Failures, Rate, Snapshot, ZeroCopyStats};
 
 use self::core::{Chan, Undelivered};
+use crate::zcopy;
 use flavor::{Flavor, buffered, conflated, rendezvous, unlimited};
 use stats::Measure;
 
@@ -127,6 +128,21 @@ pub struct Builder<T> {
     measure: Measure<T>,
     register: Option<fn(&Arc<Chan<T>>)>,
     cancel_on_discard: Option<crate::sync::CancelToken>,
+    /// Set by [`Builder::zero_copy`]: how to make the backend flavour, and what to report.
+    zero_copy: Option<ZeroCopyBinding<T>>,
+}
+
+/// Attaches a channel to a backend and makes its flavour.
+type MakeBackendFlavor<T> =
+    fn(Arc<dyn zcopy::ZBackend>, zcopy::AttachOpts) -> Result<Flavor<T>, zcopy::ZError>;
+
+/// A zero-copy channel's backend binding, captured where `T: ZeroCopy` is known.
+struct ZeroCopyBinding<T> {
+    backend: zcopy::BackendId,
+    opts: zcopy::AttachOpts,
+    caps: u32,
+    /// Attaches a fresh key to the backend and makes the flavour.
+    make: MakeBackendFlavor<T>,
 }
 
 impl<T> Builder<T> {
@@ -141,6 +157,7 @@ impl<T> Builder<T> {
             measure: Measure::Fixed(size_of::<T>()),
             register: None,
             cancel_on_discard: None,
+            zero_copy: None,
         }
     }
 
@@ -199,19 +216,89 @@ impl<T> Builder<T> {
     }
 
     /// Creates the channel.
+    ///
+    /// # Panics
+    /// If the channel was bound to a backend ([`Builder::zero_copy`]) that refuses it; use
+    /// [`try_build`](Self::try_build) to get that error instead.
     pub fn build(self) -> (Sender<T>, Receiver<T>) {
-        let buf = match self.kind {
-            Kind::Rendezvous => Flavor::Rendezvous(rendezvous::Buffer),
-            Kind::Buffered => Flavor::Buffered(buffered::Buffer::new(self.capacity, self.overflow)),
-            Kind::Conflated => Flavor::Conflated(conflated::Buffer::new()),
-            Kind::Unlimited => Flavor::Unlimited(unlimited::Buffer::new()),
+        match self.try_build() {
+            Ok(pair) => pair,
+            Err(e) => panic!("chan::Builder::build: {e}"),
+        }
+    }
+
+    /// Creates the channel, or says why its zero-copy backend refused it.
+    pub fn try_build(self) -> Result<(Sender<T>, Receiver<T>), zcopy::ZError> {
+        let mut caps = 0;
+        let mut bound = None;
+        if let Some(z) = &self.zero_copy {
+            let (backend, backend_caps) = zcopy::lookup_backend(z.backend)?;
+            caps = backend_caps | z.caps;
+            if let Some(b) = backend {
+                bound = Some((z.make)(b, z.opts)?);
+            }
+        }
+        let buf = match bound {
+            Some(flavor) => flavor,
+            None => match self.kind {
+                Kind::Rendezvous => Flavor::Rendezvous(rendezvous::Buffer),
+                Kind::Buffered => Flavor::Buffered(buffered::Buffer::new(self.capacity, self.overflow)),
+                Kind::Conflated => Flavor::Conflated(conflated::Buffer::new()),
+                Kind::Unlimited => Flavor::Unlimited(unlimited::Buffer::new()),
+            },
         };
-        let chan =
-            Arc::new(Chan::new(buf, self.measure, self.on_undelivered, self.name, self.cancel_on_discard));
+        let chan = Arc::new(Chan::new(
+            buf,
+            self.measure,
+            self.on_undelivered,
+            self.name,
+            caps,
+            self.cancel_on_discard,
+        ));
         if let Some(register) = self.register {
             register(&chan);
         }
-        handle::pair(chan)
+        Ok(handle::pair(chan))
+    }
+}
+
+impl<T: zcopy::ZeroCopy> Builder<T> {
+    /// Binds the channel to a zero-copy backend: [`zcopy::ZREF`] keeps the channel's own
+    /// buffer and kind (every kind works); another backend stores the descriptors itself,
+    /// and the channel behaves as buffered with the backend's capacity. Either way the
+    /// channel reports `CAP_ZERO_COPY`, counts true span lengths, and its snapshot carries
+    /// [`ZeroCopyStats`]. An unknown id or a backend that refuses to attach makes
+    /// [`try_build`](Self::try_build) fail.
+    ///
+    /// ```
+    /// use kcoro::chan::{Builder, Kind};
+    /// use kcoro::zcopy::{self, Region, ZBuf};
+    ///
+    /// let region = Region::anonymous(1 << 20).unwrap();
+    /// let (tx, rx) = Builder::<ZBuf>::new(Kind::Unlimited).zero_copy(zcopy::ZREF).build();
+    /// tx.send(region.alloc(1000).unwrap()).unwrap();
+    /// drop(rx.recv().unwrap());
+    /// let z = tx.snapshot().zero_copy.unwrap();
+    /// assert_eq!((z.sent, z.received, z.bytes_sent), (1, 1, 1000));
+    /// assert_eq!(tx.capabilities() & zcopy::CAP_ZERO_COPY, zcopy::CAP_ZERO_COPY);
+    /// ```
+    pub fn zero_copy(self, backend: zcopy::BackendId) -> Self {
+        self.zero_copy_with(backend, zcopy::AttachOpts(std::ptr::null()))
+    }
+
+    /// [`zero_copy`](Self::zero_copy), passing `opts` to the backend's `attach`.
+    pub fn zero_copy_with(mut self, backend: zcopy::BackendId, opts: zcopy::AttachOpts) -> Self {
+        fn make<T: zcopy::ZeroCopy>(
+            b: Arc<dyn zcopy::ZBackend>,
+            opts: zcopy::AttachOpts,
+        ) -> Result<Flavor<T>, zcopy::ZError> {
+            let key = zcopy::ChanKey::fresh();
+            b.attach(key, opts)?;
+            Ok(Flavor::Backend(flavor::backend::Buffer::new(b, key)))
+        }
+        self.measure = Measure::Payload(T::span_len);
+        self.zero_copy = Some(ZeroCopyBinding { backend, opts, caps: T::CAPS, make: make::<T> });
+        self
     }
 }
 

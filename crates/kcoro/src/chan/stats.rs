@@ -87,6 +87,8 @@ pub(crate) struct Counters {
     pub(crate) undelivered: u64,
     pub(crate) rv_matches: u64,
     pub(crate) rv_cancels: u64,
+    /// Values buffered when the channel was cancelled, dropped undelivered.
+    pub(crate) cancel_discards: u64,
     pub(crate) first_op_ns: u64,
     pub(crate) last_op_ns: u64,
 }
@@ -198,6 +200,15 @@ pub struct Snapshot {
     pub rv_matches: u64,
     /// Rendezvous sends that gave up (timeout or cancel) while parked.
     pub rv_cancels: u64,
+    /// Values that were buffered when the channel was cancelled (or its last receiver
+    /// dropped), dropped undelivered.
+    pub cancel_discards: u64,
+    /// `zcopy::CAP_*` bits: `CAP_ZERO_COPY` for a channel built with
+    /// [`Builder::zero_copy`](super::Builder::zero_copy), `CAP_PTR` if it carries pointer
+    /// descriptors.
+    pub capabilities: u32,
+    /// The zero-copy counters, for a zero-copy channel.
+    pub zero_copy: Option<ZeroCopyStats>,
     /// `CLOCK_MONOTONIC_COARSE` time of the first operation, in ns (0: none yet).
     pub first_op_ns: u64,
     /// `CLOCK_MONOTONIC_COARSE` time of the latest operation, in ns (0: none yet).
@@ -231,11 +242,60 @@ impl Snapshot {
             undelivered: c.undelivered,
             rv_matches: c.rv_matches,
             rv_cancels: c.rv_cancels,
+            cancel_discards: c.cancel_discards,
+            capabilities: 0,
+            zero_copy: None,
             first_op_ns: c.first_op_ns,
             last_op_ns: c.last_op_ns,
             at: Instant::now(),
         }
     }
+}
+
+impl Snapshot {
+    /// Records the channel's capabilities and, for a zero-copy channel, its zero-copy
+    /// counters, which are the channel's own: every operation of such a channel moves a
+    /// descriptor.
+    pub(crate) fn set_capabilities(&mut self, caps: u32) {
+        self.capabilities = caps;
+        if caps & crate::zcopy::CAP_ZERO_COPY != 0 {
+            self.zero_copy = Some(ZeroCopyStats {
+                sent: self.sends,
+                received: self.recvs,
+                bytes_sent: self.bytes_sent,
+                bytes_recv: self.bytes_recv,
+                fallback_small: 0,
+                fallback_capacity: 0,
+                canceled: self.send_failures.canceled + self.recv_failures.canceled,
+                aborted_close: self.send_failures.closed + self.cancel_discards,
+            });
+        }
+    }
+}
+
+/// The zero-copy counters of a zero-copy channel (`struct kc_chan_zstats`), exact like the
+/// rest: a zero-copy channel moves every value as a descriptor, so these are the channel's
+/// own counters seen through that lens.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ZeroCopyStats {
+    /// Descriptors accepted.
+    pub sent: u64,
+    /// Descriptors received.
+    pub received: u64,
+    /// Span bytes accepted (true span lengths, not descriptor sizes).
+    pub bytes_sent: u64,
+    /// Span bytes received.
+    pub bytes_recv: u64,
+    /// Sends that fell back to copying because the payload was small: always 0 here (no
+    /// kcoro zero-copy path copies; the field keeps the C layout).
+    pub fallback_small: u64,
+    /// Sends that fell back to copying for lack of capacity: always 0 here, as above.
+    pub fallback_capacity: u64,
+    /// Operations that gave up because their cancel token fired.
+    pub canceled: u64,
+    /// Sends refused because the channel was closed (the sender kept its lease), plus
+    /// descriptors discarded when the channel was cancelled (their leases returned).
+    pub aborted_close: u64,
 }
 
 /// What happened between two snapshots of one channel.

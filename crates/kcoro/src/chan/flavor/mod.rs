@@ -5,6 +5,7 @@
 //! `capacity`, `drain` — and [`Flavor`] dispatches to them, so adding a kind is guided by
 //! exhaustiveness errors.
 
+pub(crate) mod backend;
 pub(crate) mod buffered;
 pub(crate) mod conflated;
 pub(crate) mod rendezvous;
@@ -76,6 +77,8 @@ pub(crate) enum Flavor<T> {
     Buffered(buffered::Buffer<T>),
     Conflated(conflated::Buffer<T>),
     Unlimited(unlimited::Buffer<T>),
+    /// Zero copy through a registered backend; reported as buffered.
+    Backend(backend::Buffer<T>),
 }
 
 impl<T> Flavor<T> {
@@ -85,6 +88,7 @@ impl<T> Flavor<T> {
             Flavor::Buffered(_) => Kind::Buffered,
             Flavor::Conflated(_) => Kind::Conflated,
             Flavor::Unlimited(_) => Kind::Unlimited,
+            Flavor::Backend(_) => Kind::Buffered,
         }
     }
 
@@ -95,6 +99,7 @@ impl<T> Flavor<T> {
             Flavor::Buffered(b) => b.offer(v),
             Flavor::Conflated(b) => b.offer(v),
             Flavor::Unlimited(b) => b.offer(v),
+            Flavor::Backend(b) => b.offer(v),
         }
     }
 
@@ -105,6 +110,7 @@ impl<T> Flavor<T> {
             Flavor::Buffered(b) => b.take(),
             Flavor::Conflated(b) => b.take(),
             Flavor::Unlimited(b) => b.take(),
+            Flavor::Backend(b) => b.take(),
         }
     }
 
@@ -114,6 +120,7 @@ impl<T> Flavor<T> {
             Flavor::Buffered(b) => b.len(),
             Flavor::Conflated(b) => b.len(),
             Flavor::Unlimited(b) => b.len(),
+            Flavor::Backend(b) => b.len(),
         }
     }
 
@@ -124,6 +131,7 @@ impl<T> Flavor<T> {
             Flavor::Buffered(b) => b.capacity(),
             Flavor::Conflated(b) => b.capacity(),
             Flavor::Unlimited(b) => b.capacity(),
+            Flavor::Backend(b) => b.capacity(),
         }
     }
 
@@ -134,6 +142,7 @@ impl<T> Flavor<T> {
             Flavor::Buffered(b) => b.drain(),
             Flavor::Conflated(b) => b.drain(),
             Flavor::Unlimited(b) => b.drain(),
+            Flavor::Backend(b) => b.drain(),
         }
     }
 }

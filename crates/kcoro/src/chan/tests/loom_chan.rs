@@ -21,7 +21,7 @@ use crate::chan::waiter::{Entry, Waiter};
 use crate::chan::{ChanError, future::RecvFuture};
 
 fn chan(buf: Flavor<u32>) -> Chan<u32> {
-    Chan::new(buf, Measure::Fixed(4), None, None, None)
+    Chan::new(buf, Measure::Fixed(4), None, None, 0, None)
 }
 
 #[test]
