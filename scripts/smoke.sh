@@ -126,6 +126,10 @@ else
   echo "note: go not installed; skipping the Go SDK build commands"
 fi
 
+doc 'cc -std=c11 -O2 -fPIC -shared -Iinclude -o libzring.so sdk/c/examples/zring.c -lpthread'
+expect 0 '' cc -std=c11 -O2 -fPIC -shared -Iinclude -o "$tmp/libzring.so" sdk/c/examples/zring.c -lpthread
+expect 0 'kc_zring_backend_ops' nm -D --defined-only "$tmp/libzring.so"
+
 echo "== smoke: kcheck"
 doc 'cargo run --release -p kcoro-cli --bin kcheck -- localadapter --quick'
 expect 0 '^conclusion: pass' cargo run -q --release -p kcoro-cli --bin kcheck -- localadapter --quick

@@ -49,6 +49,11 @@ pub use scope::{Scope, ScopeError, ScopedJoinHandle, produce, scope, scope_with,
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
+/// So do the examples of `docs/ZERO_COPY.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/ZERO_COPY.md")]
+struct ZeroCopyDoctests;
+
 /// Runs `f` as the main coroutine of a new default runtime, returns its value, and shuts
 /// the runtime down.
 ///

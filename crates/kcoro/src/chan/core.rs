@@ -324,12 +324,7 @@ impl<T> Chan<T> {
 
     /// Would a send complete now (or fail as closed)? For select's registering pass.
     pub(crate) fn send_ready_locked(&self, g: &Inner<T>, own: &Arc<Waiter>) -> bool {
-        g.closed
-            || g.receivers.has_live(Some(own))
-            || match g.buf.capacity() {
-                None => true,
-                Some(cap) => g.buf.len() < cap || self.drops_on_overflow(g),
-            }
+        g.closed || g.receivers.has_live(Some(own)) || g.buf.has_room() || self.drops_on_overflow(g)
     }
 
     fn drops_on_overflow(&self, g: &Inner<T>) -> bool {

@@ -6,6 +6,9 @@
 //! # Invariants
 //! - `len` counts the descriptors this channel stored and has not taken back (the backend
 //!   is only reached through this buffer, under the channel lock).
+//! - `full` ⇔ the last offer was refused and nothing was taken since: the backend cannot
+//!   be asked whether it has room (a C ops table has no such call), but since only this
+//!   buffer changes it, a refusal stays true until a take.
 //! - `len() > 0` ⇒ no live parked receivers; a full backend ⇒ parked senders keep their
 //!   values (the same as `buffered` under `Suspend`).
 
@@ -20,12 +23,13 @@ pub(crate) struct Buffer<T> {
     into_desc: fn(T) -> ZDesc,
     from_desc: unsafe fn(ZDesc) -> T,
     len: usize,
+    full: bool,
 }
 
 impl<T: ZeroCopy> Buffer<T> {
     /// The channel `key` is attached to `backend` already.
     pub(crate) fn new(backend: Arc<dyn ZBackend>, key: ChanKey) -> Self {
-        Buffer { backend, key, into_desc: T::into_desc, from_desc: T::from_desc, len: 0 }
+        Buffer { backend, key, into_desc: T::into_desc, from_desc: T::from_desc, len: 0, full: false }
     }
 }
 
@@ -37,6 +41,7 @@ impl<T> Buffer<T> {
             self.len += 1;
             return Offer::Stored;
         }
+        self.full = true;
         // SAFETY: `d` came from `into_desc` just now and was not stored: taken back once.
         Offer::Full(unsafe { (self.from_desc)(d) })
     }
@@ -45,6 +50,7 @@ impl<T> Buffer<T> {
     pub(crate) fn take(&mut self) -> Option<T> {
         let d = self.backend.try_recv(self.key)?;
         self.len = self.len.saturating_sub(1);
+        self.full = false;
         // SAFETY: the backend hands back descriptors this buffer stored, each once (the
         // backend contract); each came from `into_desc`.
         Some(unsafe { (self.from_desc)(d) })
@@ -56,6 +62,11 @@ impl<T> Buffer<T> {
 
     pub(crate) fn capacity(&self) -> Option<usize> {
         self.backend.capacity(self.key)
+    }
+
+    /// Whether an offer would be stored (see the `full` invariant).
+    pub(crate) fn has_room(&self) -> bool {
+        !self.full && self.capacity().is_none_or(|cap| self.len < cap)
     }
 
     pub(crate) fn drain(&mut self) -> Vec<T> {

@@ -135,6 +135,14 @@ impl<T> Flavor<T> {
         }
     }
 
+    /// Whether an offer would be stored now (not counting overflow policies).
+    pub(crate) fn has_room(&self) -> bool {
+        match self {
+            Flavor::Backend(b) => b.has_room(),
+            _ => self.capacity().is_none_or(|cap| self.len() < cap),
+        }
+    }
+
     /// Takes every buffered value, oldest first (for cancel).
     pub(crate) fn drain(&mut self) -> Vec<T> {
         match self {
