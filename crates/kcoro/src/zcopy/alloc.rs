@@ -289,7 +289,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut held = Vec::new();
                     let mut x = (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                    for _ in 0..if cfg!(miri) { 200 } else { 20_000 } {
+                    for _ in 0..if cfg!(miri) { 30 } else { 20_000 } {
                         x ^= x << 13;
                         x ^= x >> 7;
                         x ^= x << 17;
