@@ -261,3 +261,40 @@ fn socket_outliving_its_runtime_fails_instead_of_hanging() {
     assert!(err.to_string().contains("shut down"), "{err}");
     drop(b);
 }
+
+/// Descriptors ride with bytes (SCM_RIGHTS): the receiver gets working fds of the same
+/// open files, in order, with the bytes they were sent with; a plain read gets bytes only.
+#[test]
+fn descriptors_travel_with_bytes() {
+    use std::os::fd::{AsFd, OwnedFd};
+    let rt = Runtime::builder().workers(2).build().expect("runtime");
+    rt.block_on(|| {
+        let (a, b) = UnixStream::pair().expect("pair");
+        let (mut r1, w1) = std::io::pipe().expect("pipe");
+        let (mut r2, w2) = std::io::pipe().expect("pipe");
+        let sender = kcoro::spawn(move || {
+            assert_eq!(a.send_with_fds(b"two", &[w1.as_fd(), w2.as_fd()]).expect("send"), 3);
+            assert_eq!(a.send_with_fds(b"none", &[]).expect("send"), 4);
+            let too_many: Vec<_> = (0..=kcoro::net::MAX_FDS).map(|_| w1.as_fd()).collect();
+            assert!(a.send_with_fds(b"x", &too_many).is_err());
+        });
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        let mut buf = [0u8; 16];
+        let mut got = Vec::new();
+        while got.len() < 7 {
+            let n = b.recv_with_fds(&mut buf, &mut fds).expect("recv");
+            got.extend_from_slice(&buf[..n]);
+        }
+        sender.join().expect("sender");
+        assert_eq!(&got, b"twonone");
+        assert_eq!(fds.len(), 2);
+        for (fd, (reader, word)) in fds.into_iter().zip([(&mut r1, "first"), (&mut r2, "second")]) {
+            let mut w = std::fs::File::from(fd);
+            w.write_all(word.as_bytes()).expect("write through the received fd");
+            drop(w);
+            let mut s = vec![0u8; word.len()];
+            reader.read_exact(&mut s).expect("read the pipe");
+            assert_eq!(s, word.as_bytes());
+        }
+    });
+}

@@ -42,12 +42,14 @@
 //! ```
 
 mod addr;
+mod ancillary;
 mod registration;
 mod socket;
 mod tcp;
 mod unix;
 
 pub use addr::ToSocketAddrs;
+pub use ancillary::MAX_FDS;
 pub use socket::Incoming;
 pub use tcp::{TcpListener, TcpStream};
 pub use unix::{UnixListener, UnixStream};

@@ -12,6 +12,7 @@
 //!    systems where a Unix connect can be in progress).
 
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 
@@ -72,6 +73,20 @@ impl UnixStream {
         let stream = Self::from_mio(stream)?;
         stream.inner.finish_connect(Wait::Forever, |s| (s.take_error(), s.peer_addr()))?;
         Ok(stream)
+    }
+
+    /// Sends `bytes` with the descriptors `fds` attached (`SCM_RIGHTS`, at most
+    /// [`MAX_FDS`](super::MAX_FDS)); returns how many bytes went out (the descriptors go
+    /// with the first). Parks while the socket is full, under the write timeout.
+    pub fn send_with_fds(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+        self.inner.write_with(|s| super::ancillary::send(s.as_raw_fd(), bytes, fds))
+    }
+
+    /// Receives into `buf`, appending any descriptors that arrive with the bytes to `fds`
+    /// (each close-on-exec, owned by the caller). Parks while nothing is there, under the
+    /// read timeout. Returns 0 at end of stream.
+    pub fn recv_with_fds(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+        self.inner.read_with(|s| super::ancillary::recv(s.as_raw_fd(), buf, fds))
     }
 
     /// A connected pair of anonymous sockets.
