@@ -54,7 +54,9 @@ pub struct SendError<T> {
 }
 
 impl<T> SendError<T> {
-    pub(crate) fn new(kind: ChanError, value: T) -> Self {
+    /// A failed send of `value` (for wrappers, such as remote channels, that report
+    /// failures the way local channels do).
+    pub fn new(kind: ChanError, value: T) -> Self {
         Self { kind, value }
     }
 

@@ -255,8 +255,8 @@ impl Snapshot {
 impl Snapshot {
     /// Records the channel's capabilities and, for a zero-copy channel, its zero-copy
     /// counters, which are the channel's own: every operation of such a channel moves a
-    /// descriptor.
-    pub(crate) fn set_capabilities(&mut self, caps: u32) {
+    /// descriptor. (For snapshots rebuilt from elsewhere, such as a remote server's.)
+    pub fn set_capabilities(&mut self, caps: u32) {
         self.capabilities = caps;
         if caps & crate::zcopy::CAP_ZERO_COPY != 0 {
             self.zero_copy = Some(ZeroCopyStats {
@@ -296,6 +296,13 @@ pub struct ZeroCopyStats {
     /// Sends refused because the channel was closed (the sender kept its lease), plus
     /// descriptors discarded when the channel was cancelled (their leases returned).
     pub aborted_close: u64,
+}
+
+impl Default for Snapshot {
+    /// An empty buffered channel's snapshot, stamped now.
+    fn default() -> Self {
+        Snapshot::new(None, Kind::Buffered, None, 0, false, &Counters::default())
+    }
 }
 
 /// What happened between two snapshots of one channel.

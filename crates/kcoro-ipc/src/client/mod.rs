@@ -1,0 +1,611 @@
+//! The client side: a connection, its reader coroutine, and requests in flight.
+//!
+//! A [`Connection`] owns one socket, a reader coroutine that routes replies to their
+//! requests by `REQ_ID`, and a writer coroutine draining the outbox (`wire`). Any number of
+//! coroutines and threads issue requests on it at once; each waits for its own reply.
+//!
+//! # Protocol of a request
+//! 1. Take a fresh `REQ_ID`; record what to do with the reply (`Pending`).
+//! 2. Queue the frame in the outbox.
+//! 3. Wait for the reply on a one-slot channel; if the caller's cancel token fires first,
+//!    queue `CANCEL` for the request and keep waiting: the reply, not the client, decides
+//!    the outcome, so a value is never both delivered and handed back.
+//! 4. When the connection dies, the reader fails every pending request with `Closed`.
+//!
+//! # Invariants
+//! - `closed` ⇒ `pending` is empty and stays empty (registration checks `closed` under the
+//!   `pending` lock), and every channel's credit window is closed.
+
+mod remote;
+
+pub use remote::{RemoteReceiver, RemoteSender};
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use kcoro::chan::{self, ChanError, Kind, Receiver, Sender};
+use kcoro::net::{TcpStream, UnixStream};
+use kcoro::sync::CancelToken;
+use kcoro::zcopy::ZBuf;
+
+use crate::proto::{
+    Attr, Cmd, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, Limits, VERSION_MAJOR, VERSION_MINOR,
+};
+use crate::shm::{ShmConfig, ShmRx, ShmTx};
+use crate::stats::ChannelStats;
+use crate::wire::{FrameReader, Outbox, Stream};
+use crate::{Addr, Element, IpcError, auth, io_handle, on};
+
+/// How to connect.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    secret: Option<Vec<u8>>,
+    limits: Limits,
+    shm: Option<ShmConfig>,
+    no_shm: bool,
+    connect_timeout: Option<Duration>,
+}
+
+impl ConnectOptions {
+    /// Defaults: no secret, default limits, shared memory for elements ≥ 64 KiB on Unix.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The shared secret, for a server that requires the handshake.
+    pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.secret = Some(secret.into());
+        self
+    }
+
+    /// Limits on what this side accepts (frames, attributes).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Elements of at least `threshold` bytes go through a shared region of
+    /// `region_len` bytes (Unix sockets only).
+    pub fn shared_memory(mut self, threshold: usize, region_len: usize) -> Self {
+        self.shm = Some(ShmConfig { threshold: threshold.max(1), region_len });
+        self.no_shm = false;
+        self
+    }
+
+    /// Every element inline, whatever its size.
+    pub fn no_shared_memory(mut self) -> Self {
+        self.no_shm = true;
+        self
+    }
+
+    /// Give up connecting after `t`.
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = Some(t);
+        self
+    }
+}
+
+/// What the server says about itself (GET_INFO).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Its name.
+    pub name: String,
+    /// Protocol version it speaks.
+    pub version: (u32, u32),
+    /// The largest frame it accepts.
+    pub max_frame: u32,
+}
+
+/// A reply frame, owned.
+pub(crate) struct Reply {
+    cmd: Cmd,
+    flags: u16,
+    payload: Vec<u8>,
+}
+
+impl Reply {
+    pub(crate) fn frame(&self) -> FrameRef<'_> {
+        let h = crate::proto::Header { cmd: self.cmd, flags: self.flags, len: self.payload.len() as u32 };
+        // The reader checked this payload when it arrived.
+        FrameRef::parse(h, &self.payload, usize::MAX).unwrap_or_else(|e| unreachable!("Reply::frame: {e}"))
+    }
+
+    /// `Ok` for `RESULT = 0`, else the error the server gave.
+    pub(crate) fn check(&self, what: Cmd) -> Result<FrameRef<'_>, IpcError> {
+        let f = self.frame();
+        match f.result()? {
+            0 => Ok(f),
+            code => Err(refused(what, code, f.str(Attr::ERROR).ok().flatten())),
+        }
+    }
+}
+
+pub(crate) fn refused(what: Cmd, code: i32, msg: Option<&str>) -> IpcError {
+    match code_to_chan(code) {
+        Some(e) => IpcError::Chan(e),
+        None => IpcError::Refused { cmd: what.name(), code, message: msg.unwrap_or("").to_string() },
+    }
+}
+
+/// The channel error a code stands for.
+pub(crate) fn code_to_chan(code: i32) -> Option<ChanError> {
+    [ChanError::WouldBlock, ChanError::Timeout, ChanError::Closed, ChanError::Canceled]
+        .into_iter()
+        .find(|e| e.code() == code)
+}
+
+/// What the reader does with a reply.
+enum Pending {
+    /// Hand it to the waiting request.
+    Wait(Sender<Reply>),
+    /// A credited send: return the credit; a failure closes the channel here too. The
+    /// lease (shared-memory element) is released with the reply.
+    Credit(Arc<ChanState>, Option<ZBuf>),
+    /// Nothing (REGION_RELEASE, REGION_SHARE, CANCEL).
+    Ignore,
+}
+
+/// What a connection knows about one channel it opened.
+pub(crate) struct ChanState {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) capacity: Option<u64>,
+    /// Send credits: a buffered channel of `()` holding what may be sent without waiting
+    /// for a reply (`None`: every send waits for its reply, as rendezvous sends do).
+    pub(crate) credits: Option<(Sender<()>, Receiver<()>)>,
+    pub(crate) closed: AtomicBool,
+}
+
+impl ChanState {
+    pub(crate) fn mark_closed(&self) {
+        self.closed.store(true, Release);
+        if let Some((tx, _)) = &self.credits {
+            tx.close();
+        }
+    }
+}
+
+pub(crate) struct ConnInner {
+    pub(crate) addr: Addr,
+    stream: Arc<Stream>,
+    pub(crate) outbox: Arc<Outbox>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_req: AtomicU64,
+    closed: AtomicBool,
+    why: Mutex<Option<String>>,
+    chans: Mutex<HashMap<u64, Weak<ChanState>>>,
+    pub(crate) shm_tx: Option<ShmTx>,
+    shm_rx: ShmRx,
+    pub(crate) max_frame: u32,
+    pub(crate) handle: kcoro::Handle,
+}
+
+/// A connection to a kcoro IPC server. Cheap to clone; the socket closes when the last
+/// clone and every remote channel made from it are dropped (or at [`Connection::close`]).
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) inner: Arc<ConnInner>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("addr", &self.inner.addr)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// Connects to `addr` (`unix:PATH` or `tcp:HOST:PORT`) with default options.
+pub fn connect(addr: &str) -> Result<Connection, IpcError> {
+    Connection::connect(addr, ConnectOptions::default())
+}
+
+impl Connection {
+    /// Connects and completes the handshake (version, and the secret if the server asks).
+    /// Works from a coroutine or a plain thread.
+    pub fn connect(addr: &str, opts: ConnectOptions) -> Result<Connection, IpcError> {
+        let addr = Addr::parse(addr)?;
+        let handle = io_handle()?;
+        let target = addr.clone();
+        let timeout = opts.connect_timeout;
+        let stream = on(&handle, move || -> Result<Stream, IpcError> {
+            Ok(match target {
+                Addr::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+                Addr::Tcp(hp) => {
+                    let s = match timeout {
+                        None => TcpStream::connect(hp.as_str())?,
+                        Some(t) => {
+                            let sa = std::net::ToSocketAddrs::to_socket_addrs(hp.as_str())?
+                                .next()
+                                .ok_or_else(|| IpcError::BadAddr(hp.clone()))?;
+                            TcpStream::connect_timeout(&sa, t)?
+                        }
+                    };
+                    let _ = s.set_nodelay(true);
+                    Stream::Tcp(s)
+                }
+            })
+        })??;
+        let unix = stream.is_unix();
+        let stream = Arc::new(stream);
+        let (outbox, rings) = Outbox::new(u32::MAX);
+        let shm = match (unix, opts.no_shm) {
+            (true, false) => Some(ShmTx::new(opts.shm.unwrap_or_default())),
+            _ => None,
+        };
+        let inner = Arc::new(ConnInner {
+            addr,
+            stream: Arc::clone(&stream),
+            outbox: Arc::clone(&outbox),
+            pending: Mutex::new(HashMap::new()),
+            next_req: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            why: Mutex::new(None),
+            chans: Mutex::new(HashMap::new()),
+            shm_tx: shm,
+            shm_rx: ShmRx::default(),
+            max_frame: opts.limits.max_frame,
+            handle: handle.clone(),
+        });
+        let w = Arc::clone(&stream);
+        let wo = Arc::clone(&outbox);
+        let weak = Arc::downgrade(&inner);
+        drop(handle.spawn(move || {
+            if let Err(e) = wo.run_writer(&w, &rings) {
+                if let Some(c) = weak.upgrade() {
+                    c.fail(format!("write failed: {e}"));
+                }
+            }
+        }));
+        let weak = Arc::downgrade(&inner);
+        let limits = opts.limits;
+        drop(handle.spawn(move || reader(weak, &stream, limits)));
+        let conn = Connection { inner };
+        if let Err(e) = conn.handshake(&opts) {
+            conn.close();
+            return Err(e);
+        }
+        Ok(conn)
+    }
+
+    fn handshake(&self, opts: &ConnectOptions) -> Result<(), IpcError> {
+        let max = self.inner.max_frame;
+        let reply = self.request(Cmd::HELLO, None, |f| {
+            f.u32(Attr::ABI_MAJOR, VERSION_MAJOR)
+                .u32(Attr::ABI_MINOR, VERSION_MINOR)
+                .u32(Attr::MAX_FRAME, max);
+        })?;
+        let theirs = reply.frame().u32(Attr::ABI_MAJOR)?.unwrap_or(0);
+        if theirs != VERSION_MAJOR {
+            return Err(IpcError::Version { ours: VERSION_MAJOR, theirs });
+        }
+        let f = reply.check(Cmd::HELLO)?;
+        if f.u32(Attr::AUTH_REQUIRED)?.unwrap_or(0) == 0 {
+            return Ok(());
+        }
+        let Some(secret) = &opts.secret else {
+            return Err(IpcError::Auth("the server requires a secret (ConnectOptions::secret)".into()));
+        };
+        let s = f.need(Attr::NONCE)?.to_vec();
+        let c = auth::nonce()?;
+        let mac = auth::client_mac(secret, &s, &c);
+        let reply = self.request(Cmd::AUTH, None, |f| {
+            f.bytes(Attr::NONCE, &c).bytes(Attr::MAC, &mac);
+        })?;
+        let f = reply
+            .check(Cmd::AUTH)
+            .map_err(|e| IpcError::Auth(format!("the server refused our answer: {e}")))?;
+        if !auth::check_server(secret, &c, &s, f.need(Attr::MAC)?) {
+            return Err(IpcError::Auth("the server does not know the secret".into()));
+        }
+        Ok(())
+    }
+
+    /// Where this connection goes.
+    pub fn addr(&self) -> &Addr {
+        &self.inner.addr
+    }
+
+    /// Whether the connection is closed (by either side, or by failure).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Acquire)
+    }
+
+    /// Why the connection closed, if it did.
+    pub fn close_reason(&self) -> Option<String> {
+        self.inner.why.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Closes the connection: every pending request fails with `Closed`; the server frees
+    /// what this connection held. Reconnecting is [`Connection::connect`] again.
+    pub fn close(&self) {
+        self.inner.fail("closed by this side".into());
+        self.inner.stream.shutdown();
+    }
+
+    /// The server's name, version and frame limit.
+    pub fn info(&self) -> Result<ServerInfo, IpcError> {
+        let reply = self.request(Cmd::GET_INFO, None, |_| {})?;
+        let f = reply.check(Cmd::GET_INFO)?;
+        Ok(ServerInfo {
+            name: f.str(Attr::SERVER)?.unwrap_or("").to_string(),
+            version: (f.u32(Attr::ABI_MAJOR)?.unwrap_or(0), f.u32(Attr::ABI_MINOR)?.unwrap_or(0)),
+            max_frame: f.u32(Attr::MAX_FRAME)?.unwrap_or(0),
+        })
+    }
+
+    /// Every named channel of the server, with its counters.
+    pub fn list(&self) -> Result<Vec<ChannelStats>, IpcError> {
+        let reply = self.request(Cmd::LIST, None, |_| {})?;
+        let f = reply.check(Cmd::LIST)?;
+        f.all(Attr::STATS).map(|v| ChannelStats::decode(v).map_err(IpcError::from)).collect()
+    }
+
+    /// One channel's counters, by id.
+    pub(crate) fn stats(&self, chan: u64) -> Result<ChannelStats, IpcError> {
+        let reply = self.request(Cmd::GET_STATS, None, |f| {
+            f.u64(Attr::CHAN_ID, chan);
+        })?;
+        let f = reply.check(Cmd::GET_STATS)?;
+        ChannelStats::decode(f.need(Attr::STATS)?).map_err(IpcError::from)
+    }
+
+    /// A sender for the server's channel `name`.
+    pub fn sender<T: Element>(&self, name: &str) -> Result<RemoteSender<T>, IpcError> {
+        Ok(RemoteSender::new(self.clone(), self.open(name)?))
+    }
+
+    /// A receiver for the server's channel `name`.
+    pub fn receiver<T: Element>(&self, name: &str) -> Result<RemoteReceiver<T>, IpcError> {
+        Ok(RemoteReceiver::new(self.clone(), self.open(name)?))
+    }
+
+    /// Makes a new channel on the server, named `name` (listed, and openable by others),
+    /// of `kind` and `capacity` (buffered; 0 means the default), carrying raw elements.
+    pub fn make<T: Element>(
+        &self,
+        name: &str,
+        kind: Kind,
+        capacity: usize,
+    ) -> Result<(RemoteSender<T>, RemoteReceiver<T>), IpcError> {
+        let reply = self.request(Cmd::CHAN_MAKE, None, |f| {
+            f.i32(Attr::KIND, kind.code()).u64(Attr::CAPACITY, capacity as u64).u32(Attr::ELEM_SIZE, 0);
+            if !name.is_empty() {
+                f.str(Attr::NAME, name);
+            }
+        })?;
+        let state = self.chan_state(name, reply.check(Cmd::CHAN_MAKE)?)?;
+        Ok((RemoteSender::new(self.clone(), Arc::clone(&state)), RemoteReceiver::new(self.clone(), state)))
+    }
+
+    fn open(&self, name: &str) -> Result<Arc<ChanState>, IpcError> {
+        let reply = self.request(Cmd::CHAN_OPEN, None, |f| {
+            f.str(Attr::NAME, name);
+        })?;
+        self.chan_state(name, reply.check(Cmd::CHAN_OPEN)?)
+    }
+
+    fn chan_state(&self, name: &str, f: FrameRef<'_>) -> Result<Arc<ChanState>, IpcError> {
+        let id = f.u64(Attr::CHAN_ID)?.ok_or(crate::proto::ProtoError::Missing(Attr::CHAN_ID.0))?;
+        let kind = crate::stats::ChannelStats { kind: f.i32(Attr::KIND)?.unwrap_or(1), ..Default::default() }
+            .kind()
+            .unwrap_or(Kind::Buffered);
+        let capacity = f.u64(Attr::CAPACITY)?.filter(|&c| c != u64::MAX);
+        let credits = match f.u32(Attr::CREDITS)?.unwrap_or(0) {
+            0 => None,
+            n => {
+                let (tx, rx) = chan::buffered(n as usize);
+                for _ in 0..n {
+                    let _ = tx.try_send(());
+                }
+                Some((tx, rx))
+            }
+        };
+        let state = Arc::new(ChanState {
+            id,
+            name: name.to_string(),
+            kind,
+            capacity,
+            credits,
+            closed: AtomicBool::new(f.u32(Attr::CLOSED)?.unwrap_or(0) != 0),
+        });
+        self.inner.chans.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::downgrade(&state));
+        if self.is_closed() {
+            state.mark_closed();
+        }
+        Ok(state)
+    }
+
+    /// Sends a request and waits for its reply; `cancel` firing sends CANCEL and keeps
+    /// waiting for the (now prompt) reply.
+    pub(crate) fn request(
+        &self,
+        cmd: Cmd,
+        cancel: Option<&CancelToken>,
+        build: impl FnOnce(&mut FrameBuf<'_>),
+    ) -> Result<Reply, IpcError> {
+        self.request_sharing(cmd, cancel, None, build)
+    }
+
+    /// [`request`](Self::request), passing this side's region fd first if `share` says so.
+    pub(crate) fn request_sharing(
+        &self,
+        cmd: Cmd,
+        cancel: Option<&CancelToken>,
+        share: Option<(u64, OwnedFd)>,
+        build: impl FnOnce(&mut FrameBuf<'_>),
+    ) -> Result<Reply, IpcError> {
+        let (tx, rx) = chan::buffered(1);
+        let req = self.inner.send_request(cmd, Pending::Wait(tx), share, build)?;
+        match rx.recv_with(None, cancel) {
+            Ok(r) => Ok(r),
+            Err(ChanError::Canceled) => {
+                let _ = self.inner.send_request(Cmd::CANCEL, Pending::Ignore, None, |f| {
+                    f.u64(Attr::TARGET_REQ_ID, req);
+                });
+                rx.recv().map_err(|_| self.inner.closed_error())
+            }
+            Err(_) => Err(self.inner.closed_error()),
+        }
+    }
+}
+
+impl ConnInner {
+    pub(crate) fn closed_error(&self) -> IpcError {
+        IpcError::Closed(self.why.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Registers `pending` under a fresh id and queues the frame `build` writes (with the
+    /// region fd to share first, if any). Returns the id.
+    fn send_request(
+        &self,
+        cmd: Cmd,
+        pending: Pending,
+        share: Option<(u64, OwnedFd)>,
+        build: impl FnOnce(&mut FrameBuf<'_>),
+    ) -> Result<u64, IpcError> {
+        let req = self.next_req.fetch_add(1, Relaxed);
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if self.closed.load(Acquire) {
+                return Err(self.closed_error());
+            }
+            p.insert(req, pending);
+        }
+        if let Some((export_id, fd)) = share {
+            let sreq = self.next_req.fetch_add(1, Relaxed);
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(sreq, Pending::Ignore);
+            let r = self.outbox.push_with_fd(Some(fd), |out, max| {
+                let mut f = FrameBuf::begin(out, Cmd::REGION_SHARE, 0);
+                f.u64(Attr::REQ_ID, sreq).u64(Attr::REGION_ID, export_id);
+                f.finish(max)
+            });
+            if let Err(e) = r {
+                self.forget(req);
+                return Err(e);
+            }
+        }
+        let r = self.outbox.push(|out, max| {
+            let mut f = FrameBuf::begin(out, cmd, 0);
+            f.u64(Attr::REQ_ID, req);
+            build(&mut f);
+            f.finish(max)
+        });
+        match r {
+            Ok(()) => Ok(req),
+            Err(e) => {
+                self.forget(req);
+                Err(match e {
+                    IpcError::Closed(_) => self.closed_error(),
+                    e => e,
+                })
+            }
+        }
+    }
+
+    fn forget(&self, req: u64) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
+    }
+
+    /// Marks the connection dead: pending requests fail (their reply channels drop),
+    /// every channel's credits close, the writer stops.
+    fn fail(&self, why: String) {
+        let drained: Vec<Pending> = {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if self.closed.swap(true, AcqRel) {
+                return;
+            }
+            *self.why.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+            p.drain().map(|(_, v)| v).collect()
+        };
+        drop(drained);
+        let chans: Vec<Arc<ChanState>> =
+            self.chans.lock().unwrap_or_else(|e| e.into_inner()).values().filter_map(Weak::upgrade).collect();
+        for c in chans {
+            c.mark_closed();
+        }
+        self.outbox.close();
+    }
+
+    /// Tells the peer we are done with a span of its region.
+    pub(crate) fn release(&self, d: &kcoro::zcopy::ZDesc) {
+        let z = crate::shm::zdesc_bytes(d);
+        let _ = self.send_request(Cmd::REGION_RELEASE, Pending::Ignore, None, |f| {
+            f.bytes(Attr::ZDESC, &z);
+        });
+    }
+}
+
+impl Drop for ConnInner {
+    fn drop(&mut self) {
+        self.outbox.close();
+        self.stream.shutdown();
+    }
+}
+
+/// The reader coroutine: routes replies and events until the stream ends or breaks.
+fn reader(conn: Weak<ConnInner>, stream: &Stream, limits: Limits) {
+    let mut frames = FrameReader::new(limits);
+    let why = loop {
+        // No strong reference while waiting for bytes: dropping the last handle closes
+        // the socket, which ends this read.
+        let step = frames.next(stream, |f, fds| conn.upgrade().map(|c| c.dispatch(f, fds)).is_some());
+        match step {
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => return,
+            Ok(None) => break "the server closed the connection".to_string(),
+            Err(e) => break format!("{e}"),
+        }
+    };
+    if let Some(c) = conn.upgrade() {
+        c.fail(why);
+    }
+}
+
+impl ConnInner {
+    fn dispatch(&self, f: FrameRef<'_>, fds: &mut std::collections::VecDeque<OwnedFd>) {
+        if f.flags & FLAG_EVENT != 0 {
+            if f.cmd == Cmd::NOTIFY
+                && f.u32(Attr::EVENT).ok().flatten() == Some(crate::proto::EVENT_CLOSED)
+                && let Ok(Some(id)) = f.u64(Attr::CHAN_ID)
+            {
+                let chan =
+                    self.chans.lock().unwrap_or_else(|e| e.into_inner()).get(&id).and_then(Weak::upgrade);
+                if let Some(c) = chan {
+                    c.mark_closed();
+                }
+            }
+            return;
+        }
+        if f.flags & FLAG_REPLY == 0 {
+            // A request from the server: only REGION_SHARE (its element region) is one.
+            if f.cmd == Cmd::REGION_SHARE
+                && let (Ok(Some(id)), Some(fd)) = (f.u64(Attr::REGION_ID), fds.pop_front())
+            {
+                let _ = self.shm_rx.import(fd, id);
+            }
+            return;
+        }
+        let Ok(req) = f.req_id() else { return };
+        let entry = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
+        match entry {
+            Some(Pending::Wait(tx)) => {
+                let _ = tx.try_send(Reply { cmd: f.cmd, flags: f.flags, payload: f.payload().to_vec() });
+            }
+            Some(Pending::Credit(chan, lease)) => {
+                drop(lease);
+                if f.result().unwrap_or(-1) != 0 {
+                    chan.mark_closed();
+                } else if let Some((tx, _)) = &chan.credits {
+                    let _ = tx.try_send(());
+                }
+            }
+            Some(Pending::Ignore) | None => {}
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! Remote channel ends: the local channel API over a connection.
+//!
+//! # Sends and credits
+//! On a buffered, conflated or unlimited channel the server grants each connection a window
+//! of send credits: room reserved for this connection's values in a queue in front of the
+//! channel. A send takes a credit (waiting for one, with the send's deadline and cancel
+//! token, when the window is used up), queues its frame and returns: the value is in the
+//! channel's distributed buffer, as a local send into a buffered channel puts it in the
+//! buffer. The server feeds each connection's queue into the channel in order and returns
+//! the credit with the reply. So a fast sender runs at most one window ahead, the server's
+//! memory stays bounded, and many small sends go out batched. A remote buffered channel
+//! therefore holds up to `capacity + window` values per connection; if the channel is
+//! closed while values wait in the window, they are dropped (undelivered), as values
+//! buffered in a cancelled channel are.
+//!
+//! A rendezvous send waits for its reply: it completes when a receiver took the value, as a
+//! local one does. Either way a send that fails hands the value back.
+//!
+//! # Receives and select
+//! A receive is one request: the server waits on the channel with the request's deadline
+//! and cancel token. [`RemoteReceiver::local`] gives a local [`Receiver`] that takes part in
+//! `select!`: a pump coroutine receives remotely and forwards into it, at most `window`
+//! values ahead, so values it has pulled are out of the server's channel (on a rendezvous
+//! channel the remote sender completes when the pump takes the value, not when your select
+//! does). Dropping the local receiver cancels the pump's receive in flight.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Acquire;
+use std::time::{Duration, Instant};
+
+use kcoro::chan::{self, ChanError, Kind, Receiver, SendError, Sender, Snapshot};
+use kcoro::sync::CancelToken;
+use kcoro::zcopy::ZBuf;
+
+use super::{ChanState, Connection, Pending, Reply, code_to_chan};
+use crate::proto::{Attr, Cmd, FrameBuf};
+use crate::shm::{Located, decode_element, locate, put_element};
+use crate::{Element, IpcError};
+
+/// The `TIMEOUT_MS` of an operation: 0 try, -1 forever, else the milliseconds left
+/// (rounded up, at least 1; 0 once the deadline has passed).
+fn timeout_ms(deadline: Option<Instant>, try_only: bool) -> i64 {
+    match (try_only, deadline) {
+        (true, _) => 0,
+        (false, None) => -1,
+        (false, Some(t)) => {
+            let left = t.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                0
+            } else {
+                i64::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX).max(1)
+            }
+        }
+    }
+}
+
+/// The error of a reply's `RESULT`, for an operation that had `deadline` (a server that
+/// found the deadline passed answers "would block"; locally that is a timeout).
+fn chan_error(code: i32, deadline: Option<Instant>, try_only: bool) -> ChanError {
+    match code_to_chan(code) {
+        Some(ChanError::WouldBlock) if !try_only && deadline.is_some() => ChanError::Timeout,
+        Some(e) => e,
+        None => ChanError::Closed,
+    }
+}
+
+/// The element in `v`'s place in a frame: a shared-memory lease holding its encoding, or
+/// nothing (inline).
+struct Encoded {
+    lease: Option<ZBuf>,
+    share: Option<(u64, std::os::fd::OwnedFd)>,
+}
+
+fn place<T: Element>(conn: &Connection, v: &T) -> Encoded {
+    match conn.inner.shm_tx.as_ref().and_then(|s| s.lease(v.encoded_len())) {
+        Some((lease, share)) => Encoded { lease: Some(lease), share },
+        None => Encoded { lease: None, share: None },
+    }
+}
+
+/// The sending end of a channel served by another process.
+pub struct RemoteSender<T> {
+    conn: Connection,
+    chan: Arc<ChanState>,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T> Clone for RemoteSender<T> {
+    fn clone(&self) -> Self {
+        RemoteSender { conn: self.conn.clone(), chan: Arc::clone(&self.chan), _t: PhantomData }
+    }
+}
+
+impl<T> std::fmt::Debug for RemoteSender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSender").field("name", &self.chan.name).field("id", &self.chan.id).finish()
+    }
+}
+
+impl<T: Element> RemoteSender<T> {
+    pub(crate) fn new(conn: Connection, chan: Arc<ChanState>) -> Self {
+        RemoteSender { conn, chan, _t: PhantomData }
+    }
+
+    /// Sends, waiting as long as it takes.
+    pub fn send(&self, v: T) -> Result<(), SendError<T>> {
+        self.send_op(v, None, false, None)
+    }
+
+    /// Sends only if that needs no waiting (a credit is free, or for rendezvous, a remote
+    /// receiver is waiting).
+    pub fn try_send(&self, v: T) -> Result<(), SendError<T>> {
+        self.send_op(v, None, true, None)
+    }
+
+    /// Sends, waiting at most `timeout`.
+    pub fn send_timeout(&self, v: T, timeout: Duration) -> Result<(), SendError<T>> {
+        self.send_op(v, Instant::now().checked_add(timeout), false, None)
+    }
+
+    /// Sends, waiting until `deadline` at most.
+    pub fn send_deadline(&self, v: T, deadline: Instant) -> Result<(), SendError<T>> {
+        self.send_op(v, Some(deadline), false, None)
+    }
+
+    /// Sends, giving up with `Canceled` when `token` fires.
+    pub fn send_cancellable(&self, v: T, token: &CancelToken) -> Result<(), SendError<T>> {
+        self.send_op(v, None, false, Some(token))
+    }
+
+    /// Sends with an optional deadline and cancel token.
+    pub fn send_with(
+        &self,
+        v: T,
+        deadline: Option<Instant>,
+        token: Option<&CancelToken>,
+    ) -> Result<(), SendError<T>> {
+        self.send_op(v, deadline, false, token)
+    }
+
+    fn send_op(
+        &self,
+        v: T,
+        deadline: Option<Instant>,
+        try_only: bool,
+        token: Option<&CancelToken>,
+    ) -> Result<(), SendError<T>> {
+        if self.chan.closed.load(Acquire) {
+            return Err(SendError::new(ChanError::Closed, v));
+        }
+        match &self.chan.credits {
+            Some((_, credits)) => {
+                let got = if try_only { credits.try_recv() } else { credits.recv_with(deadline, token) };
+                if let Err(e) = got {
+                    return Err(SendError::new(e, v));
+                }
+                self.queue_credited(v)
+            }
+            None => self.send_round_trip(v, deadline, try_only, token),
+        }
+    }
+
+    /// With a credit in hand: queue the frame; the reply returns the credit (and releases
+    /// the lease of a shared-memory element).
+    fn queue_credited(&self, v: T) -> Result<(), SendError<T>> {
+        let mut enc = place(&self.conn, &v);
+        if let Some(buf) = enc.lease.as_mut() {
+            encode_into_lease(buf, &v);
+        }
+        let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
+        let id = self.chan.id;
+        let pending = Pending::Credit(Arc::clone(&self.chan), enc.lease.take());
+        let r = self.conn.inner.send_request(Cmd::CHAN_SEND, pending, enc.share.take(), |f| {
+            f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
+            write_element(f, &v, z);
+        });
+        match r {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                if let Some((tx, _)) = &self.chan.credits {
+                    let _ = tx.try_send(());
+                }
+                Err(SendError::new(ChanError::Closed, v))
+            }
+        }
+    }
+
+    fn send_round_trip(
+        &self,
+        v: T,
+        deadline: Option<Instant>,
+        try_only: bool,
+        token: Option<&CancelToken>,
+    ) -> Result<(), SendError<T>> {
+        let mut enc = place(&self.conn, &v);
+        let cmd = if try_only { Cmd::CHAN_TRY_SEND } else { Cmd::CHAN_SEND };
+        let ms = timeout_ms(deadline, try_only);
+        let id = self.chan.id;
+        if let Some(buf) = enc.lease.as_mut() {
+            encode_into_lease(buf, &v);
+        }
+        let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
+        let reply = self.conn.request_sharing(cmd, token, enc.share.take(), |f| {
+            f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, ms);
+            write_element(f, &v, z);
+        });
+        drop(enc.lease); // the reply says the server is done with it
+        match reply.and_then(|r| r.frame().result().map_err(IpcError::from)) {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(SendError::new(chan_error(code, deadline, try_only), v)),
+            Err(_) => {
+                self.chan.mark_closed();
+                Err(SendError::new(ChanError::Closed, v))
+            }
+        }
+    }
+
+    /// Async send, for any executor.
+    pub async fn send_async(&self, v: T) -> Result<(), SendError<T>> {
+        if self.chan.closed.load(Acquire) {
+            return Err(SendError::new(ChanError::Closed, v));
+        }
+        match &self.chan.credits {
+            Some((_, credits)) => match credits.recv_async().await {
+                Ok(()) => self.queue_credited(v),
+                Err(e) => Err(SendError::new(e, v)),
+            },
+            None => {
+                let (tx, rx) = chan::buffered(1);
+                let mut enc = place(&self.conn, &v);
+                let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
+                if let Some(buf) = enc.lease.as_mut() {
+                    encode_into_lease(buf, &v);
+                }
+                let id = self.chan.id;
+                let sent =
+                    self.conn.inner.send_request(Cmd::CHAN_SEND, Pending::Wait(tx), enc.share.take(), |f| {
+                        f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
+                        write_element(f, &v, z);
+                    });
+                if sent.is_err() {
+                    return Err(SendError::new(ChanError::Closed, v));
+                }
+                let reply: Result<Reply, ChanError> = rx.recv_async().await;
+                drop(enc.lease);
+                match reply.ok().and_then(|r| r.frame().result().ok()) {
+                    Some(0) => Ok(()),
+                    Some(code) => Err(SendError::new(chan_error(code, None, false), v)),
+                    None => Err(SendError::new(ChanError::Closed, v)),
+                }
+            }
+        }
+    }
+
+    /// Closes the channel on the server (for every user); returns whether this call did.
+    pub fn close(&self) -> bool {
+        close(&self.conn, &self.chan)
+    }
+
+    /// Whether the channel is known to be closed.
+    pub fn is_closed(&self) -> bool {
+        self.chan.closed.load(Acquire)
+    }
+
+    /// The channel's counters, from the server.
+    pub fn snapshot(&self) -> Result<Snapshot, IpcError> {
+        self.conn.stats(self.chan.id).map(|s| s.to_snapshot())
+    }
+
+    /// The channel's kind.
+    pub fn kind(&self) -> Kind {
+        self.chan.kind
+    }
+
+    /// The channel's capacity on the server (`None`: unbounded).
+    pub fn capacity(&self) -> Option<usize> {
+        self.chan.capacity.map(|c| c as usize)
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.chan.name
+    }
+
+    /// The send credits this connection holds for the channel (`None` for rendezvous,
+    /// whose sends each wait for their reply).
+    pub fn credits(&self) -> Option<usize> {
+        self.chan.credits.as_ref().map(|(tx, _)| tx.len())
+    }
+
+    /// A local sender whose values a pump coroutine forwards here, at most `window` ahead:
+    /// for `select!` over remote and local channels. If the remote channel closes, the
+    /// local one closes too and values still queued locally are dropped.
+    pub fn local(&self, window: usize) -> Sender<T> {
+        let (tx, rx) = chan::buffered::<T>(window.max(1));
+        let me = self.clone();
+        drop(self.conn.inner.handle.spawn(move || {
+            for v in &rx {
+                if me.send(v).is_err() {
+                    rx.cancel();
+                    break;
+                }
+            }
+        }));
+        tx
+    }
+}
+
+/// Writes `v` inline, or the descriptor of the lease already holding its encoding.
+fn write_element<T: Element>(f: &mut FrameBuf<'_>, v: &T, shared: Option<(kcoro::zcopy::ZDesc, usize)>) {
+    match shared {
+        Some((d, len)) => {
+            let mut z = crate::shm::zdesc_bytes(&d);
+            z[16..].copy_from_slice(&(len as u64).to_be_bytes());
+            f.bytes(Attr::ZDESC, &z);
+        }
+        None => put_element(f, v, None),
+    }
+}
+
+fn encode_into_lease<T: Element>(buf: &mut ZBuf, v: &T) {
+    let len = v.encoded_len();
+    v.encode_into(&mut buf[..len]);
+}
+
+fn close(conn: &Connection, chan: &ChanState) -> bool {
+    let id = chan.id;
+    let r = conn.request(Cmd::CHAN_CLOSE, None, |f| {
+        f.u64(Attr::CHAN_ID, id);
+    });
+    chan.mark_closed();
+    r.ok()
+        .and_then(|r| r.check(Cmd::CHAN_CLOSE).ok().map(|f| f.u32(Attr::CLOSED).ok().flatten() == Some(1)))
+        .unwrap_or(false)
+}
+
+/// The receiving end of a channel served by another process.
+pub struct RemoteReceiver<T> {
+    conn: Connection,
+    chan: Arc<ChanState>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for RemoteReceiver<T> {
+    fn clone(&self) -> Self {
+        RemoteReceiver { conn: self.conn.clone(), chan: Arc::clone(&self.chan), _t: PhantomData }
+    }
+}
+
+impl<T> std::fmt::Debug for RemoteReceiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteReceiver").field("name", &self.chan.name).field("id", &self.chan.id).finish()
+    }
+}
+
+impl<T: Element> RemoteReceiver<T> {
+    pub(crate) fn new(conn: Connection, chan: Arc<ChanState>) -> Self {
+        RemoteReceiver { conn, chan, _t: PhantomData }
+    }
+
+    /// Receives, waiting as long as it takes; `Closed` once the channel is closed and
+    /// drained (or the connection is gone).
+    pub fn recv(&self) -> Result<T, ChanError> {
+        self.recv_op(None, false, None)
+    }
+
+    /// Receives only what is there now.
+    pub fn try_recv(&self) -> Result<T, ChanError> {
+        self.recv_op(None, true, None)
+    }
+
+    /// Receives, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, ChanError> {
+        self.recv_op(Instant::now().checked_add(timeout), false, None)
+    }
+
+    /// Receives, waiting until `deadline` at most.
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<T, ChanError> {
+        self.recv_op(Some(deadline), false, None)
+    }
+
+    /// Receives, giving up with `Canceled` when `token` fires.
+    pub fn recv_cancellable(&self, token: &CancelToken) -> Result<T, ChanError> {
+        self.recv_op(None, false, Some(token))
+    }
+
+    /// Receives with an optional deadline and cancel token.
+    pub fn recv_with(&self, deadline: Option<Instant>, token: Option<&CancelToken>) -> Result<T, ChanError> {
+        self.recv_op(deadline, false, token)
+    }
+
+    fn recv_op(
+        &self,
+        deadline: Option<Instant>,
+        try_only: bool,
+        token: Option<&CancelToken>,
+    ) -> Result<T, ChanError> {
+        let cmd = if try_only { Cmd::CHAN_TRY_RECV } else { Cmd::CHAN_RECV };
+        let ms = timeout_ms(deadline, try_only);
+        let id = self.chan.id;
+        let reply = self
+            .conn
+            .request(cmd, token, |f| {
+                f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, ms);
+            })
+            .map_err(|_| ChanError::Closed)?;
+        self.take_element(&reply, deadline, try_only)
+    }
+
+    fn take_element(&self, reply: &Reply, deadline: Option<Instant>, try_only: bool) -> Result<T, ChanError> {
+        let f = reply.frame();
+        match f.result() {
+            Ok(0) => {}
+            Ok(code) => return Err(chan_error(code, deadline, try_only)),
+            Err(_) => return Err(ChanError::Closed),
+        }
+        let at = locate(&f).map_err(|_| ChanError::Closed)?;
+        let v = decode_element::<T>(&at);
+        if let Located::Shared(d) = at {
+            self.conn.inner.release(&d);
+        }
+        v.map_err(|e| {
+            eprintln!("kcoro-ipc: channel {:?}: {e}; the element is dropped", self.chan.name);
+            ChanError::Closed
+        })
+    }
+
+    /// Async receive, for any executor. Dropping the future before it completes cancels
+    /// the request (a value the server had already sent back is then dropped).
+    pub async fn recv_async(&self) -> Result<T, ChanError> {
+        let (tx, rx) = chan::buffered(1);
+        let id = self.chan.id;
+        let req = self
+            .conn
+            .inner
+            .send_request(Cmd::CHAN_RECV, Pending::Wait(tx), None, |f| {
+                f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
+            })
+            .map_err(|_| ChanError::Closed)?;
+        let guard = CancelOnDrop { conn: &self.conn, req, armed: true };
+        let reply = rx.recv_async().await.map_err(|_| ChanError::Closed);
+        let mut guard = guard;
+        guard.armed = false;
+        self.take_element(&reply?, None, false)
+    }
+
+    /// Closes the channel on the server (for every user); returns whether this call did.
+    pub fn close(&self) -> bool {
+        close(&self.conn, &self.chan)
+    }
+
+    /// The channel's counters, from the server.
+    pub fn snapshot(&self) -> Result<Snapshot, IpcError> {
+        self.conn.stats(self.chan.id).map(|s| s.to_snapshot())
+    }
+
+    /// The channel's kind.
+    pub fn kind(&self) -> Kind {
+        self.chan.kind
+    }
+
+    /// The channel's capacity on the server (`None`: unbounded).
+    pub fn capacity(&self) -> Option<usize> {
+        self.chan.capacity.map(|c| c as usize)
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.chan.name
+    }
+
+    /// Iterates until the channel is closed and drained.
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(|| self.recv().ok())
+    }
+
+    /// A local receiver fed by a pump coroutine at most `window` values ahead: for
+    /// `select!` (see the module docs for what prefetching means). The local channel
+    /// closes when the remote one is closed and drained; dropping every local receiver
+    /// cancels the pump.
+    pub fn local(&self, window: usize) -> Receiver<T> {
+        let me = self.clone();
+        let pump = move || {
+            kcoro::produce(chan::Builder::buffered(window.max(1)), move |tx| {
+                let token = kcoro::sync::current_token();
+                while let Ok(v) = me.recv_with(None, token.as_ref()) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        match crate::on(&self.conn.inner.handle, pump) {
+            Ok(rx) => rx,
+            Err(_) => {
+                let (_tx, rx) = chan::buffered(1);
+                rx
+            }
+        }
+    }
+}
+
+/// Cancels a request whose future was dropped before its reply.
+struct CancelOnDrop<'a> {
+    conn: &'a Connection,
+    req: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let req = self.req;
+            let _ = self.conn.inner.send_request(Cmd::CANCEL, Pending::Ignore, None, |f| {
+                f.u64(Attr::TARGET_REQ_ID, req);
+            });
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The kcoro IPC wire protocol, version 1: frames of TLV attributes. Pure encoding and
+//! decoding, no I/O, so that any transport (and a client in another language, see
+//! `docs/IPC_PROTOCOL.md`) can use it.
+//!
+//! ```text
+//!   frame      = header payload
+//!   header     = cmd:u16  flags:u16  len:u32          (big-endian; len = payload bytes)
+//!   payload    = attribute*
+//!   attribute  = type:u16 len:u16 value[len]           (type < 0x8000)
+//!              | (type | 0x8000):u16 len:u32 value[len]  (long form, for values > 65535 bytes)
+//! ```
+//!
+//! Integers inside values are big-endian, of the width the attribute defines
+//! ([`Attr`]). A reply has `FLAG_REPLY` set, the request's command, and echoes its
+//! `REQ_ID`; a server event has `FLAG_EVENT` and command `NOTIFY`. Unknown attributes are
+//! skipped by readers; unknown commands are answered with `RESULT = -ENOTSUP`.
+//!
+//! # Invariants
+//! - A decoded frame's attributes lie inside its payload, and there are at most
+//!   `Limits::max_attrs` of them; a frame longer than `Limits::max_frame` is refused before
+//!   a byte of its payload is read.
+
+mod frame;
+
+pub use frame::{Attrs, FrameBuf, FrameRef, Header, decode_header, split_frame};
+
+/// Protocol version spoken here. A peer with another major version is refused in HELLO.
+pub const VERSION_MAJOR: u32 = 1;
+/// Minor version: additions a reader may ignore.
+pub const VERSION_MINOR: u32 = 0;
+
+/// Bytes of a frame header.
+pub const HEADER_LEN: usize = 8;
+
+/// Header flag: this frame answers the request with the same `REQ_ID`.
+pub const FLAG_REPLY: u16 = 1 << 0;
+/// Header flag: a server-initiated event (`NOTIFY`), not a reply.
+pub const FLAG_EVENT: u16 = 1 << 1;
+
+/// Type bit of the long attribute form (32-bit length).
+pub const LONG_FORM: u16 = 0x8000;
+
+/// A command number. Unknown numbers are carried as they are, so a server can answer them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cmd(pub u16);
+
+impl Cmd {
+    /// Version negotiation and, when required, the authentication challenge.
+    pub const HELLO: Cmd = Cmd(1);
+    /// Server name, version, limits.
+    pub const GET_INFO: Cmd = Cmd(2);
+    /// Counters of one channel (`CHAN_ID`) or of every named channel.
+    pub const GET_STATS: Cmd = Cmd(3);
+    /// The answer to HELLO's challenge (`MAC`, `NONCE`).
+    pub const AUTH: Cmd = Cmd(4);
+    /// Named channels.
+    pub const LIST: Cmd = Cmd(6);
+    /// Make a channel (`KIND`, `CAPACITY`, optional `NAME`).
+    pub const CHAN_MAKE: Cmd = Cmd(10);
+    /// Send `ELEMENT` (or `ZDESC`) with `TIMEOUT_MS`.
+    pub const CHAN_SEND: Cmd = Cmd(11);
+    /// Send without waiting.
+    pub const CHAN_TRY_SEND: Cmd = Cmd(12);
+    /// Receive with `TIMEOUT_MS`.
+    pub const CHAN_RECV: Cmd = Cmd(13);
+    /// Receive without waiting.
+    pub const CHAN_TRY_RECV: Cmd = Cmd(14);
+    /// Close a channel: senders fail, receivers drain.
+    pub const CHAN_CLOSE: Cmd = Cmd(15);
+    /// Forget a channel made with CHAN_MAKE (closes it).
+    pub const CHAN_DESTROY: Cmd = Cmd(16);
+    /// Open a channel by `NAME`: its `CHAN_ID`, kind, capacity and send `CREDITS`.
+    pub const CHAN_OPEN: Cmd = Cmd(17);
+    /// The sender's region memfd, attached with `SCM_RIGHTS` (Unix sockets only).
+    pub const REGION_SHARE: Cmd = Cmd(18);
+    /// The receiver is done with a span of the sender's region (`ZDESC`).
+    pub const REGION_RELEASE: Cmd = Cmd(19);
+    /// Not supported (select spans connections client-side); answered `-ENOTSUP`.
+    pub const SELECT_REGISTER: Cmd = Cmd(32);
+    /// Cancel the in-flight request `TARGET_REQ_ID`.
+    pub const CANCEL: Cmd = Cmd(33);
+    /// Server event: `EVENT` about `CHAN_ID` (closed).
+    pub const NOTIFY: Cmd = Cmd(34);
+
+    /// Name for logs and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cmd::HELLO => "HELLO",
+            Cmd::GET_INFO => "GET_INFO",
+            Cmd::GET_STATS => "GET_STATS",
+            Cmd::AUTH => "AUTH",
+            Cmd::LIST => "LIST",
+            Cmd::CHAN_MAKE => "CHAN_MAKE",
+            Cmd::CHAN_SEND => "CHAN_SEND",
+            Cmd::CHAN_TRY_SEND => "CHAN_TRY_SEND",
+            Cmd::CHAN_RECV => "CHAN_RECV",
+            Cmd::CHAN_TRY_RECV => "CHAN_TRY_RECV",
+            Cmd::CHAN_CLOSE => "CHAN_CLOSE",
+            Cmd::CHAN_DESTROY => "CHAN_DESTROY",
+            Cmd::CHAN_OPEN => "CHAN_OPEN",
+            Cmd::REGION_SHARE => "REGION_SHARE",
+            Cmd::REGION_RELEASE => "REGION_RELEASE",
+            Cmd::SELECT_REGISTER => "SELECT_REGISTER",
+            Cmd::CANCEL => "CANCEL",
+            Cmd::NOTIFY => "NOTIFY",
+            _ => "unknown",
+        }
+    }
+}
+
+/// An attribute type. Widths: `u32` = 4 bytes, `u64` = 8, `i64` = 8 (two's complement),
+/// `i32` = 4, `str` = UTF-8 bytes, `bytes` = raw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Attr(pub u16);
+
+impl Attr {
+    /// `u32`: protocol major version (HELLO).
+    pub const ABI_MAJOR: Attr = Attr(1);
+    /// `u32`: protocol minor version (HELLO).
+    pub const ABI_MINOR: Attr = Attr(2);
+    /// `i32`: channel kind, kcoro numbering (0 rendezvous, 1 buffered, -1 conflated,
+    /// -2 unlimited).
+    pub const KIND: Attr = Attr(5);
+    /// `u32`: element size; 0 for variable-size elements (the only kind served here).
+    pub const ELEM_SIZE: Attr = Attr(6);
+    /// `u64`: channel capacity (buffered); `u64::MAX` for unbounded.
+    pub const CAPACITY: Attr = Attr(7);
+    /// `i64`: milliseconds to wait: < 0 forever, 0 try, > 0 bounded.
+    pub const TIMEOUT_MS: Attr = Attr(8);
+    /// `u64`: channel id, per server.
+    pub const CHAN_ID: Attr = Attr(20);
+    /// `bytes`: one element, encoded.
+    pub const ELEMENT: Attr = Attr(21);
+    /// `i32`: 0 or a negative errno (the kcoro codes).
+    pub const RESULT: Attr = Attr(22);
+    /// `u64`: request id, echoed by the reply.
+    pub const REQ_ID: Attr = Attr(26);
+    /// `str`: channel name (at most `Limits::max_name` bytes).
+    pub const NAME: Attr = Attr(40);
+    /// `u32`: send credits granted to this connection for a channel.
+    pub const CREDITS: Attr = Attr(41);
+    /// `str`: human-readable error detail accompanying a negative `RESULT`.
+    pub const ERROR: Attr = Attr(42);
+    /// `u64`: the request a CANCEL targets.
+    pub const TARGET_REQ_ID: Attr = Attr(43);
+    /// `bytes` (32): a random challenge (HELLO reply, AUTH request).
+    pub const NONCE: Attr = Attr(44);
+    /// `bytes` (32): HMAC-SHA256 answer (AUTH request and reply).
+    pub const MAC: Attr = Attr(45);
+    /// `u32`: event kind of a NOTIFY (1 = channel closed).
+    pub const EVENT: Attr = Attr(46);
+    /// `bytes` (24): region descriptor `region_id:u64 offset:u64 len:u64` of an element
+    /// placed in the sender's shared region instead of `ELEMENT`.
+    pub const ZDESC: Attr = Attr(47);
+    /// `bytes`: one channel's counters ([`crate::stats`] layout), repeated in GET_STATS and
+    /// LIST replies.
+    pub const STATS: Attr = Attr(48);
+    /// `str`: server name (GET_INFO).
+    pub const SERVER: Attr = Attr(49);
+    /// `u32`: the largest frame the server accepts (GET_INFO, HELLO reply).
+    pub const MAX_FRAME: Attr = Attr(50);
+    /// `u32`: 1 when AUTH must follow HELLO.
+    pub const AUTH_REQUIRED: Attr = Attr(51);
+    /// `u64`: the sender's region export id (REGION_SHARE).
+    pub const REGION_ID: Attr = Attr(52);
+    /// `u32`: 1 if the channel is closed.
+    pub const CLOSED: Attr = Attr(53);
+}
+
+/// `EVENT` values of NOTIFY.
+pub const EVENT_CLOSED: u32 = 1;
+
+/// Hard limits of one connection; each breach is answered with a protocol error (or, for a
+/// frame that cannot be read, closes the connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame payload, in bytes.
+    pub max_frame: u32,
+    /// Most attributes in one frame.
+    pub max_attrs: usize,
+    /// Longest channel name, in bytes.
+    pub max_name: usize,
+    /// Most channels one connection may open or make.
+    pub max_channels: usize,
+    /// Most requests in flight on one connection.
+    pub max_in_flight: usize,
+    /// Send credits per channel per connection (the window a sender may run ahead).
+    pub credits: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame: 16 << 20,
+            max_attrs: 64,
+            max_name: 255,
+            max_channels: 1024,
+            max_in_flight: 1024,
+            credits: 128,
+        }
+    }
+}
+
+/// A frame that cannot be decoded. The connection it came on is closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    /// Fewer bytes than the header or an attribute announces.
+    #[error("truncated {0}")]
+    Truncated(&'static str),
+    /// A frame longer than the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    FrameTooLong {
+        /// Announced payload length.
+        len: u32,
+        /// The limit.
+        max: u32,
+    },
+    /// More attributes than the limit.
+    #[error("more than {0} attributes in one frame")]
+    TooManyAttrs(usize),
+    /// An attribute whose value does not have its type's width or encoding.
+    #[error("attribute {0} has a malformed value")]
+    BadValue(u16),
+    /// A required attribute is missing.
+    #[error("missing attribute {0}")]
+    Missing(u16),
+    /// A long-form attribute whose value would fit the short form's 16-bit length: a
+    /// canonical encoder never writes it, so a reader refuses it (one byte string, one
+    /// encoding).
+    #[error("attribute {0} uses the long form for a short value")]
+    NonCanonical(u16),
+}

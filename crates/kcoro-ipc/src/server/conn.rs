@@ -1,0 +1,632 @@
+//! One served connection: the reader that dispatches requests, the writer, and the
+//! requests in flight.
+//!
+//! # Invariants
+//! - `in_flight` counts requests that wait (sends and receives run in their own coroutine
+//!   or queue); it never exceeds `Limits::max_in_flight`, checked before a request is
+//!   taken on.
+//! - A channel's send queue (`feeders`) holds at most `Limits::credits` values: a client
+//!   that sends past its window gets `-ENOBUFS`, so the server's memory per connection is
+//!   bounded by the window, whatever the client does.
+//! - Until authenticated (when a secret is set), only HELLO and AUTH are answered.
+//! - Once `token` is cancelled (the connection ended), every request in flight wakes with
+//!   `Canceled`, and its reply has nowhere to go.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex};
+
+use kcoro::chan::{self, ChanError, Kind, Receiver, Sender};
+use kcoro::sync::CancelToken;
+use kcoro::zcopy::{ZBuf, ZDesc};
+
+use super::ServerInner;
+use super::served::{Encode, SendFail, Served, Wait};
+use crate::proto::{
+    Attr, Cmd, EVENT_CLOSED, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, ProtoError, VERSION_MAJOR,
+    VERSION_MINOR,
+};
+use crate::shm::{Located, ShmRx, ShmTx, locate, zdesc_bytes};
+use crate::stats::ChannelStats;
+use crate::wire::{FrameReader, Outbox, Stream};
+use crate::{IpcError, auth};
+
+/// An element taken out of the read buffer, to outlive the frame.
+enum Owned {
+    Inline(Vec<u8>),
+    Shared(ZDesc),
+}
+
+impl Owned {
+    fn of(l: Located<'_>) -> Owned {
+        match l {
+            Located::Inline(b) => Owned::Inline(b.to_vec()),
+            Located::Shared(d) => Owned::Shared(d),
+        }
+    }
+
+    fn located(&self) -> Located<'_> {
+        match self {
+            Owned::Inline(b) => Located::Inline(b),
+            Owned::Shared(d) => Located::Shared(*d),
+        }
+    }
+}
+
+/// A credited send waiting its turn in a channel's queue.
+struct Feed {
+    req: u64,
+    el: Owned,
+    wait: Wait,
+    token: CancelToken,
+}
+
+/// What the reader does after a frame.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Go,
+    /// Stop reading: the frames queued (the refusal) are written, then the socket closes.
+    Close,
+}
+
+pub(crate) struct ConnState {
+    id: u64,
+    server: Arc<ServerInner>,
+    stream: Arc<Stream>,
+    outbox: Arc<Outbox>,
+    rings: Mutex<Option<Receiver<()>>>,
+    token: CancelToken,
+    authed: AtomicBool,
+    nonce: Mutex<Option<[u8; auth::NONCE_LEN]>>,
+    /// The client's frame limit (HELLO), which replies must respect.
+    peer_max_frame: AtomicU32,
+    in_flight: AtomicUsize,
+    requests: Mutex<HashMap<u64, CancelToken>>,
+    opened: Mutex<HashSet<u64>>,
+    feeders: Mutex<HashMap<u64, (Sender<Feed>, Arc<AtomicUsize>)>>,
+    shm_tx: Option<ShmTx>,
+    /// Leases of our region lent to the client in receive replies, by offset.
+    lent: Mutex<HashMap<u64, ZBuf>>,
+    shm_rx: ShmRx,
+    next_req: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ConnState {
+    pub(crate) fn new(id: u64, server: Arc<ServerInner>, stream: Stream) -> Arc<ConnState> {
+        let (outbox, rings) = Outbox::new(u32::MAX);
+        let unix = stream.is_unix();
+        Arc::new(ConnState {
+            id,
+            token: server.token.child(),
+            authed: AtomicBool::new(server.secret.is_none()),
+            shm_tx: unix.then(|| ShmTx::new(server.shm)),
+            server,
+            stream: Arc::new(stream),
+            outbox,
+            rings: Mutex::new(Some(rings)),
+            nonce: Mutex::new(None),
+            peer_max_frame: AtomicU32::new(16 << 20),
+            in_flight: AtomicUsize::new(0),
+            requests: Mutex::new(HashMap::new()),
+            opened: Mutex::new(HashSet::new()),
+            feeders: Mutex::new(HashMap::new()),
+            lent: Mutex::new(HashMap::new()),
+            shm_rx: ShmRx::default(),
+            next_req: AtomicU64::new(1),
+        })
+    }
+
+    /// Serves the connection until either side ends it.
+    pub(crate) fn run(self: Arc<Self>) {
+        let Some(rings) = lock(&self.rings).take() else { return };
+        let (stream, outbox) = (Arc::clone(&self.stream), Arc::clone(&self.outbox));
+        let writer = kcoro::spawn(move || outbox.run_writer(&stream, &rings));
+        let mut frames = FrameReader::new(self.server.limits);
+        loop {
+            match frames.next(&self.stream, |f, fds| self.dispatch(f, fds)) {
+                Ok(Some(Flow::Go)) => {}
+                Ok(Some(Flow::Close)) | Ok(None) | Err(_) => break,
+            }
+        }
+        // The peer is gone or refused: wake everything it was waiting on, drop its queues.
+        self.token.cancel();
+        self.outbox.close();
+        lock(&self.feeders).clear();
+        let _ = writer.join();
+        self.stream.shutdown();
+        lock(&self.lent).clear();
+    }
+
+    /// Shutdown of the server: end this connection.
+    pub(crate) fn shut(&self) {
+        self.token.cancel();
+        self.outbox.close();
+        self.stream.shutdown();
+    }
+
+    fn reply(&self, cmd: Cmd, req: u64, result: i32, build: impl FnOnce(&mut FrameBuf<'_>)) {
+        let max = self.peer_max_frame.load(Relaxed);
+        let r = self.outbox.push(|out, _| {
+            let mut f = FrameBuf::begin(out, cmd, FLAG_REPLY);
+            f.u64(Attr::REQ_ID, req).i32(Attr::RESULT, result);
+            build(&mut f);
+            f.finish(max)
+        });
+        if let Err(IpcError::Proto(ProtoError::FrameTooLong { len, max })) = r {
+            // The element was taken from the channel but cannot reach this client.
+            self.refuse(
+                cmd,
+                req,
+                -libc::EMSGSIZE,
+                &format!("reply of {len} bytes exceeds the client's limit of {max}"),
+            );
+        }
+    }
+
+    fn refuse(&self, cmd: Cmd, req: u64, code: i32, msg: &str) {
+        self.reply(cmd, req, code, |f| {
+            f.str(Attr::ERROR, msg);
+        });
+    }
+
+    fn chan_result(&self, cmd: Cmd, req: u64, r: Result<(), SendFail>) {
+        match r {
+            Ok(()) => self.reply(cmd, req, 0, |_| {}),
+            Err(SendFail::Chan(e)) => self.refuse(cmd, req, e.code(), &e.to_string()),
+            Err(SendFail::Decode(e)) => self.refuse(cmd, req, -libc::EINVAL, &e.to_string()),
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, f: FrameRef<'_>, fds: &mut VecDeque<OwnedFd>) -> Flow {
+        if f.flags & (FLAG_REPLY | FLAG_EVENT) != 0 {
+            return Flow::Go; // answers to our own REGION_SHAREs
+        }
+        let Ok(req) = f.req_id() else { return Flow::Close };
+        match self.handle(f, req, fds) {
+            Ok(flow) => flow,
+            Err(e) => {
+                self.refuse(f.cmd, req, -libc::EINVAL, &format!("malformed {}: {e}", f.cmd.name()));
+                Flow::Go
+            }
+        }
+    }
+
+    fn handle(
+        self: &Arc<Self>,
+        f: FrameRef<'_>,
+        req: u64,
+        fds: &mut VecDeque<OwnedFd>,
+    ) -> Result<Flow, ProtoError> {
+        let cmd = f.cmd;
+        if !self.authed.load(Acquire) && !matches!(cmd, Cmd::HELLO | Cmd::AUTH) {
+            self.refuse(cmd, req, -libc::EACCES, "authenticate first (HELLO, then AUTH)");
+            return Ok(Flow::Close);
+        }
+        match cmd {
+            Cmd::HELLO => return self.hello(&f, req),
+            Cmd::AUTH => return self.auth(&f, req),
+            Cmd::GET_INFO => {
+                let (name, max) = (self.server.name.clone(), self.server.limits.max_frame);
+                self.reply(cmd, req, 0, |r| {
+                    r.str(Attr::SERVER, &name)
+                        .u32(Attr::ABI_MAJOR, VERSION_MAJOR)
+                        .u32(Attr::ABI_MINOR, VERSION_MINOR)
+                        .u32(Attr::MAX_FRAME, max);
+                });
+            }
+            Cmd::LIST => self.list(req, None),
+            Cmd::GET_STATS => self.list(req, f.u64(Attr::CHAN_ID)?),
+            Cmd::CHAN_OPEN => self.open(&f, req)?,
+            Cmd::CHAN_MAKE => self.make(&f, req)?,
+            Cmd::CHAN_SEND | Cmd::CHAN_TRY_SEND => self.send(&f, req)?,
+            Cmd::CHAN_RECV | Cmd::CHAN_TRY_RECV => self.recv(&f, req)?,
+            Cmd::CHAN_CLOSE => self.close(&f, req)?,
+            Cmd::CHAN_DESTROY => self.destroy(&f, req)?,
+            Cmd::CANCEL => {
+                let target = f.u64(Attr::TARGET_REQ_ID)?.ok_or(ProtoError::Missing(Attr::TARGET_REQ_ID.0))?;
+                match lock(&self.requests).get(&target) {
+                    Some(t) => {
+                        t.cancel();
+                        self.reply(cmd, req, 0, |_| {});
+                    }
+                    None => self.refuse(cmd, req, -libc::ENOENT, "no such request in flight"),
+                }
+            }
+            Cmd::REGION_SHARE => {
+                let id = f.u64(Attr::REGION_ID)?.ok_or(ProtoError::Missing(Attr::REGION_ID.0))?;
+                match fds.pop_front() {
+                    Some(fd) => match self.shm_rx.import(fd, id) {
+                        Ok(()) => self.reply(cmd, req, 0, |_| {}),
+                        Err(e) => self.refuse(cmd, req, e.code(), &e.to_string()),
+                    },
+                    None => self.refuse(cmd, req, -libc::EBADF, "REGION_SHARE without a descriptor"),
+                }
+            }
+            Cmd::REGION_RELEASE => {
+                let z = f.need(Attr::ZDESC)?;
+                let off = z.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+                match off.and_then(|o| lock(&self.lent).remove(&o)) {
+                    Some(lease) => {
+                        drop(lease);
+                        self.reply(cmd, req, 0, |_| {});
+                    }
+                    None => self.refuse(cmd, req, -libc::ENOENT, "no such span lent"),
+                }
+            }
+            Cmd::SELECT_REGISTER => self.refuse(
+                cmd,
+                req,
+                -libc::ENOTSUP,
+                "select spans connections client-side; use local() proxies",
+            ),
+            Cmd(n) => self.refuse(Cmd(n), req, -libc::ENOTSUP, &format!("unknown command {n}")),
+        }
+        Ok(Flow::Go)
+    }
+
+    fn hello(&self, f: &FrameRef<'_>, req: u64) -> Result<Flow, ProtoError> {
+        let major = f.u32(Attr::ABI_MAJOR)?.unwrap_or(0);
+        if major != VERSION_MAJOR {
+            let msg =
+                format!("protocol version {major} is not supported; this server speaks {VERSION_MAJOR}");
+            self.reply(Cmd::HELLO, req, -libc::EPROTO, |r| {
+                r.u32(Attr::ABI_MAJOR, VERSION_MAJOR).str(Attr::ERROR, &msg);
+            });
+            return Ok(Flow::Close);
+        }
+        if let Some(m) = f.u32(Attr::MAX_FRAME)? {
+            self.peer_max_frame.store(m, Relaxed);
+        }
+        let nonce = match &self.server.secret {
+            Some(_) => match auth::nonce() {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    self.refuse(Cmd::HELLO, req, -libc::EIO, &e.to_string());
+                    return Ok(Flow::Close);
+                }
+            },
+            None => None,
+        };
+        *lock(&self.nonce) = nonce;
+        let max = self.server.limits.max_frame;
+        self.reply(Cmd::HELLO, req, 0, |r| {
+            r.u32(Attr::ABI_MAJOR, VERSION_MAJOR)
+                .u32(Attr::ABI_MINOR, VERSION_MINOR)
+                .u32(Attr::MAX_FRAME, max);
+            if let Some(n) = &nonce {
+                r.u32(Attr::AUTH_REQUIRED, 1).bytes(Attr::NONCE, n);
+            }
+        });
+        Ok(Flow::Go)
+    }
+
+    fn auth(&self, f: &FrameRef<'_>, req: u64) -> Result<Flow, ProtoError> {
+        let (Some(secret), Some(s)) = (&self.server.secret, *lock(&self.nonce)) else {
+            self.refuse(Cmd::AUTH, req, -libc::EINVAL, "AUTH without a challenge (send HELLO first)");
+            return Ok(Flow::Close);
+        };
+        let c = f.need(Attr::NONCE)?;
+        if c.len() != auth::NONCE_LEN || !auth::check_client(secret, &s, c, f.need(Attr::MAC)?) {
+            self.refuse(Cmd::AUTH, req, -libc::EACCES, "wrong secret");
+            return Ok(Flow::Close);
+        }
+        self.authed.store(true, Release);
+        let mac = auth::server_mac(secret, c, &s);
+        self.reply(Cmd::AUTH, req, 0, |r| {
+            r.bytes(Attr::MAC, &mac);
+        });
+        Ok(Flow::Go)
+    }
+
+    fn list(&self, req: u64, one: Option<u64>) {
+        let cmd = if one.is_some() { Cmd::GET_STATS } else { Cmd::LIST };
+        let stats: Vec<ChannelStats> = {
+            let reg = self.server.registry();
+            match one {
+                Some(id) => match reg.by_id(id) {
+                    Some(c) => vec![stats_of(id, reg.name_of(id), &*c)],
+                    None => {
+                        drop(reg);
+                        return self.refuse(cmd, req, -libc::ENOENT, "no such channel");
+                    }
+                },
+                None => reg.named().into_iter().map(|(id, name, c)| stats_of(id, Some(name), &*c)).collect(),
+            }
+        };
+        self.reply(cmd, req, 0, |r| {
+            for s in &stats {
+                s.encode(r);
+            }
+        });
+    }
+
+    /// Replies with what a client needs to use channel `id`, and counts it as opened.
+    fn describe(&self, cmd: Cmd, req: u64, id: u64, chan: &dyn Served) {
+        {
+            let mut o = lock(&self.opened);
+            if !o.contains(&id) && o.len() >= self.server.limits.max_channels {
+                drop(o);
+                let msg = format!(
+                    "this connection has {} channels open, the limit",
+                    self.server.limits.max_channels
+                );
+                return self.refuse(cmd, req, -libc::EMFILE, &msg);
+            }
+            o.insert(id);
+        }
+        let credits = if chan.kind() == Kind::Rendezvous { 0 } else { self.server.limits.credits };
+        let (kind, cap, closed) =
+            (chan.kind().code(), chan.capacity().map_or(u64::MAX, |c| c as u64), chan.is_closed());
+        self.reply(cmd, req, 0, |r| {
+            r.u64(Attr::CHAN_ID, id)
+                .i32(Attr::KIND, kind)
+                .u64(Attr::CAPACITY, cap)
+                .u32(Attr::CREDITS, credits)
+                .u32(Attr::CLOSED, u32::from(closed));
+        });
+    }
+
+    fn name<'a>(&self, cmd: Cmd, req: u64, f: &FrameRef<'a>) -> Result<Option<&'a str>, ProtoError> {
+        let name = f.str(Attr::NAME)?;
+        if let Some(n) = name
+            && n.len() > self.server.limits.max_name
+        {
+            self.refuse(
+                cmd,
+                req,
+                -libc::ENAMETOOLONG,
+                &format!("names are at most {} bytes", self.server.limits.max_name),
+            );
+            return Err(ProtoError::BadValue(Attr::NAME.0));
+        }
+        Ok(name)
+    }
+
+    fn open(&self, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
+        let Ok(name) = self.name(Cmd::CHAN_OPEN, req, f) else { return Ok(()) };
+        let name = name.ok_or(ProtoError::Missing(Attr::NAME.0))?;
+        let found = self.server.registry().by_name(name);
+        match found {
+            Some((id, chan)) => self.describe(Cmd::CHAN_OPEN, req, id, &*chan),
+            None => self.refuse(Cmd::CHAN_OPEN, req, -libc::ENOENT, &format!("no channel named {name:?}")),
+        }
+        Ok(())
+    }
+
+    fn make(&self, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
+        let Ok(name) = self.name(Cmd::CHAN_MAKE, req, f) else { return Ok(()) };
+        let kind = match f.i32(Attr::KIND)?.unwrap_or(1) {
+            0 => Kind::Rendezvous,
+            -1 => Kind::Conflated,
+            -2 => Kind::Unlimited,
+            k if k > 0 => Kind::Buffered,
+            k => {
+                self.refuse(Cmd::CHAN_MAKE, req, -libc::EINVAL, &format!("unknown kind {k}"));
+                return Ok(());
+            }
+        };
+        let cap = f.u64(Attr::CAPACITY)?.unwrap_or(0);
+        let Ok(cap) = usize::try_from(cap).map(|c| c.min(1 << 24)) else {
+            return Err(ProtoError::BadValue(Attr::CAPACITY.0));
+        };
+        if f.u32(Attr::ELEM_SIZE)?.unwrap_or(0) != 0 {
+            self.refuse(
+                Cmd::CHAN_MAKE,
+                req,
+                -libc::ENOTSUP,
+                "fixed-size elements: use ELEM_SIZE 0 (variable)",
+            );
+            return Ok(());
+        }
+        let chan = super::make_channel(kind, cap, name);
+        let added = self.server.registry().add(name.map(str::to_string), Arc::clone(&chan));
+        match added {
+            Some(id) => self.describe(Cmd::CHAN_MAKE, req, id, &*chan),
+            None => self.refuse(Cmd::CHAN_MAKE, req, -libc::EEXIST, "a channel of that name exists"),
+        }
+        Ok(())
+    }
+
+    fn channel(
+        &self,
+        cmd: Cmd,
+        req: u64,
+        f: &FrameRef<'_>,
+    ) -> Result<Option<(u64, Arc<dyn Served>)>, ProtoError> {
+        let id = f.u64(Attr::CHAN_ID)?.ok_or(ProtoError::Missing(Attr::CHAN_ID.0))?;
+        let chan = self.server.registry().by_id(id);
+        if chan.is_none() {
+            self.refuse(cmd, req, -libc::ENOENT, &format!("no channel {id}"));
+        }
+        Ok(chan.map(|c| (id, c)))
+    }
+
+    /// Takes on a request that will wait, unless too many already are.
+    fn admit(&self, cmd: Cmd, req: u64) -> Option<CancelToken> {
+        let max = self.server.limits.max_in_flight;
+        if self.in_flight.fetch_add(1, AcqRel) >= max {
+            self.in_flight.fetch_sub(1, AcqRel);
+            self.refuse(cmd, req, -libc::EBUSY, &format!("more than {max} requests in flight"));
+            return None;
+        }
+        let t = self.token.child();
+        lock(&self.requests).insert(req, t.clone());
+        Some(t)
+    }
+
+    fn done(&self, req: u64) {
+        lock(&self.requests).remove(&req);
+        self.in_flight.fetch_sub(1, AcqRel);
+    }
+
+    fn send(self: &Arc<Self>, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
+        let cmd = f.cmd;
+        let Some((id, chan)) = self.channel(cmd, req, f)? else { return Ok(()) };
+        let el = locate(f)?;
+        let wait = if cmd == Cmd::CHAN_TRY_SEND {
+            Wait::Try
+        } else {
+            Wait::from_ms(f.i64(Attr::TIMEOUT_MS)?.unwrap_or(-1))
+        };
+        if wait == Wait::Try {
+            let r = chan.send(&el, Wait::Try, None);
+            self.chan_result(cmd, req, r);
+            return Ok(());
+        }
+        let el = Owned::of(el);
+        let Some(token) = self.admit(cmd, req) else { return Ok(()) };
+        if chan.kind() == Kind::Rendezvous {
+            let me = Arc::clone(self);
+            drop(kcoro::spawn(move || {
+                let r = chan.send(&el.located(), wait, Some(&token));
+                me.chan_result(cmd, req, r);
+                me.done(req);
+            }));
+            return Ok(());
+        }
+        // In order, through this connection's queue for the channel, within the window.
+        let (queue, queued) = self.feeder(id, chan);
+        if queued.fetch_add(1, AcqRel) >= self.server.limits.credits as usize {
+            queued.fetch_sub(1, AcqRel);
+            self.done(req);
+            let msg = format!("send window of {} exceeded", self.server.limits.credits);
+            self.refuse(cmd, req, -libc::ENOBUFS, &msg);
+            return Ok(());
+        }
+        if let Err(e) = queue.try_send(Feed { req, el, wait, token }) {
+            queued.fetch_sub(1, AcqRel);
+            self.done(e.value().req);
+            self.refuse(cmd, req, ChanError::Closed.code(), "connection closing");
+        }
+        Ok(())
+    }
+
+    /// The queue (and its coroutine) feeding this connection's sends into channel `id`.
+    fn feeder(self: &Arc<Self>, id: u64, chan: Arc<dyn Served>) -> (Sender<Feed>, Arc<AtomicUsize>) {
+        let mut feeders = lock(&self.feeders);
+        if let Some((tx, n)) = feeders.get(&id) {
+            return (tx.clone(), Arc::clone(n));
+        }
+        let (tx, rx) = chan::unlimited::<Feed>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (me, q) = (Arc::clone(self), Arc::clone(&queued));
+        drop(kcoro::spawn(move || {
+            for item in &rx {
+                let r = chan.send(&item.el.located(), item.wait, Some(&item.token));
+                q.fetch_sub(1, AcqRel);
+                me.chan_result(Cmd::CHAN_SEND, item.req, r);
+                me.done(item.req);
+            }
+        }));
+        feeders.insert(id, (tx.clone(), Arc::clone(&queued)));
+        (tx, queued)
+    }
+
+    fn recv(self: &Arc<Self>, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
+        let cmd = f.cmd;
+        let Some((_, chan)) = self.channel(cmd, req, f)? else { return Ok(()) };
+        let wait = if cmd == Cmd::CHAN_TRY_RECV {
+            Wait::Try
+        } else {
+            Wait::from_ms(f.i64(Attr::TIMEOUT_MS)?.unwrap_or(-1))
+        };
+        if wait == Wait::Try {
+            let r = chan.recv(Wait::Try, None);
+            self.element_reply(cmd, req, r);
+            return Ok(());
+        }
+        let Some(token) = self.admit(cmd, req) else { return Ok(()) };
+        let me = Arc::clone(self);
+        drop(kcoro::spawn(move || {
+            let r = chan.recv(wait, Some(&token));
+            me.element_reply(cmd, req, r);
+            me.done(req);
+        }));
+        Ok(())
+    }
+
+    /// Replies with a received element: inline, or through our shared region (sharing its
+    /// fd first, once) for a large one on a Unix socket.
+    fn element_reply(&self, cmd: Cmd, req: u64, r: Result<Box<dyn Encode>, ChanError>) {
+        let v = match r {
+            Ok(v) => v,
+            Err(e) => return self.refuse(cmd, req, e.code(), &e.to_string()),
+        };
+        let len = v.encoded_len();
+        if let Some((mut lease, share)) = self.shm_tx.as_ref().and_then(|s| s.lease(len)) {
+            v.encode_into(&mut lease[..len]);
+            if let Some((export_id, fd)) = share {
+                let sreq = self.next_req.fetch_add(1, Relaxed);
+                let _ = self.outbox.push_with_fd(Some(fd), |out, max| {
+                    let mut f = FrameBuf::begin(out, Cmd::REGION_SHARE, 0);
+                    f.u64(Attr::REQ_ID, sreq).u64(Attr::REGION_ID, export_id);
+                    f.finish(max)
+                });
+            }
+            let z = zdesc_bytes(&lease.desc());
+            lock(&self.lent).insert(lease.desc().offset, lease);
+            return self.reply(cmd, req, 0, |r| {
+                r.bytes(Attr::ZDESC, &z);
+            });
+        }
+        self.reply(cmd, req, 0, |r| {
+            r.header(Attr::ELEMENT, len);
+            let out = r.out();
+            let at = out.len();
+            out.resize(at + len, 0);
+            v.encode_into(&mut out[at..]);
+        });
+    }
+
+    fn close(&self, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
+        let Some((id, chan)) = self.channel(Cmd::CHAN_CLOSE, req, f)? else { return Ok(()) };
+        let first = chan.close();
+        self.reply(Cmd::CHAN_CLOSE, req, 0, |r| {
+            r.u32(Attr::CLOSED, u32::from(first));
+        });
+        if first {
+            for c in self.server.others(self.id) {
+                c.notify_closed(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn destroy(&self, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
+        let Some((id, chan)) = self.channel(Cmd::CHAN_DESTROY, req, f)? else { return Ok(()) };
+        let first = chan.close();
+        self.server.registry().remove(id);
+        self.reply(Cmd::CHAN_DESTROY, req, 0, |_| {});
+        if first {
+            for c in self.server.others(self.id) {
+                c.notify_closed(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// NOTIFY: channel `id`, which this connection opened, was closed by another.
+    fn notify_closed(&self, id: u64) {
+        if !lock(&self.opened).contains(&id) {
+            return;
+        }
+        let _ = self.outbox.push(|out, max| {
+            let mut f = FrameBuf::begin(out, Cmd::NOTIFY, FLAG_EVENT);
+            f.u64(Attr::CHAN_ID, id).u32(Attr::EVENT, EVENT_CLOSED);
+            f.finish(max)
+        });
+    }
+}
+
+fn stats_of(id: u64, name: Option<String>, chan: &dyn Served) -> ChannelStats {
+    let mut s = ChannelStats::from_snapshot(id, &chan.snapshot());
+    if s.name.is_none() {
+        s.name = name;
+    }
+    s
+}

@@ -1,0 +1,327 @@
+//! The serving side: a listener whose accept loop starts, for each connection, a reader
+//! coroutine (dispatch), a writer coroutine (the outbox), and one coroutine per request that
+//! may wait — so a parked receive never holds up the other requests of its connection, and
+//! no worker thread is ever blocked.
+//!
+//! # Shutdown
+//! 1. Mark the server closed and wake the accept loop (a connection to ourselves).
+//! 2. Cancel the server token: every connection's requests in flight wake with `Canceled`.
+//! 3. Shut every connection's socket down: readers end, writers drain and exit.
+//! 4. Remove the Unix socket file.
+
+mod conn;
+mod served;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex, Weak};
+
+use kcoro::chan::{Builder, Kind, Receiver, Sender};
+use kcoro::net::{TcpListener, UnixListener};
+use kcoro::sync::CancelToken;
+
+use crate::proto::Limits;
+use crate::shm::ShmConfig;
+use crate::{Addr, Element, IpcError, io_handle, on};
+use conn::ConnState;
+use served::{Registry, Served, Typed};
+
+/// Configures and starts a [`Server`].
+pub struct ServerBuilder {
+    addr: Addr,
+    channels: Vec<(String, Arc<dyn Served>)>,
+    secret: Option<Vec<u8>>,
+    limits: Limits,
+    unix_mode: u32,
+    shm: ShmConfig,
+    name: String,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("addr", &self.addr)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct ServerInner {
+    pub(crate) name: String,
+    pub(crate) registry: Mutex<Registry>,
+    pub(crate) limits: Limits,
+    pub(crate) secret: Option<Vec<u8>>,
+    pub(crate) shm: ShmConfig,
+    /// Cancelled at shutdown: every request in flight wakes.
+    pub(crate) token: CancelToken,
+    closed: AtomicBool,
+    conns: Mutex<HashMap<u64, Weak<ConnState>>>,
+    next_conn: AtomicU64,
+}
+
+impl ServerInner {
+    pub(crate) fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connections alive now, except `but`.
+    pub(crate) fn others(&self, but: u64) -> Vec<Arc<ConnState>> {
+        let c = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        c.iter().filter(|(id, _)| **id != but).filter_map(|(_, w)| w.upgrade()).collect()
+    }
+
+    fn forget_conn(&self, id: u64) {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+}
+
+/// A running server. Dropping it shuts it down (see [`Server::shutdown`]).
+pub struct Server {
+    inner: Arc<ServerInner>,
+    addr: Addr,
+    socket_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addr", &self.addr).field("connections", &self.connections()).finish()
+    }
+}
+
+impl Server {
+    /// A server that will listen on `addr` (`unix:PATH` or `tcp:HOST:PORT`; port 0 picks
+    /// one, see [`Server::addr`]).
+    pub fn bind(addr: &str) -> Result<ServerBuilder, IpcError> {
+        Ok(ServerBuilder {
+            addr: Addr::parse(addr)?,
+            channels: Vec::new(),
+            secret: None,
+            limits: Limits::default(),
+            unix_mode: 0o600,
+            shm: ShmConfig::default(),
+            name: format!("kcoro-ipc/{}", env!("CARGO_PKG_VERSION")),
+        })
+    }
+
+    /// Where it listens (with the port a `tcp:..:0` address got).
+    pub fn addr(&self) -> &Addr {
+        &self.addr
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.inner
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+
+    /// Stops accepting, fails every request in flight with `Canceled`, closes every
+    /// connection and removes the socket file. Channels themselves are not closed: they
+    /// belong to the program.
+    pub fn shutdown(&self) {
+        if self.inner.closed.swap(true, AcqRel) {
+            return;
+        }
+        // Wake the accept loop: it sees `closed` and returns, dropping the listener.
+        let addr = self.addr.to_string();
+        let _ = std::thread::spawn(move || match Addr::parse(&addr) {
+            Ok(Addr::Unix(p)) => drop(std::os::unix::net::UnixStream::connect(p)),
+            Ok(Addr::Tcp(hp)) => drop(std::net::TcpStream::connect(hp)),
+            Err(_) => {}
+        })
+        .join();
+        self.inner.token.cancel();
+        for c in self.inner.others(0) {
+            c.shut();
+        }
+        if let Some(p) = &self.socket_file {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl ServerBuilder {
+    /// Publishes a local channel under `name` (pass clones; the server keeps them until it
+    /// is dropped). Elements travel as `T` encodes them ([`Element`]).
+    pub fn serve_channel<T: Element>(mut self, name: &str, tx: Sender<T>, rx: Receiver<T>) -> Self {
+        self.channels.push((name.to_string(), Arc::new(Typed { tx, rx })));
+        self
+    }
+
+    /// Requires the shared-secret handshake from every client (HMAC-SHA256 challenge and
+    /// response, both ways). Mandatory for a TCP address that is not loopback.
+    pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.secret = Some(secret.into());
+        self
+    }
+
+    /// Per-connection limits (frame size, attributes, name length, channels, requests in
+    /// flight, send credits).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// File mode of the Unix socket (default `0o600`: this user only).
+    pub fn unix_mode(mut self, mode: u32) -> Self {
+        self.unix_mode = mode;
+        self
+    }
+
+    /// Elements of at least `threshold` bytes in receive replies go through a shared
+    /// region of `region_len` bytes per connection (Unix sockets only).
+    pub fn shared_memory(mut self, threshold: usize, region_len: usize) -> Self {
+        self.shm = ShmConfig { threshold: threshold.max(1), region_len };
+        self
+    }
+
+    /// The name GET_INFO reports.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Binds and starts serving (on the current kcoro runtime, or on the shared I/O
+    /// runtime outside one). A non-loopback TCP address without a secret is refused.
+    pub fn start(self) -> Result<Server, IpcError> {
+        if !self.addr.is_loopback() && self.secret.is_none() {
+            return Err(IpcError::Config(format!(
+                "{} is not a loopback address: set a secret (ServerBuilder::secret) to serve it",
+                self.addr
+            )));
+        }
+        if self.secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(IpcError::Config("the secret must be at least 16 bytes".into()));
+        }
+        let mut registry = Registry::default();
+        for (name, chan) in self.channels {
+            if name.len() > self.limits.max_name {
+                return Err(IpcError::Config(format!(
+                    "channel name {name:?} is longer than {}",
+                    self.limits.max_name
+                )));
+            }
+            if registry.add(Some(name.clone()), chan).is_none() {
+                return Err(IpcError::Config(format!("two channels named {name:?}")));
+            }
+        }
+        let inner = Arc::new(ServerInner {
+            name: self.name,
+            registry: Mutex::new(registry),
+            limits: self.limits,
+            secret: self.secret,
+            shm: self.shm,
+            token: CancelToken::new(),
+            closed: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+        });
+        let handle = io_handle()?;
+        let (addr, socket_file) = match &self.addr {
+            Addr::Unix(path) => {
+                let listener = bind_unix(&handle, path.clone(), self.unix_mode)?;
+                let i = Arc::clone(&inner);
+                drop(handle.spawn(move || accept_unix(i, listener)));
+                (self.addr.clone(), Some(path.clone()))
+            }
+            Addr::Tcp(hp) => {
+                let hp = hp.clone();
+                let listener = on(&handle, move || TcpListener::bind(hp.as_str()))??;
+                let local = listener.local_addr()?;
+                let i = Arc::clone(&inner);
+                drop(handle.spawn(move || accept_tcp(i, listener)));
+                (Addr::Tcp(local.to_string()), None)
+            }
+        };
+        Ok(Server { inner, addr, socket_file })
+    }
+}
+
+/// Binds the socket file (replacing a stale one nobody listens on) with `mode`.
+fn bind_unix(handle: &kcoro::Handle, path: PathBuf, mode: u32) -> Result<UnixListener, IpcError> {
+    if path.exists() {
+        match std::os::unix::net::UnixStream::connect(&path) {
+            Ok(_) => {
+                return Err(IpcError::Config(format!("{} is in use by another server", path.display())));
+            }
+            Err(_) => {
+                use std::os::unix::fs::FileTypeExt;
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket()) {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+    }
+    let p = path.clone();
+    let listener = on(handle, move || UnixListener::bind(p))??;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
+}
+
+fn accept_unix(server: Arc<ServerInner>, listener: UnixListener) {
+    loop {
+        let accepted = listener.accept();
+        if server.closed.load(Acquire) {
+            return;
+        }
+        match accepted {
+            Ok((s, _)) => start_conn(&server, crate::wire::Stream::Unix(s)),
+            Err(e) => backoff(&e),
+        }
+    }
+}
+
+fn accept_tcp(server: Arc<ServerInner>, listener: TcpListener) {
+    loop {
+        let accepted = listener.accept();
+        if server.closed.load(Acquire) {
+            return;
+        }
+        match accepted {
+            Ok((s, _)) => {
+                let _ = s.set_nodelay(true);
+                start_conn(&server, crate::wire::Stream::Tcp(s))
+            }
+            Err(e) => backoff(&e),
+        }
+    }
+}
+
+/// After an accept error (out of fds, say): report it and pause, rather than spin.
+fn backoff(e: &std::io::Error) {
+    eprintln!("kcoro-ipc: accept failed: {e}");
+    kcoro::sleep(std::time::Duration::from_millis(50));
+}
+
+fn start_conn(server: &Arc<ServerInner>, stream: crate::wire::Stream) {
+    let id = server.next_conn.fetch_add(1, Relaxed);
+    let conn = ConnState::new(id, Arc::clone(server), stream);
+    server.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::downgrade(&conn));
+    let s = Arc::clone(server);
+    drop(kcoro::spawn(move || {
+        conn.run();
+        s.forget_conn(id);
+    }));
+}
+
+/// A channel made by a client (CHAN_MAKE): raw byte elements.
+pub(crate) fn make_channel(kind: Kind, capacity: usize, name: Option<&str>) -> Arc<dyn Served> {
+    let mut b = Builder::<Vec<u8>>::new(kind).capacity(capacity).count_payload_bytes();
+    if let Some(n) = name {
+        b = b.name(n);
+    }
+    let (tx, rx) = b.build();
+    Arc::new(Typed { tx, rx })
+}

@@ -1,0 +1,182 @@
+//! The channels a server serves, type-erased: each one decodes elements arriving as bytes
+//! into its element type, and encodes what it hands out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kcoro::chan::{ChanError, Kind, Receiver, Sender, Snapshot};
+use kcoro::sync::CancelToken;
+
+use crate::Element;
+use crate::element::DecodeError;
+use crate::shm::{Located, decode_element};
+
+/// How long an operation may wait, from its `TIMEOUT_MS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    Try,
+    Forever,
+    Until(Instant),
+}
+
+impl Wait {
+    pub(crate) fn from_ms(ms: i64) -> Wait {
+        match ms {
+            0 => Wait::Try,
+            ms if ms < 0 => Wait::Forever,
+            ms => Instant::now()
+                .checked_add(std::time::Duration::from_millis(ms as u64))
+                .map_or(Wait::Forever, Wait::Until),
+        }
+    }
+
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Wait::Until(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Why a send through the server failed.
+pub(crate) enum SendFail {
+    Chan(ChanError),
+    Decode(DecodeError),
+}
+
+/// A value taken from a channel, ready to be encoded into a reply.
+pub(crate) trait Encode: Send {
+    fn encoded_len(&self) -> usize;
+    fn encode_into(&self, out: &mut [u8]);
+}
+
+impl<T: Element> Encode for T {
+    fn encoded_len(&self) -> usize {
+        Element::encoded_len(self)
+    }
+    fn encode_into(&self, out: &mut [u8]) {
+        Element::encode_into(self, out)
+    }
+}
+
+/// One served channel.
+pub(crate) trait Served: Send + Sync {
+    fn kind(&self) -> Kind;
+    fn capacity(&self) -> Option<usize>;
+    fn send(&self, el: &Located<'_>, wait: Wait, token: Option<&CancelToken>) -> Result<(), SendFail>;
+    fn recv(&self, wait: Wait, token: Option<&CancelToken>) -> Result<Box<dyn Encode>, ChanError>;
+    /// Closes; `true` for the call that did.
+    fn close(&self) -> bool;
+    fn is_closed(&self) -> bool;
+    fn snapshot(&self) -> Snapshot;
+}
+
+/// A local channel served as it is.
+pub(crate) struct Typed<T> {
+    pub(crate) tx: Sender<T>,
+    pub(crate) rx: Receiver<T>,
+}
+
+impl<T: Element> Served for Typed<T> {
+    fn kind(&self) -> Kind {
+        self.tx.kind()
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        self.tx.capacity()
+    }
+
+    fn send(&self, el: &Located<'_>, wait: Wait, token: Option<&CancelToken>) -> Result<(), SendFail> {
+        let v: T = decode_element(el).map_err(SendFail::Decode)?;
+        let r = match wait {
+            Wait::Try => self.tx.try_send(v),
+            w => self.tx.send_with(v, w.deadline(), token),
+        };
+        r.map_err(|e| SendFail::Chan(e.kind()))
+    }
+
+    fn recv(&self, wait: Wait, token: Option<&CancelToken>) -> Result<Box<dyn Encode>, ChanError> {
+        let v = match wait {
+            Wait::Try => self.rx.try_recv(),
+            w => self.rx.recv_with(w.deadline(), token),
+        }?;
+        Ok(Box::new(v))
+    }
+
+    fn close(&self) -> bool {
+        self.tx.close()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.tx.snapshot()
+    }
+}
+
+/// A channel in the registry.
+pub(crate) struct Entry {
+    pub(crate) name: Option<String>,
+    pub(crate) chan: Arc<dyn Served>,
+}
+
+/// Channels by id and by name.
+#[derive(Default)]
+pub(crate) struct Registry {
+    next_id: u64,
+    by_id: HashMap<u64, Entry>,
+    by_name: HashMap<String, u64>,
+}
+
+impl Registry {
+    /// Adds a channel; `None` if the name is taken.
+    pub(crate) fn add(&mut self, name: Option<String>, chan: Arc<dyn Served>) -> Option<u64> {
+        if let Some(n) = &name
+            && self.by_name.contains_key(n)
+        {
+            return None;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        if let Some(n) = &name {
+            self.by_name.insert(n.clone(), id);
+        }
+        self.by_id.insert(id, Entry { name, chan });
+        Some(id)
+    }
+
+    pub(crate) fn by_name(&self, name: &str) -> Option<(u64, Arc<dyn Served>)> {
+        let id = *self.by_name.get(name)?;
+        Some((id, Arc::clone(&self.by_id.get(&id)?.chan)))
+    }
+
+    pub(crate) fn by_id(&self, id: u64) -> Option<Arc<dyn Served>> {
+        self.by_id.get(&id).map(|e| Arc::clone(&e.chan))
+    }
+
+    pub(crate) fn remove(&mut self, id: u64) -> Option<Entry> {
+        let e = self.by_id.remove(&id)?;
+        if let Some(n) = &e.name {
+            self.by_name.remove(n);
+        }
+        Some(e)
+    }
+
+    /// Named channels, by name.
+    pub(crate) fn named(&self) -> Vec<(u64, String, Arc<dyn Served>)> {
+        let mut v: Vec<_> = self
+            .by_name
+            .iter()
+            .filter_map(|(n, id)| Some((*id, n.clone(), Arc::clone(&self.by_id.get(id)?.chan))))
+            .collect();
+        v.sort_by(|a, b| a.1.cmp(&b.1));
+        v
+    }
+
+    pub(crate) fn name_of(&self, id: u64) -> Option<String> {
+        self.by_id.get(&id)?.name.clone()
+    }
+}

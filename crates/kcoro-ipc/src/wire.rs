@@ -1,0 +1,258 @@
+//! The transport: one stream socket (Unix or TCP) shared by a reader and a writer
+//! coroutine, a frame reader over it, and an outbox that batches frames into one write.
+//!
+//! # The outbox
+//! Producers (requests, replies) append whole frames to one buffer under a mutex, and ring
+//! a conflated doorbell only when the buffer was empty. The writer swaps the buffer for its
+//! spare and writes everything in one call per swap, so frames queued while a write is in
+//! progress go out together in the next: batching without reordering. A descriptor to pass
+//! (`SCM_RIGHTS`) is queued with the offset of the frame it belongs to and sent with that
+//! frame's first byte.
+//!
+//! # Invariants
+//! - `OutBuf::fds` offsets are ascending and inside `OutBuf::bytes`.
+//! - `closed` ⇒ nothing more is accepted; the writer exits once the buffer is written.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use kcoro::chan::{self, Receiver, Sender};
+use kcoro::net::{TcpStream, UnixStream};
+
+use crate::IpcError;
+use crate::proto::{FrameRef, Limits, ProtoError, split_frame};
+
+/// A connected stream socket.
+pub(crate) enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    pub(crate) fn is_unix(&self) -> bool {
+        matches!(self, Stream::Unix(_))
+    }
+
+    /// Reads what is there into `buf`; descriptors that came with it go to `fds`.
+    fn read(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.recv_with_fds(buf, fds),
+            Stream::Tcp(s) => (&*s).read(buf),
+        }
+    }
+
+    fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let n = match self {
+                Stream::Unix(s) => (&*s).write(bytes)?,
+                Stream::Tcp(s) => (&*s).write(bytes)?,
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` with `fd` attached to the first byte (Unix only).
+    fn write_all_with_fd(&self, bytes: &[u8], fd: &OwnedFd) -> io::Result<()> {
+        let Stream::Unix(s) = self else {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "descriptors need a Unix socket"));
+        };
+        let n = s.send_with_fds(bytes, &[fd.as_fd()])?;
+        self.write_all(&bytes[n..])
+    }
+
+    /// Ends both directions: the peer's reader sees end of stream, ours wakes with it.
+    pub(crate) fn shutdown(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
+/// Reads frames off a stream into a growable buffer.
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Descriptors received and not yet claimed by a `REGION_SHARE` frame.
+    pub(crate) fds: std::collections::VecDeque<OwnedFd>,
+    limits: Limits,
+}
+
+/// Bytes read per call at least (the buffer grows for larger frames).
+const READ_CHUNK: usize = 64 << 10;
+
+impl FrameReader {
+    pub(crate) fn new(limits: Limits) -> Self {
+        FrameReader { buf: vec![0; READ_CHUNK], start: 0, end: 0, fds: Default::default(), limits }
+    }
+
+    /// Waits for the next whole frame and hands it to `f`. `Ok(None)`: the peer closed
+    /// the stream between frames. A malformed or oversize frame is an error: the
+    /// connection cannot be resynchronised.
+    pub(crate) fn next<R>(
+        &mut self,
+        stream: &Stream,
+        f: impl FnOnce(FrameRef<'_>, &mut std::collections::VecDeque<OwnedFd>) -> R,
+    ) -> Result<Option<R>, IpcError> {
+        loop {
+            let need = match split_frame(&self.buf[self.start..self.end], &self.limits)? {
+                Some((frame, used)) => {
+                    let r = f(frame, &mut self.fds);
+                    self.start += used;
+                    if self.start == self.end {
+                        (self.start, self.end) = (0, 0);
+                    }
+                    return Ok(Some(r));
+                }
+                None => self.wanted(),
+            };
+            // Make room: move the partial frame to the front, grow for a large one.
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                (self.start, self.end) = (0, self.end - self.start);
+            }
+            if self.buf.len() < need.max(self.end + READ_CHUNK / 4) {
+                self.buf.resize(need.max(self.end + READ_CHUNK), 0);
+            }
+            let mut fds = Vec::new();
+            let n = stream.read(&mut self.buf[self.end..], &mut fds).map_err(IpcError::Io)?;
+            self.fds.extend(fds);
+            if n == 0 {
+                return if self.end == 0 {
+                    Ok(None)
+                } else {
+                    Err(ProtoError::Truncated("frame at end of stream").into())
+                };
+            }
+            self.end += n;
+        }
+    }
+
+    /// Bytes the current partial frame needs in all (header known), else a header's worth.
+    fn wanted(&self) -> usize {
+        let avail = &self.buf[self.start..self.end];
+        match avail.first_chunk::<{ crate::proto::HEADER_LEN }>() {
+            Some(h) => crate::proto::HEADER_LEN + crate::proto::decode_header(h).len as usize,
+            None => crate::proto::HEADER_LEN,
+        }
+    }
+}
+
+struct OutBuf {
+    bytes: Vec<u8>,
+    fds: Vec<(usize, OwnedFd)>,
+    closed: bool,
+}
+
+/// Frames waiting to be written, and the doorbell of the writer coroutine.
+pub(crate) struct Outbox {
+    buf: Mutex<OutBuf>,
+    bell: Sender<()>,
+    max_frame: u32,
+}
+
+impl Outbox {
+    /// An outbox and the receiving end of its doorbell, for [`Outbox::run_writer`].
+    pub(crate) fn new(max_frame: u32) -> (Arc<Outbox>, Receiver<()>) {
+        let (bell, rings) = chan::conflated();
+        let buf = OutBuf { bytes: Vec::with_capacity(64 << 10), fds: Vec::new(), closed: false };
+        (Arc::new(Outbox { buf: Mutex::new(buf), bell, max_frame }), rings)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutBuf> {
+        self.buf.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends the frames `f` writes (it calls `FrameBuf::begin` and `finish`). Fails once
+    /// the connection is closed, or with `f`'s error (the partial frame is removed).
+    pub(crate) fn push(
+        &self,
+        f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
+    ) -> Result<(), IpcError> {
+        self.push_with_fd(None, f)
+    }
+
+    /// As [`push`](Self::push), with a descriptor sent alongside the frame.
+    pub(crate) fn push_with_fd(
+        &self,
+        fd: Option<OwnedFd>,
+        f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
+    ) -> Result<(), IpcError> {
+        let mut b = self.lock();
+        if b.closed {
+            return Err(IpcError::Closed(None));
+        }
+        let at = b.bytes.len();
+        if let Err(e) = f(&mut b.bytes, self.max_frame) {
+            b.bytes.truncate(at);
+            return Err(e.into());
+        }
+        if let Some(fd) = fd {
+            b.fds.push((at, fd));
+        }
+        drop(b);
+        if at == 0 {
+            // Conflated: never waits; a ring already pending is enough.
+            let _ = self.bell.try_send(());
+        }
+        Ok(())
+    }
+
+    /// Stops accepting frames; the writer finishes what is queued, then exits.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        let _ = self.bell.try_send(());
+    }
+
+    /// The writer: writes batches until the outbox is closed and empty, or the socket
+    /// fails (then the outbox is closed, and the error returned).
+    pub(crate) fn run_writer(&self, stream: &Stream, rings: &Receiver<()>) -> Result<(), IpcError> {
+        let mut spare = Vec::with_capacity(64 << 10);
+        let mut fds = Vec::new();
+        loop {
+            let closed = {
+                let mut b = self.lock();
+                std::mem::swap(&mut b.bytes, &mut spare);
+                std::mem::swap(&mut b.fds, &mut fds);
+                b.closed
+            };
+            if spare.is_empty() {
+                if closed {
+                    return Ok(());
+                }
+                if rings.recv().is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let mut pos = 0;
+            let result = (|| {
+                for (at, fd) in fds.drain(..) {
+                    stream.write_all(&spare[pos..at])?;
+                    let next = fds_next_or(&spare, at);
+                    stream.write_all_with_fd(&spare[at..next], &fd)?;
+                    pos = next;
+                }
+                stream.write_all(&spare[pos..])
+            })();
+            spare.clear();
+            if let Err(e) = result {
+                self.close();
+                return Err(IpcError::Io(e));
+            }
+        }
+    }
+}
+
+/// End of the frame starting at `at` (its header gives the length).
+fn fds_next_or(bytes: &[u8], at: usize) -> usize {
+    bytes[at..].first_chunk::<{ crate::proto::HEADER_LEN }>().map_or(bytes.len(), |h| {
+        (at + crate::proto::HEADER_LEN + crate::proto::decode_header(h).len as usize).min(bytes.len())
+    })
+}
