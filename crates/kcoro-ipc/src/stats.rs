@@ -146,25 +146,27 @@ impl ChannelStats {
 
     /// As a local [`Snapshot`] (stamped with the local clock at the call).
     pub fn to_snapshot(&self) -> Snapshot {
-        let mut s = Snapshot::default();
-        s.name = self.name.clone();
-        s.kind = self.kind().unwrap_or(Kind::Buffered);
-        s.capacity = self.capacity.map(|c| c as usize);
-        s.len = self.len as usize;
-        s.closed = self.closed;
-        s.sends = self.sends;
-        s.recvs = self.recvs;
-        s.bytes_sent = self.bytes_sent;
-        s.bytes_recv = self.bytes_recv;
-        s.send_failures = self.send_failures;
-        s.recv_failures = self.recv_failures;
-        s.overflow_drops = self.overflow_drops;
-        s.undelivered = self.undelivered;
-        s.rv_matches = self.rv_matches;
-        s.rv_cancels = self.rv_cancels;
-        s.cancel_discards = self.cancel_discards;
-        s.first_op_ns = self.first_op_ns;
-        s.last_op_ns = self.last_op_ns;
+        let mut s = Snapshot {
+            name: self.name.clone(),
+            kind: self.kind().unwrap_or(Kind::Buffered),
+            capacity: self.capacity.map(|c| c as usize),
+            len: self.len as usize,
+            closed: self.closed,
+            sends: self.sends,
+            recvs: self.recvs,
+            bytes_sent: self.bytes_sent,
+            bytes_recv: self.bytes_recv,
+            send_failures: self.send_failures,
+            recv_failures: self.recv_failures,
+            overflow_drops: self.overflow_drops,
+            undelivered: self.undelivered,
+            rv_matches: self.rv_matches,
+            rv_cancels: self.rv_cancels,
+            cancel_discards: self.cancel_discards,
+            first_op_ns: self.first_op_ns,
+            last_op_ns: self.last_op_ns,
+            ..Snapshot::default()
+        };
         s.set_capabilities(self.capabilities);
         s
     }

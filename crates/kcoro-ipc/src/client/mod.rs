@@ -97,6 +97,8 @@ pub struct ServerInfo {
     pub version: (u32, u32),
     /// The largest frame it accepts.
     pub max_frame: u32,
+    /// Connections it has open now (this one included).
+    pub connections: u32,
 }
 
 /// A reply frame, owned.
@@ -336,6 +338,7 @@ impl Connection {
             name: f.str(Attr::SERVER)?.unwrap_or("").to_string(),
             version: (f.u32(Attr::ABI_MAJOR)?.unwrap_or(0), f.u32(Attr::ABI_MINOR)?.unwrap_or(0)),
             max_frame: f.u32(Attr::MAX_FRAME)?.unwrap_or(0),
+            connections: f.u32(Attr::CONNECTIONS)?.unwrap_or(0),
         })
     }
 

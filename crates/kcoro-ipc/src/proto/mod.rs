@@ -165,6 +165,8 @@ impl Attr {
     pub const REGION_ID: Attr = Attr(52);
     /// `u32`: 1 if the channel is closed.
     pub const CLOSED: Attr = Attr(53);
+    /// `u32`: connections the server has open (GET_INFO).
+    pub const CONNECTIONS: Attr = Attr(54);
 }
 
 /// `EVENT` values of NOTIFY.
@@ -229,4 +231,24 @@ pub enum ProtoError {
     /// encoding).
     #[error("attribute {0} uses the long form for a short value")]
     NonCanonical(u16),
+}
+
+/// Drives every decoder over `bytes` as if a peer had sent them (frames, typed attributes,
+/// stats, element descriptors), ignoring the results. For the fuzzer (`fuzz/`) and the
+/// stable test that replays its corpus: whatever the bytes, this must not panic.
+#[doc(hidden)]
+pub fn fuzz_frames(bytes: &[u8]) {
+    let limits = Limits { max_frame: 1 << 20, ..Limits::default() };
+    let mut rest = bytes;
+    while let Ok(Some((f, used))) = split_frame(rest, &limits) {
+        let _ = (f.req_id(), f.result(), f.cmd.name());
+        let _ = (f.u32(Attr::ABI_MAJOR), f.u64(Attr::CHAN_ID), f.i64(Attr::TIMEOUT_MS), f.str(Attr::NAME));
+        let _ = (f.need(Attr::NONCE), f.i32(Attr::KIND), f.u32(Attr::CREDITS));
+        for s in f.all(Attr::STATS) {
+            let _ = crate::stats::ChannelStats::decode(s);
+        }
+        let _ = crate::shm::locate(&f);
+        let _ = f.attrs().count();
+        rest = &rest[used..];
+    }
 }

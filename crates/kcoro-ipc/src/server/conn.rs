@@ -62,6 +62,12 @@ struct Feed {
     token: CancelToken,
 }
 
+/// A channel's send queue for this connection, and how many sends wait in it.
+type Feeder = (Sender<Feed>, Arc<AtomicUsize>);
+
+/// A channel of the registry, by id.
+type Found = Option<(u64, Arc<dyn Served>)>;
+
 /// What the reader does after a frame.
 #[derive(PartialEq, Eq)]
 enum Flow {
@@ -84,7 +90,7 @@ pub(crate) struct ConnState {
     in_flight: AtomicUsize,
     requests: Mutex<HashMap<u64, CancelToken>>,
     opened: Mutex<HashSet<u64>>,
-    feeders: Mutex<HashMap<u64, (Sender<Feed>, Arc<AtomicUsize>)>>,
+    feeders: Mutex<HashMap<u64, Feeder>>,
     shm_tx: Option<ShmTx>,
     /// Leases of our region lent to the client in receive replies, by offset.
     lent: Mutex<HashMap<u64, ZBuf>>,
@@ -127,12 +133,7 @@ impl ConnState {
         let (stream, outbox) = (Arc::clone(&self.stream), Arc::clone(&self.outbox));
         let writer = kcoro::spawn(move || outbox.run_writer(&stream, &rings));
         let mut frames = FrameReader::new(self.server.limits);
-        loop {
-            match frames.next(&self.stream, |f, fds| self.dispatch(f, fds)) {
-                Ok(Some(Flow::Go)) => {}
-                Ok(Some(Flow::Close)) | Ok(None) | Err(_) => break,
-            }
-        }
+        while let Ok(Some(Flow::Go)) = frames.next(&self.stream, |f, fds| self.dispatch(f, fds)) {}
         // The peer is gone or refused: wake everything it was waiting on, drop its queues.
         self.token.cancel();
         self.outbox.close();
@@ -186,7 +187,8 @@ impl ConnState {
         if f.flags & (FLAG_REPLY | FLAG_EVENT) != 0 {
             return Flow::Go; // answers to our own REGION_SHAREs
         }
-        let Ok(req) = f.req_id() else { return Flow::Close };
+        // Every request carries REQ_ID; one without cannot be answered: a broken peer.
+        let Ok(Some(req)) = f.u64(Attr::REQ_ID) else { return Flow::Close };
         match self.handle(f, req, fds) {
             Ok(flow) => flow,
             Err(e) => {
@@ -212,11 +214,13 @@ impl ConnState {
             Cmd::AUTH => return self.auth(&f, req),
             Cmd::GET_INFO => {
                 let (name, max) = (self.server.name.clone(), self.server.limits.max_frame);
+                let conns = u32::try_from(self.server.others(0).len()).unwrap_or(u32::MAX);
                 self.reply(cmd, req, 0, |r| {
                     r.str(Attr::SERVER, &name)
                         .u32(Attr::ABI_MAJOR, VERSION_MAJOR)
                         .u32(Attr::ABI_MINOR, VERSION_MINOR)
-                        .u32(Attr::MAX_FRAME, max);
+                        .u32(Attr::MAX_FRAME, max)
+                        .u32(Attr::CONNECTIONS, conns);
                 });
             }
             Cmd::LIST => self.list(req, None),
@@ -432,12 +436,7 @@ impl ConnState {
         Ok(())
     }
 
-    fn channel(
-        &self,
-        cmd: Cmd,
-        req: u64,
-        f: &FrameRef<'_>,
-    ) -> Result<Option<(u64, Arc<dyn Served>)>, ProtoError> {
+    fn channel(&self, cmd: Cmd, req: u64, f: &FrameRef<'_>) -> Result<Found, ProtoError> {
         let id = f.u64(Attr::CHAN_ID)?.ok_or(ProtoError::Missing(Attr::CHAN_ID.0))?;
         let chan = self.server.registry().by_id(id);
         if chan.is_none() {
@@ -507,7 +506,7 @@ impl ConnState {
     }
 
     /// The queue (and its coroutine) feeding this connection's sends into channel `id`.
-    fn feeder(self: &Arc<Self>, id: u64, chan: Arc<dyn Served>) -> (Sender<Feed>, Arc<AtomicUsize>) {
+    fn feeder(self: &Arc<Self>, id: u64, chan: Arc<dyn Served>) -> Feeder {
         let mut feeders = lock(&self.feeders);
         if let Some((tx, n)) = feeders.get(&id) {
             return (tx.clone(), Arc::clone(n));

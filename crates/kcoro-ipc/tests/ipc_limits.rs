@@ -1,0 +1,295 @@
+//! Bad input on the wire, from a raw socket client: every limit answers with a clear
+//! protocol error and leaves the connection usable, or (when the framing itself is broken)
+//! closes that connection — never the server, which goes on serving others.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::{SECRET, ServerProc, sock};
+use kcoro_ipc::proto::{Attr, Cmd, FLAG_REPLY, FrameBuf, HEADER_LEN, Limits, VERSION_MAJOR, decode_header};
+
+#[test]
+fn child() {
+    common::child_main();
+}
+
+/// A client that writes frames by hand and reads replies.
+struct Raw {
+    s: UnixStream,
+    next: u64,
+}
+
+struct Got {
+    cmd: Cmd,
+    flags: u16,
+    payload: Vec<u8>,
+}
+
+impl Got {
+    fn frame(&self) -> kcoro_ipc::proto::FrameRef<'_> {
+        let h = kcoro_ipc::proto::Header { cmd: self.cmd, flags: self.flags, len: self.payload.len() as u32 };
+        kcoro_ipc::proto::FrameRef::parse(h, &self.payload, 1000).unwrap()
+    }
+    fn result(&self) -> i32 {
+        self.frame().result().unwrap()
+    }
+    fn error(&self) -> String {
+        self.frame().str(Attr::ERROR).unwrap().unwrap_or("").to_string()
+    }
+}
+
+impl Raw {
+    fn connect(s: &ServerProc) -> Raw {
+        let path = s.addr.strip_prefix("unix:").unwrap();
+        let s = UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(common::WATCHDOG)).unwrap();
+        Raw { s, next: 1 }
+    }
+
+    fn send(&mut self, cmd: Cmd, build: impl FnOnce(&mut FrameBuf<'_>)) -> u64 {
+        let req = self.next;
+        self.next += 1;
+        let mut out = Vec::new();
+        let mut f = FrameBuf::begin(&mut out, cmd, 0);
+        f.u64(Attr::REQ_ID, req);
+        build(&mut f);
+        f.finish(u32::MAX).unwrap();
+        self.s.write_all(&out).unwrap();
+        req
+    }
+
+    fn bytes(&mut self, raw: &[u8]) {
+        self.s.write_all(raw).unwrap();
+    }
+
+    /// The next frame, or `None` at end of stream.
+    fn read(&mut self) -> Option<Got> {
+        let mut h = [0u8; HEADER_LEN];
+        if self.s.read_exact(&mut h).is_err() {
+            return None;
+        }
+        let h = decode_header(&h);
+        let mut payload = vec![0; h.len as usize];
+        self.s.read_exact(&mut payload).ok()?;
+        Some(Got { cmd: h.cmd, flags: h.flags, payload })
+    }
+
+    fn call(&mut self, cmd: Cmd, build: impl FnOnce(&mut FrameBuf<'_>)) -> Got {
+        let req = self.send(cmd, build);
+        loop {
+            let g = self.read().expect("a reply");
+            if g.flags & FLAG_REPLY != 0 && g.frame().req_id().unwrap() == req {
+                return g;
+            }
+        }
+    }
+
+    fn hello(&mut self) -> Got {
+        self.call(Cmd::HELLO, |f| {
+            f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, 0);
+        })
+    }
+
+    /// Whether the server closed this connection (end of stream, no more replies).
+    fn closed(&mut self) -> bool {
+        loop {
+            match self.read() {
+                None => return true,
+                Some(g) if g.flags & FLAG_REPLY != 0 => continue, // a last refusal first
+                Some(_) => continue,
+            }
+        }
+    }
+}
+
+fn open(raw: &mut Raw, name: &str) -> u64 {
+    let g = raw.call(Cmd::CHAN_OPEN, |f| {
+        f.str(Attr::NAME, name);
+    });
+    assert_eq!(g.result(), 0, "{}", g.error());
+    g.frame().u64(Attr::CHAN_ID).unwrap().unwrap()
+}
+
+fn server(name: &str, opts: &str) -> ServerProc {
+    ServerProc::start("child", &sock(name), opts)
+}
+
+/// The server is alive and serving after whatever the last connection did.
+fn still_serving(s: &ServerProc) {
+    let c = kcoro_ipc::connect(&s.addr).unwrap();
+    assert!(c.info().unwrap().connections >= 1);
+}
+
+#[test]
+fn framing_errors_close_the_connection_not_the_server() {
+    let s = server("framing.sock", "frame=4096 attrs=8");
+    let defaults = Limits::default();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("a frame past max_frame", {
+            let mut b = vec![0, 11, 0, 0];
+            b.extend_from_slice(&100_000u32.to_be_bytes());
+            b
+        }),
+        ("an attribute past its frame", vec![0, 11, 0, 0, 0, 0, 0, 6, 0, 21, 0, 40, 1, 2]),
+        ("too many attributes", {
+            let mut out = Vec::new();
+            let mut f = FrameBuf::begin(&mut out, Cmd::GET_INFO, 0);
+            for _ in 0..9 {
+                f.u32(Attr::ABI_MINOR, 0);
+            }
+            f.finish(u32::MAX).unwrap();
+            out
+        }),
+        ("a long form for a short value", vec![0, 2, 0, 0, 0, 0, 0, 7, 0x80, 26, 0, 0, 0, 1, 9]),
+        ("a frame without REQ_ID", vec![0, 2, 0, 0, 0, 0, 0, 0]),
+    ];
+    for (what, bytes) in cases {
+        let mut raw = Raw::connect(&s);
+        assert_eq!(raw.hello().result(), 0);
+        raw.bytes(&bytes);
+        assert!(raw.closed(), "{what}: the connection should close");
+        still_serving(&s);
+    }
+    assert!(defaults.max_frame > 4096);
+}
+
+#[test]
+fn limits_answer_with_protocol_errors() {
+    let s = server("limits.sock", "name=16 channels=2 in_flight=2 credits=3");
+    let mut raw = Raw::connect(&s);
+    assert_eq!(raw.hello().result(), 0);
+    // Name too long.
+    let g = raw.call(Cmd::CHAN_OPEN, |f| {
+        f.str(Attr::NAME, "a-name-longer-than-sixteen");
+    });
+    assert_eq!(g.result(), -libc::ENAMETOOLONG, "{}", g.error());
+    // Unknown name, unknown command, unsupported command.
+    let g = raw.call(Cmd::CHAN_OPEN, |f| {
+        f.str(Attr::NAME, "nope");
+    });
+    assert_eq!(g.result(), -libc::ENOENT);
+    let g = raw.call(Cmd(999), |_| {});
+    assert_eq!((g.result(), g.cmd), (-libc::ENOTSUP, Cmd(999)), "unknown commands get a reply");
+    assert!(g.error().contains("999"));
+    assert_eq!(raw.call(Cmd::SELECT_REGISTER, |_| {}).result(), -libc::ENOTSUP);
+    // Missing attributes and wrong widths: a clear error, connection stays.
+    let g = raw.call(Cmd::CHAN_RECV, |_| {});
+    assert_eq!(g.result(), -libc::EINVAL);
+    assert!(g.error().contains("missing attribute"), "{}", g.error());
+    let g = raw.call(Cmd::CHAN_RECV, |f| {
+        f.u32(Attr::CHAN_ID, 1);
+    });
+    assert_eq!(g.result(), -libc::EINVAL);
+    // Channels per connection.
+    let rv = open(&mut raw, "rv");
+    let _ = open(&mut raw, "slow");
+    let g = raw.call(Cmd::CHAN_OPEN, |f| {
+        f.str(Attr::NAME, "buf");
+    });
+    assert_eq!(g.result(), -libc::EMFILE, "{}", g.error());
+    // Requests in flight: two parked receives, the third is refused at once.
+    for _ in 0..2 {
+        raw.send(Cmd::CHAN_RECV, |f| {
+            f.u64(Attr::CHAN_ID, rv).i64(Attr::TIMEOUT_MS, -1);
+        });
+    }
+    let g = raw.call(Cmd::CHAN_RECV, |f| {
+        f.u64(Attr::CHAN_ID, rv).i64(Attr::TIMEOUT_MS, -1);
+    });
+    assert_eq!(g.result(), -libc::EBUSY, "{}", g.error());
+    still_serving(&s);
+    // The send window: a full channel, three queued sends, the fourth refused.
+    let s = server("window.sock", "credits=3");
+    let mut raw = Raw::connect(&s);
+    assert_eq!(raw.hello().result(), 0);
+    let slow = open(&mut raw, "slow");
+    for _ in 0..4 {
+        let g = raw.call(Cmd::CHAN_TRY_SEND, |f| {
+            f.u64(Attr::CHAN_ID, slow).bytes(Attr::ELEMENT, b"fill");
+        });
+        assert_eq!(g.result(), 0);
+    }
+    let queued: Vec<u64> = (0..3)
+        .map(|_| {
+            raw.send(Cmd::CHAN_SEND, |f| {
+                f.u64(Attr::CHAN_ID, slow).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, b"q");
+            })
+        })
+        .collect();
+    let g = raw.call(Cmd::CHAN_SEND, |f| {
+        f.u64(Attr::CHAN_ID, slow).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, b"one too many");
+    });
+    assert_eq!(g.result(), -libc::ENOBUFS, "{}", g.error());
+    // CANCEL of a queued send ends it with -ECANCELED, and CANCEL itself is answered.
+    let target = queued[2];
+    let g = raw.call(Cmd::CANCEL, |f| {
+        f.u64(Attr::TARGET_REQ_ID, target);
+    });
+    assert_eq!(g.result(), 0);
+    let g = raw.call(Cmd::CANCEL, |f| {
+        f.u64(Attr::TARGET_REQ_ID, 123_456);
+    });
+    assert_eq!(g.result(), -libc::ENOENT);
+}
+
+#[test]
+fn wrong_version_is_refused() {
+    let s = server("version.sock", "");
+    let mut raw = Raw::connect(&s);
+    let g = raw.call(Cmd::HELLO, |f| {
+        f.u32(Attr::ABI_MAJOR, VERSION_MAJOR + 1).u32(Attr::ABI_MINOR, 0);
+    });
+    assert_eq!(g.result(), -libc::EPROTO);
+    assert_eq!(g.frame().u32(Attr::ABI_MAJOR).unwrap(), Some(VERSION_MAJOR), "the reply says what it speaks");
+    assert!(g.error().contains("not supported"), "{}", g.error());
+    assert!(raw.closed());
+    still_serving(&s);
+}
+
+/// The client side of a version mismatch: a fake server answering HELLO with major 2.
+#[test]
+fn client_refuses_another_major_version() {
+    let path = sock("fake.sock");
+    let p = path.strip_prefix("unix:").unwrap().to_string();
+    let listener = std::os::unix::net::UnixListener::bind(&p).unwrap();
+    let fake = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut h = [0u8; HEADER_LEN];
+        s.read_exact(&mut h).unwrap();
+        let mut body = vec![0; decode_header(&h).len as usize];
+        s.read_exact(&mut body).unwrap();
+        let mut out = Vec::new();
+        let mut f = FrameBuf::begin(&mut out, Cmd::HELLO, FLAG_REPLY);
+        f.u64(Attr::REQ_ID, 1).i32(Attr::RESULT, 0).u32(Attr::ABI_MAJOR, 2);
+        f.finish(u32::MAX).unwrap();
+        s.write_all(&out).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let e = kcoro_ipc::connect(&path).unwrap_err();
+    assert!(matches!(e, kcoro_ipc::IpcError::Version { ours: 1, theirs: 2 }), "{e}");
+    fake.join().unwrap();
+}
+
+#[test]
+fn nothing_before_authentication() {
+    let s = server("auth.sock", "secret=1");
+    let mut raw = Raw::connect(&s);
+    let g = raw.call(Cmd::LIST, |_| {});
+    assert_eq!(g.result(), -libc::EACCES);
+    assert!(raw.closed());
+    // HELLO then a wrong MAC: refused and closed.
+    let mut raw = Raw::connect(&s);
+    let g = raw.hello();
+    assert_eq!(g.frame().u32(Attr::AUTH_REQUIRED).unwrap(), Some(1));
+    let g = raw.call(Cmd::AUTH, |f| {
+        f.bytes(Attr::NONCE, &[1; 32]).bytes(Attr::MAC, &[2; 32]);
+    });
+    assert_eq!(g.result(), -libc::EACCES);
+    assert!(raw.closed());
+    let ok =
+        kcoro_ipc::Connection::connect(&s.addr, kcoro_ipc::ConnectOptions::new().secret(SECRET)).unwrap();
+    assert!(ok.list().unwrap().iter().any(|c| c.name.as_deref() == Some("jobs")));
+}
