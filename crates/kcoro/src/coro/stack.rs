@@ -41,7 +41,8 @@ use corosensei::stack::{Stack, StackPointer};
 
 use crate::error::StackError;
 
-/// Smallest usable stack we hand out; anything less is rounded up.
+/// Smallest usable stack we hand out; anything less is rounded up (and every size to whole
+/// pages, so on a kernel with 64 KiB pages the smallest stack is 64 KiB).
 pub const MIN_STACK_SIZE: usize = 16 << 10;
 /// The default usable stack size.
 pub const DEFAULT_STACK_SIZE: usize = 64 << 10;
@@ -361,7 +362,7 @@ impl PooledStack {
     /// `[guard_lo, guard_hi)`: the guard page range, for the overflow handler.
     pub(crate) fn guard_range(&self) -> (usize, usize) {
         let lo = self.limit.as_ptr() as usize;
-        let guard = self.pool.as_ref().map_or(4096, |p| p.guard);
+        let guard = self.pool.as_ref().map_or_else(page_size, |p| p.guard);
         (lo, lo + guard)
     }
 
@@ -383,7 +384,7 @@ impl Drop for PooledStack {
 // the usable region is at least MIN_STACK_SIZE (16 KiB) > corosensei's 4 KiB minimum.
 unsafe impl Stack for PooledStack {
     fn base(&self) -> StackPointer {
-        let guard = self.pool.as_ref().map_or(4096, |p| p.guard);
+        let guard = self.pool.as_ref().map_or_else(page_size, |p| p.guard);
         let top = self.limit.as_ptr() as usize + guard + self.size;
         // top > limit > 0.
         StackPointer::new(top).unwrap_or(StackPointer::MIN)
@@ -400,8 +401,12 @@ mod tests {
 
     #[test]
     fn sizes_round_up_to_pages_and_minimum() {
-        assert_eq!(round_stack_size(1), MIN_STACK_SIZE);
-        assert_eq!(round_stack_size(MIN_STACK_SIZE + 1), MIN_STACK_SIZE + page_size());
+        // Pages are 4, 16 or 64 KiB depending on the kernel; the minimum is a page multiple.
+        let page = page_size();
+        let min = MIN_STACK_SIZE.next_multiple_of(page);
+        assert_eq!(round_stack_size(1), min);
+        assert_eq!(round_stack_size(min), min);
+        assert_eq!(round_stack_size(min + 1), min + page);
     }
 
     #[test]
@@ -426,7 +431,7 @@ mod tests {
         let pool = StackPool::new(MIN_STACK_SIZE, None);
         let s = pool.get(MIN_STACK_SIZE).unwrap();
         let (lo, hi) = (s.limit().get() + page_size(), s.base().get());
-        assert_eq!(hi - lo, MIN_STACK_SIZE);
+        assert_eq!(hi - lo, round_stack_size(MIN_STACK_SIZE));
         // SAFETY: [lo, hi) is the usable, writable part of a stack we own.
         unsafe { std::ptr::write_bytes(lo as *mut u8, 0xA5, hi - lo) };
     }
@@ -450,7 +455,9 @@ mod tests {
             );
             assert!(!refuses_access(hi as *const u8), "the stack's lowest byte must be usable");
         }
-        let odd = pool.get(MIN_STACK_SIZE * 2).unwrap();
+        // Twice the default: a page multiple that differs from the pool's size on any page size.
+        let odd = pool.get(DEFAULT_STACK_SIZE * 2).unwrap();
+        assert_eq!(pool.stats().mappings, 2, "the odd size has a mapping of its own");
         assert!(refuses_access(odd.guard_range().0 as *const u8), "odd-sized stacks are guarded too");
     }
 
