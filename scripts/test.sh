@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole kcoro test suite: formatting, lints, rustdoc, every crate's tests (unit,
 # integration, doc) in debug with backtraces on, the runtime's tests once in release, the
-# Go SDK's tests, the loom models, and the smoke run of every documented command. Needs the
-# Rust toolchain and a C/C++ compiler (the plugin tests build the C and C++ example
-# plugins); the Go tests run when `go` is installed and are skipped with a note otherwise.
+# Go SDK's tests, the loom models, the kcoro crate on other architectures
+# (scripts/cross.sh: aarch64 under qemu-user, a riscv64 build check), and the smoke run of
+# every documented command. Needs the Rust toolchain and a C/C++ compiler (the plugin
+# tests build the C and C++ example plugins); the Go tests run when `go` is installed and
+# are skipped with a note otherwise, and the cross checks install their tools or are
+# skipped with a note.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,14 +40,8 @@ fi
 echo "== loom models"
 scripts/loom.sh
 
-# aarch64 is checked by build when its standard library is installed
-# (`rustup target add aarch64-unknown-linux-gnu`); otherwise say so and move on.
-if rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
-  echo "== cargo check --target aarch64-unknown-linux-gnu"
-  cargo check -p kcoro --target aarch64-unknown-linux-gnu
-else
-  echo "note: aarch64-unknown-linux-gnu not installed; skipping the aarch64 build check"
-fi
+echo "== other architectures"
+scripts/cross.sh
 
 echo "== every documented command (scripts/smoke.sh)"
 scripts/smoke.sh

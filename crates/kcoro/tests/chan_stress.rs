@@ -15,6 +15,12 @@ const CONSUMERS: u64 = 4;
 /// Messages per kind (threads exchange a quarter of it: they are the slower callers).
 const MESSAGES: u64 = 1_000_000;
 
+/// `MESSAGES`, unless `KCORO_STRESS_MESSAGES` names another count: under an emulator each
+/// message costs about ten times more, so `scripts/cross.sh` asks for a tenth.
+fn messages() -> u64 {
+    std::env::var("KCORO_STRESS_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(MESSAGES)
+}
+
 struct Outcome {
     received: Vec<u64>,
     undelivered: u64,
@@ -94,7 +100,7 @@ fn cases() -> Vec<(Kind, Overflow, bool)> {
 
 #[test]
 fn four_by_four_exactly_once_coroutines() {
-    let n = MESSAGES;
+    let n = messages();
     let rt = kcoro::Runtime::builder().workers(2).build().expect("runtime");
     for (kind, overflow, lossless) in cases() {
         let undelivered = Arc::new(AtomicU64::new(0));
@@ -123,7 +129,7 @@ fn four_by_four_exactly_once_coroutines() {
 
 #[test]
 fn four_by_four_exactly_once_threads() {
-    let n = MESSAGES / 4;
+    let n = messages() / 4;
     for (kind, overflow, lossless) in cases() {
         let undelivered = Arc::new(AtomicU64::new(0));
         let (tx, rx) = channel(kind, overflow, &undelivered);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kcoro::{JoinError, Runtime};
 
@@ -41,7 +41,16 @@ fn shutdown_with_sleepers_and_parked_leaks_nothing() {
     while started.load(SeqCst) < 200 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let before = handle.stats();
+    // The last to start may not have suspended yet: wait until all 200 are parked (bounded,
+    // so a coroutine that never parks fails the assertion below instead of hanging).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let st = handle.stats();
+        if st.parked == 200 || Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
     assert_eq!(before.stacks_live, 200);
     assert_eq!(before.parked, 200, "{before:?}");
     assert!(rt.shutdown_timeout(Duration::from_secs(10)), "clean shutdown");

@@ -16,11 +16,17 @@
 //! `vm.max_map_count` (65530 by default) caps a process near 32k stacks. Either way, a
 //! failure to map or protect becomes [`StackError`], never a crash.
 //!
+//! `madvise` is trusted only once it has been seen to work: the first guard it installs is
+//! probed (a `write(2)` from the page must fail with `EFAULT`). qemu-user, for one, answers
+//! success to advice it ignores, which would leave every stack unguarded; there the probe
+//! fails and the process uses `mprotect`.
+//!
 //! Untouched stack pages cost no memory (`MAP_NORESERVE`, demand paging): a parked
 //! coroutine that used 3 KiB of its 64 KiB stack holds one resident page.
 //!
 //! # Invariants
-//! - Every `PooledStack` handed out has its guard page installed.
+//! - Every `PooledStack` handed out has its guard page installed, and the mechanism that
+//!   installed it has been seen to fault in this process.
 //! - `live + free == carved` for the pool's own size class.
 //! - A chunk is unmapped only when the pool is dropped, and the pool outlives every stack
 //!   (each stack holds an `Arc` of it).
@@ -35,7 +41,8 @@ use corosensei::stack::{Stack, StackPointer};
 
 use crate::error::StackError;
 
-/// Smallest usable stack we hand out; anything less is rounded up.
+/// Smallest usable stack we hand out; anything less is rounded up (and every size to whole
+/// pages, so on a kernel with 64 KiB pages the smallest stack is 64 KiB).
 pub const MIN_STACK_SIZE: usize = 16 << 10;
 /// The default usable stack size.
 pub const DEFAULT_STACK_SIZE: usize = 64 << 10;
@@ -133,13 +140,18 @@ unsafe fn install_guard(addr: *mut u8, len: usize) -> Result<(), StackError> {
         // SAFETY: caller guarantees the range is ours and unused.
         let rc = unsafe { libc::madvise(addr.cast(), len, MADV_GUARD_INSTALL) };
         if rc == 0 {
-            GUARD_MODE.store(GUARD_MADVISE, Relaxed);
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        // EINVAL: kernel older than 6.13. Anything else is a real failure (e.g. ENOMEM).
-        if err.raw_os_error() != Some(libc::EINVAL) {
-            return Err(StackError::Guard { source: err });
+            // Success is believed once it has been seen to fault (see the module header);
+            // if it was not, the page gets an mprotect guard on top below, which is harmless.
+            if GUARD_MODE.load(Relaxed) == GUARD_MADVISE || refuses_access(addr) {
+                GUARD_MODE.store(GUARD_MADVISE, Relaxed);
+                return Ok(());
+            }
+        } else {
+            let err = io::Error::last_os_error();
+            // EINVAL: kernel older than 6.13. Anything else is a real failure (e.g. ENOMEM).
+            if err.raw_os_error() != Some(libc::EINVAL) {
+                return Err(StackError::Guard { source: err });
+            }
         }
     }
     // SAFETY: caller guarantees the range is ours and unused.
@@ -150,6 +162,29 @@ unsafe fn install_guard(addr: *mut u8, len: usize) -> Result<(), StackError> {
     }
     GUARD_MODE.store(GUARD_MPROTECT, Relaxed);
     Ok(())
+}
+
+/// Whether the kernel refuses to read the byte at `addr`: a one-byte `write(2)` from it
+/// into a fresh pipe fails with `EFAULT` instead of faulting the process. `false` when it
+/// cannot tell (no pipe), so that the caller falls back to the mechanism it can trust.
+#[cfg(target_os = "linux")]
+fn refuses_access(addr: *const u8) -> bool {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return false;
+    }
+    // SAFETY: write(2) reads `addr` in the kernel, which reports an inaccessible page as
+    // EFAULT rather than a signal; the pipe is empty, so one byte never blocks. Both
+    // descriptors are ours and closed here.
+    let (rc, err) = unsafe {
+        let rc = libc::write(fds[1], addr.cast(), 1);
+        let err = io::Error::last_os_error();
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+        (rc, err)
+    };
+    rc < 0 && err.raw_os_error() == Some(libc::EFAULT)
 }
 
 /// A usable stack region: `[base - size, base)`, with the guard page just below.
@@ -327,7 +362,7 @@ impl PooledStack {
     /// `[guard_lo, guard_hi)`: the guard page range, for the overflow handler.
     pub(crate) fn guard_range(&self) -> (usize, usize) {
         let lo = self.limit.as_ptr() as usize;
-        let guard = self.pool.as_ref().map_or(4096, |p| p.guard);
+        let guard = self.pool.as_ref().map_or_else(page_size, |p| p.guard);
         (lo, lo + guard)
     }
 
@@ -349,7 +384,7 @@ impl Drop for PooledStack {
 // the usable region is at least MIN_STACK_SIZE (16 KiB) > corosensei's 4 KiB minimum.
 unsafe impl Stack for PooledStack {
     fn base(&self) -> StackPointer {
-        let guard = self.pool.as_ref().map_or(4096, |p| p.guard);
+        let guard = self.pool.as_ref().map_or_else(page_size, |p| p.guard);
         let top = self.limit.as_ptr() as usize + guard + self.size;
         // top > limit > 0.
         StackPointer::new(top).unwrap_or(StackPointer::MIN)
@@ -366,8 +401,12 @@ mod tests {
 
     #[test]
     fn sizes_round_up_to_pages_and_minimum() {
-        assert_eq!(round_stack_size(1), MIN_STACK_SIZE);
-        assert_eq!(round_stack_size(MIN_STACK_SIZE + 1), MIN_STACK_SIZE + page_size());
+        // Pages are 4, 16 or 64 KiB depending on the kernel; the minimum is a page multiple.
+        let page = page_size();
+        let min = MIN_STACK_SIZE.next_multiple_of(page);
+        assert_eq!(round_stack_size(1), min);
+        assert_eq!(round_stack_size(min), min);
+        assert_eq!(round_stack_size(min + 1), min + page);
     }
 
     #[test]
@@ -392,9 +431,34 @@ mod tests {
         let pool = StackPool::new(MIN_STACK_SIZE, None);
         let s = pool.get(MIN_STACK_SIZE).unwrap();
         let (lo, hi) = (s.limit().get() + page_size(), s.base().get());
-        assert_eq!(hi - lo, MIN_STACK_SIZE);
+        assert_eq!(hi - lo, round_stack_size(MIN_STACK_SIZE));
         // SAFETY: [lo, hi) is the usable, writable part of a stack we own.
         unsafe { std::ptr::write_bytes(lo as *mut u8, 0xA5, hi - lo) };
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn guard_page_refuses_access_and_the_stack_does_not() {
+        // Whatever the mechanism (madvise or mprotect), the page below each stack must fault
+        // and the lowest usable byte must not.
+        let pool = StackPool::new(MIN_STACK_SIZE, None);
+        let stacks: Vec<_> = (0..3).map(|_| pool.get(MIN_STACK_SIZE).unwrap()).collect();
+        assert!(guard_mode().is_some());
+        for s in &stacks {
+            let (lo, hi) = s.guard_range();
+            assert_eq!(hi - lo, page_size());
+            assert!(refuses_access(lo as *const u8), "guard page start is accessible ({:?})", guard_mode());
+            assert!(
+                refuses_access((hi - 1) as *const u8),
+                "guard page end is accessible ({:?})",
+                guard_mode()
+            );
+            assert!(!refuses_access(hi as *const u8), "the stack's lowest byte must be usable");
+        }
+        // Twice the default: a page multiple that differs from the pool's size on any page size.
+        let odd = pool.get(DEFAULT_STACK_SIZE * 2).unwrap();
+        assert_eq!(pool.stats().mappings, 2, "the odd size has a mapping of its own");
+        assert!(refuses_access(odd.guard_range().0 as *const u8), "odd-sized stacks are guarded too");
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! Level `l` slot `s` holds timers whose deadline shares every bit above `6(l+1)` with the
 //! wheel's `now` and has `s` in bits `[6l, 6l+6)`. So lower levels always hold earlier
 //! deadlines, `next_expiration` is the first occupied slot of the lowest occupied level,
-//! and advancing takes that slot and re-inserts its entries (they fall to lower levels —
-//! the cascade) or fires them. Insert and cancel are O(1); entries live in a slab and
-//! slots are intrusive doubly linked lists through it.
+//! and advancing takes that slot and fires the entries due at its start or re-inserts the
+//! others (they fall to lower levels — the cascade). Only entries due at the slot's start
+//! fire from a higher level, so one `advance` over a long stretch (a late driver) still
+//! fires in deadline order. Insert and cancel are O(1); entries live in a slab and slots
+//! are intrusive doubly linked lists through it.
 //!
 //! # Invariants
 //! - `occupied[l]` bit `s` ⇔ `head[l][s] != NIL`.
@@ -179,7 +181,8 @@ impl<T> Wheel<T> {
         None
     }
 
-    /// Moves the wheel to `now`, calling `fire` for every timer due at or before it.
+    /// Moves the wheel to `now`, calling `fire` for every timer due at or before it, in
+    /// deadline order (ties in any order).
     pub(crate) fn advance(&mut self, now: u64, mut fire: impl FnMut(T)) {
         while let Some(at) = self.next_expiration() {
             if at > now {
@@ -194,7 +197,9 @@ impl<T> Wheel<T> {
             while idx != NIL {
                 let next = self.entries[idx as usize].next;
                 self.entries[idx as usize].pos = None;
-                if self.entries[idx as usize].deadline <= now {
+                // Due at `at`, the point the wheel has reached: fire. Due later, even if
+                // before `now`: cascade, so that earlier deadlines in lower slots go first.
+                if self.entries[idx as usize].deadline <= at {
                     if let Some(v) = self.release(idx) {
                         fire(v);
                     }
@@ -320,5 +325,25 @@ mod tests {
             assert!(due[&i] <= at, "timer {i} due {} fired early at {at}", due[&i]);
         }
         assert_eq!(got.len(), expect.len());
+        let order: Vec<u64> = got.iter().map(|&(_, i)| due[&i]).collect();
+        assert!(order.windows(2).all(|w| w[0] <= w[1]), "fired out of deadline order");
+    }
+
+    #[test]
+    fn a_late_advance_fires_in_deadline_order() {
+        // A driver that wakes late advances over many due timers at once; those sharing a
+        // higher-level slot must not fire in slot-list order.
+        let mut w = Wheel::new();
+        let deadlines: Vec<u64> = (0..40u64).map(|i| 20_000 + ((i * 17) % 40) * 100).collect();
+        for &d in &deadlines {
+            w.insert(d, d);
+        }
+        let mut sorted = deadlines.clone();
+        sorted.sort_unstable();
+        // From tick 0 straight past six deadlines, five of which share a level-2 slot.
+        let mut got = fired_until(&mut w, 20_550);
+        assert_eq!(got, sorted[..6]);
+        got.extend(fired_until(&mut w, 30_000));
+        assert_eq!(got, sorted);
     }
 }
