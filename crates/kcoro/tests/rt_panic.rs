@@ -6,9 +6,11 @@
 //! Each scenario runs in a child process (this test binary, re-executed with one test
 //! selected), so an abort fails the test instead of killing the runner.
 
+mod common;
+
 use std::backtrace::{Backtrace, BacktraceStatus};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use kcoro::actor::{self, Actor, ActorError, ActorOpts, Flow};
@@ -47,7 +49,7 @@ fn small_runtime() -> Runtime {
 }
 
 fn spawn_child(name: &str, backtrace: &str) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
+    common::this_binary()
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, name)
         .env("RUST_BACKTRACE", backtrace)

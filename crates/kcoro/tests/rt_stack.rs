@@ -1,7 +1,8 @@
 //! Stacks: guard pages catch overflow (reported, then abort), spawning fails cleanly when
 //! stacks run out, and guard pages do not cost a mapping each.
 
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
@@ -14,31 +15,12 @@ const CHILD_ENV: &str = "KCORO_TEST_OVERFLOW_CHILD";
 /// Runs the test `name` of this binary alone in a child process, with `env` set so the
 /// child knows it is the child, and `RUST_BACKTRACE` set to `backtrace` (else inherited).
 fn run_child(name: &str, env: &str, backtrace: Option<&str>) -> std::process::Output {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = match runner() {
-        Some((program, args)) => {
-            let mut cmd = Command::new(program);
-            cmd.args(args).arg(exe);
-            cmd
-        }
-        None => Command::new(exe),
-    };
+    let mut cmd = common::this_binary();
     cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(env, "1");
     if let Some(b) = backtrace {
         cmd.env("RUST_BACKTRACE", b);
     }
     cmd.output().unwrap()
-}
-
-/// The runner cargo put in front of this binary (`CARGO_TARGET_<TRIPLE>_RUNNER`, e.g.
-/// `qemu-aarch64 -L /usr/aarch64-linux-gnu` when the tests run under emulation): the child
-/// must go through it too, since without binfmt_misc the kernel cannot execute a foreign
-/// binary. Matched by this binary's architecture, the start of its target triple.
-fn runner() -> Option<(String, Vec<String>)> {
-    let prefix = format!("CARGO_TARGET_{}", std::env::consts::ARCH.to_ascii_uppercase());
-    let (_, value) = std::env::vars().find(|(k, _)| k.starts_with(&prefix) && k.ends_with("_RUNNER"))?;
-    let mut words = value.split_whitespace().map(String::from);
-    Some((words.next()?, words.collect()))
 }
 
 #[inline(never)]

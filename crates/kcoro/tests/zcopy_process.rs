@@ -6,10 +6,12 @@
 //! The two tests count this process's memfd mappings and fds, so they run one at a time
 //! (`SERIAL`), in their own test binary.
 
+mod common;
+
 use std::io::{BufRead, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -81,7 +83,7 @@ fn region_shared_with_a_child_process() {
         })
         .collect();
     let fd = region.fd().unwrap().as_raw_fd();
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    let mut cmd = common::this_binary();
     cmd.args(["--exact", "child_reads_descriptors", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, region.export_id().to_string())
         .stdin(Stdio::piped())

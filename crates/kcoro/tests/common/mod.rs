@@ -306,3 +306,28 @@ pub fn recv_timeout_then_closed(make: MakeChan) {
         assert_eq!((s.recv_failures.timeout, s.recv_failures.closed), (1, 1));
     });
 }
+
+/// A command that runs this test binary again (for child-process tests), through the
+/// runner cargo put in front of it (`CARGO_TARGET_<TRIPLE>_RUNNER`, e.g.
+/// `qemu-aarch64 -L /usr/aarch64-linux-gnu` under emulation): without binfmt_misc the
+/// kernel cannot execute a foreign binary itself. The runner is matched by this binary's
+/// architecture, the start of its target triple.
+pub fn this_binary() -> std::process::Command {
+    let exe = std::env::current_exe().expect("current_exe");
+    match runner() {
+        Some((program, args)) => {
+            let mut cmd = std::process::Command::new(program);
+            cmd.args(args).arg(exe);
+            cmd
+        }
+        None => std::process::Command::new(exe),
+    }
+}
+
+/// The runner of this test binary, if cargo used one.
+pub fn runner() -> Option<(String, Vec<String>)> {
+    let prefix = format!("CARGO_TARGET_{}", std::env::consts::ARCH.to_ascii_uppercase());
+    let (_, value) = std::env::vars().find(|(k, _)| k.starts_with(&prefix) && k.ends_with("_RUNNER"))?;
+    let mut words = value.split_whitespace().map(String::from);
+    Some((words.next()?, words.collect()))
+}
