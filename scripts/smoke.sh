@@ -67,6 +67,9 @@ doc 'cargo run --release -p kcoro-cli -- demo'
 expect 0 '^exactly-once check: PASS' cargo run -q --release -p kcoro-cli -- demo --seconds 0.5
 doc 'scripts/test.sh' # this script runs inside it
 doc 'scripts/loom.sh'  # scripts/test.sh runs it
+doc 'scripts/cross.sh' # scripts/test.sh runs it
+doc 'scripts/fuzz.sh'  # scripts/test.sh runs it
+doc 'cargo build --release -p kcoro-cli' # this script builds it first
 doc 'scripts/smoke.sh' # this script
 doc 'scripts/miri.sh'
 if cargo +nightly miri --version >/dev/null 2>&1; then
@@ -99,6 +102,33 @@ doc 'kcoro plugin stream target/debug/libkcoro_plugin_echo.so stream --data 3'
 doc 'kcoro plugin stream LIB stream --data 3'
 expect 0 '^frame-3' kcoro plugin stream "$echo_lib" stream --data 3
 expect 1 'Err|boom' kcoro plugin call "$echo_lib" error
+
+doc 'printf '"'"'a\nb\n'"'"' | kcoro plugin bidi target/debug/libkcoro_plugin_echo.so bidi'
+expect_stdin 0 '^b$' $'a\nb\n' kcoro plugin bidi "$echo_lib" bidi
+expect 0 '^POST /users\?' kcoro plugin stream "$echo_lib" describe --method POST --path /users --header k=v
+doc 'kcoro completions bash > /etc/bash_completion.d/kcoro'
+expect 0 'complete' kcoro completions bash
+expect 0 '^kcoro [0-9]' kcoro --version
+
+echo "== smoke: distributed channels"
+sock="$tmp/kcoro.sock"
+doc 'kcoro ipc serve --listen unix:/tmp/kcoro.sock --channel jobs:buffered:1024 --channel events:unlimited'
+kcoro ipc serve --listen "unix:$sock" --channel jobs:buffered:1024 --channel events:unlimited --seconds 30 >"$tmp/serve.out" 2>&1 &
+serve_pid=$!
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+expect 0 '^serving jobs\(buffered\), events\(unlimited\)' cat "$tmp/serve.out"
+doc 'kcoro ipc send unix:/tmp/kcoro.sock jobs --data hello'
+expect 0 'sent 1 to jobs' kcoro ipc send "unix:$sock" jobs --data hello
+doc 'seq 3 | kcoro ipc send unix:/tmp/kcoro.sock jobs --lines'
+expect_stdin 0 'sent 3 to jobs' $'1\n2\n3\n' kcoro ipc send "unix:$sock" jobs --lines
+doc 'kcoro ipc ls unix:/tmp/kcoro.sock'
+expect 0 '^jobs +buffered +1024 +4 ' kcoro ipc ls "unix:$sock"
+doc 'kcoro ipc recv unix:/tmp/kcoro.sock jobs --count 4'
+expect 0 '^3$' kcoro ipc recv "unix:$sock" jobs --count 4
+expect 1 'then operation timed out' kcoro ipc recv "unix:$sock" jobs --count 1 --timeout 0.2
+expect 1 'No such file|cannot|refused' kcoro ipc ls "unix:$tmp/nobody.sock"
+kill "$serve_pid" 2>/dev/null
+wait "$serve_pid" 2>/dev/null
 
 echo "== smoke: the SDK examples build and load"
 doc 'cc -std=c11 -O2 -fPIC -shared -Isdk/c -o libecho_c.so sdk/c/examples/echo.c -lpthread'

@@ -43,5 +43,8 @@ scripts/loom.sh
 echo "== other architectures"
 scripts/cross.sh
 
+echo "== fuzzing the wire decoders"
+scripts/fuzz.sh
+
 echo "== every documented command (scripts/smoke.sh)"
 scripts/smoke.sh

@@ -1,110 +1,99 @@
-//! Command-line parsing, by hand: clap (the intended parser) is not in the offline
-//! registry cache, and the grammar is small. Accepts `--flag value` and `--flag=value`.
+//! The `kcoro` command line, declared with clap: every subcommand documents its flags and
+//! shows an example in `--help`; a usage error exits 2 with clap's message and suggestions.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use kcoro::chan::Kind;
 
-use crate::flags::Flags;
+const MAX_COROUTINES: u64 = 10_000_000;
+const MAX_PIPELINE_COROUTINES: u64 = 100_000;
+const MAX_CAPACITY: u64 = 1 << 24;
+const MAX_PAYLOAD: u64 = 1 << 20;
+const MAX_SECONDS: f64 = 3600.0;
+const MAX_THREADS: u64 = 4096;
 
-pub const USAGE: &str = "\
-usage: kcoro demo [OPTIONS]
-       kcoro demo spawn [--coroutines N] [--runtime-workers W]
-       kcoro plugin info LIB
-       kcoro plugin call LIB ENTRY [--data @FILE|-|TEXT] [--header K=V]... [--method M]
-                                   [--path P] [--query Q] [--timeout S]
-       kcoro plugin stream LIB ENTRY [--data @FILE|-|TEXT] [--timeout S]
-       kcoro localadapter-demo [--flows N] [--scenario NAME] [--seed N] [--trace FILE]
+/// kcoro: stackful coroutines, Go/Kotlin channels, plugins, distributed channels.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kcoro",
+    version,
+    propagate_version = true,
+    after_help = "\
+Examples:
+  kcoro demo --seconds 1                  the channel pipeline for one second
+  kcoro plugin info target/debug/libkcoro_plugin_echo.so
+  kcoro ipc serve --listen unix:/tmp/k.sock --channel jobs:buffered:1024
+  kcoro completions bash > /etc/bash_completion.d/kcoro
 
-kcoro demo (the default command) runs a channel pipeline for a few seconds:
-  producers -> stage1 -> workers -> stage2 -> sink
-with a live progress line on stderr, then prints a report on stdout and checks that
-every message arrived exactly once (exit status 1 if not).
-
-options:
-  --producers N          producer coroutines (default 4)
-  --workers M            worker coroutines between the two stages (default 4)
-  --capacity C           capacity of buffered stages; unlimited stages are paced to
-                         about C queued values (default 1024)
-  --stage1 KIND          rendezvous | buffered | conflated | unlimited (default buffered)
-  --stage2 KIND          same kinds (default rendezvous)
-  --payload BYTES        payload bytes per message (default 256)
-  --seconds S            how long the producers run; fractions allowed (default 3)
-  --runtime-workers W    kcoro worker threads (default: available parallelism)
-  --inject-fault F       lose | duplicate: one worker mishandles one message, to show
-                         that the exactly-once check catches it
-  -h, --help             this text
-
-kcoro demo spawn: spawns N coroutines (default 100000) that sleep, yield and join,
-then passes a token around a ring of 1000 coroutines.
-
-kcoro plugin loads a plugin library (kcoro / nylon-ring ABI version 1):
-  info     its name, version, ABI, capabilities and entries
-  call     one unary call: the reply's bytes on stdout, its status on stderr; exit 0
-           if the status is Ok, 1 otherwise
-  stream   a stream: each frame's bytes on stdout followed by a newline, the terminal
-           status on stderr; exit 0 if it ends with StreamEnd
-  --data   the payload: @FILE reads a file, - reads stdin, anything else is the text
-  --header a request header, repeatable (call only)
-  --timeout seconds to wait for the reply or the whole stream (default 30)
-
-kcoro localadapter-demo runs one local adapter scenario (default many_small_flows)
-through the whole runtime stack on a deterministic runtime and prints its summary
-(counts only); exit 0 if every flow ended as planned and the sink saw exactly the plan.
-  --flows N      flows instead of the scenario's default (1..=64)
-  --scenario S   one of the eleven scenarios (see kcheck localadapter)
-  --seed N       profile seed (default 1)
-  --trace FILE   write the run's trace (safe events, JSON lines) to FILE";
+With no command, runs `kcoro demo`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
 
 /// What the command line asks for.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Subcommand)]
 pub enum Command {
-    Pipeline(PipelineArgs),
-    Spawn(SpawnArgs),
-    Plugin(PluginArgs),
+    /// Run a channel pipeline with live rates and an exactly-once check (the default)
+    Demo(DemoArgs),
+    /// Load a plugin library and talk to it
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Run one local adapter scenario through the whole runtime stack
+    #[command(
+        name = "localadapter-demo",
+        after_help = "\
+Examples:
+  kcoro localadapter-demo --flows 4 --trace trace.jsonl
+  kcoro localadapter-demo --scenario target_error_mapping --seed 7"
+    )]
     LocalAdapterDemo(LocalDemoArgs),
-    Help,
+    /// Serve channels to other processes, or use a server's channels
+    #[command(subcommand)]
+    Ipc(IpcCommand),
+    /// Print a shell completion script
+    #[command(after_help = "Example:\n  kcoro completions zsh > ~/.zfunc/_kcoro")]
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
 }
 
-/// What `kcoro localadapter-demo` runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalDemoArgs {
-    pub flows: Option<usize>,
-    pub scenario: String,
-    pub seed: u64,
-    pub trace: Option<std::path::PathBuf>,
+/// `kcoro demo [OPTIONS]` or `kcoro demo spawn`.
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "\
+The pipeline: producers -> stage1 -> workers -> stage2 -> sink, with a live progress
+line on stderr, then a report on stdout and a check that every message arrived exactly
+once (exit status 1 if not).
+
+Examples:
+  kcoro demo
+  kcoro demo --seconds 0.5 --stage1 unlimited --stage2 conflated
+  kcoro demo --inject-fault lose          the check must fail (exit 1)
+  kcoro demo spawn --coroutines 1000000"
+)]
+pub struct DemoArgs {
+    #[command(subcommand)]
+    pub spawn: Option<DemoCommand>,
+    #[command(flatten)]
+    pub pipeline: PipelineFlags,
 }
 
-/// What `kcoro plugin` does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PluginAction {
-    Info,
-    Call { entry: String },
-    Stream { entry: String },
-}
-
-/// Where a plugin call's payload comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Data {
-    Text(String),
-    File(String),
-    Stdin,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PluginArgs {
-    pub lib: String,
-    pub action: PluginAction,
-    pub data: Data,
-    pub headers: Vec<(String, String)>,
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub timeout: Duration,
+/// Subcommands of `kcoro demo`.
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Spawn N coroutines that sleep, yield and join, then pass a token around a ring
+    #[command(after_help = "Example:\n  kcoro demo spawn --coroutines 100000 --runtime-workers 2")]
+    Spawn(SpawnArgs),
 }
 
 /// A deliberate bug for the check to catch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Fault {
     /// A worker drops one message without passing it on.
     Lose,
@@ -112,6 +101,59 @@ pub enum Fault {
     Duplicate,
 }
 
+/// The four channel kinds, as flags name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    Rendezvous,
+    Buffered,
+    Conflated,
+    Unlimited,
+}
+
+impl From<KindArg> for Kind {
+    fn from(k: KindArg) -> Kind {
+        match k {
+            KindArg::Rendezvous => Kind::Rendezvous,
+            KindArg::Buffered => Kind::Buffered,
+            KindArg::Conflated => Kind::Conflated,
+            KindArg::Unlimited => Kind::Unlimited,
+        }
+    }
+}
+
+/// The pipeline demo's flags.
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct PipelineFlags {
+    /// Producer coroutines
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=MAX_PIPELINE_COROUTINES))]
+    pub producers: u64,
+    /// Worker coroutines between the two stages
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=MAX_PIPELINE_COROUTINES))]
+    pub workers: u64,
+    /// Capacity of buffered stages; unlimited stages are paced to about this many queued values
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=MAX_CAPACITY))]
+    pub capacity: u64,
+    /// Kind of the first stage
+    #[arg(long, value_enum, default_value_t = KindArg::Buffered)]
+    pub stage1: KindArg,
+    /// Kind of the second stage
+    #[arg(long, value_enum, default_value_t = KindArg::Rendezvous)]
+    pub stage2: KindArg,
+    /// Payload bytes per message
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=MAX_PAYLOAD))]
+    pub payload: u64,
+    /// How long the producers run, in seconds (fractions allowed)
+    #[arg(long = "seconds", value_name = "S", default_value = "3", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// kcoro worker threads (default: available parallelism)
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_THREADS))]
+    pub runtime_workers: Option<u64>,
+    /// Make one worker mishandle one message, to show that the exactly-once check catches it
+    #[arg(long, value_enum)]
+    pub inject_fault: Option<Fault>,
+}
+
+/// What the pipeline demo runs (the flags, checked and typed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineArgs {
     pub producers: usize,
@@ -123,6 +165,23 @@ pub struct PipelineArgs {
     pub duration: Duration,
     pub runtime_workers: Option<usize>,
     pub fault: Option<Fault>,
+}
+
+impl PipelineFlags {
+    /// The settings these flags ask for (ranges were checked by the parser).
+    pub fn to_args(&self) -> PipelineArgs {
+        PipelineArgs {
+            producers: self.producers as usize,
+            workers: self.workers as usize,
+            capacity: self.capacity as usize,
+            stage1: self.stage1.into(),
+            stage2: self.stage2.into(),
+            payload: self.payload as usize,
+            duration: self.duration,
+            runtime_workers: self.runtime_workers.map(|w| w as usize),
+            fault: self.inject_fault,
+        }
+    }
 }
 
 impl Default for PipelineArgs {
@@ -141,213 +200,299 @@ impl Default for PipelineArgs {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `kcoro demo spawn`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct SpawnArgs {
+    /// Coroutines to spawn
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=MAX_COROUTINES))]
     pub coroutines: u64,
-    pub runtime_workers: Option<usize>,
+    /// kcoro worker threads (default: available parallelism)
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_THREADS))]
+    pub runtime_workers: Option<u64>,
 }
 
-const MAX_COROUTINES: u64 = 10_000_000;
-const MAX_PIPELINE_COROUTINES: u64 = 100_000;
-const MAX_CAPACITY: u64 = 1 << 24;
-const MAX_PAYLOAD: u64 = 1 << 20;
-const MAX_SECONDS: f64 = 3600.0;
-const MAX_THREADS: u64 = 4096;
-
-/// Parses the arguments after the program name.
-pub fn parse(args: &[String]) -> Result<Command, String> {
-    match args.first().map(String::as_str) {
-        None => Ok(Command::Pipeline(PipelineArgs::default())),
-        Some("demo") => match args.get(1).map(String::as_str) {
-            Some("spawn") => parse_spawn(&args[2..]),
-            _ => parse_pipeline(&args[1..]),
-        },
-        Some("plugin") => parse_plugin(&args[1..]),
-        Some("localadapter-demo") => parse_local_demo(&args[1..]),
-        Some("-h" | "--help" | "help") => Ok(Command::Help),
-        Some(other) => Err(format!("unknown command {other:?}")),
-    }
+/// `kcoro localadapter-demo`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct LocalDemoArgs {
+    /// Flows instead of the scenario's default
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub flows: Option<u64>,
+    /// One of the eleven scenarios
+    #[arg(long, default_value = "many_small_flows", value_parser = scenario_names())]
+    pub scenario: String,
+    /// Profile seed
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=u64::MAX / 2))]
+    pub seed: u64,
+    /// Write the run's trace (safe events, JSON lines) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
-fn parse_pipeline(args: &[String]) -> Result<Command, String> {
-    let mut out = PipelineArgs::default();
-    let mut flags = Flags::new(args);
-    while let Some(flag) = flags.next_flag()? {
-        match flag.as_str() {
-            "-h" | "--help" => {
-                flags.switch(&flag)?;
-                return Ok(Command::Help);
-            }
-            "--producers" => out.producers = flags.number(&flag, 1, MAX_PIPELINE_COROUTINES)? as usize,
-            "--workers" => out.workers = flags.number(&flag, 1, MAX_PIPELINE_COROUTINES)? as usize,
-            "--capacity" => out.capacity = flags.number(&flag, 1, MAX_CAPACITY)? as usize,
-            "--stage1" => out.stage1 = parse_kind(&flag, &flags.value(&flag)?)?,
-            "--stage2" => out.stage2 = parse_kind(&flag, &flags.value(&flag)?)?,
-            "--payload" => out.payload = flags.number(&flag, 0, MAX_PAYLOAD)? as usize,
-            "--seconds" => out.duration = parse_seconds(&flag, &flags.value(&flag)?)?,
-            "--runtime-workers" => out.runtime_workers = Some(flags.number(&flag, 1, MAX_THREADS)? as usize),
-            "--inject-fault" => {
-                out.fault = Some(match flags.value(&flag)?.as_str() {
-                    "lose" => Fault::Lose,
-                    "duplicate" => Fault::Duplicate,
-                    v => return Err(format!("{flag}: {v:?} is not one of lose, duplicate")),
-                })
-            }
-            _ => return Err(format!("unknown option {flag}")),
-        }
-    }
-    Ok(Command::Pipeline(out))
+fn scenario_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(kcoro_adapter::Scenario::ALL.map(|s| s.name()))
 }
 
-fn parse_local_demo(args: &[String]) -> Result<Command, String> {
-    let mut out = LocalDemoArgs { flows: None, scenario: "many_small_flows".into(), seed: 1, trace: None };
-    let mut flags = Flags::new(args);
-    while let Some(flag) = flags.next_flag()? {
-        match flag.as_str() {
-            "-h" | "--help" => {
-                flags.switch(&flag)?;
-                return Ok(Command::Help);
-            }
-            "--flows" => out.flows = Some(flags.number(&flag, 1, 64)? as usize),
-            "--scenario" => out.scenario = flags.value(&flag)?,
-            "--seed" => out.seed = flags.number(&flag, 0, u64::MAX / 2)?,
-            "--trace" => out.trace = Some(flags.value(&flag)?.into()),
-            _ => return Err(format!("unknown option {flag} for localadapter-demo")),
-        }
-    }
-    Ok(Command::LocalAdapterDemo(out))
+/// `kcoro plugin ...`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Its name, version, ABI, capabilities and entries
+    #[command(after_help = "Example:\n  kcoro plugin info target/debug/libkcoro_plugin_echo.so")]
+    Info {
+        /// The plugin library (.so)
+        lib: PathBuf,
+    },
+    /// One unary call: the reply's bytes on stdout, its status on stderr; exit 0 if Ok
+    #[command(after_help = "\
+Examples:
+  kcoro plugin call target/debug/libkcoro_plugin_echo.so echo --data hello --header k=v
+  kcoro plugin call LIB echo --data @request.json      # or --data - for stdin")]
+    Call(CallArgs),
+    /// A stream: each frame's bytes on stdout, then the terminal status on stderr; exit 0
+    /// if it ends with StreamEnd
+    #[command(
+        after_help = "Example:\n  kcoro plugin stream target/debug/libkcoro_plugin_echo.so stream --data 3"
+    )]
+    Stream(CallArgs),
+    /// A bidirectional stream: each stdin line goes to the plugin as stream data, each frame
+    /// comes back on stdout as it arrives; EOF closes our side
+    #[command(
+        after_help = "Example:\n  printf 'a\\nb\\n' | kcoro plugin bidi target/debug/libkcoro_plugin_echo.so bidi"
+    )]
+    Bidi(CallArgs),
 }
 
-fn parse_spawn(args: &[String]) -> Result<Command, String> {
-    let mut out = SpawnArgs { coroutines: 100_000, runtime_workers: None };
-    let mut flags = Flags::new(args);
-    while let Some(flag) = flags.next_flag()? {
-        match flag.as_str() {
-            "-h" | "--help" => {
-                flags.switch(&flag)?;
-                return Ok(Command::Help);
-            }
-            "--coroutines" => out.coroutines = flags.number(&flag, 1, MAX_COROUTINES)?,
-            "--runtime-workers" => out.runtime_workers = Some(flags.number(&flag, 1, MAX_THREADS)? as usize),
-            _ => return Err(format!("unknown option {flag} for demo spawn")),
-        }
-    }
-    Ok(Command::Spawn(out))
+/// A call's library, entry and request.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct CallArgs {
+    /// The plugin library (.so)
+    pub lib: PathBuf,
+    /// The entry to call
+    pub entry: String,
+    /// The payload: @FILE reads a file, - reads stdin, anything else is the text
+    #[arg(long, default_value = "", value_parser = parse_data)]
+    pub data: Data,
+    /// A request header K=V (repeatable)
+    #[arg(long = "header", value_name = "K=V", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// The request method
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// The request path
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// The request query string
+    #[arg(long, default_value = "")]
+    pub query: String,
+    /// Seconds to wait for the reply or the whole stream
+    #[arg(long, value_name = "S", default_value = "30", value_parser = parse_seconds)]
+    pub timeout: Duration,
 }
 
-fn parse_plugin(args: &[String]) -> Result<Command, String> {
-    let positional = |i: usize, what: &str| {
-        args.get(i).filter(|a| !a.starts_with('-')).cloned().ok_or_else(|| format!("plugin: missing {what}"))
-    };
-    let (action, rest) = match args.first().map(String::as_str) {
-        Some("-h" | "--help") => return Ok(Command::Help),
-        Some("info") => (PluginAction::Info, 2),
-        Some("call") => (PluginAction::Call { entry: positional(2, "ENTRY")? }, 3),
-        Some("stream") => (PluginAction::Stream { entry: positional(2, "ENTRY")? }, 3),
-        Some(other) => return Err(format!("plugin: unknown action {other:?} (info, call, stream)")),
-        None => return Err("plugin: missing action (info, call, stream)".into()),
-    };
-    let mut out = PluginArgs {
-        lib: positional(1, "LIB")?,
-        action,
-        data: Data::Text(String::new()),
-        headers: Vec::new(),
-        method: "GET".into(),
-        path: "/".into(),
-        query: String::new(),
-        timeout: Duration::from_secs(30),
-    };
-    let is_call = matches!(out.action, PluginAction::Call { .. });
-    let mut flags = Flags::new(&args[rest.min(args.len())..]);
-    while let Some(flag) = flags.next_flag()? {
-        match flag.as_str() {
-            "-h" | "--help" => {
-                flags.switch(&flag)?;
-                return Ok(Command::Help);
-            }
-            "--data" if out.action != PluginAction::Info => {
-                let v = flags.value(&flag)?;
-                out.data = match (v.as_str(), v.strip_prefix('@')) {
-                    ("-", _) => Data::Stdin,
-                    (_, Some(file)) => Data::File(file.to_string()),
-                    _ => Data::Text(v),
-                };
-            }
-            "--header" if is_call => {
-                let v = flags.value(&flag)?;
-                let (k, val) = v.split_once('=').ok_or_else(|| format!("{flag}: {v:?} is not K=V"))?;
-                out.headers.push((k.to_string(), val.to_string()));
-            }
-            "--method" if is_call => out.method = flags.value(&flag)?,
-            "--path" if is_call => out.path = flags.value(&flag)?,
-            "--query" if is_call => out.query = flags.value(&flag)?,
-            "--timeout" if out.action != PluginAction::Info => {
-                out.timeout = parse_seconds(&flag, &flags.value(&flag)?)?
-            }
-            _ => return Err(format!("unknown option {flag} for plugin")),
-        }
-    }
-    Ok(Command::Plugin(out))
+/// Where a plugin call's payload comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Data {
+    Text(String),
+    File(String),
+    Stdin,
 }
 
-fn parse_kind(flag: &str, v: &str) -> Result<Kind, String> {
-    match v {
-        "rendezvous" => Ok(Kind::Rendezvous),
-        "buffered" => Ok(Kind::Buffered),
-        "conflated" => Ok(Kind::Conflated),
-        "unlimited" => Ok(Kind::Unlimited),
-        _ => Err(format!("{flag}: {v:?} is not one of rendezvous, buffered, conflated, unlimited")),
-    }
+/// `kcoro ipc ...`.
+#[derive(Debug, Subcommand)]
+pub enum IpcCommand {
+    /// Serve channels until interrupted
+    #[command(after_help = "\
+Examples:
+  kcoro ipc serve --listen unix:/tmp/kcoro.sock --channel jobs:buffered:1024 --channel events:unlimited
+  kcoro ipc serve --listen tcp:0.0.0.0:7070 --secret-file /etc/kcoro/secret --channel jobs:buffered:64")]
+    Serve(ServeArgs),
+    /// Send one element (or each stdin line) to a served channel
+    #[command(after_help = "\
+Examples:
+  kcoro ipc send unix:/tmp/kcoro.sock jobs --data hello
+  seq 10 | kcoro ipc send unix:/tmp/kcoro.sock jobs --lines")]
+    Send(IpcSendArgs),
+    /// Receive elements from a served channel and print them, one per line
+    #[command(after_help = "Example:\n  kcoro ipc recv unix:/tmp/kcoro.sock jobs --count 10 --timeout 5")]
+    Recv(IpcRecvArgs),
+    /// List a server's channels with their counters
+    #[command(after_help = "Example:\n  kcoro ipc ls unix:/tmp/kcoro.sock")]
+    Ls(IpcAddrArgs),
 }
 
-fn parse_seconds(flag: &str, v: &str) -> Result<Duration, String> {
-    let s: f64 = v.parse().map_err(|_| format!("{flag}: {v:?} is not a number of seconds"))?;
+/// `kcoro ipc serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Where to listen: unix:PATH or tcp:HOST:PORT
+    #[arg(long)]
+    pub listen: String,
+    /// A channel to serve, NAME:KIND[:CAPACITY] (repeatable)
+    #[arg(long = "channel", value_name = "NAME:KIND[:CAP]", value_parser = parse_channel_spec)]
+    pub channels: Vec<ChannelSpec>,
+    /// Read the shared secret clients must prove from FILE (required off loopback)
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Stop after this many seconds (default: until interrupted)
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub seconds: Option<Duration>,
+}
+
+/// `NAME:KIND[:CAPACITY]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSpec {
+    pub name: String,
+    pub kind: Kind,
+    pub capacity: usize,
+}
+
+/// An address, plus the secret if the server wants one.
+#[derive(Debug, Clone, Args)]
+pub struct IpcAddrArgs {
+    /// The server: unix:PATH or tcp:HOST:PORT
+    pub addr: String,
+    /// Read the shared secret from FILE
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// `kcoro ipc send`.
+#[derive(Debug, Clone, Args)]
+pub struct IpcSendArgs {
+    #[command(flatten)]
+    pub conn: IpcAddrArgs,
+    /// The channel's name
+    pub name: String,
+    /// The element: @FILE reads a file, - reads stdin, anything else is the text
+    #[arg(long, default_value = "", value_parser = parse_data, conflicts_with = "lines")]
+    pub data: Data,
+    /// Send each line of stdin as one element
+    #[arg(long)]
+    pub lines: bool,
+    /// Seconds to wait for room
+    #[arg(long, value_name = "S", default_value = "30", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
+/// `kcoro ipc recv`.
+#[derive(Debug, Clone, Args)]
+pub struct IpcRecvArgs {
+    #[command(flatten)]
+    pub conn: IpcAddrArgs,
+    /// The channel's name
+    pub name: String,
+    /// How many elements to receive (default: until the channel is closed)
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Seconds to wait for each element
+    #[arg(long, value_name = "S", default_value = "30", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
+fn parse_seconds(v: &str) -> Result<Duration, String> {
+    let s: f64 = v.parse().map_err(|_| format!("{v:?} is not a number of seconds"))?;
     if !(s > 0.0 && s <= MAX_SECONDS) {
-        return Err(format!("{flag}: must be more than 0 and at most {MAX_SECONDS}"));
+        return Err(format!("must be more than 0 and at most {MAX_SECONDS}"));
     }
     Ok(Duration::from_secs_f64(s))
+}
+
+fn parse_data(v: &str) -> Result<Data, String> {
+    Ok(match (v, v.strip_prefix('@')) {
+        ("-", _) => Data::Stdin,
+        (_, Some(file)) => Data::File(file.to_string()),
+        _ => Data::Text(v.to_string()),
+    })
+}
+
+fn parse_header(v: &str) -> Result<(String, String), String> {
+    let (k, val) = v.split_once('=').ok_or_else(|| format!("{v:?} is not K=V"))?;
+    Ok((k.to_string(), val.to_string()))
+}
+
+fn parse_channel_spec(v: &str) -> Result<ChannelSpec, String> {
+    let mut it = v.split(':');
+    let (Some(name), Some(kind)) = (it.next().filter(|n| !n.is_empty()), it.next()) else {
+        return Err(format!("{v:?} is not NAME:KIND[:CAPACITY]"));
+    };
+    let kind: Kind = KindArg::from_str(kind, true)
+        .map_err(|_| format!("{kind:?} is not one of rendezvous, buffered, conflated, unlimited"))?
+        .into();
+    let capacity = match it.next() {
+        None => 0,
+        Some(c) => c.parse().map_err(|_| format!("capacity {c:?} is not a whole number"))?,
+    };
+    if it.next().is_some() {
+        return Err(format!("{v:?} is not NAME:KIND[:CAPACITY]"));
+    }
+    Ok(ChannelSpec { name: name.to_string(), kind, capacity })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    fn parse(s: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kcoro").chain(s.split_whitespace()))
+    }
+
+    #[test]
+    fn the_declaration_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn defaults_and_flags() {
-        assert_eq!(parse(&[]), Ok(Command::Pipeline(PipelineArgs::default())));
-        assert_eq!(parse(&args("demo")), Ok(Command::Pipeline(PipelineArgs::default())));
-        let Ok(Command::Pipeline(a)) = parse(&args(
+        assert!(parse("").unwrap().command.is_none(), "no command runs the demo");
+        let Some(Command::Demo(d)) = parse("demo").unwrap().command else { panic!("demo") };
+        assert_eq!((d.spawn.is_none(), d.pipeline.to_args()), (true, PipelineArgs::default()));
+        let Some(Command::Demo(d)) = parse(
             "demo --producers 2 --workers=3 --capacity 8 --stage1 conflated --stage2=unlimited \
              --payload 0 --seconds 0.5 --runtime-workers 2 --inject-fault lose",
-        )) else {
+        )
+        .unwrap()
+        .command
+        else {
             panic!("did not parse")
         };
+        let a = d.pipeline.to_args();
         assert_eq!((a.producers, a.workers, a.capacity, a.payload), (2, 3, 8, 0));
         assert_eq!((a.stage1, a.stage2), (Kind::Conflated, Kind::Unlimited));
         assert_eq!(a.duration, Duration::from_millis(500));
         assert_eq!((a.runtime_workers, a.fault), (Some(2), Some(Fault::Lose)));
-        assert_eq!(
-            parse(&args("demo spawn --coroutines 10")),
-            Ok(Command::Spawn(SpawnArgs { coroutines: 10, runtime_workers: None }))
-        );
-        assert_eq!(parse(&args("demo --help")), Ok(Command::Help));
-        let Ok(Command::Plugin(p)) =
-            parse(&args("plugin call lib.so echo --data @in.bin --header a=b=c --method POST --timeout 2"))
-        else {
-            panic!("did not parse")
+        let Some(Command::Demo(d)) = parse("demo spawn --coroutines 10").unwrap().command else {
+            panic!("spawn")
         };
-        assert_eq!((p.lib.as_str(), &p.action), ("lib.so", &PluginAction::Call { entry: "echo".into() }));
-        assert_eq!((p.data, p.headers), (Data::File("in.bin".into()), vec![("a".into(), "b=c".into())]));
-        assert_eq!((p.method.as_str(), p.timeout), ("POST", Duration::from_secs(2)));
-        let Ok(Command::Plugin(p)) = parse(&args("plugin stream lib.so s --data -")) else {
+        assert_eq!(
+            d.spawn.map(|DemoCommand::Spawn(s)| s),
+            Some(SpawnArgs { coroutines: 10, runtime_workers: None })
+        );
+        let Some(Command::Plugin(PluginCommand::Call(c))) =
+            parse("plugin call lib.so echo --data @in.bin --header a=b=c --method POST --timeout 2")
+                .unwrap()
+                .command
+        else {
+            panic!("call")
+        };
+        assert_eq!((c.lib, c.entry.as_str()), (PathBuf::from("lib.so"), "echo"));
+        assert_eq!((c.data, c.headers), (Data::File("in.bin".into()), vec![("a".into(), "b=c".into())]));
+        assert_eq!((c.method.as_str(), c.timeout), ("POST", Duration::from_secs(2)));
+        let Some(Command::Plugin(PluginCommand::Stream(s))) =
+            parse("plugin stream lib.so s --data - --path /p --header x=1").unwrap().command
+        else {
             panic!("stream")
         };
-        assert_eq!((p.action, p.data), (PluginAction::Stream { entry: "s".into() }, Data::Stdin));
-        assert!(matches!(parse(&args("plugin info lib.so")), Ok(Command::Plugin(_))));
+        assert_eq!((s.data, s.path.as_str(), s.headers.len()), (Data::Stdin, "/p", 1));
+        assert!(matches!(
+            parse("plugin info lib.so").unwrap().command,
+            Some(Command::Plugin(PluginCommand::Info { .. }))
+        ));
+        let Some(Command::Ipc(IpcCommand::Serve(s))) =
+            parse("ipc serve --listen unix:/x --channel a:buffered:8 --channel b:unlimited").unwrap().command
+        else {
+            panic!("serve")
+        };
+        assert_eq!(s.channels[0], ChannelSpec { name: "a".into(), kind: Kind::Buffered, capacity: 8 });
+        assert_eq!(s.channels[1].kind, Kind::Unlimited);
     }
 
     #[test]
@@ -370,10 +515,23 @@ mod tests {
             "plugin call lib.so",
             "plugin call lib.so echo --header novalue",
             "plugin info lib.so --data x",
-            "plugin stream lib.so s --header a=b",
             "plugin call lib.so echo --timeout 0",
+            "localadapter-demo --flows 65",
+            "localadapter-demo --scenario nope",
+            "ipc serve --channel a:buffered",
+            "ipc serve --listen unix:/x --channel a:fifo",
+            "ipc serve --listen unix:/x --channel a:buffered:x",
+            "ipc send unix:/x",
+            "ipc send unix:/x jobs --lines --data y",
         ] {
-            assert!(parse(&args(bad)).is_err(), "{bad} parsed");
+            assert!(parse(bad).is_err(), "{bad} parsed");
         }
+    }
+
+    #[test]
+    fn misspellings_get_suggestions() {
+        let e = parse("demo --secnds 1").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--seconds"), "{e}");
     }
 }

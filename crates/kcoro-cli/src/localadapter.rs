@@ -16,7 +16,7 @@ pub fn run(a: &LocalDemoArgs) -> ExitCode {
         }
     };
     let profile = Profile::generate(a.seed);
-    let cfg = RunConfig { flows: a.flows, ..RunConfig::default() };
+    let cfg = RunConfig { flows: a.flows.map(|f| f as usize), ..RunConfig::default() };
     let out = match run_scenario(&profile, scenario, &cfg) {
         Ok(o) => o,
         Err(e) => {

@@ -4,13 +4,16 @@
 //!   for a few seconds with a live rate line, then checks every message arrived exactly
 //!   once. See [`pipeline`].
 //! - `kcoro demo spawn` spawns 100,000 coroutines and reports (the original demo).
-//! - `kcoro plugin info | call | stream LIB ...` loads a plugin and talks to it. See
-//!   [`plugin`].
+//! - `kcoro plugin info | call | stream | bidi LIB ...` loads a plugin and talks to it.
+//!   See [`plugin`].
 //! - `kcoro localadapter-demo` runs one local adapter scenario and prints its summary.
 //!   See [`localadapter`].
+//! - `kcoro ipc serve | send | recv | ls` serves channels to other processes or uses a
+//!   server's channels. See [`ipc`].
+//! - `kcoro completions SHELL` prints a completion script.
 
 mod args;
-mod flags;
+mod ipc;
 mod localadapter;
 mod pipeline;
 mod plugin;
@@ -18,22 +21,23 @@ mod spawn;
 
 use std::process::ExitCode;
 
-use args::{Command, USAGE};
+use args::{Cli, Command, DemoCommand};
+use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    match args::parse(&argv) {
-        Ok(Command::Pipeline(a)) => pipeline::run(&a),
-        Ok(Command::Spawn(a)) => spawn::run(&a),
-        Ok(Command::Plugin(a)) => plugin::run(&a),
-        Ok(Command::LocalAdapterDemo(a)) => localadapter::run(&a),
-        Ok(Command::Help) => {
-            println!("{USAGE}");
+    let cli = Cli::parse();
+    match cli.command {
+        None => pipeline::run(&args::PipelineArgs::default()),
+        Some(Command::Demo(d)) => match d.spawn {
+            Some(DemoCommand::Spawn(s)) => spawn::run(&s),
+            None => pipeline::run(&d.pipeline.to_args()),
+        },
+        Some(Command::Plugin(p)) => plugin::run(&p),
+        Some(Command::LocalAdapterDemo(a)) => localadapter::run(&a),
+        Some(Command::Ipc(c)) => ipc::run(&c),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "kcoro", &mut std::io::stdout());
             ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("kcoro: {e}\n\n{USAGE}");
-            ExitCode::from(2)
         }
     }
 }

@@ -1,11 +1,11 @@
-//! `kcoro plugin info | call | stream`: load a plugin library and talk to it.
+//! `kcoro plugin info | call | stream | bidi`: load a plugin library and talk to it.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 
 use kcoro_host::{HighLevelRequest, NrStatus, Plugin};
 
-use crate::args::{Data, PluginAction, PluginArgs};
+use crate::args::{CallArgs, Data, PluginCommand};
 
 fn payload(data: &Data) -> Result<Vec<u8>, String> {
     match data {
@@ -19,8 +19,15 @@ fn payload(data: &Data) -> Result<Vec<u8>, String> {
     }
 }
 
-pub fn run(a: &PluginArgs) -> ExitCode {
-    match run_inner(a) {
+/// The request a call's flags describe.
+fn request(a: &CallArgs) -> Result<HighLevelRequest, String> {
+    let mut req = HighLevelRequest::new(&a.method, &a.path).query(&a.query).body(payload(&a.data)?);
+    req.headers.clone_from(&a.headers);
+    Ok(req)
+}
+
+pub fn run(cmd: &PluginCommand) -> ExitCode {
+    match run_inner(cmd) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("kcoro: {e}");
@@ -29,15 +36,20 @@ pub fn run(a: &PluginArgs) -> ExitCode {
     }
 }
 
-fn run_inner(a: &PluginArgs) -> Result<ExitCode, String> {
-    let plugin = Plugin::load(&a.lib).map_err(|e| e.to_string())?;
-    let code = match &a.action {
-        PluginAction::Info => {
+fn run_inner(cmd: &PluginCommand) -> Result<ExitCode, String> {
+    let lib = match cmd {
+        PluginCommand::Info { lib } => lib,
+        PluginCommand::Call(a) | PluginCommand::Stream(a) | PluginCommand::Bidi(a) => &a.lib,
+    };
+    let plugin = Plugin::load(lib).map_err(|e| e.to_string())?;
+    let code = match cmd {
+        PluginCommand::Info { .. } => {
             info(&plugin);
             ExitCode::SUCCESS
         }
-        PluginAction::Call { entry } => call(&plugin, entry, a)?,
-        PluginAction::Stream { entry } => stream(&plugin, entry, a)?,
+        PluginCommand::Call(a) => call(&plugin, a)?,
+        PluginCommand::Stream(a) => stream(&plugin, a)?,
+        PluginCommand::Bidi(a) => bidi(&plugin, a)?,
     };
     // Flush before the plugin's `shutdown` runs, so its output cannot interleave ours.
     let _ = std::io::stdout().flush();
@@ -63,17 +75,16 @@ fn info(p: &Plugin) {
     }
 }
 
-fn call(p: &Plugin, entry: &str, a: &PluginArgs) -> Result<ExitCode, String> {
-    let mut req = HighLevelRequest::new(&a.method, &a.path).query(&a.query).body(payload(&a.data)?);
-    req.headers.clone_from(&a.headers);
-    let reply = p.call(entry, &req).timeout(a.timeout).wait().map_err(|e| e.to_string())?;
+fn call(p: &Plugin, a: &CallArgs) -> Result<ExitCode, String> {
+    let reply =
+        p.call(a.entry.as_str(), &request(a)?).timeout(a.timeout).wait().map_err(|e| e.to_string())?;
     std::io::stdout().write_all(&reply.data).map_err(|e| e.to_string())?;
     eprintln!("status: {}", reply.status);
     Ok(if reply.status == NrStatus::Ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn stream(p: &Plugin, entry: &str, a: &PluginArgs) -> Result<ExitCode, String> {
-    let mut s = p.call_stream_raw(entry, &payload(&a.data)?).map_err(|e| e.to_string())?.timeout(a.timeout);
+/// Prints each frame's bytes and a newline as it arrives; returns the terminal status.
+fn print_frames(s: &mut kcoro_host::StreamCall) -> Result<NrStatus, String> {
     let mut out = std::io::stdout().lock();
     let mut end = NrStatus::Invalid;
     while let Some(frame) = s.recv().map_err(|e| e.to_string())? {
@@ -83,8 +94,46 @@ fn stream(p: &Plugin, entry: &str, a: &PluginArgs) -> Result<ExitCode, String> {
                 continue;
             }
         }
-        out.write_all(&frame.data).and_then(|()| out.write_all(b"\n")).map_err(|e| e.to_string())?;
+        out.write_all(&frame.data)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush())
+            .map_err(|e| e.to_string())?;
     }
     eprintln!("status: {end}");
+    Ok(end)
+}
+
+fn stream(p: &Plugin, a: &CallArgs) -> Result<ExitCode, String> {
+    let mut s = p.call_stream(a.entry.as_str(), &request(a)?).map_err(|e| e.to_string())?.timeout(a.timeout);
+    let end = print_frames(&mut s)?;
+    Ok(if end == NrStatus::StreamEnd { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Stdin lines go to the plugin as stream data from a second thread while this one prints
+/// the frames coming back; end of input closes our side.
+fn bidi(p: &Plugin, a: &CallArgs) -> Result<ExitCode, String> {
+    if !p.has_stream_input() {
+        return Err(format!("{} does not accept stream input (no bidirectional slots)", p.name()));
+    }
+    let mut req = request(a)?;
+    if a.data == Data::Stdin {
+        return Err("bidi reads stream data from stdin: --data - cannot also read it".into());
+    }
+    req.body = payload(&a.data)?;
+    let mut s = p.call_stream(a.entry.as_str(), &req).map_err(|e| e.to_string())?.timeout(a.timeout);
+    let (sid, plugin) = (s.sid(), p.clone());
+    let feeder = std::thread::spawn(move || -> Result<(), String> {
+        for line in std::io::stdin().lock().lines() {
+            let line = line.map_err(|e| format!("stdin: {e}"))?;
+            plugin.send_stream_data(sid, line.as_bytes()).map_err(|e| e.to_string())?;
+        }
+        plugin.close_stream(sid).map(|_| ()).map_err(|e| e.to_string())
+    });
+    let end = print_frames(&mut s)?;
+    if let Ok(Err(e)) = feeder.join()
+        && end != NrStatus::StreamEnd
+    {
+        eprintln!("kcoro: {e}");
+    }
     Ok(if end == NrStatus::StreamEnd { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

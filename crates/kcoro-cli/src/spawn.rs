@@ -14,7 +14,7 @@ use crate::args::SpawnArgs;
 pub fn run(args: &SpawnArgs) -> ExitCode {
     let mut builder = kcoro::Runtime::builder();
     if let Some(w) = args.runtime_workers {
-        builder = builder.workers(w);
+        builder = builder.workers(w as usize);
     }
     let rt = match builder.build() {
         Ok(rt) => rt,

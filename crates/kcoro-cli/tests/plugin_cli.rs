@@ -62,5 +62,8 @@ fn bad_libraries_fail_clearly() {
     assert!(text(&out.stderr).contains("cannot load /no/such/lib.so"), "{}", text(&out.stderr));
     let out = kcoro(&["plugin", "call", "x.so"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("missing ENTRY"));
+    assert!(
+        text(&out.stderr).contains("required arguments were not provided")
+            && text(&out.stderr).contains("<ENTRY>")
+    );
 }

@@ -2,7 +2,7 @@
 //!
 //! Raw bytes are the default: `Vec<u8>`, `Box<[u8]>`, `String` and `bytes::Bytes` travel
 //! as they are. Any other type goes through one codec, postcard (a specified, compact,
-//! non-self-describing format): implement it for your type with [`postcard_element!`]
+//! non-self-describing format): implement it for your type with [`postcard_element!`](crate::postcard_element)
 //! (one line), or wrap a foreign type in [`Postcard`].
 //!
 //! ```
@@ -81,7 +81,7 @@ impl Element for bytes::Bytes {
 }
 
 /// A value of any serde type, carried with postcard (for types of other crates, which
-/// [`postcard_element!`] cannot reach).
+/// [`postcard_element!`](crate::postcard_element) cannot reach).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Postcard<T>(pub T);
 
@@ -118,13 +118,13 @@ macro_rules! postcard_element {
     )+};
 }
 
-/// Length of `v`'s postcard encoding (used by [`postcard_element!`]).
+/// Length of `v`'s postcard encoding (used by [`postcard_element!`](crate::postcard_element)).
 #[doc(hidden)]
 pub fn postcard_len<T: serde::Serialize + ?Sized>(v: &T) -> usize {
     postcard::experimental::serialized_size(v).unwrap_or(0)
 }
 
-/// Encodes `v` into `out` (used by [`postcard_element!`]). A type whose `Serialize` fails
+/// Encodes `v` into `out` (used by [`postcard_element!`](crate::postcard_element)). A type whose `Serialize` fails
 /// or changes its length between the two calls is a bug in that type: the bytes are left
 /// zero, and the receiver's decode reports it.
 #[doc(hidden)]
@@ -132,7 +132,7 @@ pub fn postcard_encode<T: serde::Serialize + ?Sized>(v: &T, out: &mut [u8]) {
     let _ = postcard::to_slice(v, out);
 }
 
-/// Decodes a postcard value that must use all of `bytes` (used by [`postcard_element!`]).
+/// Decodes a postcard value that must use all of `bytes` (used by [`postcard_element!`](crate::postcard_element)).
 #[doc(hidden)]
 pub fn postcard_decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     match postcard::take_from_bytes(bytes) {

@@ -24,6 +24,11 @@
 //!
 //! See `docs/IPC.md` for how to use it and `docs/IPC_PROTOCOL.md` for the wire format.
 
+/// The examples of `docs/IPC.md` run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/IPC.md")]
+struct IpcDocDoctests;
+
 mod addr;
 mod auth;
 mod client;

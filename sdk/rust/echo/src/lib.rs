@@ -11,6 +11,7 @@
 //! | `state` | stores the payload under `key`, reads it back, replies with it |
 //! | `panic` | panics: the call ends `Err`, the host lives |
 //! | `error` | `Err` + `boom` |
+//! | `describe` | the request itself as frames: `METHOD PATH?QUERY`, then `K=V` per header, then `StreamEnd` |
 
 use kcoro_abi::NrStatus;
 use kcoro_abi::plugin::{Host, Request};
@@ -88,6 +89,15 @@ fn state(host: Host, sid: u64, payload: &[u8]) -> NrStatus {
     NrStatus::Ok
 }
 
+fn describe(host: Host, sid: u64, req: &Request<'_>, _payload: &[u8]) -> NrStatus {
+    host.send(sid, NrStatus::Ok, format!("{} {}?{}", req.method(), req.path(), req.query()).as_bytes());
+    for (k, v) in req.headers() {
+        host.send(sid, NrStatus::Ok, format!("{k}={v}").as_bytes());
+    }
+    host.send(sid, NrStatus::StreamEnd, &[]);
+    NrStatus::Ok
+}
+
 fn panics(_host: Host, _sid: u64, _payload: &[u8]) -> NrStatus {
     panic!("the panic entry panics, as asked");
 }
@@ -103,6 +113,7 @@ kcoro_abi::define_plugin! {
     entries: {
         "echo" => echo,
         "echo_async" => echo_async,
+        "describe" => describe,
     },
     raw_entries: {
         "echo_owned" => echo_owned,

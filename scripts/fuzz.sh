@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Fuzzes the decoders of everything that crosses a process boundary, for FUZZ_SECONDS
+# (default 60) per target, with libFuzzer through cargo-fuzz. Needs a nightly toolchain;
+# installs cargo-fuzz when it is missing; skips with a note when neither can be had.
+# New inputs go to a scratch directory, so the checked-in corpus only grows on purpose
+# (`cargo +nightly fuzz run frames` in crates/kcoro-ipc adds to it; then `cargo fuzz cmin`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${FUZZ_SECONDS:-60}"
+
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "note: no nightly toolchain; skipping the fuzz run"
+  exit 0
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  if ! cargo install cargo-fuzz --locked -q >/dev/null 2>&1; then
+    echo "note: cannot install cargo-fuzz; skipping the fuzz run"
+    exit 0
+  fi
+fi
+
+run() { # run CRATE_DIR TARGET
+  local scratch
+  scratch=$(mktemp -d)
+  echo "== fuzz $2 for ${seconds}s"
+  (cd "$1" && cargo +nightly fuzz run "$2" "$scratch" "fuzz/corpus/$2" -- \
+    -max_total_time="$seconds" -max_len=100000 -print_final_stats=1 2>&1 | tail -n 4)
+  rm -rf "$scratch"
+}
+
+run crates/kcoro-ipc frames
