@@ -210,6 +210,8 @@ doc 'cargo run --release -p kcoro-bench -- plugin'
 bench plugin "$(cargo run -q --release -p kcoro-bench -- list | awk '$1 == "plugin" {print $2}')"
 doc 'cargo run --release -p kcoro-bench -- adapter'
 bench adapter "$(cargo run -q --release -p kcoro-bench -- list | awk '$1 == "adapter" {print $2}')"
+doc 'cargo run --release -p kcoro-bench -- zcopy'
+bench zcopy msg_64k
 expect 0 '^runtime ' cargo run -q --release -p kcoro-bench -- list
 
 echo "== smoke: every documented command is covered"

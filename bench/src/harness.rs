@@ -81,6 +81,12 @@ pub enum Kind {
     /// Time per operation, plus `allocs_per_op` from the counting allocator
     /// ([`crate::alloc_count`]); the table gets an `allocs/op` column.
     Allocs,
+    /// Time per operation, each moving `bytes` of payload: the table gets `ops/s` and
+    /// `GB/s` columns, the JSON row `bytes_per_sec` (`bytes × ops_per_sec`).
+    Payload {
+        /// Payload bytes one operation moves.
+        bytes: u64,
+    },
 }
 
 /// One benchmark case of a suite.
@@ -116,6 +122,11 @@ pub const fn throughput(name: &'static str, n_full: u64, n_quick: u64) -> Case {
         kind: Kind::Throughput,
         timeout: THROUGHPUT_TIMEOUT,
     }
+}
+
+/// A [`Kind::Payload`] case moving `bytes` per operation, otherwise as [`throughput`].
+pub const fn payload(name: &'static str, n_full: u64, n_quick: u64, bytes: u64) -> Case {
+    Case { kind: Kind::Payload { bytes }, ..throughput(name, n_full, n_quick) }
 }
 
 /// Runs one case of one Rust implementation inside a child process.
@@ -209,6 +220,8 @@ pub struct Row {
     bytes_per_op: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     allocs_per_op: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_per_sec: Option<f64>,
 }
 
 /// A row that failed, kept for the details printed under the table.
@@ -252,9 +265,13 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
     };
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
 
-    let allocs_col =
-        suite.cases.iter().any(|c| selected(&opts.cases, c.name) && matches!(c.kind, Kind::Allocs));
-    print_header(suite, opts, allocs_col);
+    let has =
+        |kind: fn(&Kind) -> bool| suite.cases.iter().any(|c| selected(&opts.cases, c.name) && kind(&c.kind));
+    let cols = Columns {
+        allocs: has(|k| matches!(k, Kind::Allocs)),
+        rate: has(|k| matches!(k, Kind::Payload { .. })),
+    };
+    print_header(suite, opts, cols);
 
     // Step 2 and 3: measure and report.
     let mut rows = Vec::new();
@@ -304,16 +321,27 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
             if imp == KCORO {
                 kcoro_ns = Some(ns);
             }
-            print_row(case.name, imp, ns, kcoro_ns, bytes, allocs_col.then_some(allocs));
+            let ops = ops_per_sec(case.kind, ns);
+            let bytes_per_sec = match case.kind {
+                Kind::Payload { bytes } => Some(bytes as f64 * ops),
+                _ => None,
+            };
+            let cells = Cells {
+                bytes,
+                allocs: cols.allocs.then_some(allocs),
+                rate: cols.rate.then_some((ops, bytes_per_sec)),
+            };
+            print_row(case.name, imp, ns, kcoro_ns, cells);
             rows.push(Row {
                 suite: suite.name.to_string(),
                 case: case.name.to_string(),
                 imp: imp.to_string(),
                 ns_per_op: ns,
-                ops_per_sec: ops_per_sec(case.kind, ns),
+                ops_per_sec: ops,
                 runs: samples.len(),
                 bytes_per_op: bytes,
                 allocs_per_op: allocs,
+                bytes_per_sec,
             });
         }
     }
@@ -364,7 +392,7 @@ pub fn median(values: impl Iterator<Item = f64>) -> f64 {
 /// Operations per second for a row of `kind` whose median is `ns` per op.
 fn ops_per_sec(kind: Kind, ns: f64) -> f64 {
     match kind {
-        Kind::Throughput | Kind::Memory | Kind::Allocs => 1e9 / ns,
+        Kind::Throughput | Kind::Memory | Kind::Allocs | Kind::Payload { .. } => 1e9 / ns,
         Kind::Overshoot { requested_ns } => 1e9 / (requested_ns as f64 + ns),
     }
 }
@@ -482,8 +510,16 @@ fn is_backtrace_line(line: &str) -> bool {
             .is_some_and(|(num, _)| !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// `allocs_col`: add the `allocs/op` column (some selected case is [`Kind::Allocs`]).
-fn print_header(suite: &Suite, opts: &Options, allocs_col: bool) {
+/// The optional columns of a table, each present when some selected case needs it.
+#[derive(Clone, Copy, Debug)]
+struct Columns {
+    /// `allocs/op`: some case is [`Kind::Allocs`].
+    allocs: bool,
+    /// `ops/s` and `GB/s`: some case is [`Kind::Payload`].
+    rate: bool,
+}
+
+fn print_header(suite: &Suite, opts: &Options, cols: Columns) {
     let runs = |c: &Case| {
         if opts.quick { c.runs_quick } else { c.runs_full }
     };
@@ -509,41 +545,89 @@ fn print_header(suite: &Suite, opts: &Options, allocs_col: bool) {
         println!("  {note}");
     }
     println!();
-    let (allocs, allocs_width) = if allocs_col {
+    let (allocs, allocs_width) = if cols.allocs {
         (format!(" {:>ALLOCS_COL$}", "allocs/op"), ALLOCS_COL + 1)
     } else {
         (String::new(), 0)
     };
+    let (rate, rate_width) = if cols.rate {
+        (format!(" {:>OPS_COL$} {:>GBPS_COL$}", "ops/s", "GB/s"), OPS_COL + GBPS_COL + 2)
+    } else {
+        (String::new(), 0)
+    };
     println!(
-        "{:<CASE_COL$} {:<IMPL_COL$} {:>12} {:>9} {:>10}{allocs}",
+        "{:<CASE_COL$} {:<IMPL_COL$} {:>12} {:>9} {:>10}{allocs}{rate}",
         "case", "impl", "ns/op", "x kcoro", "bytes/op"
     );
-    println!("{}", "-".repeat(CASE_COL + IMPL_COL + 12 + 9 + 10 + 4 + allocs_width));
+    println!("{}", "-".repeat(CASE_COL + IMPL_COL + 12 + 9 + 10 + 4 + allocs_width + rate_width));
 }
 
 /// Width of the `allocs/op` column, printed only by suites with [`Kind::Allocs`] cases.
 const ALLOCS_COL: usize = 10;
 
-/// `allocs`: `None` when the table has no `allocs/op` column, `Some(None)` for a row
-/// without a count.
-fn print_row(
-    case: &str,
-    imp: &str,
-    ns: f64,
-    kcoro_ns: Option<f64>,
+/// Width of the `ops/s` column, printed only by suites with [`Kind::Payload`] cases.
+const OPS_COL: usize = 8;
+
+/// Width of the `GB/s` column, printed with `ops/s`.
+const GBPS_COL: usize = 9;
+
+/// The optional cells of a row. For the columns of [`Columns`]: `None` when the table
+/// has no such column, `Some(None)` for a row without a value there.
+struct Cells {
+    /// Peak-RSS bytes per op (memory cases).
     bytes: Option<f64>,
     allocs: Option<Option<f64>>,
-) {
+    /// Operations per second, and payload bytes per second for [`Kind::Payload`] rows.
+    rate: Option<(f64, Option<f64>)>,
+}
+
+fn print_row(case: &str, imp: &str, ns: f64, kcoro_ns: Option<f64>, cells: Cells) {
     let ratio = match kcoro_ns {
         Some(k) if k > 0.0 => fmt_ratio(ns / k),
         _ => "-".to_string(),
     };
-    let bytes = bytes.map_or(String::new(), |b| format!("{b:.0}"));
-    let allocs = match allocs {
+    let bytes = cells.bytes.map_or(String::new(), |b| format!("{b:.0}"));
+    let allocs = match cells.allocs {
         None => String::new(),
         Some(a) => format!(" {:>ALLOCS_COL$}", a.map_or(String::new(), fmt_allocs)),
     };
-    println!("{case:<CASE_COL$} {imp:<IMPL_COL$} {:>12} {ratio:>9} {bytes:>10}{allocs}", fmt_ns(ns));
+    let rate = match cells.rate {
+        None => String::new(),
+        Some((ops, bps)) => {
+            let gbps = bps.map_or(String::new(), |b| fmt_gbps(b / 1e9));
+            format!(" {:>OPS_COL$} {gbps:>GBPS_COL$}", fmt_si(ops))
+        }
+    };
+    println!("{case:<CASE_COL$} {imp:<IMPL_COL$} {:>12} {ratio:>9} {bytes:>10}{allocs}{rate}", fmt_ns(ns));
+}
+
+/// Three significant digits and an SI suffix: `950`, `12.3k`, `4.56M`, `1.20G`.
+fn fmt_si(x: f64) -> String {
+    let (v, suffix) = match x {
+        x if x >= 1e9 => (x / 1e9, "G"),
+        x if x >= 1e6 => (x / 1e6, "M"),
+        x if x >= 1e3 => (x / 1e3, "k"),
+        x => (x, ""),
+    };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    if suffix.is_empty() { format!("{v:.0}") } else { format!("{v:.digits$}{suffix}") }
+}
+
+/// GB/s (10^9 bytes per second): two decimals below 10, one below 100, none above.
+fn fmt_gbps(g: f64) -> String {
+    if g >= 100.0 {
+        format!("{g:.0}")
+    } else if g >= 10.0 {
+        format!("{g:.1}")
+    } else {
+        format!("{g:.2}")
+    }
 }
 
 /// Allocations per op: two decimals (a fraction means "some ops allocate").
@@ -664,6 +748,39 @@ mod tests {
         let mut ok = Command::new("sh");
         ok.args(["-c", "echo chatter; echo '{\"ns_per_op\":7}'"]);
         assert_eq!(run_child(ok, Duration::from_secs(5)).unwrap().ns_per_op, 7.0);
+    }
+
+    #[test]
+    fn rate_cells_format() {
+        assert_eq!(fmt_si(950.0), "950");
+        assert_eq!(fmt_si(12_345.0), "12.3k");
+        assert_eq!(fmt_si(4_561_000.0), "4.56M");
+        assert_eq!(fmt_si(120_000_000.0), "120M");
+        assert_eq!(fmt_si(1.2e9), "1.20G");
+        assert_eq!(fmt_gbps(0.0123), "0.01");
+        assert_eq!(fmt_gbps(3.456), "3.46");
+        assert_eq!(fmt_gbps(123.4), "123");
+    }
+
+    #[test]
+    fn payload_rows_carry_bytes_per_sec() {
+        let kind = Kind::Payload { bytes: 1000 };
+        assert_eq!(ops_per_sec(kind, 500.0), 2e6);
+        let row = Row {
+            suite: "s".into(),
+            case: "c".into(),
+            imp: KCORO.into(),
+            ns_per_op: 500.0,
+            ops_per_sec: 2e6,
+            runs: 3,
+            bytes_per_op: None,
+            allocs_per_op: None,
+            bytes_per_sec: Some(2e9),
+        };
+        assert_eq!(
+            serde_json::to_string(&row).unwrap(),
+            r#"{"suite":"s","case":"c","impl":"kcoro","ns_per_op":500.0,"ops_per_sec":2000000.0,"runs":3,"bytes_per_sec":2000000000.0}"#
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `kcoro-bench`: kcoro side by side with its peers (Go, may, tokio, kanal, crossbeam,
-//! flume; nylon-ring-host for the plugin host), in one run.
+//! flume; nylon-ring-host for the plugin host; `Vec` copies and `bytes::Bytes` for zero
+//! copy), in one run.
 //!
 //! ```text
 //! kcoro-bench <suite> [--quick] [--json FILE] [--case NAME]... [--impl NAME]...
@@ -19,6 +20,7 @@ mod harness;
 mod plugin_suite;
 mod runtime_suite;
 mod select_suite;
+mod zcopy_suite;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,7 @@ static SUITES: &[&Suite] = &[
     &select_suite::SUITE,
     &plugin_suite::SUITE,
     &adapter_suite::SUITE,
+    &zcopy_suite::SUITE,
 ];
 
 /// Counts heap allocations while a suite asks it to (see [`alloc_count`]).
@@ -44,7 +47,7 @@ usage: kcoro-bench <suite> [--quick] [--json FILE] [--case NAME]... [--impl NAME
   --quick       fewer operations and runs
   --json FILE   also write the rows as JSON:
                 [{\"suite\",\"case\",\"impl\",\"ns_per_op\",\"ops_per_sec\",\"runs\"
-                  [,\"bytes_per_op\"][,\"allocs_per_op\"]}]
+                  [,\"bytes_per_op\"][,\"allocs_per_op\"][,\"bytes_per_sec\"]}]
   --case NAME   run only this case (repeatable)
   --impl NAME   run only this implementation (repeatable)";
 
