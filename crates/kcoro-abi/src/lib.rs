@@ -17,6 +17,7 @@ use std::ffi::c_void;
 use std::fmt;
 
 pub mod ext;
+pub mod nylon;
 pub mod plugin;
 
 pub use ext::{KcHostApi, KcPluginExt, KcPluginInfo, KcReleaseFn};
@@ -54,9 +55,13 @@ impl NrStatus {
     /// Extension (never sent by a version-1 plugin): the stream's buffer is full; the frame
     /// was not taken, try again later.
     pub const Backpressure: NrStatus = NrStatus(5);
+    /// The plugin panicked and contained the panic at the boundary. Never on the wire of
+    /// the kcoro layout (its plugins answer a panic with `Err`): the host reports it for a
+    /// nylon-ring 0.1 / 0.2 plugin, whose own code for it is 5 ([`nylon::NyStatus`]).
+    pub const Panic: NrStatus = NrStatus(6);
 
     /// The highest value this crate knows.
-    pub const MAX_KNOWN: u32 = 5;
+    pub const MAX_KNOWN: u32 = 6;
 
     /// Whether this is one of the values above.
     pub const fn is_known(self) -> bool {
@@ -69,7 +74,7 @@ impl NrStatus {
     }
 
     /// Whether a frame with this status ends a stream (`StreamEnd`, `Err`, `Invalid`,
-    /// `Unsupported`, or an unknown value).
+    /// `Unsupported`, `Panic`, or an unknown value).
     pub const fn is_terminal(self) -> bool {
         !matches!(self.normalized(), NrStatus::Ok | NrStatus::Backpressure)
     }
@@ -83,6 +88,7 @@ impl NrStatus {
             NrStatus::Unsupported => "Unsupported",
             NrStatus::StreamEnd => "StreamEnd",
             NrStatus::Backpressure => "Backpressure",
+            NrStatus::Panic => "Panic",
             _ => "Unknown",
         }
     }
