@@ -29,10 +29,14 @@
 //! executor, tokio included.
 
 mod call;
+mod callbacks;
 mod ctx;
 mod error;
+mod gate;
 mod host;
+mod layout;
 mod library;
+mod load;
 mod metrics;
 mod payload;
 mod plugin;
@@ -44,8 +48,10 @@ mod timer;
 
 pub use call::{Call, Reply};
 pub use error::HostError;
+pub use gate::LateReplies;
 pub use host::Host;
 pub use kcoro_abi::NrStatus;
+pub use layout::{Capabilities, Layout};
 pub use metrics::Metrics;
 pub use payload::{Frame, Payload};
 pub use plugin::{Entry, EntryRef, LoadOptions, Plugin};
