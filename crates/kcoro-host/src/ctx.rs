@@ -22,7 +22,7 @@ use crate::gate::Gate;
 use crate::layout::Codes;
 use crate::library::Library;
 use crate::metrics::{Counter, Counters};
-use crate::payload::{Frame, Owned, Payload};
+use crate::payload::{Frame, Payload};
 use crate::table::{Kind, SidTable};
 
 /// The sid of fire-and-forget calls: never allocated, its replies are discarded silently.
@@ -116,27 +116,6 @@ impl Drop for InCall {
     }
 }
 
-/// Where a frame's bytes come from.
-pub(crate) enum Source<'a> {
-    /// The plugin's bytes, valid for this call only: copied.
-    Borrowed(&'a [u8]),
-    /// A plugin buffer the host keeps until the reader drops it.
-    Owned(Owned),
-    /// Bytes the host already owns (a committed lease).
-    Vec(Vec<u8>),
-}
-
-impl Source<'_> {
-    fn into_payload(self) -> Payload {
-        match self {
-            Source::Borrowed([]) => Payload::empty(),
-            Source::Borrowed(b) => Payload::from(b.to_vec()),
-            Source::Owned(o) => Payload::owned(o),
-            Source::Vec(v) => Payload::from(v),
-        }
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Full {
     /// Wait for room (a version-1 `send_result` from a plugin thread).
@@ -183,17 +162,21 @@ impl HostCtx {
     }
 
     /// Routes one reply or frame to its waiter. `status` is already in kcoro's numbering.
-    /// Returns `Ok` when taken, `Invalid` when the sid is unknown or finished (counted),
-    /// `Backpressure` when refused for room (the source handed back).
-    pub(crate) fn deliver<'a>(
+    /// `Ok(Ok)` when taken, `Ok(Invalid)` when the sid is unknown or finished (counted; the
+    /// data is dropped), `Err(data)` when refused for room (`Backpressure`).
+    ///
+    /// The data travels as a [`Payload`] (24 bytes), copied or boxed by the caller: moving
+    /// a larger source through here cost more than the copy it saved.
+    #[inline]
+    pub(crate) fn deliver(
         &self,
         sid: u64,
         status: NrStatus,
-        src: Source<'a>,
+        data: Payload,
         full: Full,
-    ) -> (NrStatus, Option<Source<'a>>) {
+    ) -> Result<NrStatus, Payload> {
         if sid == NO_SID {
-            return (NrStatus::Ok, None);
+            return Ok(NrStatus::Ok);
         }
         // Fast path: a unary reply from inside `handle` on the caller's thread.
         let sync = sync_call();
@@ -202,10 +185,10 @@ impl HostCtx {
             // which is still inside the plugin call that led here.
             let reply = unsafe { &mut *sync.reply };
             if reply.is_some() {
-                return (self.dropped(), None);
+                return Ok(self.dropped());
             }
-            *reply = Some(Frame { status, data: src.into_payload() });
-            return (NrStatus::Ok, None);
+            *reply = Some(Frame { status, data });
+            return Ok(NrStatus::Ok);
         }
         // The same for a stream's frames sent on its reader's thread: no bound applies (the
         // reader cannot read until the call returns), and no lock is taken.
@@ -214,7 +197,7 @@ impl HostCtx {
             // `InCall` owner on this thread for the length of the call that led here.
             let local = unsafe { &mut *sync.frames };
             if local.ended {
-                return (self.dropped(), None);
+                return Ok(self.dropped());
             }
             if status.is_terminal() {
                 local.ended = true;
@@ -222,14 +205,24 @@ impl HostCtx {
             } else {
                 self.counters.add(Counter::StreamFrames, 1);
             }
-            local.queue.push_back(Frame { status, data: src.into_payload() });
-            return (NrStatus::Ok, None);
+            local.queue.push_back(Frame { status, data });
+            return Ok(NrStatus::Ok);
         }
-        let mut src = src;
+        self.deliver_to_slot(sid, status, data, full)
+    }
+
+    /// [`HostCtx::deliver`] for a reply from another thread: through the sid's slot.
+    fn deliver_to_slot(
+        &self,
+        sid: u64,
+        status: NrStatus,
+        data: Payload,
+        full: Full,
+    ) -> Result<NrStatus, Payload> {
         loop {
-            let Some(mut slot) = self.table.get(sid) else { return (self.dropped(), None) };
+            let Some(mut slot) = self.table.get(sid) else { return Ok(self.dropped()) };
             if slot.ended {
-                return (self.dropped(), None);
+                return Ok(self.dropped());
             }
             let terminal = slot.kind == Kind::Unary || status.is_terminal();
             if !terminal && slot.frames.len() >= slot.cap {
@@ -237,7 +230,7 @@ impl HostCtx {
                 if !overflow {
                     self.counters.add(Counter::Backpressure, 1);
                     if full == Full::Refuse {
-                        return (NrStatus::Backpressure, Some(src));
+                        return Err(data);
                     }
                     slot.producers.push(kcoro::park::current());
                     drop(slot);
@@ -251,14 +244,13 @@ impl HostCtx {
                 self.counters.status(status);
             }
             slot.ended = terminal;
-            let data = std::mem::replace(&mut src, Source::Borrowed(&[])).into_payload();
             slot.frames.push_back(Frame { status, data });
             let waiter = slot.waiter.take();
             drop(slot);
             if let Some(w) = waiter {
                 w.unpark();
             }
-            return (NrStatus::Ok, None);
+            return Ok(NrStatus::Ok);
         }
     }
 }

@@ -94,6 +94,20 @@ impl Payload {
         Payload(Repr::Owned(Box::new(o)))
     }
 
+    /// A copy of bytes the plugin lends for the length of a call (no allocation when empty).
+    #[inline]
+    pub(crate) fn copy_of(b: &[u8]) -> Payload {
+        if b.is_empty() { Payload::empty() } else { Payload::from(b.to_vec()) }
+    }
+
+    /// The plugin buffer inside, if this payload is one.
+    pub(crate) fn into_owned(self) -> Option<Owned> {
+        match self.0 {
+            Repr::Owned(o) => Some(*o),
+            Repr::Vec(_) => None,
+        }
+    }
+
     /// Whether the bytes are the plugin's own buffer (no copy was made).
     pub fn is_zero_copy(&self) -> bool {
         matches!(self.0, Repr::Owned(_))

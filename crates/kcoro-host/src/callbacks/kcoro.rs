@@ -10,8 +10,8 @@ use std::ffi::c_void;
 use kcoro_abi::{KcHostApi, KcReleaseFn, NrBytes, NrHostExt, NrHostVTable, NrStatus, NrStr};
 
 use super::{guarded, with_ctx};
-use crate::ctx::{Full, Source};
-use crate::payload::{Owned, Release};
+use crate::ctx::Full;
+use crate::payload::{Owned, Payload, Release};
 
 /// The host vtable of kcoro's version 1 and the early nylon-ring layouts.
 pub(crate) static HOST_VTABLE: NrHostVTable = NrHostVTable { send_result };
@@ -30,13 +30,13 @@ unsafe extern "C" fn send_result(host_ctx: *mut c_void, sid: u64, status: NrStat
     guarded((), || {
         // SAFETY: the ABI: `payload` is readable for this call.
         let bytes = unsafe { payload.as_slice() };
-        // SAFETY: the ABI: `host_ctx` is the one this host handed the plugin.
-        let delivered = unsafe {
+        // SAFETY: the ABI: `host_ctx` is the one this host handed the plugin. (A version-1
+        // sender learns nothing: the answer is dropped.)
+        let _ = unsafe {
             with_ctx(host_ctx, |ctx| {
-                ctx.deliver(sid, ctx.codes.decode(status.0), Source::Borrowed(bytes), Full::Wait);
+                let _ = ctx.deliver(sid, ctx.codes.decode(status.0), Payload::copy_of(bytes), Full::Wait);
             })
         };
-        let _ = delivered;
     })
 }
 
@@ -52,9 +52,8 @@ unsafe extern "C" fn try_send(
         // SAFETY: as in `send_result`.
         unsafe {
             with_ctx(host_ctx, |ctx| {
-                let (got, _) =
-                    ctx.deliver(sid, ctx.codes.decode(status.0), Source::Borrowed(bytes), Full::Refuse);
-                NrStatus(ctx.codes.encode(got))
+                let got = ctx.deliver(sid, ctx.codes.decode(status.0), Payload::copy_of(bytes), Full::Refuse);
+                NrStatus(ctx.codes.encode(got.unwrap_or(NrStatus::Backpressure)))
             })
         }
         .unwrap_or(NrStatus::Invalid)
@@ -77,13 +76,16 @@ unsafe extern "C" fn send_owned(
         // released, as promised for an unknown sid.
         let got = unsafe {
             with_ctx(host_ctx, move |ctx| {
-                let owned = owned.keep_mapped(ctx.pin_lib());
-                match ctx.deliver(sid, ctx.codes.decode(status.0), Source::Owned(owned), Full::Refuse) {
-                    (NrStatus::Backpressure, Some(Source::Owned(o))) => {
-                        o.disown(); // not taken: the plugin keeps its buffer
+                let data = Payload::owned(owned.keep_mapped(ctx.pin_lib()));
+                match ctx.deliver(sid, ctx.codes.decode(status.0), data, Full::Refuse) {
+                    Ok(s) => NrStatus(ctx.codes.encode(s)),
+                    Err(refused) => {
+                        // Not taken: the plugin keeps its buffer.
+                        if let Some(o) = refused.into_owned() {
+                            o.disown();
+                        }
                         NrStatus::Backpressure
                     }
-                    (s, _) => NrStatus(ctx.codes.encode(s)),
                 }
             })
         };

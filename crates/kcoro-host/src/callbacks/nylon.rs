@@ -16,8 +16,8 @@ use kcoro_abi::nylon::{self, NrBufferLease, NrOwnedBytes, NrVec, NyHostExt, NySt
 use kcoro_abi::{NrBytes, NrStatus};
 
 use super::{guarded, with_ctx};
-use crate::ctx::{Full, Source};
-use crate::payload::{Owned, Release};
+use crate::ctx::{Full, HostCtx};
+use crate::payload::{Owned, Payload, Release};
 use crate::table::Kind;
 
 /// The host vtable of nylon-ring 0.1.
@@ -34,24 +34,35 @@ fn answer(s: NrStatus) -> NyStatus {
     NyStatus::from_kcoro(s)
 }
 
-/// Delivers `src` under nylon-ring's rules; a refused or dropped source is released here.
+/// Delivers what `make` builds under nylon-ring's rules: a refused payload is dropped
+/// (released), and so is the plugin's buffer when there is no context to build it for
+/// (`unused` releases it).
 ///
 /// # Safety
 /// `host_ctx` as for [`with_ctx`].
-unsafe fn deliver(host_ctx: *mut c_void, sid: u64, status: NyStatus, src: Source<'_>) -> NyStatus {
-    // SAFETY: forwarded to the caller. Without a context `src` drops unused (released).
+#[inline]
+unsafe fn deliver(
+    host_ctx: *mut c_void,
+    sid: u64,
+    status: NyStatus,
+    make: impl FnOnce(&HostCtx) -> Payload,
+    unused: impl FnOnce(),
+) -> NyStatus {
+    // SAFETY: forwarded to the caller.
     let got = unsafe {
-        with_ctx(host_ctx, move |ctx| {
-            let src = match src {
-                Source::Owned(o) => Source::Owned(o.keep_mapped(ctx.pin_lib())),
-                other => other,
-            };
-            // A refused source is dropped (released) with the tuple: nylon-ring's host
-            // consumes the payload whatever it answers.
-            ctx.deliver(sid, status.to_kcoro(), src, Full::Refuse).0
+        with_ctx(host_ctx, |ctx| {
+            // A refused payload is dropped (released) here: nylon-ring's host consumes the
+            // payload whatever it answers.
+            ctx.deliver(sid, status.to_kcoro(), make(ctx), Full::Refuse).unwrap_or(NrStatus::Backpressure)
         })
     };
-    answer(got.unwrap_or(NrStatus::Invalid))
+    match got {
+        Some(s) => answer(s),
+        None => {
+            unused();
+            NyStatus::Invalid
+        }
+    }
 }
 
 unsafe extern "C" fn send_result(
@@ -61,30 +72,35 @@ unsafe extern "C" fn send_result(
     payload: NrVec,
 ) -> NyStatus {
     guarded(NyStatus::Err, || {
-        let owned = payload.owned == 1;
         if payload.ptr.is_null() && payload.len > 0 {
             return NyStatus::Invalid; // a view of nothing: nothing to read, nothing to free
         }
-        let src = match payload.drop_fn {
-            Some(drop_fn) if owned && payload.len > 0 => {
-                // SAFETY: nylon-ring's contract for an owned `NrVec`: its bytes stay valid
-                // until its own `drop_fn` runs, which `Owned` calls once.
-                Source::Owned(unsafe {
-                    Owned::new(payload.ptr, payload.len, Release::NyVec(drop_fn, payload.cap))
-                })
-            }
-            Some(drop_fn) if owned => {
-                // SAFETY: as above; nothing to keep, so it is freed at once.
-                unsafe { drop_fn(payload.ptr, payload.len, payload.cap) };
-                Source::Borrowed(&[])
-            }
-            _ if payload.len == 0 => Source::Borrowed(&[]),
+        let drop_fn = payload.drop_fn.filter(|_| payload.owned == 1);
+        if let (Some(f), 0) = (drop_fn, payload.len) {
+            // SAFETY: nylon-ring's contract for an owned `NrVec`: freed once through its own
+            // `drop_fn`; with nothing to keep, at once.
+            unsafe { f(payload.ptr, payload.len, payload.cap) };
+        }
+        let make = |ctx: &HostCtx| match drop_fn {
+            // SAFETY: nylon-ring's contract for an owned `NrVec`: its bytes stay valid until
+            // its own `drop_fn` runs, which `Owned` calls once.
+            Some(f) if payload.len > 0 => Payload::owned(
+                unsafe { Owned::new(payload.ptr, payload.len, Release::NyVec(f, payload.cap)) }
+                    .keep_mapped(ctx.pin_lib()),
+            ),
+            _ if payload.len == 0 => Payload::empty(),
             // SAFETY: a borrowed (or owned but never freed) vector is readable for this
             // call; it is copied before returning.
-            _ => Source::Borrowed(unsafe { std::slice::from_raw_parts(payload.ptr, payload.len) }),
+            _ => Payload::copy_of(unsafe { std::slice::from_raw_parts(payload.ptr, payload.len) }),
+        };
+        let unused = || {
+            if let (Some(f), true) = (drop_fn, payload.len > 0) {
+                // SAFETY: as above: the one release of a buffer nobody took.
+                unsafe { f(payload.ptr, payload.len, payload.cap) };
+            }
         };
         // SAFETY: the ABI: `host_ctx` is the one this host handed the plugin.
-        unsafe { deliver(host_ctx, sid, status, src) }
+        unsafe { deliver(host_ctx, sid, status, make, unused) }
     })
 }
 
@@ -99,11 +115,15 @@ unsafe extern "C" fn send_result_owned(
         let Ok(len) = usize::try_from(payload.len) else { return NyStatus::Invalid };
         let len = if payload.ptr.is_null() { 0 } else { len };
         // SAFETY: nylon-ring 0.2's contract: the bytes stay valid and unchanged until
-        // `release` runs (forever without one). `Owned` releases them exactly once, here
-        // if the host does not keep them.
+        // `release` runs (forever without one). `Owned` releases them exactly once: when the
+        // reader drops them, here if the host does not keep them.
         let owned = unsafe { Owned::new(payload.ptr, len, release) };
-        // SAFETY: as in `send_result`.
-        unsafe { deliver(host_ctx, sid, status, Source::Owned(owned)) }
+        let cell = std::cell::Cell::new(Some(owned));
+        let make = |ctx: &HostCtx| {
+            cell.take().map_or(Payload::empty(), |o| Payload::owned(o.keep_mapped(ctx.pin_lib())))
+        };
+        // SAFETY: as in `send_result`; `cell` drops (releases) an unused buffer.
+        unsafe { deliver(host_ctx, sid, status, make, || drop(cell.take())) }
     })
 }
 
@@ -161,7 +181,8 @@ unsafe extern "C" fn commit_result_buffer(
                 unsafe { buf.set_len(initialized_len as usize) };
                 buf
             };
-            ctx.deliver(sid, status.to_kcoro(), Source::Vec(buf), Full::Refuse).0
+            ctx.deliver(sid, status.to_kcoro(), Payload::from(buf), Full::Refuse)
+                .unwrap_or(NrStatus::Backpressure)
         };
         // SAFETY: as in `send_result`.
         let got = unsafe { with_ctx(host_ctx, commit) };
