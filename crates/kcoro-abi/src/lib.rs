@@ -1,9 +1,11 @@
 //! The ABI-stable plugin interface of kcoro.
 //!
-//! Version 1 is the nylon-ring version-1 contract, byte for byte: a plugin written in C
-//! against that contract loads and runs unchanged. Every type here is `#[repr(C)]` and its
-//! size, alignment and field offsets are pinned by `tests/layout.rs` and by
-//! `_Static_assert`s in `sdk/c/kcoro_plugin.h`.
+//! kcoro's layout, `kcoro-v1`, is the nylon-ring version-1 contract as kcoro's seed
+//! document describes it: a plugin written in C against that contract loads and runs
+//! unchanged. Every type here is `#[repr(C)]` and its size, alignment and field offsets
+//! are pinned by `tests/layout.rs` and by `_Static_assert`s in `sdk/c/kcoro_plugin.h`.
+//! (No nylon-ring release shipped exactly this vtable; the layouts it did ship are in
+//! [`nylon`], and kcoro-host loads them too.)
 //!
 //! kcoro goes beyond version 1 only additively ([`ext`]): a plugin that sets
 //! [`NrPluginInfo::struct_size`] to at least `size_of::<KcPluginInfo>()` hands the host a

@@ -3,8 +3,8 @@
 //!
 //! Written from the `#[repr(C)]` types of the `nylon-ring` crates on crates.io (0.1.0–0.1.4
 //! and 0.2.0–0.2.2) and of its repository before the first release; no code is shared with
-//! them. `tests/layout.rs` pins every size and offset below, and `sdk/c/nylon/nylon_abi.h`
-//! asserts the same numbers in C.
+//! them. `tests/layout.rs` pins every size and offset below, and
+//! `tests/plugins/c/nylon_abi.h` asserts the same numbers in C.
 //!
 //! # The layouts
 //!

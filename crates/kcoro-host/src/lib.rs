@@ -1,5 +1,10 @@
 //! Loads plugins that speak the kcoro / nylon-ring ABI (see `kcoro-abi`) and calls them.
 //!
+//! Every [`Layout`] the plugins of kcoro and nylon-ring use is loaded: kcoro's own
+//! (`kcoro-v1`), nylon-ring 0.1 and 0.2 (ABI 2), and nylon-ring's two earlier layouts.
+//! What the library declares is detected; a plain version-1 plugin, whose layout cannot
+//! be, is loaded with [`LoadOptions::layout`]. `docs/PLUGINS.md` has the table.
+//!
 //! ```no_run
 //! use kcoro_host::{Host, HighLevelRequest};
 //! use std::time::Duration;
