@@ -32,12 +32,15 @@
 //! `#[repr(C)]` with nylon-ring's state table ([`NyHostExt`]) at byte 24, where
 //! nylon-ring-host keeps the same table inside its own context: a nylon-ring plugin that
 //! reaches state with `NylonRingHost::get_host_ext(host_ctx)` (which adds that offset to
-//! `host_ctx`) finds kcoro's. The offset is nylon-ring-host's private layout (0.1.4 and
-//! 0.2.2, built by rustc 1.95), not ABI; `tests/nylon.rs` checks it against a plugin
-//! linked with nylon-ring-host.
+//! `host_ctx`) finds kcoro's. The early nylon-ring-hosts kept a pointer to a seed-shaped
+//! table instead, at byte 48 (6-slot era) or 80 (3-slot era): both hold one. These
+//! offsets are nylon-ring-host's private layout (0.1.4 and 0.2.2, and the early commits,
+//! built by rustc 1.95), not ABI; `tests/nylon.rs` checks the first against a plugin
+//! linked with nylon-ring-host 0.1.4 and 0.2.2.
 //!
 //! ```text
-//!  0 ctx: *HostCtx   8 retired   16 late   24 NyHostExt { set_state, get_state }   40 ...
+//!  0 ctx: *HostCtx   8 retired   16 late   24 NyHostExt { set_state, get_state }   40 pad
+//!  48 &NrHostExt (6-slot era)   56 pad   80 &NrHostExt (3-slot era)   88 pad
 //!  128 stripes[STRIPES], one cache line each
 //! ```
 
@@ -45,6 +48,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use kcoro_abi::NrHostExt;
 use kcoro_abi::nylon::NyHostExt;
 
 use crate::ctx::HostCtx;
@@ -56,6 +60,12 @@ const STRIPES: usize = 8;
 
 /// Where nylon-ring-host 0.1.4 / 0.2.2 keep their `NrHostExt` inside `host_ctx`.
 pub(crate) const NYLON_HOST_EXT_OFFSET: usize = 24;
+
+/// Where nylon-ring-host kept a *pointer* to its (seed-shaped) `NrHostExt` inside
+/// `host_ctx` in the 6-slot era (30 November – 6 December 2025) and in the 3-slot era
+/// (29–30 November 2025).
+pub(crate) const EARLY_6SLOT_EXT_OFFSET: usize = 48;
+pub(crate) const EARLY_3SLOT_EXT_OFFSET: usize = 80;
 
 #[repr(C, align(128))]
 struct Stripe(AtomicU64);
@@ -70,10 +80,20 @@ pub(crate) struct Gate {
     late: AtomicU64,
     /// nylon-ring's state functions, at [`NYLON_HOST_EXT_OFFSET`].
     nylon_ext: NyHostExt,
+    _pad0: u64,
+    /// The early layouts' state table, at [`EARLY_6SLOT_EXT_OFFSET`] and
+    /// [`EARLY_3SLOT_EXT_OFFSET`].
+    early_ext_6slot: &'static NrHostExt,
+    _pad1: [u64; 3],
+    early_ext_3slot: &'static NrHostExt,
     stripes: [Stripe; STRIPES],
 }
 
-const _: () = assert!(std::mem::offset_of!(Gate, nylon_ext) == NYLON_HOST_EXT_OFFSET);
+const _: () = {
+    assert!(std::mem::offset_of!(Gate, nylon_ext) == NYLON_HOST_EXT_OFFSET);
+    assert!(std::mem::offset_of!(Gate, early_ext_6slot) == EARLY_6SLOT_EXT_OFFSET);
+    assert!(std::mem::offset_of!(Gate, early_ext_3slot) == EARLY_3SLOT_EXT_OFFSET);
+};
 
 /// A callback inside the gate: the context stays alive until this drops.
 pub(crate) struct Entered {
@@ -117,12 +137,16 @@ fn stripe_index() -> usize {
 
 impl Gate {
     /// A new gate, leaked: it lives as long as the process.
-    pub(crate) fn leak(nylon_ext: NyHostExt) -> &'static Gate {
+    pub(crate) fn leak(nylon_ext: NyHostExt, early_ext: &'static NrHostExt) -> &'static Gate {
         Box::leak(Box::new(Gate {
             ctx: AtomicPtr::new(std::ptr::null_mut()),
             retired: AtomicBool::new(false),
             late: AtomicU64::new(0),
             nylon_ext,
+            _pad0: 0,
+            early_ext_6slot: early_ext,
+            _pad1: [0; 3],
+            early_ext_3slot: early_ext,
             stripes: std::array::from_fn(|_| Stripe(AtomicU64::new(0))),
         }))
     }

@@ -373,7 +373,7 @@ impl Opened {
         if opts.keep_mapped {
             lib.keep_mapped();
         }
-        let gate = Gate::leak(callbacks::nylon::HOST_EXT);
+        let gate = Gate::leak(callbacks::nylon::HOST_EXT, &callbacks::kcoro::EARLY_HOST_EXT);
         let ctx = Box::new(HostCtx::new(gate, layout.codes(), Arc::new(lib), !opts.keep_mapped));
         gate.open(&ctx);
         let host_ctx = gate.as_raw();
@@ -448,7 +448,8 @@ impl Fns {
                 stream_close: stream_close.is_some(),
                 entry_ids: listed && handle_id.is_some(),
                 entry_list: listed,
-                state: attached,
+                // The early layouts reach it where their nylon-ring-host kept it.
+                state: attached || layout != Layout::KcoroV1,
                 owned_replies: attached,
                 backpressure: attached,
                 ..Capabilities::default()

@@ -280,6 +280,7 @@ fn c_plugin_of_the_6_slot_layout() {
             raw_entry: true,
             bidirectional: true,
             stream_close: true,
+            state: true,
             ..Capabilities::default()
         };
         assert_eq!(caps, want);
@@ -290,6 +291,7 @@ fn c_plugin_of_the_6_slot_layout() {
         assert_eq!(&*p.call("meta", &req).wait().expect("meta").data, b"POST /p?a=1 k=v");
         assert_eq!(frames(&p, "stream", b"3"), numbered(3, ""));
         bidi(&p);
+        assert_eq!(reply(&p, "state", b"kept"), (NrStatus::Ok, b"kept".to_vec()));
         // These layouts never assigned 5: it reads as Invalid, not Backpressure or Panic.
         assert_eq!(reply(&p, "five", b"").0, NrStatus::Invalid);
         assert_eq!(reply(&p, "error", b""), (NrStatus::Err, b"boom".to_vec()));
@@ -304,7 +306,9 @@ fn c_plugin_of_the_3_slot_layout() {
     common::within(60, move || {
         let p = load(&lib, Layout::Nylon3Slot);
         assert_eq!((p.name(), p.layout()), ("c-nylon-3slot", Layout::Nylon3Slot));
-        assert_eq!(p.capabilities(), Capabilities { request_metadata: true, ..Capabilities::default() });
+        let want = Capabilities { request_metadata: true, state: true, ..Capabilities::default() };
+        assert_eq!(p.capabilities(), want);
+        assert_eq!(reply(&p, "state", b"kept"), (NrStatus::Ok, b"kept".to_vec()));
         assert_eq!(reply(&p, "echo", b"hi"), (NrStatus::Ok, b"hi".to_vec()));
         let req = HighLevelRequest::new("GET", "/q").header("x", "1");
         assert_eq!(&*p.call("meta", &req).wait().expect("meta").data, b"GET /q? x=1");

@@ -10,6 +10,9 @@
  *   stream    N frames "frame-1".."frame-N" (N = payload, default 5) from a thread, then
  *             STREAM_END
  *   bidi      (6-slot) each stream_data echoed; STREAM_END on stream_close
+ *   state     set "key" = payload, read it back, reply with it: through the state table
+ *             the nylon-ring-host of the era kept a pointer to inside host_ctx (at byte 48
+ *             in the 6-slot era, 80 in the 3-slot era: where its get_host_ext read it)
  *   five      returns 5, which these layouts never assigned
  *   error     ERR + "boom"
  */
@@ -20,13 +23,21 @@
 
 #if NY_SLOTS == 3
 #define PLUGIN_NAME "c-nylon-3slot"
+#define HOST_EXT_AT 80
 #elif NY_SLOTS == 6
 #define PLUGIN_NAME "c-nylon-6slot"
+#define HOST_EXT_AT 48
 #else
 #error "build with -DNY_SLOTS=3 or -DNY_SLOTS=6"
 #endif
 
 static int g_self; /* plugin_ctx is &g_self */
+
+/* The early hosts' state table: set_state answers an empty view on success. */
+typedef struct NyEarlyHostExt {
+    NyBytes (*set_state)(void *host_ctx, uint64_t sid, NyStr key, NyBytes value);
+    NyBytes (*get_state)(void *host_ctx, uint64_t sid, NyStr key);
+} NyEarlyHostExt;
 static void *g_host_ctx;
 static const NyEarlyHostVTable *g_host;
 
@@ -109,6 +120,17 @@ static NyStatus p_handle(void *ctx, NyStr entry, uint64_t sid, const NyRequest *
             free(j);
             return NY_ERR;
         }
+        return NY_OK;
+    }
+    if (ny_str_eq(entry, "state")) {
+        const NyEarlyHostExt *ext;
+        memcpy(&ext, (const char *)g_host_ctx + HOST_EXT_AT, sizeof ext);
+        if (!ext) return NY_UNSUPPORTED;
+        NyStr key = NY_STR_LIT("key");
+        NyBytes set = ext->set_state(g_host_ctx, sid, key, payload);
+        if (set.len != 0) return NY_ERR; /* the early hosts answered an empty view */
+        NyBytes got = ext->get_state(g_host_ctx, sid, key);
+        send(sid, NY_OK, got.ptr, (size_t)got.len);
         return NY_OK;
     }
     if (ny_str_eq(entry, "bidi")) return NY_OK;

@@ -26,6 +26,11 @@ pub(crate) static HOST_API: KcHostApi = KcHostApi {
     _reserved: [0; 4],
 };
 
+/// The state table of nylon-ring's early layouts, which their plugins found through a
+/// pointer inside `host_ctx` ([`crate::gate`]): `get_state` as kcoro's, and a `set_state`
+/// that answers an empty view, as those hosts did (kcoro's returns the stored value).
+pub(crate) static EARLY_HOST_EXT: NrHostExt = NrHostExt { set_state: early_set_state, get_state };
+
 unsafe extern "C" fn send_result(host_ctx: *mut c_void, sid: u64, status: NrStatus, payload: NrBytes) {
     guarded((), || {
         // SAFETY: the ABI: `payload` is readable for this call.
@@ -129,4 +134,10 @@ unsafe extern "C" fn get_state(host_ctx: *mut c_void, sid: u64, key: NrStr) -> N
         };
         view.unwrap_or(NrBytes::EMPTY)
     })
+}
+
+unsafe extern "C" fn early_set_state(host_ctx: *mut c_void, sid: u64, key: NrStr, value: NrBytes) -> NrBytes {
+    // SAFETY: the same contract as kcoro's `set_state`; only the answer differs.
+    let _ = unsafe { set_state(host_ctx, sid, key, value) };
+    NrBytes::EMPTY
 }
