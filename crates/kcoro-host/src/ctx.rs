@@ -56,6 +56,25 @@ pub(crate) struct SyncCall {
     frames: *mut LocalFrames,
 }
 
+impl SyncCall {
+    /// Where a unary reply for `sid` lands when this thread is inside `handle` of that very
+    /// call on `ctx`: the caller's own slot, written without a lock.
+    ///
+    /// # Safety
+    /// `self` must be this thread's current call ([`sync_call`]), and the reference must not
+    /// outlive the plugin call that led here.
+    #[inline(always)]
+    pub(crate) unsafe fn reply_for<'a>(&self, ctx: &HostCtx, sid: u64) -> Option<&'a mut Option<Frame>> {
+        if std::ptr::eq(self.ctx, ctx) && self.sid == sid && sid != NO_SID {
+            // SAFETY: the caller's contract: `reply` points into the frame of the `InCall`
+            // owner on this thread, inside the plugin call that led here (or is null).
+            unsafe { self.reply.as_mut() }
+        } else {
+            None
+        }
+    }
+}
+
 const NO_CALL: SyncCall = SyncCall {
     gate: std::ptr::null(),
     ctx: std::ptr::null(),
@@ -165,17 +184,22 @@ impl HostCtx {
     /// `Ok(Ok)` when taken, `Ok(Invalid)` when the sid is unknown or finished (counted; the
     /// data is dropped), `Err(data)` when refused for room (`Backpressure`).
     ///
-    /// The data travels as a [`Payload`] (24 bytes), copied or boxed by the caller: moving
-    /// a larger source through here cost more than the copy it saved.
-    #[inline]
+    /// `data` builds the [`Payload`] (24 bytes: copied bytes or a boxed plugin buffer) and
+    /// is called where the payload is stored. Both steps matter on the fast path: moving a
+    /// larger source through here cost more than the copy it saved, and a payload built on
+    /// the stack first was written field by field and read back as one wide load (a
+    /// store-forwarding stall) on every reply. Always inlined into the callbacks; the slot
+    /// path stays out of line.
+    #[inline(always)]
     pub(crate) fn deliver(
         &self,
         sid: u64,
         status: NrStatus,
-        data: Payload,
+        data: impl FnOnce() -> Payload,
         full: Full,
     ) -> Result<NrStatus, Payload> {
         if sid == NO_SID {
+            drop(data()); // discarded, and a plugin buffer released
             return Ok(NrStatus::Ok);
         }
         // Fast path: a unary reply from inside `handle` on the caller's thread.
@@ -185,9 +209,10 @@ impl HostCtx {
             // which is still inside the plugin call that led here.
             let reply = unsafe { &mut *sync.reply };
             if reply.is_some() {
+                drop(data());
                 return Ok(self.dropped());
             }
-            *reply = Some(Frame { status, data });
+            *reply = Some(Frame { status, data: data() });
             return Ok(NrStatus::Ok);
         }
         // The same for a stream's frames sent on its reader's thread: no bound applies (the
@@ -197,6 +222,7 @@ impl HostCtx {
             // `InCall` owner on this thread for the length of the call that led here.
             let local = unsafe { &mut *sync.frames };
             if local.ended {
+                drop(data());
                 return Ok(self.dropped());
             }
             if status.is_terminal() {
@@ -205,13 +231,14 @@ impl HostCtx {
             } else {
                 self.counters.add(Counter::StreamFrames, 1);
             }
-            local.queue.push_back(Frame { status, data });
+            local.queue.push_back(Frame { status, data: data() });
             return Ok(NrStatus::Ok);
         }
-        self.deliver_to_slot(sid, status, data, full)
+        self.deliver_to_slot(sid, status, data(), full)
     }
 
     /// [`HostCtx::deliver`] for a reply from another thread: through the sid's slot.
+    #[inline(never)]
     fn deliver_to_slot(
         &self,
         sid: u64,

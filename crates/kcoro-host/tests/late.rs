@@ -16,10 +16,12 @@ fn outlives_its_plugin(lib: &Path, layout: Layout) {
     let p = Plugin::load_with(lib, LoadOptions::default().layout(layout)).expect("load");
     let sent = || common::probe::<u64>(lib, "test_late_sends");
 
-    // A stream whose caller gives up: the plugin's thread does not.
-    let mut s = p.call_stream_raw("forever", b"").expect("stream").timeout(Duration::from_millis(50));
+    // A stream whose caller gives up (once the thread has started): the plugin's thread
+    // does not.
+    let mut s = p.call_stream_raw("forever", b"").expect("stream");
     let first = s.recv().expect("a tick").expect("a frame");
     assert_eq!((first.status, &*first.data), (NrStatus::Ok, &b"tick"[..]));
+    let mut s = s.timeout(Duration::from_millis(50));
     loop {
         match s.recv() {
             Ok(Some(_)) => continue,

@@ -39,7 +39,7 @@ unsafe extern "C" fn send_result(host_ctx: *mut c_void, sid: u64, status: NrStat
         // sender learns nothing: the answer is dropped.)
         let _ = unsafe {
             with_ctx(host_ctx, |ctx| {
-                let _ = ctx.deliver(sid, ctx.codes.decode(status.0), Payload::copy_of(bytes), Full::Wait);
+                let _ = ctx.deliver(sid, ctx.codes.decode(status.0), || Payload::copy_of(bytes), Full::Wait);
             })
         };
     })
@@ -57,7 +57,8 @@ unsafe extern "C" fn try_send(
         // SAFETY: as in `send_result`.
         unsafe {
             with_ctx(host_ctx, |ctx| {
-                let got = ctx.deliver(sid, ctx.codes.decode(status.0), Payload::copy_of(bytes), Full::Refuse);
+                let got =
+                    ctx.deliver(sid, ctx.codes.decode(status.0), || Payload::copy_of(bytes), Full::Refuse);
                 NrStatus(ctx.codes.encode(got.unwrap_or(NrStatus::Backpressure)))
             })
         }
@@ -81,7 +82,7 @@ unsafe extern "C" fn send_owned(
         // released, as promised for an unknown sid.
         let got = unsafe {
             with_ctx(host_ctx, move |ctx| {
-                let data = Payload::owned(owned.keep_mapped(ctx.pin_lib()));
+                let data = || Payload::owned(owned.keep_mapped(ctx.pin_lib()));
                 match ctx.deliver(sid, ctx.codes.decode(status.0), data, Full::Refuse) {
                     Ok(s) => NrStatus(ctx.codes.encode(s)),
                     Err(refused) => {

@@ -16,7 +16,8 @@ use kcoro_abi::nylon::{self, NrBufferLease, NrOwnedBytes, NrVec, NyHostExt, NySt
 use kcoro_abi::{NrBytes, NrStatus};
 
 use super::{guarded, with_ctx};
-use crate::ctx::{Full, HostCtx};
+use crate::ctx::{Full, HostCtx, sync_call};
+use crate::payload::Frame;
 use crate::payload::{Owned, Payload, Release};
 use crate::table::Kind;
 
@@ -40,7 +41,7 @@ fn answer(s: NrStatus) -> NyStatus {
 ///
 /// # Safety
 /// `host_ctx` as for [`with_ctx`].
-#[inline]
+#[inline(always)]
 unsafe fn deliver(
     host_ctx: *mut c_void,
     sid: u64,
@@ -53,7 +54,7 @@ unsafe fn deliver(
         with_ctx(host_ctx, |ctx| {
             // A refused payload is dropped (released) here: nylon-ring's host consumes the
             // payload whatever it answers.
-            ctx.deliver(sid, status.to_kcoro(), make(ctx), Full::Refuse).unwrap_or(NrStatus::Backpressure)
+            ctx.deliver(sid, status.to_kcoro(), || make(ctx), Full::Refuse).unwrap_or(NrStatus::Backpressure)
         })
     };
     match got {
@@ -81,27 +82,53 @@ unsafe extern "C" fn send_result(
             // `drop_fn`; with nothing to keep, at once.
             unsafe { f(payload.ptr, payload.len, payload.cap) };
         }
-        let make = |ctx: &HostCtx| match drop_fn {
-            // SAFETY: nylon-ring's contract for an owned `NrVec`: its bytes stay valid until
-            // its own `drop_fn` runs, which `Owned` calls once.
-            Some(f) if payload.len > 0 => Payload::owned(
-                unsafe { Owned::new(payload.ptr, payload.len, Release::NyVec(f, payload.cap)) }
-                    .keep_mapped(ctx.pin_lib()),
-            ),
-            _ if payload.len == 0 => Payload::empty(),
-            // SAFETY: a borrowed (or owned but never freed) vector is readable for this
-            // call; it is copied before returning.
-            _ => Payload::copy_of(unsafe { std::slice::from_raw_parts(payload.ptr, payload.len) }),
-        };
+        let make = |ctx: &HostCtx| vec_payload(&payload, drop_fn, ctx);
         let unused = || {
             if let (Some(f), true) = (drop_fn, payload.len > 0) {
                 // SAFETY: as above: the one release of a buffer nobody took.
                 unsafe { f(payload.ptr, payload.len, payload.cap) };
             }
         };
+        // The fast path, spelled out: a reply from inside `handle` is built in the caller's
+        // own slot. (Through `deliver`'s closures it was built on the stack and copied, and
+        // the copy's wide load stalled on the narrow stores before it.)
+        let sync = sync_call();
+        if !host_ctx.is_null() && std::ptr::eq(sync.gate, host_ctx as *const crate::gate::Gate) {
+            // SAFETY: this thread is inside a host → plugin call of this instance (`InCall`),
+            // which holds its context.
+            let ctx = unsafe { &*sync.ctx };
+            // SAFETY: `sync` is this thread's current call; the slot is used right here.
+            if let Some(reply) = unsafe { sync.reply_for(ctx, sid) } {
+                if reply.is_some() {
+                    unused();
+                    return answer(ctx.dropped());
+                }
+                *reply = Some(Frame { status: status.to_kcoro(), data: vec_payload(&payload, drop_fn, ctx) });
+                return NyStatus::Ok;
+            }
+        }
         // SAFETY: the ABI: `host_ctx` is the one this host handed the plugin.
         unsafe { deliver(host_ctx, sid, status, make, unused) }
     })
+}
+
+/// What an `NrVec` reply becomes: kept without a copy when owned (`drop_fn`), else copied.
+#[inline(always)]
+fn vec_payload(payload: &NrVec, drop_fn: Option<kcoro_abi::nylon::NrVecDropFn>, ctx: &HostCtx) -> Payload {
+    if payload.len == 0 {
+        return Payload::empty();
+    }
+    match drop_fn {
+        // SAFETY: nylon-ring's contract for an owned `NrVec`: its bytes stay valid until
+        // its own `drop_fn` runs, which `Owned` calls once.
+        Some(f) => Payload::owned(
+            unsafe { Owned::new(payload.ptr, payload.len, Release::NyVec(f, payload.cap)) }
+                .keep_mapped(ctx.pin_lib()),
+        ),
+        // SAFETY: a borrowed (or owned but never freed) vector is readable for this call;
+        // it is copied before returning.
+        None => Payload::copy_of(unsafe { std::slice::from_raw_parts(payload.ptr, payload.len) }),
+    }
 }
 
 unsafe extern "C" fn send_result_owned(
@@ -181,7 +208,7 @@ unsafe extern "C" fn commit_result_buffer(
                 unsafe { buf.set_len(initialized_len as usize) };
                 buf
             };
-            ctx.deliver(sid, status.to_kcoro(), Payload::from(buf), Full::Refuse)
+            ctx.deliver(sid, status.to_kcoro(), || Payload::from(buf), Full::Refuse)
                 .unwrap_or(NrStatus::Backpressure)
         };
         // SAFETY: as in `send_result`.
