@@ -32,7 +32,10 @@
 //!
 //! - A row is in the JSON report ⇒ all its runs succeeded; failed rows only print.
 //! - `ratio = peer ns/op ÷ kcoro ns/op` everywhere, so a ratio above 1 means kcoro is
-//!   faster (or, for overshoot cases, more accurate).
+//!   faster (or, for overshoot cases, more accurate). The kcoro row is the nearest one above
+//!   whose implementation [`is_kcoro`]: a suite may run kcoro on more than one subject
+//!   (the `plugin` suite's `kcoro-ny` row runs kcoro-host on the peer's own plugin), and the
+//!   peer rows after it compare against it; a `kcoro-*` row itself compares with `kcoro`.
 
 use std::any::Any;
 use std::io::Read;
@@ -47,6 +50,12 @@ use crate::go;
 
 /// The implementation name of our own rows.
 pub const KCORO: &str = "kcoro";
+
+/// Whether `imp` is one of our rows: [`KCORO`], or `kcoro-<subject>` for kcoro run on
+/// another subject (the base of the ratios of the rows after it).
+pub fn is_kcoro(imp: &str) -> bool {
+    imp == KCORO || imp.starts_with("kcoro-")
+}
 
 /// The implementation name of the Go peer; it runs from the binary built by [`go`].
 pub const GO: &str = "go";
@@ -318,6 +327,8 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 Kind::Allocs => Some(median(samples.iter().filter_map(|m| m.allocs_per_op))),
                 _ => None,
             };
+            // A `kcoro-*` row is compared with the kcoro row above it, then becomes the base
+            // of the rows after it.
             if imp == KCORO {
                 kcoro_ns = Some(ns);
             }
@@ -332,6 +343,9 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 rate: cols.rate.then_some((ops, bytes_per_sec)),
             };
             print_row(case.name, imp, ns, kcoro_ns, cells);
+            if is_kcoro(imp) {
+                kcoro_ns = Some(ns);
+            }
             rows.push(Row {
                 suite: suite.name.to_string(),
                 case: case.name.to_string(),

@@ -1,7 +1,9 @@
 /*
  * kcoro_plugin.h: the kcoro plugin ABI for C (C11) and C++.
  *
- * Version 1 is the nylon-ring version-1 contract, byte for byte; kcoro's extensions only
+ * Version 1 is the nylon-ring version-1 contract as kcoro's seed describes it (kcoro-host
+ * loads it as layout `kcoro-v1`; an info of sizeof(KcPluginInfo) is detected, a plain
+ * 56-byte one must be named with LoadOptions::layout); kcoro's extensions only
  * append to it. The Rust crate `kcoro-abi` is the source of truth; the static assertions
  * at the end of this file pin the same sizes and offsets as its tests/layout.rs.
  *

@@ -1,15 +1,17 @@
-//! `plugin` suite, kcoro rows: `kcoro-host` loads `bench/plugins/kcoro`; the driver is a
-//! coroutine on a fresh `kcoro::Runtime` (one worker; two for `unary_2_workers`) and
+//! `plugin` suite, kcoro rows: `kcoro-host` loads `bench/plugins/kcoro` (row `kcoro`) or
+//! `bench/plugins/nylon`, nylon-ring-host's own ABI 2 plugin (row `kcoro-ny`); the driver
+//! is a coroutine on a fresh `kcoro::Runtime` (one worker; two for `unary_2_workers`) and
 //! calls through entries resolved once, with the blocking forms.
+
+use std::path::PathBuf;
 
 use kcoro_host::{Entry, NrStatus, Plugin};
 
 use super::{FRAME, FRAMES, Timed, check_echo, check_frame, payload, unknown, warmup};
 use crate::harness::Measurement;
 
-/// Runs `case` with `n` operations.
-pub fn run(case: &str, n: u64) -> Result<Measurement, String> {
-    let path = super::kcoro_plugin_path()?;
+/// Runs `case` with `n` operations on the plugin at `path` (its layout detected).
+pub fn run(case: &str, n: u64, path: PathBuf) -> Result<Measurement, String> {
     let plugin = Plugin::load(&path).map_err(|e| format!("kcoro-host: {e}"))?;
     let entry = |name: &str| plugin.entry(name).map_err(|e| format!("kcoro-host: {e}"));
     let out = match case {

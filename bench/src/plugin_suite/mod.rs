@@ -2,11 +2,19 @@
 //! `kcoro-host` against `nylon-ring-host` 0.2.2 (crates.io), the host of the ABI ours
 //! descends from.
 //!
-//! Each host loads its own build of one plugin (`bench/plugins/kcoro`, on
-//! `kcoro_abi::define_plugin!`; `bench/plugins/nylon`, on nylon-ring 0.2.2's `Plugin`
-//! trait; the two ABIs are no longer the same, so neither host loads the other's). Both
-//! have the same four entries, and every reply is sent synchronously, inside the call
-//! that asked for it — the fast path both hosts have:
+//! Two plugins with the same four entries: `bench/plugins/kcoro` (kcoro's layout, on
+//! `kcoro_abi::define_plugin!`) and `bench/plugins/nylon` (ABI 2, on nylon-ring 0.2.2's
+//! `Plugin` trait). Three rows per case, each named for the host and the plugin it runs:
+//!
+//! | impl         | host               | plugin                                   |
+//! |--------------|--------------------|------------------------------------------|
+//! | `kcoro`      | kcoro-host         | `bench/plugins/kcoro`                    |
+//! | `kcoro-ny`   | kcoro-host         | `bench/plugins/nylon`, the very `.so` the next row loads |
+//! | `nylon-ring` | nylon-ring-host    | `bench/plugins/nylon`                    |
+//!
+//! `nylon-ring`'s ratio is against `kcoro-ny`: the two hosts on the same binary.
+//! Every reply is sent synchronously, inside the call that asked for it — the fast path
+//! both hosts have:
 //!
 //! | entry     | behaviour                                                               |
 //! |-----------|-------------------------------------------------------------------------|
@@ -69,6 +77,9 @@ pub use crate::runtime_suite::warmup;
 /// The implementation name of nylon-ring-host's rows.
 pub const NYLON: &str = "nylon-ring";
 
+/// The implementation name of kcoro-host running the nylon-ring plugin.
+pub const KCORO_NY: &str = "kcoro-ny";
+
 /// The payload of `unary_1k`.
 pub const PAYLOAD_1K: usize = 1024;
 
@@ -97,7 +108,9 @@ const fn case(name: &'static str, n_full: u64, n_quick: u64) -> Case {
 pub static SUITE: Suite = Suite {
     name: "plugin",
     notes: &[
-        "kcoro: kcoro-host, driver in a coroutine on kcoro workers(1), blocking forms;",
+        "kcoro: kcoro-host + bench/plugins/kcoro; kcoro-ny: kcoro-host + bench/plugins/nylon (ABI 2);",
+        "  nylon-ring: nylon-ring-host + bench/plugins/nylon, the same .so as kcoro-ny, whose row its x compares with",
+        "kcoro, kcoro-ny: driver in a coroutine on kcoro workers(1), blocking forms;",
         "  nylon-ring: nylon-ring-host 0.2.2, driver in block_on of a tokio current_thread runtime;",
         "  unary_2_workers: kcoro workers(2) + 2 coroutines, tokio worker_threads(2) + 2 tasks, n/2 calls each",
         "entries resolved once before timing, calls by id; nylon-ring plugin loaded with load (not load_pinned)",
@@ -107,7 +120,8 @@ pub static SUITE: Suite = Suite {
         "  stream_5_frames:    call_stream_raw(&e, p) + recv()  | PluginEntry::call_stream(p) + StreamReceiver::recv",
         "  bidi_5_frames_echo: StreamCall send/recv/close       | call_stream + PluginHandle::send_stream_data/close_stream",
         "allocs/op: heap allocations of the host process per op (median run); the plugin .so's own",
-        "  allocations are not counted (the nylon plugin allocates 1 Vec per non-empty reply or frame)",
+        "  allocations are not counted (the nylon plugin allocates 1 Vec per non-empty reply or frame;",
+        "  kcoro-host keeps it without a copy in a boxed handle, nylon-ring-host copies it into a Vec)",
     ],
     cases: &[
         case("unary_empty", 5_000_000, 500_000),
@@ -117,7 +131,7 @@ pub static SUITE: Suite = Suite {
         case("bidi_5_frames_echo", 500_000, 50_000),
         case("unary_2_workers", 5_000_000, 500_000),
     ],
-    impls: &[KCORO, GO, NYLON],
+    impls: &[KCORO, GO, KCORO_NY, NYLON],
     skips: &[Skip { imp: GO, cases: ALL, why: "no Go host for these plugins" }],
     prepare: Some(prepare),
     child,
@@ -126,7 +140,8 @@ pub static SUITE: Suite = Suite {
 /// Runs one case of one Rust implementation (the child side of the harness).
 fn child(case: &str, imp: &str, n: u64) -> Result<Measurement, String> {
     match imp {
-        KCORO => kcoro_plugin::run(case, n),
+        KCORO => kcoro_plugin::run(case, n, kcoro_plugin_path()?),
+        KCORO_NY => kcoro_plugin::run(case, n, nylon_plugin_path()?),
         NYLON => nylon_plugin::run(case, n),
         _ => Err(format!("plugin: no Rust impl {imp:?}")),
     }

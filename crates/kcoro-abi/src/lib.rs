@@ -1,9 +1,11 @@
 //! The ABI-stable plugin interface of kcoro.
 //!
-//! Version 1 is the nylon-ring version-1 contract, byte for byte: a plugin written in C
-//! against that contract loads and runs unchanged. Every type here is `#[repr(C)]` and its
-//! size, alignment and field offsets are pinned by `tests/layout.rs` and by
-//! `_Static_assert`s in `sdk/c/kcoro_plugin.h`.
+//! kcoro's layout, `kcoro-v1`, is the nylon-ring version-1 contract as kcoro's seed
+//! document describes it: a plugin written in C against that contract loads and runs
+//! unchanged. Every type here is `#[repr(C)]` and its size, alignment and field offsets
+//! are pinned by `tests/layout.rs` and by `_Static_assert`s in `sdk/c/kcoro_plugin.h`.
+//! (No nylon-ring release shipped exactly this vtable; the layouts it did ship are in
+//! [`nylon`], and kcoro-host loads them too.)
 //!
 //! kcoro goes beyond version 1 only additively ([`ext`]): a plugin that sets
 //! [`NrPluginInfo::struct_size`] to at least `size_of::<KcPluginInfo>()` hands the host a
@@ -17,6 +19,7 @@ use std::ffi::c_void;
 use std::fmt;
 
 pub mod ext;
+pub mod nylon;
 pub mod plugin;
 
 pub use ext::{KcHostApi, KcPluginExt, KcPluginInfo, KcReleaseFn};
@@ -54,9 +57,13 @@ impl NrStatus {
     /// Extension (never sent by a version-1 plugin): the stream's buffer is full; the frame
     /// was not taken, try again later.
     pub const Backpressure: NrStatus = NrStatus(5);
+    /// The plugin panicked and contained the panic at the boundary. Never on the wire of
+    /// the kcoro layout (its plugins answer a panic with `Err`): the host reports it for a
+    /// nylon-ring 0.1 / 0.2 plugin, whose own code for it is 5 ([`nylon::NyStatus`]).
+    pub const Panic: NrStatus = NrStatus(6);
 
     /// The highest value this crate knows.
-    pub const MAX_KNOWN: u32 = 5;
+    pub const MAX_KNOWN: u32 = 6;
 
     /// Whether this is one of the values above.
     pub const fn is_known(self) -> bool {
@@ -69,7 +76,7 @@ impl NrStatus {
     }
 
     /// Whether a frame with this status ends a stream (`StreamEnd`, `Err`, `Invalid`,
-    /// `Unsupported`, or an unknown value).
+    /// `Unsupported`, `Panic`, or an unknown value).
     pub const fn is_terminal(self) -> bool {
         !matches!(self.normalized(), NrStatus::Ok | NrStatus::Backpressure)
     }
@@ -83,6 +90,7 @@ impl NrStatus {
             NrStatus::Unsupported => "Unsupported",
             NrStatus::StreamEnd => "StreamEnd",
             NrStatus::Backpressure => "Backpressure",
+            NrStatus::Panic => "Panic",
             _ => "Unknown",
         }
     }

@@ -119,3 +119,91 @@ fn views_read_back_and_tolerate_null() {
     // SAFETY: `data` outlives the view.
     assert_eq!(unsafe { NrBytes::from_slice(&data).as_slice() }, &[1, 2, 3]);
 }
+
+#[test]
+fn nylon_status_codes_map_both_ways() {
+    use kcoro_abi::nylon::NyStatus;
+    assert_eq!(NrStatus::Panic.0, 6);
+    assert!(NrStatus::Panic.is_terminal());
+    assert_eq!(format!("{:?}", NrStatus::Panic), "Panic");
+    // nylon-ring's 5 and 6 are kcoro's Panic and Backpressure; 0..=4 are the same.
+    for v in 0..=4 {
+        assert_eq!(NyStatus(v).to_kcoro(), NrStatus(v));
+        assert_eq!(NyStatus::from_kcoro(NrStatus(v)), NyStatus(v));
+    }
+    assert_eq!((NyStatus(5).to_kcoro(), NyStatus(6).to_kcoro()), (NrStatus::Panic, NrStatus::Backpressure));
+    assert_eq!(NyStatus::from_kcoro(NrStatus::Backpressure), NyStatus(6));
+    assert_eq!(NyStatus::from_kcoro(NrStatus::Panic), NyStatus(5));
+    // Values nylon-ring does not assign are Invalid, both ways.
+    assert_eq!(
+        (NyStatus(7).to_kcoro(), NyStatus(u32::MAX).to_kcoro()),
+        (NrStatus::Invalid, NrStatus::Invalid)
+    );
+    assert_eq!(NyStatus::from_kcoro(NrStatus(99)), NyStatus::Invalid);
+}
+
+#[test]
+fn nylon_layouts() {
+    use kcoro_abi::nylon::{self, *};
+    assert_eq!((size_of::<NyStr>(), offset_of!(NyStr, len), offset_of!(NyStr, _reserved)), (16, 8, 12));
+    assert_eq!((size_of::<NrVec>(), align_of::<NrVec>()), (40, 8));
+    let offsets = [
+        offset_of!(NrVec, ptr),
+        offset_of!(NrVec, len),
+        offset_of!(NrVec, cap),
+        offset_of!(NrVec, owned),
+        offset_of!(NrVec, _reserved),
+        offset_of!(NrVec, drop_fn),
+    ];
+    assert_eq!(offsets, [0, 8, 16, 24, 25, 32]);
+    assert_eq!(size_of::<NrOwnedBytes>(), 32);
+    let offsets = [
+        offset_of!(NrOwnedBytes, ptr),
+        offset_of!(NrOwnedBytes, len),
+        offset_of!(NrOwnedBytes, owner_ctx),
+        offset_of!(NrOwnedBytes, release),
+    ];
+    assert_eq!(offsets, [0, 8, 16, 24]);
+    assert_eq!(size_of::<NrBufferLease>(), 24);
+    assert_eq!((offset_of!(NrBufferLease, cap), offset_of!(NrBufferLease, token)), (8, 16));
+    assert_eq!((size_of::<NyHostExt>(), offset_of!(NyHostExt, get_state)), (16, 8));
+    assert_eq!(size_of::<NyPluginInfo<nylon::v2::NyPluginVTable>>(), size_of::<NrPluginInfo>());
+    assert_eq!(
+        (
+            offset_of!(NyPluginInfo<()>, name),
+            offset_of!(NyPluginInfo<()>, plugin_ctx),
+            offset_of!(NyPluginInfo<()>, vtable)
+        ),
+        (8, 40, 48)
+    );
+
+    assert_eq!((nylon::v01::ENTRY_SYMBOL, nylon::v01::ABI_VERSION), ("nylon_ring_get_plugin_v1", 1));
+    assert_eq!(size_of::<nylon::v01::NyHostVTable>(), 8);
+    assert_eq!(size_of::<nylon::v01::NyPluginVTable>(), 40);
+
+    assert_eq!((nylon::v2::ENTRY_SYMBOL, nylon::v2::ABI_VERSION), ("nylon_ring_get_plugin", 2));
+    use nylon::v2::{NyHostVTable as H2, NyPluginVTable as P2};
+    assert_eq!(size_of::<H2>(), 32);
+    let offsets = [
+        offset_of!(H2, send_result),
+        offset_of!(H2, send_result_owned),
+        offset_of!(H2, acquire_result_buffer),
+        offset_of!(H2, commit_result_buffer),
+    ];
+    assert_eq!(offsets, [0, 8, 16, 24]);
+    assert_eq!(size_of::<P2>(), 56);
+    assert_eq!((offset_of!(P2, resolve_entry), offset_of!(P2, handle_by_id)), (40, 48));
+
+    use nylon::early::{VTable3, VTable6};
+    assert_eq!(size_of::<VTable3>(), 24);
+    assert_eq!(size_of::<VTable6>(), 48);
+    let offsets = [
+        offset_of!(VTable6, init),
+        offset_of!(VTable6, handle),
+        offset_of!(VTable6, handle_raw),
+        offset_of!(VTable6, shutdown),
+        offset_of!(VTable6, stream_data),
+        offset_of!(VTable6, stream_close),
+    ];
+    assert_eq!(offsets, [0, 8, 16, 24, 32, 40]);
+}

@@ -1,21 +1,28 @@
-//! The host context a plugin receives as `host_ctx`, and the callbacks it calls.
+//! The host context behind a plugin's `host_ctx`, and the one routine every reply, frame
+//! and layout goes through: [`HostCtx::deliver`].
 //!
-//! Every callback is an `extern "C"` function behind `catch_unwind`; every one checks the
-//! sid's generation first, so a reply for an unknown or finished sid is counted and
-//! dropped. A plugin that replies inside `handle`, on the calling thread, takes the fast
-//! path: the reply goes to the caller's stack through a thread-local, with no lock and no
-//! wake-up.
+//! Delivery checks the sid's generation first, so a reply for an unknown or finished sid
+//! is counted and dropped. A plugin that replies inside `handle`, on the calling thread,
+//! takes the fast path: the reply goes to the caller's stack through a thread-local, with
+//! no lock and no wake-up. The `extern "C"` functions plugins call live in
+//! [`crate::callbacks`]; they reach a context through its [`Gate`].
+//!
+//! # Invariants
+//! - `SYNC.ctx` is non-null ⇒ this thread is inside a host → plugin call of that context's
+//!   instance ([`InCall`]), which holds the instance: the context is alive.
+//! - A context is freed only after its gate has retired (`Loaded`'s drop), so a callback
+//!   that entered the gate may use it until it leaves.
 
 use std::cell::Cell;
-use std::ffi::c_void;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use kcoro_abi::{KcHostApi, KcReleaseFn, NrBytes, NrHostExt, NrHostVTable, NrStatus, NrStr};
+use kcoro_abi::NrStatus;
 
+use crate::gate::Gate;
+use crate::layout::Codes;
 use crate::library::Library;
 use crate::metrics::{Counter, Counters};
-use crate::payload::{Frame, Owned, Payload};
+use crate::payload::{Frame, Payload};
 use crate::table::{Kind, SidTable};
 
 /// The sid of fire-and-forget calls: never allocated, its replies are discarded silently.
@@ -24,21 +31,57 @@ pub(crate) const NO_SID: u64 = 0;
 pub(crate) struct HostCtx {
     pub(crate) table: SidTable,
     pub(crate) counters: Counters,
-    pub(crate) vtable: NrHostVTable,
-    pub(crate) api: KcHostApi,
-    /// Keeps the plugin's code mapped while any of its owned buffers is alive.
+    /// What plugins hold as `host_ctx`.
+    pub(crate) gate: &'static Gate,
+    /// How the plugin's layout numbers statuses.
+    pub(crate) codes: Codes,
+    /// The plugin's code. Owned buffers hold a clone when the library may be unmapped
+    /// (`unmap`), so it stays mapped until their release function has run.
     pub(crate) lib: Arc<Library>,
+    /// The library is closed once the last reference goes (`LoadOptions::keep_mapped(false)`).
+    pub(crate) unmap: bool,
+    /// Leased reply buffers whose call ended first: the plugin may still write into them,
+    /// so they are freed only by a late commit (or kept, see `Drop`).
+    pub(crate) orphans: Mutex<Vec<Vec<u8>>>,
 }
 
 /// The call this thread is inside a plugin function for: replies and frames for it go
 /// straight to the caller's memory, with no lock.
 #[derive(Clone, Copy)]
-struct SyncCall {
-    ctx: *const HostCtx,
+pub(crate) struct SyncCall {
+    pub(crate) gate: *const Gate,
+    pub(crate) ctx: *const HostCtx,
     sid: u64,
     reply: *mut Option<Frame>,
     frames: *mut LocalFrames,
 }
+
+impl SyncCall {
+    /// Where a unary reply for `sid` lands when this thread is inside `handle` of that very
+    /// call on `ctx`: the caller's own slot, written without a lock.
+    ///
+    /// # Safety
+    /// `self` must be this thread's current call ([`sync_call`]), and the reference must not
+    /// outlive the plugin call that led here.
+    #[inline(always)]
+    pub(crate) unsafe fn reply_for<'a>(&self, ctx: &HostCtx, sid: u64) -> Option<&'a mut Option<Frame>> {
+        if std::ptr::eq(self.ctx, ctx) && self.sid == sid && sid != NO_SID {
+            // SAFETY: the caller's contract: `reply` points into the frame of the `InCall`
+            // owner on this thread, inside the plugin call that led here (or is null).
+            unsafe { self.reply.as_mut() }
+        } else {
+            None
+        }
+    }
+}
+
+const NO_CALL: SyncCall = SyncCall {
+    gate: std::ptr::null(),
+    ctx: std::ptr::null(),
+    sid: 0,
+    reply: std::ptr::null_mut(),
+    frames: std::ptr::null_mut(),
+};
 
 /// Frames a stream's reader holds outside the slot: those sent on the reader's own thread
 /// during a host → plugin call, and batches it drained from the slot.
@@ -50,17 +93,16 @@ pub(crate) struct LocalFrames {
 }
 
 thread_local! {
-    static SYNC: Cell<SyncCall> = const {
-        Cell::new(SyncCall {
-            ctx: std::ptr::null(),
-            sid: 0,
-            reply: std::ptr::null_mut(),
-            frames: std::ptr::null_mut(),
-        })
-    };
+    static SYNC: Cell<SyncCall> = const { Cell::new(NO_CALL) };
     /// Depth of host → plugin calls on this thread. A plugin sending from inside one must
     /// never be made to wait for room: the reader may be this very thread.
     static IN_CALL: Cell<u32> = const { Cell::new(0) };
+}
+
+/// This thread's current host → plugin call, if any (none while the thread exits).
+#[inline]
+pub(crate) fn sync_call() -> SyncCall {
+    SYNC.try_with(Cell::get).unwrap_or(NO_CALL)
 }
 
 /// Marks this thread as inside a call into the plugin for its lifetime.
@@ -73,16 +115,16 @@ impl InCall {
     #[inline]
     pub(crate) fn enter(ctx: &HostCtx, sid: u64, reply: *mut Option<Frame>) -> InCall {
         IN_CALL.with(|d| d.set(d.get() + 1));
-        let prev = SYNC.with(|s| s.replace(SyncCall { ctx, sid, reply, frames: std::ptr::null_mut() }));
-        InCall { prev }
+        let call = SyncCall { gate: ctx.gate, ctx, sid, reply, frames: std::ptr::null_mut() };
+        InCall { prev: SYNC.with(|s| s.replace(call)) }
     }
 
     /// For a stream: frames for `sid` sent during the call land in `frames`.
     #[inline]
     pub(crate) fn enter_stream(ctx: &HostCtx, sid: u64, frames: &mut LocalFrames) -> InCall {
         IN_CALL.with(|d| d.set(d.get() + 1));
-        let prev = SYNC.with(|s| s.replace(SyncCall { ctx, sid, reply: std::ptr::null_mut(), frames }));
-        InCall { prev }
+        let call = SyncCall { gate: ctx.gate, ctx, sid, reply: std::ptr::null_mut(), frames };
+        InCall { prev: SYNC.with(|s| s.replace(call)) }
     }
 }
 
@@ -93,82 +135,85 @@ impl Drop for InCall {
     }
 }
 
-/// Where a frame's bytes come from.
-enum Source<'a> {
-    Borrowed(&'a [u8]),
-    Owned(Owned),
-}
-
-impl Source<'_> {
-    fn into_payload(self) -> Payload {
-        match self {
-            Source::Borrowed([]) => Payload::empty(),
-            Source::Borrowed(b) => Payload::from(b.to_vec()),
-            Source::Owned(o) => Payload::owned(o),
-        }
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Full {
-    /// Wait for room (version-1 `send_result` from a plugin thread).
+pub(crate) enum Full {
+    /// Wait for room (a version-1 `send_result` from a plugin thread).
     Wait,
-    /// Return `Backpressure` (`try_send`, `send_owned`).
+    /// Return `Backpressure` (`try_send`, `send_owned`, nylon-ring's `send_result`).
     Refuse,
 }
 
 impl HostCtx {
-    pub(crate) fn new(lib: Arc<Library>) -> HostCtx {
+    pub(crate) fn new(gate: &'static Gate, codes: Codes, lib: Arc<Library>, unmap: bool) -> HostCtx {
         HostCtx {
             table: SidTable::new(),
             counters: Counters::new(),
-            vtable: NrHostVTable { send_result },
-            api: KcHostApi {
-                struct_size: std::mem::size_of::<KcHostApi>() as u32,
-                flags: 0,
-                state: NrHostExt { set_state, get_state },
-                send_owned,
-                try_send,
-                _reserved: [0; 4],
-            },
+            gate,
+            codes,
             lib,
+            unmap,
+            orphans: Mutex::new(Vec::new()),
         }
     }
 
-    /// The pointer plugins receive as `host_ctx`.
-    pub(crate) fn as_raw(&self) -> *mut c_void {
-        self as *const HostCtx as *mut c_void
+    /// The library to keep mapped while a plugin buffer is held: `None` when it is never
+    /// unmapped anyway (no reference count to touch per reply).
+    #[inline]
+    pub(crate) fn pin_lib(&self) -> Option<Arc<Library>> {
+        self.unmap.then(|| Arc::clone(&self.lib))
     }
 
-    fn dropped(&self) -> NrStatus {
+    pub(crate) fn dropped(&self) -> NrStatus {
         self.counters.add(Counter::DroppedReplies, 1);
         NrStatus::Invalid
     }
 
-    /// Routes one reply or frame to its waiter. `Ok` when taken, `Invalid` when the sid is
-    /// unknown or finished (counted), `Backpressure` when refused for room (source returned).
-    fn deliver<'a>(
+    /// Keeps a leased buffer the plugin may still write into.
+    pub(crate) fn orphan(&self, lease: Vec<u8>) {
+        self.orphans.lock().unwrap_or_else(|e| e.into_inner()).push(lease);
+    }
+
+    /// Frees the orphaned lease `token` names, if there is one (a late commit).
+    pub(crate) fn release_orphan(&self, token: u64) -> bool {
+        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        let found = orphans.iter().position(|l| l.as_ptr() as u64 == token);
+        found.map(|i| orphans.swap_remove(i)).is_some()
+    }
+
+    /// Routes one reply or frame to its waiter. `status` is already in kcoro's numbering.
+    /// `Ok(Ok)` when taken, `Ok(Invalid)` when the sid is unknown or finished (counted; the
+    /// data is dropped), `Err(data)` when refused for room (`Backpressure`).
+    ///
+    /// `data` builds the [`Payload`] (24 bytes: copied bytes or a boxed plugin buffer) and
+    /// is called where the payload is stored. Both steps matter on the fast path: moving a
+    /// larger source through here cost more than the copy it saved, and a payload built on
+    /// the stack first was written field by field and read back as one wide load (a
+    /// store-forwarding stall) on every reply. Always inlined into the callbacks; the slot
+    /// path stays out of line.
+    #[inline(always)]
+    pub(crate) fn deliver(
         &self,
         sid: u64,
         status: NrStatus,
-        src: Source<'a>,
+        data: impl FnOnce() -> Payload,
         full: Full,
-    ) -> (NrStatus, Option<Source<'a>>) {
-        let status = status.normalized();
+    ) -> Result<NrStatus, Payload> {
         if sid == NO_SID {
-            return (NrStatus::Ok, None);
+            drop(data()); // discarded, and a plugin buffer released
+            return Ok(NrStatus::Ok);
         }
         // Fast path: a unary reply from inside `handle` on the caller's thread.
-        let sync = SYNC.with(Cell::get);
+        let sync = sync_call();
         if std::ptr::eq(sync.ctx, self) && sync.sid == sid && !sync.reply.is_null() {
             // SAFETY: `reply` points into the frame of the `InCall` owner on this thread,
             // which is still inside the plugin call that led here.
             let reply = unsafe { &mut *sync.reply };
             if reply.is_some() {
-                return (self.dropped(), None);
+                drop(data());
+                return Ok(self.dropped());
             }
-            *reply = Some(Frame { status, data: src.into_payload() });
-            return (NrStatus::Ok, None);
+            *reply = Some(Frame { status, data: data() });
+            return Ok(NrStatus::Ok);
         }
         // The same for a stream's frames sent on its reader's thread: no bound applies (the
         // reader cannot read until the call returns), and no lock is taken.
@@ -177,7 +222,8 @@ impl HostCtx {
             // `InCall` owner on this thread for the length of the call that led here.
             let local = unsafe { &mut *sync.frames };
             if local.ended {
-                return (self.dropped(), None);
+                drop(data());
+                return Ok(self.dropped());
             }
             if status.is_terminal() {
                 local.ended = true;
@@ -185,22 +231,33 @@ impl HostCtx {
             } else {
                 self.counters.add(Counter::StreamFrames, 1);
             }
-            local.queue.push_back(Frame { status, data: src.into_payload() });
-            return (NrStatus::Ok, None);
+            local.queue.push_back(Frame { status, data: data() });
+            return Ok(NrStatus::Ok);
         }
-        let mut src = src;
+        self.deliver_to_slot(sid, status, data(), full)
+    }
+
+    /// [`HostCtx::deliver`] for a reply from another thread: through the sid's slot.
+    #[inline(never)]
+    fn deliver_to_slot(
+        &self,
+        sid: u64,
+        status: NrStatus,
+        data: Payload,
+        full: Full,
+    ) -> Result<NrStatus, Payload> {
         loop {
-            let Some(mut slot) = self.table.get(sid) else { return (self.dropped(), None) };
+            let Some(mut slot) = self.table.get(sid) else { return Ok(self.dropped()) };
             if slot.ended {
-                return (self.dropped(), None);
+                return Ok(self.dropped());
             }
             let terminal = slot.kind == Kind::Unary || status.is_terminal();
             if !terminal && slot.frames.len() >= slot.cap {
-                let overflow = IN_CALL.with(Cell::get) > 0;
+                let overflow = IN_CALL.try_with(Cell::get).unwrap_or(0) > 0;
                 if !overflow {
                     self.counters.add(Counter::Backpressure, 1);
                     if full == Full::Refuse {
-                        return (NrStatus::Backpressure, Some(src));
+                        return Err(data);
                     }
                     slot.producers.push(kcoro::park::current());
                     drop(slot);
@@ -214,104 +271,25 @@ impl HostCtx {
                 self.counters.status(status);
             }
             slot.ended = terminal;
-            let data = std::mem::replace(&mut src, Source::Borrowed(&[])).into_payload();
             slot.frames.push_back(Frame { status, data });
             let waiter = slot.waiter.take();
             drop(slot);
             if let Some(w) = waiter {
                 w.unpark();
             }
-            return (NrStatus::Ok, None);
+            return Ok(NrStatus::Ok);
         }
     }
 }
 
-/// # Safety
-/// `host_ctx` must be the pointer this host handed the plugin.
-unsafe fn ctx<'a>(host_ctx: *mut c_void) -> Option<&'a HostCtx> {
-    // SAFETY: forwarded to the caller: a live `HostCtx` or null.
-    unsafe { (host_ctx as *const HostCtx).as_ref() }
-}
-
-fn guarded<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
-}
-
-unsafe extern "C" fn send_result(host_ctx: *mut c_void, sid: u64, status: NrStatus, payload: NrBytes) {
-    guarded((), || {
-        // SAFETY: the ABI: `host_ctx` is ours.
-        let Some(ctx) = (unsafe { ctx(host_ctx) }) else { return };
-        // SAFETY: the ABI: `payload` is readable for this call.
-        let bytes = unsafe { payload.as_slice() };
-        ctx.deliver(sid, status, Source::Borrowed(bytes), Full::Wait);
-    })
-}
-
-unsafe extern "C" fn try_send(
-    host_ctx: *mut c_void,
-    sid: u64,
-    status: NrStatus,
-    payload: NrBytes,
-) -> NrStatus {
-    guarded(NrStatus::Err, || {
-        // SAFETY: the ABI: `host_ctx` is ours.
-        let Some(ctx) = (unsafe { ctx(host_ctx) }) else { return NrStatus::Invalid };
-        // SAFETY: the ABI: `payload` is readable for this call.
-        let bytes = unsafe { payload.as_slice() };
-        ctx.deliver(sid, status, Source::Borrowed(bytes), Full::Refuse).0
-    })
-}
-
-unsafe extern "C" fn send_owned(
-    host_ctx: *mut c_void,
-    sid: u64,
-    status: NrStatus,
-    payload: NrBytes,
-    release: Option<KcReleaseFn>,
-    release_ctx: *mut c_void,
-) -> NrStatus {
-    guarded(NrStatus::Err, || {
-        // SAFETY: the extension's contract: the buffer stays valid until released.
-        let owned = unsafe { Owned::new(payload.ptr, payload.len as usize, release, release_ctx) };
-        // SAFETY: the ABI: `host_ctx` is ours.
-        let Some(ctx) = (unsafe { ctx(host_ctx) }) else {
-            drop(owned); // unknown host: released, as promised for an unknown sid
-            return NrStatus::Invalid;
-        };
-        let owned = owned.keep_mapped(Arc::clone(&ctx.lib));
-        match ctx.deliver(sid, status, Source::Owned(owned), Full::Refuse) {
-            (NrStatus::Backpressure, Some(Source::Owned(o))) => {
-                o.disown();
-                NrStatus::Backpressure
-            }
-            (s, _) => s,
+impl Drop for HostCtx {
+    fn drop(&mut self) {
+        // An orphaned lease may still be written by a plugin thread that outlived its
+        // plugin (nothing stops it while the library stays mapped): keep its memory. With
+        // `keep_mapped(false)` the plugin promised to run nothing after `shutdown`.
+        let orphans = std::mem::take(self.orphans.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if !self.unmap {
+            std::mem::forget(orphans);
         }
-    })
-}
-
-unsafe extern "C" fn set_state(host_ctx: *mut c_void, sid: u64, key: NrStr, value: NrBytes) -> NrBytes {
-    guarded(NrBytes::EMPTY, || {
-        // SAFETY: the ABI: `host_ctx` is ours.
-        let Some(ctx) = (unsafe { ctx(host_ctx) }) else { return NrBytes::EMPTY };
-        let Some(mut slot) = ctx.table.get(sid) else { return NrBytes::EMPTY };
-        // SAFETY: the ABI: both views are readable for this call.
-        let (key, value) = unsafe { (key.as_bytes(), value.as_slice()) };
-        let stored: Box<[u8]> = value.into();
-        let view = NrBytes::from_slice(&stored);
-        slot.state.get_or_insert_with(Default::default).insert(key.into(), stored);
-        view
-    })
-}
-
-unsafe extern "C" fn get_state(host_ctx: *mut c_void, sid: u64, key: NrStr) -> NrBytes {
-    guarded(NrBytes::EMPTY, || {
-        // SAFETY: the ABI: `host_ctx` is ours.
-        let Some(ctx) = (unsafe { ctx(host_ctx) }) else { return NrBytes::EMPTY };
-        let Some(slot) = ctx.table.get(sid) else { return NrBytes::EMPTY };
-        // SAFETY: the ABI: the key view is readable for this call.
-        let key = unsafe { key.as_bytes() };
-        // The boxed value does not move until the key is set again or the sid ends, which
-        // is the lifetime the extension promises for the view.
-        slot.state.as_ref().and_then(|m| m.get(key)).map_or(NrBytes::EMPTY, |v| NrBytes::from_slice(v))
-    })
+    }
 }

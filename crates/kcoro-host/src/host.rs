@@ -6,7 +6,8 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use crate::HostError;
-use crate::plugin::{LoadOptions, Opened, Plugin};
+use crate::load::Opened;
+use crate::plugin::{LoadOptions, Plugin};
 
 /// A set of loaded plugins, each under the name it declares.
 #[derive(Default)]

@@ -1,5 +1,10 @@
 //! Loads plugins that speak the kcoro / nylon-ring ABI (see `kcoro-abi`) and calls them.
 //!
+//! Every [`Layout`] the plugins of kcoro and nylon-ring use is loaded: kcoro's own
+//! (`kcoro-v1`), nylon-ring 0.1 and 0.2 (ABI 2), and nylon-ring's two earlier layouts.
+//! What the library declares is detected; a plain version-1 plugin, whose layout cannot
+//! be, is loaded with [`LoadOptions::layout`]. `docs/PLUGINS.md` has the table.
+//!
 //! ```no_run
 //! use kcoro_host::{Host, HighLevelRequest};
 //! use std::time::Duration;
@@ -29,10 +34,14 @@
 //! executor, tokio included.
 
 mod call;
+mod callbacks;
 mod ctx;
 mod error;
+mod gate;
 mod host;
+mod layout;
 mod library;
+mod load;
 mod metrics;
 mod payload;
 mod plugin;
@@ -44,8 +53,10 @@ mod timer;
 
 pub use call::{Call, Reply};
 pub use error::HostError;
+pub use gate::LateReplies;
 pub use host::Host;
 pub use kcoro_abi::NrStatus;
+pub use layout::{Capabilities, Layout};
 pub use metrics::Metrics;
 pub use payload::{Frame, Payload};
 pub use plugin::{Entry, EntryRef, LoadOptions, Plugin};

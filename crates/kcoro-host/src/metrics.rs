@@ -60,7 +60,8 @@ impl Counters {
         self.bump(c as usize, n);
     }
 
-    /// Counts a completed call or terminal frame by its (normalized) status.
+    /// Counts a completed call or terminal frame by its status (already read through the
+    /// plugin's layout, so known).
     #[inline]
     pub(crate) fn status(&self, s: NrStatus) {
         self.bump(Counter::StatusBase as usize + s.normalized().0 as usize, 1);

@@ -1,10 +1,12 @@
-//! Reply bytes: copied into a `Vec`, or a plugin's own buffer kept without copying.
+//! Reply bytes: copied into a `Vec`, or a plugin's own buffer kept without copying (kcoro's
+//! `send_owned`, nylon-ring's owned `NrVec` and `NrOwnedBytes`).
 
 use std::ffi::c_void;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use kcoro_abi::nylon::{NrOwnedReleaseFn, NrVecDropFn};
 use kcoro_abi::{KcReleaseFn, NrStatus};
 
 use crate::library::Library;
@@ -18,17 +20,29 @@ enum Repr {
     Owned(Box<Owned>),
 }
 
-/// A plugin's buffer, handed over by `send_owned`; released exactly once, on drop.
+/// How a plugin buffer is given back, one variant per ABI that lends buffers.
+pub(crate) enum Release {
+    /// Nothing to free (static data, or a buffer handed back to the plugin).
+    Nothing,
+    /// kcoro's `send_owned`: `release(ctx)`.
+    Kcoro(KcReleaseFn, *mut c_void),
+    /// nylon-ring's owned `NrVec`: `drop_fn(ptr, len, cap)`.
+    NyVec(NrVecDropFn, usize),
+    /// nylon-ring 0.2's `NrOwnedBytes`: `release(owner_ctx, ptr, len)`.
+    NyOwned(NrOwnedReleaseFn, *mut c_void),
+}
+
+/// A plugin's buffer, handed over without a copy; released exactly once, on drop.
 pub(crate) struct Owned {
     ptr: *const u8,
     len: usize,
-    release: Option<KcReleaseFn>,
-    ctx: *mut c_void,
-    /// The plugin's code, kept mapped until `release` has run.
+    release: Release,
+    /// The plugin's code, kept mapped until `release` has run (`None` when the library is
+    /// never unmapped).
     _lib: Option<Arc<Library>>,
 }
 
-// SAFETY: the extension's contract: the buffer is immutable once sent and `release` may be
+// SAFETY: every ABI's contract: the buffer is immutable once sent and its release may be
 // called from any thread.
 unsafe impl Send for Owned {}
 // SAFETY: shared access only reads the immutable buffer.
@@ -36,34 +50,37 @@ unsafe impl Sync for Owned {}
 
 impl Owned {
     /// # Safety
-    /// `ptr` must point to `len` bytes that stay valid and unchanged until `release(ctx)`.
-    pub(crate) unsafe fn new(
-        ptr: *const u8,
-        len: usize,
-        release: Option<KcReleaseFn>,
-        ctx: *mut c_void,
-    ) -> Owned {
-        Owned { ptr, len, release, ctx, _lib: None }
+    /// `ptr` must point to `len` bytes that stay valid and unchanged until `release` runs
+    /// (forever, for [`Release::Nothing`]).
+    pub(crate) unsafe fn new(ptr: *const u8, len: usize, release: Release) -> Owned {
+        Owned { ptr, len, release, _lib: None }
     }
 
     /// Keeps `lib` mapped until this buffer is released.
-    pub(crate) fn keep_mapped(mut self, lib: Arc<Library>) -> Owned {
-        self._lib = Some(lib);
+    pub(crate) fn keep_mapped(mut self, lib: Option<Arc<Library>>) -> Owned {
+        self._lib = lib;
         self
     }
 
     /// Gives the buffer back to the plugin without releasing it (the host refused it).
     pub(crate) fn disown(mut self) {
-        self.release = None;
+        self.release = Release::Nothing;
     }
 }
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        if let Some(release) = self.release {
-            // A panic inside `release` cannot cross: Rust SDK releases catch their own.
+        // A panic inside a release cannot cross: the SDKs' release functions catch their
+        // own, and an `extern "C"` function that unwinds aborts.
+        match self.release {
+            Release::Nothing => {}
             // SAFETY: called exactly once, with the context the plugin gave.
-            unsafe { release(self.ctx) };
+            Release::Kcoro(f, ctx) => unsafe { f(ctx) },
+            // SAFETY: nylon-ring's contract for an owned `NrVec`: freed once through its
+            // own `drop_fn`, with the parts it was sent with.
+            Release::NyVec(f, cap) => unsafe { f(self.ptr as *mut u8, self.len, cap) },
+            // SAFETY: nylon-ring 0.2's contract for `NrOwnedBytes`: released exactly once.
+            Release::NyOwned(f, ctx) => unsafe { f(ctx, self.ptr, self.len as u64) },
         }
     }
 }
@@ -75,6 +92,20 @@ impl Payload {
 
     pub(crate) fn owned(o: Owned) -> Payload {
         Payload(Repr::Owned(Box::new(o)))
+    }
+
+    /// A copy of bytes the plugin lends for the length of a call (no allocation when empty).
+    #[inline]
+    pub(crate) fn copy_of(b: &[u8]) -> Payload {
+        if b.is_empty() { Payload::empty() } else { Payload::from(b.to_vec()) }
+    }
+
+    /// The plugin buffer inside, if this payload is one.
+    pub(crate) fn into_owned(self) -> Option<Owned> {
+        match self.0 {
+            Repr::Owned(o) => Some(*o),
+            Repr::Vec(_) => None,
+        }
     }
 
     /// Whether the bytes are the plugin's own buffer (no copy was made).

@@ -1,22 +1,31 @@
-//! A loaded plugin: validation at load, entry resolution, the raw call into `handle`, and
-//! shutdown with a grace period.
+//! A loaded plugin: its layout's functions ([`Fns`]), entry resolution, the raw call into
+//! `handle`, streams' `stream_data` / `stream_close`, and shutdown with a grace period.
+//! Loading itself is [`crate::load`].
+//!
+//! # Lifetime
+//! `Plugin` handles share one `Loaded`. When the last one goes, `Loaded`'s drop calls
+//! `shutdown` (once), retires the plugin's [`crate::gate::Gate`] (waiting for callbacks
+//! inside it) and only then frees the host context. The library stays mapped unless the
+//! plugin was loaded with `keep_mapped(false)`: a plugin thread may still run its code.
 
-use std::collections::HashSet;
-use std::ffi::{CString, c_void};
+use std::ffi::c_void;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kcoro_abi::ext::KcHandleIdFn;
+use kcoro_abi::nylon::early::HandleRawFn;
+use kcoro_abi::nylon::{self, NR_ENTRY_UNKNOWN, NyStr};
 use kcoro_abi::{
-    ENTRY_SYMBOL, KcPluginExt, KcPluginInfo, NR_ABI_VERSION, NrBytes, NrGetPluginFn, NrHandleFn,
-    NrPluginInfo, NrPluginVTable, NrRequest, NrStatus, NrStr,
+    NrBytes, NrHandleFn, NrInitFn, NrRequest, NrShutdownFn, NrStatus, NrStr, NrStreamCloseFn, NrStreamDataFn,
 };
 
 use crate::HostError;
 use crate::ctx::{HostCtx, InCall, LocalFrames};
-use crate::library::Library;
+use crate::gate::LateReplies;
+use crate::layout::{Capabilities, Layout};
+use crate::load::{Opened, forget_live};
 use crate::metrics::Metrics;
 use crate::table::Kind;
 
@@ -25,14 +34,21 @@ use crate::table::Kind;
 pub struct LoadOptions {
     /// Frames a stream buffers before the plugin must wait (or gets `Backpressure`).
     pub stream_capacity: usize,
-    /// Never `dlclose` the library: required for runtimes that cannot be unloaded, such
-    /// as Go's (`-buildmode=c-shared`).
+    /// Never `dlclose` the library (the default). A plugin thread may run the library's
+    /// code after `shutdown` (nylon-ring's Go SDK does not join its goroutines), so only a
+    /// plugin that joins every thread in `shutdown` may be loaded with `false`: its library
+    /// is then closed once the instance and every reply buffer it lent are gone, and a
+    /// rebuilt library at the same path is picked up by the next load. Go's runtime cannot
+    /// be unloaded at all.
     pub keep_mapped: bool,
+    /// The layout to load the library as; [`Layout::Auto`] detects it, and refuses a plain
+    /// version-1 plugin whose layout cannot be told.
+    pub layout: Layout,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { stream_capacity: 256, keep_mapped: false }
+        LoadOptions { stream_capacity: 256, keep_mapped: true, layout: Layout::Auto }
     }
 }
 
@@ -46,18 +62,17 @@ impl LoadOptions {
         self.keep_mapped = keep;
         self
     }
-}
 
-/// Libraries currently initialised in this process, by `dlopen` handle: a library's
-/// statics are shared by every load of it, so it may be initialised only once at a time.
-static LIVE: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
-
-fn live() -> std::sync::MutexGuard<'static, Option<HashSet<usize>>> {
-    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+    /// Loads the library as `layout` (see [`Layout`]): required for a plain version-1
+    /// plugin, checked against what the library declares otherwise.
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
 }
 
 /// A plugin's entry, resolved once: calls through it dispatch by id when the plugin
-/// exports an entry table, with no string compare.
+/// can (kcoro's entry table, nylon-ring 0.2's `resolve_entry`), with no string compare.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     name: Box<str>,
@@ -69,7 +84,7 @@ impl Entry {
         &self.name
     }
 
-    /// The id the plugin dispatches by, when it exports an entry table.
+    /// The id the plugin dispatches by, when it has ids.
     pub fn id(&self) -> Option<u32> {
         self.id
     }
@@ -100,6 +115,57 @@ impl<'a> From<&'a Entry> for EntryRef<'a> {
     }
 }
 
+impl EntryRef<'_> {
+    fn name(&self) -> &str {
+        match self {
+            EntryRef::Resolved(e) => e.name(),
+            EntryRef::Name(n) => n,
+        }
+    }
+
+    fn id(&self) -> Option<u32> {
+        match self {
+            EntryRef::Resolved(e) => e.id,
+            EntryRef::Name(_) => None,
+        }
+    }
+}
+
+/// nylon-ring's `init`, whose host vtable type differs between 0.1 and 0.2.
+#[derive(Clone, Copy)]
+pub(crate) enum NyInit {
+    V01(nylon::v01::InitFn),
+    V2(nylon::v2::InitFn),
+}
+
+/// The plugin's functions, in one of two calling conventions.
+#[derive(Clone, Copy)]
+pub(crate) enum Fns {
+    /// `plugin_ctx` first, a request for `handle`: kcoro's version 1, nylon-ring's early
+    /// 3- and 6-slot layouts.
+    WithCtx {
+        init: Option<NrInitFn>,
+        handle: Option<NrHandleFn>,
+        /// The 6-slot layout's raw entry point.
+        handle_raw: Option<HandleRawFn>,
+        /// kcoro's extension, once attached.
+        handle_id: Option<KcHandleIdFn>,
+        shutdown: Option<NrShutdownFn>,
+        stream_data: Option<NrStreamDataFn>,
+        stream_close: Option<NrStreamCloseFn>,
+    },
+    /// No `plugin_ctx`, no request: nylon-ring 0.1 and 0.2.
+    NoCtx {
+        init: Option<NyInit>,
+        handle: Option<nylon::v01::HandleFn>,
+        shutdown: Option<nylon::v01::ShutdownFn>,
+        stream_data: Option<nylon::v01::StreamDataFn>,
+        stream_close: Option<nylon::v01::StreamCloseFn>,
+        resolve_entry: Option<nylon::v2::ResolveEntryFn>,
+        handle_by_id: Option<nylon::v2::HandleByIdFn>,
+    },
+}
+
 /// A loaded plugin. Cheap to clone; calls may run from any number of threads, coroutines
 /// or tasks at once.
 #[derive(Clone)]
@@ -107,207 +173,28 @@ pub struct Plugin(pub(crate) Arc<Loaded>);
 
 pub(crate) struct Loaded {
     pub(crate) name: String,
-    version: String,
-    path: PathBuf,
-    struct_size: u32,
-    plugin_ctx: *mut c_void,
-    pub(crate) vt: NrPluginVTable,
-    handle: NrHandleFn,
-    handle_id: Option<KcHandleIdFn>,
-    entries: Vec<String>,
-    attached: bool,
-    pub(crate) ctx: Arc<HostCtx>,
+    pub(crate) version: String,
+    pub(crate) path: PathBuf,
+    pub(crate) layout: Layout,
+    pub(crate) struct_size: u32,
+    pub(crate) plugin_ctx: *mut c_void,
+    pub(crate) fns: Fns,
+    pub(crate) entries: Vec<String>,
+    pub(crate) attached: bool,
+    pub(crate) caps: Capabilities,
+    /// Freed only after the gate retired (see `Drop`).
+    pub(crate) ctx: Box<HostCtx>,
     pub(crate) stream_capacity: usize,
-    closing: AtomicBool,
-    down: AtomicBool,
-    live_key: usize,
+    pub(crate) closing: AtomicBool,
+    pub(crate) down: AtomicBool,
+    pub(crate) live_key: usize,
 }
 
-// SAFETY: the ABI requires a plugin's functions to be callable from any thread with its
-// `plugin_ctx`; everything else in `Loaded` is `Send + Sync` on its own.
+// SAFETY: every layout requires a plugin's functions to be callable from any thread with
+// its `plugin_ctx`; everything else in `Loaded` is `Send + Sync` on its own.
 unsafe impl Send for Loaded {}
 // SAFETY: as above.
 unsafe impl Sync for Loaded {}
-
-/// What `nylon_ring_get_plugin_v1` described, validated but not yet initialised.
-pub(crate) struct Opened {
-    lib: Arc<Library>,
-    live_key: usize,
-    info: NrPluginInfo,
-    ext: Option<KcPluginExt>,
-    pub(crate) name: String,
-    version: String,
-    entries: Vec<String>,
-    path: PathBuf,
-    opts: LoadOptions,
-}
-
-/// Reads a plugin-supplied string view.
-///
-/// # Safety
-/// `s` must come from the plugin's info or entry table, which the ABI keeps valid while the
-/// library is mapped.
-unsafe fn text(s: NrStr, path: &Path, what: &'static str) -> Result<String, HostError> {
-    if s.ptr.is_null() && s.len > 0 {
-        return Err(HostError::NullPointer { path: path.into(), what });
-    }
-    // SAFETY: forwarded to the caller.
-    let bytes = unsafe { s.as_bytes() };
-    String::from_utf8(bytes.to_vec()).map_err(|_| HostError::BadUtf8 { path: path.into(), what })
-}
-
-impl Opened {
-    pub(crate) fn open(path: &Path, opts: LoadOptions) -> Result<Opened, HostError> {
-        let err_path = || path.to_path_buf();
-        let mut lib = Library::open(path).map_err(|reason| HostError::Open { path: err_path(), reason })?;
-        if opts.keep_mapped {
-            lib.keep_mapped();
-        }
-        let symbol = CString::new(ENTRY_SYMBOL).map_err(|_| HostError::NullInfo { path: err_path() })?;
-        let get = lib.symbol(&symbol);
-        if get.is_null() {
-            return Err(HostError::MissingSymbol { path: err_path(), symbol: ENTRY_SYMBOL });
-        }
-        // SAFETY: the ABI fixes the symbol's signature.
-        let get: NrGetPluginFn = unsafe { std::mem::transmute::<*mut c_void, NrGetPluginFn>(get) };
-        // SAFETY: calling the plugin's entry point, as the ABI requires.
-        let info = unsafe { get() };
-        if info.is_null() {
-            return Err(HostError::NullInfo { path: err_path() });
-        }
-        // Read the two leading words first: a truncated info must not be read past its end.
-        // SAFETY: every version of the info starts with these two `u32`s.
-        let (abi_version, struct_size) =
-            unsafe { (info.cast::<u32>().read(), info.cast::<u32>().add(1).read()) };
-        if abi_version != NR_ABI_VERSION {
-            return Err(HostError::AbiVersion {
-                path: err_path(),
-                found: abi_version,
-                expected: NR_ABI_VERSION,
-            });
-        }
-        let min = std::mem::size_of::<NrPluginInfo>() as u32;
-        if struct_size < min {
-            return Err(HostError::TruncatedInfo { path: err_path(), found: struct_size, min });
-        }
-        // SAFETY: the plugin says the info is at least version 1's size.
-        let base = unsafe { *info };
-        // SAFETY: `struct_size` covers the extended info.
-        let ext_ptr = (struct_size as usize >= std::mem::size_of::<KcPluginInfo>())
-            .then(|| unsafe { (*info.cast::<KcPluginInfo>()).ext })
-            .filter(|p| !p.is_null());
-        // SAFETY: a non-null extension table holds at least its leading `u32`; `read_ext`
-        // reads only as far as the table's own `struct_size` covers.
-        let ext = ext_ptr.map(|p| unsafe { read_ext(p) });
-        if base.vtable.is_null() {
-            return Err(HostError::NullPointer { path: err_path(), what: "vtable" });
-        }
-        // SAFETY: the info's vtable lives as long as the library.
-        let vt = unsafe { *base.vtable };
-        if vt.handle.is_none() {
-            return Err(HostError::NullPointer { path: err_path(), what: "handle function" });
-        }
-        // SAFETY: views from the info, valid while the library is mapped.
-        let name = unsafe { text(base.name, path, "name")? };
-        // SAFETY: as above.
-        let version = unsafe { text(base.version, path, "version")? };
-        let mut entries = Vec::new();
-        if let Some(e) = ext.filter(|e| !e.entries.is_null()) {
-            for i in 0..e.entries_len as usize {
-                // SAFETY: the table holds `entries_len` views, valid while mapped.
-                entries.push(unsafe { text(*e.entries.add(i), path, "entry name")? });
-            }
-        }
-        let live_key = lib.handle_key();
-        Ok(Opened {
-            lib: Arc::new(lib),
-            live_key,
-            info: base,
-            ext,
-            name,
-            version,
-            entries,
-            path: err_path(),
-            opts,
-        })
-    }
-
-    /// Calls `init` (and `attach`, when both sides speak the extensions).
-    pub(crate) fn init(self) -> Result<Plugin, HostError> {
-        let ctx = Arc::new(HostCtx::new(Arc::clone(&self.lib)));
-        // SAFETY: `open` checked the vtable pointer; it lives as long as the library.
-        let vt = unsafe { *self.info.vtable };
-        let Some(handle) = vt.handle else {
-            return Err(HostError::NullPointer { path: self.path, what: "handle function" });
-        };
-        {
-            let mut live = live();
-            if !live.get_or_insert_with(HashSet::new).insert(self.live_key) {
-                return Err(HostError::AlreadyLoaded { path: self.path });
-            }
-        }
-        let drop_live = |key| {
-            if let Some(set) = live().as_mut() {
-                set.remove(&key);
-            }
-        };
-        if let Some(init) = vt.init {
-            // SAFETY: the ABI's `init`; `ctx` outlives the plugin (kept by `Loaded`).
-            let status = unsafe { init(self.info.plugin_ctx, ctx.as_raw(), &ctx.vtable) };
-            if status != NrStatus::Ok {
-                drop_live(self.live_key);
-                return Err(HostError::InitFailed { path: self.path, status });
-            }
-        }
-        let mut attached = false;
-        if let Some(attach) = self.ext.and_then(|e| e.attach) {
-            // SAFETY: the extension's `attach`; `ctx.api` lives as long as `ctx`.
-            attached = unsafe { attach(self.info.plugin_ctx, ctx.as_raw(), &ctx.api) } == NrStatus::Ok;
-        }
-        let handle_id = if attached { self.ext.and_then(|e| e.handle_id) } else { None };
-        Ok(Plugin(Arc::new(Loaded {
-            name: self.name,
-            version: self.version,
-            path: self.path,
-            struct_size: self.info.struct_size,
-            plugin_ctx: self.info.plugin_ctx,
-            vt,
-            handle,
-            handle_id,
-            entries: self.entries,
-            attached,
-            ctx,
-            stream_capacity: self.opts.stream_capacity.max(1),
-            closing: AtomicBool::new(false),
-            down: AtomicBool::new(false),
-            live_key: self.live_key,
-        })))
-    }
-}
-
-/// # Safety
-/// `p` must point to a plugin's `KcPluginExt` of at least 8 bytes that lives as long as
-/// its library.
-unsafe fn read_ext(p: *const KcPluginExt) -> KcPluginExt {
-    let mut ext = KcPluginExt {
-        struct_size: 0,
-        flags: 0,
-        attach: None,
-        entries: std::ptr::null(),
-        entries_len: 0,
-        _reserved0: 0,
-        handle_id: None,
-        _reserved: [0; 4],
-    };
-    // SAFETY: the leading `struct_size` is always present.
-    let size = unsafe { p.cast::<u32>().read() } as usize;
-    let n = size.min(std::mem::size_of::<KcPluginExt>());
-    // SAFETY: the plugin's table holds `size` bytes; we copy at most our own size, and a
-    // zeroed tail reads as "absent" (null pointers, `None` functions).
-    unsafe { std::ptr::copy_nonoverlapping(p.cast::<u8>(), (&mut ext as *mut KcPluginExt).cast::<u8>(), n) };
-    ext.struct_size = size as u32;
-    ext
-}
 
 /// Counts a call in flight until dropped.
 pub(crate) struct InFlight<'a>(&'a Loaded);
@@ -329,7 +216,7 @@ impl Loaded {
         Ok(guard)
     }
 
-    /// Calls the plugin's `handle` (or `handle_id`) on this thread.
+    /// Calls the plugin's `handle` (or its by-id or raw variant) on this thread.
     #[inline]
     pub(crate) fn invoke(
         &self,
@@ -338,24 +225,37 @@ impl Loaded {
         req: *const NrRequest,
         payload: &[u8],
     ) -> NrStatus {
-        let req = if req.is_null() { &NrRequest::EMPTY as *const NrRequest } else { req };
-        let payload = NrBytes::from_slice(payload);
-        let status = match (entry, self.handle_id) {
-            (EntryRef::Resolved(Entry { id: Some(id), .. }), Some(by_id)) => {
-                // SAFETY: the extension's `handle_id`; the views outlive the call.
-                unsafe { by_id(self.plugin_ctx, *id, sid, req, payload) }
+        let bytes = NrBytes::from_slice(payload);
+        let raw = match self.fns {
+            Fns::WithCtx { handle, handle_raw, handle_id, .. } => {
+                let full = if req.is_null() { &NrRequest::EMPTY as *const NrRequest } else { req };
+                match (entry.id(), handle_id) {
+                    // SAFETY: kcoro's `handle_id`; the views outlive the call.
+                    (Some(id), Some(by_id)) => unsafe { by_id(self.plugin_ctx, id, sid, full, bytes) }.0,
+                    _ => {
+                        let Some(name) = NrStr::try_new(entry.name()) else { return NrStatus::Invalid };
+                        match (req.is_null(), handle_raw, handle) {
+                            // SAFETY: the 6-slot layout's `handle_raw`; the views outlive the call.
+                            (true, Some(raw), _) => unsafe { raw(self.plugin_ctx, name, sid, bytes) }.0,
+                            // SAFETY: the layout's `handle`; the views outlive the call.
+                            (_, _, Some(h)) => unsafe { h(self.plugin_ctx, name, sid, full, bytes) }.0,
+                            (_, _, None) => return NrStatus::Unsupported,
+                        }
+                    }
+                }
             }
-            (entry, _) => {
-                let name = match entry {
-                    EntryRef::Resolved(e) => e.name(),
-                    EntryRef::Name(n) => n,
-                };
-                let Some(name) = NrStr::try_new(name) else { return NrStatus::Invalid };
-                // SAFETY: the ABI's `handle`; the views outlive the call.
-                unsafe { (self.handle)(self.plugin_ctx, name, sid, req, payload) }
-            }
+            Fns::NoCtx { handle, handle_by_id, .. } => match (entry.id(), handle_by_id, handle) {
+                // SAFETY: nylon-ring 0.2's `handle_by_id`; the view outlives the call.
+                (Some(id), Some(by_id), _) => unsafe { by_id(id, sid, bytes) }.0,
+                (_, _, Some(h)) => {
+                    let Some(name) = NyStr::try_new(entry.name()) else { return NrStatus::Invalid };
+                    // SAFETY: nylon-ring's `handle`; the views outlive the call.
+                    unsafe { h(name, sid, bytes) }.0
+                }
+                (_, _, None) => return NrStatus::Unsupported,
+            },
         };
-        status.normalized()
+        self.ctx.codes.decode(raw)
     }
 
     /// Calls `stream_data` for a live stream.
@@ -367,13 +267,20 @@ impl Loaded {
         data: &[u8],
         local: Option<&mut LocalFrames>,
     ) -> Result<NrStatus, HostError> {
-        let f = self.vt.stream_data.ok_or_else(|| HostError::NoStreamInput(self.name.clone()))?;
+        let bytes = NrBytes::from_slice(data);
+        let no_input = || HostError::NoStreamInput(self.name.clone());
         let _in = match local {
             Some(l) => InCall::enter_stream(&self.ctx, sid, l),
             None => InCall::enter(&self.ctx, sid, std::ptr::null_mut()),
         };
-        // SAFETY: the ABI's `stream_data`; the view outlives the call.
-        Ok(unsafe { f(self.plugin_ctx, sid, NrBytes::from_slice(data)) }.normalized())
+        let raw = match self.fns {
+            // SAFETY: the layout's `stream_data`; the view outlives the call.
+            Fns::WithCtx { stream_data: Some(f), .. } => unsafe { f(self.plugin_ctx, sid, bytes) }.0,
+            // SAFETY: as above.
+            Fns::NoCtx { stream_data: Some(f), .. } => unsafe { f(sid, bytes) }.0,
+            _ => return Err(no_input()),
+        };
+        Ok(self.ctx.codes.decode(raw))
     }
 
     /// Calls `stream_close` for a live stream.
@@ -382,22 +289,31 @@ impl Loaded {
         sid: u64,
         local: Option<&mut LocalFrames>,
     ) -> Result<NrStatus, HostError> {
-        let f = self.vt.stream_close.ok_or_else(|| HostError::NoStreamInput(self.name.clone()))?;
         let _in = match local {
             Some(l) => InCall::enter_stream(&self.ctx, sid, l),
             None => InCall::enter(&self.ctx, sid, std::ptr::null_mut()),
         };
-        // SAFETY: the ABI's `stream_close`.
-        Ok(unsafe { f(self.plugin_ctx, sid) }.normalized())
+        let raw = match self.fns {
+            // SAFETY: the layout's `stream_close`.
+            Fns::WithCtx { stream_close: Some(f), .. } => unsafe { f(self.plugin_ctx, sid) }.0,
+            // SAFETY: as above.
+            Fns::NoCtx { stream_close: Some(f), .. } => unsafe { f(sid) }.0,
+            _ => return Err(HostError::NoStreamInput(self.name.clone())),
+        };
+        Ok(self.ctx.codes.decode(raw))
     }
 
-    /// Ends a sid; counts frames nobody read as dropped.
+    /// Ends a sid; counts frames nobody read as dropped, and keeps a buffer still leased
+    /// to the plugin.
     #[inline]
     pub(crate) fn finish(&self, sid: u64) {
-        if let Some(freed) = self.ctx.table.free(sid) {
+        if let Some(mut freed) = self.ctx.table.free(sid) {
             let unread = freed.frames.len() as u64;
             if unread > 0 {
                 self.ctx.counters.add(crate::metrics::Counter::DroppedReplies, unread);
+            }
+            if let Some(lease) = freed.lease.take() {
+                self.ctx.orphan(lease);
             }
         }
     }
@@ -406,19 +322,23 @@ impl Loaded {
         if self.down.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some(shutdown) = self.vt.shutdown {
-            // SAFETY: the ABI's `shutdown`, called once.
-            unsafe { shutdown(self.plugin_ctx) };
+        match self.fns {
+            // SAFETY: the layout's `shutdown`, called once.
+            Fns::WithCtx { shutdown: Some(f), .. } => unsafe { f(self.plugin_ctx) },
+            // SAFETY: as above.
+            Fns::NoCtx { shutdown: Some(f), .. } => unsafe { f() },
+            _ => {}
         }
-        if let Some(set) = live().as_mut() {
-            set.remove(&self.live_key);
-        }
+        forget_live(self.live_key);
     }
 }
 
 impl Drop for Loaded {
     fn drop(&mut self) {
         self.shutdown_now();
+        // Plugin threads may still call back: they find the gate closed from here on, and
+        // the context (dropped right after this) is no longer reachable through it.
+        self.ctx.gate.retire();
     }
 }
 
@@ -428,6 +348,8 @@ impl Plugin {
         Plugin::load_with(path, LoadOptions::default())
     }
 
+    /// Loads with `opts`; [`LoadOptions::layout`] names the layout of a plain version-1
+    /// plugin.
     pub fn load_with(path: impl AsRef<Path>, opts: LoadOptions) -> Result<Plugin, HostError> {
         Opened::open(path.as_ref(), opts)?.init()
     }
@@ -444,14 +366,24 @@ impl Plugin {
         &self.0.path
     }
 
-    /// Always 1 today.
-    pub fn abi_version(&self) -> u32 {
-        NR_ABI_VERSION
+    /// The layout the plugin was loaded as (never [`Layout::Auto`]).
+    pub fn layout(&self) -> Layout {
+        self.0.layout
     }
 
-    /// The size the plugin declared for its info (56 for plain version 1).
+    /// The ABI version the plugin declared: 2 for nylon-ring 0.2, else 1.
+    pub fn abi_version(&self) -> u32 {
+        self.0.layout.abi_version()
+    }
+
+    /// The size the plugin declared for its info (56, or more for kcoro's extensions).
     pub fn info_size(&self) -> u32 {
         self.0.struct_size
+    }
+
+    /// What the plugin can do; only what its layout has and its vtable really filled in.
+    pub fn capabilities(&self) -> Capabilities {
+        self.0.caps
     }
 
     /// Whether the plugin negotiated kcoro's extensions (state, owned replies, entry ids,
@@ -462,25 +394,41 @@ impl Plugin {
 
     /// Whether the plugin accepts data on bidirectional streams.
     pub fn has_stream_input(&self) -> bool {
-        self.0.vt.stream_data.is_some()
+        self.0.caps.bidirectional
     }
 
-    /// The entries the plugin declared; empty for a plain version-1 plugin, which cannot
-    /// list them.
+    /// The entries the plugin declared; empty for a plugin that cannot list them (every
+    /// layout but kcoro's extended one).
     pub fn entries(&self) -> &[String] {
         &self.0.entries
     }
 
-    /// Resolves `name` once. Fails for a name missing from a declared entry table; for a
-    /// plugin without one the name is passed through.
+    /// Resolves `name` once. Fails for a name missing from the plugin's entry table (or
+    /// unknown to nylon-ring 0.2's `resolve_entry`); for a plugin without either the name
+    /// is passed through.
     pub fn entry(&self, name: &str) -> Result<Entry, HostError> {
-        if self.0.entries.is_empty() {
-            return Ok(Entry { name: name.into(), id: None });
+        let unknown = || HostError::UnknownEntry { plugin: self.0.name.clone(), entry: name.into() };
+        if !self.0.entries.is_empty() {
+            let i = self.0.entries.iter().position(|e| e == name).ok_or_else(unknown)?;
+            return Ok(Entry { name: name.into(), id: u32::try_from(i).ok() });
         }
-        match self.0.entries.iter().position(|e| e == name) {
-            Some(i) => Ok(Entry { name: name.into(), id: u32::try_from(i).ok() }),
-            None => Err(HostError::UnknownEntry { plugin: self.0.name.clone(), entry: name.into() }),
+        if let Fns::NoCtx { resolve_entry: Some(resolve), handle_by_id: Some(_), .. } = self.0.fns {
+            let _in_flight = self.0.enter()?;
+            let key = NyStr::try_new(name).ok_or_else(unknown)?;
+            // SAFETY: nylon-ring 0.2's `resolve_entry`; the view outlives the call.
+            let id = unsafe { resolve(key) };
+            return match id {
+                NR_ENTRY_UNKNOWN => Err(unknown()),
+                id => Ok(Entry { name: name.into(), id: Some(id) }),
+            };
         }
+        Ok(Entry { name: name.into(), id: None })
+    }
+
+    /// A watch on the plugin's late callers that outlives every handle: after the last
+    /// handle is dropped, replies the plugin's threads still send are counted there.
+    pub fn late_replies(&self) -> LateReplies {
+        LateReplies(self.0.ctx.gate)
     }
 
     pub fn metrics(&self) -> Metrics {
@@ -542,6 +490,7 @@ impl std::fmt::Debug for Plugin {
             .field("name", &self.0.name)
             .field("version", &self.0.version)
             .field("path", &self.0.path)
+            .field("layout", &self.0.layout)
             .field("extended", &self.0.attached)
             .finish()
     }

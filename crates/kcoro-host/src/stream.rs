@@ -253,7 +253,7 @@ impl futures_core::Stream for StreamCall {
 impl Drop for StreamCall {
     fn drop(&mut self) {
         if !self.done {
-            if !self.input_closed && !self.sid_freed && self.plugin.has_stream_input() {
+            if !self.input_closed && !self.sid_freed && self.plugin.capabilities().stream_close {
                 let _ = self.plugin.0.stream_close(self.sid, None);
             }
             let unread = self.local.queue.len() as u64;

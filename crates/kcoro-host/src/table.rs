@@ -59,6 +59,8 @@ pub(crate) struct SlotInner {
     /// Plugin threads waiting for room in a full stream.
     pub(crate) producers: Vec<Unparker>,
     pub(crate) state: Option<Box<StateMap>>,
+    /// A reply buffer leased to the plugin (nylon-ring 0.2), until committed.
+    pub(crate) lease: Option<Vec<u8>>,
 }
 
 #[repr(align(128))]
@@ -76,7 +78,12 @@ impl SlotInner {
         self.ended = false;
         self.cap = 0;
         let frames = if self.frames.is_empty() { VecDeque::new() } else { std::mem::take(&mut self.frames) };
-        Freed { frames, _state: self.state.take(), producers: std::mem::take(&mut self.producers) }
+        Freed {
+            frames,
+            _state: self.state.take(),
+            producers: std::mem::take(&mut self.producers),
+            lease: self.lease.take(),
+        }
     }
 }
 
@@ -93,6 +100,7 @@ impl Slot {
                 waiter: None,
                 producers: Vec::new(),
                 state: None,
+                lease: None,
             }),
         }
     }
@@ -131,10 +139,17 @@ pub(crate) struct Freed {
     /// Dropped with the rest, outside the slot's lock.
     pub(crate) _state: Option<Box<StateMap>>,
     pub(crate) producers: Vec<Unparker>,
+    /// A lease the call ended with: the plugin may still write into it.
+    pub(crate) lease: Option<Vec<u8>>,
 }
 
 impl Drop for Freed {
     fn drop(&mut self) {
+        // A lease nobody took over (see `Loaded::finish`) may still be written by the
+        // plugin: never free it.
+        if let Some(lease) = self.lease.take() {
+            std::mem::forget(lease);
+        }
         for p in self.producers.drain(..) {
             p.unpark();
         }

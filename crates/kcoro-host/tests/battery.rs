@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kcoro_host::{HighLevelRequest, LoadOptions, NrStatus, Plugin};
+use kcoro_host::{HighLevelRequest, Layout, LoadOptions, NrStatus, Plugin};
 
 /// What a plugin's example supports beyond `echo` and `stream`.
 #[derive(Clone, Copy)]
@@ -135,7 +135,7 @@ fn c_plugin() {
 #[test]
 fn version_1_c_plugin_loads_unchanged() {
     common::within(60, || {
-        let p = load(common::c_lib("v1_only.c"), LoadOptions::default());
+        let p = load(common::c_lib("v1_only.c"), LoadOptions::default().layout(Layout::KcoroV1));
         assert_eq!((p.name(), p.info_size(), p.is_extended()), ("v1-c", 56, false));
         assert!(p.entries().is_empty());
         basic(&p);
@@ -165,7 +165,7 @@ fn go_plugin() {
 fn go_lowlevel_plugin() {
     let Some(path) = common::go_lib("lowlevel") else { return };
     common::within(120, move || {
-        let p = load(path, LoadOptions::default().keep_mapped(true));
+        let p = load(path, LoadOptions::default().layout(Layout::KcoroV1));
         assert_eq!((p.name(), p.is_extended()), ("echo-go-lowlevel", false));
         basic(&p);
     });

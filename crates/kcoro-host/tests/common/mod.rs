@@ -40,19 +40,76 @@ fn build(out: &Path, inputs: &[PathBuf], cmd: impl FnOnce(&Path) -> Command) -> 
 
 /// The Rust example plugin, built by cargo for this test's profile.
 pub fn rust_echo() -> PathBuf {
+    cargo_lib("kcoro-plugin-echo")
+}
+
+/// The `cdylib` of workspace package `package`, built by cargo for this test's profile.
+pub fn cargo_lib(package: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let lib = profile_dir.join("libkcoro_plugin_echo.so");
+    let lib = profile_dir.join(format!("lib{}.so", package.replace('-', "_")));
     let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut c = Command::new(cargo);
-    c.current_dir(root()).args(["build", "-q", "-p", "kcoro-plugin-echo"]);
+    c.current_dir(root()).args(["build", "-q", "-p", package]);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         c.arg("--release");
     }
-    let st = c.status().expect("cargo build of the Rust example plugin");
+    let st = c.status().expect("cargo build of a test plugin");
     assert!(st.success() && lib.exists(), "building {} failed", lib.display());
     lib
+}
+
+/// A C test plugin from `tests/plugins/c`, built with `defines` (`-DNAME=VALUE`) as
+/// `lib<name>.so`.
+pub fn c_test_lib(src: &str, defines: &[&str], name: &str) -> PathBuf {
+    let dir = root().join("tests/plugins/c");
+    let inputs = [
+        dir.join(src),
+        dir.join("nylon_abi.h"),
+        dir.join("ny_threads.h"),
+        root().join("sdk/c/kcoro_plugin.h"),
+    ];
+    build(&out_dir().join(format!("lib{name}.so")), &inputs, |tmp| {
+        let mut c = Command::new("cc");
+        c.args(["-std=c11", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-I"])
+            .arg(&dir)
+            .arg("-I")
+            .arg(root().join("sdk/c"))
+            .args(defines)
+            .arg("-o")
+            .arg(tmp)
+            .arg(dir.join(src))
+            .arg("-lpthread");
+        c
+    })
+}
+
+/// Calls `symbol`, a `fn() -> T` the already loaded library at `lib` exports (the test
+/// plugins' counters).
+pub fn probe<T>(lib: &Path, symbol: &str) -> T {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(lib.as_os_str().as_bytes()).expect("path");
+    let name = std::ffi::CString::new(symbol).expect("symbol");
+    // SAFETY: RTLD_NOLOAD only returns a handle to a library already loaded (and adds a
+    // reference, which keeps it mapped; that is what these tests want anyway).
+    let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+    assert!(!handle.is_null(), "{} is not loaded", lib.display());
+    // SAFETY: `handle` is open; `name` is NUL-terminated.
+    let f = unsafe { libc::dlsym(handle, name.as_ptr()) };
+    assert!(!f.is_null(), "{} does not export {symbol}", lib.display());
+    // SAFETY: the test plugins export these as `extern "C" fn() -> T`.
+    let f: extern "C" fn() -> T = unsafe { std::mem::transmute_copy(&f) };
+    f()
+}
+
+/// Waits (up to 20 s) until `cond` holds; fails the test otherwise.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Whether `tool arg` runs and succeeds (Go answers `go version`, not `--version`).
