@@ -17,7 +17,7 @@ trap 'rm -rf "$tmp"' EXIT
 echo "== smoke: building what the documented commands use"
 cargo build -q --release -p kcoro-cli -p kcoro-bench || exit 1
 cargo build -q --release -p kcoro --examples || exit 1
-cargo build -q -p kcoro-plugin-echo || exit 1
+cargo build -q -p kcoro-plugin-echo -p kcoro-test-nylon02 || exit 1
 export PATH="$root/target/release:$PATH" # `kcoro ...` and `kcheck ...` as the docs print them
 echo_lib=target/debug/libkcoro_plugin_echo.so
 
@@ -105,6 +105,9 @@ expect 1 'Err|boom' kcoro plugin call "$echo_lib" error
 
 doc 'printf '"'"'a\nb\n'"'"' | kcoro plugin bidi target/debug/libkcoro_plugin_echo.so bidi'
 expect_stdin 0 '^b$' $'a\nb\n' kcoro plugin bidi "$echo_lib" bidi
+doc 'cargo build -p kcoro-test-nylon02 && kcoro plugin info target/debug/libkcoro_test_nylon02.so'
+expect 0 '^layout: +nylon-0.2' kcoro plugin info target/debug/libkcoro_test_nylon02.so
+expect 0 '^ny' kcoro plugin call target/debug/libkcoro_test_nylon02.so echo --data ny
 expect 0 '^POST /users\?' kcoro plugin stream "$echo_lib" describe --method POST --path /users --header k=v
 doc 'kcoro completions bash > /etc/bash_completion.d/kcoro'
 expect 0 'complete' kcoro completions bash
@@ -136,7 +139,10 @@ expect 0 '' cc -std=c11 -O2 -fPIC -shared -Isdk/c -o "$tmp/libecho_c.so" sdk/c/e
 expect 0 'echo-c' kcoro plugin info "$tmp/libecho_c.so"
 doc 'cc -std=c11 -O2 -fPIC -shared -Isdk/c -o libv1_c.so sdk/c/examples/v1_only.c -lpthread'
 expect 0 '' cc -std=c11 -O2 -fPIC -shared -Isdk/c -o "$tmp/libv1_c.so" sdk/c/examples/v1_only.c -lpthread
-expect 0 '^hi' kcoro plugin call "$tmp/libv1_c.so" echo --data hi
+doc 'kcoro plugin info libecho_c.so'
+doc 'kcoro plugin --abi kcoro-v1 call libv1_c.so echo --data hi'
+expect 0 '^hi' kcoro plugin --abi kcoro-v1 call "$tmp/libv1_c.so" echo --data hi
+expect 1 'kcoro-v1, nylon-0.1' kcoro plugin call "$tmp/libv1_c.so" echo --data hi
 doc 'c++ -std=c++17 -O2 -fPIC -shared -Isdk/c -Isdk/cpp -o libecho_cpp.so sdk/cpp/examples/echo.cpp -lpthread'
 expect 0 '' c++ -std=c++17 -O2 -fPIC -shared -Isdk/c -Isdk/cpp -o "$tmp/libecho_cpp.so" sdk/cpp/examples/echo.cpp -lpthread
 expect 0 '^frame-2' kcoro plugin stream "$tmp/libecho_cpp.so" stream --data 2

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kcoro::chan::Kind;
+use kcoro_host::Layout;
 
 const MAX_COROUTINES: u64 = 10_000_000;
 const MAX_PIPELINE_COROUTINES: u64 = 100_000;
@@ -40,8 +41,7 @@ pub enum Command {
     /// Run a channel pipeline with live rates and an exactly-once check (the default)
     Demo(DemoArgs),
     /// Load a plugin library and talk to it
-    #[command(subcommand)]
-    Plugin(PluginCommand),
+    Plugin(PluginArgs),
     /// Run one local adapter scenario through the whole runtime stack
     #[command(
         name = "localadapter-demo",
@@ -230,6 +230,28 @@ pub struct LocalDemoArgs {
 
 fn scenario_names() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(kcoro_adapter::Scenario::ALL.map(|s| s.name()))
+}
+
+/// `kcoro plugin [--abi LAYOUT] ...`.
+#[derive(Debug, Args)]
+#[command(after_help = layout_help())]
+pub struct PluginArgs {
+    /// The plugin's ABI layout; `auto` detects it, and a plain version-1 plugin must be
+    /// named (kcoro-v1 for what the kcoro SDKs build)
+    #[arg(long, global = true, value_name = "LAYOUT", default_value = "auto")]
+    pub abi: Layout,
+    #[command(subcommand)]
+    pub command: PluginCommand,
+}
+
+/// The layouts `--abi` takes, each with its one-line description, and examples.
+fn layout_help() -> String {
+    let mut help = String::from("Layouts (--abi):\n");
+    for layout in Layout::ALL {
+        help += &format!("  {:<12} {}\n", layout.name(), layout.describe());
+    }
+    help + "\nExamples:\n  kcoro plugin info target/debug/libkcoro_plugin_echo.so\n  \
+            kcoro plugin --abi kcoro-v1 call libv1_c.so echo --data hi"
 }
 
 /// `kcoro plugin ...`.
@@ -466,26 +488,28 @@ mod tests {
             d.spawn.map(|DemoCommand::Spawn(s)| s),
             Some(SpawnArgs { coroutines: 10, runtime_workers: None })
         );
-        let Some(Command::Plugin(PluginCommand::Call(c))) =
-            parse("plugin call lib.so echo --data @in.bin --header a=b=c --method POST --timeout 2")
-                .unwrap()
-                .command
+        let Some(Command::Plugin(PluginArgs { abi, command: PluginCommand::Call(c) })) = parse(
+            "plugin call lib.so echo --data @in.bin --header a=b=c --method POST --timeout 2 --abi nylon-0.2",
+        )
+        .unwrap()
+        .command
         else {
             panic!("call")
         };
         assert_eq!((c.lib, c.entry.as_str()), (PathBuf::from("lib.so"), "echo"));
         assert_eq!((c.data, c.headers), (Data::File("in.bin".into()), vec![("a".into(), "b=c".into())]));
-        assert_eq!((c.method.as_str(), c.timeout), ("POST", Duration::from_secs(2)));
-        let Some(Command::Plugin(PluginCommand::Stream(s))) =
-            parse("plugin stream lib.so s --data - --path /p --header x=1").unwrap().command
+        assert_eq!((c.method.as_str(), c.timeout, abi), ("POST", Duration::from_secs(2), Layout::Nylon02));
+        let Some(Command::Plugin(PluginArgs { abi, command: PluginCommand::Stream(s) })) =
+            parse("plugin --abi kcoro-v1 stream lib.so s --data - --path /p --header x=1").unwrap().command
         else {
             panic!("stream")
         };
-        assert_eq!((s.data, s.path.as_str(), s.headers.len()), (Data::Stdin, "/p", 1));
+        assert_eq!((s.data, s.path.as_str(), s.headers.len(), abi), (Data::Stdin, "/p", 1, Layout::KcoroV1));
         assert!(matches!(
             parse("plugin info lib.so").unwrap().command,
-            Some(Command::Plugin(PluginCommand::Info { .. }))
+            Some(Command::Plugin(PluginArgs { abi: Layout::Auto, command: PluginCommand::Info { .. } }))
         ));
+        assert!(parse("plugin --abi nylon-9 info lib.so").is_err());
         let Some(Command::Ipc(IpcCommand::Serve(s))) =
             parse("ipc serve --listen unix:/x --channel a:buffered:8 --channel b:unlimited").unwrap().command
         else {

@@ -3,9 +3,9 @@
 use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 
-use kcoro_host::{HighLevelRequest, NrStatus, Plugin};
+use kcoro_host::{HighLevelRequest, LoadOptions, NrStatus, Plugin};
 
-use crate::args::{CallArgs, Data, PluginCommand};
+use crate::args::{CallArgs, Data, PluginArgs, PluginCommand};
 
 fn payload(data: &Data) -> Result<Vec<u8>, String> {
     match data {
@@ -26,8 +26,8 @@ fn request(a: &CallArgs) -> Result<HighLevelRequest, String> {
     Ok(req)
 }
 
-pub fn run(cmd: &PluginCommand) -> ExitCode {
-    match run_inner(cmd) {
+pub fn run(args: &PluginArgs) -> ExitCode {
+    match run_inner(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("kcoro: {e}");
@@ -36,12 +36,14 @@ pub fn run(cmd: &PluginCommand) -> ExitCode {
     }
 }
 
-fn run_inner(cmd: &PluginCommand) -> Result<ExitCode, String> {
+fn run_inner(args: &PluginArgs) -> Result<ExitCode, String> {
+    let cmd = &args.command;
     let lib = match cmd {
         PluginCommand::Info { lib } => lib,
         PluginCommand::Call(a) | PluginCommand::Stream(a) | PluginCommand::Bidi(a) => &a.lib,
     };
-    let plugin = Plugin::load(lib).map_err(|e| e.to_string())?;
+    let plugin =
+        Plugin::load_with(lib, LoadOptions::default().layout(args.abi)).map_err(|e| e.to_string())?;
     let code = match cmd {
         PluginCommand::Info { .. } => {
             info(&plugin);
@@ -60,16 +62,10 @@ fn info(p: &Plugin) {
     println!("name:     {}", p.name());
     println!("version:  {}", p.version());
     println!("abi:      {} (info {} bytes)", p.abi_version(), p.info_size());
-    let mut caps = vec!["unary", "stream"];
-    if p.has_stream_input() {
-        caps.push("bidirectional");
-    }
-    if p.is_extended() {
-        caps.extend(["entry-ids", "state", "owned-replies", "backpressure"]);
-    }
-    println!("supports: {}", caps.join(", "));
+    println!("layout:   {} ({})", p.layout(), p.layout().describe());
+    println!("supports: {}", p.capabilities().names().join(", "));
     if p.entries().is_empty() {
-        println!("entries:  (not listed: a plain version-1 plugin)");
+        println!("entries:  (the plugin does not list them)");
     } else {
         println!("entries:  {}", p.entries().join(", "));
     }

@@ -379,7 +379,8 @@ impl Opened {
         let host_ctx = gate.as_raw();
         // SAFETY (every `init` below): the layout's `init`, with a `host_ctx` that is never
         // freed and a `static` host vtable.
-        let status = match fns {
+        // On the worker's stack when loaded from a coroutine: init may do anything.
+        let status = kcoro::coro::on_worker_stack(|| match fns {
             Fns::WithCtx { init: Some(init), .. } => {
                 // SAFETY: see above.
                 let raw = unsafe { init(plugin_ctx, host_ctx, &callbacks::kcoro::HOST_VTABLE) };
@@ -394,7 +395,7 @@ impl Opened {
                 unsafe { init(host_ctx, &callbacks::nylon::HOST_VTABLE_V2) }.to_kcoro()
             }
             _ => kcoro_abi::NrStatus::Ok,
-        };
+        });
         if status != kcoro_abi::NrStatus::Ok {
             gate.retire();
             forget_live(live_key);
