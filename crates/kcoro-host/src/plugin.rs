@@ -378,11 +378,11 @@ impl StreamInput<'_> {
     fn run(&self) -> u64 {
         let StreamInput { plugin, sid, data } = *self;
         u64::from(match (plugin.fns, data) {
-            // SAFETY: the layout's `stream_data`; the view outlives the call.
             (Fns::WithCtx { stream_data: Some(f), .. }, Some(bytes)) => {
+                // SAFETY: the layout's `stream_data`; the view outlives the call.
                 unsafe { f(plugin.plugin_ctx, sid, bytes) }.0
             }
-            // SAFETY: as above.
+            // SAFETY: the layout's `stream_data`; the view outlives the call.
             (Fns::NoCtx { stream_data: Some(f), .. }, Some(bytes)) => unsafe { f(sid, bytes) }.0,
             // SAFETY: the layout's `stream_close`.
             (Fns::WithCtx { stream_close: Some(f), .. }, None) => unsafe { f(plugin.plugin_ctx, sid) }.0,
