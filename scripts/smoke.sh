@@ -15,7 +15,10 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 echo "== smoke: building what the documented commands use"
-cargo build -q --release -p kcoro-cli -p kcoro-bench || exit 1
+# One package per build, as the documented `cargo run -p X` commands build them: building
+# two together unifies their dependencies' features, and each `cargo run` would rebuild.
+cargo build -q --release -p kcoro-cli || exit 1
+cargo build -q --release -p kcoro-bench || exit 1
 cargo build -q --release -p kcoro --examples || exit 1
 cargo build -q -p kcoro-plugin-echo -p kcoro-test-nylon02 || exit 1
 export PATH="$root/target/release:$PATH" # `kcoro ...` and `kcheck ...` as the docs print them
@@ -153,11 +156,12 @@ doc 'cd sdk/go'
 doc 'go build -buildmode=c-shared -o libecho_go.so ./examples/echo'
 doc 'go build -buildmode=c-shared -o libecho_go_lowlevel.so ./examples/lowlevel'
 doc 'go vet ./... && go test ./...' # scripts/test.sh runs these
+doc 'kcoro plugin --abi kcoro-v1 call libecho_go_lowlevel.so echo --data low' # run below
 if command -v go >/dev/null 2>&1; then
   expect 0 '' bash -c "cd sdk/go && go build -buildmode=c-shared -o '$tmp/libecho_go.so' ./examples/echo"
   expect 0 '^go-echo' kcoro plugin call "$tmp/libecho_go.so" echo --data go-echo
   expect 0 '' bash -c "cd sdk/go && go build -buildmode=c-shared -o '$tmp/libecho_go_lowlevel.so' ./examples/lowlevel"
-  expect 0 '^low' kcoro plugin call "$tmp/libecho_go_lowlevel.so" echo --data low
+  expect 0 '^low' kcoro plugin --abi kcoro-v1 call "$tmp/libecho_go_lowlevel.so" echo --data low
 else
   echo "note: go not installed; skipping the Go SDK build commands"
 fi
