@@ -27,6 +27,7 @@ pub mod chan;
 pub mod coro;
 mod error;
 mod loom;
+pub mod monitor;
 pub mod net;
 pub mod park;
 mod rand;

@@ -325,3 +325,60 @@ fn stream_yields_until_close() {
     t.join().unwrap();
     assert_eq!(got, (0..100).collect::<Vec<_>>());
 }
+
+/// Waits until `cond` holds on the channel's snapshot (the parked party gets there on its
+/// own schedule); fails after the watchdog.
+fn until_snapshot(rx: &chan::Receiver<u32>, cond: impl Fn(&chan::Snapshot) -> bool) -> chan::Snapshot {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        let s = rx.snapshot();
+        if cond(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "snapshot never matched: {s:?}");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn snapshots_count_parked_senders_and_receivers_and_carry_a_unique_id() {
+    let rt = runtime();
+    let (tx, rx) = Builder::<u32>::new(Kind::Buffered).capacity(1).name("parked-count").build();
+    assert_eq!((rx.snapshot().parked_senders, rx.snapshot().parked_receivers), (0, 0));
+    tx.send(1).unwrap();
+    // Two coroutines and one thread park sending into the full buffer.
+    let senders: Vec<_> = (2..4)
+        .map(|v| {
+            let tx = tx.clone();
+            rt.spawn(move || tx.send(v))
+        })
+        .collect();
+    let tx3 = tx.clone();
+    let thread = std::thread::spawn(move || tx3.send(4));
+    let s = until_snapshot(&rx, |s| s.parked_senders == 3);
+    assert_eq!((s.len, s.parked_receivers), (1, 0));
+    let mut got: Vec<u32> = (0..4).map(|_| rx.recv().unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, [1, 2, 3, 4]);
+    for h in senders {
+        h.join().unwrap().unwrap();
+    }
+    thread.join().unwrap().unwrap();
+    assert_eq!(rx.snapshot().parked_senders, 0, "delivered senders are not counted");
+
+    // A receiver that timed out is no longer counted either.
+    let rx2 = rx.clone();
+    let waiting = rt.spawn(move || rx2.recv_timeout(FOREVER));
+    until_snapshot(&rx, |s| s.parked_receivers == 1);
+    let rx3 = rx.clone();
+    let gave_up = std::thread::spawn(move || rx3.recv_timeout(Duration::from_millis(20)));
+    assert_eq!(gave_up.join().unwrap(), Err(ChanError::Timeout));
+    assert_eq!(until_snapshot(&rx, |s| s.parked_receivers == 1).parked_receivers, 1);
+    tx.send(9).unwrap();
+    assert_eq!(waiting.join().unwrap(), Ok(9));
+    assert_eq!(rx.snapshot().parked_receivers, 0);
+
+    let (other, _) = chan::buffered::<u32>(1);
+    assert!(rx.snapshot().id != 0 && other.snapshot().id != rx.snapshot().id, "ids are unique");
+    assert_eq!(tx.snapshot().id, rx.snapshot().id, "both ends report the channel's id");
+}

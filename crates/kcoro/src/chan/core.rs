@@ -97,11 +97,17 @@ pub(crate) struct Chan<T> {
     measure: Measure<T>,
     on_undelivered: Option<Undelivered<T>>,
     pub(crate) name: Option<String>,
+    /// Unique in the process, from [`NEXT_ID`]; snapshots carry it.
+    id: u64,
     /// `zcopy::CAP_*` bits: what the channel moves.
     caps: u32,
     /// Cancelled when the channel is (a `produce` channel stops its producer this way).
     cancel_on_discard: Option<CancelToken>,
 }
+
+/// The next channel id; ids start at 1 so that 0 can mean "no channel". A plain std
+/// atomic (not loom's): a unique-id counter is no part of any modelled protocol.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 pub(crate) struct Inner<T> {
     buf: Flavor<T>,
@@ -210,6 +216,7 @@ impl<T> Chan<T> {
             measure,
             on_undelivered,
             name,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             caps,
             cancel_on_discard,
         }
@@ -539,6 +546,9 @@ impl<T> Chan<T> {
         let g = self.lock();
         let mut snap =
             Snapshot::new(self.name.clone(), self.kind, g.buf.capacity(), g.buf.len(), g.closed, &g.stats);
+        snap.id = self.id;
+        snap.parked_senders = g.senders.live();
+        snap.parked_receivers = g.receivers.live();
         snap.recv_failures.would_block += self.fast_would_block.load(Relaxed);
         snap.set_capabilities(self.caps);
         snap

@@ -169,6 +169,10 @@ impl Failures {
 /// A consistent copy of one channel's counters and shape, stamped with the time taken.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// The channel's id, unique in this process for its lifetime (ids are never reused):
+    /// what tells two channels of the same name apart across snapshots. 0 for a snapshot
+    /// that was not taken of a live channel.
+    pub id: u64,
     /// The name given at build time, if any.
     pub name: Option<String>,
     /// The channel's kind.
@@ -179,6 +183,12 @@ pub struct Snapshot {
     pub len: usize,
     /// Closed (or cancelled) at the time of the snapshot.
     pub closed: bool,
+    /// Senders parked on the channel at the time of the snapshot (coroutines, threads or
+    /// tasks waiting for room or for a receiver; a select counts once per channel). Counted
+    /// when the snapshot is taken, so the operations themselves pay nothing for it.
+    pub parked_senders: usize,
+    /// Receivers parked on the channel at the time of the snapshot.
+    pub parked_receivers: usize,
     /// Completed sends (a value accepted by the channel, including overflow drops).
     pub sends: u64,
     /// Completed receives.
@@ -227,11 +237,14 @@ impl Snapshot {
         c: &Counters,
     ) -> Self {
         Snapshot {
+            id: 0,
             name,
             kind,
             capacity,
             len,
             closed,
+            parked_senders: 0,
+            parked_receivers: 0,
             sends: c.sends,
             recvs: c.recvs,
             bytes_sent: c.bytes_sent,

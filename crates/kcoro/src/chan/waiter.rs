@@ -269,6 +269,11 @@ impl<T> WaitQueue<T> {
         self.entries.len()
     }
 
+    /// Entries still waiting (stale ones, already claimed or aborted, are not counted).
+    pub(crate) fn live(&self) -> usize {
+        self.entries.iter().filter(|e| e.waiter.is_waiting()).count()
+    }
+
     /// True if some entry (other than `own`'s) is still waiting.
     pub(crate) fn has_live(&self, own: Option<&Arc<Waiter>>) -> bool {
         self.entries.iter().any(|e| e.waiter.is_waiting() && !own.is_some_and(|w| Arc::ptr_eq(w, &e.waiter)))

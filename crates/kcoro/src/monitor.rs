@@ -1,0 +1,328 @@
+//! Metrics export: every named channel's exact counters and a runtime's scheduler counters
+//! in the Prometheus text exposition format (version 0.0.4), and a `/metrics` endpoint
+//! served by a coroutine on kcoro's own sockets.
+//!
+//! Nothing is sampled: each scrape takes a [`Snapshot`] of every channel in the
+//! [registry](crate::chan::registry) (one lock per channel) and reads the runtime's
+//! counters, so two scrapes' differences are exact.
+//!
+//! ```no_run
+//! kcoro::run(|| {
+//!     let addr = kcoro::monitor::serve_metrics("127.0.0.1:9464").expect("bind");
+//!     println!("metrics at http://{addr}/metrics");
+//!     // ... the program ...
+//! });
+//! ```
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::chan::{Kind, Snapshot, registry};
+use crate::net::{TcpListener, TcpStream};
+use crate::runtime::Stats;
+
+/// Renders `channels` and, if given, a runtime's `sched` counters.
+pub fn prometheus(channels: &[Snapshot], sched: Option<&Stats>) -> String {
+    let mut out = String::with_capacity(256 + channels.len() * 1024);
+    type Get = fn(&Snapshot) -> Option<f64>;
+    let families: [(&str, &str, &str, Get); 14] = [
+        ("kcoro_channel_sends_total", "counter", "Completed sends.", |s| Some(s.sends as f64)),
+        ("kcoro_channel_recvs_total", "counter", "Completed receives.", |s| Some(s.recvs as f64)),
+        ("kcoro_channel_sent_bytes_total", "counter", "Bytes of the values sent.", |s| {
+            Some(s.bytes_sent as f64)
+        }),
+        ("kcoro_channel_received_bytes_total", "counter", "Bytes of the values received.", |s| {
+            Some(s.bytes_recv as f64)
+        }),
+        (
+            "kcoro_channel_overflow_drops_total",
+            "counter",
+            "Values dropped by an overflow policy or conflation.",
+            |s| Some(s.overflow_drops as f64),
+        ),
+        ("kcoro_channel_undelivered_total", "counter", "Values handed to the undelivered path.", |s| {
+            Some(s.undelivered as f64)
+        }),
+        ("kcoro_channel_rendezvous_matches_total", "counter", "Direct sender-receiver hand-offs.", |s| {
+            Some(s.rv_matches as f64)
+        }),
+        (
+            "kcoro_channel_rendezvous_cancels_total",
+            "counter",
+            "Rendezvous sends given up while parked.",
+            |s| Some(s.rv_cancels as f64),
+        ),
+        ("kcoro_channel_depth", "gauge", "Values buffered now.", |s| Some(s.len as f64)),
+        ("kcoro_channel_capacity", "gauge", "Buffer capacity (absent: unbounded).", |s| {
+            s.capacity.map(|c| c as f64)
+        }),
+        ("kcoro_channel_parked_senders", "gauge", "Senders parked now.", |s| Some(s.parked_senders as f64)),
+        ("kcoro_channel_parked_receivers", "gauge", "Receivers parked now.", |s| {
+            Some(s.parked_receivers as f64)
+        }),
+        ("kcoro_channel_closed", "gauge", "1 if the channel is closed.", |s| {
+            Some(f64::from(u8::from(s.closed)))
+        }),
+        ("kcoro_channel_zero_copy_descriptors_total", "counter", "Zero-copy descriptors sent.", |s| {
+            s.zero_copy.map(|z| z.sent as f64)
+        }),
+    ];
+    for (name, kind, help, get) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for s in channels {
+            if let Some(v) = get(s) {
+                let _ = writeln!(out, "{name}{{{}}} {v}", labels(s));
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP kcoro_channel_failures_total Failed operations, by direction and reason.\n\
+         # TYPE kcoro_channel_failures_total counter"
+    );
+    for s in channels {
+        for (direction, f) in [("send", &s.send_failures), ("recv", &s.recv_failures)] {
+            let reasons = [
+                ("would_block", f.would_block),
+                ("timeout", f.timeout),
+                ("closed", f.closed),
+                ("canceled", f.canceled),
+            ];
+            for (reason, v) in reasons {
+                let _ = writeln!(
+                    out,
+                    "kcoro_channel_failures_total{{{},direction=\"{direction}\",reason=\"{reason}\"}} {v}",
+                    labels(s)
+                );
+            }
+        }
+    }
+    if let Some(st) = sched {
+        let sched: [(&str, &str, &str, f64); 10] = [
+            ("kcoro_sched_workers", "gauge", "Worker threads.", st.workers as f64),
+            ("kcoro_sched_spawned_total", "counter", "Coroutines spawned.", st.spawned as f64),
+            ("kcoro_sched_completed_total", "counter", "Coroutines finished.", st.completed as f64),
+            ("kcoro_sched_running", "gauge", "Coroutines running or runnable now.", st.running as f64),
+            ("kcoro_sched_parked", "gauge", "Coroutines parked now.", st.parked as f64),
+            ("kcoro_sched_steals_total", "counter", "Successful steals.", st.steals as f64),
+            (
+                "kcoro_sched_inject_pulls_total",
+                "counter",
+                "Batches taken from the inject queue.",
+                st.inject_pulls as f64,
+            ),
+            ("kcoro_sched_timer_fires_total", "counter", "Timers fired.", st.timer_fires as f64),
+            ("kcoro_sched_stacks_live", "gauge", "Stacks owned by live coroutines.", st.stacks_live as f64),
+            ("kcoro_sched_stacks_pooled", "gauge", "Stacks idle in the pool.", st.stacks_pooled as f64),
+        ];
+        for (name, kind, help, v) in sched {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+    }
+    out
+}
+
+/// `channel="..",id="..",kind=".."` of one channel.
+fn labels(s: &Snapshot) -> String {
+    let kind = match s.kind {
+        Kind::Rendezvous => "rendezvous",
+        Kind::Buffered => "buffered",
+        Kind::Conflated => "conflated",
+        Kind::Unlimited => "unlimited",
+    };
+    let name = s.name.as_deref().unwrap_or("");
+    format!("channel=\"{}\",id=\"{}\",kind=\"{kind}\"", escape(name), s.id)
+}
+
+/// A label value as the format requires: `\`, `"` and newline escaped.
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The registry's channels and the current runtime's counters, rendered.
+pub fn render_current() -> String {
+    let stats = crate::Handle::try_current().map(|h| h.stats());
+    prometheus(&registry::list(), stats.as_ref())
+}
+
+/// Serves `/metrics` ([`render_current`]) at `addr` from a coroutine of the current
+/// runtime; returns the bound address (port 0 picks one). Each connection gets one
+/// response and is closed. Must be called inside a runtime.
+pub fn serve_metrics(addr: &str) -> std::io::Result<SocketAddr> {
+    serve_with(addr, render_current)
+}
+
+/// As [`serve_metrics`], with the body `render` produces (for a monitor exporting another
+/// process's metrics).
+pub fn serve_with(
+    addr: &str,
+    render: impl Fn() -> String + Send + Sync + 'static,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    let render = std::sync::Arc::new(render);
+    crate::try_spawn(move || {
+        while let Ok((conn, _)) = listener.accept() {
+            let render = std::sync::Arc::clone(&render);
+            // A failed spawn (out of stacks) drops this connection, not the endpoint.
+            let _ = crate::try_spawn(move || answer(conn, &*render));
+        }
+    })
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(local)
+}
+
+/// Reads one request head (at most 8 KiB, 5 s) and writes one response.
+fn answer(mut conn: TcpStream, render: &dyn Fn() -> String) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (status, body) = if method == b"GET" && (path == b"/metrics" || path.starts_with(b"/metrics?")) {
+        ("200 OK", render())
+    } else {
+        ("404 Not Found", "only GET /metrics is served here\n".to_string())
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = conn.write_all(response.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chan::Builder;
+
+    /// Every sample line parses as `name{labels} value` with balanced, escaped labels; every
+    /// family has HELP and TYPE before its samples.
+    /// A parsed sample line: family name, labels, value.
+    type Line = (String, Vec<(String, String)>, f64);
+
+    fn parse(text: &str) -> Vec<Line> {
+        let mut typed = std::collections::HashSet::new();
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut w = rest.split(' ');
+                typed.insert(w.next().unwrap().to_string());
+                assert!(matches!(w.next(), Some("counter" | "gauge")), "{line}");
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                continue;
+            }
+            let (name, rest) = line.split_at(line.find(['{', ' ']).expect(line));
+            assert!(typed.contains(name), "{name} sampled before its TYPE");
+            let mut labels = Vec::new();
+            let value = if let Some(body) = rest.strip_prefix('{') {
+                let mut chars = body.chars();
+                loop {
+                    let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+                    assert_eq!(chars.next(), Some('"'), "{line}");
+                    let mut v = String::new();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => v.push(match chars.next() {
+                                Some('n') => '\n',
+                                Some(c) => c,
+                                None => panic!("{line}"),
+                            }),
+                            '"' => break,
+                            c => v.push(c),
+                        }
+                    }
+                    labels.push((key, v));
+                    match chars.next() {
+                        Some(',') => continue,
+                        Some('}') => break,
+                        other => panic!("{line}: {other:?}"),
+                    }
+                }
+                chars.as_str().trim().parse::<f64>().expect(line)
+            } else {
+                rest.trim().parse::<f64>().expect(line)
+            };
+            samples.push((name.to_string(), labels, value));
+        }
+        samples
+    }
+
+    #[test]
+    fn renders_exact_counters_with_escaped_labels() {
+        let (tx, rx) = Builder::<Vec<u8>>::new(Kind::Buffered)
+            .capacity(8)
+            .name("in\"gress\\\n")
+            .count_payload_bytes()
+            .build();
+        for _ in 0..3 {
+            tx.try_send(vec![0; 10]).unwrap();
+        }
+        rx.try_recv().unwrap();
+        let text = prometheus(&[tx.snapshot()], Some(&Stats { workers: 2, spawned: 5, ..Stats::default() }));
+        let samples = parse(&text);
+        let get =
+            |name: &str| samples.iter().find(|s| s.0 == name).unwrap_or_else(|| panic!("{name} in\n{text}"));
+        assert_eq!(get("kcoro_channel_sends_total").2, 3.0);
+        assert_eq!(get("kcoro_channel_sent_bytes_total").2, 30.0);
+        assert_eq!(get("kcoro_channel_received_bytes_total").2, 10.0);
+        assert_eq!(get("kcoro_channel_depth").2, 2.0);
+        assert_eq!(get("kcoro_channel_capacity").2, 8.0);
+        assert_eq!(
+            get("kcoro_channel_sends_total").1[0],
+            ("channel".to_string(), "in\"gress\\\n".to_string())
+        );
+        assert_eq!(get("kcoro_sched_spawned_total").2, 5.0);
+        let would_block = samples
+            .iter()
+            .find(|s| {
+                s.0 == "kcoro_channel_failures_total"
+                    && s.1.contains(&("direction".into(), "recv".into()))
+                    && s.1.contains(&("reason".into(), "would_block".into()))
+            })
+            .unwrap();
+        assert_eq!(would_block.2, 0.0);
+    }
+
+    #[test]
+    fn serves_metrics_over_http() {
+        let body = crate::run(|| {
+            let _keep = Builder::<u8>::new(Kind::Rendezvous).name("http-test").build();
+            let addr = serve_metrics("127.0.0.1:0").unwrap();
+            let get = |path: &str| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                out
+            };
+            assert!(get("/nope").starts_with("HTTP/1.1 404"));
+            get("/metrics")
+        });
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+        let text = &body[body.find("\r\n\r\n").unwrap() + 4..];
+        assert!(parse(text).iter().any(|s| s.1.contains(&("channel".into(), "http-test".into()))));
+        assert!(text.contains("kcoro_sched_workers"));
+    }
+}
