@@ -29,10 +29,17 @@
 #[doc = include_str!("../../../docs/IPC.md")]
 struct IpcDocDoctests;
 
+/// The example of `docs/CHANMON.md` (making a program attachable) compiles as a doctest.
+#[cfg(all(doctest, feature = "server"))]
+#[doc = include_str!("../../../docs/CHANMON.md")]
+struct ChanmonDocDoctests;
+
 mod addr;
 mod auth;
 mod client;
 pub mod element;
+#[cfg(feature = "server")]
+pub mod monitor;
 pub mod proto;
 #[cfg(feature = "server")]
 mod server;
@@ -45,7 +52,7 @@ pub use client::{ConnectOptions, Connection, RemoteReceiver, RemoteSender, Serve
 pub use element::{DecodeError, Element, Postcard};
 #[cfg(feature = "server")]
 pub use server::{Server, ServerBuilder};
-pub use stats::ChannelStats;
+pub use stats::{ChannelStats, SchedStats};
 
 use kcoro::chan::ChanError;
 

@@ -8,7 +8,8 @@
 //!   9 BYTES_SENT u64    10 BYTES_RECV u64   11 SEND_FAIL 4×u64 (would_block timeout closed canceled)
 //!  12 RECV_FAIL 4×u64   13 OVERFLOW u64     14 UNDELIVERED u64 15 RV_MATCHES u64
 //!  16 RV_CANCELS u64    17 FIRST_OP_NS u64  18 LAST_OP_NS u64  19 TAKEN_NS u64 (server clock)
-//!  20 CAPS u32          21 CANCEL_DISCARDS u64
+//!  20 CAPS u32          21 CANCEL_DISCARDS u64 22 PARKED_SENDERS u64 23 PARKED_RECEIVERS u64
+//!  24 LOCAL_ID u64 (the channel's id in the server's process)
 //! ```
 
 use kcoro::chan::{Failures, Kind, Snapshot};
@@ -61,6 +62,13 @@ pub struct ChannelStats {
     pub last_op_ns: u64,
     /// When the server took the snapshot (its monotonic clock, ns).
     pub taken_ns: u64,
+    /// Senders parked on the channel when the snapshot was taken.
+    pub parked_senders: u64,
+    /// Receivers parked on the channel when the snapshot was taken.
+    pub parked_receivers: u64,
+    /// The channel's id in the server's process (`Snapshot::id`), unique there for the
+    /// channel's life; `chan_id` is the id requests use.
+    pub local_id: u64,
 }
 
 mod sub {
@@ -85,6 +93,9 @@ mod sub {
     pub const TAKEN_NS: u16 = 19;
     pub const CAPS: u16 = 20;
     pub const CANCEL_DISCARDS: u16 = 21;
+    pub const PARKED_SENDERS: u16 = 22;
+    pub const PARKED_RECEIVERS: u16 = 23;
+    pub const LOCAL_ID: u16 = 24;
 }
 
 fn failures(f: &Failures) -> [u8; 32] {
@@ -134,6 +145,9 @@ impl ChannelStats {
             first_op_ns: s.first_op_ns,
             last_op_ns: s.last_op_ns,
             taken_ns: monotonic_ns(),
+            parked_senders: s.parked_senders as u64,
+            parked_receivers: s.parked_receivers as u64,
+            local_id: s.id,
         }
     }
 
@@ -147,11 +161,14 @@ impl ChannelStats {
     /// As a local [`Snapshot`] (stamped with the local clock at the call).
     pub fn to_snapshot(&self) -> Snapshot {
         let mut s = Snapshot {
+            id: if self.local_id != 0 { self.local_id } else { self.chan_id },
             name: self.name.clone(),
             kind: self.kind().unwrap_or(Kind::Buffered),
             capacity: self.capacity.map(|c| c as usize),
             len: self.len as usize,
             closed: self.closed,
+            parked_senders: usize::try_from(self.parked_senders).unwrap_or(usize::MAX),
+            parked_receivers: usize::try_from(self.parked_receivers).unwrap_or(usize::MAX),
             sends: self.sends,
             recvs: self.recvs,
             bytes_sent: self.bytes_sent,
@@ -202,6 +219,9 @@ impl ChannelStats {
         put(sub::TAKEN_NS, &self.taken_ns.to_be_bytes());
         put(sub::CAPS, &self.capabilities.to_be_bytes());
         put(sub::CANCEL_DISCARDS, &self.cancel_discards.to_be_bytes());
+        put(sub::PARKED_SENDERS, &self.parked_senders.to_be_bytes());
+        put(sub::PARKED_RECEIVERS, &self.parked_receivers.to_be_bytes());
+        put(sub::LOCAL_ID, &self.local_id.to_be_bytes());
         f.bytes(Attr::STATS, &v);
     }
 
@@ -241,6 +261,86 @@ impl ChannelStats {
             first_op_ns: u64_of(sub::FIRST_OP_NS)?,
             last_op_ns: u64_of(sub::LAST_OP_NS)?,
             taken_ns: u64_of(sub::TAKEN_NS)?,
+            parked_senders: u64_of(sub::PARKED_SENDERS)?,
+            parked_receivers: u64_of(sub::PARKED_RECEIVERS)?,
+            local_id: u64_of(sub::LOCAL_ID)?,
+        })
+    }
+}
+
+/// A server's scheduler counters (the value of a `SCHED` attribute: nested attributes,
+/// one per counter, all `u64`, unknown ones skipped):
+///
+/// ```text
+///   1 WORKERS   2 SPAWNED   3 COMPLETED   4 RUNNING (now)   5 PARKED (now)   6 STEALS
+///   7 INJECT_PULLS   8 TIMER_FIRES   9 STACKS_LIVE (now)   10 STACKS_POOLED (now)
+///  11 TAKEN_NS (server's monotonic clock)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SchedStats {
+    /// The runtime's counters (the fields the wire carries; the rest are 0).
+    pub stats: kcoro::Stats,
+    /// When the server read them (its monotonic clock, ns).
+    pub taken_ns: u64,
+}
+
+impl SchedStats {
+    /// The counters of `stats`, stamped now.
+    pub fn now(stats: kcoro::Stats) -> SchedStats {
+        SchedStats { stats, taken_ns: monotonic_ns() }
+    }
+
+    fn fields(&self) -> [(u16, u64); 11] {
+        let s = &self.stats;
+        [
+            (1, s.workers as u64),
+            (2, s.spawned),
+            (3, s.completed),
+            (4, s.running),
+            (5, s.parked),
+            (6, s.steals),
+            (7, s.inject_pulls),
+            (8, s.timer_fires),
+            (9, s.stacks_live as u64),
+            (10, s.stacks_pooled as u64),
+            (11, self.taken_ns),
+        ]
+    }
+
+    /// Appends this as one `SCHED` attribute.
+    pub fn encode(&self, f: &mut FrameBuf<'_>) {
+        let mut v = Vec::with_capacity(11 * 12);
+        for (t, n) in self.fields() {
+            v.extend_from_slice(&t.to_be_bytes());
+            v.extend_from_slice(&8u16.to_be_bytes());
+            v.extend_from_slice(&n.to_be_bytes());
+        }
+        f.bytes(Attr::SCHED, &v);
+    }
+
+    /// Reads one `SCHED` value; unknown counters are skipped.
+    pub fn decode(value: &[u8]) -> Result<SchedStats, ProtoError> {
+        let header = Header { cmd: crate::proto::Cmd(0), flags: 0, len: value.len() as u32 };
+        let inner = FrameRef::parse(header, value, 64)?;
+        let n = |t: u16| -> Result<u64, ProtoError> {
+            inner.u64(Attr(t)).map(|v| v.unwrap_or(0)).map_err(|_| ProtoError::BadValue(Attr::SCHED.0))
+        };
+        let size = |t: u16| n(t).map(|v| usize::try_from(v).unwrap_or(usize::MAX));
+        Ok(SchedStats {
+            stats: kcoro::Stats {
+                workers: size(1)?,
+                spawned: n(2)?,
+                completed: n(3)?,
+                running: n(4)?,
+                parked: n(5)?,
+                steals: n(6)?,
+                inject_pulls: n(7)?,
+                timer_fires: n(8)?,
+                stacks_live: size(9)?,
+                stacks_pooled: size(10)?,
+                ..kcoro::Stats::default()
+            },
+            taken_ns: n(11)?,
         })
     }
 }

@@ -102,6 +102,8 @@ fn stats_round_trip_and_skip_unknown_counters() {
         bytes_sent: 100,
         bytes_recv: 70,
         taken_ns: 12345,
+        parked_senders: 4,
+        parked_receivers: 2,
         ..Default::default()
     };
     let mut out = Vec::new();

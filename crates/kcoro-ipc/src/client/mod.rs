@@ -35,7 +35,7 @@ use crate::proto::{
     Attr, Cmd, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, Limits, VERSION_MAJOR, VERSION_MINOR,
 };
 use crate::shm::{ShmConfig, ShmRx, ShmTx};
-use crate::stats::ChannelStats;
+use crate::stats::{ChannelStats, SchedStats};
 use crate::wire::{FrameReader, Outbox, Stream};
 use crate::{Addr, Element, IpcError, auth, io_handle, on};
 
@@ -347,6 +347,14 @@ impl Connection {
         let reply = self.request(Cmd::LIST, None, |_| {})?;
         let f = reply.check(Cmd::LIST)?;
         f.all(Attr::STATS).map(|v| ChannelStats::decode(v).map_err(IpcError::from)).collect()
+    }
+
+    /// The server's scheduler counters, if it is a monitor
+    /// ([`ServerBuilder::monitor`](crate::ServerBuilder::monitor)).
+    pub fn sched(&self) -> Result<SchedStats, IpcError> {
+        let reply = self.request(Cmd::GET_SCHED, None, |_| {})?;
+        let f = reply.check(Cmd::GET_SCHED)?;
+        SchedStats::decode(f.need(Attr::SCHED)?).map_err(IpcError::from)
     }
 
     /// One channel's counters, by id.

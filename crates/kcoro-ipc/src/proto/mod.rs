@@ -55,6 +55,8 @@ impl Cmd {
     pub const AUTH: Cmd = Cmd(4);
     /// Named channels.
     pub const LIST: Cmd = Cmd(6);
+    /// The server's scheduler counters (one `SCHED`); `-ENOTSUP` unless it monitors.
+    pub const GET_SCHED: Cmd = Cmd(7);
     /// Make a channel (`KIND`, `CAPACITY`, optional `NAME`).
     pub const CHAN_MAKE: Cmd = Cmd(10);
     /// Send `ELEMENT` (or `ZDESC`) with `TIMEOUT_MS`.
@@ -167,6 +169,8 @@ impl Attr {
     pub const CLOSED: Attr = Attr(53);
     /// `u32`: connections the server has open (GET_INFO).
     pub const CONNECTIONS: Attr = Attr(54);
+    /// Nested: the scheduler's counters (GET_SCHED), see `stats::SchedStats`.
+    pub const SCHED: Attr = Attr(55);
 }
 
 /// `EVENT` values of NOTIFY.

@@ -28,7 +28,7 @@ use crate::proto::{
     VERSION_MINOR,
 };
 use crate::shm::{Located, ShmRx, ShmTx, locate, zdesc_bytes};
-use crate::stats::ChannelStats;
+use crate::stats::{ChannelStats, SchedStats};
 use crate::wire::{FrameReader, Outbox, Stream};
 use crate::{IpcError, auth};
 
@@ -224,6 +224,7 @@ impl ConnState {
                 });
             }
             Cmd::LIST => self.list(req, None),
+            Cmd::GET_SCHED => self.sched(req),
             Cmd::GET_STATS => self.list(req, f.u64(Attr::CHAN_ID)?),
             Cmd::CHAN_OPEN => self.open(&f, req)?,
             Cmd::CHAN_MAKE => self.make(&f, req)?,
@@ -339,7 +340,15 @@ impl ConnState {
                         return self.refuse(cmd, req, -libc::ENOENT, "no such channel");
                     }
                 },
-                None => reg.named().into_iter().map(|(id, name, c)| stats_of(id, Some(name), &*c)).collect(),
+                None => {
+                    let mut all: Vec<ChannelStats> =
+                        reg.named().into_iter().map(|(id, name, c)| stats_of(id, Some(name), &*c)).collect();
+                    drop(reg);
+                    if self.server.monitor.is_some() {
+                        all.extend(unserved_named(&all));
+                    }
+                    all
+                }
             }
         };
         self.reply(cmd, req, 0, |r| {
@@ -347,6 +356,18 @@ impl ConnState {
                 s.encode(r);
             }
         });
+    }
+
+    /// GET_SCHED: the monitored runtime's counters.
+    fn sched(&self, req: u64) {
+        let Some(runtime) = &self.server.monitor else {
+            return self.refuse(Cmd::GET_SCHED, req, -libc::ENOTSUP, "this server is not a monitor");
+        };
+        let Some(stats) = runtime.clone().or_else(kcoro::Handle::try_current).map(|h| h.stats()) else {
+            return self.refuse(Cmd::GET_SCHED, req, -libc::ENOTSUP, "no runtime to report");
+        };
+        let s = SchedStats::now(stats);
+        self.reply(Cmd::GET_SCHED, req, 0, |r| s.encode(r));
     }
 
     /// Replies with what a client needs to use channel `id`, and counts it as opened.
@@ -620,6 +641,16 @@ impl ConnState {
             f.finish(max)
         });
     }
+}
+
+/// The process's named channels (kcoro's registry) that `served` does not already list;
+/// their `chan_id` is the channel's process-wide id.
+fn unserved_named(served: &[ChannelStats]) -> Vec<ChannelStats> {
+    kcoro::chan::registry::list()
+        .into_iter()
+        .filter(|s| !served.iter().any(|c| c.local_id == s.id))
+        .map(|s| ChannelStats::from_snapshot(s.id, &s))
+        .collect()
 }
 
 fn stats_of(id: u64, name: Option<String>, chan: &dyn Served) -> ChannelStats {

@@ -36,6 +36,7 @@ pub struct ServerBuilder {
     unix_mode: u32,
     shm: ShmConfig,
     name: String,
+    monitor: Option<Option<kcoro::Handle>>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -53,6 +54,9 @@ pub(crate) struct ServerInner {
     pub(crate) limits: Limits,
     pub(crate) secret: Option<Vec<u8>>,
     pub(crate) shm: ShmConfig,
+    /// Set by [`ServerBuilder::monitor`]: LIST adds every named channel of the process, and
+    /// GET_SCHED reports this runtime (`None`: the one the server runs on).
+    pub(crate) monitor: Option<Option<kcoro::Handle>>,
     /// Cancelled at shutdown: every request in flight wakes.
     pub(crate) token: CancelToken,
     closed: AtomicBool,
@@ -101,6 +105,7 @@ impl Server {
             unix_mode: 0o600,
             shm: ShmConfig::default(),
             name: format!("kcoro-ipc/{}", env!("CARGO_PKG_VERSION")),
+            monitor: None,
         })
     }
 
@@ -186,6 +191,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Makes the process monitorable (`kcoro chanmon`): LIST also reports every named
+    /// channel of this process (kcoro's channel registry), served or not, and GET_SCHED
+    /// reports the counters of `runtime` (`None`: the runtime the server runs on). Read
+    /// only: a monitoring client can see unserved channels but not use them.
+    pub fn monitor(mut self, runtime: Option<kcoro::Handle>) -> Self {
+        self.monitor = Some(runtime);
+        self
+    }
+
     /// The name GET_INFO reports.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -222,6 +236,7 @@ impl ServerBuilder {
             limits: self.limits,
             secret: self.secret,
             shm: self.shm,
+            monitor: self.monitor,
             token: CancelToken::new(),
             closed: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
