@@ -65,6 +65,36 @@ expect_stdin() {
   fi
 }
 
+# expect_tui PATTERN CMD...: runs the full-screen CMD in a 120x40 tmux pane; passes if the
+# screen shows PATTERN (extended regex) within 15 s and `q` then ends CMD with exit 0.
+expect_tui() {
+  local pattern=$1 t0=$SECONDS session="smoke-$$" i rc=""
+  shift
+  if ! command -v tmux >/dev/null 2>&1; then
+    echo "note: tmux not installed; not running the screen of: $*"
+    return
+  fi
+  rm -f "$tmp/tui.rc"
+  tmux new-session -d -s "$session" -x 120 -y 40 "$(printf '%q ' "$@"); echo \$? > $tmp/tui.rc; sleep 60"
+  for i in $(seq 300); do
+    tmux capture-pane -p -t "$session" | grep -qE -- "$pattern" && break
+    sleep 0.05
+  done
+  local screen
+  screen=$(tmux capture-pane -p -t "$session")
+  tmux send-keys -t "$session" q
+  for i in $(seq 200); do [ -s "$tmp/tui.rc" ] && break; sleep 0.05; done
+  [ -s "$tmp/tui.rc" ] && rc=$(cat "$tmp/tui.rc")
+  tmux kill-session -t "$session" 2>/dev/null
+  if [ "$rc" = 0 ] && grep -qE -- "$pattern" <<<"$screen"; then
+    printf 'ok   %-90s %3ss\n' "(screen) $*" $((SECONDS - t0))
+  else
+    printf 'FAIL (screen) %s\n     exit %s; no line matched /%s/; the screen:\n' "$*" "$rc" "$pattern"
+    sed 's/^/     | /' <<<"$screen"
+    failures=$((failures + 1))
+  fi
+}
+
 echo "== smoke: README set-up"
 doc 'cargo run --release -p kcoro-cli -- demo'
 expect 0 '^exactly-once check: PASS' cargo run -q --release -p kcoro-cli -- demo --seconds 0.5
@@ -133,6 +163,31 @@ doc 'kcoro ipc recv unix:/tmp/kcoro.sock jobs --count 4'
 expect 0 '^3$' kcoro ipc recv "unix:$sock" jobs --count 4
 expect 1 'then operation timed out' kcoro ipc recv "unix:$sock" jobs --count 1 --timeout 0.2
 expect 1 'No such file|cannot|refused' kcoro ipc ls "unix:$tmp/nobody.sock"
+
+echo "== smoke: chanmon"
+doc 'kcoro chanmon --demo --once'
+expect 0 '"schema":1.*"demo.ingress"' kcoro chanmon --demo --once
+doc 'kcoro chanmon --demo --json samples.ndjson --samples 5 --interval 0.2'
+expect 0 '' kcoro chanmon --demo --json "$tmp/samples.ndjson" --samples 5 --interval 0.2
+expect 0 '^5 ' wc -l "$tmp/samples.ndjson"
+doc 'kcoro chanmon --replay samples.ndjson --json'
+expect 0 '"source":"demo"' kcoro chanmon --replay "$tmp/samples.ndjson" --json
+doc "kcoro chanmon --demo --check 'demo.results:fill>0.9 for 1s' --interval 0.2"
+expect 1 'check crossed: demo.results:fill>0.9' kcoro chanmon --demo --check 'demo.results:fill>0.9 for 1s' --interval 0.2
+doc "kcoro chanmon --demo --check 'parked_senders>100' --samples 3 --interval 0.2"
+expect 0 '' kcoro chanmon --demo --check 'parked_senders>100' --samples 3 --interval 0.2
+doc 'kcoro chanmon --demo --prometheus 127.0.0.1:9464 --samples 10 --interval 0.2'
+expect 0 '^serving http://127.0.0.1:9464/metrics' kcoro chanmon --demo --prometheus 127.0.0.1:9464 --samples 10 --interval 0.2
+# The screen: in a real terminal (tmux), until the table shows, then `q`.
+doc 'kcoro chanmon --demo'
+expect_tui 'demo.results' kcoro chanmon --demo
+doc 'kcoro chanmon unix:/tmp/app.sock'
+kcoro ipc serve --listen "unix:$tmp/app.sock" --channel jobs:buffered:8 --seconds 30 >/dev/null 2>&1 &
+app_pid=$!
+for _ in $(seq 100); do [ -S "$tmp/app.sock" ] && break; sleep 0.05; done
+expect_tui 'jobs +buf +0/8' kcoro chanmon "unix:$tmp/app.sock"
+kill "$app_pid" 2>/dev/null
+wait "$app_pid" 2>/dev/null
 kill "$serve_pid" 2>/dev/null
 wait "$serve_pid" 2>/dev/null
 

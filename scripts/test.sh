@@ -10,6 +10,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# tmux drives chanmon's screen in a real terminal (its test and the smoke run skip with a
+# note without it); installed here when we can (root with apt).
+if ! command -v tmux >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing tmux"
+  apt-get install -y -q tmux >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q tmux >/dev/null 2>&1) ||
+    echo "note: cannot install tmux; the real-terminal tests will skip"
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

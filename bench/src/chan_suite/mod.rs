@@ -32,6 +32,7 @@ pub mod crossbeam_chan;
 pub mod flume_chan;
 mod kanal_chan;
 pub mod kcoro_chan;
+mod kcoro_monitored;
 mod may_chan;
 mod tokio_chan;
 
@@ -52,6 +53,13 @@ const MULTI_CONSUMER: &[&str] = &["prodcons_0", "prodcons_10", "prodcons_100", "
 const CAPACITY_MATTERS: &[&str] =
     &["prodcons_0", "prodcons_10", "prodcons_100", "spsc_1024", "mpmc_4x4_1024", "mpmc_4x4_0"];
 
+/// The kcoro rows with a live monitor attached ([`kcoro_monitored`]).
+const MONITORED: &str = "kcoro-mon";
+
+/// Cases the monitored rows skip.
+const UNMONITORED: &[&str] =
+    &["pingpong_rendezvous", "prodcons_0", "prodcons_10", "prodcons_100", "mpmc_4x4_0", "nonblocking_try"];
+
 /// The suite table.
 pub static SUITE: Suite = Suite {
     name: "chan",
@@ -61,6 +69,9 @@ pub static SUITE: Suite = Suite {
         "prodcons_*: Go's BenchmarkChanProdCons, 2 producers + 2 consumers, batches of 1000, localWork 0",
         "tokio: mpsc has no rendezvous flavour; pingpong_rendezvous and nonblocking_try use mpsc::channel(1)",
         "may: only unbounded channels; pingpong_rendezvous uses them (one message in flight at most)",
+        "kcoro-mon: the kcoro row, its channel named, with kcoro_ipc::monitor served on the same",
+        "  runtime and sampled (LIST + GET_SCHED over a Unix socket) every 100 ms by a thread, as",
+        "  `kcoro chanmon` does; its x kcoro is the monitor's cost (1.02 = 2% slower)",
     ],
     cases: &[
         throughput("pingpong_rendezvous", 200_000, 20_000),
@@ -72,10 +83,11 @@ pub static SUITE: Suite = Suite {
         throughput("mpmc_4x4_0", 200_000, 20_000),
         throughput("nonblocking_try", 10_000_000, 1_000_000),
     ],
-    impls: &[KCORO, GO, "kanal", "crossbeam", "flume", "tokio", "may"],
+    impls: &[KCORO, MONITORED, GO, "kanal", "crossbeam", "flume", "tokio", "may"],
     skips: &[
         Skip { imp: "tokio", cases: MULTI_CONSUMER, why: "mpsc is single-consumer" },
         Skip { imp: "may", cases: CAPACITY_MATTERS, why: "no bounded channel" },
+        Skip { imp: MONITORED, cases: UNMONITORED, why: "the monitor's cost is measured on two cases" },
     ],
     prepare: None,
     child,
@@ -85,6 +97,7 @@ pub static SUITE: Suite = Suite {
 fn child(case: &str, imp: &str, n: u64) -> Result<Measurement, String> {
     match imp {
         KCORO => kcoro_chan::run(case, n),
+        MONITORED => kcoro_monitored::run(case, n),
         "kanal" => kanal_chan::run(case, n),
         "crossbeam" => crossbeam_chan::run(case, n),
         "flume" => flume_chan::run(case, n),

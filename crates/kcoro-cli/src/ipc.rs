@@ -55,7 +55,8 @@ fn serve(a: &ServeArgs) -> Result<ExitCode, String> {
     if let Some(s) = secret(&a.secret_file)? {
         b = b.secret(s);
     }
-    let server = b.start().map_err(|e| e.to_string())?;
+    // `kcoro chanmon ADDR` can watch it (and the runtime serving it).
+    let server = b.monitor(None).start().map_err(|e| e.to_string())?;
     let names: Vec<String> = a.channels.iter().map(|c| format!("{}({})", c.name, c.kind.name())).collect();
     println!("serving {} on {}", names.join(", "), server.addr());
     let _ = std::io::stdout().flush();

@@ -10,9 +10,12 @@
 //!   See [`localadapter`].
 //! - `kcoro ipc serve | send | recv | ls` serves channels to other processes or uses a
 //!   server's channels. See [`ipc`].
+//! - `kcoro chanmon ADDR | --demo | --replay FILE` monitors channels and the scheduler.
+//!   See [`chanmon`].
 //! - `kcoro completions SHELL` prints a completion script.
 
 mod args;
+mod chanmon;
 mod ipc;
 mod localadapter;
 mod pipeline;
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Some(Command::Plugin(p)) => plugin::run(&p),
         Some(Command::LocalAdapterDemo(a)) => localadapter::run(&a),
         Some(Command::Ipc(c)) => ipc::run(&c),
+        Some(Command::Chanmon(c)) => chanmon::run(&c),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "kcoro", &mut std::io::stdout());
             ExitCode::SUCCESS

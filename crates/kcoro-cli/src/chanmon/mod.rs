@@ -1,0 +1,177 @@
+//! `kcoro chanmon`: a live monitor of a kcoro process's channels and scheduler.
+//!
+//! A [`Source`](source::Source) gives [`Sample`](sample::Sample)s (a process attached over
+//! kcoro IPC, the in-process demo, or a recording); [`State`](state::State) turns
+//! consecutive samples into exact rates; the modes show or export them:
+//!
+//! - the screen (the default),
+//! - `--json` / `--once`: NDJSON lines, one sample each,
+//! - `--check EXPR`: exit 1 when a threshold is crossed,
+//! - `--prometheus ADDR`: a `/metrics` endpoint.
+//!
+//! Exit codes: 0 done, 1 a `--check` crossed, 2 bad usage, 3 the source failed (cannot
+//! attach, or the monitored process went away).
+
+mod check;
+mod demo;
+pub mod sample;
+mod source;
+pub mod state;
+mod tui;
+mod view;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::args::ChanmonArgs;
+use check::Check;
+use sample::Sample;
+use source::{Local, Remote, Replay, Source};
+use state::State;
+
+/// Exit code when the source fails.
+const SOURCE_FAILED: u8 = 3;
+
+pub fn run(a: &ChanmonArgs) -> ExitCode {
+    let checks: Vec<Check> = match a.check.iter().map(|c| c.parse()).collect::<Result<_, String>>() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kcoro chanmon: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The demo's runtime must outlive the source reading it.
+    let demo = if a.demo {
+        match demo::start() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("kcoro chanmon: cannot start the demo: {e}");
+                return ExitCode::from(SOURCE_FAILED);
+            }
+        }
+    } else {
+        None
+    };
+    let source: Result<Box<dyn Source>, String> = match (&demo, &a.replay, &a.addr) {
+        (Some(d), _, _) => Ok(Box::new(Local::new(d.runtime.handle(), "demo"))),
+        (None, Some(file), _) => Replay::open(file).map(|r| Box::new(r) as Box<dyn Source>),
+        (None, None, Some(addr)) => {
+            Remote::connect(addr, a.secret.as_deref()).map(|r| Box::new(r) as Box<dyn Source>)
+        }
+        (None, None, None) => Err("give ADDR to attach to, --demo, or --replay FILE".into()),
+    };
+    let mut source = match source {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kcoro chanmon: {e}");
+            return ExitCode::from(SOURCE_FAILED);
+        }
+    };
+    if let Some(listen) = &a.prometheus {
+        return prometheus(listen, source, a);
+    }
+    if a.json.is_some() || a.once || !checks.is_empty() || a.samples.is_some() {
+        return headless(&mut *source, checks, a);
+    }
+    let color = !a.no_color && std::env::var_os("NO_COLOR").is_none();
+    match tui::run(&mut *source, view::App::new(a.ascii, color), a.interval) {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(e)) => {
+            eprintln!("kcoro chanmon: {e}");
+            ExitCode::from(SOURCE_FAILED)
+        }
+        Err(e) => {
+            eprintln!("kcoro chanmon: {e}");
+            ExitCode::from(SOURCE_FAILED)
+        }
+    }
+}
+
+/// `--json`, `--once`, `--check`: samples on a tick, printed and checked.
+fn headless(source: &mut dyn Source, mut checks: Vec<Check>, a: &ChanmonArgs) -> ExitCode {
+    let mut out: Box<dyn Write> = match &a.json {
+        Some(Some(path)) => match std::fs::File::create(path) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("kcoro chanmon: {path}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => Box::new(std::io::stdout().lock()),
+    };
+    let print = a.json.is_some() || a.once;
+    let limit = if a.once { Some(1) } else { a.samples };
+    let mut state = State::new();
+    let mut next = Instant::now();
+    let mut taken = 0u64;
+    loop {
+        let sample: Sample = match source.next_sample() {
+            Ok(Some(s)) => s,
+            Ok(None) => break, // a recording ended
+            Err(e) => {
+                let _ = out.flush();
+                eprintln!("kcoro chanmon: {e}");
+                return ExitCode::from(SOURCE_FAILED);
+            }
+        };
+        if print && writeln!(out, "{}", sample.to_line()).and_then(|()| out.flush()).is_err() {
+            return ExitCode::SUCCESS; // the reader went away (`| head`)
+        }
+        state.update(sample);
+        taken += 1;
+        for c in &mut checks {
+            if let Some(msg) = c.evaluate(&state) {
+                let _ = out.flush();
+                eprintln!("{msg}");
+                return ExitCode::from(1);
+            }
+        }
+        if limit.is_some_and(|n| taken >= n) {
+            break;
+        }
+        if a.replay.is_none() {
+            next += a.interval;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `--prometheus ADDR`: serves the source's latest counters at `/metrics` until killed
+/// (or for `--samples` scrapes' worth of intervals, for tests).
+fn prometheus(listen: &str, source: Box<dyn Source>, a: &ChanmonArgs) -> ExitCode {
+    let source = std::sync::Mutex::new(source);
+    let render = move || {
+        let mut s = source.lock().unwrap_or_else(|e| e.into_inner());
+        match s.next_sample() {
+            Ok(Some(sample)) => sample.to_prometheus(),
+            Ok(None) => String::new(),
+            Err(e) => format!("# source failed: {e}\n"),
+        }
+    };
+    let rt = match kcoro::Runtime::builder().workers(1).build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kcoro chanmon: {e}");
+            return ExitCode::from(SOURCE_FAILED);
+        }
+    };
+    let listen = listen.to_string();
+    let bound = rt.block_on(move || kcoro::monitor::serve_with(&listen, render));
+    match bound {
+        Ok(addr) => println!("serving http://{addr}/metrics"),
+        Err(e) => {
+            eprintln!("kcoro chanmon: --prometheus: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let _ = std::io::stdout().flush();
+    match a.samples {
+        Some(n) => std::thread::sleep(a.interval * u32::try_from(n).unwrap_or(u32::MAX)),
+        None => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+    }
+    ExitCode::SUCCESS
+}

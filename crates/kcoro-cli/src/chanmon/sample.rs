@@ -1,0 +1,271 @@
+//! One sample: every channel's counters and the scheduler's, taken at one instant of the
+//! monitored process's monotonic clock. This is the NDJSON line format (`--json`,
+//! `--replay`) and what every view is computed from.
+//!
+//! Counters are cumulative, exactly as the channel keeps them; rates are never stored,
+//! only computed from two samples ([`super::state`]), so a recording replays exactly.
+
+use kcoro::chan::{Kind, Snapshot};
+use kcoro_ipc::ChannelStats;
+use serde::{Deserialize, Serialize};
+
+/// The `schema` field of every line; bumped when a field changes meaning.
+pub const SCHEMA: u32 = 1;
+
+/// Every channel and the scheduler at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// The monitored process's monotonic clock when the sample was taken, ns.
+    pub taken_ns: u64,
+    /// Where it came from (`unix:/run/app.sock`, `demo`, a replayed file).
+    pub source: String,
+    /// Every named channel, in the order the process lists them.
+    pub channels: Vec<ChannelSample>,
+    /// The scheduler's counters, when the source reports them.
+    pub sched: Option<SchedSample>,
+}
+
+/// Failed operations of one direction, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureCounts {
+    pub would_block: u64,
+    pub timeout: u64,
+    pub closed: u64,
+    pub canceled: u64,
+}
+
+impl FailureCounts {
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.would_block + self.timeout + self.closed + self.canceled
+    }
+}
+
+impl From<kcoro::chan::Failures> for FailureCounts {
+    fn from(f: kcoro::chan::Failures) -> Self {
+        FailureCounts {
+            would_block: f.would_block,
+            timeout: f.timeout,
+            closed: f.closed,
+            canceled: f.canceled,
+        }
+    }
+}
+
+/// One channel's shape and cumulative counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelSample {
+    /// Unique for the channel's life in its process (tells two of one name apart).
+    pub id: u64,
+    pub name: String,
+    /// `rendezvous`, `buffered`, `conflated` or `unlimited`.
+    pub kind: String,
+    /// `None`: unbounded.
+    pub capacity: Option<u64>,
+    /// Values buffered now.
+    pub len: u64,
+    pub closed: bool,
+    /// Senders and receivers parked on the channel now.
+    pub parked_senders: u64,
+    pub parked_receivers: u64,
+    pub sends: u64,
+    pub recvs: u64,
+    pub bytes_sent: u64,
+    pub bytes_recv: u64,
+    pub send_failures: FailureCounts,
+    pub recv_failures: FailureCounts,
+    /// Values dropped by an overflow policy or by conflation.
+    pub overflow_drops: u64,
+    /// Rendezvous hand-offs and rendezvous sends given up.
+    pub rv_matches: u64,
+    pub rv_cancels: u64,
+    /// Zero-copy descriptors sent and received (zero-copy channels only).
+    pub zero_copy: Option<ZeroCopyCounts>,
+}
+
+/// A zero-copy channel's descriptor counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZeroCopyCounts {
+    pub sent: u64,
+    pub received: u64,
+    pub canceled: u64,
+    pub aborted_close: u64,
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Rendezvous => "rendezvous",
+        Kind::Buffered => "buffered",
+        Kind::Conflated => "conflated",
+        Kind::Unlimited => "unlimited",
+    }
+}
+
+impl ChannelSample {
+    /// From a snapshot of a channel in this process (or one rebuilt from a server's).
+    pub fn from_snapshot(s: &Snapshot) -> ChannelSample {
+        ChannelSample {
+            id: s.id,
+            name: s.name.clone().unwrap_or_else(|| format!("#{}", s.id)),
+            kind: kind_name(s.kind).to_string(),
+            capacity: s.capacity.map(|c| c as u64),
+            len: s.len as u64,
+            closed: s.closed,
+            parked_senders: s.parked_senders as u64,
+            parked_receivers: s.parked_receivers as u64,
+            sends: s.sends,
+            recvs: s.recvs,
+            bytes_sent: s.bytes_sent,
+            bytes_recv: s.bytes_recv,
+            send_failures: s.send_failures.into(),
+            recv_failures: s.recv_failures.into(),
+            overflow_drops: s.overflow_drops,
+            rv_matches: s.rv_matches,
+            rv_cancels: s.rv_cancels,
+            zero_copy: s.zero_copy.map(|z| ZeroCopyCounts {
+                sent: z.sent,
+                received: z.received,
+                canceled: z.canceled,
+                aborted_close: z.aborted_close,
+            }),
+        }
+    }
+
+    /// From a server's `STATS`.
+    pub fn from_stats(s: &ChannelStats) -> ChannelSample {
+        ChannelSample::from_snapshot(&s.to_snapshot())
+    }
+
+    /// Depth over capacity, 0..=1; `None` for an unbounded or zero-capacity channel.
+    pub fn fill(&self) -> Option<f64> {
+        self.capacity.filter(|&c| c > 0).map(|c| (self.len as f64 / c as f64).min(1.0))
+    }
+}
+
+/// The scheduler's counters (cumulative unless noted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedSample {
+    pub workers: u64,
+    pub spawned: u64,
+    pub completed: u64,
+    /// Now: running or runnable.
+    pub running: u64,
+    /// Now: parked.
+    pub parked: u64,
+    pub steals: u64,
+    pub inject_pulls: u64,
+    pub timer_fires: u64,
+    /// Now.
+    pub stacks_live: u64,
+    /// Now.
+    pub stacks_pooled: u64,
+}
+
+impl From<&kcoro::Stats> for SchedSample {
+    fn from(s: &kcoro::Stats) -> Self {
+        SchedSample {
+            workers: s.workers as u64,
+            spawned: s.spawned,
+            completed: s.completed,
+            running: s.running,
+            parked: s.parked,
+            steals: s.steals,
+            inject_pulls: s.inject_pulls,
+            timer_fires: s.timer_fires,
+            stacks_live: s.stacks_live as u64,
+            stacks_pooled: s.stacks_pooled as u64,
+        }
+    }
+}
+
+impl Sample {
+    /// One NDJSON line (no newline).
+    pub fn to_line(&self) -> String {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses one NDJSON line, checking the schema.
+    pub fn from_line(line: &str) -> Result<Sample, String> {
+        let s: Sample = serde_json::from_str(line).map_err(|e| format!("not a chanmon sample: {e}"))?;
+        if s.schema != SCHEMA {
+            return Err(format!("sample schema {} (this chanmon reads {SCHEMA})", s.schema));
+        }
+        Ok(s)
+    }
+}
+
+impl ChannelSample {
+    /// Back to a [`Snapshot`] (for the Prometheus renderer).
+    pub fn to_snapshot(&self) -> Snapshot {
+        let f = |c: &FailureCounts| kcoro::chan::Failures {
+            would_block: c.would_block,
+            timeout: c.timeout,
+            closed: c.closed,
+            canceled: c.canceled,
+        };
+        let kind = match self.kind.as_str() {
+            "rendezvous" => Kind::Rendezvous,
+            "conflated" => Kind::Conflated,
+            "unlimited" => Kind::Unlimited,
+            _ => Kind::Buffered,
+        };
+        Snapshot {
+            id: self.id,
+            name: Some(self.name.clone()),
+            kind,
+            capacity: self.capacity.map(|c| usize::try_from(c).unwrap_or(usize::MAX)),
+            len: usize::try_from(self.len).unwrap_or(usize::MAX),
+            closed: self.closed,
+            parked_senders: usize::try_from(self.parked_senders).unwrap_or(usize::MAX),
+            parked_receivers: usize::try_from(self.parked_receivers).unwrap_or(usize::MAX),
+            sends: self.sends,
+            recvs: self.recvs,
+            bytes_sent: self.bytes_sent,
+            bytes_recv: self.bytes_recv,
+            send_failures: f(&self.send_failures),
+            recv_failures: f(&self.recv_failures),
+            overflow_drops: self.overflow_drops,
+            rv_matches: self.rv_matches,
+            rv_cancels: self.rv_cancels,
+            zero_copy: self.zero_copy.map(|z| kcoro::chan::ZeroCopyStats {
+                sent: z.sent,
+                received: z.received,
+                canceled: z.canceled,
+                aborted_close: z.aborted_close,
+                ..Default::default()
+            }),
+            ..Snapshot::default()
+        }
+    }
+}
+
+impl SchedSample {
+    /// As the runtime's counters (the fields a sample carries; the rest 0).
+    pub fn to_stats(self) -> kcoro::Stats {
+        let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        kcoro::Stats {
+            workers: size(self.workers),
+            spawned: self.spawned,
+            completed: self.completed,
+            running: self.running,
+            parked: self.parked,
+            steals: self.steals,
+            inject_pulls: self.inject_pulls,
+            timer_fires: self.timer_fires,
+            stacks_live: size(self.stacks_live),
+            stacks_pooled: size(self.stacks_pooled),
+            ..kcoro::Stats::default()
+        }
+    }
+}
+
+impl Sample {
+    /// The Prometheus text exposition of this sample.
+    pub fn to_prometheus(&self) -> String {
+        let snaps: Vec<Snapshot> = self.channels.iter().map(ChannelSample::to_snapshot).collect();
+        kcoro::monitor::prometheus(&snaps, self.sched.map(|s| s.to_stats()).as_ref())
+    }
+}

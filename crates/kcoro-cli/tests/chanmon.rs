@@ -1,0 +1,265 @@
+//! `kcoro chanmon` end to end: NDJSON samples, replay, `--check` exit codes, attaching to
+//! another process over kcoro IPC (and surviving its exit), the Prometheus endpoint, and
+//! the live screen in a real terminal (tmux).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KCORO: &str = env!("CARGO_BIN_EXE_kcoro");
+
+fn kcoro(args: &[&str]) -> Output {
+    Command::new(KCORO).args(args).output().expect("kcoro runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn lines(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("chanmon");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{name}-{}", std::process::id()))
+}
+
+#[test]
+fn once_prints_one_sample_with_the_schema() {
+    let out = kcoro(&["chanmon", "--demo", "--once"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let samples = lines(&out);
+    assert_eq!(samples.len(), 1);
+    assert_eq!(samples[0]["schema"], 1);
+    let names: Vec<&str> =
+        samples[0]["channels"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for n in ["demo.ingress", "demo.work", "demo.results", "demo.ticks", "demo.audit"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    assert!(samples[0]["sched"]["workers"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn json_records_and_replay_plays_back() {
+    let file = tmp("rec.ndjson");
+    let f = file.to_str().unwrap();
+    let out = kcoro(&["chanmon", "--demo", "--json", f, "--samples", "3", "--interval", "0.1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let recorded = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(recorded.lines().count(), 3);
+    let clocks: Vec<u64> = recorded
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["taken_ns"].as_u64().unwrap())
+        .collect();
+    assert!(clocks.windows(2).all(|w| w[1] > w[0]), "sample clocks increase: {clocks:?}");
+    // Played back, the same lines come out, and a check over them sees the same counters.
+    let out = kcoro(&["chanmon", "--replay", f, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), recorded);
+    let bad = tmp("bad.ndjson");
+    std::fs::write(&bad, "{\"schema\": 99}\n").unwrap();
+    let out = kcoro(&["chanmon", "--replay", bad.to_str().unwrap(), "--once"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains(":1:"), "names the line: {}", text(&out.stderr));
+}
+
+#[test]
+fn check_exit_codes() {
+    // demo.results is kept full by a slow sink.
+    let out = kcoro(&["chanmon", "--demo", "--check", "demo.results:fill>0.5 for 0.2s", "--interval", "0.1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("check crossed: demo.results:fill>0.5"));
+    let out = kcoro(&[
+        "chanmon",
+        "--demo",
+        "--check",
+        "demo.ingress:failures>1000000000",
+        "--samples",
+        "2",
+        "--interval",
+        "0.05",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = kcoro(&["chanmon", "--demo", "--check", "fill>>2"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = kcoro(&["chanmon", "--demo", "--check", "nosuchmetric>1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown metric"));
+    let out = kcoro(&["chanmon"]);
+    assert_eq!(out.status.code(), Some(2), "ADDR, --demo or --replay is required");
+}
+
+/// `kcoro ipc serve` in a child process, killed on drop.
+struct Served(Child, String);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(name: &str) -> Served {
+    let sock = tmp(name).with_extension("sock");
+    let _ = std::fs::remove_file(&sock);
+    let addr = format!("unix:{}", sock.display());
+    let mut child = Command::new(KCORO)
+        .args(["ipc", "serve", "--listen", &addr, "--channel", "jobs:buffered:8"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("serving"), "{first}");
+    Served(child, addr)
+}
+
+#[test]
+fn attaches_to_another_process_and_survives_its_exit() {
+    let mut server = serve("attach");
+    let addr = server.1.clone();
+    for i in 0..5 {
+        let out = kcoro(&["ipc", "send", &addr, "jobs", "--data", &format!("job-{i}")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = kcoro(&["chanmon", &addr, "--once"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sample = &lines(&out)[0];
+    let jobs =
+        sample["channels"].as_array().unwrap().iter().find(|c| c["name"] == "jobs").expect("jobs listed");
+    assert_eq!(
+        (jobs["len"].as_u64(), jobs["sends"].as_u64(), jobs["capacity"].as_u64()),
+        (Some(5), Some(5), Some(8))
+    );
+    assert_eq!(sample["channels"].as_array().unwrap().len(), 1, "a served named channel is listed once");
+    assert!(sample["sched"]["workers"].as_u64().unwrap() >= 1);
+
+    // The monitored process dies mid-run: a clear message and exit code 3, not a hang.
+    let mut mon = Command::new(KCORO)
+        .args(["chanmon", &addr, "--json", "--interval", "0.05", "--samples", "100000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(mon.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("\"jobs\""), "{first}");
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = mon.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "chanmon did not notice the process exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    mon.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(err.contains("may have exited"), "{err}");
+    let out = kcoro(&["chanmon", &addr, "--once"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("cannot attach"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn prometheus_endpoint_serves_the_counters() {
+    let mut child = Command::new(KCORO)
+        .args(["chanmon", "--demo", "--prometheus", "127.0.0.1:0", "--samples", "100", "--interval", "0.1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let url =
+        first.trim().strip_prefix("serving http://").expect(&first).trim_end_matches("/metrics").to_string();
+    let mut s = std::net::TcpStream::connect(&url).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    let metrics = &body[body.find("\r\n\r\n").unwrap() + 4..];
+    assert!(metrics.contains("# TYPE kcoro_channel_sends_total counter"));
+    assert!(metrics.contains("kcoro_channel_capacity{channel=\"demo.results\""), "{metrics}");
+    assert!(metrics.contains("kcoro_sched_workers 2"), "{metrics}");
+    // promtool, when installed, is the format's own validator.
+    let file = tmp("metrics.txt");
+    std::fs::write(&file, metrics).unwrap();
+    match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+    {
+        Ok(out) => assert!(out.status.success(), "promtool: {}{}", text(&out.stdout), text(&out.stderr)),
+        Err(_) => {
+            eprintln!("note: promtool not installed; the format is checked by kcoro's parser test only")
+        }
+    }
+}
+
+fn tmux(args: &[&str]) -> Option<Output> {
+    Command::new("tmux").args(args).output().ok()
+}
+
+/// Waits until the pane shows `what`; returns the screen.
+fn wait_for(session: &str, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = tmux(&["capture-pane", "-p", "-t", session]).expect("tmux");
+        let screen = text(&out.stdout);
+        if screen.contains(what) {
+            return screen;
+        }
+        assert!(Instant::now() < deadline, "never showed {what:?}; screen:\n{screen}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn live_screen_in_a_real_terminal() {
+    if tmux(&["-V"]).is_none_or(|o| !o.status.success()) {
+        eprintln!("note: tmux is not installed; skipping the real-terminal test");
+        return;
+    }
+    let session = format!("chanmon-{}", std::process::id());
+    let done = tmp("tmux-exit");
+    let _ = std::fs::remove_file(&done);
+    let cmd = format!("{KCORO} chanmon --demo --interval 0.2; echo $? > {}; sleep 30", done.display());
+    let started = tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "40", &cmd]).unwrap();
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = tmux(&["kill-session", "-t", &self.0]);
+        }
+    }
+    let _kill = Kill(session.clone());
+    let screen = wait_for(&session, "demo.results");
+    assert!(screen.contains("scheduler") && screen.contains("? help"), "{screen}");
+    wait_for(&session, "kB/s"); // a second sample gave rates
+    tmux(&["send-keys", "-t", &session, "s"]);
+    wait_for(&session, "sort: sends/s");
+    tmux(&["send-keys", "-t", &session, "?"]);
+    wait_for(&session, "pause or resume sampling");
+    tmux(&["send-keys", "-t", &session, "Escape"]);
+    tmux(&["send-keys", "-t", &session, "/", "t", "i", "c", "k", "Enter"]);
+    let screen = wait_for(&session, "filter: tick");
+    assert!(screen.contains("demo.ticks") && !screen.contains("demo.ingress"), "{screen}");
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    wait_for(&session, "demo.ticks (id");
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done.exists() {
+        assert!(Instant::now() < deadline, "q did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&done).unwrap().trim(), "0");
+}
