@@ -83,16 +83,26 @@ impl IoSource {
         list.retain(|u| !u.same(me));
     }
 
+    /// A readiness edge for `dirs`. The parked waiters of a direction are woken, and they
+    /// retry their operation anyway, so the edge is theirs: it is recorded in `ready` only
+    /// for a direction nobody waits on (for an operation about to call `poll_ready`).
+    /// Recording it for the woken too left a stale bit that cost one wasted `recvfrom`
+    /// ending in `EAGAIN` per read. An edge handed to a waiter that then gives up (its
+    /// timeout) is not lost: every operation tries its syscall before it looks at `ready`.
     fn wake(&self, dirs: u8) {
         let woken: Vec<Unparker> = {
-            let mut st = self.lock();
-            st.ready |= dirs;
+            let mut guard = self.lock();
+            let st = &mut *guard;
             let mut v = Vec::new();
-            if dirs & READABLE != 0 {
-                v.append(&mut st.readers);
-            }
-            if dirs & WRITABLE != 0 {
-                v.append(&mut st.writers);
+            for (dir, list) in [(READABLE, &mut st.readers), (WRITABLE, &mut st.writers)] {
+                if dirs & dir == 0 {
+                    continue;
+                }
+                if list.is_empty() {
+                    st.ready |= dir;
+                } else {
+                    v.append(list);
+                }
             }
             v
         };
@@ -406,5 +416,24 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edge_goes_to_the_waiters_or_to_ready_never_both() {
+        let src = IoSource::default();
+        let me = crate::park::current();
+        // Nobody waits: the edge is kept for the next operation to find.
+        src.wake(READABLE);
+        assert!(src.poll_ready(READABLE, &me), "the kept edge means: retry now");
+        assert!(!src.poll_ready(READABLE, &me), "consumed once; now registered");
+        // A waiter: the edge wakes it and leaves no stale readiness behind.
+        src.wake(READABLE | WRITABLE);
+        assert!(!src.poll_ready(READABLE, &me), "no stale readable bit after waking the reader");
+        assert!(src.poll_ready(WRITABLE, &me), "nobody waited to write: that edge was kept");
     }
 }
