@@ -297,13 +297,22 @@ fn detail(f: &mut Frame<'_>, app: &App, t: &Tracked, area: Rect) {
     let block = Block::default().borders(Borders::ALL).title(format!(" {} (id {}) ", c.name, c.id));
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let [left, right] = Layout::horizontal([Constraint::Length(62), Constraint::Min(10)]).areas(inner);
+    let [left, right] = Layout::horizontal([Constraint::Length(84), Constraint::Min(10)]).areas(inner);
     let r = t.rates.unwrap_or_default();
     let d = |get: fn(&super::sample::ChannelSample) -> u64| t.delta(get);
-    let fails = |name: &str, f: &super::sample::FailureCounts| {
+    // Each failure kind with its change over the last interval.
+    let fails = |name: &str, get: fn(&super::sample::ChannelSample) -> &super::sample::FailureCounts| {
+        let (now, prev) = (get(c), t.prev.as_ref().map(get));
+        let kind = |label: &str, f: fn(&super::sample::FailureCounts) -> u64| {
+            let delta = prev.map_or(0, |p| f(now).saturating_sub(f(p)));
+            format!("{label} {} (+{delta})", f(now))
+        };
         format!(
-            "{name:<13} would_block {} timeout {} closed {} canceled {}",
-            f.would_block, f.timeout, f.closed, f.canceled
+            "{name:<13} {}  {}  {}  {}",
+            kind("would_block", |f| f.would_block),
+            kind("timeout", |f| f.timeout),
+            kind("closed", |f| f.closed),
+            kind("canceled", |f| f.canceled)
         )
     };
     let mut lines = vec![
@@ -326,8 +335,8 @@ fn detail(f: &mut Frame<'_>, app: &App, t: &Tracked, area: Rect) {
             bytes_rate(t.peak_bytes)
         ),
         format!("bytes recv    {} ({})", c.bytes_recv, bytes_rate(r.bytes_recv)),
-        fails("send fails", &c.send_failures),
-        fails("recv fails", &c.recv_failures),
+        fails("send fails", |c| &c.send_failures),
+        fails("recv fails", |c| &c.recv_failures),
         format!("overflow drop {} (+{})", c.overflow_drops, d(|c| c.overflow_drops)),
         format!("rendezvous    {} matches, {} cancels", c.rv_matches, c.rv_cancels),
     ];
