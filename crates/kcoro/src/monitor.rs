@@ -3,7 +3,7 @@
 //! served by a coroutine on kcoro's own sockets.
 //!
 //! Nothing is sampled: each scrape takes a [`Snapshot`] of every channel in the
-//! [registry](crate::chan::registry) (one lock per channel) and reads the runtime's
+//! [registry] (one lock per channel) and reads the runtime's
 //! counters, so two scrapes' differences are exact.
 //!
 //! ```no_run
