@@ -32,8 +32,13 @@ fn accept_loop(listener: TcpListener) -> ! {
     loop {
         match listener.accept() {
             Ok((conn, _peer)) => {
-                // Dropping the JoinHandle detaches the coroutine: it runs on by itself.
-                drop(kcoro::spawn(move || serve(conn)));
+                // `spread`: connections start on the workers in turn (they stay where they
+                // start), not all on the accept loop's worker. Dropping the JoinHandle
+                // detaches the coroutine: it runs on by itself.
+                match kcoro::spawn_with(kcoro::SpawnOptions::new().spread(), move || serve(conn)) {
+                    Ok(handle) => drop(handle),
+                    Err(e) => eprintln!("spawn: {e}"),
+                }
             }
             Err(e) => eprintln!("accept: {e}"),
         }

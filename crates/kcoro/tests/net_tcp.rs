@@ -97,6 +97,35 @@ fn echo_1000_concurrent_connections() {
 }
 
 #[test]
+fn an_accept_loop_with_spread_shares_its_connections_between_workers() {
+    const CONNS: usize = 16;
+    runtime(2).block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local_addr");
+        let server = kcoro::spawn(move || {
+            let conns: Vec<_> = (0..CONNS)
+                .map(|_| {
+                    let (conn, _) = listener.accept().expect("accept");
+                    let serve = move || {
+                        let worker = kcoro::worker_index();
+                        echo(conn).map(|_| worker)
+                    };
+                    kcoro::spawn_with(kcoro::SpawnOptions::new().spread(), serve).expect("spawn")
+                })
+                .collect();
+            conns.into_iter().map(|c| c.join().expect("echo coroutine").expect("echo")).collect::<Vec<_>>()
+        });
+        let clients: Vec<_> = (0..CONNS).map(|id| kcoro::spawn(move || echo_client(addr, id))).collect();
+        for (id, c) in clients.into_iter().enumerate() {
+            c.join().expect("client coroutine").unwrap_or_else(|e| panic!("client {id}: {e}"));
+        }
+        let workers = server.join().expect("server coroutine");
+        let on_first = workers.iter().filter(|w| **w == Some(0)).count();
+        assert_eq!(on_first, CONNS / 2, "connections per worker: {workers:?}");
+    });
+}
+
+#[test]
 fn read_timeout_fires() {
     // One worker: if the read blocked its thread, the ticker could never run.
     runtime(1).block_on(|| {

@@ -273,3 +273,64 @@ fn panicking_result_destructor_does_not_kill_the_worker() {
     assert!(woke);
     assert_eq!(rt.block_on(|| kcoro::spawn(|| 3).join().unwrap()), 3, "the worker lives on");
 }
+
+#[test]
+fn spread_spawns_start_on_the_workers_in_turn_and_stay() {
+    const N: usize = 64;
+    let rt = rt(2);
+    let places = rt.block_on(|| {
+        let hs: Vec<_> = (0..N)
+            .map(|_| {
+                kcoro::spawn_with(kcoro::SpawnOptions::new().spread(), || {
+                    let start = kcoro::worker_index().expect("on a worker");
+                    kcoro::sleep(Duration::from_micros(100));
+                    (start, kcoro::worker_index().expect("on a worker"))
+                })
+                .expect("spawn")
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("join")).collect::<Vec<_>>()
+    });
+    assert!(places.iter().all(|(start, end)| start == end), "a coroutine moved: {places:?}");
+    let on_first = places.iter().filter(|(w, _)| *w == 0).count();
+    assert_eq!((on_first, N - on_first), (N / 2, N / 2), "spread in turn: {places:?}");
+}
+
+#[test]
+fn spread_on_one_worker_runs_everything_there() {
+    let rt = rt(1);
+    let places = rt.block_on(|| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                kcoro::spawn_with(kcoro::SpawnOptions::new().spread(), kcoro::worker_index).expect("spawn")
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("join")).collect::<Vec<_>>()
+    });
+    assert_eq!(places, vec![Some(0); 8]);
+}
+
+#[test]
+fn worker_counters_add_up_to_the_runtime_totals() {
+    let rt = rt(2);
+    assert_eq!(kcoro::worker_index(), None, "the test thread is no worker");
+    rt.block_on(|| {
+        let hs: Vec<_> = (0..100)
+            .map(|_| kcoro::spawn_with(kcoro::SpawnOptions::new().spread(), kcoro::yield_now).expect("spawn"))
+            .collect();
+        for h in hs {
+            h.join().expect("join");
+        }
+    });
+    let per_worker = rt.worker_counters();
+    let total = rt.stats();
+    assert_eq!(per_worker.len(), 2);
+    let sum = |f: fn(&kcoro::WorkerCounters) -> u64| per_worker.iter().map(f).sum::<u64>();
+    // The 100 spawned by a coroutine plus block_on's own from this thread.
+    assert_eq!(sum(|w| w.spawned), 100);
+    assert_eq!(total.spawned, 101);
+    assert_eq!(sum(|w| w.started), 101);
+    assert_eq!(sum(|w| w.completed), total.completed);
+    assert_eq!(sum(|w| w.resumes), total.resumes);
+    assert!(per_worker.iter().all(|w| w.started >= 50), "spread shares the starts: {per_worker:?}");
+}

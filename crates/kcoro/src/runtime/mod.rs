@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// Spawns from outside the workers (per-worker counters hold the rest).
     external_spawns: AtomicU64,
+    /// The worker the next [`SpawnOptions::spread`] spawn starts on (modulo the count).
+    next_spread: AtomicUsize,
     exited: Mutex<usize>,
     exited_cond: Condvar,
     leaked: AtomicUsize,
@@ -123,6 +125,7 @@ pub struct SpawnOptions {
     stack_size: Option<usize>,
     name: Option<String>,
     token: Option<CancelToken>,
+    spread: bool,
 }
 
 impl SpawnOptions {
@@ -151,6 +154,26 @@ impl SpawnOptions {
         self.token = Some(token);
         self
     }
+
+    /// Starts the coroutine on the runtime's workers in turn rather than on the
+    /// spawner's. Coroutines stay on the worker they start on, so a server's accept loop
+    /// that spawns one coroutine per connection would otherwise keep every connection on
+    /// its own worker; with `spread` the connections share the workers. Each spread spawn
+    /// costs a hand-off to another worker (and its wake-up if it sleeps), so keep the
+    /// default for short-lived helpers that the spawner waits for.
+    pub fn spread(mut self) -> Self {
+        self.spread = true;
+        self
+    }
+}
+
+/// The index of the worker thread running the caller (`0..workers`), or `None` off the
+/// runtime's workers. A coroutine stays on the worker it started on (unless the runtime
+/// was built with [`Builder::migrate_started`]), so inside one this does not change.
+pub fn worker_index() -> Option<usize> {
+    let w = context::current_worker()?;
+    // SAFETY: a worker lives on its thread's stack for the thread's life; we are on it.
+    Some(unsafe { w.as_ref() }.index)
 }
 
 /// The runtime's clock for the caller: virtual on a deterministic runtime, else real.
@@ -218,7 +241,15 @@ impl Shared {
         match local {
             Some(w) => {
                 w.count_spawn();
-                w.schedule_local(task);
+                if opts.spread {
+                    // Pinned to its turn's worker: a stealer must not undo the spreading.
+                    match self.next_spread.fetch_add(1, Relaxed) % self.workers.len() {
+                        i if i == w.index => w.start_here(task),
+                        i => self.start_on(i, task),
+                    }
+                } else {
+                    w.schedule_local(task);
+                }
             }
             None => {
                 self.external_spawns.fetch_add(1, Relaxed);
@@ -233,6 +264,16 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Hands a coroutine that has not started to worker `idx`, where it starts and stays.
+    fn start_on(&self, idx: usize, task: TaskRef) {
+        self.workers[idx].push_inbox(task);
+        worker::wake_worker(self, idx);
+        if self.is_shutdown() {
+            // Raced with shutdown: the worker may be gone, so nobody would drain it.
+            drop(self.workers[idx].drain_inbox());
+        }
     }
 
     /// This thread's worker, if it belongs to this runtime.
@@ -464,6 +505,7 @@ impl Builder {
             shutdown: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             external_spawns: AtomicU64::new(0),
+            next_spread: AtomicUsize::new(0),
             exited: Mutex::new(0),
             exited_cond: Condvar::new(),
             leaked: AtomicUsize::new(0),
@@ -557,6 +599,23 @@ pub struct Stats {
     pub actor_restarts: u64,
 }
 
+/// One worker's counters, for seeing how work is shared out. Counts since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerCounters {
+    /// Coroutines spawned by code running on this worker (wherever they start).
+    pub spawned: u64,
+    /// Coroutines that started on this worker (and so stay on it).
+    pub started: u64,
+    /// Coroutines that finished on this worker.
+    pub completed: u64,
+    /// Resumes of a coroutine on this worker.
+    pub resumes: u64,
+    /// Parks of a coroutine on this worker.
+    pub parks: u64,
+    /// Tasks this worker stole from another's queue.
+    pub steals: u64,
+}
+
 impl Runtime {
     /// A builder with defaults: one worker per core, 64 KiB stacks.
     pub fn builder() -> Builder {
@@ -611,6 +670,11 @@ impl Runtime {
     /// Counters and gauges; cheap enough to poll.
     pub fn stats(&self) -> Stats {
         self.handle().stats()
+    }
+
+    /// Each worker's counters, indexed by worker.
+    pub fn worker_counters(&self) -> Vec<WorkerCounters> {
+        self.handle().worker_counters()
     }
 
     /// Shuts down, waiting at most `timeout` for workers to reach a scheduling point.
@@ -727,6 +791,24 @@ impl Handle {
 
     pub(crate) fn driver(&self) -> Arc<Driver> {
         Arc::clone(&self.shared.driver)
+    }
+
+    /// See [`Runtime::worker_counters`].
+    pub fn worker_counters(&self) -> Vec<WorkerCounters> {
+        let count = |c: &AtomicU64| c.load(Relaxed);
+        (self.shared.workers.iter())
+            .map(|w| {
+                let c = &w.stats;
+                WorkerCounters {
+                    spawned: count(&c.spawned),
+                    started: count(&c.started),
+                    completed: count(&c.completed),
+                    resumes: count(&c.resumes),
+                    parks: count(&c.parks),
+                    steals: count(&c.steals),
+                }
+            })
+            .collect()
     }
 
     /// See [`Runtime::stats`].

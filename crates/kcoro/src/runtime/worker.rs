@@ -65,6 +65,7 @@ pub(crate) struct WorkerShared {
 #[derive(Default)]
 pub(crate) struct WorkerStats {
     pub(crate) spawned: AtomicU64,
+    pub(crate) started: AtomicU64,
     pub(crate) completed: AtomicU64,
     pub(crate) parks: AtomicU64,
     pub(crate) wakes: AtomicU64,
@@ -290,6 +291,8 @@ impl Worker {
         let stats = &self.me().stats;
         if task.take_was_parked() {
             bump(&stats.wakes);
+        } else if !task.is_started() {
+            bump(&stats.started);
         }
         loop {
             bump(&stats.resumes);
@@ -393,6 +396,11 @@ impl Worker {
             core.ring.push_back(task, &mut |batch| shared.inject.push_batch(batch));
             shared.notify_any();
         }
+    }
+
+    /// Queues a coroutine that has not started to start here, out of reach of stealers.
+    pub(crate) fn start_here(&self, task: TaskRef) {
+        self.core().pinned.push_back(task);
     }
 
     /// Schedules a task on this worker, in the LIFO slot (spawns and local wakes).
