@@ -125,6 +125,91 @@ fn an_accept_loop_with_spread_shares_its_connections_between_workers() {
     });
 }
 
+/// Runs `f` on a thread and fails the test if it has not finished within `limit` (a hang
+/// detector, far above any expected duration; the assertions are inside `f`).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("hung: not done within {limit:?}"))
+}
+
+/// Coroutines that do nothing but yield until `stop`: they keep every worker busy.
+fn spinners(n: usize, stop: &Arc<AtomicBool>) -> Vec<kcoro::JoinHandle<u64>> {
+    (0..n)
+        .map(|_| {
+            let stop = Arc::clone(stop);
+            kcoro::spawn(move || {
+                let mut spins = 0;
+                while !stop.load(Relaxed) {
+                    kcoro::yield_now();
+                    spins += 1;
+                }
+                spins
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_busy_worker_still_serves_sockets_and_timers() {
+    within(Duration::from_secs(60), || {
+        runtime(1).block_on(|| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let busy = spinners(2, &stop);
+            let (mut client, server_side) = connected();
+            let reader = kcoro::spawn(move || {
+                let mut got = [0u8; 5];
+                (&server_side).read_exact(&mut got).map(|_| got)
+            });
+            let sleeper = kcoro::spawn(|| kcoro::sleep(Duration::from_millis(5)));
+            client.write_all(b"hello").expect("write");
+            assert_eq!(&reader.join().expect("reader").expect("read"), b"hello");
+            sleeper.join().expect("sleeper");
+            stop.store(true, Relaxed);
+            for b in busy {
+                assert!(b.join().expect("spinner") > 0);
+            }
+        });
+    });
+}
+
+#[test]
+fn a_thousand_connections_progress_on_one_busy_worker() {
+    let limit = raise_fd_limit();
+    if limit < 2 * CONNS as u64 + 200 {
+        eprintln!("skipping a_thousand_connections_progress_on_one_busy_worker: RLIMIT_NOFILE is {limit}");
+        return;
+    }
+    within(Duration::from_secs(120), || {
+        runtime(1).block_on(|| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let busy = spinners(4, &stop);
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("local_addr");
+            let server = kcoro::spawn(move || {
+                let echoes: Vec<_> = (0..CONNS)
+                    .map(|_| {
+                        let (conn, _) = listener.accept().expect("accept");
+                        kcoro::spawn(move || echo(conn))
+                    })
+                    .collect();
+                echoes.into_iter().map(|e| e.join().expect("echo coroutine").expect("echo")).sum::<u64>()
+            });
+            let clients: Vec<_> = (0..CONNS).map(|id| kcoro::spawn(move || echo_client(addr, id))).collect();
+            for (id, c) in clients.into_iter().enumerate() {
+                c.join().expect("client coroutine").unwrap_or_else(|e| panic!("client {id}: {e}"));
+            }
+            assert_eq!(server.join().expect("server coroutine"), (CONNS * ROUNDS * MSG) as u64);
+            stop.store(true, Relaxed);
+            for b in busy {
+                assert!(b.join().expect("spinner") > 0);
+            }
+        });
+    });
+}
+
 #[test]
 fn read_timeout_fires() {
     // One worker: if the read blocked its thread, the ticker could never run.

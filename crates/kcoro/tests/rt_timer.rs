@@ -68,3 +68,25 @@ fn sleep_on_plain_thread_works() {
     kcoro::sleep(Duration::from_millis(2));
     assert!(t.elapsed() >= Duration::from_millis(2));
 }
+
+/// A timer already due when an idle worker goes to wait in the reactor wakes a coroutine
+/// of its own: the worker must run it, not wait for the next (here far) timer.
+#[test]
+fn a_timer_due_as_the_worker_goes_idle_is_not_slept_through() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for workers in [1, 2] {
+            let rt = Runtime::builder().workers(workers).build().unwrap();
+            rt.block_on(|| {
+                // Keeps a far timer armed: the next expiration is an hour away.
+                drop(kcoro::spawn(|| kcoro::sleep(Duration::from_secs(3600))));
+                for _ in 0..2000 {
+                    kcoro::sleep(Duration::from_micros(5));
+                }
+            });
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(120)).expect("a coroutine slept through its timer");
+}

@@ -1,10 +1,14 @@
-//! The driver thread: one reactor (mio) and the timer wheel, so no coroutine and no worker
-//! ever blocks in a syscall that can wait, and no timer needs a thread or a polling loop.
+//! The reactor (mio) and the timer wheel, so no coroutine ever blocks in a syscall that can
+//! wait, and no timer needs a thread or a polling loop.
 //!
-//! The thread sleeps in `epoll_wait` with no timeout. It wakes for socket readiness, for
-//! the `timerfd` armed at the wheel's next expiration, or for the mio `Waker` at shutdown.
-//! Whoever inserts a timer earlier than the armed expiry re-arms the timerfd itself, under
-//! the wheel lock, so inserting never costs a thread hand-off.
+//! There is no reactor thread: the workers poll it themselves. A worker with nothing to run
+//! takes the poller (one at a time) and sleeps in `epoll_wait` instead of on its futex; it
+//! wakes for socket readiness, for the `timerfd` armed at the wheel's next expiration, or
+//! for the mio `Waker` when it is wanted for other work. What it wakes lands on its own
+//! queue when the coroutine lives there, with no thread in between. A busy worker polls
+//! without waiting every `GLOBAL_INTERVAL` ticks, so I/O and timers are served while every
+//! worker is busy too. Whoever inserts a timer earlier than the armed expiry re-arms the
+//! timerfd itself, under the wheel lock, so inserting never costs a hand-off.
 //!
 //! # Time
 //! Wheel ticks are `TICK_NS` long, counted from the driver's start. A deadline becomes the
@@ -15,12 +19,12 @@
 //! - `armed` holds the tick the timerfd is set for (`u64::MAX` = disarmed); it is changed
 //!   only under the wheel lock, together with the timerfd.
 //! - An `IoSource` is in `sources` from registration until deregistration.
+//! - The poller is used by one thread at a time (its lock), and only on a real clock.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -117,7 +121,15 @@ struct Timers {
     armed: u64,
 }
 
+/// What one thread at a time polls with.
+pub(crate) struct Poller {
+    poll: Poll,
+    events: Events,
+    fired: Vec<Unparker>,
+}
+
 pub(crate) struct Driver {
+    poller: Mutex<Poller>,
     registry: mio::Registry,
     waker: mio::Waker,
     timerfd: OwnedFd,
@@ -148,9 +160,9 @@ fn monotonic_ns() -> u64 {
 }
 
 impl Driver {
-    /// Creates the driver and starts its thread.
-    /// With `virtual_clock`, time stands still until `advance_virtual` moves it.
-    pub(crate) fn start(name: &str, virtual_clock: bool) -> io::Result<(Arc<Driver>, JoinHandle<()>)> {
+    /// Creates the driver. With `virtual_clock`, time stands still until `advance_virtual`
+    /// moves it, and nobody polls.
+    pub(crate) fn start(virtual_clock: bool) -> io::Result<Arc<Driver>> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
@@ -163,7 +175,8 @@ impl Driver {
         // SAFETY: `fd` is a fresh descriptor we own.
         let timerfd = unsafe { OwnedFd::from_raw_fd(fd) };
         registry.register(&mut SourceFd(&timerfd.as_raw_fd()), TIMER, Interest::READABLE)?;
-        let driver = Arc::new(Driver {
+        Ok(Arc::new(Driver {
+            poller: Mutex::new(Poller { poll, events: Events::with_capacity(1024), fired: Vec::new() }),
             registry,
             waker,
             timerfd,
@@ -174,10 +187,7 @@ impl Driver {
             shutdown: AtomicBool::new(false),
             timer_fires: AtomicU64::new(0),
             virtual_ns: virtual_clock.then(|| AtomicU64::new(0)),
-        });
-        let d = Arc::clone(&driver);
-        let thread = std::thread::Builder::new().name(format!("{name}-driver")).spawn(move || d.run(poll))?;
-        Ok((driver, thread))
+        }))
     }
 
     fn now_tick(&self) -> u64 {
@@ -362,60 +372,90 @@ impl Driver {
         drop(old);
     }
 
-    fn run(&self, mut poll: Poll) {
-        let mut events = Events::with_capacity(1024);
-        let mut fired = Vec::new();
-        loop {
-            if !self.is_virtual() {
-                let now = self.now_tick();
-                let mut t = self.lock_timers();
-                t.wheel.advance(now, |u| fired.push(u));
-                t.armed = u64::MAX; // the fd has fired or is stale; re-arm below
-                let next = t.wheel.next_expiration();
-                self.arm(&mut t, next);
-            }
-            self.timer_fires.fetch_add(fired.len() as u64, Relaxed);
-            for u in fired.drain(..) {
-                u.unpark();
-            }
-            if self.shutdown.load(Acquire) {
-                return;
-            }
-            if let Err(e) = poll.poll(&mut events, None) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
+    /// The poller, if no other thread has it and the clock is real.
+    pub(crate) fn try_poller(&self) -> Option<MutexGuard<'_, Poller>> {
+        if self.is_virtual() || self.shutdown.load(Acquire) {
+            return None;
+        }
+        self.poller.try_lock().ok()
+    }
+
+    /// Interrupts a poller waiting in `turn` (it returns at once if it is not yet waiting).
+    pub(crate) fn wake_poller(&self) {
+        let _ = self.waker.wake();
+    }
+
+    /// One turn of the reactor: fires due timers, waits up to `timeout` (`None`: until
+    /// something happens) for readiness, a timer or `wake_poller`, then wakes whoever that
+    /// concerns and fires the timers now due.
+    pub(crate) fn turn(&self, p: &mut Poller, timeout: Option<Duration>) {
+        // Whatever this fires is runnable now: then only look, do not wait.
+        let timeout = if self.fire_due_timers(p, false) { Some(Duration::ZERO) } else { timeout };
+        if self.shutdown.load(Acquire) {
+            return;
+        }
+        let Poller { poll, events, .. } = p;
+        if let Err(e) = poll.poll(events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
                 eprintln!("kcoro: reactor poll failed: {e}");
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
             }
-            for ev in events.iter() {
-                match ev.token() {
-                    WAKER => {}
-                    TIMER => {
-                        let mut buf = [0u8; 8];
-                        // SAFETY: reading 8 bytes into an 8-byte buffer from our timerfd.
-                        unsafe { libc::read(self.timerfd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-                    }
-                    Token(t) => {
-                        let src = {
-                            let s = self.sources.lock().unwrap_or_else(|p| p.into_inner());
-                            s.entries.get(t - FIRST_IO).and_then(|e| e.clone())
-                        };
-                        if let Some(src) = src {
-                            let mut dirs = 0;
-                            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                                dirs |= READABLE;
-                            }
-                            if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-                                dirs |= WRITABLE;
-                            }
-                            src.wake(dirs);
+            return;
+        }
+        let mut timer_due = false;
+        for ev in events.iter() {
+            match ev.token() {
+                WAKER => {}
+                TIMER => {
+                    let mut buf = [0u8; 8];
+                    // SAFETY: reading 8 bytes into an 8-byte buffer from our timerfd.
+                    unsafe { libc::read(self.timerfd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+                    timer_due = true;
+                }
+                Token(t) => {
+                    let src = {
+                        let s = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+                        s.entries.get(t - FIRST_IO).and_then(|e| e.clone())
+                    };
+                    if let Some(src) = src {
+                        let mut dirs = 0;
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            dirs |= READABLE;
                         }
+                        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                            dirs |= WRITABLE;
+                        }
+                        src.wake(dirs);
                     }
                 }
             }
         }
+        if timer_due {
+            self.fire_due_timers(p, true);
+        }
+    }
+
+    /// Fires what the wheel says is due and points the timerfd at the next expiration;
+    /// returns whether it fired anything. The timerfd is re-armed only once it fired or its
+    /// time has passed, so a turn with nothing due costs no syscall for it.
+    fn fire_due_timers(&self, p: &mut Poller, fd_fired: bool) -> bool {
+        let now = self.now_tick();
+        {
+            let mut t = self.lock_timers();
+            t.wheel.advance(now, |u| p.fired.push(u));
+            if fd_fired || t.armed <= now {
+                t.armed = u64::MAX; // the fd has fired or is stale; re-arm below
+                let next = t.wheel.next_expiration();
+                self.arm(&mut t, next);
+            }
+        }
+        if p.fired.is_empty() {
+            return false;
+        }
+        self.timer_fires.fetch_add(p.fired.len() as u64, Relaxed);
+        for u in p.fired.drain(..) {
+            u.unpark();
+        }
+        true
     }
 }
 

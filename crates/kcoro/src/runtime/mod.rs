@@ -5,8 +5,8 @@
 //! 2. *Stop workers*: wake every worker; each leaves its loop at the next scheduling point,
 //!    releases its queued references and reports in. `shutdown_timeout` waits up to its
 //!    limit for them.
-//! 3. *Stop the driver*: its thread exits; armed timers are dropped (sleepers are parked
-//!    coroutines, unwound in step 5).
+//! 3. *Stop the driver*: nobody polls it any more; armed timers are dropped (sleepers are
+//!    parked coroutines, unwound in step 5).
 //! 4. *Stop the blocking pool*: queued jobs are dropped (their joiners see `Cancelled`).
 //! 5. *Unwind*: each worker, before its thread ends (and before its thread-locals are
 //!    destroyed), unwinds the started coroutines homed on it, on its own thread — a started
@@ -24,6 +24,7 @@ mod inject;
 pub(crate) mod join;
 mod owned;
 pub(crate) mod queue;
+mod reactor_flag;
 pub(crate) mod timer;
 pub(crate) mod worker;
 
@@ -316,7 +317,7 @@ impl Shared {
     /// New stealable work exists: wake one sleeping worker unless one is searching.
     pub(crate) fn notify_any(&self) {
         if let Some(idx) = self.idle.pick_sleeper(|i| &self.workers[i].sleep) {
-            self.workers[idx].unpark_thread();
+            worker::unpark_thread(self, idx);
         }
     }
 
@@ -324,8 +325,8 @@ impl Shared {
         for idx in self.idle.all_sleepers() {
             worker::wake_worker(self, idx);
         }
-        for w in self.workers.iter() {
-            w.unpark_thread();
+        for idx in 0..self.workers.len() {
+            worker::unpark_thread(self, idx);
         }
     }
 
@@ -471,7 +472,7 @@ impl Builder {
         self
     }
 
-    /// Starts the workers, the driver thread and the blocking pool.
+    /// Starts the workers (which also poll the reactor) and the blocking pool.
     pub fn build(mut self) -> Result<Runtime, Error> {
         if self.seed.is_some() {
             self.workers = 1;
@@ -484,7 +485,7 @@ impl Builder {
         }
         crate::coro::overflow::install_handler();
         crate::coro::panic_hook::contain();
-        let (driver, driver_thread) = Driver::start(&self.name, self.seed.is_some()).map_err(Error::Start)?;
+        let driver = Driver::start(self.seed.is_some()).map_err(Error::Start)?;
         let mut rings = Vec::with_capacity(self.workers);
         let workers: Box<[WorkerShared]> = (0..self.workers)
             .map(|_| {
@@ -528,23 +529,22 @@ impl Builder {
                     for _ in index..self.workers {
                         shared.worker_exited();
                     }
-                    let rt = Runtime { shared, threads, driver_thread: Some(driver_thread), down: false };
+                    let rt = Runtime { shared, threads, down: false };
                     drop(rt);
                     return Err(Error::Start(e));
                 }
             }
         }
-        Ok(Runtime { shared, threads, driver_thread: Some(driver_thread), down: false })
+        Ok(Runtime { shared, threads, down: false })
     }
 }
 
-/// A kcoro runtime: worker threads running coroutines, a driver thread for timers and
-/// sockets, and a blocking pool. Dropping it shuts it down (see
+/// A kcoro runtime: worker threads running coroutines and, when idle, polling for socket
+/// readiness and timers, and a blocking pool. Dropping it shuts it down (see
 /// [`shutdown_timeout`](Self::shutdown_timeout)).
 pub struct Runtime {
     shared: Arc<Shared>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    driver_thread: Option<std::thread::JoinHandle<()>>,
     down: bool,
 }
 
@@ -693,9 +693,6 @@ impl Runtime {
             for t in self.threads.drain(..) {
                 let _ = t.join();
             }
-        }
-        if let Some(d) = self.driver_thread.take() {
-            let _ = d.join();
         }
         self.shared.driver.clear_timers();
         clean

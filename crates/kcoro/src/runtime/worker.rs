@@ -13,13 +13,16 @@
 //! Plus the runtime-wide inject queue for spawns from outside the workers and ring overflow.
 //!
 //! # One turn of the loop
-//! 1. Every `GLOBAL_INTERVAL` ticks, move the inbox into `pinned` and take a task from the
-//!    inject queue first, so a coroutine yielding in a loop cannot starve either (timers
-//!    arrive through the inbox), nor can a stream of wake-ups starve the inject queue.
+//! 1. Every `GLOBAL_INTERVAL` ticks, poll the reactor without waiting (if no other worker
+//!    has it), move the inbox into `pinned` and take a task from the inject queue first, so
+//!    a coroutine yielding in a loop cannot starve sockets, timers, remote wake-ups or
+//!    spawns from outside, nor can a stream of wake-ups starve the inject queue.
 //! 2. Else `lifo`, then `pinned` and `ring` (alternating which goes first), then the inbox,
 //!    then the inject queue.
 //! 3. Nothing local: search — steal half of a random victim's ring.
-//! 4. Nothing anywhere: sleep (see `runtime::idle` for the no-lost-wake-up protocol).
+//! 4. Nothing anywhere: sleep (see `runtime::idle` for the no-lost-wake-up protocol) — in
+//!    the reactor's `epoll_wait` if no other worker is there, else on the thread's futex.
+//!    Readiness it sees for its own coroutines goes straight to its own queues.
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -30,6 +33,7 @@ use std::thread::Thread;
 use crate::coro::task::{RunResult, Task};
 use crate::runtime::idle::{AWAKE, SLEEPING, WOKEN, WOKEN_SEARCHING};
 use crate::runtime::queue::{self, Local, Stealer};
+use crate::runtime::reactor_flag::ReactorFlag;
 use crate::runtime::{Shared, context};
 
 pub(crate) type TaskRef = Arc<Task>;
@@ -57,6 +61,8 @@ pub(crate) struct WorkerShared {
     inbox: Mutex<Vec<TaskRef>>,
     inbox_len: AtomicUsize,
     pub(crate) sleep: AtomicU8,
+    /// Set while the worker sleeps in the reactor: waking it takes the reactor's waker.
+    pub(crate) polling: ReactorFlag,
     pub(crate) thread: OnceLock<Thread>,
     pub(crate) stats: WorkerStats,
 }
@@ -88,6 +94,7 @@ impl WorkerShared {
             inbox: Mutex::new(Vec::new()),
             inbox_len: AtomicUsize::new(0),
             sleep: AtomicU8::new(AWAKE),
+            polling: ReactorFlag::default(),
             thread: OnceLock::new(),
             stats: WorkerStats::default(),
         };
@@ -116,11 +123,17 @@ impl WorkerShared {
         self.inbox_len.store(0, SeqCst);
         std::mem::take(&mut *inbox)
     }
+}
 
-    pub(crate) fn unpark_thread(&self) {
-        if let Some(t) = self.thread.get() {
-            t.unpark();
-        }
+/// Wakes worker `idx`'s thread, wherever it sleeps: on its futex or in the reactor.
+/// Callers have already changed its sleep state (SeqCst); see `runtime::reactor_flag`.
+pub(crate) fn unpark_thread(shared: &Shared, idx: usize) {
+    let w = &shared.workers[idx];
+    if let Some(t) = w.thread.get() {
+        t.unpark();
+    }
+    if w.polling.is_polling() {
+        shared.driver.wake_poller();
     }
 }
 
@@ -133,6 +146,8 @@ pub(crate) struct Core {
     tick: u32,
     rng: u64,
     searching: bool,
+    /// Inside a reactor turn: its wakes queue in firing order, not through the LIFO slot.
+    in_turn: bool,
 }
 
 /// A worker, living on its thread's stack for the thread's life.
@@ -167,6 +182,7 @@ impl Worker {
                 tick: 0,
                 rng: 0x2545F4914F6CDD1D ^ (index as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15),
                 searching: false,
+                in_turn: false,
             }),
         };
         context::set_worker(&worker);
@@ -332,6 +348,8 @@ impl Worker {
         let core = self.core();
         core.tick = core.tick.wrapping_add(1);
         if core.tick % GLOBAL_INTERVAL == 0 {
+            self.poll_reactor_now();
+            let core = self.core();
             // Move woken coroutines into line, then give the inject queue this turn, so
             // a steady stream of remote wake-ups cannot starve it either.
             if self.me().has_inbox() {
@@ -406,6 +424,10 @@ impl Worker {
     /// Schedules a task on this worker, in the LIFO slot (spawns and local wakes).
     pub(crate) fn schedule_local(&self, task: TaskRef) {
         let core = self.core();
+        if core.in_turn {
+            self.push_queue(core, task);
+            return;
+        }
         if let Some(prev) = core.lifo.replace(task) {
             self.push_queue(core, prev);
         }
@@ -484,6 +506,38 @@ impl Worker {
             || shared.workers.iter().enumerate().any(|(i, w)| i != self.index && !w.stealer.is_empty())
     }
 
+    /// Busy worker's look at the reactor: takes what is ready without waiting, unless
+    /// another worker polls it already. Coroutines woken for us land in our queues.
+    fn poll_reactor_now(&self) {
+        let driver = &self.shared.driver;
+        if let Some(mut poller) = driver.try_poller() {
+            self.core().in_turn = true;
+            driver.turn(&mut poller, Some(std::time::Duration::ZERO));
+            self.core().in_turn = false;
+        }
+    }
+
+    /// Sleeping, registered as a sleeper: waits in the reactor instead of on the futex if
+    /// no other worker is there. Returns `false` if it could not take the reactor.
+    fn sleep_in_reactor(&self) -> bool {
+        let driver = &self.shared.driver;
+        let Some(mut poller) = driver.try_poller() else { return false };
+        let me = self.me();
+        // Pairs with `unpark_thread` (see `runtime::reactor_flag`).
+        if me.polling.enter(|| me.sleep.load(SeqCst) == SLEEPING && !self.shared.is_shutdown()) {
+            self.core().in_turn = true;
+            driver.turn(&mut poller, None);
+            self.core().in_turn = false;
+        }
+        me.polling.leave();
+        true
+    }
+
+    fn has_local_work(&self) -> bool {
+        let core = self.core();
+        core.lifo.is_some() || !core.pinned.is_empty() || !core.ring.is_empty()
+    }
+
     /// Sleeps until woken; see `runtime::idle` for the protocol.
     fn sleep(&self) {
         let shared = &self.shared;
@@ -501,7 +555,15 @@ impl Worker {
             shared.idle.remove_sleeper(self.index, &me.sleep, AWAKE);
         } else {
             while me.sleep.load(SeqCst) == SLEEPING && !shared.is_shutdown() {
-                std::thread::park();
+                if !self.sleep_in_reactor() {
+                    std::thread::park();
+                    continue;
+                }
+                // The reactor woke coroutines of ours (into our own queues, so nobody
+                // else knows): leave the sleeper list and run them.
+                if self.has_local_work() || self.has_visible_work() {
+                    break;
+                }
             }
             // Shutdown with us still listed: take ourselves off.
             shared.idle.remove_sleeper(self.index, &me.sleep, AWAKE);
@@ -553,6 +615,6 @@ impl Worker {
 pub(crate) fn wake_worker(shared: &Shared, idx: usize) {
     let w = &shared.workers[idx];
     if w.sleep.load(SeqCst) == SLEEPING && shared.idle.remove_sleeper(idx, &w.sleep, WOKEN) {
-        w.unpark_thread();
+        unpark_thread(shared, idx);
     }
 }

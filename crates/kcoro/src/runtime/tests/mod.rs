@@ -4,4 +4,5 @@
 
 mod loom_park;
 mod loom_queue;
+mod loom_reactor;
 mod loom_signal;
