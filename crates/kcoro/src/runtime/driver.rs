@@ -23,7 +23,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -138,6 +138,9 @@ pub(crate) struct Driver {
     start_mono_ns: u64,
     timers: Mutex<Timers>,
     sources: Mutex<Slab>,
+    /// Registered sockets plus one while the timerfd is armed: with none, a busy worker's
+    /// look at the reactor would find nothing, so it skips the syscall.
+    interest: AtomicUsize,
     shutdown: AtomicBool,
     pub(crate) timer_fires: AtomicU64,
     /// Deterministic mode: the virtual clock, in ns since `start`. Only the single worker
@@ -184,6 +187,7 @@ impl Driver {
             start_mono_ns: monotonic_ns(),
             timers: Mutex::new(Timers { wheel: Wheel::new(), armed: u64::MAX }),
             sources: Mutex::new(Slab::default()),
+            interest: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             timer_fires: AtomicU64::new(0),
             virtual_ns: virtual_clock.then(|| AtomicU64::new(0)),
@@ -245,6 +249,11 @@ impl Driver {
         let tick = tick.unwrap_or(u64::MAX);
         if tick == timers.armed {
             return;
+        }
+        match (timers.armed == u64::MAX, tick == u64::MAX) {
+            (true, false) => _ = self.interest.fetch_add(1, Relaxed),
+            (false, true) => _ = self.interest.fetch_sub(1, Relaxed),
+            _ => {}
         }
         timers.armed = tick;
         let spec = if tick == u64::MAX {
@@ -319,6 +328,7 @@ impl Driver {
                 }
             }
         };
+        self.interest.fetch_add(1, Relaxed);
         let token = Token(key + FIRST_IO);
         if let Err(e) = self.registry.register(src, token, Interest::READABLE | Interest::WRITABLE) {
             self.release_token(token);
@@ -339,6 +349,7 @@ impl Driver {
             && e.take().is_some()
         {
             s.free.push(k);
+            self.interest.fetch_sub(1, Relaxed);
         }
     }
 
@@ -370,6 +381,11 @@ impl Driver {
         let old = std::mem::replace(&mut t.wheel, Wheel::new());
         drop(t);
         drop(old);
+    }
+
+    /// Whether a look at the reactor could find anything: a socket or an armed timer.
+    pub(crate) fn has_interest(&self) -> bool {
+        self.interest.load(Relaxed) != 0
     }
 
     /// The poller, if no other thread has it and the clock is real.
@@ -443,7 +459,11 @@ impl Driver {
             let mut t = self.lock_timers();
             t.wheel.advance(now, |u| p.fired.push(u));
             if fd_fired || t.armed <= now {
-                t.armed = u64::MAX; // the fd has fired or is stale; re-arm below
+                // The fd has fired or is stale: forget it and arm afresh.
+                if t.armed != u64::MAX {
+                    t.armed = u64::MAX;
+                    self.interest.fetch_sub(1, Relaxed);
+                }
                 let next = t.wheel.next_expiration();
                 self.arm(&mut t, next);
             }

@@ -510,6 +510,9 @@ impl Worker {
     /// another worker polls it already. Coroutines woken for us land in our queues.
     fn poll_reactor_now(&self) {
         let driver = &self.shared.driver;
+        if !driver.has_interest() {
+            return;
+        }
         if let Some(mut poller) = driver.try_poller() {
             self.core().in_turn = true;
             driver.turn(&mut poller, Some(std::time::Duration::ZERO));
