@@ -46,8 +46,18 @@ pub fn run(case: &str, n: u64) -> Result<Measurement, String> {
             })
         };
         let out = blocking::run::<MonitoredChan>(&case, n);
+        // A quick run can end before the first sample: the row must include at least one.
+        while samples.load(Relaxed) == 0 && !sampler.is_finished() {
+            kcoro::sleep(Duration::from_millis(1));
+        }
         stop.store(true, Relaxed);
-        let sampled = sampler.join().map_err(|_| "monitor thread panicked".to_string())?;
+        // Joined off the workers: the sampler may be waiting on a reply from a server
+        // coroutine of this runtime, which a worker blocked in `join` could never run.
+        let sampled = kcoro::spawn_blocking(move || sampler.join())
+            .join()
+            .map_err(|e| format!("monitor thread: {e}"))?
+            .map_err(|_| "monitor thread panicked".to_string())?;
+        KEPT.lock().unwrap_or_else(|p| p.into_inner()).clear();
         drop(server);
         let _ = std::fs::remove_file(&sock);
         sampled?;
@@ -61,6 +71,9 @@ pub fn run(case: &str, n: u64) -> Result<Measurement, String> {
 /// The channel's name in the registry.
 const NAME: &str = "bench.monitored";
 
+/// The benchmark's channels, kept registered until the run's last sample.
+static KEPT: std::sync::Mutex<Vec<Receiver<u64>>> = std::sync::Mutex::new(Vec::new());
+
 /// [`KcoroChan`] with named channels (so the monitor lists them).
 pub struct MonitoredChan;
 
@@ -71,7 +84,11 @@ impl Chan for MonitoredChan {
 
     fn channel(cap: usize) -> (Sender<u64>, Receiver<u64>) {
         let kind = if cap == 0 { chan::Kind::Rendezvous } else { chan::Kind::Buffered };
-        chan::Builder::new(kind).capacity(cap).name(NAME).build()
+        let (tx, rx) = chan::Builder::new(kind).capacity(cap).name(NAME).build();
+        // A receiver that never receives keeps the channel listed until the sampler has
+        // seen it, however short the run.
+        KEPT.lock().unwrap_or_else(|p| p.into_inner()).push(rx.clone());
+        (tx, rx)
     }
     fn send(tx: &Sender<u64>, v: u64) -> Result<(), String> {
         KcoroChan::send(tx, v)
