@@ -17,6 +17,7 @@
 //!   `pending` lock), and every channel's credit window is closed.
 
 mod remote;
+mod window;
 
 pub use remote::{RemoteReceiver, RemoteSender};
 
@@ -26,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use kcoro::chan::{self, ChanError, Kind, Receiver, Sender};
+use kcoro::chan::{self, ChanError, Kind, Sender};
 use kcoro::net::{TcpStream, UnixStream};
 use kcoro::sync::CancelToken;
 use kcoro::zcopy::ZBuf;
@@ -143,9 +144,9 @@ pub(crate) fn code_to_chan(code: i32) -> Option<ChanError> {
 enum Pending {
     /// Hand it to the waiting request.
     Wait(Sender<Reply>),
-    /// A credited send: return the credit; a failure closes the channel here too. The
-    /// lease (shared-memory element) is released with the reply.
-    Credit(Arc<ChanState>, Option<ZBuf>),
+    /// A credited send of this many inline bytes: return its window; a failure closes the
+    /// channel here too. The lease (shared-memory element) is released with the reply.
+    Credit(Arc<ChanState>, Option<ZBuf>, u64),
     /// Nothing (REGION_RELEASE, REGION_SHARE, CANCEL).
     Ignore,
 }
@@ -156,17 +157,17 @@ pub(crate) struct ChanState {
     pub(crate) name: String,
     pub(crate) kind: Kind,
     pub(crate) capacity: Option<u64>,
-    /// Send credits: a buffered channel of `()` holding what may be sent without waiting
-    /// for a reply (`None`: every send waits for its reply, as rendezvous sends do).
-    pub(crate) credits: Option<(Sender<()>, Receiver<()>)>,
+    /// The send window: what may be sent without waiting for a reply (`None`: every send
+    /// waits for its reply, as rendezvous sends do).
+    pub(crate) credits: Option<window::Window>,
     pub(crate) closed: AtomicBool,
 }
 
 impl ChanState {
     pub(crate) fn mark_closed(&self) {
         self.closed.store(true, Release);
-        if let Some((tx, _)) = &self.credits {
-            tx.close();
+        if let Some(w) = &self.credits {
+            w.close();
         }
     }
 }
@@ -409,13 +410,7 @@ impl Connection {
         let capacity = f.u64(Attr::CAPACITY)?.filter(|&c| c != u64::MAX);
         let credits = match f.u32(Attr::CREDITS)?.unwrap_or(0) {
             0 => None,
-            n => {
-                let (tx, rx) = chan::buffered(n as usize);
-                for _ in 0..n {
-                    let _ = tx.try_send(());
-                }
-                Some((tx, rx))
-            }
+            n => Some(window::Window::new(n, f.u64(Attr::CREDIT_BYTES)?.unwrap_or(0))),
         };
         let state = Arc::new(ChanState {
             id,
@@ -608,12 +603,12 @@ impl ConnInner {
             Some(Pending::Wait(tx)) => {
                 let _ = tx.try_send(Reply { cmd: f.cmd, flags: f.flags, payload: f.payload().to_vec() });
             }
-            Some(Pending::Credit(chan, lease)) => {
+            Some(Pending::Credit(chan, lease, bytes)) => {
                 drop(lease);
                 if f.result().unwrap_or(-1) != 0 {
                     chan.mark_closed();
-                } else if let Some((tx, _)) = &chan.credits {
-                    let _ = tx.try_send(());
+                } else if let Some(w) = &chan.credits {
+                    w.give(bytes);
                 }
             }
             Some(Pending::Ignore) | None => {}

@@ -2,9 +2,10 @@
 //!
 //! # Sends and credits
 //! On a buffered, conflated or unlimited channel the server grants each connection a window
-//! of send credits: room reserved for this connection's values in a queue in front of the
-//! channel. A send takes a credit (waiting for one, with the send's deadline and cancel
-//! token, when the window is used up), queues its frame and returns: the value is in the
+//! of send credits: room reserved for this connection's values, counted in values and in
+//! inline bytes, in a queue in front of the channel (see `window`). A send takes its share
+//! (waiting for it, with the send's deadline and cancel token, when the window is used up),
+//! queues its frame and returns: the value is in the
 //! channel's distributed buffer, as a local send into a buffered channel puts it in the
 //! buffer. The server feeds each connection's queue into the channel in order and returns
 //! the credit with the reply. So a fast sender runs at most one window ahead, the server's
@@ -70,6 +71,11 @@ fn chan_error(code: i32, deadline: Option<Instant>, try_only: bool) -> ChanError
 struct Encoded {
     lease: Option<ZBuf>,
     share: Option<(u64, std::os::fd::OwnedFd)>,
+}
+
+/// The bytes `v` takes in a frame placed as `enc` (none when it goes through shared memory).
+fn inline_len<T: Element>(enc: &Encoded, v: &T) -> u64 {
+    if enc.lease.is_some() { 0 } else { v.encoded_len() as u64 }
 }
 
 fn place<T: Element>(conn: &Connection, v: &T) -> Encoded {
@@ -150,27 +156,33 @@ impl<T: Element> RemoteSender<T> {
             return Err(SendError::new(ChanError::Closed, v));
         }
         match &self.chan.credits {
-            Some((_, credits)) => {
-                let got = if try_only { credits.try_recv() } else { credits.recv_with(deadline, token) };
-                if let Err(e) = got {
+            Some(window) => {
+                if let Err(e) = window.take_value(deadline, try_only, token) {
                     return Err(SendError::new(e, v));
                 }
-                self.queue_credited(v)
+                // Where the element goes decides its bytes; a shared one has none inline
+                // and never waits here, so no region share is ever dropped on the way.
+                let enc = place(&self.conn, &v);
+                let len = inline_len(&enc, &v);
+                if let Err(e) = window.take_bytes(len, deadline, try_only, token) {
+                    window.give_value();
+                    return Err(SendError::new(e, v));
+                }
+                self.queue_credited(v, enc, len)
             }
             None => self.send_round_trip(v, deadline, try_only, token),
         }
     }
 
-    /// With a credit in hand: queue the frame; the reply returns the credit (and releases
-    /// the lease of a shared-memory element).
-    fn queue_credited(&self, v: T) -> Result<(), SendError<T>> {
-        let mut enc = place(&self.conn, &v);
+    /// With its window taken (a value credit and `len` inline bytes): queue the frame; the
+    /// reply gives the window back (and releases the lease of a shared-memory element).
+    fn queue_credited(&self, v: T, mut enc: Encoded, len: u64) -> Result<(), SendError<T>> {
         if let Some(buf) = enc.lease.as_mut() {
             encode_into_lease(buf, &v);
         }
         let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
         let id = self.chan.id;
-        let pending = Pending::Credit(Arc::clone(&self.chan), enc.lease.take());
+        let pending = Pending::Credit(Arc::clone(&self.chan), enc.lease.take(), len);
         let r = self.conn.inner.send_request(Cmd::CHAN_SEND, pending, enc.share.take(), |f| {
             f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
             write_element(f, &v, z);
@@ -178,8 +190,8 @@ impl<T: Element> RemoteSender<T> {
         match r {
             Ok(_) => Ok(()),
             Err(_) => {
-                if let Some((tx, _)) = &self.chan.credits {
-                    let _ = tx.try_send(());
+                if let Some(w) = &self.chan.credits {
+                    w.give(len);
                 }
                 Err(SendError::new(ChanError::Closed, v))
             }
@@ -222,10 +234,18 @@ impl<T: Element> RemoteSender<T> {
             return Err(SendError::new(ChanError::Closed, v));
         }
         match &self.chan.credits {
-            Some((_, credits)) => match credits.recv_async().await {
-                Ok(()) => self.queue_credited(v),
-                Err(e) => Err(SendError::new(e, v)),
-            },
+            Some(window) => {
+                if let Err(e) = window.take_value_async().await {
+                    return Err(SendError::new(e, v));
+                }
+                let enc = place(&self.conn, &v);
+                let len = inline_len(&enc, &v);
+                if let Err(e) = window.take_bytes_async(len).await {
+                    window.give_value();
+                    return Err(SendError::new(e, v));
+                }
+                self.queue_credited(v, enc, len)
+            }
             None => {
                 let (tx, rx) = chan::buffered(1);
                 let mut enc = place(&self.conn, &v);
@@ -286,7 +306,7 @@ impl<T: Element> RemoteSender<T> {
     /// The send credits this connection holds for the channel (`None` for rendezvous,
     /// whose sends each wait for their reply).
     pub fn credits(&self) -> Option<usize> {
-        self.chan.credits.as_ref().map(|(tx, _)| tx.len())
+        self.chan.credits.as_ref().map(|w| w.free_values())
     }
 
     /// A local sender whose values a pump coroutine forwards here, at most `window` ahead:

@@ -2,12 +2,14 @@
 //! requests in flight.
 //!
 //! # Invariants
-//! - `in_flight` counts requests that wait (sends and receives run in their own coroutine
-//!   or queue); it never exceeds `Limits::max_in_flight`, checked before a request is
-//!   taken on.
-//! - A channel's send queue (`feeders`) holds at most `Limits::credits` values: a client
+//! - `in_flight` counts requests that wait in their own coroutine (receives, rendezvous
+//!   sends); it never exceeds `Limits::max_in_flight`, checked before a request is taken
+//!   on. Credited sends are not counted there: the window bounds them.
+//! - A channel's send queue (`feeders`) holds at most `Limits::credits` values and, unless
+//!   it holds a single value, at most `Limits::credit_bytes` inline element bytes: a client
 //!   that sends past its window gets `-ENOBUFS`, so the server's memory per connection is
-//!   bounded by the window, whatever the client does.
+//!   bounded by the window, whatever the client does. The queue's counts drop before the
+//!   reply is queued, so a client that counts until the reply never overruns them.
 //! - Until authenticated (when a secret is set), only HELLO and AUTH are answered.
 //! - Once `token` is cancelled (the connection ended), every request in flight wakes with
 //!   `Canceled`, and its reply has nowhere to go.
@@ -46,6 +48,14 @@ impl Owned {
         }
     }
 
+    /// Bytes of the element held here (a shared one is in the peer's memory, not ours).
+    fn inline_len(&self) -> u64 {
+        match self {
+            Owned::Inline(b) => b.len() as u64,
+            Owned::Shared(_) => 0,
+        }
+    }
+
     fn located(&self) -> Located<'_> {
         match self {
             Owned::Inline(b) => Located::Inline(b),
@@ -62,8 +72,15 @@ struct Feed {
     token: CancelToken,
 }
 
-/// A channel's send queue for this connection, and how many sends wait in it.
-type Feeder = (Sender<Feed>, Arc<AtomicUsize>);
+/// What waits in a channel's send queue: values, and their inline bytes.
+#[derive(Default)]
+struct Queued {
+    values: AtomicUsize,
+    bytes: AtomicU64,
+}
+
+/// A channel's send queue for this connection, and what waits in it.
+type Feeder = (Sender<Feed>, Arc<Queued>);
 
 /// A channel of the registry, by id.
 type Found = Option<(u64, Arc<dyn Served>)>;
@@ -384,7 +401,10 @@ impl ConnState {
             }
             o.insert(id);
         }
-        let credits = if chan.kind() == Kind::Rendezvous { 0 } else { self.server.limits.credits };
+        let (credits, credit_bytes) = match chan.kind() {
+            Kind::Rendezvous => (0, 0),
+            _ => (self.server.limits.credits, self.server.limits.credit_bytes),
+        };
         let (kind, cap, closed) =
             (chan.kind().code(), chan.capacity().map_or(u64::MAX, |c| c as u64), chan.is_closed());
         self.reply(cmd, req, 0, |r| {
@@ -393,6 +413,9 @@ impl ConnState {
                 .u64(Attr::CAPACITY, cap)
                 .u32(Attr::CREDITS, credits)
                 .u32(Attr::CLOSED, u32::from(closed));
+            if credit_bytes > 0 {
+                r.u64(Attr::CREDIT_BYTES, credit_bytes);
+            }
         });
     }
 
@@ -474,14 +497,23 @@ impl ConnState {
             self.refuse(cmd, req, -libc::EBUSY, &format!("more than {max} requests in flight"));
             return None;
         }
-        let t = self.token.child();
-        lock(&self.requests).insert(req, t.clone());
-        Some(t)
+        Some(self.track(req))
     }
 
     fn done(&self, req: u64) {
-        lock(&self.requests).remove(&req);
+        self.untrack(req);
         self.in_flight.fetch_sub(1, AcqRel);
+    }
+
+    /// A cancel token for request `req`, which CANCEL finds (without counting it in flight).
+    fn track(&self, req: u64) -> CancelToken {
+        let t = self.token.child();
+        lock(&self.requests).insert(req, t.clone());
+        t
+    }
+
+    fn untrack(&self, req: u64) {
+        lock(&self.requests).remove(&req);
     }
 
     fn send(self: &Arc<Self>, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
@@ -499,8 +531,8 @@ impl ConnState {
             return Ok(());
         }
         let el = Owned::of(el);
-        let Some(token) = self.admit(cmd, req) else { return Ok(()) };
         if chan.kind() == Kind::Rendezvous {
+            let Some(token) = self.admit(cmd, req) else { return Ok(()) };
             let me = Arc::clone(self);
             drop(kcoro::spawn(move || {
                 let r = chan.send(&el.located(), wait, Some(&token));
@@ -509,18 +541,27 @@ impl ConnState {
             }));
             return Ok(());
         }
-        // In order, through this connection's queue for the channel, within the window.
+        // In order, through this connection's queue for the channel, within the window. Only
+        // this reader adds to `queued`, so what it reads cannot grow before it adds.
         let (queue, queued) = self.feeder(id, chan);
-        if queued.fetch_add(1, AcqRel) >= self.server.limits.credits as usize {
-            queued.fetch_sub(1, AcqRel);
-            self.done(req);
-            let msg = format!("send window of {} exceeded", self.server.limits.credits);
+        let limits = &self.server.limits;
+        let (values, bytes, len) = (queued.values.load(Acquire), queued.bytes.load(Acquire), el.inline_len());
+        let over_bytes = len > 0 && bytes > 0 && bytes.saturating_add(len) > limits.credit_bytes;
+        if values >= limits.credits as usize || over_bytes {
+            let msg = format!(
+                "send window of {} values and {} bytes exceeded",
+                limits.credits, limits.credit_bytes
+            );
             self.refuse(cmd, req, -libc::ENOBUFS, &msg);
             return Ok(());
         }
+        queued.values.fetch_add(1, AcqRel);
+        queued.bytes.fetch_add(len, AcqRel);
+        let token = self.track(req);
         if let Err(e) = queue.try_send(Feed { req, el, wait, token }) {
-            queued.fetch_sub(1, AcqRel);
-            self.done(e.value().req);
+            queued.values.fetch_sub(1, AcqRel);
+            queued.bytes.fetch_sub(len, AcqRel);
+            self.untrack(e.value().req);
             self.refuse(cmd, req, ChanError::Closed.code(), "connection closing");
         }
         Ok(())
@@ -533,14 +574,16 @@ impl ConnState {
             return (tx.clone(), Arc::clone(n));
         }
         let (tx, rx) = chan::unlimited::<Feed>();
-        let queued = Arc::new(AtomicUsize::new(0));
+        let queued = Arc::new(Queued::default());
         let (me, q) = (Arc::clone(self), Arc::clone(&queued));
         drop(kcoro::spawn(move || {
             for item in &rx {
                 let r = chan.send(&item.el.located(), item.wait, Some(&item.token));
-                q.fetch_sub(1, AcqRel);
+                // Before the reply: the client frees its window when the reply comes.
+                q.values.fetch_sub(1, AcqRel);
+                q.bytes.fetch_sub(item.el.inline_len(), AcqRel);
                 me.chan_result(Cmd::CHAN_SEND, item.req, r);
-                me.done(item.req);
+                me.untrack(item.req);
             }
         }));
         feeders.insert(id, (tx.clone(), Arc::clone(&queued)));
