@@ -183,6 +183,11 @@ pub(crate) struct ConnInner {
     chans: Mutex<HashMap<u64, Weak<ChanState>>>,
     pub(crate) shm_tx: Option<ShmTx>,
     shm_rx: ShmRx,
+    /// Leases of shared elements we sent that the server still reads, by offset; each
+    /// leaves with the server's REGION_RELEASE for it (servers of minor ≥ 2).
+    held: Mutex<HashMap<u64, ZBuf>>,
+    /// The server's minor version (HELLO reply).
+    server_minor: std::sync::atomic::AtomicU32,
     pub(crate) max_frame: u32,
     pub(crate) handle: kcoro::Handle,
 }
@@ -252,6 +257,8 @@ impl Connection {
             chans: Mutex::new(HashMap::new()),
             shm_tx: shm,
             shm_rx: ShmRx::default(),
+            held: Mutex::new(HashMap::new()),
+            server_minor: std::sync::atomic::AtomicU32::new(0),
             max_frame: opts.limits.max_frame,
             handle: handle.clone(),
         });
@@ -288,6 +295,7 @@ impl Connection {
             return Err(IpcError::Version { ours: VERSION_MAJOR, theirs });
         }
         let f = reply.check(Cmd::HELLO)?;
+        self.inner.server_minor.store(f.u32(Attr::ABI_MINOR)?.unwrap_or(0), Relaxed);
         if f.u32(Attr::AUTH_REQUIRED)?.unwrap_or(0) == 0 {
             return Ok(());
         }
@@ -538,6 +546,19 @@ impl ConnInner {
         self.outbox.close();
     }
 
+    /// The lease of a shared element about to be sent: kept here until the server's
+    /// REGION_RELEASE if the server sends one (minor ≥ 2; then `None` is returned), else
+    /// returned, to be dropped with the reply.
+    pub(crate) fn hold(&self, lease: Option<ZBuf>) -> Option<ZBuf> {
+        match lease {
+            Some(b) if self.server_minor.load(Relaxed) >= 2 => {
+                self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(b.desc().offset, b);
+                None
+            }
+            other => other,
+        }
+    }
+
     /// Tells the peer we are done with a span of its region.
     pub(crate) fn release(&self, d: &kcoro::zcopy::ZDesc) {
         let z = crate::shm::zdesc_bytes(d);
@@ -589,11 +610,19 @@ impl ConnInner {
             return;
         }
         if f.flags & FLAG_REPLY == 0 {
-            // A request from the server: only REGION_SHARE (its element region) is one.
+            // A request from the server: REGION_SHARE (its element region), or
+            // REGION_RELEASE (it is done with an element we sent through ours).
             if f.cmd == Cmd::REGION_SHARE
                 && let (Ok(Some(id)), Some(fd)) = (f.u64(Attr::REGION_ID), fds.pop_front())
             {
                 let _ = self.shm_rx.import(fd, id);
+            }
+            if f.cmd == Cmd::REGION_RELEASE
+                && let Some(z) = f.get(Attr::ZDESC)
+                && let Some(off) = z.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
+            {
+                let lease = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&off);
+                drop(lease);
             }
             return;
         }

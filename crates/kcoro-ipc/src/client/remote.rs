@@ -36,7 +36,7 @@ use kcoro::zcopy::ZBuf;
 
 use super::{ChanState, Connection, Pending, Reply, code_to_chan};
 use crate::proto::{Attr, Cmd, FrameBuf};
-use crate::shm::{Located, decode_element, locate, put_element};
+use crate::shm::{Located, Release, decode_element, locate, put_element};
 use crate::{Element, IpcError};
 
 /// The `TIMEOUT_MS` of an operation: 0 try, -1 forever, else the milliseconds left
@@ -182,7 +182,8 @@ impl<T: Element> RemoteSender<T> {
         }
         let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
         let id = self.chan.id;
-        let pending = Pending::Credit(Arc::clone(&self.chan), enc.lease.take(), len);
+        let lease = self.conn.inner.hold(enc.lease.take());
+        let pending = Pending::Credit(Arc::clone(&self.chan), lease, len);
         let r = self.conn.inner.send_request(Cmd::CHAN_SEND, pending, enc.share.take(), |f| {
             f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
             write_element(f, &v, z);
@@ -213,11 +214,12 @@ impl<T: Element> RemoteSender<T> {
             encode_into_lease(buf, &v);
         }
         let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
+        let lease = self.conn.inner.hold(enc.lease.take());
         let reply = self.conn.request_sharing(cmd, token, enc.share.take(), |f| {
             f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, ms);
             write_element(f, &v, z);
         });
-        drop(enc.lease); // the reply says the server is done with it
+        drop(lease); // the reply says the server is done with it (or it holds it)
         match reply.and_then(|r| r.frame().result().map_err(IpcError::from)) {
             Ok(0) => Ok(()),
             Ok(code) => Err(SendError::new(chan_error(code, deadline, try_only), v)),
@@ -254,6 +256,7 @@ impl<T: Element> RemoteSender<T> {
                     encode_into_lease(buf, &v);
                 }
                 let id = self.chan.id;
+                let lease = self.conn.inner.hold(enc.lease.take());
                 let sent =
                     self.conn.inner.send_request(Cmd::CHAN_SEND, Pending::Wait(tx), enc.share.take(), |f| {
                         f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
@@ -263,7 +266,7 @@ impl<T: Element> RemoteSender<T> {
                     return Err(SendError::new(ChanError::Closed, v));
                 }
                 let reply: Result<Reply, ChanError> = rx.recv_async().await;
-                drop(enc.lease);
+                drop(lease);
                 match reply.ok().and_then(|r| r.frame().result().ok()) {
                     Some(0) => Ok(()),
                     Some(code) => Err(SendError::new(chan_error(code, None, false), v)),
@@ -436,11 +439,20 @@ impl<T: Element> RemoteReceiver<T> {
             Err(_) => return Err(ChanError::Closed),
         }
         let at = locate(&f).map_err(|_| ChanError::Closed)?;
-        let v = decode_element::<T>(&at);
-        if let Located::Shared(d) = at {
-            self.conn.inner.release(&d);
-        }
-        v.map_err(|e| {
+        // A shared element may be kept in place by the value; the server's span is freed
+        // (REGION_RELEASE) when the value is dropped.
+        let release = match at {
+            Located::Shared(d) => {
+                let conn = std::sync::Arc::downgrade(&self.conn.inner);
+                Some(Release::new(move || {
+                    if let Some(c) = conn.upgrade() {
+                        c.release(&d);
+                    }
+                }))
+            }
+            Located::Inline(_) => None,
+        };
+        decode_element::<T>(&at, release).map_err(|e| {
             eprintln!("kcoro-ipc: channel {:?}: {e}; the element is dropped", self.chan.name);
             ChanError::Closed
         })

@@ -27,7 +27,7 @@ pub use frame::{Attrs, FrameBuf, FrameRef, Header, decode_header, split_frame};
 /// Protocol version spoken here. A peer with another major version is refused in HELLO.
 pub const VERSION_MAJOR: u32 = 1;
 /// Minor version: additions a reader may ignore.
-pub const VERSION_MINOR: u32 = 1;
+pub const VERSION_MINOR: u32 = 2;
 
 /// Bytes of a frame header.
 pub const HEADER_LEN: usize = 8;

@@ -29,7 +29,7 @@ use crate::proto::{
     Attr, Cmd, EVENT_CLOSED, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, ProtoError, VERSION_MAJOR,
     VERSION_MINOR,
 };
-use crate::shm::{Located, ShmRx, ShmTx, locate, zdesc_bytes};
+use crate::shm::{Located, Release, ShmRx, ShmTx, locate, zdesc_bytes};
 use crate::stats::{ChannelStats, SchedStats};
 use crate::wire::{FrameReader, Outbox, Stream};
 use crate::{IpcError, auth};
@@ -37,14 +37,14 @@ use crate::{IpcError, auth};
 /// An element taken out of the read buffer, to outlive the frame.
 enum Owned {
     Inline(Vec<u8>),
-    Shared(ZDesc),
+    Shared(ZDesc, Option<Release>),
 }
 
 impl Owned {
-    fn of(l: Located<'_>) -> Owned {
+    fn of(l: Located<'_>, release: Option<Release>) -> Owned {
         match l {
             Located::Inline(b) => Owned::Inline(b.to_vec()),
-            Located::Shared(d) => Owned::Shared(d),
+            Located::Shared(d) => Owned::Shared(d, release),
         }
     }
 
@@ -52,14 +52,15 @@ impl Owned {
     fn inline_len(&self) -> u64 {
         match self {
             Owned::Inline(b) => b.len() as u64,
-            Owned::Shared(_) => 0,
+            Owned::Shared(..) => 0,
         }
     }
 
-    fn located(&self) -> Located<'_> {
+    /// Where the element is, and the release of a shared one (taken: decode once).
+    fn parts(&mut self) -> (Located<'_>, Option<Release>) {
         match self {
-            Owned::Inline(b) => Located::Inline(b),
-            Owned::Shared(d) => Located::Shared(*d),
+            Owned::Inline(b) => (Located::Inline(b), None),
+            Owned::Shared(d, r) => (Located::Shared(*d), r.take()),
         }
     }
 }
@@ -104,6 +105,9 @@ pub(crate) struct ConnState {
     nonce: Mutex<Option<[u8; auth::NONCE_LEN]>>,
     /// The client's frame limit (HELLO), which replies must respect.
     peer_max_frame: AtomicU32,
+    /// The client's minor version (HELLO): from 2 on, it takes `REGION_RELEASE` for the
+    /// shared elements it sends, so we may keep them past the reply.
+    peer_minor: AtomicU32,
     in_flight: AtomicUsize,
     requests: Mutex<HashMap<u64, CancelToken>>,
     opened: Mutex<HashSet<u64>>,
@@ -134,6 +138,7 @@ impl ConnState {
             rings: Mutex::new(Some(rings)),
             nonce: Mutex::new(None),
             peer_max_frame: AtomicU32::new(16 << 20),
+            peer_minor: AtomicU32::new(0),
             in_flight: AtomicUsize::new(0),
             requests: Mutex::new(HashMap::new()),
             opened: Mutex::new(HashSet::new()),
@@ -304,6 +309,7 @@ impl ConnState {
         if let Some(m) = f.u32(Attr::MAX_FRAME)? {
             self.peer_max_frame.store(m, Relaxed);
         }
+        self.peer_minor.store(f.u32(Attr::ABI_MINOR)?.unwrap_or(0), Relaxed);
         let nonce = match &self.server.secret {
             Some(_) => match auth::nonce() {
                 Ok(n) => Some(n),
@@ -518,24 +524,27 @@ impl ConnState {
 
     fn send(self: &Arc<Self>, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
         let cmd = f.cmd;
-        let Some((id, chan)) = self.channel(cmd, req, f)? else { return Ok(()) };
         let el = locate(f)?;
+        // First, so that every way out of here, refusals included, frees the client's span.
+        let release = self.release_for(&el);
+        let Some((id, chan)) = self.channel(cmd, req, f)? else { return Ok(()) };
         let wait = if cmd == Cmd::CHAN_TRY_SEND {
             Wait::Try
         } else {
             Wait::from_ms(f.i64(Attr::TIMEOUT_MS)?.unwrap_or(-1))
         };
         if wait == Wait::Try {
-            let r = chan.send(&el, Wait::Try, None);
+            let r = chan.send(&el, release, Wait::Try, None);
             self.chan_result(cmd, req, r);
             return Ok(());
         }
-        let el = Owned::of(el);
+        let mut el = Owned::of(el, release);
         if chan.kind() == Kind::Rendezvous {
             let Some(token) = self.admit(cmd, req) else { return Ok(()) };
             let me = Arc::clone(self);
             drop(kcoro::spawn(move || {
-                let r = chan.send(&el.located(), wait, Some(&token));
+                let (at, release) = el.parts();
+                let r = chan.send(&at, release, wait, Some(&token));
                 me.chan_result(cmd, req, r);
                 me.done(req);
             }));
@@ -567,6 +576,26 @@ impl ConnState {
         Ok(())
     }
 
+    /// For a shared element of a client that takes `REGION_RELEASE` (minor ≥ 2): what
+    /// frees its span when the value is done with (the value may keep a view of it).
+    fn release_for(self: &Arc<Self>, el: &Located<'_>) -> Option<Release> {
+        let Located::Shared(d) = el else { return None };
+        if self.peer_minor.load(Relaxed) < 2 {
+            return None;
+        }
+        let (me, z) = (Arc::downgrade(self), zdesc_bytes(d));
+        Some(Release::new(move || {
+            if let Some(me) = me.upgrade() {
+                let req = me.next_req.fetch_add(1, Relaxed);
+                let _ = me.outbox.push(|out, max| {
+                    let mut f = FrameBuf::begin(out, Cmd::REGION_RELEASE, 0);
+                    f.u64(Attr::REQ_ID, req).bytes(Attr::ZDESC, &z);
+                    f.finish(max)
+                });
+            }
+        }))
+    }
+
     /// The queue (and its coroutine) feeding this connection's sends into channel `id`.
     fn feeder(self: &Arc<Self>, id: u64, chan: Arc<dyn Served>) -> Feeder {
         let mut feeders = lock(&self.feeders);
@@ -577,11 +606,13 @@ impl ConnState {
         let queued = Arc::new(Queued::default());
         let (me, q) = (Arc::clone(self), Arc::clone(&queued));
         drop(kcoro::spawn(move || {
-            for item in &rx {
-                let r = chan.send(&item.el.located(), item.wait, Some(&item.token));
+            for mut item in &rx {
+                let len = item.el.inline_len();
+                let (at, release) = item.el.parts();
+                let r = chan.send(&at, release, item.wait, Some(&item.token));
                 // Before the reply: the client frees its window when the reply comes.
                 q.values.fetch_sub(1, AcqRel);
-                q.bytes.fetch_sub(item.el.inline_len(), AcqRel);
+                q.bytes.fetch_sub(len, AcqRel);
                 me.chan_result(Cmd::CHAN_SEND, item.req, r);
                 me.untrack(item.req);
             }
