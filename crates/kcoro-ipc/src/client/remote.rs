@@ -73,11 +73,6 @@ struct Encoded {
     share: Option<(u64, std::os::fd::OwnedFd)>,
 }
 
-/// The bytes `v` takes in a frame placed as `enc` (none when it goes through shared memory).
-fn inline_len<T: Element>(enc: &Encoded, v: &T) -> u64 {
-    if enc.lease.is_some() { 0 } else { v.encoded_len() as u64 }
-}
-
 fn place<T: Element>(conn: &Connection, v: &T) -> Encoded {
     match conn.inner.shm_tx.as_ref().and_then(|s| s.lease(v.encoded_len())) {
         Some((lease, share)) => Encoded { lease: Some(lease), share },
@@ -160,21 +155,22 @@ impl<T: Element> RemoteSender<T> {
                 if let Err(e) = window.take_value(deadline, try_only, token) {
                     return Err(SendError::new(e, v));
                 }
-                // Where the element goes decides its bytes; a shared one has none inline
-                // and never waits here, so no region share is ever dropped on the way.
-                let enc = place(&self.conn, &v);
-                let len = inline_len(&enc, &v);
+                // Every element counts its bytes here, shared ones too (the server counts
+                // only inline ones, so ours is never less): that also bounds what this
+                // connection has in flight in its region, whose LIFO blocks then stay warm.
+                let len = v.encoded_len() as u64;
                 if let Err(e) = window.take_bytes(len, deadline, try_only, token) {
                     window.give_value();
                     return Err(SendError::new(e, v));
                 }
+                let enc = place(&self.conn, &v);
                 self.queue_credited(v, enc, len)
             }
             None => self.send_round_trip(v, deadline, try_only, token),
         }
     }
 
-    /// With its window taken (a value credit and `len` inline bytes): queue the frame; the
+    /// With its window taken (a value credit and `len` bytes): queue the frame; the
     /// reply gives the window back (and releases the lease of a shared-memory element).
     fn queue_credited(&self, v: T, mut enc: Encoded, len: u64) -> Result<(), SendError<T>> {
         if let Some(buf) = enc.lease.as_mut() {
@@ -240,12 +236,12 @@ impl<T: Element> RemoteSender<T> {
                 if let Err(e) = window.take_value_async().await {
                     return Err(SendError::new(e, v));
                 }
-                let enc = place(&self.conn, &v);
-                let len = inline_len(&enc, &v);
+                let len = v.encoded_len() as u64;
                 if let Err(e) = window.take_bytes_async(len).await {
                     window.give_value();
                     return Err(SendError::new(e, v));
                 }
+                let enc = place(&self.conn, &v);
                 self.queue_credited(v, enc, len)
             }
             None => {

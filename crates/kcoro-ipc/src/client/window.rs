@@ -1,12 +1,13 @@
 //! The client's half of a channel's send window: how many credited sends, and how many
-//! inline element bytes, this connection has in flight on one channel.
+//! element bytes, this connection has in flight on one channel.
 //!
 //! # Protocol
-//! A send takes one value credit (waiting for one), then, once it knows whether its element
-//! goes inline or through shared memory, the element's inline bytes (0 for a shared one).
-//! The reply gives both back. The server counts the same values and bytes in its queue and
-//! drops them before it replies, so what it counts is never more than what we count here,
-//! and a send this window admits is never refused for the window.
+//! A send takes one value credit (waiting for one), then its element's encoded bytes,
+//! whether they go inline or through shared memory. The reply gives both back. The server
+//! counts the same values, and of the bytes only the inline ones, in its queue, and drops
+//! them before it replies, so what it counts is never more than what we count here, and a
+//! send this window admits is never refused for the window. Counting shared elements too
+//! bounds what is in flight in our region, so its (LIFO) blocks are reused while warm.
 //!
 //! # Invariants
 //! - `bytes` ≤ `max_bytes`, except when a single send holds them all (one element larger
@@ -25,7 +26,7 @@ pub(crate) struct Window {
     /// One `()` per free value credit.
     values: (Sender<()>, Receiver<()>),
     max_bytes: u64,
-    /// Inline element bytes in flight.
+    /// Element bytes in flight.
     bytes: Mutex<u64>,
     bell: (Sender<()>, Receiver<()>),
 }
@@ -81,7 +82,7 @@ impl Window {
         }
     }
 
-    /// Takes `len` inline bytes, waiting as [`take_value`](Self::take_value) does.
+    /// Takes `len` bytes, waiting as [`take_value`](Self::take_value) does.
     pub(crate) fn take_bytes(
         &self,
         len: u64,
