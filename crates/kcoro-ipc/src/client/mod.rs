@@ -456,6 +456,8 @@ impl Connection {
     ) -> Result<Reply, IpcError> {
         let (tx, rx) = chan::buffered(1);
         let req = self.inner.send_request(cmd, Pending::Wait(tx), share, build)?;
+        // We are about to wait for the answer: write now rather than wait for the writer.
+        self.inner.outbox.flush_now(&self.inner.stream);
         match rx.recv_with(None, cancel) {
             Ok(r) => Ok(r),
             Err(ChanError::Canceled) => {

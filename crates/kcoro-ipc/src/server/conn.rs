@@ -664,9 +664,10 @@ impl ConnState {
             }
             let z = zdesc_bytes(&lease.desc());
             lock(&self.lent).insert(lease.desc().offset, lease);
-            return self.reply(cmd, req, 0, |r| {
+            self.reply(cmd, req, 0, |r| {
                 r.bytes(Attr::ZDESC, &z);
             });
+            return self.outbox.flush_now(&self.stream);
         }
         self.reply(cmd, req, 0, |r| {
             r.header(Attr::ELEMENT, len);
@@ -675,6 +676,8 @@ impl ConnState {
             out.resize(at + len, 0);
             v.encode_into(&mut out[at..]);
         });
+        // The client waits for this reply: write it now rather than wait for the writer.
+        self.outbox.flush_now(&self.stream);
     }
 
     fn close(&self, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
