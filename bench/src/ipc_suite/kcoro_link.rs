@@ -80,7 +80,11 @@ pub fn peer(logic: PeerLogic, path: &str) -> Result<(), String> {
 
 fn serve(mut logic: PeerLogic, path: &str, ready: impl FnOnce() + Send + 'static) -> Result<(), String> {
     let addr = format!("unix:{path}");
-    kcoro_rt::drive(move || {
+    let rt = kcoro::Runtime::builder()
+        .workers(crate::runtime_suite::WORKERS)
+        .build()
+        .map_err(|e| format!("peer runtime: {e}"))?;
+    rt.block_on(move || {
         let (in_tx, in_rx) = chan::buffered::<Bytes>(IN_CAPACITY);
         let (out_tx, out_rx) = chan::buffered::<Bytes>(OUT_CAPACITY);
         let server = kcoro_ipc::Server::bind(&addr)
@@ -105,9 +109,8 @@ fn serve(mut logic: PeerLogic, path: &str, ready: impl FnOnce() + Send + 'static
             out_tx.send(reply).map_err(|e| format!("peer send: {}", e.kind()))?;
         }
         drop(server);
-        Ok(Measurement::per_op(std::time::Duration::ZERO, 1))
+        Ok(())
     })
-    .map(drop)
 }
 
 /// Both ends in this process (the peer on a thread), 50 ops.
