@@ -277,6 +277,8 @@ doc 'cargo run --release -p kcoro-bench -- adapter'
 bench adapter "$(cargo run -q --release -p kcoro-bench -- list | awk '$1 == "adapter" {print $2}')"
 doc 'cargo run --release -p kcoro-bench -- zcopy'
 bench zcopy msg_64k
+doc 'cargo run --release -p kcoro-bench -- ipc'
+bench ipc stream_64
 expect 0 '^runtime ' cargo run -q --release -p kcoro-bench -- list
 
 echo "== smoke: every documented command is covered"

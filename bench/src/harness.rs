@@ -66,8 +66,8 @@ const CHILD_POLL: Duration = Duration::from_millis(20);
 /// Width of the table's case column: the longest case name (`select_sync_contended`).
 pub const CASE_COL: usize = 21;
 
-/// Width of the table's impl column: the longest implementation name (`nylon-ring`).
-pub const IMPL_COL: usize = 10;
+/// Width of the table's impl column: the longest implementation name (`ipc-channel`).
+pub const IMPL_COL: usize = 11;
 
 /// How many characters of a child's error make it into the table row.
 const ROW_ERROR_CHARS: usize = 70;

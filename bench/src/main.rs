@@ -1,6 +1,6 @@
 //! `kcoro-bench`: kcoro side by side with its peers (Go, may, tokio, kanal, crossbeam,
 //! flume; nylon-ring-host for the plugin host; `Vec` copies and `bytes::Bytes` for zero
-//! copy), in one run.
+//! copy; a raw Unix socket and ipc-channel for kcoro-ipc), in one run.
 //!
 //! ```text
 //! kcoro-bench <suite> [--quick] [--json FILE] [--case NAME]... [--impl NAME]...
@@ -10,13 +10,15 @@
 //! Each suite is a module holding a [`harness::Suite`] table; adding a suite means
 //! adding its module and one line to [`SUITES`]. The harness runs every measurement in
 //! a child process of this same binary (`__child`, hidden) or of the Go peer; see
-//! [`harness`] for the protocol.
+//! [`harness`] for the protocol. The `ipc` suite's children start their serving peer as
+//! another process of this binary (`__ipc_peer`, hidden).
 
 mod adapter_suite;
 mod alloc_count;
 mod chan_suite;
 mod go;
 mod harness;
+mod ipc_suite;
 mod plugin_suite;
 mod runtime_suite;
 mod select_suite;
@@ -34,6 +36,7 @@ static SUITES: &[&Suite] = &[
     &plugin_suite::SUITE,
     &adapter_suite::SUITE,
     &zcopy_suite::SUITE,
+    &ipc_suite::SUITE,
 ];
 
 /// Counts heap allocations while a suite asks it to (see [`alloc_count`]).
@@ -75,6 +78,7 @@ fn dispatch(args: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
+        Some("__ipc_peer") => ipc_suite::peer(&args[1..]),
         Some("__child") => match &args[1..] {
             [suite, case, imp, n] => {
                 let n = n.parse().map_err(|e| format!("bad count {n:?}: {e}"))?;

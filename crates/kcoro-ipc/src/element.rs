@@ -25,7 +25,16 @@ pub trait Element: Sized + Send + 'static {
     fn encode_into(&self, out: &mut [u8]);
     /// Decodes one value from all of `bytes`.
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError>;
+    /// Decodes a value that arrived through shared memory, from a view of the sender's
+    /// region. The default copies it out ([`decode`](Self::decode)); a type that can hold
+    /// the view instead (`bytes::Bytes`) keeps it and skips the copy. The sender cannot
+    /// reuse the span until the view is dropped.
+    fn decode_shared(view: SharedView) -> Result<Self, DecodeError> {
+        Self::decode(&view)
+    }
 }
+
+pub use crate::shm::SharedView;
 
 /// Bytes that do not decode as the channel's element type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +86,9 @@ impl Element for bytes::Bytes {
     }
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         Ok(bytes::Bytes::copy_from_slice(bytes))
+    }
+    fn decode_shared(view: SharedView) -> Result<Self, DecodeError> {
+        Ok(bytes::Bytes::from_owner(view))
     }
 }
 

@@ -49,7 +49,7 @@ mod wire;
 
 pub use addr::Addr;
 pub use client::{ConnectOptions, Connection, RemoteReceiver, RemoteSender, ServerInfo, connect};
-pub use element::{DecodeError, Element, Postcard};
+pub use element::{DecodeError, Element, Postcard, SharedView};
 #[cfg(feature = "server")]
 pub use server::{Server, ServerBuilder};
 pub use stats::{ChannelStats, SchedStats};

@@ -129,13 +129,67 @@ pub(crate) fn locate<'a>(f: &FrameRef<'a>) -> Result<Located<'a>, ProtoError> {
 }
 
 /// Decodes the element a frame carries, inline or from the peer's region (bounds checked).
-pub(crate) fn decode_element<T: Element>(at: &Located<'_>) -> Result<T, DecodeError> {
+/// With a `release`, a shared element is decoded by [`Element::decode_shared`], which may
+/// keep the view (and so the peer's span) until the value is dropped; `release` runs then.
+/// Without one, the element is copied out and the span is free when this returns.
+pub(crate) fn decode_element<T: Element>(
+    at: &Located<'_>,
+    release: Option<Release>,
+) -> Result<T, DecodeError> {
     match at {
         Located::Inline(b) => T::decode(b),
         Located::Shared(d) => {
             let view = zcopy::resolve(d).map_err(|e| DecodeError(format!("shared element: {e}")))?;
-            T::decode(&view)
+            match release {
+                Some(release) => T::decode_shared(SharedView { view, _release: release }),
+                None => T::decode(&view),
+            }
         }
+    }
+}
+
+/// Tells the peer its span is free (a `REGION_RELEASE`), when dropped.
+pub(crate) struct Release(Option<Box<dyn FnOnce() + Send>>);
+
+impl Release {
+    pub(crate) fn new(f: impl FnOnce() + Send + 'static) -> Release {
+        Release(Some(Box::new(f)))
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// A shared element in the peer's region, read in place: an [`Element`] may keep it
+/// (`bytes::Bytes` does) instead of copying it out. The peer may reuse the span only once
+/// this is dropped.
+pub struct SharedView {
+    // Dropped first: our hold on the mapping, then the message that frees the span.
+    view: zcopy::ZView,
+    _release: Release,
+}
+
+impl std::ops::Deref for SharedView {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.view
+    }
+}
+
+impl AsRef<[u8]> for SharedView {
+    fn as_ref(&self) -> &[u8] {
+        &self.view
+    }
+}
+
+impl std::fmt::Debug for SharedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedView").field("view", &self.view).finish()
     }
 }
 

@@ -7,11 +7,15 @@
 //! spare and writes everything in one call per swap, so frames queued while a write is in
 //! progress go out together in the next: batching without reordering. A descriptor to pass
 //! (`SCM_RIGHTS`) is queued with the offset of the frame it belongs to and sent with that
-//! frame's first byte.
+//! frame's first byte. A caller about to wait for an answer may write what is queued itself
+//! (`flush_now`) when nobody is writing, instead of waiting for the writer to be scheduled:
+//! one hand-off fewer on a round trip.
 //!
 //! # Invariants
 //! - `OutBuf::fds` offsets are ascending and inside `OutBuf::bytes`.
 //! - `closed` ⇒ nothing more is accepted; the writer exits once the buffer is written.
+//! - At most one party writes to the socket at a time: the one that set `writing`. Whoever
+//!   clears it with frames still queued makes sure the writer is rung.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -148,6 +152,10 @@ struct OutBuf {
     bytes: Vec<u8>,
     fds: Vec<(usize, OwnedFd)>,
     closed: bool,
+    /// Someone (the writer, or a caller of `flush_now`) is writing: nobody else may.
+    writing: bool,
+    /// The buffer `flush_now` swaps in, kept for its capacity.
+    spare: Vec<u8>,
 }
 
 /// Frames waiting to be written, and the doorbell of the writer coroutine.
@@ -161,7 +169,13 @@ impl Outbox {
     /// An outbox and the receiving end of its doorbell, for [`Outbox::run_writer`].
     pub(crate) fn new(max_frame: u32) -> (Arc<Outbox>, Receiver<()>) {
         let (bell, rings) = chan::conflated();
-        let buf = OutBuf { bytes: Vec::with_capacity(64 << 10), fds: Vec::new(), closed: false };
+        let buf = OutBuf {
+            bytes: Vec::with_capacity(64 << 10),
+            fds: Vec::new(),
+            closed: false,
+            writing: false,
+            spare: Vec::new(),
+        };
         (Arc::new(Outbox { buf: Mutex::new(buf), bell, max_frame }), rings)
     }
 
@@ -216,14 +230,19 @@ impl Outbox {
         let mut spare = Vec::with_capacity(64 << 10);
         let mut fds = Vec::new();
         loop {
-            let closed = {
+            let (closed, other) = {
                 let mut b = self.lock();
-                std::mem::swap(&mut b.bytes, &mut spare);
-                std::mem::swap(&mut b.fds, &mut fds);
-                b.closed
+                if !b.writing {
+                    std::mem::swap(&mut b.bytes, &mut spare);
+                    std::mem::swap(&mut b.fds, &mut fds);
+                    b.writing = !spare.is_empty();
+                }
+                (b.closed, b.writing && spare.is_empty())
             };
             if spare.is_empty() {
-                if closed {
+                // Nothing to write, or a `flush_now` is writing (it rings when it is done
+                // and more is queued).
+                if closed && !other {
                     return Ok(());
                 }
                 if rings.recv().is_err() {
@@ -242,10 +261,44 @@ impl Outbox {
                 stream.write_all(&spare[pos..])
             })();
             spare.clear();
+            self.lock().writing = false;
             if let Err(e) = result {
                 self.close();
                 return Err(IpcError::Io(e));
             }
+        }
+    }
+
+    /// Writes what is queued now from the calling coroutine or thread, unless the writer
+    /// (or another caller) is writing or a descriptor is queued (then the writer does, as
+    /// usual). For a caller about to wait for an answer: its frame goes out without waiting
+    /// for the writer coroutine to be scheduled. A failed write closes the outbox; the
+    /// reader then sees the broken stream.
+    pub(crate) fn flush_now(&self, stream: &Stream) {
+        let mut out = {
+            let mut b = self.lock();
+            if b.writing || b.closed || b.bytes.is_empty() || !b.fds.is_empty() {
+                return;
+            }
+            b.writing = true;
+            let spare = std::mem::take(&mut b.spare);
+            std::mem::replace(&mut b.bytes, spare)
+        };
+        let result = stream.write_all(&out);
+        out.clear();
+        let more = {
+            let mut b = self.lock();
+            b.writing = false;
+            b.spare = out;
+            if result.is_err() {
+                b.closed = true;
+            }
+            !b.bytes.is_empty() || b.closed
+        };
+        if more {
+            // Frames that came while we wrote rang nobody (the buffer was not empty for
+            // them, or the writer found us writing): hand them to the writer.
+            let _ = self.bell.try_send(());
         }
     }
 }

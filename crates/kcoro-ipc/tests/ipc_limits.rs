@@ -223,6 +223,29 @@ fn limits_answer_with_protocol_errors() {
         f.u64(Attr::CHAN_ID, slow).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, b"one too many");
     });
     assert_eq!(g.result(), -libc::ENOBUFS, "{}", g.error());
+    // The window's bytes: a full channel, one queued 6-byte send, then 6 more bytes would
+    // pass 10; a send of no bytes still fits.
+    let s2 = server("window-bytes.sock", "credits=100 credit_bytes=10");
+    let mut raw2 = Raw::connect(&s2);
+    assert_eq!(raw2.hello().result(), 0);
+    let slow2 = open(&mut raw2, "slow");
+    for _ in 0..4 {
+        let g = raw2.call(Cmd::CHAN_TRY_SEND, |f| {
+            f.u64(Attr::CHAN_ID, slow2).bytes(Attr::ELEMENT, b"fill");
+        });
+        assert_eq!(g.result(), 0);
+    }
+    raw2.send(Cmd::CHAN_SEND, |f| {
+        f.u64(Attr::CHAN_ID, slow2).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, b"queued");
+    });
+    raw2.send(Cmd::CHAN_SEND, |f| {
+        f.u64(Attr::CHAN_ID, slow2).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, b"");
+    });
+    let g = raw2.call(Cmd::CHAN_SEND, |f| {
+        f.u64(Attr::CHAN_ID, slow2).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, b"passes");
+    });
+    assert_eq!(g.result(), -libc::ENOBUFS, "{}", g.error());
+    assert!(g.error().contains("10 bytes"), "{}", g.error());
     // CANCEL of a queued send ends it with -ECANCELED, and CANCEL itself is answered.
     let target = queued[2];
     let g = raw.call(Cmd::CANCEL, |f| {

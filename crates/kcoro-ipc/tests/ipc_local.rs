@@ -37,3 +37,44 @@ fn send_and_recv_over_unix() {
     assert_eq!(names, ["jobs", "made"]);
     drop(server);
 }
+
+/// `bytes::Bytes` elements that arrive through shared memory are read in place, and the
+/// sender reuses a span only after the receiver dropped its value: 48 MiB of 1 MiB
+/// elements through a 16 MiB region, all held at once on the far side, each intact. Both
+/// ways: client to server (the server's channel holds them), server to client (the client
+/// holds them).
+#[test]
+fn shared_bytes_are_held_in_place_until_dropped() {
+    use bytes::Bytes;
+    const N: usize = 48;
+    let elem = |i: usize| Bytes::from((0..1 << 20).map(|j| (i * 7 + j % 251) as u8).collect::<Vec<u8>>());
+    let (tx, rx) = chan::buffered::<Bytes>(N);
+    let addr = sock("held.sock");
+    let server = Server::bind(&addr)
+        .unwrap()
+        .shared_memory(64 << 10, 16 << 20)
+        .serve_channel("big", tx.clone(), rx.clone())
+        .start()
+        .unwrap();
+    let opts = ConnectOptions::new().shared_memory(64 << 10, 16 << 20);
+    let conn = Connection::connect(&addr, opts).unwrap();
+    let big = conn.sender::<Bytes>("big").unwrap();
+    for i in 0..N {
+        big.send_timeout(elem(i), Duration::from_secs(10)).unwrap();
+    }
+    let held: Vec<Bytes> = (0..N).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+    for (i, v) in held.iter().enumerate() {
+        assert!(*v == elem(i), "element {i} changed while the server held it");
+    }
+    drop(held);
+    // The other way: the server's values, received and kept by the client.
+    let rbig = conn.receiver::<Bytes>("big").unwrap();
+    for i in 0..N {
+        tx.send(elem(i + 1000)).unwrap();
+    }
+    let got: Vec<Bytes> = (0..N).map(|_| rbig.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+    for (i, v) in got.iter().enumerate() {
+        assert!(*v == elem(i + 1000), "element {i} changed while the client held it");
+    }
+    drop(server);
+}

@@ -350,6 +350,53 @@ fn credit_windows_bound_the_server() {
     assert!(grown < 32 << 10, "server grew by {grown} KiB for 1600 attempted sends");
 }
 
+/// Sends waiting in a credit window are bounded by the window, not by the requests-in-flight
+/// limit: a connection may have more of them queued than `max_in_flight`, and none is
+/// refused, none lost, and the channel stays open.
+#[test]
+fn credited_sends_are_not_requests_in_flight() {
+    let s = server("inflight.sock", "in_flight=2 credits=8");
+    let c = conn(&s);
+    let tx = c.sender::<Vec<u8>>("slow").unwrap();
+    // 4 fill the channel, 8 wait in the window on the server: more than 2 in flight.
+    for i in 0..12u8 {
+        tx.send_timeout(vec![i], WATCHDOG).unwrap();
+    }
+    let rx = c.receiver::<Vec<u8>>("slow").unwrap();
+    for i in 0..12u8 {
+        assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), [i]);
+    }
+    assert!(!tx.is_closed(), "a queued send was refused and closed the channel");
+    assert_eq!(rx.try_recv(), Err(ChanError::WouldBlock));
+}
+
+/// The window counts bytes too: with room for 128 values but only 64 KiB, a sender of
+/// 32 KiB elements runs two ahead, then waits; what it sent all arrives, in order.
+#[test]
+fn credit_window_counts_bytes() {
+    let s = server("credit-bytes.sock", "credits=128 credit_bytes=65536");
+    let c = Connection::connect(&s.addr, ConnectOptions::new().no_shared_memory()).unwrap();
+    let tx = c.sender::<Vec<u8>>("slow").unwrap();
+    let elem = |i: u8| vec![i; 32 << 10];
+    // 4 fill the channel (each fed in, its window given back), 2 wait in 64 KiB.
+    for i in 0..6u8 {
+        tx.send_timeout(elem(i), WATCHDOG).unwrap();
+    }
+    let e = tx.send_timeout(elem(6), Duration::from_millis(50)).unwrap_err();
+    assert_eq!(e.kind(), ChanError::Timeout, "a third 32 KiB send fitted a 64 KiB window");
+    assert!(tx.credits().unwrap() > 100, "values were not what ran out");
+    // A small send still fits? No: 64 KiB are in flight, 1 byte more is over.
+    assert_eq!(tx.try_send(vec![0]).unwrap_err().kind(), ChanError::WouldBlock);
+    let rx = c.receiver::<Vec<u8>>("slow").unwrap();
+    for i in 0..6u8 {
+        assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), elem(i));
+    }
+    // Drained: the window is free again, and a send larger than all of it goes alone.
+    tx.send_timeout(vec![9; 100 << 10], WATCHDOG).unwrap();
+    assert_eq!(rx.recv_timeout(WATCHDOG).unwrap().len(), 100 << 10);
+    assert!(!tx.is_closed());
+}
+
 /// 1 MiB elements go through shared memory both ways and arrive intact.
 #[test]
 fn large_elements_through_shared_memory() {

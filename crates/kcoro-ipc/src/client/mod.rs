@@ -17,6 +17,7 @@
 //!   `pending` lock), and every channel's credit window is closed.
 
 mod remote;
+mod window;
 
 pub use remote::{RemoteReceiver, RemoteSender};
 
@@ -26,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use kcoro::chan::{self, ChanError, Kind, Receiver, Sender};
+use kcoro::chan::{self, ChanError, Kind, Sender};
 use kcoro::net::{TcpStream, UnixStream};
 use kcoro::sync::CancelToken;
 use kcoro::zcopy::ZBuf;
@@ -143,9 +144,9 @@ pub(crate) fn code_to_chan(code: i32) -> Option<ChanError> {
 enum Pending {
     /// Hand it to the waiting request.
     Wait(Sender<Reply>),
-    /// A credited send: return the credit; a failure closes the channel here too. The
-    /// lease (shared-memory element) is released with the reply.
-    Credit(Arc<ChanState>, Option<ZBuf>),
+    /// A credited send of this many inline bytes: return its window; a failure closes the
+    /// channel here too. The lease (shared-memory element) is released with the reply.
+    Credit(Arc<ChanState>, Option<ZBuf>, u64),
     /// Nothing (REGION_RELEASE, REGION_SHARE, CANCEL).
     Ignore,
 }
@@ -156,17 +157,17 @@ pub(crate) struct ChanState {
     pub(crate) name: String,
     pub(crate) kind: Kind,
     pub(crate) capacity: Option<u64>,
-    /// Send credits: a buffered channel of `()` holding what may be sent without waiting
-    /// for a reply (`None`: every send waits for its reply, as rendezvous sends do).
-    pub(crate) credits: Option<(Sender<()>, Receiver<()>)>,
+    /// The send window: what may be sent without waiting for a reply (`None`: every send
+    /// waits for its reply, as rendezvous sends do).
+    pub(crate) credits: Option<window::Window>,
     pub(crate) closed: AtomicBool,
 }
 
 impl ChanState {
     pub(crate) fn mark_closed(&self) {
         self.closed.store(true, Release);
-        if let Some((tx, _)) = &self.credits {
-            tx.close();
+        if let Some(w) = &self.credits {
+            w.close();
         }
     }
 }
@@ -182,6 +183,11 @@ pub(crate) struct ConnInner {
     chans: Mutex<HashMap<u64, Weak<ChanState>>>,
     pub(crate) shm_tx: Option<ShmTx>,
     shm_rx: ShmRx,
+    /// Leases of shared elements we sent that the server still reads, by offset; each
+    /// leaves with the server's REGION_RELEASE for it (servers of minor ≥ 2).
+    held: Mutex<HashMap<u64, ZBuf>>,
+    /// The server's minor version (HELLO reply).
+    server_minor: std::sync::atomic::AtomicU32,
     pub(crate) max_frame: u32,
     pub(crate) handle: kcoro::Handle,
 }
@@ -251,6 +257,8 @@ impl Connection {
             chans: Mutex::new(HashMap::new()),
             shm_tx: shm,
             shm_rx: ShmRx::default(),
+            held: Mutex::new(HashMap::new()),
+            server_minor: std::sync::atomic::AtomicU32::new(0),
             max_frame: opts.limits.max_frame,
             handle: handle.clone(),
         });
@@ -287,6 +295,7 @@ impl Connection {
             return Err(IpcError::Version { ours: VERSION_MAJOR, theirs });
         }
         let f = reply.check(Cmd::HELLO)?;
+        self.inner.server_minor.store(f.u32(Attr::ABI_MINOR)?.unwrap_or(0), Relaxed);
         if f.u32(Attr::AUTH_REQUIRED)?.unwrap_or(0) == 0 {
             return Ok(());
         }
@@ -409,13 +418,7 @@ impl Connection {
         let capacity = f.u64(Attr::CAPACITY)?.filter(|&c| c != u64::MAX);
         let credits = match f.u32(Attr::CREDITS)?.unwrap_or(0) {
             0 => None,
-            n => {
-                let (tx, rx) = chan::buffered(n as usize);
-                for _ in 0..n {
-                    let _ = tx.try_send(());
-                }
-                Some((tx, rx))
-            }
+            n => Some(window::Window::new(n, f.u64(Attr::CREDIT_BYTES)?.unwrap_or(0))),
         };
         let state = Arc::new(ChanState {
             id,
@@ -453,6 +456,8 @@ impl Connection {
     ) -> Result<Reply, IpcError> {
         let (tx, rx) = chan::buffered(1);
         let req = self.inner.send_request(cmd, Pending::Wait(tx), share, build)?;
+        // We are about to wait for the answer: write now rather than wait for the writer.
+        self.inner.outbox.flush_now(&self.inner.stream);
         match rx.recv_with(None, cancel) {
             Ok(r) => Ok(r),
             Err(ChanError::Canceled) => {
@@ -543,6 +548,19 @@ impl ConnInner {
         self.outbox.close();
     }
 
+    /// The lease of a shared element about to be sent: kept here until the server's
+    /// REGION_RELEASE if the server sends one (minor ≥ 2; then `None` is returned), else
+    /// returned, to be dropped with the reply.
+    pub(crate) fn hold(&self, lease: Option<ZBuf>) -> Option<ZBuf> {
+        match lease {
+            Some(b) if self.server_minor.load(Relaxed) >= 2 => {
+                self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(b.desc().offset, b);
+                None
+            }
+            other => other,
+        }
+    }
+
     /// Tells the peer we are done with a span of its region.
     pub(crate) fn release(&self, d: &kcoro::zcopy::ZDesc) {
         let z = crate::shm::zdesc_bytes(d);
@@ -594,11 +612,19 @@ impl ConnInner {
             return;
         }
         if f.flags & FLAG_REPLY == 0 {
-            // A request from the server: only REGION_SHARE (its element region) is one.
+            // A request from the server: REGION_SHARE (its element region), or
+            // REGION_RELEASE (it is done with an element we sent through ours).
             if f.cmd == Cmd::REGION_SHARE
                 && let (Ok(Some(id)), Some(fd)) = (f.u64(Attr::REGION_ID), fds.pop_front())
             {
                 let _ = self.shm_rx.import(fd, id);
+            }
+            if f.cmd == Cmd::REGION_RELEASE
+                && let Some(z) = f.get(Attr::ZDESC)
+                && let Some(off) = z.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
+            {
+                let lease = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&off);
+                drop(lease);
             }
             return;
         }
@@ -608,12 +634,12 @@ impl ConnInner {
             Some(Pending::Wait(tx)) => {
                 let _ = tx.try_send(Reply { cmd: f.cmd, flags: f.flags, payload: f.payload().to_vec() });
             }
-            Some(Pending::Credit(chan, lease)) => {
+            Some(Pending::Credit(chan, lease, bytes)) => {
                 drop(lease);
                 if f.result().unwrap_or(-1) != 0 {
                     chan.mark_closed();
-                } else if let Some((tx, _)) = &chan.credits {
-                    let _ = tx.try_send(());
+                } else if let Some(w) = &chan.credits {
+                    w.give(bytes);
                 }
             }
             Some(Pending::Ignore) | None => {}

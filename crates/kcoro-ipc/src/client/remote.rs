@@ -2,9 +2,10 @@
 //!
 //! # Sends and credits
 //! On a buffered, conflated or unlimited channel the server grants each connection a window
-//! of send credits: room reserved for this connection's values in a queue in front of the
-//! channel. A send takes a credit (waiting for one, with the send's deadline and cancel
-//! token, when the window is used up), queues its frame and returns: the value is in the
+//! of send credits: room reserved for this connection's values, counted in values and in
+//! inline bytes, in a queue in front of the channel (see `window`). A send takes its share
+//! (waiting for it, with the send's deadline and cancel token, when the window is used up),
+//! queues its frame and returns: the value is in the
 //! channel's distributed buffer, as a local send into a buffered channel puts it in the
 //! buffer. The server feeds each connection's queue into the channel in order and returns
 //! the credit with the reply. So a fast sender runs at most one window ahead, the server's
@@ -35,7 +36,7 @@ use kcoro::zcopy::ZBuf;
 
 use super::{ChanState, Connection, Pending, Reply, code_to_chan};
 use crate::proto::{Attr, Cmd, FrameBuf};
-use crate::shm::{Located, decode_element, locate, put_element};
+use crate::shm::{Located, Release, decode_element, locate, put_element};
 use crate::{Element, IpcError};
 
 /// The `TIMEOUT_MS` of an operation: 0 try, -1 forever, else the milliseconds left
@@ -150,27 +151,35 @@ impl<T: Element> RemoteSender<T> {
             return Err(SendError::new(ChanError::Closed, v));
         }
         match &self.chan.credits {
-            Some((_, credits)) => {
-                let got = if try_only { credits.try_recv() } else { credits.recv_with(deadline, token) };
-                if let Err(e) = got {
+            Some(window) => {
+                if let Err(e) = window.take_value(deadline, try_only, token) {
                     return Err(SendError::new(e, v));
                 }
-                self.queue_credited(v)
+                // Every element counts its bytes here, shared ones too (the server counts
+                // only inline ones, so ours is never less): that also bounds what this
+                // connection has in flight in its region, whose LIFO blocks then stay warm.
+                let len = v.encoded_len() as u64;
+                if let Err(e) = window.take_bytes(len, deadline, try_only, token) {
+                    window.give_value();
+                    return Err(SendError::new(e, v));
+                }
+                let enc = place(&self.conn, &v);
+                self.queue_credited(v, enc, len)
             }
             None => self.send_round_trip(v, deadline, try_only, token),
         }
     }
 
-    /// With a credit in hand: queue the frame; the reply returns the credit (and releases
-    /// the lease of a shared-memory element).
-    fn queue_credited(&self, v: T) -> Result<(), SendError<T>> {
-        let mut enc = place(&self.conn, &v);
+    /// With its window taken (a value credit and `len` bytes): queue the frame; the
+    /// reply gives the window back (and releases the lease of a shared-memory element).
+    fn queue_credited(&self, v: T, mut enc: Encoded, len: u64) -> Result<(), SendError<T>> {
         if let Some(buf) = enc.lease.as_mut() {
             encode_into_lease(buf, &v);
         }
         let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
         let id = self.chan.id;
-        let pending = Pending::Credit(Arc::clone(&self.chan), enc.lease.take());
+        let lease = self.conn.inner.hold(enc.lease.take());
+        let pending = Pending::Credit(Arc::clone(&self.chan), lease, len);
         let r = self.conn.inner.send_request(Cmd::CHAN_SEND, pending, enc.share.take(), |f| {
             f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
             write_element(f, &v, z);
@@ -178,8 +187,8 @@ impl<T: Element> RemoteSender<T> {
         match r {
             Ok(_) => Ok(()),
             Err(_) => {
-                if let Some((tx, _)) = &self.chan.credits {
-                    let _ = tx.try_send(());
+                if let Some(w) = &self.chan.credits {
+                    w.give(len);
                 }
                 Err(SendError::new(ChanError::Closed, v))
             }
@@ -201,11 +210,12 @@ impl<T: Element> RemoteSender<T> {
             encode_into_lease(buf, &v);
         }
         let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
+        let lease = self.conn.inner.hold(enc.lease.take());
         let reply = self.conn.request_sharing(cmd, token, enc.share.take(), |f| {
             f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, ms);
             write_element(f, &v, z);
         });
-        drop(enc.lease); // the reply says the server is done with it
+        drop(lease); // the reply says the server is done with it (or it holds it)
         match reply.and_then(|r| r.frame().result().map_err(IpcError::from)) {
             Ok(0) => Ok(()),
             Ok(code) => Err(SendError::new(chan_error(code, deadline, try_only), v)),
@@ -222,10 +232,18 @@ impl<T: Element> RemoteSender<T> {
             return Err(SendError::new(ChanError::Closed, v));
         }
         match &self.chan.credits {
-            Some((_, credits)) => match credits.recv_async().await {
-                Ok(()) => self.queue_credited(v),
-                Err(e) => Err(SendError::new(e, v)),
-            },
+            Some(window) => {
+                if let Err(e) = window.take_value_async().await {
+                    return Err(SendError::new(e, v));
+                }
+                let len = v.encoded_len() as u64;
+                if let Err(e) = window.take_bytes_async(len).await {
+                    window.give_value();
+                    return Err(SendError::new(e, v));
+                }
+                let enc = place(&self.conn, &v);
+                self.queue_credited(v, enc, len)
+            }
             None => {
                 let (tx, rx) = chan::buffered(1);
                 let mut enc = place(&self.conn, &v);
@@ -234,6 +252,7 @@ impl<T: Element> RemoteSender<T> {
                     encode_into_lease(buf, &v);
                 }
                 let id = self.chan.id;
+                let lease = self.conn.inner.hold(enc.lease.take());
                 let sent =
                     self.conn.inner.send_request(Cmd::CHAN_SEND, Pending::Wait(tx), enc.share.take(), |f| {
                         f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
@@ -243,7 +262,7 @@ impl<T: Element> RemoteSender<T> {
                     return Err(SendError::new(ChanError::Closed, v));
                 }
                 let reply: Result<Reply, ChanError> = rx.recv_async().await;
-                drop(enc.lease);
+                drop(lease);
                 match reply.ok().and_then(|r| r.frame().result().ok()) {
                     Some(0) => Ok(()),
                     Some(code) => Err(SendError::new(chan_error(code, None, false), v)),
@@ -286,7 +305,7 @@ impl<T: Element> RemoteSender<T> {
     /// The send credits this connection holds for the channel (`None` for rendezvous,
     /// whose sends each wait for their reply).
     pub fn credits(&self) -> Option<usize> {
-        self.chan.credits.as_ref().map(|(tx, _)| tx.len())
+        self.chan.credits.as_ref().map(|w| w.free_values())
     }
 
     /// A local sender whose values a pump coroutine forwards here, at most `window` ahead:
@@ -416,11 +435,20 @@ impl<T: Element> RemoteReceiver<T> {
             Err(_) => return Err(ChanError::Closed),
         }
         let at = locate(&f).map_err(|_| ChanError::Closed)?;
-        let v = decode_element::<T>(&at);
-        if let Located::Shared(d) = at {
-            self.conn.inner.release(&d);
-        }
-        v.map_err(|e| {
+        // A shared element may be kept in place by the value; the server's span is freed
+        // (REGION_RELEASE) when the value is dropped.
+        let release = match at {
+            Located::Shared(d) => {
+                let conn = std::sync::Arc::downgrade(&self.conn.inner);
+                Some(Release::new(move || {
+                    if let Some(c) = conn.upgrade() {
+                        c.release(&d);
+                    }
+                }))
+            }
+            Located::Inline(_) => None,
+        };
+        decode_element::<T>(&at, release).map_err(|e| {
             eprintln!("kcoro-ipc: channel {:?}: {e}; the element is dropped", self.chan.name);
             ChanError::Closed
         })

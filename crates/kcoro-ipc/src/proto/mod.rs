@@ -27,7 +27,7 @@ pub use frame::{Attrs, FrameBuf, FrameRef, Header, decode_header, split_frame};
 /// Protocol version spoken here. A peer with another major version is refused in HELLO.
 pub const VERSION_MAJOR: u32 = 1;
 /// Minor version: additions a reader may ignore.
-pub const VERSION_MINOR: u32 = 0;
+pub const VERSION_MINOR: u32 = 2;
 
 /// Bytes of a frame header.
 pub const HEADER_LEN: usize = 8;
@@ -171,6 +171,9 @@ impl Attr {
     pub const CONNECTIONS: Attr = Attr(54);
     /// Nested: the scheduler's counters (GET_SCHED), see `stats::SchedStats`.
     pub const SCHED: Attr = Attr(55);
+    /// `u64`: the byte side of the send window: inline element bytes this connection may
+    /// have in flight per channel (replies of OPEN/MAKE; minor version 1).
+    pub const CREDIT_BYTES: Attr = Attr(56);
 }
 
 /// `EVENT` values of NOTIFY.
@@ -190,8 +193,13 @@ pub struct Limits {
     pub max_channels: usize,
     /// Most requests in flight on one connection.
     pub max_in_flight: usize,
-    /// Send credits per channel per connection (the window a sender may run ahead).
+    /// Send credits per channel per connection (the window a sender may run ahead), in
+    /// values.
     pub credits: u32,
+    /// The same window in bytes: inline element bytes of the sends one connection may have
+    /// queued per channel. One send is always allowed when none is queued, so an element
+    /// larger than this still goes (alone).
+    pub credit_bytes: u64,
 }
 
 impl Default for Limits {
@@ -203,6 +211,7 @@ impl Default for Limits {
             max_channels: 1024,
             max_in_flight: 1024,
             credits: 128,
+            credit_bytes: 4 << 20,
         }
     }
 }
@@ -247,7 +256,7 @@ pub fn fuzz_frames(bytes: &[u8]) {
     while let Ok(Some((f, used))) = split_frame(rest, &limits) {
         let _ = (f.req_id(), f.result(), f.cmd.name());
         let _ = (f.u32(Attr::ABI_MAJOR), f.u64(Attr::CHAN_ID), f.i64(Attr::TIMEOUT_MS), f.str(Attr::NAME));
-        let _ = (f.need(Attr::NONCE), f.i32(Attr::KIND), f.u32(Attr::CREDITS));
+        let _ = (f.need(Attr::NONCE), f.i32(Attr::KIND), f.u32(Attr::CREDITS), f.u64(Attr::CREDIT_BYTES));
         for s in f.all(Attr::STATS) {
             let _ = crate::stats::ChannelStats::decode(s);
         }

@@ -2,12 +2,14 @@
 //! requests in flight.
 //!
 //! # Invariants
-//! - `in_flight` counts requests that wait (sends and receives run in their own coroutine
-//!   or queue); it never exceeds `Limits::max_in_flight`, checked before a request is
-//!   taken on.
-//! - A channel's send queue (`feeders`) holds at most `Limits::credits` values: a client
+//! - `in_flight` counts requests that wait in their own coroutine (receives, rendezvous
+//!   sends); it never exceeds `Limits::max_in_flight`, checked before a request is taken
+//!   on. Credited sends are not counted there: the window bounds them.
+//! - A channel's send queue (`feeders`) holds at most `Limits::credits` values and, unless
+//!   it holds a single value, at most `Limits::credit_bytes` inline element bytes: a client
 //!   that sends past its window gets `-ENOBUFS`, so the server's memory per connection is
-//!   bounded by the window, whatever the client does.
+//!   bounded by the window, whatever the client does. The queue's counts drop before the
+//!   reply is queued, so a client that counts until the reply never overruns them.
 //! - Until authenticated (when a secret is set), only HELLO and AUTH are answered.
 //! - Once `token` is cancelled (the connection ended), every request in flight wakes with
 //!   `Canceled`, and its reply has nowhere to go.
@@ -27,7 +29,7 @@ use crate::proto::{
     Attr, Cmd, EVENT_CLOSED, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, ProtoError, VERSION_MAJOR,
     VERSION_MINOR,
 };
-use crate::shm::{Located, ShmRx, ShmTx, locate, zdesc_bytes};
+use crate::shm::{Located, Release, ShmRx, ShmTx, locate, zdesc_bytes};
 use crate::stats::{ChannelStats, SchedStats};
 use crate::wire::{FrameReader, Outbox, Stream};
 use crate::{IpcError, auth};
@@ -35,21 +37,30 @@ use crate::{IpcError, auth};
 /// An element taken out of the read buffer, to outlive the frame.
 enum Owned {
     Inline(Vec<u8>),
-    Shared(ZDesc),
+    Shared(ZDesc, Option<Release>),
 }
 
 impl Owned {
-    fn of(l: Located<'_>) -> Owned {
+    fn of(l: Located<'_>, release: Option<Release>) -> Owned {
         match l {
             Located::Inline(b) => Owned::Inline(b.to_vec()),
-            Located::Shared(d) => Owned::Shared(d),
+            Located::Shared(d) => Owned::Shared(d, release),
         }
     }
 
-    fn located(&self) -> Located<'_> {
+    /// Bytes of the element held here (a shared one is in the peer's memory, not ours).
+    fn inline_len(&self) -> u64 {
         match self {
-            Owned::Inline(b) => Located::Inline(b),
-            Owned::Shared(d) => Located::Shared(*d),
+            Owned::Inline(b) => b.len() as u64,
+            Owned::Shared(..) => 0,
+        }
+    }
+
+    /// Where the element is, and the release of a shared one (taken: decode once).
+    fn parts(&mut self) -> (Located<'_>, Option<Release>) {
+        match self {
+            Owned::Inline(b) => (Located::Inline(b), None),
+            Owned::Shared(d, r) => (Located::Shared(*d), r.take()),
         }
     }
 }
@@ -62,8 +73,15 @@ struct Feed {
     token: CancelToken,
 }
 
-/// A channel's send queue for this connection, and how many sends wait in it.
-type Feeder = (Sender<Feed>, Arc<AtomicUsize>);
+/// What waits in a channel's send queue: values, and their inline bytes.
+#[derive(Default)]
+struct Queued {
+    values: AtomicUsize,
+    bytes: AtomicU64,
+}
+
+/// A channel's send queue for this connection, and what waits in it.
+type Feeder = (Sender<Feed>, Arc<Queued>);
 
 /// A channel of the registry, by id.
 type Found = Option<(u64, Arc<dyn Served>)>;
@@ -87,6 +105,9 @@ pub(crate) struct ConnState {
     nonce: Mutex<Option<[u8; auth::NONCE_LEN]>>,
     /// The client's frame limit (HELLO), which replies must respect.
     peer_max_frame: AtomicU32,
+    /// The client's minor version (HELLO): from 2 on, it takes `REGION_RELEASE` for the
+    /// shared elements it sends, so we may keep them past the reply.
+    peer_minor: AtomicU32,
     in_flight: AtomicUsize,
     requests: Mutex<HashMap<u64, CancelToken>>,
     opened: Mutex<HashSet<u64>>,
@@ -117,6 +138,7 @@ impl ConnState {
             rings: Mutex::new(Some(rings)),
             nonce: Mutex::new(None),
             peer_max_frame: AtomicU32::new(16 << 20),
+            peer_minor: AtomicU32::new(0),
             in_flight: AtomicUsize::new(0),
             requests: Mutex::new(HashMap::new()),
             opened: Mutex::new(HashSet::new()),
@@ -287,6 +309,7 @@ impl ConnState {
         if let Some(m) = f.u32(Attr::MAX_FRAME)? {
             self.peer_max_frame.store(m, Relaxed);
         }
+        self.peer_minor.store(f.u32(Attr::ABI_MINOR)?.unwrap_or(0), Relaxed);
         let nonce = match &self.server.secret {
             Some(_) => match auth::nonce() {
                 Ok(n) => Some(n),
@@ -384,7 +407,10 @@ impl ConnState {
             }
             o.insert(id);
         }
-        let credits = if chan.kind() == Kind::Rendezvous { 0 } else { self.server.limits.credits };
+        let (credits, credit_bytes) = match chan.kind() {
+            Kind::Rendezvous => (0, 0),
+            _ => (self.server.limits.credits, self.server.limits.credit_bytes),
+        };
         let (kind, cap, closed) =
             (chan.kind().code(), chan.capacity().map_or(u64::MAX, |c| c as u64), chan.is_closed());
         self.reply(cmd, req, 0, |r| {
@@ -393,6 +419,9 @@ impl ConnState {
                 .u64(Attr::CAPACITY, cap)
                 .u32(Attr::CREDITS, credits)
                 .u32(Attr::CLOSED, u32::from(closed));
+            if credit_bytes > 0 {
+                r.u64(Attr::CREDIT_BYTES, credit_bytes);
+            }
         });
     }
 
@@ -474,56 +503,97 @@ impl ConnState {
             self.refuse(cmd, req, -libc::EBUSY, &format!("more than {max} requests in flight"));
             return None;
         }
-        let t = self.token.child();
-        lock(&self.requests).insert(req, t.clone());
-        Some(t)
+        Some(self.track(req))
     }
 
     fn done(&self, req: u64) {
-        lock(&self.requests).remove(&req);
+        self.untrack(req);
         self.in_flight.fetch_sub(1, AcqRel);
+    }
+
+    /// A cancel token for request `req`, which CANCEL finds (without counting it in flight).
+    fn track(&self, req: u64) -> CancelToken {
+        let t = self.token.child();
+        lock(&self.requests).insert(req, t.clone());
+        t
+    }
+
+    fn untrack(&self, req: u64) {
+        lock(&self.requests).remove(&req);
     }
 
     fn send(self: &Arc<Self>, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
         let cmd = f.cmd;
-        let Some((id, chan)) = self.channel(cmd, req, f)? else { return Ok(()) };
         let el = locate(f)?;
+        // First, so that every way out of here, refusals included, frees the client's span.
+        let release = self.release_for(&el);
+        let Some((id, chan)) = self.channel(cmd, req, f)? else { return Ok(()) };
         let wait = if cmd == Cmd::CHAN_TRY_SEND {
             Wait::Try
         } else {
             Wait::from_ms(f.i64(Attr::TIMEOUT_MS)?.unwrap_or(-1))
         };
         if wait == Wait::Try {
-            let r = chan.send(&el, Wait::Try, None);
+            let r = chan.send(&el, release, Wait::Try, None);
             self.chan_result(cmd, req, r);
             return Ok(());
         }
-        let el = Owned::of(el);
-        let Some(token) = self.admit(cmd, req) else { return Ok(()) };
+        let mut el = Owned::of(el, release);
         if chan.kind() == Kind::Rendezvous {
+            let Some(token) = self.admit(cmd, req) else { return Ok(()) };
             let me = Arc::clone(self);
             drop(kcoro::spawn(move || {
-                let r = chan.send(&el.located(), wait, Some(&token));
+                let (at, release) = el.parts();
+                let r = chan.send(&at, release, wait, Some(&token));
                 me.chan_result(cmd, req, r);
                 me.done(req);
             }));
             return Ok(());
         }
-        // In order, through this connection's queue for the channel, within the window.
+        // In order, through this connection's queue for the channel, within the window. Only
+        // this reader adds to `queued`, so what it reads cannot grow before it adds.
         let (queue, queued) = self.feeder(id, chan);
-        if queued.fetch_add(1, AcqRel) >= self.server.limits.credits as usize {
-            queued.fetch_sub(1, AcqRel);
-            self.done(req);
-            let msg = format!("send window of {} exceeded", self.server.limits.credits);
+        let limits = &self.server.limits;
+        let (values, bytes, len) = (queued.values.load(Acquire), queued.bytes.load(Acquire), el.inline_len());
+        let over_bytes = len > 0 && bytes > 0 && bytes.saturating_add(len) > limits.credit_bytes;
+        if values >= limits.credits as usize || over_bytes {
+            let msg = format!(
+                "send window of {} values and {} bytes exceeded",
+                limits.credits, limits.credit_bytes
+            );
             self.refuse(cmd, req, -libc::ENOBUFS, &msg);
             return Ok(());
         }
+        queued.values.fetch_add(1, AcqRel);
+        queued.bytes.fetch_add(len, AcqRel);
+        let token = self.track(req);
         if let Err(e) = queue.try_send(Feed { req, el, wait, token }) {
-            queued.fetch_sub(1, AcqRel);
-            self.done(e.value().req);
+            queued.values.fetch_sub(1, AcqRel);
+            queued.bytes.fetch_sub(len, AcqRel);
+            self.untrack(e.value().req);
             self.refuse(cmd, req, ChanError::Closed.code(), "connection closing");
         }
         Ok(())
+    }
+
+    /// For a shared element of a client that takes `REGION_RELEASE` (minor ≥ 2): what
+    /// frees its span when the value is done with (the value may keep a view of it).
+    fn release_for(self: &Arc<Self>, el: &Located<'_>) -> Option<Release> {
+        let Located::Shared(d) = el else { return None };
+        if self.peer_minor.load(Relaxed) < 2 {
+            return None;
+        }
+        let (me, z) = (Arc::downgrade(self), zdesc_bytes(d));
+        Some(Release::new(move || {
+            if let Some(me) = me.upgrade() {
+                let req = me.next_req.fetch_add(1, Relaxed);
+                let _ = me.outbox.push(|out, max| {
+                    let mut f = FrameBuf::begin(out, Cmd::REGION_RELEASE, 0);
+                    f.u64(Attr::REQ_ID, req).bytes(Attr::ZDESC, &z);
+                    f.finish(max)
+                });
+            }
+        }))
     }
 
     /// The queue (and its coroutine) feeding this connection's sends into channel `id`.
@@ -533,14 +603,18 @@ impl ConnState {
             return (tx.clone(), Arc::clone(n));
         }
         let (tx, rx) = chan::unlimited::<Feed>();
-        let queued = Arc::new(AtomicUsize::new(0));
+        let queued = Arc::new(Queued::default());
         let (me, q) = (Arc::clone(self), Arc::clone(&queued));
         drop(kcoro::spawn(move || {
-            for item in &rx {
-                let r = chan.send(&item.el.located(), item.wait, Some(&item.token));
-                q.fetch_sub(1, AcqRel);
+            for mut item in &rx {
+                let len = item.el.inline_len();
+                let (at, release) = item.el.parts();
+                let r = chan.send(&at, release, item.wait, Some(&item.token));
+                // Before the reply: the client frees its window when the reply comes.
+                q.values.fetch_sub(1, AcqRel);
+                q.bytes.fetch_sub(len, AcqRel);
                 me.chan_result(Cmd::CHAN_SEND, item.req, r);
-                me.done(item.req);
+                me.untrack(item.req);
             }
         }));
         feeders.insert(id, (tx.clone(), Arc::clone(&queued)));
@@ -590,9 +664,10 @@ impl ConnState {
             }
             let z = zdesc_bytes(&lease.desc());
             lock(&self.lent).insert(lease.desc().offset, lease);
-            return self.reply(cmd, req, 0, |r| {
+            self.reply(cmd, req, 0, |r| {
                 r.bytes(Attr::ZDESC, &z);
             });
+            return self.outbox.flush_now(&self.stream);
         }
         self.reply(cmd, req, 0, |r| {
             r.header(Attr::ELEMENT, len);
@@ -601,6 +676,8 @@ impl ConnState {
             out.resize(at + len, 0);
             v.encode_into(&mut out[at..]);
         });
+        // The client waits for this reply: write it now rather than wait for the writer.
+        self.outbox.flush_now(&self.stream);
     }
 
     fn close(&self, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {

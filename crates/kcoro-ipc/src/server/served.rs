@@ -10,7 +10,7 @@ use kcoro::sync::CancelToken;
 
 use crate::Element;
 use crate::element::DecodeError;
-use crate::shm::{Located, decode_element};
+use crate::shm::{Located, Release, decode_element};
 
 /// How long an operation may wait, from its `TIMEOUT_MS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,15 @@ impl<T: Element> Encode for T {
 pub(crate) trait Served: Send + Sync {
     fn kind(&self) -> Kind;
     fn capacity(&self) -> Option<usize>;
-    fn send(&self, el: &Located<'_>, wait: Wait, token: Option<&CancelToken>) -> Result<(), SendFail>;
+    /// Decodes `el` and sends it. `release` (shared elements of a peer that takes
+    /// `REGION_RELEASE` for them) lets the value keep the peer's span until it is dropped.
+    fn send(
+        &self,
+        el: &Located<'_>,
+        release: Option<Release>,
+        wait: Wait,
+        token: Option<&CancelToken>,
+    ) -> Result<(), SendFail>;
     fn recv(&self, wait: Wait, token: Option<&CancelToken>) -> Result<Box<dyn Encode>, ChanError>;
     /// Closes; `true` for the call that did.
     fn close(&self) -> bool;
@@ -87,8 +95,14 @@ impl<T: Element> Served for Typed<T> {
         self.tx.capacity()
     }
 
-    fn send(&self, el: &Located<'_>, wait: Wait, token: Option<&CancelToken>) -> Result<(), SendFail> {
-        let v: T = decode_element(el).map_err(SendFail::Decode)?;
+    fn send(
+        &self,
+        el: &Located<'_>,
+        release: Option<Release>,
+        wait: Wait,
+        token: Option<&CancelToken>,
+    ) -> Result<(), SendFail> {
+        let v: T = decode_element(el, release).map_err(SendFail::Decode)?;
         let r = match wait {
             Wait::Try => self.tx.try_send(v),
             w => self.tx.send_with(v, w.deadline(), token),

@@ -57,6 +57,7 @@ pub fn child_main() -> bool {
     for opt in it {
         match opt.split_once('=') {
             Some(("credits", n)) => limits.credits = n.parse().unwrap(),
+            Some(("credit_bytes", n)) => limits.credit_bytes = n.parse().unwrap(),
             Some(("in_flight", n)) => limits.max_in_flight = n.parse().unwrap(),
             Some(("channels", n)) => limits.max_channels = n.parse().unwrap(),
             Some(("frame", n)) => limits.max_frame = n.parse().unwrap(),
