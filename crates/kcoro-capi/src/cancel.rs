@@ -52,8 +52,11 @@ unsafe fn token<'a>(c: *const KcCancel) -> Result<&'a CancelToken, Error> {
 }
 
 /// `int kc_cancel_init(kc_cancel_t **out)`: a new, untriggered token.
+///
+/// # Safety
+/// `out` NULL or writable.
 #[unsafe(no_mangle)]
-pub extern "C" fn kc_cancel_init(out: *mut *mut KcCancel) -> c_int {
+pub unsafe extern "C" fn kc_cancel_init(out: *mut *mut KcCancel) -> c_int {
     ffi::int(|| {
         if out.is_null() {
             return Err(Error::Invalid("out is NULL"));

@@ -8,7 +8,7 @@
 //! once. Nothing polls.
 //!
 //! # Invariants
-//! - `ptr_mode` ⇔ `ends` is [`Ends::Ptr`]; copy operations on it, or pointer operations
+//! - `ptr_mode` ⇔ `ends` is `Ends::Ptr`; copy operations on it, or pointer operations
 //!   on a copy channel, are `-EINVAL`.
 //! - `zc` set ⇒ the channel moves descriptors only: the copy and pointer operations are
 //!   `-EINVAL`, and snapshots, `len` and `close` act on `zc`. It is set at most once, and
@@ -30,7 +30,7 @@ use crate::handle::{self, Handle, Tagged};
 
 /// `KC_RENDEZVOUS`, `KC_BUFFERED`, `KC_CONFLATED`, `KC_UNLIMITED`.
 pub const KC_RENDEZVOUS: c_int = 0;
-/// Buffered; any kind > 0 is buffered too (see [`shape`]).
+/// Buffered; any kind > 0 is buffered too (see `shape`).
 pub const KC_BUFFERED: c_int = 1;
 /// One slot, overwritten by each send.
 pub const KC_CONFLATED: c_int = -1;
@@ -347,11 +347,13 @@ unsafe fn send_copy(
         return Err(Error::Invalid("msg is NULL"));
     }
     let (src, n) = (msg.cast::<u8>(), ch.elem_sz);
-    // SAFETY (each arm): `msg` is readable for `elem_sz` bytes (the C contract), and
-    // `elem_sz` picked the variant, so it fits.
     match copy_mode(ch)? {
+        // SAFETY: `msg` is readable for `elem_sz` bytes (the C contract), and `elem_sz`
+        // picked the variant, so it fits.
         Ends::Small(p) => send(&p.tx, unsafe { Elem::read(src, n) }, tmo, c)?,
+        // SAFETY: as above.
         Ends::Medium(p) => send(&p.tx, unsafe { Elem::read(src, n) }, tmo, c)?,
+        // SAFETY: as above.
         Ends::Large(p) => send(&p.tx, unsafe { Elem::read(src, n) }, tmo, c)?,
         Ends::Ptr(_) => unreachable!("send_copy: copy_mode let a pointer channel through"),
     }
@@ -446,14 +448,25 @@ fn make(out: *mut *mut KcChan, chan: Result<Chan, Error>) -> Result<c_int, Error
 const NO_UD: OnUndelivered = OnUndelivered { copy: None, ptr: None, arg: 0 };
 
 /// `int kc_chan_make(kc_chan_t **out, int kind, size_t elem_sz, size_t capacity)`.
+///
+/// # Safety
+/// `out` NULL or writable.
 #[unsafe(no_mangle)]
-pub extern "C" fn kc_chan_make(out: *mut *mut KcChan, kind: c_int, elem_sz: usize, capacity: usize) -> c_int {
+pub unsafe extern "C" fn kc_chan_make(
+    out: *mut *mut KcChan,
+    kind: c_int,
+    elem_sz: usize,
+    capacity: usize,
+) -> c_int {
     ffi::int(|| make(out, Chan::new(kind, elem_sz, capacity, false, NO_UD)))
 }
 
 /// `kc_chan_make` with undelivered-element callbacks (copy mode uses `on_copy`).
+///
+/// # Safety
+/// `out` NULL or writable; the callbacks callable with `arg` from any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn kc_chan_make_ex(
+pub unsafe extern "C" fn kc_chan_make_ex(
     out: *mut *mut KcChan,
     kind: c_int,
     elem_sz: usize,
@@ -467,8 +480,11 @@ pub extern "C" fn kc_chan_make_ex(
 }
 
 /// `int kc_chan_make_ptr(kc_chan_t **out, int kind, size_t capacity)`.
+///
+/// # Safety
+/// `out` NULL or writable.
 #[unsafe(no_mangle)]
-pub extern "C" fn kc_chan_make_ptr(out: *mut *mut KcChan, kind: c_int, capacity: usize) -> c_int {
+pub unsafe extern "C" fn kc_chan_make_ptr(out: *mut *mut KcChan, kind: c_int, capacity: usize) -> c_int {
     ffi::int(|| make(out, Chan::new(kind, 0, capacity, true, NO_UD)))
 }
 

@@ -1,9 +1,9 @@
 //! libkcoro: the kcoro C API (`include/kcoro.h` and its siblings) on the Rust runtime.
 //!
-//! Every `extern "C"` entry point goes through [`ffi`], which catches unwinds and turns
+//! Every `extern "C"` entry point goes through `ffi`, which catches unwinds and turns
 //! [`Error`] into the documented negative code, so no input a C caller passes can crash
 //! the process through a Rust panic. Handles are boxes whose first word is a magic
-//! number ([`handle`]): null and foreign pointers are refused with `-EINVAL`, and so are
+//! number (module `handle`): null and foreign pointers are refused with `-EINVAL`, and so are
 //! destroyed handles while their memory still carries the dead mark.
 //!
 //! # Modules

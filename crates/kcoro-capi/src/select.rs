@@ -177,21 +177,26 @@ pub unsafe extern "C" fn kc_select_wait(
         let chans: Vec<&Chan> = clauses.iter().map(|c| unsafe { chan(c.ch) }).collect::<Result<_, _>>()?;
         let mut sel = Select::new();
         for (c, ch) in clauses.iter().zip(&chans) {
-            // SAFETY (reads): each send buffer is readable for its element (C contract).
             match (end_of(ch), c.send) {
                 (End::Copy(ch), false) => crate::chan::each_pair!(&ch.ends, p => sel.recv(&p.rx)),
                 (End::Copy(ch), true) => {
                     let (src, n) = (c.buf.cast::<u8>().cast_const(), ch.elem_sz);
                     match &ch.ends {
+                        // SAFETY: a send clause's buffer is readable for `elem_sz` bytes
+                        // (C contract), and `elem_sz` picked the variant.
                         Ends::Small(p) => sel.send(&p.tx, unsafe { Elem::read(src, n) }),
+                        // SAFETY: as above.
                         Ends::Medium(p) => sel.send(&p.tx, unsafe { Elem::read(src, n) }),
+                        // SAFETY: as above.
                         Ends::Large(p) => sel.send(&p.tx, unsafe { Elem::read(src, n) }),
                         Ends::Ptr(_) => unreachable!("kc_select_wait: end_of sorted pointer channels out"),
                     }
                 }
                 (End::Ptr(p), false) => sel.recv(&p.rx),
+                // SAFETY: a pointer clause's buffer is a readable `struct kc_chan_ptrmsg`.
                 (End::Ptr(p), true) => sel.send(&p.tx, unsafe { c.buf.cast::<PtrMsg>().read_unaligned() }),
                 (End::Desc(p), false) => sel.recv(&p.rx),
+                // SAFETY: a zero-copy clause's buffer is a readable `kc_zdesc_t`.
                 (End::Desc(p), true) => sel.send(&p.tx, unsafe { c.buf.cast::<ZDesc>().read_unaligned() }),
             };
         }
@@ -219,12 +224,13 @@ pub unsafe extern "C" fn kc_select_wait(
             (End::Copy(ch), true) => {
                 crate::chan::each_pair!(&ch.ends, p => op.send(&p.tx).map_err(|e| e.kind()))
             }
-            // SAFETY (writes): the receive buffer is writable for its element (C contract).
             (End::Ptr(p), false) => {
+                // SAFETY: a pointer clause's buffer is a writable `struct kc_chan_ptrmsg`.
                 op.recv(&p.rx).map(|m| unsafe { c.buf.cast::<PtrMsg>().write_unaligned(m) })
             }
             (End::Ptr(p), true) => op.send(&p.tx).map_err(|e| e.kind()),
             (End::Desc(p), false) => {
+                // SAFETY: a zero-copy clause's buffer is a writable `kc_zdesc_t`.
                 op.recv(&p.rx).map(|d| unsafe { c.buf.cast::<ZDesc>().write_unaligned(d) })
             }
             (End::Desc(p), true) => op.send(&p.tx).map_err(|e| e.kind()),

@@ -32,6 +32,11 @@ fn per_sec(n: u64, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
 
+/// [`per_sec`] for a C counter (`unsigned long`, whatever its width).
+fn c_per_sec(n: c_ulong, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
 pub(crate) fn fill_snapshot(h: *mut KcChan, ch: &crate::chan::Chan, s: &Snapshot) -> KcChanSnapshot {
     let z = s.zero_copy.unwrap_or_default();
     let zref = ch.zc.get().is_some();
@@ -168,10 +173,10 @@ pub unsafe extern "C" fn kc_chan_compute_rate(
             delta_rv_cancels: d(p.rv_cancels, c.rv_cancels),
             delta_rv_zdesc_matches: d(p.rv_zdesc_matches, c.rv_zdesc_matches),
             interval_sec: secs,
-            sends_per_sec: per_sec(d(p.total_sends, c.total_sends) as u64, secs),
-            recvs_per_sec: per_sec(d(p.total_recvs, c.total_recvs) as u64, secs),
-            bytes_sent_per_sec: per_sec(d(p.total_bytes_sent, c.total_bytes_sent) as u64, secs),
-            bytes_recv_per_sec: per_sec(d(p.total_bytes_recv, c.total_bytes_recv) as u64, secs),
+            sends_per_sec: c_per_sec(d(p.total_sends, c.total_sends), secs),
+            recvs_per_sec: c_per_sec(d(p.total_recvs, c.total_recvs), secs),
+            bytes_sent_per_sec: c_per_sec(d(p.total_bytes_sent, c.total_bytes_sent), secs),
+            bytes_recv_per_sec: c_per_sec(d(p.total_bytes_recv, c.total_bytes_recv), secs),
         };
         // SAFETY: checked non-null; the caller passes a writable struct.
         unsafe { out.write(r) };
