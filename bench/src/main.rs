@@ -14,6 +14,7 @@
 
 mod adapter_suite;
 mod alloc_count;
+mod capi_suite;
 mod chan_suite;
 mod go;
 mod harness;
@@ -34,6 +35,7 @@ static SUITES: &[&Suite] = &[
     &plugin_suite::SUITE,
     &adapter_suite::SUITE,
     &zcopy_suite::SUITE,
+    &capi_suite::SUITE,
 ];
 
 /// Counts heap allocations while a suite asks it to (see [`alloc_count`]).
