@@ -43,9 +43,12 @@ static void echo(void *arg)
     }
 }
 
+/* The driver spawns the echo from its own worker (as the Rust rows' block_on coroutine
+ * does), so placement matches the Rust API rows. */
 static void driver(void *arg)
 {
     (void)arg;
+    kc_spawn(kc_sched_current(), echo, NULL);
     uint64_t t0 = now_ns();
     for (uint64_t i = 0; i < pp_n; i++) {
         uint32_t v = (uint32_t)i, back;
@@ -63,7 +66,6 @@ static uint64_t pingpong(uint64_t n)
     if ((rc = kc_chan_make(&ping, KC_RENDEZVOUS, sizeof(uint32_t), 0))) die("make", rc);
     if ((rc = kc_chan_make(&pong, KC_RENDEZVOUS, sizeof(uint32_t), 0))) die("make", rc);
     pp_n = n;
-    kc_spawn(sched, echo, NULL);
     kc_spawn(sched, driver, NULL);
     if ((rc = kc_sched_drain(sched, -1))) die("drain", rc);
     kc_chan_destroy(ping);
@@ -129,28 +131,46 @@ static void consumer(void *arg)
     atomic_fetch_add(&p->received, got);
 }
 
+struct launch {
+    struct pipe *p;
+    struct party *parties;
+    int producers, consumers;
+    uint64_t n, t0;
+};
+
+/* Spawns the parties from a coroutine (a worker), as the Rust rows do from block_on:
+ * spawning from the main thread would send every party through the inject queue and
+ * spread them over both workers, a different placement from the Rust rows. */
+static void launcher(void *arg)
+{
+    struct launch *l = (struct launch *)arg;
+    kc_sched_t *s = kc_sched_current();
+    l->t0 = now_ns();
+    for (int i = 0; i < l->producers; i++) {
+        l->parties[i].p = l->p;
+        l->parties[i].count = l->n / (uint64_t)l->producers + ((uint64_t)i < l->n % (uint64_t)l->producers);
+        kc_spawn(s, producer, &l->parties[i]);
+    }
+    for (int i = 0; i < l->consumers; i++) {
+        l->parties[l->producers + i].p = l->p;
+        kc_spawn(s, consumer, &l->parties[l->producers + i]);
+    }
+}
+
 static uint64_t pipes(int producers, int consumers, size_t cap, size_t elem, int ptr_mode, uint64_t n)
 {
     struct pipe p;
     struct party parties[16];
+    struct launch l = {&p, parties, producers, consumers, n, 0};
     int rc = ptr_mode ? kc_chan_make_ptr(&p.ch, KC_BUFFERED, cap) : kc_chan_make(&p.ch, KC_BUFFERED, elem, cap);
     if (rc) die("make", rc);
     p.elem = elem;
     p.ptr_mode = ptr_mode;
     atomic_init(&p.producers_left, producers);
     atomic_init(&p.received, 0);
-    uint64_t t0 = now_ns();
-    for (int i = 0; i < producers; i++) {
-        parties[i].p = &p;
-        parties[i].count = n / (uint64_t)producers + ((uint64_t)i < n % (uint64_t)producers);
-        kc_spawn(sched, producer, &parties[i]);
-    }
-    for (int i = 0; i < consumers; i++) {
-        parties[producers + i].p = &p;
-        kc_spawn(sched, consumer, &parties[producers + i]);
-    }
+    kc_spawn(sched, launcher, &l);
     if ((rc = kc_sched_drain(sched, -1))) die("drain", rc);
-    uint64_t elapsed = now_ns() - t0;
+    uint64_t elapsed = now_ns() - l.t0;
     if (atomic_load(&p.received) != n) die("received count", -1);
     kc_chan_destroy(p.ch);
     return elapsed;

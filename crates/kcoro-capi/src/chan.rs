@@ -379,7 +379,7 @@ unsafe fn recv_copy(
         let b = v.bytes();
         // SAFETY: `out` is writable for `elem_sz` bytes (C contract) and `b` is exactly
         // `elem_sz` bytes (every element of the channel was read with that length).
-        unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), out.cast::<u8>(), b.len()) };
+        unsafe { crate::elem::copy_bytes(b.as_ptr(), out.cast::<u8>(), b.len()) };
     }
     match copy_mode(ch)? {
         Ends::Small(p) => put(recv(&p.rx, tmo, c)?, out),

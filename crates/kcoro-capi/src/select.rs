@@ -212,7 +212,7 @@ pub unsafe extern "C" fn kc_select_wait(
         fn put<T: Elem>(v: T, out: *mut c_void) {
             let b = v.bytes();
             // SAFETY: the receive buffer is writable for `elem_sz` bytes (C contract).
-            unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), out.cast::<u8>(), b.len()) };
+            unsafe { crate::elem::copy_bytes(b.as_ptr(), out.cast::<u8>(), b.len()) };
         }
         let res: Result<(), ChanError> = match (end_of(ch), c.send) {
             (End::Copy(ch), false) => match &ch.ends {
