@@ -75,7 +75,6 @@ int main(void)
     /* the runtime counts a coroutine completed just after its function returns (after
      * drain saw it return), so only the bound is exact here */
     CHECK(after.tasks_completed <= after.tasks_submitted);
-    CHECK(after.steals_failures == after.steals_probes - after.steals_succeeded);
 
     struct pp st;
     CHECK_EQ(kc_chan_make(&st.ping, KC_RENDEZVOUS, sizeof(int), 0), 0);
