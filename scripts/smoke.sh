@@ -277,6 +277,8 @@ doc 'cargo run --release -p kcoro-bench -- adapter'
 bench adapter "$(cargo run -q --release -p kcoro-bench -- list | awk '$1 == "adapter" {print $2}')"
 doc 'cargo run --release -p kcoro-bench -- zcopy'
 bench zcopy msg_64k
+doc 'cargo run --release -p kcoro-bench -- capi'
+bench capi spsc_1024_4b
 expect 0 '^runtime ' cargo run -q --release -p kcoro-bench -- list
 
 echo "== smoke: the C API (libkcoro)"
