@@ -28,17 +28,24 @@ pub(crate) trait Elem: ByteLen + Send + 'static {
 /// `src` readable and `dst` writable for `n` bytes; they do not overlap.
 #[inline(always)]
 pub(crate) unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
-    macro_rules! fixed {
-        ($($k:literal)*) => {
-            match n {
-                // SAFETY (each arm): the caller's contract, with `n == $k`.
-                $($k => unsafe { dst.cast::<[u8; $k]>().write_unaligned(src.cast::<[u8; $k]>().read_unaligned()) },)*
-                // SAFETY: the caller's contract.
-                _ => unsafe { std::ptr::copy_nonoverlapping(src, dst, n) },
-            }
-        };
+    /// # Safety
+    /// `src` readable and `dst` writable for `K` bytes.
+    #[inline(always)]
+    unsafe fn fixed<const K: usize>(src: *const u8, dst: *mut u8) {
+        // SAFETY: the caller's contract, for `K` bytes; unaligned reads and writes.
+        unsafe { dst.cast::<[u8; K]>().write_unaligned(src.cast::<[u8; K]>().read_unaligned()) }
     }
-    fixed!(4 8 16 32 64)
+    // SAFETY: the caller's contract; each arm copies exactly `n` bytes.
+    unsafe {
+        match n {
+            4 => fixed::<4>(src, dst),
+            8 => fixed::<8>(src, dst),
+            16 => fixed::<16>(src, dst),
+            32 => fixed::<32>(src, dst),
+            64 => fixed::<64>(src, dst),
+            _ => std::ptr::copy_nonoverlapping(src, dst, n),
+        }
+    }
 }
 
 /// Up to `N` bytes stored in place.
