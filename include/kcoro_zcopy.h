@@ -50,6 +50,24 @@ typedef struct kc_zcopy_backend_ops {
     int (*recv_c)(kc_chan_t *ch, kc_zdesc_t *d, long tmo_ms, const kc_cancel_t *ct);
 } kc_zcopy_backend_ops_t;
 
+/* The backend registry; ids are >= 0 ("zref" is 0), errors negative (-EINVAL bad name or
+ * missing send/recv, -EEXIST name taken, -ENOENT unknown name). */
+kc_zcopy_backend_id kc_zcopy_register(const char *name, const kc_zcopy_backend_ops_t *ops, uint32_t caps);
+kc_zcopy_backend_id kc_zcopy_resolve(const char *name);
+/* Binds a backend to a channel before its first operation (idempotent once bound). */
+int kc_chan_enable_zero_copy_backend(kc_chan_t *ch, kc_zcopy_backend_id id, const void *opts);
+/* Descriptor send/receive; KC_ENOTSUP when no backend is bound, -EINVAL for len 0. */
+int kc_chan_send_desc(kc_chan_t *ch, const kc_zdesc_t *d, long timeout_ms);
+int kc_chan_recv_desc(kc_chan_t *ch, kc_zdesc_t *d, long timeout_ms);
+int kc_chan_send_desc_c(kc_chan_t *ch, const kc_zdesc_t *d, long timeout_ms, const kc_cancel_t *c);
+int kc_chan_recv_desc_c(kc_chan_t *ch, kc_zdesc_t *d, long timeout_ms, const kc_cancel_t *c);
+
+unsigned kc_chan_capabilities(kc_chan_t *ch);
+static inline int kc_chan_is_zero_copy(kc_chan_t *ch)
+{
+    return (kc_chan_capabilities(ch) & KC_CHAN_CAP_ZERO_COPY) != 0;
+}
+
 #if UINTPTR_MAX == 0xffffffffffffffffu
 #ifdef __cplusplus
 #define KC_ZCOPY_STATIC_ASSERT static_assert

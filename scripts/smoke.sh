@@ -279,7 +279,24 @@ doc 'cargo run --release -p kcoro-bench -- zcopy'
 bench zcopy msg_64k
 doc 'cargo run --release -p kcoro-bench -- ipc'
 bench ipc stream_64
+doc 'cargo run --release -p kcoro-bench -- capi'
+bench capi spsc_1024_4b
 expect 0 '^runtime ' cargo run -q --release -p kcoro-bench -- list
+
+echo "== smoke: the C API (libkcoro)"
+doc 'scripts/install-capi.sh /opt/kcoro'
+expect 0 '^installed libkcoro' scripts/install-capi.sh "$tmp/kcoro-prefix"
+doc 'export PKG_CONFIG_PATH=/opt/kcoro/lib/pkgconfig'
+expect 0 "^-I$tmp/kcoro-prefix/include" env PKG_CONFIG_PATH="$tmp/kcoro-prefix/lib/pkgconfig" pkg-config --cflags kcoro
+doc 'cc prog.c $(pkg-config --cflags --libs kcoro) -o prog'
+cp examples/c/pipeline.c "$tmp/prog.c"
+expect 0 '' bash -c "cd '$tmp' && export PKG_CONFIG_PATH='$tmp/kcoro-prefix/lib/pkgconfig' && cc prog.c \$(pkg-config --cflags --libs kcoro) -o prog"
+expect 0 '^pipeline: total 9999900000 ' "$tmp/prog"
+doc 'make -C examples/c PREFIX=/opt/kcoro run'
+expect 0 '^select: cancelled after' make -C examples/c PREFIX="$tmp/kcoro-prefix" run
+make -s -C examples/c PREFIX="$tmp/kcoro-prefix" clean
+doc 'cargo test -p kcoro-capi'
+expect 0 '^test result: ok' cargo test -q -p kcoro-capi
 
 echo "== smoke: every documented command is covered"
 # Commands are the lines of ```sh/```bash/```console blocks, and inline `cargo ...` spans.

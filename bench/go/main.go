@@ -45,6 +45,13 @@ var cases = map[string]func(n int) (result, error){
 	"chan/mpmc_4x4_0":          pipesCase(4, 4, 0),
 	"chan/nonblocking_try":     nonblockingCase,
 
+	"capi/pingpong_rendezvous": capiPingpongCase,
+	"capi/spsc_1024_4b":        capiPipesCase(1, 1, func(i int) uint32 { return uint32(i) }),
+	"capi/spsc_1024_64b":       capiPipesCase(1, 1, func(i int) [64]byte { return [64]byte{byte(i)} }),
+	"capi/mpmc_4x4_1024_4b":    capiPipesCase(4, 4, func(i int) uint32 { return uint32(i) }),
+	"capi/mpmc_4x4_1024_64b":   capiPipesCase(4, 4, func(i int) [64]byte { return [64]byte{byte(i)} }),
+	"capi/ptr_spsc_64k":        capiPipesCase(1, 1, func(int) []byte { return capiPayload }),
+
 	"select/select2_uncontended":   select2UncontendedCase,
 	"select/select_sync_contended": selectSyncContendedCase,
 }
@@ -536,4 +543,62 @@ func statusBytes(field string) (int64, error) {
 		return kb * 1024, nil
 	}
 	return 0, fmt.Errorf("no %s in /proc/self/status", field)
+}
+
+// The capi suite: see bench/src/capi_suite/mod.rs. The C API's shapes with Go's own
+// element types: uint32 (4 bytes), [64]byte, and a []byte of a 64 KiB buffer for pointer
+// mode.
+
+var capiPayload = make([]byte, 64*1024)
+
+func capiPingpongCase(n int) (result, error) {
+	loop := pingpong[uint32]
+	loop(warmup(n))
+	return perOp(loop(n), n), nil
+}
+
+// capiPipesCase: producers send n elements in total into a channel of 1024, then it is
+// closed; consumers receive until it is closed. One op is one message.
+func capiPipesCase[T any](producers, consumers int, make_ func(int) T) func(n int) (result, error) {
+	return func(n int) (result, error) {
+		loop := func(n int) (time.Duration, error) {
+			c := make(chan T, 1024)
+			var received atomic.Int64
+			var sent, done sync.WaitGroup
+			start := time.Now()
+			sent.Add(producers)
+			done.Add(consumers)
+			for p := 0; p < producers; p++ {
+				go func(count int) {
+					defer sent.Done()
+					for i := 0; i < count; i++ {
+						c <- make_(i)
+					}
+				}(share(n, producers, p))
+			}
+			for q := 0; q < consumers; q++ {
+				go func() {
+					defer done.Done()
+					got := int64(0)
+					for range c {
+						got++
+					}
+					received.Add(got)
+				}()
+			}
+			sent.Wait()
+			close(c)
+			done.Wait()
+			d := time.Since(start)
+			if got := received.Load(); got != int64(n) {
+				return d, fmt.Errorf("received %d of %d messages", got, n)
+			}
+			return d, nil
+		}
+		if _, err := loop(warmup(n)); err != nil {
+			return result{}, err
+		}
+		d, err := loop(n)
+		return perOp(d, n), err
+	}
 }

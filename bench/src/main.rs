@@ -15,6 +15,7 @@
 
 mod adapter_suite;
 mod alloc_count;
+mod capi_suite;
 mod chan_suite;
 mod go;
 mod harness;
@@ -37,6 +38,7 @@ static SUITES: &[&Suite] = &[
     &adapter_suite::SUITE,
     &zcopy_suite::SUITE,
     &ipc_suite::SUITE,
+    &capi_suite::SUITE,
 ];
 
 /// Counts heap allocations while a suite asks it to (see [`alloc_count`]).

@@ -1,0 +1,49 @@
+//! The boundary: every entry point runs its body through one of these, so a panic (a bug
+//! in the library) becomes a code instead of unwinding into C, which would abort.
+
+use std::ffi::c_int;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::error::{Error, code};
+
+/// Runs `f`; `Ok(v)` → `v`, `Err(e)` → `e.code()`, a panic → `-ENOTRECOVERABLE`.
+pub(crate) fn int(f: impl FnOnce() -> Result<c_int, Error>) -> c_int {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => e.code(),
+        Err(_) => code::ENOTRECOVERABLE,
+    }
+}
+
+/// Runs `f` for an entry point returning nothing; errors and panics are dropped (the C
+/// signature has no way to report them, and the bad input was refused).
+pub(crate) fn void(f: impl FnOnce() -> Result<(), Error>) {
+    let _ = catch_unwind(AssertUnwindSafe(f));
+}
+
+/// Runs `f` for an entry point returning a pointer; errors and panics give null.
+pub(crate) fn ptr<T>(f: impl FnOnce() -> Result<*mut T, Error>) -> *mut T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(p)) => p,
+        _ => std::ptr::null_mut(),
+    }
+}
+
+/// Runs `f` for an entry point returning a value; errors and panics give `fallback`.
+pub(crate) fn value<T>(fallback: T, f: impl FnOnce() -> Result<T, Error>) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => v,
+        _ => fallback,
+    }
+}
+
+/// Writes `v` through `out` if it is not null.
+///
+/// # Safety
+/// `out` is null or valid for a write of `T`.
+pub(crate) unsafe fn store<T>(out: *mut T, v: T) {
+    if !out.is_null() {
+        // SAFETY: the caller promises a non-null `out` is writable.
+        unsafe { out.write(v) };
+    }
+}

@@ -1,0 +1,34 @@
+//! libkcoro: the kcoro C API (`include/kcoro.h` and its siblings) on the Rust runtime.
+//!
+//! Every `extern "C"` entry point goes through `ffi`, which catches unwinds and turns
+//! [`Error`] into the documented negative code, so no input a C caller passes can crash
+//! the process through a Rust panic. Handles are boxes whose first word is a magic
+//! number (module `handle`): null and foreign pointers are refused with `-EINVAL`, and so are
+//! destroyed handles while their memory still carries the dead mark.
+//!
+//! # Modules
+//! - [`chan`]: channels of fixed-size byte elements (copy mode) and of `(ptr, len)` pairs
+//!   (pointer mode); timeouts, cancellation, close; [`stats`]: counters, snapshot, rate.
+//! - [`select`]: `kc_select_*` over kcoro's `Select` (parks; biased by default).
+//! - [`cancel`]: `kc_cancel_*` over `CancelToken`.
+//! - [`sched`]: `kc_sched_*`, `kc_spawn*`, `kc_yield`, `kc_sleep_ms` over a kcoro `Runtime`.
+//! - [`layout`]: the `#[repr(C)]` mirrors of the headers' structs, with their sizes and
+//!   offsets asserted at compile time (the headers assert the same numbers).
+//! - [`absent`]: entry points of the ABI page this library does not implement yet; each
+//!   returns `KC_ENOTSUP` (or NULL) so programs still link.
+
+pub mod absent;
+pub mod cancel;
+pub mod chan;
+mod elem;
+mod error;
+mod ffi;
+mod handle;
+pub use handle::Tagged;
+pub mod layout;
+pub mod sched;
+pub mod select;
+pub mod stats;
+pub mod zcopy;
+
+pub use error::{Error, code};

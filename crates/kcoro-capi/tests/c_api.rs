@@ -1,0 +1,128 @@
+//! Builds the C tests in `tests/c/` with the system compiler against `include/` and the
+//! library cargo just built, links them three ways (shared `-lkcoro`, static
+//! `libkcoro.a`, shared with the C side under AddressSanitizer), adds a C++ program that
+//! includes every header, and runs each: a test passes when its program exits 0.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const C_TESTS: [&str; 3] = ["test_chan", "test_select", "test_sched"];
+const WARN: [&str; 4] = ["-Wall", "-Wextra", "-Werror", "-g"];
+
+/// `target/<profile>`: where cargo puts `libkcoro_capi.{so,a}` (this test runs from
+/// `target/<profile>/deps`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+}
+
+/// A folder holding the library under its installed names, `libkcoro.so` and `libkcoro.a`.
+fn lib_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("capi-lib");
+        std::fs::create_dir_all(&dir).expect("create lib dir");
+        let built = profile_dir();
+        for (from, to) in [("libkcoro_capi.so", "libkcoro.so"), ("libkcoro_capi.a", "libkcoro.a")] {
+            std::fs::copy(built.join(from), dir.join(to)).unwrap_or_else(|e| panic!("copy {from}: {e}"));
+        }
+        dir
+    })
+}
+
+fn src(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c").join(name)
+}
+
+fn out(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{what} failed ({}):\n{text}", o.status);
+    text
+}
+
+/// Compiles `test` with `compiler`, links per `link`, runs it, checks its "ok" line.
+fn build_and_run(compiler: &str, std: &str, file: &str, exe: &str, extra: &[&str], link: &[String]) {
+    let lib = lib_dir();
+    let bin = out(exe);
+    let mut cc = Command::new(compiler);
+    cc.arg(std).args(WARN).args(extra).arg(src(file)).arg("-o").arg(&bin).args(link);
+    cc.arg("-pthread").arg("-ldl").arg("-lm");
+    run(&mut cc, &format!("compiling {file} ({exe})"));
+    let mut prog = Command::new(&bin);
+    prog.env("LD_LIBRARY_PATH", lib);
+    let text = run(&mut prog, &format!("running {exe}"));
+    let stem = file.split('.').next().unwrap_or(file);
+    assert!(text.contains(&format!("{stem}: ok")), "{exe} printed no ok line:\n{text}");
+}
+
+fn shared_link() -> Vec<String> {
+    let lib = lib_dir().display().to_string();
+    vec![format!("-L{lib}"), "-lkcoro".into(), format!("-Wl,-rpath,{lib}")]
+}
+
+#[test]
+fn c_tests_shared() {
+    for t in C_TESTS {
+        build_and_run("cc", "-std=c11", &format!("{t}.c"), &format!("{t}_shared"), &[], &shared_link());
+    }
+}
+
+#[test]
+fn c_tests_static() {
+    let a = lib_dir().join("libkcoro.a").display().to_string();
+    for t in C_TESTS {
+        build_and_run(
+            "cc",
+            "-std=c11",
+            &format!("{t}.c"),
+            &format!("{t}_static"),
+            &[],
+            &[a.clone(), "-lrt".into()],
+        );
+    }
+}
+
+#[test]
+fn c_tests_address_sanitizer() {
+    let asan = ["-fsanitize=address", "-fno-omit-frame-pointer"];
+    for t in C_TESTS {
+        build_and_run("cc", "-std=c11", &format!("{t}.c"), &format!("{t}_asan"), &asan, &shared_link());
+    }
+}
+
+#[test]
+fn cpp_includes_every_header() {
+    build_and_run("c++", "-std=c++17", "test_headers.cpp", "test_headers", &[], &shared_link());
+}
+
+#[test]
+fn each_header_compiles_alone_in_c11_and_cpp() {
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../include");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&include).expect("include/") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_none_or(|e| e != "h") {
+            continue;
+        }
+        n += 1;
+        let name = path.file_name().and_then(|s| s.to_str()).expect("header name").to_string();
+        for (compiler, std, ext) in [("cc", "-std=c11", "c"), ("c++", "-std=c++11", "cpp")] {
+            let file = out(&format!("alone_{name}.{ext}"));
+            std::fs::write(
+                &file,
+                format!("#include \"{}\"\nint main(void) {{ return 0; }}\n", path.display()),
+            )
+            .expect("write probe");
+            let mut cc = Command::new(compiler);
+            cc.arg(std).args(WARN).arg("-pedantic").arg("-c").arg(&file).arg("-o").arg(out("alone.o"));
+            run(&mut cc, &format!("{name} alone in {std}"));
+        }
+    }
+    assert_eq!(n, 7, "include/ holds the seven headers of the ABI page");
+}
