@@ -10,11 +10,15 @@ use std::sync::OnceLock;
 const C_TESTS: [&str; 3] = ["test_chan", "test_select", "test_sched"];
 const WARN: [&str; 4] = ["-Wall", "-Wextra", "-Werror", "-g"];
 
-/// `target/<profile>`: where cargo puts `libkcoro_capi.{so,a}` (this test runs from
-/// `target/<profile>/deps`).
-fn profile_dir() -> PathBuf {
+/// Where cargo put `libkcoro_capi.{so,a}` for this test: `target/<profile>/deps` (this
+/// test's own folder, written whenever the test is built), or `target/<profile>` after a
+/// `cargo build` of the library.
+fn built_lib(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+    let deps = exe.parent().expect("target/<profile>/deps/<test>");
+    let candidates = [Some(deps), deps.parent()];
+    let found = candidates.into_iter().flatten().map(|d| d.join(name)).find(|p| p.exists());
+    found.unwrap_or_else(|| panic!("{name} not found next to {} or above it", exe.display()))
 }
 
 /// A folder holding the library under its installed names, `libkcoro.so` and `libkcoro.a`.
@@ -23,9 +27,8 @@ fn lib_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("capi-lib");
         std::fs::create_dir_all(&dir).expect("create lib dir");
-        let built = profile_dir();
         for (from, to) in [("libkcoro_capi.so", "libkcoro.so"), ("libkcoro_capi.a", "libkcoro.a")] {
-            std::fs::copy(built.join(from), dir.join(to)).unwrap_or_else(|e| panic!("copy {from}: {e}"));
+            std::fs::copy(built_lib(from), dir.join(to)).unwrap_or_else(|e| panic!("copy {from}: {e}"));
         }
         dir
     })
