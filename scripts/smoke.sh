@@ -277,6 +277,8 @@ doc 'cargo run --release -p kcoro-bench -- adapter'
 bench adapter "$(cargo run -q --release -p kcoro-bench -- list | awk '$1 == "adapter" {print $2}')"
 doc 'cargo run --release -p kcoro-bench -- zcopy'
 bench zcopy msg_64k
+doc 'cargo run --release -p kcoro-bench -- net'
+bench net http_1w_c10
 expect 0 '^runtime ' cargo run -q --release -p kcoro-bench -- list
 
 echo "== smoke: every documented command is covered"
