@@ -281,6 +281,8 @@ doc 'cargo run --release -p kcoro-bench -- ipc'
 bench ipc stream_64
 doc 'cargo run --release -p kcoro-bench -- capi'
 bench capi spsc_1024_4b
+doc 'cargo run --release -p kcoro-bench -- net'
+bench net http_1w_c10
 expect 0 '^runtime ' cargo run -q --release -p kcoro-bench -- list
 
 echo "== smoke: the C API (libkcoro)"

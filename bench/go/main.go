@@ -2,6 +2,8 @@
 //
 // Usage: kcoro-bench-go <suite> <case> <n>
 //
+//	kcoro-bench-go serve <http|echo|proxy>   (a server of the net suite; see net.go)
+//
 // It runs one case n times on GOMAXPROCS=2 and prints one JSON line,
 // {"ns_per_op": ..., "bytes_per_op": ...}, the same shape as a Rust child of the
 // harness. bytes_per_op is present only for memory cases.
@@ -57,6 +59,14 @@ var cases = map[string]func(n int) (result, error){
 }
 
 func main() {
+	// The net suite's servers keep GOMAXPROCS from the environment (1 or 2 workers).
+	if len(os.Args) == 3 && os.Args[1] == "serve" {
+		if err := serveMain(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) != 4 {
 		fmt.Fprintln(os.Stderr, "usage: kcoro-bench-go <suite> <case> <n>")
 		os.Exit(2)

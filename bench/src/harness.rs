@@ -10,6 +10,10 @@
 //! kcoro-bench-go      <suite> <case> <n>            (the Go peer, built from bench/go)
 //! ```
 //!
+//! A suite whose Go peer is a server ([`Suite::go_in_child`], the `net` suite) runs it
+//! through a Rust child as well (`__child <suite> <case> go <n>`): that child starts the
+//! Go binary named in [`GO_BIN_ENV`], drives it and measures it like the Rust servers.
+//!
 //! and the child prints one JSON line, a [`Measurement`]. Children keep runtimes apart
 //! (may's scheduler is a process-wide singleton that never stops), give memory cases a
 //! fresh peak-RSS counter, and turn a crash or a hang of one implementation into an
@@ -60,6 +64,10 @@ pub fn is_kcoro(imp: &str) -> bool {
 /// The implementation name of the Go peer; it runs from the binary built by [`go`].
 pub const GO: &str = "go";
 
+/// The environment variable through which a [`Suite::go_in_child`] child learns the path
+/// of the built Go peer.
+pub const GO_BIN_ENV: &str = "KCORO_BENCH_GO";
+
 /// How often a child is polled for exit while the harness waits on it.
 const CHILD_POLL: Duration = Duration::from_millis(20);
 
@@ -96,6 +104,10 @@ pub enum Kind {
         /// Payload bytes one operation moves.
         bytes: u64,
     },
+    /// Requests to a server under load for `n` seconds: `ns_per_op` is wall time per
+    /// request (1e9 / requests per second) and the child adds [`NetStats`]; the table
+    /// gets `req/s`, latency, server CPU, worker-share and load-generator columns.
+    Net,
 }
 
 /// One benchmark case of a suite.
@@ -138,6 +150,23 @@ pub const fn payload(name: &'static str, n_full: u64, n_quick: u64, bytes: u64) 
     Case { kind: Kind::Payload { bytes }, ..throughput(name, n_full, n_quick) }
 }
 
+/// Child time limit of a [`net`] case: server start, connection set-up and shutdown
+/// around at most a few seconds of load.
+const NET_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A [`Kind::Net`] case: `n` is the load's duration in seconds; 3 runs (1 with `--quick`).
+pub const fn net(name: &'static str, secs_full: u64, secs_quick: u64) -> Case {
+    Case {
+        name,
+        n_full: secs_full,
+        n_quick: secs_quick,
+        runs_full: 3,
+        runs_quick: 1,
+        kind: Kind::Net,
+        timeout: NET_TIMEOUT,
+    }
+}
+
 /// Runs one case of one Rust implementation inside a child process.
 pub type ChildFn = fn(case: &str, imp: &str, n: u64) -> Result<Measurement, String>;
 
@@ -167,6 +196,10 @@ pub struct Suite {
     /// Runs once in the harness's own process before any child, e.g. to build what the
     /// children load; an error ends the suite run.
     pub prepare: Option<fn() -> Result<(), String>>,
+    /// The [`GO`] rows run through [`Suite::child`] (which finds the Go binary in
+    /// [`GO_BIN_ENV`]) instead of as the Go binary itself: for peers that are servers the
+    /// child drives and measures.
+    pub go_in_child: bool,
     /// Runs one Rust implementation in a child process.
     pub child: ChildFn,
 }
@@ -189,6 +222,9 @@ pub struct Measurement {
     /// Heap allocations per operation, for [`Kind::Allocs`] cases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocs_per_op: Option<f64>,
+    /// Latency, server CPU and worker balance, for [`Kind::Net`] cases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<NetStats>,
 }
 
 impl Measurement {
@@ -198,7 +234,50 @@ impl Measurement {
             ns_per_op: elapsed.as_nanos() as f64 / n.max(1) as f64,
             bytes_per_op: None,
             allocs_per_op: None,
+            net: None,
         }
+    }
+}
+
+/// Which program generated the load of a [`Kind::Net`] run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadGen {
+    /// `wrk` (HTTP cases, when installed).
+    Wrk,
+    /// The suite's own closed-loop generator (echo and proxy cases; HTTP without `wrk`).
+    Builtin,
+}
+
+/// What a [`Kind::Net`] run measures besides requests per second.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetStats {
+    /// Median request latency seen by the load generator.
+    pub p50_ns: f64,
+    /// 99th-percentile request latency.
+    pub p99_ns: f64,
+    /// Server CPU time (user + system, every thread) per request.
+    pub cpu_ns_per_op: f64,
+    /// The largest share (0 to 1) of the requests served by one worker thread, for a
+    /// server with more than one worker that counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_worker_share: Option<f64>,
+    /// The load generator.
+    pub load: LoadGen,
+}
+
+impl NetStats {
+    /// The median of each field over `runs` (the load generator of the first).
+    fn median_of(runs: &[NetStats]) -> Option<NetStats> {
+        let first = runs.first()?;
+        let shares: Vec<f64> = runs.iter().filter_map(|r| r.max_worker_share).collect();
+        Some(NetStats {
+            p50_ns: median(runs.iter().map(|r| r.p50_ns)),
+            p99_ns: median(runs.iter().map(|r| r.p99_ns)),
+            cpu_ns_per_op: median(runs.iter().map(|r| r.cpu_ns_per_op)),
+            max_worker_share: (!shares.is_empty()).then(|| median(shares.into_iter())),
+            load: first.load,
+        })
     }
 }
 
@@ -231,6 +310,9 @@ pub struct Row {
     allocs_per_op: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bytes_per_sec: Option<f64>,
+    /// Medians of the runs' [`NetStats`], field by field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    net: Option<NetStats>,
 }
 
 /// A row that failed, kept for the details printed under the table.
@@ -279,6 +361,7 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
     let cols = Columns {
         allocs: has(|k| matches!(k, Kind::Allocs)),
         rate: has(|k| matches!(k, Kind::Payload { .. })),
+        net: has(|k| matches!(k, Kind::Net)),
     };
     print_header(suite, opts, cols);
 
@@ -296,13 +379,16 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
             }
             let command = || -> Option<Command> {
                 let mut cmd;
-                if imp == GO {
+                if imp == GO && !suite.go_in_child {
                     cmd = Command::new(go_bin.as_ref()?);
                     cmd.args([suite.name, case.name, &n.to_string()]);
                     cmd.env("GOMAXPROCS", "2");
                 } else {
                     cmd = Command::new(&exe);
                     cmd.args(["__child", suite.name, case.name, imp, &n.to_string()]);
+                    if imp == GO {
+                        cmd.env(GO_BIN_ENV, go_bin.as_ref()?);
+                    }
                 }
                 Some(cmd)
             };
@@ -317,6 +403,20 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                     failures.push(Failure { case: case.name, imp, detail });
                     continue;
                 }
+            };
+            // A net row without its figures is a broken child, not a row to print.
+            let net = match case.kind {
+                Kind::Net => {
+                    let runs: Vec<NetStats> = samples.iter().filter_map(|m| m.net).collect();
+                    if runs.len() != samples.len() {
+                        let detail = "a run reported no latency and CPU figures".to_string();
+                        print_error_row(case.name, imp, &detail);
+                        failures.push(Failure { case: case.name, imp, detail });
+                        continue;
+                    }
+                    NetStats::median_of(&runs)
+                }
+                _ => None,
             };
             let ns = median(samples.iter().map(|m| m.ns_per_op));
             let bytes = match case.kind {
@@ -341,6 +441,7 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 bytes,
                 allocs: cols.allocs.then_some(allocs),
                 rate: cols.rate.then_some((ops, bytes_per_sec)),
+                net: cols.net.then_some((ops, net)),
             };
             print_row(case.name, imp, ns, kcoro_ns, cells);
             if is_kcoro(imp) {
@@ -356,6 +457,7 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 bytes_per_op: bytes,
                 allocs_per_op: allocs,
                 bytes_per_sec,
+                net,
             });
         }
     }
@@ -406,7 +508,7 @@ pub fn median(values: impl Iterator<Item = f64>) -> f64 {
 /// Operations per second for a row of `kind` whose median is `ns` per op.
 fn ops_per_sec(kind: Kind, ns: f64) -> f64 {
     match kind {
-        Kind::Throughput | Kind::Memory | Kind::Allocs | Kind::Payload { .. } => 1e9 / ns,
+        Kind::Throughput | Kind::Memory | Kind::Allocs | Kind::Payload { .. } | Kind::Net => 1e9 / ns,
         Kind::Overshoot { requested_ns } => 1e9 / (requested_ns as f64 + ns),
     }
 }
@@ -531,6 +633,8 @@ struct Columns {
     allocs: bool,
     /// `ops/s` and `GB/s`: some case is [`Kind::Payload`].
     rate: bool,
+    /// `req/s`, `p50`, `p99`, `cpu/req`, `worker` and `load`: some case is [`Kind::Net`].
+    net: bool,
 }
 
 fn print_header(suite: &Suite, opts: &Options, cols: Columns) {
@@ -569,11 +673,21 @@ fn print_header(suite: &Suite, opts: &Options, cols: Columns) {
     } else {
         (String::new(), 0)
     };
+    let (net, net_width) = if cols.net {
+        let head = format!(
+            " {:>OPS_COL$} {:>LAT_COL$} {:>LAT_COL$} {:>LAT_COL$} {:>SHARE_COL$} {:<LOAD_COL$}",
+            "req/s", "p50", "p99", "cpu/req", "worker", "load"
+        );
+        let width = head.chars().count();
+        (head, width)
+    } else {
+        (String::new(), 0)
+    };
     println!(
-        "{:<CASE_COL$} {:<IMPL_COL$} {:>12} {:>9} {:>10}{allocs}{rate}",
+        "{:<CASE_COL$} {:<IMPL_COL$} {:>12} {:>9} {:>10}{allocs}{rate}{net}",
         "case", "impl", "ns/op", "x kcoro", "bytes/op"
     );
-    println!("{}", "-".repeat(CASE_COL + IMPL_COL + 12 + 9 + 10 + 4 + allocs_width + rate_width));
+    println!("{}", "-".repeat(CASE_COL + IMPL_COL + 12 + 9 + 10 + 4 + allocs_width + rate_width + net_width));
 }
 
 /// Width of the `allocs/op` column, printed only by suites with [`Kind::Allocs`] cases.
@@ -585,6 +699,15 @@ const OPS_COL: usize = 8;
 /// Width of the `GB/s` column, printed with `ops/s`.
 const GBPS_COL: usize = 9;
 
+/// Width of the latency and CPU columns of [`Kind::Net`] rows (`p50`, `p99`, `cpu/req`).
+const LAT_COL: usize = 8;
+
+/// Width of the `worker` column: the busiest worker's share of the requests.
+const SHARE_COL: usize = 6;
+
+/// Width of the `load` column: the load generator.
+const LOAD_COL: usize = 7;
+
 /// The optional cells of a row. For the columns of [`Columns`]: `None` when the table
 /// has no such column, `Some(None)` for a row without a value there.
 struct Cells {
@@ -593,6 +716,8 @@ struct Cells {
     allocs: Option<Option<f64>>,
     /// Operations per second, and payload bytes per second for [`Kind::Payload`] rows.
     rate: Option<(f64, Option<f64>)>,
+    /// Requests per second and the [`NetStats`] of [`Kind::Net`] rows.
+    net: Option<(f64, Option<NetStats>)>,
 }
 
 fn print_row(case: &str, imp: &str, ns: f64, kcoro_ns: Option<f64>, cells: Cells) {
@@ -612,7 +737,47 @@ fn print_row(case: &str, imp: &str, ns: f64, kcoro_ns: Option<f64>, cells: Cells
             format!(" {:>OPS_COL$} {gbps:>GBPS_COL$}", fmt_si(ops))
         }
     };
-    println!("{case:<CASE_COL$} {imp:<IMPL_COL$} {:>12} {ratio:>9} {bytes:>10}{allocs}{rate}", fmt_ns(ns));
+    let net = match cells.net {
+        None => String::new(),
+        Some((_, None)) => format!(" {:>OPS_COL$}", ""),
+        Some((ops, Some(n))) => {
+            let share = n.max_worker_share.map_or("-".to_string(), |s| format!("{:.0}%", s * 100.0));
+            let load = match n.load {
+                LoadGen::Wrk => "wrk",
+                LoadGen::Builtin => "builtin",
+            };
+            format!(
+                " {:>OPS_COL$} {:>LAT_COL$} {:>LAT_COL$} {:>LAT_COL$} {share:>SHARE_COL$} {load:<LOAD_COL$}",
+                fmt_si(ops),
+                fmt_duration(n.p50_ns),
+                fmt_duration(n.p99_ns),
+                fmt_duration(n.cpu_ns_per_op),
+            )
+        }
+    };
+    println!(
+        "{case:<CASE_COL$} {imp:<IMPL_COL$} {:>12} {ratio:>9} {bytes:>10}{allocs}{rate}{net}",
+        fmt_ns(ns)
+    );
+}
+
+/// A duration given in nanoseconds, in the largest unit that keeps it at or above 1:
+/// `850ns`, `12.3us`, `4.56ms`, `1.20s`.
+fn fmt_duration(ns: f64) -> String {
+    let (v, unit) = match ns {
+        x if x >= 1e9 => (x / 1e9, "s"),
+        x if x >= 1e6 => (x / 1e6, "ms"),
+        x if x >= 1e3 => (x / 1e3, "us"),
+        x => (x, "ns"),
+    };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{v:.digits$}{unit}")
 }
 
 /// Three significant digits and an SI suffix: `950`, `12.3k`, `4.56M`, `1.20G`.
@@ -718,12 +883,12 @@ mod tests {
 
     #[test]
     fn measurement_json_shape() {
-        let m = Measurement { ns_per_op: 1.5, bytes_per_op: None, allocs_per_op: None };
+        let m = Measurement { ns_per_op: 1.5, bytes_per_op: None, allocs_per_op: None, net: None };
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"ns_per_op":1.5}"#);
         let back: Measurement = serde_json::from_str(r#"{"ns_per_op":2.0,"bytes_per_op":3.0}"#).unwrap();
         assert_eq!(back.bytes_per_op, Some(3.0));
         assert_eq!(back.allocs_per_op, None);
-        let m = Measurement { ns_per_op: 1.5, bytes_per_op: None, allocs_per_op: Some(2.0) };
+        let m = Measurement { ns_per_op: 1.5, bytes_per_op: None, allocs_per_op: Some(2.0), net: None };
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"ns_per_op":1.5,"allocs_per_op":2.0}"#);
     }
 
@@ -790,11 +955,39 @@ mod tests {
             bytes_per_op: None,
             allocs_per_op: None,
             bytes_per_sec: Some(2e9),
+            net: None,
         };
         assert_eq!(
             serde_json::to_string(&row).unwrap(),
             r#"{"suite":"s","case":"c","impl":"kcoro","ns_per_op":500.0,"ops_per_sec":2000000.0,"runs":3,"bytes_per_sec":2000000000.0}"#
         );
+    }
+
+    #[test]
+    fn net_stats_take_medians_field_by_field() {
+        let run = |p50, share| NetStats {
+            p50_ns: p50,
+            p99_ns: p50 * 10.0,
+            cpu_ns_per_op: 1.0,
+            max_worker_share: share,
+            load: LoadGen::Wrk,
+        };
+        let m = NetStats::median_of(&[run(3.0, Some(0.9)), run(1.0, None), run(2.0, Some(0.5))]).unwrap();
+        assert_eq!((m.p50_ns, m.p99_ns, m.max_worker_share), (2.0, 20.0, Some(0.7)));
+        assert_eq!(NetStats::median_of(&[run(1.0, None)]).unwrap().max_worker_share, None);
+        assert!(NetStats::median_of(&[]).is_none());
+        let json = serde_json::to_string(&run(1.0, None)).unwrap();
+        assert_eq!(json, r#"{"p50_ns":1.0,"p99_ns":10.0,"cpu_ns_per_op":1.0,"load":"wrk"}"#);
+        let m: Measurement = serde_json::from_str(&format!(r#"{{"ns_per_op":5.0,"net":{json}}}"#)).unwrap();
+        assert_eq!(m.net, Some(run(1.0, None)));
+    }
+
+    #[test]
+    fn durations_format_in_their_unit() {
+        assert_eq!(fmt_duration(850.0), "850ns");
+        assert_eq!(fmt_duration(12_345.0), "12.3us");
+        assert_eq!(fmt_duration(4_561_000.0), "4.56ms");
+        assert_eq!(fmt_duration(1.2e9), "1.20s");
     }
 
     #[test]

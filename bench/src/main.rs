@@ -20,6 +20,7 @@ mod chan_suite;
 mod go;
 mod harness;
 mod ipc_suite;
+mod net_suite;
 mod plugin_suite;
 mod runtime_suite;
 mod select_suite;
@@ -39,6 +40,7 @@ static SUITES: &[&Suite] = &[
     &zcopy_suite::SUITE,
     &ipc_suite::SUITE,
     &capi_suite::SUITE,
+    &net_suite::SUITE,
 ];
 
 /// Counts heap allocations while a suite asks it to (see [`alloc_count`]).
@@ -52,7 +54,9 @@ usage: kcoro-bench <suite> [--quick] [--json FILE] [--case NAME]... [--impl NAME
   --quick       fewer operations and runs
   --json FILE   also write the rows as JSON:
                 [{\"suite\",\"case\",\"impl\",\"ns_per_op\",\"ops_per_sec\",\"runs\"
-                  [,\"bytes_per_op\"][,\"allocs_per_op\"][,\"bytes_per_sec\"]}]
+                  [,\"bytes_per_op\"][,\"allocs_per_op\"][,\"bytes_per_sec\"]
+                  [,\"net\":{\"p50_ns\",\"p99_ns\",\"cpu_ns_per_op\",
+                             [\"max_worker_share\",]\"load\"}]}]
   --case NAME   run only this case (repeatable)
   --impl NAME   run only this implementation (repeatable)";
 
@@ -87,6 +91,11 @@ fn dispatch(args: &[String]) -> Result<(), String> {
                 harness::run_child_command(find_suite(suite)?, case, imp, n)
             }
             _ => Err("usage: kcoro-bench __child <suite> <case> <impl> <n>".to_string()),
+        },
+        // A server of the `net` suite, started by that suite's child.
+        Some("__serve") => match &args[1..] {
+            [service, imp, workers] => net_suite::serve_command(service, imp, workers),
+            _ => Err("usage: kcoro-bench __serve <service> <impl> <workers>".to_string()),
         },
         Some(name) => {
             let suite = find_suite(name)?;

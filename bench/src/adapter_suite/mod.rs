@@ -83,6 +83,7 @@ pub static SUITE: Suite = Suite {
     impls: &[KCORO, "tokio"],
     skips: &[],
     prepare: None,
+    go_in_child: false,
     child,
 };
 

@@ -52,6 +52,7 @@ pub static SUITE: Suite = Suite {
     impls: &[KCORO, RUST, GO],
     skips: &[],
     prepare: Some(prepare),
+    go_in_child: false,
     child,
 };
 

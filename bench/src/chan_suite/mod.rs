@@ -90,6 +90,7 @@ pub static SUITE: Suite = Suite {
         Skip { imp: MONITORED, cases: UNMONITORED, why: "the monitor's cost is measured on two cases" },
     ],
     prepare: None,
+    go_in_child: false,
     child,
 };
 

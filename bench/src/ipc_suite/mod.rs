@@ -65,6 +65,7 @@ pub static SUITE: Suite = Suite {
     impls: &[KCORO, RAW, IPC_CHANNEL],
     skips: &[],
     prepare: None,
+    go_in_child: false,
     child,
 };
 

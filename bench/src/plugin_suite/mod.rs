@@ -134,6 +134,7 @@ pub static SUITE: Suite = Suite {
     impls: &[KCORO, GO, KCORO_NY, NYLON],
     skips: &[Skip { imp: GO, cases: ALL, why: "no Go host for these plugins" }],
     prepare: Some(prepare),
+    go_in_child: false,
     child,
 };
 

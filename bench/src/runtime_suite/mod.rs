@@ -111,6 +111,7 @@ pub static SUITE: Suite = Suite {
     impls: &[KCORO, GO, "may", "tokio"],
     skips: &[Skip { imp: "may", cases: SCOPE_ACTOR, why: "no may peer for this case" }],
     prepare: None,
+    go_in_child: false,
     child,
 };
 

@@ -61,6 +61,7 @@ pub static SUITE: Suite = Suite {
         Skip { imp: "flume", cases: &["select_sync_contended"], why: "its Selector hangs here" },
     ],
     prepare: None,
+    go_in_child: false,
     child,
 };
 

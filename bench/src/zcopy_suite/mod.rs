@@ -87,6 +87,7 @@ pub static SUITE: Suite = Suite {
         Skip { imp: VEC_ALLOC, cases: MSG_CASES, why: "lease_alloc_free only" },
     ],
     prepare: None,
+    go_in_child: false,
     child,
 };
 

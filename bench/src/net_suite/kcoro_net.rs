@@ -1,0 +1,143 @@
+//! The `net` suite's servers on kcoro: a runtime of the requested worker count,
+//! `kcoro::net` sockets, one coroutine per connection spawned by one accept loop (and a
+//! second coroutine per proxied connection for the way back), written as a new user
+//! would write them with blocking-style calls. Connections are spawned with
+//! `SpawnOptions::spread()`, as the docs advise for an accept loop, so with two workers
+//! they share the workers (started coroutines never move).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+
+use kcoro::net::{TcpListener, TcpStream};
+
+use super::proto::{self, CONN_BUF, RESPONSE};
+use super::{OnListen, Service};
+
+/// Runs `service` on a runtime of `workers` workers; calls `on_listen` with its address
+/// once it listens, then serves until the process exits.
+pub fn serve(service: Service, workers: usize, on_listen: OnListen) -> Result<(), String> {
+    let rt = kcoro::Runtime::builder()
+        .workers(workers)
+        .name("net")
+        .build()
+        .map_err(|e| format!("kcoro runtime: {e}"))?;
+    rt.block_on(move || -> Result<(), String> {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+        let handler: fn(TcpStream, Option<SocketAddr>) = match service {
+            Service::Http => |s, _| http(s),
+            Service::Echo => |s, _| echo(s),
+            Service::Proxy => proxy,
+        };
+        let backend = match service {
+            Service::Proxy => Some(start_backend()?),
+            _ => None,
+        };
+        on_listen(listener.local_addr().map_err(|e| format!("local_addr: {e}"))?);
+        loop {
+            let (stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+            kcoro::spawn_with(spread(), move || handler(stream, backend))
+                .map_err(|e| format!("spawn: {e}"))?;
+        }
+    })
+}
+
+/// Spawn options for a connection's coroutine: started on the workers in turn.
+fn spread() -> kcoro::SpawnOptions {
+    kcoro::SpawnOptions::new().spread()
+}
+
+/// The proxy's echo backend: its own listener and accept loop on the same runtime.
+fn start_backend() -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind backend: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| format!("backend local_addr: {e}"))?;
+    kcoro::spawn(move || {
+        while let Ok((stream, _)) = listener.accept() {
+            if kcoro::spawn_with(spread(), move || echo(stream)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(addr)
+}
+
+/// HTTP/1.1 keep-alive: answer every complete request head, pipelined ones in one write.
+fn http(stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = [0u8; CONN_BUF];
+    let mut len = 0;
+    let mut out = Vec::with_capacity(RESPONSE.len());
+    loop {
+        match (&stream).read(&mut buf[len..]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => len += n,
+        }
+        let (requests, used) = proto::take_requests(&buf[..len]);
+        if requests == 0 {
+            if len == buf.len() {
+                return; // a head larger than the buffer: not our load
+            }
+            continue;
+        }
+        buf.copy_within(used..len, 0);
+        len -= used;
+        proto::count(requests as u64);
+        out.clear();
+        for _ in 0..requests {
+            out.extend_from_slice(RESPONSE);
+        }
+        if (&stream).write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+/// Echo: write back whatever arrives.
+fn echo(stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = [0u8; CONN_BUF];
+    loop {
+        let n = match (&stream).read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        proto::count(1);
+        if (&stream).write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// Proxy: connect to the backend, then copy each way, the way back on its own coroutine.
+fn proxy(client: TcpStream, backend: Option<SocketAddr>) {
+    let Some(backend) = backend else { return };
+    let Ok(upstream) = TcpStream::connect(backend) else { return };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let (client, upstream) = (Arc::new(client), Arc::new(upstream));
+    let back = {
+        let (client, upstream) = (Arc::clone(&client), Arc::clone(&upstream));
+        kcoro::spawn(move || pipe(&upstream, &client, false))
+    };
+    pipe(&client, &upstream, true);
+    let _ = back.join();
+}
+
+/// Copies `from` to `to` until `from` ends, then half-closes `to`. `count`: whether each
+/// forwarded read counts as a request (the client-to-backend way does).
+fn pipe(from: &TcpStream, to: &TcpStream, count: bool) {
+    let mut buf = [0u8; CONN_BUF];
+    loop {
+        let n = match (&*from).read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if count {
+            proto::count(1);
+        }
+        if (&*to).write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}

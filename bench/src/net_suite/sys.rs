@@ -1,0 +1,169 @@
+//! The operating-system calls the `net` suite needs: CPU affinity (to pin a server to one
+//! core and its load generator to another), the open-file limit (a thousand connections
+//! need a thousand descriptors on each side) and a process's CPU time from `/proc`.
+//!
+//! The unsafe blocks are plain syscalls on values this module owns; `pin_command`'s
+//! `pre_exec` hook runs between `fork` and `exec`, where it makes one syscall on a set
+//! built before the fork and nothing else (no allocation, no lock).
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// The CPUs this process may run on, in ascending order.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    let mut set = empty_set();
+    // SAFETY: `set` is a live, writable `cpu_set_t` and we pass its exact size; pid 0
+    // is the calling thread.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: every index is below `CPU_SETSIZE`, the number of bits in `set`.
+    Ok((0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect())
+}
+
+/// Restricts the calling thread to `cpu`.
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    set_affinity(&one_cpu(cpu)?)
+}
+
+/// Makes the process `cmd` starts run on `cpu` only (every thread it creates inherits it).
+pub fn pin_command(cmd: &mut Command, cpu: usize) -> io::Result<()> {
+    // Built here, before the fork: the hook below must not allocate.
+    let set = one_cpu(cpu)?;
+    // SAFETY: the hook runs in the forked child before `exec`; it makes a single
+    // async-signal-safe syscall on `set`, which it owns by copy, and touches nothing else.
+    unsafe {
+        cmd.pre_exec(move || set_affinity(&set));
+    }
+    Ok(())
+}
+
+/// Raises the soft limit on open descriptors to the hard limit, for this process and the
+/// children it starts afterwards.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a live, writable `rlimit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: `lim` is a valid `rlimit` whose soft value does not exceed its hard one.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// CPU time (user + system, all threads, living and exited) that process `pid` has used,
+/// in nanoseconds, from `/proc/<pid>/stat` (clock-tick resolution, usually 10 ms).
+pub fn process_cpu_ns(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let ticks = parse_cpu_ticks(&stat).ok_or_else(|| format!("cannot parse {path}: {stat:?}"))?;
+    Ok(ticks.saturating_mul(1_000_000_000) / clock_ticks_per_sec())
+}
+
+/// `utime + stime` of a `/proc/<pid>/stat` line. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted from the last `)`: the state is field 3,
+/// `utime` field 14 and `stime` field 15.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(14 - 3);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `sysconf(_SC_CLK_TCK)`, the unit of `/proc` CPU times (100 when unknown).
+fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: `sysconf` only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as u64 } else { 100 }
+}
+
+fn empty_set() -> libc::cpu_set_t {
+    // SAFETY: `cpu_set_t` is a plain bit array; all zeroes is the empty set.
+    unsafe { std::mem::zeroed() }
+}
+
+fn one_cpu(cpu: usize) -> io::Result<libc::cpu_set_t> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("no CPU {cpu}")));
+    }
+    let mut set = empty_set();
+    // SAFETY: `cpu` is below `CPU_SETSIZE` (checked above), so the bit is inside `set`.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    Ok(set)
+}
+
+fn set_affinity(set: &libc::cpu_set_t) -> io::Result<()> {
+    // SAFETY: `set` is a valid `cpu_set_t` of the size we pass; pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinning_a_thread_narrows_its_cpus() {
+        let cpus = allowed_cpus().unwrap();
+        assert!(!cpus.is_empty());
+        let last = *cpus.last().unwrap();
+        std::thread::spawn(move || {
+            pin_current_thread(last).unwrap();
+            assert_eq!(allowed_cpus().unwrap(), vec![last]);
+        })
+        .join()
+        .unwrap();
+        // The test thread itself is untouched.
+        assert_eq!(allowed_cpus().unwrap(), cpus);
+    }
+
+    #[test]
+    fn pinned_command_runs_on_one_cpu() {
+        let cpu = *allowed_cpus().unwrap().last().unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "grep Cpus_allowed_list /proc/self/status"]);
+        pin_command(&mut cmd, cpu).unwrap();
+        assert!(pin_command(&mut Command::new("true"), 1 << 20).is_err());
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.split_whitespace().last(), Some(cpu.to_string().as_str()), "{text}");
+    }
+
+    #[test]
+    fn nofile_limit_is_raised_to_the_hard_limit() {
+        let soft = raise_nofile_limit().unwrap();
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: `lim` is a live, writable `rlimit`.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(lim.rlim_cur, soft);
+        assert_eq!(lim.rlim_cur, lim.rlim_max);
+    }
+
+    #[test]
+    fn stat_line_fields_after_an_odd_command_name() {
+        let line = "42 (a) b (c)) R 1 2 3 4 5 6 7 8 9 10 250 30 0 0 20 0 1 0";
+        assert_eq!(parse_cpu_ticks(line), Some(280));
+        assert_eq!(parse_cpu_ticks("42 (x) R 1"), None);
+    }
+
+    #[test]
+    fn own_cpu_time_grows_with_work() {
+        let before = process_cpu_ns(std::process::id()).unwrap();
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        // Spin until the kernel has charged at least two clock ticks of CPU.
+        while process_cpu_ns(std::process::id()).unwrap() < before + 20_000_000 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            assert!(start.elapsed().as_secs() < 10, "no CPU time charged after 10 s");
+        }
+    }
+}
