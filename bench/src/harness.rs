@@ -10,14 +10,14 @@
 //! kcoro-bench-go      <suite> <case> <n>            (the Go peer, built from bench/go)
 //! ```
 //!
-//! A suite whose Go peer is a server ([`Suite::go_in_child`], the `net` suite) runs it
-//! through a Rust child as well (`__child <suite> <case> go <n>`): that child starts the
-//! Go binary named in [`GO_BIN_ENV`], drives it and measures it like the Rust servers.
-//!
 //! and the child prints one JSON line, a [`Measurement`]. Children keep runtimes apart
 //! (may's scheduler is a process-wide singleton that never stops), give memory cases a
 //! fresh peak-RSS counter, and turn a crash or a hang of one implementation into an
 //! error row instead of the end of the suite.
+//!
+//! A suite whose Go peer is a server ([`Suite::go_in_child`], the `net` suite) runs it
+//! through a Rust child as well (`__child <suite> <case> go <n>`): that child starts the
+//! Go binary named in [`GO_BIN_ENV`], drives it and measures it like the Rust servers.
 //!
 //! # Protocol
 //!
