@@ -75,25 +75,29 @@ fn echo_1000_concurrent_connections() {
         eprintln!("skipping echo_1000_concurrent_connections: RLIMIT_NOFILE is {limit}");
         return;
     }
-    runtime(2).block_on(|| {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("local_addr");
-        let server = kcoro::spawn(move || {
-            let echoes: Vec<_> = (0..CONNS)
-                .map(|_| {
-                    let (conn, _) = listener.accept().expect("accept");
-                    kcoro::spawn(move || echo(conn))
-                })
-                .collect();
-            echoes.into_iter().map(|e| e.join().expect("echo coroutine").expect("echo")).sum::<u64>()
-        });
-        let clients: Vec<_> = (0..CONNS).map(|id| kcoro::spawn(move || echo_client(addr, id))).collect();
-        for (id, c) in clients.into_iter().enumerate() {
-            c.join().expect("client coroutine").unwrap_or_else(|e| panic!("client {id}: {e}"));
-        }
-        let echoed = server.join().expect("server coroutine");
-        assert_eq!(echoed, (CONNS * ROUNDS * MSG) as u64);
+    runtime(2).block_on(echo_many);
+}
+
+/// [`CONNS`] clients, each served by its own coroutine from one accept loop, all echoed
+/// exactly.
+fn echo_many() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
+    let server = kcoro::spawn(move || {
+        let echoes: Vec<_> = (0..CONNS)
+            .map(|_| {
+                let (conn, _) = listener.accept().expect("accept");
+                kcoro::spawn(move || echo(conn))
+            })
+            .collect();
+        echoes.into_iter().map(|e| e.join().expect("echo coroutine").expect("echo")).sum::<u64>()
     });
+    let clients: Vec<_> = (0..CONNS).map(|id| kcoro::spawn(move || echo_client(addr, id))).collect();
+    for (id, c) in clients.into_iter().enumerate() {
+        c.join().expect("client coroutine").unwrap_or_else(|e| panic!("client {id}: {e}"));
+    }
+    let echoed = server.join().expect("server coroutine");
+    assert_eq!(echoed, (CONNS * ROUNDS * MSG) as u64);
 }
 
 #[test]
@@ -186,22 +190,7 @@ fn a_thousand_connections_progress_on_one_busy_worker() {
         runtime(1).block_on(|| {
             let stop = Arc::new(AtomicBool::new(false));
             let busy = spinners(4, &stop);
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("local_addr");
-            let server = kcoro::spawn(move || {
-                let echoes: Vec<_> = (0..CONNS)
-                    .map(|_| {
-                        let (conn, _) = listener.accept().expect("accept");
-                        kcoro::spawn(move || echo(conn))
-                    })
-                    .collect();
-                echoes.into_iter().map(|e| e.join().expect("echo coroutine").expect("echo")).sum::<u64>()
-            });
-            let clients: Vec<_> = (0..CONNS).map(|id| kcoro::spawn(move || echo_client(addr, id))).collect();
-            for (id, c) in clients.into_iter().enumerate() {
-                c.join().expect("client coroutine").unwrap_or_else(|e| panic!("client {id}: {e}"));
-            }
-            assert_eq!(server.join().expect("server coroutine"), (CONNS * ROUNDS * MSG) as u64);
+            echo_many();
             stop.store(true, Relaxed);
             for b in busy {
                 assert!(b.join().expect("spinner") > 0);
