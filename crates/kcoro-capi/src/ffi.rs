@@ -47,3 +47,16 @@ pub(crate) unsafe fn store<T>(out: *mut T, v: T) {
         unsafe { out.write(v) };
     }
 }
+
+/// Writes a result through the required out-pointer `out`: `-EINVAL` if it is null.
+///
+/// # Safety
+/// `out` is null or valid for a write of `T`.
+pub(crate) unsafe fn write_out<T>(out: *mut T, v: T) -> Result<c_int, Error> {
+    if out.is_null() {
+        return Err(Error::Invalid("out is NULL"));
+    }
+    // SAFETY: checked non-null; the caller promises it is writable.
+    unsafe { out.write(v) };
+    Ok(0)
+}

@@ -84,9 +84,6 @@ pub unsafe extern "C" fn kc_chan_get_stats(ch: *mut KcChan, out: *mut KcChanStat
     ffi::int(|| {
         // SAFETY: the C contract above.
         let c = unsafe { chan(ch) }?;
-        if out.is_null() {
-            return Err(Error::Invalid("out is NULL"));
-        }
         let s = c.snapshot();
         let d = seconds_between(s.first_op_ns, s.last_op_ns);
         let st = KcChanStats {
@@ -102,9 +99,8 @@ pub unsafe extern "C" fn kc_chan_get_stats(ch: *mut KcChan, out: *mut KcChanStat
             recv_rate_bytes_sec: per_sec(s.bytes_recv, d),
             duration_sec: d,
         };
-        // SAFETY: checked non-null; the caller passes a writable struct.
-        unsafe { out.write(st) };
-        Ok(0)
+        // SAFETY: the C contract above: `out` is NULL or writable.
+        unsafe { ffi::write_out(out, st) }
     })
 }
 
@@ -117,13 +113,9 @@ pub unsafe extern "C" fn kc_chan_snapshot(ch: *mut KcChan, out: *mut KcChanSnaps
     ffi::int(|| {
         // SAFETY: the C contract above.
         let c = unsafe { chan(ch) }?;
-        if out.is_null() {
-            return Err(Error::Invalid("out is NULL"));
-        }
         let snap = fill_snapshot(ch, c, &c.snapshot());
-        // SAFETY: checked non-null; the caller passes a writable struct.
-        unsafe { out.write(snap) };
-        Ok(0)
+        // SAFETY: the C contract above: `out` is NULL or writable.
+        unsafe { ffi::write_out(out, snap) }
     })
 }
 
@@ -178,9 +170,8 @@ pub unsafe extern "C" fn kc_chan_compute_rate(
             bytes_sent_per_sec: c_per_sec(d(p.total_bytes_sent, c.total_bytes_sent), secs),
             bytes_recv_per_sec: c_per_sec(d(p.total_bytes_recv, c.total_bytes_recv), secs),
         };
-        // SAFETY: checked non-null; the caller passes a writable struct.
-        unsafe { out.write(r) };
-        Ok(0)
+        // SAFETY: the C contract above: `out` is NULL or writable.
+        unsafe { ffi::write_out(out, r) }
     })
 }
 
@@ -193,9 +184,6 @@ pub unsafe extern "C" fn kc_chan_get_zstats(ch: *mut KcChan, out: *mut KcChanZst
     ffi::int(|| {
         // SAFETY: the C contract above.
         let c = unsafe { chan(ch) }?;
-        if out.is_null() {
-            return Err(Error::Invalid("out is NULL"));
-        }
         let z = c.snapshot().zero_copy.unwrap_or_default();
         let zs = KcChanZstats {
             zref_sent: z.sent as c_ulong,
@@ -205,8 +193,7 @@ pub unsafe extern "C" fn kc_chan_get_zstats(ch: *mut KcChan, out: *mut KcChanZst
             zref_canceled: z.canceled as c_ulong,
             zref_aborted_close: z.aborted_close as c_ulong,
         };
-        // SAFETY: checked non-null; the caller passes a writable struct.
-        unsafe { out.write(zs) };
-        Ok(0)
+        // SAFETY: the C contract above: `out` is NULL or writable.
+        unsafe { ffi::write_out(out, zs) }
     })
 }
