@@ -18,7 +18,7 @@ use std::ffi::{c_int, c_long, c_uint, c_void};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use kcoro::chan::{Builder, ByteLen, ChanError, Kind, Receiver, Sender, Snapshot};
+use kcoro::chan::{Builder, ChanError, Kind, Receiver, Sender, Snapshot};
 use kcoro::sync::CancelToken;
 use kcoro::zcopy::{self, ZDesc};
 
@@ -103,6 +103,8 @@ pub struct Chan {
     pub(crate) capacity: usize,
     pub(crate) ptr_mode: bool,
     pub(crate) ends: Ends,
+    /// The copy-mode operations of `ends`' element type (`None` in pointer mode).
+    copy_ops: Option<CopyOps>,
     /// The descriptor channel, once zero copy is enabled.
     pub(crate) zc: OnceLock<Pair<ZDesc>>,
     /// Serialises enabling zero copy.
@@ -140,12 +142,10 @@ pub(crate) fn shape(kind: c_int, capacity: usize) -> Result<(Kind, usize, c_int)
     })
 }
 
-fn build<T: ByteLen + Send + 'static>(
-    kind: Kind,
-    cap: usize,
-    ud: Option<impl Fn(T) + Send + Sync + 'static>,
-) -> Pair<T> {
-    let mut b = Builder::<T>::new(kind).capacity(cap).count_payload_bytes();
+/// Builds the pair from `b`, which says how bytes are counted: each value's own length
+/// in pointer mode, the same `elem_sz` for every value in copy mode (whose inline buffers
+/// are larger than that).
+fn build<T: Send + 'static>(mut b: Builder<T>, ud: Option<impl Fn(T) + Send + Sync + 'static>) -> Pair<T> {
     if let Some(f) = ud {
         b = b.on_undelivered(f);
     }
@@ -154,10 +154,10 @@ fn build<T: ByteLen + Send + 'static>(
 }
 
 /// The copy callback for a copy-mode element type.
-fn copy_cb<T: Elem>(ud: OnUndelivered) -> Option<impl Fn(T) + Send + Sync + 'static> {
+fn copy_cb<T: Elem>(ud: OnUndelivered, elem_sz: usize) -> Option<impl Fn(T) + Send + Sync + 'static> {
     let f = ud.copy?;
     Some(move |v: T| {
-        let b = v.bytes();
+        let b = v.bytes(elem_sz);
         // SAFETY: the C caller registered `f` with this signature; the element's bytes
         // stay valid for the call (the callback must not keep the pointer).
         unsafe { f(b.as_ptr().cast_mut().cast(), b.len(), ud.arg as *mut c_void) }
@@ -190,16 +190,23 @@ impl Chan {
         ud: OnUndelivered,
     ) -> Result<Chan, Error> {
         let (rust_kind, cap, reported) = shape(kind, capacity)?;
-        let ends = if ptr_mode {
-            Ends::Ptr(build(rust_kind, cap, ptr_cb::<PtrMsg>(ud)))
+        fn copy<T: Elem>(kind: Kind, cap: usize, elem_sz: usize) -> Builder<T> {
+            Builder::new(kind).capacity(cap).count_bytes_per_value(elem_sz)
+        }
+        let (ends, copy_ops) = if ptr_mode {
+            let b = Builder::new(rust_kind).capacity(cap).count_payload_bytes();
+            (Ends::Ptr(build(b, ptr_cb::<PtrMsg>(ud))), None)
         } else if elem_sz == 0 || elem_sz > MAX_ELEM_SZ {
             return Err(Error::Invalid("elem_sz must be 1..=16 MiB"));
         } else if elem_sz <= SMALL {
-            Ends::Small(build(rust_kind, cap, copy_cb(ud)))
+            let p = build(copy(rust_kind, cap, elem_sz), copy_cb(ud, elem_sz));
+            (Ends::Small(p), Some(CopyOps::of::<Inline<SMALL>>(elem_sz)))
         } else if elem_sz <= MEDIUM {
-            Ends::Medium(build(rust_kind, cap, copy_cb(ud)))
+            let p = build(copy(rust_kind, cap, elem_sz), copy_cb(ud, elem_sz));
+            (Ends::Medium(p), Some(CopyOps::of::<Inline<MEDIUM>>(elem_sz)))
         } else {
-            Ends::Large(build(rust_kind, cap, copy_cb(ud)))
+            let p = build(copy(rust_kind, cap, elem_sz), copy_cb(ud, elem_sz));
+            (Ends::Large(p), Some(CopyOps::of::<Heap>(elem_sz)))
         };
         Ok(Chan {
             kind: reported,
@@ -207,6 +214,7 @@ impl Chan {
             capacity: cap,
             ptr_mode,
             ends,
+            copy_ops,
             zc: OnceLock::new(),
             zc_lock: Mutex::new(()),
             ud,
@@ -286,32 +294,33 @@ pub(crate) fn wait_for(timeout_ms: c_long) -> Wait {
 }
 
 /// Sends `v`; cancellation is checked first, so it wins over a try or a timeout.
+#[inline(always)]
 pub(crate) fn send<T>(
     tx: &Sender<T>,
     v: T,
     timeout_ms: c_long,
     c: Option<&CancelToken>,
-) -> Result<(), Error> {
+) -> Result<(), ChanError> {
     if c.is_some_and(CancelToken::is_cancelled) {
-        return Err(ChanError::Canceled.into());
+        return Err(ChanError::Canceled);
     }
     let r = match wait_for(timeout_ms) {
         Wait::Try => tx.try_send(v),
         Wait::Until(deadline) => tx.send_with(v, deadline, c),
     };
-    r.map_err(|e| e.kind().into())
+    r.map_err(|e| e.kind())
 }
 
 /// Receives one element; cancellation is checked first, as for [`send`].
-pub(crate) fn recv<T>(rx: &Receiver<T>, timeout_ms: c_long, c: Option<&CancelToken>) -> Result<T, Error> {
+#[inline(always)]
+pub(crate) fn recv<T>(rx: &Receiver<T>, timeout_ms: c_long, c: Option<&CancelToken>) -> Result<T, ChanError> {
     if c.is_some_and(CancelToken::is_cancelled) {
-        return Err(ChanError::Canceled.into());
+        return Err(ChanError::Canceled);
     }
-    let r = match wait_for(timeout_ms) {
+    match wait_for(timeout_ms) {
         Wait::Try => rx.try_recv(),
         Wait::Until(deadline) => rx.recv_with(deadline, c),
-    };
-    r.map_err(Error::from)
+    }
 }
 
 /// The channel behind a handle.
@@ -323,11 +332,103 @@ pub(crate) unsafe fn chan<'a>(ch: *const KcChan) -> Result<&'a Chan, Error> {
     unsafe { handle::get(ch) }
 }
 
-fn copy_mode(ch: &Chan) -> Result<&Ends, Error> {
-    if ch.ptr_mode || ch.zc.get().is_some() {
-        return Err(Error::Invalid("copy operation on a pointer or zero-copy channel"));
+/// A copy-mode send specialised for one element type (see [`CopyOps`]).
+type CopySend = unsafe fn(&Ends, *const u8, usize, c_long, Option<&CancelToken>) -> Result<(), ChanError>;
+/// A copy-mode receive specialised for one element type.
+type CopyRecv = unsafe fn(&Ends, *mut u8, usize, c_long, Option<&CancelToken>) -> Result<(), ChanError>;
+
+/// The copy-mode send and receive of a channel's element type, picked when it is made:
+/// each call then runs code built for that size class alone (one small frame), instead of
+/// dispatching over every class with all their element types live in one frame.
+#[derive(Clone, Copy)]
+pub(crate) struct CopyOps {
+    send: CopySend,
+    recv: CopyRecv,
+}
+
+impl CopyOps {
+    /// The operations for elements of type `T` and `elem_sz` bytes: the common sizes get
+    /// their own copies of the code, in which the byte copy has a constant length.
+    fn of<T: CopyElem>(elem_sz: usize) -> Self {
+        fn sized<T: CopyElem, const K: usize>() -> CopyOps {
+            CopyOps { send: send_as::<T, K>, recv: recv_as::<T, K> }
+        }
+        match elem_sz {
+            4 => sized::<T, 4>(),
+            8 => sized::<T, 8>(),
+            16 => sized::<T, 16>(),
+            32 => sized::<T, 32>(),
+            64 => sized::<T, 64>(),
+            _ => sized::<T, 0>(),
+        }
     }
-    Ok(&ch.ends)
+}
+
+/// A copy-mode element type and the [`Ends`] variant that holds it.
+trait CopyElem: Elem + Sized {
+    fn pair(ends: &Ends) -> Option<&Pair<Self>>;
+}
+
+impl CopyElem for Inline<SMALL> {
+    fn pair(ends: &Ends) -> Option<&Pair<Self>> {
+        if let Ends::Small(p) = ends { Some(p) } else { None }
+    }
+}
+
+impl CopyElem for Inline<MEDIUM> {
+    fn pair(ends: &Ends) -> Option<&Pair<Self>> {
+        if let Ends::Medium(p) = ends { Some(p) } else { None }
+    }
+}
+
+impl CopyElem for Heap {
+    fn pair(ends: &Ends) -> Option<&Pair<Self>> {
+        if let Ends::Large(p) = ends { Some(p) } else { None }
+    }
+}
+
+/// A send of `K`-byte elements (`K` = 0: `n` bytes).
+///
+/// # Safety
+/// `src` readable for `n` bytes; `n` is the channel's `elem_sz`, which picked `T` and `K`.
+unsafe fn send_as<T: CopyElem, const K: usize>(
+    ends: &Ends,
+    src: *const u8,
+    n: usize,
+    tmo: c_long,
+    c: Option<&CancelToken>,
+) -> Result<(), ChanError> {
+    let n = if K == 0 { n } else { K };
+    let p = T::pair(ends).unwrap_or_else(|| unreachable!("copy ops of another element type"));
+    // SAFETY: the caller's contract: `src` holds `n` bytes, and `n` fits `T`.
+    send(&p.tx, unsafe { T::read(src, n) }, tmo, c)
+}
+
+/// A receive of `K`-byte elements (`K` = 0: `n` bytes).
+///
+/// # Safety
+/// `out` writable for `n` bytes; `n` is the channel's `elem_sz`, which picked `T` and `K`.
+unsafe fn recv_as<T: CopyElem, const K: usize>(
+    ends: &Ends,
+    out: *mut u8,
+    n: usize,
+    tmo: c_long,
+    c: Option<&CancelToken>,
+) -> Result<(), ChanError> {
+    let n = if K == 0 { n } else { K };
+    let p = T::pair(ends).unwrap_or_else(|| unreachable!("copy ops of another element type"));
+    let v = recv(&p.rx, tmo, c)?;
+    // SAFETY: the caller's contract; every element of the channel was read with `n` bytes.
+    unsafe { put(v, out.cast(), n) };
+    Ok(())
+}
+
+/// The copy operations of `ch`, or `-EINVAL` for a pointer or zero-copy channel.
+fn copy_ops(ch: &Chan) -> Result<CopyOps, Error> {
+    match ch.copy_ops {
+        Some(ops) if ch.zc.get().is_none() => Ok(ops),
+        _ => Err(Error::Invalid("copy operation on a pointer or zero-copy channel")),
+    }
 }
 
 /// Copy-mode send of `elem_sz` bytes at `msg`.
@@ -346,17 +447,10 @@ unsafe fn send_copy(
     if msg.is_null() {
         return Err(Error::Invalid("msg is NULL"));
     }
-    let (src, n) = (msg.cast::<u8>(), ch.elem_sz);
-    match copy_mode(ch)? {
-        // SAFETY: `msg` is readable for `elem_sz` bytes (the C contract), and `elem_sz`
-        // picked the variant, so it fits.
-        Ends::Small(p) => send(&p.tx, unsafe { Elem::read(src, n) }, tmo, c)?,
-        // SAFETY: as above.
-        Ends::Medium(p) => send(&p.tx, unsafe { Elem::read(src, n) }, tmo, c)?,
-        // SAFETY: as above.
-        Ends::Large(p) => send(&p.tx, unsafe { Elem::read(src, n) }, tmo, c)?,
-        Ends::Ptr(_) => unreachable!("send_copy: copy_mode let a pointer channel through"),
-    }
+    let ops = copy_ops(ch)?;
+    // SAFETY: `msg` is readable for `elem_sz` bytes (the C contract); `ops` were picked
+    // for this channel's `elem_sz`.
+    unsafe { (ops.send)(&ch.ends, msg.cast(), ch.elem_sz, tmo, c) }?;
     Ok(0)
 }
 
@@ -375,19 +469,21 @@ unsafe fn recv_copy(
     if out.is_null() {
         return Err(Error::Invalid("out is NULL"));
     }
-    fn put<T: Elem>(v: T, out: *mut c_void) {
-        let b = v.bytes();
-        // SAFETY: `out` is writable for `elem_sz` bytes (C contract) and `b` is exactly
-        // `elem_sz` bytes (every element of the channel was read with that length).
-        unsafe { crate::elem::copy_bytes(b.as_ptr(), out.cast::<u8>(), b.len()) };
-    }
-    match copy_mode(ch)? {
-        Ends::Small(p) => put(recv(&p.rx, tmo, c)?, out),
-        Ends::Medium(p) => put(recv(&p.rx, tmo, c)?, out),
-        Ends::Large(p) => put(recv(&p.rx, tmo, c)?, out),
-        Ends::Ptr(_) => unreachable!("recv_copy: copy_mode let a pointer channel through"),
-    }
+    let ops = copy_ops(ch)?;
+    // SAFETY: `out` is writable for `elem_sz` bytes (the C contract); `ops` were picked
+    // for this channel's `elem_sz`.
+    unsafe { (ops.recv)(&ch.ends, out.cast(), ch.elem_sz, tmo, c) }?;
     Ok(0)
+}
+
+/// Copies a received copy-mode element out to C.
+///
+/// # Safety
+/// `out` is writable for `elem_sz` bytes, and `elem_sz` is the length `v` was read with.
+pub(crate) unsafe fn put<T: Elem>(v: T, out: *mut c_void, elem_sz: usize) {
+    let b = v.bytes(elem_sz);
+    // SAFETY: the caller's contract; `b` is exactly `elem_sz` bytes.
+    unsafe { crate::elem::copy_bytes(b.as_ptr(), out.cast::<u8>(), b.len()) };
 }
 
 fn ptr_pair(ch: &Chan) -> Result<&Pair<PtrMsg>, Error> {

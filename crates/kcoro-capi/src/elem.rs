@@ -2,23 +2,25 @@
 //!
 //! Copy-mode elements are `elem_sz` bytes copied in on send and out on receive. Small
 //! ones live inline ([`Inline<8>`], [`Inline<64>`]) so a send allocates nothing; larger
-//! ones are boxed ([`Heap`]). Pointer-mode elements are `(ptr, len)` pairs ([`PtrMsg`]):
-//! the pointer moves, the payload does not. Each reports its true length to the byte
-//! counters ([`ByteLen`]), so `total_bytes_sent` is `elem_sz` (or `len`) per message.
+//! ones are boxed ([`Heap`]). Every element of a copy-mode channel has the channel's
+//! `elem_sz`, so the inline forms do not store a length: the channel counts `elem_sz`
+//! bytes per message and passes it back where the bytes are read. Pointer-mode elements
+//! are `(ptr, len)` pairs ([`PtrMsg`]): the pointer moves, the payload does not, and each
+//! reports its own `len` to the byte counters ([`ByteLen`]).
 
 use std::ffi::c_void;
 
 use kcoro::chan::ByteLen;
 
 /// A copy-mode element.
-pub(crate) trait Elem: ByteLen + Send + 'static {
+pub(crate) trait Elem: Send + 'static {
     /// Makes an element from exactly `len` bytes at `src`.
     ///
     /// # Safety
     /// `src` is readable for `len` bytes, and `len` fits the variant chosen for it.
     unsafe fn read(src: *const u8, len: usize) -> Self;
-    /// The element's bytes.
-    fn bytes(&self) -> &[u8];
+    /// The element's bytes; `len` is the one it was read with (the channel's `elem_sz`).
+    fn bytes(&self, len: usize) -> &[u8];
 }
 
 /// Copies `n` bytes; the common element sizes get a fixed-size copy the compiler inlines
@@ -48,29 +50,22 @@ pub(crate) unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
     }
 }
 
-/// Up to `N` bytes stored in place.
-pub(crate) struct Inline<const N: usize> {
-    len: u32,
-    buf: [u8; N],
-}
+/// Up to `N` bytes stored in place (the rest zero).
+pub(crate) struct Inline<const N: usize>([u8; N]);
 
 impl<const N: usize> Elem for Inline<N> {
+    #[inline(always)]
     unsafe fn read(src: *const u8, len: usize) -> Self {
         debug_assert!(len <= N);
         let mut buf = [0u8; N];
         // SAFETY: the caller promises `src` readable for `len <= N` bytes; `buf` is ours.
         unsafe { copy_bytes(src, buf.as_mut_ptr(), len) };
-        Inline { len: len as u32, buf }
+        Inline(buf)
     }
 
-    fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len as usize]
-    }
-}
-
-impl<const N: usize> ByteLen for Inline<N> {
-    fn byte_len(&self) -> usize {
-        self.len as usize
+    #[inline(always)]
+    fn bytes(&self, len: usize) -> &[u8] {
+        &self.0[..len.min(N)]
     }
 }
 
@@ -83,14 +78,8 @@ impl Elem for Heap {
         Heap(unsafe { std::slice::from_raw_parts(src, len) }.into())
     }
 
-    fn bytes(&self) -> &[u8] {
+    fn bytes(&self, _len: usize) -> &[u8] {
         &self.0
-    }
-}
-
-impl ByteLen for Heap {
-    fn byte_len(&self) -> usize {
-        self.0.len()
     }
 }
 
@@ -123,8 +112,8 @@ mod tests {
         let src = [1u8, 2, 3, 4, 5];
         // SAFETY: `src` holds 5 readable bytes; 5 fits both forms.
         let (i, h) = unsafe { (Inline::<8>::read(src.as_ptr(), 5), Heap::read(src.as_ptr(), 5)) };
-        assert_eq!((i.bytes(), i.byte_len()), (&src[..], 5));
-        assert_eq!((h.bytes(), h.byte_len()), (&src[..], 5));
+        assert_eq!((i.bytes(5), h.bytes(5)), (&src[..], &src[..]));
+        assert_eq!(i.0[5..], [0, 0, 0], "the bytes past the element stay zero");
         assert_eq!(PtrMsg { ptr: std::ptr::null_mut(), len: 9 }.byte_len(), 9);
         let big: Vec<u8> = (0..100).collect();
         for n in [1, 4, 8, 13, 16, 32, 64, 100] {

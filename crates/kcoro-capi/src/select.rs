@@ -15,7 +15,7 @@ use kcoro::chan::{ChanError, Select};
 use kcoro::zcopy::ZDesc;
 
 use crate::cancel::{self, KcCancel};
-use crate::chan::{Chan, Ends, KcChan, chan};
+use crate::chan::{Chan, Ends, KcChan, chan, put};
 use crate::elem::{Elem, PtrMsg};
 use crate::error::Error;
 use crate::ffi;
@@ -209,16 +209,15 @@ pub unsafe extern "C" fn kc_select_wait(
         let op = if timeout_ms == 0 { sel.try_wait() } else { sel.wait() }?;
         let i = op.index();
         let (c, ch) = (&clauses[i], chans[i]);
-        fn put<T: Elem>(v: T, out: *mut c_void) {
-            let b = v.bytes();
-            // SAFETY: the receive buffer is writable for `elem_sz` bytes (C contract).
-            unsafe { crate::elem::copy_bytes(b.as_ptr(), out.cast::<u8>(), b.len()) };
-        }
         let res: Result<(), ChanError> = match (end_of(ch), c.send) {
             (End::Copy(ch), false) => match &ch.ends {
-                Ends::Small(p) => op.recv(&p.rx).map(|v| put(v, c.buf)),
-                Ends::Medium(p) => op.recv(&p.rx).map(|v| put(v, c.buf)),
-                Ends::Large(p) => op.recv(&p.rx).map(|v| put(v, c.buf)),
+                // SAFETY: a receive clause's buffer is writable for `elem_sz` bytes (the C
+                // contract); every element was read with as many.
+                Ends::Small(p) => op.recv(&p.rx).map(|v| unsafe { put(v, c.buf, ch.elem_sz) }),
+                // SAFETY: as above.
+                Ends::Medium(p) => op.recv(&p.rx).map(|v| unsafe { put(v, c.buf, ch.elem_sz) }),
+                // SAFETY: as above.
+                Ends::Large(p) => op.recv(&p.rx).map(|v| unsafe { put(v, c.buf, ch.elem_sz) }),
                 Ends::Ptr(_) => unreachable!("kc_select_wait: end_of sorted pointer channels out"),
             },
             (End::Copy(ch), true) => {

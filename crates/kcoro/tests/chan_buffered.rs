@@ -372,6 +372,14 @@ fn counters_exact() {
     let s = rx.snapshot();
     assert_eq!((s.sends, s.recvs, s.bytes_sent, s.bytes_recv), (3, 1, 15, 5));
     assert_eq!((s.overflow_drops, s.undelivered, s.len), (1, 1, 1));
+
+    // A fixed byte count per value, whatever the value's size.
+    let (tx, rx) = Builder::<[u8; 64]>::buffered(4).count_bytes_per_value(5).build();
+    tx.send([1; 64]).unwrap();
+    tx.send([2; 64]).unwrap();
+    assert_eq!(rx.recv().unwrap(), [1; 64]);
+    let s = rx.snapshot();
+    assert_eq!((s.sends, s.recvs, s.bytes_sent, s.bytes_recv), (2, 1, 10, 5));
 }
 
 #[test]

@@ -138,6 +138,47 @@ static void test_conflated_and_undelivered(void)
     CHECK_EQ(ud_sum, 11 + 12);
 }
 
+/* every element size class, with sizes that have their own copy code and sizes that do
+ * not: bytes round-trip, byte counters count elem_sz per message, and an undelivered
+ * element reaches the callback with its exact bytes */
+static size_t ud_len;
+static unsigned char ud_bytes[256];
+static void on_ud_bytes(void *elem, size_t len, void *arg)
+{
+    (void)arg;
+    CHECK(len <= sizeof ud_bytes);
+    ud_len = len;
+    memcpy(ud_bytes, elem, len);
+}
+
+static void test_element_sizes(void)
+{
+    const size_t sizes[] = {1, 3, 4, 5, 8, 12, 16, 32, 40, 63, 64, 65, 200};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t sz = sizes[k];
+        unsigned char in[256], out[256];
+        kc_chan_t *ch;
+        CHECK_EQ(kc_chan_make_ex(&ch, KC_BUFFERED, sz, 2, on_ud_bytes, NULL, NULL), 0);
+        for (int round = 0; round < 2; round++) {
+            for (size_t i = 0; i < sz; i++) in[i] = (unsigned char)(i * 31 + sz + (size_t)round);
+            memset(out, 0xee, sizeof out);
+            CHECK_EQ(kc_chan_send(ch, in, 0), 0);
+            CHECK_EQ(kc_chan_recv(ch, out, 0), 0);
+            CHECK(memcmp(in, out, sz) == 0);
+            CHECK_EQ(out[sz], 0xee); /* nothing written past the element */
+        }
+        struct kc_chan_snapshot s;
+        CHECK_EQ(kc_chan_snapshot(ch, &s), 0);
+        CHECK_EQ(s.total_bytes_sent, 2 * sz);
+        CHECK_EQ(s.total_bytes_recv, 2 * sz);
+        ud_len = 0;
+        CHECK_EQ(kc_chan_send(ch, in, 0), 0);
+        kc_chan_destroy(ch);
+        CHECK_EQ(ud_len, sz);
+        CHECK(memcmp(ud_bytes, in, sz) == 0);
+    }
+}
+
 static void test_unlimited(void)
 {
     kc_chan_t *ch;
@@ -461,6 +502,7 @@ int main(void)
     test_rendezvous();
     test_buffered();
     test_conflated_and_undelivered();
+    test_element_sizes();
     test_unlimited();
     test_pointer_mode();
     test_zref();

@@ -188,6 +188,14 @@ impl<T> Builder<T> {
         self
     }
 
+    /// Count `bytes` per value in the byte counters instead of `size_of::<T>()`: for
+    /// values whose payload length is the same for the whole channel but not their size
+    /// (fixed-size records stored in a larger inline buffer, say).
+    pub fn count_bytes_per_value(mut self, bytes: usize) -> Self {
+        self.measure = Measure::Fixed(bytes);
+        self
+    }
+
     /// Count each value's payload length ([`ByteLen`]) in the byte counters instead of
     /// `size_of::<T>()`.
     pub fn count_payload_bytes(mut self) -> Self
