@@ -301,12 +301,14 @@ pub(crate) fn send<T>(
     timeout_ms: c_long,
     c: Option<&CancelToken>,
 ) -> Result<(), ChanError> {
-    if c.is_some_and(CancelToken::is_cancelled) {
-        return Err(ChanError::Canceled);
-    }
-    let r = match wait_for(timeout_ms) {
-        Wait::Try => tx.try_send(v),
-        Wait::Until(deadline) => tx.send_with(v, deadline, c),
+    let r = match (c, timeout_ms) {
+        // The common call, spelled as the Rust API's `send` so it gets the same code.
+        (None, ms) if ms < 0 => tx.send(v),
+        (Some(c), _) if c.is_cancelled() => return Err(ChanError::Canceled),
+        _ => match wait_for(timeout_ms) {
+            Wait::Try => tx.try_send(v),
+            Wait::Until(deadline) => tx.send_with(v, deadline, c),
+        },
     };
     r.map_err(|e| e.kind())
 }
@@ -314,12 +316,14 @@ pub(crate) fn send<T>(
 /// Receives one element; cancellation is checked first, as for [`send`].
 #[inline(always)]
 pub(crate) fn recv<T>(rx: &Receiver<T>, timeout_ms: c_long, c: Option<&CancelToken>) -> Result<T, ChanError> {
-    if c.is_some_and(CancelToken::is_cancelled) {
-        return Err(ChanError::Canceled);
-    }
-    match wait_for(timeout_ms) {
-        Wait::Try => rx.try_recv(),
-        Wait::Until(deadline) => rx.recv_with(deadline, c),
+    match (c, timeout_ms) {
+        // As in `send`.
+        (None, ms) if ms < 0 => rx.recv(),
+        (Some(c), _) if c.is_cancelled() => Err(ChanError::Canceled),
+        _ => match wait_for(timeout_ms) {
+            Wait::Try => rx.try_recv(),
+            Wait::Until(deadline) => rx.recv_with(deadline, c),
+        },
     }
 }
 
