@@ -302,6 +302,10 @@ pub struct Row {
     #[serde(rename = "impl")]
     imp: String,
     ns_per_op: f64,
+    /// The fastest and slowest run: a wide gap marks a case whose runs differ (where its
+    /// parties started, or the machine's noise), which a median alone would hide.
+    min_ns_per_op: f64,
+    max_ns_per_op: f64,
     ops_per_sec: f64,
     runs: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -419,6 +423,7 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 _ => None,
             };
             let ns = median(samples.iter().map(|m| m.ns_per_op));
+            let (min_ns, max_ns) = min_max(samples.iter().map(|m| m.ns_per_op));
             let bytes = match case.kind {
                 Kind::Memory => Some(median(samples.iter().filter_map(|m| m.bytes_per_op))),
                 _ => None,
@@ -443,7 +448,7 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 rate: cols.rate.then_some((ops, bytes_per_sec)),
                 net: cols.net.then_some((ops, net)),
             };
-            print_row(case.name, imp, ns, kcoro_ns, cells);
+            print_row(case.name, imp, (ns, max_ns / min_ns), kcoro_ns, cells);
             if is_kcoro(imp) {
                 kcoro_ns = Some(ns);
             }
@@ -452,6 +457,8 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 case: case.name.to_string(),
                 imp: imp.to_string(),
                 ns_per_op: ns,
+                min_ns_per_op: min_ns,
+                max_ns_per_op: max_ns,
                 ops_per_sec: ops,
                 runs: samples.len(),
                 bytes_per_op: bytes,
@@ -503,6 +510,11 @@ pub fn median(values: impl Iterator<Item = f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
     if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 }
+}
+
+/// The smallest and largest of `values` (NaN for both when empty).
+pub fn min_max(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::NAN, f64::NAN), |(lo, hi), v| (lo.min(v), hi.max(v)))
 }
 
 /// Operations per second for a row of `kind` whose median is `ns` per op.
@@ -659,6 +671,10 @@ fn print_header(suite: &Suite, opts: &Options, cols: Columns) {
         if opts.quick { " (--quick)" } else { "" },
     );
     println!("x kcoro = peer ns/op / kcoro ns/op (above 1: kcoro faster; below 1: peer faster)");
+    println!(
+        "spread = slowest run / fastest run ({SPREAD_MARK} or more is marked '!': the runs differ, \
+         by where the parties started or by the machine's noise)"
+    );
     for note in suite.notes {
         println!("  {note}");
     }
@@ -684,11 +700,18 @@ fn print_header(suite: &Suite, opts: &Options, cols: Columns) {
         (String::new(), 0)
     };
     println!(
-        "{:<CASE_COL$} {:<IMPL_COL$} {:>12} {:>9} {:>10}{allocs}{rate}{net}",
-        "case", "impl", "ns/op", "x kcoro", "bytes/op"
+        "{:<CASE_COL$} {:<IMPL_COL$} {:>12} {:>9} {:>SPREAD_COL$} {:>10}{allocs}{rate}{net}",
+        "case", "impl", "ns/op", "x kcoro", "spread", "bytes/op"
     );
-    println!("{}", "-".repeat(CASE_COL + IMPL_COL + 12 + 9 + 10 + 4 + allocs_width + rate_width + net_width));
+    let width = CASE_COL + IMPL_COL + 12 + 9 + SPREAD_COL + 10 + 5 + allocs_width + rate_width + net_width;
+    println!("{}", "-".repeat(width));
 }
+
+/// Width of the `spread` column.
+const SPREAD_COL: usize = 7;
+
+/// A spread (slowest run / fastest run) from which a row is marked as uneven.
+const SPREAD_MARK: f64 = 1.5;
 
 /// Width of the `allocs/op` column, printed only by suites with [`Kind::Allocs`] cases.
 const ALLOCS_COL: usize = 10;
@@ -720,11 +743,13 @@ struct Cells {
     net: Option<(f64, Option<NetStats>)>,
 }
 
-fn print_row(case: &str, imp: &str, ns: f64, kcoro_ns: Option<f64>, cells: Cells) {
+/// Prints one row; `ns` is the median and the spread of its runs.
+fn print_row(case: &str, imp: &str, (ns, spread): (f64, f64), kcoro_ns: Option<f64>, cells: Cells) {
     let ratio = match kcoro_ns {
         Some(k) if k > 0.0 => fmt_ratio(ns / k),
         _ => "-".to_string(),
     };
+    let spread = fmt_spread(spread);
     let bytes = cells.bytes.map_or(String::new(), |b| format!("{b:.0}"));
     let allocs = match cells.allocs {
         None => String::new(),
@@ -756,7 +781,7 @@ fn print_row(case: &str, imp: &str, ns: f64, kcoro_ns: Option<f64>, cells: Cells
         }
     };
     println!(
-        "{case:<CASE_COL$} {imp:<IMPL_COL$} {:>12} {ratio:>9} {bytes:>10}{allocs}{rate}{net}",
+        "{case:<CASE_COL$} {imp:<IMPL_COL$} {:>12} {ratio:>9} {spread:>SPREAD_COL$} {bytes:>10}{allocs}{rate}{net}",
         fmt_ns(ns)
     );
 }
@@ -855,6 +880,15 @@ fn print_failures(failures: &[Failure]) {
 }
 
 /// Two decimals, three for ratios below 0.1 so they never print as zero.
+/// A spread as `1.03`, or `2.41!` from [`SPREAD_MARK`] on; `-` when it is not finite.
+fn fmt_spread(spread: f64) -> String {
+    match spread {
+        s if !s.is_finite() => "-".to_string(),
+        s if s >= SPREAD_MARK => format!("{s:.2}!"),
+        s => format!("{s:.2}"),
+    }
+}
+
 fn fmt_ratio(r: f64) -> String {
     if r >= 0.1 { format!("{r:.2}") } else { format!("{r:.3}") }
 }
@@ -873,6 +907,17 @@ fn fmt_ns(ns: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spread_is_slowest_over_fastest_and_marks_uneven_rows() {
+        let (lo, hi) = min_max([30.0, 25.0, 153.0, 74.0].into_iter());
+        assert_eq!((lo, hi), (25.0, 153.0));
+        assert!(min_max(std::iter::empty()).0.is_nan());
+        assert_eq!(fmt_spread(hi / lo), "6.12!");
+        assert_eq!(fmt_spread(1.49), "1.49");
+        assert_eq!(fmt_spread(1.5), "1.50!");
+        assert_eq!(fmt_spread(f64::NAN), "-");
+    }
 
     #[test]
     fn median_odd_even_empty() {
@@ -950,6 +995,8 @@ mod tests {
             case: "c".into(),
             imp: KCORO.into(),
             ns_per_op: 500.0,
+            min_ns_per_op: 490.0,
+            max_ns_per_op: 520.0,
             ops_per_sec: 2e6,
             runs: 3,
             bytes_per_op: None,
@@ -959,7 +1006,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&row).unwrap(),
-            r#"{"suite":"s","case":"c","impl":"kcoro","ns_per_op":500.0,"ops_per_sec":2000000.0,"runs":3,"bytes_per_sec":2000000000.0}"#
+            r#"{"suite":"s","case":"c","impl":"kcoro","ns_per_op":500.0,"min_ns_per_op":490.0,"max_ns_per_op":520.0,"ops_per_sec":2000000.0,"runs":3,"bytes_per_sec":2000000000.0}"#
         );
     }
 

@@ -53,7 +53,8 @@ usage: kcoro-bench <suite> [--quick] [--json FILE] [--case NAME]... [--impl NAME
 
   --quick       fewer operations and runs
   --json FILE   also write the rows as JSON:
-                [{\"suite\",\"case\",\"impl\",\"ns_per_op\",\"ops_per_sec\",\"runs\"
+                [{\"suite\",\"case\",\"impl\",\"ns_per_op\",\"min_ns_per_op\",
+                  \"max_ns_per_op\",\"ops_per_sec\",\"runs\"
                   [,\"bytes_per_op\"][,\"allocs_per_op\"][,\"bytes_per_sec\"]
                   [,\"net\":{\"p50_ns\",\"p99_ns\",\"cpu_ns_per_op\",
                              [\"max_worker_share\",]\"load\"}]}]

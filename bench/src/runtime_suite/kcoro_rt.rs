@@ -77,6 +77,8 @@ pub fn run(case: &str, n: u64) -> Result<Measurement, String> {
             finish(counter)?;
             Ok(Measurement::per_op(elapsed, n))
         }),
+        "pair_one_worker" => drive(move || super::kcoro_pair::run(n, false)),
+        "pair_two_workers" => drive(move || super::kcoro_pair::run(n, true)),
         _ => Err(unknown(case)),
     }
 }

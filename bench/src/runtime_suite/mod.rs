@@ -20,6 +20,8 @@
 //! | `scope_spawn_join_100` | one scope: spawn 100 children, join all  | throughput |
 //! | `actor_tell`           | one fire-and-forget `Add(1)` to an actor | throughput |
 //! | `actor_ask`            | one `Get` to an actor and its reply      | throughput |
+//! | `pair_one_worker`      | a rendezvous round trip, pair on 1 worker | throughput |
+//! | `pair_two_workers`     | the same, the pair started on 2 workers  | throughput |
 //!
 //! The scope and actor cases: a scope's children each add their index (0..100) to one
 //! shared atomic, and the driver checks the sum. The actor is a task owning a `u64`
@@ -30,6 +32,7 @@
 //! driver's stack) and `kcoro::actor` (a `Reply` one-shot per ask). may has no rows for
 //! these (listed in [`SUITE`]'s skips).
 
+pub mod kcoro_pair;
 pub mod kcoro_rt;
 pub mod may_rt;
 pub mod stackful;
@@ -59,6 +62,9 @@ pub const MAILBOX: usize = 1024;
 /// The cases may has no peer for.
 const SCOPE_ACTOR: &[&str] = &["scope_spawn_join_100", "actor_tell", "actor_ask"];
 
+/// The cases that place a pair on chosen workers: only kcoro says where a coroutine starts.
+const PAIRS: &[&str] = &["pair_one_worker", "pair_two_workers"];
+
 /// Child time limit of `sleep_1ms_accuracy`.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -81,6 +87,8 @@ pub static SUITE: Suite = Suite {
         "  actor_tell: n Add(1) sends, then one ask to wait for the actor (counter checked == warm-up + n)",
         "  actor_ask: a Get carrying a new reply per op, kcoro: actor::Reply, go: chan uint64 of cap 1,",
         "  tokio: oneshot",
+        "pair_one_worker / pair_two_workers (kcoro only): a rendezvous ping-pong round trip between two",
+        "  coroutines started (SpawnOptions::spread) on the same worker / on different workers",
     ],
     cases: &[
         throughput("yield", 2_000_000, 200_000),
@@ -107,9 +115,16 @@ pub static SUITE: Suite = Suite {
         throughput("scope_spawn_join_100", 20_000, 2_000),
         throughput("actor_tell", 5_000_000, 500_000),
         throughput("actor_ask", 1_000_000, 100_000),
+        throughput("pair_one_worker", 200_000, 20_000),
+        throughput("pair_two_workers", 200_000, 20_000),
     ],
     impls: &[KCORO, GO, "may", "tokio"],
-    skips: &[Skip { imp: "may", cases: SCOPE_ACTOR, why: "no may peer for this case" }],
+    skips: &[
+        Skip { imp: "may", cases: SCOPE_ACTOR, why: "no may peer for this case" },
+        Skip { imp: GO, cases: PAIRS, why: "no placement control" },
+        Skip { imp: "may", cases: PAIRS, why: "no placement control" },
+        Skip { imp: "tokio", cases: PAIRS, why: "no placement control" },
+    ],
     prepare: None,
     go_in_child: false,
     child,
