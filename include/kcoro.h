@@ -178,7 +178,12 @@ typedef struct kc_cancel_ctx {
 int kc_cancel_ctx_init(kc_cancel_ctx_t *ctx, const kc_cancel_t *parent);
 void kc_cancel_ctx_destroy(kc_cancel_ctx_t *ctx);
 
-/* ---- scopes and actors: declared, not implemented yet (KC_ENOTSUP / NULL) ---- */
+/* ---- scopes and actors (docs/C_API.md) ----
+ * A scope's children run on kc_sched_default() under the scope's token (their blocking
+ * calls return KC_ECANCELED once it fires); kc_scope_destroy cancels, then waits for them.
+ * An actor parks on its mailbox and calls process(msg, user) per message; non-zero stops
+ * it. kc_actor_t is an id, not a pointer: it needs no freeing, and calls on a finished
+ * actor do nothing (kc_actor_on_done then calls back at once). */
 typedef struct kc_actor_ctx {
     kc_chan_t *chan;
     size_t msg_size;

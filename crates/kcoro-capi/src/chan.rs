@@ -215,6 +215,27 @@ impl Chan {
         })
     }
 
+    /// A copy-mode channel with no undelivered callbacks (`kc_chan_make`).
+    pub(crate) fn new_copy(kind: c_int, elem_sz: usize, capacity: usize) -> Result<Chan, Error> {
+        Chan::new(kind, elem_sz, capacity, false, NO_UD)
+    }
+
+    /// Closes the channel through a clone of its sending end, so it works after the
+    /// handle itself was destroyed.
+    pub(crate) fn closer(&self) -> Box<dyn FnOnce() + Send> {
+        match self.zc.get() {
+            Some(p) => Self::close_by(p),
+            None => each_pair!(&self.ends, p => Self::close_by(p)),
+        }
+    }
+
+    fn close_by<T: Send + 'static>(p: &Pair<T>) -> Box<dyn FnOnce() + Send> {
+        let tx = p.tx.clone();
+        Box::new(move || {
+            tx.close();
+        })
+    }
+
     /// The snapshot of whichever channel is active.
     pub(crate) fn snapshot(&self) -> Snapshot {
         match self.zc.get() {
