@@ -104,7 +104,10 @@ int kc_chan_recv_zref_c(kc_chan_t *ch, void **out_ptr, size_t *out_len, long tim
                         const kc_cancel_t *c);
 int kc_chan_get_zstats(kc_chan_t *ch, struct kc_chan_zstats *out);
 
-/* ---- regions: declared, not implemented yet (KC_ENOTSUP) ---- */
+/* ---- regions: caller memory that descriptors name as (export id, offset, len); a
+ * received region descriptor carries the span's local address in addr. deregister frees
+ * the handle, or fails with -EBUSY (changing nothing) while descriptors into it are in
+ * flight. flags: KC_REGION_F_NONE. ---- */
 int kc_region_register(kc_region_t **out, void *addr, size_t len, unsigned flags);
 int kc_region_deregister(kc_region_t *reg);
 int kc_region_export_id(const kc_region_t *reg, unsigned long *out_id);

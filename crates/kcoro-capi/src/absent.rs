@@ -1,10 +1,10 @@
-//! Entry points of the ABI page that this library does not implement yet: regions,
+//! Entry points of the ABI page that this library does not implement yet:
 //! manually resumed coroutines (`kcoro_*`), scheduler timers and the
 //! channel bench hooks. They exist so programs written against the full headers link;
 //! each reports `KC_ENOTSUP` (or NULL, or does nothing) and never touches its arguments.
 //! docs/C_API.md lists them.
 
-use std::ffi::{c_char, c_int, c_long, c_ulong, c_ulonglong, c_void};
+use std::ffi::{c_char, c_int, c_long, c_ulonglong, c_void};
 
 use crate::error::code;
 use crate::layout::{KcBenchParams, KcTimerHandle};
@@ -23,10 +23,6 @@ macro_rules! absent {
 }
 
 absent! {
-    fn kc_region_register(out: *mut *mut Opaque, addr: *mut c_void, len: usize, flags: u32) -> c_int = code::ENOTSUP;
-    fn kc_region_deregister(r: *mut Opaque) -> c_int = code::ENOTSUP;
-    fn kc_region_export_id(r: *const Opaque, out: *mut c_ulong) -> c_int = code::ENOTSUP;
-
     fn kcoro_create(f: *mut c_void, arg: *mut c_void, stack: usize) -> *mut Opaque = std::ptr::null_mut();
     fn kcoro_destroy(co: *mut Opaque) -> () = ();
     fn kcoro_set_name(co: *mut Opaque, name: *const c_char) -> () = ();

@@ -283,9 +283,14 @@ impl Chan {
         let mut b = Builder::<ZDesc>::new(self.rust_kind)
             .capacity(self.rust_cap)
             .zero_copy_with(backend, zcopy::AttachOpts(opts));
-        if let Some(f) = ptr_cb::<ZDesc>(self.ud) {
-            b = b.on_undelivered(f);
-        }
+        // Descriptors dropped undelivered stop counting in flight, then go to the callback.
+        let user_cb = ptr_cb::<ZDesc>(self.ud);
+        b = b.on_undelivered(move |d: ZDesc| {
+            crate::region::release(&d);
+            if let Some(f) = &user_cb {
+                f(d);
+            }
+        });
         let (tx, rx) = b.try_build().map_err(|e| Error::Runtime(e.code()))?;
         let _ = self.zc.set(Pair { tx, rx });
         Ok(())

@@ -17,6 +17,8 @@
 //!   default scheduler; destroy cancels, then joins.
 //! - [`actor`]: `kc_actor_*`, a coroutine parked on a mailbox channel; handles are ids
 //!   in a registry of running actors, so no call on an old handle touches freed memory.
+//! - [`region`]: `kc_region_*` over kcoro's regions, and the count of descriptors into
+//!   each that are in flight in this library's channels.
 //! - [`layout`]: the `#[repr(C)]` mirrors of the headers' structs, with their sizes and
 //!   offsets asserted at compile time (the headers assert the same numbers).
 //! - [`absent`]: entry points of the ABI page this library does not implement yet; each
@@ -32,6 +34,7 @@ mod ffi;
 mod handle;
 pub use handle::Tagged;
 pub mod layout;
+pub mod region;
 pub mod sched;
 pub mod scope;
 pub mod select;
