@@ -1,13 +1,12 @@
-//! Entry points of the ABI page that this library does not implement yet:
-//! manually resumed coroutines (`kcoro_*`), scheduler timers and the
-//! channel bench hooks. They exist so programs written against the full headers link;
-//! each reports `KC_ENOTSUP` (or NULL, or does nothing) and never touches its arguments.
-//! docs/C_API.md lists them.
+//! Entry points of the ABI page that this library does not implement yet: manually
+//! resumed coroutines (`kcoro_*`) and scheduler timers. They exist so programs written
+//! against the full headers link; each reports `KC_ENOTSUP` (or NULL, or does nothing)
+//! and never touches its arguments. docs/C_API.md lists them.
 
 use std::ffi::{c_char, c_int, c_long, c_ulonglong, c_void};
 
 use crate::error::code;
-use crate::layout::{KcBenchParams, KcTimerHandle};
+use crate::layout::KcTimerHandle;
 
 type Opaque = c_void;
 
@@ -42,9 +41,6 @@ absent! {
     fn kc_sched_timer_wake_after(s: *mut Opaque, co: *mut Opaque, delay_ms: c_long) -> KcTimerHandle = KcTimerHandle { id: 0 };
     fn kc_sched_timer_wake_at(s: *mut Opaque, co: *mut Opaque, deadline_ns: c_ulonglong) -> KcTimerHandle = KcTimerHandle { id: 0 };
     fn kc_sched_timer_cancel(s: *mut Opaque, t: KcTimerHandle) -> c_int = code::ENOTSUP;
-
-    fn kc_bench_chan_start(p: *const KcBenchParams, out_h: *mut *mut Opaque, out_ch: *mut *mut Opaque) -> c_int = code::ENOTSUP;
-    fn kc_bench_chan_stop(h: *mut Opaque) -> () = ();
 }
 
 /// `kcoro_yield`: inside a scheduler coroutine, lets others run (as `kc_yield`); there

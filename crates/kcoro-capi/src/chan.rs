@@ -220,6 +220,11 @@ impl Chan {
         Chan::new(kind, elem_sz, capacity, false, NO_UD)
     }
 
+    /// A pointer-mode channel with no undelivered callbacks (`kc_chan_make_ptr`).
+    pub(crate) fn new_ptr(kind: c_int, capacity: usize) -> Result<Chan, Error> {
+        Chan::new(kind, 0, capacity, true, NO_UD)
+    }
+
     /// Closes the channel through a clone of its sending end, so it works after the
     /// handle itself was destroyed.
     pub(crate) fn closer(&self) -> Box<dyn FnOnce() + Send> {
@@ -484,7 +489,7 @@ pub unsafe extern "C" fn kc_chan_make(
     elem_sz: usize,
     capacity: usize,
 ) -> c_int {
-    ffi::int(|| make(out, Chan::new(kind, elem_sz, capacity, false, NO_UD)))
+    ffi::int(|| make(out, Chan::new_copy(kind, elem_sz, capacity)))
 }
 
 /// `kc_chan_make` with undelivered-element callbacks (copy mode uses `on_copy`).
@@ -511,7 +516,7 @@ pub unsafe extern "C" fn kc_chan_make_ex(
 /// `out` NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kc_chan_make_ptr(out: *mut *mut KcChan, kind: c_int, capacity: usize) -> c_int {
-    ffi::int(|| make(out, Chan::new(kind, 0, capacity, true, NO_UD)))
+    ffi::int(|| make(out, Chan::new_ptr(kind, capacity)))
 }
 
 /// Closes (if still open), then frees. Buffered elements go to the undelivered callback.

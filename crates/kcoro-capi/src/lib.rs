@@ -19,6 +19,7 @@
 //!   in a registry of running actors, so no call on an old handle touches freed memory.
 //! - [`region`]: `kc_region_*` over kcoro's regions, and the count of descriptors into
 //!   each that are in flight in this library's channels.
+//! - [`bench`](mod@bench): `kc_bench_chan_*`, producer and consumer coroutines loading a channel.
 //! - [`layout`]: the `#[repr(C)]` mirrors of the headers' structs, with their sizes and
 //!   offsets asserted at compile time (the headers assert the same numbers).
 //! - [`absent`]: entry points of the ABI page this library does not implement yet; each
@@ -26,6 +27,7 @@
 
 pub mod absent;
 pub mod actor;
+pub mod bench;
 pub mod cancel;
 pub mod chan;
 mod elem;
