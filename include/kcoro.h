@@ -104,7 +104,10 @@ int kc_chan_recv_zref_c(kc_chan_t *ch, void **out_ptr, size_t *out_len, long tim
                         const kc_cancel_t *c);
 int kc_chan_get_zstats(kc_chan_t *ch, struct kc_chan_zstats *out);
 
-/* ---- regions: declared, not implemented yet (KC_ENOTSUP) ---- */
+/* ---- regions: caller memory that descriptors name as (export id, offset, len); a
+ * received region descriptor carries the span's local address in addr. deregister frees
+ * the handle, or fails with -EBUSY (changing nothing) while descriptors into it are in
+ * flight. flags: KC_REGION_F_NONE. ---- */
 int kc_region_register(kc_region_t **out, void *addr, size_t len, unsigned flags);
 int kc_region_deregister(kc_region_t *reg);
 int kc_region_export_id(const kc_region_t *reg, unsigned long *out_id);
@@ -178,7 +181,12 @@ typedef struct kc_cancel_ctx {
 int kc_cancel_ctx_init(kc_cancel_ctx_t *ctx, const kc_cancel_t *parent);
 void kc_cancel_ctx_destroy(kc_cancel_ctx_t *ctx);
 
-/* ---- scopes and actors: declared, not implemented yet (KC_ENOTSUP / NULL) ---- */
+/* ---- scopes and actors (docs/C_API.md) ----
+ * A scope's children run on kc_sched_default() under the scope's token (their blocking
+ * calls return KC_ECANCELED once it fires); kc_scope_destroy cancels, then waits for them.
+ * An actor parks on its mailbox and calls process(msg, user) per message; non-zero stops
+ * it. kc_actor_t is an id, not a pointer: it needs no freeing, and calls on a finished
+ * actor do nothing (kc_actor_on_done then calls back at once). */
 typedef struct kc_actor_ctx {
     kc_chan_t *chan;
     size_t msg_size;

@@ -1,7 +1,8 @@
 /*
- * kcoro_bench.h: the channel bench hooks of the kcoro C ABI (0.2). Declared so programs
- * link; not implemented by this library (kc_bench_chan_start returns KC_ENOTSUP).
- * `kcoro-bench capi` measures the C API instead.
+ * kcoro_bench.h: the channel bench hooks of the kcoro C ABI (0.2). kc_bench_chan_start
+ * loads a new channel with producer and consumer coroutines (bursts of packets_per_cycle,
+ * then spin_iters spins and a yield) until kc_bench_chan_stop cancels, joins and frees
+ * them and the channel (which the handle owns: read it, do not destroy it).
  */
 #ifndef KCORO_BENCH_H
 #define KCORO_BENCH_H

@@ -32,6 +32,9 @@ typedef int kc_zcopy_backend_id;
 
 /* kc_zdesc_t.flags: the span is a lease of a region's allocator (kcoro's ZBuf). */
 #define KC_ZDESC_F_LEASE (1u << 0)
+/* Library-owned: set while a descriptor into a kc_region_t is in flight in a channel (it
+ * keeps kc_region_deregister at -EBUSY); cleared on send and receive, never seen by users. */
+#define KC_ZDESC_F_HELD (1u << 1)
 
 typedef struct kc_zdesc {
     void *addr;         /* local address of the span (advisory when region_id != 0) */

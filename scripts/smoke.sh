@@ -296,6 +296,7 @@ expect 0 '' bash -c "cd '$tmp' && export PKG_CONFIG_PATH='$tmp/kcoro-prefix/lib/
 expect 0 '^pipeline: total 9999900000 ' "$tmp/prog"
 doc 'make -C examples/c PREFIX=/opt/kcoro run'
 expect 0 '^select: cancelled after' make -C examples/c PREFIX="$tmp/kcoro-prefix" run
+expect 0 '^scope_actor: sum 500500 of 1000 messages, on_done called 1 time' examples/c/scope_actor
 make -s -C examples/c PREFIX="$tmp/kcoro-prefix" clean
 doc 'cargo test -p kcoro-capi'
 expect 0 '^test result: ok' cargo test -q -p kcoro-capi

@@ -1,13 +1,12 @@
-//! Entry points of the ABI page that this library does not implement yet: regions,
-//! scopes, actors, manually resumed coroutines (`kcoro_*`), scheduler timers and the
-//! channel bench hooks. They exist so programs written against the full headers link;
-//! each reports `KC_ENOTSUP` (or NULL, or does nothing) and never touches its arguments.
-//! docs/C_API.md lists them.
+//! Entry points of the ABI page that this library does not implement yet: manually
+//! resumed coroutines (`kcoro_*`) and scheduler timers. They exist so programs written
+//! against the full headers link; each reports `KC_ENOTSUP` (or NULL, or does nothing)
+//! and never touches its arguments. docs/C_API.md lists them.
 
-use std::ffi::{c_char, c_int, c_long, c_ulong, c_ulonglong, c_void};
+use std::ffi::{c_char, c_int, c_long, c_ulonglong, c_void};
 
 use crate::error::code;
-use crate::layout::{KcActorCtx, KcActorCtxEx, KcBenchParams, KcTimerHandle};
+use crate::layout::KcTimerHandle;
 
 type Opaque = c_void;
 
@@ -23,25 +22,6 @@ macro_rules! absent {
 }
 
 absent! {
-    fn kc_region_register(out: *mut *mut Opaque, addr: *mut c_void, len: usize, flags: u32) -> c_int = code::ENOTSUP;
-    fn kc_region_deregister(r: *mut Opaque) -> c_int = code::ENOTSUP;
-    fn kc_region_export_id(r: *const Opaque, out: *mut c_ulong) -> c_int = code::ENOTSUP;
-
-    fn kc_scope_init(out: *mut *mut Opaque, parent: *const Opaque) -> c_int = code::ENOTSUP;
-    fn kc_scope_cancel(s: *mut Opaque) -> () = ();
-    fn kc_scope_launch(s: *mut Opaque, f: *mut c_void, arg: *mut c_void, stack: usize, out: *mut *mut Opaque) -> c_int = code::ENOTSUP;
-    fn kc_scope_actor(s: *mut Opaque, ctx: *const KcActorCtx) -> *mut c_void = std::ptr::null_mut();
-    fn kc_scope_produce(s: *mut Opaque, kind: c_int, elem_sz: usize, cap: usize, f: *mut c_void, user: *mut c_void) -> *mut Opaque = std::ptr::null_mut();
-    fn kc_scope_wait_all(s: *mut Opaque, timeout_ms: c_long) -> c_int = code::ENOTSUP;
-    fn kc_scope_destroy(s: *mut Opaque) -> () = ();
-    fn kc_scope_token(s: *const Opaque) -> *const Opaque = std::ptr::null();
-
-    fn kc_actor_start(ctx: *const KcActorCtx) -> *mut c_void = std::ptr::null_mut();
-    fn kc_actor_start_ex(ctx: *const KcActorCtxEx) -> *mut c_void = std::ptr::null_mut();
-    fn kc_actor_stop(a: *mut c_void) -> () = ();
-    fn kc_actor_cancel(a: *mut c_void) -> () = ();
-    fn kc_actor_on_done(a: *mut c_void, cb: *mut c_void, arg: *mut c_void) -> () = ();
-
     fn kcoro_create(f: *mut c_void, arg: *mut c_void, stack: usize) -> *mut Opaque = std::ptr::null_mut();
     fn kcoro_destroy(co: *mut Opaque) -> () = ();
     fn kcoro_set_name(co: *mut Opaque, name: *const c_char) -> () = ();
@@ -61,9 +41,6 @@ absent! {
     fn kc_sched_timer_wake_after(s: *mut Opaque, co: *mut Opaque, delay_ms: c_long) -> KcTimerHandle = KcTimerHandle { id: 0 };
     fn kc_sched_timer_wake_at(s: *mut Opaque, co: *mut Opaque, deadline_ns: c_ulonglong) -> KcTimerHandle = KcTimerHandle { id: 0 };
     fn kc_sched_timer_cancel(s: *mut Opaque, t: KcTimerHandle) -> c_int = code::ENOTSUP;
-
-    fn kc_bench_chan_start(p: *const KcBenchParams, out_h: *mut *mut Opaque, out_ch: *mut *mut Opaque) -> c_int = code::ENOTSUP;
-    fn kc_bench_chan_stop(h: *mut Opaque) -> () = ();
 }
 
 /// `kcoro_yield`: inside a scheduler coroutine, lets others run (as `kc_yield`); there

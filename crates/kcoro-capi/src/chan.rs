@@ -223,6 +223,32 @@ impl Chan {
         })
     }
 
+    /// A copy-mode channel with no undelivered callbacks (`kc_chan_make`).
+    pub(crate) fn new_copy(kind: c_int, elem_sz: usize, capacity: usize) -> Result<Chan, Error> {
+        Chan::new(kind, elem_sz, capacity, false, NO_UD)
+    }
+
+    /// A pointer-mode channel with no undelivered callbacks (`kc_chan_make_ptr`).
+    pub(crate) fn new_ptr(kind: c_int, capacity: usize) -> Result<Chan, Error> {
+        Chan::new(kind, 0, capacity, true, NO_UD)
+    }
+
+    /// Closes the channel through a clone of its sending end, so it works after the
+    /// handle itself was destroyed.
+    pub(crate) fn closer(&self) -> Box<dyn FnOnce() + Send> {
+        match self.zc.get() {
+            Some(p) => Self::close_by(p),
+            None => each_pair!(&self.ends, p => Self::close_by(p)),
+        }
+    }
+
+    fn close_by<T: Send + 'static>(p: &Pair<T>) -> Box<dyn FnOnce() + Send> {
+        let tx = p.tx.clone();
+        Box::new(move || {
+            tx.close();
+        })
+    }
+
     /// The snapshot of whichever channel is active.
     pub(crate) fn snapshot(&self) -> Snapshot {
         match self.zc.get() {
@@ -270,9 +296,14 @@ impl Chan {
         let mut b = Builder::<ZDesc>::new(self.rust_kind)
             .capacity(self.rust_cap)
             .zero_copy_with(backend, zcopy::AttachOpts(opts));
-        if let Some(f) = ptr_cb::<ZDesc>(self.ud) {
-            b = b.on_undelivered(f);
-        }
+        // Descriptors dropped undelivered stop counting in flight, then go to the callback.
+        let user_cb = ptr_cb::<ZDesc>(self.ud);
+        b = b.on_undelivered(move |d: ZDesc| {
+            crate::region::release(&d);
+            if let Some(f) = &user_cb {
+                f(d);
+            }
+        });
         let (tx, rx) = b.try_build().map_err(|e| Error::Runtime(e.code()))?;
         let _ = self.zc.set(Pair { tx, rx });
         Ok(())
@@ -558,7 +589,7 @@ pub unsafe extern "C" fn kc_chan_make(
     elem_sz: usize,
     capacity: usize,
 ) -> c_int {
-    ffi::int(|| make(out, Chan::new(kind, elem_sz, capacity, false, NO_UD)))
+    ffi::int(|| make(out, Chan::new_copy(kind, elem_sz, capacity)))
 }
 
 /// `kc_chan_make` with undelivered-element callbacks (copy mode uses `on_copy`).
@@ -585,7 +616,7 @@ pub unsafe extern "C" fn kc_chan_make_ex(
 /// `out` NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kc_chan_make_ptr(out: *mut *mut KcChan, kind: c_int, capacity: usize) -> c_int {
-    ffi::int(|| make(out, Chan::new(kind, 0, capacity, true, NO_UD)))
+    ffi::int(|| make(out, Chan::new_ptr(kind, capacity)))
 }
 
 /// Closes (if still open), then frees. Buffered elements go to the undelivered callback.

@@ -11,13 +11,23 @@
 //!   (pointer mode); timeouts, cancellation, close; [`stats`]: counters, snapshot, rate.
 //! - [`select`]: `kc_select_*` over kcoro's `Select` (parks; biased by default).
 //! - [`cancel`]: `kc_cancel_*` over `CancelToken`.
-//! - [`sched`]: `kc_sched_*`, `kc_spawn*`, `kc_yield`, `kc_sleep_ms` over a kcoro `Runtime`.
+//! - [`sched`]: `kc_sched_*`, `kc_spawn*`, `kc_yield`, `kc_sleep_ms` over a kcoro `Runtime`;
+//!   its `spawn_body` is the one path every coroutine of the C API is spawned through.
+//! - [`scope`]: `kc_scope_*`, owned scopes: a token and a wait group of children on the
+//!   default scheduler; destroy cancels, then joins.
+//! - [`actor`]: `kc_actor_*`, a coroutine parked on a mailbox channel; handles are ids
+//!   in a registry of running actors, so no call on an old handle touches freed memory.
+//! - [`region`]: `kc_region_*` over kcoro's regions, and the count of descriptors into
+//!   each that are in flight in this library's channels.
+//! - [`bench`](mod@bench): `kc_bench_chan_*`, producer and consumer coroutines loading a channel.
 //! - [`layout`]: the `#[repr(C)]` mirrors of the headers' structs, with their sizes and
 //!   offsets asserted at compile time (the headers assert the same numbers).
 //! - [`absent`]: entry points of the ABI page this library does not implement yet; each
 //!   returns `KC_ENOTSUP` (or NULL) so programs still link.
 
 pub mod absent;
+pub mod actor;
+pub mod bench;
 pub mod cancel;
 pub mod chan;
 mod elem;
@@ -26,7 +36,9 @@ mod ffi;
 mod handle;
 pub use handle::Tagged;
 pub mod layout;
+pub mod region;
 pub mod sched;
+pub mod scope;
 pub mod select;
 pub mod stats;
 pub mod zcopy;

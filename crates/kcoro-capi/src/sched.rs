@@ -15,7 +15,7 @@ use std::ffi::{c_int, c_long, c_ulong, c_void};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use kcoro::sync::WaitGroup;
+use kcoro::sync::{CancelToken, WaitGroup};
 use kcoro::{Handle as RtHandle, Runtime, SpawnOptions};
 
 use crate::error::{Error, code};
@@ -66,15 +66,23 @@ fn start(opts: Option<&KcSchedOpts>, is_default: bool) -> Result<*mut KcSched, E
 }
 
 /// A C function and its argument, moved into a coroutine.
-struct Job {
-    f: TaskFn,
-    arg: *mut c_void,
-    sched: usize,
+pub(crate) struct Job {
+    pub(crate) f: TaskFn,
+    pub(crate) arg: *mut c_void,
 }
 
 // SAFETY: the C caller hands `arg` to the function on another thread by spawning it; that
 // is the documented contract of kc_spawn (the same as pthread_create's).
 unsafe impl Send for Job {}
+
+impl Job {
+    /// Calls the function.
+    pub(crate) fn call(self) {
+        // SAFETY: the C caller passed a function of this signature and an argument it
+        // accepts; the function must not unwind (C code cannot).
+        unsafe { (self.f)(self.arg) }
+    }
+}
 
 /// Marks a spawned function finished even if it unwinds.
 struct Done(Arc<WaitGroup>);
@@ -85,27 +93,69 @@ impl Drop for Done {
     }
 }
 
-fn spawn(sp: *mut KcSched, f: Option<TaskFn>, arg: *mut c_void, stack: usize) -> Result<c_int, Error> {
+/// How a coroutine is spawned: its stack, its ambient cancel token, and a wait group
+/// (a scope's) that counts it besides its scheduler's.
+#[derive(Default)]
+pub(crate) struct Spawn {
+    /// Stack bytes; 0: the runtime's default.
+    pub(crate) stack: usize,
+    /// The ambient token: the coroutine's channel operations give up when it fires.
+    pub(crate) token: Option<CancelToken>,
+    /// Counted from the spawn until `body` has returned.
+    pub(crate) group: Option<Arc<WaitGroup>>,
+}
+
+/// The one spawn path of the C API: runs `body` as a coroutine on `sp`, counted by the
+/// scheduler's drain group (and `how.group`) until it returns.
+pub(crate) fn spawn_body(
+    sp: *mut KcSched,
+    how: Spawn,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<(), Error> {
     // SAFETY: `sp` is a handle by the C contract of the callers.
     let s = unsafe { handle::get(sp) }?;
-    let f = f.ok_or(Error::Invalid("fn is NULL"))?;
-    let job = Job { f, arg, sched: sp as usize };
     let mut opts = SpawnOptions::new();
-    if stack > 0 {
-        opts = opts.stack_size(stack);
+    if how.stack > 0 {
+        opts = opts.stack_size(how.stack);
     }
+    if let Some(t) = how.token {
+        opts = opts.cancel_token(t);
+    }
+    let sched = sp as usize;
     s.live.add(1);
     let done = Done(Arc::clone(&s.live));
-    let r = s.handle.spawn_with(opts, move || {
-        let _done = done;
-        let job = job;
-        CURRENT.with(|c| c.set(job.sched));
-        // SAFETY: the C caller passed a function of this signature and an argument it
-        // accepts; the function must not unwind (C code cannot).
-        unsafe { (job.f)(job.arg) }
+    let group_done = how.group.map(|g| {
+        g.add(1);
+        Done(g)
     });
-    // A failed spawn dropped the closure, and with it `done`: the count is balanced.
+    let r = s.handle.spawn_with(opts, move || {
+        // Dropped in reverse order: the scope hears of the return before the scheduler.
+        let _done = done;
+        let _group_done = group_done;
+        CURRENT.with(|c| c.set(sched));
+        body()
+    });
+    // A failed spawn dropped the closure, and with it the guards: the counts are balanced.
     r.map(drop)?;
+    Ok(())
+}
+
+/// `kc_spawn_co`'s body, shared with `kc_scope_launch`: spawns `f(arg)` and sets
+/// `*out_co` (NULL: scheduler coroutines have no `kcoro_t` handle in this library).
+///
+/// # Safety
+/// `out_co` NULL or writable.
+pub(crate) unsafe fn spawn_co(
+    sp: *mut KcSched,
+    f: Option<TaskFn>,
+    arg: *mut c_void,
+    how: Spawn,
+    out_co: *mut *mut c_void,
+) -> Result<c_int, Error> {
+    // SAFETY: the caller's contract.
+    unsafe { ffi::store(out_co, std::ptr::null_mut()) };
+    let job = Job { f: f.ok_or(Error::Invalid("fn is NULL"))?, arg };
+    spawn_body(sp, how, move || job.call())?;
     Ok(0)
 }
 
@@ -177,7 +227,8 @@ pub unsafe extern "C" fn kc_sched_shutdown(s: *mut KcSched) {
 /// `s` live; `fn` callable with `arg` from another thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kc_spawn(s: *mut KcSched, f: Option<TaskFn>, arg: *mut c_void) -> c_int {
-    ffi::int(|| spawn(s, f, arg, 0))
+    // SAFETY: no out-pointer.
+    ffi::int(|| unsafe { spawn_co(s, f, arg, Spawn::default(), std::ptr::null_mut()) })
 }
 
 /// Runs `fn(arg)` as a coroutine with a stack of `stack_size` bytes (0: 64 KiB).
@@ -194,11 +245,9 @@ pub unsafe extern "C" fn kc_spawn_co(
     stack_size: usize,
     out_co: *mut *mut c_void,
 ) -> c_int {
-    ffi::int(|| {
-        // SAFETY: the C contract above.
-        unsafe { ffi::store(out_co, std::ptr::null_mut()) };
-        spawn(s, f, arg, stack_size)
-    })
+    let how = Spawn { stack: stack_size, ..Spawn::default() };
+    // SAFETY: the C contract above.
+    ffi::int(|| unsafe { spawn_co(s, f, arg, how, out_co) })
 }
 
 /// Lets other coroutines run (on a plain thread: `sched_yield`).

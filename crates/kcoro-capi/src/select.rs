@@ -20,6 +20,7 @@ use crate::elem::{Elem, PtrMsg};
 use crate::error::Error;
 use crate::ffi;
 use crate::handle::{self, Handle, Tagged};
+use crate::region;
 
 /// Most clauses one select may hold; more is surely a bug in the caller's loop.
 pub const MAX_CLAUSES: usize = 1024;
@@ -176,7 +177,9 @@ pub unsafe extern "C" fn kc_select_wait(
         // still; the references do not outlive this call.
         let chans: Vec<&Chan> = clauses.iter().map(|c| unsafe { chan(c.ch) }).collect::<Result<_, _>>()?;
         let mut sel = Select::new();
-        for (c, ch) in clauses.iter().zip(&chans) {
+        // Descriptors counted in flight by send clauses: all but a delivered one go back.
+        let mut held: Vec<(usize, ZDesc)> = Vec::new();
+        for (index, (c, ch)) in clauses.iter().zip(&chans).enumerate() {
             match (end_of(ch), c.send) {
                 (End::Copy(ch), false) => crate::chan::each_pair!(&ch.ends, p => sel.recv(&p.rx)),
                 (End::Copy(ch), true) => {
@@ -196,8 +199,16 @@ pub unsafe extern "C" fn kc_select_wait(
                 // SAFETY: a pointer clause's buffer is a readable `struct kc_chan_ptrmsg`.
                 (End::Ptr(p), true) => sel.send(&p.tx, unsafe { c.buf.cast::<PtrMsg>().read_unaligned() }),
                 (End::Desc(p), false) => sel.recv(&p.rx),
-                // SAFETY: a zero-copy clause's buffer is a readable `kc_zdesc_t`.
-                (End::Desc(p), true) => sel.send(&p.tx, unsafe { c.buf.cast::<ZDesc>().read_unaligned() }),
+                (End::Desc(p), true) => {
+                    // SAFETY: a zero-copy clause's buffer is a readable `kc_zdesc_t`.
+                    let mut d = unsafe { c.buf.cast::<ZDesc>().read_unaligned() };
+                    if let Err(e) = region::hold(&mut d) {
+                        held.iter().for_each(|(_, d)| region::release(d));
+                        return Err(e);
+                    }
+                    held.push((index, d));
+                    sel.send(&p.tx, d)
+                }
             };
         }
         if let Some(t) = token {
@@ -206,7 +217,13 @@ pub unsafe extern "C" fn kc_select_wait(
         if timeout_ms > 0 {
             sel.timeout(Duration::from_millis(timeout_ms as u64));
         }
-        let op = if timeout_ms == 0 { sel.try_wait() } else { sel.wait() }?;
+        let op = match if timeout_ms == 0 { sel.try_wait() } else { sel.wait() } {
+            Ok(op) => op,
+            Err(e) => {
+                held.iter().for_each(|(_, d)| region::release(d));
+                return Err(e.into());
+            }
+        };
         let i = op.index();
         let (c, ch) = (&clauses[i], chans[i]);
         let res: Result<(), ChanError> = match (end_of(ch), c.send) {
@@ -228,12 +245,15 @@ pub unsafe extern "C" fn kc_select_wait(
                 op.recv(&p.rx).map(|m| unsafe { c.buf.cast::<PtrMsg>().write_unaligned(m) })
             }
             (End::Ptr(p), true) => op.send(&p.tx).map_err(|e| e.kind()),
-            (End::Desc(p), false) => {
+            (End::Desc(p), false) => op.recv(&p.rx).map(|mut d| {
+                region::arrive(&mut d);
                 // SAFETY: a zero-copy clause's buffer is a writable `kc_zdesc_t`.
-                op.recv(&p.rx).map(|d| unsafe { c.buf.cast::<ZDesc>().write_unaligned(d) })
-            }
+                unsafe { c.buf.cast::<ZDesc>().write_unaligned(d) }
+            }),
             (End::Desc(p), true) => op.send(&p.tx).map_err(|e| e.kind()),
         };
+        let delivered = if res.is_ok() && c.send { Some(i) } else { None };
+        held.iter().filter(|(k, _)| Some(*k) != delivered).for_each(|(_, d)| region::release(d));
         // SAFETY: the C contract above.
         unsafe {
             ffi::store(selected_index, i as c_int);

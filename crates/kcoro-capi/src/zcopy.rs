@@ -16,6 +16,7 @@ use crate::cancel::{self, KcCancel};
 use crate::chan::{Chan, KcChan, Pair, chan, recv, send};
 use crate::error::Error;
 use crate::ffi;
+use crate::region;
 
 fn desc_pair(ch: &Chan) -> Result<&Pair<ZDesc>, Error> {
     ch.zc.get().ok_or(Error::Unsupported("no zero-copy backend bound to the channel"))
@@ -31,12 +32,25 @@ unsafe fn ends<'a>(
     unsafe { Ok((chan(ch)?, cancel::optional(c)?)) }
 }
 
-fn send_d(ch: &Chan, d: ZDesc, tmo: c_long, c: Option<&CancelToken>) -> Result<c_int, Error> {
+/// Sends a descriptor, counted in flight while it names a registered region (`region`).
+fn send_d(ch: &Chan, mut d: ZDesc, tmo: c_long, c: Option<&CancelToken>) -> Result<c_int, Error> {
     if d.len == 0 {
         return Err(Error::Invalid("zero-length descriptor"));
     }
-    send(&desc_pair(ch)?.tx, d, tmo, c)?;
+    let tx = &desc_pair(ch)?.tx;
+    region::hold(&mut d)?;
+    if let Err(e) = send(tx, d, tmo, c) {
+        region::release(&d);
+        return Err(e);
+    }
     Ok(0)
+}
+
+/// Receives a descriptor: its region span translated to a local address, no longer in flight.
+fn recv_d(ch: &Chan, tmo: c_long, c: Option<&CancelToken>) -> Result<ZDesc, Error> {
+    let mut d = recv(&desc_pair(ch)?.rx, tmo, c)?;
+    region::arrive(&mut d);
+    Ok(d)
 }
 
 /// Binds the built-in `zref` backend (idempotent). Only before the first operation.
@@ -181,7 +195,7 @@ pub unsafe extern "C" fn kc_chan_recv_zref_c(
         if out_ptr.is_null() {
             return Err(Error::Invalid("out_ptr is NULL"));
         }
-        let d = recv(&desc_pair(ch)?.rx, timeout_ms, c)?;
+        let d = recv_d(ch, timeout_ms, c)?;
         // SAFETY: checked non-null / NULL-tolerant store; C passes writable pointers.
         unsafe {
             out_ptr.write(d.addr);
@@ -248,7 +262,7 @@ pub unsafe extern "C" fn kc_chan_recv_desc_c(
         if d.is_null() {
             return Err(Error::Invalid("descriptor is NULL"));
         }
-        let got = recv(&desc_pair(ch)?.rx, timeout_ms, c)?;
+        let got = recv_d(ch, timeout_ms, c)?;
         // SAFETY: checked non-null; writable by the contract above.
         unsafe { d.write(got) };
         Ok(0)

@@ -410,6 +410,33 @@ fn out_of_bounds_and_forged_descriptors_are_rejected() {
     assert_eq!(buf.len(), 128);
 }
 
+/// Caller memory adopted exactly (no rounding, no allocator): descriptors resolve to it,
+/// bounds are its own length, and deregistration forgets it.
+#[test]
+fn register_span_adopts_exact_caller_memory() {
+    let mut mem = vec![0u8; 100];
+    mem[10] = 42;
+    let base = mem.as_mut_ptr();
+    // SAFETY: `mem` outlives the region, which is deregistered before `mem` is dropped.
+    let region = unsafe { Region::register_span(base, mem.len()) }.unwrap();
+    assert_eq!(region.len(), 100);
+    let id = region.export_id();
+    let view = zcopy::resolve(&ZDesc::in_region(id, 10, 90)).unwrap();
+    assert_eq!((view.as_ptr(), view[0]), (base.wrapping_add(10).cast_const(), 42));
+    assert_eq!(region.leases(), 1);
+    drop(view);
+    assert!(matches!(zcopy::resolve(&ZDesc::in_region(id, 10, 91)), Err(ZError::OutOfBounds { .. })));
+    assert!(matches!(region.alloc(1), Err(ZError::NotOwner)));
+    // SAFETY: nothing is adopted (null, zero length).
+    unsafe {
+        assert_eq!(Region::register_span(std::ptr::null_mut(), 8).unwrap_err(), ZError::NullPointer);
+        assert_eq!(Region::register_span(base, 0).unwrap_err(), ZError::BadLength(0));
+    }
+    region.deregister(SHORT).unwrap();
+    assert!(matches!(zcopy::resolve(&ZDesc::in_region(id, 0, 1)), Err(ZError::UnknownRegion(_))));
+    drop(mem);
+}
+
 /// A file that is not a sealed memfd could be truncated under us: refused.
 #[test]
 fn unsealed_fds_are_refused() {

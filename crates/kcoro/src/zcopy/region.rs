@@ -215,6 +215,24 @@ impl Region {
         Self::install(id, table::local_export_id(id), ptr, len, true, Backing::Registered, true)
     }
 
+    /// Adopts exactly `len` bytes at `ptr` as memory that descriptors name by
+    /// `(export_id, offset, len)` (the C API's `kc_region_register`): the length is not
+    /// rounded, and the region has no allocator ([`alloc`](Self::alloc) fails with
+    /// [`ZError::NotOwner`]): the caller makes the descriptors itself.
+    ///
+    /// # Safety
+    /// As [`register`](Self::register).
+    pub unsafe fn register_span(ptr: *mut u8, len: usize) -> Result<Region, ZError> {
+        if ptr.is_null() {
+            return Err(ZError::NullPointer);
+        }
+        if len == 0 || len > MAX_REGION_LEN {
+            return Err(ZError::BadLength(len));
+        }
+        let id = table::next_id();
+        Self::install(id, table::local_export_id(id), ptr, len, true, Backing::Registered, false)
+    }
+
     fn install(
         id: u64,
         export_id: u64,
