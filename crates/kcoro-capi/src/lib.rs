@@ -12,6 +12,8 @@
 //! - [`select`]: `kc_select_*` over kcoro's `Select` (parks; biased by default).
 //! - [`cancel`]: `kc_cancel_*` over `CancelToken`.
 //! - [`sched`]: `kc_sched_*`, `kc_spawn*`, `kc_yield`, `kc_sleep_ms` over a kcoro `Runtime`.
+//! - [`coro`]: `kcoro_*`: manually resumed coroutines (on the park hook of `kcoro::park`),
+//!   handles of scheduler coroutines, thread mains, park/unpark tokens.
 //! - [`layout`]: the `#[repr(C)]` mirrors of the headers' structs, with their sizes and
 //!   offsets asserted at compile time (the headers assert the same numbers).
 //! - [`absent`]: entry points of the ABI page this library does not implement yet; each
@@ -20,6 +22,7 @@
 pub mod absent;
 pub mod cancel;
 pub mod chan;
+pub mod coro;
 mod elem;
 mod error;
 mod ffi;

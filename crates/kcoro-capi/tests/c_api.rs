@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-const C_TESTS: [&str; 3] = ["test_chan", "test_select", "test_sched"];
+const C_TESTS: [&str; 6] =
+    ["test_chan", "test_select", "test_sched", "test_coro", "test_coro_sched", "test_coro_abandon"];
 const WARN: [&str; 4] = ["-Wall", "-Wextra", "-Werror", "-g"];
 
 /// Where cargo put `libkcoro_capi.{so,a}` for this test: `target/<profile>/deps` (this
