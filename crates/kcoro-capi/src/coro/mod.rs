@@ -257,8 +257,11 @@ enum Caller {
     Manual(*mut KcoroT),
     /// A scheduler coroutine.
     Sched,
-    /// A plain thread (or a kcoro coroutine outside any scheduler of this library).
+    /// A plain thread.
     Thread,
+    /// A kcoro coroutine of a runtime this library did not start (Rust code calling the C
+    /// API): it has no handle here, and parking its thread would stall its worker.
+    Foreign,
 }
 
 fn caller() -> Caller {
@@ -266,10 +269,11 @@ fn caller() -> Caller {
     if !p.is_null() {
         return Caller::Manual(p);
     }
-    if kcoro::coro::current_id().is_some() && !crate::sched::kc_sched_current().is_null() {
-        return Caller::Sched;
+    match (kcoro::coro::current_id(), crate::sched::kc_sched_current().is_null()) {
+        (Some(_), false) => Caller::Sched,
+        (Some(_), true) => Caller::Foreign,
+        (None, _) => Caller::Thread,
     }
-    Caller::Thread
 }
 
 /// The manual coroutine behind `co`.
@@ -395,6 +399,7 @@ pub extern "C" fn kcoro_park() {
                 let co = unsafe { get(p) }?;
                 co.wake.park_until_unparked(park::park);
             }
+            Caller::Foreign => return Err(Error::Invalid("kcoro_park in a coroutine of another runtime")),
         }
         Ok(())
     })
@@ -435,13 +440,15 @@ pub unsafe extern "C" fn kcoro_is_parked(co: *const KcoroT) -> c_int {
 
 /// The caller's handle (borrowed): the running manual coroutine, else the scheduler
 /// coroutine (its handle made on first use, kept until its function returns), else this
-/// thread's main if `kcoro_create_main` made one, else NULL.
+/// thread's main if `kcoro_create_main` made one, else NULL (also in a kcoro coroutine of
+/// a runtime this library did not start, where `kcoro_park` does nothing).
 #[unsafe(no_mangle)]
 pub extern "C" fn kcoro_current() -> *mut KcoroT {
     ffi::ptr(|| match caller() {
         Caller::Manual(p) => Ok(p),
         Caller::Sched => registry::current_or_register(),
         Caller::Thread => Ok(thread_main()),
+        Caller::Foreign => Ok(std::ptr::null_mut()),
     })
 }
 
@@ -565,6 +572,16 @@ mod tests {
             assert_eq!(STEPS.load(SeqCst), 2);
             kcoro_release(co);
         }
+    }
+
+    #[test]
+    fn a_coroutine_of_another_runtime_has_no_handle_and_does_not_park() {
+        let rt = kcoro::Runtime::builder().workers(1).build().unwrap();
+        let current = rt.block_on(|| {
+            kcoro_park(); // refused: returns at once instead of stalling the worker
+            kcoro_current() as usize
+        });
+        assert_eq!(current, 0);
     }
 
     #[test]
