@@ -296,10 +296,17 @@ unsafe fn resume(p: *mut KcoroT) -> Result<manual::Resumed, Error> {
     // (it may release its own handle meanwhile).
     unsafe { retain(p) }?;
     let _held = Held(p);
-    let prev = set_running(p);
-    let r = m.resume();
-    set_running(prev);
-    Ok(r)
+    let _running = Running(set_running(p));
+    Ok(m.resume())
+}
+
+/// Restores the thread's previous running manual coroutine (also if a resume unwinds).
+struct Running(*mut KcoroT);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        set_running(self.0);
+    }
 }
 
 /// `kcoro_t *kcoro_create(kcoro_fn_t fn, void *arg, size_t stack_size)`: a coroutine that
