@@ -1,12 +1,14 @@
 /*
  * kcoro_core.h: coroutine handles of the kcoro C ABI (0.2).
  *
- * kcoro_t is opaque. Coroutines spawned with kc_spawn/kc_spawn_co run on the scheduler
- * (kcoro_sched.h). The manually resumed coroutine calls below (kcoro_create, kcoro_resume,
- * kcoro_park/unpark, the thread main coroutine) are declared so programs link, but this
- * library does not implement them yet: kcoro_create and kcoro_create_main return NULL and
- * the others do nothing (see docs/C_API.md). kcoro_yield inside a scheduler coroutine
- * behaves as kc_yield.
+ * kcoro_t is opaque and reference counted: kcoro_create and kc_spawn_co hand out one
+ * reference (drop it with kcoro_release, or kcoro_destroy, its old name); kcoro_current,
+ * kcoro_thread_main and kcoro_create_main return borrowed pointers (kcoro_retain to keep).
+ * kcoro_create makes a coroutine that belongs to no scheduler: kcoro_resume runs it on the
+ * calling thread until it yields, parks (kcoro_park, or a channel operation that must
+ * wait) or returns; a resume of a running, finished, or parked-and-not-woken coroutine does
+ * nothing. kcoro_unpark marks it ready without running it. Inside a scheduler coroutine
+ * kcoro_yield is kc_yield and kcoro_park parks it on its worker. See docs/C_API.md.
  */
 #ifndef KCORO_CORE_H
 #define KCORO_CORE_H

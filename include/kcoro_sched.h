@@ -50,8 +50,9 @@ void kc_yield(void);
 void kc_sleep_ms(int ms);
 int kc_sched_drain(kc_sched_t *s, long timeout_ms);
 void kc_sched_get_stats(kc_sched_t *s, kc_sched_stats_t *out);
-/* Not implemented yet (need kcoro_t): enqueue does nothing, timers return id 0 /
- * KC_ENOTSUP. */
+/* enqueue_ready = kcoro_unpark(co). Timers do kcoro_unpark(co) at the deadline, on the
+ * scheduler's timer wheel; wake_at takes CLOCK_MONOTONIC nanoseconds; id 0 = bad input;
+ * cancel returns 0 if the timer had not fired, else -ENOENT. */
 void kc_sched_enqueue_ready(kc_sched_t *s, kcoro_t *co);
 kc_timer_handle_t kc_sched_timer_wake_after(kc_sched_t *s, kcoro_t *co, long delay_ms);
 kc_timer_handle_t kc_sched_timer_wake_at(kc_sched_t *s, kcoro_t *co, unsigned long long deadline_ns);

@@ -19,30 +19,36 @@ pub fn run(n: u64, two_workers: bool) -> Result<Measurement, String> {
     let (ping_tx, ping_rx) = chan::rendezvous::<u64>();
     let (pong_tx, pong_rx) = chan::rendezvous::<u64>();
     let total = warmup(n) + n;
-    let echo = spawn(spread(), Box::new(move || {
-        for _ in 0..total {
-            let v = ping_rx.recv().map_err(|e| format!("echo recv: {e}"))?;
-            pong_tx.send(v).map_err(|e| format!("echo send: {e}"))?;
-        }
-        Ok((kcoro::worker_index(), Duration::ZERO))
-    }))?;
+    let echo = spawn(
+        spread(),
+        Box::new(move || {
+            for _ in 0..total {
+                let v = ping_rx.recv().map_err(|e| format!("echo recv: {e}"))?;
+                pong_tx.send(v).map_err(|e| format!("echo send: {e}"))?;
+            }
+            Ok((kcoro::worker_index(), Duration::ZERO))
+        }),
+    )?;
     if !two_workers {
         // Spreads go round the workers: one more puts the driver on the echo's worker.
         spawn(spread(), Box::new(|| Ok((None, Duration::ZERO))))?.join().map_err(|e| e.to_string())??;
     }
-    let driver = spawn(spread(), Box::new(move || {
-        let round = |i| -> Result<(), String> {
-            ping_tx.send(i).map_err(|e| format!("ping: {e}"))?;
-            match pong_rx.recv() {
-                Ok(back) if back == i => Ok(()),
-                other => Err(format!("pong: sent {i}, got {other:?}")),
-            }
-        };
-        (0..warmup(n)).try_for_each(round)?;
-        let start = Instant::now();
-        (0..n).try_for_each(round)?;
-        Ok((kcoro::worker_index(), start.elapsed()))
-    }))?;
+    let driver = spawn(
+        spread(),
+        Box::new(move || {
+            let round = |i| -> Result<(), String> {
+                ping_tx.send(i).map_err(|e| format!("ping: {e}"))?;
+                match pong_rx.recv() {
+                    Ok(back) if back == i => Ok(()),
+                    other => Err(format!("pong: sent {i}, got {other:?}")),
+                }
+            };
+            (0..warmup(n)).try_for_each(round)?;
+            let start = Instant::now();
+            (0..n).try_for_each(round)?;
+            Ok((kcoro::worker_index(), start.elapsed()))
+        }),
+    )?;
     let (at, elapsed) = driver.join().map_err(|e| e.to_string())??;
     let (echo_at, _) = echo.join().map_err(|e| e.to_string())??;
     if (at != echo_at) != two_workers {

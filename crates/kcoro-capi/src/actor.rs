@@ -161,7 +161,7 @@ impl Mailbox {
     /// Receives one message into `buf` (exactly the element size).
     fn recv_into(&self, buf: &mut [u8], tmo: c_long, c: Option<&CancelToken>) -> Result<(), Error> {
         fn put<T: Elem>(v: T, buf: &mut [u8]) {
-            buf.copy_from_slice(v.bytes());
+            buf.copy_from_slice(v.bytes(buf.len()));
         }
         match self {
             Mailbox::Small(rx) => put(recv(rx, tmo, c)?, buf),
@@ -253,7 +253,7 @@ pub(crate) fn start(ctx: &KcActorCtx, token: CancelToken, scope: Option<&Scope>)
     registry().insert(id, Arc::clone(&shared));
     let timeout = if ctx.timeout_ms > 0 { c_long::from(ctx.timeout_ms) } else { -1 };
     let actor = Loop { shared, mailbox, size, timeout, process, user: ctx.user };
-    if let Err(e) = sched::spawn_body(sched, how, move || actor.run()) {
+    if let Err(e) = sched::spawn_body(sched, how, move || actor.run()).map(drop) {
         registry().remove(&id);
         return Err(e);
     }

@@ -142,15 +142,16 @@ fn start(p: &KcBenchParams) -> Result<*mut KcBench, Error> {
         per_cycle: p.packets_per_cycle.max(1),
         spin: p.spin_iters.max(0),
     };
-    let how = || Spawn { token: Some(token.clone()), group: Some(Arc::clone(&bench.group)), stack: 0 };
+    let how =
+        || Spawn { token: Some(token.clone()), group: Some(Arc::clone(&bench.group)), ..Spawn::default() };
     let mut started = Ok(());
     for _ in 0..p.producers {
         let w = worker();
-        started = started.and_then(|()| sched::spawn_body(sched, how(), move || w.produce()));
+        started = started.and_then(|()| sched::spawn_body(sched, how(), move || w.produce()).map(drop));
     }
     for _ in 0..p.consumers {
         let w = worker();
-        started = started.and_then(|()| sched::spawn_body(sched, how(), move || w.consume()));
+        started = started.and_then(|()| sched::spawn_body(sched, how(), move || w.consume()).map(drop));
     }
     if let Err(e) = started {
         stop(&bench);

@@ -20,16 +20,16 @@
 //! - [`region`]: `kc_region_*` over kcoro's regions, and the count of descriptors into
 //!   each that are in flight in this library's channels.
 //! - [`bench`](mod@bench): `kc_bench_chan_*`, producer and consumer coroutines loading a channel.
+//! - [`coro`]: `kcoro_*`: manually resumed coroutines (on the park hook of `kcoro::park`),
+//!   handles of scheduler coroutines, thread mains, park/unpark tokens.
 //! - [`layout`]: the `#[repr(C)]` mirrors of the headers' structs, with their sizes and
 //!   offsets asserted at compile time (the headers assert the same numbers).
-//! - [`absent`]: entry points of the ABI page this library does not implement yet; each
-//!   returns `KC_ENOTSUP` (or NULL) so programs still link.
 
-pub mod absent;
 pub mod actor;
 pub mod bench;
 pub mod cancel;
 pub mod chan;
+pub mod coro;
 mod elem;
 mod error;
 mod ffi;

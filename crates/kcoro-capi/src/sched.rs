@@ -9,19 +9,26 @@
 //! `kc_sched_current()` reads a per-thread pointer set when a spawned function starts.
 //! That is sound because a started kcoro coroutine never leaves its worker thread, and a
 //! worker thread belongs to one runtime.
+//!
+//! `kc_spawn` and `kc_spawn_co` share one spawn path (`spawn_c_coroutine`), which can
+//! hand out a `kcoro_t` for the coroutine (module `coro::registry`).
+//! `kc_sched_enqueue_ready` and the `kc_sched_timer_*` calls unpark such handles; timers
+//! sit on the runtime's timer wheel (`kcoro::Handle::unpark_at`).
 
 use std::cell::Cell;
-use std::ffi::{c_int, c_long, c_ulong, c_void};
+use std::ffi::{c_int, c_long, c_ulong, c_ulonglong, c_void};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use kcoro::park::{Unpark as _, Unparker};
 use kcoro::sync::{CancelToken, WaitGroup};
 use kcoro::{Handle as RtHandle, Runtime, SpawnOptions};
 
+use crate::coro::{self, KcoroT, registry};
 use crate::error::{Error, code};
 use crate::ffi;
 use crate::handle::{self, Handle, Tagged};
-use crate::layout::{KcSchedOpts, KcSchedStats};
+use crate::layout::{KcSchedOpts, KcSchedStats, KcTimerHandle};
 
 /// `void (*kc_task_fn)(void *)` and `kcoro_fn_t`.
 pub type TaskFn = unsafe extern "C" fn(*mut c_void);
@@ -93,8 +100,9 @@ impl Drop for Done {
     }
 }
 
-/// How a coroutine is spawned: its stack, its ambient cancel token, and a wait group
-/// (a scope's) that counts it besides its scheduler's.
+/// How a coroutine is spawned: its stack, its ambient cancel token, a wait group (a
+/// scope's) that counts it besides its scheduler's, and whether the caller wants a
+/// `kcoro_t` for it.
 #[derive(Default)]
 pub(crate) struct Spawn {
     /// Stack bytes; 0: the runtime's default.
@@ -103,15 +111,19 @@ pub(crate) struct Spawn {
     pub(crate) token: Option<CancelToken>,
     /// Counted from the spawn until `body` has returned.
     pub(crate) group: Option<Arc<WaitGroup>>,
+    /// Make a `kcoro_t` for the coroutine (module `coro::registry`).
+    pub(crate) want_handle: bool,
 }
 
 /// The one spawn path of the C API: runs `body` as a coroutine on `sp`, counted by the
-/// scheduler's drain group (and `how.group`) until it returns.
+/// scheduler's drain group (and `how.group`) until it returns. With `how.want_handle`,
+/// returns a new `kcoro_t` for it holding one reference for the caller (the coroutine
+/// holds another until `body` returns); else NULL.
 pub(crate) fn spawn_body(
     sp: *mut KcSched,
     how: Spawn,
     body: impl FnOnce() + Send + 'static,
-) -> Result<(), Error> {
+) -> Result<*mut KcoroT, Error> {
     // SAFETY: `sp` is a handle by the C contract of the callers.
     let s = unsafe { handle::get(sp) }?;
     let mut opts = SpawnOptions::new();
@@ -122,6 +134,8 @@ pub(crate) fn spawn_body(
         opts = opts.cancel_token(t);
     }
     let sched = sp as usize;
+    let co = if how.want_handle { coro::new_sched_handle(2) } else { std::ptr::null_mut() };
+    let pending = how.want_handle.then(|| registry::Pending::new(co));
     s.live.add(1);
     let done = Done(Arc::clone(&s.live));
     let group_done = how.group.map(|g| {
@@ -129,19 +143,28 @@ pub(crate) fn spawn_body(
         Done(g)
     });
     let r = s.handle.spawn_with(opts, move || {
-        // Dropped in reverse order: the scope hears of the return before the scheduler.
+        // Dropped in reverse order: the handle's entry goes first (gone when a drain sees
+        // us finish), then the scope hears of the return, then the scheduler.
         let _done = done;
         let _group_done = group_done;
         CURRENT.with(|c| c.set(sched));
+        let _slot = registry::enter(sched, pending);
         body()
     });
-    // A failed spawn dropped the closure, and with it the guards: the counts are balanced.
-    r.map(drop)?;
-    Ok(())
+    // A failed spawn dropped the closure, and with it the guards (the counts are balanced)
+    // and `pending` (the coroutine's reference); the caller's reference remains.
+    if let Err(e) = r {
+        if !co.is_null() {
+            // SAFETY: we hold the caller's reference of the handle made above.
+            unsafe { coro::release(co) }?;
+        }
+        return Err(e.into());
+    }
+    Ok(co)
 }
 
 /// `kc_spawn_co`'s body, shared with `kc_scope_launch`: spawns `f(arg)` and sets
-/// `*out_co` (NULL: scheduler coroutines have no `kcoro_t` handle in this library).
+/// `*out_co`, if given, to a new `kcoro_t` for it (NULL on failure).
 ///
 /// # Safety
 /// `out_co` NULL or writable.
@@ -150,12 +173,15 @@ pub(crate) unsafe fn spawn_co(
     f: Option<TaskFn>,
     arg: *mut c_void,
     how: Spawn,
-    out_co: *mut *mut c_void,
+    out_co: *mut *mut KcoroT,
 ) -> Result<c_int, Error> {
     // SAFETY: the caller's contract.
     unsafe { ffi::store(out_co, std::ptr::null_mut()) };
     let job = Job { f: f.ok_or(Error::Invalid("fn is NULL"))?, arg };
-    spawn_body(sp, how, move || job.call())?;
+    let how = Spawn { want_handle: !out_co.is_null(), ..how };
+    let co = spawn_body(sp, how, move || job.call())?;
+    // SAFETY: the caller's contract.
+    unsafe { ffi::store(out_co, co) };
     Ok(0)
 }
 
@@ -231,9 +257,10 @@ pub unsafe extern "C" fn kc_spawn(s: *mut KcSched, f: Option<TaskFn>, arg: *mut 
     ffi::int(|| unsafe { spawn_co(s, f, arg, Spawn::default(), std::ptr::null_mut()) })
 }
 
-/// Runs `fn(arg)` as a coroutine with a stack of `stack_size` bytes (0: 64 KiB).
-/// `*out_co`, if given, is set to NULL: scheduler coroutines have no `kcoro_t` handle in
-/// this library.
+/// Runs `fn(arg)` as a coroutine with a stack of `stack_size` bytes (0: 64 KiB). With
+/// `out_co`, `*out_co` receives a `kcoro_t` for it (one reference, the caller's to
+/// `kcoro_release`; NULL on failure): `kcoro_unpark`, `kcoro_is_parked`, timers and
+/// `kc_sched_enqueue_ready` take it.
 ///
 /// # Safety
 /// As [`kc_spawn`]; `out_co` NULL or writable.
@@ -243,20 +270,18 @@ pub unsafe extern "C" fn kc_spawn_co(
     f: Option<TaskFn>,
     arg: *mut c_void,
     stack_size: usize,
-    out_co: *mut *mut c_void,
+    out_co: *mut *mut KcoroT,
 ) -> c_int {
     let how = Spawn { stack: stack_size, ..Spawn::default() };
     // SAFETY: the C contract above.
     ffi::int(|| unsafe { spawn_co(s, f, arg, how, out_co) })
 }
 
-/// Lets other coroutines run (on a plain thread: `sched_yield`).
+/// Lets other coroutines run (on a plain thread: `sched_yield`); in a manual coroutine,
+/// `kcoro_yield` (back to its resumer).
 #[unsafe(no_mangle)]
 pub extern "C" fn kc_yield() {
-    ffi::void(|| {
-        kcoro::yield_now();
-        Ok(())
-    })
+    crate::coro::kcoro_yield();
 }
 
 /// Sleeps `ms` milliseconds, parking the coroutine (or thread); ≤ 0 returns at once.
@@ -319,5 +344,107 @@ pub unsafe extern "C" fn kc_sched_get_stats(s: *mut KcSched, out: *mut KcSchedSt
         // SAFETY: checked non-null.
         unsafe { out.write(v) };
         Ok(())
+    })
+}
+
+/// Makes `co` runnable: `kcoro_unpark(co)` (a scheduler coroutine parked in `kcoro_park`
+/// is queued on its worker; a manual one becomes resumable). `s` must be a live scheduler;
+/// the coroutine's own scheduler is the one that runs it.
+///
+/// # Safety
+/// `s` and `co` live handles.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kc_sched_enqueue_ready(s: *mut KcSched, co: *mut KcoroT) {
+    ffi::void(|| {
+        // SAFETY: the C contract above.
+        unsafe { handle::get(s) }?;
+        // SAFETY: as above.
+        unsafe { coro::get(co) }?.wake.unpark();
+        Ok(())
+    })
+}
+
+/// Arms a timer on `s`'s timer wheel that does `kcoro_unpark(co)` at `deadline`.
+///
+/// # Safety
+/// `s` and `co` NULL or live handles.
+unsafe fn arm_timer(s: *mut KcSched, co: *mut KcoroT, deadline: Instant) -> Result<KcTimerHandle, Error> {
+    // SAFETY: the caller's contract.
+    let s = unsafe { handle::get(s) }?;
+    // SAFETY: as above.
+    let wake = Arc::clone(&unsafe { coro::get(co) }?.wake);
+    let timer = s.handle.unpark_at(deadline, Unparker::from_unpark(wake));
+    // 0 means "no timer" in C, so ids are the wheel's key plus one.
+    match timer.into_raw().checked_add(1) {
+        Some(id) => Ok(KcTimerHandle { id }),
+        None => {
+            s.handle.cancel_timer(timer);
+            Err(Error::NoMemory)
+        }
+    }
+}
+
+/// Unparks `co` (as `kcoro_unpark`) after `delay_ms` milliseconds (≤ 0: at the next turn
+/// of the wheel), on `s`'s timer wheel: no thread per timer. Returns the timer (id 0 on
+/// bad input).
+///
+/// # Safety
+/// `s` and `co` NULL or live handles.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kc_sched_timer_wake_after(
+    s: *mut KcSched,
+    co: *mut KcoroT,
+    delay_ms: c_long,
+) -> KcTimerHandle {
+    ffi::value(KcTimerHandle { id: 0 }, || {
+        let delay = Duration::from_millis(delay_ms.max(0) as u64);
+        let deadline = Instant::now().checked_add(delay).ok_or(Error::Invalid("delay out of range"))?;
+        // SAFETY: the C contract above.
+        unsafe { arm_timer(s, co, deadline) }
+    })
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds (the clock `Instant` reads on Linux).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid clock id and a writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+/// Unparks `co` (as `kcoro_unpark`) when `CLOCK_MONOTONIC` reaches `deadline_ns`
+/// nanoseconds (a past deadline: at the next turn of the wheel). Returns the timer (id 0
+/// on bad input).
+///
+/// # Safety
+/// `s` and `co` NULL or live handles.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kc_sched_timer_wake_at(
+    s: *mut KcSched,
+    co: *mut KcoroT,
+    deadline_ns: c_ulonglong,
+) -> KcTimerHandle {
+    ffi::value(KcTimerHandle { id: 0 }, || {
+        let (now_ns, now) = (monotonic_ns(), Instant::now());
+        let wait = Duration::from_nanos(deadline_ns.saturating_sub(now_ns));
+        let deadline = now.checked_add(wait).ok_or(Error::Invalid("deadline out of range"))?;
+        // SAFETY: the C contract above.
+        unsafe { arm_timer(s, co, deadline) }
+    })
+}
+
+/// Disarms a timer of `s`: 0 if it had not fired (it never will), `-ENOENT` if it already
+/// fired, was cancelled, or is unknown (id 0 included).
+///
+/// # Safety
+/// `s` NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kc_sched_timer_cancel(s: *mut KcSched, t: KcTimerHandle) -> c_int {
+    ffi::int(|| {
+        // SAFETY: the C contract above.
+        let s = unsafe { handle::get(s) }?;
+        let not_found = Error::Runtime(-libc::ENOENT);
+        let raw = t.id.checked_sub(1).ok_or(not_found)?;
+        if s.handle.cancel_timer(kcoro::TimerId::from_raw(raw)) { Ok(0) } else { Err(not_found) }
     })
 }

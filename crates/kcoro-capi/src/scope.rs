@@ -31,6 +31,7 @@ use kcoro::sync::{self, CancelToken, WaitError, WaitGroup};
 use crate::actor::{self, KcActor};
 use crate::cancel::{self, Cancel, KcCancel};
 use crate::chan::{Chan, KcChan};
+use crate::coro::KcoroT;
 use crate::error::{Error, code};
 use crate::ffi;
 use crate::handle::{self, Handle, Tagged};
@@ -68,7 +69,7 @@ impl Scope {
     /// How a child of this scope is spawned: under `token` (the scope's or a child of it),
     /// counted by the scope's group.
     pub(crate) fn spawn_under(&self, token: CancelToken, stack: usize) -> Spawn {
-        Spawn { stack, token: Some(token), group: Some(Arc::clone(&self.group)) }
+        Spawn { stack, token: Some(token), group: Some(Arc::clone(&self.group)), ..Spawn::default() }
     }
 
     /// The default scheduler the children run on.
@@ -132,7 +133,8 @@ pub unsafe extern "C" fn kc_scope_cancel(s: *mut KcScope) {
 }
 
 /// Runs `fn(arg)` as a child coroutine of the scope (stack 0: 64 KiB). `*out_co`, if
-/// given, is set as `kc_spawn_co` sets it (NULL). A cancelled scope still starts it; its
+/// given, receives a `kcoro_t` for it, as from `kc_spawn_co` (the caller's reference,
+/// released with `kcoro_release`). A cancelled scope still starts it; its
 /// blocking operations then return `KC_ECANCELED` at once.
 ///
 /// # Safety
@@ -143,7 +145,7 @@ pub unsafe extern "C" fn kc_scope_launch(
     f: Option<TaskFn>,
     arg: *mut c_void,
     stack_size: usize,
-    out_co: *mut *mut c_void,
+    out_co: *mut *mut KcoroT,
 ) -> c_int {
     ffi::int(|| {
         // SAFETY: the C contract above.
@@ -219,7 +221,7 @@ pub unsafe extern "C" fn kc_scope_produce(
         let ch = handle::into_raw(chan);
         let job = Producer { f, user, ch, close };
         let how = s.spawn_under(s.cancel_token()?, 0);
-        if let Err(e) = sched::spawn_body(s.sched(), how, move || job.run()) {
+        if let Err(e) = sched::spawn_body(s.sched(), how, move || job.run()).map(drop) {
             // SAFETY: made above and never handed out: the failed spawn dropped its copy.
             let _ = unsafe { handle::destroy(ch) };
             return Err(e);

@@ -41,7 +41,7 @@ fn send_d(ch: &Chan, mut d: ZDesc, tmo: c_long, c: Option<&CancelToken>) -> Resu
     region::hold(&mut d)?;
     if let Err(e) = send(tx, d, tmo, c) {
         region::release(&d);
-        return Err(e);
+        return Err(e.into());
     }
     Ok(0)
 }

@@ -7,8 +7,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-const C_TESTS: [&str; 7] =
-    ["test_chan", "test_select", "test_sched", "test_scope", "test_actor", "test_region", "test_bench"];
+const C_TESTS: [&str; 10] = [
+    "test_chan",
+    "test_select",
+    "test_sched",
+    "test_scope",
+    "test_actor",
+    "test_region",
+    "test_bench",
+    "test_coro",
+    "test_coro_sched",
+    "test_coro_abandon",
+];
 const WARN: [&str; 4] = ["-Wall", "-Wextra", "-Werror", "-g"];
 
 /// Where cargo put `libkcoro_capi.{so,a}` for this test: `target/<profile>/deps` (this

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 pub use coro::stack::{GuardMode, guard_mode};
 pub use error::{Error, JoinError, StackError, code};
 pub use runtime::join::JoinHandle;
-pub use runtime::{Builder, Handle, Runtime, SpawnOptions, Stats, WorkerCounters, worker_index};
+pub use runtime::{Builder, Handle, Runtime, SpawnOptions, Stats, TimerId, WorkerCounters, worker_index};
 pub use scope::{Scope, ScopeError, ScopedJoinHandle, produce, scope, scope_with, scope_with_deadline};
 
 /// The README's tour compiles and runs as a doctest.

@@ -7,6 +7,15 @@
 //! with `std::thread::park`: an unpark before the park makes the park return at once, and
 //! a park may return spuriously, so callers loop on their own condition.
 //!
+//! # External coroutines
+//! A coroutine that kcoro does not schedule — one driven by hand, such as the C API's
+//! `kcoro_resume` — can wait in every kcoro primitive too: whoever switches into it marks
+//! the thread with [`enter_external`] for the length of the switch, and implements
+//! [`ExternalCoroutine`] to say how it suspends (back to its resumer) and who wakes it (a
+//! custom [`Unparker`] built from an [`Unpark`]). [`current`], [`park`] and
+//! [`park_deadline`] consult that mark only on the thread path, after finding no kcoro
+//! coroutine running, so parking a kcoro coroutine costs what it did before.
+//!
 //! [`Signal`] builds exactly-once notification on top: one `notify` wins, the waiter's
 //! registered unparker is used exactly once, and a notify that precedes registration is
 //! never lost. Join handles use it; channel waiters will too.
@@ -23,7 +32,9 @@
 //!   the notifier only after it set `NOTIFIED` over a plain `WAITING`: never both.
 //! - `NOTIFIED` is never cleared.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
@@ -45,12 +56,39 @@ enum Kind {
     Coro(Arc<Task>),
     Thread(Thread),
     Waker(Waker),
+    Custom(Arc<dyn Unpark>),
+}
+
+/// Something that can be woken: the target of a custom [`Unparker`]
+/// ([`Unparker::from_unpark`]).
+pub trait Unpark: Send + Sync + 'static {
+    /// Wakes the target. Called from any thread, any number of times; must not block.
+    /// Wakes are tokens: a wake that finds nothing parked is kept for the next park.
+    fn unpark(&self);
+}
+
+/// A coroutine that kcoro does not schedule but that waits in kcoro's primitives: while
+/// its resumer holds the guard of [`enter_external`], [`park`] and [`park_deadline`] call
+/// [`ExternalCoroutine::park`] and [`current`] returns [`ExternalCoroutine::unparker`].
+pub trait ExternalCoroutine: Send + Sync + 'static {
+    /// Suspends the coroutine until its unparker is used, `deadline` passes, or
+    /// spuriously (callers loop on their own condition). Called on the coroutine's own
+    /// stack; typically switches back to the resumer, which resumes it again once woken.
+    fn park(&self, deadline: Option<Instant>);
+
+    /// The unparker that wakes this coroutine.
+    fn unparker(&self) -> Unparker;
 }
 
 impl Unparker {
     /// An unparker that wakes the given async task.
     pub fn from_waker(waker: Waker) -> Self {
         Unparker(Kind::Waker(waker))
+    }
+
+    /// An unparker that calls `target.unpark()`.
+    pub fn from_unpark(target: Arc<dyn Unpark>) -> Self {
+        Unparker(Kind::Custom(target))
     }
 
     pub(crate) fn from_task(task: Arc<Task>) -> Self {
@@ -64,6 +102,7 @@ impl Unparker {
             Kind::Coro(task) => Task::unpark(task),
             Kind::Thread(t) => t.unpark(),
             Kind::Waker(w) => w.wake_by_ref(),
+            Kind::Custom(c) => c.unpark(),
         }
     }
 
@@ -73,6 +112,7 @@ impl Unparker {
             (Kind::Coro(a), Kind::Coro(b)) => Arc::ptr_eq(a, b),
             (Kind::Thread(a), Kind::Thread(b)) => a.id() == b.id(),
             (Kind::Waker(a), Kind::Waker(b)) => a.will_wake(b),
+            (Kind::Custom(a), Kind::Custom(b)) => std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)),
             _ => false,
         }
     }
@@ -84,15 +124,72 @@ impl fmt::Debug for Unparker {
             Kind::Coro(t) => write!(f, "Unparker(coroutine {})", t.id()),
             Kind::Thread(t) => write!(f, "Unparker(thread {:?})", t.id()),
             Kind::Waker(_) => f.write_str("Unparker(waker)"),
+            Kind::Custom(_) => f.write_str("Unparker(custom)"),
         }
     }
 }
 
-/// The unparker for the caller: its coroutine if it runs in one, else its thread.
+// The external coroutine running on this thread (see `enter_external`). Reached only
+// through the non-inlined accessors below, which return clones: an external coroutine may
+// resume on another thread, so no reference into this slot may outlive a suspension.
+thread_local! {
+    static EXTERNAL: RefCell<Option<Arc<dyn ExternalCoroutine>>> = const { RefCell::new(None) };
+}
+
+#[inline(never)]
+fn current_external() -> Option<Arc<dyn ExternalCoroutine>> {
+    EXTERNAL.try_with(|e| e.borrow().clone()).ok().flatten()
+}
+
+#[inline(never)]
+fn replace_external(co: Option<Arc<dyn ExternalCoroutine>>) -> Option<Arc<dyn ExternalCoroutine>> {
+    EXTERNAL.try_with(|e| e.replace(co)).ok().flatten()
+}
+
+/// Marks the calling thread as running `co` until the guard drops: [`current`], [`park`]
+/// and [`park_deadline`] then serve `co`, and no kcoro coroutine counts as running (a
+/// coroutine resumed by hand from inside a kcoro coroutine waits as itself, never as its
+/// resumer). Guards nest; each restores what it replaced.
+///
+/// Take the guard on the resumer's stack just before switching into `co`, and drop it
+/// once the switch returns.
+pub fn enter_external(co: Arc<dyn ExternalCoroutine>) -> ExternalGuard {
+    let task = context::set_task(std::ptr::null());
+    let external = replace_external(Some(co));
+    ExternalGuard { task, external, _not_send: PhantomData }
+}
+
+/// Restores the thread's previous context on drop; see [`enter_external`].
+#[must_use = "the external coroutine stays current only while the guard lives"]
+pub struct ExternalGuard {
+    task: *const Task,
+    external: Option<Arc<dyn ExternalCoroutine>>,
+    /// Thread-bound: it restores this thread's slots.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for ExternalGuard {
+    fn drop(&mut self) {
+        replace_external(self.external.take());
+        context::set_task(self.task);
+    }
+}
+
+impl fmt::Debug for ExternalGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ExternalGuard")
+    }
+}
+
+/// The unparker for the caller: its coroutine if it runs in one (a kcoro coroutine, or an
+/// external one, see [`enter_external`]), else its thread.
 pub fn current() -> Unparker {
     match context::current_task() {
         Some(task) => Unparker(Kind::Coro(task)),
-        None => Unparker(Kind::Thread(std::thread::current())),
+        None => match current_external() {
+            Some(co) => co.unparker(),
+            None => Unparker(Kind::Thread(std::thread::current())),
+        },
     }
 }
 
@@ -101,7 +198,10 @@ pub fn park() {
     match context::current_task_ptr() {
         // SAFETY: the pointer is the task running on this thread, alive while it runs.
         Some(task) => unsafe { task.as_ref() }.park(None),
-        None => std::thread::park(),
+        None => match current_external() {
+            Some(co) => co.park(None),
+            None => std::thread::park(),
+        },
     }
 }
 
@@ -112,12 +212,15 @@ pub fn park_deadline(deadline: Instant) -> bool {
     match context::current_task_ptr() {
         // SAFETY: the pointer is the task running on this thread, alive while it runs.
         Some(task) => unsafe { task.as_ref() }.park(Some(deadline)),
-        None => {
-            let now = Instant::now();
-            if now < deadline {
-                std::thread::park_timeout(deadline - now);
+        None => match current_external() {
+            Some(co) => co.park(Some(deadline)),
+            None => {
+                let now = Instant::now();
+                if now < deadline {
+                    std::thread::park_timeout(deadline - now);
+                }
             }
-        }
+        },
     }
     crate::runtime::now() >= deadline
 }

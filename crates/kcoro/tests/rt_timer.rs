@@ -90,3 +90,31 @@ fn a_timer_due_as_the_worker_goes_idle_is_not_slept_through() {
     });
     rx.recv_timeout(Duration::from_secs(120)).expect("a coroutine slept through its timer");
 }
+
+#[test]
+fn unpark_at_fires_once_and_cancel_reports_whether_it_was_armed() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let h = rt.handle();
+    let fired = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    struct Count(Arc<std::sync::atomic::AtomicUsize>, std::thread::Thread);
+    impl kcoro::park::Unpark for Count {
+        fn unpark(&self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.1.unpark();
+        }
+    }
+    let who =
+        || kcoro::park::Unparker::from_unpark(Arc::new(Count(Arc::clone(&fired), std::thread::current())));
+    // Cancelled before its deadline: never fires, and a second cancel finds nothing.
+    let far = h.unpark_at(Instant::now() + Duration::from_secs(3600), who());
+    assert!(h.cancel_timer(far));
+    assert!(!h.cancel_timer(far));
+    // Due at once: fires, after which cancel finds nothing.
+    let near = h.unpark_at(Instant::now(), who());
+    let near = kcoro::TimerId::from_raw(near.into_raw());
+    while fired.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        std::thread::park();
+    }
+    assert!(!h.cancel_timer(near), "a fired timer cannot be cancelled");
+    assert_eq!(fired.load(std::sync::atomic::Ordering::SeqCst), 1, "only the armed timer fired");
+}

@@ -18,7 +18,8 @@ int main()
     if (kc_chan_try_send(ch, &v) != 0 || kc_chan_try_recv(ch, &got) != 0 || got != 3) return 1;
     if (kc_chan_is_zero_copy(ch)) return 1;
     kc_chan_destroy(ch);
-    if (kcoro_create_main() != nullptr) return 1; // not implemented: documented NULL
+    kcoro_t *m = kcoro_create_main();
+    if (m == nullptr || kcoro_create_main() != m || kcoro_thread_main() != m) return 1;
     if (kc_scope_init(nullptr, nullptr) != -EINVAL) return 1; // NULL out is refused
     std::printf("test_headers: ok\n");
     return 0;

@@ -8,6 +8,14 @@ pub mod stack;
 pub(crate) mod state;
 pub(crate) mod task;
 
+/// The id of the running kcoro coroutine, unique among the coroutines of its runtime
+/// (ids are not reused), or `None` outside one: on a plain thread, and inside an external
+/// coroutine ([`park::enter_external`](crate::park::enter_external)).
+pub fn current_id() -> Option<u64> {
+    // SAFETY: the task running on this thread is alive while it runs.
+    crate::runtime::context::current_task_ptr().map(|t| unsafe { t.as_ref() }.id())
+}
+
 /// Runs `f` on the worker thread's stack when called from a coroutine, else just runs it.
 ///
 /// A coroutine's stack is small (64 KiB by default); a few things need far more than that

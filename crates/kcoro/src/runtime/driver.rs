@@ -296,10 +296,10 @@ impl Driver {
         key
     }
 
-    /// Disarms a timer; a no-op if it already fired.
-    pub(crate) fn timer_cancel(&self, key: TimerKey) {
+    /// Disarms a timer; a no-op if it already fired. Returns `true` if it was armed.
+    pub(crate) fn timer_cancel(&self, key: TimerKey) -> bool {
         let removed = self.lock_timers().wheel.cancel(key);
-        drop(removed); // drop the unparker outside the lock
+        removed.is_some() // the unparker is dropped here, outside the lock
     }
 
     pub(crate) fn timers_armed(&self) -> usize {

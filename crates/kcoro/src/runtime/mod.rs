@@ -26,6 +26,7 @@ mod owned;
 pub(crate) mod queue;
 mod reactor_flag;
 pub(crate) mod timer;
+mod wake_timer;
 pub(crate) mod worker;
 
 #[cfg(all(test, loom))]
@@ -35,6 +36,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+pub use wake_timer::TimerId;
 
 use crate::coro::stack::{DEFAULT_STACK_SIZE, StackPool, StackStats};
 use crate::coro::task::Task;

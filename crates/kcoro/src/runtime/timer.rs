@@ -32,6 +32,19 @@ pub(crate) struct TimerKey {
     generation: u32,
 }
 
+impl TimerKey {
+    /// The key as one word: generation above, slot index below.
+    pub(crate) fn to_bits(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.idx)
+    }
+
+    /// The inverse of [`to_bits`](Self::to_bits). Any word is accepted: a key naming no
+    /// armed timer is stale, and stale keys are harmless.
+    pub(crate) fn from_bits(bits: u64) -> Self {
+        TimerKey { idx: bits as u32, generation: (bits >> 32) as u32 }
+    }
+}
+
 struct Entry<T> {
     deadline: u64,
     generation: u32,
