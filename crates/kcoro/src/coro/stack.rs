@@ -24,13 +24,20 @@
 //! Untouched stack pages cost no memory (`MAP_NORESERVE`, demand paging): a parked
 //! coroutine that used 3 KiB of its 64 KiB stack holds one resident page.
 //!
+//! Each worker thread keeps a small cache of free stacks of its own (`enter_worker`), so a
+//! worker that spawns and finishes coroutines reuses stacks without the pool's shared lock
+//! (both workers took it on every spawn and every exit). A cache that runs dry refills a
+//! batch under one lock; one that overflows returns half. Threads that are not workers of
+//! the pool's runtime use the shared free list directly.
+//!
 //! # Invariants
 //! - Every `PooledStack` handed out has its guard page installed, and the mechanism that
 //!   installed it has been seen to fault in this process.
-//! - `live + free == carved` for the pool's own size class.
+//! - `live + free + cached == carved` for the pool's own size class.
 //! - A chunk is unmapped only when the pool is dropped, and the pool outlives every stack
 //!   (each stack holds an `Arc` of it).
 
+use std::cell::Cell;
 use std::io;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
@@ -198,6 +205,37 @@ struct Slot {
 // or one PooledStack).
 unsafe impl Send for Slot {}
 
+/// Free stacks a worker cache holds at most; past it, half go back to the shared list.
+const CACHE_MAX: usize = 64;
+/// Stacks a dry worker cache takes from the shared list in one go.
+const CACHE_REFILL: usize = 16;
+
+/// A worker's cache of free stacks, on a cache line of its own.
+#[repr(align(128))]
+struct WorkerCache(Mutex<Vec<Slot>>);
+
+thread_local! {
+    /// The pool whose worker this thread is, and its index: set for the thread's life by
+    /// [`enter_worker`].
+    static WORKER_OF: Cell<(*const StackPool, usize)> = const { Cell::new((std::ptr::null(), 0)) };
+}
+
+/// Marks this thread as worker `index` of the runtime that owns `pool`, until the returned
+/// guard drops: its spawns and exits use that worker's cache.
+pub(crate) fn enter_worker(pool: &Arc<StackPool>, index: usize) -> WorkerGuard {
+    WORKER_OF.with(|c| c.set((Arc::as_ptr(pool), index)));
+    WorkerGuard(())
+}
+
+/// Ends [`enter_worker`] on drop.
+pub(crate) struct WorkerGuard(());
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        WORKER_OF.with(|c| c.set((std::ptr::null(), 0)));
+    }
+}
+
 struct PoolInner {
     free: Vec<Slot>,
     chunks: Vec<Mapping>,
@@ -229,12 +267,14 @@ pub(crate) struct StackPool {
     /// Upper bound on stacks carved (`None` = until the OS says no).
     max_stacks: Option<usize>,
     inner: Mutex<PoolInner>,
-    live: AtomicUsize,
+    /// One per worker (see [`enter_worker`]).
+    caches: Box<[WorkerCache]>,
     odd_allocated: AtomicUsize,
 }
 
 impl StackPool {
-    pub(crate) fn new(stack_size: usize, max_stacks: Option<usize>) -> Arc<Self> {
+    /// A pool for a runtime of `workers` worker threads.
+    pub(crate) fn new(stack_size: usize, max_stacks: Option<usize>, workers: usize) -> Arc<Self> {
         Arc::new(Self {
             stack_size: round_stack_size(stack_size),
             guard: page_size(),
@@ -246,9 +286,16 @@ impl StackPool {
                 chunk_stacks: 0,
                 carved: 0,
             }),
-            live: AtomicUsize::new(0),
+            caches: (0..workers).map(|_| WorkerCache(Mutex::new(Vec::new()))).collect(),
             odd_allocated: AtomicUsize::new(0),
         })
+    }
+
+    /// This thread's cache, if it is a worker of this pool's runtime.
+    #[inline(never)]
+    fn my_cache(&self) -> Option<&WorkerCache> {
+        let (pool, index) = WORKER_OF.with(Cell::get);
+        if std::ptr::eq(pool, self) { self.caches.get(index) } else { None }
     }
 
     pub(crate) fn stack_size(&self) -> usize {
@@ -256,9 +303,7 @@ impl StackPool {
     }
 
     fn lock(&self) -> MutexGuard<'_, PoolInner> {
-        // A panic while holding this lock cannot leave the free list inconsistent
-        // (every mutation is a single push/pop), so poisoning is ignored.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        relock(&self.inner)
     }
 
     /// Takes a stack of `size` bytes (rounded): pooled when it is the pool's size,
@@ -268,14 +313,57 @@ impl StackPool {
         if size != self.stack_size {
             return self.get_odd(size);
         }
-        let mut inner = self.lock();
-        let slot = match inner.free.pop() {
-            Some(slot) => slot,
-            None => self.carve(&mut inner)?,
+        let slot = match self.my_cache() {
+            Some(cache) => {
+                // Its own statement: the cache's guard is released before a refill locks.
+                let cached = relock(&cache.0).pop();
+                match cached {
+                    Some(slot) => slot,
+                    None => self.refill(cache)?,
+                }
+            }
+            None => self.take_shared()?,
         };
-        drop(inner);
-        self.live.fetch_add(1, Relaxed);
         Ok(PooledStack { limit: slot.limit, size, pool: Some(Arc::clone(self)), own: None })
+    }
+
+    /// A slot for a worker whose cache is empty: one, plus up to [`CACHE_REFILL`] - 1
+    /// more into `cache`, taken under one lock. Lock order: a cache, then the pool; so the
+    /// batch leaves the pool lock before it enters the cache.
+    fn refill(&self, cache: &WorkerCache) -> Result<Slot, StackError> {
+        let mut inner = self.lock();
+        let keep = inner.free.len().saturating_sub(CACHE_REFILL);
+        let mut batch = inner.free.split_off(keep);
+        match batch.pop() {
+            Some(slot) => {
+                drop(inner);
+                relock(&cache.0).extend(batch);
+                Ok(slot)
+            }
+            None => self.carve_or_borrow(inner),
+        }
+    }
+
+    /// A slot from the shared list, else a new one.
+    fn take_shared(&self) -> Result<Slot, StackError> {
+        let mut inner = self.lock();
+        match inner.free.pop() {
+            Some(slot) => Ok(slot),
+            None => self.carve_or_borrow(inner),
+        }
+    }
+
+    /// Carves a new slot; at the cap, takes one from a worker's cache instead, so stacks
+    /// idle in a cache never make a spawn fail. Called holding no cache lock.
+    fn carve_or_borrow(&self, mut inner: MutexGuard<'_, PoolInner>) -> Result<Slot, StackError> {
+        match self.carve(&mut inner) {
+            Err(StackError::Exhausted { max }) => {
+                drop(inner);
+                let other = self.caches.iter().find_map(|c| relock(&c.0).pop());
+                other.ok_or(StackError::Exhausted { max })
+            }
+            r => r,
+        }
     }
 
     /// Caller holds `inner`. Carves one slot, mapping a new chunk when the last is used up.
@@ -321,28 +409,47 @@ impl StackPool {
         // SAFETY: the first page of a fresh mapping we own.
         unsafe { install_guard(mapping.base.as_ptr(), self.guard)? };
         self.odd_allocated.fetch_add(1, Relaxed);
-        self.live.fetch_add(1, Relaxed);
         Ok(PooledStack { limit: mapping.base, size, pool: Some(Arc::clone(self)), own: Some(mapping) })
     }
 
     fn put(&self, stack: &mut PooledStack) {
-        self.live.fetch_sub(1, Relaxed);
         if stack.own.take().is_some() {
             self.odd_allocated.fetch_sub(1, Relaxed);
             return; // dropping the mapping unmaps it
         }
-        self.lock().free.push(Slot { limit: stack.limit });
+        let slot = Slot { limit: stack.limit };
+        let Some(cache) = self.my_cache() else {
+            self.lock().free.push(slot);
+            return;
+        };
+        let mut mine = relock(&cache.0);
+        mine.push(slot);
+        if mine.len() > CACHE_MAX {
+            let half = mine.len() / 2;
+            self.lock().free.extend(mine.drain(half..));
+        }
     }
 
     pub(crate) fn stats(&self) -> StackStats {
+        // Caches first, then the shared list: a stack moving between them while we look
+        // may be counted twice or not at all, which a snapshot of moving counts allows.
+        let cached: usize = self.caches.iter().map(|c| relock(&c.0).len()).sum();
         let inner = self.lock();
+        let odd = self.odd_allocated.load(Relaxed);
+        let pooled = inner.free.len() + cached;
         StackStats {
-            allocated: inner.carved + self.odd_allocated.load(Relaxed),
-            pooled: inner.free.len(),
-            live: self.live.load(Relaxed),
-            mappings: inner.chunks.len() + self.odd_allocated.load(Relaxed),
+            allocated: inner.carved + odd,
+            pooled,
+            live: inner.carved.saturating_sub(pooled) + odd,
+            mappings: inner.chunks.len() + odd,
         }
     }
+}
+
+/// Locks a cache or the free list; a panic while holding one cannot leave it inconsistent
+/// (every mutation is a push, a pop or a drain), so poisoning is ignored.
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A stack on loan from a [`StackPool`]; returns itself on drop.
@@ -411,7 +518,7 @@ mod tests {
 
     #[test]
     fn pool_reuses_and_counts() {
-        let pool = StackPool::new(DEFAULT_STACK_SIZE, None);
+        let pool = StackPool::new(DEFAULT_STACK_SIZE, None, 1);
         let a = pool.get(DEFAULT_STACK_SIZE).unwrap();
         let b = pool.get(DEFAULT_STACK_SIZE).unwrap();
         assert_ne!(a.limit, b.limit);
@@ -428,7 +535,7 @@ mod tests {
 
     #[test]
     fn stack_memory_is_writable_end_to_end() {
-        let pool = StackPool::new(MIN_STACK_SIZE, None);
+        let pool = StackPool::new(MIN_STACK_SIZE, None, 1);
         let s = pool.get(MIN_STACK_SIZE).unwrap();
         let (lo, hi) = (s.limit().get() + page_size(), s.base().get());
         assert_eq!(hi - lo, round_stack_size(MIN_STACK_SIZE));
@@ -441,7 +548,7 @@ mod tests {
     fn guard_page_refuses_access_and_the_stack_does_not() {
         // Whatever the mechanism (madvise or mprotect), the page below each stack must fault
         // and the lowest usable byte must not.
-        let pool = StackPool::new(MIN_STACK_SIZE, None);
+        let pool = StackPool::new(MIN_STACK_SIZE, None, 1);
         let stacks: Vec<_> = (0..3).map(|_| pool.get(MIN_STACK_SIZE).unwrap()).collect();
         assert!(guard_mode().is_some());
         for s in &stacks {
@@ -463,7 +570,7 @@ mod tests {
 
     #[test]
     fn exhaustion_is_an_error_not_a_crash() {
-        let pool = StackPool::new(MIN_STACK_SIZE, Some(3));
+        let pool = StackPool::new(MIN_STACK_SIZE, Some(3), 1);
         let held: Vec<_> = (0..3).map(|_| pool.get(MIN_STACK_SIZE).unwrap()).collect();
         assert!(matches!(pool.get(MIN_STACK_SIZE), Err(StackError::Exhausted { max: 3 })));
         drop(held);
@@ -471,8 +578,65 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_reuses_its_own_stacks_and_the_counts_hold() {
+        let pool = StackPool::new(MIN_STACK_SIZE, None, 2);
+        let _me = enter_worker(&pool, 1);
+        let a = pool.get(MIN_STACK_SIZE).unwrap();
+        let a_limit = a.limit;
+        drop(a);
+        assert_eq!(relock(&pool.caches[1].0).len(), 1, "freed into this worker's cache");
+        assert_eq!(pool.lock().free.len(), 0, "not into the shared list");
+        assert_eq!((pool.stats().pooled, pool.stats().live), (1, 0));
+        let b = pool.get(MIN_STACK_SIZE).unwrap();
+        assert_eq!(b.limit, a_limit, "taken back from the cache");
+        assert_eq!((pool.stats().pooled, pool.stats().live, pool.stats().allocated), (0, 1, 1));
+        // Past CACHE_MAX, half the cache goes back to the shared list.
+        let held: Vec<_> = (0..=CACHE_MAX).map(|_| pool.get(MIN_STACK_SIZE).unwrap()).collect();
+        drop(held);
+        let cached = relock(&pool.caches[1].0).len();
+        assert!((CACHE_MAX / 2..=CACHE_MAX).contains(&cached), "cache holds {cached}");
+        assert_eq!(cached + pool.lock().free.len(), CACHE_MAX + 1);
+        drop(b);
+        assert_eq!(pool.stats().live, 0);
+    }
+
+    #[test]
+    fn a_dry_cache_refills_in_a_batch_and_other_threads_use_the_shared_list() {
+        let pool = StackPool::new(MIN_STACK_SIZE, None, 1);
+        let held: Vec<_> = (0..40).map(|_| pool.get(MIN_STACK_SIZE).unwrap()).collect();
+        drop(held); // not a worker: all 40 to the shared list
+        assert_eq!(pool.lock().free.len(), 40);
+        let _me = enter_worker(&pool, 0);
+        let s = pool.get(MIN_STACK_SIZE).unwrap();
+        assert_eq!(pool.lock().free.len(), 40 - CACHE_REFILL, "one refill took a batch");
+        assert_eq!(relock(&pool.caches[0].0).len(), CACHE_REFILL - 1);
+        assert_eq!((pool.stats().pooled, pool.stats().live, pool.stats().allocated), (39, 1, 40));
+        drop(s);
+    }
+
+    #[test]
+    fn stacks_idle_in_a_worker_cache_do_not_make_the_cap_fail() {
+        let pool = StackPool::new(MIN_STACK_SIZE, Some(2), 1);
+        let p2 = Arc::clone(&pool);
+        // A worker takes both stacks the cap allows and frees them into its cache.
+        std::thread::spawn(move || {
+            let _me = enter_worker(&p2, 0);
+            let held: Vec<_> = (0..2).map(|_| p2.get(MIN_STACK_SIZE).unwrap()).collect();
+            drop(held);
+            assert_eq!(relock(&p2.caches[0].0).len(), 2);
+        })
+        .join()
+        .unwrap();
+        // Another thread at the cap borrows them instead of failing.
+        let held: Vec<_> = (0..2).map(|_| pool.get(MIN_STACK_SIZE).unwrap()).collect();
+        assert!(matches!(pool.get(MIN_STACK_SIZE), Err(StackError::Exhausted { max: 2 })));
+        assert_eq!(pool.stats().allocated, 2);
+        drop(held);
+    }
+
+    #[test]
     fn odd_sizes_get_their_own_mapping() {
-        let pool = StackPool::new(MIN_STACK_SIZE, None);
+        let pool = StackPool::new(MIN_STACK_SIZE, None, 1);
         let s = pool.get(128 << 10).unwrap();
         assert_eq!(s.size(), 128 << 10);
         assert_eq!(pool.stats().live, 1);
@@ -483,7 +647,7 @@ mod tests {
 
     #[test]
     fn many_stacks_use_few_mappings() {
-        let pool = StackPool::new(MIN_STACK_SIZE, None);
+        let pool = StackPool::new(MIN_STACK_SIZE, None, 1);
         let held: Vec<_> = (0..4096).map(|_| pool.get(MIN_STACK_SIZE).unwrap()).collect();
         let st = pool.stats();
         assert_eq!(st.live, 4096);

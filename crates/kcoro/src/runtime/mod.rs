@@ -501,7 +501,7 @@ impl Builder {
             workers,
             inject: Inject::default(),
             idle: Idle::new(self.workers),
-            stacks: StackPool::new(self.stack_size, self.max_stacks),
+            stacks: StackPool::new(self.stack_size, self.max_stacks, self.workers),
             driver,
             blocking: BlockingPool::new(self.max_blocking_threads, self.name.clone()),
             owned: Owned::new(self.workers + 1),

@@ -186,12 +186,15 @@ impl Worker {
             }),
         };
         context::set_worker(&worker);
+        // Until the stacks of its own coroutines are back (after `unwind_own`).
+        let stack_cache = crate::coro::stack::enter_worker(&worker.shared.stacks, index);
         match worker.shared.config.seed {
             Some(seed) => worker.run_deterministic(seed),
             None => worker.run(),
         }
         worker.drain_on_exit();
         worker.unwind_own();
+        drop(stack_cache);
         context::set_worker(std::ptr::null());
     }
 
