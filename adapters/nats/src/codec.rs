@@ -39,7 +39,6 @@ pub(crate) fn is_end(headers: Option<&HeaderMap>) -> bool {
 
 /// Checks a subject to publish or subscribe on: non-empty tokens separated by `.`, no
 /// whitespace; wildcards (`*`, `>` as whole tokens, `>` last) only where `wildcards`.
-#[allow(dead_code)] // used by the core-subject ends
 pub(crate) fn check_subject(subject: &str, wildcards: bool) -> Result<(), NatsError> {
     let bad = |why| Err(NatsError::BadName { what: "subject", name: subject.to_string(), why });
     if subject.is_empty() {

@@ -24,10 +24,13 @@
 //! `docs/NATS.md` for how each kcoro channel kind maps onto NATS and what cannot map.
 
 mod codec;
+mod conflated;
 mod error;
 mod exec;
+mod rendezvous;
 pub mod server;
 mod stats;
+mod subject;
 mod work_queue;
 
 use std::path::PathBuf;
@@ -37,9 +40,12 @@ use std::time::Duration;
 
 pub use codec::END_HEADER;
 
+pub use conflated::Latest;
 pub use error::{NatsError, SendError};
+pub use rendezvous::{DEFAULT_REPLY_TIMEOUT, RendezvousReceiver, RendezvousSender};
 
 pub use stats::BridgeStats;
+pub use subject::{Publisher, Subscriber};
 
 pub use work_queue::{Capacity, Delivery, WorkQueueOptions, WorkReceiver, WorkSender};
 
