@@ -23,6 +23,11 @@
 //! on a thread the bridge owns; callers hand it requests through kcoro channels. See
 //! `docs/NATS.md` for how each kcoro channel kind maps onto NATS and what cannot map.
 
+/// The examples of `docs/NATS.md` compile as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/NATS.md")]
+struct NatsDocDoctests;
+
 mod codec;
 mod conflated;
 mod error;
