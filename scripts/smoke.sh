@@ -26,6 +26,11 @@ echo_lib=target/debug/libkcoro_plugin_echo.so
 
 failures=0
 covered=()
+
+# nats_server: true if a nats-server binary is installed (its path in $nats_bin).
+nats_server() {
+  nats_bin=$(command -v nats-server || ls /usr/sbin/nats-server 2>/dev/null) && [ -n "$nats_bin" ]
+}
 started=$SECONDS
 
 # doc TEXT: the documented command TEXT is covered by the next check.
@@ -283,6 +288,12 @@ doc 'cargo run --release -p kcoro-bench -- capi'
 bench capi spsc_1024_4b
 doc 'cargo run --release -p kcoro-bench -- net'
 bench net http_1w_c10
+doc 'cargo run --release -p kcoro-bench -- nats'
+if nats_server; then
+  bench nats core_64
+else
+  expect 0 '^note: nats-server not found' cargo run -q --release -p kcoro-bench -- nats --quick
+fi
 expect 0 '^runtime ' cargo run -q --release -p kcoro-bench -- list
 
 echo "== smoke: the C API (libkcoro)"
@@ -300,6 +311,33 @@ expect 0 '^scope_actor: sum 500500 of 1000 messages, on_done called 1 time' exam
 make -s -C examples/c PREFIX="$tmp/kcoro-prefix" clean
 doc 'cargo test -p kcoro-capi'
 expect 0 '^test result: ok' cargo test -q -p kcoro-capi
+
+echo "== smoke: kcoro-nats (docs/NATS.md)"
+doc 'cargo run --release -p kcoro-nats --example work_queue'
+if nats_server; then
+  expect 0 '^consumed 1000 jobs' cargo run -q --release -p kcoro-nats --example work_queue
+  # Across hosts, here on one: a server of our own, consumers first, then the producer.
+  nats_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$nats_bin" -a 127.0.0.1 -p "$nats_port" -js -sd "$tmp/nats-store" >"$tmp/nats.log" 2>&1 &
+  nats_pid=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.05; done
+  nats_url="nats://127.0.0.1:$nats_port"
+  doc 'cargo run --release -p kcoro-nats --example work_queue -- --url nats://127.0.0.1:4222 --consume'
+  cargo run -q --release -p kcoro-nats --example work_queue -- --url "$nats_url" --consume >"$tmp/consume.out" 2>&1 &
+  consume_pid=$!
+  sleep 1
+  doc 'cargo run --release -p kcoro-nats --example work_queue -- --url nats://127.0.0.1:4222 --produce 1000'
+  expect 0 '^produced 1000 jobs' cargo run -q --release -p kcoro-nats --example work_queue -- --url "$nats_url" --produce 1000
+  wait "$consume_pid"
+  expect 0 '^consumed 1000 jobs' cat "$tmp/consume.out"
+  kill "$nats_pid" 2>/dev/null
+  wait "$nats_pid" 2>/dev/null
+else
+  expect 0 '^note: nats-server not found' cargo run -q --release -p kcoro-nats --example work_queue
+  doc 'cargo run --release -p kcoro-nats --example work_queue -- --url nats://127.0.0.1:4222 --consume'
+  doc 'cargo run --release -p kcoro-nats --example work_queue -- --url nats://127.0.0.1:4222 --produce 1000'
+  echo "note: nats-server not found; skipping the multi-host commands"
+fi
 
 echo "== smoke: every documented command is covered"
 # Commands are the lines of ```sh/```bash/```console blocks, and inline `cargo ...` spans.

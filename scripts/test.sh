@@ -18,6 +18,16 @@ if ! command -v tmux >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get
     echo "note: cannot install tmux; the real-terminal tests will skip"
 fi
 
+# nats-server (with JetStream) for kcoro-nats's tests, benchmark and smoke run (they skip
+# with a note without it); installed here when we can (root with apt).
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ] && [ "$(id -u)" = 0 ] &&
+  command -v apt-get >/dev/null 2>&1; then
+  echo "== installing nats-server"
+  apt-get install -y -q nats-server >/dev/null 2>&1 ||
+    (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nats-server >/dev/null 2>&1) ||
+    echo "note: cannot install nats-server; the kcoro-nats tests will skip"
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

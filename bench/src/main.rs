@@ -20,6 +20,7 @@ mod chan_suite;
 mod go;
 mod harness;
 mod ipc_suite;
+mod nats_suite;
 mod net_suite;
 mod plugin_suite;
 mod runtime_suite;
@@ -41,6 +42,7 @@ static SUITES: &[&Suite] = &[
     &ipc_suite::SUITE,
     &capi_suite::SUITE,
     &net_suite::SUITE,
+    &nats_suite::SUITE,
 ];
 
 /// Counts heap allocations while a suite asks it to (see [`alloc_count`]).
@@ -98,6 +100,10 @@ fn dispatch(args: &[String]) -> Result<(), String> {
             [service, imp, workers] => net_suite::serve_command(service, imp, workers),
             _ => Err("usage: kcoro-bench __serve <service> <impl> <workers>".to_string()),
         },
+        Some("nats") if !nats_suite::available() => {
+            println!("note: nats-server not found; skipping the nats suite");
+            Ok(())
+        }
         Some(name) => {
             let suite = find_suite(name)?;
             let opts = parse_options(&args[1..])?;

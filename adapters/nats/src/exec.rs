@@ -1,0 +1,182 @@
+//! The bridge's executor: a current-thread tokio runtime on a thread of its own, where the
+//! NATS client and every task that talks to it live.
+//!
+//! # Protocol
+//! 1. *Submit*: a caller (coroutine, thread or task) sends a boxed future on `jobs`, an
+//!    unbounded kcoro channel; the executor's loop receives it with `recv_async` and
+//!    spawns it as a tokio task.
+//! 2. *Reply*: a [`Exec::call`] future ends by sending its result on a one-slot kcoro
+//!    channel the caller waits on with `recv_with`, so a coroutine parks (its worker runs
+//!    other coroutines) and a thread blocks; nothing spins.
+//! 3. *Abandon*: a caller that gives up (deadline, cancel token) drops its end of the
+//!    reply channel; long-running jobs see [`Reply::is_abandoned`] and stop retrying.
+//! 4. *Shut down*: when the last [`Exec`] handle drops, `jobs` closes, the loop ends and
+//!    the runtime is dropped with its tasks (the client's connection among them).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kcoro::chan::{self, ChanError};
+use kcoro::sync::CancelToken;
+
+use crate::NatsError;
+
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// When a caller stops waiting: a deadline, a cancel token, both or neither.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Wait<'a> {
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) token: Option<&'a CancelToken>,
+}
+
+impl<'a> Wait<'a> {
+    pub(crate) const FOREVER: Wait<'static> = Wait { deadline: None, token: None };
+
+    pub(crate) fn new(deadline: Option<Instant>, token: Option<&'a CancelToken>) -> Self {
+        Wait { deadline, token }
+    }
+
+    pub(crate) fn timeout(d: std::time::Duration) -> Wait<'static> {
+        Wait { deadline: Instant::now().checked_add(d), token: None }
+    }
+}
+
+/// The sending half of a call's reply.
+pub(crate) struct Reply<R> {
+    tx: chan::Sender<R>,
+}
+
+impl<R> Reply<R> {
+    /// True once the caller stopped waiting (its deadline passed or its token fired).
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Hands the result to the caller; a caller that left is not an error.
+    pub(crate) fn send(self, value: R) {
+        let _ = self.tx.try_send(value);
+    }
+}
+
+/// A reply slot and the caller's end of it.
+pub(crate) fn reply_pair<R>() -> (Reply<R>, chan::Receiver<R>) {
+    let (tx, rx) = chan::buffered::<R>(1);
+    (Reply { tx }, rx)
+}
+
+/// A handle on the executor thread; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Exec {
+    jobs: Arc<chan::Sender<Job>>,
+}
+
+impl Exec {
+    /// Starts the executor thread.
+    pub(crate) fn start(name: &str) -> Result<Exec, NatsError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| NatsError::nats("start the executor", e))?;
+        let (jobs, rx) = chan::unlimited::<Job>();
+        std::thread::Builder::new()
+            .name(format!("kcoro-nats {name}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    while let Ok(job) = rx.recv_async().await {
+                        tokio::spawn(job);
+                    }
+                });
+            })
+            .map_err(|e| NatsError::nats("start the executor thread", e))?;
+        Ok(Exec { jobs: Arc::new(jobs) })
+    }
+
+    /// Runs `fut` on the executor without waiting for it.
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) -> Result<(), NatsError> {
+        self.jobs.send(Box::pin(fut)).map_err(|_| NatsError::Shutdown)
+    }
+
+    /// Runs the future that `make` builds on the executor and waits for its result, as
+    /// `wait` allows. `make` gets the [`Reply`] to answer through, so a job that retries
+    /// can see that its caller left.
+    pub(crate) fn call_with<R, F>(
+        &self,
+        wait: Wait<'_>,
+        make: impl FnOnce(Reply<R>) -> F,
+    ) -> Result<R, NatsError>
+    where
+        R: Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (reply, rx) = reply_pair();
+        self.spawn(make(reply))?;
+        match rx.recv_with(wait.deadline, wait.token) {
+            Ok(r) => Ok(r),
+            // The job was dropped unanswered: only a runtime shutting down does that.
+            Err(ChanError::Closed) => Err(NatsError::Shutdown),
+            Err(e) => Err(NatsError::Chan(e)),
+        }
+    }
+
+    /// Runs `fut` on the executor and waits for its result (see [`Exec::call_with`]).
+    pub(crate) fn call<R>(
+        &self,
+        wait: Wait<'_>,
+        fut: impl Future<Output = R> + Send + 'static,
+    ) -> Result<R, NatsError>
+    where
+        R: Send + 'static,
+    {
+        self.call_with(wait, |reply| async move { reply.send(fut.await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn call_runs_on_the_executor_thread() {
+        let exec = Exec::start("test").unwrap();
+        let here = std::thread::current().id();
+        let there = exec.call(Wait::FOREVER, async { std::thread::current().id() }).unwrap();
+        assert_ne!(here, there);
+    }
+
+    #[test]
+    fn call_from_a_coroutine_parks_and_returns() {
+        let exec = Exec::start("test").unwrap();
+        let got = kcoro::run(move || {
+            let handles: Vec<_> = (0..8u64)
+                .map(|i| {
+                    let exec = exec.clone();
+                    kcoro::spawn(move || {
+                        exec.call(Wait::FOREVER, async move {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            i
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap().unwrap()).sum::<u64>()
+        });
+        assert_eq!(got, 28);
+    }
+
+    #[test]
+    fn an_abandoned_call_times_out_and_the_job_sees_it() {
+        let exec = Exec::start("test").unwrap();
+        let (seen_tx, seen_rx) = chan::buffered::<bool>(1);
+        let r: Result<(), _> =
+            exec.call_with(Wait::timeout(Duration::from_millis(20)), move |reply| async move {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                let _ = seen_tx.try_send(reply.is_abandoned());
+            });
+        assert!(matches!(r, Err(NatsError::Chan(ChanError::Timeout))));
+        assert_eq!(seen_rx.recv(), Ok(true));
+    }
+}

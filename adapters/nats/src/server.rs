@@ -1,0 +1,216 @@
+//! A local `nats-server` for tests, examples and benchmarks: spawned from the installed
+//! binary with JetStream on (file storage in a directory of its own), bound to 127.0.0.1
+//! on a free port, killed when dropped.
+//!
+//! ```no_run
+//! let Some(server) = kcoro_nats::server::LocalServer::start_or_skip() else { return };
+//! let nats = kcoro_nats::connect(&server.url()).unwrap();
+//! # drop(nats);
+//! ```
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::NatsError;
+
+/// How long a starting server may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where to look for the binary besides `$PATH` (Debian installs it in /usr/sbin).
+const EXTRA_DIRS: &[&str] = &["/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/usr/bin"];
+
+/// Options of a local server.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// The port (default: a free one).
+    pub port: Option<u16>,
+    /// The JetStream store directory (default: a fresh temporary one, removed on drop).
+    pub store_dir: Option<PathBuf>,
+    /// The server's `max_payload` in bytes (default: the server's, 1 MiB).
+    pub max_payload: Option<usize>,
+}
+
+/// A running `nats-server` child process.
+pub struct LocalServer {
+    child: Option<Child>,
+    port: u16,
+    store_dir: PathBuf,
+    owns_store: bool,
+    max_payload: Option<usize>,
+    binary: PathBuf,
+}
+
+/// The `nats-server` binary: `$KCORO_NATS_SERVER`, else the first on `$PATH` or in the
+/// usual system directories.
+pub fn find_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("KCORO_NATS_SERVER") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(EXTRA_DIRS.iter().map(PathBuf::from))
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+impl LocalServer {
+    /// Starts a server with default options; `None` (after printing a note on stderr) if
+    /// no `nats-server` binary is installed.
+    pub fn start_or_skip() -> Option<LocalServer> {
+        match find_binary() {
+            None => {
+                eprintln!("note: nats-server not found; skipping");
+                None
+            }
+            Some(_) => match LocalServer::start(ServerOptions::default()) {
+                Ok(s) => Some(s),
+                Err(e) => panic!("nats-server is installed but did not start: {e}"),
+            },
+        }
+    }
+
+    /// Starts a server.
+    pub fn start(opts: ServerOptions) -> Result<LocalServer, NatsError> {
+        let binary = find_binary().ok_or_else(|| NatsError::Server("nats-server not found".into()))?;
+        let port = match opts.port {
+            Some(p) => p,
+            None => free_port()?,
+        };
+        let (store_dir, owns_store) = match opts.store_dir {
+            Some(d) => (d, false),
+            None => (temp_dir()?, true),
+        };
+        let mut server =
+            LocalServer { child: None, port, store_dir, owns_store, max_payload: opts.max_payload, binary };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    fn spawn(&mut self) -> Result<(), NatsError> {
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&self.store_dir)
+            .arg("-l")
+            .arg(self.store_dir.join("server.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(max) = self.max_payload {
+            // No command-line flag for it: a one-line config file.
+            let conf = self.store_dir.join("server.conf");
+            std::fs::write(&conf, format!("max_payload: {max}\n")).map_err(|e| io("write server.conf", e))?;
+            cmd.arg("-c").arg(conf);
+        }
+        let child = cmd.spawn().map_err(|e| io("spawn nats-server", e))?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> Result<(), NatsError> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(NatsError::Server(format!(
+                    "exited at start ({status}); see {}",
+                    self.log().display()
+                )));
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                return Err(NatsError::Server(format!("not listening on {addr} after {START_TIMEOUT:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The child's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The JetStream store directory.
+    pub fn store_dir(&self) -> &Path {
+        &self.store_dir
+    }
+
+    /// The server's log file.
+    pub fn log(&self) -> PathBuf {
+        self.store_dir.join("server.log")
+    }
+
+    /// Kills the server (SIGKILL: no clean shutdown, as a crash) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store directory (after [`kill`](Self::kill)).
+    pub fn restart(&mut self) -> Result<(), NatsError> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// CPU time (user + system) the server has used so far, from `/proc` (Linux).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let pid = self.pid()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) closed by ')'.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        // USER_HZ is 100 on every Linux configuration we run on.
+        Some(Duration::from_millis((utime + stime) * 10))
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        self.kill();
+        if self.owns_store {
+            let _ = std::fs::remove_dir_all(&self.store_dir);
+        }
+    }
+}
+
+fn io(what: &str, e: std::io::Error) -> NatsError {
+    NatsError::Server(format!("{what}: {e}"))
+}
+
+/// A port nobody listens on now (the kernel's pick; a tiny race with other binders).
+fn free_port() -> Result<u16, NatsError> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| io("find a free port", e))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| io("find a free port", e))
+}
+
+/// A fresh directory under the system temp dir.
+fn temp_dir() -> Result<PathBuf, NatsError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!("kcoro-nats-{}-{n}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| io("create the store directory", e))?;
+    Ok(dir)
+}

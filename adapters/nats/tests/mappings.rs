@@ -1,0 +1,174 @@
+//! Core subjects (fan-out), conflated values (KV) and rendezvous (request/reply) against a
+//! real nats-server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, server, watchdog};
+use kcoro::chan::ChanError;
+use kcoro_nats::NatsError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Tick {
+    seq: u64,
+    price: f64,
+}
+
+#[test]
+fn subject_fans_out_to_every_subscriber_in_order() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("fan-out", Duration::from_secs(30));
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let (publisher, first) = nats.subject::<Tick>("ticks.eu").unwrap();
+    let other_host = kcoro_nats::connect(&srv.url()).unwrap();
+    let second = other_host.subscriber::<Tick>("ticks.eu").unwrap();
+    let wildcard = other_host.subscriber::<Tick>("ticks.*").unwrap();
+    let unrelated = other_host.subscriber::<Tick>("ticks.us").unwrap();
+    for seq in 0..100 {
+        publisher.send(Tick { seq, price: seq as f64 / 2.0 }).unwrap();
+    }
+    publisher.flush().unwrap();
+    for sub in [&first, &second, &wildcard] {
+        let got: Vec<u64> =
+            (0..100).map(|_| sub.recv_timeout(Duration::from_secs(10)).unwrap().seq).collect();
+        assert_eq!(got, (0..100).collect::<Vec<_>>(), "every subscriber, every value, in order");
+    }
+    assert_eq!(publisher.stats().published, 100);
+    assert_eq!(publisher.snapshot().sends, 101, "the outbox carried 100 values and the flush");
+    assert_eq!(first.snapshot().recvs, 100);
+    assert_eq!(kcoro::chan::registry::find("nats:sub:ticks.*").len(), 1);
+    assert_eq!(unrelated.try_recv().unwrap_err().chan(), Some(ChanError::WouldBlock));
+}
+
+#[test]
+fn subject_close_is_seen_by_every_subscriber_after_the_values_before_it() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("subject close", Duration::from_secs(30));
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let (publisher, a) = nats.subject::<u32>("closing").unwrap();
+    let b = kcoro_nats::connect(&srv.url()).unwrap().subscriber::<u32>("closing").unwrap();
+    for i in 0..5 {
+        publisher.send(i).unwrap();
+    }
+    assert!(publisher.close().unwrap());
+    assert!(!publisher.close().unwrap());
+    assert_eq!(publisher.send(9).unwrap_err().chan(), Some(ChanError::Closed));
+    for sub in [a, b] {
+        let got: Vec<u32> = std::iter::from_fn(|| sub.recv().ok()).collect();
+        assert_eq!(got, [0, 1, 2, 3, 4]);
+        assert_eq!(sub.recv().unwrap_err().chan(), Some(ChanError::Closed));
+        assert_eq!(sub.stats().end_markers, 1);
+    }
+}
+
+#[test]
+fn subject_is_at_most_once_a_late_subscriber_misses_earlier_values() {
+    let Some(srv) = server() else { return };
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let publisher = nats.publisher::<u32>("late").unwrap();
+    publisher.send(1).unwrap();
+    publisher.flush().unwrap();
+    let late = nats.subscriber::<u32>("late").unwrap();
+    publisher.send(2).unwrap();
+    assert_eq!(late.recv_timeout(Duration::from_secs(10)).unwrap(), 2);
+}
+
+#[test]
+fn bad_subjects_are_refused() {
+    let Some(srv) = server() else { return };
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    for bad in ["", "a..b", "a b", "a.>.b"] {
+        assert!(matches!(nats.subscriber::<u8>(bad), Err(NatsError::BadName { .. })), "{bad:?}");
+    }
+    for bad in ["a.*", "a.>", "a b"] {
+        assert!(matches!(nats.publisher::<u8>(bad), Err(NatsError::BadName { .. })), "{bad:?}");
+    }
+    let e = nats.conflated::<u8>("a.b").err().expect("refused");
+    assert_eq!(e.code(), -22, "{e}");
+    assert!(nats.rendezvous::<u8>("a b").is_err());
+}
+
+#[test]
+fn conflated_keeps_only_the_last_value_on_every_host() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("conflated", Duration::from_secs(30));
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let config = nats.conflated::<String>("config").unwrap();
+    assert_eq!(config.get().unwrap(), None);
+    for v in ["a", "b", "c"] {
+        config.send(v.to_string()).unwrap();
+    }
+    assert_eq!(config.get().unwrap().as_deref(), Some("c"));
+    // A host that opens it later sees the last value only.
+    let other = kcoro_nats::connect(&srv.url()).unwrap().conflated::<String>("config").unwrap();
+    assert_eq!(other.recv_timeout(Duration::from_secs(10)).unwrap(), "c");
+    assert_eq!(other.try_recv().unwrap_err().chan(), Some(ChanError::WouldBlock));
+    // The first end conflates what it has not taken: eventually "c" is what it holds.
+    eventually("the watch caught up", || config.stats().delivered >= 3);
+    assert_eq!(config.recv().unwrap(), "c");
+    assert_eq!(config.try_recv().unwrap_err().chan(), Some(ChanError::WouldBlock));
+    other.send("d".to_string()).unwrap();
+    assert_eq!(config.recv_timeout(Duration::from_secs(10)).unwrap(), "d");
+    assert!(config.snapshot().recvs >= 2);
+}
+
+#[test]
+fn conflated_close_is_seen_by_every_host() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("conflated close", Duration::from_secs(30));
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let a = nats.conflated::<u32>("settings").unwrap();
+    let b = kcoro_nats::connect(&srv.url()).unwrap().conflated::<u32>("settings").unwrap();
+    a.send(1).unwrap();
+    assert_eq!(b.recv_timeout(Duration::from_secs(10)).unwrap(), 1);
+    assert!(a.close().unwrap());
+    assert_eq!(b.recv_timeout(Duration::from_secs(10)).unwrap_err().chan(), Some(ChanError::Closed));
+    assert_eq!(a.get().unwrap(), None);
+    assert_eq!(a.send(2).unwrap_err().chan(), Some(ChanError::Closed));
+}
+
+#[test]
+fn rendezvous_send_completes_when_a_receiver_takes_the_value() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("rendezvous", Duration::from_secs(30));
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let tx = nats.rendezvous_sender::<u64>("handoff").unwrap();
+    // Nobody subscribed: "no responders".
+    assert_eq!(tx.try_send(1).unwrap_err().chan(), Some(ChanError::WouldBlock));
+    assert_eq!(tx.send_timeout(1, Duration::from_millis(100)).unwrap_err().chan(), Some(ChanError::Timeout));
+
+    let rx = kcoro_nats::connect(&srv.url()).unwrap().rendezvous_receiver::<u64>("handoff").unwrap();
+    let sender = std::thread::spawn(move || {
+        for i in 0..5 {
+            tx.send(i).unwrap();
+        }
+        tx
+    });
+    let got: Vec<u64> = (0..5).map(|_| rx.recv().unwrap()).collect();
+    assert_eq!(got, [0, 1, 2, 3, 4]);
+    let tx = sender.join().unwrap();
+    assert_eq!(tx.stats().published, 5);
+
+    // A receiver that subscribed but does not receive: the send times out, and the value
+    // may still be taken later (what a timeout cannot tell).
+    let e = tx.send_timeout(7, Duration::from_millis(200)).unwrap_err();
+    assert_eq!(e.chan(), Some(ChanError::Timeout));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 7);
+}
+
+#[test]
+fn rendezvous_close_reaches_every_receiver() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("rendezvous close", Duration::from_secs(30));
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let (tx, a) = nats.rendezvous::<u64>("rv_close").unwrap();
+    let b = kcoro_nats::connect(&srv.url()).unwrap().rendezvous_receiver::<u64>("rv_close").unwrap();
+    assert!(tx.close().unwrap());
+    for rx in [&a, &b] {
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap_err().chan(), Some(ChanError::Closed));
+    }
+    let other = nats.rendezvous_sender::<u64>("rv_close").unwrap();
+    assert_eq!(other.send(1).unwrap_err().chan(), Some(ChanError::Closed), "later sends see the close");
+}

@@ -1,0 +1,69 @@
+//! The `kcoro` rows: kcoro-nats ends used from coroutines.
+
+use std::time::{Duration, Instant};
+
+use kcoro_nats::WorkQueueOptions;
+
+use super::{LAST_MESSAGE_TIMEOUT, SENDERS, Shape};
+
+pub fn run(url: &str, shape: Shape, size: usize, n: u64) -> Result<Duration, String> {
+    let nats = kcoro_nats::connect(url).map_err(|e| e.to_string())?;
+    let rt = kcoro::Runtime::builder().workers(2).build().map_err(|e| e.to_string())?;
+    let value = vec![0xa5u8; size];
+    match shape {
+        Shape::WorkQueue => {
+            let o = WorkQueueOptions { memory_storage: true, prefetch: 256, ..WorkQueueOptions::new(10_000) };
+            let (tx, rx) = nats.work_queue_with::<Vec<u8>>("bench", o).map_err(|e| e.to_string())?;
+            rt.block_on(move || {
+                let start = Instant::now();
+                let senders: Vec<_> = (0..SENDERS as u64)
+                    .map(|s| {
+                        let (tx, value) = (tx.clone(), value.clone());
+                        kcoro::spawn(move || {
+                            let mut i = s;
+                            while i < n {
+                                tx.send(value.clone()).map_err(|e| e.to_string())?;
+                                i += SENDERS as u64;
+                            }
+                            Ok::<_, String>(())
+                        })
+                    })
+                    .collect();
+                for _ in 0..n {
+                    let d = rx.recv_timeout(LAST_MESSAGE_TIMEOUT).map_err(|e| format!("consume: {e}"))?;
+                    if d.len() != size {
+                        return Err("wrong size".to_string());
+                    }
+                    d.ack().map_err(|e| e.to_string())?;
+                }
+                let elapsed = start.elapsed();
+                for s in senders {
+                    s.join().map_err(|e| e.to_string())??;
+                }
+                Ok(elapsed)
+            })
+        }
+        Shape::Core => {
+            let (publisher, subscriber) = nats.subject::<Vec<u8>>("bench.core").map_err(|e| e.to_string())?;
+            rt.block_on(move || {
+                let start = Instant::now();
+                let sender = kcoro::spawn(move || {
+                    for _ in 0..n {
+                        publisher.send(value.clone()).map_err(|e| e.to_string())?;
+                    }
+                    publisher.flush().map_err(|e| e.to_string())
+                });
+                for _ in 0..n {
+                    let v =
+                        subscriber.recv_timeout(LAST_MESSAGE_TIMEOUT).map_err(|e| format!("receive: {e}"))?;
+                    if v.len() != size {
+                        return Err("wrong size".to_string());
+                    }
+                }
+                let elapsed = start.elapsed();
+                sender.join().map_err(|e| e.to_string())??;
+                Ok(elapsed)
+            })
+        }
+    }
+}
