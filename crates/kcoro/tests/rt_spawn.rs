@@ -334,3 +334,45 @@ fn worker_counters_add_up_to_the_runtime_totals() {
     assert_eq!(sum(|w| w.resumes), total.resumes);
     assert!(per_worker.iter().all(|w| w.started >= 50), "spread shares the starts: {per_worker:?}");
 }
+
+/// A ping-pong pair started on two workers: each hop wakes a coroutine homed on the other
+/// worker, so a worker's sleeps end by the other's hand-off and it becomes partnered (it
+/// then spins longer before sleeping, instead of both sleeping on every hop).
+#[test]
+fn a_pair_split_over_two_workers_makes_them_partnered() {
+    use kcoro::{SpawnOptions, chan};
+    let rt = rt(2);
+    let spins = rt.block_on(|| {
+        let spread = || SpawnOptions::new().spread();
+        let (ping_tx, ping_rx) = chan::rendezvous::<u32>();
+        let (pong_tx, pong_rx) = chan::rendezvous::<u32>();
+        let echo = kcoro::spawn_with(spread(), move || {
+            while let Ok(v) = ping_rx.recv() {
+                pong_tx.send(v).unwrap();
+            }
+            kcoro::worker_index()
+        })
+        .unwrap();
+        let handle = kcoro::Handle::try_current().expect("inside the runtime");
+        let driver = kcoro::spawn_with(spread(), move || {
+            let spins = || handle.worker_counters().iter().map(|c| c.partner_spins).sum::<u64>();
+            // Batches until a partnered spin shows (one is enough; a loaded machine may
+            // need more hops for a sleep to end soon enough after the hand-off).
+            for batch in 0..200u32 {
+                for i in 0..500 {
+                    ping_tx.send(batch * 500 + i).unwrap();
+                    assert_eq!(pong_rx.recv().unwrap(), batch * 500 + i);
+                }
+                if spins() > 0 {
+                    break;
+                }
+            }
+            (kcoro::worker_index(), spins())
+        })
+        .unwrap();
+        let (at, spins) = driver.join().unwrap();
+        assert_ne!(at, echo.join().unwrap(), "spread put the two on different workers");
+        spins
+    });
+    assert!(spins > 0, "no worker became partnered");
+}

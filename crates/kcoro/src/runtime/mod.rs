@@ -617,6 +617,9 @@ pub struct WorkerCounters {
     pub parks: u64,
     /// Tasks this worker stole from another's queue.
     pub steals: u64,
+    /// Idle spins made longer because the worker was partnered: its last sleep was cut
+    /// short by another worker waking a coroutine of its own (a cross-worker exchange).
+    pub partner_spins: u64,
 }
 
 impl Runtime {
@@ -806,6 +809,7 @@ impl Handle {
                     resumes: count(&c.resumes),
                     parks: count(&c.parks),
                     steals: count(&c.steals),
+                    partner_spins: count(&c.partner_spins),
                 }
             })
             .collect()
