@@ -335,11 +335,13 @@ fn worker_counters_add_up_to_the_runtime_totals() {
     assert!(per_worker.iter().all(|w| w.started >= 50), "spread shares the starts: {per_worker:?}");
 }
 
-/// A ping-pong pair started on two workers: each hop wakes a coroutine homed on the other
-/// worker, so a worker's sleeps end by the other's hand-off and it becomes partnered (it
-/// then spins longer before sleeping, instead of both sleeping on every hop).
+/// A ping-pong pair started on two workers, whose echo works 50 µs (blocking its thread)
+/// before each reply: longer than an idle worker's short spin, so the driver's worker goes
+/// to sleep and the echo's hand-off ends that sleep soon after. The worker must then be
+/// partnered (and spin longer next time). Without the work, both workers may keep
+/// spinning and never sleep, which needs no partnering.
 #[test]
-fn a_pair_split_over_two_workers_makes_them_partnered() {
+fn a_sleep_cut_short_by_another_workers_hand_off_makes_a_worker_partnered() {
     use kcoro::{SpawnOptions, chan};
     let rt = rt(2);
     let spins = rt.block_on(|| {
@@ -348,6 +350,7 @@ fn a_pair_split_over_two_workers_makes_them_partnered() {
         let (pong_tx, pong_rx) = chan::rendezvous::<u32>();
         let echo = kcoro::spawn_with(spread(), move || {
             while let Ok(v) = ping_rx.recv() {
+                std::thread::sleep(Duration::from_micros(50));
                 pong_tx.send(v).unwrap();
             }
             kcoro::worker_index()
@@ -356,12 +359,12 @@ fn a_pair_split_over_two_workers_makes_them_partnered() {
         let handle = kcoro::Handle::try_current().expect("inside the runtime");
         let driver = kcoro::spawn_with(spread(), move || {
             let spins = || handle.worker_counters().iter().map(|c| c.partner_spins).sum::<u64>();
-            // Batches until a partnered spin shows (one is enough; a loaded machine may
-            // need more hops for a sleep to end soon enough after the hand-off).
-            for batch in 0..200u32 {
-                for i in 0..500 {
-                    ping_tx.send(batch * 500 + i).unwrap();
-                    assert_eq!(pong_rx.recv().unwrap(), batch * 500 + i);
+            // Batches until a partnered spin shows (one is enough; on a loaded machine a
+            // wake-up may take longer than the partnering window, so allow many tries).
+            for batch in 0..100u32 {
+                for i in 0..50 {
+                    ping_tx.send(batch * 50 + i).unwrap();
+                    assert_eq!(pong_rx.recv().unwrap(), batch * 50 + i);
                 }
                 if spins() > 0 {
                     break;
