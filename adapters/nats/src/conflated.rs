@@ -34,6 +34,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{check_name, decode, encode, end_headers, is_end};
 use crate::exec::Wait;
+use crate::recv::recv_family;
 use crate::stats::{BridgeStats, Counters, bump};
 use crate::{Nats, NatsError, SendError, Shared};
 
@@ -209,33 +210,10 @@ impl<T> Latest<T> {
     }
 }
 
+// The receive family: the newest value not yet taken on this host.
+recv_family!(Latest<T> => T);
+
 impl<T> Latest<T> {
-    /// Receives the newest value not yet taken on this host, waiting if there is none;
-    /// `Closed` after close, once drained.
-    pub fn recv(&self) -> Result<T, NatsError> {
-        self.local.recv().map_err(NatsError::Chan)
-    }
-
-    /// Receives the newest value if one is here; else `WouldBlock`.
-    pub fn try_recv(&self) -> Result<T, NatsError> {
-        self.local.try_recv().map_err(NatsError::Chan)
-    }
-
-    /// Receives, waiting at most `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, NatsError> {
-        self.local.recv_timeout(timeout).map_err(NatsError::Chan)
-    }
-
-    /// Receives with a deadline and a token (cancellation wins).
-    pub fn recv_with(&self, deadline: Option<Instant>, token: Option<&CancelToken>) -> Result<T, NatsError> {
-        self.local.recv_with(deadline, token).map_err(NatsError::Chan)
-    }
-
-    /// A future receiving the newest value, for async code on any executor.
-    pub fn recv_async(&self) -> chan::RecvFuture<'_, T> {
-        self.local.recv_async()
-    }
-
     /// Closes the channel on every host: the end marker replaces the value. Returns
     /// `false` if this end already closed it.
     pub fn close(&self) -> Result<bool, NatsError> {

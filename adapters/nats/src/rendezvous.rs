@@ -38,6 +38,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{check_name, decode, encode, end_headers, is_end};
 use crate::exec::Wait;
+use crate::recv::recv_family;
 use crate::stats::{BridgeStats, Counters, bump};
 use crate::{Nats, NatsError, SendError, Shared};
 
@@ -291,32 +292,9 @@ impl<T> Clone for RendezvousReceiver<T> {
     }
 }
 
+recv_family!(RendezvousReceiver<T> => T);
+
 impl<T> RendezvousReceiver<T> {
-    /// Receives, waiting for a sender; `Closed` after the end marker.
-    pub fn recv(&self) -> Result<T, NatsError> {
-        self.local.recv().map_err(NatsError::Chan)
-    }
-
-    /// Receives only if a request is already waiting here; else `WouldBlock`.
-    pub fn try_recv(&self) -> Result<T, NatsError> {
-        self.local.try_recv().map_err(NatsError::Chan)
-    }
-
-    /// Receives, waiting at most `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, NatsError> {
-        self.local.recv_timeout(timeout).map_err(NatsError::Chan)
-    }
-
-    /// Receives with a deadline and a token (cancellation wins).
-    pub fn recv_with(&self, deadline: Option<Instant>, token: Option<&CancelToken>) -> Result<T, NatsError> {
-        self.local.recv_with(deadline, token).map_err(NatsError::Chan)
-    }
-
-    /// A future receiving one value, for async code on any executor.
-    pub fn recv_async(&self) -> chan::RecvFuture<'_, T> {
-        self.local.recv_async()
-    }
-
     /// True after the end marker.
     pub fn is_closed(&self) -> bool {
         self.local.is_closed()

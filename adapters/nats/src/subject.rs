@@ -30,6 +30,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{check_subject, decode, encode, end_headers, is_end};
 use crate::exec::{Reply, Wait, reply_pair};
+use crate::recv::recv_family;
 use crate::stats::{BridgeStats, Counters, bump};
 use crate::{Nats, NatsError, SendError, Shared};
 
@@ -264,42 +265,9 @@ impl<T> Clone for Subscriber<T> {
     }
 }
 
+recv_family!(Subscriber<T> => T);
+
 impl<T> Subscriber<T> {
-    /// Receives, waiting for a value; `Closed` after the end marker, once drained.
-    pub fn recv(&self) -> Result<T, NatsError> {
-        self.local.recv().map_err(NatsError::Chan)
-    }
-
-    /// Receives a value already here; else `WouldBlock`.
-    pub fn try_recv(&self) -> Result<T, NatsError> {
-        self.local.try_recv().map_err(NatsError::Chan)
-    }
-
-    /// Receives, waiting at most `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, NatsError> {
-        self.local.recv_timeout(timeout).map_err(NatsError::Chan)
-    }
-
-    /// Receives, waiting until `deadline` at most.
-    pub fn recv_deadline(&self, deadline: Instant) -> Result<T, NatsError> {
-        self.local.recv_deadline(deadline).map_err(NatsError::Chan)
-    }
-
-    /// Receives, giving up with `Canceled` when `token` fires.
-    pub fn recv_cancellable(&self, token: &CancelToken) -> Result<T, NatsError> {
-        self.local.recv_cancellable(token).map_err(NatsError::Chan)
-    }
-
-    /// Receives with a deadline and a token (cancellation wins).
-    pub fn recv_with(&self, deadline: Option<Instant>, token: Option<&CancelToken>) -> Result<T, NatsError> {
-        self.local.recv_with(deadline, token).map_err(NatsError::Chan)
-    }
-
-    /// A future receiving one value, for async code on any executor.
-    pub fn recv_async(&self) -> chan::RecvFuture<'_, T> {
-        self.local.recv_async()
-    }
-
     /// Stops receiving on this host (buffered values are dropped).
     pub fn close(&self) -> bool {
         self.local.cancel()

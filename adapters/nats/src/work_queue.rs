@@ -52,6 +52,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{self, check_name, decode, encode, is_end};
 use crate::exec::{Reply, Wait, reply_pair};
+use crate::recv::recv_family;
 use crate::stats::{BridgeStats, Counters, bump};
 use crate::{Nats, NatsError, SendError, Shared};
 
@@ -644,50 +645,9 @@ impl<T> Clone for WorkReceiver<T> {
     }
 }
 
-fn chan_err(e: ChanError) -> NatsError {
-    NatsError::Chan(e)
-}
+recv_family!(WorkReceiver<T> => Delivery<T>);
 
 impl<T> WorkReceiver<T> {
-    /// Receives, waiting for a message; `Closed` after the end marker, once drained.
-    pub fn recv(&self) -> Result<Delivery<T>, NatsError> {
-        self.local.recv().map_err(chan_err)
-    }
-
-    /// Receives a message already pulled; else `WouldBlock`.
-    pub fn try_recv(&self) -> Result<Delivery<T>, NatsError> {
-        self.local.try_recv().map_err(chan_err)
-    }
-
-    /// Receives, waiting at most `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<Delivery<T>, NatsError> {
-        self.local.recv_timeout(timeout).map_err(chan_err)
-    }
-
-    /// Receives, waiting until `deadline` at most.
-    pub fn recv_deadline(&self, deadline: Instant) -> Result<Delivery<T>, NatsError> {
-        self.local.recv_deadline(deadline).map_err(chan_err)
-    }
-
-    /// Receives, giving up with `Canceled` when `token` fires.
-    pub fn recv_cancellable(&self, token: &CancelToken) -> Result<Delivery<T>, NatsError> {
-        self.local.recv_cancellable(token).map_err(chan_err)
-    }
-
-    /// Receives with a deadline and a token (cancellation wins).
-    pub fn recv_with(
-        &self,
-        deadline: Option<Instant>,
-        token: Option<&CancelToken>,
-    ) -> Result<Delivery<T>, NatsError> {
-        self.local.recv_with(deadline, token).map_err(chan_err)
-    }
-
-    /// A future receiving one delivery, for async code on any executor.
-    pub fn recv_async(&self) -> chan::RecvFuture<'_, Delivery<T>> {
-        self.local.recv_async()
-    }
-
     /// Receives and acks at once (at-most-once handling from here on: a crash after this
     /// returns loses the value).
     pub fn recv_auto_ack(&self) -> Result<T, NatsError> {
