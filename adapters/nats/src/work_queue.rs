@@ -24,7 +24,11 @@
 //! 5. *Close*: [`WorkSender::close`] publishes the end marker. The receiver that pulls it
 //!    stops pulling (unsubscribing its pull requests), naks the marker so the next
 //!    receiver pulls it too, and closes its local channel: its users drain what was
-//!    delivered before the marker, then get `Closed`.
+//!    delivered before the marker, then get `Closed`. The client sends that UNSUB from a
+//!    task of its own, so the nak can overtake it and the server hand the marker back to
+//!    a pull request nobody reads any more; it would then wait out `ack_wait`. So a
+//!    receiver idle for [`IDLE_CHECK`] asks the server whether the marker is all that is
+//!    left (nothing undelivered, the marker the only unacked message) and closes too.
 //!
 //! # Invariants
 //! - A send that returned `Ok` ⇒ the server stored the message (file storage: it
@@ -65,6 +69,9 @@ const STREAM_NOT_FOUND_RETRIES: u32 = 40;
 
 /// Publish requests queued to the executor per sending end before senders wait.
 const OUTBOX: usize = 1024;
+/// How long a receiver's pull may stay silent before it asks whether the queue is down
+/// to its end marker (see the module's protocol, step 5).
+const IDLE_CHECK: Duration = Duration::from_millis(500);
 
 /// How many messages a queue holds, and what a full one does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +184,10 @@ impl Nats {
         let consumer = self
             .shared
             .exec
-            .call(Wait::FOREVER, async move { stream.get_or_create_consumer(&consumer_name, config).await })?
+            .call(Wait::FOREVER, {
+                let stream = stream.clone();
+                async move { stream.get_or_create_consumer(&consumer_name, config).await }
+            })?
             .map_err(|e| NatsError::nats("create consumer", e))?;
 
         let counters = Arc::new(Counters::default());
@@ -201,6 +211,7 @@ impl Nats {
         let puller = Puller {
             client: self.shared.client.clone(),
             consumer,
+            stream,
             local: local_tx,
             acks,
             counters: Arc::clone(&counters),
@@ -545,6 +556,7 @@ enum Step {
 struct Puller<T> {
     client: async_nats::Client,
     consumer: async_nats::jetstream::consumer::Consumer<pull::Config>,
+    stream: stream::Stream,
     local: chan::Sender<Delivery<T>>,
     acks: chan::Sender<(Acker, AckKind)>,
     counters: Arc<Counters>,
@@ -571,7 +583,20 @@ impl<T: DeserializeOwned + Send + 'static> Puller<T> {
                     continue;
                 }
             };
-            while let Some(item) = messages.next().await {
+            loop {
+                let item = match tokio::time::timeout(IDLE_CHECK, messages.next()).await {
+                    Ok(Some(item)) => item,
+                    // The pull ended (server restarted, consumer gone): pull again.
+                    Ok(None) => break,
+                    Err(_idle) => {
+                        if self.only_the_end_marker_is_left().await {
+                            bump(&self.counters.end_markers);
+                            self.local.close();
+                            return;
+                        }
+                        continue;
+                    }
+                };
                 let Ok(msg) = item else {
                     // Missed heartbeats, a failed pull: the stream re-pulls by itself.
                     continue;
@@ -593,6 +618,21 @@ impl<T: DeserializeOwned + Send + 'static> Puller<T> {
                     }
                 }
             }
+        }
+    }
+
+    /// True if the queue holds nothing but the end marker, delivered and unacked
+    /// (markers are never acked): nothing undelivered, one message pending, and the
+    /// last one delivered is a marker. Messages sent after the marker, or unacked ones
+    /// that may yet be redelivered, keep it false.
+    async fn only_the_end_marker_is_left(&self) -> bool {
+        let Ok(info) = self.consumer.get_info().await else { return false };
+        if info.num_pending != 0 || info.num_ack_pending != 1 {
+            return false;
+        }
+        match self.stream.get_raw_message(info.delivered.stream_sequence).await {
+            Ok(last) => is_end(Some(&last.headers)),
+            Err(_) => false,
         }
     }
 

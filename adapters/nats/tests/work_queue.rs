@@ -253,6 +253,48 @@ fn close_lets_every_receiver_drain_up_to_the_marker() {
     assert_eq!(all, (0..10).collect::<Vec<_>>(), "everything before the marker, once");
 }
 
+/// A marker caught by a pull request nobody reads any more (a receiver that died holding
+/// it, or whose unsubscribe lost the race with its nak) does not keep the others waiting
+/// out `ack_wait` (30 s here): they find it is all that is left and close.
+#[test]
+fn a_marker_held_by_a_dead_receiver_still_closes_the_others() {
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    use futures_util::StreamExt;
+
+    let Some(srv) = server() else { return };
+    let _w = watchdog("dead marker", Duration::from_secs(20));
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let tx = nats.work_sender::<u64>("deadmark", &opts(10)).unwrap();
+    tx.send(7).unwrap();
+    assert!(tx.close().unwrap());
+
+    // A bare client on the same durable consumer takes both messages, acks the value and
+    // leaves holding the marker, never acked.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(srv.url()).await.unwrap());
+        let stream = js.get_stream("deadmark").await.unwrap();
+        let config = pull::Config {
+            durable_name: Some("workers".into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            filter_subject: "kcoro.wq.deadmark".into(),
+            ..Default::default()
+        };
+        let consumer = stream.get_or_create_consumer("workers", config).await.unwrap();
+        let mut batch = consumer.fetch().max_messages(2).messages().await.unwrap();
+        let value = batch.next().await.unwrap().unwrap();
+        value.double_ack().await.unwrap();
+        let marker = batch.next().await.unwrap().unwrap();
+        assert!(marker.headers.is_some(), "the second message is the end marker");
+    });
+
+    let rx = nats.work_receiver::<u64>("deadmark", &opts(10)).unwrap();
+    let Err(e) = rx.recv() else { panic!("the value was acked: nothing is left to deliver") };
+    assert_eq!(e.chan(), Some(ChanError::Closed));
+    assert!(rx.is_closed());
+}
+
 #[test]
 fn unlimited_never_parks_and_drops_the_oldest_past_its_bytes() {
     let Some(srv) = server() else { return };

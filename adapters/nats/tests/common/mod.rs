@@ -1,6 +1,7 @@
 //! Shared by the integration tests: a server per test, a watchdog, polling helpers.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -33,7 +34,9 @@ pub fn watchdog(what: &'static str, limit: Duration) -> Watchdog {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!("watchdog: {what} still running after {limit:?}; aborting");
+        // Straight to stderr: the test harness captures `eprintln!` from a test's
+        // threads and the abort would swallow it.
+        let _ = writeln!(std::io::stderr(), "watchdog: {what} still running after {limit:?}; aborting");
         std::process::abort();
     });
     Watchdog(done)
