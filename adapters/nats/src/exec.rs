@@ -11,7 +11,9 @@
 //! 3. *Abandon*: a caller that gives up (deadline, cancel token) drops its end of the
 //!    reply channel; long-running jobs see [`Reply::is_abandoned`] and stop retrying.
 //! 4. *Shut down*: when the last [`Exec`] handle drops, `jobs` closes, the loop ends and
-//!    the runtime is dropped with its tasks (the client's connection among them).
+//!    the runtime is dropped with its tasks (the client's connection among them). The
+//!    connection's owner drains first (see `Shared`'s `Drop`), so acks already handed
+//!    over are not dropped with the tasks.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -71,6 +73,7 @@ pub(crate) fn reply_pair<R>() -> (Reply<R>, chan::Receiver<R>) {
 #[derive(Clone)]
 pub(crate) struct Exec {
     jobs: Arc<chan::Sender<Job>>,
+    thread: std::thread::ThreadId,
 }
 
 impl Exec {
@@ -81,7 +84,7 @@ impl Exec {
             .build()
             .map_err(|e| NatsError::nats("start the executor", e))?;
         let (jobs, rx) = chan::unlimited::<Job>();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name(format!("kcoro-nats {name}"))
             .spawn(move || {
                 rt.block_on(async move {
@@ -91,7 +94,12 @@ impl Exec {
                 });
             })
             .map_err(|e| NatsError::nats("start the executor thread", e))?;
-        Ok(Exec { jobs: Arc::new(jobs) })
+        Ok(Exec { jobs: Arc::new(jobs), thread: handle.thread().id() })
+    }
+
+    /// True on the executor's own thread (where waiting for a job would wait forever).
+    pub(crate) fn is_current_thread(&self) -> bool {
+        std::thread::current().id() == self.thread
     }
 
     /// Runs `fut` on the executor without waiting for it.

@@ -152,6 +152,34 @@ pub(crate) struct Shared {
     pub(crate) msg_seq: AtomicU64,
 }
 
+/// How long dropping a connection waits for what its tasks still hold to reach the server.
+const DRAIN_AT_DROP: Duration = Duration::from_secs(2);
+
+impl Drop for Shared {
+    /// The ends' tasks may still hold acks (and values) handed over just before the last
+    /// handle went, and the client may hold bytes it has not written: lost with the
+    /// executor, those acks would bring their messages back after `ack_wait`. So the
+    /// executor's other tasks get their turns first, then the client flushes; bounded, so
+    /// a server that is down cannot hold the drop.
+    fn drop(&mut self) {
+        if self.exec.is_current_thread() {
+            return;
+        }
+        let client = self.client.clone();
+        let _ = self.exec.call(Wait::timeout(DRAIN_AT_DROP), async move {
+            for _ in 0..DRAIN_TURNS {
+                tokio::task::yield_now().await;
+            }
+            let _ = client.flush().await;
+        });
+    }
+}
+
+/// Turns the executor's other tasks get at drop. Each turn an ack task hands the client
+/// what it holds until tokio's cooperative budget (128 operations) ends the turn; a
+/// backlog longer than these turns allow goes the old way (redelivered after `ack_wait`).
+const DRAIN_TURNS: usize = 8;
+
 impl Shared {
     /// A `Nats-Msg-Id` no other publish uses.
     pub(crate) fn next_msg_id(&self) -> String {

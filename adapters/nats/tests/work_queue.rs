@@ -295,6 +295,30 @@ fn a_marker_held_by_a_dead_receiver_still_closes_the_others() {
     assert!(rx.is_closed());
 }
 
+/// Acks handed over just before the last handle of a connection drops still reach the
+/// server: nothing is redelivered once `ack_wait` has passed.
+#[test]
+fn acks_made_just_before_the_connection_drops_are_not_lost() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("acks at drop", Duration::from_secs(20));
+    let o = short_ack_wait(10);
+    let (tx, rx) =
+        kcoro_nats::connect(&srv.url()).unwrap().work_queue_with::<u64>("lastacks", o.clone()).unwrap();
+    for i in 0..5 {
+        tx.send(i).unwrap();
+    }
+    let got: Vec<u64> = (0..5).map(|_| rx.recv().unwrap().ack().unwrap()).collect();
+    assert_eq!(got, vec![0, 1, 2, 3, 4]);
+    drop((tx, rx));
+
+    let later = kcoro_nats::connect(&srv.url()).unwrap().work_receiver::<u64>("lastacks", &o).unwrap();
+    // Twice the ack wait: an ack that never arrived would have brought its message back.
+    match later.recv_timeout(Duration::from_secs(2)) {
+        Err(e) => assert_eq!(e.chan(), Some(ChanError::Timeout)),
+        Ok(d) => panic!("message {} was redelivered: its ack was lost", *d),
+    }
+}
+
 #[test]
 fn unlimited_never_parks_and_drops_the_oldest_past_its_bytes() {
     let Some(srv) = server() else { return };
