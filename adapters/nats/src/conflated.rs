@@ -34,7 +34,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{check_name, decode, encode, end_headers, is_end};
 use crate::exec::Wait;
-use crate::recv::recv_family;
+use crate::recv::{forward, recv_family};
 use crate::stats::{BridgeStats, Counters, bump};
 use crate::{Nats, NatsError, SendError, Shared};
 
@@ -79,21 +79,11 @@ impl Nats {
         let counters = Arc::new(Counters::default());
         let c = Arc::clone(&counters);
         self.shared.exec.spawn(async move {
+            // Conflated: a send never waits, it replaces what this host has not taken.
             while let Some(msg) = messages.next().await {
                 let Ok(msg) = msg else { continue };
-                bump(&c.delivered);
-                if is_end(msg.headers.as_ref()) {
-                    bump(&c.end_markers);
+                if !forward(&msg, &local_tx, &c).await {
                     break;
-                }
-                match decode::<T>(&msg.payload) {
-                    // Conflated: never waits, replaces what this host has not taken.
-                    Ok(v) => {
-                        if local_tx.send_async(v).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => bump(&c.decode_errors),
                 }
             }
             local_tx.close();

@@ -1,7 +1,36 @@
-//! The receive family every bridged receiving end offers, over the local kcoro channel it
-//! reads from (its `local` field): the same shape as kcoro's own receivers, with channel
-//! reasons as [`NatsError::Chan`](crate::NatsError::Chan). One macro, so the four ends
-//! cannot drift apart.
+//! Receiving ends: the receive family every bridged end offers, over the local kcoro
+//! channel it reads from (its `local` field), the same shape as kcoro's own receivers with
+//! channel reasons as [`NatsError::Chan`](crate::NatsError::Chan) (one macro, so the four
+//! ends cannot drift apart); and the step that moves one message from NATS into that
+//! channel, shared by the ends fed by a plain subscription.
+
+use kcoro::chan;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{decode, is_end};
+use crate::stats::{Counters, bump};
+
+/// Hands one NATS message to `local`: counts it, decodes it and sends it on (an
+/// undecodable one is counted and skipped). Returns `false` when the feeding loop should
+/// stop: the end marker came, or nobody receives any more.
+pub(crate) async fn forward<T: DeserializeOwned>(
+    msg: &async_nats::Message,
+    local: &chan::Sender<T>,
+    counters: &Counters,
+) -> bool {
+    bump(&counters.delivered);
+    if is_end(msg.headers.as_ref()) {
+        bump(&counters.end_markers);
+        return false;
+    }
+    match decode::<T>(&msg.payload) {
+        Ok(v) => local.send_async(v).await.is_ok(),
+        Err(_) => {
+            bump(&counters.decode_errors);
+            true
+        }
+    }
+}
 
 /// Implements `recv`, `try_recv`, `recv_timeout`, `recv_deadline`, `recv_cancellable`,
 /// `recv_with` and `recv_async` for `$ty<$t>`, whose `local: chan::Receiver<$item>` holds

@@ -28,9 +28,9 @@ use kcoro::sync::CancelToken;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{check_subject, decode, encode, end_headers, is_end};
+use crate::codec::{check_subject, encode, end_headers};
 use crate::exec::{Reply, Wait, reply_pair};
-use crate::recv::recv_family;
+use crate::recv::{forward, recv_family};
 use crate::stats::{BridgeStats, Counters, bump};
 use crate::{Nats, NatsError, SendError, Shared};
 
@@ -111,18 +111,8 @@ impl Nats {
         let c = Arc::clone(&counters);
         self.shared.exec.spawn(async move {
             while let Some(msg) = sub.next().await {
-                bump(&c.delivered);
-                if is_end(msg.headers.as_ref()) {
-                    bump(&c.end_markers);
+                if !forward(&msg, &local_tx, &c).await {
                     break;
-                }
-                match decode::<T>(&msg.payload) {
-                    Ok(v) => {
-                        if local_tx.send_async(v).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => bump(&c.decode_errors),
                 }
             }
             let _ = sub.unsubscribe().await;
