@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Model-checks kcoro's lock-free state machines (park state, Signal, run queue, channel
-# claim protocol) with loom.
+# Model-checks kcoro's lock-free state machines (park state, Signal, run queue, task
+# registry, channel claim protocol) with loom.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUSTFLAGS="--cfg loom ${RUSTFLAGS:-}" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \

@@ -33,3 +33,19 @@ impl<T> CellExt<T> for UnsafeCell<T> {
 
 #[cfg(loom)]
 pub(crate) use loom::cell::UnsafeCell;
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::Mutex;
+
+#[cfg(loom)]
+pub(crate) use loom::sync::Mutex;
+
+/// One turn of a wait for another thread's short step (a spin hint; under loom, a yield
+/// so the model lets that thread run).
+#[inline]
+pub(crate) fn spin_wait() {
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
