@@ -207,7 +207,8 @@ impl Shared {
     {
         let id = self.next_id.fetch_add(1, Relaxed);
         let (completer, handle) = join::pair(id);
-        self.spawn_task(id, opts, f, completer)?;
+        // SAFETY: `f` is 'static: it borrows nothing.
+        unsafe { self.spawn_task(id, opts, f, completer) }?;
         Ok(handle)
     }
 
@@ -216,11 +217,32 @@ impl Shared {
     where
         F: FnOnce() + Send + 'static,
     {
-        let id = self.next_id.fetch_add(1, Relaxed);
-        self.spawn_task(id, opts, f, Completer::detached())
+        // SAFETY: `f` is 'static: it borrows nothing.
+        unsafe { self.spawn_detached_borrowing(opts, f) }
     }
 
-    fn spawn_task<F, T>(
+    /// [`spawn_detached`](Self::spawn_detached) for a closure that borrows: it is moved
+    /// onto the new coroutine's stack as it is, with no box to erase its lifetime in.
+    ///
+    /// # Safety
+    /// Everything `f` borrows stays valid until the coroutine has returned or been dropped
+    /// (a scope waits for its children; see `scope::child`).
+    pub(crate) unsafe fn spawn_detached_borrowing<F>(
+        self: &Arc<Self>,
+        opts: SpawnOptions,
+        f: F,
+    ) -> Result<(), Error>
+    where
+        F: FnOnce() + Send,
+    {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        // SAFETY: passed on from this function's contract.
+        unsafe { self.spawn_task(id, opts, f, Completer::detached()) }
+    }
+
+    /// # Safety
+    /// As [`Task::new`]: what `f` borrows outlives the coroutine's completion or drop.
+    unsafe fn spawn_task<F, T>(
         self: &Arc<Self>,
         id: u64,
         opts: SpawnOptions,
@@ -228,7 +250,7 @@ impl Shared {
         completer: Completer<T>,
     ) -> Result<(), Error>
     where
-        F: FnOnce() -> T + Send + 'static,
+        F: FnOnce() -> T + Send,
         T: Send + 'static,
     {
         if self.is_shutdown() {
@@ -236,7 +258,8 @@ impl Shared {
         }
         let stack = self.stacks.get(opts.stack_size.unwrap_or(self.stacks.stack_size()))?;
         let name = opts.name.map(String::into_boxed_str);
-        let task = Task::new(Arc::clone(self), id, name, stack, opts.token, f, completer);
+        // SAFETY: passed on from this function's contract.
+        let task = unsafe { Task::new(Arc::clone(self), id, name, stack, opts.token, f, completer) };
         let local = self.local_worker();
         let shard = local.map_or(self.workers.len(), |w| w.index);
         if !self.owned.insert(shard, &task) {
@@ -756,6 +779,16 @@ impl Handle {
         F: FnOnce() + Send + 'static,
     {
         self.shared.spawn_detached(opts, f)
+    }
+
+    /// # Safety
+    /// As [`Shared::spawn_detached_borrowing`].
+    pub(crate) unsafe fn spawn_detached_borrowing<F>(&self, opts: SpawnOptions, f: F) -> Result<(), Error>
+    where
+        F: FnOnce() + Send,
+    {
+        // SAFETY: passed on from this function's contract.
+        unsafe { self.shared.spawn_detached_borrowing(opts, f) }
     }
 
     /// Runs `f` on the blocking pool.

@@ -2,10 +2,11 @@
 //!
 //! # Soundness of borrowing
 //! A child's closure may borrow from the scope's environment (`'scope`), but the runtime
-//! wants `'static` closures. The closure is boxed and its lifetime erased; this is sound
-//! because the scope does not return (normally or by unwinding) until every packet is
-//! dropped, and a packet is dropped only after the child's closure has been consumed and
-//! its result dropped or taken (see `state.rs`). The one exception is runtime shutdown,
+//! wants `'static` closures. The closure goes onto the coroutine's stack with its lifetime
+//! unchecked (`Shared::spawn_detached_borrowing`); this is sound because the scope does
+//! not return (normally or by unwinding) until every packet is dropped, and a packet is
+//! dropped only after the child's closure has been consumed and its result dropped or
+//! taken (see `state.rs`). The one exception is runtime shutdown,
 //! which unwinds coroutines in an order of its own; see `docs/ARCHITECTURE.md`.
 
 use std::marker::PhantomData;

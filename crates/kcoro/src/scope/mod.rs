@@ -275,13 +275,12 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         O::Output: Send + 'scope,
     {
         let packet = Packet::new(Arc::clone(&self.state));
-        let main: Box<dyn FnOnce() + Send + 'scope> =
-            Box::new(child::child_main(f, Arc::clone(&packet), token.clone()));
-        // SAFETY: only the lifetime changes. The scope does not return before this child's
-        // packet is dropped, which happens after `main` has been consumed or dropped (see
-        // `child`'s module docs), so nothing `main` borrows is used after `'scope`.
-        let main: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(main) };
-        if let Err(e) = self.handle.spawn_detached(opts.cancel_token(token), main) {
+        let main = child::child_main(f, Arc::clone(&packet), token.clone());
+        // SAFETY: the scope does not return before this child's packet is dropped, which
+        // happens after `main` has been consumed or dropped (see `child`'s module docs), so
+        // nothing `main` borrows is used after `'scope`.
+        let spawned = unsafe { self.handle.spawn_detached_borrowing(opts.cancel_token(token), main) };
+        if let Err(e) = spawned {
             self.state.failed(format!("cannot spawn a scoped child: {e}").into(), false);
             packet.complete(Err(JoinError::Spawn(e)));
         }
