@@ -379,3 +379,30 @@ fn a_sleep_cut_short_by_another_workers_hand_off_makes_a_worker_partnered() {
     });
     assert!(spins > 0, "no worker became partnered");
 }
+
+/// A worker with nothing to do sleeps, and says so in its counters; a worker kept busy
+/// by a coroutine that never parks does not sleep meanwhile.
+#[test]
+fn idle_workers_count_their_sleeps() {
+    let rt = rt(2);
+    let handle = rt.handle();
+    let sleeps = || handle.worker_counters().iter().map(|c| c.sleeps).collect::<Vec<_>>();
+    rt.block_on(|| ());
+    // Nothing runs now: both workers go to sleep within their spin's few microseconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sleeps().contains(&0) {
+        assert!(std::time::Instant::now() < deadline, "an idle worker never slept: {:?}", sleeps());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let busy_worker = rt.block_on(|| {
+        let me = kcoro::worker_index().expect("on a worker");
+        let before = kcoro::Handle::try_current().expect("inside").worker_counters()[me].sleeps;
+        let until = std::time::Instant::now() + Duration::from_millis(20);
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        let after = kcoro::Handle::try_current().expect("inside").worker_counters()[me].sleeps;
+        (before, after)
+    });
+    assert_eq!(busy_worker.0, busy_worker.1, "a worker slept while its coroutine ran");
+}

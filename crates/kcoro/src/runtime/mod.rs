@@ -643,6 +643,9 @@ pub struct WorkerCounters {
     /// Idle spins made longer because the worker was partnered: its last sleep was cut
     /// short by another worker waking a coroutine of its own (a cross-worker exchange).
     pub partner_spins: u64,
+    /// Times this worker went to sleep (on its futex or in the reactor's wait) after
+    /// finding no work.
+    pub sleeps: u64,
 }
 
 impl Runtime {
@@ -843,6 +846,7 @@ impl Handle {
                     parks: count(&c.parks),
                     steals: count(&c.steals),
                     partner_spins: count(&c.partner_spins),
+                    sleeps: count(&c.sleeps),
                 }
             })
             .collect()

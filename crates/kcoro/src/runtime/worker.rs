@@ -64,7 +64,9 @@ const DEADLOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(100
 /// Tasks taken from the inject queue in one go (the rest of a batch goes to the ring).
 const INJECT_BATCH: usize = 32;
 
-/// The parts of a worker other threads may touch.
+/// The parts of a worker other threads may touch, on cache lines of their own (the array
+/// of workers would otherwise put one worker's hot fields beside its neighbour's).
+#[repr(align(128))]
 pub(crate) struct WorkerShared {
     pub(crate) stealer: Stealer<TaskRef>,
     inbox: Mutex<Vec<TaskRef>>,
@@ -76,8 +78,11 @@ pub(crate) struct WorkerShared {
     pub(crate) stats: WorkerStats,
 }
 
-/// Counters written by the owning worker only (Relaxed), summed by `Runtime::stats`.
+/// Counters written by the owning worker only (Relaxed), summed by `Runtime::stats`. On
+/// lines of their own: other workers read the inbox and sleep state beside them while the
+/// owner bumps these on every resume.
 #[derive(Default)]
+#[repr(align(128))]
 pub(crate) struct WorkerStats {
     pub(crate) spawned: AtomicU64,
     pub(crate) started: AtomicU64,
@@ -89,6 +94,7 @@ pub(crate) struct WorkerStats {
     pub(crate) inject_pulls: AtomicU64,
     pub(crate) resumes: AtomicU64,
     pub(crate) partner_spins: AtomicU64,
+    pub(crate) sleeps: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -570,6 +576,7 @@ impl Worker {
         let me = self.me();
         let was_searching = std::mem::replace(&mut self.core().searching, false);
         let slept_at = std::time::Instant::now();
+        bump(&me.stats.sleeps);
         shared.idle.register_sleeper(self.index, &me.sleep);
         if was_searching {
             shared.idle.transition_from_searching();
