@@ -317,6 +317,10 @@ pub struct Row {
     /// Medians of the runs' [`NetStats`], field by field.
     #[serde(skip_serializing_if = "Option::is_none")]
     net: Option<NetStats>,
+    /// The fastest and slowest cross-CPU round trip measured just before the runs
+    /// ([`core_probe`](crate::core_probe)): how far apart the host kept the two CPUs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    core_rtt_ns: Option<(f64, f64)>,
 }
 
 /// A row that failed, kept for the details printed under the table.
@@ -400,8 +404,8 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 println!("{:<CASE_COL$} {imp:<IMPL_COL$} skipped", case.name);
                 continue;
             }
-            let samples = match measure(command, runs, case.timeout) {
-                Ok(samples) => samples,
+            let (samples, probes) = match measure(command, runs, case.timeout) {
+                Ok(measured) => measured,
                 Err(detail) => {
                     print_error_row(case.name, imp, &detail);
                     failures.push(Failure { case: case.name, imp, detail });
@@ -449,6 +453,15 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 net: cols.net.then_some((ops, net)),
             };
             print_row(case.name, imp, (ns, max_ns / min_ns), kcoro_ns, cells);
+            let core_rtt_ns = (!probes.is_empty()).then(|| min_max(probes.iter().copied()));
+            if let Some((lo, hi)) = core_rtt_ns
+                && max_ns / min_ns >= SPREAD_MARK
+            {
+                println!(
+                    "{:CASE_COL$} {:IMPL_COL$} (cross-CPU round trip before these runs: {lo:.0}–{hi:.0} ns)",
+                    "", ""
+                );
+            }
             if is_kcoro(imp) {
                 kcoro_ns = Some(ns);
             }
@@ -465,6 +478,7 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 allocs_per_op: allocs,
                 bytes_per_sec,
                 net,
+                core_rtt_ns,
             });
         }
     }
@@ -486,19 +500,22 @@ pub fn run_child_command(suite: &Suite, case: &str, imp: &str, n: u64) -> Result
     Ok(())
 }
 
-/// Runs `runs` children made by `command`, one after the other; the first failure ends
-/// the row.
+/// Runs `runs` children made by `command`, one after the other, each just after a
+/// cross-CPU probe; the first failure ends the row. Returns the measurements and the
+/// probes' round trips.
 fn measure(
     command: impl Fn() -> Option<Command>,
     runs: usize,
     timeout: Duration,
-) -> Result<Vec<Measurement>, String> {
-    (0..runs)
-        .map(|_| {
-            let cmd = command().ok_or("no command for this implementation")?;
-            run_child(cmd, timeout)
-        })
-        .collect()
+) -> Result<(Vec<Measurement>, Vec<f64>), String> {
+    let mut samples = Vec::with_capacity(runs);
+    let mut probes = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        probes.extend(crate::core_probe::round_trip_ns());
+        let cmd = command().ok_or("no command for this implementation")?;
+        samples.push(run_child(cmd, timeout)?);
+    }
+    Ok((samples, probes))
 }
 
 /// Median of `values`; the mean of the middle two for an even count, NaN when empty.
@@ -675,6 +692,12 @@ fn print_header(suite: &Suite, opts: &Options, cols: Columns) {
         "spread = slowest run / fastest run ({SPREAD_MARK} or more is marked '!': the runs differ, \
          by where the parties started or by the machine's noise)"
     );
+    if let Some(ns) = crate::core_probe::round_trip_ns() {
+        println!(
+            "cross-CPU round trip now: {ns:.0} ns (measured before every run too, and shown under \
+             rows marked '!': on a VM it changes with where the host places the CPUs)"
+        );
+    }
     for note in suite.notes {
         println!("  {note}");
     }
@@ -1003,11 +1026,14 @@ mod tests {
             allocs_per_op: None,
             bytes_per_sec: Some(2e9),
             net: None,
+            core_rtt_ns: None,
         };
         assert_eq!(
             serde_json::to_string(&row).unwrap(),
             r#"{"suite":"s","case":"c","impl":"kcoro","ns_per_op":500.0,"min_ns_per_op":490.0,"max_ns_per_op":520.0,"ops_per_sec":2000000.0,"runs":3,"bytes_per_sec":2000000000.0}"#
         );
+        let probed = Row { core_rtt_ns: Some((64.0, 351.0)), ..row };
+        assert!(serde_json::to_string(&probed).unwrap().ends_with(r#""core_rtt_ns":[64.0,351.0]}"#));
     }
 
     #[test]

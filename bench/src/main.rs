@@ -17,6 +17,7 @@ mod adapter_suite;
 mod alloc_count;
 mod capi_suite;
 mod chan_suite;
+mod core_probe;
 mod go;
 mod harness;
 mod ipc_suite;

@@ -34,7 +34,7 @@ mod kcoro_net;
 mod load;
 mod proto;
 mod server;
-mod sys;
+pub(crate) mod sys;
 mod tokio_net;
 mod wrk;
 
