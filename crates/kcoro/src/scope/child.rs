@@ -19,7 +19,6 @@ use super::state::ScopeState;
 use crate::error::JoinError;
 use crate::park::Signal;
 use crate::runtime::context;
-use crate::sync::CancelToken;
 
 pub(crate) struct Packet<T> {
     scope: Arc<ScopeState>,
@@ -51,12 +50,8 @@ impl<T> Drop for Packet<T> {
 }
 
 /// The body of a child coroutine: runs `f`, reports failure to the scope, fills `packet`.
-/// `token` is the child's own token (the scope's, or a producer's).
-pub(crate) fn child_main<F, O>(
-    f: F,
-    packet: Arc<Packet<O::Output>>,
-    token: CancelToken,
-) -> impl FnOnce() + Send
+/// The child runs with its own token (the scope's, or a producer's) as its ambient token.
+pub(crate) fn child_main<F, O>(f: F, packet: Arc<Packet<O::Output>>) -> impl FnOnce() + Send
 where
     F: FnOnce() -> O + Send,
     O: Outcome,
@@ -68,7 +63,10 @@ where
             Ok(outcome) => match outcome.into_result() {
                 Ok(v) => Ok(v),
                 Err(e) => {
-                    packet.scope.failed(e, token.is_cancelled());
+                    // Read here, not cloned at spawn: a clone per child is a reference
+                    // count bounced between the spawning and the running worker.
+                    let cancelled = crate::sync::current_token().is_some_and(|t| t.is_cancelled());
+                    packet.scope.failed(e, cancelled);
                     Err(JoinError::Failed)
                 }
             },

@@ -275,7 +275,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         O::Output: Send + 'scope,
     {
         let packet = Packet::new(Arc::clone(&self.state));
-        let main = child::child_main(f, Arc::clone(&packet), token.clone());
+        let main = child::child_main(f, Arc::clone(&packet));
         // SAFETY: the scope does not return before this child's packet is dropped, which
         // happens after `main` has been consumed or dropped (see `child`'s module docs), so
         // nothing `main` borrows is used after `'scope`.
