@@ -63,7 +63,7 @@ impl Nats {
             .shared
             .exec
             .call(Wait::FOREVER, async move {
-                let stream = js.get_or_create_stream(config).await.map_err(|e| e.to_string())?;
+                let stream = crate::setup::stream(&js, config).await.map_err(|e| e.to_string())?;
                 let ordered = pull::OrderedConfig {
                     filter_subject: filter,
                     deliver_policy: DeliverPolicy::LastPerSubject,

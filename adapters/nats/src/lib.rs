@@ -35,6 +35,7 @@ mod exec;
 mod recv;
 mod rendezvous;
 pub mod server;
+mod setup;
 mod stats;
 mod subject;
 mod work_queue;

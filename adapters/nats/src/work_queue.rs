@@ -245,7 +245,7 @@ impl Nats {
         let js = self.shared.js.clone();
         self.shared
             .exec
-            .call(Wait::FOREVER, async move { js.get_or_create_stream(config).await })?
+            .call(Wait::FOREVER, async move { crate::setup::stream(&js, config).await })?
             .map_err(|e| NatsError::nats("create stream", e))
     }
 }

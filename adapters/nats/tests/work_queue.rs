@@ -377,3 +377,36 @@ fn a_server_that_is_down_is_a_clear_connect_error() {
     assert!(matches!(e, NatsError::Connect { .. }), "{e}");
     assert!(e.to_string().contains(&url), "{e}");
 }
+
+/// Hosts that start at once all declare the queue's stream: whichever loses the race to
+/// create it must take the stream the winner made, not fail. (The server answers a
+/// create that lost with "subjects overlap", not with the stream.)
+#[test]
+fn ends_declared_at_once_from_many_connections_all_open() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("ends_declared_at_once_from_many_connections_all_open", Duration::from_secs(60));
+    const RACERS: usize = 6;
+    for round in 0..100 {
+        let name = format!("race{round}");
+        let start = std::sync::Arc::new(std::sync::Barrier::new(RACERS));
+        let racers: Vec<_> = (0..RACERS)
+            .map(|i| {
+                let (url, name, start) = (srv.url(), name.clone(), std::sync::Arc::clone(&start));
+                std::thread::spawn(move || {
+                    let nats = kcoro_nats::connect(&url).expect("connects");
+                    start.wait();
+                    if i % 2 == 0 {
+                        nats.work_sender::<Job>(&name, &opts(100)).map(drop)
+                    } else {
+                        nats.work_receiver::<Job>(&name, &opts(100)).map(drop)
+                    }
+                })
+            })
+            .collect();
+        for r in racers {
+            if let Err(e) = r.join().expect("racer panicked") {
+                panic!("round {round}: an end failed to open: {e}");
+            }
+        }
+    }
+}
