@@ -100,7 +100,7 @@ impl Nats {
             .call(Wait::FOREVER, async move {
                 let requests = client.queue_subscribe(subj, "kcoro-rv".to_string()).await?;
                 let ends = client.subscribe(end).await?;
-                client.flush().await?;
+                crate::setup::settled(&client).await?;
                 Ok::<_, async_nats::Error>((requests, ends))
             })?
             .map_err(|e| NatsError::nats("subscribe", e))?;

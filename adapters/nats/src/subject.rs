@@ -101,7 +101,7 @@ impl Nats {
             .exec
             .call(Wait::FOREVER, async move {
                 let sub = client.subscribe(subj).await?;
-                client.flush().await?;
+                crate::setup::settled(&client).await?;
                 Ok::<_, async_nats::Error>(sub)
             })?
             .map_err(|e| NatsError::nats("subscribe", e))?;
