@@ -75,7 +75,7 @@ impl Owned {
 
     /// Takes out every registered task matching `pred`.
     pub(crate) fn take_where(&self, pred: impl Fn(&TaskRef) -> bool) -> Vec<TaskRef> {
-        let out = self.0.take_where(|t| pred(t));
+        let out = self.0.take_where(pred);
         for t in &out {
             t.owned_key.set(usize::MAX);
         }
