@@ -14,10 +14,19 @@
 //! except [`ByteLen`](super::ByteLen) for payload-measuring channels, which must be cheap
 //! and must not panic.
 //!
+//! # The ring
+//! A [`Flavor::Ring`] channel's buffer is also reached without the lock: `send` and `recv`
+//! try the ring first and take the lock only when it is full, empty or flagged. Parking
+//! raises the ring's flags (`park_*_locked`), which sends every later operation through
+//! the lock; the flags come down at unlock when nobody is parked (see `flavor::ring`).
+//!
 //! # Invariants
 //! - `closed` ⇒ both queues hold no live entries (close wakes them all, and nobody
 //!   parks on a closed channel).
 //! - Buffer non-empty ⇒ no live parked receivers; see each flavour for the sender side.
+//!   On a ring channel both hold whenever the lock is held: a parked operation's flags keep
+//!   lock-free operations out of the ring.
+//! - Ring channel: an entry in either queue ⇒ pushes blocked; in `senders` ⇒ pops blocked.
 //! - Every operation that completes updates the counters exactly once, under the lock:
 //!   a hand-off is counted as one send and one receive by whoever moves the value.
 
@@ -26,6 +35,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::{ChanError, SendError};
+use super::flavor::ring::{Pop, Push, Ring};
 use super::flavor::{Flavor, Kind, Offer};
 use super::lock::{Guard, Lock};
 use super::stats::{Counters, Measure, Snapshot};
@@ -33,6 +43,7 @@ use super::waiter::{Entry, WaitQueue, Waiter};
 use crate::loom::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use crate::park;
 use crate::sync::CancelToken;
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 
 /// Callback for values that were accepted by the channel but never received.
@@ -80,6 +91,19 @@ impl<'a> Wait<'a> {
 }
 
 pub(crate) struct Chan<T> {
+    /// The buffer of a [`Flavor::Ring`] channel, reached without the lock by sends and
+    /// receives while nobody is parked (see `flavor::ring`).
+    ring: Option<Arc<Ring<T>>>,
+    measure: Measure<T>,
+    kind: Kind,
+    /// `zcopy::CAP_*` bits: what the channel moves.
+    caps: u32,
+    /// Unique in the process, from [`NEXT_ID`]; snapshots carry it.
+    id: u64,
+    on_undelivered: Option<Undelivered<T>>,
+    pub(crate) name: Option<String>,
+    /// Cancelled when the channel is (a `produce` channel stops its producer this way).
+    cancel_on_discard: Option<CancelToken>,
     inner: Lock<Inner<T>>,
     /// Mirror of `inner.closed` for lock-free queries; set under the lock, never cleared.
     closed: AtomicBool,
@@ -93,16 +117,6 @@ pub(crate) struct Chan<T> {
     fast_would_block: AtomicU64,
     pub(crate) senders: AtomicUsize,
     pub(crate) receivers: AtomicUsize,
-    kind: Kind,
-    measure: Measure<T>,
-    on_undelivered: Option<Undelivered<T>>,
-    pub(crate) name: Option<String>,
-    /// Unique in the process, from [`NEXT_ID`]; snapshots carry it.
-    id: u64,
-    /// `zcopy::CAP_*` bits: what the channel moves.
-    caps: u32,
-    /// Cancelled when the channel is (a `produce` channel stops its producer this way).
-    cancel_on_discard: Option<CancelToken>,
 }
 
 /// The next channel id; ids start at 1 so that 0 can mean "no channel". A plain std
@@ -117,6 +131,10 @@ pub(crate) struct Inner<T> {
     receivers: WaitQueue<T>,
     closed: bool,
     stats: Counters,
+    /// A ring channel's flags, mirrored: pushes (pops) go through the lock. Set when an
+    /// operation parks; cleared at unlock once nobody (no sender) is parked.
+    pushes_blocked: bool,
+    pops_blocked: bool,
 }
 
 /// Work left for after unlocking: a waiter to wake, a value to report undelivered.
@@ -144,10 +162,11 @@ impl<T> After<T> {
     }
 }
 
-/// The channel lock, held. Releasing it refreshes the channel's `maybe_ready` hint.
+/// The channel lock, held. Releasing it refreshes the channel's `maybe_ready` hint (or
+/// lowers a ring's flags).
 pub(crate) struct Locked<'a, T> {
-    guard: Guard<'a, Inner<T>>,
-    hint: &'a AtomicUsize,
+    guard: ManuallyDrop<Guard<'a, Inner<T>>>,
+    chan: &'a Chan<T>,
 }
 
 impl<T> Deref for Locked<'_, T> {
@@ -166,13 +185,69 @@ impl<T> DerefMut for Locked<'_, T> {
 }
 
 impl<T> Drop for Locked<'_, T> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
-        let g = &*self.guard;
-        let ready = g.buf.len() + g.senders.len() + usize::from(g.closed);
-        // Release: pairs with the Acquire in `Chan::recv`'s fast path. Stale sender
-        // entries only over-approximate, which costs a lock, never a wrong answer.
-        self.hint.store(ready, Release);
+        let g = &mut **self.guard;
+        match &self.chan.ring {
+            None => {
+                let ready = g.buf.len() + g.senders.len() + usize::from(g.closed);
+                // Release: pairs with the Acquire in `Chan::recv`'s fast path. Stale sender
+                // entries only over-approximate, which costs a lock, never a wrong answer.
+                self.chan.maybe_ready.store(ready, Release);
+            }
+            Some(ring) => {
+                if g.pushes_blocked || g.pops_blocked {
+                    lower_flags(ring, g);
+                }
+            }
+        }
+        // SAFETY: the guard is dropped once, here, and not used after.
+        unsafe { ManuallyDrop::drop(&mut self.guard) };
+    }
+}
+
+/// Lowers a ring's flags once nobody (no sender) is parked. Stale entries keep them up,
+/// which costs locks, never a wrong answer. Caller holds the lock.
+#[cold]
+#[inline(never)]
+fn lower_flags<T>(ring: &Ring<T>, g: &mut Inner<T>) {
+    if g.pops_blocked && g.senders.len() == 0 {
+        g.pops_blocked = false;
+        ring.unblock_pops();
+    }
+    if g.pushes_blocked && g.senders.len() == 0 && g.receivers.len() == 0 {
+        g.pushes_blocked = false;
+        ring.unblock_pushes();
+    }
+}
+
+/// Waiters a parking operation claimed for others: wake them once the lock is released.
+#[must_use]
+pub(crate) struct Wakes(Vec<Arc<Waiter>>);
+
+impl Wakes {
+    /// Caller has released the channel lock.
+    #[inline]
+    pub(crate) fn run(self) {
+        if !self.0.is_empty() {
+            Self::notify_all(self.0);
+        }
+    }
+
+    /// Adds `w`, unless it is the parking caller's own waiter (`own`): the caller looks at
+    /// its waiter before it waits.
+    fn defer(&mut self, w: Arc<Waiter>, own: *const Waiter) {
+        if !std::ptr::eq(Arc::as_ptr(&w), own) {
+            self.0.push(w);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn notify_all(waiters: Vec<Arc<Waiter>>) {
+        for w in waiters {
+            w.notify();
+        }
     }
 }
 
@@ -199,14 +274,21 @@ impl<T> Chan<T> {
         caps: u32,
         cancel_on_discard: Option<CancelToken>,
     ) -> Self {
+        let ring = match &buf {
+            Flavor::Ring(r) => Some(Arc::clone(r)),
+            _ => None,
+        };
         Chan {
             kind: buf.kind(),
+            ring,
             inner: Lock::new(Inner {
                 buf,
                 senders: WaitQueue::default(),
                 receivers: WaitQueue::default(),
                 closed: false,
                 stats: Counters::default(),
+                pushes_blocked: false,
+                pops_blocked: false,
             }),
             closed: AtomicBool::new(false),
             maybe_ready: AtomicUsize::new(0),
@@ -229,7 +311,7 @@ impl<T> Chan<T> {
 
     #[inline]
     pub(crate) fn lock(&self) -> Locked<'_, T> {
-        Locked { guard: self.inner.lock(), hint: &self.maybe_ready }
+        Locked { guard: ManuallyDrop::new(self.inner.lock()), chan: self }
     }
 
     pub(crate) fn kind(&self) -> Kind {
@@ -238,6 +320,15 @@ impl<T> Chan<T> {
 
     pub(crate) fn measure(&self, v: &T) -> usize {
         self.measure.of(v)
+    }
+
+    /// Bytes per message of a channel that counts `size_of`-style fixed sizes (0 for one
+    /// that measures payloads: ring channels never do).
+    fn measure_fixed(&self) -> u64 {
+        match self.measure {
+            Measure::Fixed(n) => n as u64,
+            Measure::Payload(_) => 0,
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -284,7 +375,10 @@ impl<T> Chan<T> {
             Offer::Displaced(old) => Some(old),
             Offer::Dropped(new) => Some(new),
         };
-        g.stats.sent(bytes);
+        // A ring counts its own traffic by its positions.
+        if self.ring.is_none() {
+            g.stats.sent(bytes);
+        }
         if dropped.is_some() {
             g.stats.overflow_drops += 1;
             g.stats.undelivered += 1;
@@ -296,7 +390,9 @@ impl<T> Chan<T> {
     #[inline]
     pub(crate) fn try_recv_locked(&self, g: &mut Inner<T>, own: Option<&Arc<Waiter>>) -> RecvAttempt<T> {
         if let Some(v) = g.buf.take() {
-            g.stats.received(self.measure(&v));
+            if self.ring.is_none() {
+                g.stats.received(self.measure(&v));
+            }
             let mut after = After::NOTHING;
             // A place was freed: the oldest parked sender's value moves in.
             if let Some(e) = g.senders.pop_claim(own) {
@@ -309,7 +405,9 @@ impl<T> Chan<T> {
                     None => unreachable!("try_recv_locked: a parked sender's slot is empty"),
                 }
                 e.waiter.mark_done(e.clause);
-                g.stats.sent(e.bytes);
+                if self.ring.is_none() {
+                    g.stats.sent(e.bytes);
+                }
                 after = After::wake(e.waiter);
             }
             return RecvAttempt::Got(v, after);
@@ -338,7 +436,7 @@ impl<T> Chan<T> {
         match &g.buf {
             Flavor::Buffered(b) => b.overflow() != super::Overflow::Suspend,
             Flavor::Conflated(_) => true,
-            Flavor::Rendezvous(_) | Flavor::Unlimited(_) | Flavor::Backend(_) => false,
+            Flavor::Rendezvous(_) | Flavor::Ring(_) | Flavor::Unlimited(_) | Flavor::Backend(_) => false,
         }
     }
 
@@ -347,12 +445,74 @@ impl<T> Chan<T> {
         g.buf.len() > 0 || g.senders.has_live(Some(own)) || g.closed
     }
 
-    pub(crate) fn park_sender_locked(&self, g: &mut Inner<T>, e: Entry<T>) {
+    /// Parks a sender that found no room. On a ring channel, first sends every push and
+    /// pop through the lock, then moves parked senders in while there is room: a pop that
+    /// bypassed the lock may have made room since the caller looked.
+    #[inline]
+    pub(crate) fn park_sender_locked(&self, g: &mut Inner<T>, e: Entry<T>) -> Wakes {
+        let own = Arc::as_ptr(&e.waiter);
         g.senders.push(e);
+        match &self.ring {
+            Some(ring) => Self::fill_from_senders(ring, g, own),
+            None => Wakes(Vec::new()),
+        }
     }
 
-    pub(crate) fn park_receiver_locked(&self, g: &mut Inner<T>, e: Entry<T>) {
+    #[inline(never)]
+    fn fill_from_senders(ring: &Ring<T>, g: &mut Inner<T>, own: *const Waiter) -> Wakes {
+        let mut wakes = Wakes(Vec::new());
+        block(ring, g, true);
+        // Pushes and pops are ours alone now: room seen here stays.
+        while ring.len() < ring.capacity()
+            && let Some(e) = g.senders.pop_claim(None)
+        {
+            // SAFETY: claimed by pop_claim, under the lock.
+            let Some(v) = (unsafe { e.take() }) else {
+                unreachable!("park_sender_locked: a parked sender's slot is empty")
+            };
+            if ring.push_locked(v).is_err() {
+                unreachable!("park_sender_locked: no room in a ring that had room");
+            }
+            e.waiter.mark_done(e.clause);
+            wakes.defer(e.waiter, own);
+        }
+        wakes
+    }
+
+    /// Parks a receiver that found nothing. On a ring channel, first sends every push
+    /// through the lock, then serves parked receivers from the ring: a push that bypassed
+    /// the lock may have landed since the caller looked.
+    #[inline]
+    pub(crate) fn park_receiver_locked(&self, g: &mut Inner<T>, e: Entry<T>) -> Wakes {
+        let own = Arc::as_ptr(&e.waiter);
         g.receivers.push(e);
+        match &self.ring {
+            Some(ring) => Self::serve_receivers(ring, g, own),
+            None => Wakes(Vec::new()),
+        }
+    }
+
+    #[inline(never)]
+    fn serve_receivers(ring: &Ring<T>, g: &mut Inner<T>, own: *const Waiter) -> Wakes {
+        let mut wakes = Wakes(Vec::new());
+        block(ring, g, false);
+        if ring.len() == 0 {
+            return wakes; // pushes are ours alone: it stays empty
+        }
+        // Freeze the pops too, so a value taken is one a receiver gets.
+        block(ring, g, true);
+        while ring.len() > 0
+            && let Some(e) = g.receivers.pop_claim(None)
+        {
+            let Some(v) = ring.pop_locked() else {
+                unreachable!("park_receiver_locked: a frozen ring with values is empty")
+            };
+            // SAFETY: claimed by pop_claim, under the lock.
+            unsafe { e.put(v) };
+            e.waiter.mark_done(e.clause);
+            wakes.defer(e.waiter, own);
+        }
+        wakes
     }
 
     /// Removes `w`'s entries from both queues. Caller holds the lock.
@@ -387,10 +547,38 @@ impl<T> Chan<T> {
         self.undelivered(v);
     }
 
+    // ---- without the lock ---------------------------------------------------------------
+
+    /// A ring channel's send without the lock. `Full`: no room, and nobody parked (a
+    /// parked receiver would have raised a flag), so the send cannot complete now;
+    /// `Refused`: ask under the lock (always, for other kinds).
+    #[inline]
+    pub(crate) fn send_lock_free(&self, v: T) -> Push<T> {
+        match &self.ring {
+            Some(ring) => ring.try_push(v),
+            None => Push::Refused(v),
+        }
+    }
+
+    /// A ring channel's receive without the lock. `Empty`: nothing buffered, nobody parked
+    /// and the channel open, so the receive cannot complete now; `Refused`: ask under the
+    /// lock (always, for other kinds).
+    #[inline]
+    pub(crate) fn recv_lock_free(&self) -> Pop<T> {
+        match &self.ring {
+            Some(ring) => ring.try_pop(),
+            None => Pop::Refused,
+        }
+    }
+
     // ---- whole operations -------------------------------------------------------------
 
     /// Sends, waiting as `wait` allows.
     pub(crate) fn send(&self, v: T, wait: Wait<'_>) -> Result<(), SendError<T>> {
+        let v = match self.send_lock_free(v) {
+            Push::Done => return Ok(()),
+            Push::Full(v) | Push::Refused(v) => v,
+        };
         let bytes = self.measure(&v);
         let mut g = self.lock();
         let v = match self.try_send_locked(&mut g, v, bytes, None) {
@@ -407,8 +595,12 @@ impl<T> Chan<T> {
         }
         let waiter = Waiter::for_current();
         let slot = UnsafeCell::new(Some(v));
-        g.senders.push(Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes });
+        let wakes = self.park_sender_locked(
+            &mut g,
+            Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes },
+        );
         drop(g);
+        wakes.run();
         let outcome = {
             let mut parked = Withdraw { chan: self, waiter: &waiter, armed: true };
             let outcome = park_on(&waiter, wait);
@@ -440,7 +632,14 @@ impl<T> Chan<T> {
 
     /// Receives, waiting as `wait` allows.
     pub(crate) fn recv(&self, wait: Wait<'_>) -> Result<T, ChanError> {
-        if wait.until == Until::Now && wait.cancel.is_none() && self.maybe_ready.load(Acquire) == 0 {
+        let plain_try = wait.until == Until::Now && wait.cancel.is_none();
+        let nothing = match self.recv_lock_free() {
+            Pop::Got(v) => return Ok(v),
+            Pop::Empty => plain_try,
+            Pop::Refused if self.ring.is_some() => false,
+            Pop::Refused => plain_try && self.maybe_ready.load(Acquire) == 0,
+        };
+        if nothing {
             self.fast_would_block.fetch_add(1, Relaxed);
             return Err(ChanError::WouldBlock);
         }
@@ -459,8 +658,12 @@ impl<T> Chan<T> {
         }
         let waiter = Waiter::for_current();
         let slot = UnsafeCell::new(None);
-        g.receivers.push(Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes: 0 });
+        let wakes = self.park_receiver_locked(
+            &mut g,
+            Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes: 0 },
+        );
         drop(g);
+        wakes.run();
         let outcome = {
             let mut parked = Withdraw { chan: self, waiter: &waiter, armed: true };
             let outcome = park_on(&waiter, wait);
@@ -503,6 +706,9 @@ impl<T> Chan<T> {
         g.closed = true;
         // Release: pairs with the Acquire in `is_closed`.
         self.closed.store(true, Release);
+        if let Some(ring) = &self.ring {
+            ring.close();
+        }
         let mut woken = Vec::new();
         for e in g.receivers.take_all() {
             if e.waiter.try_claim(e.clause) {
@@ -544,8 +750,12 @@ impl<T> Chan<T> {
 
     pub(crate) fn snapshot(&self) -> Snapshot {
         let g = self.lock();
-        let mut snap =
-            Snapshot::new(self.name.clone(), self.kind, g.buf.capacity(), g.buf.len(), g.closed, &g.stats);
+        let mut stats = g.stats.clone();
+        let mut len = g.buf.len();
+        if let Some(ring) = &self.ring {
+            len = add_ring_traffic(ring, &mut stats, self.measure_fixed());
+        }
+        let mut snap = Snapshot::new(self.name.clone(), self.kind, g.buf.capacity(), len, g.closed, &stats);
         snap.id = self.id;
         snap.parked_senders = g.senders.live();
         snap.parked_receivers = g.receivers.live();
@@ -553,6 +763,34 @@ impl<T> Chan<T> {
         snap.set_capabilities(self.caps);
         snap
     }
+}
+
+/// Sends pushes (and with `pops`, pops too) of `ring` through the lock. Caller holds it.
+fn block<T>(ring: &Ring<T>, g: &mut Inner<T>, pops: bool) {
+    if !g.pushes_blocked {
+        g.pushes_blocked = true;
+        ring.block_pushes();
+    }
+    if pops && !g.pops_blocked {
+        g.pops_blocked = true;
+        ring.block_pops();
+    }
+}
+
+/// Adds what went through `ring` (sends, receives, their bytes at `bytes_each`, the
+/// operation times) to `stats`; returns the values buffered, consistent with the counts.
+fn add_ring_traffic<T>(ring: &Ring<T>, stats: &mut Counters, bytes_each: u64) -> usize {
+    let (pushed, popped) = ring.traffic();
+    stats.sends += pushed;
+    stats.recvs += popped;
+    stats.bytes_sent += pushed * bytes_each;
+    stats.bytes_recv += popped * bytes_each;
+    let (first, last) = ring.op_times();
+    if first != 0 && (stats.first_op_ns == 0 || first < stats.first_op_ns) {
+        stats.first_op_ns = first;
+    }
+    stats.last_op_ns = stats.last_op_ns.max(last);
+    (pushed - popped) as usize
 }
 
 /// Withdraws a parked operation's entry if its frame unwinds while parked (a runtime

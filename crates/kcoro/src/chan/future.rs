@@ -106,11 +106,12 @@ impl<T> Future for SendFuture<'_, T> {
         };
         let waiter = Waiter::for_future();
         let slot = Box::new(UnsafeCell::new(Some(v)));
-        chan.park_sender_locked(
+        let wakes = chan.park_sender_locked(
             &mut g,
             Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes },
         );
         drop(g);
+        wakes.run();
         this.parked = Some(Parked { waiter, slot });
         Pin::new(this).poll(cx)
     }
@@ -149,11 +150,12 @@ impl<T> RecvOp<T> {
         }
         let waiter = Waiter::for_future();
         let slot = Box::new(UnsafeCell::new(None));
-        chan.park_receiver_locked(
+        let wakes = chan.park_receiver_locked(
             &mut g,
             Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes: 0 },
         );
         drop(g);
+        wakes.run();
         self.parked = Some(Parked { waiter, slot });
         self.poll(chan, cx)
     }

@@ -65,7 +65,7 @@ pub use stats::{ByteLen, Failures, Rate, Snapshot, ZeroCopyStats};
 
 use self::core::{Chan, Undelivered};
 use crate::zcopy;
-use flavor::{Flavor, buffered, conflated, rendezvous, unlimited};
+use flavor::{Flavor, buffered, conflated, rendezvous, ring, unlimited};
 use stats::Measure;
 
 /// Capacity used by `buffered(0)`, as in the kcoro C API.
@@ -250,6 +250,13 @@ impl<T> Builder<T> {
             Some(flavor) => flavor,
             None => match self.kind {
                 Kind::Rendezvous => Flavor::Rendezvous(rendezvous::Buffer),
+                // The lock-free ring counts its traffic by position, so it takes channels
+                // whose messages all count the same bytes, and suspends when full.
+                Kind::Buffered
+                    if self.overflow == Overflow::Suspend && matches!(self.measure, Measure::Fixed(_)) =>
+                {
+                    Flavor::Ring(Arc::new(ring::Ring::new(self.capacity)))
+                }
                 Kind::Buffered => Flavor::Buffered(buffered::Buffer::new(self.capacity, self.overflow)),
                 Kind::Conflated => Flavor::Conflated(conflated::Buffer::new()),
                 Kind::Unlimited => Flavor::Unlimited(unlimited::Buffer::new()),

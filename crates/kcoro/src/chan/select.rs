@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::core::{Chan, RecvAttempt, SendAttempt, Until, Wait, park_on};
 use super::error::{ChanError, SendError};
+use super::flavor::ring::{Pop, Push};
 use super::handle::{Receiver, Sender};
 use super::waiter::{Entry, Waiter};
 use crate::sync::CancelToken;
@@ -71,6 +72,14 @@ impl<'a, T> RecvClause<'a, T> {
 impl<T> Clause for RecvClause<'_, T> {
     fn try_now(&mut self) -> bool {
         let chan = self.chan;
+        match chan.recv_lock_free() {
+            Pop::Got(v) => {
+                self.result = Some(Ok(v));
+                return true;
+            }
+            Pop::Empty => return false,
+            Pop::Refused => {}
+        }
         let mut g = chan.lock();
         let result = match chan.try_recv_locked(&mut g, None) {
             RecvAttempt::Got(v, after) => {
@@ -91,10 +100,12 @@ impl<T> Clause for RecvClause<'_, T> {
             return true;
         }
         let slot = self.slot.get();
-        self.chan.park_receiver_locked(
+        let wakes = self.chan.park_receiver_locked(
             &mut g,
             Entry { waiter: Arc::clone(waiter), clause: index, slot, bytes: 0 },
         );
+        drop(g);
+        wakes.run();
         false
     }
 
@@ -147,6 +158,17 @@ impl<T> Clause for SendClause<'_, T> {
         // A clause that already won in an earlier wait of a reused `Select` is spent.
         let Some(v) = self.slot.get_mut().take() else { return false };
         let chan = self.chan;
+        let v = match chan.send_lock_free(v) {
+            Push::Done => {
+                self.result = Some(Ok(()));
+                return true;
+            }
+            Push::Full(v) => {
+                *self.slot.get_mut() = Some(v);
+                return false;
+            }
+            Push::Refused(v) => v,
+        };
         let mut g = chan.lock();
         let result = match chan.try_send_locked(&mut g, v, self.bytes, None) {
             SendAttempt::Sent(after) => {
@@ -173,8 +195,11 @@ impl<T> Clause for SendClause<'_, T> {
             return true;
         }
         let (slot, bytes) = (self.slot.get(), self.bytes);
-        self.chan
+        let wakes = self
+            .chan
             .park_sender_locked(&mut g, Entry { waiter: Arc::clone(waiter), clause: index, slot, bytes });
+        drop(g);
+        wakes.run();
         false
     }
 

@@ -373,7 +373,7 @@ impl Rate {
 
 /// `CLOCK_MONOTONIC_COARSE` in ns; never 0 (0 means "no operation yet").
 #[inline]
-fn coarse_now_ns() -> u64 {
+pub(crate) fn coarse_now_ns() -> u64 {
     #[cfg(any(miri, loom))]
     {
         1

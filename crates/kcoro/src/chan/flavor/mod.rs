@@ -3,12 +3,16 @@
 //! Waiting, hand-off, close and counting are shared (`chan::core`); each flavour file
 //! holds one `Buffer<T>` with the same methods in the same order — `offer`, `take`, `len`,
 //! `capacity`, `drain` — and [`Flavor`] dispatches to them, so adding a kind is guided by
-//! exhaustiveness errors.
+//! exhaustiveness errors. The exception is `ring.rs`, the buffered kind's lock-free ring,
+//! which the channel also uses without its lock; its `Flavor` arm adapts it.
+
+use std::sync::Arc;
 
 pub(crate) mod backend;
 pub(crate) mod buffered;
 pub(crate) mod conflated;
 pub(crate) mod rendezvous;
+pub(crate) mod ring;
 pub(crate) mod unlimited;
 
 /// The channel kinds, with the kcoro C numbering (`kc_kind`).
@@ -75,6 +79,9 @@ pub(crate) enum Offer<T> {
 pub(crate) enum Flavor<T> {
     Rendezvous(rendezvous::Buffer),
     Buffered(buffered::Buffer<T>),
+    /// Buffered, suspending when full, with lock-free sends and receives while nobody is
+    /// parked; the channel keeps a second handle to the ring for those.
+    Ring(Arc<ring::Ring<T>>),
     Conflated(conflated::Buffer<T>),
     Unlimited(unlimited::Buffer<T>),
     /// Zero copy through a registered backend; reported as buffered.
@@ -85,7 +92,7 @@ impl<T> Flavor<T> {
     pub(crate) fn kind(&self) -> Kind {
         match self {
             Flavor::Rendezvous(_) => Kind::Rendezvous,
-            Flavor::Buffered(_) => Kind::Buffered,
+            Flavor::Buffered(_) | Flavor::Ring(_) => Kind::Buffered,
             Flavor::Conflated(_) => Kind::Conflated,
             Flavor::Unlimited(_) => Kind::Unlimited,
             Flavor::Backend(_) => Kind::Buffered,
@@ -97,6 +104,10 @@ impl<T> Flavor<T> {
         match self {
             Flavor::Rendezvous(b) => b.offer(v),
             Flavor::Buffered(b) => b.offer(v),
+            Flavor::Ring(r) => match r.push_locked(v) {
+                Ok(()) => Offer::Stored,
+                Err(v) => Offer::Full(v),
+            },
             Flavor::Conflated(b) => b.offer(v),
             Flavor::Unlimited(b) => b.offer(v),
             Flavor::Backend(b) => b.offer(v),
@@ -108,6 +119,7 @@ impl<T> Flavor<T> {
         match self {
             Flavor::Rendezvous(b) => b.take(),
             Flavor::Buffered(b) => b.take(),
+            Flavor::Ring(r) => r.pop_locked(),
             Flavor::Conflated(b) => b.take(),
             Flavor::Unlimited(b) => b.take(),
             Flavor::Backend(b) => b.take(),
@@ -118,6 +130,7 @@ impl<T> Flavor<T> {
         match self {
             Flavor::Rendezvous(b) => b.len(),
             Flavor::Buffered(b) => b.len(),
+            Flavor::Ring(r) => r.len(),
             Flavor::Conflated(b) => b.len(),
             Flavor::Unlimited(b) => b.len(),
             Flavor::Backend(b) => b.len(),
@@ -129,6 +142,7 @@ impl<T> Flavor<T> {
         match self {
             Flavor::Rendezvous(b) => b.capacity(),
             Flavor::Buffered(b) => b.capacity(),
+            Flavor::Ring(r) => Some(r.capacity()),
             Flavor::Conflated(b) => b.capacity(),
             Flavor::Unlimited(b) => b.capacity(),
             Flavor::Backend(b) => b.capacity(),
@@ -148,6 +162,7 @@ impl<T> Flavor<T> {
         match self {
             Flavor::Rendezvous(b) => b.drain(),
             Flavor::Buffered(b) => b.drain(),
+            Flavor::Ring(r) => r.drain(),
             Flavor::Conflated(b) => b.drain(),
             Flavor::Unlimited(b) => b.drain(),
             Flavor::Backend(b) => b.drain(),

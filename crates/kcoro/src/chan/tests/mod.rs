@@ -1,1 +1,2 @@
 mod loom_chan;
+mod loom_ring;

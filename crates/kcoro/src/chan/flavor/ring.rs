@@ -1,0 +1,476 @@
+//! Buffered without the lock: a bounded multi-producer multi-consumer ring that sends and
+//! receives use directly while nobody is parked, and the channel's locked code uses as its
+//! buffer otherwise.
+//!
+//! # The ring
+//! Dmitry Vyukov's bounded queue with stamped slots: `tail` is the next position to push,
+//! `head` the next to pop, and each slot's stamp says whose turn it is. A pusher at
+//! position `p` needs stamp `p`, claims `p` by a compare-exchange on `tail`, writes, and
+//! stamps `p + 1`; a popper at `p` needs stamp `p + 1`, claims `p` on `head`, reads, and
+//! stamps `p + one_lap` (the slot's position one lap later). A position is `lap + index`
+//! with `one_lap` a power of two above the capacity, so no division is needed and
+//! the number of pushes so far is `lap / one_lap * cap + index`: the send and receive
+//! counters of ring traffic come from the positions, not from a shared counter.
+//!
+//! # Handing over to the lock
+//! Parked operations hold their values in their own slots and are completed by whoever
+//! claims them, under the channel lock (see `chan::core`). A push or pop that bypassed the
+//! lock could slip a value past a parked receiver, or take the place a parked sender is
+//! about to be moved into. So two flag bits travel in the position words, where every
+//! lock-free operation's compare-exchange sees them:
+//! - `BLOCKED` in `tail`: an operation is parked; pushes go through the lock.
+//! - `BLOCKED` in `head`: a sender is parked; pops go through the lock.
+//! - `CLOSED` in `tail`: pushes go through the lock (which fails them), and a pop that
+//!   finds the ring empty too.
+//!
+//! Only the lock holder sets or clears them, and the locked operations keep them, so while
+//! both are set the lock holder is the only one who moves the ring. A lock-free operation
+//! never waits for the lock; a locked one may briefly wait for a lock-free one that has
+//! claimed a position but not yet stamped it.
+
+use std::mem::MaybeUninit;
+
+#[cfg(not(loom))]
+use crate::loom::CellExt as _;
+use crate::loom::UnsafeCell;
+use crate::loom::atomic::{AtomicU64, Ordering::*, fence};
+
+const CLOSED: u64 = 1 << 63;
+const BLOCKED: u64 = 1 << 62;
+const FLAGS: u64 = CLOSED | BLOCKED;
+/// Positions wrap inside the bits below the flags.
+const POS: u64 = BLOCKED - 1;
+
+/// Spin rounds (doubling spin hints each round) before yielding the thread while another
+/// operation finishes a claimed position.
+const SPIN_ROUNDS: u32 = 6;
+
+/// What became of a lock-free push.
+pub(crate) enum Push<T> {
+    Done,
+    /// No room.
+    Full(T),
+    /// A flag is set: the push must go through the lock.
+    Refused(T),
+}
+
+/// What became of a lock-free pop.
+pub(crate) enum Pop<T> {
+    Got(T),
+    /// Nothing buffered, and the channel open.
+    Empty,
+    /// A flag is set (or the ring is empty and closed): the pop must go through the lock.
+    Refused,
+}
+
+/// One end of the ring, alone on its cache lines: producers write `tail`'s, consumers
+/// `head`'s.
+#[repr(align(128))]
+struct End {
+    /// Position and flags.
+    word: AtomicU64,
+    /// `CLOCK_MONOTONIC_COARSE` of this end's last operation, for the snapshot's
+    /// `last_op_ns`; a std atomic, since it is no part of the modelled protocol.
+    touched_ns: std::sync::atomic::AtomicU64,
+}
+
+impl End {
+    fn new() -> Self {
+        End { word: AtomicU64::new(0), touched_ns: std::sync::atomic::AtomicU64::new(0) }
+    }
+}
+
+struct Slot<T> {
+    stamp: AtomicU64,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+pub(crate) struct Ring<T> {
+    head: End,
+    tail: End,
+    slots: Box<[Slot<T>]>,
+    cap: u64,
+    one_lap: u64,
+    /// `one_lap == 1 << lap_shift`.
+    lap_shift: u32,
+    /// First operation's coarse time (0: none yet).
+    first_ns: std::sync::atomic::AtomicU64,
+}
+
+// SAFETY: values move between threads through the ring (so `T: Send`), and a slot's value
+// is only touched by the one thread that claimed its position (see `push` and `pop`).
+unsafe impl<T: Send> Send for Ring<T> {}
+// SAFETY: as above: shared access hands each value to exactly one claimer.
+unsafe impl<T: Send> Sync for Ring<T> {}
+
+#[inline]
+fn add(a: u64, b: u64) -> u64 {
+    a.wrapping_add(b) & POS
+}
+
+impl<T> Ring<T> {
+    /// `cap >= 1`. All slots are allocated up front: sends never allocate.
+    pub(crate) fn new(cap: usize) -> Self {
+        assert!(cap >= 1, "ring::Ring::new: capacity 0");
+        // Above the capacity, so a written slot's stamp (`p + 1`) is never a position.
+        let one_lap = (cap as u64 + 1).next_power_of_two();
+        let slots = (0..cap as u64)
+            .map(|i| Slot { stamp: AtomicU64::new(i), value: UnsafeCell::new(MaybeUninit::uninit()) })
+            .collect();
+        Ring {
+            head: End::new(),
+            tail: End::new(),
+            slots,
+            cap: cap as u64,
+            one_lap,
+            lap_shift: one_lap.trailing_zeros(),
+            first_ns: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The position after `pos`.
+    #[inline]
+    fn next(&self, pos: u64) -> u64 {
+        let index = pos & (self.one_lap - 1);
+        if index + 1 < self.cap { pos + 1 } else { add(pos & !(self.one_lap - 1), self.one_lap) }
+    }
+
+    #[inline]
+    fn slot(&self, pos: u64) -> &Slot<T> {
+        &self.slots[(pos & (self.one_lap - 1)) as usize]
+    }
+
+    /// How many positions `pos` is past position 0: the operations that reached it.
+    fn count(&self, pos: u64) -> u64 {
+        (pos >> self.lap_shift) * self.cap + (pos & (self.one_lap - 1))
+    }
+
+    /// Pushes without the lock; refuses if a flag is set.
+    #[inline]
+    pub(crate) fn try_push(&self, v: T) -> Push<T> {
+        self.push(v, false)
+    }
+
+    /// Pushes under the channel lock, whatever the flags. `Err` if full.
+    #[inline]
+    pub(crate) fn push_locked(&self, v: T) -> Result<(), T> {
+        match self.push(v, true) {
+            Push::Done => Ok(()),
+            Push::Full(v) | Push::Refused(v) => Err(v),
+        }
+    }
+
+    /// Pops without the lock; refuses if pops are blocked, or if the ring is empty and
+    /// closed (the lock path reports and counts the close).
+    #[inline]
+    pub(crate) fn try_pop(&self) -> Pop<T> {
+        self.pop(false)
+    }
+
+    /// Pops under the channel lock, whatever the flags.
+    #[inline]
+    pub(crate) fn pop_locked(&self) -> Option<T> {
+        match self.pop(true) {
+            Pop::Got(v) => Some(v),
+            Pop::Empty | Pop::Refused => None,
+        }
+    }
+
+    #[inline]
+    fn push(&self, v: T, locked: bool) -> Push<T> {
+        let mut round = 0;
+        loop {
+            let word = self.tail.word.load(Relaxed);
+            let flags = word & FLAGS;
+            if flags != 0 && !locked {
+                return Push::Refused(v);
+            }
+            let pos = word & POS;
+            let slot = self.slot(pos);
+            // Acquire: pairs with the Release stamp of the pop that emptied the slot, so
+            // its read of the old value happens before our write.
+            let stamp = slot.stamp.load(Acquire);
+            if stamp == pos {
+                // The flags are kept: only the lock holder changes them, and a lock-free
+                // push expects none, so a flag set meanwhile fails this exchange.
+                if self.tail.word.compare_exchange_weak(word, self.next(pos) | flags, SeqCst, Relaxed).is_ok()
+                {
+                    // SAFETY: winning the exchange made position `pos` ours alone, and its
+                    // stamp said the slot is empty for `pos`: nobody else touches the value.
+                    slot.value.with_mut(|p| unsafe { (*p).write(v) });
+                    // Release: publishes the value to the popper that reads this stamp.
+                    slot.stamp.store(add(pos, 1), Release);
+                    self.touch(&self.tail);
+                    return Push::Done;
+                }
+            } else if add(stamp, self.one_lap) == add(pos, 1) {
+                // The slot still holds the previous lap's value: full, unless its pop is
+                // under way. SeqCst fence: pairs with the one in `pop`, so a pusher and a
+                // popper that both see the other's end stale cannot both give up.
+                fence(SeqCst);
+                let head = self.head.word.load(Relaxed) & POS;
+                if add(head, self.one_lap) == pos {
+                    return Push::Full(v);
+                }
+            }
+            // Another push claimed this position, or a pop has not stamped it yet.
+            backoff(&mut round);
+        }
+    }
+
+    #[inline]
+    fn pop(&self, locked: bool) -> Pop<T> {
+        let mut round = 0;
+        loop {
+            let word = self.head.word.load(Relaxed);
+            let flags = word & FLAGS;
+            if flags != 0 && !locked {
+                return Pop::Refused;
+            }
+            let pos = word & POS;
+            let slot = self.slot(pos);
+            // Acquire: pairs with the pusher's Release stamp; the value is written.
+            let stamp = slot.stamp.load(Acquire);
+            if stamp == add(pos, 1) {
+                if self.head.word.compare_exchange_weak(word, self.next(pos) | flags, SeqCst, Relaxed).is_ok()
+                {
+                    // SAFETY: winning the exchange made position `pos` ours alone, and its
+                    // stamp said a pusher wrote the value: we move it out exactly once.
+                    let v = slot.value.with(|p| unsafe { (*p).assume_init_read() });
+                    // Release: our read happens before the next lap's push writes.
+                    slot.stamp.store(add(pos, self.one_lap), Release);
+                    self.touch(&self.head);
+                    return Pop::Got(v);
+                }
+            } else if stamp == pos {
+                // Nothing written here yet: empty, unless a push is under way.
+                fence(SeqCst);
+                let tail = self.tail.word.load(Relaxed);
+                if tail & POS == pos {
+                    return if tail & CLOSED != 0 && !locked { Pop::Refused } else { Pop::Empty };
+                }
+            }
+            backoff(&mut round);
+        }
+    }
+
+    /// Records the time of an operation at `end` (and the first one ever).
+    #[inline]
+    fn touch(&self, end: &End) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = super::super::stats::coarse_now_ns();
+        // The coarse clock ticks every few milliseconds: store only when it moved, so the
+        // line stays shared between the ticks.
+        if end.touched_ns.load(Relaxed) != now {
+            end.touched_ns.store(now, Relaxed);
+            if self.first_ns.load(Relaxed) == 0 {
+                let _ = self.first_ns.compare_exchange(0, now, Relaxed, Relaxed);
+            }
+        }
+    }
+
+    /// Sends a push through the lock from now on. Caller holds the channel lock.
+    pub(crate) fn block_pushes(&self) {
+        // SeqCst: a lock-free push's exchange either comes first (and the caller's next
+        // look at the ring sees its position) or sees the flag.
+        self.tail.word.fetch_or(BLOCKED, SeqCst);
+    }
+
+    /// Caller holds the channel lock, and nothing is parked.
+    pub(crate) fn unblock_pushes(&self) {
+        self.tail.word.fetch_and(!BLOCKED, SeqCst);
+    }
+
+    /// Sends a pop through the lock from now on. Caller holds the channel lock.
+    pub(crate) fn block_pops(&self) {
+        self.head.word.fetch_or(BLOCKED, SeqCst);
+    }
+
+    /// Caller holds the channel lock, and no sender is parked.
+    pub(crate) fn unblock_pops(&self) {
+        self.head.word.fetch_and(!BLOCKED, SeqCst);
+    }
+
+    /// Fails every later push (lock-free ones are refused; the lock path checks its own
+    /// flag). Caller holds the channel lock.
+    pub(crate) fn close(&self) {
+        self.tail.word.fetch_or(CLOSED, SeqCst);
+    }
+
+    /// Values pushed so far.
+    pub(crate) fn pushed(&self) -> u64 {
+        self.count(self.tail.word.load(SeqCst) & POS)
+    }
+
+    /// Values popped so far.
+    pub(crate) fn popped(&self) -> u64 {
+        self.count(self.head.word.load(SeqCst) & POS)
+    }
+
+    /// Values pushed and values popped, read in that order so that the pair is one some
+    /// instant could have had (pops that overtake the pushes read are not counted).
+    pub(crate) fn traffic(&self) -> (u64, u64) {
+        let pushed = self.pushed();
+        (pushed, self.popped().min(pushed))
+    }
+
+    /// Values buffered. Exact while pushes and pops are both blocked; 0 means empty at
+    /// some instant during the call; never more than the capacity.
+    #[inline(never)]
+    pub(crate) fn len(&self) -> usize {
+        let (pushed, popped) = self.traffic();
+        (pushed - popped).min(self.cap) as usize
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// Coarse times of the first and the last operation (0: none).
+    pub(crate) fn op_times(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.head.touched_ns.load(Relaxed).max(self.tail.touched_ns.load(Relaxed));
+        (self.first_ns.load(Relaxed), last)
+    }
+
+    /// Takes every buffered value, oldest first. Caller holds the channel lock.
+    pub(crate) fn drain(&self) -> Vec<T> {
+        std::iter::from_fn(|| self.pop_locked()).collect()
+    }
+}
+
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        while self.pop_locked().is_some() {}
+    }
+}
+
+#[inline]
+fn backoff(round: &mut u32) {
+    if *round < SPIN_ROUNDS {
+        for _ in 0..1u32 << *round {
+            crate::loom::spin_wait();
+        }
+        *round += 1;
+    } else {
+        #[cfg(not(loom))]
+        std::thread::yield_now();
+        #[cfg(loom)]
+        loom::thread::yield_now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_to_capacity_then_drains_in_order() {
+        for cap in [1, 2, 3, 5, 8] {
+            let r = Ring::new(cap);
+            for lap in 0..4u64 {
+                for i in 0..cap as u64 {
+                    assert!(matches!(r.try_push(lap * 100 + i), Push::Done), "cap {cap} lap {lap}");
+                }
+                assert!(matches!(r.try_push(999), Push::Full(999)), "cap {cap}: full");
+                assert_eq!(r.len(), cap);
+                for i in 0..cap as u64 {
+                    assert!(matches!(r.try_pop(), Pop::Got(v) if v == lap * 100 + i));
+                }
+                assert!(matches!(r.try_pop(), Pop::Empty));
+            }
+            assert_eq!((r.pushed(), r.popped()), (4 * cap as u64, 4 * cap as u64));
+        }
+    }
+
+    #[test]
+    fn flags_refuse_lock_free_operations_but_not_locked_ones() {
+        let r = Ring::new(2);
+        r.block_pushes();
+        assert!(matches!(r.try_push(1), Push::Refused(1)));
+        assert!(r.push_locked(1).is_ok());
+        assert!(matches!(r.try_pop(), Pop::Got(1)), "pops stay open while only pushes are blocked");
+        r.block_pops();
+        assert!(r.push_locked(2).is_ok());
+        assert!(matches!(r.try_pop(), Pop::Refused));
+        assert_eq!(r.pop_locked(), Some(2));
+        r.unblock_pops();
+        r.unblock_pushes();
+        assert!(matches!(r.try_push(3), Push::Done));
+        r.close();
+        assert!(matches!(r.try_push(4), Push::Refused(4)));
+        assert!(matches!(r.try_pop(), Pop::Got(3)), "a closed ring drains");
+        assert!(matches!(r.try_pop(), Pop::Refused), "empty and closed goes to the lock");
+        assert_eq!(r.pop_locked(), None);
+    }
+
+    #[test]
+    fn dropping_a_ring_drops_what_it_holds() {
+        let v = std::sync::Arc::new(());
+        let r = Ring::new(4);
+        for _ in 0..3 {
+            assert!(r.push_locked(v.clone()).is_ok());
+        }
+        drop(r.pop_locked());
+        assert_eq!(std::sync::Arc::strong_count(&v), 3);
+        drop(r);
+        assert_eq!(std::sync::Arc::strong_count(&v), 1);
+    }
+
+    #[test]
+    fn threads_move_every_value_exactly_once() {
+        use std::sync::Arc;
+        let r = Arc::new(Ring::new(3));
+        let per = 20_000u64;
+        let producers: Vec<_> = (0..2u64)
+            .map(|p| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        let mut v = p * per + i;
+                        loop {
+                            match r.try_push(v) {
+                                Push::Done => break,
+                                Push::Full(back) | Push::Refused(back) => v = back,
+                            }
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let (r, taken) = (r.clone(), taken.clone());
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    while taken.load(std::sync::atomic::Ordering::Relaxed) < 2 * per {
+                        match r.try_pop() {
+                            Pop::Got(v) => {
+                                got.push(v);
+                                taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            _ => std::thread::yield_now(),
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        producers.into_iter().for_each(|h| h.join().unwrap());
+        let mut all: Vec<u64> = Vec::new();
+        for h in consumers {
+            let got = h.join().unwrap();
+            // Each producer's values reach one consumer in the order they were sent.
+            for p in 0..2 {
+                let mine: Vec<_> = got.iter().filter(|&&v| v / per == p).collect();
+                assert!(mine.windows(2).all(|w| w[0] < w[1]), "producer {p}'s values out of order");
+            }
+            all.extend(got);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..2 * per).collect::<Vec<_>>());
+        assert_eq!((r.pushed(), r.popped()), (2 * per, 2 * per));
+    }
+}

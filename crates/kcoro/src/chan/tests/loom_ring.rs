@@ -1,0 +1,135 @@
+//! Loom models of the lock-free ring and of its hand-over to the lock: values pushed and
+//! popped without the lock land exactly once, and an operation that parks while another
+//! bypasses the lock is still completed (no value left in the ring behind a parked
+//! receiver, no room left unused in front of a parked sender).
+
+use std::cell::UnsafeCell;
+use std::sync::Arc as StdArc;
+
+use loom::sync::Arc;
+use loom::thread;
+
+use crate::chan::core::{Chan, RecvAttempt, SendAttempt, Wait};
+use crate::chan::flavor::Flavor;
+use crate::chan::flavor::ring::{Pop, Push, Ring};
+use crate::chan::stats::Measure;
+use crate::chan::waiter::{Entry, Waiter};
+
+fn ring_chan(cap: usize) -> Chan<u32> {
+    Chan::new(Flavor::Ring(StdArc::new(Ring::new(cap))), Measure::Fixed(4), None, None, 0, None)
+}
+
+#[test]
+fn loom_ring_two_pushers_one_popper() {
+    loom::model(|| {
+        let r = Arc::new(Ring::new(1));
+        let pushers: Vec<_> = [1u32, 2]
+            .into_iter()
+            .map(|v| {
+                let r = r.clone();
+                thread::spawn(move || matches!(r.try_push(v), Push::Done))
+            })
+            .collect();
+        let popped = match r.try_pop() {
+            Pop::Got(v) => Some(v),
+            Pop::Empty => None,
+            Pop::Refused => panic!("no flag is set"),
+        };
+        let pushed: Vec<bool> = pushers.into_iter().map(|h| h.join().unwrap()).collect();
+        let mut seen: Vec<u32> = popped.into_iter().collect();
+        seen.extend(r.pop_locked());
+        let mut sent: Vec<u32> =
+            [1, 2].into_iter().zip(&pushed).filter(|(_, ok)| **ok).map(|(v, _)| v).collect();
+        seen.sort_unstable();
+        sent.sort_unstable();
+        assert_eq!(seen, sent, "every pushed value popped exactly once");
+        assert!(pushed.iter().any(|&ok| ok), "one slot: at least one push fits");
+    });
+}
+
+#[test]
+fn loom_ring_receiver_parks_while_a_send_bypasses_the_lock() {
+    loom::model(|| {
+        let c = Arc::new(ring_chan(1));
+        let sender = {
+            let c = c.clone();
+            thread::spawn(move || c.send(7, Wait::TRY).is_ok())
+        };
+        let w = Waiter::for_future();
+        let slot = UnsafeCell::new(None);
+        let got_at_once = {
+            let mut g = c.lock();
+            match c.try_recv_locked(&mut g, None) {
+                RecvAttempt::Got(v, after) => {
+                    drop(g);
+                    after.run(&c);
+                    Some(v)
+                }
+                RecvAttempt::Empty => {
+                    let wakes = c.park_receiver_locked(
+                        &mut g,
+                        Entry { waiter: w.clone(), clause: 0, slot: slot.get(), bytes: 0 },
+                    );
+                    drop(g);
+                    wakes.run();
+                    None
+                }
+                RecvAttempt::Closed => panic!("nobody closes"),
+            }
+        };
+        assert!(sender.join().unwrap(), "a receiver or a free place takes the send");
+        match got_at_once {
+            Some(v) => assert_eq!(v, 7),
+            None => {
+                assert_eq!(w.done(), Some(0), "the parked receiver is served");
+                assert_eq!(slot.into_inner(), Some(7));
+            }
+        }
+        assert_eq!(c.len(), 0, "no value left behind");
+        let s = c.snapshot();
+        assert_eq!((s.sends, s.recvs), (1, 1), "counted once each");
+    });
+}
+
+#[test]
+fn loom_ring_sender_parks_while_a_receive_bypasses_the_lock() {
+    loom::model(|| {
+        let c = Arc::new(ring_chan(1));
+        c.send(1, Wait::TRY).unwrap();
+        let receiver = {
+            let c = c.clone();
+            thread::spawn(move || c.recv(Wait::TRY).ok())
+        };
+        let w = Waiter::for_future();
+        let slot = UnsafeCell::new(Some(2));
+        let parked = {
+            let mut g = c.lock();
+            match c.try_send_locked(&mut g, 2, 4, None) {
+                SendAttempt::Sent(after) => {
+                    drop(g);
+                    after.run(&c);
+                    false
+                }
+                SendAttempt::Full(v) => {
+                    assert_eq!(v, 2);
+                    let wakes = c.park_sender_locked(
+                        &mut g,
+                        Entry { waiter: w.clone(), clause: 0, slot: slot.get(), bytes: 4 },
+                    );
+                    drop(g);
+                    wakes.run();
+                    true
+                }
+                SendAttempt::Closed(_) => panic!("nobody closes"),
+            }
+        };
+        assert_eq!(receiver.join().unwrap(), Some(1), "the buffered value is received");
+        if parked {
+            assert_eq!(w.done(), Some(0), "the parked sender is moved into the freed place");
+            assert_eq!(slot.into_inner(), None);
+        }
+        assert_eq!(c.recv(Wait::TRY), Ok(2), "the second value is buffered");
+        let s = c.snapshot();
+        assert_eq!((s.sends, s.recvs, s.len), (2, 2, 0));
+    });
+}
