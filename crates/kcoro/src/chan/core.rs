@@ -77,6 +77,11 @@ impl<'a> Wait<'a> {
         Wait { until: Until::Forever, cancel: Some(token) }
     }
 
+    /// A try with no token: the operations a lock-free `WouldBlock` may answer.
+    fn is_plain_try(&self) -> bool {
+        self.until == Until::Now && self.cancel.is_none()
+    }
+
     /// Why this operation must stop before parking, if it must. Cancellation wins.
     pub(crate) fn refuse(&self) -> Option<ChanError> {
         if self.cancel.is_some_and(CancelToken::is_cancelled) {
@@ -574,11 +579,26 @@ impl<T> Chan<T> {
     // ---- whole operations -------------------------------------------------------------
 
     /// Sends, waiting as `wait` allows.
+    #[inline]
     pub(crate) fn send(&self, v: T, wait: Wait<'_>) -> Result<(), SendError<T>> {
-        let v = match self.send_lock_free(v) {
-            Push::Done => return Ok(()),
-            Push::Full(v) | Push::Refused(v) => v,
-        };
+        match &self.ring {
+            Some(ring) => self.send_via_ring(ring, v, wait),
+            None => self.send_locked(v, wait),
+        }
+    }
+
+    /// A ring channel's send: the ring without the lock, else the lock. Kept apart so the
+    /// other kinds' path carries none of the ring's code.
+    #[inline(never)]
+    fn send_via_ring(&self, ring: &Ring<T>, v: T, wait: Wait<'_>) -> Result<(), SendError<T>> {
+        match ring.try_push(v) {
+            Push::Done => Ok(()),
+            Push::Full(v) | Push::Refused(v) => self.send_locked(v, wait),
+        }
+    }
+
+    #[inline]
+    fn send_locked(&self, v: T, wait: Wait<'_>) -> Result<(), SendError<T>> {
         let bytes = self.measure(&v);
         let mut g = self.lock();
         let v = match self.try_send_locked(&mut g, v, bytes, None) {
@@ -631,18 +651,38 @@ impl<T> Chan<T> {
     }
 
     /// Receives, waiting as `wait` allows.
+    #[inline]
     pub(crate) fn recv(&self, wait: Wait<'_>) -> Result<T, ChanError> {
-        let plain_try = wait.until == Until::Now && wait.cancel.is_none();
-        let nothing = match self.recv_lock_free() {
-            Pop::Got(v) => return Ok(v),
-            Pop::Empty => plain_try,
-            Pop::Refused if self.ring.is_some() => false,
-            Pop::Refused => plain_try && self.maybe_ready.load(Acquire) == 0,
-        };
-        if nothing {
-            self.fast_would_block.fetch_add(1, Relaxed);
-            return Err(ChanError::WouldBlock);
+        match &self.ring {
+            Some(ring) => self.recv_via_ring(ring, wait),
+            None => {
+                if wait.is_plain_try() && self.maybe_ready.load(Acquire) == 0 {
+                    return Err(self.would_block_lock_free());
+                }
+                self.recv_locked(wait)
+            }
         }
+    }
+
+    /// A ring channel's receive: the ring without the lock, else the lock. Empty with no
+    /// flag up means nobody is parked, so a try may fail without the lock.
+    #[inline(never)]
+    fn recv_via_ring(&self, ring: &Ring<T>, wait: Wait<'_>) -> Result<T, ChanError> {
+        match ring.try_pop() {
+            Pop::Got(v) => Ok(v),
+            Pop::Empty if wait.is_plain_try() => Err(self.would_block_lock_free()),
+            Pop::Empty | Pop::Refused => self.recv_locked(wait),
+        }
+    }
+
+    /// A `WouldBlock` answered without the lock, counted apart (added to the snapshot).
+    fn would_block_lock_free(&self) -> ChanError {
+        self.fast_would_block.fetch_add(1, Relaxed);
+        ChanError::WouldBlock
+    }
+
+    #[inline]
+    fn recv_locked(&self, wait: Wait<'_>) -> Result<T, ChanError> {
         let mut g = self.lock();
         match self.try_recv_locked(&mut g, None) {
             RecvAttempt::Got(v, after) => {

@@ -205,9 +205,13 @@ impl<T> Ring<T> {
                 }
             } else if add(stamp, self.one_lap) == add(pos, 1) {
                 // The slot still holds the previous lap's value: full, unless its pop is
-                // under way. SeqCst fence: pairs with the one in `pop`, so a pusher and a
-                // popper that both see the other's end stale cannot both give up.
-                fence(SeqCst);
+                // under way. SeqCst fence: pairs with the one in `pop`, so a lock-free
+                // pusher and popper that both see the other's end stale cannot both give
+                // up. Under the lock it is not needed: an operation that parks raises the
+                // flags with a read-modify-write and looks again.
+                if !locked {
+                    fence(SeqCst);
+                }
                 let head = self.head.word.load(Relaxed) & POS;
                 if add(head, self.one_lap) == pos {
                     return Push::Full(v);
@@ -243,8 +247,11 @@ impl<T> Ring<T> {
                     return Pop::Got(v);
                 }
             } else if stamp == pos {
-                // Nothing written here yet: empty, unless a push is under way.
-                fence(SeqCst);
+                // Nothing written here yet: empty, unless a push is under way. (The fence:
+                // see `push`.)
+                if !locked {
+                    fence(SeqCst);
+                }
                 let tail = self.tail.word.load(Relaxed);
                 if tail & POS == pos {
                     return if tail & CLOSED != 0 && !locked { Pop::Refused } else { Pop::Empty };
