@@ -454,3 +454,62 @@ fn shutdown_unwound_sender_leaves_no_entry() {
     assert_eq!(rx.try_recv(), Err(ChanError::WouldBlock));
     drop(keep);
 }
+
+/// A long random sequence of tries against a plain queue model: every value, every error
+/// and every counter of the snapshot agree after each step, across many laps of the ring
+/// and for capacities that are and are not powers of two.
+#[test]
+fn tries_agree_with_a_queue_model() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for cap in [1, 2, 3, 7, 8, 100] {
+        let (tx, rx) = chan::buffered::<u64>(cap);
+        let mut model = std::collections::VecDeque::new();
+        let (mut sent, mut received, mut full, mut empty) = (0u64, 0u64, 0u64, 0u64);
+        for step in 0..20_000u64 {
+            if next() % 2 == 0 {
+                match tx.try_send(step) {
+                    Ok(()) => {
+                        assert!(model.len() < cap, "cap {cap} step {step}: sent into a full channel");
+                        model.push_back(step);
+                        sent += 1;
+                    }
+                    Err(e) => {
+                        assert_eq!(e.kind(), ChanError::WouldBlock);
+                        assert_eq!(model.len(), cap, "cap {cap} step {step}: refused with room");
+                        full += 1;
+                    }
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(v) => {
+                        assert_eq!(Some(v), model.pop_front(), "cap {cap} step {step}");
+                        received += 1;
+                    }
+                    Err(e) => {
+                        assert_eq!(e, ChanError::WouldBlock);
+                        assert!(model.is_empty(), "cap {cap} step {step}: refused with values");
+                        empty += 1;
+                    }
+                }
+            }
+            if step % 97 == 0 {
+                let s = rx.snapshot();
+                assert_eq!((s.sends, s.recvs, s.len), (sent, received, model.len()), "cap {cap} step {step}");
+                assert_eq!((s.send_failures.would_block, s.recv_failures.would_block), (full, empty));
+                assert_eq!((s.bytes_sent, s.bytes_recv), (8 * sent, 8 * received));
+            }
+        }
+        tx.close();
+        while let Some(want) = model.pop_front() {
+            assert_eq!(rx.try_recv(), Ok(want), "cap {cap}: a closed channel drains in order");
+        }
+        assert_eq!(rx.try_recv(), Err(ChanError::Closed));
+        assert!(matches!(tx.try_send(0), Err(e) if e.kind() == ChanError::Closed));
+    }
+}
