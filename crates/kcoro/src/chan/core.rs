@@ -96,20 +96,10 @@ impl<'a> Wait<'a> {
 }
 
 pub(crate) struct Chan<T> {
+    inner: Lock<Inner<T>>,
     /// The buffer of a [`Flavor::Ring`] channel, reached without the lock by sends and
     /// receives while nobody is parked (see `flavor::ring`).
     ring: Option<Arc<Ring<T>>>,
-    measure: Measure<T>,
-    kind: Kind,
-    /// `zcopy::CAP_*` bits: what the channel moves.
-    caps: u32,
-    /// Unique in the process, from [`NEXT_ID`]; snapshots carry it.
-    id: u64,
-    on_undelivered: Option<Undelivered<T>>,
-    pub(crate) name: Option<String>,
-    /// Cancelled when the channel is (a `produce` channel stops its producer this way).
-    cancel_on_discard: Option<CancelToken>,
-    inner: Lock<Inner<T>>,
     /// Mirror of `inner.closed` for lock-free queries; set under the lock, never cleared.
     closed: AtomicBool,
     /// Zero only if, at the last unlock, nothing was buffered, no sender was parked and the
@@ -122,6 +112,16 @@ pub(crate) struct Chan<T> {
     fast_would_block: AtomicU64,
     pub(crate) senders: AtomicUsize,
     pub(crate) receivers: AtomicUsize,
+    kind: Kind,
+    measure: Measure<T>,
+    on_undelivered: Option<Undelivered<T>>,
+    pub(crate) name: Option<String>,
+    /// Unique in the process, from [`NEXT_ID`]; snapshots carry it.
+    id: u64,
+    /// `zcopy::CAP_*` bits: what the channel moves.
+    caps: u32,
+    /// Cancelled when the channel is (a `produce` channel stops its producer this way).
+    cancel_on_discard: Option<CancelToken>,
 }
 
 /// The next channel id; ids start at 1 so that 0 can mean "no channel". A plain std
