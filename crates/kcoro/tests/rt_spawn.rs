@@ -406,3 +406,27 @@ fn idle_workers_count_their_sleeps() {
     });
     assert_eq!(busy_worker.0, busy_worker.1, "a worker slept while its coroutine ran");
 }
+
+#[test]
+fn a_coroutine_in_a_finished_ones_place_starts_with_its_own_token() {
+    use kcoro::SpawnOptions;
+    use kcoro::sync::CancelToken;
+    // One worker: each coroutine finishes before the next is spawned, so spawns reuse
+    // finished coroutines' tasks.
+    let rt = rt(1);
+    rt.block_on(|| {
+        let cancelled = CancelToken::new();
+        cancelled.cancel();
+        for i in 0..300 {
+            let (opts, want) = match i % 3 {
+                0 => (SpawnOptions::new().cancel_token(cancelled.clone()).name(format!("c{i}")), Some(true)),
+                1 => (SpawnOptions::new().cancel_token(CancelToken::new()), Some(false)),
+                _ => (SpawnOptions::new(), None),
+            };
+            let h = kcoro::spawn_with(opts, || kcoro::sync::current_token().map(|t| t.is_cancelled()));
+            assert_eq!(h.expect("spawns").join().expect("joins"), want, "coroutine {i}");
+        }
+    });
+    let reused: u64 = rt.worker_counters().iter().map(|c| c.reused).sum();
+    assert!(reused >= 290, "spawns reused finished tasks only {reused} times of 300");
+}

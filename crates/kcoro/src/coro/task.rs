@@ -94,12 +94,16 @@ unsafe impl Sync for Task {}
 
 impl Task {
     /// Builds a task whose coroutine runs `f` and hands its outcome to `completer`. `f`
-    /// is moved onto the coroutine's own stack: no allocation of its own.
+    /// is moved onto the coroutine's own stack: no allocation of its own. The task goes
+    /// into `spare`'s allocation if given (a finished task nobody else holds; see
+    /// `runtime::spare`), else into a new one.
     ///
     /// # Safety
     /// Everything `f` borrows stays valid until the coroutine has returned or been dropped
     /// (trivially so for `F: 'static`; a scope guarantees it for its children).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn new<F, T>(
+        spare: Option<Arc<Task>>,
         shared: Arc<Shared>,
         id: u64,
         name: Option<Box<str>>,
@@ -154,7 +158,7 @@ impl Task {
         // SAFETY: this function's contract: what `body` (through `f`) borrows outlives the
         // coroutine's completion or drop; everything else it holds is owned.
         let coro = unsafe { Coro::with_stack_unchecked(stack, body) };
-        Arc::new(Task {
+        let task = Task {
             state: ParkState::new(),
             id,
             name,
@@ -169,7 +173,24 @@ impl Task {
             owned_key: Cell::new(usize::MAX),
             token: std::cell::RefCell::new(token),
             shared,
-        })
+        };
+        match spare {
+            Some(mut reused) => match Arc::get_mut(&mut reused) {
+                Some(slot) => {
+                    *slot = task;
+                    reused
+                }
+                None => Arc::new(task), // held elsewhere after all: not ours to reuse
+            },
+            None => Arc::new(task),
+        }
+    }
+
+    /// A finished task about to wait for reuse: drops what it holds for its user (its
+    /// token, its name) now rather than at the reuse.
+    pub(crate) fn release_for_reuse(&mut self) {
+        self.token.get_mut().take();
+        self.name = None;
     }
 
     /// Whether the task was parked since it last ran; clears the flag. Called by the

@@ -25,6 +25,7 @@ pub(crate) mod join;
 mod owned;
 pub(crate) mod queue;
 mod reactor_flag;
+mod spare;
 pub(crate) mod timer;
 mod wake_timer;
 pub(crate) mod worker;
@@ -66,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) driver: Arc<Driver>,
     pub(crate) blocking: Arc<BlockingPool>,
     pub(crate) owned: Owned,
+    /// Finished tasks whose allocations spawns reuse (the shared half; see `spare`).
+    pub(crate) spare_tasks: spare::SpareTasks,
     pub(crate) config: Config,
     shutdown: AtomicBool,
     next_id: AtomicU64,
@@ -258,9 +261,10 @@ impl Shared {
         }
         let stack = self.stacks.get(opts.stack_size.unwrap_or(self.stacks.stack_size()))?;
         let name = opts.name.map(String::into_boxed_str);
-        // SAFETY: passed on from this function's contract.
-        let task = unsafe { Task::new(Arc::clone(self), id, name, stack, opts.token, f, completer) };
         let local = self.local_worker();
+        let spare = local.and_then(|w| w.take_spare_task());
+        // SAFETY: passed on from this function's contract.
+        let task = unsafe { Task::new(spare, Arc::clone(self), id, name, stack, opts.token, f, completer) };
         let shard = local.map_or(self.workers.len(), |w| w.index);
         if !self.owned.insert(shard, &task) {
             return Err(Error::ShuttingDown);
@@ -383,6 +387,7 @@ impl Shared {
         }
         let all_stopped = *exited == self.workers.len();
         drop(exited);
+        self.spare_tasks.clear();
         self.driver.shutdown();
         self.blocking.shutdown();
         let tasks = self.owned.close_and_take();
@@ -528,6 +533,7 @@ impl Builder {
             driver,
             blocking: BlockingPool::new(self.max_blocking_threads, self.name.clone()),
             owned: Owned::new(self.workers + 1),
+            spare_tasks: spare::SpareTasks::default(),
             config: Config { migrate: self.migrate, seed: self.seed },
             shutdown: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
@@ -646,9 +652,17 @@ pub struct WorkerCounters {
     /// Times this worker went to sleep (on its futex or in the reactor's wait) after
     /// finding no work.
     pub sleeps: u64,
+    /// Spawns on this worker that reused a finished coroutine's task instead of
+    /// allocating one.
+    pub reused: u64,
 }
 
 impl Runtime {
+    #[cfg(test)]
+    pub(crate) fn shared_for_tests(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
     /// A builder with defaults: one worker per core, 64 KiB stacks.
     pub fn builder() -> Builder {
         Builder::default()
@@ -847,6 +861,7 @@ impl Handle {
                     steals: count(&c.steals),
                     partner_spins: count(&c.partner_spins),
                     sleeps: count(&c.sleeps),
+                    reused: count(&c.reused),
                 }
             })
             .collect()

@@ -94,6 +94,7 @@ pub(crate) struct WorkerStats {
     pub(crate) inject_pulls: AtomicU64,
     pub(crate) resumes: AtomicU64,
     pub(crate) partner_spins: AtomicU64,
+    pub(crate) reused: AtomicU64,
     pub(crate) sleeps: AtomicU64,
 }
 
@@ -167,6 +168,8 @@ pub(crate) struct Core {
     /// The last sleep was cut short by another worker handing us a coroutine (see
     /// [`PARTNER_WAKE`]): spin for [`PARTNER_SPIN`] before sleeping again.
     partnered: bool,
+    /// Finished tasks kept for reuse by this worker's spawns (see `runtime::spare`).
+    spare_tasks: Vec<TaskRef>,
 }
 
 /// A worker, living on its thread's stack for the thread's life.
@@ -203,6 +206,7 @@ impl Worker {
                 searching: false,
                 in_turn: false,
                 partnered: false,
+                spare_tasks: Vec::new(),
             }),
         };
         context::set_worker(&worker);
@@ -361,7 +365,8 @@ impl Worker {
                     bump(&stats.parks);
                     // Our reference drops; the registry and the unparkers keep the task.
                 }
-                RunResult::Completed => {} // counted and unregistered by `Task::finish`
+                // Counted and unregistered by `Task::finish`.
+                RunResult::Completed => self.shared.spare_tasks.keep(&mut self.core().spare_tasks, task),
             }
             return;
         }
@@ -454,6 +459,15 @@ impl Worker {
         if let Some(prev) = core.lifo.replace(task) {
             self.push_queue(core, prev);
         }
+    }
+
+    /// A finished task for a spawn on this worker to reuse, if any.
+    pub(crate) fn take_spare_task(&self) -> Option<TaskRef> {
+        let spare = self.shared.spare_tasks.take(&mut self.core().spare_tasks);
+        if spare.is_some() {
+            bump(&self.me().stats.reused);
+        }
+        spare
     }
 
     pub(crate) fn count_completed(&self) {
@@ -642,6 +656,7 @@ impl Worker {
             self.shared.idle.transition_from_searching();
         }
         core.lifo.take();
+        core.spare_tasks.clear();
         core.pinned.clear();
         while core.ring.pop().is_some() {}
         drop(self.me().drain_inbox());
