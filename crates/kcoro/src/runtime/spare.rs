@@ -125,4 +125,28 @@ mod tests {
         assert!(spares.take(&mut Vec::new()).is_none());
         drop((busy, idle));
     }
+
+    #[test]
+    fn spares_do_not_keep_a_dropped_runtime_alive() {
+        let rt = crate::Runtime::builder().workers(1).build().unwrap_or_else(|e| panic!("{e}"));
+        // Spares in the worker's own list: coroutines that finished there.
+        rt.block_on(|| {
+            for _ in 0..10 {
+                crate::spawn(|| ()).join().unwrap_or_else(|e| panic!("{e}"));
+            }
+        });
+        assert!(rt.worker_counters()[0].reused > 0, "no spawn reused a task");
+        // Spares in the shared list: more than a worker keeps.
+        let shared = rt.shared_for_tests();
+        let mut local = Vec::new();
+        for id in 0..=LOCAL_MAX as u64 {
+            shared.spare_tasks.keep(&mut local, idle_task(&rt, id));
+        }
+        drop(local);
+        assert_eq!(shared.spare_tasks.shared_len.load(Relaxed), BATCH);
+        let weak = Arc::downgrade(&shared);
+        drop(shared);
+        drop(rt);
+        assert!(weak.upgrade().is_none(), "the runtime outlived its drop");
+    }
 }
