@@ -273,6 +273,7 @@ doc 'cargo run --release -p kcoro-bench -- runtime'
 doc 'cargo run --release -p kcoro-bench -- runtime --case scope_spawn_join_100 --case actor_tell --case actor_ask'
 bench runtime actor_tell
 doc 'cargo run --release -p kcoro-bench -- runtime --quick --impl kcoro --case scope_spawn_join_100'
+doc 'cargo run --release -p kcoro-bench -- runtime --quick --case scope_spawn_join_100'
 expect 0 '^scope_spawn_join_100 +kcoro .*[0-9]' cargo run -q --release -p kcoro-bench -- runtime --quick --impl kcoro --case scope_spawn_join_100
 doc 'cargo run --release -p kcoro-bench -- chan'
 bench chan spsc_1024
