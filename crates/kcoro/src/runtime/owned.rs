@@ -108,10 +108,15 @@ struct Shard<T> {
     /// Written by the inserter only (under `inserter`), read by `live`.
     inserted: AtomicUsize,
     /// References dropped by `remove`, from any thread.
-    removed: AtomicUsize,
+    removed: OwnLine,
     /// References taken by `take_where` and `close_and_take`.
     taken: AtomicUsize,
 }
+
+/// A counter on a cache line of its own: removers on other workers bump `removed` on
+/// every removal, and the inserter's lock and counter should not share its line.
+#[repr(align(128))]
+struct OwnLine(AtomicUsize);
 
 /// The inserter's bookkeeping.
 struct Inserter {
@@ -142,7 +147,7 @@ impl<T> Shard<T> {
             segments: (0..SEGMENTS).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect(),
             inserter: Mutex::new(Inserter { free: Vec::new(), len: 0, removed_at_scan: 0 }),
             inserted: AtomicUsize::new(0),
-            removed: AtomicUsize::new(0),
+            removed: OwnLine(AtomicUsize::new(0)),
             taken: AtomicUsize::new(0),
         }
     }
@@ -169,7 +174,7 @@ impl<T> Shard<T> {
         if let Some(i) = ins.free.pop() {
             return i;
         }
-        let removed = self.removed.load(Relaxed);
+        let removed = self.removed.0.load(Relaxed);
         if removed.wrapping_sub(ins.removed_at_scan) >= (ins.len / 4).max(BASE) {
             ins.removed_at_scan = removed;
             for i in (0..ins.len).rev() {
@@ -220,7 +225,7 @@ impl<T> Registry<T> {
             && cell.compare_exchange(ptr, std::ptr::null_mut(), AcqRel, Relaxed).is_ok()
         {
             // Withdrawn before the close's scan reached it.
-            shard.removed.fetch_add(1, Relaxed);
+            shard.removed.0.fetch_add(1, Relaxed);
             ins.free.push(slot);
             // SAFETY: the compare-exchange gave us back the reference stored above.
             drop(unsafe { Arc::from_raw(ptr) });
@@ -242,7 +247,7 @@ impl<T> Registry<T> {
             // the Acquire sees an inspector's put-back.
             match cell.compare_exchange(ptr, std::ptr::null_mut(), AcqRel, Acquire) {
                 Ok(_) => {
-                    shard.removed.fetch_add(1, Relaxed);
+                    shard.removed.0.fetch_add(1, Relaxed);
                     // SAFETY: the slot held the registry's reference to `item`, now ours.
                     drop(unsafe { Arc::from_raw(ptr) });
                     return true;
@@ -258,7 +263,7 @@ impl<T> Registry<T> {
         self.shards
             .iter()
             .map(|s| {
-                let gone = s.removed.load(Relaxed).wrapping_add(s.taken.load(Relaxed));
+                let gone = s.removed.0.load(Relaxed).wrapping_add(s.taken.load(Relaxed));
                 s.inserted.load(Relaxed).wrapping_sub(gone)
             })
             .fold(0usize, usize::wrapping_add)
