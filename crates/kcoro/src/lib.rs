@@ -121,6 +121,7 @@ where
 
 /// Lets other coroutines run; this one goes to the back of its worker's queue.
 /// On a plain thread, `std::thread::yield_now`.
+#[inline]
 pub fn yield_now() {
     match runtime::context::current_task_ptr() {
         // SAFETY: the running task is alive while it runs.
