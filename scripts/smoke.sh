@@ -274,6 +274,8 @@ doc 'cargo run --release -p kcoro-bench -- runtime --case scope_spawn_join_100 -
 bench runtime actor_tell
 doc 'cargo run --release -p kcoro-bench -- runtime --quick --impl kcoro --case scope_spawn_join_100'
 doc 'cargo run --release -p kcoro-bench -- runtime --quick --case scope_spawn_join_100'
+doc 'cargo run --release -p kcoro-bench -- runtime --quick --impl kcoro --case yield'
+bench runtime yield
 expect 0 '^scope_spawn_join_100 +kcoro .*[0-9]' cargo run -q --release -p kcoro-bench -- runtime --quick --impl kcoro --case scope_spawn_join_100
 doc 'cargo run --release -p kcoro-bench -- chan'
 bench chan spsc_1024
