@@ -392,3 +392,19 @@ fn incoming_yields_connections() {
         }
     });
 }
+
+#[test]
+fn a_read_after_a_short_one_sees_a_local_read_shutdown() {
+    runtime(1).block_on(|| {
+        let (client, server_side) = connected();
+        // Written while the reader is parked, so the readiness edge is seen before the read.
+        let writer = kcoro::spawn(move || (&client).write_all(b"hi").map(|()| client));
+        let mut buf = [0u8; 64];
+        assert_eq!((&server_side).read(&mut buf).expect("read"), 2, "a short read");
+        // The kernel reports the shutdown as a readiness edge: the next read does not wait.
+        server_side.shutdown(Shutdown::Read).expect("shutdown");
+        server_side.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        assert_eq!((&server_side).read(&mut buf).expect("read after shutdown"), 0);
+        drop(writer.join().expect("writer").expect("write"));
+    });
+}

@@ -160,11 +160,23 @@ where
     for<'a> &'a S: Read + Write,
 {
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_with(|mut s| s.read(buf))
+        let len = buf.len();
+        self.read_stream(len, |mut s| s.read(buf))
     }
 
     pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.read_with(|mut s| s.read_vectored(bufs))
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.read_stream(len, |mut s| s.read_vectored(bufs))
+    }
+
+    /// A read of up to `len` bytes under the read timeout; a short one lets the next read
+    /// wait for readiness without a syscall first (`Registration::read`).
+    fn read_stream(&self, len: usize, mut op: impl FnMut(&S) -> io::Result<usize>) -> io::Result<usize> {
+        match Wait::timeout(self.read_timeout.get()) {
+            Wait::Forever => self.reg.read(None, len, || op(&self.io)),
+            Wait::Until(deadline) => self.reg.read(Some(deadline), len, || op(&self.io)),
+            never @ Wait::Never => self.wait(READABLE, never, op),
+        }
     }
 
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {

@@ -46,16 +46,24 @@ const FIRST_IO: usize = 2;
 /// Readiness bits of an I/O source.
 pub(crate) const READABLE: u8 = 0b01;
 pub(crate) const WRITABLE: u8 = 0b10;
+/// With `READABLE` in an edge: the peer closed its end or the socket failed. Final: no later
+/// edge will announce it, so it is remembered (`IoState::read_closed`).
+const READ_CLOSED: u8 = 0b100;
 
 /// One registered socket: its readiness and the parked coroutines waiting on it.
 #[derive(Default)]
 pub(crate) struct IoSource {
     state: Mutex<IoState>,
+    /// Read edges reported so far. Bumped under the state lock, so `poll_ready_since` sees
+    /// every edge up to its own lock; read without it by `read_edges`.
+    read_edges: AtomicU64,
 }
 
 #[derive(Default)]
 struct IoState {
     ready: u8,
+    /// An edge reported end-of-file or an error: a read returns at once from now on.
+    read_closed: bool,
     readers: Vec<Unparker>,
     writers: Vec<Unparker>,
 }
@@ -68,7 +76,30 @@ impl IoSource {
     /// Called after an operation returned `WouldBlock`. Consumes a readiness edge that
     /// arrived since (returns `true`: retry now) or registers `me` to be woken by the next.
     pub(crate) fn poll_ready(&self, dir: u8, me: &Unparker) -> bool {
+        Self::consume_or_register(&mut self.lock(), dir, me)
+    }
+
+    /// The read edges reported so far. Acquire: the read syscall that follows cannot be
+    /// performed before this load, so an edge for data that syscall missed counts after it.
+    pub(crate) fn read_edges(&self) -> u64 {
+        self.read_edges.load(Acquire)
+    }
+
+    /// `poll_ready(READABLE)` for a reader that found the socket empty after `read_edges`
+    /// returned `seen` (a short read): with no read edge since, nothing has arrived, so it
+    /// registers without trying a syscall first; with one, it says retry.
+    pub(crate) fn poll_ready_since(&self, seen: u64, me: &Unparker) -> bool {
         let mut st = self.lock();
+        // Edges are counted under this lock: any edge not counted yet finds `me` registered.
+        // End-of-file is final and brings no further edge, so it always means retry (the
+        // short read may have stopped just before it).
+        if self.read_edges.load(Relaxed) != seen || st.read_closed {
+            return true;
+        }
+        Self::consume_or_register(&mut st, READABLE, me)
+    }
+
+    fn consume_or_register(st: &mut IoState, dir: u8, me: &Unparker) -> bool {
         if st.ready & dir != 0 {
             st.ready &= !dir;
             return true;
@@ -92,26 +123,37 @@ impl IoSource {
     /// for a direction nobody waits on (for an operation about to call `poll_ready`).
     /// Recording it for the woken too left a stale bit that cost one wasted `recvfrom`
     /// ending in `EAGAIN` per read. An edge handed to a waiter that then gives up (its
-    /// timeout) is not lost: every operation tries its syscall before it looks at `ready`.
+    /// timeout) is not lost: every operation tries its syscall before it looks at `ready`,
+    /// except a read after a short one, which the edge count (bumped here) sends to its
+    /// syscall.
     fn wake(&self, dirs: u8) {
-        let woken: Vec<Unparker> = {
-            let mut guard = self.lock();
-            let st = &mut *guard;
-            let mut v = Vec::new();
-            for (dir, list) in [(READABLE, &mut st.readers), (WRITABLE, &mut st.writers)] {
-                if dirs & dir == 0 {
-                    continue;
-                }
-                if list.is_empty() {
-                    st.ready |= dir;
-                } else {
-                    v.append(list);
-                }
-            }
-            v
-        };
+        let mut woken = Vec::new();
+        self.take_waiters(dirs, &mut woken);
         for u in woken {
             u.unpark();
+        }
+    }
+
+    /// `wake` without the unparking: the waiters to wake go to `woken`, so a reactor turn
+    /// collects a whole batch in one reused vector and unparks them outside every lock.
+    fn take_waiters(&self, dirs: u8, woken: &mut Vec<Unparker>) {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if dirs & READABLE != 0 {
+            self.read_edges.fetch_add(1, Relaxed);
+        }
+        if dirs & READ_CLOSED != 0 {
+            st.read_closed = true;
+        }
+        for (dir, list) in [(READABLE, &mut st.readers), (WRITABLE, &mut st.writers)] {
+            if dirs & dir == 0 {
+                continue;
+            }
+            if list.is_empty() {
+                st.ready |= dir;
+            } else {
+                woken.append(list);
+            }
         }
     }
 }
@@ -125,6 +167,7 @@ struct Timers {
 pub(crate) struct Poller {
     poll: Poll,
     events: Events,
+    /// What a turn wakes, collected under the locks and unparked outside them (reused).
     fired: Vec<Unparker>,
 }
 
@@ -410,7 +453,7 @@ impl Driver {
         if self.shutdown.load(Acquire) {
             return;
         }
-        let Poller { poll, events, .. } = p;
+        let Poller { poll, events, fired } = p;
         if let Err(e) = poll.poll(events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 eprintln!("kcoro: reactor poll failed: {e}");
@@ -418,34 +461,40 @@ impl Driver {
             return;
         }
         let mut timer_due = false;
-        for ev in events.iter() {
-            match ev.token() {
-                WAKER => {}
-                TIMER => {
-                    let mut buf = [0u8; 8];
-                    // SAFETY: reading 8 bytes into an 8-byte buffer from our timerfd.
-                    unsafe { libc::read(self.timerfd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-                    timer_due = true;
-                }
-                Token(t) => {
-                    let src = {
-                        let s = self.sources.lock().unwrap_or_else(|p| p.into_inner());
-                        s.entries.get(t - FIRST_IO).and_then(|e| e.clone())
-                    };
-                    if let Some(src) = src {
+        {
+            // One look at the sources for the whole batch. Lock order: sources, then a
+            // source's state (nothing takes them the other way round).
+            let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    TIMER => timer_due = true,
+                    Token(t) => {
+                        let Some(Some(src)) = sources.entries.get(t - FIRST_IO) else {
+                            continue;
+                        };
                         let mut dirs = 0;
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             dirs |= READABLE;
                         }
+                        if ev.is_read_closed() || ev.is_error() {
+                            dirs |= READ_CLOSED;
+                        }
                         if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                             dirs |= WRITABLE;
                         }
-                        src.wake(dirs);
+                        src.take_waiters(dirs, fired);
                     }
                 }
             }
         }
+        for u in fired.drain(..) {
+            u.unpark();
+        }
         if timer_due {
+            let mut buf = [0u8; 8];
+            // SAFETY: reading 8 bytes into an 8-byte buffer from our timerfd.
+            unsafe { libc::read(self.timerfd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
             self.fire_due_timers(p, true);
         }
     }
@@ -495,5 +544,21 @@ mod tests {
         src.wake(READABLE | WRITABLE);
         assert!(!src.poll_ready(READABLE, &me), "no stale readable bit after waking the reader");
         assert!(src.poll_ready(WRITABLE, &me), "nobody waited to write: that edge was kept");
+    }
+
+    #[test]
+    fn a_reader_that_emptied_the_socket_registers_unless_a_read_edge_came_since() {
+        let src = IoSource::default();
+        let me = crate::park::current();
+        let seen = src.read_edges();
+        assert!(!src.poll_ready_since(seen, &me), "no edge since: register, no syscall");
+        src.wake(WRITABLE);
+        assert!(!src.poll_ready_since(seen, &me), "a write edge says nothing about reading");
+        src.wake(READABLE);
+        assert!(src.poll_ready_since(seen, &me), "a read edge since: retry the syscall");
+        let seen = src.read_edges();
+        src.wake(READABLE); // nobody waits now: the edge is kept in `ready` as well
+        assert!(src.poll_ready_since(seen, &me));
+        assert!(src.poll_ready_since(seen - 1, &me), "an older count never registers");
     }
 }
