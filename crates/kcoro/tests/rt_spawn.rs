@@ -310,6 +310,46 @@ fn spread_on_one_worker_runs_everything_there() {
     assert_eq!(places, vec![Some(0); 8]);
 }
 
+/// Where each of `n` coroutines spawned with `on_worker(index(i))` started and ended (a
+/// sleep in between, so a move would show).
+fn placed_on(rt: &kcoro::Runtime, n: usize, index: fn(usize) -> usize) -> Vec<(usize, usize, usize)> {
+    rt.block_on(move || {
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                kcoro::spawn_with(kcoro::SpawnOptions::new().on_worker(index(i)), move || {
+                    let start = kcoro::worker_index().expect("on a worker");
+                    kcoro::sleep(Duration::from_micros(100));
+                    (i, start, kcoro::worker_index().expect("on a worker"))
+                })
+                .expect("spawn")
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("join")).collect()
+    })
+}
+
+#[test]
+fn on_worker_starts_the_coroutine_on_that_worker_and_it_stays() {
+    let rt = rt(2);
+    // Alternating and all on the far side of the spawner, modulo the worker count.
+    for (index, want) in [(|i| i % 2, |i| i % 2), (|_| 1, |_| 1), (|i| i + 3, |i| (i + 3) % 2)]
+        as [(fn(usize) -> usize, fn(usize) -> usize); 3]
+    {
+        let places = placed_on(&rt, 32, index);
+        assert!(places.iter().all(|&(i, start, end)| start == want(i) && end == want(i)), "{places:?}");
+    }
+}
+
+#[test]
+fn on_worker_from_outside_the_workers_starts_there() {
+    let rt = rt(2);
+    for want in [0, 1, 1, 0] {
+        let h = rt.handle().spawn_with(kcoro::SpawnOptions::new().on_worker(want), kcoro::worker_index);
+        let h = h.expect("spawn");
+        assert_eq!(rt.block_on(move || h.join().expect("join")), Some(want));
+    }
+}
+
 #[test]
 fn worker_counters_add_up_to_the_runtime_totals() {
     let rt = rt(2);

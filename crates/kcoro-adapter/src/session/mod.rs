@@ -146,6 +146,13 @@ pub struct ClientStream {
     /// What the opener said the stream is for (a target name, a route): metadata both
     /// ends see, like a request's headers.
     pub tag: String,
+    /// The kcoro worker the stream was opened from ([`kcoro::worker_index`]; `None` off
+    /// the workers). Started coroutines stay on their worker, so an accept loop that
+    /// spawns a stream's server party with
+    /// [`SpawnOptions::on_worker`](kcoro::SpawnOptions::on_worker) of this index keeps
+    /// the two parties of the stream on one thread: their hand-offs are local wakes, and
+    /// frames are freed on the thread that allocated them.
+    pub opened_on: Option<usize>,
     /// Towards the server.
     pub tx: SendHalf,
     /// From the server.
@@ -206,7 +213,8 @@ impl Session {
         let shared = stream::StreamShared::new(id, Arc::clone(inner));
         let (c_tx, s_rx) = stream::half(&shared, inner.cfg.window, 0b01);
         let (s_tx, c_rx) = stream::half(&shared, inner.cfg.window, 0b10);
-        let server = ClientStream { id, priority, tag: tag.to_string(), tx: s_tx, rx: s_rx };
+        let opened_on = kcoro::worker_index();
+        let server = ClientStream { id, priority, tag: tag.to_string(), opened_on, tx: s_tx, rx: s_rx };
         if let Err(refused) = inner.accept_tx.send(server) {
             // Never delivered, so never counted open: it is not counted closed either.
             shared.abandon();
@@ -217,7 +225,7 @@ impl Session {
         let opened = inner.stats.opened.fetch_add(1, Ordering::Relaxed) + 1;
         let open_now = opened.saturating_sub(inner.stats.closed.load(Ordering::Relaxed));
         inner.stats.peak_open.fetch_max(open_now, Ordering::Relaxed);
-        Ok(ClientStream { id, priority, tag: tag.to_string(), tx: c_tx, rx: c_rx })
+        Ok(ClientStream { id, priority, tag: tag.to_string(), opened_on, tx: c_tx, rx: c_rx })
     }
 
     /// Stops accepting: `Acceptor::accept` returns `None` once it has drained. Call it to

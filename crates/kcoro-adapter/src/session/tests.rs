@@ -507,3 +507,25 @@ fn stats_count_each_frame_once() {
         });
     }
 }
+
+#[test]
+fn both_ends_know_the_worker_the_stream_was_opened_from() {
+    let rt = kcoro::Runtime::builder().workers(2).build().unwrap();
+    let (session, acceptor) = Session::new(cfg(4, 100)).unwrap();
+    for worker in [1, 0, 1] {
+        let session = session.clone();
+        let open = kcoro::SpawnOptions::new().on_worker(worker);
+        let c = rt
+            .block_on(move || kcoro::spawn_with(open, move || session.open(0)).unwrap().join().unwrap())
+            .unwrap();
+        let s = acceptor.accept().unwrap();
+        assert_eq!((c.id, c.opened_on, s.opened_on), (s.id, Some(worker), Some(worker)));
+        // The server party placed by it starts beside the client.
+        let beside = kcoro::SpawnOptions::new().on_worker(s.opened_on.unwrap());
+        let ran_on =
+            rt.block_on(move || kcoro::spawn_with(beside, kcoro::worker_index).unwrap().join().unwrap());
+        assert_eq!(ran_on, Some(worker));
+    }
+    // Off the workers there is no worker to name.
+    assert_eq!(session.open(0).unwrap().opened_on, None);
+}

@@ -132,7 +132,19 @@ pub struct SpawnOptions {
     stack_size: Option<usize>,
     name: Option<String>,
     token: Option<CancelToken>,
-    spread: bool,
+    placement: Placement,
+}
+
+/// Where a spawned coroutine starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Placement {
+    /// The spawner's worker (stealable until it starts), or the inject queue off the workers.
+    #[default]
+    Spawner,
+    /// The workers in turn ([`SpawnOptions::spread`]).
+    Spread,
+    /// One worker, modulo the count ([`SpawnOptions::on_worker`]).
+    Worker(usize),
 }
 
 impl SpawnOptions {
@@ -169,7 +181,19 @@ impl SpawnOptions {
     /// costs a hand-off to another worker (and its wake-up if it sleeps), so keep the
     /// default for short-lived helpers that the spawner waits for.
     pub fn spread(mut self) -> Self {
-        self.spread = true;
+        self.placement = Placement::Spread;
+        self
+    }
+
+    /// Starts the coroutine on worker `index` (modulo the number of workers; see
+    /// [`worker_index`]), where it stays. Coroutines that exchange messages all the time
+    /// are cheapest on one worker: a hand-off between them is a local wake, and what one
+    /// allocates the other frees on the same thread. Since started coroutines do not
+    /// migrate, this is how to put a party beside its peer, for example a session's
+    /// server party beside the client that opened the stream
+    /// (`kcoro_adapter::session::ClientStream::opened_on`). Replaces [`spread`](Self::spread).
+    pub fn on_worker(mut self, index: usize) -> Self {
+        self.placement = Placement::Worker(index);
         self
     }
 }
@@ -269,20 +293,33 @@ impl Shared {
         if !self.owned.insert(shard, &task) {
             return Err(Error::ShuttingDown);
         }
-        match local {
-            Some(w) => {
+        // A chosen worker pins the coroutine there before it starts: a stealer must not
+        // undo the choice. Spread spawns from outside the workers go to the inject queue,
+        // which any worker serves.
+        let chosen = match opts.placement {
+            Placement::Spawner => None,
+            Placement::Spread if local.is_none() => None,
+            Placement::Spread => Some(self.next_spread.fetch_add(1, Relaxed) % self.workers.len()),
+            Placement::Worker(i) => Some(i % self.workers.len()),
+        };
+        match (local, chosen) {
+            (Some(w), Some(i)) if i == w.index => {
                 w.count_spawn();
-                if opts.spread {
-                    // Pinned to its turn's worker: a stealer must not undo the spreading.
-                    match self.next_spread.fetch_add(1, Relaxed) % self.workers.len() {
-                        i if i == w.index => w.start_here(task),
-                        i => self.start_on(i, task),
-                    }
-                } else {
-                    w.schedule_local(task);
-                }
+                w.start_here(task);
             }
-            None => {
+            (Some(w), Some(i)) => {
+                w.count_spawn();
+                self.start_on(i, task);
+            }
+            (Some(w), None) => {
+                w.count_spawn();
+                w.schedule_local(task);
+            }
+            (None, Some(i)) => {
+                self.external_spawns.fetch_add(1, Relaxed);
+                self.start_on(i, task);
+            }
+            (None, None) => {
                 self.external_spawns.fetch_add(1, Relaxed);
                 self.inject.push(task);
                 if self.is_shutdown() {
