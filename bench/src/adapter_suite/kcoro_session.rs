@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use kcoro::JoinHandle;
+use kcoro::{JoinHandle, SpawnOptions};
 use kcoro_adapter::session::{Acceptor, Event, RecvHalf, SendHalf, ServerStream, Session, SessionConfig};
 
 use super::{FRAME, MAX_STREAMS, STREAMS, Timed, WINDOW, check, check_totals, frame, share, unknown, warmup};
@@ -24,6 +24,17 @@ pub fn run(case: &str, n: u64) -> Result<Measurement, String> {
     })
 }
 
+/// Spawns `f` on the worker a stream was opened from, so that a stream's parties share a
+/// worker: their hand-offs are local wakes, and each frame is freed on the thread that
+/// allocated it. Started coroutines do not migrate, so this is placement's one chance.
+fn spawn_beside<T: Send + 'static>(
+    opened_on: Option<usize>,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<JoinHandle<Result<T, String>>, String> {
+    let opts = opened_on.map_or_else(SpawnOptions::new, |w| SpawnOptions::new().on_worker(w));
+    kcoro::spawn_with(opts, f).map_err(|e| format!("kcoro: spawn: {e}"))
+}
+
 /// Waits for a coroutine and flattens its result.
 fn joined<T>(h: JoinHandle<Result<T, String>>, who: &str) -> Result<T, String> {
     h.join().map_err(|e| format!("kcoro: {who}: {e}"))?
@@ -41,9 +52,10 @@ fn one(echo: bool, n: u64) -> Timed {
         .map(|i| {
             let session = session.clone();
             let frames = share(n, STREAMS, i);
-            kcoro::spawn(move || client(&session, frames, echo))
+            kcoro::spawn_with(SpawnOptions::new().spread(), move || client(&session, frames, echo))
+                .map_err(|e| format!("kcoro: spawn client: {e}"))
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     let sent = clients.into_iter().map(|c| joined(c, "client")).collect::<Result<Vec<_>, _>>()?;
     let elapsed = start.elapsed();
 
@@ -68,12 +80,12 @@ fn one(echo: bool, n: u64) -> Timed {
 /// Returns the stream id and the frames sent.
 fn client(session: &Session, frames: u64, echo: bool) -> Result<(u64, u64), String> {
     let s = session.open(0).map_err(|e| format!("kcoro: open: {e}"))?;
-    let (id, mut tx, mut rx) = (s.id, s.tx, s.rx);
+    let (id, opened_on, mut tx, mut rx) = (s.id, s.opened_on, s.tx, s.rx);
     if echo {
-        let reader = kcoro::spawn(move || {
+        let reader = spawn_beside(opened_on, move || {
             drain(id, frames, &mut rx)?;
             expect_fin(id, &mut rx)
-        });
+        })?;
         send_all(id, frames, &mut tx)?;
         joined(reader, "reader")?;
     } else {
@@ -116,7 +128,7 @@ fn expect_fin(id: u64, rx: &mut RecvHalf) -> Result<(), String> {
 fn serve(acceptor: Acceptor, echo: bool) -> Result<Vec<(u64, u64)>, String> {
     let mut parties = Vec::new();
     while let Some(s) = acceptor.accept() {
-        parties.push(kcoro::spawn(move || serve_stream(s, echo)));
+        parties.push(spawn_beside(s.opened_on, move || serve_stream(s, echo))?);
     }
     parties.into_iter().map(|p| joined(p, "server party")).collect()
 }
