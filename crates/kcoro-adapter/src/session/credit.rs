@@ -8,34 +8,66 @@
 //! Only a sender out of credit registers itself and parks.
 //!
 //! # Protocol
-//! 1. The sender starts with `window` bytes; it keeps what it `spent`, the consumer adds
-//!    what it consumed to `returned`. Credit on hand = `window + returned − spent`.
+//! `state` holds the bytes handed back (`returned`, shifted left by one) and the sender's
+//! `WAITING` bit; every step that decides about a wake-up is a read-modify-write of it.
+//! 1. The sender starts with `window` bytes and counts what it `spent`. Credit on hand =
+//!    `window + returned − spent`.
 //! 2. `acquire(n)`: if the consumer stopped, fail; if `n` fits, spend and return
 //!    `Immediate`.
-//! 3. Otherwise the sender stores its unparker, sets `waiting` (SeqCst) and checks again;
-//!    still short, it parks, and repeats step 3 when woken. Once `n` fits it spends and
-//!    returns `AfterWait`: exactly one backpressure episode, counted by the caller.
-//! 4. The consumer adds to `returned` (SeqCst), or sets `stop`, or (the last giver
-//!    dropped) `gone`, then reads `waiting`; if set, it takes the unparker and unparks.
-//!    A sender short of credit fails with code 0 once the consumer is gone; credit it
-//!    already has is still its to spend.
+//! 3. Otherwise the sender stores its unparker, sets `WAITING` with `fetch_or` (which also
+//!    reads `returned`), then reads `stop`: stopped, fail; `n` fits, spend; the consumer
+//!    gone, fail with code 0; else park, and repeat step 3 when woken. Leaving, it clears
+//!    `WAITING`. A wait that ends with the credit returns `AfterWait`: exactly one
+//!    backpressure episode, counted by the caller.
+//! 4. The consumer adds to `state` (`fetch_add`), or writes `stop` and then touches `state`
+//!    with a `fetch_add(0)`; if the value it read had `WAITING`, it takes the unparker and
+//!    unparks it.
 //!
 //! # Invariants
 //! - bytes in flight (spent and not yet returned) ≤ `window`, as long as every send acquires.
-//! - No lost wake-up: the sender's `waiting` store and the consumer's `returned`/`stop`
-//!   write are both SeqCst and each side reads the other's after its own, so either the
-//!   sender sees the credit before parking or the consumer sees `waiting` and unparks it.
-//! - `waiting` is true only while the sender is inside step 3. A stale unpark (the sender
+//! - No lost wake-up: the sender's `fetch_or` and the consumer's read-modify-write are
+//!   ordered in `state`'s modification order. Consumer first: the sender's `fetch_or`
+//!   acquires it, so it sees the credit or the stop. Sender first: the consumer reads
+//!   `WAITING` and the unparker stored before it, and unparks. (Model-checked with loom,
+//!   `loom_credit_*`, scripts/loom.sh.)
+//! - `WAITING` is set only while the sender is inside step 3. A stale unpark (the sender
 //!   found the credit on its own) ends some later park early; every kcoro wait loops on
 //!   its own condition.
+//! - `returned` wraps after 2⁶³ bytes handed back on one half: not a concern.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 
-use kcoro::park::{self, Unparker};
+#[cfg(loom)]
+use loom::sync::{
+    Mutex,
+    atomic::{AtomicU64, Ordering::*},
+};
+#[cfg(not(loom))]
+use std::sync::{
+    Mutex,
+    atomic::{AtomicU64, Ordering::*},
+};
 
-/// `stop` once the consumer stopped: this bit and the code in the low 32 bits.
+use park::Unparker;
+
+/// kcoro's parking; loom's threads under `cfg(loom)`, so the model checks this protocol.
+#[cfg(not(loom))]
+mod park {
+    pub(super) use kcoro::park::{Unparker, current, park};
+}
+#[cfg(loom)]
+mod park {
+    pub(super) use loom::thread::{Thread as Unparker, current, park};
+}
+
+/// `state`: the sender is in step 3.
+const WAITING: u64 = 1;
+/// `state`: `returned` starts above the `WAITING` bit.
+const RETURNED_SHIFT: u32 = 1;
+/// `stop`: the consumer stopped; its code is in the low 32 bits.
 const STOPPED: u64 = 1 << 32;
+/// `stop`: every giver was dropped, no more credit will come.
+const GONE: u64 = 1 << 33;
 
 /// How `acquire` got its credit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,27 +82,34 @@ pub(crate) enum Acquired {
 /// What both sides share.
 #[derive(Debug, Default)]
 struct Cell {
-    /// Bytes consumed and handed back since the start.
-    returned: AtomicU64,
-    /// 0 while the consumer reads; `STOPPED | code` after.
+    /// `returned << RETURNED_SHIFT | WAITING`.
+    state: AtomicU64,
+    /// `STOPPED | code` once the consumer stopped (the first code wins); `GONE` once no
+    /// giver is left.
     stop: AtomicU64,
-    /// Every giver was dropped: no more credit will come.
-    gone: AtomicBool,
-    /// True while the sender is between registering and finishing a wait.
-    waiting: AtomicBool,
     /// The waiting sender; taken by the consumer that wakes it.
     parked: Mutex<Option<Unparker>>,
 }
 
 impl Cell {
     fn stopped(&self) -> Option<u32> {
-        let s = self.stop.load(SeqCst);
+        let s = self.stop.load(Acquire);
         (s & STOPPED != 0).then_some(s as u32)
     }
 
-    /// Step 4's second half: wake the sender if it waits.
-    fn wake_sender(&self) {
-        if self.waiting.load(SeqCst) {
+    fn is_gone(&self) -> bool {
+        self.stop.load(Acquire) & GONE != 0
+    }
+
+    /// Step 4, after a write to `stop`: a read-modify-write of `state`, and the wake-up if
+    /// the sender waits.
+    fn poke(&self) {
+        let before = self.state.fetch_add(0, AcqRel);
+        self.wake_if_waiting(before);
+    }
+
+    fn wake_if_waiting(&self, state: u64) {
+        if state & WAITING != 0 {
             let who = self.parked.lock().unwrap_or_else(PoisonError::into_inner).take();
             if let Some(who) = who {
                 who.unpark();
@@ -80,8 +119,14 @@ impl Cell {
 
     /// Records that the consumer stopped (the first code wins) and wakes the sender.
     fn stop(&self, code: u32) {
-        let _ = self.stop.compare_exchange(0, STOPPED | u64::from(code), SeqCst, SeqCst);
-        self.wake_sender();
+        let mut cur = self.stop.load(Acquire);
+        while cur & STOPPED == 0 {
+            match self.stop.compare_exchange_weak(cur, cur | STOPPED | u64::from(code), AcqRel, Acquire) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        self.poke();
     }
 }
 
@@ -107,8 +152,8 @@ struct GiverAlive(Arc<Cell>);
 
 impl Drop for GiverAlive {
     fn drop(&mut self) {
-        self.0.gone.store(true, SeqCst);
-        self.0.wake_sender();
+        self.0.stop.fetch_or(GONE, AcqRel);
+        self.0.poke();
     }
 }
 
@@ -127,37 +172,43 @@ impl CreditSender {
         if let Some(code) = self.cell.stopped() {
             return Err(code);
         }
-        if self.try_spend(n) {
+        if self.try_spend(n, self.cell.state.load(Acquire)) {
             return Ok(Acquired::Immediate);
         }
         on_wait();
         let cell = Arc::clone(&self.cell);
         let outcome = loop {
             *cell.parked.lock().unwrap_or_else(PoisonError::into_inner) = Some(park::current());
-            cell.waiting.store(true, SeqCst);
+            let state = cell.state.fetch_or(WAITING, AcqRel);
             if let Some(code) = cell.stopped() {
                 break Err(code);
             }
-            if self.try_spend(n) {
+            if self.try_spend(n, state) {
                 break Ok(Acquired::AfterWait);
             }
-            if cell.gone.load(SeqCst) {
+            if cell.is_gone() {
                 break Err(0);
             }
             park::park();
         };
-        cell.waiting.store(false, SeqCst);
+        cell.state.fetch_and(!WAITING, AcqRel);
         outcome
     }
 
-    /// Spends `n` if the credit on hand covers it.
-    fn try_spend(&mut self, n: u64) -> bool {
-        let on_hand = self.window + self.cell.returned.load(SeqCst) - self.spent;
-        let fits = on_hand >= n;
+    /// Spends `n` if the credit on hand, with `state` read from the cell, covers it.
+    fn try_spend(&mut self, n: u64, state: u64) -> bool {
+        let returned = state >> RETURNED_SHIFT;
+        let fits = self.window + returned - self.spent >= n;
         if fits {
             self.spent += n;
         }
         fits
+    }
+
+    /// Bytes spent and not yet handed back.
+    #[cfg(test)]
+    fn in_flight(&self) -> u64 {
+        self.spent - (self.cell.state.load(Acquire) >> RETURNED_SHIFT)
     }
 
     /// A probe that reads true while the producer is parked for credit.
@@ -173,15 +224,15 @@ pub struct WaitProbe(Arc<Cell>);
 impl WaitProbe {
     /// True while the producer is parked.
     pub fn is_waiting(&self) -> bool {
-        self.0.waiting.load(Relaxed)
+        self.0.state.load(Relaxed) & WAITING != 0
     }
 }
 
 impl CreditGiver {
     /// Returns `n` consumed bytes.
     pub(crate) fn grant(&self, n: u64) {
-        self.cell.returned.fetch_add(n, SeqCst);
-        self.cell.wake_sender();
+        let before = self.cell.state.fetch_add(n << RETURNED_SHIFT, AcqRel);
+        self.cell.wake_if_waiting(before);
     }
 
     /// Tells the producer no more will be read.
@@ -190,7 +241,47 @@ impl CreditGiver {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+
+    // The sender runs on a spawned thread and checks its own outcome: a stale unpark
+    // (allowed by the protocol) would trip loom's `join`, which parks the joining thread.
+    // loom runs every thread to its end, and reports a sender parked forever as a deadlock.
+
+    /// A sender that is one byte short while the consumer grants in two steps and then
+    /// stops: in every interleaving the sender ends with the credit or the stop code.
+    #[test]
+    fn loom_credit_wait_ends_with_credit_or_stop() {
+        loom::model(|| {
+            let (mut tx, giver) = credit(1);
+            assert_eq!(tx.acquire(1, || {}), Ok(Acquired::Immediate));
+            loom::thread::spawn(move || {
+                let got = tx.acquire(2, || {});
+                assert!(matches!(got, Ok(Acquired::Immediate | Acquired::AfterWait) | Err(5)), "{got:?}");
+                assert!(!tx.wait_probe().is_waiting());
+            });
+            giver.grant(1);
+            giver.grant(1);
+            giver.stop(5);
+        });
+    }
+
+    /// The consumer vanishes instead: a sender short of credit ends with code 0.
+    #[test]
+    fn loom_credit_wait_ends_when_the_consumer_is_dropped() {
+        loom::model(|| {
+            let (mut tx, giver) = credit(1);
+            assert_eq!(tx.acquire(1, || {}), Ok(Acquired::Immediate));
+            loom::thread::spawn(move || {
+                assert_eq!(tx.acquire(1, || {}), Err(0));
+            });
+            drop(giver);
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -201,7 +292,7 @@ mod tests {
         assert_eq!(tx.acquire(40, || unreachable!()), Ok(Acquired::Immediate));
         giver.grant(30);
         assert_eq!(tx.acquire(30, || unreachable!()), Ok(Acquired::Immediate));
-        assert!(!tx.try_spend(1), "the window is spent");
+        assert_eq!(tx.in_flight(), 100, "the window is spent");
     }
 
     #[test]
@@ -250,14 +341,16 @@ mod tests {
                 giver.grant(n);
             }
         });
-        let mut waits = 0;
+        let (mut on_wait_calls, mut after_waits) = (0, 0);
         for _ in 0..FRAMES {
-            if tx.acquire(1, || waits += 1).unwrap() == Acquired::AfterWait {
-                assert!(tx.spent - tx.cell.returned.load(SeqCst) <= 4);
+            if tx.acquire(1, || on_wait_calls += 1).unwrap() == Acquired::AfterWait {
+                after_waits += 1;
             }
+            assert!(tx.in_flight() <= 4);
             frames_tx.send(1).unwrap();
         }
+        assert_eq!(on_wait_calls, after_waits, "one backpressure episode per wait");
         consumer.join().unwrap();
-        assert_eq!(tx.cell.returned.load(SeqCst), FRAMES);
+        assert_eq!(tx.in_flight(), 0);
     }
 }
