@@ -27,7 +27,11 @@
 //! - `kcoro`: `kcoro_adapter::session::{Session, Acceptor}` with `max_streams` 16 and
 //!   `window` [`WINDOW`]; parties are coroutines on a `kcoro::Runtime` with `workers(2)`
 //!   ([`kcoro_session`]). Each half is a kcoro unlimited channel of frames plus a credit
-//!   channel flowing back; the session also keeps its exact counters, checked after the run.
+//!   counter; the session also keeps its exact counters, checked after the run. Clients
+//!   start with `SpawnOptions::spread()`, and each stream's server party (and echo reader)
+//!   on the worker the stream was opened from (`on_worker(opened_on)`), as docs/ADAPTER.md
+//!   advises: started coroutines do not migrate, so this is what puts a stream's two
+//!   parties together, which tokio's scheduler does by moving tasks.
 //! - `tokio`: per half a `tokio::sync::mpsc` unbounded channel of `(seq, Vec<u8>)` plus a
 //!   shared `tokio::sync::Semaphore` holding the window in permits (`acquire_many(len)`
 //!   and `forget` before a send, `add_permits(len)` after a receive); half-close is
@@ -70,6 +74,7 @@ pub static SUITE: Suite = Suite {
         "8 streams at once, 16 KiB frames (a fresh Vec each), credit window 64 KiB per stream and way;",
         "  one op = one frame client -> server (session_streams), there and back (session_echo)",
         "kcoro: kcoro-adapter Session on kcoro workers(2), one coroutine per party;",
+        "  clients spread, each stream's parties on the worker it was opened from (on_worker);",
         "  tokio: per half mpsc::unbounded_channel + Semaphore credit (acquire_many / add_permits),",
         "  worker_threads(2), one task per party",
         "throughput: MB/s = 16384000 / (ns/op)  (one-way bytes per second for both cases)",

@@ -1,6 +1,6 @@
 //! One stream of a session: two one-way halves, each a kcoro channel of frames plus a
-//! credit channel flowing back. A client's `SendHalf` feeds the server's `RecvHalf` and
-//! the server's `SendHalf` feeds the client's `RecvHalf`.
+//! credit counter the receiver adds to. A client's `SendHalf` feeds the server's
+//! `RecvHalf` and the server's `SendHalf` feeds the client's `RecvHalf`.
 //!
 //! # Invariants
 //! - a half is *done* once its receiver saw `Fin` or `Reset`, stopped reading, or was

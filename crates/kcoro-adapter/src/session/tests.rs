@@ -47,7 +47,7 @@ fn backpressure_parks_the_producer() {
                 tx.finish()
             });
 
-            // 60 bytes fit, the second 60 do not: the producer parks on the grant channel.
+            // 60 bytes fit, the second 60 do not: the producer parks for credit.
             assert!(yield_until(|| probe.is_waiting()), "seed {seed}: producer never waited for credit");
             assert!(parked_now() >= 1, "seed {seed}: the waiting producer is not a parked coroutine");
             assert!(!producer.is_finished());
