@@ -156,74 +156,79 @@ mod tests {
         }
     }
 
-    #[test]
-    fn after_a_short_read_the_next_read_waits_for_data_without_a_syscall() {
+    /// On a one-worker runtime: a registered socket `a` of a pair, a count of the reads
+    /// made on it, and a writer coroutine running `write` with the other end `b`.
+    fn with_counted_reader(
+        write: impl FnOnce(UnixStream, &AtomicUsize) + Send + 'static,
+        read: impl FnOnce(&Registration, &mio::net::UnixStream, &AtomicUsize) + Send + 'static,
+    ) {
         let rt = crate::Runtime::builder().workers(1).build().unwrap_or_else(|e| panic!("{e}"));
         rt.block_on(|| {
-            let (a, mut b) = UnixStream::pair().unwrap_or_else(|e| panic!("{e}"));
+            let (a, b) = UnixStream::pair().unwrap_or_else(|e| panic!("{e}"));
             a.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
             let mut a = mio::net::UnixStream::from_std(a);
             let reg = Registration::new(&mut a).unwrap_or_else(|e| panic!("{e}"));
             let calls = Arc::new(AtomicUsize::new(0));
             let writer = {
                 let calls = Arc::clone(&calls);
-                crate::spawn(move || {
-                    wait_for(&calls, 1); // the first read found nothing and parked
-                    b.write_all(b"hello").unwrap_or_else(|e| panic!("{e}"));
-                    wait_for(&calls, 2); // it read "hello" and started the second read
-                    b.write_all(b"world").unwrap_or_else(|e| panic!("{e}"));
-                })
+                crate::spawn(move || write(b, &calls))
             };
-            let mut buf = [0u8; 64];
-            let mut read = || {
-                let n = reg
-                    .read(None, buf.len(), || {
-                        calls.fetch_add(1, SeqCst);
-                        (&a).read(&mut buf)
-                    })
-                    .unwrap_or_else(|e| panic!("{e}"));
-                buf[..n].to_vec()
-            };
-            assert_eq!(read(), b"hello");
-            assert_eq!(calls.load(SeqCst), 2, "EAGAIN, park, then the read");
-            assert_eq!(read(), b"world");
-            assert_eq!(calls.load(SeqCst), 3, "after the short read: park first, then one read");
+            read(&reg, &a, &calls);
             writer.join().unwrap_or_else(|e| panic!("{e:?}"));
             reg.deregister(&mut a);
         });
     }
 
     #[test]
+    fn after_a_short_read_the_next_read_waits_for_data_without_a_syscall() {
+        with_counted_reader(
+            |mut b, calls| {
+                wait_for(calls, 1); // the first read found nothing and parked
+                b.write_all(b"hello").unwrap_or_else(|e| panic!("{e}"));
+                wait_for(calls, 2); // it read "hello" and started the second read
+                b.write_all(b"world").unwrap_or_else(|e| panic!("{e}"));
+            },
+            |reg, mut a, calls| {
+                let mut buf = [0u8; 64];
+                let mut read = || {
+                    let n = reg
+                        .read(None, buf.len(), || {
+                            calls.fetch_add(1, SeqCst);
+                            a.read(&mut buf)
+                        })
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    buf[..n].to_vec()
+                };
+                assert_eq!(read(), b"hello");
+                assert_eq!(calls.load(SeqCst), 2, "EAGAIN, park, then the read");
+                assert_eq!(read(), b"world");
+                assert_eq!(calls.load(SeqCst), 3, "after the short read: park first, then one read");
+            },
+        );
+    }
+
+    #[test]
     fn a_read_after_a_short_one_still_sees_end_of_file_that_came_with_the_data() {
-        let rt = crate::Runtime::builder().workers(1).build().unwrap_or_else(|e| panic!("{e}"));
-        rt.block_on(|| {
-            let (a, mut b) = UnixStream::pair().unwrap_or_else(|e| panic!("{e}"));
-            a.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
-            let mut a = mio::net::UnixStream::from_std(a);
-            let reg = Registration::new(&mut a).unwrap_or_else(|e| panic!("{e}"));
-            let calls = Arc::new(AtomicUsize::new(0));
-            let writer = {
-                let calls = Arc::clone(&calls);
-                crate::spawn(move || {
-                    wait_for(&calls, 1);
-                    // Data and end-of-file in one go: the reactor reports them as one edge.
-                    b.write_all(b"bye").unwrap_or_else(|e| panic!("{e}"));
-                    drop(b);
-                })
-            };
-            let mut buf = [0u8; 64];
-            // A deadline instead of a hang if the end-of-file were missed.
-            let deadline = Instant::now() + std::time::Duration::from_secs(10);
-            let mut read = || {
-                reg.read(Some(deadline), buf.len(), || {
-                    calls.fetch_add(1, SeqCst);
-                    (&a).read(&mut buf)
-                })
-            };
-            assert_eq!(read().unwrap_or_else(|e| panic!("{e}")), 3, "the data (a short read)");
-            assert_eq!(read().unwrap_or_else(|e| panic!("{e}")), 0, "then end-of-file, at once");
-            writer.join().unwrap_or_else(|e| panic!("{e:?}"));
-            reg.deregister(&mut a);
-        });
+        with_counted_reader(
+            |mut b, calls| {
+                wait_for(calls, 1);
+                // Data and end-of-file in one go: the reactor reports them as one edge.
+                b.write_all(b"bye").unwrap_or_else(|e| panic!("{e}"));
+                drop(b);
+            },
+            |reg, mut a, calls| {
+                let mut buf = [0u8; 64];
+                // A deadline instead of a hang if the end-of-file were missed.
+                let deadline = Instant::now() + std::time::Duration::from_secs(10);
+                let mut read = || {
+                    reg.read(Some(deadline), buf.len(), || {
+                        calls.fetch_add(1, SeqCst);
+                        a.read(&mut buf)
+                    })
+                };
+                assert_eq!(read().unwrap_or_else(|e| panic!("{e}")), 3, "the data (a short read)");
+                assert_eq!(read().unwrap_or_else(|e| panic!("{e}")), 0, "then end-of-file, at once");
+            },
+        );
     }
 }
