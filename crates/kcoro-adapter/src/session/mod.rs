@@ -97,14 +97,48 @@ pub(crate) struct StatCells {
     backpressure: AtomicU64,
     slot_waits: AtomicU64,
     pub(crate) window_violations: AtomicU64,
-    pub(crate) data_frames: AtomicU64,
-    pub(crate) data_bytes: AtomicU64,
+    pub(crate) traffic: Traffic,
     pub(crate) resets: AtomicU64,
 }
 
 impl StatCells {
     pub(crate) fn count_backpressure(&self) {
         self.backpressure.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Shards of [`Traffic`]: one per kcoro worker up to 15, the last for other threads.
+const TRAFFIC_SHARDS: usize = 16;
+
+/// Data frames and bytes sent, counted on the sending thread's own cache line and summed
+/// when read: one counter pair for the whole session made every frame of every stream
+/// move that line between the workers.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    shards: [TrafficShard; TRAFFIC_SHARDS],
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct TrafficShard {
+    frames: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Traffic {
+    /// Counts one data frame of `bytes` bytes.
+    pub(crate) fn count(&self, bytes: u64) {
+        let shard = kcoro::worker_index().map_or(TRAFFIC_SHARDS - 1, |w| w % (TRAFFIC_SHARDS - 1));
+        let s = &self.shards[shard];
+        s.frames.fetch_add(1, Ordering::Relaxed);
+        s.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Frames and bytes counted so far.
+    fn totals(&self) -> (u64, u64) {
+        self.shards.iter().fold((0, 0), |(f, b), s| {
+            (f + s.frames.load(Ordering::Relaxed), b + s.bytes.load(Ordering::Relaxed))
+        })
     }
 }
 
@@ -243,6 +277,7 @@ impl Session {
     pub fn stats(&self) -> SessionStats {
         let s = &self.inner.stats;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (data_frames, data_bytes) = s.traffic.totals();
         SessionStats {
             streams_opened: get(&s.opened),
             streams_closed: get(&s.closed),
@@ -250,8 +285,8 @@ impl Session {
             backpressure_events: get(&s.backpressure),
             slot_waits: get(&s.slot_waits),
             window_violations: get(&s.window_violations),
-            data_frames: get(&s.data_frames),
-            data_bytes: get(&s.data_bytes),
+            data_frames,
+            data_bytes,
             resets: get(&s.resets),
         }
     }

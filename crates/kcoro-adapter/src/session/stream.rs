@@ -180,8 +180,7 @@ impl SendHalf {
         if in_flight > self.window {
             stats.window_violations.fetch_add(1, Ordering::Relaxed);
         }
-        stats.data_frames.fetch_add(1, Ordering::Relaxed);
-        stats.data_bytes.fetch_add(len, Ordering::Relaxed);
+        stats.traffic.count(len);
         Ok(())
     }
 

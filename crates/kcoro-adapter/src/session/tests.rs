@@ -529,3 +529,39 @@ fn both_ends_know_the_worker_the_stream_was_opened_from() {
     // Off the workers there is no worker to name.
     assert_eq!(session.open(0).unwrap().opened_on, None);
 }
+
+#[test]
+fn data_counters_are_exact_with_senders_on_every_worker_and_off_them() {
+    let rt = kcoro::Runtime::builder().workers(3).build().unwrap();
+    let (session, acceptor) = Session::new(cfg(8, 1 << 20)).unwrap();
+    let drain = rt.spawn(move || {
+        let mut parties = Vec::new();
+        while let Some(mut s) = acceptor.accept() {
+            parties.push(kcoro::spawn(move || while let Event::Data { .. } = s.rx.recv() {}));
+        }
+        parties.into_iter().for_each(|p| p.join().unwrap());
+    });
+    let send = |session: &Session, frames: u64| {
+        let mut c = session.open(0).unwrap();
+        for seq in 0..frames {
+            c.tx.send(seq, vec![1; seq as usize % 7]).unwrap();
+        }
+        c.tx.finish().unwrap();
+    };
+    let senders: Vec<_> = (0..3)
+        .map(|w| {
+            let session = session.clone();
+            rt.handle()
+                .spawn_with(kcoro::SpawnOptions::new().on_worker(w), move || send(&session, 100 + w as u64))
+                .unwrap()
+        })
+        .collect();
+    send(&session, 50); // from this thread, off the workers
+    senders.into_iter().for_each(|s| rt.block_on(move || s.join().unwrap()));
+    session.close();
+    rt.block_on(move || drain.join().unwrap());
+    let bytes = |frames: u64| (0..frames).map(|seq| seq % 7).sum::<u64>();
+    let st = session.stats();
+    assert_eq!(st.data_frames, 100 + 101 + 102 + 50);
+    assert_eq!(st.data_bytes, bytes(100) + bytes(101) + bytes(102) + bytes(50));
+}
