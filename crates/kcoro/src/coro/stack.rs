@@ -85,10 +85,14 @@ pub fn guard_mode() -> Option<GuardMode> {
     }
 }
 
+/// The page size, asked of the system once: every spawn rounds its stack size with it.
 fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 { p as usize } else { 4096 }
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if p > 0 { p as usize } else { 4096 }
+    })
 }
 
 /// Rounds a requested stack size up to whole pages and at least `MIN_STACK_SIZE`.
