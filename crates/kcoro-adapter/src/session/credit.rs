@@ -176,22 +176,21 @@ impl CreditSender {
             return Ok(Acquired::Immediate);
         }
         on_wait();
-        let cell = Arc::clone(&self.cell);
         let outcome = loop {
-            *cell.parked.lock().unwrap_or_else(PoisonError::into_inner) = Some(park::current());
-            let state = cell.state.fetch_or(WAITING, AcqRel);
-            if let Some(code) = cell.stopped() {
+            *self.cell.parked.lock().unwrap_or_else(PoisonError::into_inner) = Some(park::current());
+            let state = self.cell.state.fetch_or(WAITING, AcqRel);
+            if let Some(code) = self.cell.stopped() {
                 break Err(code);
             }
             if self.try_spend(n, state) {
                 break Ok(Acquired::AfterWait);
             }
-            if cell.is_gone() {
+            if self.cell.is_gone() {
                 break Err(0);
             }
             park::park();
         };
-        cell.state.fetch_and(!WAITING, AcqRel);
+        self.cell.state.fetch_and(!WAITING, AcqRel);
         outcome
     }
 

@@ -302,25 +302,15 @@ impl Shared {
             Placement::Spread => Some(self.next_spread.fetch_add(1, Relaxed) % self.workers.len()),
             Placement::Worker(i) => Some(i % self.workers.len()),
         };
+        match local {
+            Some(w) => w.count_spawn(),
+            None => _ = self.external_spawns.fetch_add(1, Relaxed),
+        }
         match (local, chosen) {
-            (Some(w), Some(i)) if i == w.index => {
-                w.count_spawn();
-                w.start_here(task);
-            }
-            (Some(w), Some(i)) => {
-                w.count_spawn();
-                self.start_on(i, task);
-            }
-            (Some(w), None) => {
-                w.count_spawn();
-                w.schedule_local(task);
-            }
-            (None, Some(i)) => {
-                self.external_spawns.fetch_add(1, Relaxed);
-                self.start_on(i, task);
-            }
+            (Some(w), Some(i)) if i == w.index => w.start_here(task),
+            (_, Some(i)) => self.start_on(i, task),
+            (Some(w), None) => w.schedule_local(task),
             (None, None) => {
-                self.external_spawns.fetch_add(1, Relaxed);
                 self.inject.push(task);
                 if self.is_shutdown() {
                     // Raced with shutdown past its drain: do not leave the task (and its
