@@ -6,12 +6,20 @@
 //! `(ptr, packet_size)` pairs (pointer mode), then spin `spin_iters` times (simulated work
 //! between bursts) and yield, until stopped; consumers receive until stopped. Every operation goes
 //! through the C entry points with the bench's cancel token, so stopping is one cancel
-//! that wakes every parked coroutine, then a join.
+//! that wakes every parked coroutine, then a join of each.
+//!
+//! # Invariants
+//! - `kc_bench_chan_stop` returned ⇒ every coroutine the bench started has returned, been
+//!   counted completed by its scheduler, and let go of everything it held. A wait group
+//!   counted down from inside the coroutines is not enough: it wakes the stopper while the
+//!   coroutine still holds the group and its join slot, and a program that stops and exits
+//!   at once then leaks them (LeakSanitizer saw it under load).
 
 use std::ffi::{c_int, c_void};
-use std::sync::Arc;
+use std::sync::Mutex;
 
-use kcoro::sync::{self, CancelToken, WaitGroup};
+use kcoro::JoinHandle;
+use kcoro::sync::CancelToken;
 
 use crate::cancel::{Cancel, KcCancel};
 use crate::chan::{self, KcChan};
@@ -30,7 +38,8 @@ pub struct Bench {
     chan: *mut KcChan,
     /// The token every operation of the bench uses; owned.
     token: *mut KcCancel,
-    group: Arc<WaitGroup>,
+    /// One per coroutine started; taken and joined by stop.
+    joins: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Handle for Bench {
@@ -132,7 +141,7 @@ fn start(p: &KcBenchParams) -> Result<*mut KcBench, Error> {
     let bench = Bench {
         chan: handle::into_raw(chan),
         token: handle::into_raw(Cancel(token.clone())),
-        group: Arc::new(WaitGroup::new()),
+        joins: Mutex::new(Vec::new()),
     };
     let worker = || Worker {
         ch: bench.chan,
@@ -142,16 +151,19 @@ fn start(p: &KcBenchParams) -> Result<*mut KcBench, Error> {
         per_cycle: p.packets_per_cycle.max(1),
         spin: p.spin_iters.max(0),
     };
-    let how =
-        || Spawn { token: Some(token.clone()), group: Some(Arc::clone(&bench.group)), ..Spawn::default() };
+    let how = || Spawn { token: Some(token.clone()), ..Spawn::default() };
+    let sides = (0..p.producers).map(|_| true).chain((0..p.consumers).map(|_| false));
     let mut started = Ok(());
-    for _ in 0..p.producers {
+    for produce in sides {
         let w = worker();
-        started = started.and_then(|()| sched::spawn_body(sched, how(), move || w.produce()).map(drop));
-    }
-    for _ in 0..p.consumers {
-        let w = worker();
-        started = started.and_then(|()| sched::spawn_body(sched, how(), move || w.consume()).map(drop));
+        let body = move || if produce { w.produce() } else { w.consume() };
+        match sched::spawn_body(sched, how(), body) {
+            Ok(s) => bench.joins.lock().unwrap_or_else(|e| e.into_inner()).push(s.join),
+            Err(e) => {
+                started = Err(e);
+                break;
+            }
+        }
     }
     if let Err(e) = started {
         stop(&bench);
@@ -160,14 +172,19 @@ fn start(p: &KcBenchParams) -> Result<*mut KcBench, Error> {
     Ok(handle::into_raw(bench))
 }
 
-/// Cancels every coroutine of the bench and waits for them (shielded from the caller's
-/// own token, so none outlives the handles it uses).
+/// Cancels every coroutine of the bench and joins each, so none outlives the handles it
+/// uses (a join cannot be cancelled: the caller's own token does not cut it short).
 fn stop(b: &Bench) {
     // SAFETY: made by `start`, freed only when the bench is dropped.
     if let Ok(c) = unsafe { handle::get(b.token) } {
         c.0.cancel();
     }
-    let _ = sync::with_token(CancelToken::new(), || b.group.wait());
+    let joins = std::mem::take(&mut *b.joins.lock().unwrap_or_else(|e| e.into_inner()));
+    for j in joins {
+        // Err only if the coroutine panicked or was dropped unstarted at a runtime's
+        // shutdown: either way it holds nothing any more.
+        let _ = j.join();
+    }
 }
 
 /// Starts `producers` + `consumers` coroutines on a new channel (`kind`, `capacity`;

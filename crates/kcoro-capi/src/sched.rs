@@ -92,11 +92,19 @@ impl Job {
 }
 
 /// Marks a spawned function finished even if it unwinds.
-struct Done(Arc<WaitGroup>);
+struct Done(Option<Arc<WaitGroup>>);
 
 impl Drop for Done {
     fn drop(&mut self) {
-        self.0.done();
+        // From the worker's stack: once `done` wakes the waiter, which may free the group's
+        // owner (a scope, a bench) and exit, our reference to the group is on a thread's
+        // own stack, where a leak checker scanning at exit finds it, not on the
+        // coroutine's, which none scans.
+        kcoro::coro::on_worker_stack(|| {
+            if let Some(group) = self.0.take() {
+                group.done();
+            }
+        });
     }
 }
 
@@ -115,15 +123,24 @@ pub(crate) struct Spawn {
     pub(crate) want_handle: bool,
 }
 
+/// A coroutine [`spawn_body`] started.
+pub(crate) struct Spawned {
+    /// Its `kcoro_t` (NULL unless `Spawn::want_handle`).
+    pub(crate) co: *mut KcoroT,
+    /// Finished once the coroutine has returned, been counted and let go of everything
+    /// it held: what a stop that must free all it started waits on.
+    pub(crate) join: kcoro::JoinHandle<()>,
+}
+
 /// The one spawn path of the C API: runs `body` as a coroutine on `sp`, counted by the
 /// scheduler's drain group (and `how.group`) until it returns. With `how.want_handle`,
-/// returns a new `kcoro_t` for it holding one reference for the caller (the coroutine
+/// `co` is a new `kcoro_t` for it holding one reference for the caller (the coroutine
 /// holds another until `body` returns); else NULL.
 pub(crate) fn spawn_body(
     sp: *mut KcSched,
     how: Spawn,
     body: impl FnOnce() + Send + 'static,
-) -> Result<*mut KcoroT, Error> {
+) -> Result<Spawned, Error> {
     // SAFETY: `sp` is a handle by the C contract of the callers.
     let s = unsafe { handle::get(sp) }?;
     let mut opts = SpawnOptions::new();
@@ -137,10 +154,10 @@ pub(crate) fn spawn_body(
     let co = if how.want_handle { coro::new_sched_handle(2) } else { std::ptr::null_mut() };
     let pending = how.want_handle.then(|| registry::Pending::new(co));
     s.live.add(1);
-    let done = Done(Arc::clone(&s.live));
+    let done = Done(Some(Arc::clone(&s.live)));
     let group_done = how.group.map(|g| {
         g.add(1);
-        Done(g)
+        Done(Some(g))
     });
     let r = s.handle.spawn_with(opts, move || {
         // Dropped in reverse order: the handle's entry goes first (gone when a drain sees
@@ -153,14 +170,16 @@ pub(crate) fn spawn_body(
     });
     // A failed spawn dropped the closure, and with it the guards (the counts are balanced)
     // and `pending` (the coroutine's reference); the caller's reference remains.
-    if let Err(e) = r {
-        if !co.is_null() {
-            // SAFETY: we hold the caller's reference of the handle made above.
-            unsafe { coro::release(co) }?;
+    match r {
+        Ok(join) => Ok(Spawned { co, join }),
+        Err(e) => {
+            if !co.is_null() {
+                // SAFETY: we hold the caller's reference of the handle made above.
+                unsafe { coro::release(co) }?;
+            }
+            Err(e.into())
         }
-        return Err(e.into());
     }
-    Ok(co)
 }
 
 /// `kc_spawn_co`'s body, shared with `kc_scope_launch`: spawns `f(arg)` and sets
@@ -179,7 +198,7 @@ pub(crate) unsafe fn spawn_co(
     unsafe { ffi::store(out_co, std::ptr::null_mut()) };
     let job = Job { f: f.ok_or(Error::Invalid("fn is NULL"))?, arg };
     let how = Spawn { want_handle: !out_co.is_null(), ..how };
-    let co = spawn_body(sp, how, move || job.call())?;
+    let co = spawn_body(sp, how, move || job.call())?.co;
     // SAFETY: the caller's contract.
     unsafe { ffi::store(out_co, co) };
     Ok(0)

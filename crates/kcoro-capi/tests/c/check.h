@@ -4,6 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Line-buffered stdout: a program that dies after printing (a sanitizer report exits
+ * without flushing stdio) still shows what it printed. */
+__attribute__((constructor)) static void kc_test_line_buffered(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
 #define CHECK(cond)                                                                  \
     do {                                                                             \
         if (!(cond)) {                                                               \

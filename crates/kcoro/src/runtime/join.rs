@@ -60,6 +60,40 @@ impl<T> Completer<T> {
             fill(&inner, v);
         }
     }
+
+    /// Stores `v` for the joiner without telling it yet. Returns what tells it, or `None`
+    /// when nobody can join any more (the handle is gone: `v` is dropped here and now).
+    /// A coroutine tells its joiner from its worker's stack ([`Filled::notify`]), so that
+    /// when `join` returns, the last reference the coroutine holds lives on a thread's
+    /// own stack, where a leak checker scanning at exit finds it.
+    pub(crate) fn fill(mut self, v: Result<T, JoinError>) -> Option<Filled<T>> {
+        let inner = self.inner.take()?;
+        if Arc::strong_count(&inner) == 1 {
+            return None; // detached: `inner` and `v` go together, no one to wake
+        }
+        // SAFETY: the only writer, before notify; the reader waits for the notify.
+        unsafe { *inner.value.get() = Some(v) };
+        Some(Filled { inner })
+    }
+}
+
+/// A join slot whose value is written and whose joiner is not told yet
+/// ([`Completer::fill`]). Dropping it tells the joiner as well.
+pub(crate) struct Filled<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Filled<T> {
+    /// Wakes the joiner and lets go of the slot.
+    pub(crate) fn notify(self) {
+        drop(self);
+    }
+}
+
+impl<T> Drop for Filled<T> {
+    fn drop(&mut self) {
+        self.inner.signal.notify();
+    }
 }
 
 fn fill<T>(inner: &Inner<T>, v: Result<T, JoinError>) {
