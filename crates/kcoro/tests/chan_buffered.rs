@@ -7,7 +7,7 @@
 //! which of several parked parties a hand-off reaches depends on when each one parked,
 //! which no test can fix without timing.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};

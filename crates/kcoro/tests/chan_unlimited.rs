@@ -6,7 +6,7 @@
 //! receivers a send reaches depends on when each one parked). Blocking tests run with
 //! coroutines and with threads (`common::both`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

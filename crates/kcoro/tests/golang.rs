@@ -37,7 +37,7 @@
 //! The Go tests are Copyright (c) 2009 The Go Authors, under a BSD-style license
 //! (<https://golang.org/LICENSE>).
 
-mod common;
+use crate::common;
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};

@@ -3,7 +3,7 @@
 //! through zref and through a registered backend; regions, leases, deregistration, and
 //! descriptors that must be rejected.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};

@@ -2,7 +2,7 @@
 //! library, loaded with `dlopen`, registered by name at run time, and used through
 //! ordinary kcoro channels with coroutines and threads.
 
-mod common;
+use crate::common;
 
 use std::ffi::CString;
 use std::path::PathBuf;
