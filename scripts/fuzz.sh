@@ -4,9 +4,21 @@
 # installs cargo-fuzz when it is missing; skips with a note when neither can be had.
 # New inputs go to a scratch directory, so the checked-in corpus only grows on purpose
 # (`cargo +nightly fuzz run frames` in crates/kcoro-ipc adds to it; then `cargo fuzz cmin`).
+#
+# Not part of scripts/test.sh (a nightly build and a timed run): run it before changing a
+# decoder. CI replays each target's checked-in corpus on stable (kcoro-ipc's tests/proto.rs),
+# so whatever the fuzzer found once stays a test. `scripts/fuzz.sh --list` names the targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
+
+# CRATE_DIR TARGET, one line each.
+targets=("crates/kcoro-ipc frames")
+
+if [ "${1:-}" = "--list" ]; then
+  for t in "${targets[@]}"; do echo "${t#* }"; done
+  exit 0
+fi
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "note: no nightly toolchain; skipping the fuzz run"
@@ -28,4 +40,7 @@ run() { # run CRATE_DIR TARGET
   rm -rf "$scratch"
 }
 
-run crates/kcoro-ipc frames
+for t in "${targets[@]}"; do
+  # shellcheck disable=SC2086 # two words: the crate's folder and the target
+  run $t
+done

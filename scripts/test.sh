@@ -1,72 +1,83 @@
 #!/usr/bin/env bash
 # The whole kcoro test suite: formatting, lints, rustdoc, every crate's tests (unit,
 # integration, doc) in debug with backtraces on, the runtime's tests once in release, the
-# Go SDK's tests, the loom models, the kcoro crate on other architectures
-# (scripts/cross.sh: aarch64 under qemu-user, a riscv64 build check), and the smoke run of
-# every documented command. Needs the Rust toolchain and a C/C++ compiler (the plugin
-# tests build the C and C++ example plugins); the Go tests run when `go` is installed and
-# are skipped with a note otherwise, and the cross checks install their tools or are
-# skipped with a note.
+# Go SDK's tests, the loom models, the kcoro crate's stacks and context switch on aarch64
+# (scripts/cross.sh: under qemu-user, with 4 and 64 KiB pages, and a riscv64 build
+# check), and the smoke run of every documented command. The fuzzers' corpus is replayed
+# by the debug tests; the timed fuzz run is scripts/fuzz.sh, on its own (nightly).
+# Needs the Rust toolchain and a C/C++ compiler (the plugin tests build the C and C++
+# example plugins); the Go tests run when `go` is installed and are skipped with a note
+# otherwise, and the cross checks install their tools or are skipped with a note.
+#
+# Ends with a table of each phase's time, so the next slow step shows (also when a phase
+# fails: the table stops at it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# tmux drives chanmon's screen in a real terminal (its test and the smoke run skip with a
-# note without it); installed here when we can (root with apt).
-if ! command -v tmux >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "== installing tmux"
-  apt-get install -y -q tmux >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q tmux >/dev/null 2>&1) ||
-    echo "note: cannot install tmux; the real-terminal tests will skip"
-fi
+phases=()
+suite_started=$SECONDS
 
-# nats-server (with JetStream) for kcoro-nats's tests, benchmark and smoke run (they skip
-# with a note without it); installed here when we can (root with apt).
-if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ] && [ "$(id -u)" = 0 ] &&
-  command -v apt-get >/dev/null 2>&1; then
-  echo "== installing nats-server"
-  apt-get install -y -q nats-server >/dev/null 2>&1 ||
-    (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nats-server >/dev/null 2>&1) ||
-    echo "note: cannot install nats-server; the kcoro-nats tests will skip"
-fi
+# phase NAME CMD...: runs CMD as the phase NAME and records its time and exit status.
+phase() {
+  local name=$1 t0=$SECONDS rc=0
+  shift
+  echo "== $name"
+  "$@" || rc=$?
+  phases+=("$(printf '%-44s %5s s  %s' "$name" $((SECONDS - t0)) "$([ $rc = 0 ] && echo ok || echo "FAILED ($rc)")")")
+  return "$rc"
+}
 
-echo "== cargo fmt --check"
-cargo fmt --all -- --check
+phase_table() {
+  local rc=$?
+  echo "== phases"
+  printf '%s\n' "${phases[@]}"
+  printf '%-44s %5s s  %s\n' "total" $((SECONDS - suite_started)) "$([ $rc = 0 ] && echo ok || echo "FAILED ($rc)")"
+}
+trap phase_table EXIT
 
-echo "== cargo clippy --workspace --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+# Tools the tests use, installed when we can (root with apt); without them the tests that
+# need them skip with a note. tmux drives chanmon's screen in a real terminal; nats-server
+# (with JetStream) serves kcoro-nats's tests, benchmark and smoke run.
+install_tools() {
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
+  local missing=()
+  command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+  command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing ${missing[*]}"
+  apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 ||
+    (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${missing[@]}" >/dev/null 2>&1) ||
+    echo "note: cannot install ${missing[*]}; the tests that need them will skip"
+}
 
-echo "== cargo doc --workspace --no-deps (RUSTDOCFLAGS=-D warnings)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+go_sdk() {
+  if command -v go >/dev/null 2>&1; then
+    (cd sdk/go && go vet ./... && go test ./...)
+  else
+    echo "note: go not installed; skipping the Go plugin SDK tests"
+  fi
+}
+
+phase "tools (tmux, nats-server)" install_tools
+phase "cargo fmt --check" cargo fmt --all -- --check
+phase "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+phase "cargo doc (rustdoc -D warnings)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 # Panics must stay contained whatever the environment: run with backtraces on, as most
 # developers do (see docs/ARCHITECTURE.md, "Panics and deep stacks").
 export RUST_BACKTRACE=1
 
-echo "== cargo test --workspace (RUST_BACKTRACE=1)"
-cargo test --workspace
+phase "cargo test --workspace (debug)" cargo test --workspace
 
 # Optimisation changes inlining and stack use: the runtime's tests once more in release.
 # Without the workspace's thin LTO, as a crate depending on kcoro builds it by default
-# (Cargo's release profile has no LTO): thin-linking the 25 test binaries made the build
-# take 221 s instead of 94 s on 2 cores. Debug info stays on: symbolising a backtrace on a
+# (Cargo's release profile has no LTO), and as the smoke run builds: its release builds
+# reuse what this one compiled. Debug info stays on: symbolising a backtrace on a
 # coroutine stack is the deepest stack the panic tests exercise.
-echo "== cargo test --release -p kcoro, no LTO (RUST_BACKTRACE=1)"
-CARGO_PROFILE_RELEASE_LTO=false cargo test --release -p kcoro
+export CARGO_PROFILE_RELEASE_LTO=false
+phase "cargo test --release -p kcoro (no LTO)" cargo test --release -p kcoro
 
-if command -v go >/dev/null 2>&1; then
-  echo "== Go plugin SDK: go vet, go test"
-  (cd sdk/go && go vet ./... && go test ./...)
-else
-  echo "note: go not installed; skipping the Go plugin SDK tests"
-fi
-
-echo "== loom models"
-scripts/loom.sh
-
-echo "== other architectures"
-scripts/cross.sh
-
-echo "== fuzzing the wire decoders"
-scripts/fuzz.sh
-
-echo "== every documented command (scripts/smoke.sh)"
-scripts/smoke.sh
+phase "Go plugin SDK: go vet, go test" go_sdk
+phase "loom models (scripts/loom.sh)" scripts/loom.sh
+phase "aarch64 and riscv64 (scripts/cross.sh)" scripts/cross.sh
+phase "every documented command (scripts/smoke.sh)" scripts/smoke.sh
