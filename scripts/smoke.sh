@@ -22,10 +22,13 @@ export CARGO_PROFILE_RELEASE_LTO="${CARGO_PROFILE_RELEASE_LTO:-false}"
 echo "== smoke: building what the documented commands use"
 # One package per build, as the documented `cargo run -p X` commands build them: building
 # two together unifies their dependencies' features, and each `cargo run` would rebuild.
+# `scripts/smoke.sh --build` only builds (scripts/test.sh does that while tests run).
 cargo build -q --release -p kcoro-cli || exit 1
 cargo build -q --release -p kcoro-bench || exit 1
 cargo build -q --release -p kcoro --examples || exit 1
+cargo build -q --release -p kcoro-nats --examples || exit 1
 cargo build -q -p kcoro-plugin-echo -p kcoro-test-nylon02 || exit 1
+[ "${1:-}" = "--build" ] && exit 0
 export PATH="$root/target/release:$PATH" # `kcoro ...` and `kcheck ...` as the docs print them
 echo_lib=target/debug/libkcoro_plugin_echo.so
 
@@ -116,6 +119,15 @@ expect 0 '^frames$' scripts/fuzz.sh --list
 doc 'cargo build --release -p kcoro-cli' # this script builds it first
 doc 'scripts/smoke.sh' # this script
 doc 'scripts/miri.sh'
+doc 'scripts/stress.sh -n 3' # the whole suite under load; here, that it repeats, counts and stops
+expect 0 '^stress: 4 of 4 passed' scripts/stress.sh -n 4 -j 2 -h 1 -- true
+expect 1 '^run 1: FAILED \(exit 3\)' scripts/stress.sh -n 2 -h 1 -- sh -c 'exit 3'
+doc 'scripts/stress.sh -n 500 -j 5 -- target/tmp/test_bench_asan' # built by cargo test -p kcoro-capi
+if [ -x target/tmp/test_bench_asan ]; then
+  expect 0 '^stress: 20 of 20 passed' scripts/stress.sh -n 20 -j 5 -- target/tmp/test_bench_asan
+else
+  echo "note: target/tmp/test_bench_asan not built (cargo test -p kcoro-capi builds it); not stressed here"
+fi
 if cargo +nightly miri --version >/dev/null 2>&1; then
   echo "note: Miri is installed; scripts/miri.sh is a multi-minute run, not repeated here"
 else

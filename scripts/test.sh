@@ -16,6 +16,13 @@ cd "$(dirname "$0")/.."
 
 phases=()
 suite_started=$SECONDS
+mkdir -p target/ci
+
+# record NAME T0 RC: one row of the phase table (start offset, wall time, outcome).
+record() {
+  phases+=("$(printf '%5s s %5s s  %-52s %s' $(($2 - suite_started)) $((SECONDS - $2)) "$1" \
+    "$([ "$3" = 0 ] && echo ok || echo "FAILED ($3)")")")
+}
 
 # phase NAME CMD...: runs CMD as the phase NAME and records its time and exit status.
 phase() {
@@ -23,15 +30,38 @@ phase() {
   shift
   echo "== $name"
   "$@" || rc=$?
-  phases+=("$(printf '%-44s %5s s  %s' "$name" $((SECONDS - t0)) "$([ $rc = 0 ] && echo ok || echo "FAILED ($rc)")")")
+  record "$name" "$t0" "$rc"
+  return "$rc"
+}
+
+# beside NAME CMD...: starts CMD as the phase NAME in the background, beside the phases
+# that follow, with its output in target/ci/NAME.log; `joined` waits for it and prints
+# that output. Used where the foreground mostly waits (tests on sockets, timers and child
+# processes; the smoke run's servers and monitors) and the background compiles.
+bg_pid=""
+beside() {
+  bg_name=$1 bg_t0=$SECONDS bg_log="target/ci/${1%% *}.log"
+  shift
+  echo "== $bg_name (beside what follows; output in $bg_log)"
+  "$@" >"$bg_log" 2>&1 </dev/null &
+  bg_pid=$!
+}
+joined() {
+  local rc=0
+  wait "$bg_pid" || rc=$?
+  bg_pid=""
+  echo "== $bg_name: done (exit $rc); its output:"
+  sed 's/^/  | /' "$bg_log"
+  record "$bg_name" "$bg_t0" "$rc"
   return "$rc"
 }
 
 phase_table() {
   local rc=$?
-  echo "== phases"
+  [ -n "$bg_pid" ] && kill "$bg_pid" 2>/dev/null
+  echo "== phases (start, wall time; rows that overlap ran side by side)"
   printf '%s\n' "${phases[@]}"
-  printf '%-44s %5s s  %s\n' "total" $((SECONDS - suite_started)) "$([ $rc = 0 ] && echo ok || echo "FAILED ($rc)")"
+  printf '%13s s  %-52s %s\n' $((SECONDS - suite_started)) "total" "$([ $rc = 0 ] && echo ok || echo "FAILED ($rc)")"
 }
 trap phase_table EXIT
 
@@ -67,17 +97,24 @@ phase "cargo doc (rustdoc -D warnings)" env RUSTDOCFLAGS="-D warnings" cargo doc
 # developers do (see docs/ARCHITECTURE.md, "Panics and deep stacks").
 export RUST_BACKTRACE=1
 
-phase "cargo test --workspace (debug)" cargo test --workspace
+phase "cargo test --workspace: build (debug)" cargo test --workspace --no-run
 
 # Optimisation changes inlining and stack use: the runtime's tests once more in release.
 # Without the workspace's thin LTO, as a crate depending on kcoro builds it by default
 # (Cargo's release profile has no LTO), and as the smoke run builds: its release builds
 # reuse what this one compiled. Debug info stays on: symbolising a backtrace on a
-# coroutine stack is the deepest stack the panic tests exercise.
+# coroutine stack is the deepest stack the panic tests exercise. Built (with what the
+# smoke run uses) while the debug tests run.
 export CARGO_PROFILE_RELEASE_LTO=false
+beside "release builds (kcoro tests, smoke --build)" \
+  bash -c 'cargo test --release -p kcoro --no-run && scripts/smoke.sh --build'
+phase "cargo test --workspace: run (debug)" cargo test --workspace
+joined
 phase "cargo test --release -p kcoro (no LTO)" cargo test --release -p kcoro
 
 phase "Go plugin SDK: go vet, go test" go_sdk
-phase "loom models (scripts/loom.sh)" scripts/loom.sh
-phase "aarch64 and riscv64 (scripts/cross.sh)" scripts/cross.sh
+# The loom models and the other architectures compile for minutes and then run on their
+# own; the smoke run mostly waits on the programs it starts.
+beside "loom models and other architectures (loom.sh, cross.sh)" bash -c 'scripts/loom.sh && scripts/cross.sh'
 phase "every documented command (scripts/smoke.sh)" scripts/smoke.sh
+joined
