@@ -475,3 +475,35 @@ fn region_allocator_under_four_threads() {
     }
     assert_eq!(region.leases(), 0);
 }
+
+/// A privately imported region is reachable only through its handle: no descriptor
+/// resolves to it through the process-wide table, whatever id it names; its own views are
+/// bounds checked and count as leases; an fd larger than the limit is not mapped at all.
+#[test]
+fn private_imports_resolve_only_through_their_handle() {
+    let exporter = Region::anonymous(64 << 10).unwrap();
+    let mut buf = exporter.alloc(5).unwrap();
+    buf[..5].copy_from_slice(b"hello");
+    let offset = buf.desc().offset;
+    let fd = || exporter.fd().unwrap().try_clone_to_owned().unwrap();
+    let listed = zcopy::regions();
+    let private = Region::import_private(fd(), zcopy::Access::ReadOnly, 0xfeed_0001, 1 << 20).unwrap();
+    assert_eq!(zcopy::regions(), listed, "a private import entered the table");
+    assert_eq!(private.export_id(), 0xfeed_0001);
+    assert!(matches!(
+        zcopy::resolve(&ZDesc::in_region(0xfeed_0001, offset, 5)),
+        Err(ZError::UnknownRegion(_))
+    ));
+    let view = private.view(offset, 5).unwrap();
+    assert_eq!(&view[..], b"hello");
+    assert_eq!(private.leases(), 1, "a view is a lease");
+    drop(view);
+    assert_eq!(private.leases(), 0);
+    assert!(matches!(private.view(private.len() as u64 - 2, 5), Err(ZError::OutOfBounds { .. })));
+    assert!(matches!(private.view(u64::MAX, 1), Err(ZError::OutOfBounds { .. })));
+    // Past `max_len`: refused before mapping.
+    assert!(matches!(
+        Region::import_private(fd(), zcopy::Access::ReadOnly, 2, 4096),
+        Err(ZError::BadLength(n)) if n == 64 << 10
+    ));
+}

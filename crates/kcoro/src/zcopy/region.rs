@@ -156,7 +156,7 @@ impl Region {
         let base = map(&fd, len, true)?;
         let id = table::next_id();
         let export_id = table::local_export_id(id);
-        Self::install(id, export_id, base, len, true, Backing::Mapped { fd }, true)
+        Self::install(id, export_id, base, len, true, Backing::Mapped { fd }, true, true)
     }
 
     /// Maps a memfd received from elsewhere under a new export id of this process.
@@ -174,14 +174,45 @@ impl Region {
         Self::map_fd(fd, access, table::next_id(), export_id)
     }
 
-    fn map_fd(fd: OwnedFd, access: Access, id: u64, export_id: u64) -> Result<Region, ZError> {
-        // SAFETY: fstat on a valid fd into a zeroed struct.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-            return Err(ZError::Io(std::io::Error::last_os_error()));
+    /// Maps a memfd received from elsewhere *without* entering it in the process-wide
+    /// table: no descriptor resolves to it through [`resolve`](super::resolve), only
+    /// through this handle's [`view`](Self::view). For a server that must keep what each
+    /// peer shares to that peer: a table keyed by ids the peers choose would let one peer
+    /// name another's memory. `export_id` is kept only to report it
+    /// ([`export_id`](Self::export_id)). At most `max_len` bytes are mapped: a larger fd
+    /// is refused with [`ZError::BadLength`] before anything is mapped.
+    pub fn import_private(
+        fd: OwnedFd,
+        access: Access,
+        export_id: u64,
+        max_len: usize,
+    ) -> Result<Region, ZError> {
+        let len = fd_len(&fd)?;
+        if len > max_len {
+            return Err(ZError::BadLength(len));
         }
-        let len = usize::try_from(st.st_size).map_err(|_| ZError::BadLength(0))?;
+        Self::map_fd_as(fd, access, table::next_id(), export_id, false)
+    }
+
+    /// A read-only view of `[offset, offset + len)` of this region, bounds checked and
+    /// counted as a lease while it lives (the way [`resolve`](super::resolve) answers a
+    /// descriptor, without the table).
+    pub fn view(&self, offset: u64, len: usize) -> Result<super::ZView, ZError> {
+        table::view_of(Arc::clone(&self.inner), offset, len)
+    }
+
+    fn map_fd(fd: OwnedFd, access: Access, id: u64, export_id: u64) -> Result<Region, ZError> {
+        Self::map_fd_as(fd, access, id, export_id, true)
+    }
+
+    fn map_fd_as(
+        fd: OwnedFd,
+        access: Access,
+        id: u64,
+        export_id: u64,
+        listed: bool,
+    ) -> Result<Region, ZError> {
+        let len = fd_len(&fd)?;
         if len == 0 || len > MAX_REGION_LEN {
             return Err(ZError::BadLength(len));
         }
@@ -192,7 +223,7 @@ impl Region {
         }
         let writable = access == Access::ReadWrite;
         let base = map(&fd, len, writable)?;
-        Self::install(id, export_id, base, len, writable, Backing::Mapped { fd }, false)
+        Self::install(id, export_id, base, len, writable, Backing::Mapped { fd }, false, listed)
     }
 
     /// Adopts `len` bytes at `ptr`, allocated by the caller, as a region this process
@@ -212,7 +243,7 @@ impl Region {
             return Err(ZError::BadLength(len));
         }
         let id = table::next_id();
-        Self::install(id, table::local_export_id(id), ptr, len, true, Backing::Registered, true)
+        Self::install(id, table::local_export_id(id), ptr, len, true, Backing::Registered, true, true)
     }
 
     /// Adopts exactly `len` bytes at `ptr` as memory that descriptors name by
@@ -230,9 +261,11 @@ impl Region {
             return Err(ZError::BadLength(len));
         }
         let id = table::next_id();
-        Self::install(id, table::local_export_id(id), ptr, len, true, Backing::Registered, false)
+        Self::install(id, table::local_export_id(id), ptr, len, true, Backing::Registered, false, true)
     }
 
+    /// `listed`: entered in the process-wide table (every region but a private import).
+    #[allow(clippy::too_many_arguments)]
     fn install(
         id: u64,
         export_id: u64,
@@ -241,6 +274,7 @@ impl Region {
         writable: bool,
         backing: Backing,
         owns_alloc: bool,
+        listed: bool,
     ) -> Result<Region, ZError> {
         let inner = Arc::new(RegionInner {
             id,
@@ -254,7 +288,9 @@ impl Region {
             leases: AtomicUsize::new(0),
             drained: Mutex::new(None),
         });
-        table::insert(&inner)?;
+        if listed {
+            table::insert(&inner)?;
+        }
         Ok(Region { inner })
     }
 
@@ -382,6 +418,17 @@ fn memfd(len: usize) -> Result<OwnedFd, ZError> {
 }
 
 /// Maps `len` bytes of `fd`, shared.
+/// The size of the file behind `fd`.
+fn fd_len(fd: &OwnedFd) -> Result<usize, ZError> {
+    // SAFETY: fstat on a valid fd into a zeroed struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(ZError::Io(std::io::Error::last_os_error()));
+    }
+    usize::try_from(st.st_size).map_err(|_| ZError::BadLength(0))
+}
+
 fn map(fd: &OwnedFd, len: usize, writable: bool) -> Result<*mut u8, ZError> {
     let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
     // SAFETY: a fresh shared mapping of an fd we hold; the result is checked.

@@ -123,10 +123,14 @@ pub fn resolve(desc: &ZDesc) -> Result<ZView, ZError> {
     if !desc.is_region() {
         return Err(ZError::NotARegion);
     }
-    let region = lookup(desc.region_id)?;
-    if !region.contains(desc.offset, desc.len) {
-        return Err(ZError::OutOfBounds { offset: desc.offset, len: desc.len, region_len: region.len });
+    view_of(lookup(desc.region_id)?, desc.offset, desc.len)
+}
+
+/// A view of `[offset, offset + len)` of `region`, bounds checked, counted as a lease.
+pub(crate) fn view_of(region: Arc<RegionInner>, offset: u64, len: usize) -> Result<ZView, ZError> {
+    if !region.contains(offset, len) {
+        return Err(ZError::OutOfBounds { offset, len, region_len: region.len });
     }
     region.acquire_lease()?;
-    Ok(ZView { offset: desc.offset as usize, len: desc.len, region })
+    Ok(ZView { offset: offset as usize, len, region })
 }
