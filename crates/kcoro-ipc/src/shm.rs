@@ -9,11 +9,12 @@
 //! reply. The sender keeps the lease until then, so the bytes never change under a reader.
 //! If the region is full, the element goes inline.
 
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering::*};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use kcoro::zcopy::{self, Access, Region, ZBuf, ZDesc, ZError};
+use kcoro::zcopy::{Access, Region, ZBuf, ZDesc, ZError, ZView};
 
 use crate::Element;
 use crate::element::DecodeError;
@@ -63,24 +64,142 @@ impl ShmTx {
     }
 }
 
-/// Regions this side imported from its peer; unmapped when the connection goes (and the
-/// last view of them is dropped).
-#[derive(Default)]
+/// Regions this side imported from its peer on one connection, by the peer's export id;
+/// unmapped when the connection goes (and the last view of them is dropped).
+///
+/// They are mapped privately ([`Region::import_private`]): a descriptor from this peer
+/// resolves only in a region this peer shared on this connection, never in another
+/// connection's or in one of this process's own, whatever id it names.
 pub(crate) struct ShmRx {
-    regions: Mutex<Vec<Region>>,
+    regions: Mutex<HashMap<u64, Region>>,
+    limits: ShmLimits,
+    /// Bytes mapped by every connection of the server together (shared by their ShmRx).
+    total: Arc<AtomicUsize>,
+}
+
+/// How much a peer may make us map.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShmLimits {
+    /// Regions per connection.
+    pub(crate) regions: usize,
+    /// Bytes mapped per connection.
+    pub(crate) bytes: usize,
+    /// Bytes mapped by all connections together.
+    pub(crate) total_bytes: usize,
+}
+
+/// Why a `REGION_SHARE` was refused, with the errno its reply carries.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ImportError {
+    #[error("region id {0:#x} is already shared on this connection")]
+    Duplicate(u64),
+    #[error("this connection has shared {0} regions, the limit")]
+    TooMany(usize),
+    #[error("a region of {len} bytes would take this connection past its {max} mapped bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("the server maps {0} bytes of shared regions, its limit")]
+    ServerFull(usize),
+    #[error("{0}")]
+    Zcopy(#[from] ZError),
+}
+
+impl ImportError {
+    pub(crate) fn code(&self) -> i32 {
+        match self {
+            ImportError::Duplicate(_) => -libc::EEXIST,
+            ImportError::TooMany(_) => -libc::EMFILE,
+            ImportError::TooLarge { .. } => -libc::EFBIG,
+            ImportError::ServerFull(_) => -libc::ENOMEM,
+            ImportError::Zcopy(e) => e.code(),
+        }
+    }
+}
+
+impl ShmLimits {
+    /// The limits of `l`, for a server's connections.
+    pub(crate) fn of(l: &crate::proto::Limits) -> ShmLimits {
+        let bytes = |b: u64| usize::try_from(b).unwrap_or(usize::MAX);
+        ShmLimits {
+            regions: l.max_regions,
+            bytes: bytes(l.max_region_bytes),
+            total_bytes: bytes(l.max_server_region_bytes),
+        }
+    }
 }
 
 impl ShmRx {
-    /// Maps the peer's region (REGION_SHARE). The same process on both ends already has it.
-    pub(crate) fn import(&self, fd: OwnedFd, export_id: u64) -> Result<(), ZError> {
-        match Region::import(fd, Access::ReadOnly, export_id) {
+    /// What a client maps of its server's: the server's one region per connection.
+    pub(crate) fn for_client() -> ShmRx {
+        let l = ShmLimits::of(&crate::proto::Limits::default());
+        ShmRx::new(l, Arc::new(AtomicUsize::new(0)))
+    }
+
+    pub(crate) fn new(limits: ShmLimits, total: Arc<AtomicUsize>) -> ShmRx {
+        ShmRx { regions: Mutex::new(HashMap::new()), limits, total }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Region>> {
+        self.regions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes mapped for this connection.
+    fn mapped(regions: &HashMap<u64, Region>) -> usize {
+        regions.values().map(Region::len).sum()
+    }
+
+    /// Maps the peer's region (REGION_SHARE) under its `export_id`, within the limits,
+    /// checked before anything is mapped. The fd is closed whatever happens.
+    pub(crate) fn import(&self, fd: OwnedFd, export_id: u64) -> Result<(), ImportError> {
+        let mut regions = self.lock();
+        if regions.contains_key(&export_id) {
+            return Err(ImportError::Duplicate(export_id));
+        }
+        if regions.len() >= self.limits.regions {
+            return Err(ImportError::TooMany(regions.len()));
+        }
+        let room = self.limits.bytes.saturating_sub(Self::mapped(&regions));
+        let file = std::fs::File::from(fd);
+        let len = file.metadata().map_err(ZError::Io)?.len();
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > room {
+            return Err(ImportError::TooLarge { len, max: self.limits.bytes });
+        }
+        // Counted before mapping, so that connections mapping at once cannot pass it.
+        let before = self.total.fetch_add(len, AcqRel);
+        if before.saturating_add(len) > self.limits.total_bytes {
+            self.total.fetch_sub(len, AcqRel);
+            return Err(ImportError::ServerFull(before));
+        }
+        match Region::import_private(OwnedFd::from(file), Access::ReadOnly, export_id, len) {
             Ok(r) => {
-                self.regions.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+                // What was mapped (the fd's size may have grown since we looked: count
+                // what the mapping holds).
+                let extra = r.len().saturating_sub(len);
+                self.total.fetch_add(extra, AcqRel);
+                regions.insert(export_id, r);
                 Ok(())
             }
-            Err(ZError::AlreadyRegistered(_)) => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => {
+                self.total.fetch_sub(len, AcqRel);
+                Err(e.into())
+            }
         }
+    }
+
+    /// The span `d` names, in a region this peer shared on this connection (bounds
+    /// checked; a view holds a lease of the region while it lives). Any failure reads the
+    /// same, so a peer learns nothing about ids that are not its own.
+    pub(crate) fn resolve(&self, d: &ZDesc) -> Result<ZView, DecodeError> {
+        let unknown = || DecodeError("shared element: no such span shared on this connection".into());
+        let region = self.lock().get(&d.region_id).cloned().ok_or_else(unknown)?;
+        region.view(d.offset, d.len).map_err(|_| unknown())
+    }
+}
+
+impl Drop for ShmRx {
+    fn drop(&mut self) {
+        let mapped = Self::mapped(&self.lock());
+        self.total.fetch_sub(mapped, AcqRel);
     }
 }
 
@@ -128,18 +247,20 @@ pub(crate) fn locate<'a>(f: &FrameRef<'a>) -> Result<Located<'a>, ProtoError> {
     Ok(Located::Shared(ZDesc::in_region(n(0), n(8), len)))
 }
 
-/// Decodes the element a frame carries, inline or from the peer's region (bounds checked).
+/// Decodes the element a frame carries, inline or from a region the peer shared on this
+/// connection (`rx`; bounds checked).
 /// With a `release`, a shared element is decoded by [`Element::decode_shared`], which may
 /// keep the view (and so the peer's span) until the value is dropped; `release` runs then.
 /// Without one, the element is copied out and the span is free when this returns.
 pub(crate) fn decode_element<T: Element>(
     at: &Located<'_>,
     release: Option<Release>,
+    rx: &ShmRx,
 ) -> Result<T, DecodeError> {
     match at {
         Located::Inline(b) => T::decode(b),
         Located::Shared(d) => {
-            let view = zcopy::resolve(d).map_err(|e| DecodeError(format!("shared element: {e}")))?;
+            let view = rx.resolve(d)?;
             match release {
                 Some(release) => T::decode_shared(SharedView { view, _release: release }),
                 None => T::decode(&view),
@@ -170,7 +291,7 @@ impl Drop for Release {
 /// this is dropped.
 pub struct SharedView {
     // Dropped first: our hold on the mapping, then the message that frees the span.
-    view: zcopy::ZView,
+    view: ZView,
     _release: Release,
 }
 

@@ -17,6 +17,7 @@
 //! - At most one party writes to the socket at a time: the one that set `writing`. Whoever
 //!   clears it with frames still queued makes sure the writer is rung.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
@@ -79,12 +80,20 @@ impl Stream {
 }
 
 /// Reads frames off a stream into a growable buffer.
+///
+/// Descriptors (`SCM_RIGHTS`) come with the first byte a read returns (the kernel ends a
+/// read before a message that carries descriptors). Each is kept with the stream offset of
+/// that byte, and a frame is handed exactly the descriptors that came inside its own bytes;
+/// those it does not claim are closed when its handler returns. So a peer can neither pile
+/// up descriptors nor have one frame's descriptor taken by another.
 pub(crate) struct FrameReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// Descriptors received and not yet claimed by a `REGION_SHARE` frame.
-    pub(crate) fds: std::collections::VecDeque<OwnedFd>,
+    /// Stream offset of `buf[start]`.
+    offset: u64,
+    /// Descriptors received, each with the stream offset of the byte it came with.
+    fds: VecDeque<(u64, OwnedFd)>,
     limits: Limits,
 }
 
@@ -93,21 +102,31 @@ const READ_CHUNK: usize = 64 << 10;
 
 impl FrameReader {
     pub(crate) fn new(limits: Limits) -> Self {
-        FrameReader { buf: vec![0; READ_CHUNK], start: 0, end: 0, fds: Default::default(), limits }
+        FrameReader { buf: vec![0; READ_CHUNK], start: 0, end: 0, offset: 0, fds: VecDeque::new(), limits }
     }
 
-    /// Waits for the next whole frame and hands it to `f`. `Ok(None)`: the peer closed
-    /// the stream between frames. A malformed or oversize frame is an error: the
-    /// connection cannot be resynchronised.
+    /// Waits for the next whole frame and hands it to `f`, with the descriptors that came
+    /// with it (closed after `f` unless it takes them). `Ok(None)`: the peer closed the
+    /// stream between frames. A malformed or oversize frame is an error: the connection
+    /// cannot be resynchronised.
     pub(crate) fn next<R>(
         &mut self,
         stream: &Stream,
-        f: impl FnOnce(FrameRef<'_>, &mut std::collections::VecDeque<OwnedFd>) -> R,
+        f: impl FnOnce(FrameRef<'_>, &mut VecDeque<OwnedFd>) -> R,
     ) -> Result<Option<R>, IpcError> {
         loop {
             let need = match split_frame(&self.buf[self.start..self.end], &self.limits)? {
                 Some((frame, used)) => {
-                    let r = f(frame, &mut self.fds);
+                    let frame_end = self.offset + used as u64;
+                    let mut mine = VecDeque::new();
+                    while self.fds.front().is_some_and(|(at, _)| *at < frame_end) {
+                        if let Some((_, fd)) = self.fds.pop_front() {
+                            mine.push_back(fd);
+                        }
+                    }
+                    let r = f(frame, &mut mine);
+                    drop(mine); // unclaimed: closed now
+                    self.offset = frame_end;
                     self.start += used;
                     if self.start == self.end {
                         (self.start, self.end) = (0, 0);
@@ -126,7 +145,8 @@ impl FrameReader {
             }
             let mut fds = Vec::new();
             let n = stream.read(&mut self.buf[self.end..], &mut fds).map_err(IpcError::Io)?;
-            self.fds.extend(fds);
+            let at = self.offset + (self.end - self.start) as u64;
+            self.fds.extend(fds.into_iter().map(|fd| (at, fd)));
             if n == 0 {
                 return if self.end == 0 {
                     Ok(None)

@@ -5,104 +5,15 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use common::raw::Raw;
 use common::{SECRET, ServerProc, sock};
 use kcoro_ipc::proto::{Attr, Cmd, FLAG_REPLY, FrameBuf, HEADER_LEN, Limits, VERSION_MAJOR, decode_header};
 
 #[test]
 fn child() {
     common::child_main();
-}
-
-/// A client that writes frames by hand and reads replies.
-struct Raw {
-    s: UnixStream,
-    next: u64,
-}
-
-struct Got {
-    cmd: Cmd,
-    flags: u16,
-    payload: Vec<u8>,
-}
-
-impl Got {
-    fn frame(&self) -> kcoro_ipc::proto::FrameRef<'_> {
-        let h = kcoro_ipc::proto::Header { cmd: self.cmd, flags: self.flags, len: self.payload.len() as u32 };
-        kcoro_ipc::proto::FrameRef::parse(h, &self.payload, 1000).unwrap()
-    }
-    fn result(&self) -> i32 {
-        self.frame().result().unwrap()
-    }
-    fn error(&self) -> String {
-        self.frame().str(Attr::ERROR).unwrap().unwrap_or("").to_string()
-    }
-}
-
-impl Raw {
-    fn connect(s: &ServerProc) -> Raw {
-        let path = s.addr.strip_prefix("unix:").unwrap();
-        let s = UnixStream::connect(path).unwrap();
-        s.set_read_timeout(Some(common::WATCHDOG)).unwrap();
-        Raw { s, next: 1 }
-    }
-
-    fn send(&mut self, cmd: Cmd, build: impl FnOnce(&mut FrameBuf<'_>)) -> u64 {
-        let req = self.next;
-        self.next += 1;
-        let mut out = Vec::new();
-        let mut f = FrameBuf::begin(&mut out, cmd, 0);
-        f.u64(Attr::REQ_ID, req);
-        build(&mut f);
-        f.finish(u32::MAX).unwrap();
-        self.s.write_all(&out).unwrap();
-        req
-    }
-
-    fn bytes(&mut self, raw: &[u8]) {
-        self.s.write_all(raw).unwrap();
-    }
-
-    /// The next frame, or `None` at end of stream.
-    fn read(&mut self) -> Option<Got> {
-        let mut h = [0u8; HEADER_LEN];
-        if self.s.read_exact(&mut h).is_err() {
-            return None;
-        }
-        let h = decode_header(&h);
-        let mut payload = vec![0; h.len as usize];
-        self.s.read_exact(&mut payload).ok()?;
-        Some(Got { cmd: h.cmd, flags: h.flags, payload })
-    }
-
-    fn call(&mut self, cmd: Cmd, build: impl FnOnce(&mut FrameBuf<'_>)) -> Got {
-        let req = self.send(cmd, build);
-        loop {
-            let g = self.read().expect("a reply");
-            if g.flags & FLAG_REPLY != 0 && g.frame().req_id().unwrap() == req {
-                return g;
-            }
-        }
-    }
-
-    fn hello(&mut self) -> Got {
-        self.call(Cmd::HELLO, |f| {
-            f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, 0);
-        })
-    }
-
-    /// Whether the server closed this connection (end of stream, no more replies).
-    fn closed(&mut self) -> bool {
-        loop {
-            match self.read() {
-                None => return true,
-                Some(g) if g.flags & FLAG_REPLY != 0 => continue, // a last refusal first
-                Some(_) => continue,
-            }
-        }
-    }
 }
 
 fn open(raw: &mut Raw, name: &str) -> u64 {

@@ -76,7 +76,9 @@ impl ConnectOptions {
         self
     }
 
-    /// Every element inline, whatever its size.
+    /// Every element inline, whatever its size, both ways: this side sends none through
+    /// shared memory, and its HELLO asks the server for none (`NO_SHM`), so an element of
+    /// a receive reply comes inline, within this side's frame limit.
     pub fn no_shared_memory(mut self) -> Self {
         self.no_shm = true;
         self
@@ -256,7 +258,7 @@ impl Connection {
             why: Mutex::new(None),
             chans: Mutex::new(HashMap::new()),
             shm_tx: shm,
-            shm_rx: ShmRx::default(),
+            shm_rx: ShmRx::for_client(),
             held: Mutex::new(HashMap::new()),
             server_minor: std::sync::atomic::AtomicU32::new(0),
             max_frame: opts.limits.max_frame,
@@ -289,6 +291,9 @@ impl Connection {
             f.u32(Attr::ABI_MAJOR, VERSION_MAJOR)
                 .u32(Attr::ABI_MINOR, VERSION_MINOR)
                 .u32(Attr::MAX_FRAME, max);
+            if opts.no_shm {
+                f.u32(Attr::NO_SHM, 1);
+            }
         })?;
         let theirs = reply.frame().u32(Attr::ABI_MAJOR)?.unwrap_or(0);
         if theirs != VERSION_MAJOR {

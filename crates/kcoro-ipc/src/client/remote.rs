@@ -39,6 +39,26 @@ use crate::proto::{Attr, Cmd, FrameBuf};
 use crate::shm::{Located, Release, decode_element, locate, put_element};
 use crate::{Element, IpcError};
 
+/// Takes one send's share of the window: a value credit and the element's bytes (which it
+/// returns). Every element counts its bytes here, shared ones too (the server counts only
+/// inline ones, so ours is never less): that also bounds what this connection has in
+/// flight in its region, whose LIFO blocks then stay warm.
+fn take_window<T: Element>(
+    window: &super::window::Window,
+    v: &T,
+    deadline: Option<Instant>,
+    try_only: bool,
+    token: Option<&CancelToken>,
+) -> Result<u64, ChanError> {
+    window.take_value(deadline, try_only, token)?;
+    let len = v.encoded_len() as u64;
+    if let Err(e) = window.take_bytes(len, deadline, try_only, token) {
+        window.give_value();
+        return Err(e);
+    }
+    Ok(len)
+}
+
 /// The `TIMEOUT_MS` of an operation: 0 try, -1 forever, else the milliseconds left
 /// (rounded up, at least 1; 0 once the deadline has passed).
 fn timeout_ms(deadline: Option<Instant>, try_only: bool) -> i64 {
@@ -140,6 +160,28 @@ impl<T: Element> RemoteSender<T> {
         self.send_op(v, deadline, false, token)
     }
 
+    /// Sends and waits for the server's reply, which comes once the value is in the
+    /// channel (or the send failed there): for a program that must know what was
+    /// delivered before it exits (`kcoro ipc send`). A plain [`send`](Self::send) on a
+    /// buffered, conflated or unlimited channel returns as soon as the value is in this
+    /// connection's send window, before the server has applied it. `deadline` bounds the
+    /// whole wait (for a credit and for room in the channel).
+    pub fn send_acked(&self, v: T, deadline: Option<Instant>) -> Result<(), SendError<T>> {
+        if self.chan.closed.load(Acquire) {
+            return Err(SendError::new(ChanError::Closed, v));
+        }
+        let Some(window) = &self.chan.credits else {
+            return self.send_round_trip(v, deadline, false, None);
+        };
+        let len = match take_window(window, &v, deadline, false, None) {
+            Ok(len) => len,
+            Err(e) => return Err(SendError::new(e, v)),
+        };
+        let r = self.send_round_trip(v, deadline, false, None);
+        window.give(len);
+        r
+    }
+
     fn send_op(
         &self,
         v: T,
@@ -151,21 +193,13 @@ impl<T: Element> RemoteSender<T> {
             return Err(SendError::new(ChanError::Closed, v));
         }
         match &self.chan.credits {
-            Some(window) => {
-                if let Err(e) = window.take_value(deadline, try_only, token) {
-                    return Err(SendError::new(e, v));
+            Some(window) => match take_window(window, &v, deadline, try_only, token) {
+                Ok(len) => {
+                    let enc = place(&self.conn, &v);
+                    self.queue_credited(v, enc, len)
                 }
-                // Every element counts its bytes here, shared ones too (the server counts
-                // only inline ones, so ours is never less): that also bounds what this
-                // connection has in flight in its region, whose LIFO blocks then stay warm.
-                let len = v.encoded_len() as u64;
-                if let Err(e) = window.take_bytes(len, deadline, try_only, token) {
-                    window.give_value();
-                    return Err(SendError::new(e, v));
-                }
-                let enc = place(&self.conn, &v);
-                self.queue_credited(v, enc, len)
-            }
+                Err(e) => Err(SendError::new(e, v)),
+            },
             None => self.send_round_trip(v, deadline, try_only, token),
         }
     }
@@ -448,7 +482,7 @@ impl<T: Element> RemoteReceiver<T> {
             }
             Located::Inline(_) => None,
         };
-        decode_element::<T>(&at, release).map_err(|e| {
+        decode_element::<T>(&at, release, &self.conn.inner.shm_rx).map_err(|e| {
             eprintln!("kcoro-ipc: channel {:?}: {e}; the element is dropped", self.chan.name);
             ChanError::Closed
         })

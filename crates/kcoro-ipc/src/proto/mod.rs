@@ -27,7 +27,7 @@ pub use frame::{Attrs, FrameBuf, FrameRef, Header, decode_header, split_frame};
 /// Protocol version spoken here. A peer with another major version is refused in HELLO.
 pub const VERSION_MAJOR: u32 = 1;
 /// Minor version: additions a reader may ignore.
-pub const VERSION_MINOR: u32 = 2;
+pub const VERSION_MINOR: u32 = 3;
 
 /// Bytes of a frame header.
 pub const HEADER_LEN: usize = 8;
@@ -174,6 +174,9 @@ impl Attr {
     /// `u64`: the byte side of the send window: inline element bytes this connection may
     /// have in flight per channel (replies of OPEN/MAKE; minor version 1).
     pub const CREDIT_BYTES: Attr = Attr(56);
+    /// `u32`: 1 in a client's HELLO = send me no shared memory: every element of a reply
+    /// comes inline, within my `MAX_FRAME` (minor version 3).
+    pub const NO_SHM: Attr = Attr(57);
 }
 
 /// `EVENT` values of NOTIFY.
@@ -200,6 +203,15 @@ pub struct Limits {
     /// queued per channel. One send is always allowed when none is queued, so an element
     /// larger than this still goes (alone).
     pub credit_bytes: u64,
+    /// Most regions one connection may share with `REGION_SHARE`.
+    pub max_regions: usize,
+    /// Most bytes of shared regions one connection may have mapped.
+    pub max_region_bytes: u64,
+    /// Most bytes of shared regions all connections together may have mapped.
+    pub max_server_region_bytes: u64,
+    /// Most channels clients may have made (`CHAN_MAKE`) and not destroyed, on the whole
+    /// server (`max_channels` bounds each connection).
+    pub max_server_channels: usize,
 }
 
 impl Default for Limits {
@@ -212,6 +224,10 @@ impl Default for Limits {
             max_in_flight: 1024,
             credits: 128,
             credit_bytes: 4 << 20,
+            max_regions: 4,
+            max_region_bytes: 1 << 30,
+            max_server_region_bytes: 8 << 30,
+            max_server_channels: 16 << 10,
         }
     }
 }

@@ -11,6 +11,14 @@
 //!   bounded by the window, whatever the client does. The queue's counts drop before the
 //!   reply is queued, so a client that counts until the reply never overruns them.
 //! - Until authenticated (when a secret is set), only HELLO and AUTH are answered.
+//! - A connection sees only what it was given: a `CHAN_ID` works only if OPEN or MAKE
+//!   returned it to this connection (`opened`); a `ZDESC` resolves only in a region this
+//!   peer shared on this connection (`shm_rx`), and only on a Unix socket. Anything else
+//!   reads as "does not exist", whoever it belongs to.
+//! - No descriptor is kept unless a `REGION_SHARE` after HELLO (and AUTH) claims it: the
+//!   frame reader hands a frame only its own descriptors and closes what it leaves.
+//! - `made` ⇒ an unnamed channel this connection made: only it has the id, and it is
+//!   closed and destroyed when the connection ends.
 //! - Once `token` is cancelled (the connection ended), every request in flight wakes with
 //!   `Canceled`, and its reply has nowhere to go.
 
@@ -29,7 +37,7 @@ use crate::proto::{
     Attr, Cmd, EVENT_CLOSED, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, ProtoError, VERSION_MAJOR,
     VERSION_MINOR,
 };
-use crate::shm::{Located, Release, ShmRx, ShmTx, locate, zdesc_bytes};
+use crate::shm::{Located, Release, ShmLimits, ShmRx, ShmTx, locate, zdesc_bytes};
 use crate::stats::{ChannelStats, SchedStats};
 use crate::wire::{FrameReader, Outbox, Stream};
 use crate::{IpcError, auth};
@@ -110,7 +118,14 @@ pub(crate) struct ConnState {
     peer_minor: AtomicU32,
     in_flight: AtomicUsize,
     requests: Mutex<HashMap<u64, CancelToken>>,
+    /// HELLO was answered: REGION_SHARE may bring descriptors.
+    greeted: AtomicBool,
+    /// The client's HELLO declined shared memory (`NO_SHM`): its elements come inline.
+    shm_declined: AtomicBool,
+    /// Channel ids OPEN or MAKE returned to this connection: the only ones it may use.
     opened: Mutex<HashSet<u64>>,
+    /// Unnamed channels this connection made: destroyed when it ends.
+    made: Mutex<HashSet<u64>>,
     feeders: Mutex<HashMap<u64, Feeder>>,
     shm_tx: Option<ShmTx>,
     /// Leases of our region lent to the client in receive replies, by offset.
@@ -127,6 +142,7 @@ impl ConnState {
     pub(crate) fn new(id: u64, server: Arc<ServerInner>, stream: Stream) -> Arc<ConnState> {
         let (outbox, rings) = Outbox::new(u32::MAX);
         let unix = stream.is_unix();
+        let shm_rx = ShmRx::new(ShmLimits::of(&server.limits), Arc::clone(&server.mapped));
         Arc::new(ConnState {
             id,
             token: server.token.child(),
@@ -141,10 +157,13 @@ impl ConnState {
             peer_minor: AtomicU32::new(0),
             in_flight: AtomicUsize::new(0),
             requests: Mutex::new(HashMap::new()),
+            greeted: AtomicBool::new(false),
+            shm_declined: AtomicBool::new(false),
             opened: Mutex::new(HashSet::new()),
+            made: Mutex::new(HashSet::new()),
             feeders: Mutex::new(HashMap::new()),
             lent: Mutex::new(HashMap::new()),
-            shm_rx: ShmRx::default(),
+            shm_rx,
             next_req: AtomicU64::new(1),
         })
     }
@@ -163,6 +182,20 @@ impl ConnState {
         let _ = writer.join();
         self.stream.shutdown();
         lock(&self.lent).clear();
+        self.destroy_made();
+    }
+
+    /// The unnamed channels this connection made: nobody else has their ids, so they go
+    /// with it (closed, their values dropped, forgotten by the server).
+    fn destroy_made(&self) {
+        let made: Vec<u64> = lock(&self.made).drain().collect();
+        for id in made {
+            let entry = self.server.registry().remove(id);
+            if let Some(e) = entry {
+                e.chan.close();
+                self.server.made_channels.fetch_sub(1, AcqRel);
+            }
+        }
     }
 
     /// Shutdown of the server: end this connection.
@@ -206,11 +239,21 @@ impl ConnState {
     }
 
     fn dispatch(self: &Arc<Self>, f: FrameRef<'_>, fds: &mut VecDeque<OwnedFd>) -> Flow {
-        if f.flags & (FLAG_REPLY | FLAG_EVENT) != 0 {
-            return Flow::Go; // answers to our own REGION_SHAREs
+        // Answers to our own requests (REGION_SHARE, REGION_RELEASE): nothing to do.
+        if f.flags == FLAG_REPLY && matches!(f.cmd, Cmd::REGION_SHARE | Cmd::REGION_RELEASE) {
+            return Flow::Go;
         }
         // Every request carries REQ_ID; one without cannot be answered: a broken peer.
         let Ok(Some(req)) = f.u64(Attr::REQ_ID) else { return Flow::Close };
+        if f.flags != 0 {
+            let msg = format!(
+                "flags {:#x} on a {} request: a client sets none (REPLY answers only REGION_SHARE and REGION_RELEASE)",
+                f.flags,
+                f.cmd.name()
+            );
+            self.refuse(f.cmd, req, -libc::EINVAL, &msg);
+            return Flow::Go;
+        }
         match self.handle(f, req, fds) {
             Ok(flow) => flow,
             Err(e) => {
@@ -266,6 +309,10 @@ impl ConnState {
             }
             Cmd::REGION_SHARE => {
                 let id = f.u64(Attr::REGION_ID)?.ok_or(ProtoError::Missing(Attr::REGION_ID.0))?;
+                if !self.greeted.load(Acquire) {
+                    self.refuse(cmd, req, -libc::EPROTO, "REGION_SHARE before HELLO");
+                    return Ok(Flow::Go);
+                }
                 match fds.pop_front() {
                     Some(fd) => match self.shm_rx.import(fd, id) {
                         Ok(()) => self.reply(cmd, req, 0, |_| {}),
@@ -310,6 +357,7 @@ impl ConnState {
             self.peer_max_frame.store(m, Relaxed);
         }
         self.peer_minor.store(f.u32(Attr::ABI_MINOR)?.unwrap_or(0), Relaxed);
+        self.shm_declined.store(f.u32(Attr::NO_SHM)?.unwrap_or(0) != 0, Relaxed);
         let nonce = match &self.server.secret {
             Some(_) => match auth::nonce() {
                 Ok(n) => Some(n),
@@ -321,6 +369,7 @@ impl ConnState {
             None => None,
         };
         *lock(&self.nonce) = nonce;
+        self.greeted.store(true, Release);
         let max = self.server.limits.max_frame;
         self.reply(Cmd::HELLO, req, 0, |r| {
             r.u32(Attr::ABI_MAJOR, VERSION_MAJOR)
@@ -356,7 +405,10 @@ impl ConnState {
         let stats: Vec<ChannelStats> = {
             let reg = self.server.registry();
             match one {
-                Some(id) => match reg.by_id(id) {
+                // Counters of a channel this connection opened, or of a named one (LIST
+                // shows those to anyone); another connection's unnamed channel does not
+                // exist for it.
+                Some(id) => match reg.by_id(id).filter(|_| self.holds(id) || reg.name_of(id).is_some()) {
                     Some(c) => vec![stats_of(id, reg.name_of(id), &*c)],
                     None => {
                         drop(reg);
@@ -393,6 +445,11 @@ impl ConnState {
         self.reply(Cmd::GET_SCHED, req, 0, |r| s.encode(r));
     }
 
+    /// Whether OPEN or MAKE gave channel `id` to this connection.
+    fn holds(&self, id: u64) -> bool {
+        lock(&self.opened).contains(&id)
+    }
+
     /// Replies with what a client needs to use channel `id`, and counts it as opened.
     fn describe(&self, cmd: Cmd, req: u64, id: u64, chan: &dyn Served) {
         {
@@ -425,8 +482,16 @@ impl ConnState {
         });
     }
 
+    /// The request's `NAME`; a name that is too long or not UTF-8 is refused here (`Err`:
+    /// answered, nothing more to do).
     fn name<'a>(&self, cmd: Cmd, req: u64, f: &FrameRef<'a>) -> Result<Option<&'a str>, ProtoError> {
-        let name = f.str(Attr::NAME)?;
+        let name = match f.str(Attr::NAME) {
+            Ok(n) => n,
+            Err(e) => {
+                self.refuse(cmd, req, -libc::EINVAL, "NAME is not UTF-8");
+                return Err(e);
+            }
+        };
         if let Some(n) = name
             && n.len() > self.server.limits.max_name
         {
@@ -456,11 +521,12 @@ impl ConnState {
         let Ok(name) = self.name(Cmd::CHAN_MAKE, req, f) else { return Ok(()) };
         let kind = match f.i32(Attr::KIND)?.unwrap_or(1) {
             0 => Kind::Rendezvous,
+            1 => Kind::Buffered,
             -1 => Kind::Conflated,
             -2 => Kind::Unlimited,
-            k if k > 0 => Kind::Buffered,
             k => {
-                self.refuse(Cmd::CHAN_MAKE, req, -libc::EINVAL, &format!("unknown kind {k}"));
+                let msg = format!("unknown kind {k} (0 rendezvous, 1 buffered, -1 conflated, -2 unlimited)");
+                self.refuse(Cmd::CHAN_MAKE, req, -libc::EINVAL, &msg);
                 return Ok(());
             }
         };
@@ -477,25 +543,50 @@ impl ConnState {
             );
             return Ok(());
         }
+        // The limits before the registry: a refused MAKE leaves nothing behind.
+        let max = self.server.limits.max_channels;
+        if lock(&self.opened).len() >= max {
+            let msg = format!("this connection has {max} channels open, the limit");
+            self.refuse(Cmd::CHAN_MAKE, req, -libc::EMFILE, &msg);
+            return Ok(());
+        }
+        let server_max = self.server.limits.max_server_channels;
+        if self.server.made_channels.fetch_add(1, AcqRel) >= server_max {
+            self.server.made_channels.fetch_sub(1, AcqRel);
+            let msg = format!("the server has {server_max} channels made by clients, the limit");
+            self.refuse(Cmd::CHAN_MAKE, req, -libc::ENFILE, &msg);
+            return Ok(());
+        }
         let chan = super::make_channel(kind, cap, name);
-        let added = self.server.registry().add(name.map(str::to_string), Arc::clone(&chan));
+        let added = self.server.registry().add(name.map(str::to_string), Arc::clone(&chan), true);
         match added {
-            Some(id) => self.describe(Cmd::CHAN_MAKE, req, id, &*chan),
-            None => self.refuse(Cmd::CHAN_MAKE, req, -libc::EEXIST, "a channel of that name exists"),
+            Some(id) => {
+                if name.is_none() {
+                    lock(&self.made).insert(id);
+                }
+                self.describe(Cmd::CHAN_MAKE, req, id, &*chan)
+            }
+            None => {
+                self.server.made_channels.fetch_sub(1, AcqRel);
+                self.refuse(Cmd::CHAN_MAKE, req, -libc::EEXIST, "a channel of that name exists")
+            }
         }
         Ok(())
     }
 
+    /// The channel a request names, if this connection holds it (OPEN or MAKE returned
+    /// its id here); else `-ENOENT`, the same answer as for an id that never existed.
     fn channel(&self, cmd: Cmd, req: u64, f: &FrameRef<'_>) -> Result<Found, ProtoError> {
         let id = f.u64(Attr::CHAN_ID)?.ok_or(ProtoError::Missing(Attr::CHAN_ID.0))?;
-        let chan = self.server.registry().by_id(id);
+        let chan = if self.holds(id) { self.server.registry().by_id(id) } else { None };
         if chan.is_none() {
             self.refuse(cmd, req, -libc::ENOENT, &format!("no channel {id}"));
         }
         Ok(chan.map(|c| (id, c)))
     }
 
-    /// Takes on a request that will wait, unless too many already are.
+    /// Takes on a request that will wait, unless too many already are or its REQ_ID is
+    /// already in flight.
     fn admit(&self, cmd: Cmd, req: u64) -> Option<CancelToken> {
         let max = self.server.limits.max_in_flight;
         if self.in_flight.fetch_add(1, AcqRel) >= max {
@@ -503,7 +594,11 @@ impl ConnState {
             self.refuse(cmd, req, -libc::EBUSY, &format!("more than {max} requests in flight"));
             return None;
         }
-        Some(self.track(req))
+        let token = self.track(cmd, req);
+        if token.is_none() {
+            self.in_flight.fetch_sub(1, AcqRel);
+        }
+        token
     }
 
     fn done(&self, req: u64) {
@@ -511,11 +606,19 @@ impl ConnState {
         self.in_flight.fetch_sub(1, AcqRel);
     }
 
-    /// A cancel token for request `req`, which CANCEL finds (without counting it in flight).
-    fn track(&self, req: u64) -> CancelToken {
+    /// A cancel token for request `req`, which CANCEL finds (without counting it in
+    /// flight); `None`, refused, if a request with that REQ_ID is still in flight (its
+    /// reply and a CANCEL could not tell them apart).
+    fn track(&self, cmd: Cmd, req: u64) -> Option<CancelToken> {
+        let mut requests = lock(&self.requests);
+        if requests.contains_key(&req) {
+            drop(requests);
+            self.refuse(cmd, req, -libc::EINVAL, &format!("REQ_ID {req} is already in flight"));
+            return None;
+        }
         let t = self.token.child();
-        lock(&self.requests).insert(req, t.clone());
-        t
+        requests.insert(req, t.clone());
+        Some(t)
     }
 
     fn untrack(&self, req: u64) {
@@ -525,6 +628,10 @@ impl ConnState {
     fn send(self: &Arc<Self>, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
         let cmd = f.cmd;
         let el = locate(f)?;
+        if matches!(el, Located::Shared(_)) && !self.stream.is_unix() {
+            self.refuse(cmd, req, -libc::EPROTO, "ZDESC needs a Unix socket: over TCP elements are inline");
+            return Ok(());
+        }
         // First, so that every way out of here, refusals included, frees the client's span.
         let release = self.release_for(&el);
         let Some((id, chan)) = self.channel(cmd, req, f)? else { return Ok(()) };
@@ -534,7 +641,7 @@ impl ConnState {
             Wait::from_ms(f.i64(Attr::TIMEOUT_MS)?.unwrap_or(-1))
         };
         if wait == Wait::Try {
-            let r = chan.send(&el, release, Wait::Try, None);
+            let r = chan.send(&el, &self.shm_rx, release, Wait::Try, None);
             self.chan_result(cmd, req, r);
             return Ok(());
         }
@@ -544,7 +651,7 @@ impl ConnState {
             let me = Arc::clone(self);
             drop(kcoro::spawn(move || {
                 let (at, release) = el.parts();
-                let r = chan.send(&at, release, wait, Some(&token));
+                let r = chan.send(&at, &me.shm_rx, release, wait, Some(&token));
                 me.chan_result(cmd, req, r);
                 me.done(req);
             }));
@@ -564,9 +671,9 @@ impl ConnState {
             self.refuse(cmd, req, -libc::ENOBUFS, &msg);
             return Ok(());
         }
+        let Some(token) = self.track(cmd, req) else { return Ok(()) };
         queued.values.fetch_add(1, AcqRel);
         queued.bytes.fetch_add(len, AcqRel);
-        let token = self.track(req);
         if let Err(e) = queue.try_send(Feed { req, el, wait, token }) {
             queued.values.fetch_sub(1, AcqRel);
             queued.bytes.fetch_sub(len, AcqRel);
@@ -609,7 +716,7 @@ impl ConnState {
             for mut item in &rx {
                 let len = item.el.inline_len();
                 let (at, release) = item.el.parts();
-                let r = chan.send(&at, release, item.wait, Some(&item.token));
+                let r = chan.send(&at, &me.shm_rx, release, item.wait, Some(&item.token));
                 // Before the reply: the client frees its window when the reply comes.
                 q.values.fetch_sub(1, AcqRel);
                 q.bytes.fetch_sub(len, AcqRel);
@@ -631,28 +738,31 @@ impl ConnState {
         };
         if wait == Wait::Try {
             let r = chan.recv(Wait::Try, None);
-            self.element_reply(cmd, req, r);
+            self.element_reply(cmd, req, &*chan, r);
             return Ok(());
         }
         let Some(token) = self.admit(cmd, req) else { return Ok(()) };
         let me = Arc::clone(self);
         drop(kcoro::spawn(move || {
             let r = chan.recv(wait, Some(&token));
-            me.element_reply(cmd, req, r);
+            me.element_reply(cmd, req, &*chan, r);
             me.done(req);
         }));
         Ok(())
     }
 
     /// Replies with a received element: inline, or through our shared region (sharing its
-    /// fd first, once) for a large one on a Unix socket.
-    fn element_reply(&self, cmd: Cmd, req: u64, r: Result<Box<dyn Encode>, ChanError>) {
+    /// fd first, once) for a large one on a Unix socket whose client takes shared memory.
+    /// A value whose reply cannot be queued (it does not fit the client's `MAX_FRAME`, or
+    /// the connection is closing) goes back into `chan` ([`Served::put_back`]), never lost.
+    fn element_reply(&self, cmd: Cmd, req: u64, chan: &dyn Served, r: Result<Box<dyn Encode>, ChanError>) {
         let v = match r {
             Ok(v) => v,
             Err(e) => return self.refuse(cmd, req, e.code(), &e.to_string()),
         };
         let len = v.encoded_len();
-        if let Some((mut lease, share)) = self.shm_tx.as_ref().and_then(|s| s.lease(len)) {
+        let shm = self.shm_tx.as_ref().filter(|_| !self.shm_declined.load(Relaxed));
+        if let Some((mut lease, share)) = shm.and_then(|s| s.lease(len)) {
             v.encode_into(&mut lease[..len]);
             if let Some((export_id, fd)) = share {
                 let sreq = self.next_req.fetch_add(1, Relaxed);
@@ -662,20 +772,41 @@ impl ConnState {
                     f.finish(max)
                 });
             }
-            let z = zdesc_bytes(&lease.desc());
-            lock(&self.lent).insert(lease.desc().offset, lease);
-            self.reply(cmd, req, 0, |r| {
-                r.bytes(Attr::ZDESC, &z);
+            let (z, offset) = (zdesc_bytes(&lease.desc()), lease.desc().offset);
+            lock(&self.lent).insert(offset, lease);
+            let max = self.peer_max_frame.load(Relaxed);
+            let queued = self.outbox.push(|out, _| {
+                let mut f = FrameBuf::begin(out, cmd, FLAG_REPLY);
+                f.u64(Attr::REQ_ID, req).i32(Attr::RESULT, 0).bytes(Attr::ZDESC, &z);
+                f.finish(max)
             });
+            if queued.is_err() {
+                lock(&self.lent).remove(&offset);
+                return chan.put_back(v);
+            }
             return self.outbox.flush_now(&self.stream);
         }
-        self.reply(cmd, req, 0, |r| {
-            r.header(Attr::ELEMENT, len);
-            let out = r.out();
+        let max = self.peer_max_frame.load(Relaxed);
+        let queued = self.outbox.push(|out, _| {
+            let mut f = FrameBuf::begin(out, cmd, FLAG_REPLY);
+            f.u64(Attr::REQ_ID, req).i32(Attr::RESULT, 0).header(Attr::ELEMENT, len);
+            let out = f.out();
             let at = out.len();
             out.resize(at + len, 0);
             v.encode_into(&mut out[at..]);
+            f.finish(max)
         });
+        match queued {
+            Ok(()) => {}
+            Err(IpcError::Proto(ProtoError::FrameTooLong { len: frame, max })) => {
+                chan.put_back(v);
+                let msg = format!(
+                    "an element of {len} bytes (a reply of {frame}) exceeds this connection's MAX_FRAME of {max}; it stays in the channel"
+                );
+                self.refuse(cmd, req, -libc::EMSGSIZE, &msg);
+            }
+            Err(_) => chan.put_back(v), // the connection is closing: nobody to reply to
+        }
         // The client waits for this reply: write it now rather than wait for the writer.
         self.outbox.flush_now(&self.stream);
     }
@@ -697,7 +828,11 @@ impl ConnState {
     fn destroy(&self, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
         let Some((id, chan)) = self.channel(Cmd::CHAN_DESTROY, req, f)? else { return Ok(()) };
         let first = chan.close();
-        self.server.registry().remove(id);
+        if self.server.registry().remove(id).is_some_and(|e| e.made) {
+            self.server.made_channels.fetch_sub(1, AcqRel);
+        }
+        lock(&self.made).remove(&id);
+        lock(&self.opened).remove(&id);
         self.reply(Cmd::CHAN_DESTROY, req, 0, |_| {});
         if first {
             for c in self.server.others(self.id) {

@@ -14,7 +14,7 @@ mod served;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex, Weak};
 
 use kcoro::chan::{Builder, Kind, Receiver, Sender};
@@ -62,6 +62,10 @@ pub(crate) struct ServerInner {
     closed: AtomicBool,
     conns: Mutex<HashMap<u64, Weak<ConnState>>>,
     next_conn: AtomicU64,
+    /// Channels clients made and did not destroy (`Limits::max_server_channels`).
+    pub(crate) made_channels: AtomicUsize,
+    /// Bytes of clients' shared regions mapped now (`Limits::max_server_region_bytes`).
+    pub(crate) mapped: Arc<AtomicUsize>,
 }
 
 impl ServerInner {
@@ -226,7 +230,7 @@ impl ServerBuilder {
                     self.limits.max_name
                 )));
             }
-            if registry.add(Some(name.clone()), chan).is_none() {
+            if registry.add(Some(name.clone()), chan, false).is_none() {
                 return Err(IpcError::Config(format!("two channels named {name:?}")));
             }
         }
@@ -241,6 +245,8 @@ impl ServerBuilder {
             closed: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
+            made_channels: AtomicUsize::new(0),
+            mapped: Arc::new(AtomicUsize::new(0)),
         });
         let handle = io_handle()?;
         let (addr, socket_file) = match &self.addr {

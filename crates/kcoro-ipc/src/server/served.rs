@@ -1,6 +1,7 @@
 //! The channels a server serves, type-erased: each one decodes elements arriving as bytes
 //! into its element type, and encodes what it hands out.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,7 +11,7 @@ use kcoro::sync::CancelToken;
 
 use crate::Element;
 use crate::element::DecodeError;
-use crate::shm::{Located, Release, decode_element};
+use crate::shm::{Located, Release, ShmRx, decode_element};
 
 /// How long an operation may wait, from its `TIMEOUT_MS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub(crate) enum SendFail {
 pub(crate) trait Encode: Send {
     fn encoded_len(&self) -> usize;
     fn encode_into(&self, out: &mut [u8]);
+    /// The value itself again, for [`Served::put_back`].
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
 }
 
 impl<T: Element> Encode for T {
@@ -58,22 +61,33 @@ impl<T: Element> Encode for T {
     fn encode_into(&self, out: &mut [u8]) {
         Element::encode_into(self, out)
     }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
 }
 
 /// One served channel.
 pub(crate) trait Served: Send + Sync {
     fn kind(&self) -> Kind;
     fn capacity(&self) -> Option<usize>;
-    /// Decodes `el` and sends it. `release` (shared elements of a peer that takes
-    /// `REGION_RELEASE` for them) lets the value keep the peer's span until it is dropped.
+    /// Decodes `el` (a shared one from the regions of `rx`, the sending connection's) and
+    /// sends it. `release` (shared elements of a peer that takes `REGION_RELEASE` for them)
+    /// lets the value keep the peer's span until it is dropped.
     fn send(
         &self,
         el: &Located<'_>,
+        rx: &ShmRx,
         release: Option<Release>,
         wait: Wait,
         token: Option<&CancelToken>,
     ) -> Result<(), SendFail>;
     fn recv(&self, wait: Wait, token: Option<&CancelToken>) -> Result<Box<dyn Encode>, ChanError>;
+    /// Gives back a value [`recv`](Self::recv) took but could not deliver (its reply does
+    /// not fit the receiver's frame limit, or the receiver went before it was written): it
+    /// is sent into the channel again, at the tail (waiting in a coroutine of its own if
+    /// the channel is full), so that no value a sender was told is delivered gets lost by
+    /// the server. Dropped only if the channel is closed.
+    fn put_back(&self, v: Box<dyn Encode>);
     /// Closes; `true` for the call that did.
     fn close(&self) -> bool;
     fn is_closed(&self) -> bool;
@@ -98,11 +112,12 @@ impl<T: Element> Served for Typed<T> {
     fn send(
         &self,
         el: &Located<'_>,
+        rx: &ShmRx,
         release: Option<Release>,
         wait: Wait,
         token: Option<&CancelToken>,
     ) -> Result<(), SendFail> {
-        let v: T = decode_element(el, release).map_err(SendFail::Decode)?;
+        let v: T = decode_element(el, release, rx).map_err(SendFail::Decode)?;
         let r = match wait {
             Wait::Try => self.tx.try_send(v),
             w => self.tx.send_with(v, w.deadline(), token),
@@ -116,6 +131,20 @@ impl<T: Element> Served for Typed<T> {
             w => self.rx.recv_with(w.deadline(), token),
         }?;
         Ok(Box::new(v))
+    }
+
+    fn put_back(&self, v: Box<dyn Encode>) {
+        let Ok(v) = v.into_any().downcast::<T>() else {
+            unreachable!("Typed::put_back: a value of this channel's own type")
+        };
+        match self.tx.try_send(*v) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ChanError::Closed => {}
+            Err(e) => {
+                let (tx, v) = (self.tx.clone(), e.into_inner());
+                drop(kcoro::spawn(move || tx.send(v)));
+            }
+        }
     }
 
     fn close(&self) -> bool {
@@ -135,6 +164,8 @@ impl<T: Element> Served for Typed<T> {
 pub(crate) struct Entry {
     pub(crate) name: Option<String>,
     pub(crate) chan: Arc<dyn Served>,
+    /// Made by a client (CHAN_MAKE), counted against `Limits::max_server_channels`.
+    pub(crate) made: bool,
 }
 
 /// Channels by id and by name.
@@ -146,8 +177,8 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Adds a channel; `None` if the name is taken.
-    pub(crate) fn add(&mut self, name: Option<String>, chan: Arc<dyn Served>) -> Option<u64> {
+    /// Adds a channel (`made`: by a client); `None` if the name is taken.
+    pub(crate) fn add(&mut self, name: Option<String>, chan: Arc<dyn Served>, made: bool) -> Option<u64> {
         if let Some(n) = &name
             && self.by_name.contains_key(n)
         {
@@ -158,7 +189,7 @@ impl Registry {
         if let Some(n) = &name {
             self.by_name.insert(n.clone(), id);
         }
-        self.by_id.insert(id, Entry { name, chan });
+        self.by_id.insert(id, Entry { name, chan, made });
         Some(id)
     }
 

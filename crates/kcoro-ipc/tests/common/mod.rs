@@ -3,6 +3,8 @@
 //! (or it is killed).
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -63,6 +65,9 @@ pub fn child_main() -> bool {
             Some(("frame", n)) => limits.max_frame = n.parse().unwrap(),
             Some(("attrs", n)) => limits.max_attrs = n.parse().unwrap(),
             Some(("name", n)) => limits.max_name = n.parse().unwrap(),
+            Some(("regions", n)) => limits.max_regions = n.parse().unwrap(),
+            Some(("region_bytes", n)) => limits.max_region_bytes = n.parse().unwrap(),
+            Some(("server_channels", n)) => limits.max_server_channels = n.parse().unwrap(),
             Some(("secret", _)) => secret = Some(SECRET),
             _ => panic!("bad option {opt}"),
         }

@@ -1,0 +1,369 @@
+//! Connections are isolated from each other: raw-frame clients that play a hostile peer
+//! against a server in a child process. Each test attempts one thing a connection must not
+//! be able to do to another (read its shared memory, forge its region, use its channels,
+//! pile up descriptors or mappings, leave channels behind) and checks that it is refused,
+//! and that the victim's data is untouched.
+
+mod common;
+
+use std::os::fd::AsFd;
+
+use common::raw::Raw;
+use common::{ServerProc, sock};
+use kcoro::zcopy::{Region, ZBuf};
+use kcoro_ipc::proto::{Attr, Cmd, FLAG_EVENT, FLAG_REPLY, VERSION_MAJOR};
+
+#[test]
+fn child() {
+    common::child_main();
+}
+
+fn server(name: &str, opts: &str) -> ServerProc {
+    ServerProc::start("child", &sock(name), opts)
+}
+
+/// A connection that said HELLO.
+fn greeted(s: &ServerProc) -> Raw {
+    let mut raw = Raw::connect(s);
+    assert_eq!(raw.hello().result(), 0);
+    raw
+}
+
+/// A new unnamed buffered channel of this connection.
+fn make(raw: &mut Raw) -> u64 {
+    let g = raw.call(Cmd::CHAN_MAKE, |f| {
+        f.i32(Attr::KIND, 1).u64(Attr::CAPACITY, 8);
+    });
+    assert_eq!(g.result(), 0, "{}", g.error());
+    g.frame().u64(Attr::CHAN_ID).unwrap().unwrap()
+}
+
+fn open(raw: &mut Raw, name: &str) -> u64 {
+    let g = raw.call(Cmd::CHAN_OPEN, |f| {
+        f.str(Attr::NAME, name);
+    });
+    assert_eq!(g.result(), 0, "{}", g.error());
+    g.frame().u64(Attr::CHAN_ID).unwrap().unwrap()
+}
+
+/// A region of this process holding `bytes` at the returned offset.
+fn region_with(bytes: &[u8]) -> (Region, ZBuf) {
+    let region = Region::anonymous(64 << 10).unwrap();
+    let mut lease = region.alloc(bytes.len()).unwrap();
+    lease[..bytes.len()].copy_from_slice(bytes);
+    (region, lease)
+}
+
+fn share(raw: &mut Raw, region: &Region, id: u64) -> i32 {
+    let fd = region.fd().unwrap();
+    let req = raw.send_with_fds(Cmd::REGION_SHARE, &[fd.as_fd()], |f| {
+        f.u64(Attr::REGION_ID, id);
+    });
+    raw.reply_to(req).result()
+}
+
+fn zdesc(id: u64, offset: u64, len: u64) -> [u8; 24] {
+    let mut z = [0u8; 24];
+    z[..8].copy_from_slice(&id.to_be_bytes());
+    z[8..16].copy_from_slice(&offset.to_be_bytes());
+    z[16..].copy_from_slice(&len.to_be_bytes());
+    z
+}
+
+/// A CHAN_SEND of the span `z` into `chan`; its reply.
+fn send_span(raw: &mut Raw, chan: u64, z: &[u8; 24]) -> common::raw::Got {
+    raw.call(Cmd::CHAN_SEND, |f| {
+        f.u64(Attr::CHAN_ID, chan).i64(Attr::TIMEOUT_MS, 1000).bytes(Attr::ZDESC, z);
+    })
+}
+
+/// The element a CHAN_TRY_RECV takes from `chan`, or the failure code.
+fn try_recv(raw: &mut Raw, chan: u64) -> Result<Vec<u8>, i32> {
+    let g = raw.call(Cmd::CHAN_TRY_RECV, |f| {
+        f.u64(Attr::CHAN_ID, chan);
+    });
+    match g.result() {
+        0 => Ok(g.frame().get(Attr::ELEMENT).expect("an inline element").to_vec()),
+        code => Err(code),
+    }
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Item 1: B names A's region (and the server's own) in a descriptor of its own and gets
+/// nothing, with an error that reads the same whether the id exists or not.
+#[test]
+fn a_descriptor_resolves_only_in_regions_its_connection_shared() {
+    let s = server("iso-read.sock", "");
+    let mut a = greeted(&s);
+    let (ra, lease) = region_with(b"A's secret");
+    assert_eq!(share(&mut a, &ra, ra.export_id()), 0);
+    let a_span = zdesc(ra.export_id(), lease.desc().offset, 10);
+    // A's own descriptor works for A.
+    let a_chan = make(&mut a);
+    assert_eq!(send_span(&mut a, a_chan, &a_span).result(), 0);
+    assert_eq!(try_recv(&mut a, a_chan).unwrap(), b"A's secret");
+
+    let mut b = greeted(&s);
+    let b_chan = make(&mut b);
+    let g = send_span(&mut b, b_chan, &a_span);
+    assert!(g.result() < 0, "B resolved a span of A's region");
+    let known = g.error();
+    // The server's own per-connection regions: pid << 32 | n.
+    let server_pid = u64::from(s.child.id());
+    for n in 1..64 {
+        let g = send_span(&mut b, b_chan, &zdesc(server_pid << 32 | n, 0, 8));
+        assert!(g.result() < 0, "B resolved the server's region {n}");
+        assert_eq!(g.error(), known, "an error that tells which ids exist");
+    }
+    let g = send_span(&mut b, b_chan, &zdesc(0x1234_5678_9abc, 0, 8));
+    assert_eq!(g.error(), known, "an error that tells which ids exist");
+    assert!(!known.contains(&format!("{:x}", ra.export_id())), "the error names the id: {known}");
+    assert_eq!(try_recv(&mut b, b_chan), Err(-libc::EAGAIN), "nothing of A's reached B's channel");
+}
+
+/// Item 2: a region id is the sharing connection's own: B may use the id A uses, and then
+/// its descriptors name B's memory; the same connection cannot share one id twice.
+#[test]
+fn a_region_id_is_per_connection_and_taken_once() {
+    let s = server("iso-forge.sock", "");
+    let mut a = greeted(&s);
+    let (ra, _la) = region_with(b"AAAA");
+    let id = ra.export_id();
+    assert_eq!(share(&mut a, &ra, id), 0);
+    let (again, _l) = region_with(b"XXXX");
+    assert_eq!(share(&mut a, &again, id), -libc::EEXIST, "the same id twice on one connection");
+
+    let mut b = greeted(&s);
+    let (rb, lb) = region_with(b"BBBB");
+    assert_eq!(share(&mut b, &rb, id), 0, "B's ids are its own");
+    let b_chan = make(&mut b);
+    let g = send_span(&mut b, b_chan, &zdesc(id, lb.desc().offset, 4));
+    assert_eq!(g.result(), 0, "{}", g.error());
+    assert_eq!(try_recv(&mut b, b_chan).unwrap(), b"BBBB", "B's descriptor named A's memory");
+}
+
+/// Item 3: a channel id works only on the connection OPEN or MAKE gave it to; anywhere
+/// else it is -ENOENT, as an id that never existed.
+#[test]
+fn channel_ids_work_only_on_the_connection_they_were_given_to() {
+    let s = server("iso-chan.sock", "");
+    let mut a = greeted(&s);
+    let mine = make(&mut a);
+    let g = a.call(Cmd::CHAN_TRY_SEND, |f| {
+        f.u64(Attr::CHAN_ID, mine).bytes(Attr::ELEMENT, b"a's value");
+    });
+    assert_eq!(g.result(), 0);
+    let jobs = open(&mut a, "jobs");
+
+    let mut b = greeted(&s);
+    for id in [mine, jobs, mine + 1, 999_999] {
+        for cmd in [Cmd::CHAN_TRY_RECV, Cmd::CHAN_CLOSE, Cmd::CHAN_DESTROY] {
+            let g = b.call(cmd, |f| {
+                f.u64(Attr::CHAN_ID, id);
+            });
+            assert_eq!(g.result(), -libc::ENOENT, "{} of channel {id} from another connection", cmd.name());
+        }
+        let g = b.call(Cmd::CHAN_TRY_SEND, |f| {
+            f.u64(Attr::CHAN_ID, id).bytes(Attr::ELEMENT, b"forged");
+        });
+        assert_eq!(g.result(), -libc::ENOENT, "a send into channel {id} from another connection");
+    }
+    let g = b.call(Cmd::GET_STATS, |f| {
+        f.u64(Attr::CHAN_ID, mine);
+    });
+    assert_eq!(g.result(), -libc::ENOENT, "the counters of another connection's unnamed channel");
+    // A's channel is as A left it; a named channel still opens for B.
+    assert_eq!(try_recv(&mut a, mine).unwrap(), b"a's value");
+    assert_eq!(open(&mut b, "jobs"), jobs);
+}
+
+/// Item 4: descriptors a frame does not claim are closed at once, and none is taken before
+/// HELLO; the server's descriptor count does not grow with what a client passes.
+#[test]
+fn descriptors_are_closed_unless_a_region_share_after_hello_claims_them() {
+    let s = server("iso-fds.sock", "");
+    let pid = s.child.id();
+    let (region, _l) = region_with(b"x");
+    let fd = region.fd().unwrap();
+    let mut raw = Raw::connect(&s);
+    let before = open_fds(pid);
+    // Before HELLO: a REGION_SHARE is refused, and its descriptor closed.
+    let req = raw.send_with_fds(Cmd::REGION_SHARE, &[fd.as_fd()], |f| {
+        f.u64(Attr::REGION_ID, 7);
+    });
+    assert_eq!(raw.reply_to(req).result(), -libc::EPROTO);
+    assert_eq!(raw.hello().result(), 0);
+    // Frames that carry descriptors they do not claim.
+    for _ in 0..200 {
+        let req = raw.send_with_fds(Cmd::GET_INFO, &[fd.as_fd(), fd.as_fd(), fd.as_fd()], |_| {});
+        assert_eq!(raw.reply_to(req).result(), 0);
+    }
+    let after = open_fds(pid);
+    assert!(after <= before + 2, "the server holds {after} descriptors, {before} before 600 unclaimed ones");
+    // A claimed one is used (and the connection goes on).
+    assert_eq!(share(&mut raw, &region, region.export_id()), 0);
+}
+
+/// Item 4: how many regions a connection may share, and how large.
+#[test]
+fn region_imports_are_bounded_in_count_and_bytes() {
+    let s = server("iso-regions.sock", "regions=3 region_bytes=1048576");
+    let mut raw = greeted(&s);
+    let regions: Vec<Region> = (0..4).map(|_| Region::anonymous(64 << 10).unwrap()).collect();
+    for r in &regions[..3] {
+        assert_eq!(share(&mut raw, r, r.export_id()), 0);
+    }
+    assert_eq!(share(&mut raw, &regions[3], regions[3].export_id()), -libc::EMFILE, "a fourth region");
+    let mut other = greeted(&s);
+    let big = Region::anonymous(2 << 20).unwrap();
+    assert_eq!(share(&mut other, &big, big.export_id()), -libc::EFBIG, "2 MiB past a 1 MiB limit");
+}
+
+/// Item 4: a MAKE the limit refuses leaves no channel behind, and the unnamed channels a
+/// connection made go with it.
+#[test]
+fn a_refused_make_registers_nothing_and_unnamed_channels_go_with_their_connection() {
+    let s = server("iso-make.sock", "channels=2 server_channels=4");
+    let mut a = greeted(&s);
+    for name in ["one", "two"] {
+        let g = a.call(Cmd::CHAN_MAKE, |f| {
+            f.i32(Attr::KIND, 1).u64(Attr::CAPACITY, 4).str(Attr::NAME, name);
+        });
+        assert_eq!(g.result(), 0, "{}", g.error());
+    }
+    let g = a.call(Cmd::CHAN_MAKE, |f| {
+        f.i32(Attr::KIND, 1).u64(Attr::CAPACITY, 4).str(Attr::NAME, "three");
+    });
+    assert_eq!(g.result(), -libc::EMFILE, "{}", g.error());
+    let mut b = greeted(&s);
+    let g = b.call(Cmd::CHAN_OPEN, |f| {
+        f.str(Attr::NAME, "three");
+    });
+    assert_eq!(g.result(), -libc::ENOENT, "the refused MAKE registered its channel");
+    // Server-wide: two named channels are made; B's two unnamed ones fill the four.
+    let c1 = make(&mut b);
+    let _c2 = make(&mut b);
+    let g = b.call(Cmd::CHAN_TRY_SEND, |f| {
+        f.u64(Attr::CHAN_ID, c1).bytes(Attr::ELEMENT, &[7; 1000]);
+    });
+    assert_eq!(g.result(), 0);
+    let mut c = greeted(&s);
+    let g = c.call(Cmd::CHAN_MAKE, |f| {
+        f.i32(Attr::KIND, 1).u64(Attr::CAPACITY, 4);
+    });
+    assert_eq!(g.result(), -libc::ENFILE, "{}", g.error());
+    // B goes: its unnamed channels (and the value in one) go with it, so C can make two.
+    drop(b);
+    let deadline = std::time::Instant::now() + common::WATCHDOG;
+    let mut made = 0;
+    while made < 2 {
+        let g = c.call(Cmd::CHAN_MAKE, |f| {
+            f.i32(Attr::KIND, 1).u64(Attr::CAPACITY, 4);
+        });
+        match g.result() {
+            0 => made += 1,
+            // B's end is noticed by its reader: until then its channels still count.
+            code if code == -libc::ENFILE && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            code => panic!("MAKE after B left: {code} {}", g.error()),
+        }
+    }
+}
+
+/// Items 7 and 9: requests the server cannot take are answered, never dropped.
+#[test]
+fn malformed_requests_get_an_answer() {
+    let s = server("iso-hygiene.sock", "");
+    let mut raw = greeted(&s);
+    // A name that is not UTF-8.
+    for cmd in [Cmd::CHAN_OPEN, Cmd::CHAN_MAKE] {
+        let g = raw.call(cmd, |f| {
+            f.bytes(Attr::NAME, &[0xff, 0xfe, b'x']);
+        });
+        assert_eq!(g.result(), -libc::EINVAL, "{}: {}", cmd.name(), g.error());
+    }
+    // Flags a request never carries.
+    for flags in [FLAG_REPLY, FLAG_EVENT, 1 << 5] {
+        let (req, bytes) = raw.frame(Cmd::CHAN_OPEN, flags, |f| {
+            f.str(Attr::NAME, "jobs");
+        });
+        raw.bytes(&bytes);
+        let g = raw.reply_to(req);
+        assert_eq!(g.result(), -libc::EINVAL, "flags {flags:#x}: {}", g.error());
+    }
+    // Kinds outside the four.
+    for kind in [2, 7, 100, -3] {
+        let g = raw.call(Cmd::CHAN_MAKE, |f| {
+            f.i32(Attr::KIND, kind).u64(Attr::CAPACITY, 4);
+        });
+        assert_eq!(g.result(), -libc::EINVAL, "KIND {kind}: {}", g.error());
+    }
+    // Two requests in flight under one REQ_ID: the second is refused.
+    let rv = open(&mut raw, "rv");
+    let (req, bytes) = raw.frame(Cmd::CHAN_RECV, 0, |f| {
+        f.u64(Attr::CHAN_ID, rv).i64(Attr::TIMEOUT_MS, -1);
+    });
+    raw.bytes(&bytes);
+    raw.bytes(&bytes);
+    let g = raw.reply_to(req);
+    assert_eq!(g.result(), -libc::EINVAL, "{}", g.error());
+    assert!(g.error().contains("in flight"), "{}", g.error());
+    let g = raw.call(Cmd::CANCEL, |f| {
+        f.u64(Attr::TARGET_REQ_ID, req);
+    });
+    assert_eq!(g.result(), 0);
+    assert_eq!(raw.reply_to(req).result(), -libc::ECANCELED);
+}
+
+/// Over TCP an element is inline: a ZDESC is refused, whatever it names.
+#[test]
+fn zdesc_over_tcp_is_refused() {
+    let s = ServerProc::start("child", "tcp:127.0.0.1:0", "");
+    let mut raw = Raw::connect(&s);
+    let g = raw.call(Cmd::HELLO, |f| {
+        f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, 0);
+    });
+    assert_eq!(g.result(), 0);
+    let chan = make(&mut raw);
+    let g = send_span(&mut raw, chan, &zdesc(u64::from(s.child.id()) << 32 | 1, 0, 8));
+    assert_eq!(g.result(), -libc::EPROTO, "{}", g.error());
+    assert_eq!(try_recv(&mut raw, chan), Err(-libc::EAGAIN));
+}
+
+/// Item 5: a receive whose reply would not fit the receiver's MAX_FRAME does not take the
+/// value away: another receiver gets it.
+#[test]
+fn an_element_too_large_for_its_receiver_stays_in_the_channel() {
+    let s = server("iso-large.sock", "");
+    let mut small = Raw::connect(&s);
+    let g = small.call(Cmd::HELLO, |f| {
+        f.u32(Attr::ABI_MAJOR, VERSION_MAJOR)
+            .u32(Attr::ABI_MINOR, 3)
+            .u32(Attr::MAX_FRAME, 1024)
+            .u32(Attr::NO_SHM, 1);
+    });
+    assert_eq!(g.result(), 0);
+    let mut sender = greeted(&s);
+    let buf = open(&mut sender, "buf");
+    let g = sender.call(Cmd::CHAN_TRY_SEND, |f| {
+        f.u64(Attr::CHAN_ID, buf).bytes(Attr::ELEMENT, &[9; 4096]);
+    });
+    assert_eq!(g.result(), 0);
+    let small_buf = open(&mut small, "buf");
+    let g = small.call(Cmd::CHAN_TRY_RECV, |f| {
+        f.u64(Attr::CHAN_ID, small_buf);
+    });
+    assert_eq!(g.result(), -libc::EMSGSIZE, "{}", g.error());
+    assert!(g.error().contains("stays in the channel"), "{}", g.error());
+    let mut big = greeted(&s);
+    let big_buf = open(&mut big, "buf");
+    let g = big.call(Cmd::CHAN_RECV, |f| {
+        f.u64(Attr::CHAN_ID, big_buf).i64(Attr::TIMEOUT_MS, 10_000);
+    });
+    assert_eq!(g.result(), 0, "the value was lost: {}", g.error());
+    assert_eq!(g.frame().get(Attr::ELEMENT).unwrap(), &[9; 4096][..]);
+}
