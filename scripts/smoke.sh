@@ -119,6 +119,7 @@ expect 0 '^frames$' scripts/fuzz.sh --list
 doc 'cargo build --release -p kcoro-cli' # this script builds it first
 doc 'scripts/smoke.sh' # this script
 doc 'scripts/miri.sh'
+doc 'scripts/stress.sh'
 doc 'scripts/stress.sh -n 3' # the whole suite under load; here, that it repeats, counts and stops
 expect 0 '^stress: 4 of 4 passed' scripts/stress.sh -n 4 -j 2 -h 1 -- true
 expect 1 '^run 1: FAILED \(exit 3\)' scripts/stress.sh -n 2 -h 1 -- sh -c 'exit 3'
@@ -186,6 +187,29 @@ doc 'kcoro ipc recv unix:/tmp/kcoro.sock jobs --count 4'
 expect 0 '^3$' kcoro ipc recv "unix:$sock" jobs --count 4
 expect 1 'then operation timed out' kcoro ipc recv "unix:$sock" jobs --count 1 --timeout 0.2
 expect 1 'No such file|cannot|refused' kcoro ipc ls "unix:$tmp/nobody.sock"
+# Honest exits: a send that cannot be delivered says which were not; a receive whose
+# server dies fails; SIGTERM to a server removes its socket file.
+small="$tmp/small.sock"
+kcoro ipc serve --listen "unix:$small" --channel small:buffered:2 >/dev/null 2>&1 &
+small_pid=$!
+for _ in $(seq 100); do [ -S "$small" ] && break; sleep 0.05; done
+expect_stdin 1 '^sent 2 to small; lines 3-5 not delivered' $'1\n2\n3\n4\n5\n' kcoro ipc send "unix:$small" small --lines --timeout 0.3
+expect 0 '^received 2 from small' kcoro ipc recv "unix:$small" small --count 2
+kcoro ipc recv "unix:$small" small --timeout 30 >"$tmp/lost.out" 2>&1 &
+recv_pid=$!
+sleep 0.3
+kill -KILL "$small_pid"
+wait "$small_pid" 2>/dev/null
+wait "$recv_pid"
+recv_rc=$?
+expect 1 'connection was lost' bash -c "cat '$tmp/lost.out'; exit $recv_rc"
+kcoro ipc serve --listen "unix:$small" --channel small:buffered:2 >/dev/null 2>&1 &
+small_pid=$!
+for _ in $(seq 100); do [ -S "$small" ] && break; sleep 0.05; done
+kill -TERM "$small_pid"
+wait "$small_pid"
+serve_rc=$?
+expect 0 '^exit 0, socket removed' bash -c "[ $serve_rc = 0 ] && [ ! -e '$small' ] && echo 'exit 0, socket removed'"
 
 echo "== smoke: chanmon"
 doc 'kcoro chanmon --demo --once'

@@ -7,6 +7,7 @@ use kcoro::chan::{self, ChanError};
 use kcoro_ipc::{ConnectOptions, Connection, Server};
 
 use crate::args::{Data, IpcAddrArgs, IpcCommand, IpcRecvArgs, IpcSendArgs, ServeArgs};
+use crate::signals::Interrupts;
 
 pub fn run(cmd: &IpcCommand) -> ExitCode {
     let r = match cmd {
@@ -43,6 +44,9 @@ fn serve(a: &ServeArgs) -> Result<ExitCode, String> {
     if a.channels.is_empty() {
         return Err("nothing to serve: give at least one --channel NAME:KIND[:CAP]".into());
     }
+    // Before any thread starts: SIGINT and SIGTERM then wait for us, and stopping removes
+    // the socket file instead of leaving it behind.
+    let interrupts = Interrupts::block().map_err(|e| format!("cannot block SIGINT/SIGTERM: {e}"))?;
     let mut b = Server::bind(&a.listen).map_err(|e| e.to_string())?;
     for c in &a.channels {
         let (tx, rx) = chan::Builder::<Vec<u8>>::new(c.kind)
@@ -60,25 +64,35 @@ fn serve(a: &ServeArgs) -> Result<ExitCode, String> {
     let names: Vec<String> = a.channels.iter().map(|c| format!("{}({})", c.name, c.kind.name())).collect();
     println!("serving {} on {}", names.join(", "), server.addr());
     let _ = std::io::stdout().flush();
-    match a.seconds {
-        Some(d) => std::thread::sleep(d),
-        None => loop {
-            std::thread::park();
-        },
+    if let Some(sig) = interrupts.wait(a.seconds) {
+        eprintln!("{sig}: stopping");
     }
-    drop(server);
+    drop(server); // closes every connection and removes the socket file
     Ok(ExitCode::SUCCESS)
 }
 
+/// Sends each element and waits for the server to say it is in the channel; stops at the
+/// first that is not, and says how many were delivered and which were not.
 fn send(a: &IpcSendArgs) -> Result<ExitCode, String> {
     let conn = connect(&a.conn)?;
     let tx = conn.sender::<Vec<u8>>(&a.name).map_err(|e| e.to_string())?;
     let put =
-        |v: Vec<u8>| tx.send_timeout(v, a.timeout).map_err(|e| format!("send to {}: {}", a.name, e.kind()));
+        |v: Vec<u8>| tx.send_acked(v, Some(std::time::Instant::now() + a.timeout)).map_err(|e| e.kind());
     let mut n = 0u64;
     if a.lines {
-        for line in std::io::stdin().lock().lines() {
-            put(line.map_err(|e| format!("stdin: {e}"))?.into_bytes())?;
+        let mut lines = std::io::stdin().lock().lines();
+        while let Some(line) = lines.next() {
+            let line = line.map_err(|e| format!("stdin: {e}"))?;
+            if let Err(e) = put(line.into_bytes()) {
+                let rest = lines.count() as u64;
+                let failed = if rest == 0 {
+                    format!("line {}", n + 1)
+                } else {
+                    format!("lines {}-{}", n + 1, n + 1 + rest)
+                };
+                eprintln!("sent {n} to {}; {failed} not delivered: {e}", a.name);
+                return Ok(ExitCode::FAILURE);
+            }
             n += 1;
         }
     } else {
@@ -91,11 +105,12 @@ fn send(a: &IpcSendArgs) -> Result<ExitCode, String> {
                 buf
             }
         };
-        put(v)?;
+        if let Err(e) = put(v) {
+            eprintln!("sent 0 to {}; the element was not delivered: {e}", a.name);
+            return Ok(ExitCode::FAILURE);
+        }
         n = 1;
     }
-    // Credited sends complete before the server applied them: wait until it has.
-    conn.info().map_err(|e| e.to_string())?;
     eprintln!("sent {n} to {}", a.name);
     Ok(ExitCode::SUCCESS)
 }
@@ -113,6 +128,13 @@ fn recv(a: &IpcRecvArgs) -> Result<ExitCode, String> {
                     .and_then(|()| out.flush())
                     .map_err(|e| e.to_string())?;
                 n += 1;
+            }
+            // The channel closed (and drained), or the connection went: only the first is
+            // an end.
+            Err(ChanError::Closed) if conn.is_closed() => {
+                let why = conn.close_reason().unwrap_or_else(|| "closed".into());
+                eprintln!("received {n} from {}: then the connection was lost ({why})", a.name);
+                return Ok(ExitCode::FAILURE);
             }
             Err(ChanError::Closed) => break,
             Err(e) => {

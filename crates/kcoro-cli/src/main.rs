@@ -20,6 +20,7 @@ mod ipc;
 mod localadapter;
 mod pipeline;
 mod plugin;
+mod signals;
 mod spawn;
 
 use std::process::ExitCode;
