@@ -101,10 +101,9 @@ phase "cargo test --workspace: build (debug)" cargo test --workspace --no-run
 
 # Optimisation changes inlining and stack use: the runtime's tests once more in release.
 # Without the workspace's thin LTO, as a crate depending on kcoro builds it by default
-# (Cargo's release profile has no LTO), and as the smoke run builds: its release builds
-# reuse what this one compiled. Debug info stays on: symbolising a backtrace on a
-# coroutine stack is the deepest stack the panic tests exercise. Built (with what the
-# smoke run uses) while the debug tests run.
+# (Cargo's release profile has no LTO). Debug info stays on here (the smoke run's builds
+# go without): symbolising a backtrace on a coroutine stack is the deepest stack the panic
+# tests exercise. Built, with what the smoke run uses, while the debug tests run.
 export CARGO_PROFILE_RELEASE_LTO=false
 beside "release builds (kcoro tests, smoke --build)" \
   bash -c 'cargo test --release -p kcoro --no-run && scripts/smoke.sh --build'
