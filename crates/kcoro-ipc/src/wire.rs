@@ -26,7 +26,7 @@ use kcoro::chan::{self, Receiver, Sender};
 use kcoro::net::{TcpStream, UnixStream};
 
 use crate::IpcError;
-use crate::proto::{FrameRef, Limits, ProtoError, split_frame};
+use crate::proto::{FrameRef, HEADER_LEN, Limits, ProtoError, split_frame};
 
 /// A connected stream socket.
 pub(crate) enum Stream {
@@ -81,21 +81,31 @@ impl Stream {
 
 /// Reads frames off a stream into a growable buffer.
 ///
-/// Descriptors (`SCM_RIGHTS`) come with the first byte a read returns (the kernel ends a
-/// read before a message that carries descriptors). Each is kept with the stream offset of
-/// that byte, and a frame is handed exactly the descriptors that came inside its own bytes;
-/// those it does not claim are closed when its handler returns. So a peer can neither pile
-/// up descriptors nor have one frame's descriptor taken by another.
+/// # Descriptors
+/// A sender attaches descriptors (`SCM_RIGHTS`) to the first byte of the frame that
+/// claims them (a `REGION_SHARE`). On a Unix stream socket they come out of the read that
+/// returns the message they rode with, and that read ends with that message (the kernel
+/// stops a read after a message carrying descriptors), possibly after bytes of earlier
+/// messages: so the claiming frame starts somewhere in that read's bytes. Each descriptor
+/// is kept with the stream range `[start, end)` of its read. A frame that starts in that
+/// range is handed it; a frame that does not take it passes it on to the next frame only
+/// if that one may still start in the range, else it is closed. So every descriptor is
+/// claimed by a frame of its own read, or closed as soon as no such frame is left: a peer
+/// cannot pile them up.
 pub(crate) struct FrameReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
     /// Stream offset of `buf[start]`.
     offset: u64,
-    /// Descriptors received, each with the stream offset of the byte it came with.
-    fds: VecDeque<(u64, OwnedFd)>,
+    /// Descriptors received, each with the stream range of the read it came with.
+    fds: VecDeque<(u64, u64, OwnedFd)>,
     limits: Limits,
 }
+
+/// Most descriptors kept waiting for the frames of their reads (an honest peer sends one per
+/// `REGION_SHARE`); more are closed as they come.
+const MAX_PENDING_FDS: usize = 16;
 
 /// Bytes read per call at least (the buffer grows for larger frames).
 const READ_CHUNK: usize = 64 << 10;
@@ -117,15 +127,29 @@ impl FrameReader {
         loop {
             let need = match split_frame(&self.buf[self.start..self.end], &self.limits)? {
                 Some((frame, used)) => {
-                    let frame_end = self.offset + used as u64;
+                    let (frame_start, frame_end) = (self.offset, self.offset + used as u64);
+                    // Reads that ended before this frame: no frame of theirs is left.
+                    while self.fds.front().is_some_and(|(_, end, _)| *end <= frame_start) {
+                        self.fds.pop_front();
+                    }
+                    // This frame starts in the read they came with: its to claim.
                     let mut mine = VecDeque::new();
-                    while self.fds.front().is_some_and(|(at, _)| *at < frame_end) {
-                        if let Some((_, fd)) = self.fds.pop_front() {
+                    let mut ranges = Vec::new();
+                    while self.fds.front().is_some_and(|(start, _, _)| *start <= frame_start) {
+                        if let Some((start, end, fd)) = self.fds.pop_front() {
                             mine.push_back(fd);
+                            ranges.push((start, end));
                         }
                     }
                     let r = f(frame, &mut mine);
-                    drop(mine); // unclaimed: closed now
+                    // Unclaimed ones: a later frame of the same read may still claim them
+                    // (the handler takes from the front); others close here.
+                    let kept = ranges.len() - mine.len();
+                    for ((start, end), fd) in ranges.into_iter().skip(kept).zip(mine).rev() {
+                        if end > frame_end {
+                            self.fds.push_front((start, end, fd));
+                        }
+                    }
                     self.offset = frame_end;
                     self.start += used;
                     if self.start == self.end {
@@ -146,7 +170,17 @@ impl FrameReader {
             let mut fds = Vec::new();
             let n = stream.read(&mut self.buf[self.end..], &mut fds).map_err(IpcError::Io)?;
             let at = self.offset + (self.end - self.start) as u64;
-            self.fds.extend(fds.into_iter().map(|fd| (at, fd)));
+            let (read_end, partial_end) = (at + n as u64, self.offset + need as u64);
+            // Bytes inside the frame being read, past its start: no frame starts there, so
+            // descriptors that came with them have no frame to go to. Nor does a peer get
+            // to have more than MAX_PENDING_FDS waiting.
+            let mid_frame =
+                at > self.offset && read_end <= partial_end && self.end - self.start >= HEADER_LEN;
+            for fd in fds {
+                if !mid_frame && self.fds.len() < MAX_PENDING_FDS {
+                    self.fds.push_back((at, read_end, fd));
+                }
+            }
             if n == 0 {
                 return if self.end == 0 {
                     Ok(None)

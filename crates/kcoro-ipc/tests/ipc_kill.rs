@@ -1,0 +1,177 @@
+//! Processes killed mid-stream, every value counted: 3,000 numbered values from a sender
+//! process through a capacity-4 channel (`slow`) of a server process to receiver
+//! processes, with the receiver SIGKILLed in one run and the sender in another. Checked
+//! against what docs/IPC.md promises: a value acknowledged to its sender is in the channel
+//! and is received exactly once, except the one a killed receiver had been sent and not
+//! yet read (at most once: a receiver has one receive in flight).
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{ServerProc, WATCHDOG, sock};
+
+const VALUES: u64 = 3000;
+/// Names what a child of this binary does: `send ADDR N` or `recv ADDR`.
+const ROLE_ENV: &str = "KCORO_IPC_ROLE";
+
+#[test]
+fn child() {
+    if common::child_main() {
+        return;
+    }
+    let Ok(role) = std::env::var(ROLE_ENV) else { return };
+    let parts: Vec<&str> = role.split(' ').collect();
+    let conn = kcoro_ipc::connect(parts[1]).unwrap();
+    let out = std::io::stdout();
+    match parts[0] {
+        "send" => {
+            let tx = conn.sender::<Vec<u8>>("slow").unwrap();
+            for i in 0..parts[2].parse::<u64>().unwrap() {
+                tx.send_acked(i.to_be_bytes().to_vec(), None).unwrap();
+                writeln!(out.lock(), "acked {i}").unwrap();
+            }
+        }
+        "recv" => {
+            let rx = conn.receiver::<Vec<u8>>("slow").unwrap();
+            while let Ok(v) = rx.recv_timeout(Duration::from_secs(2)) {
+                let n = u64::from_be_bytes(v.try_into().unwrap());
+                writeln!(out.lock(), "got {n}").unwrap();
+                // Slow enough that the channel stays full and the kill lands mid-stream.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// A child in `role`, its stdout lines collected as numbers.
+struct Party {
+    child: Child,
+    seen: Arc<Mutex<Vec<u64>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Party {
+    fn start(role: &str) -> Party {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+            .env(ROLE_ENV, role)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let reader = std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                // The harness may print on the same line first ("test child ... acked 0").
+                let value = ["acked ", "got "].iter().find_map(|tag| {
+                    let at = line.find(tag)? + tag.len();
+                    line[at..].trim().parse().ok()
+                });
+                if let Some(n) = value {
+                    s.lock().unwrap().push(n);
+                }
+            }
+        });
+        Party { child, seen, reader: Some(reader) }
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Waits until it has printed `n` lines (or fails the test at the watchdog).
+    fn until(&self, n: usize) {
+        let deadline = Instant::now() + WATCHDOG;
+        while self.count() < n {
+            assert!(Instant::now() < deadline, "stuck at {} of {n} lines", self.count());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        self.finish();
+    }
+
+    /// Waits for the process and its output; the numbers it printed.
+    fn finish(&mut self) -> Vec<u64> {
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// What arrived, against what was acknowledged.
+struct Tally {
+    acked: usize,
+    received: usize,
+    lost: usize,
+    duplicated: usize,
+    unacked_received: usize,
+}
+
+fn tally(acked: &[u64], received: &[u64]) -> Tally {
+    let acked_set: HashSet<u64> = acked.iter().copied().collect();
+    let received_set: HashSet<u64> = received.iter().copied().collect();
+    Tally {
+        acked: acked.len(),
+        received: received.len(),
+        lost: acked_set.difference(&received_set).count(),
+        duplicated: received.len() - received_set.len(),
+        unacked_received: received_set.difference(&acked_set).count(),
+    }
+}
+
+fn report(what: &str, t: &Tally) {
+    eprintln!(
+        "{what}: acknowledged {}, received {}, lost {}, duplicated {}, received unacknowledged {}",
+        t.acked, t.received, t.lost, t.duplicated, t.unacked_received
+    );
+}
+
+#[test]
+fn a_receiver_killed_mid_stream_loses_at_most_the_value_it_was_sent() {
+    let s = ServerProc::start("child", &sock("kill-recv.sock"), "");
+    let mut sender = Party::start(&format!("send {} {VALUES}", s.addr));
+    let mut first = Party::start(&format!("recv {}", s.addr));
+    first.until(1000);
+    first.kill();
+    let mut second = Party::start(&format!("recv {}", s.addr));
+    let acked = sender.finish();
+    let mut received = first.finish();
+    received.extend(second.finish());
+    let t = tally(&acked, &received);
+    report("receiver killed", &t);
+    assert_eq!(t.acked, VALUES as usize, "every send was acknowledged");
+    assert_eq!(t.duplicated, 0, "a value was received twice");
+    assert_eq!(t.unacked_received, 0);
+    assert!(t.lost <= 1, "{} acknowledged values lost; at most the one in flight may be", t.lost);
+}
+
+#[test]
+fn a_sender_killed_mid_stream_loses_nothing_it_was_told_is_delivered() {
+    let s = ServerProc::start("child", &sock("kill-send.sock"), "");
+    let mut sender = Party::start(&format!("send {} {VALUES}", s.addr));
+    let mut receiver = Party::start(&format!("recv {}", s.addr));
+    sender.until(1000);
+    sender.kill();
+    let acked = sender.finish();
+    let received = receiver.finish();
+    let t = tally(&acked, &received);
+    report("sender killed", &t);
+    assert!(t.acked >= 1000 && t.acked < VALUES as usize, "the kill landed mid-stream");
+    assert_eq!(t.lost, 0, "an acknowledged value never arrived");
+    assert_eq!(t.duplicated, 0, "a value was received twice");
+    // A send the server applied whose acknowledgement died with the sender arrives too.
+    assert!(t.unacked_received <= 1, "{} values arrived that were never sent", t.unacked_received);
+}
