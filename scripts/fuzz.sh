@@ -6,14 +6,15 @@
 # (`cargo +nightly fuzz run frames` in crates/kcoro-ipc adds to it; then `cargo fuzz cmin`).
 #
 # Not part of scripts/test.sh (a nightly build and a timed run): run it before changing a
-# decoder. CI replays each target's checked-in corpus on stable (kcoro-ipc's tests/proto.rs),
-# so whatever the fuzzer found once stays a test. `scripts/fuzz.sh --list` names the targets.
+# decoder or to what a connection may reach. CI replays each target's checked-in corpus on
+# stable (kcoro-ipc's tests/proto.rs and tests/fuzz_replay.rs), so whatever the fuzzer
+# found once stays a test. `scripts/fuzz.sh --list` names the targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 
 # CRATE_DIR TARGET, one line each.
-targets=("crates/kcoro-ipc frames")
+targets=("crates/kcoro-ipc frames" "crates/kcoro-ipc two_connections")
 
 if [ "${1:-}" = "--list" ]; then
   for t in "${targets[@]}"; do echo "${t#* }"; done
