@@ -52,6 +52,7 @@ pub type KcActor = *mut c_void;
 type ProcessFn = unsafe extern "C" fn(*const c_void, *mut c_void) -> c_int;
 
 /// `void (*cb)(void *)` of `kc_actor_on_done`, with its argument.
+#[derive(Clone, Copy)]
 struct OnDone {
     f: unsafe extern "C" fn(*mut c_void),
     arg: *mut c_void,
@@ -91,15 +92,27 @@ impl Shared {
         self.done.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Protocol step 1.
-    fn finish(&self) {
-        let callbacks = {
+    /// Protocol step 1. Takes the actor's own reference: a callback may be what lets the
+    /// program free everything and exit, so the actor holds nothing on the heap by then
+    /// (the callbacks are copied to the stack and their list freed first; up to
+    /// `ON_STACK` of them, more are called from the list).
+    fn finish(self: Arc<Self>) {
+        const ON_STACK: usize = 8;
+        let mut callbacks = {
             let mut d = self.done();
             d.finished = true;
             std::mem::take(&mut d.callbacks)
         };
         registry().remove(&self.id);
-        callbacks.into_iter().for_each(OnDone::call);
+        drop(self);
+        let spill = callbacks.len().saturating_sub(ON_STACK);
+        callbacks.drain(..spill).for_each(OnDone::call);
+        let mut last = [None; ON_STACK];
+        for (slot, cb) in last.iter_mut().zip(&callbacks) {
+            *slot = Some(*cb);
+        }
+        drop(callbacks);
+        last.into_iter().flatten().for_each(OnDone::call);
     }
 }
 
@@ -227,6 +240,7 @@ impl Loop {
             }
         }
         drop(mailbox);
+        drop(chunks);
         shared.finish();
     }
 }

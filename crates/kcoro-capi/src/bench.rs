@@ -151,14 +151,14 @@ fn start(p: &KcBenchParams) -> Result<*mut KcBench, Error> {
         per_cycle: p.packets_per_cycle.max(1),
         spin: p.spin_iters.max(0),
     };
-    let how = || Spawn { token: Some(token.clone()), ..Spawn::default() };
+    let how = || Spawn { token: Some(token.clone()), want_join: true, ..Spawn::default() };
     let sides = (0..p.producers).map(|_| true).chain((0..p.consumers).map(|_| false));
     let mut started = Ok(());
     for produce in sides {
         let w = worker();
         let body = move || if produce { w.produce() } else { w.consume() };
         match sched::spawn_body(sched, how(), body) {
-            Ok(s) => bench.joins.lock().unwrap_or_else(|e| e.into_inner()).push(s.join),
+            Ok(s) => bench.joins.lock().unwrap_or_else(|e| e.into_inner()).extend(s.join),
             Err(e) => {
                 started = Err(e);
                 break;

@@ -121,15 +121,20 @@ pub(crate) struct Spawn {
     pub(crate) group: Option<Arc<WaitGroup>>,
     /// Make a `kcoro_t` for the coroutine (module `coro::registry`).
     pub(crate) want_handle: bool,
+    /// Return a join handle. Without one the coroutine is spawned detached: no join slot
+    /// is allocated, so once the wait groups hear of its return it holds nothing that
+    /// only its own stack points to (a program that drains or waits for a scope and
+    /// exits at once leaks nothing).
+    pub(crate) want_join: bool,
 }
 
 /// A coroutine [`spawn_body`] started.
 pub(crate) struct Spawned {
     /// Its `kcoro_t` (NULL unless `Spawn::want_handle`).
     pub(crate) co: *mut KcoroT,
-    /// Finished once the coroutine has returned, been counted and let go of everything
-    /// it held: what a stop that must free all it started waits on.
-    pub(crate) join: kcoro::JoinHandle<()>,
+    /// With `Spawn::want_join`: finished once the coroutine has returned, been counted and
+    /// let go of everything it held: what a stop that must free all it started waits on.
+    pub(crate) join: Option<kcoro::JoinHandle<()>>,
 }
 
 /// The one spawn path of the C API: runs `body` as a coroutine on `sp`, counted by the
@@ -159,7 +164,7 @@ pub(crate) fn spawn_body(
         g.add(1);
         Done(Some(g))
     });
-    let r = s.handle.spawn_with(opts, move || {
+    let run = move || {
         // Dropped in reverse order: the handle's entry goes first (gone when a drain sees
         // us finish), then the scope hears of the return, then the scheduler.
         let _done = done;
@@ -167,7 +172,12 @@ pub(crate) fn spawn_body(
         CURRENT.with(|c| c.set(sched));
         let _slot = registry::enter(sched, pending);
         body()
-    });
+    };
+    let r = if how.want_join {
+        s.handle.spawn_with(opts, run).map(Some)
+    } else {
+        s.handle.spawn_detached(opts, run).map(|()| None)
+    };
     // A failed spawn dropped the closure, and with it the guards (the counts are balanced)
     // and `pending` (the coroutine's reference); the caller's reference remains.
     match r {

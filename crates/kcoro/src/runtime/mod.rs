@@ -818,7 +818,11 @@ impl Handle {
         self.shared.spawn(opts, f)
     }
 
-    pub(crate) fn spawn_detached<F>(&self, opts: SpawnOptions, f: F) -> Result<(), Error>
+    /// Spawns a coroutine nobody joins, with options; errors are returned at once. No join
+    /// slot is allocated, so once `f` has returned the coroutine holds nothing of its own:
+    /// what a caller that tracks completion itself (a wait group counted down at the end
+    /// of `f`) wants, rather than dropping a [`JoinHandle`].
+    pub fn spawn_detached<F>(&self, opts: SpawnOptions, f: F) -> Result<(), Error>
     where
         F: FnOnce() + Send + 'static,
     {
