@@ -128,10 +128,10 @@ impl ShmLimits {
 }
 
 impl ShmRx {
-    /// What a client maps of its server's: the server's one region per connection.
-    pub(crate) fn for_client() -> ShmRx {
-        let l = ShmLimits::of(&crate::proto::Limits::default());
-        ShmRx::new(l, Arc::new(AtomicUsize::new(0)))
+    /// What a client maps of its server's (the server shares one region per connection),
+    /// within the client's own `limits`.
+    pub(crate) fn for_client(limits: &crate::proto::Limits) -> ShmRx {
+        ShmRx::new(ShmLimits::of(limits), Arc::new(AtomicUsize::new(0)))
     }
 
     pub(crate) fn new(limits: ShmLimits, total: Arc<AtomicUsize>) -> ShmRx {

@@ -62,7 +62,8 @@ impl ConnectOptions {
         self
     }
 
-    /// Limits on what this side accepts (frames, attributes).
+    /// Limits on what this side accepts (frames, attributes, and the size of the regions
+    /// the server may share: `max_regions`, `max_region_bytes`).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -258,7 +259,7 @@ impl Connection {
             why: Mutex::new(None),
             chans: Mutex::new(HashMap::new()),
             shm_tx: shm,
-            shm_rx: ShmRx::for_client(),
+            shm_rx: ShmRx::for_client(&opts.limits),
             held: Mutex::new(HashMap::new()),
             server_minor: std::sync::atomic::AtomicU32::new(0),
             max_frame: opts.limits.max_frame,
