@@ -322,6 +322,8 @@ doc 'cargo run --release -p kcoro-bench -- runtime --quick --case scope_spawn_jo
 doc 'cargo run --release -p kcoro-bench -- runtime --quick --impl kcoro --case yield'
 bench runtime yield
 expect 0 '^scope_spawn_join_100 +kcoro .*[0-9]' cargo run -q --release -p kcoro-bench -- runtime --quick --impl kcoro --case scope_spawn_join_100
+doc 'cargo run --release -p kcoro-bench -- runtime --quick --impl kcoro --case spawn_join --case pingpong_park --case scope_spawn_join_100'
+expect 0 '^spawn_join +kcoro .*[0-9]' cargo run -q --release -p kcoro-bench -- runtime --quick --impl kcoro --case spawn_join
 doc 'cargo run --release -p kcoro-bench -- chan'
 bench chan spsc_1024
 doc 'cargo run --release -p kcoro-bench -- select'
