@@ -206,6 +206,7 @@ wait "$small_pid" 2>/dev/null
 wait "$recv_pid"
 recv_rc=$?
 expect 1 'connection was lost' bash -c "cat '$tmp/lost.out'; exit $recv_rc"
+rm -f "$small" # the killed server's socket file: wait for the new server's own
 kcoro ipc serve --listen "unix:$small" --channel small:buffered:2 >/dev/null 2>&1 &
 small_pid=$!
 for _ in $(seq 100); do [ -S "$small" ] && break; sleep 0.05; done
