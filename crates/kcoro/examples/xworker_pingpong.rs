@@ -3,76 +3,95 @@
 //!
 //! `cargo run --release -p kcoro --example xworker_pingpong`
 //!
-//! Both sides are spawned from the main coroutine until the scheduler happens to start
-//! them on different workers (an idle worker steals one), then they exchange `ROUNDS`
-//! turns over park/unpark. Pinned (the default), every wake crosses threads; with
+//! The two sides start on workers 0 and 1 (`SpawnOptions::on_worker`), then exchange up
+//! to `ROUNDS` turns over park/unpark, stopping early after `BUDGET` so the run ends in
+//! seconds on a loaded machine too (where each cross-thread wake can wait for the OS to
+//! run the sleeping worker). Pinned (the default), every wake crosses threads; with
 //! migration the woken side moves to the waker's worker after the first exchange.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use kcoro::SpawnOptions;
 use kcoro::park::{self, Unparker};
 
 const ROUNDS: u64 = 100_000;
+const BUDGET: Duration = Duration::from_secs(2);
 
-fn side(
-    me: usize,
-    turn: &AtomicU64,
-    slots: &[OnceLock<Unparker>; 2],
-    threads: &[OnceLock<String>; 2],
-) -> Duration {
-    let _ = slots[me].set(park::current());
-    let _ = threads[me].set(std::thread::current().name().unwrap_or("?").to_string());
+/// What both sides share.
+#[derive(Default)]
+struct Pair {
+    turn: AtomicU64,
+    /// Set by side 0 when the budget is spent; both sides stop after that round.
+    stop: AtomicBool,
+    unparkers: [OnceLock<Unparker>; 2],
+    threads: [OnceLock<String>; 2],
+}
+
+/// One side's loop: its time and the rounds it played.
+fn side(me: usize, pair: &Pair) -> (Duration, u64) {
+    let _ = pair.unparkers[me].set(park::current());
+    let _ = pair.threads[me].set(std::thread::current().name().unwrap_or("?").to_string());
     let other = loop {
-        match slots[1 - me].get() {
+        match pair.unparkers[1 - me].get() {
             Some(u) => break u.clone(),
             None => kcoro::yield_now(),
         }
     };
     let start = Instant::now();
-    for i in 0..ROUNDS {
-        let mine = 2 * i + me as u64;
-        while turn.load(Ordering::Acquire) != mine {
+    for round in 0..ROUNDS {
+        let mine = 2 * round + me as u64;
+        while pair.turn.load(Ordering::Acquire) != mine {
             park::park();
         }
-        turn.store(mine + 1, Ordering::Release);
+        if me == 0 && round % 64 == 63 && start.elapsed() > BUDGET {
+            pair.stop.store(true, Ordering::Relaxed);
+        }
+        // Read before passing the turn: side 1 sees side 0's flag through `turn`.
+        let stopping = pair.stop.load(Ordering::Relaxed);
+        pair.turn.store(mine + 1, Ordering::Release);
         other.unpark();
+        if stopping {
+            return (start.elapsed(), round + 1);
+        }
     }
-    start.elapsed()
+    (start.elapsed(), ROUNDS)
 }
 
-/// One pair; `None` if both sides started on the same worker.
-fn pair() -> Option<Duration> {
-    let turn = Arc::new(AtomicU64::new(0));
-    let slots: Arc<[OnceLock<Unparker>; 2]> = Arc::new([OnceLock::new(), OnceLock::new()]);
-    let threads: Arc<[OnceLock<String>; 2]> = Arc::new([OnceLock::new(), OnceLock::new()]);
-    let spawn_side = |me| {
-        let (t, s, th) = (Arc::clone(&turn), Arc::clone(&slots), Arc::clone(&threads));
-        kcoro::spawn(move || side(me, &t, &s, &th))
+/// One pair on two workers: side 0's time and rounds, or `None` if it failed.
+fn play() -> Option<(Duration, u64)> {
+    let pair = Arc::new(Pair::default());
+    let spawn_side = |me: usize| {
+        let pair = Arc::clone(&pair);
+        kcoro::spawn_with(SpawnOptions::new().on_worker(me), move || side(me, &pair))
     };
-    let (a, b) = (spawn_side(0), spawn_side(1));
-    let elapsed = a.join().ok()?;
+    let (a, b) = (spawn_side(0).ok()?, spawn_side(1).ok()?);
+    let result = a.join().ok()?;
     b.join().ok()?;
-    (threads[0].get() != threads[1].get()).then_some(elapsed)
+    assert_ne!(pair.threads[0].get(), pair.threads[1].get(), "the sides ran on two workers");
+    Some(result)
 }
 
-fn measure(migrate: bool) -> Option<Duration> {
+fn measure(migrate: bool) -> Option<(Duration, u64)> {
     let builder = kcoro::Runtime::builder().workers(2);
     // SAFETY: the sides keep only Send data (Arcs, an Unparker, integers) across parks.
     let builder = if migrate { unsafe { builder.migrate_started(true) } } else { builder };
     let rt = builder.build().ok()?;
-    rt.block_on(|| (0..50).find_map(|_| pair()))
+    rt.block_on(play)
 }
 
 fn main() {
     for (label, migrate) in [("pinned (default)", false), ("migrate_started", true)] {
         match measure(migrate) {
-            Some(d) => println!(
-                "{label:>17}: {:.0} ns per round trip across workers",
-                d.as_nanos() as f64 / ROUNDS as f64
+            Some((elapsed, rounds)) => println!(
+                "{label:>17}: {:.0} ns per round trip across workers ({rounds} round trips)",
+                elapsed.as_nanos() as f64 / rounds as f64
             ),
-            None => println!("{label:>17}: the pair never started on two workers in 50 tries"),
+            None => {
+                eprintln!("{label:>17}: the pair failed");
+                std::process::exit(1);
+            }
         }
     }
 }
