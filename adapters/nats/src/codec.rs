@@ -1,12 +1,17 @@
-//! Values on the wire: postcard-encoded payloads, the end marker, and name rules.
+//! Values on the wire: framed postcard payloads, the end marker, and name rules.
 //!
-//! A bridged channel carries any `T: Serialize + DeserializeOwned` as the postcard
-//! encoding of the value (postcard 1.0 wire format: varints, no field names), the same
-//! codec kcoro-ipc uses. The end marker is a message with the [`END_HEADER`] header and an
-//! empty payload; nothing else is decoded by hand.
+//! A bridged channel carries any `T: Serialize + DeserializeOwned` as a frame: the magic
+//! bytes [`MAGIC`], an 8-byte tag naming the element type, then the postcard encoding of
+//! the value (postcard 1.0 wire format: varints, no field names, the codec kcoro-ipc
+//! uses). A payload decodes only if the magic and the tag match and postcard consumes it
+//! to the last byte, so a foreign publish (random bytes, another channel's values, a value
+//! with bytes appended) is a codec error, never a value. The end marker of the kinds that
+//! still use one is a message with the [`END_HEADER`] header and an empty payload.
+
+use std::any::type_name;
 
 use async_nats::HeaderMap;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -15,14 +20,48 @@ use crate::NatsError;
 /// The header that marks a message as the end of a channel (its close).
 pub const END_HEADER: &str = "Kcoro-End";
 
-/// Encodes a value.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Bytes, NatsError> {
-    postcard::to_stdvec(value).map(Bytes::from).map_err(|e| NatsError::Codec(e.to_string()))
+/// The first bytes of every value's payload: "KC" and the frame version.
+pub const MAGIC: [u8; 3] = *b"KC1";
+
+/// Bytes before the value: the magic and the type tag.
+const FRAME_HEAD: usize = MAGIC.len() + 8;
+
+/// The tag of values of type `T`: FNV-1a (64 bit) of the type's Rust path. Two programs
+/// exchange values when they name the type by the same path (they share the crate that
+/// defines it); a structurally equal type under another path is a different type here.
+pub(crate) fn type_tag<T: ?Sized>() -> u64 {
+    type_name::<T>()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
-/// Decodes a payload.
+/// Encodes a value as a frame.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Bytes, NatsError> {
+    let mut out = BytesMut::with_capacity(FRAME_HEAD + 16).writer();
+    std::io::Write::write_all(&mut out, &MAGIC).map_err(|e| NatsError::Codec(e.to_string()))?;
+    std::io::Write::write_all(&mut out, &type_tag::<T>().to_le_bytes())
+        .map_err(|e| NatsError::Codec(e.to_string()))?;
+    postcard::to_io(value, &mut out).map_err(|e| NatsError::Codec(e.to_string()))?;
+    Ok(out.into_inner().freeze())
+}
+
+/// Decodes a frame: the magic, `T`'s tag, and a value that ends where the payload ends.
 pub(crate) fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, NatsError> {
-    postcard::from_bytes(payload).map_err(|e| NatsError::Codec(e.to_string()))
+    let bad = |why: &str| Err(NatsError::Codec(why.to_string()));
+    let Some((head, body)) = payload.split_at_checked(FRAME_HEAD) else {
+        return bad("payload shorter than a frame header (not a kcoro value)");
+    };
+    if head[..MAGIC.len()] != MAGIC {
+        return bad("no kcoro frame magic (not a kcoro value)");
+    }
+    if head[MAGIC.len()..] != type_tag::<T>().to_le_bytes() {
+        return bad("type tag differs (a value of another type)");
+    }
+    match postcard::take_from_bytes::<T>(body) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => bad(&format!("{} bytes after the value", rest.len())),
+        Err(e) => Err(NatsError::Codec(e.to_string())),
+    }
 }
 
 /// Headers of an end marker.
@@ -87,8 +126,42 @@ mod tests {
     fn values_round_trip() {
         let v = (7u32, "seven".to_string(), vec![1u8, 2, 3]);
         let b = encode(&v).unwrap();
+        assert_eq!(&b[..3], b"KC1");
         assert_eq!(decode::<(u32, String, Vec<u8>)>(&b).unwrap(), v);
-        assert!(matches!(decode::<(u32, String)>(&b[..2]), Err(NatsError::Codec(_))));
+        for cut in [0, 2, FRAME_HEAD, b.len() - 1] {
+            assert!(matches!(decode::<(u32, String, Vec<u8>)>(&b[..cut]), Err(NatsError::Codec(_))), "{cut}");
+        }
+    }
+
+    #[test]
+    fn foreign_payloads_are_codec_errors() {
+        let b = encode(&7u64).unwrap();
+        // Another type, even one postcard would read from these bytes.
+        assert!(matches!(decode::<u32>(&b), Err(NatsError::Codec(_))));
+        // Trailing bytes.
+        let mut longer = b.to_vec();
+        longer.push(0);
+        assert!(matches!(decode::<u64>(&longer), Err(NatsError::Codec(_))));
+        // The bare postcard encoding, and an empty payload (an old end marker).
+        assert!(decode::<u64>(&postcard::to_stdvec(&7u64).unwrap()).is_err());
+        assert!(decode::<u64>(&[]).is_err());
+        // Random bytes: a deterministic generator, so a failure reproduces.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..10_000 {
+            let blob: Vec<u8> = (0..100)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            assert!(decode::<(u64, String)>(&blob).is_err());
+            // Even behind a valid header, random bytes are not a value that ends there.
+            let mut framed = encode(&(0u64, String::new())).unwrap()[..FRAME_HEAD].to_vec();
+            framed.extend_from_slice(&blob);
+            assert!(decode::<(u64, String)>(&framed).is_err());
+        }
     }
 
     #[test]

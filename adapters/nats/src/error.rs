@@ -54,6 +54,16 @@ pub enum NatsError {
         /// The client's or the server's explanation.
         cause: String,
     },
+    /// A work queue's durable consumer or its stream is gone from the server (deleted, or
+    /// a server with memory storage restarted) and stayed gone for
+    /// [`GONE_AFTER`](crate::GONE_AFTER): its receivers and senders fail with this.
+    #[error("the work queue's {what} {name:?} is gone from the server")]
+    Gone {
+        /// "consumer" or "stream".
+        what: &'static str,
+        /// The queue's name.
+        name: String,
+    },
     /// The bridge's executor thread is gone (the connection was dropped or could not start).
     #[error("the NATS bridge is shut down")]
     Shutdown,
@@ -77,8 +87,8 @@ impl NatsError {
 
     /// The kcoro code: channel reasons as local channels report them, `-EPIPE` for a
     /// shut-down bridge, `-EINVAL` for bad names, `-EMSGSIZE` for oversize payloads,
-    /// `-EBADMSG` for codec failures, `-ECONNREFUSED` for a failed connect, `-EIO` for the
-    /// rest.
+    /// `-EBADMSG` for codec failures, `-ECONNREFUSED` for a failed connect, `-ENOENT` for a
+    /// queue that is gone, `-EIO` for the rest.
     pub fn code(&self) -> i32 {
         const EINVAL: i32 = 22;
         const EMSGSIZE: i32 = 90;
@@ -86,6 +96,7 @@ impl NatsError {
         const ECONNREFUSED: i32 = 111;
         const EPIPE: i32 = 32;
         const EIO: i32 = 5;
+        const ENOENT: i32 = 2;
         match self {
             NatsError::Chan(e) => e.code(),
             NatsError::Connect { .. } => -ECONNREFUSED,
@@ -93,6 +104,7 @@ impl NatsError {
             NatsError::PayloadTooLarge { .. } => -EMSGSIZE,
             NatsError::Codec(_) => -EBADMSG,
             NatsError::Shutdown => -EPIPE,
+            NatsError::Gone { .. } => -ENOENT,
             NatsError::Nats { .. } | NatsError::Server(_) => -EIO,
         }
     }

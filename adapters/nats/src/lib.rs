@@ -54,7 +54,10 @@ pub use rendezvous::{DEFAULT_REPLY_TIMEOUT, RendezvousReceiver, RendezvousSender
 pub use stats::BridgeStats;
 pub use subject::{Publisher, Subscriber};
 
-pub use work_queue::{Capacity, Delivery, WorkQueueOptions, WorkReceiver, WorkSender};
+pub use work_queue::state::STATE_STREAM;
+pub use work_queue::{
+    Capacity, Delivery, GONE_AFTER, IDLE_CHECK, WorkQueueOptions, WorkReceiver, WorkSender,
+};
 
 use exec::{Exec, Wait};
 
@@ -132,7 +135,14 @@ pub fn connect_with(url: &str, opts: ConnectOptions) -> Result<Nats, NatsError> 
     })?;
     let (client, js) = connected.map_err(fail)?;
     Ok(Nats {
-        shared: Arc::new(Shared { exec, client, js, host: nuid_prefix(), msg_seq: AtomicU64::new(0) }),
+        shared: Arc::new(Shared {
+            exec,
+            client,
+            js,
+            host: nuid_prefix(),
+            msg_seq: AtomicU64::new(0),
+            ack_timeout: opts.ack_timeout,
+        }),
     })
 }
 
@@ -151,10 +161,12 @@ pub(crate) struct Shared {
     /// Sequence of those ids: one per connection, so two ends never reuse an id (the
     /// server would drop the second message as a duplicate).
     pub(crate) msg_seq: AtomicU64,
+    /// [`ConnectOptions::ack_timeout`]: also how long a work-queue ack waits for the server.
+    pub(crate) ack_timeout: Duration,
 }
 
 /// How long dropping a connection waits for what its tasks still hold to reach the server.
-const DRAIN_AT_DROP: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_AT_DROP: Duration = Duration::from_secs(2);
 
 impl Drop for Shared {
     /// The ends' tasks may still hold acks (and values) handed over just before the last

@@ -31,7 +31,7 @@ pub struct BridgeStats {
     pub naks: u64,
     /// Messages that did not decode as the element type (terminated, never redelivered).
     pub decode_errors: u64,
-    /// End markers sent or seen.
+    /// End markers sent or seen (for a work queue: closes recorded, and the queue's end seen).
     pub end_markers: u64,
 }
 

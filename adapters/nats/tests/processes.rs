@@ -7,10 +7,10 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use common::{server, watchdog};
+use common::{env, server, spawn_child, watchdog};
 use kcoro::chan::ChanError;
 use kcoro_nats::WorkQueueOptions;
 
@@ -21,25 +21,11 @@ const CONSUMERS: usize = 4;
 /// Coroutines sending at once in each producer process.
 const SENDERS_PER_PRODUCER: u64 = 64;
 
+/// Coroutines receiving (and acking) at once in each consumer process.
+const RECEIVERS_PER_CONSUMER: usize = 16;
+
 fn queue_opts() -> WorkQueueOptions {
     WorkQueueOptions { prefetch: 256, ..WorkQueueOptions::new(10_000) }
-}
-
-fn spawn_child(role: &str, env: &[(&str, String)]) -> Child {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let mut cmd = Command::new(exe);
-    cmd.args(["--exact", "child", "--ignored", "--nocapture"])
-        .env("KCORO_NATS_ROLE", role)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn a child process")
-}
-
-fn env(key: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| panic!("child: {key} not set"))
 }
 
 /// A child process's work; run only by the tests below (ignored otherwise).
@@ -72,24 +58,37 @@ fn child() {
                 for s in senders {
                     s.join().unwrap();
                 }
+                assert!(tx.close().unwrap());
             });
         }
         "consume" => {
-            // Records (id, times delivered) as 16 bytes each, until the end marker.
+            // Records (id, times delivered) as 16 bytes each, until the queue ends. Several
+            // coroutines share the end, as a real consumer host would: each ack waits for
+            // the server's answer, and their waits overlap.
             let rx = nats.work_receiver::<u64>(&name, &queue_opts()).unwrap();
-            let mut out = Vec::new();
-            loop {
-                match rx.recv() {
-                    Ok(d) => {
-                        out.extend_from_slice(&d.delivered().to_le_bytes());
-                        out.extend_from_slice(&d.ack().unwrap().to_le_bytes());
-                    }
-                    Err(e) => {
-                        assert_eq!(e.chan(), Some(ChanError::Closed), "{e}");
-                        break;
-                    }
-                }
-            }
+            let out = kcoro::run(move || {
+                let workers: Vec<_> = (0..RECEIVERS_PER_CONSUMER)
+                    .map(|_| {
+                        let rx = rx.clone();
+                        kcoro::spawn(move || {
+                            let mut out = Vec::new();
+                            loop {
+                                match rx.recv() {
+                                    Ok(d) => {
+                                        out.extend_from_slice(&d.delivered().to_le_bytes());
+                                        out.extend_from_slice(&d.ack().unwrap().to_le_bytes());
+                                    }
+                                    Err(e) => {
+                                        assert_eq!(e.chan(), Some(ChanError::Closed), "{e}");
+                                        return out;
+                                    }
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                workers.into_iter().flat_map(|w| w.join().unwrap()).collect::<Vec<u8>>()
+            });
             std::fs::write(env("KCORO_NATS_OUT"), out).unwrap();
         }
         "hold" => {
@@ -146,7 +145,8 @@ fn four_producer_and_four_consumer_processes_move_100k_messages() {
     for mut p in producers {
         assert!(p.wait().unwrap().success(), "a producer failed");
     }
-    // Every message is stored: now the end marker, which the consumers drain up to.
+    // Every producer closed; this end's close is the last, so the queue ends once the
+    // consumers have acked everything.
     tx.close().unwrap();
     for mut c in consumers {
         assert!(c.wait().unwrap().success(), "a consumer failed");

@@ -215,7 +215,7 @@ fn nak_redelivers_at_once() {
 }
 
 #[test]
-fn close_lets_every_receiver_drain_up_to_the_marker() {
+fn close_lets_every_receiver_drain() {
     let Some(srv) = server() else { return };
     let _w = watchdog("close", Duration::from_secs(30));
     let nats = kcoro_nats::connect(&srv.url()).unwrap();
@@ -250,49 +250,31 @@ fn close_lets_every_receiver_drain_up_to_the_marker() {
         .collect();
     let mut all: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
     all.sort_unstable();
-    assert_eq!(all, (0..10).collect::<Vec<_>>(), "everything before the marker, once");
+    assert_eq!(all, (0..10).collect::<Vec<_>>(), "everything sent, once");
 }
 
-/// A marker caught by a pull request nobody reads any more (a receiver that died holding
-/// it, or whose unsubscribe lost the race with its nak) does not keep the others waiting
-/// out `ack_wait` (30 s here): they find it is all that is left and close.
+/// A producer that died without closing stays counted open, so the queue waits for it;
+/// `close_work_queue` ends the queue for every sender.
 #[test]
-fn a_marker_held_by_a_dead_receiver_still_closes_the_others() {
-    use async_nats::jetstream::consumer::{AckPolicy, pull};
-    use futures_util::StreamExt;
-
+fn a_sender_that_died_open_holds_the_end_until_the_queue_is_closed_for_all() {
     let Some(srv) = server() else { return };
-    let _w = watchdog("dead marker", Duration::from_secs(20));
+    let _w = watchdog("dead sender", Duration::from_secs(30));
     let nats = kcoro_nats::connect(&srv.url()).unwrap();
-    let tx = nats.work_sender::<u64>("deadmark", &opts(10)).unwrap();
-    tx.send(7).unwrap();
+    let dead = nats.work_sender::<u64>("deadsender", &opts(10)).unwrap();
+    dead.send(1).unwrap();
+    // As if its process were killed: the end never closes and never drops.
+    std::mem::forget(dead);
+    let (tx, rx) = nats.work_queue_with::<u64>("deadsender", opts(10)).unwrap();
+    tx.send(2).unwrap();
     assert!(tx.close().unwrap());
-
-    // A bare client on the same durable consumer takes both messages, acks the value and
-    // leaves holding the marker, never acked.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let js = async_nats::jetstream::new(async_nats::connect(srv.url()).await.unwrap());
-        let stream = js.get_stream("deadmark").await.unwrap();
-        let config = pull::Config {
-            durable_name: Some("workers".into()),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(30),
-            filter_subject: "kcoro.wq.deadmark".into(),
-            ..Default::default()
-        };
-        let consumer = stream.get_or_create_consumer("workers", config).await.unwrap();
-        let mut batch = consumer.fetch().max_messages(2).messages().await.unwrap();
-        let value = batch.next().await.unwrap().unwrap();
-        value.double_ack().await.unwrap();
-        let marker = batch.next().await.unwrap().unwrap();
-        assert!(marker.headers.is_some(), "the second message is the end marker");
-    });
-
-    let rx = nats.work_receiver::<u64>("deadmark", &opts(10)).unwrap();
-    let Err(e) = rx.recv() else { panic!("the value was acked: nothing is left to deliver") };
-    assert_eq!(e.chan(), Some(ChanError::Closed));
-    assert!(rx.is_closed());
+    let mut got = vec![rx.recv().unwrap().ack().unwrap(), rx.recv().unwrap().ack().unwrap()];
+    got.sort_unstable();
+    assert_eq!(got, [1, 2]);
+    // Several idle checks pass: the dead sender's record holds the end.
+    let e = rx.recv_timeout(kcoro_nats::IDLE_CHECK * 4).unwrap_err();
+    assert_eq!(e.chan(), Some(ChanError::Timeout));
+    nats.close_work_queue("deadsender").unwrap();
+    assert_eq!(rx.recv().unwrap_err().chan(), Some(ChanError::Closed));
 }
 
 /// Acks handed over just before the last handle of a connection drops still reach the

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -56,4 +57,24 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < end, "never happened: {what}");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Starts this test binary again as a child running only its ignored `child` test, with
+/// `KCORO_NATS_ROLE=role` and `env`; stdout is piped for the parent to read.
+pub fn spawn_child(role: &str, env: &[(&str, String)]) -> Child {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", "child", "--ignored", "--nocapture"])
+        .env("KCORO_NATS_ROLE", role)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn a child process")
+}
+
+/// A variable the parent set for a child.
+pub fn env(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("child: {key} not set"))
 }
