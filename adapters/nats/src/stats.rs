@@ -33,6 +33,9 @@ pub struct BridgeStats {
     pub decode_errors: u64,
     /// End markers sent or seen (for a work queue: closes recorded, and the queue's end seen).
     pub end_markers: u64,
+    /// Messages already acked that a work queue's stream still held (after a server
+    /// crash) and a receiver removed, so they no longer take capacity.
+    pub acked_leftovers: u64,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +51,7 @@ pub(crate) struct Counters {
     pub(crate) naks: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
     pub(crate) end_markers: AtomicU64,
+    pub(crate) acked_leftovers: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -69,6 +73,7 @@ impl Counters {
             naks: self.naks.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),
             end_markers: self.end_markers.load(Relaxed),
+            acked_leftovers: self.acked_leftovers.load(Relaxed),
         }
     }
 }

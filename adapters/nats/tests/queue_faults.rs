@@ -13,8 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use async_nats::jetstream;
-use common::{env, server, spawn_child, watchdog};
+use common::{Raw, env, server, spawn_child, watchdog};
 use kcoro::chan::ChanError;
 use kcoro_nats::{NatsError, WorkQueueOptions, WorkReceiver};
 
@@ -70,46 +69,6 @@ fn child() {
             std::process::exit(0);
         }
         other => panic!("unknown role {other}"),
-    }
-}
-
-/// A raw client beside the bridge, for what only the server can tell or a foreign peer
-/// would do.
-struct Raw {
-    rt: tokio::runtime::Runtime,
-    js: jetstream::Context,
-}
-
-impl Raw {
-    fn connect(url: &str) -> Raw {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let js = rt.block_on(async { jetstream::new(async_nats::connect(url).await.unwrap()) });
-        Raw { rt, js }
-    }
-
-    /// Messages left in the queue's stream.
-    fn stranded(&self, queue: &str) -> u64 {
-        self.rt.block_on(async {
-            let mut stream = self.js.get_stream(queue).await.unwrap();
-            stream.info().await.unwrap().state.messages
-        })
-    }
-
-    fn publish(&self, subject: &str, headers: Option<async_nats::HeaderMap>, payload: Vec<u8>) {
-        self.rt.block_on(async {
-            let ack = match headers {
-                Some(h) => self.js.publish_with_headers(subject.to_string(), h, payload.into()).await,
-                None => self.js.publish(subject.to_string(), payload.into()).await,
-            };
-            ack.unwrap().await.unwrap();
-        });
-    }
-
-    fn delete_consumer(&self, queue: &str, consumer: &str) {
-        self.rt.block_on(async {
-            let stream = self.js.get_stream(queue).await.unwrap();
-            stream.delete_consumer(consumer).await.unwrap();
-        });
     }
 }
 

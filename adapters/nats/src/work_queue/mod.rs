@@ -178,12 +178,13 @@ impl Nats {
             ..Default::default()
         };
         let consumer_name = opts.consumer.clone();
+        let consumer_stream = stream.clone();
         let consumer = self
             .shared
             .exec
             .call(Wait::FOREVER, async move { stream.get_or_create_consumer(&consumer_name, config).await })?
             .map_err(|e| NatsError::nats("create consumer", e))?;
-        receiver::open(&self.shared, name, opts, consumer, state)
+        receiver::open(&self.shared, name, opts, consumer, consumer_stream, state)
     }
 
     /// Closes the work queue `name` for every sender, open or dead: its receivers end once

@@ -2,12 +2,14 @@
 //! gone checks, and deliveries whose acks the server confirms.
 
 use std::ops::Deref;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_nats::Subject;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{self, pull};
+use async_nats::jetstream::stream::{self, RetentionPolicy};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use kcoro::chan::{self, ChanError, Snapshot};
@@ -38,6 +40,7 @@ pub(super) fn open<T: DeserializeOwned + Send + 'static>(
     name: &str,
     opts: &WorkQueueOptions,
     consumer: consumer::Consumer<pull::Config>,
+    stream: stream::Stream,
     state: QueueState,
 ) -> Result<WorkReceiver<T>, NatsError> {
     let reading = state.clone();
@@ -67,6 +70,7 @@ pub(super) fn open<T: DeserializeOwned + Send + 'static>(
     let gone = Arc::new(OnceLock::new());
     let puller = Puller {
         consumer,
+        stream,
         state,
         baseline,
         local: local_tx,
@@ -195,6 +199,7 @@ enum Check {
 /// and 7).
 struct Puller<T> {
     consumer: consumer::Consumer<pull::Config>,
+    stream: stream::Stream,
     state: QueueState,
     /// Closes at or below this sequence were over before this end opened.
     baseline: u64,
@@ -307,6 +312,7 @@ impl<T: DeserializeOwned + Send + 'static> Puller<T> {
                 return if since.elapsed() >= GONE_AFTER { Check::Gone(what) } else { Check::Open };
             }
         };
+        self.remove_acked_leftovers(info.ack_floor.stream_sequence).await;
         match closing {
             Some(c) if senders_open == 0 && info.num_pending == 0 && info.num_ack_pending == 0 => {
                 match self.state.mark_drained(c).await {
@@ -317,6 +323,29 @@ impl<T: DeserializeOwned + Send + 'static> Puller<T> {
                 }
             }
             _ => Check::Open,
+        }
+    }
+
+    /// Removes messages at or below the consumer's ack floor (all acked) that are still in
+    /// the stream. nats-server 2.9 can restart from a crash with such messages (the
+    /// consumer's acks were written, the stream's deletes not yet): they are never
+    /// delivered again, but count against the queue's capacity. Only for work-queue
+    /// retention, whose one consumer is this one; a limits stream keeps what was read.
+    async fn remove_acked_leftovers(&self, ack_floor: u64) {
+        if ack_floor == 0 {
+            return;
+        }
+        let mut stream = self.stream.clone();
+        let Ok(info) = stream.info().await else { return };
+        if info.config.retention != RetentionPolicy::WorkQueue
+            || info.state.messages == 0
+            || info.state.first_sequence > ack_floor
+        {
+            return;
+        }
+        // Keeps every message from `ack_floor + 1` on: only acked ones go.
+        if let Ok(purged) = stream.purge().sequence(ack_floor + 1).await {
+            self.counters.acked_leftovers.fetch_add(purged.purged, Relaxed);
         }
     }
 

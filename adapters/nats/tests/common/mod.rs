@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream;
 use kcoro_nats::server::{LocalServer, ServerOptions};
 
 /// A fresh server, or `None` (with the note) if nats-server is not installed.
@@ -77,4 +78,44 @@ pub fn spawn_child(role: &str, env: &[(&str, String)]) -> Child {
 /// A variable the parent set for a child.
 pub fn env(key: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| panic!("child: {key} not set"))
+}
+
+/// A raw client beside the bridge, for what only the server can tell or a foreign peer
+/// would do.
+pub struct Raw {
+    rt: tokio::runtime::Runtime,
+    js: jetstream::Context,
+}
+
+impl Raw {
+    pub fn connect(url: &str) -> Raw {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let js = rt.block_on(async { jetstream::new(async_nats::connect(url).await.unwrap()) });
+        Raw { rt, js }
+    }
+
+    /// Messages left in the queue's stream.
+    pub fn stranded(&self, queue: &str) -> u64 {
+        self.rt.block_on(async {
+            let mut stream = self.js.get_stream(queue).await.unwrap();
+            stream.info().await.unwrap().state.messages
+        })
+    }
+
+    pub fn publish(&self, subject: &str, headers: Option<async_nats::HeaderMap>, payload: Vec<u8>) {
+        self.rt.block_on(async {
+            let ack = match headers {
+                Some(h) => self.js.publish_with_headers(subject.to_string(), h, payload.into()).await,
+                None => self.js.publish(subject.to_string(), payload.into()).await,
+            };
+            ack.unwrap().await.unwrap();
+        });
+    }
+
+    pub fn delete_consumer(&self, queue: &str, consumer: &str) {
+        self.rt.block_on(async {
+            let stream = self.js.get_stream(queue).await.unwrap();
+            stream.delete_consumer(consumer).await.unwrap();
+        });
+    }
 }
