@@ -392,3 +392,31 @@ fn ends_declared_at_once_from_many_connections_all_open() {
         }
     }
 }
+
+#[test]
+fn unconfirmed_acks_reach_the_server_and_end_the_queue() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("unconfirmed acks", Duration::from_secs(30));
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    // The short ack wait would redeliver any message whose ack got lost.
+    let (tx, rx) = nats.work_queue_with::<u64>("unconfirmed", short_ack_wait(100)).unwrap();
+    for id in 0..50 {
+        tx.send(id).unwrap();
+    }
+    tx.close().unwrap();
+    let mut got = Vec::new();
+    loop {
+        match rx.recv() {
+            Ok(d) => got.push(d.ack_unconfirmed()),
+            Err(e) => {
+                assert_eq!(e.chan(), Some(ChanError::Closed), "{e}");
+                break;
+            }
+        }
+    }
+    // The queue ended only once the server had every ack: each id came once.
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+    // Counted when the client took each ack, which the end does not wait for.
+    eventually("every ack counted", || rx.stats().acks == 50);
+    assert_eq!(rx.stats().redelivered, 0);
+}

@@ -34,7 +34,8 @@ pub fn run(url: &str, shape: Shape, size: usize, n: u64) -> Result<Duration, Str
                     if d.len() != size {
                         return Err("wrong size".to_string());
                     }
-                    d.ack().map_err(|e| e.to_string())?;
+                    // As the peer's `Message::ack`: queued to the connection, not confirmed.
+                    d.ack_unconfirmed();
                 }
                 let elapsed = start.elapsed();
                 for s in senders {

@@ -140,6 +140,18 @@ impl<T> Delivery<T> {
         self.settle(AckKind::Ack)
     }
 
+    /// Acknowledges without waiting for the server: the ack is queued to the connection
+    /// at once, in order, but nothing tells whether the server took it (as async-nats's
+    /// `Message::ack`). Saves the round trip of [`ack`](Self::ack) per message; an ack
+    /// lost on the way (the connection dropped, the process exited first) means the
+    /// message is redelivered after `ack_wait`.
+    pub fn ack_unconfirmed(self) -> T {
+        let Delivery { value, reply, acks, .. } = self;
+        // Closed only when the bridge shuts down: the server redelivers after ack_wait.
+        let _ = acks.send(Settle { reply, kind: AckKind::Ack, done: None });
+        value
+    }
+
     /// Negative ack: redeliver now (to any receiver). Returns the value once the server
     /// has taken it.
     pub fn nak(self) -> Result<T, NatsError> {
