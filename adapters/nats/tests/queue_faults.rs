@@ -13,8 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{Raw, env, server, spawn_child, watchdog};
-use kcoro::chan::ChanError;
+use common::{Raw, drain_until_closed, env, server, spawn_child, watchdog};
 use kcoro_nats::{NatsError, WorkQueueOptions, WorkReceiver};
 
 /// Reads the child's stdout up to the line holding `word` (the harness may print on it
@@ -94,26 +93,9 @@ impl Tally {
 
 /// Runs receivers on threads until each gets `Closed` (anything else fails the test).
 fn drain(receivers: Vec<WorkReceiver<u64>>) -> Tally {
-    let threads: Vec<_> = receivers
-        .into_iter()
-        .map(|rx| {
-            std::thread::spawn(move || {
-                let mut got = Vec::new();
-                loop {
-                    match rx.recv() {
-                        Ok(d) => got.push(d.ack().unwrap()),
-                        Err(e) => {
-                            assert_eq!(e.chan(), Some(ChanError::Closed), "{e}");
-                            return got;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
     let mut tally = Tally::default();
-    for t in threads {
-        for id in t.join().unwrap() {
+    for got in drain_until_closed(receivers) {
+        for id in got {
             *tally.seen.entry(id).or_default() += 1;
         }
     }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, server, watchdog};
+use common::{drain_until_closed, eventually, server, watchdog};
 use kcoro::chan::ChanError;
 use kcoro_nats::{Capacity, NatsError, WorkQueueOptions};
 use serde::{Deserialize, Serialize};
@@ -231,24 +231,7 @@ fn close_lets_every_receiver_drain() {
     let receivers: Vec<_> = (0..2)
         .map(|_| kcoro_nats::connect(&srv.url()).unwrap().work_receiver::<u64>("closing", &o).unwrap())
         .collect();
-    let threads: Vec<_> = receivers
-        .into_iter()
-        .map(|rx| {
-            std::thread::spawn(move || {
-                let mut got = Vec::new();
-                loop {
-                    match rx.recv() {
-                        Ok(d) => got.push(d.ack().unwrap()),
-                        Err(e) => {
-                            assert_eq!(e.chan(), Some(ChanError::Closed));
-                            return got;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    let mut all: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut all: Vec<u64> = drain_until_closed(receivers).into_iter().flatten().collect();
     all.sort_unstable();
     assert_eq!(all, (0..10).collect::<Vec<_>>(), "everything sent, once");
 }

@@ -119,3 +119,26 @@ impl Raw {
         });
     }
 }
+
+/// Runs each receiver on a thread, acking, until it gets `Closed` (anything else fails the
+/// test); returns what each received, in order.
+pub fn drain_until_closed(receivers: Vec<kcoro_nats::WorkReceiver<u64>>) -> Vec<Vec<u64>> {
+    let threads: Vec<_> = receivers
+        .into_iter()
+        .map(|rx| {
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                loop {
+                    match rx.recv() {
+                        Ok(d) => got.push(d.ack().unwrap()),
+                        Err(e) => {
+                            assert_eq!(e.chan(), Some(kcoro::chan::ChanError::Closed), "{e}");
+                            return got;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
