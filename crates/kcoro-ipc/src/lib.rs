@@ -96,6 +96,11 @@ pub enum IpcError {
     /// The connection is closed (the peer died or closed it, or it was shut down).
     #[error("connection closed{}", .0.as_ref().map(|w| format!(": {w}")).unwrap_or_default())]
     Closed(Option<String>),
+    /// A request had no answer within
+    /// [`ConnectOptions::request_timeout`](crate::ConnectOptions::request_timeout): the
+    /// peer is taken as stalled and the connection is closed.
+    #[error("no answer within {0:?}: the peer is stalled or stopped; the connection was closed")]
+    Stalled(std::time::Duration),
     /// A bad configuration (refused at start, before anything is bound).
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -108,6 +113,7 @@ impl IpcError {
         match self {
             IpcError::Chan(e) => e.code(),
             IpcError::Closed(_) => -libc::EPIPE,
+            IpcError::Stalled(_) => -libc::ETIME,
             IpcError::Refused { code, .. } => *code,
             IpcError::Proto(_) | IpcError::Version { .. } => -libc::EPROTO,
             IpcError::Auth(_) => -libc::EACCES,

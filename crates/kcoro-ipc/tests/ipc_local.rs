@@ -78,3 +78,29 @@ fn shared_bytes_are_held_in_place_until_dropped() {
     }
     drop(server);
 }
+
+/// A peer that accepts and then never answers (a stopped or wedged process): without a
+/// request timeout the handshake would wait for ever; with one it fails as `Stalled`, and
+/// a connection that did answer fails the same way once the server stops answering.
+#[test]
+fn a_silent_peer_fails_requests_after_the_request_timeout() {
+    let addr = sock("silent.sock");
+    let path = addr.trim_start_matches("unix:").to_string();
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let held = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let opts = ConnectOptions::new().request_timeout(Duration::from_millis(200));
+    let e = Connection::connect(&addr, opts).unwrap_err();
+    assert!(matches!(e, kcoro_ipc::IpcError::Stalled(t) if t == Duration::from_millis(200)), "{e}");
+    assert_eq!(e.code(), -libc::ETIME);
+    drop(held.join().unwrap());
+
+    // A live server answers within the timeout; the same requests succeed.
+    let (tx, rx) = chan::buffered::<Vec<u8>>(4);
+    let live = sock("answers.sock");
+    let server = Server::bind(&live).unwrap().serve_channel("jobs", tx, rx).start().unwrap();
+    let opts = ConnectOptions::new().request_timeout(Duration::from_secs(30));
+    let conn = Connection::connect(&live, opts).unwrap();
+    assert_eq!(conn.list().unwrap().len(), 1);
+    drop(server);
+}

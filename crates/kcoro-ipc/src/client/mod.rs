@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kcoro::chan::{self, ChanError, Kind, Sender};
 use kcoro::net::{TcpStream, UnixStream};
@@ -48,6 +48,7 @@ pub struct ConnectOptions {
     shm: Option<ShmConfig>,
     no_shm: bool,
     connect_timeout: Option<Duration>,
+    request_timeout: Option<Duration>,
 }
 
 impl ConnectOptions {
@@ -88,6 +89,17 @@ impl ConnectOptions {
     /// Give up connecting after `t`.
     pub fn connect_timeout(mut self, t: Duration) -> Self {
         self.connect_timeout = Some(t);
+        self
+    }
+
+    /// Take the server as stalled when a request (the handshake included) has no answer
+    /// after `t`: that request fails with [`IpcError::Stalled`] and the connection closes,
+    /// failing every other request on it. For a peer that may be stopped or wedged (a
+    /// monitor watching a process): without it a request waits as long as the socket
+    /// stays open. A receive or send that waits for a value is a request too, so set `t`
+    /// above the longest wait such a call asks for.
+    pub fn request_timeout(mut self, t: Duration) -> Self {
+        self.request_timeout = Some(t);
         self
     }
 }
@@ -192,6 +204,8 @@ pub(crate) struct ConnInner {
     /// The server's minor version (HELLO reply).
     server_minor: std::sync::atomic::AtomicU32,
     pub(crate) max_frame: u32,
+    /// [`ConnectOptions::request_timeout`].
+    request_timeout: Option<Duration>,
     pub(crate) handle: kcoro::Handle,
 }
 
@@ -263,6 +277,7 @@ impl Connection {
             held: Mutex::new(HashMap::new()),
             server_minor: std::sync::atomic::AtomicU32::new(0),
             max_frame: opts.limits.max_frame,
+            request_timeout: opts.request_timeout,
             handle: handle.clone(),
         });
         let w = Arc::clone(&stream);
@@ -464,8 +479,15 @@ impl Connection {
         let req = self.inner.send_request(cmd, Pending::Wait(tx), share, build)?;
         // We are about to wait for the answer: write now rather than wait for the writer.
         self.inner.outbox.flush_now(&self.inner.stream);
-        match rx.recv_with(None, cancel) {
+        let deadline = self.inner.request_timeout.map(|t| Instant::now() + t);
+        match rx.recv_with(deadline, cancel) {
             Ok(r) => Ok(r),
+            Err(ChanError::Timeout) => {
+                let t = self.inner.request_timeout.unwrap_or_default();
+                self.inner.fail(format!("no answer within {t:?}"));
+                self.inner.stream.shutdown();
+                Err(IpcError::Stalled(t))
+            }
             Err(ChanError::Canceled) => {
                 let _ = self.inner.send_request(Cmd::CANCEL, Pending::Ignore, None, |f| {
                     f.u64(Attr::TARGET_REQ_ID, req);
