@@ -425,7 +425,9 @@ Exit codes: 0 done, 1 a --check crossed, 2 bad usage, 3 cannot attach or the pro
 
 /// `kcoro chanmon ...`.
 #[derive(Debug, Args, Clone)]
-#[command(group(clap::ArgGroup::new("from").args(["addr", "demo", "replay"]).required(true)))]
+// Not `required`: `--json ADDR` is resolved to ADDR after parsing ([`ChanmonArgs::resolved`]),
+// which then says when no source was given.
+#[command(group(clap::ArgGroup::new("from").args(["addr", "demo", "replay"])))]
 pub struct ChanmonArgs {
     /// The process to attach to: unix:PATH or tcp:HOST:PORT (it serves kcoro IPC with the
     /// monitor on: kcoro_ipc::monitor::serve)
@@ -442,7 +444,8 @@ pub struct ChanmonArgs {
     /// Time between samples, in seconds
     #[arg(long, default_value = "1", value_parser = parse_seconds, value_name = "SECONDS")]
     pub interval: Duration,
-    /// Write one NDJSON sample per interval to FILE (or stdout) instead of the screen
+    /// Write one NDJSON sample per interval to FILE (stdout without FILE, or with -)
+    /// instead of the screen; a FILE written unix:... or tcp:... is taken as ADDR
     #[arg(long, value_name = "FILE", num_args = 0..=1)]
     pub json: Option<Option<String>>,
     /// Print one NDJSON sample and exit
@@ -459,12 +462,41 @@ pub struct ChanmonArgs {
     /// Serve the counters at http://ADDR/metrics (Prometheus text format)
     #[arg(long, value_name = "ADDR")]
     pub prometheus: Option<String>,
+    /// Give up on an answer from the monitored process after SECONDS (it is stopped or
+    /// wedged); the next sample connects again
+    #[arg(long, default_value = "5", value_parser = parse_seconds, value_name = "SECONDS")]
+    pub timeout: Duration,
     /// No colours on the screen
     #[arg(long)]
     pub no_color: bool,
     /// ASCII only on the screen (bars and sparklines without block characters)
     #[arg(long)]
     pub ascii: bool,
+}
+
+impl ChanmonArgs {
+    /// The arguments as meant: `--json unix:/run/app.sock` gave the address to the
+    /// optional FILE of `--json` (clap cannot tell them apart), so a FILE written as an
+    /// address is taken as ADDR and the samples go to stdout. Errors when no source is
+    /// left.
+    pub fn resolved(&self) -> Result<ChanmonArgs, String> {
+        let mut a = self.clone();
+        if let Some(Some(file)) = &a.json
+            && (file.starts_with("unix:") || file.starts_with("tcp:"))
+        {
+            if a.addr.is_some() || a.demo || a.replay.is_some() {
+                return Err(format!(
+                    "--json {file}: a file named like an address; write ./{file} for a file"
+                ));
+            }
+            a.addr = Some(file.clone());
+            a.json = Some(None);
+        }
+        if a.addr.is_none() && !a.demo && a.replay.is_none() {
+            return Err("give ADDR to attach to, --demo, or --replay FILE".into());
+        }
+        Ok(a)
+    }
 }
 
 fn parse_seconds(v: &str) -> Result<Duration, String> {
@@ -575,6 +607,26 @@ mod tests {
         };
         assert_eq!(s.channels[0], ChannelSpec { name: "a".into(), kind: Kind::Buffered, capacity: 8 });
         assert_eq!(s.channels[1].kind, Kind::Unlimited);
+    }
+
+    #[test]
+    fn json_does_not_swallow_the_address() {
+        let chanmon = |s: &str| match parse(s).unwrap().command {
+            Some(Command::Chanmon(a)) => a.resolved(),
+            other => panic!("{other:?}"),
+        };
+        let a = chanmon("chanmon --json unix:/run/app.sock --samples 2").unwrap();
+        assert_eq!((a.addr.as_deref(), a.json), (Some("unix:/run/app.sock"), Some(None)));
+        let a = chanmon("chanmon unix:/run/app.sock --json samples.ndjson").unwrap();
+        assert_eq!(
+            (a.addr.as_deref(), a.json),
+            (Some("unix:/run/app.sock"), Some(Some("samples.ndjson".into())))
+        );
+        let a = chanmon("chanmon --json tcp:127.0.0.1:7000").unwrap();
+        assert_eq!(a.addr.as_deref(), Some("tcp:127.0.0.1:7000"));
+        assert!(chanmon("chanmon --json").unwrap_err().contains("give ADDR"));
+        assert!(chanmon("chanmon --demo --json unix:x").unwrap_err().contains("./unix:x"));
+        assert!(parse("chanmon --demo --replay f").is_err(), "one source at most");
     }
 
     #[test]

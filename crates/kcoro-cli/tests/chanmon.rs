@@ -42,6 +42,10 @@ fn once_prints_one_sample_with_the_schema() {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
     assert!(samples[0]["sched"]["workers"].as_u64().unwrap() >= 1);
+    // The demo is running when it is sampled: every channel has carried values.
+    for c in samples[0]["channels"].as_array().unwrap() {
+        assert!(c["sends"].as_u64().unwrap() > 0 && c["recvs"].as_u64().unwrap() > 0, "{c}");
+    }
 }
 
 #[test]
@@ -64,8 +68,19 @@ fn json_records_and_replay_plays_back() {
     let bad = tmp("bad.ndjson");
     std::fs::write(&bad, "{\"schema\": 99}\n").unwrap();
     let out = kcoro(&["chanmon", "--replay", bad.to_str().unwrap(), "--once"]);
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(2), "a garbled recording is bad input");
     assert!(text(&out.stderr).contains(":1:"), "names the line: {}", text(&out.stderr));
+    let out = kcoro(&["chanmon", "--replay", tmp("no-such.ndjson").to_str().unwrap(), "--once"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    // A check on a channel the recording does not have is refused, not silently passed.
+    let out = kcoro(&["chanmon", "--replay", f, "--check", "demo.ingres:fill>0.5"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no channel named \"demo.ingres\""), "{}", text(&out.stderr));
+    // `--json -` is stdout, not a file named `-`.
+    let out = kcoro(&["chanmon", "--replay", f, "--json", "-"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), recorded);
+    assert!(!std::path::Path::new("-").exists());
 }
 
 #[test]
@@ -92,6 +107,61 @@ fn check_exit_codes() {
     assert!(text(&out.stderr).contains("unknown metric"));
     let out = kcoro(&["chanmon"]);
     assert_eq!(out.status.code(), Some(2), "ADDR, --demo or --replay is required");
+    let out = kcoro(&["chanmon", "--demo", "--check", "fill>nan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = kcoro(&["chanmon", "--demo", "--check", "demo.result:fill>0.5", "--samples", "1"]);
+    assert_eq!(out.status.code(), Some(2), "a misspelled channel: {}", text(&out.stderr));
+    for bad in ["nowhere", "unix:", "tcp:nohost"] {
+        let out = kcoro(&["chanmon", bad, "--once"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+    }
+}
+
+/// Waits for `child` at most `limit`; kills it and fails if it is still running.
+fn exits_within(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_silent_target_is_an_error_not_a_hang() {
+    // Accepts, then never says a word (a wedged or stopped process).
+    let sock = tmp("silent").with_extension("sock");
+    let _ = std::fs::remove_file(&sock);
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let held = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let addr = format!("unix:{}", sock.display());
+    let mut mon = Command::new(KCORO)
+        .args(["chanmon", &addr, "--once", "--timeout", "0.5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exits_within(&mut mon, Duration::from_secs(30), "chanmon --once on a silent socket");
+    let mut err = String::new();
+    mon.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(err.contains("no answer within 500ms"), "{err}");
+    drop(held.join().unwrap());
+}
+
+#[test]
+fn json_before_the_address_records_that_process() {
+    let server = serve("json-addr");
+    let out = kcoro(&["chanmon", "--json", &server.1, "--samples", "2", "--interval", "0.05"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let samples = lines(&out);
+    assert_eq!(samples.len(), 2);
+    assert_eq!(samples[0]["source"], server.1.as_str());
 }
 
 /// `kcoro ipc serve` in a child process, killed on drop.
@@ -205,6 +275,51 @@ fn prometheus_endpoint_serves_the_counters() {
     }
 }
 
+/// One scrape of `url`'s /metrics: the body.
+fn scrape(url: &str) -> String {
+    let mut s = std::net::TcpStream::connect(url).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    body[body.find("\r\n\r\n").unwrap() + 4..].to_string()
+}
+
+#[test]
+fn prometheus_says_when_the_target_is_down_and_follows_it_back() {
+    let mut server = serve("prom-restart");
+    let addr = server.1.clone();
+    let mut child = Command::new(KCORO)
+        .args(["chanmon", &addr, "--prometheus", "127.0.0.1:0", "--timeout", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let _child = KillOnDrop(child);
+    let url =
+        first.trim().strip_prefix("serving http://").expect(&first).trim_end_matches("/metrics").to_string();
+    let up = scrape(&url);
+    assert!(up.contains("\nkcoro_chanmon_up 1\n") && up.contains("channel=\"jobs\""), "{up}");
+
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let down = scrape(&url);
+    assert!(down.contains("\nkcoro_chanmon_up 0\n"), "{down}");
+    assert!(!down.contains("kcoro_channel_"), "no stale counters while down: {down}");
+
+    let _back = serve("prom-restart");
+    let again = scrape(&url);
+    assert!(again.contains("\nkcoro_chanmon_up 1\n") && again.contains("channel=\"jobs\""), "{again}");
+}
+
 fn tmux(args: &[&str]) -> Option<Output> {
     Command::new("tmux").args(args).output().ok()
 }
@@ -262,4 +377,87 @@ fn live_screen_in_a_real_terminal() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(std::fs::read_to_string(&done).unwrap().trim(), "0");
+}
+
+/// A tmux session running `cmd` (then writing its exit code to a file); killed on drop.
+struct Screen {
+    session: String,
+    done: std::path::PathBuf,
+}
+
+impl Screen {
+    /// `None` (with a note) when tmux is not installed.
+    fn start(name: &str, cmd: &str, width: u16, height: u16) -> Option<Screen> {
+        if tmux(&["-V"]).is_none_or(|o| !o.status.success()) {
+            eprintln!("note: tmux is not installed; skipping the real-terminal test");
+            return None;
+        }
+        let session = format!("{name}-{}", std::process::id());
+        let done = tmp(&format!("{name}-exit"));
+        let _ = std::fs::remove_file(&done);
+        let cmd = format!("{cmd}; echo $? > {}; sleep 30", done.display());
+        let (w, h) = (width.to_string(), height.to_string());
+        let started = tmux(&["new-session", "-d", "-s", &session, "-x", &w, "-y", &h, &cmd]).unwrap();
+        assert!(started.status.success(), "{}", text(&started.stderr));
+        Some(Screen { session, done })
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        tmux(&args);
+    }
+
+    /// The exit code, after `q`.
+    fn exit_code(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.done.exists() {
+            assert!(Instant::now() < deadline, "q did not quit; screen:\n{}", wait_for(&self.session, ""));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::read_to_string(&self.done).unwrap().trim().to_string()
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        let _ = tmux(&["kill-session", "-t", &self.session]);
+    }
+}
+
+#[test]
+fn a_stopped_target_leaves_the_screen_warning_and_answering_q() {
+    let server = serve("stopped");
+    let cmd = format!("{KCORO} chanmon {} --interval 0.2 --timeout 30", server.1);
+    let Some(screen) = Screen::start("chanmon-stopped", &cmd, 120, 30) else { return };
+    wait_for(&screen.session, "jobs");
+    let pid = server.0.id().to_string();
+    let stop = Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    assert!(stop.success());
+    struct Cont(String);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+        }
+    }
+    let _cont = Cont(pid);
+    // The sample in flight waits for its 30 s timeout; the screen says so meanwhile...
+    wait_for(&screen.session, "NO ANSWER for");
+    // ...and quits at once on q, with the source-failed code.
+    screen.keys(&["q"]);
+    assert_eq!(screen.exit_code(), "3");
+}
+
+#[test]
+fn a_replay_on_screen_says_so_and_ends_cleanly() {
+    let file = tmp("screen-rec.ndjson");
+    let f = file.to_str().unwrap();
+    let out = kcoro(&["chanmon", "--demo", "--json", f, "--samples", "3", "--interval", "0.05"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cmd = format!("{KCORO} chanmon --replay {f} --interval 0.1");
+    let Some(screen) = Screen::start("chanmon-replay", &cmd, 160, 30) else { return };
+    let shown = wait_for(&screen.session, "the replay ended after 3 samples");
+    assert!(shown.contains(&format!("replay of {f} (recorded from demo)")), "{shown}");
+    screen.keys(&["q"]);
+    assert_eq!(screen.exit_code(), "0", "a replay played to its end is a success");
 }

@@ -100,7 +100,11 @@ impl std::str::FromStr for Check {
             .min_by_key(|(i, t, _)| (*i, std::cmp::Reverse(t.len())))
             .ok_or_else(|| bad("no comparison (>, >=, <, <=, ==, !=)"))?;
         let (lhs, rhs) = (cond[..at].trim(), cond[at + op_text.len()..].trim());
-        let value: f64 = rhs.parse().map_err(|_| bad("the right side must be a number"))?;
+        let value: f64 = rhs
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| bad("the right side must be a finite number"))?;
         let (channel, metric_name) = match lhs.rsplit_once(':') {
             Some((c, m)) => (Some(c.trim().to_string()), m.trim()),
             None => (None, lhs),
@@ -147,6 +151,23 @@ fn measure(metric: Metric, t: &Tracked) -> Option<f64> {
 }
 
 impl Check {
+    /// For the first sample: an error when the check names a channel the process does
+    /// not have (a typo would otherwise never cross, and a script would wait for ever).
+    pub fn names_a_channel_missing_from(&self, sample: &super::sample::Sample) -> Option<String> {
+        let name = self.channel.as_deref()?;
+        if sample.channels.iter().any(|c| c.name == name) {
+            return None;
+        }
+        let mut have: Vec<&str> = sample.channels.iter().map(|c| c.name.as_str()).collect();
+        have.sort_unstable();
+        have.dedup();
+        Some(format!(
+            "--check {:?}: the process has no channel named {name:?} (it has: {})",
+            self.text,
+            if have.is_empty() { "none".to_string() } else { have.join(", ") }
+        ))
+    }
+
     /// Evaluates the latest sample; `Some(message)` if the check crossed.
     pub fn evaluate(&mut self, state: &State) -> Option<String> {
         let now = state.taken_ns;
@@ -220,7 +241,7 @@ mod tests {
         assert_eq!(c.hold, Duration::from_secs(5));
         let c: Check = "parked_senders>=100".parse().unwrap();
         assert_eq!((c.channel, c.op, c.hold), (None, Op::Ge, Duration::ZERO));
-        for bad in ["fill", "fill>x", "bogus>1", "fill>1 for ever"] {
+        for bad in ["fill", "fill>x", "bogus>1", "fill>1 for ever", "fill>nan", "len<inf", "len>-inf"] {
             assert!(bad.parse::<Check>().is_err(), "{bad} must be refused");
         }
     }
@@ -241,6 +262,26 @@ mod tests {
         assert!(c.evaluate(&s).is_none());
         feed(&mut s, 5, chan(9, 0));
         assert!(c.evaluate(&s).unwrap().contains("ingress"));
+    }
+
+    #[test]
+    fn a_check_on_a_channel_the_process_lacks_is_refused() {
+        let sample = |names: &[&str]| Sample {
+            schema: SCHEMA,
+            taken_ns: 1,
+            source: "t".into(),
+            channels: names.iter().map(|n| ChannelSample { name: (*n).to_string(), ..chan(0, 0) }).collect(),
+            sched: None,
+        };
+        let typo: Check = "ingres:fill>0.9".parse().unwrap();
+        let e = typo.names_a_channel_missing_from(&sample(&["ingress", "egress"])).unwrap();
+        assert!(e.contains("\"ingres\"") && e.contains("egress, ingress"), "{e}");
+        assert!(typo.names_a_channel_missing_from(&sample(&["ingres"])).is_none());
+        let any: Check = "fill>0.9".parse().unwrap();
+        assert!(
+            any.names_a_channel_missing_from(&sample(&[])).is_none(),
+            "no channel named: nothing to miss"
+        );
     }
 
     #[test]

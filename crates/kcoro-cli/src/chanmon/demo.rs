@@ -120,5 +120,25 @@ pub fn start() -> Result<Demo, String> {
             }
         });
     }
-    Ok(Demo { runtime, token })
+    let demo = Demo { runtime, token };
+    demo.wait_until_flowing(Duration::from_secs(5));
+    Ok(demo)
+}
+
+impl Demo {
+    /// Waits (at most `limit`) until every demo channel has carried a value and been
+    /// read from, so a first sample (`--once`) shows the pipeline running, not zeros.
+    fn wait_until_flowing(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            let demo: Vec<_> = kcoro::chan::registry::list()
+                .into_iter()
+                .filter(|s| s.name.as_deref().is_some_and(|n| n.starts_with("demo.")))
+                .collect();
+            if demo.len() == 5 && demo.iter().all(|s| s.sends > 0 && s.recvs > 0) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }

@@ -17,6 +17,7 @@ mod demo;
 pub mod sample;
 mod source;
 pub mod state;
+mod tick;
 mod tui;
 mod view;
 
@@ -27,20 +28,34 @@ use std::time::{Duration, Instant};
 use crate::args::ChanmonArgs;
 use check::Check;
 use sample::Sample;
-use source::{Local, Remote, Replay, Source};
+use source::{Local, Remote, Replay, ReplayError, Source};
 use state::State;
+use tick::Ticker;
 
 /// Exit code when the source fails.
 const SOURCE_FAILED: u8 = 3;
+/// Exit code for bad usage: a bad flag, EXPR, ADDR or recording.
+const BAD_USAGE: u8 = 2;
+
+fn usage_error(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("kcoro chanmon: {e}");
+    ExitCode::from(BAD_USAGE)
+}
 
 pub fn run(a: &ChanmonArgs) -> ExitCode {
+    let a = &match a.resolved() {
+        Ok(a) => a,
+        Err(e) => return usage_error(e),
+    };
     let checks: Vec<Check> = match a.check.iter().map(|c| c.parse()).collect::<Result<_, String>>() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("kcoro chanmon: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return usage_error(e),
     };
+    if let Some(addr) = &a.addr
+        && let Err(e) = kcoro_ipc::Addr::parse(addr)
+    {
+        return usage_error(e);
+    }
     // The demo's runtime must outlive the source reading it.
     let demo = if a.demo {
         match demo::start() {
@@ -55,11 +70,15 @@ pub fn run(a: &ChanmonArgs) -> ExitCode {
     };
     let source: Result<Box<dyn Source>, String> = match (&demo, &a.replay, &a.addr) {
         (Some(d), _, _) => Ok(Box::new(Local::new(d.runtime.handle(), "demo"))),
-        (None, Some(file), _) => Replay::open(file).map(|r| Box::new(r) as Box<dyn Source>),
+        (None, Some(file), _) => match Replay::open(file) {
+            Ok(r) => Ok(Box::new(r) as Box<dyn Source>),
+            Err(ReplayError::Garbled(e)) => return usage_error(e),
+            Err(ReplayError::Io(e)) => Err(e),
+        },
         (None, None, Some(addr)) => {
-            Remote::connect(addr, a.secret.as_deref()).map(|r| Box::new(r) as Box<dyn Source>)
+            Remote::connect(addr, a.secret.as_deref(), a.timeout).map(|r| Box::new(r) as Box<dyn Source>)
         }
-        (None, None, None) => Err("give ADDR to attach to, --demo, or --replay FILE".into()),
+        (None, None, None) => return usage_error("give ADDR to attach to, --demo, or --replay FILE"),
     };
     let mut source = match source {
         Ok(s) => s,
@@ -75,7 +94,9 @@ pub fn run(a: &ChanmonArgs) -> ExitCode {
         return headless(&mut *source, checks, a);
     }
     let color = !a.no_color && std::env::var_os("NO_COLOR").is_none();
-    match tui::run(&mut *source, view::App::new(a.ascii, color), a.interval) {
+    let mut app = view::App::new(a.ascii, color);
+    app.replay = source.replay_of().map(str::to_string);
+    match tui::run(source, app, a.interval) {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(e)) => {
             eprintln!("kcoro chanmon: {e}");
@@ -91,19 +112,16 @@ pub fn run(a: &ChanmonArgs) -> ExitCode {
 /// `--json`, `--once`, `--check`: samples on a tick, printed and checked.
 fn headless(source: &mut dyn Source, mut checks: Vec<Check>, a: &ChanmonArgs) -> ExitCode {
     let mut out: Box<dyn Write> = match &a.json {
-        Some(Some(path)) => match std::fs::File::create(path) {
+        Some(Some(path)) if path != "-" => match std::fs::File::create(path) {
             Ok(f) => Box::new(std::io::BufWriter::new(f)),
-            Err(e) => {
-                eprintln!("kcoro chanmon: {path}: {e}");
-                return ExitCode::from(2);
-            }
+            Err(e) => return usage_error(format!("{path}: {e}")),
         },
         _ => Box::new(std::io::stdout().lock()),
     };
     let print = a.json.is_some() || a.once;
     let limit = if a.once { Some(1) } else { a.samples };
     let mut state = State::new();
-    let mut next = Instant::now();
+    let mut ticker = Ticker::new(a.interval, Instant::now());
     let mut taken = 0u64;
     loop {
         let sample: Sample = match source.next_sample() {
@@ -118,6 +136,12 @@ fn headless(source: &mut dyn Source, mut checks: Vec<Check>, a: &ChanmonArgs) ->
         if print && writeln!(out, "{}", sample.to_line()).and_then(|()| out.flush()).is_err() {
             return ExitCode::SUCCESS; // the reader went away (`| head`)
         }
+        if taken == 0
+            && let Some(e) = checks.iter().find_map(|c| c.names_a_channel_missing_from(&sample))
+        {
+            let _ = out.flush();
+            return usage_error(e);
+        }
         state.update(sample);
         taken += 1;
         for c in &mut checks {
@@ -131,8 +155,8 @@ fn headless(source: &mut dyn Source, mut checks: Vec<Check>, a: &ChanmonArgs) ->
             break;
         }
         if a.replay.is_none() {
-            next += a.interval;
-            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            ticker.taken(Instant::now());
+            std::thread::sleep(ticker.until_due(Instant::now()));
         }
     }
     ExitCode::SUCCESS
@@ -144,10 +168,12 @@ fn prometheus(listen: &str, source: Box<dyn Source>, a: &ChanmonArgs) -> ExitCod
     let source = std::sync::Mutex::new(source);
     let render = move || {
         let mut s = source.lock().unwrap_or_else(|e| e.into_inner());
+        // A failed sample is reported, and the next scrape tries again (the source
+        // connects anew), so the endpoint follows its target through a restart.
         match s.next_sample() {
-            Ok(Some(sample)) => sample.to_prometheus(),
-            Ok(None) => String::new(),
-            Err(e) => format!("# source failed: {e}\n"),
+            Ok(Some(sample)) => up_gauge(true) + &sample.to_prometheus(),
+            Ok(None) => up_gauge(true),
+            Err(e) => format!("# source failed: {}\n{}", e.replace('\n', " "), up_gauge(false)),
         }
     };
     let rt = match kcoro::Runtime::builder().workers(1).build() {
@@ -174,4 +200,14 @@ fn prometheus(listen: &str, source: Box<dyn Source>, a: &ChanmonArgs) -> ExitCod
         },
     }
     ExitCode::SUCCESS
+}
+
+/// `kcoro_chanmon_up`: whether the scrape's sample of the monitored process succeeded
+/// (Prometheus's own `up` only says whether chanmon answered).
+fn up_gauge(up: bool) -> String {
+    format!(
+        "# HELP kcoro_chanmon_up 1 when chanmon sampled the monitored process for this scrape, 0 when it could not.\n\
+         # TYPE kcoro_chanmon_up gauge\nkcoro_chanmon_up {}\n",
+        u8::from(up)
+    )
 }

@@ -2,6 +2,7 @@
 //! or a recorded NDJSON file.
 
 use std::io::BufRead;
+use std::time::Duration;
 
 use kcoro_ipc::{ConnectOptions, Connection, IpcError};
 
@@ -12,43 +13,75 @@ pub trait Source: Send {
     /// The next sample; `Ok(None)` when a recording has ended. An error ends monitoring
     /// (the process went away, say) and is shown to the user.
     fn next_sample(&mut self) -> Result<Option<Sample>, String>;
-}
 
-/// A process serving kcoro IPC with the monitor enabled (`kcoro_ipc::monitor::serve`).
-pub struct Remote {
-    conn: Connection,
-    addr: String,
-}
-
-impl Remote {
-    pub fn connect(addr: &str, secret: Option<&str>) -> Result<Remote, String> {
-        let mut opts = ConnectOptions::new();
-        if let Some(s) = secret {
-            opts = opts.secret(s.as_bytes().to_vec());
-        }
-        let conn = Connection::connect(addr, opts).map_err(|e| format!("cannot attach to {addr}: {e}"))?;
-        Ok(Remote { conn, addr: addr.to_string() })
+    /// The file, when this source replays a recording (the screen says so).
+    fn replay_of(&self) -> Option<&str> {
+        None
     }
 }
 
-impl Source for Remote {
-    fn next_sample(&mut self) -> Result<Option<Sample>, String> {
-        let gone = |e: IpcError| format!("{}: {e} (the monitored process may have exited)", self.addr);
-        let stats = self.conn.list().map_err(gone)?;
+/// A process serving kcoro IPC with the monitor enabled (`kcoro_ipc::monitor::serve`).
+///
+/// Every request has an answer timeout, so a process that is stopped (SIGSTOP) or wedged
+/// makes a sample fail after it instead of hanging the monitor. After a failure the next
+/// sample connects again, so a monitor outlives a restart of its target.
+pub struct Remote {
+    conn: Option<Connection>,
+    addr: String,
+    options: ConnectOptions,
+}
+
+impl Remote {
+    /// Connects (the first connection must succeed: a wrong address is the user's to fix).
+    pub fn connect(addr: &str, secret: Option<&str>, timeout: Duration) -> Result<Remote, String> {
+        let mut options = ConnectOptions::new().connect_timeout(timeout).request_timeout(timeout);
+        if let Some(s) = secret {
+            options = options.secret(s.as_bytes().to_vec());
+        }
+        let conn = Connection::connect(addr, options.clone())
+            .map_err(|e| format!("cannot attach to {addr}: {e}"))?;
+        Ok(Remote { conn: Some(conn), addr: addr.to_string(), options })
+    }
+
+    fn sample(&self, conn: &Connection) -> Result<Sample, IpcError> {
+        let stats = conn.list()?;
         // A server that serves channels without the monitor has no scheduler to report.
-        let sched = match self.conn.sched() {
+        let sched = match conn.sched() {
             Ok(s) => Some(s),
             Err(IpcError::Refused { code, .. }) if code == -libc::ENOTSUP => None,
-            Err(e) => return Err(gone(e)),
+            Err(e) => return Err(e),
         };
         let taken_ns = sched.map(|s| s.taken_ns).into_iter().chain(stats.iter().map(|s| s.taken_ns)).max();
-        Ok(Some(Sample {
+        Ok(Sample {
             schema: SCHEMA,
             taken_ns: taken_ns.unwrap_or_else(monotonic_ns),
             source: self.addr.clone(),
             channels: stats.iter().map(ChannelSample::from_stats).collect(),
             sched: sched.map(|s| SchedSample::from(&s.stats)),
-        }))
+        })
+    }
+}
+
+impl Source for Remote {
+    fn next_sample(&mut self) -> Result<Option<Sample>, String> {
+        let gone = |addr: &str, e: IpcError| match e {
+            IpcError::Stalled(_) => format!("{addr}: {e} (is the monitored process stopped?)"),
+            e => format!("{addr}: {e} (the monitored process may have exited)"),
+        };
+        let conn = match self.conn.take().filter(|c| !c.is_closed()) {
+            Some(c) => c,
+            None => Connection::connect(&self.addr, self.options.clone()).map_err(|e| gone(&self.addr, e))?,
+        };
+        match self.sample(&conn) {
+            Ok(s) => {
+                self.conn = Some(conn);
+                Ok(Some(s))
+            }
+            Err(e) => {
+                conn.close();
+                Err(gone(&self.addr, e))
+            }
+        }
     }
 }
 
@@ -78,33 +111,46 @@ impl Source for Local {
     }
 }
 
-/// A recording made with `--json`, one sample per line.
+/// A recording made with `--json`, one sample per line, read and checked whole when it
+/// is opened (so a garbled file is refused before anything is shown).
 pub struct Replay {
-    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    samples: std::collections::VecDeque<Sample>,
     path: String,
-    line: usize,
+}
+
+/// Why a recording cannot be replayed.
+#[derive(Debug)]
+pub enum ReplayError {
+    /// It cannot be read.
+    Io(String),
+    /// A line is not a sample of this schema.
+    Garbled(String),
 }
 
 impl Replay {
-    pub fn open(path: &str) -> Result<Replay, String> {
-        let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
-        Ok(Replay { lines: std::io::BufReader::new(f).lines(), path: path.to_string(), line: 0 })
+    pub fn open(path: &str) -> Result<Replay, ReplayError> {
+        let f = std::fs::File::open(path).map_err(|e| ReplayError::Io(format!("{path}: {e}")))?;
+        let mut samples = std::collections::VecDeque::new();
+        for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+            let line = line.map_err(|e| ReplayError::Io(format!("{path}: {e}")))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let sample = Sample::from_line(&line)
+                .map_err(|e| ReplayError::Garbled(format!("{path}:{}: {e}", i + 1)))?;
+            samples.push_back(sample);
+        }
+        Ok(Replay { samples, path: path.to_string() })
     }
 }
 
 impl Source for Replay {
     fn next_sample(&mut self) -> Result<Option<Sample>, String> {
-        loop {
-            let Some(line) = self.lines.next() else { return Ok(None) };
-            self.line += 1;
-            let line = line.map_err(|e| format!("{}: {e}", self.path))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            return Sample::from_line(&line)
-                .map(Some)
-                .map_err(|e| format!("{}:{}: {e}", self.path, self.line));
-        }
+        Ok(self.samples.pop_front())
+    }
+
+    fn replay_of(&self) -> Option<&str> {
+        Some(&self.path)
     }
 }
 

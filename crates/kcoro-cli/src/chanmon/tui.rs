@@ -1,11 +1,16 @@
-//! The live screen: samples on a tick, redraws after each sample or key, and sleeps in
-//! the terminal's event poll in between (never a busy loop).
+//! The live screen: a sampler thread samples on a tick; the screen redraws after each
+//! sample or key (and every 100 ms while it waits for one, to show how long), sleeping
+//! in the terminal's event poll in between (never a busy loop).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::source::Source;
+use super::tick::Ticker;
 use super::view::{self, App};
 
 /// What a key asks for.
@@ -14,6 +19,9 @@ pub enum Action {
     Continue,
     Quit,
 }
+
+/// Rows moved by PageUp / PageDown.
+const PAGE: isize = 10;
 
 /// Applies one key to the screen state.
 pub fn on_key(app: &mut App, key: KeyEvent) -> Action {
@@ -36,7 +44,6 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Action {
             KeyCode::Char(c) => app.filter.push(c),
             _ => {}
         }
-        app.selected = 0;
         return Action::Continue;
     }
     match key.code {
@@ -48,57 +55,120 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Action {
             app.editing_filter = true;
             app.detail = None;
         }
-        KeyCode::Char('s') => {
-            app.sort = app.sort.next();
-            app.selected = 0;
-        }
+        // The selection stays on its channel wherever the new order puts it.
+        KeyCode::Char('s') => app.sort = app.sort.next(),
         KeyCode::Char(' ') => app.paused = !app.paused,
         KeyCode::Char('r') => app.state.reset_peaks(),
-        KeyCode::Down | KeyCode::Char('j') => {
-            let n = app.state.rows(app.sort, &app.filter).len();
-            app.selected = (app.selected + 1).min(n.saturating_sub(1));
-        }
-        KeyCode::Up | KeyCode::Char('k') => app.selected = app.selected.saturating_sub(1),
+        KeyCode::Down | KeyCode::Char('j') => app.move_selection(1),
+        KeyCode::Up | KeyCode::Char('k') => app.move_selection(-1),
+        KeyCode::PageDown => app.move_selection(PAGE),
+        KeyCode::PageUp => app.move_selection(-PAGE),
+        KeyCode::Home => app.move_selection(isize::MIN),
+        KeyCode::End => app.move_selection(isize::MAX),
         KeyCode::Enter => app.detail = app.selected_id(),
         _ => {}
     }
     Action::Continue
 }
 
-/// Runs the screen until `q`. Returns the source's error, if sampling stopped on one.
-pub fn run(source: &mut dyn Source, mut app: App, interval: Duration) -> Result<Option<String>, String> {
-    let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
-    let result = screen(&mut terminal, source, &mut app, interval);
-    ratatui::restore();
-    result.map(|()| app.error)
+/// What the sampler thread reports.
+enum Report {
+    Sample(Box<super::sample::Sample>),
+    Failed(String),
+    /// A recording ended.
+    Ended,
 }
+
+/// Runs the screen until `q`. Returns the source's error, if the last sample failed.
+///
+/// Samples are taken on a thread of their own, so a target that stops answering (a
+/// stopped process, a silent socket) never freezes the screen or its keys: the screen
+/// says how long it has been waiting, and `q` quits at once.
+pub fn run(source: Box<dyn Source>, mut app: App, interval: Duration) -> Result<Option<String>, String> {
+    let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
+    let (reports, paused, stop) = sampler(source, interval);
+    app.interval = interval;
+    let result = screen(&mut terminal, &reports, &paused, &mut app);
+    ratatui::restore();
+    // The sampler may be waiting on its target; it sees `stop` when it returns, and the
+    // process exits without waiting for it.
+    drop(stop);
+    // Quitting while a sample is overdue is quitting on a target that stopped answering.
+    let overdue =
+        app.waiting.map(|w| format!("no answer from the monitored process for {:.1}s", w.as_secs_f64()));
+    result.map(|()| app.error.or(overdue))
+}
+
+/// Starts the thread that samples `source` on a [`Ticker`] (while not paused) and reports
+/// each result. It ends when the returned stop sender is dropped or a recording ends.
+fn sampler(
+    mut source: Box<dyn Source>,
+    interval: Duration,
+) -> (mpsc::Receiver<Report>, Arc<AtomicBool>, mpsc::Sender<()>) {
+    let (tx, reports) = mpsc::channel();
+    let (stop, stopped) = mpsc::channel::<()>();
+    let paused = Arc::new(AtomicBool::new(false));
+    let pause = Arc::clone(&paused);
+    std::thread::spawn(move || {
+        let mut ticker = Ticker::new(interval, Instant::now());
+        loop {
+            match stopped.recv_timeout(ticker.until_due(Instant::now())) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            if !pause.load(Ordering::Relaxed) {
+                let report = match source.next_sample() {
+                    Ok(Some(s)) => Report::Sample(Box::new(s)),
+                    Ok(None) => Report::Ended,
+                    Err(e) => Report::Failed(e),
+                };
+                let ended = matches!(report, Report::Ended);
+                if tx.send(report).is_err() || ended {
+                    return;
+                }
+            }
+            ticker.taken(Instant::now());
+        }
+    });
+    (reports, paused, stop)
+}
+
+/// How often the screen looks for new samples and redraws the waiting time, at most.
+const REDRAW: Duration = Duration::from_millis(100);
 
 fn screen(
     terminal: &mut ratatui::DefaultTerminal,
-    source: &mut dyn Source,
+    reports: &mpsc::Receiver<Report>,
+    paused: &AtomicBool,
     app: &mut App,
-    interval: Duration,
 ) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
-    let mut next = Instant::now();
+    let mut waiting_since = Instant::now();
     loop {
-        if Instant::now() >= next {
-            next += interval;
-            if !app.paused && app.error.is_none() {
-                match source.next_sample() {
-                    Ok(Some(s)) => app.state.update(s),
-                    Ok(None) => app.error = Some("the recording ended".into()),
-                    Err(e) => app.error = Some(e),
+        while let Ok(r) = reports.try_recv() {
+            waiting_since = Instant::now();
+            match r {
+                Report::Sample(s) => {
+                    app.state.update(*s);
+                    app.error = None;
                 }
+                Report::Failed(e) => app.error = Some(e),
+                Report::Ended => app.ended = true,
             }
         }
+        let quiet = waiting_since.elapsed();
+        app.waiting = (!app.paused && !app.ended && quiet > app.interval + STALE_AFTER).then_some(quiet);
         terminal.draw(|f| view::draw(f, app)).map_err(io)?;
-        let wait = next.saturating_duration_since(Instant::now());
-        if event::poll(wait).map_err(io)?
+        if event::poll(REDRAW.min(app.interval)).map_err(io)?
             && let Event::Key(k) = event::read().map_err(io)?
-            && on_key(app, k) == Action::Quit
         {
-            return Ok(());
+            if on_key(app, k) == Action::Quit {
+                return Ok(());
+            }
+            paused.store(app.paused, Ordering::Relaxed);
         }
     }
 }
+
+/// How long past its interval a sample may be late before the screen says it is waiting.
+const STALE_AFTER: Duration = Duration::from_millis(500);

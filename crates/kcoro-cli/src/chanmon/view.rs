@@ -6,7 +6,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap};
 
 use super::state::{SortKey, State, Tracked};
 
@@ -18,16 +18,29 @@ pub struct App {
     pub filter: String,
     /// Typing a filter (`/` until Enter or Esc).
     pub editing_filter: bool,
-    /// Index of the selected row in the current (sorted, filtered) table.
-    pub selected: usize,
+    /// The selected channel (by id, so the selection follows it when the order changes);
+    /// `None` or a channel not in the table: its first row.
+    pub selected: Option<u64>,
+    /// The table's first visible row, kept between frames so the table scrolls like a
+    /// list (set while drawing; the rest of the state is read-only there).
+    pub offset: std::cell::Cell<usize>,
     /// The channel whose detail view is open.
     pub detail: Option<u64>,
     pub help: bool,
     pub paused: bool,
     pub ascii: bool,
     pub color: bool,
-    /// Why sampling stopped (the process went away), shown until quit.
+    /// Why the last sample failed (the process went away, or stopped answering); cleared
+    /// by the next sample that succeeds.
     pub error: Option<String>,
+    /// The time between samples.
+    pub interval: std::time::Duration,
+    /// How long the screen has waited for a sample that is due (shown as a warning).
+    pub waiting: Option<std::time::Duration>,
+    /// The recording being replayed, if this is a replay.
+    pub replay: Option<String>,
+    /// The recording has been played to its end.
+    pub ended: bool,
 }
 
 impl App {
@@ -37,13 +50,18 @@ impl App {
             sort: SortKey::default(),
             filter: String::new(),
             editing_filter: false,
-            selected: 0,
+            selected: None,
+            offset: std::cell::Cell::new(0),
             detail: None,
             help: false,
             paused: false,
             ascii,
             color,
             error: None,
+            interval: std::time::Duration::from_secs(1),
+            waiting: None,
+            replay: None,
+            ended: false,
         }
     }
 
@@ -51,10 +69,25 @@ impl App {
         if self.color { Style::default().fg(color) } else { Style::default() }
     }
 
+    /// The selected row's index in `rows` (0 when the selected channel is not there).
+    fn selected_index(&self, rows: &[&Tracked]) -> usize {
+        self.selected.and_then(|id| rows.iter().position(|t| t.now.id == id)).unwrap_or(0)
+    }
+
     /// The id of the selected row, if the table has rows.
     pub fn selected_id(&self) -> Option<u64> {
         let rows = self.state.rows(self.sort, &self.filter);
-        rows.get(self.selected.min(rows.len().saturating_sub(1))).map(|t| t.now.id)
+        rows.get(self.selected_index(&rows)).map(|t| t.now.id)
+    }
+
+    /// Moves the selection `by` rows (clamped to the table).
+    pub fn move_selection(&mut self, by: isize) {
+        let rows = self.state.rows(self.sort, &self.filter);
+        if rows.is_empty() {
+            return;
+        }
+        let at = self.selected_index(&rows).saturating_add_signed(by).min(rows.len() - 1);
+        self.selected = Some(rows[at].now.id);
     }
 }
 
@@ -138,7 +171,7 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
         None => table(f, app, body),
     }
     scheduler(f, app, sched);
-    f.render_widget(Paragraph::new(key_bar(app)), keys);
+    f.render_widget(Paragraph::new(key_bar(app, keys.width)), keys);
     if app.help {
         help(f, app);
     }
@@ -146,16 +179,28 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
 
 fn title(app: &App) -> Line<'static> {
     let s = &app.state;
+    let source = if s.source.is_empty() { "-" } else { &s.source };
+    let source = match &app.replay {
+        Some(file) => format!("replay of {file} (recorded from {source})"),
+        None => source.to_string(),
+    };
+    let shown = s.rows(app.sort, &app.filter).len();
+    let channels = if shown == s.len() {
+        format!("{shown} channels")
+    } else {
+        format!("{shown} of {} channels", s.len())
+    };
+    let interval = if s.samples < 2 { "-".to_string() } else { format!("{:.1}s", s.interval()) };
     let mut spans = vec![
         Span::styled("kcoro chanmon", Style::default().add_modifier(Modifier::BOLD)),
-        Span::raw(format!(
-            "  {}  {} channels  interval {:.1}s  sort: {}",
-            if s.source.is_empty() { "-" } else { &s.source },
-            s.len(),
-            s.interval(),
-            app.sort.label()
-        )),
+        Span::raw(format!("  {source}  {channels}  interval {interval}  sort: {}", app.sort.label())),
     ];
+    if let Some(w) = app.waiting {
+        spans.push(Span::styled(
+            format!("  NO ANSWER for {:.1}s (stale)", w.as_secs_f64()),
+            app.style(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+    }
     if !app.filter.is_empty() || app.editing_filter {
         spans.push(Span::raw(format!(
             "  filter: {}{}",
@@ -220,7 +265,7 @@ fn table(f: &mut Frame<'_>, app: &App, area: Rect) {
         .chain(COLUMNS.iter().map(|c| c.0))
         .map(|h| Cell::from(h).style(bold))
         .collect();
-    let selected = app.selected.min(rows.len().saturating_sub(1));
+    let selected = app.selected_index(&rows);
     let body: Vec<Row<'_>> = rows
         .iter()
         .enumerate()
@@ -238,7 +283,10 @@ fn table(f: &mut Frame<'_>, app: &App, area: Rect) {
     }
     let block = Block::default().borders(Borders::ALL).title(" channels ");
     let table = Table::new(body, widths).header(Row::new(pick(header))).block(block).column_spacing(1);
-    f.render_widget(table, area);
+    // The table scrolls to keep the selected row in view.
+    let mut scroll = TableState::default().with_offset(app.offset.get()).with_selected(Some(selected));
+    f.render_stateful_widget(table, area, &mut scroll);
+    app.offset.set(scroll.offset());
     if empty {
         let msg = if app.filter.is_empty() {
             "no named channels yet (name them with chan::Builder::name)"
@@ -383,49 +431,82 @@ fn scheduler(f: &mut Frame<'_>, app: &App, area: Rect) {
                 "workers {}  running {}  parked {}  stacks {} live / {} pooled",
                 s.now.workers, s.now.running, s.now.parked, s.now.stacks_live, s.now.stacks_pooled
             )),
-            Line::from(format!(
-                "spawned/s {}  completed/s {}  steals/s {}  inject pulls/s {}  timer fires/s {}",
-                si(s.spawned_per_sec),
-                si(s.completed_per_sec),
-                si(s.steals_per_sec),
-                si(s.inject_pulls_per_sec),
-                si(s.timer_fires_per_sec)
-            )),
+            Line::from({
+                let rates = [
+                    s.spawned_per_sec,
+                    s.completed_per_sec,
+                    s.steals_per_sec,
+                    s.inject_pulls_per_sec,
+                    s.timer_fires_per_sec,
+                ]
+                .map(si);
+                let [spawned, completed, steals, inject, timers] = &rates;
+                let long = format!(
+                    "spawned/s {spawned}  completed/s {completed}  steals/s {steals}  inject pulls/s {inject}  timer fires/s {timers}"
+                );
+                // Shorter words where the long line would be cut (80 columns).
+                if long.chars().count() + 2 <= usize::from(area.width) {
+                    long
+                } else {
+                    format!(
+                        "spawn/s {spawned}  done/s {completed}  steal/s {steals}  inject/s {inject}  timer/s {timers}"
+                    )
+                }
+            }),
         ],
     };
     f.render_widget(Paragraph::new(text).block(block), area);
 }
 
-fn key_bar(app: &App) -> Line<'static> {
+fn key_bar(app: &App, width: u16) -> Line<'static> {
     if let Some(e) = &app.error {
         return Line::from(Span::styled(
-            format!("{e}  (q quits)"),
+            format!("{e}  (retrying; q quits)"),
             app.style(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+    }
+    if app.ended {
+        return Line::from(Span::styled(
+            format!("the replay ended after {} samples  (q quits)", app.state.samples),
+            app.style(Color::Yellow).add_modifier(Modifier::BOLD),
         ));
     }
     if app.editing_filter {
         return Line::from("type a filter  Enter keep  Esc clear");
     }
-    let keys = if app.detail.is_some() {
-        "Esc back  space pause  r reset peaks  ? help  q quit"
+    // The longest that fits: the full bar, then shorter words, then the essentials.
+    let choices: &[&str] = if app.detail.is_some() {
+        &["Esc back  space pause  r reset peaks  ? help  q quit", "Esc back  ? help  q quit"]
     } else {
-        "? help  / filter  s sort  ↑↓ select  Enter detail  space pause  r reset peaks  q quit"
+        &[
+            "? help  / filter  s sort  ↑↓ select  Enter detail  space pause  r reset peaks  q quit",
+            "? help  / filter  s sort  ↑↓ select  Enter detail  space pause  q quit",
+            "? help  / filter  s sort  Enter detail  q quit",
+        ]
     };
-    Line::from(if app.ascii { keys.replace("↑↓", "up/down") } else { keys.to_string() })
+    let keys = |k: &str| if app.ascii { k.replace("↑↓", "up/down") } else { k.to_string() };
+    let fits = choices.iter().map(|k| keys(k)).find(|k| k.chars().count() <= usize::from(width));
+    Line::from(fits.unwrap_or_else(|| keys(choices[choices.len() - 1])))
 }
 
-/// Every key, in the help overlay.
-pub const KEYS: [(&str, &str); 10] = [
+/// Every key, and what the less obvious columns mean, in the help overlay.
+pub const KEYS: [(&str, &str); 16] = [
     ("?", "show or hide this help"),
     ("/", "filter by name (Enter keeps it, Esc clears it)"),
     ("s", "sort: name, sends/s, bytes/s, fill, parked, failures"),
-    ("up / down, k / j", "select a channel"),
+    ("up / down, k / j", "select a channel (PgUp / PgDn, Home / End too)"),
     ("Enter", "open the selected channel's detail view"),
     ("Esc", "close the detail view or the help"),
     ("space", "pause or resume sampling"),
     ("r", "reset peak rates"),
     ("q, Ctrl-C", "quit"),
     ("", "rates: exact counter deltas over the process's own clock"),
+    ("parked", "senders / receivers waiting on the channel now"),
+    ("fail/s", "failed operations per second (Enter: by reason)"),
+    ("drops", "values dropped by an overflow policy or by conflation"),
+    ("rv", "rendezvous hand-offs from a sender to a receiver"),
+    ("peak/s", "highest sends/s seen (r resets it)"),
+    ("-", "no rate yet: a channel's first sample"),
 ];
 
 fn help(f: &mut Frame<'_>, app: &App) {
@@ -614,5 +695,96 @@ mod tests {
         let screen = render(&a, 200, 30);
         assert!(screen.contains("#######") && !screen.contains('█'), "{screen}");
         assert!(screen.contains("inf"), "unbounded capacity in ASCII: {screen}");
+    }
+
+    /// An app with `n` channels `ch00..`, the later ones busier.
+    fn many(n: u64) -> App {
+        let mut app = App::new(true, false);
+        for step in 0..2u64 {
+            app.state.update(Sample {
+                schema: SCHEMA,
+                taken_ns: 1_000_000_000 * (step + 1),
+                source: "unix:/run/app.sock".into(),
+                channels: (0..n)
+                    .map(|i| chan(i + 1, &format!("ch{i:02}"), "buffered", Some(8), 0, step * i * 10))
+                    .collect(),
+                sched: None,
+            });
+        }
+        app
+    }
+
+    #[test]
+    fn the_table_scrolls_to_keep_the_selection_in_view() {
+        let mut a = many(7);
+        // 100x12: the table has room for 3 rows below its header.
+        for _ in 0..6 {
+            key(&mut a, KeyCode::Char('j'));
+        }
+        assert_eq!(a.selected_id(), Some(7));
+        let screen = render(&a, 100, 12);
+        assert!(
+            screen.contains("ch06") && !screen.contains("ch00"),
+            "the last row shows, the first scrolled away:\n{screen}"
+        );
+        key(&mut a, KeyCode::Enter);
+        assert_eq!(a.detail, Some(7), "Enter opens the channel that is shown selected");
+        key(&mut a, KeyCode::Esc);
+        key(&mut a, KeyCode::Home);
+        let screen = render(&a, 100, 12);
+        assert!(screen.contains("ch00") && !screen.contains("ch06"), "{screen}");
+        key(&mut a, KeyCode::End);
+        assert_eq!(a.selected_id(), Some(7));
+    }
+
+    #[test]
+    fn the_selection_follows_its_channel_when_the_order_changes() {
+        let mut a = many(5);
+        key(&mut a, KeyCode::Char('j'));
+        assert_eq!(a.selected_id(), Some(2), "ch01");
+        key(&mut a, KeyCode::Char('s')); // sends/s: ch04 first, ch01 fourth
+        assert_eq!(a.selected_id(), Some(2), "still ch01 in the new order");
+        key(&mut a, KeyCode::Char('j'));
+        assert_eq!(a.selected_id(), Some(1), "below ch01 by rate is ch00");
+    }
+
+    #[test]
+    fn the_header_counts_what_is_shown_and_says_what_it_does_not_know() {
+        let mut first = App::new(false, false);
+        first.state.update(Sample {
+            schema: SCHEMA,
+            taken_ns: 1,
+            source: "demo".into(),
+            channels: vec![chan(1, "ingress", "buffered", Some(4), 0, 0)],
+            sched: None,
+        });
+        let screen = render(&first, 100, 24);
+        assert!(screen.contains("interval -"), "no interval from one sample: {screen}");
+        let mut a = app();
+        a.filter = "ingr".into();
+        assert!(render(&a, 120, 24).contains("1 of 3 channels"));
+        a.replay = Some("rec.ndjson".into());
+        a.waiting = Some(std::time::Duration::from_millis(3200));
+        let top = render(&a, 160, 24).lines().next().unwrap().to_string();
+        assert!(top.contains("replay of rec.ndjson (recorded from unix:/run/app.sock)"), "{top}");
+        assert!(top.contains("NO ANSWER for 3.2s"), "{top}");
+    }
+
+    #[test]
+    fn the_key_bar_fits_80_columns_and_the_help_explains_the_columns() {
+        let a = app();
+        let screen = render(&a, 80, 24);
+        let bar = screen.lines().last().unwrap();
+        assert!(bar.ends_with("q quit"), "the footer is not cut: {bar:?}");
+        let mut a = app();
+        key(&mut a, KeyCode::Char('?'));
+        let help = render(&a, 100, 24);
+        for term in ["parked", "drops", "rv", "fail/s"] {
+            assert!(
+                help.lines().any(|l| l.trim_start().starts_with(&format!("│{term:>16}"))
+                    || l.contains(&format!("{term}  "))),
+                "{term} in the help:\n{help}"
+            );
+        }
     }
 }
