@@ -19,12 +19,29 @@ pub enum HostError {
     NullInfo { path: PathBuf, symbol: &'static str },
     #[error("{path}: plugin speaks ABI version {found}, `{symbol}` must say {expected}")]
     AbiVersion { path: PathBuf, symbol: &'static str, found: u32, expected: u32 },
-    /// A plain version-1 plugin under [`Layout::Auto`]: four layouts share its bytes.
+    /// A plain version-1 plugin under [`Layout::Auto`] whose vtable fits more than one
+    /// layout (`options`, the candidates), or lies where its end cannot be found.
     #[error(
-        "{path} is a plain version-1 plugin (56-byte info, no declared vtable size): its layout cannot be \
-         detected; load it with LoadOptions::layout(..) (`kcoro plugin --abi LAYOUT`) set to one of: {options}"
+        "{path} is a plain version-1 plugin (56-byte info, no declared vtable size) whose layout cannot be \
+         detected: {why}; load it with LoadOptions::layout(..) (`kcoro plugin --abi LAYOUT`) set to one of: \
+         {options}"
     )]
-    AmbiguousLayout { path: PathBuf, options: String },
+    AmbiguousLayout { path: PathBuf, options: String, why: String },
+    /// A plain version-1 plugin under [`Layout::Auto`] whose vtable fits no layout: `why`
+    /// gives each layout's reason.
+    #[error(
+        "{path} is a plain version-1 plugin whose vtable fits no known layout ({why}); if you know its \
+         layout, name it with LoadOptions::layout(..) (`kcoro plugin --abi LAYOUT`)"
+    )]
+    NoLayoutFits { path: PathBuf, why: String },
+    /// A function slot that is neither null nor code of the library: calling it would jump
+    /// into data or nowhere (`0x911`). Nothing of the plugin has run. Boxed: every call's
+    /// `Result` carries this enum.
+    #[error("{0}")]
+    BadSlot(Box<BadSlot>),
+    /// A vtable inside the library's image that the layout would read past its mapped data.
+    #[error("{path}: the {layout} vtable ({len} bytes) runs past the end of {image}'s mapped data{hint}")]
+    TableOutsideImage { path: PathBuf, layout: Layout, len: usize, image: Box<str>, hint: &'static str },
     /// The layout chosen does not fit what the library declares.
     #[error("{path}: layout `{chosen}` does not fit: {why}; use one of: {options}")]
     WrongLayout { path: PathBuf, chosen: Layout, why: String, options: String },
@@ -63,7 +80,50 @@ pub enum HostError {
     StreamClosed,
 }
 
+/// A plugin's function slot that does not point into its own code ([`HostError::BadSlot`]).
+#[derive(Debug)]
+pub struct BadSlot {
+    pub path: PathBuf,
+    /// "the nylon-6slot vtable", "kcoro's extension table".
+    pub table: String,
+    /// The slot's index in its table, in words.
+    pub slot: usize,
+    pub name: &'static str,
+    pub value: usize,
+    /// The library's file name.
+    pub image: String,
+    /// Where `value` does point: the library's data, another library, nowhere mapped.
+    pub whereabouts: String,
+    /// What to try: ": wrong --abi layout?" when the caller named the layout.
+    pub hint: &'static str,
+}
+
+impl std::fmt::Display for BadSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let BadSlot { path, table, slot, name, value, image, whereabouts, hint } = self;
+        write!(
+            f,
+            "{}: {table} slot {slot} (`{name}`) = {value:#x} does not point into executable code of {image} \
+             ({whereabouts}){hint}",
+            path.display()
+        )
+    }
+}
+
 /// The tail of [`HostError::MissingSymbol`]'s message when both symbols were looked for.
 fn also_v2(layout: Layout) -> &'static str {
     if layout == Layout::Auto { " or `nylon_ring_get_plugin`" } else { "" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every call's `Result` carries a `HostError`: a bad slot's details are boxed, so the
+    /// enum stays at 80 bytes on 64-bit targets.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn the_error_stays_small() {
+        assert!(std::mem::size_of::<HostError>() <= 80, "{}", std::mem::size_of::<HostError>());
+    }
 }

@@ -1,12 +1,16 @@
-//! Which plugin layout a library speaks: the names callers choose from, how each layout's
-//! status codes read, and what a loaded plugin can do.
+//! Which plugin layout a library speaks: the names callers choose from, the function
+//! slots each layout's vtable holds, how each layout's status codes read, and what a loaded
+//! plugin can do.
 //!
 //! # Detection
 //! A library says what it is only in part. `nylon_ring_get_plugin` with `abi_version = 2`
 //! is nylon-ring 0.2; `nylon_ring_get_plugin_v1` with `struct_size >= 64` is kcoro's own
 //! layout carrying its extension table (no other version-1 layout grew the info). A
 //! version-1 plugin with the 56-byte info is any of four layouts that differ only behind
-//! the vtable pointer, which declares no size: [`Layout::Auto`] refuses it with
+//! the vtable pointer, which declares no size: [`crate::detect`] keeps the ones its vtable
+//! fits ([`Layout::slots`], [`Layout::passes_plugin_ctx`]) and loads the plugin when one
+//! is left. kcoro-v1 and nylon-0.1 share their five slots and differ only in the arguments
+//! those take, so a plugin that fits both is refused with
 //! [`crate::HostError::AmbiguousLayout`], and the caller names the layout.
 //!
 //! # Invariants
@@ -26,8 +30,8 @@ use crate::HostError;
 /// A plugin layout kcoro-host loads, or `Auto` to detect it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Layout {
-    /// Detect the layout from the library; refuse a plain version-1 plugin, whose layout
-    /// cannot be told (the default).
+    /// Detect the layout from the library and, for a plain version-1 plugin, from the
+    /// vtable it fits; refuse one that fits several (the default).
     #[default]
     Auto,
     /// kcoro's version 1 (the seed document's layout): `plugin_ctx` first, a request for
@@ -59,8 +63,8 @@ impl Layout {
         Layout::Nylon3Slot,
     ];
 
-    /// The version-1 layouts a library cannot tell apart: the choices a plain version-1
-    /// plugin needs.
+    /// The version-1 layouts a library does not tell apart: the candidates for a plain
+    /// version-1 plugin, in the order detection lists them.
     pub const PLAIN_V1: [Layout; 4] =
         [Layout::KcoroV1, Layout::Nylon01, Layout::Nylon6Slot, Layout::Nylon3Slot];
 
@@ -91,7 +95,7 @@ impl Layout {
     /// One line on what the layout is, for help texts.
     pub const fn describe(self) -> &'static str {
         match self {
-            Layout::Auto => "detect; a plain version-1 plugin must be named",
+            Layout::Auto => "detect; a plain version-1 plugin that fits several must be named",
             Layout::KcoroV1 => "kcoro's version 1 (the kcoro SDKs), with its extensions when present",
             Layout::Nylon01 => "nylon-ring 0.1.0-0.1.4 (`nylon_ring_get_plugin_v1`, no plugin_ctx)",
             Layout::Nylon02 => "nylon-ring 0.2.x, ABI 2 (`nylon_ring_get_plugin`)",
@@ -109,6 +113,37 @@ impl Layout {
             Layout::Nylon02 => 2,
             _ => 1,
         }
+    }
+
+    /// The function slots of the layout's plugin vtable, in order (`Auto`: none). Every
+    /// slot may be null but `handle` (slot 1 in every layout).
+    pub const fn slots(self) -> &'static [&'static str] {
+        match self {
+            Layout::Auto => &[],
+            Layout::KcoroV1 | Layout::Nylon01 => {
+                &["init", "handle", "shutdown", "stream_data", "stream_close"]
+            }
+            Layout::Nylon02 => &[
+                "init",
+                "handle",
+                "shutdown",
+                "stream_data",
+                "stream_close",
+                "resolve_entry",
+                "handle_by_id",
+            ],
+            Layout::Nylon6Slot => {
+                &["init", "handle", "handle_raw", "shutdown", "stream_data", "stream_close"]
+            }
+            Layout::Nylon3Slot => &["init", "handle", "shutdown"],
+        }
+    }
+
+    /// Whether the layout's functions take `plugin_ctx` first. The others (nylon-ring 0.1
+    /// and 0.2) have no use for the info's `plugin_ctx`, and nylon-ring's own macros and
+    /// C example leave it null.
+    pub const fn passes_plugin_ctx(self) -> bool {
+        matches!(self, Layout::KcoroV1 | Layout::Nylon6Slot | Layout::Nylon3Slot)
     }
 
     /// The names of `layouts`, comma-separated, for error messages.
@@ -260,6 +295,22 @@ mod tests {
         for l in Layout::ALL {
             assert!(text.contains(l.name()), "{text}");
         }
+    }
+
+    #[test]
+    fn slots_are_the_vtables_of_kcoro_abi() {
+        use kcoro_abi::nylon::{early, v01, v2};
+        use std::mem::size_of;
+        let word = size_of::<usize>();
+        assert_eq!(Layout::KcoroV1.slots().len() * word, size_of::<kcoro_abi::NrPluginVTable>());
+        assert_eq!(Layout::Nylon01.slots().len() * word, size_of::<v01::NyPluginVTable>());
+        assert_eq!(Layout::Nylon02.slots().len() * word, size_of::<v2::NyPluginVTable>());
+        assert_eq!(Layout::Nylon6Slot.slots().len() * word, size_of::<early::VTable6>());
+        assert_eq!(Layout::Nylon3Slot.slots().len() * word, size_of::<early::VTable3>());
+        for l in Layout::ALL.into_iter().skip(1) {
+            assert_eq!(l.slots()[1], "handle", "{l}");
+        }
+        assert_eq!(Layout::Nylon6Slot.slots()[3], "shutdown");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! Every [`Layout`] the plugins of kcoro and nylon-ring use is loaded: kcoro's own
 //! (`kcoro-v1`), nylon-ring 0.1 and 0.2 (ABI 2), and nylon-ring's two earlier layouts.
-//! What the library declares is detected; a plain version-1 plugin, whose layout cannot
-//! be, is loaded with [`LoadOptions::layout`]. `docs/PLUGINS.md` has the table.
+//! What the library declares is detected, and a plain version-1 plugin by the one layout
+//! its vtable fits; one that fits several is loaded with [`LoadOptions::layout`]. No slot
+//! is called before it is known to point into the plugin's own code, whatever layout was
+//! named. `docs/PLUGINS.md` has the table.
 //!
 //! ```no_run
 //! use kcoro_host::{Host, HighLevelRequest};
@@ -36,9 +38,11 @@
 mod call;
 mod callbacks;
 mod ctx;
+mod detect;
 mod error;
 mod gate;
 mod host;
+mod image;
 mod layout;
 mod library;
 mod load;
@@ -52,7 +56,7 @@ mod thread_slot;
 mod timer;
 
 pub use call::{Call, Reply};
-pub use error::HostError;
+pub use error::{BadSlot, HostError};
 pub use gate::LateReplies;
 pub use host::Host;
 pub use kcoro_abi::NrStatus;

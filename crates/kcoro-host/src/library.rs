@@ -1,8 +1,11 @@
-//! `dlopen` / `dlsym` / `dlclose`, the only place the host touches the dynamic loader.
+//! `dlopen` / `dlsym` / `dlclose`: the host's handle on a library. What the loader says
+//! about the library's mapped segments is [`crate::image`].
 
 use std::ffi::{CStr, CString, c_void};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use crate::image::Image;
 
 /// An open shared library; closed on drop unless [`Library::keep_mapped`] was called.
 pub(crate) struct Library {
@@ -45,6 +48,13 @@ impl Library {
     /// Identifies the library: `dlopen` returns the same handle for every open of it.
     pub(crate) fn handle_key(&self) -> usize {
         self.handle as usize
+    }
+
+    /// The library's mapped image, to check the pointers it hands out against; it
+    /// borrows the library, which stays open while it is used.
+    pub(crate) fn image(&self) -> Result<Image<'_>, String> {
+        // SAFETY: `handle` is open, and stays so while `self` is borrowed.
+        unsafe { Image::of_handle(self.handle) }
     }
 
     /// Never `dlclose`: for runtimes that cannot be unloaded (Go's).

@@ -1,5 +1,6 @@
 //! Loading: open the library, find out (or check) its layout, read exactly the vtable that
-//! layout declares, validate, then `init` (and `attach`, for kcoro's extensions).
+//! layout declares, check every function in it is the plugin's, then `init` (and `attach`,
+//! for kcoro's extensions).
 //!
 //! # Protocol
 //! 1. *Probe*: call whichever of `nylon_ring_get_plugin` (ABI 2) and
@@ -7,15 +8,20 @@
 //!    leading `u32`s of each info (`abi_version`, `struct_size`), which every layout has.
 //! 2. *Resolve* the layout ([`resolve`]): ABI 2 is nylon-0.2; version 1 with an info of
 //!    64 bytes or more is kcoro's (only it appends to the info); a plain 56-byte version-1
-//!    info needs the caller's choice. A choice that contradicts what the library declares
-//!    is refused, naming the options.
+//!    info takes the caller's choice or, under `Auto`, the one layout its vtable fits
+//!    ([`crate::detect`]; several are refused, naming them). A choice that contradicts
+//!    what the library declares is refused, naming the options.
 //! 3. *Read* the info's 56 bytes and the layout's vtable, no more: 24 bytes for the early
 //!    3-slot layout, 48 for the 6-slot one, 40 for kcoro's and nylon-0.1, 56 for
-//!    nylon-0.2; kcoro's extension table only as far as its own `struct_size` says.
-//! 4. *Init*: the plugin gets a leaked [`Gate`] as `host_ctx` and its layout's host
+//!    nylon-0.2; kcoro's extension table only as far as its own `struct_size` says. A
+//!    vtable inside the library's image is read only as far as its mapped data goes.
+//! 4. *Check* every function slot read (vtable and extension table): null, or a pointer
+//!    into the library's own code ([`crate::image`]). A wrong layout's slot (a length, a
+//!    string, the next table) is refused here, naming the slot, instead of being called.
+//! 5. *Init*: the plugin gets a leaked [`Gate`] as `host_ctx` and its layout's host
 //!    vtable (a `static`); its statuses are read through its layout's numbering.
 //!
-//! No plugin code runs before step 4 except the `get` functions; until `init` has run the
+//! No plugin code runs before step 5 except the `get` functions; until `init` has run the
 //! library is closed again on any error.
 
 use std::collections::HashSet;
@@ -29,10 +35,12 @@ use kcoro_abi::{
     ENTRY_SYMBOL, KcPluginExt, KcPluginInfo, NR_ABI_VERSION, NrGetPluginFn, NrPluginInfo, NrStr,
 };
 
-use crate::HostError;
 use crate::callbacks;
 use crate::ctx::HostCtx;
+use crate::detect::{self, Seen, Verdict};
+use crate::error::{BadSlot, HostError};
 use crate::gate::Gate;
+use crate::image::Image;
 use crate::layout::{Capabilities, Layout};
 use crate::library::Library;
 use crate::plugin::{Fns, LoadOptions, Loaded, NyInit, Plugin};
@@ -123,13 +131,14 @@ fn check(p: Probe, expected: u32, path: &Path) -> Result<Probe, HostError> {
     Ok(p)
 }
 
-/// Step 2: the layout the library speaks, given what the caller chose.
+/// Step 2: the layout the library speaks, given what the caller chose; `None` for a plain
+/// version-1 plugin under `Auto`, whose vtable tells ([`detect_plain`]).
 fn resolve(
     v2: Option<Probe>,
     v1: Option<Probe>,
     chosen: Layout,
     path: &Path,
-) -> Result<(Layout, Probe), HostError> {
+) -> Result<(Option<Layout>, Probe), HostError> {
     let wrong = |why: String| HostError::WrongLayout {
         path: path.into(),
         chosen,
@@ -140,7 +149,7 @@ fn resolve(
     match chosen {
         Layout::Auto => {
             if let Some(p) = v2.filter(|p| p.abi == nylon::v2::ABI_VERSION || v1.is_none()) {
-                return Ok((Layout::Nylon02, check(p, nylon::v2::ABI_VERSION, path)?));
+                return Ok((Some(Layout::Nylon02), check(p, nylon::v2::ABI_VERSION, path)?));
             }
             let Some(p) = v1 else {
                 return Err(HostError::MissingSymbol {
@@ -151,12 +160,12 @@ fn resolve(
             };
             let p = check(p, NR_ABI_VERSION, path)?;
             if p.size >= extended {
-                return Ok((Layout::KcoroV1, p));
+                return Ok((Some(Layout::KcoroV1), p));
             }
-            Err(HostError::AmbiguousLayout { path: path.into(), options: Layout::list(&Layout::PLAIN_V1) })
+            Ok((None, p))
         }
         Layout::Nylon02 => match (v2, v1) {
-            (Some(p), _) => Ok((chosen, check(p, nylon::v2::ABI_VERSION, path)?)),
+            (Some(p), _) => Ok((Some(chosen), check(p, nylon::v2::ABI_VERSION, path)?)),
             (None, Some(p)) => Err(wrong(format!(
                 "the library exports only `{ENTRY_SYMBOL}` (ABI version {}), not `{}`",
                 p.abi,
@@ -188,9 +197,95 @@ fn resolve(
                     p.size
                 )));
             }
-            Ok((chosen, p))
+            Ok((Some(chosen), p))
         }
     }
+}
+
+/// Step 2, for a plain version-1 plugin under `Auto`: the one layout its vtable fits.
+fn detect_plain(image: &Image<'_>, base: &NrPluginInfo, path: &Path) -> Result<Layout, HostError> {
+    let words = image.read_words(base.vtable as usize, detect::PROBE_WORDS);
+    if words.is_empty() {
+        return Err(HostError::AmbiguousLayout {
+            path: path.into(),
+            options: Layout::list(&Layout::PLAIN_V1),
+            why: format!("its vtable lies outside {}'s mapped data, where nothing bounds it", image.name()),
+        });
+    }
+    let seen = Seen { words: &words, plugin_ctx: !base.plugin_ctx.is_null() };
+    match detect::judge(&seen, &|w| image.is_code(w)) {
+        Verdict::One(layout) => Ok(layout),
+        Verdict::Several(fits) => Err(HostError::AmbiguousLayout {
+            path: path.into(),
+            options: Layout::list(&fits),
+            why: "its vtable fits more than one layout".into(),
+        }),
+        Verdict::None(misfits) => Err(HostError::NoLayoutFits {
+            path: path.into(),
+            why: misfits.iter().map(|(l, why)| format!("{l}: {why}")).collect::<Vec<_>>().join("; "),
+        }),
+    }
+}
+
+/// Step 3: the layout's vtable as words, exactly its slots. Inside the library's image the
+/// table is read only as far as the mapped data goes; a table elsewhere (a plugin may
+/// build it on the heap) is read as the layout declares it.
+///
+/// # Safety
+/// `vtable` must be the non-null vtable pointer of the plugin's info.
+unsafe fn vtable_words(
+    image: &Image<'_>,
+    layout: Layout,
+    vtable: *const c_void,
+    path: &Path,
+    hint: &'static str,
+) -> Result<Vec<usize>, HostError> {
+    let n = layout.slots().len();
+    let words = image.read_words(vtable as usize, n);
+    if words.len() == n {
+        return Ok(words);
+    }
+    if !words.is_empty() {
+        return Err(HostError::TableOutsideImage {
+            path: path.into(),
+            layout,
+            len: n * std::mem::size_of::<usize>(),
+            image: image.name().into(),
+            hint,
+        });
+    }
+    Ok((0..n)
+        .map(|i| {
+            // SAFETY: the caller's contract: outside the image nothing bounds the table,
+            // and the ABI makes the plugin's vtable pointer hold its layout's slots.
+            unsafe { vtable.cast::<usize>().add(i).read_unaligned() }
+        })
+        .collect())
+}
+
+/// Step 4: refuses a function slot that is neither null nor the library's own code.
+fn check_slot(
+    image: &Image<'_>,
+    table: impl FnOnce() -> String,
+    slot: usize,
+    name: &'static str,
+    value: usize,
+    path: &Path,
+    hint: &'static str,
+) -> Result<(), HostError> {
+    if value == 0 || image.is_code(value) {
+        return Ok(());
+    }
+    Err(HostError::BadSlot(Box::new(BadSlot {
+        path: path.into(),
+        table: table(),
+        slot,
+        name,
+        value,
+        image: image.name().into(),
+        whereabouts: image.whereabouts(value),
+        hint,
+    })))
 }
 
 /// Step 3: reads the layout's vtable, exactly its declared slots.
@@ -300,9 +395,24 @@ impl Opened {
         let lib = Library::open(path).map_err(|reason| HostError::Open { path: err_path(), reason })?;
         let v2 = probe(&lib, nylon::v2::ENTRY_SYMBOL, path)?;
         let v1 = probe(&lib, ENTRY_SYMBOL, path)?;
-        let (layout, p) = resolve(v2, v1, opts.layout, path)?;
+        let (resolved, p) = resolve(v2, v1, opts.layout, path)?;
         // SAFETY: `check` saw at least the 56 bytes every layout's info has.
         let base = unsafe { *p.info };
+        if base.vtable.is_null() {
+            return Err(HostError::NullPointer { path: err_path(), what: "vtable" });
+        }
+        let image = lib.image().map_err(|reason| HostError::Open { path: err_path(), reason })?;
+        let layout = match resolved {
+            Some(layout) => layout,
+            None => detect_plain(&image, &base, path)?,
+        };
+        // A named layout that does not fit is the likely cause; a declared one, the plugin.
+        let hint = if opts.layout == Layout::Auto { "" } else { ": wrong --abi layout?" };
+        // SAFETY: the info's non-null vtable pointer.
+        let words = unsafe { vtable_words(&image, layout, base.vtable.cast(), path, hint)? };
+        for (i, (&w, &name)) in words.iter().zip(layout.slots()).enumerate() {
+            check_slot(&image, || format!("the {layout} vtable"), i, name, w, path, hint)?;
+        }
         // SAFETY: `struct_size` covers the extended info (kcoro's layout only).
         let ext_ptr = (layout == Layout::KcoroV1 && p.size as usize >= std::mem::size_of::<KcPluginInfo>())
             .then(|| unsafe { (*p.info.cast::<KcPluginInfo>()).ext })
@@ -310,10 +420,14 @@ impl Opened {
         // SAFETY: a non-null extension table holds at least its leading `u32`; `read_ext`
         // reads only as far as the table's own `struct_size` covers.
         let ext = ext_ptr.map(|e| unsafe { read_ext(e) });
-        if base.vtable.is_null() {
-            return Err(HostError::NullPointer { path: err_path(), what: "vtable" });
+        if let Some(e) = ext {
+            let table = || "kcoro's extension table".to_owned();
+            // Word 1 and word 4 of the table (`KcPluginExt`'s offsets 8 and 32).
+            check_slot(&image, table, 1, "attach", e.attach.map_or(0, |f| f as usize), path, "")?;
+            check_slot(&image, table, 4, "handle_id", e.handle_id.map_or(0, |f| f as usize), path, "")?;
         }
-        // SAFETY: a non-null vtable of the resolved layout, valid while mapped.
+        // SAFETY: a non-null vtable of the resolved layout, valid while mapped, and checked
+        // above to lie inside the mapped data when it is in the library's image.
         let fns = unsafe { read_fns(layout, base.vtable.cast()) };
         if !fns.has_handle() {
             return Err(HostError::NullPointer { path: err_path(), what: "handle function" });

@@ -15,6 +15,12 @@
  *             in the 6-slot era, 80 in the 3-slot era: where its get_host_ext read it)
  *   five      returns 5, which these layouts never assigned
  *   error     ERR + "boom"
+ *   fast_echo (6-slot) OK + the payload, through handle_raw only (the seed's raw entry):
+ *             handle answers UNSUPPORTED
+ *
+ * -DNY_TRAILER=WORD puts WORD right after the vtable, where nylon-ring's own 3-slot
+ * example plugins had a length (0x911): what a longer layout reads as its next slot,
+ * whatever order the linker gives the objects.
  */
 #include "ny_threads.h"
 #include "nylon_abi.h"
@@ -153,6 +159,10 @@ static NyStatus p_handle_raw(void *ctx, NyStr entry, uint64_t sid, NyBytes paylo
         send(sid, NY_OK, buf, n + 4);
         return NY_OK;
     }
+    if (ny_str_eq(entry, "fast_echo")) {
+        send(sid, NY_OK, payload.ptr, (size_t)payload.len);
+        return NY_OK;
+    }
     return p_handle(ctx, entry, sid, NULL, payload);
 }
 
@@ -169,6 +179,12 @@ static NyStatus p_stream_close(void *ctx, uint64_t sid) {
 }
 
 static const NyEarly6VTable k_vtable = { p_init, p_handle, p_handle_raw, p_shutdown, p_stream_data, p_stream_close };
+#elif defined(NY_TRAILER)
+static const struct {
+    NyEarly3VTable vtable;
+    uintptr_t after;
+} k_table = { { p_init, p_handle, p_shutdown }, (uintptr_t)(NY_TRAILER) };
+#define k_vtable (k_table.vtable)
 #else
 static const NyEarly3VTable k_vtable = { p_init, p_handle, p_shutdown };
 #endif
