@@ -275,13 +275,46 @@ fn timeout_vs_grant_race_conserves_permits() {
     eprintln!("granted {}, timed out {}", outcomes[0], outcomes[1]);
 }
 
+/// Like [`run_on`], for a body whose length grows with the machine's load, watched for
+/// what a hang is: `progress` standing still for a whole [`WATCHDOG`] period. A lock
+/// convoy hands the lock across workers at every unlock; with the CPUs taken by other
+/// work each hand-off waits for the OS to run the woken worker, and the 80,000 hand-offs
+/// below took 12-20 s with two CPU hogs where they take 0.2 s on an idle machine. A fixed
+/// limit on the whole body failed that by chance; a lost wake-up stops `progress`.
+fn run_on_progressing<T: Send + 'static>(
+    workers: usize,
+    progress: &Arc<AtomicUsize>,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let rt = Runtime::builder().workers(workers).build().expect("runtime starts");
+    let mut handle = rt.spawn(body);
+    let mut seen = progress.load(SeqCst);
+    loop {
+        match handle.join_timeout(WATCHDOG) {
+            Ok(Ok(v)) => return v,
+            Ok(Err(JoinError::Panicked(p))) => std::panic::resume_unwind(p),
+            Ok(Err(e)) => panic!("test body did not finish: {e}"),
+            Err(back) => {
+                let now = progress.load(SeqCst);
+                if now == seen {
+                    std::mem::forget(rt); // a blocked worker would hang the shutdown too
+                    panic!("watchdog: no progress for {WATCHDOG:?} (lost wake-up or blocked worker)");
+                }
+                (seen, handle) = (now, back);
+            }
+        }
+    }
+}
+
 #[test]
 fn mutex_counts_exactly_under_contention() {
-    let total = run_on(2, || {
+    let progress = Arc::new(AtomicUsize::new(0));
+    let steps = Arc::clone(&progress);
+    let total = run_on_progressing(2, &progress, move || {
         let m = Arc::new(Mutex::new(0u64));
         let handles: Vec<_> = (0..8)
             .map(|_| {
-                let m = Arc::clone(&m);
+                let (m, steps) = (Arc::clone(&m), Arc::clone(&steps));
                 kcoro::spawn(move || {
                     for j in 0..10_000 {
                         let mut g = m.lock().unwrap();
@@ -290,14 +323,19 @@ fn mutex_counts_exactly_under_contention() {
                             kcoro::yield_now();
                         }
                         *g = v + 1;
+                        steps.fetch_add(1, SeqCst);
                     }
                 })
             })
             .collect();
-        handles.into_iter().for_each(join);
+        // No limit of their own: the body's watchdog sees a stalled one stop `progress`.
+        for h in handles {
+            h.join().unwrap_or_else(|e| panic!("coroutine failed: {e}"));
+        }
         Arc::try_unwrap(m).unwrap_or_else(|_| panic!("all clones dropped")).into_inner()
     });
     assert_eq!(total, 80_000);
+    assert_eq!(progress.load(SeqCst), 80_000);
 }
 
 /// With one worker, a mutex that blocked the thread would deadlock here: the holder yields
