@@ -40,6 +40,63 @@ mod stats;
 mod subject;
 mod work_queue;
 
+/// What the fuzz target (`fuzz/`, `scripts/fuzz.sh`) and its corpus replay reach: the
+/// value decoder every payload from the broker goes through. Not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use serde::{Deserialize, Serialize};
+
+    /// A value of several field kinds, as a user's element might be.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Job {
+        pub id: u64,
+        pub name: String,
+        pub payload: Vec<u8>,
+        pub retry: Option<u32>,
+        pub tags: Vec<(String, i64)>,
+    }
+
+    /// Decodes `data` as each of several element types. A payload from the broker is a
+    /// value or an error, never a panic; and a value the decoder accepts is canonical:
+    /// encoding it again gives back exactly `data` (so no foreign bytes rode along).
+    pub fn decode_any(data: &[u8]) {
+        fn one<T: Serialize + serde::de::DeserializeOwned + std::fmt::Debug>(data: &[u8]) {
+            if let Ok(v) = crate::codec::decode::<T>(data) {
+                let again = crate::codec::encode(&v)
+                    .unwrap_or_else(|e| panic!("{v:?} decoded but does not encode: {e}"));
+                assert_eq!(&again[..], data, "{v:?} decoded from a payload that is not its encoding");
+            }
+        }
+        one::<u64>(data);
+        one::<String>(data);
+        one::<Vec<u8>>(data);
+        one::<(u64, String)>(data);
+        one::<Job>(data);
+    }
+
+    /// Valid payloads of each type, to seed the corpus.
+    pub fn seeds() -> Vec<Vec<u8>> {
+        let job = Job {
+            id: 7,
+            name: "resize".into(),
+            payload: vec![1, 2, 3],
+            retry: Some(2),
+            tags: vec![("eu".into(), -1)],
+        };
+        [
+            crate::codec::encode(&42u64),
+            crate::codec::encode(&"hello".to_string()),
+            crate::codec::encode(&vec![0u8; 40]),
+            crate::codec::encode(&(9u64, "x".to_string())),
+            crate::codec::encode(&job),
+        ]
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|b| b.to_vec())
+        .collect()
+    }
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
