@@ -239,8 +239,8 @@ fn scenario_names() -> clap::builder::PossibleValuesParser {
 #[derive(Debug, Args)]
 #[command(after_help = layout_help())]
 pub struct PluginArgs {
-    /// The plugin's ABI layout; `auto` detects it, and a plain version-1 plugin must be
-    /// named (kcoro-v1 for what the kcoro SDKs build)
+    /// The plugin's ABI layout; `auto` detects it, and a plain version-1 plugin whose
+    /// vtable fits several layouts must be named (kcoro-v1 for what the kcoro SDKs build)
     #[arg(long, global = true, value_name = "LAYOUT", default_value = "auto")]
     pub abi: Layout,
     #[command(subcommand)]
@@ -270,7 +270,8 @@ pub enum PluginCommand {
     #[command(after_help = "\
 Examples:
   kcoro plugin call target/debug/libkcoro_plugin_echo.so echo --data hello --header k=v
-  kcoro plugin call LIB echo --data @request.json      # or --data - for stdin")]
+  kcoro plugin call LIB echo --data @request.json      # or --data - for stdin
+  kcoro plugin call --raw LIB fast_echo --data hi      # no request: the plugin's handle_raw")]
     Call(CallArgs),
     /// A stream: each frame's bytes on stdout, then the terminal status on stderr; exit 0
     /// if it ends with StreamEnd
@@ -296,6 +297,11 @@ pub struct CallArgs {
     /// The payload: @FILE reads a file, - reads stdin, anything else is the text
     #[arg(long, default_value = "", value_parser = parse_data)]
     pub data: Data,
+    /// Send the payload alone, with no request: to the plugin's `handle_raw` where it has
+    /// one (the 6-slot layout; entries it serves only there), else to `handle` with an
+    /// empty request
+    #[arg(long, conflicts_with_all = ["headers", "method", "path", "query"])]
+    pub raw: bool,
     /// A request header K=V (repeatable)
     #[arg(long = "header", value_name = "K=V", value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
@@ -607,6 +613,25 @@ mod tests {
         };
         assert_eq!(s.channels[0], ChannelSpec { name: "a".into(), kind: Kind::Buffered, capacity: 8 });
         assert_eq!(s.channels[1].kind, Kind::Unlimited);
+    }
+
+    #[test]
+    fn plugin_raw_calls_take_no_request() {
+        let Some(Command::Plugin(PluginArgs { command: PluginCommand::Call(c), .. })) =
+            parse("plugin call --raw lib.so fast_echo --data hi").unwrap().command
+        else {
+            panic!("call --raw")
+        };
+        assert!(c.raw && c.data == Data::Text("hi".into()));
+        let Some(Command::Plugin(PluginArgs { command: PluginCommand::Stream(s), .. })) =
+            parse("plugin stream lib.so s").unwrap().command
+        else {
+            panic!("stream")
+        };
+        assert!(!s.raw);
+        for flags in ["--header k=v", "--method POST", "--path /p", "--query a=1"] {
+            assert!(parse(&format!("plugin call --raw lib.so e {flags}")).is_err(), "--raw with {flags}");
+        }
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! `kcoro plugin info | call | stream | bidi`: load a plugin library and talk to it.
+//! `kcoro plugin info | call | stream | bidi`: load a plugin library and talk to it. With
+//! `--raw` a call carries the payload alone (`call_raw`, `call_stream_raw`), which reaches
+//! the entries a plugin serves only through `handle_raw`.
 
 use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
@@ -19,11 +21,16 @@ fn payload(data: &Data) -> Result<Vec<u8>, String> {
     }
 }
 
+/// The request a call's flags describe, without its body.
+fn request_head(a: &CallArgs) -> HighLevelRequest {
+    let mut req = HighLevelRequest::new(&a.method, &a.path).query(&a.query);
+    req.headers.clone_from(&a.headers);
+    req
+}
+
 /// The request a call's flags describe.
 fn request(a: &CallArgs) -> Result<HighLevelRequest, String> {
-    let mut req = HighLevelRequest::new(&a.method, &a.path).query(&a.query).body(payload(&a.data)?);
-    req.headers.clone_from(&a.headers);
-    Ok(req)
+    Ok(request_head(a).body(payload(&a.data)?))
 }
 
 pub fn run(args: &PluginArgs) -> ExitCode {
@@ -72,8 +79,13 @@ fn info(p: &Plugin) {
 }
 
 fn call(p: &Plugin, a: &CallArgs) -> Result<ExitCode, String> {
-    let reply =
-        p.call(a.entry.as_str(), &request(a)?).timeout(a.timeout).wait().map_err(|e| e.to_string())?;
+    let entry = a.entry.as_str();
+    let reply = if a.raw {
+        p.call_raw(entry, &payload(&a.data)?).timeout(a.timeout).wait()
+    } else {
+        p.call(entry, &request(a)?).timeout(a.timeout).wait()
+    }
+    .map_err(|e| e.to_string())?;
     std::io::stdout().write_all(&reply.data).map_err(|e| e.to_string())?;
     eprintln!("status: {}", reply.status);
     Ok(if reply.status == NrStatus::Ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -99,8 +111,21 @@ fn print_frames(s: &mut kcoro_host::StreamCall) -> Result<NrStatus, String> {
     Ok(end)
 }
 
+/// Opens a stream with the call's request, or its payload alone (`--raw`).
+fn open_stream(p: &Plugin, a: &CallArgs, body: Vec<u8>) -> Result<kcoro_host::StreamCall, String> {
+    let entry = a.entry.as_str();
+    let s = if a.raw {
+        p.call_stream_raw(entry, &body)
+    } else {
+        let mut req = request_head(a);
+        req.body = body;
+        p.call_stream(entry, &req)
+    };
+    Ok(s.map_err(|e| e.to_string())?.timeout(a.timeout))
+}
+
 fn stream(p: &Plugin, a: &CallArgs) -> Result<ExitCode, String> {
-    let mut s = p.call_stream(a.entry.as_str(), &request(a)?).map_err(|e| e.to_string())?.timeout(a.timeout);
+    let mut s = open_stream(p, a, payload(&a.data)?)?;
     let end = print_frames(&mut s)?;
     Ok(if end == NrStatus::StreamEnd { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -111,12 +136,10 @@ fn bidi(p: &Plugin, a: &CallArgs) -> Result<ExitCode, String> {
     if !p.has_stream_input() {
         return Err(format!("{} does not accept stream input (no bidirectional slots)", p.name()));
     }
-    let mut req = request(a)?;
     if a.data == Data::Stdin {
         return Err("bidi reads stream data from stdin: --data - cannot also read it".into());
     }
-    req.body = payload(&a.data)?;
-    let mut s = p.call_stream(a.entry.as_str(), &req).map_err(|e| e.to_string())?.timeout(a.timeout);
+    let mut s = open_stream(p, a, payload(&a.data)?)?;
     let (sid, plugin) = (s.sid(), p.clone());
     let feeder = std::thread::spawn(move || -> Result<(), String> {
         for line in std::io::stdin().lock().lines() {
