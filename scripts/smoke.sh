@@ -252,6 +252,11 @@ doc 'kcoro plugin info libecho_c.so'
 doc 'kcoro plugin --abi kcoro-v1 call libv1_c.so echo --data hi'
 expect 0 '^hi' kcoro plugin --abi kcoro-v1 call "$tmp/libv1_c.so" echo --data hi
 expect 1 'kcoro-v1, nylon-0.1' kcoro plugin call "$tmp/libv1_c.so" echo --data hi
+# An entry a 6-slot plugin serves only in handle_raw: reached with --raw alone.
+doc 'kcoro plugin call --raw LIB fast_echo --data hi'
+expect 0 '' cc -std=c11 -O2 -fPIC -shared -DNY_SLOTS=6 -Itests/plugins/c -o "$tmp/libc_nylon_6slot.so" tests/plugins/c/early.c -lpthread
+expect 0 '^hi' kcoro plugin call --raw "$tmp/libc_nylon_6slot.so" fast_echo --data hi
+expect 1 'status: Unsupported' kcoro plugin call "$tmp/libc_nylon_6slot.so" fast_echo --data hi
 doc 'c++ -std=c++17 -O2 -fPIC -shared -Isdk/c -Isdk/cpp -o libecho_cpp.so sdk/cpp/examples/echo.cpp -lpthread'
 expect 0 '' c++ -std=c++17 -O2 -fPIC -shared -Isdk/c -Isdk/cpp -o "$tmp/libecho_cpp.so" sdk/cpp/examples/echo.cpp -lpthread
 expect 0 '^frame-2' kcoro plugin stream "$tmp/libecho_cpp.so" stream --data 2
