@@ -38,7 +38,9 @@
 //!
 //! None of the version-1 layouts declares its vtable's size and all of them say
 //! `abi_version = 1` with a 56-byte info: a library cannot tell which one it uses. The
-//! host asks its caller instead (`kcoro_host::Layout`).
+//! host tells them apart by which slots hold the library's own code (a layout fits when
+//! every slot it reads does and the word after its last slot does not), loads the one
+//! that fits, and asks its caller (`kcoro_host::Layout`) when several do.
 
 use std::ffi::c_void;
 use std::fmt;
