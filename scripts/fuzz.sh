@@ -33,11 +33,16 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 
 run() { # run CRATE_DIR TARGET
-  local scratch
+  local scratch leaks=1
   scratch=$(mktemp -d)
+  # two_connections keeps one server and client for the process (its World): the client's
+  # writer coroutine holds its 64 KiB outbox on a kcoro stack, which LeakSanitizer does not
+  # scan, so at exit it reports that buffer as leaked though the World still owns it.
+  # Leaks are not this target's question (what B can reach of A is); the others keep LSan.
+  [ "$2" = two_connections ] && leaks=0
   echo "== fuzz $2 for ${seconds}s"
-  (cd "$1" && cargo +nightly fuzz run "$2" "$scratch" "fuzz/corpus/$2" -- \
-    -max_total_time="$seconds" -max_len=100000 -print_final_stats=1 2>&1 | tail -n 4)
+  (cd "$1" && ASAN_OPTIONS="detect_leaks=$leaks" cargo +nightly fuzz run "$2" "$scratch" "fuzz/corpus/$2" -- \
+    -max_total_time="$seconds" -max_len=100000 -print_final_stats=1 -detect_leaks="$leaks" 2>&1 | tail -n 4)
   rm -rf "$scratch"
 }
 
