@@ -191,15 +191,17 @@ fn title(app: &App) -> Line<'static> {
         format!("{shown} of {} channels", s.len())
     };
     let interval = if s.samples < 2 { "-".to_string() } else { format!("{:.1}s", s.interval()) };
-    let mut spans = vec![
-        Span::styled("kcoro chanmon", Style::default().add_modifier(Modifier::BOLD)),
-        Span::raw(format!("  {source}  {channels}  interval {interval}  sort: {}", app.sort.label())),
-    ];
+    // What is wrong or unusual comes first: a long socket path must never push the
+    // stale warning off the right edge of the screen.
+    let mut spans = vec![Span::styled("kcoro chanmon", Style::default().add_modifier(Modifier::BOLD))];
     if let Some(w) = app.waiting {
         spans.push(Span::styled(
             format!("  NO ANSWER for {:.1}s (stale)", w.as_secs_f64()),
             app.style(Color::Red).add_modifier(Modifier::BOLD),
         ));
+    }
+    if app.paused {
+        spans.push(Span::styled("  PAUSED", app.style(Color::Yellow).add_modifier(Modifier::BOLD)));
     }
     if !app.filter.is_empty() || app.editing_filter {
         spans.push(Span::raw(format!(
@@ -208,9 +210,7 @@ fn title(app: &App) -> Line<'static> {
             if app.editing_filter { "_" } else { "" }
         )));
     }
-    if app.paused {
-        spans.push(Span::styled("  PAUSED", app.style(Color::Yellow).add_modifier(Modifier::BOLD)));
-    }
+    spans.push(Span::raw(format!("  {source}  {channels}  interval {interval}  sort: {}", app.sort.label())));
     Line::from(spans)
 }
 
@@ -768,6 +768,13 @@ mod tests {
         let top = render(&a, 160, 24).lines().next().unwrap().to_string();
         assert!(top.contains("replay of rec.ndjson (recorded from unix:/run/app.sock)"), "{top}");
         assert!(top.contains("NO ANSWER for 3.2s"), "{top}");
+        let mut long = app();
+        long.state.source = format!("unix:/{}/chanmon.sock", "deep/".repeat(30));
+        long.waiting = Some(std::time::Duration::from_millis(1500));
+        long.paused = true;
+        let top = render(&long, 80, 24).lines().next().unwrap().to_string();
+        assert!(top.contains("NO ANSWER for 1.5s (stale)"), "a long address hides the warning: {top}");
+        assert!(top.contains("PAUSED"), "{top}");
     }
 
     #[test]
