@@ -68,6 +68,11 @@ pub enum Error {
     /// The runtime is shutting down and accepts no new work.
     #[error("the kcoro runtime is shutting down")]
     ShuttingDown,
+    /// Every coroutine stayed parked with nothing left to wake one
+    /// ([`Builder::on_deadlock`](crate::Builder::on_deadlock) with
+    /// [`OnDeadlock::Fail`](crate::inspect::OnDeadlock::Fail)); the report names who waits on what.
+    #[error("{0}")]
+    Deadlock(Box<crate::inspect::Deadlock>),
 }
 
 impl Error {
@@ -78,6 +83,7 @@ impl Error {
             Error::Start(_) | Error::Stack(_) => code::NO_MEMORY,
             Error::NoRuntime => code::UNSUPPORTED,
             Error::ShuttingDown => code::CLOSED,
+            Error::Deadlock(_) => -libc::EDEADLK,
         }
     }
 }

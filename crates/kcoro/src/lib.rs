@@ -26,6 +26,7 @@ pub mod actor;
 pub mod chan;
 pub mod coro;
 mod error;
+pub mod inspect;
 mod loom;
 pub mod monitor;
 pub mod net;
@@ -60,6 +61,7 @@ struct ZeroCopyDoctests;
 ///
 /// # Panics
 /// If the runtime cannot start, or re-raises a panic of `f`.
+#[track_caller]
 pub fn run<F, T>(f: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,
@@ -81,6 +83,7 @@ fn current_handle(what: &str) -> Handle {
 ///
 /// # Panics
 /// Outside a kcoro runtime (use [`Handle::spawn`] from plain threads).
+#[track_caller]
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -90,6 +93,7 @@ where
 }
 
 /// Spawns a coroutine, reporting failure at once.
+#[track_caller]
 pub fn try_spawn<F, T>(f: F) -> Result<JoinHandle<T>, Error>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -99,6 +103,7 @@ where
 }
 
 /// Spawns a coroutine with options (stack size, name).
+#[track_caller]
 pub fn spawn_with<F, T>(opts: SpawnOptions, f: F) -> Result<JoinHandle<T>, Error>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -150,7 +155,7 @@ pub fn sleep(d: Duration) {
 
 /// Sleeps until `deadline`; never returns early.
 pub fn sleep_until(deadline: Instant) {
-    while !park::park_deadline(deadline) {}
+    while !park::park_deadline_as(deadline, coro::wait::Wait::SLEEP) {}
 }
 
 /// Sleeps for `d` unless the caller's ambient cancel token (its scope's, see

@@ -41,6 +41,7 @@ use std::thread::Thread;
 use std::time::Instant;
 
 use crate::coro::task::Task;
+use crate::coro::wait::Wait;
 #[cfg(not(loom))]
 use crate::loom::CellExt as _;
 use crate::loom::UnsafeCell;
@@ -195,28 +196,44 @@ pub fn current() -> Unparker {
 
 /// Parks the caller until unparked (or spuriously). See the module docs.
 pub fn park() {
-    match context::current_task_ptr() {
-        // SAFETY: the pointer is the task running on this thread, alive while it runs.
-        Some(task) => unsafe { task.as_ref() }.park(None),
-        None => match current_external() {
-            Some(co) => co.park(None),
-            None => std::thread::park(),
-        },
-    }
+    park_as(Wait::PARK);
 }
 
 /// Parks the caller until unparked, `deadline` passes, or spuriously. Uses the runtime's
 /// timer wheel in a coroutine (no thread, no polling), `park_timeout` on a thread.
 /// Returns `true` if the deadline has passed.
 pub fn park_deadline(deadline: Instant) -> bool {
+    park_deadline_as(deadline, Wait::PARK)
+}
+
+/// [`park`], saying what the caller waits on (for monitors: `crate::inspect`).
+#[inline]
+pub(crate) fn park_as(why: Wait) {
     match context::current_task_ptr() {
         // SAFETY: the pointer is the task running on this thread, alive while it runs.
-        Some(task) => unsafe { task.as_ref() }.park(Some(deadline)),
+        Some(task) => unsafe { task.as_ref() }.park(None, why),
+        None => match current_external() {
+            Some(co) => co.park(None),
+            None => {
+                let _listed = crate::inspect::ThreadWait::enter(why, false);
+                std::thread::park();
+            }
+        },
+    }
+}
+
+/// [`park_deadline`], saying what the caller waits on.
+#[inline]
+pub(crate) fn park_deadline_as(deadline: Instant, why: Wait) -> bool {
+    match context::current_task_ptr() {
+        // SAFETY: the pointer is the task running on this thread, alive while it runs.
+        Some(task) => unsafe { task.as_ref() }.park(Some(deadline), why),
         None => match current_external() {
             Some(co) => co.park(Some(deadline)),
             None => {
                 let now = Instant::now();
                 if now < deadline {
+                    let _listed = crate::inspect::ThreadWait::enter(why, true);
                     std::thread::park_timeout(deadline - now);
                 }
             }
@@ -302,21 +319,31 @@ impl Signal {
 
     /// Waits (parking the coroutine or thread) until notified.
     pub fn wait(&self) {
+        self.wait_as(Wait::sync(crate::coro::wait::SYNC_SIGNAL));
+    }
+
+    /// [`wait`](Self::wait), saying what the wait is for (a join names the coroutine).
+    pub(crate) fn wait_as(&self, why: Wait) {
         if self.is_notified() || !self.register(current()) {
             return;
         }
         while !self.is_notified() {
-            park();
+            park_as(why);
         }
     }
 
     /// Waits until notified or `deadline`; returns `true` if notified.
     pub fn wait_deadline(&self, deadline: Instant) -> bool {
+        self.wait_deadline_as(deadline, Wait::sync(crate::coro::wait::SYNC_SIGNAL))
+    }
+
+    /// [`wait_deadline`](Self::wait_deadline), saying what the wait is for.
+    pub(crate) fn wait_deadline_as(&self, deadline: Instant, why: Wait) -> bool {
         if self.is_notified() || !self.register(current()) {
             return true;
         }
         while !self.is_notified() {
-            if park_deadline(deadline) {
+            if park_deadline_as(deadline, why) {
                 return self.is_notified();
             }
         }

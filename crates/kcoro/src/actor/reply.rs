@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::AskError;
+use crate::coro::wait::{self, Wait};
 use crate::park::{self, Signal};
 use crate::sync::WaitError;
 use crate::sync::waiter::park_until;
@@ -64,10 +65,12 @@ impl<R> Pending<R> {
     pub(crate) fn wait(self, deadline: Option<Instant>) -> Result<R, AskError> {
         let s = &self.slot;
         if !s.signal.is_notified() && s.signal.register(park::current()) {
-            park_until(|| s.signal.is_notified(), deadline).map_err(|e| match e {
-                WaitError::Timeout => AskError::Timeout,
-                WaitError::Cancelled => AskError::Canceled,
-            })?;
+            park_until(|| s.signal.is_notified(), deadline, Wait::sync(wait::SYNC_ACTOR_REPLY)).map_err(
+                |e| match e {
+                    WaitError::Timeout => AskError::Timeout,
+                    WaitError::Cancelled => AskError::Canceled,
+                },
+            )?;
         }
         s.value.lock().unwrap_or_else(|p| p.into_inner()).take().ok_or(AskError::NoReply)
     }

@@ -40,6 +40,7 @@ use super::flavor::{Flavor, Kind, Offer};
 use super::lock::{Guard, Lock};
 use super::stats::{Counters, Measure, Snapshot};
 use super::waiter::{Entry, WaitQueue, Waiter};
+use crate::coro::wait::Wait as WaitOn;
 use crate::loom::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use crate::park;
 use crate::sync::CancelToken;
@@ -271,6 +272,11 @@ pub(crate) enum RecvAttempt<T> {
 }
 
 impl<T> Chan<T> {
+    /// The channel's id (unique in the process, never 0).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     pub(crate) fn new(
         buf: Flavor<T>,
         measure: Measure<T>,
@@ -623,7 +629,7 @@ impl<T> Chan<T> {
         wakes.run();
         let outcome = {
             let mut parked = Withdraw { chan: self, waiter: &waiter, armed: true };
-            let outcome = park_on(&waiter, wait);
+            let outcome = park_on(&waiter, wait, WaitOn::chan(self.id, true));
             parked.armed = false;
             outcome
         };
@@ -706,7 +712,7 @@ impl<T> Chan<T> {
         wakes.run();
         let outcome = {
             let mut parked = Withdraw { chan: self, waiter: &waiter, armed: true };
-            let outcome = park_on(&waiter, wait);
+            let outcome = park_on(&waiter, wait, WaitOn::chan(self.id, false));
             parked.armed = false;
             outcome
         };
@@ -857,7 +863,8 @@ impl<T> Drop for Withdraw<'_, T> {
 /// (returns why, with the waiter aborted: nobody will touch its slots).
 /// Cancellation wins over the deadline; neither polls: the token and the timer wheel wake.
 /// `waiter` was made by [`Waiter::for_current`] on this coroutine or thread.
-pub(crate) fn park_on(waiter: &Arc<Waiter>, wait: Wait<'_>) -> Result<usize, ChanError> {
+/// `why` says what the caller waits on, for monitors.
+pub(crate) fn park_on(waiter: &Arc<Waiter>, wait: Wait<'_>, why: WaitOn) -> Result<usize, ChanError> {
     // The caller's ambient token (its scope's) applies on top of an explicit one. Read only
     // here, on the way to parking, so operations that complete at once never touch it.
     let ambient = crate::sync::current_token();
@@ -868,7 +875,7 @@ pub(crate) fn park_on(waiter: &Arc<Waiter>, wait: Wait<'_>) -> Result<usize, Cha
         if let Some(token) = token {
             match token.register(park::current()) {
                 Some(r) => *slot = Some(r),
-                None => return give_up(waiter, ChanError::Canceled),
+                None => return give_up(waiter, ChanError::Canceled, why),
             }
         }
     }
@@ -877,15 +884,16 @@ pub(crate) fn park_on(waiter: &Arc<Waiter>, wait: Wait<'_>) -> Result<usize, Cha
             return Ok(i);
         }
         if cancelled() {
-            return give_up(waiter, ChanError::Canceled);
+            return give_up(waiter, ChanError::Canceled, why);
         }
         match wait.until {
-            Until::Forever => park::park(),
+            Until::Forever => park::park_as(why),
             Until::At(deadline) => {
-                if park::park_deadline(deadline) {
+                if park::park_deadline_as(deadline, why) {
                     return give_up(
                         waiter,
                         if cancelled() { ChanError::Canceled } else { ChanError::Timeout },
+                        why,
                     );
                 }
             }
@@ -895,17 +903,17 @@ pub(crate) fn park_on(waiter: &Arc<Waiter>, wait: Wait<'_>) -> Result<usize, Cha
 }
 
 /// Aborts `waiter`; if a claimer got there first, waits for it to finish instead.
-fn give_up(waiter: &Arc<Waiter>, why: ChanError) -> Result<usize, ChanError> {
-    if waiter.try_abort() { Err(why) } else { finished(waiter) }
+fn give_up(waiter: &Arc<Waiter>, error: ChanError, why: WaitOn) -> Result<usize, ChanError> {
+    if waiter.try_abort() { Err(error) } else { finished(waiter, why) }
 }
 
 /// Waits for a claimer to mark the waiter done; it unparks us after doing so, so a park
 /// while not done always has a wake coming.
-fn finished(waiter: &Arc<Waiter>) -> Result<usize, ChanError> {
+fn finished(waiter: &Arc<Waiter>, why: WaitOn) -> Result<usize, ChanError> {
     loop {
         if let Some(i) = waiter.done() {
             return Ok(i);
         }
-        park::park();
+        park::park_as(why);
     }
 }

@@ -27,6 +27,7 @@ use super::error::{ChanError, SendError};
 use super::flavor::ring::{Pop, Push};
 use super::handle::{Receiver, Sender};
 use super::waiter::{Entry, Waiter};
+use crate::coro::wait::{SELECT_SEND, Wait as WaitOn};
 use crate::sync::CancelToken;
 
 /// One select clause, type-erased. Used by the `select!` macros; not public API.
@@ -43,6 +44,10 @@ pub trait Clause {
     fn complete(&mut self);
     /// The channel and direction, for [`SelectedOperation`]'s type check.
     fn identity(&self) -> (*const (), bool);
+    /// The channel's id (0 if unknown), for monitors to say what a select waits on.
+    fn channel_id(&self) -> u64 {
+        0
+    }
     /// Points at this clause's `Option<Result<..>>` result.
     fn result_ptr(&mut self) -> *mut ();
 }
@@ -121,6 +126,10 @@ impl<T> Clause for RecvClause<'_, T> {
 
     fn identity(&self) -> (*const (), bool) {
         (std::ptr::from_ref(self.chan).cast(), false)
+    }
+
+    fn channel_id(&self) -> u64 {
+        self.chan.id()
     }
 
     fn result_ptr(&mut self) -> *mut () {
@@ -220,6 +229,10 @@ impl<T> Clause for SendClause<'_, T> {
         (std::ptr::from_ref(self.chan).cast(), true)
     }
 
+    fn channel_id(&self) -> u64 {
+        self.chan.id() | SELECT_SEND
+    }
+
     fn result_ptr(&mut self) -> *mut () {
         std::ptr::from_mut(&mut self.result).cast()
     }
@@ -247,6 +260,7 @@ pub(crate) fn run(clauses: &mut [&mut dyn Clause], wait: Wait<'_>, biased: bool)
             order.swap(k, crate::rand::below(k + 1));
         }
     }
+    let why = waiting_on(clauses);
     loop {
         // Pass 1.
         for &i in order.iter() {
@@ -263,7 +277,7 @@ pub(crate) fn run(clauses: &mut [&mut dyn Clause], wait: Wait<'_>, biased: bool)
             let mut reg = Registration { clauses: &mut *clauses, order, registered: 0, waiter: &waiter };
             let ready = reg.register_all();
             // Passes 3 and 4.
-            if ready && waiter.try_abort() { None } else { Some(park_on(&waiter, wait)) }
+            if ready && waiter.try_abort() { None } else { Some(park_on(&waiter, wait, why)) }
         };
         match outcome {
             None => continue,
@@ -437,13 +451,19 @@ impl std::fmt::Debug for Select<'_> {
     }
 }
 
+/// What a select over `clauses` waits on: their count and the first two channels.
+fn waiting_on(clauses: &[&mut dyn Clause]) -> WaitOn {
+    let id = |i: usize| clauses.get(i).map_or(0, |c| c.channel_id());
+    WaitOn::select(clauses.len(), id(0), id(1))
+}
+
 /// A select with nothing to wait for waits for its deadline or token.
 fn wait_without_clauses(wait: Wait<'_>) -> ChanError {
     if let Some(why) = wait.refuse() {
         return why;
     }
     let waiter = Waiter::for_current();
-    match park_on(&waiter, wait) {
+    match park_on(&waiter, wait, WaitOn::select(0, 0, 0)) {
         Err(why) => why,
         Ok(_) => unreachable!("wait_without_clauses: a waiter in no queue was claimed"),
     }

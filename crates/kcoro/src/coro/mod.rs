@@ -7,6 +7,7 @@ pub(crate) mod panic_hook;
 pub mod stack;
 pub(crate) mod state;
 pub(crate) mod task;
+pub(crate) mod wait;
 
 /// The id of the running kcoro coroutine, unique among the coroutines of its runtime
 /// (ids are not reused), or `None` outside one: on a plain thread, and inside an external

@@ -59,6 +59,12 @@ impl ParkState {
         Self(AtomicU8::new(RUNNABLE))
     }
 
+    /// Whether the coroutine is parked now. Acquire: pairs with the worker's CAS into
+    /// `PARKED`, so what the coroutine wrote before parking is visible (`coro::wait`).
+    pub(crate) fn is_parked(&self) -> bool {
+        self.0.load(Acquire) == PARKED
+    }
+
     /// Called by the running coroutine before switching out: consumes a pending token.
     /// Returns `true` if there was one, in which case the coroutine must not park.
     #[inline]

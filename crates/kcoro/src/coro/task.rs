@@ -21,6 +21,7 @@ use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use crate::coro::stack::PooledStack;
 use crate::coro::state::{ParkOutcome, ParkState, UnparkOutcome};
+use crate::coro::wait::{Seen, Wait, WaitCell};
 use crate::error::JoinError;
 use crate::park::Unparker;
 use crate::runtime::Shared;
@@ -51,6 +52,22 @@ pub(crate) enum RunResult {
     Completed,
 }
 
+/// Where a task comes from: its spawn site, and whether it is a daemon.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Origin {
+    pub(crate) site: &'static std::panic::Location<'static>,
+    pub(crate) daemon: bool,
+}
+
+impl Origin {
+    /// The caller's location, not a daemon.
+    #[cfg(test)]
+    #[track_caller]
+    pub(crate) fn here() -> Origin {
+        Origin { site: std::panic::Location::caller(), daemon: false }
+    }
+}
+
 pub(crate) struct Task {
     pub(crate) state: ParkState,
     id: u64,
@@ -75,6 +92,15 @@ pub(crate) struct Task {
     stack_kib: usize,
     /// Key in the runtime's registry of live tasks.
     pub(crate) owned_key: Cell<usize>,
+    /// What it waits on while parked (written only if `detail`; see `coro::wait`).
+    wait: WaitCell,
+    /// Whether parks describe themselves in `wait` (`Builder::coroutine_detail`); a copy
+    /// of the runtime's setting, on the task's own cache line.
+    detail: bool,
+    /// Left out of deadlock detection (`SpawnOptions::daemon`).
+    daemon: bool,
+    /// Where it was spawned.
+    site: &'static std::panic::Location<'static>,
     /// The coroutine's ambient cancel token (`sync::current_token`): set at spawn, swapped
     /// by scopes running on this coroutine. Only the running coroutine touches it.
     token: std::cell::RefCell<Option<CancelToken>>,
@@ -107,6 +133,7 @@ impl Task {
         shared: Arc<Shared>,
         id: u64,
         name: Option<Box<str>>,
+        origin: Origin,
         stack: PooledStack,
         token: Option<CancelToken>,
         f: F,
@@ -178,6 +205,10 @@ impl Task {
             guard,
             stack_kib,
             owned_key: Cell::new(usize::MAX),
+            wait: WaitCell::default(),
+            detail: shared.config.detail,
+            daemon: origin.daemon,
+            site: origin.site,
             token: std::cell::RefCell::new(token),
             shared,
         };
@@ -279,6 +310,23 @@ impl Task {
         self.name.as_deref()
     }
 
+    /// The park under way, if parked (and the runtime keeps coroutine detail).
+    pub(crate) fn seen_wait(&self) -> Option<Seen> {
+        self.wait.read(|| self.state.is_parked())
+    }
+
+    pub(crate) fn is_parked(&self) -> bool {
+        self.state.is_parked()
+    }
+
+    pub(crate) fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    pub(crate) fn spawn_site(&self) -> &'static std::panic::Location<'static> {
+        self.site
+    }
+
     /// `[lo, hi)` of the guard page below this coroutine's stack.
     pub(crate) fn guard_range(&self) -> (usize, usize) {
         self.guard
@@ -368,19 +416,31 @@ impl Task {
         self.suspend(Suspend::Yield);
     }
 
-    /// Parks the running coroutine until unparked, `deadline`, or spuriously.
-    pub(crate) fn park(&self, deadline: Option<Instant>) {
+    /// Parks the running coroutine until unparked, `deadline`, or spuriously; `why` says
+    /// what it waits on, for monitors.
+    #[inline]
+    pub(crate) fn park(&self, deadline: Option<Instant>, why: Wait) {
         if self.state.take_notification() {
             return;
         }
         let timer = match deadline {
-            None => None,
+            None => {
+                if self.detail {
+                    self.wait.publish(why, None);
+                }
+                None
+            }
             Some(d) => {
-                if self.shared.driver.now() >= d {
+                let driver = &self.shared.driver;
+                if driver.now() >= d {
                     return;
                 }
+                if self.detail {
+                    self.wait
+                        .publish(why, Some(d.saturating_duration_since(driver.epoch()).as_nanos() as u64));
+                }
                 let me = context::current_task().unwrap_or_else(|| panic!("Task::park: no current task"));
-                Some(self.shared.driver.timer_insert(d, Unparker::from_task(me)))
+                Some(driver.timer_insert(d, Unparker::from_task(me)))
             }
         };
         self.suspend(Suspend::Park);

@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use mio::Token;
 
+use crate::coro::wait::Wait;
 use crate::park::{self, Unparker};
 use crate::runtime::Handle;
 use crate::runtime::driver::{Driver, IoSource};
@@ -38,6 +39,8 @@ pub(crate) struct Registration {
     driver: Arc<Driver>,
     source: Arc<IoSource>,
     token: Token,
+    /// The descriptor, to say what a parked coroutine waits on.
+    fd: i32,
     /// The read-edge count before the syscall of the last read if it was short, else
     /// `NOT_DRAINED`.
     drained_at: AtomicU64,
@@ -47,13 +50,14 @@ const NOT_DRAINED: u64 = u64::MAX;
 
 impl Registration {
     /// Registers `src` with the current runtime's reactor (for both directions).
-    pub(crate) fn new(src: &mut impl mio::event::Source) -> io::Result<Self> {
+    pub(crate) fn new(src: &mut (impl mio::event::Source + std::os::fd::AsRawFd)) -> io::Result<Self> {
+        let fd = src.as_raw_fd();
         let handle = Handle::try_current().ok_or_else(|| {
             io::Error::other("kcoro::net sockets must be created inside a kcoro runtime (a coroutine)")
         })?;
         let driver = handle.driver();
         let (source, token) = driver.register(src)?;
-        Ok(Self { driver, source, token, drained_at: AtomicU64::new(NOT_DRAINED) })
+        Ok(Self { driver, source, token, fd, drained_at: AtomicU64::new(NOT_DRAINED) })
     }
 
     /// Runs `op` until it does not return `WouldBlock`, waiting for `dir` readiness in
@@ -120,10 +124,11 @@ impl Registration {
                 self.source.unregister(dir, me);
                 return Err(io::Error::other("kcoro: the runtime that owns this socket has shut down"));
             }
+            let why = Wait::io(self.fd, dir == WRITABLE);
             match deadline {
-                None => park::park(),
+                None => park::park_as(why),
                 Some(d) => {
-                    if park::park_deadline(d) {
+                    if park::park_deadline_as(d, why) {
                         self.source.unregister(dir, me);
                         return Err(io::Error::new(
                             io::ErrorKind::TimedOut,

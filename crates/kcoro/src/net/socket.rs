@@ -96,7 +96,10 @@ pub(crate) struct Socket<S: Source> {
 impl<S: Source> Socket<S> {
     /// Registers `io` (already non-blocking) with the current runtime's reactor. Fails
     /// outside a runtime.
-    pub(crate) fn new(mut io: S) -> io::Result<Self> {
+    pub(crate) fn new(mut io: S) -> io::Result<Self>
+    where
+        S: std::os::fd::AsRawFd,
+    {
         let reg = Registration::new(&mut io)?;
         Ok(Socket { io, reg, read_timeout: Timeout::new(), write_timeout: Timeout::new() })
     }

@@ -208,6 +208,11 @@ fn monotonic_ns() -> u64 {
 impl Driver {
     /// Creates the driver. With `virtual_clock`, time stands still until `advance_virtual`
     /// moves it, and nobody polls.
+    /// The instant the clock counts from (deadlines in `coro::wait` are ns since it).
+    pub(crate) fn epoch(&self) -> Instant {
+        self.start
+    }
+
     pub(crate) fn start(virtual_clock: bool) -> io::Result<Arc<Driver>> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::coro::wait::Wait;
 use crate::error::JoinError;
 use crate::park::Signal;
 
@@ -130,8 +131,24 @@ impl<T> JoinHandle<T> {
 
     /// Waits for the coroutine and returns its value, or why there is none.
     pub fn join(self) -> Result<T, JoinError> {
-        self.inner.signal.wait();
+        self.inner.signal.wait_as(Wait::join(self.id));
         self.take()
+    }
+
+    /// Like [`join`](Self::join), but also stops waiting once `stop()` holds after a wake
+    /// (whoever makes it hold unparks the joiner); then the handle comes back.
+    pub(crate) fn join_unless(self, stop: impl Fn() -> bool) -> Result<Result<T, JoinError>, Self> {
+        let signal = &self.inner.signal;
+        if signal.is_notified() || !signal.register(crate::park::current()) {
+            return Ok(self.take());
+        }
+        while !signal.is_notified() {
+            if stop() {
+                return Err(self);
+            }
+            crate::park::park_as(Wait::join(self.id));
+        }
+        Ok(self.take())
     }
 
     /// Like [`join`](Self::join) with a time limit; on timeout the handle comes back.
@@ -144,7 +161,11 @@ impl<T> JoinHandle<T> {
 
     /// Like [`join`](Self::join) with a deadline; on timeout the handle comes back.
     pub fn join_deadline(self, deadline: Instant) -> Result<Result<T, JoinError>, Self> {
-        if self.inner.signal.wait_deadline(deadline) { Ok(self.take()) } else { Err(self) }
+        if self.inner.signal.wait_deadline_as(deadline, Wait::join(self.id)) {
+            Ok(self.take())
+        } else {
+            Err(self)
+        }
     }
 
     fn take(&self) -> Result<T, JoinError> {

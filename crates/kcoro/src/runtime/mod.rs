@@ -22,6 +22,7 @@ pub(crate) mod driver;
 mod idle;
 mod inject;
 pub(crate) mod join;
+mod observe;
 mod owned;
 pub(crate) mod queue;
 mod reactor_flag;
@@ -41,8 +42,9 @@ use std::time::{Duration, Instant};
 pub use wake_timer::TimerId;
 
 use crate::coro::stack::{DEFAULT_STACK_SIZE, StackPool, StackStats};
-use crate::coro::task::Task;
+use crate::coro::task::{Origin, Task};
 use crate::error::{Error, JoinError};
+use crate::inspect::OnDeadlock;
 use crate::runtime::blocking::BlockingPool;
 use crate::runtime::driver::Driver;
 use crate::runtime::idle::Idle;
@@ -54,6 +56,8 @@ use crate::sync::CancelToken;
 
 pub(crate) struct Config {
     pub(crate) migrate: bool,
+    /// Parks say what they wait on (`Builder::coroutine_detail`).
+    pub(crate) detail: bool,
     /// Deterministic mode's seed (see `Builder::deterministic`).
     pub(crate) seed: Option<u64>,
 }
@@ -70,6 +74,8 @@ pub(crate) struct Shared {
     /// Finished tasks whose allocations spawns reuse (the shared half; see `spare`).
     pub(crate) spare_tasks: spare::SpareTasks,
     pub(crate) config: Config,
+    /// What `Handle::coroutines` and the deadlock watchdog keep between looks.
+    pub(crate) observer: observe::Observer,
     shutdown: AtomicBool,
     next_id: AtomicU64,
     /// Spawns from outside the workers (per-worker counters hold the rest).
@@ -133,6 +139,7 @@ pub struct SpawnOptions {
     name: Option<String>,
     token: Option<CancelToken>,
     placement: Placement,
+    daemon: bool,
 }
 
 /// Where a spawned coroutine starts.
@@ -185,6 +192,15 @@ impl SpawnOptions {
         self
     }
 
+    /// Marks the coroutine as a daemon: one that serves the program from the side (a
+    /// monitoring endpoint's accept loop) and so is left out of deadlock detection
+    /// ([`Handle::deadlock`]): the program is deadlocked when everything else is stuck,
+    /// however many daemons still wait for connections.
+    pub fn daemon(mut self) -> Self {
+        self.daemon = true;
+        self
+    }
+
     /// Starts the coroutine on worker `index` (modulo the number of workers; see
     /// [`worker_index`]), where it stays. Coroutines that exchange messages all the time
     /// are cheapest on one worker: a hand-off between them is a local wake, and what one
@@ -227,6 +243,7 @@ impl Shared {
 
     /// Creates and schedules a coroutine. From one of this runtime's workers the new
     /// coroutine goes to that worker's LIFO slot; from anywhere else, the inject queue.
+    #[track_caller]
     pub(crate) fn spawn<F, T>(self: &Arc<Self>, opts: SpawnOptions, f: F) -> Result<JoinHandle<T>, Error>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -240,6 +257,7 @@ impl Shared {
     }
 
     /// Spawns a coroutine nobody joins: no join slot is allocated.
+    #[track_caller]
     pub(crate) fn spawn_detached<F>(self: &Arc<Self>, opts: SpawnOptions, f: F) -> Result<(), Error>
     where
         F: FnOnce() + Send + 'static,
@@ -254,6 +272,7 @@ impl Shared {
     /// # Safety
     /// Everything `f` borrows stays valid until the coroutine has returned or been dropped
     /// (a scope waits for its children; see `scope::child`).
+    #[track_caller]
     pub(crate) unsafe fn spawn_detached_borrowing<F>(
         self: &Arc<Self>,
         opts: SpawnOptions,
@@ -269,6 +288,7 @@ impl Shared {
 
     /// # Safety
     /// As [`Task::new`]: what `f` borrows outlives the coroutine's completion or drop.
+    #[track_caller]
     unsafe fn spawn_task<F, T>(
         self: &Arc<Self>,
         id: u64,
@@ -285,10 +305,12 @@ impl Shared {
         }
         let stack = self.stacks.get(opts.stack_size.unwrap_or(self.stacks.stack_size()))?;
         let name = opts.name.map(String::into_boxed_str);
+        let origin = Origin { site: std::panic::Location::caller(), daemon: opts.daemon };
         let local = self.local_worker();
         let spare = local.and_then(|w| w.take_spare_task());
         // SAFETY: passed on from this function's contract.
-        let task = unsafe { Task::new(spare, Arc::clone(self), id, name, stack, opts.token, f, completer) };
+        let task =
+            unsafe { Task::new(spare, Arc::clone(self), id, name, origin, stack, opts.token, f, completer) };
         let shard = local.map_or(self.workers.len(), |w| w.index);
         if !self.owned.insert(shard, &task) {
             return Err(Error::ShuttingDown);
@@ -456,6 +478,8 @@ pub struct Builder {
     migrate: bool,
     name: String,
     seed: Option<u64>,
+    detail: bool,
+    on_deadlock: Option<(OnDeadlock, Duration)>,
 }
 
 impl Default for Builder {
@@ -468,6 +492,8 @@ impl Default for Builder {
             migrate: false,
             name: "kcoro".into(),
             seed: None,
+            detail: true,
+            on_deadlock: None,
         }
     }
 }
@@ -530,6 +556,26 @@ impl Builder {
         self
     }
 
+    /// Whether parks record what they wait on, and workers which coroutine they run, for
+    /// [`Handle::coroutines`] and deadlock detection (default: on). It costs a few plain
+    /// stores per park and per resume; off, coroutines show only as parked or not.
+    pub fn coroutine_detail(mut self, on: bool) -> Self {
+        self.detail = on;
+        self
+    }
+
+    /// Watches for a global deadlock ([`Handle::deadlock`]: every coroutine parked, no
+    /// timer, no socket, no thread outside with a deadline) and, once the same one has
+    /// held for `grace`, does `action`: report it on stderr, fail `block_on`, or call a
+    /// function with it. A thread outside kcoro that is about to send is invisible to the
+    /// check, hence the grace period; pick it longer than such a thread's pauses. Needs
+    /// [`coroutine_detail`](Self::coroutine_detail) (the default). Ignored in
+    /// deterministic mode, which has its own deadlock handling.
+    pub fn on_deadlock(mut self, action: OnDeadlock, grace: Duration) -> Self {
+        self.on_deadlock = Some((action, grace));
+        self
+    }
+
     /// Starts the workers (which also poll the reactor) and the blocking pool.
     pub fn build(mut self) -> Result<Runtime, Error> {
         if self.seed.is_some() {
@@ -561,7 +607,8 @@ impl Builder {
             blocking: BlockingPool::new(self.max_blocking_threads, self.name.clone()),
             owned: Owned::new(self.workers + 1),
             spare_tasks: spare::SpareTasks::default(),
-            config: Config { migrate: self.migrate, seed: self.seed },
+            config: Config { migrate: self.migrate, detail: self.detail, seed: self.seed },
+            observer: observe::Observer::default(),
             shutdown: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             external_spawns: AtomicU64::new(0),
@@ -593,6 +640,11 @@ impl Builder {
                     return Err(Error::Start(e));
                 }
             }
+        }
+        if let Some((action, grace)) = self.on_deadlock.take()
+            && self.seed.is_none()
+        {
+            observe::start_watchdog(&shared, action, grace, &self.name);
         }
         Ok(Runtime { shared, threads, down: false })
     }
@@ -709,9 +761,28 @@ impl Runtime {
     /// A panic in `f` resumes on the caller.
     ///
     /// # Panics
-    /// If called from inside a coroutine (it would block the worker), or if the coroutine
-    /// cannot be spawned.
+    /// If called from inside a coroutine (it would block the worker), if the coroutine
+    /// cannot be spawned, or with the deadlock report when the runtime was built with
+    /// [`Builder::on_deadlock`]`(`[`OnDeadlock::Fail`](crate::inspect::OnDeadlock::Fail)`)`
+    /// and everything deadlocked ([`try_block_on`](Self::try_block_on) returns it instead).
+    #[track_caller]
     pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.try_block_on(f) {
+            Ok(v) => v,
+            Err(e) => panic!("Runtime::block_on: {e}"),
+        }
+    }
+
+    /// [`block_on`](Self::block_on) that returns an error instead of panicking when the
+    /// coroutine cannot be spawned, or when it deadlocked on a runtime built with
+    /// [`Builder::on_deadlock`]`(`[`OnDeadlock::Fail`](crate::inspect::OnDeadlock::Fail)`)`:
+    /// [`Error::Deadlock`] names every waiter. A panic in `f` still resumes on the caller.
+    #[track_caller]
+    pub fn try_block_on<F, T>(&self, f: F) -> Result<T, Error>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -720,18 +791,20 @@ impl Runtime {
             context::current_task_ptr().is_none(),
             "Runtime::block_on called from inside a coroutine; use spawn + join instead"
         );
-        let handle = match self.shared.spawn(SpawnOptions::default(), f) {
-            Ok(h) => h,
-            Err(e) => panic!("Runtime::block_on: cannot spawn the main coroutine: {e}"),
-        };
-        match handle.join() {
-            Ok(v) => v,
-            Err(JoinError::Panicked(p)) => std::panic::resume_unwind(p),
-            Err(e) => panic!("Runtime::block_on: main coroutine did not finish: {e}"),
+        let handle = self.shared.spawn(SpawnOptions::default(), f)?;
+        let observer = &self.shared.observer;
+        match handle.join_unless(|| observer.failed().is_some()) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(JoinError::Panicked(p))) => std::panic::resume_unwind(p),
+            Ok(Err(e)) => panic!("Runtime::block_on: main coroutine did not finish: {e}"),
+            Err(_) => Err(Error::Deadlock(Box::new(observer.failed().unwrap_or_else(|| {
+                unreachable!("Runtime::try_block_on: stopped waiting without a deadlock")
+            })))),
         }
     }
 
     /// Spawns a coroutine from any thread.
+    #[track_caller]
     pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -800,6 +873,7 @@ impl Handle {
 
     /// Spawns a coroutine. If spawning fails (stacks exhausted, shutting down), the
     /// handle's `join` returns `JoinError::Spawn`.
+    #[track_caller]
     pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -810,6 +884,7 @@ impl Handle {
     }
 
     /// Spawns with options; errors are returned at once.
+    #[track_caller]
     pub fn spawn_with<F, T>(&self, opts: SpawnOptions, f: F) -> Result<JoinHandle<T>, Error>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -822,6 +897,7 @@ impl Handle {
     /// slot is allocated, so once `f` has returned the coroutine holds nothing of its own:
     /// what a caller that tracks completion itself (a wait group counted down at the end
     /// of `f`) wants, rather than dropping a [`JoinHandle`].
+    #[track_caller]
     pub fn spawn_detached<F>(&self, opts: SpawnOptions, f: F) -> Result<(), Error>
     where
         F: FnOnce() + Send + 'static,
@@ -831,6 +907,7 @@ impl Handle {
 
     /// # Safety
     /// As [`Shared::spawn_detached_borrowing`].
+    #[track_caller]
     pub(crate) unsafe fn spawn_detached_borrowing<F>(&self, opts: SpawnOptions, f: F) -> Result<(), Error>
     where
         F: FnOnce() + Send,

@@ -80,7 +80,7 @@ impl SpareTasks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coro::task::Task;
+    use crate::coro::task::{Origin, Task};
     use crate::runtime::join::Completer;
 
     /// A task that never runs, built on `rt`'s runtime.
@@ -89,7 +89,17 @@ mod tests {
         let Ok(stack) = shared.stacks.get(shared.stacks.stack_size()) else { panic!("no stack") };
         // SAFETY: the closure borrows nothing.
         unsafe {
-            Task::new(None, shared, id, Some("spare".into()), stack, None, || (), Completer::detached())
+            Task::new(
+                None,
+                shared,
+                id,
+                Some("spare".into()),
+                Origin::here(),
+                stack,
+                None,
+                || (),
+                Completer::detached(),
+            )
         }
     }
 

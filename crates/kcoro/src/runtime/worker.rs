@@ -97,6 +97,8 @@ pub(crate) struct WorkerStats {
     pub(crate) steals: AtomicU64,
     pub(crate) inject_pulls: AtomicU64,
     pub(crate) resumes: AtomicU64,
+    /// The id of the coroutine running now, 0 for none (with coroutine detail on).
+    pub(crate) running: AtomicU64,
     pub(crate) partner_spins: AtomicU64,
     pub(crate) reused: AtomicU64,
     pub(crate) sleeps: AtomicU64,
@@ -341,10 +343,18 @@ impl Worker {
         } else if !task.is_started() {
             bump(&stats.started);
         }
+        let detail = self.shared.config.detail;
         loop {
             bump(&stats.resumes);
+            if detail {
+                stats.running.store(task.id(), Relaxed);
+            }
             // SAFETY: we popped `task` from one of our queues: no other thread runs it now.
-            match unsafe { task.run(self.index) } {
+            let ran = unsafe { task.run(self.index) };
+            if detail {
+                stats.running.store(0, Relaxed);
+            }
+            match ran {
                 RunResult::Yielded => {
                     let core = self.core();
                     // Alone on this worker and not due to look at the inbox and inject

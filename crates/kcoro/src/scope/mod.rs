@@ -243,6 +243,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     ///
     /// If the coroutine cannot be spawned, that is the scope's failure, and the handle
     /// joins with [`JoinError::Spawn`].
+    #[track_caller]
     pub fn spawn<F, O>(&'scope self, f: F) -> ScopedJoinHandle<'scope, O::Output>
     where
         F: FnOnce() -> O + Send + 'scope,
@@ -254,6 +255,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
 
     /// [`spawn`](Self::spawn) with options (stack size, name). The token is always the
     /// scope's.
+    #[track_caller]
     pub fn spawn_with<F, O>(&'scope self, opts: SpawnOptions, f: F) -> ScopedJoinHandle<'scope, O::Output>
     where
         F: FnOnce() -> O + Send + 'scope,
@@ -263,6 +265,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         self.spawn_under(self.state.token.clone(), opts, f)
     }
 
+    #[track_caller]
     pub(crate) fn spawn_under<F, O>(
         &'scope self,
         token: CancelToken,

@@ -120,7 +120,7 @@ impl ScopeState {
         }
         *self.owner.lock().unwrap_or_else(|p| p.into_inner()) = Some(park::current());
         while self.running.load(Acquire) != 0 {
-            park::park();
+            park::park_as(crate::coro::wait::Wait::SCOPE);
         }
         *self.owner.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use crate::coro::wait::Wait;
 use crate::park::{self, Unparker};
 
 /// A cancellation flag shared by clones, with children that follow it.
@@ -161,7 +162,7 @@ impl CancelToken {
     pub fn cancelled(&self) {
         let Some(_reg) = self.register(park::current()) else { return };
         while !self.is_cancelled() {
-            park::park();
+            park::park_as(Wait::CANCEL);
         }
     }
 
@@ -169,7 +170,7 @@ impl CancelToken {
     pub fn cancelled_deadline(&self, deadline: Instant) -> bool {
         let Some(_reg) = self.register(park::current()) else { return true };
         while !self.is_cancelled() {
-            if park::park_deadline(deadline) {
+            if park::park_deadline_as(deadline, Wait::CANCEL) {
                 return self.is_cancelled();
             }
         }

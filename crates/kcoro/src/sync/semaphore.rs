@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::waiter::{self, Owner, WaitError, WaitQueue, Waiter, Wakes};
+use crate::coro::wait::{self, Wait};
 use crate::sync::Cancelled;
 
 /// A counting semaphore for coroutines and threads, with FIFO hand-off to waiters.
@@ -139,7 +140,7 @@ impl Semaphore {
         }
         let w = st.queue.push(n);
         drop(st);
-        waiter::wait(self, &w, deadline)?;
+        waiter::wait(self, &w, deadline, Wait::sync(wait::SYNC_LOCK))?;
         Ok(SemaphorePermit { sem: self, n })
     }
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::waiter::{self, Owner, WaitError, WaitQueue, Waiter, Wakes};
+use crate::coro::wait::{self, Wait};
 use crate::sync::Cancelled;
 
 /// Waits for a set of coroutines (or threads) to finish. Clones share the group.
@@ -132,7 +133,7 @@ impl WaitGroup {
         }
         let w = st.queue.push(0);
         drop(st);
-        waiter::wait(&*self.inner, &w, deadline)
+        waiter::wait(&*self.inner, &w, deadline, Wait::sync(wait::SYNC_WAIT_GROUP))
     }
 }
 

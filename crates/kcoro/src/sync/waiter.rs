@@ -26,6 +26,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::coro::wait::Wait;
 use crate::loom::atomic::{AtomicBool, Ordering::*};
 use crate::park::{self, Unparker};
 use crate::sync::{Cancelled, current_token};
@@ -196,6 +197,7 @@ pub(crate) fn wait<O: Owner + ?Sized>(
     owner: &O,
     w: &Arc<Waiter>,
     deadline: Option<Instant>,
+    why: Wait,
 ) -> Result<(), WaitError> {
     /// Withdraws `w` if the frame unwinds while parked (a runtime shutting down unwinds
     /// its parked coroutines), so no grant goes to a dead waiter.
@@ -213,7 +215,7 @@ pub(crate) fn wait<O: Owner + ?Sized>(
     }
 
     let mut guard = OnUnwind { owner, w, armed: true };
-    let outcome = park_until_granted(w, deadline);
+    let outcome = park_until(|| w.is_granted(), deadline, why);
     guard.armed = false;
     match outcome {
         Ok(()) => Ok(()),
@@ -222,15 +224,15 @@ pub(crate) fn wait<O: Owner + ?Sized>(
     }
 }
 
-/// Step 3. `Err` only says why the waiter stopped waiting; it may have been granted since.
-fn park_until_granted(w: &Waiter, deadline: Option<Instant>) -> Result<(), WaitError> {
-    park_until(|| w.is_granted(), deadline)
-}
-
 /// Parks until `done()` holds, the caller's ambient token fires, or `deadline` passes.
 /// Whoever makes `done()` true must unpark the caller afterwards; the token and the timer
 /// wheel wake it otherwise, so nothing polls. `done()` wins a tie with either.
-pub(crate) fn park_until(done: impl Fn() -> bool, deadline: Option<Instant>) -> Result<(), WaitError> {
+/// `why` says what the caller waits on, for monitors.
+pub(crate) fn park_until(
+    done: impl Fn() -> bool,
+    deadline: Option<Instant>,
+    why: Wait,
+) -> Result<(), WaitError> {
     // Read only here, on the way to parking: operations that complete at once never touch it.
     let token = current_token();
     let _registration = match &token {
@@ -249,9 +251,9 @@ pub(crate) fn park_until(done: impl Fn() -> bool, deadline: Option<Instant>) -> 
             return Err(WaitError::Cancelled);
         }
         match deadline {
-            None => park::park(),
+            None => park::park_as(why),
             Some(d) => {
-                if park::park_deadline(d) && !done() {
+                if park::park_deadline_as(d, why) && !done() {
                     return Err(if cancelled() { WaitError::Cancelled } else { WaitError::Timeout });
                 }
             }
