@@ -37,8 +37,9 @@ struct ChanmonDocDoctests;
 mod addr;
 mod auth;
 mod client;
-pub mod element;
 #[cfg(feature = "server")]
+pub mod coros;
+pub mod element;
 pub mod monitor;
 pub mod proto;
 #[cfg(feature = "server")]
@@ -49,6 +50,7 @@ mod wire;
 
 pub use addr::Addr;
 pub use client::{ConnectOptions, Connection, RemoteReceiver, RemoteSender, ServerInfo, connect};
+pub use coros::{CoroutineInfo, CoroutineReport};
 pub use element::{DecodeError, Element, Postcard, SharedView};
 #[cfg(feature = "server")]
 pub use server::{Server, ServerBuilder};

@@ -32,6 +32,7 @@ use kcoro::net::{TcpStream, UnixStream};
 use kcoro::sync::CancelToken;
 use kcoro::zcopy::ZBuf;
 
+use crate::coros::CoroutineReport;
 use crate::proto::{
     Attr, Cmd, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, Limits, VERSION_MAJOR, VERSION_MINOR,
 };
@@ -385,6 +386,13 @@ impl Connection {
         let reply = self.request(Cmd::GET_SCHED, None, |_| {})?;
         let f = reply.check(Cmd::GET_SCHED)?;
         SchedStats::decode(f.need(Attr::SCHED)?).map_err(IpcError::from)
+    }
+
+    /// The server's runtime's coroutines (a monitor's; see [`crate::monitor`]).
+    pub fn coroutines(&self) -> Result<CoroutineReport, IpcError> {
+        let reply = self.request(Cmd::GET_COROS, None, |_| {})?;
+        let f = reply.check(Cmd::GET_COROS)?;
+        CoroutineReport::decode(f.need(Attr::COROS)?).map_err(IpcError::from)
     }
 
     /// One channel's counters, by id.

@@ -27,7 +27,7 @@ pub use frame::{Attrs, FrameBuf, FrameRef, Header, decode_header, split_frame};
 /// Protocol version spoken here. A peer with another major version is refused in HELLO.
 pub const VERSION_MAJOR: u32 = 1;
 /// Minor version: additions a reader may ignore.
-pub const VERSION_MINOR: u32 = 3;
+pub const VERSION_MINOR: u32 = 4;
 
 /// Bytes of a frame header.
 pub const HEADER_LEN: usize = 8;
@@ -57,6 +57,9 @@ impl Cmd {
     pub const LIST: Cmd = Cmd(6);
     /// The server's scheduler counters (one `SCHED`); `-ENOTSUP` unless it monitors.
     pub const GET_SCHED: Cmd = Cmd(7);
+    /// The monitored runtime's coroutines (one `COROS`); `-ENOTSUP` unless it monitors
+    /// (minor version 4).
+    pub const GET_COROS: Cmd = Cmd(8);
     /// Make a channel (`KIND`, `CAPACITY`, optional `NAME`).
     pub const CHAN_MAKE: Cmd = Cmd(10);
     /// Send `ELEMENT` (or `ZDESC`) with `TIMEOUT_MS`.
@@ -92,6 +95,8 @@ impl Cmd {
             Cmd::GET_STATS => "GET_STATS",
             Cmd::AUTH => "AUTH",
             Cmd::LIST => "LIST",
+            Cmd::GET_SCHED => "GET_SCHED",
+            Cmd::GET_COROS => "GET_COROS",
             Cmd::CHAN_MAKE => "CHAN_MAKE",
             Cmd::CHAN_SEND => "CHAN_SEND",
             Cmd::CHAN_TRY_SEND => "CHAN_TRY_SEND",
@@ -177,6 +182,8 @@ impl Attr {
     /// `u32`: 1 in a client's HELLO = send me no shared memory: every element of a reply
     /// comes inline, within my `MAX_FRAME` (minor version 3).
     pub const NO_SHM: Attr = Attr(57);
+    /// Nested: a runtime's coroutines (GET_COROS), see `coros::CoroutineReport`.
+    pub const COROS: Attr = Attr(58);
 }
 
 /// `EVENT` values of NOTIFY.

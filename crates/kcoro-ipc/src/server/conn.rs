@@ -33,6 +33,7 @@ use kcoro::zcopy::{ZBuf, ZDesc};
 
 use super::ServerInner;
 use super::served::{Encode, SendFail, Served, Wait};
+use crate::coros::CoroutineReport;
 use crate::proto::{
     Attr, Cmd, EVENT_CLOSED, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, ProtoError, VERSION_MAJOR,
     VERSION_MINOR,
@@ -172,14 +173,17 @@ impl ConnState {
     pub(crate) fn run(self: Arc<Self>) {
         let Some(rings) = lock(&self.rings).take() else { return };
         let (stream, outbox) = (Arc::clone(&self.stream), Arc::clone(&self.outbox));
-        let writer = kcoro::spawn(move || outbox.run_writer(&stream, &rings));
+        let writer =
+            kcoro::spawn_with(self.server.spawn_options(), move || outbox.run_writer(&stream, &rings));
         let mut frames = FrameReader::new(self.server.limits);
         while let Ok(Some(Flow::Go)) = frames.next(&self.stream, |f, fds| self.dispatch(f, fds)) {}
         // The peer is gone or refused: wake everything it was waiting on, drop its queues.
         self.token.cancel();
         self.outbox.close();
         lock(&self.feeders).clear();
-        let _ = writer.join();
+        if let Ok(w) = writer {
+            let _ = w.join();
+        }
         self.stream.shutdown();
         lock(&self.lent).clear();
         self.destroy_made();
@@ -290,6 +294,7 @@ impl ConnState {
             }
             Cmd::LIST => self.list(req, None),
             Cmd::GET_SCHED => self.sched(req),
+            Cmd::GET_COROS => self.coros(req),
             Cmd::GET_STATS => self.list(req, f.u64(Attr::CHAN_ID)?),
             Cmd::CHAN_OPEN => self.open(&f, req)?,
             Cmd::CHAN_MAKE => self.make(&f, req)?,
@@ -443,6 +448,18 @@ impl ConnState {
         };
         let s = SchedStats::now(stats);
         self.reply(Cmd::GET_SCHED, req, 0, |r| s.encode(r));
+    }
+
+    /// GET_COROS: the monitored runtime's coroutines.
+    fn coros(&self, req: u64) {
+        let Some(runtime) = &self.server.monitor else {
+            return self.refuse(Cmd::GET_COROS, req, -libc::ENOTSUP, "this server is not a monitor");
+        };
+        let Some(handle) = runtime.clone().or_else(kcoro::Handle::try_current) else {
+            return self.refuse(Cmd::GET_COROS, req, -libc::ENOTSUP, "no runtime to report");
+        };
+        let report = CoroutineReport::of(&handle);
+        self.reply(Cmd::GET_COROS, req, 0, |r| report.encode(r));
     }
 
     /// Whether OPEN or MAKE gave channel `id` to this connection.
@@ -649,7 +666,7 @@ impl ConnState {
         if chan.kind() == Kind::Rendezvous {
             let Some(token) = self.admit(cmd, req) else { return Ok(()) };
             let me = Arc::clone(self);
-            drop(kcoro::spawn(move || {
+            drop(kcoro::spawn_with(self.server.spawn_options(), move || {
                 let (at, release) = el.parts();
                 let r = chan.send(&at, &me.shm_rx, release, wait, Some(&token));
                 me.chan_result(cmd, req, r);
@@ -712,7 +729,7 @@ impl ConnState {
         let (tx, rx) = chan::unlimited::<Feed>();
         let queued = Arc::new(Queued::default());
         let (me, q) = (Arc::clone(self), Arc::clone(&queued));
-        drop(kcoro::spawn(move || {
+        drop(kcoro::spawn_with(self.server.spawn_options(), move || {
             for mut item in &rx {
                 let len = item.el.inline_len();
                 let (at, release) = item.el.parts();
@@ -743,7 +760,7 @@ impl ConnState {
         }
         let Some(token) = self.admit(cmd, req) else { return Ok(()) };
         let me = Arc::clone(self);
-        drop(kcoro::spawn(move || {
+        drop(kcoro::spawn_with(self.server.spawn_options(), move || {
             let r = chan.recv(wait, Some(&token));
             me.element_reply(cmd, req, &*chan, r);
             me.done(req);

@@ -69,6 +69,13 @@ pub(crate) struct ServerInner {
 }
 
 impl ServerInner {
+    /// Options for the server's own coroutines: a monitor's are daemons, left out of the
+    /// monitored program's deadlock detection (they only wait for connections).
+    pub(crate) fn spawn_options(&self) -> kcoro::SpawnOptions {
+        let opts = kcoro::SpawnOptions::new();
+        if self.monitor.is_some() { opts.daemon() } else { opts }
+    }
+
     pub(crate) fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -253,7 +260,8 @@ impl ServerBuilder {
             Addr::Unix(path) => {
                 let listener = bind_unix(&handle, path.clone(), self.unix_mode)?;
                 let i = Arc::clone(&inner);
-                drop(handle.spawn(move || accept_unix(i, listener)));
+                let opts = inner.spawn_options();
+                drop(handle.spawn_with(opts, move || accept_unix(i, listener)));
                 (self.addr.clone(), Some(path.clone()))
             }
             Addr::Tcp(hp) => {
@@ -261,7 +269,8 @@ impl ServerBuilder {
                 let listener = on(&handle, move || TcpListener::bind(hp.as_str()))??;
                 let local = listener.local_addr()?;
                 let i = Arc::clone(&inner);
-                drop(handle.spawn(move || accept_tcp(i, listener)));
+                let opts = inner.spawn_options();
+                drop(handle.spawn_with(opts, move || accept_tcp(i, listener)));
                 (Addr::Tcp(local.to_string()), None)
             }
         };
@@ -331,7 +340,7 @@ fn start_conn(server: &Arc<ServerInner>, stream: crate::wire::Stream) {
     let conn = ConnState::new(id, Arc::clone(server), stream);
     server.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::downgrade(&conn));
     let s = Arc::clone(server);
-    drop(kcoro::spawn(move || {
+    drop(kcoro::spawn_with(server.spawn_options(), move || {
         conn.run();
         s.forget_conn(id);
     }));
