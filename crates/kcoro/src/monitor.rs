@@ -150,10 +150,32 @@ fn escape(v: &str) -> String {
     out
 }
 
-/// The registry's channels and the current runtime's counters, rendered.
+/// Live coroutines by state, and whether the runtime is deadlocked now
+/// ([`crate::Handle::deadlock`]): `kcoro_coroutines{state=".."}` and `kcoro_deadlock`.
+pub fn prometheus_coroutines(running: u64, runnable: u64, parked: u64, deadlocked: bool) -> String {
+    let mut out =
+        String::from("# HELP kcoro_coroutines Live coroutines by state.\n# TYPE kcoro_coroutines gauge\n");
+    for (state, n) in [("running", running), ("runnable", runnable), ("parked", parked)] {
+        let _ = writeln!(out, "kcoro_coroutines{{state=\"{state}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP kcoro_deadlock 1 while every coroutine is parked with nothing left to wake one.\n\
+         # TYPE kcoro_deadlock gauge\nkcoro_deadlock {}",
+        u8::from(deadlocked)
+    );
+    out
+}
+
+/// The registry's channels and the current runtime's counters and coroutines, rendered.
 pub fn render_current() -> String {
-    let stats = crate::Handle::try_current().map(|h| h.stats());
-    prometheus(&registry::list(), stats.as_ref())
+    let Some(h) = crate::Handle::try_current() else { return prometheus(&registry::list(), None) };
+    let mut out = prometheus(&registry::list(), Some(&h.stats()));
+    let all = h.coroutines();
+    let count = |s: crate::inspect::State| all.iter().filter(|c| c.state == s).count() as u64;
+    use crate::inspect::State::*;
+    out += &prometheus_coroutines(count(Running), count(Runnable), count(Parked), h.deadlock().is_some());
+    out
 }
 
 /// Serves `/metrics` ([`render_current`]) at `addr` from a coroutine of the current
@@ -172,11 +194,13 @@ pub fn serve_with(
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     let render = std::sync::Arc::new(render);
-    crate::try_spawn(move || {
+    // Daemons: an endpoint waiting for scrapes never hides the program's deadlock.
+    let daemon = || crate::SpawnOptions::new().daemon();
+    crate::spawn_with(daemon(), move || {
         while let Ok((conn, _)) = listener.accept() {
             let render = std::sync::Arc::clone(&render);
             // A failed spawn (out of stacks) drops this connection, not the endpoint.
-            let _ = crate::try_spawn(move || answer(conn, &*render));
+            let _ = crate::spawn_with(daemon(), move || answer(conn, &*render));
         }
     })
     .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -324,5 +348,12 @@ mod tests {
         let text = &body[body.find("\r\n\r\n").unwrap() + 4..];
         assert!(parse(text).iter().any(|s| s.1.contains(&("channel".into(), "http-test".into()))));
         assert!(text.contains("kcoro_sched_workers"));
+        let states: Vec<String> = parse(text)
+            .into_iter()
+            .filter(|s| s.0 == "kcoro_coroutines")
+            .filter_map(|s| s.1.first().map(|l| l.1.clone()))
+            .collect();
+        assert_eq!(states, ["running", "runnable", "parked"], "{text}");
+        assert!(text.contains("\nkcoro_deadlock 0\n"), "{text}");
     }
 }
