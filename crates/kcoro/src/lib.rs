@@ -26,6 +26,7 @@ pub mod actor;
 pub mod chan;
 pub mod coro;
 mod error;
+pub mod future;
 pub mod inspect;
 mod loom;
 pub mod monitor;

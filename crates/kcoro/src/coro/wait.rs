@@ -34,6 +34,8 @@ pub(crate) mod kind {
     pub(crate) const SYNC: u8 = 8;
     pub(crate) const CANCEL: u8 = 9;
     pub(crate) const SCOPE: u8 = 10;
+    /// `future::wait`.
+    pub(crate) const FUTURE: u8 = 11;
 }
 
 /// The synchronisation primitives a [`kind::SYNC`] wait names (its `n` indexes this).
@@ -69,6 +71,7 @@ impl Wait {
     pub(crate) const SLEEP: Wait = Wait::of(kind::SLEEP, 0);
     pub(crate) const CANCEL: Wait = Wait::of(kind::CANCEL, 0);
     pub(crate) const SCOPE: Wait = Wait::of(kind::SCOPE, 0);
+    pub(crate) const FUTURE: Wait = Wait::of(kind::FUTURE, 0);
 
     pub(crate) const fn of(kind: u8, obj: u64) -> Wait {
         Wait { kind, n: 0, obj, extra: 0 }

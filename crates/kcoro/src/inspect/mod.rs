@@ -140,6 +140,8 @@ pub enum WaitOn {
     Cancel,
     /// A scope waiting for its children.
     Scope,
+    /// A future ([`future::wait`](crate::future::wait)).
+    Future,
 }
 
 impl fmt::Display for WaitOn {
@@ -167,6 +169,7 @@ impl fmt::Display for WaitOn {
             WaitOn::Sync(what) => f.write_str(what),
             WaitOn::Cancel => f.write_str("cancel token"),
             WaitOn::Scope => f.write_str("scope's children"),
+            WaitOn::Future => f.write_str("future"),
         }
     }
 }
@@ -266,6 +269,7 @@ pub(crate) fn describe(w: Wait, names: &HashMap<u64, String>) -> WaitOn {
         kind::SYNC => WaitOn::Sync(SYNC_NAMES.get(usize::from(w.n)).copied().unwrap_or("sync")),
         kind::CANCEL => WaitOn::Cancel,
         kind::SCOPE => WaitOn::Scope,
+        kind::FUTURE => WaitOn::Future,
         _ => WaitOn::Park,
     }
 }

@@ -16,3 +16,4 @@ pub use mutex::{Mutex, MutexGuard};
 pub use semaphore::{Semaphore, SemaphorePermit};
 pub use wait_group::WaitGroup;
 pub use waiter::WaitError;
+pub(crate) use waiter::deadline_after;
