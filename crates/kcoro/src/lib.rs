@@ -24,6 +24,7 @@
 
 pub mod actor;
 pub mod chan;
+pub mod compat;
 pub mod coro;
 mod error;
 pub mod future;
