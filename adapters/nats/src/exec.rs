@@ -1,31 +1,26 @@
-//! The bridge's executor: a current-thread tokio runtime on a thread of its own, where the
+//! The bridge's executor: the tokio runtime of kcoro's async bridge
+//! (`kcoro::compat::tokio`, one thread unless the program chose its own runtime), where the
 //! NATS client and every task that talks to it live.
 //!
 //! # Protocol
-//! 1. *Submit*: a caller (coroutine, thread or task) sends a boxed future on `jobs`, an
-//!    unbounded kcoro channel; the executor's loop receives it with `recv_async` and
-//!    spawns it as a tokio task.
+//! 1. *Submit*: a caller (coroutine, thread or task) spawns its future as a tokio task
+//!    straight onto that runtime (one wake of its thread, no queue of our own).
 //! 2. *Reply*: a [`Exec::call`] future ends by sending its result on a one-slot kcoro
 //!    channel the caller waits on with `recv_with`, so a coroutine parks (its worker runs
 //!    other coroutines) and a thread blocks; nothing spins.
 //! 3. *Abandon*: a caller that gives up (deadline, cancel token) drops its end of the
 //!    reply channel; long-running jobs see [`Reply::is_abandoned`] and stop retrying.
-//! 4. *Shut down*: when the last [`Exec`] handle drops, `jobs` closes, the loop ends and
-//!    the runtime is dropped with its tasks (the client's connection among them). The
-//!    connection's owner drains first (see `Shared`'s `Drop`), so acks already handed
-//!    over are not dropped with the tasks.
+//! 4. *Shut down*: the runtime outlives every connection; a connection's owner drains
+//!    what its tasks hold before it goes (see `Shared`'s `Drop`), so acks already handed
+//!    over reach the server.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Instant;
 
 use kcoro::chan::{self, ChanError};
 use kcoro::sync::CancelToken;
 
 use crate::NatsError;
-
-type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// When a caller stops waiting: a deadline, a cancel token, both or neither.
 #[derive(Clone, Copy, Default)]
@@ -69,42 +64,28 @@ pub(crate) fn reply_pair<R>() -> (Reply<R>, chan::Receiver<R>) {
     (Reply { tx }, rx)
 }
 
-/// A handle on the executor thread; cheap to clone.
+/// A handle on the executor; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Exec {
-    jobs: Arc<chan::Sender<Job>>,
-    thread: std::thread::ThreadId,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Exec {
-    /// Starts the executor thread.
-    pub(crate) fn start(name: &str) -> Result<Exec, NatsError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| NatsError::nats("start the executor", e))?;
-        let (jobs, rx) = chan::unlimited::<Job>();
-        let handle = std::thread::Builder::new()
-            .name(format!("kcoro-nats {name}"))
-            .spawn(move || {
-                rt.block_on(async move {
-                    while let Ok(job) = rx.recv_async().await {
-                        tokio::spawn(job);
-                    }
-                });
-            })
-            .map_err(|e| NatsError::nats("start the executor thread", e))?;
-        Ok(Exec { jobs: Arc::new(jobs), thread: handle.thread().id() })
+    /// The bridge's runtime (built on first use).
+    pub(crate) fn start() -> Result<Exec, NatsError> {
+        let runtime = kcoro::compat::tokio::handle().map_err(|e| NatsError::nats("start the executor", e))?;
+        Ok(Exec { runtime })
     }
 
-    /// True on the executor's own thread (where waiting for a job would wait forever).
+    /// True on one of the executor's threads (where waiting for a job could wait forever).
     pub(crate) fn is_current_thread(&self) -> bool {
-        std::thread::current().id() == self.thread
+        kcoro::compat::tokio::on_runtime_thread()
     }
 
     /// Runs `fut` on the executor without waiting for it.
     pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) -> Result<(), NatsError> {
-        self.jobs.send(Box::pin(fut)).map_err(|_| NatsError::Shutdown)
+        drop(self.runtime.spawn(fut));
+        Ok(())
     }
 
     /// Runs the future that `make` builds on the executor and waits for its result, as
@@ -149,7 +130,7 @@ mod tests {
 
     #[test]
     fn call_runs_on_the_executor_thread() {
-        let exec = Exec::start("test").unwrap();
+        let exec = Exec::start().unwrap();
         let here = std::thread::current().id();
         let there = exec.call(Wait::FOREVER, async { std::thread::current().id() }).unwrap();
         assert_ne!(here, there);
@@ -157,7 +138,7 @@ mod tests {
 
     #[test]
     fn call_from_a_coroutine_parks_and_returns() {
-        let exec = Exec::start("test").unwrap();
+        let exec = Exec::start().unwrap();
         let got = kcoro::run(move || {
             let handles: Vec<_> = (0..8u64)
                 .map(|i| {
@@ -177,7 +158,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_call_times_out_and_the_job_sees_it() {
-        let exec = Exec::start("test").unwrap();
+        let exec = Exec::start().unwrap();
         let (seen_tx, seen_rx) = chan::buffered::<bool>(1);
         let r: Result<(), _> =
             exec.call_with(Wait::timeout(Duration::from_millis(20)), move |reply| async move {

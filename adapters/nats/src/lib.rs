@@ -170,7 +170,7 @@ pub fn connect(url: &str) -> Result<Nats, NatsError> {
 
 /// Connects with options.
 pub fn connect_with(url: &str, opts: ConnectOptions) -> Result<Nats, NatsError> {
-    let exec = Exec::start(opts.name.as_deref().unwrap_or(url))?;
+    let exec = Exec::start()?;
     let url_owned = url.to_string();
     let fail = |cause: String| NatsError::Connect { url: url.to_string(), cause };
     let conn_opts = opts.clone();

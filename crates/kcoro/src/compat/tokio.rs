@@ -41,6 +41,26 @@ static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
 static OWNED: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
 static WORKERS: AtomicUsize = AtomicUsize::new(1);
 
+std::thread_local! {
+    /// Set on the threads of the runtime built here.
+    static RUNTIME_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Polls of [`wait`] under way on this thread (they enter tokio's context too).
+    static POLLING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// True on a thread of the tokio runtime [`wait`] uses (a task of it runs here): blocking
+/// in a kcoro wait there could hold up the very tasks being waited for.
+pub fn on_runtime_thread() -> bool {
+    if RUNTIME_THREAD.with(std::cell::Cell::get) {
+        return true;
+    }
+    // A handle of the program's: a tokio context that no `wait` of ours entered.
+    HANDLE.get().is_some()
+        && OWNED.get().is_none()
+        && POLLING.with(std::cell::Cell::get) == 0
+        && tokio::runtime::Handle::try_current().is_ok()
+}
+
 /// Why the tokio runtime could not be set or built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompatError {
@@ -75,6 +95,7 @@ pub fn handle() -> Result<tokio::runtime::Handle, CompatError> {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKERS.load(Relaxed))
             .thread_name("kcoro-tokio")
+            .on_thread_start(|| RUNTIME_THREAD.with(|t| t.set(true)))
             .enable_all()
             .build()
             .map_err(|e| e.to_string())
@@ -82,6 +103,22 @@ pub fn handle() -> Result<tokio::runtime::Handle, CompatError> {
     match built {
         Ok(rt) => Ok(HANDLE.get().cloned().unwrap_or_else(|| rt.handle().clone())),
         Err(e) => Err(CompatError::Build(e.clone())),
+    }
+}
+
+/// Counts a poll of ours under way on this thread, also when it unwinds.
+struct Polling;
+
+impl Polling {
+    fn enter() -> Polling {
+        POLLING.with(|p| p.set(p.get() + 1));
+        Polling
+    }
+}
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        POLLING.with(|p| p.set(p.get().saturating_sub(1)));
     }
 }
 
@@ -133,6 +170,7 @@ pub fn wait_with<F: IntoFuture>(
         // Entered around each poll only: a guard held across a park would outlive the
         // coroutine's turn on this thread.
         let _in_tokio = handle.enter();
+        let _counted = Polling::enter();
         fut.as_mut().poll(cx)
     });
     let _in_tokio = handle.enter();
