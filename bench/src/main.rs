@@ -17,6 +17,7 @@ mod adapter_suite;
 mod alloc_count;
 mod capi_suite;
 mod chan_suite;
+mod compat_suite;
 mod core_probe;
 mod go;
 mod harness;
@@ -44,6 +45,7 @@ static SUITES: &[&Suite] = &[
     &capi_suite::SUITE,
     &net_suite::SUITE,
     &nats_suite::SUITE,
+    &compat_suite::SUITE,
 ];
 
 /// Counts heap allocations while a suite asks it to (see [`alloc_count`]).
