@@ -425,6 +425,7 @@ Examples:
   kcoro chanmon --demo --once                   # one NDJSON sample, then exit
   kcoro chanmon ADDR --json samples.ndjson      # record; play back with --replay samples.ndjson
   kcoro chanmon ADDR --check 'fill>0.9 for 5s'  # exit 1 when a threshold is crossed
+  kcoro chanmon ADDR --check deadlock           # exit 1 with the report when the process deadlocks
   kcoro chanmon ADDR --prometheus 127.0.0.1:9464
 
 Exit codes: 0 done, 1 a --check crossed, 2 bad usage, 3 cannot attach or the process went away.";
@@ -462,9 +463,16 @@ pub struct ChanmonArgs {
     pub samples: Option<u64>,
     /// Exit 1 when [CHANNEL:]METRIC OP NUMBER [for DURATION] holds (repeatable); metrics:
     /// fill, len, parked, parked_senders, parked_receivers, sends_per_sec, recvs_per_sec,
-    /// bytes_per_sec, failures_per_sec, failures, overflow_drops
+    /// bytes_per_sec, failures_per_sec, failures, overflow_drops. Or `deadlock [for
+    /// DURATION]`: the source reports the same deadlock (in two samples at least); or
+    /// `[CHANNEL:]stuck [for DURATION]`: a coroutine parked on a channel that long
+    /// (default --stuck-after) while nothing happened on its other side
     #[arg(long, value_name = "EXPR")]
     pub check: Vec<String>,
+    /// Flag a coroutine parked on a channel this long with no sender (or receiver) moving
+    /// on it: like 5s, 500ms, 2m
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub stuck_after: Duration,
     /// Serve the counters at http://ADDR/metrics (Prometheus text format)
     #[arg(long, value_name = "ADDR")]
     pub prometheus: Option<String>,
@@ -511,6 +519,10 @@ fn parse_seconds(v: &str) -> Result<Duration, String> {
         return Err(format!("must be more than 0 and at most {MAX_SECONDS}"));
     }
     Ok(Duration::from_secs_f64(s))
+}
+
+fn parse_duration(v: &str) -> Result<Duration, String> {
+    crate::chanmon::humantime_secs(v).ok_or_else(|| format!("{v:?} is not a duration like 5s, 500ms or 2m"))
 }
 
 fn parse_data(v: &str) -> Result<Data, String> {

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //!   EXPR   := [CHANNEL ':'] METRIC OP NUMBER [ 'for' DURATION ]
+//!           | 'deadlock' [ 'for' DURATION ]
+//!           | [CHANNEL ':'] 'stuck' [ 'for' DURATION ]
 //!   METRIC := fill | len | parked | parked_senders | parked_receivers | sends_per_sec
 //!           | recvs_per_sec | bytes_per_sec | failures_per_sec | failures | overflow_drops
 //!   OP     := > | >= | < | <= | == | !=
@@ -11,6 +13,13 @@
 //! name. A check *crosses* when its condition has held on one channel for every sample of
 //! at least `DURATION` (measured on the samples' clock; without `for`, one sample is
 //! enough). Rate metrics need two samples, so they cannot cross on the first.
+//!
+//! `deadlock` crosses when the source has reported the same deadlock (the same parks) for
+//! `DURATION`, and at least in two consecutive samples (without `for`: two samples are
+//! enough); the report is part of the message. `stuck` crosses when the stuck lint flags
+//! a coroutine (on `CHANNEL`, if named): parked on a channel for `DURATION` (without
+//! `for`: `--stuck-after`) while nothing happened on its other side (see
+//! [`super::corostate`]). Both need a source that reports coroutines.
 
 use std::time::Duration;
 
@@ -68,15 +77,25 @@ impl Op {
     }
 }
 
+/// What a check looks at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Condition {
+    /// A channel's metric against a number.
+    Metric { metric: Metric, op: Op, value: f64 },
+    /// The source reports the same deadlock.
+    Deadlock,
+    /// The stuck lint flags a coroutine.
+    Stuck,
+}
+
 /// One parsed `--check`, with how long its condition has held on each channel.
 #[derive(Debug, Clone)]
 pub struct Check {
     text: String,
     channel: Option<String>,
-    metric: Metric,
-    op: Op,
-    value: f64,
-    hold: Duration,
+    condition: Condition,
+    /// `for DURATION`, if given.
+    hold: Option<Duration>,
     /// Channel id → clock (ns) of the first sample of the current run where it held.
     since: Vec<(u64, u64)>,
 }
@@ -88,39 +107,56 @@ impl std::str::FromStr for Check {
         let bad = |why: &str| format!("bad --check {text:?}: {why}");
         let (cond, hold) = match text.split_once(" for ") {
             Some((c, d)) => {
-                (c.trim(), humantime_secs(d.trim()).ok_or_else(|| bad("DURATION is like 5s or 500ms"))?)
+                (c.trim(), Some(humantime_secs(d.trim()).ok_or_else(|| bad("DURATION is like 5s or 500ms"))?))
             }
-            None => (text.trim(), Duration::ZERO),
+            None => (text.trim(), None),
+        };
+        let check = |channel: Option<&str>, condition| Check {
+            text: text.to_string(),
+            channel: channel.map(str::to_string),
+            condition,
+            hold,
+            since: Vec::new(),
         };
         let ops =
             [(">=", Op::Ge), ("<=", Op::Le), ("==", Op::Eq), ("!=", Op::Ne), (">", Op::Gt), ("<", Op::Lt)];
-        let (at, op_text, op) = ops
+        let found = ops
             .iter()
             .filter_map(|(t, o)| cond.find(t).map(|i| (i, *t, *o)))
-            .min_by_key(|(i, t, _)| (*i, std::cmp::Reverse(t.len())))
-            .ok_or_else(|| bad("no comparison (>, >=, <, <=, ==, !=)"))?;
-        let (lhs, rhs) = (cond[..at].trim(), cond[at + op_text.len()..].trim());
-        let value: f64 = rhs
+            .min_by_key(|(i, t, _)| (*i, std::cmp::Reverse(t.len())));
+        let lhs = found.map_or(cond, |(at, _, _)| cond[..at].trim());
+        let (channel, metric_name) = match lhs.rsplit_once(':') {
+            Some((c, m)) => (Some(c.trim()), m.trim()),
+            None => (None, lhs),
+        };
+        match (metric_name, found, channel) {
+            ("deadlock", None, None) => return Ok(check(None, Condition::Deadlock)),
+            ("deadlock", None, Some(_)) => return Err(bad("a deadlock is the whole process's: no CHANNEL:")),
+            ("stuck", None, channel) => return Ok(check(channel, Condition::Stuck)),
+            ("deadlock" | "stuck", Some(_), _) => {
+                return Err(bad(&format!("{metric_name} takes no comparison")));
+            }
+            _ => {}
+        }
+        let (at, op_text, op) = found.ok_or_else(|| bad("no comparison (>, >=, <, <=, ==, !=)"))?;
+        let value: f64 = cond[at + op_text.len()..]
+            .trim()
             .parse()
             .ok()
             .filter(|v: &f64| v.is_finite())
             .ok_or_else(|| bad("the right side must be a finite number"))?;
-        let (channel, metric_name) = match lhs.rsplit_once(':') {
-            Some((c, m)) => (Some(c.trim().to_string()), m.trim()),
-            None => (None, lhs),
-        };
         let metric = METRICS.iter().find(|(n, _)| *n == metric_name).map(|(_, m)| *m).ok_or_else(|| {
             bad(&format!(
-                "unknown metric {metric_name:?}; one of {}",
+                "unknown metric {metric_name:?}; one of {}, or deadlock, stuck",
                 METRICS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
             ))
         })?;
-        Ok(Check { text: text.to_string(), channel, metric, op, value, hold, since: Vec::new() })
+        Ok(check(channel, Condition::Metric { metric, op, value }))
     }
 }
 
 /// `5s`, `500ms`, `2m`, or a plain number of seconds.
-fn humantime_secs(s: &str) -> Option<Duration> {
+pub fn humantime_secs(s: &str) -> Option<Duration> {
     let (num, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map_or((s, "s"), |i| (&s[..i], &s[i..]));
     let n: f64 = num.trim().parse().ok()?;
     let secs = match unit {
@@ -151,9 +187,19 @@ fn measure(metric: Metric, t: &Tracked) -> Option<f64> {
 }
 
 impl Check {
-    /// For the first sample: an error when the check names a channel the process does
-    /// not have (a typo would otherwise never cross, and a script would wait for ever).
-    pub fn names_a_channel_missing_from(&self, sample: &super::sample::Sample) -> Option<String> {
+    /// For the first sample: why the check could never cross on this source, if so. A
+    /// check naming a channel the process does not have (a typo), or looking at
+    /// coroutines of a source that reports none, would never cross, and a script would
+    /// wait for ever.
+    pub fn cannot_judge(&self, sample: &super::sample::Sample) -> Option<String> {
+        let on_coroutines = matches!(self.condition, Condition::Stuck | Condition::Deadlock);
+        if on_coroutines && sample.coroutines.is_none() {
+            return Some(format!(
+                "--check {:?}: the source reports no coroutines (a server without the monitor, or a \
+                 recording made before chanmon read them)",
+                self.text
+            ));
+        }
         let name = self.channel.as_deref()?;
         if sample.channels.iter().any(|c| c.name == name) {
             return None;
@@ -170,21 +216,59 @@ impl Check {
 
     /// Evaluates the latest sample; `Some(message)` if the check crossed.
     pub fn evaluate(&mut self, state: &State) -> Option<String> {
+        match self.condition {
+            Condition::Metric { metric, op, value } => self.evaluate_metric(state, metric, op, value),
+            Condition::Deadlock => {
+                let d = state.coros.deadlock()?;
+                let held = state.coros.deadlock_held()?;
+                (d.samples >= 2 && self.hold.is_none_or(|h| held >= h)).then(|| {
+                    format!(
+                        "check crossed: {} (the same deadlock in {} samples over {:.1}s)\n{}",
+                        self.text,
+                        d.samples,
+                        held.as_secs_f64(),
+                        d.report.trim_end()
+                    )
+                })
+            }
+            Condition::Stuck => {
+                let threshold = self.hold.unwrap_or(state.coros.stuck_after);
+                let stuck: Vec<String> = state
+                    .coros
+                    .all_stuck(threshold)
+                    .into_iter()
+                    .filter(|(_, s)| self.channel.as_ref().is_none_or(|c| *c == s.channel))
+                    .map(|(c, s)| {
+                        let name = c.name.as_deref().map(|n| format!(" {n:?}")).unwrap_or_default();
+                        let wait = c.wait.as_deref().unwrap_or("?");
+                        format!(
+                            "  coroutine {}{name} waits on {wait}: {s} (spawned at {})",
+                            c.id, c.spawned_at
+                        )
+                    })
+                    .collect();
+                (!stuck.is_empty()).then(|| format!("check crossed: {}\n{}", self.text, stuck.join("\n")))
+            }
+        }
+    }
+
+    fn evaluate_metric(&mut self, state: &State, metric: Metric, op: Op, value: f64) -> Option<String> {
         let now = state.taken_ns;
+        let hold = self.hold.unwrap_or(Duration::ZERO);
         let mut still = Vec::new();
         let mut crossed = None;
         for t in state.rows(super::state::SortKey::Name, "") {
             if self.channel.as_ref().is_some_and(|c| *c != t.now.name) {
                 continue;
             }
-            let Some(v) = measure(self.metric, t) else { continue };
-            if !self.op.holds(v, self.value) {
+            let Some(v) = measure(metric, t) else { continue };
+            if !op.holds(v, value) {
                 continue;
             }
             let since = self.since.iter().find(|(id, _)| *id == t.now.id).map_or(now, |(_, s)| *s);
             still.push((t.now.id, since));
             let held = Duration::from_nanos(now.saturating_sub(since));
-            if crossed.is_none() && held >= self.hold {
+            if crossed.is_none() && held >= hold {
                 crossed = Some(format!("check crossed: {} (channel {}: {v:.3})", self.text, t.now.name));
             }
         }
@@ -195,7 +279,8 @@ impl Check {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sample::{ChannelSample, FailureCounts, SCHEMA, Sample};
+    use super::super::corostate::tests::{parked_on, report};
+    use super::super::sample::{ChannelSample, CoroutinesSample, FailureCounts, SCHEMA, Sample};
     use super::*;
 
     fn chan(len: u64, parked: u64) -> ChannelSample {
@@ -228,6 +313,7 @@ mod tests {
             source: "t".into(),
             channels: vec![c],
             sched: None,
+            coroutines: None,
         });
     }
 
@@ -235,13 +321,38 @@ mod tests {
     fn parses_and_refuses() {
         let c: Check = "ingress:fill>0.9 for 5s".parse().unwrap();
         assert_eq!(
-            (c.channel.as_deref(), c.metric, c.op, c.value),
-            (Some("ingress"), Metric::Fill, Op::Gt, 0.9)
+            (c.channel.as_deref(), c.condition),
+            (Some("ingress"), Condition::Metric { metric: Metric::Fill, op: Op::Gt, value: 0.9 })
         );
-        assert_eq!(c.hold, Duration::from_secs(5));
+        assert_eq!(c.hold, Some(Duration::from_secs(5)));
         let c: Check = "parked_senders>=100".parse().unwrap();
-        assert_eq!((c.channel, c.op, c.hold), (None, Op::Ge, Duration::ZERO));
-        for bad in ["fill", "fill>x", "bogus>1", "fill>1 for ever", "fill>nan", "len<inf", "len>-inf"] {
+        assert_eq!(
+            (c.channel, c.condition, c.hold),
+            (None, Condition::Metric { metric: Metric::ParkedSenders, op: Op::Ge, value: 100.0 }, None)
+        );
+        let c: Check = "deadlock".parse().unwrap();
+        assert_eq!((c.condition, c.hold), (Condition::Deadlock, None));
+        let c: Check = "deadlock for 2s".parse().unwrap();
+        assert_eq!((c.condition, c.hold), (Condition::Deadlock, Some(Duration::from_secs(2))));
+        let c: Check = "jobs:stuck for 500ms".parse().unwrap();
+        assert_eq!(
+            (c.channel.as_deref(), c.condition, c.hold),
+            (Some("jobs"), Condition::Stuck, Some(Duration::from_millis(500)))
+        );
+        for bad in [
+            "fill",
+            "fill>x",
+            "bogus>1",
+            "fill>1 for ever",
+            "fill>nan",
+            "len<inf",
+            "len>-inf",
+            "deadlock>0",
+            "jobs:deadlock",
+            "stuck==1",
+            "stuck for ever",
+            "deadlocked",
+        ] {
             assert!(bad.parse::<Check>().is_err(), "{bad} must be refused");
         }
     }
@@ -272,16 +383,14 @@ mod tests {
             source: "t".into(),
             channels: names.iter().map(|n| ChannelSample { name: (*n).to_string(), ..chan(0, 0) }).collect(),
             sched: None,
+            coroutines: None,
         };
         let typo: Check = "ingres:fill>0.9".parse().unwrap();
-        let e = typo.names_a_channel_missing_from(&sample(&["ingress", "egress"])).unwrap();
+        let e = typo.cannot_judge(&sample(&["ingress", "egress"])).unwrap();
         assert!(e.contains("\"ingres\"") && e.contains("egress, ingress"), "{e}");
-        assert!(typo.names_a_channel_missing_from(&sample(&["ingres"])).is_none());
+        assert!(typo.cannot_judge(&sample(&["ingres"])).is_none());
         let any: Check = "fill>0.9".parse().unwrap();
-        assert!(
-            any.names_a_channel_missing_from(&sample(&[])).is_none(),
-            "no channel named: nothing to miss"
-        );
+        assert!(any.cannot_judge(&sample(&[])).is_none(), "no channel named: nothing to miss");
     }
 
     #[test]
@@ -294,5 +403,102 @@ mod tests {
         assert!(r.evaluate(&s).is_none(), "no rate from one sample");
         feed(&mut s, 1, chan(0, 3));
         assert!(r.evaluate(&s).is_some());
+    }
+
+    fn with_coroutines(
+        secs: u64,
+        channels: Vec<ChannelSample>,
+        coroutines: Option<CoroutinesSample>,
+    ) -> Sample {
+        Sample {
+            schema: SCHEMA,
+            taken_ns: secs * 1_000_000_000,
+            source: "t".into(),
+            channels,
+            sched: None,
+            coroutines,
+        }
+    }
+
+    /// Coroutines 1 and 2 deadlocked, coroutine 1 in park `seq`.
+    fn deadlocked(seq: u32) -> CoroutinesSample {
+        let mut list = vec![parked_on(1, seq, 5, false, 0), parked_on(2, 1, 6, false, 0)];
+        for c in &mut list {
+            c.in_deadlock = true;
+        }
+        report(
+            list,
+            Some("deadlock: all 2 coroutines are parked\n  coroutine 1 \"c1\" waits on recv on ch5\n"),
+        )
+    }
+
+    #[test]
+    fn deadlock_crosses_on_the_same_deadlock_in_two_samples_or_for_its_duration() {
+        let mut bare: Check = "deadlock".parse().unwrap();
+        let mut long: Check = "deadlock for 3s".parse().unwrap();
+        let mut s = State::new();
+        s.update(with_coroutines(0, vec![], Some(report(vec![], None))));
+        assert!(bare.evaluate(&s).is_none(), "no deadlock");
+        s.update(with_coroutines(1, vec![], Some(deadlocked(1))));
+        assert!(bare.evaluate(&s).is_none(), "one sample of it: it may be a moment's");
+        s.update(with_coroutines(2, vec![], Some(deadlocked(2))));
+        assert!(bare.evaluate(&s).is_none(), "coroutine 1 moved: a new one");
+        s.update(with_coroutines(3, vec![], Some(deadlocked(2))));
+        let msg = bare.evaluate(&s).unwrap();
+        assert!(
+            msg.starts_with("check crossed: deadlock (the same deadlock in 2 samples over 1.0s)"),
+            "{msg}"
+        );
+        assert!(msg.contains("coroutine 1 \"c1\" waits on recv on ch5"), "the report follows: {msg}");
+        assert!(long.evaluate(&s).is_none(), "1 s of 3");
+        s.update(with_coroutines(5, vec![], Some(deadlocked(2))));
+        assert!(long.evaluate(&s).unwrap().contains("3 samples over 3.0s"));
+    }
+
+    #[test]
+    fn stuck_crosses_on_the_lint_with_its_own_threshold_or_stuck_after() {
+        let idle = || chan_named(1, "jobs", 4);
+        let busy = |n: u64| chan_named(2, "flowing", n);
+        let both = |secs: u64, flow: u64| {
+            let list = vec![parked_on(7, 1, 1, false, 0), parked_on(8, secs as u32, 2, false, 0)];
+            with_coroutines(secs, vec![idle(), busy(flow)], Some(report(list, None)))
+        };
+        let mut any: Check = "stuck for 2s".parse().unwrap();
+        let mut flowing: Check = "flowing:stuck for 1s".parse().unwrap();
+        let mut default: Check = "stuck".parse().unwrap();
+        let mut s = State::new();
+        for secs in 0..2 {
+            s.update(both(secs, secs * 10));
+            assert!(any.evaluate(&s).is_none() && flowing.evaluate(&s).is_none(), "at {secs} s");
+        }
+        s.update(both(2, 20));
+        let msg = any.evaluate(&s).unwrap();
+        assert!(
+            msg.contains("coroutine 7 \"c7\" waits on recv on ch1: stuck: no sender on jobs for 2.0s"),
+            "{msg}"
+        );
+        assert!(!msg.contains("flowing"), "{msg}");
+        assert!(flowing.evaluate(&s).is_none(), "flowing keeps flowing");
+        assert!(default.evaluate(&s).is_none(), "--stuck-after is 5 s");
+        s.coros.stuck_after = Duration::from_secs(1);
+        assert!(default.evaluate(&s).is_some());
+    }
+
+    #[test]
+    fn coroutine_checks_need_a_source_that_reports_coroutines() {
+        let old = with_coroutines(1, vec![chan_named(1, "jobs", 0)], None);
+        for text in ["deadlock", "stuck for 1s", "jobs:stuck"] {
+            let c: Check = text.parse().unwrap();
+            let e = c.cannot_judge(&old).unwrap();
+            assert!(e.contains("reports no coroutines"), "{e}");
+        }
+        let new = with_coroutines(1, vec![chan_named(1, "jobs", 0)], Some(report(vec![], None)));
+        assert!("jobs:stuck".parse::<Check>().unwrap().cannot_judge(&new).is_none());
+        let e = "job:stuck".parse::<Check>().unwrap().cannot_judge(&new).unwrap();
+        assert!(e.contains("no channel named \"job\""), "{e}");
+    }
+
+    fn chan_named(id: u64, name: &str, sends: u64) -> ChannelSample {
+        super::super::state::tests::chan(id, name, sends, 0)
     }
 }

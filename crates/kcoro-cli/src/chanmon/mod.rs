@@ -13,6 +13,7 @@
 //! attach, or the monitored process went away).
 
 mod check;
+mod corostate;
 mod demo;
 pub mod sample;
 mod source;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::args::ChanmonArgs;
 use check::Check;
+pub use check::humantime_secs;
 use sample::Sample;
 use source::{Local, Remote, Replay, ReplayError, Source};
 use state::State;
@@ -95,6 +97,7 @@ pub fn run(a: &ChanmonArgs) -> ExitCode {
     }
     let color = !a.no_color && std::env::var_os("NO_COLOR").is_none();
     let mut app = view::App::new(a.ascii, color);
+    app.state.coros.stuck_after = a.stuck_after;
     app.replay = source.replay_of().map(str::to_string);
     match tui::run(source, app, a.interval) {
         Ok(None) => ExitCode::SUCCESS,
@@ -121,6 +124,7 @@ fn headless(source: &mut dyn Source, mut checks: Vec<Check>, a: &ChanmonArgs) ->
     let print = a.json.is_some() || a.once;
     let limit = if a.once { Some(1) } else { a.samples };
     let mut state = State::new();
+    state.coros.stuck_after = a.stuck_after;
     let mut ticker = Ticker::new(a.interval, Instant::now());
     let mut taken = 0u64;
     loop {
@@ -137,7 +141,7 @@ fn headless(source: &mut dyn Source, mut checks: Vec<Check>, a: &ChanmonArgs) ->
             return ExitCode::SUCCESS; // the reader went away (`| head`)
         }
         if taken == 0
-            && let Some(e) = checks.iter().find_map(|c| c.names_a_channel_missing_from(&sample))
+            && let Some(e) = checks.iter().find_map(|c| c.cannot_judge(&sample))
         {
             let _ = out.flush();
             return usage_error(e);

@@ -5,8 +5,11 @@
 //! Counters are cumulative, exactly as the channel keeps them; rates are never stored,
 //! only computed from two samples ([`super::state`]), so a recording replays exactly.
 
+use std::time::Duration;
+
 use kcoro::chan::{Kind, Snapshot};
 use kcoro_ipc::ChannelStats;
+use kcoro_ipc::coros::CoroutineReport;
 use serde::{Deserialize, Serialize};
 
 /// The `schema` field of every line; bumped when a field changes meaning.
@@ -25,6 +28,109 @@ pub struct Sample {
     pub channels: Vec<ChannelSample>,
     /// The scheduler's counters, when the source reports them.
     pub sched: Option<SchedSample>,
+    /// The coroutines and the deadlock the source sees, when it reports them (absent
+    /// from recordings made before chanmon read them, which still replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coroutines: Option<CoroutinesSample>,
+}
+
+/// The monitored runtime's coroutines at the sample's instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoroutinesSample {
+    /// Live coroutines, and of them running, runnable and parked.
+    pub total: u64,
+    pub running: u64,
+    pub runnable: u64,
+    pub parked: u64,
+    /// The coroutines listed (the source may list fewer than `total`: the longest parked
+    /// first).
+    pub list: Vec<CoroutineSample>,
+    /// The source's deadlock report, when it sees one now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadlock: Option<String>,
+    /// Threads outside the runtime waiting in kcoro primitives (`name: what`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub threads: Vec<String>,
+}
+
+/// One coroutine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoroutineSample {
+    pub id: u64,
+    pub name: Option<String>,
+    /// The worker it runs on, once started.
+    pub worker: Option<u64>,
+    /// `running`, `runnable` or `parked`.
+    pub state: String,
+    /// What it waits on (`recv on jobs`), when parked.
+    pub wait: Option<String>,
+    /// Time left before its park's deadline.
+    pub deadline_in_ns: Option<u64>,
+    /// How long it has been in this park, counted by the source from its first look at
+    /// the park.
+    pub parked_for_ns: Option<u64>,
+    /// Changes with every park.
+    pub park_seq: u32,
+    /// `file:line:column` of its spawn.
+    pub spawned_at: String,
+    /// Left out of deadlock detection.
+    pub daemon: bool,
+    /// The channel a send or receive waits on (a [`ChannelSample::id`]).
+    pub wait_channel: Option<WaitChannel>,
+    /// Part of the deadlock the source reports.
+    pub in_deadlock: bool,
+}
+
+/// The channel a parked send or receive waits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitChannel {
+    /// The channel's [`ChannelSample::id`].
+    pub id: u64,
+    /// A send (else a receive).
+    pub send: bool,
+}
+
+impl CoroutinesSample {
+    /// From a coroutine report (GET_COROS, or built in this process).
+    pub fn from_report(r: &CoroutineReport) -> CoroutinesSample {
+        let ns = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        CoroutinesSample {
+            total: r.total,
+            running: r.running,
+            runnable: r.runnable,
+            parked: r.parked,
+            list: r
+                .coroutines
+                .iter()
+                .map(|c| CoroutineSample {
+                    id: c.id,
+                    name: c.name.clone(),
+                    worker: c.worker,
+                    state: c.state.clone(),
+                    wait: c.wait.clone(),
+                    deadline_in_ns: ns(c.deadline_in),
+                    parked_for_ns: ns(c.parked_for),
+                    park_seq: c.park_seq,
+                    spawned_at: c.spawned_at.clone(),
+                    daemon: c.daemon,
+                    wait_channel: c.wait_channel.map(|(id, send)| WaitChannel { id, send }),
+                    in_deadlock: c.in_deadlock,
+                })
+                .collect(),
+            deadlock: r.deadlock.clone(),
+            threads: r.threads.clone(),
+        }
+    }
+
+    /// The identity of the reported deadlock: its coroutines' (id, park sequence), sorted
+    /// (the same in two samples: nothing moved in between). `None` without a deadlock.
+    pub fn deadlock_key(&self) -> Option<Vec<(u64, u32)>> {
+        self.deadlock.as_ref()?;
+        let mut key: Vec<(u64, u32)> =
+            self.list.iter().filter(|c| c.in_deadlock).map(|c| (c.id, c.park_seq)).collect();
+        key.sort_unstable();
+        Some(key)
+    }
 }
 
 /// Failed operations of one direction, by reason.
@@ -263,9 +369,68 @@ impl SchedSample {
 }
 
 impl Sample {
-    /// The Prometheus text exposition of this sample.
+    /// The Prometheus text exposition of this sample (with the coroutine gauges when the
+    /// source reports coroutines).
     pub fn to_prometheus(&self) -> String {
         let snaps: Vec<Snapshot> = self.channels.iter().map(ChannelSample::to_snapshot).collect();
-        kcoro::monitor::prometheus(&snaps, self.sched.map(|s| s.to_stats()).as_ref())
+        let mut out = kcoro::monitor::prometheus(&snaps, self.sched.map(|s| s.to_stats()).as_ref());
+        if let Some(c) = &self.coroutines {
+            out +=
+                &kcoro::monitor::prometheus_coroutines(c.running, c.runnable, c.parked, c.deadlock.is_some());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recording_from_before_the_coroutines_still_replays() {
+        let old = r#"{"schema":1,"taken_ns":5,"source":"demo","channels":[],"sched":null}"#;
+        let s = Sample::from_line(old).unwrap();
+        assert_eq!((s.taken_ns, &s.coroutines), (5, &None));
+        assert_eq!(s.to_line(), old, "and a sample without them is written as before");
+    }
+
+    #[test]
+    fn coroutines_survive_a_line_and_export_their_gauges() {
+        let report = CoroutineReport {
+            total: 2,
+            running: 0,
+            runnable: 0,
+            parked: 2,
+            deadlock: Some("deadlock: all 2 coroutines are parked".into()),
+            coroutines: vec![kcoro_ipc::CoroutineInfo {
+                id: 3,
+                name: Some("a".into()),
+                state: "parked".into(),
+                wait: Some("recv on left".into()),
+                parked_for: Some(Duration::from_millis(1500)),
+                park_seq: 4,
+                spawned_at: "src/main.rs:9:5".into(),
+                wait_channel: Some((11, false)),
+                in_deadlock: true,
+                ..kcoro_ipc::CoroutineInfo::default()
+            }],
+            threads: vec!["main: join of coroutine 1".into()],
+        };
+        let coros = CoroutinesSample::from_report(&report);
+        assert_eq!(coros.list[0].parked_for_ns, Some(1_500_000_000));
+        assert_eq!(coros.list[0].wait_channel, Some(WaitChannel { id: 11, send: false }));
+        assert_eq!(coros.deadlock_key(), Some(vec![(3, 4)]));
+        let s = Sample {
+            schema: SCHEMA,
+            taken_ns: 1,
+            source: "t".into(),
+            channels: vec![],
+            sched: None,
+            coroutines: Some(coros),
+        };
+        assert_eq!(Sample::from_line(&s.to_line()), Ok(s.clone()));
+        let text = s.to_prometheus();
+        assert!(text.contains("kcoro_coroutines{state=\"parked\"} 2\n"), "{text}");
+        assert!(text.contains("\nkcoro_deadlock 1\n"), "{text}");
     }
 }

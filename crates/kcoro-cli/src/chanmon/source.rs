@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kcoro_ipc::{ConnectOptions, Connection, IpcError};
 
-use super::sample::{ChannelSample, SCHEMA, Sample, SchedSample};
+use super::sample::{ChannelSample, CoroutinesSample, SCHEMA, Sample, SchedSample};
 
 /// A stream of samples.
 pub trait Source: Send {
@@ -46,11 +46,8 @@ impl Remote {
     fn sample(&self, conn: &Connection) -> Result<Sample, IpcError> {
         let stats = conn.list()?;
         // A server that serves channels without the monitor has no scheduler to report.
-        let sched = match conn.sched() {
-            Ok(s) => Some(s),
-            Err(IpcError::Refused { code, .. }) if code == -libc::ENOTSUP => None,
-            Err(e) => return Err(e),
-        };
+        let sched = unsupported_is_none(conn.sched())?;
+        let coroutines = unsupported_is_none(conn.coroutines())?;
         let taken_ns = sched.map(|s| s.taken_ns).into_iter().chain(stats.iter().map(|s| s.taken_ns)).max();
         Ok(Sample {
             schema: SCHEMA,
@@ -58,7 +55,17 @@ impl Remote {
             source: self.addr.clone(),
             channels: stats.iter().map(ChannelSample::from_stats).collect(),
             sched: sched.map(|s| SchedSample::from(&s.stats)),
+            coroutines: coroutines.as_ref().map(CoroutinesSample::from_report),
         })
+    }
+}
+
+/// A request a server that is not a monitor refuses (ENOTSUP) answers `None`.
+fn unsupported_is_none<T>(answer: Result<T, IpcError>) -> Result<Option<T>, IpcError> {
+    match answer {
+        Ok(v) => Ok(Some(v)),
+        Err(IpcError::Refused { code, .. }) if code == -libc::ENOTSUP => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -85,7 +92,8 @@ impl Source for Remote {
     }
 }
 
-/// This process: kcoro's registry of named channels and one runtime's counters.
+/// This process: kcoro's registry of named channels, one runtime's counters and its
+/// coroutines.
 pub struct Local {
     runtime: kcoro::Handle,
     name: String,
@@ -107,6 +115,7 @@ impl Source for Local {
             source: self.name.clone(),
             channels,
             sched: Some(SchedSample::from(&self.runtime.stats())),
+            coroutines: Some(CoroutinesSample::from_report(&kcoro_ipc::CoroutineReport::of(&self.runtime))),
         }))
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::corostate::Coroutines;
 use super::sample::{ChannelSample, Sample, SchedSample};
 
 /// Rate samples kept per channel for sparklines and the detail graph.
@@ -132,6 +133,8 @@ pub struct State {
     pub source: String,
     /// Samples taken so far.
     pub samples: u64,
+    /// The coroutines, when the source reports them.
+    pub coros: Coroutines,
 }
 
 impl State {
@@ -147,6 +150,7 @@ impl State {
         self.taken_ns = sample.taken_ns;
         self.source = sample.source;
         self.samples += 1;
+        self.coros.update(sample.coroutines, &sample.channels, sample.taken_ns);
         let mut seen = Vec::with_capacity(sample.channels.len());
         for c in sample.channels {
             seen.push(c.id);
@@ -257,11 +261,12 @@ impl State {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::sample::{FailureCounts, SCHEMA};
     use super::*;
 
-    fn chan(id: u64, name: &str, sends: u64, bytes: u64) -> ChannelSample {
+    /// A buffered channel of capacity 100 with 10 values in it; as many receives as sends.
+    pub(crate) fn chan(id: u64, name: &str, sends: u64, bytes: u64) -> ChannelSample {
         ChannelSample {
             id,
             name: name.into(),
@@ -285,7 +290,7 @@ mod tests {
     }
 
     fn sample(taken_ns: u64, channels: Vec<ChannelSample>) -> Sample {
-        Sample { schema: SCHEMA, taken_ns, source: "test".into(), channels, sched: None }
+        Sample { schema: SCHEMA, taken_ns, source: "test".into(), channels, sched: None, coroutines: None }
     }
 
     #[test]

@@ -586,6 +586,7 @@ mod tests {
                     chan(3, "results", "unlimited", None, 17, 2500 * k),
                 ],
                 sched: Some(sched(100 + 50 * k)),
+                coroutines: None,
             });
         }
         app
@@ -639,6 +640,7 @@ mod tests {
             source: "demo".into(),
             channels: vec![],
             sched: None,
+            coroutines: None,
         });
         let screen = render(&a, 80, 24);
         assert!(screen.contains("no named channels yet"), "{screen}");
@@ -709,6 +711,7 @@ mod tests {
                     .map(|i| chan(i + 1, &format!("ch{i:02}"), "buffered", Some(8), 0, step * i * 10))
                     .collect(),
                 sched: None,
+                coroutines: None,
             });
         }
         app
@@ -757,6 +760,7 @@ mod tests {
             source: "demo".into(),
             channels: vec![chan(1, "ingress", "buffered", Some(4), 0, 0)],
             sched: None,
+            coroutines: None,
         });
         let screen = render(&first, 100, 24);
         assert!(screen.contains("interval -"), "no interval from one sample: {screen}");
