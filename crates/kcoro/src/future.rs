@@ -31,9 +31,9 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::*};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::time::{Duration, Instant};
 
 use crate::coro::wait::Wait;
@@ -95,33 +95,38 @@ impl std::task::Wake for Wake {
 /// The loop under every `wait`: `poll` until ready, parking in between; gives up on a
 /// cancelled token (the caller's or the ambient one) or at `deadline`. `poll` may be
 /// wrapped by the caller (tokio's context is entered around each poll).
+///
+/// The first poll runs with a waker on this stack ([`FirstPoll`]): a future that is ready
+/// at once costs no allocation and no token lookup. Only a future that keeps the waker
+/// (clones it) gets the heap waker every later poll uses.
 pub(crate) fn drive<T>(
     deadline: Option<Instant>,
     token: Option<&CancelToken>,
     mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Result<T, WaitError> {
+    let first = FirstPoll { me: park::current(), woken: AtomicBool::new(false), made: OnceLock::new() };
+    // SAFETY: `first` outlives the waker, which lives only for this poll (a future that
+    // keeps it must clone it, and a clone is a heap waker of its own; see `FirstPoll`).
+    let stack_waker =
+        unsafe { Waker::from_raw(RawWaker::new(std::ptr::from_ref(&first).cast(), &FIRST_POLL)) };
+    if let Poll::Ready(v) = poll(&mut Context::from_waker(&stack_waker)) {
+        return Ok(v);
+    }
+    drop(stack_waker);
+    let wake = first.into_heap();
     let ambient = current_token();
     let tokens = [token, ambient.as_ref()];
     let cancelled = || tokens.iter().flatten().any(|t| t.is_cancelled());
-    if cancelled() {
-        return Err(WaitError::Cancelled);
-    }
-    let me = park::current();
     let mut registrations = Vec::new();
     for t in tokens.into_iter().flatten() {
-        match t.register(me.clone()) {
+        match t.register(wake.unparker.clone()) {
             Some(r) => registrations.push(r),
             None => return Err(WaitError::Cancelled),
         }
     }
-    let wake = Arc::new(Wake { woken: AtomicBool::new(false), unparker: me });
     let waker = Waker::from(Arc::clone(&wake));
     let mut cx = Context::from_waker(&waker);
     loop {
-        wake.woken.store(false, Relaxed);
-        if let Poll::Ready(v) = poll(&mut cx) {
-            return Ok(v);
-        }
         // Park until the waker fires (then poll again), a token fires, or the deadline.
         loop {
             if cancelled() {
@@ -141,8 +146,65 @@ pub(crate) fn drive<T>(
                 return Err(if cancelled() { WaitError::Cancelled } else { WaitError::Timeout });
             }
         }
+        if let Poll::Ready(v) = poll(&mut cx) {
+            return Ok(v);
+        }
     }
 }
+
+/// The first poll's waker, on the waiting frame's stack. Waking it sets `woken` (and
+/// unparks the waiter, a harmless extra token if it is running); cloning it makes the heap
+/// waker (`made`, once) and hands out that one, so nothing that outlives the poll points
+/// here. Atomics and a `OnceLock`: `&Waker` is `Sync`, a future may use it from another
+/// thread during its poll.
+struct FirstPoll {
+    me: Unparker,
+    woken: AtomicBool,
+    made: OnceLock<Arc<Wake>>,
+}
+
+impl FirstPoll {
+    fn heap(&self) -> &Arc<Wake> {
+        self.made.get_or_init(|| Arc::new(Wake { woken: AtomicBool::new(false), unparker: self.me.clone() }))
+    }
+
+    fn wake(&self) {
+        self.woken.store(true, Release);
+        match self.made.get() {
+            Some(w) => std::task::Wake::wake_by_ref(w),
+            None => self.me.unpark(),
+        }
+    }
+
+    /// The heap waker for the polls that follow, carrying a wake the first poll saw.
+    fn into_heap(self) -> Arc<Wake> {
+        let woken = self.woken.load(Acquire);
+        let heap = Arc::clone(self.heap());
+        if woken {
+            heap.woken.store(true, Release);
+        }
+        heap
+    }
+}
+
+static FIRST_POLL: RawWakerVTable = RawWakerVTable::new(first_clone, first_wake, first_wake, first_drop);
+
+/// # Safety (all four)
+/// `p` is the `&FirstPoll` the stack waker was made from, alive for the whole poll, and
+/// these run only during it (the waker is borrowed by the poll's `Context`).
+unsafe fn first_clone(p: *const ()) -> RawWaker {
+    // SAFETY: see above.
+    let first = unsafe { &*p.cast::<FirstPoll>() };
+    let w = std::mem::ManuallyDrop::new(Waker::from(Arc::clone(first.heap())));
+    RawWaker::new(w.data(), w.vtable())
+}
+
+unsafe fn first_wake(p: *const ()) {
+    // SAFETY: see `first_clone`.
+    unsafe { &*p.cast::<FirstPoll>() }.wake();
+}
+
+unsafe fn first_drop(_: *const ()) {}
 
 #[cfg(all(test, not(loom)))]
 mod tests {
@@ -197,6 +259,43 @@ mod tests {
             "polled {} times: a wake means one poll",
             flag.polls.load(SeqCst)
         );
+    }
+
+    #[test]
+    fn the_first_polls_waker_woken_in_place_or_kept_past_the_poll() {
+        // Woken by reference during the first poll, never cloned: polled again at once.
+        let mut polls = 0;
+        let r = wait(std::future::poll_fn(|cx| {
+            polls += 1;
+            if polls == 1 {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            } else {
+                Poll::Ready(polls)
+            }
+        }));
+        assert_eq!(r, Ok(2));
+        // Cloned during the first poll and woken from another thread after it: the clone
+        // is the heap waker, and it wakes the waiter.
+        let r = crate::run(|| {
+            let mut sent = false;
+            wait(std::future::poll_fn(move |cx| {
+                if sent {
+                    return Poll::Ready("woken");
+                }
+                sent = true;
+                let w = cx.waker().clone();
+                let also = w.clone();
+                assert!(w.will_wake(&also), "every clone is the same heap waker");
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(5));
+                    w.wake();
+                    drop(also);
+                });
+                Poll::Pending
+            }))
+        });
+        assert_eq!(r, Ok("woken"));
     }
 
     #[test]
