@@ -91,6 +91,41 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// Orders the coroutine table by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CoroSort {
+    /// Ascending id: order of spawning.
+    #[default]
+    Id,
+    /// Longest parked first.
+    ParkedFor,
+    /// Running, runnable, parked.
+    State,
+    Name,
+}
+
+impl CoroSort {
+    /// The next key (`s` cycles through them).
+    pub fn next(self) -> CoroSort {
+        match self {
+            CoroSort::Id => CoroSort::ParkedFor,
+            CoroSort::ParkedFor => CoroSort::State,
+            CoroSort::State => CoroSort::Name,
+            CoroSort::Name => CoroSort::Id,
+        }
+    }
+
+    /// As shown on screen.
+    pub fn label(self) -> &'static str {
+        match self {
+            CoroSort::Id => "id",
+            CoroSort::ParkedFor => "parked for",
+            CoroSort::State => "state",
+            CoroSort::Name => "name",
+        }
+    }
+}
+
 /// The coroutines as the monitor follows them.
 #[derive(Debug, Clone)]
 pub struct Coroutines {
@@ -166,6 +201,11 @@ impl Coroutines {
         self.now.as_ref().map_or(&[], |r| &r.list)
     }
 
+    /// A coroutine by id.
+    pub fn get(&self, id: u64) -> Option<&CoroutineSample> {
+        self.list().iter().find(|c| c.id == id)
+    }
+
     /// How long `c` has been in its current park: the longer of the source's count and
     /// chanmon's own since its first sample of the park. `None` when not parked.
     pub fn parked_for(&self, c: &CoroutineSample) -> Option<Duration> {
@@ -200,6 +240,31 @@ impl Coroutines {
     /// How long the current deadlock has been reported, on the samples' clock.
     pub fn deadlock_held(&self) -> Option<Duration> {
         self.deadlock.as_ref().map(|d| Duration::from_nanos(self.taken_ns.saturating_sub(d.since_ns)))
+    }
+
+    /// The coroutines whose name or wait contains `filter` (case-insensitive; empty: all),
+    /// sorted by `key` (ties by id).
+    pub fn rows(&self, key: CoroSort, filter: &str) -> Vec<&CoroutineSample> {
+        let filter = filter.to_lowercase();
+        let has = |s: &Option<String>| s.as_ref().is_some_and(|s| s.to_lowercase().contains(&filter));
+        let mut rows: Vec<&CoroutineSample> =
+            self.list().iter().filter(|c| filter.is_empty() || has(&c.name) || has(&c.wait)).collect();
+        rows.sort_by_key(|c| c.id);
+        match key {
+            CoroSort::Id => {}
+            CoroSort::ParkedFor => rows.sort_by_key(|c| std::cmp::Reverse(self.parked_for(c))),
+            CoroSort::State => rows.sort_by_key(|c| match c.state.as_str() {
+                "running" => 0,
+                "runnable" => 1,
+                _ => 2,
+            }),
+            // Unnamed last.
+            CoroSort::Name => rows.sort_by(|a, b| match (&a.name, &b.name) {
+                (Some(x), Some(y)) => x.cmp(y),
+                (x, y) => y.is_some().cmp(&x.is_some()),
+            }),
+        }
+        rows
     }
 }
 
@@ -313,6 +378,23 @@ pub(crate) mod tests {
         assert!(c.deadlock().is_none());
         c.update(None, &[], 6 * S);
         assert!(c.now.is_none() && c.list().is_empty());
+    }
+
+    #[test]
+    fn rows_sort_and_filter() {
+        let mut c = Coroutines::default();
+        let mut run = parked_on(3, 1, 1, false, 0);
+        (run.state, run.wait, run.wait_channel, run.name) = ("running".into(), None, None, None);
+        let mut list = vec![parked_on(1, 1, 1, false, 100), parked_on(2, 1, 9, true, 5000), run];
+        (list[0].name, list[1].name) = (Some("worker".into()), Some("alpha".into()));
+        c.update(Some(report(list, None)), &[chan(1, "jobs", 0, 0)], S);
+        let ids = |k: CoroSort, f: &str| c.rows(k, f).iter().map(|c| c.id).collect::<Vec<_>>();
+        assert_eq!(ids(CoroSort::Id, ""), [1, 2, 3]);
+        assert_eq!(ids(CoroSort::ParkedFor, ""), [2, 1, 3]);
+        assert_eq!(ids(CoroSort::State, ""), [3, 1, 2]);
+        assert_eq!(ids(CoroSort::Name, ""), [2, 1, 3], "the unnamed one last");
+        assert_eq!(ids(CoroSort::Id, "SEND"), [2], "the wait text");
+        assert_eq!(ids(CoroSort::Id, "Work"), [1], "the name");
     }
 
     #[test]

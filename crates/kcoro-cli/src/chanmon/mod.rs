@@ -14,7 +14,9 @@
 
 mod check;
 mod corostate;
+mod coroview;
 mod demo;
+mod keys;
 pub mod sample;
 mod source;
 pub mod state;

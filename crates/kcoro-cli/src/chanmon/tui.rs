@@ -11,7 +11,7 @@ use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, Ke
 
 use super::source::Source;
 use super::tick::Ticker;
-use super::view::{self, App};
+use super::view::{self, App, Pane};
 
 /// What a key asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,25 +46,38 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Action {
         }
         return Action::Continue;
     }
+    let coros = app.pane == Pane::Coroutines;
+    let select = |app: &mut App, by: isize| {
+        if coros { app.move_coro_selection(by) } else { app.move_selection(by) }
+    };
     match key.code {
         KeyCode::Char('q') => return Action::Quit,
         KeyCode::Char('?') => app.help = !app.help,
         KeyCode::Esc if app.help => app.help = false,
+        KeyCode::Esc if app.report => app.report = false,
+        KeyCode::Esc if coros => app.coro.detail = None,
         KeyCode::Esc => app.detail = None,
+        KeyCode::Char('c') | KeyCode::Tab => {
+            app.pane = if coros { Pane::Channels } else { Pane::Coroutines };
+        }
+        KeyCode::Char('d') => app.report = !app.report,
         KeyCode::Char('/') => {
             app.editing_filter = true;
             app.detail = None;
+            app.coro.detail = None;
         }
-        // The selection stays on its channel wherever the new order puts it.
+        // The selection stays on its row wherever the new order puts it.
+        KeyCode::Char('s') if coros => app.coro.sort = app.coro.sort.next(),
         KeyCode::Char('s') => app.sort = app.sort.next(),
         KeyCode::Char(' ') => app.paused = !app.paused,
         KeyCode::Char('r') => app.state.reset_peaks(),
-        KeyCode::Down | KeyCode::Char('j') => app.move_selection(1),
-        KeyCode::Up | KeyCode::Char('k') => app.move_selection(-1),
-        KeyCode::PageDown => app.move_selection(PAGE),
-        KeyCode::PageUp => app.move_selection(-PAGE),
-        KeyCode::Home => app.move_selection(isize::MIN),
-        KeyCode::End => app.move_selection(isize::MAX),
+        KeyCode::Down | KeyCode::Char('j') => select(app, 1),
+        KeyCode::Up | KeyCode::Char('k') => select(app, -1),
+        KeyCode::PageDown => select(app, PAGE),
+        KeyCode::PageUp => select(app, -PAGE),
+        KeyCode::Home => select(app, isize::MIN),
+        KeyCode::End => select(app, isize::MAX),
+        KeyCode::Enter if coros => app.coro.detail = app.coro_selected_id(),
         KeyCode::Enter => app.detail = app.selected_id(),
         _ => {}
     }

@@ -1,14 +1,25 @@
 //! What the screen draws, as a pure function of the monitor's [`App`] state: the channel
-//! table, the detail view, the scheduler panel, the key bar and the help overlay. No
-//! terminal here, so the screen tests render it on ratatui's `TestBackend`.
+//! table, the detail view, the scheduler panel (the coroutine view, the key bar and the
+//! help are in sibling modules). No terminal here, so the screen tests render it on
+//! ratatui's `TestBackend`.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table, TableState, Wrap};
 
+use super::coroview::{self, CoroView};
+use super::keys;
 use super::state::{SortKey, State, Tracked};
+
+/// Which table the screen shows (`c` and Tab switch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pane {
+    #[default]
+    Channels,
+    Coroutines,
+}
 
 /// Screen state besides the samples: what the user chose.
 #[derive(Debug)]
@@ -41,6 +52,12 @@ pub struct App {
     pub replay: Option<String>,
     /// The recording has been played to its end.
     pub ended: bool,
+    /// The table shown.
+    pub pane: Pane,
+    /// The coroutine view's sort, selection and detail.
+    pub coro: CoroView,
+    /// The deadlock report overlay is open (`d`).
+    pub report: bool,
 }
 
 impl App {
@@ -62,10 +79,13 @@ impl App {
             waiting: None,
             replay: None,
             ended: false,
+            pane: Pane::Channels,
+            coro: CoroView::default(),
+            report: false,
         }
     }
 
-    fn style(&self, color: Color) -> Style {
+    pub(crate) fn style(&self, color: Color) -> Style {
         if self.color { Style::default().fg(color) } else { Style::default() }
     }
 
@@ -158,22 +178,33 @@ fn kind_short(kind: &str) -> &'static str {
 
 /// Draws the whole screen.
 pub fn draw(f: &mut Frame<'_>, app: &App) {
-    let [top, body, sched, keys] = Layout::vertical([
+    let banner = coroview::banner(app);
+    let [top, warn, body, sched, keys] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(u16::from(banner.is_some())),
         Constraint::Min(5),
         Constraint::Length(4),
         Constraint::Length(1),
     ])
     .areas(f.area());
     f.render_widget(Paragraph::new(title(app)), top);
-    match app.detail.and_then(|id| app.state.channel(id)) {
-        Some(t) => detail(f, app, t, body),
-        None => table(f, app, body),
+    if let Some(b) = banner {
+        f.render_widget(Paragraph::new(b), warn);
+    }
+    match app.pane {
+        Pane::Coroutines => coroview::body(f, app, body),
+        Pane::Channels => match app.detail.and_then(|id| app.state.channel(id)) {
+            Some(t) => detail(f, app, t, body),
+            None => table(f, app, body),
+        },
     }
     scheduler(f, app, sched);
-    f.render_widget(Paragraph::new(key_bar(app, keys.width)), keys);
+    f.render_widget(Paragraph::new(keys::key_bar(app, keys.width)), keys);
+    if app.report {
+        coroview::report(f, app);
+    }
     if app.help {
-        help(f, app);
+        keys::help(f, app);
     }
 }
 
@@ -184,12 +215,12 @@ fn title(app: &App) -> Line<'static> {
         Some(file) => format!("replay of {file} (recorded from {source})"),
         None => source.to_string(),
     };
-    let shown = s.rows(app.sort, &app.filter).len();
-    let channels = if shown == s.len() {
-        format!("{shown} channels")
-    } else {
-        format!("{shown} of {} channels", s.len())
+    let (shown, of, what, sort) = match app.pane {
+        Pane::Channels => (s.rows(app.sort, &app.filter).len(), s.len() as u64, "channels", app.sort.label()),
+        Pane::Coroutines => coroview::counts(app),
     };
+    let channels =
+        if shown as u64 == of { format!("{shown} {what}") } else { format!("{shown} of {of} {what}") };
     let interval = if s.samples < 2 { "-".to_string() } else { format!("{:.1}s", s.interval()) };
     // What is wrong or unusual comes first: a long socket path must never push the
     // stale warning off the right edge of the screen.
@@ -210,7 +241,7 @@ fn title(app: &App) -> Line<'static> {
             if app.editing_filter { "_" } else { "" }
         )));
     }
-    spans.push(Span::raw(format!("  {source}  {channels}  interval {interval}  sort: {}", app.sort.label())));
+    spans.push(Span::raw(format!("  {source}  {channels}  interval {interval}  sort: {sort}")));
     Line::from(spans)
 }
 
@@ -424,12 +455,21 @@ const ASCII_BARS: ratatui::symbols::bar::Set<'static> = ratatui::symbols::bar::S
 
 fn scheduler(f: &mut Frame<'_>, app: &App, area: Rect) {
     let block = Block::default().borders(Borders::ALL).title(" scheduler ");
+    // The coroutine report splits running from runnable; the scheduler's counters do not.
+    let states = match &app.state.coros.now {
+        Some(c) => format!("running {}  runnable {}  parked {}", c.running, c.runnable, c.parked),
+        None => app
+            .state
+            .sched
+            .map_or_else(String::new, |s| format!("running {}  parked {}", s.now.running, s.now.parked)),
+    };
     let text = match &app.state.sched {
+        None if app.state.coros.now.is_some() => vec![Line::from(states)],
         None => vec![Line::from("no scheduler counters from this source")],
         Some(s) => vec![
             Line::from(format!(
-                "workers {}  running {}  parked {}  stacks {} live / {} pooled",
-                s.now.workers, s.now.running, s.now.parked, s.now.stacks_live, s.now.stacks_pooled
+                "workers {}  {states}  stacks {} live / {} pooled",
+                s.now.workers, s.now.stacks_live, s.now.stacks_pooled
             )),
             Line::from({
                 let rates = [
@@ -458,74 +498,8 @@ fn scheduler(f: &mut Frame<'_>, app: &App, area: Rect) {
     f.render_widget(Paragraph::new(text).block(block), area);
 }
 
-fn key_bar(app: &App, width: u16) -> Line<'static> {
-    if let Some(e) = &app.error {
-        return Line::from(Span::styled(
-            format!("{e}  (retrying; q quits)"),
-            app.style(Color::Red).add_modifier(Modifier::BOLD),
-        ));
-    }
-    if app.ended {
-        return Line::from(Span::styled(
-            format!("the replay ended after {} samples  (q quits)", app.state.samples),
-            app.style(Color::Yellow).add_modifier(Modifier::BOLD),
-        ));
-    }
-    if app.editing_filter {
-        return Line::from("type a filter  Enter keep  Esc clear");
-    }
-    // The longest that fits: the full bar, then shorter words, then the essentials.
-    let choices: &[&str] = if app.detail.is_some() {
-        &["Esc back  space pause  r reset peaks  ? help  q quit", "Esc back  ? help  q quit"]
-    } else {
-        &[
-            "? help  / filter  s sort  ↑↓ select  Enter detail  space pause  r reset peaks  q quit",
-            "? help  / filter  s sort  ↑↓ select  Enter detail  space pause  q quit",
-            "? help  / filter  s sort  Enter detail  q quit",
-        ]
-    };
-    let keys = |k: &str| if app.ascii { k.replace("↑↓", "up/down") } else { k.to_string() };
-    let fits = choices.iter().map(|k| keys(k)).find(|k| k.chars().count() <= usize::from(width));
-    Line::from(fits.unwrap_or_else(|| keys(choices[choices.len() - 1])))
-}
-
-/// Every key, and what the less obvious columns mean, in the help overlay.
-pub const KEYS: [(&str, &str); 16] = [
-    ("?", "show or hide this help"),
-    ("/", "filter by name (Enter keeps it, Esc clears it)"),
-    ("s", "sort: name, sends/s, bytes/s, fill, parked, failures"),
-    ("up / down, k / j", "select a channel (PgUp / PgDn, Home / End too)"),
-    ("Enter", "open the selected channel's detail view"),
-    ("Esc", "close the detail view or the help"),
-    ("space", "pause or resume sampling"),
-    ("r", "reset peak rates"),
-    ("q, Ctrl-C", "quit"),
-    ("", "rates: exact counter deltas over the process's own clock"),
-    ("parked", "senders / receivers waiting on the channel now"),
-    ("fail/s", "failed operations per second (Enter: by reason)"),
-    ("drops", "values dropped by an overflow policy or by conflation"),
-    ("rv", "rendezvous hand-offs from a sender to a receiver"),
-    ("peak/s", "highest sends/s seen (r resets it)"),
-    ("-", "no rate yet: a channel's first sample"),
-];
-
-fn help(f: &mut Frame<'_>, app: &App) {
-    let area = f.area();
-    let w = area.width.min(84);
-    let h = (KEYS.len() as u16 + 2).min(area.height);
-    let r = Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h };
-    let lines: Vec<Line<'_>> = KEYS
-        .iter()
-        .map(|(k, what)| {
-            Line::from(vec![Span::styled(format!("{k:>16}  "), app.style(Color::Yellow)), Span::raw(*what)])
-        })
-        .collect();
-    f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" keys ")), r);
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
     use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -592,7 +566,8 @@ mod tests {
         app
     }
 
-    fn render(app: &App, w: u16, h: u16) -> String {
+    /// The screen `draw` makes of `app` at `w`×`h`, as text.
+    pub(crate) fn render(app: &App, w: u16, h: u16) -> String {
         let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
         t.draw(|f| draw(f, app)).unwrap();
         let buf = t.backend().buffer();
@@ -602,7 +577,7 @@ mod tests {
             .join("\n")
     }
 
-    fn key(app: &mut App, code: KeyCode) -> Action {
+    pub(crate) fn key(app: &mut App, code: KeyCode) -> Action {
         on_key(app, KeyEvent::new(code, KeyModifiers::NONE))
     }
 
