@@ -1,10 +1,17 @@
 //! `kcoro chanmon` end to end: NDJSON samples, replay, `--check` exit codes, attaching to
-//! another process over kcoro IPC (and surviving its exit), the Prometheus endpoint, and
-//! the live screen in a real terminal (tmux).
+//! another process over kcoro IPC (and surviving its exit), the Prometheus endpoint, the
+//! live screen in a real terminal (tmux), and the coroutines of monitored programs (this
+//! test binary re-executed as one: see [`child`]), deadlocked or waiting.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+// The program `cargo run --example deadlock` runs (docs/CHANMON.md), run here as a child.
+#[path = "../examples/deadlock.rs"]
+#[allow(dead_code)] // its `main` is the example's
+mod deadlock_example;
 
 const KCORO: &str = env!("CARGO_BIN_EXE_kcoro");
 
@@ -46,6 +53,17 @@ fn once_prints_one_sample_with_the_schema() {
     for c in samples[0]["channels"].as_array().unwrap() {
         assert!(c["sends"].as_u64().unwrap() > 0 && c["recvs"].as_u64().unwrap() > 0, "{c}");
     }
+    // Its coroutines are named; the supervisor waits on the control channel, by its id.
+    let coros = &samples[0]["coroutines"];
+    let list = coros["list"].as_array().unwrap();
+    assert_eq!(coros["total"].as_u64(), Some(list.len() as u64));
+    let supervisor = list.iter().find(|c| c["name"] == "supervisor").expect("the supervisor");
+    assert_eq!(supervisor["wait"], "recv on demo.control", "{supervisor}");
+    let control =
+        samples[0]["channels"].as_array().unwrap().iter().find(|c| c["name"] == "demo.control").unwrap();
+    assert_eq!(supervisor["wait_channel"]["id"], control["id"]);
+    assert!(supervisor["spawned_at"].as_str().unwrap().contains("demo.rs:"), "{supervisor}");
+    assert!(coros.get("deadlock").is_none(), "the demo runs: {coros}");
 }
 
 #[test]
@@ -81,6 +99,17 @@ fn json_records_and_replay_plays_back() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), recorded);
     assert!(!std::path::Path::new("-").exists());
+    // A recording made before samples carried coroutines still replays, as it was...
+    let old = tmp("old.ndjson");
+    let line = r#"{"schema":1,"taken_ns":7,"source":"demo","channels":[],"sched":null}"#;
+    std::fs::write(&old, format!("{line}\n")).unwrap();
+    let out = kcoro(&["chanmon", "--replay", old.to_str().unwrap(), "--once"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim_end(), line);
+    // ...and a coroutine check on it is refused: it could never cross.
+    let out = kcoro(&["chanmon", "--replay", old.to_str().unwrap(), "--check", "deadlock"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("reports no coroutines"), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -260,6 +289,11 @@ fn prometheus_endpoint_serves_the_counters() {
     assert!(metrics.contains("# TYPE kcoro_channel_sends_total counter"));
     assert!(metrics.contains("kcoro_channel_capacity{channel=\"demo.results\""), "{metrics}");
     assert!(metrics.contains("kcoro_sched_workers 2"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE kcoro_coroutines gauge\nkcoro_coroutines{state=\"running\"} "),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nkcoro_deadlock 0\n"), "the demo runs: {metrics}");
     // promtool, when installed, is the format's own validator.
     let file = tmp("metrics.txt");
     std::fs::write(&file, metrics).unwrap();
@@ -460,4 +494,234 @@ fn a_replay_on_screen_says_so_and_ends_cleanly() {
     assert!(shown.contains(&format!("replay of {f} (recorded from demo)")), "{shown}");
     screen.keys(&["q"]);
     assert_eq!(screen.exit_code(), "0", "a replay played to its end is a success");
+}
+
+const CHILD: &str = "KCORO_CHANMON_TEST_CHILD";
+
+/// Not a test: the monitored program when this binary is re-executed with `CHILD` set
+/// (`deadlock ADDR` or `waits ADDR`; see [`Program::start`]). Without it, returns at once.
+#[test]
+fn child() {
+    let Ok(spec) = std::env::var(CHILD) else { return };
+    let Some((what, addr)) = spec.split_once(' ') else { panic!("bad child spec {spec:?}") };
+    let failed = match what {
+        "deadlock" => deadlock_example::run(addr).map(|never| match never {}),
+        "waits" => waits(addr),
+        _ => panic!("bad child spec {spec:?}"),
+    };
+    panic!("the child could not start: {failed:?}");
+}
+
+/// A program with a coroutine waiting on `jobs`, which nobody sends on, and a channel
+/// `flowing` that a ticker sends on every 10 ms to a reader. Waits for ever.
+fn waits(addr: &str) -> Result<(), String> {
+    use kcoro::SpawnOptions;
+    use kcoro::chan::Builder;
+    let rt = kcoro::Runtime::builder().workers(2).build().map_err(|e| e.to_string())?;
+    let at = addr.to_string();
+    let monitor = rt
+        .try_block_on(move || kcoro_ipc::monitor::serve(&at))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let (_jobs_tx, jobs_rx) = Builder::<u32>::buffered(8).name("jobs").build();
+    let (flow_tx, flow_rx) = Builder::<u32>::buffered(4).name("flowing").build();
+    let h = rt.handle();
+    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+        h.spawn_with(SpawnOptions::new().name(name), f).map_err(|e| e.to_string())
+    };
+    let _worker = spawn("jobs-worker", Box::new(move || while jobs_rx.recv().is_ok() {}))?;
+    let _ticker = spawn(
+        "ticker",
+        Box::new(move || {
+            for i in 0.. {
+                if flow_tx.send(i).is_err() {
+                    return;
+                }
+                kcoro::sleep(Duration::from_millis(10));
+            }
+        }),
+    )?;
+    let _reader = spawn("flow-reader", Box::new(move || while flow_rx.recv().is_ok() {}))?;
+    println!("serving the monitor on {}", monitor.addr());
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A monitored program: this test binary re-executed as [`child`]; killed on drop. Its
+/// stderr is collected as it comes.
+struct Program {
+    child: Child,
+    addr: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Program {
+    /// Starts `what` (`deadlock` or `waits`) serving the monitor on a fresh socket, and
+    /// waits until it says it does.
+    fn start(what: &str, name: &str) -> Program {
+        let sock = tmp(name).with_extension("sock");
+        let _ = std::fs::remove_file(&sock);
+        let addr = format!("unix:{}", sock.display());
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+            .env(CHILD, format!("{what} {addr}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (mut err, collected) = (child.stderr.take().unwrap(), Arc::clone(&stderr));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = err.read(&mut buf) {
+                collected.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let program = Program { child, addr, stderr };
+        loop {
+            line.clear();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                panic!("the {what} program ended before serving: {}", program.stderr.lock().unwrap());
+            }
+            // The test harness may print `test child ... ` on the same line first.
+            if line.contains("serving the monitor on ") {
+                // Keep draining its stdout so it never blocks on a full pipe.
+                std::thread::spawn(move || for _ in out.lines() {});
+                return program;
+            }
+        }
+    }
+
+    /// Its stderr, once `done` holds of it (fails after 20 s).
+    fn stderr_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let err = self.stderr.lock().unwrap().clone();
+            if done(&err) {
+                return err;
+            }
+            assert!(Instant::now() < deadline, "the program's stderr never showed {what}: {err}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_deadlocked_program_is_reported_by_chanmon_and_by_its_own_runtime() {
+    let program = Program::start("deadlock", "deadlock");
+    let names_both =
+        |s: &str| s.contains("\"a\" waits on recv on left") && s.contains("\"b\" waits on recv on right");
+    // Bounded: without a deadlock the check would watch for ever.
+    let out =
+        kcoro(&["chanmon", &program.addr, "--check", "deadlock", "--interval", "0.1", "--samples", "300"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("check crossed: deadlock (the same deadlock in 2 samples"), "{err}");
+    assert!(names_both(&err), "the report names both coroutines and both channels: {err}");
+    // The program's runtime saw it too (Builder::on_deadlock(OnDeadlock::Report, ..)).
+    let own = program.stderr_until("the deadlock report", names_both);
+    assert!(own.contains("kcoro: deadlock: all 2 coroutines are parked"), "{own}");
+
+    // A sample carries the report and marks the two, with the channels they wait on.
+    let out = kcoro(&["chanmon", &program.addr, "--once"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sample = &lines(&out)[0];
+    assert!(names_both(sample["coroutines"]["deadlock"].as_str().unwrap()), "{sample}");
+    let channel_id = |name: &str| {
+        sample["channels"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["id"].clone()
+    };
+    for (coroutine, channel) in [("a", "left"), ("b", "right")] {
+        let c =
+            sample["coroutines"]["list"].as_array().unwrap().iter().find(|c| c["name"] == coroutine).unwrap();
+        assert_eq!((c["in_deadlock"].as_bool(), c["state"].as_str()), (Some(true), Some("parked")), "{c}");
+        assert_eq!(c["wait_channel"]["id"], channel_id(channel), "{c}");
+    }
+
+    // And the Prometheus endpoint says so.
+    let mut mon = Command::new(KCORO)
+        .args(["chanmon", &program.addr, "--prometheus", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(mon.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let url = first.trim().strip_prefix("serving http://").unwrap_or_default().trim_end_matches("/metrics");
+    let metrics = if url.is_empty() { String::new() } else { scrape(url) };
+    let _ = mon.kill();
+    let _ = mon.wait();
+    assert!(metrics.contains("\nkcoro_deadlock 1\n"), "{first}{metrics}");
+    assert!(metrics.contains("kcoro_coroutines{state=\"parked\"} "), "{metrics}");
+}
+
+#[test]
+fn stuck_flags_a_receiver_nobody_sends_to_and_not_a_flowing_channel() {
+    let program = Program::start("waits", "stuck");
+    // Checked in this order on every sample: `flowing` for 1 s first, then any channel
+    // for 2 s; so by the time the second crosses, the first had its chance for 1 s more.
+    let out = kcoro(&[
+        "chanmon",
+        &program.addr,
+        "--json",
+        "--check",
+        "flowing:stuck for 1s",
+        "--check",
+        "stuck for 2s",
+        "--interval",
+        "0.1",
+        "--samples",
+        "600",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("check crossed: stuck for 2s\n"), "{err}");
+    assert!(err.contains("\"jobs-worker\" waits on recv on jobs: stuck: no sender on jobs for"), "{err}");
+    assert!(!err.contains("flowing"), "{err}");
+    // Not vacuous: the samples watched the reader parked on `flowing`, for longer than the
+    // flowing check's second.
+    let samples = lines(&out);
+    let clock = |s: &serde_json::Value| s["taken_ns"].as_u64().unwrap();
+    assert!(clock(&samples[samples.len() - 1]) - clock(&samples[0]) >= 2_000_000_000);
+    let reader_parked = samples.iter().any(|s| {
+        s["coroutines"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "flow-reader" && c["wait"] == "recv on flowing")
+    });
+    assert!(reader_parked, "the reader never showed parked on flowing");
+}
+
+#[test]
+fn the_coroutine_view_shows_what_a_real_process_waits_on() {
+    let program = Program::start("waits", "coro-view");
+    // A long --stuck-after: the table shows the wait itself, not the lint's mark.
+    let cmd = format!("{KCORO} chanmon {} --interval 0.2 --stuck-after 10m", program.addr);
+    let Some(screen) = Screen::start("chanmon-coros", &cmd, 120, 30) else { return };
+    wait_for(&screen.session, "flowing");
+    screen.keys(&["c"]);
+    let shown = wait_for(&screen.session, "recv on jobs");
+    assert!(shown.contains("jobs-worker") && shown.contains("sort: id"), "{shown}");
+    assert!(shown.contains("runnable"), "the scheduler panel counts by state: {shown}");
+    // Filter down to the worker and open it.
+    screen.keys(&["/", "w", "o", "r", "k", "e", "r", "Enter"]);
+    wait_for(&screen.session, "filter: worker");
+    screen.keys(&["Enter"]);
+    let detail = wait_for(&screen.session, "\"jobs-worker\"");
+    assert!(detail.contains("waits on      recv on jobs"), "{detail}");
+    assert!(detail.contains("counted from the first look at this park"), "{detail}");
+    assert!(detail.contains("spawned at    ") && detail.contains("chanmon.rs:"), "{detail}");
+    screen.keys(&["Escape", "c"]);
+    wait_for(&screen.session, "c coroutines");
+    screen.keys(&["q"]);
+    assert_eq!(screen.exit_code(), "0");
 }
