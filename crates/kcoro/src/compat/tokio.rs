@@ -38,7 +38,8 @@ use std::time::{Duration, Instant};
 use crate::sync::{CancelToken, WaitError};
 
 static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
-static OWNED: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+/// The runtime built here (it lives for the process: its thread, or a leaked multi-thread one).
+static OWNED: OnceLock<Result<tokio::runtime::Handle, String>> = OnceLock::new();
 static WORKERS: AtomicUsize = AtomicUsize::new(1);
 
 std::thread_local! {
@@ -86,22 +87,44 @@ pub fn set_workers(n: usize) {
     WORKERS.store(n.max(1), Relaxed);
 }
 
+/// One thread: a current-thread runtime driven by a thread of its own (tokio's cheapest
+/// scheduler for the short tasks clients spawn); more: tokio's multi-thread runtime.
+fn build() -> Result<tokio::runtime::Handle, String> {
+    let workers = WORKERS.load(Relaxed);
+    if workers > 1 {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("kcoro-tokio")
+            .on_thread_start(|| RUNTIME_THREAD.with(|t| t.set(true)))
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let handle = rt.handle().clone();
+        std::mem::forget(rt); // lives for the process, as the one-thread runtime does
+        return Ok(handle);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name("kcoro-tokio".into())
+        .spawn(move || {
+            RUNTIME_THREAD.with(|t| t.set(true));
+            // Only the runtime's own block_on drives a current-thread runtime's reactor
+            // and timers: this thread runs them, and every spawned task, for the process.
+            rt.block_on(std::future::pending::<()>());
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(handle)
+}
+
 /// The tokio runtime [`wait`] uses: [`set_handle`]'s, or the one built on first use.
 pub fn handle() -> Result<tokio::runtime::Handle, CompatError> {
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }
-    let built = OWNED.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(WORKERS.load(Relaxed))
-            .thread_name("kcoro-tokio")
-            .on_thread_start(|| RUNTIME_THREAD.with(|t| t.set(true)))
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-    });
+    let built = OWNED.get_or_init(build);
     match built {
-        Ok(rt) => Ok(HANDLE.get().cloned().unwrap_or_else(|| rt.handle().clone())),
+        Ok(h) => Ok(HANDLE.get().cloned().unwrap_or_else(|| h.clone())),
         Err(e) => Err(CompatError::Build(e.clone())),
     }
 }
