@@ -229,6 +229,9 @@ doc "kcoro chanmon --demo --check 'parked_senders>100' --samples 3 --interval 0.
 expect 0 '' kcoro chanmon --demo --check 'parked_senders>100' --samples 3 --interval 0.2
 doc 'kcoro chanmon --demo --prometheus 127.0.0.1:9464 --samples 10 --interval 0.2'
 expect 0 '^serving http://127.0.0.1:9464/metrics' kcoro chanmon --demo --prometheus 127.0.0.1:9464 --samples 10 --interval 0.2
+# The demo's supervisor waits on demo.control, which carried its one message at the start.
+doc 'kcoro chanmon --demo --check stuck --stuck-after 2s --interval 0.2'
+expect 1 'supervisor.*stuck: no sender on demo.control' kcoro chanmon --demo --check stuck --stuck-after 2s --interval 0.2
 # The screen: in a real terminal (tmux), until the table shows, then `q`.
 doc 'kcoro chanmon --demo'
 expect_tui 'demo.results' kcoro chanmon --demo
@@ -239,6 +242,20 @@ for _ in $(seq 100); do [ -S "$tmp/app.sock" ] && break; sleep 0.05; done
 expect_tui 'jobs +buf +0/8' kcoro chanmon "unix:$tmp/app.sock"
 kill "$app_pid" 2>/dev/null
 wait "$app_pid" 2>/dev/null
+# The deadlock example: chanmon finds the deadlock, on screen and as a check, and so does
+# the program's own runtime (its stderr). `cargo run` execs the example: its pid is ours.
+doc 'cargo run --release -p kcoro-cli --example deadlock -- unix:/tmp/deadlock.sock'
+cargo run -q --release -p kcoro-cli --example deadlock -- "unix:$tmp/deadlock.sock" >/dev/null 2>"$tmp/deadlock.err" &
+deadlock_pid=$!
+for _ in $(seq 1200); do [ -S "$tmp/deadlock.sock" ] && break; sleep 0.1; done
+doc 'kcoro chanmon unix:/tmp/deadlock.sock'
+expect_tui 'DEADLOCK for .*: 2 coroutines wait for each other' kcoro chanmon "unix:$tmp/deadlock.sock"
+doc 'kcoro chanmon unix:/tmp/deadlock.sock --check deadlock'
+expect 1 '"b" waits on recv on right' kcoro chanmon "unix:$tmp/deadlock.sock" --check deadlock
+for _ in $(seq 100); do grep -q '^kcoro: deadlock' "$tmp/deadlock.err" && break; sleep 0.1; done
+expect 0 '"a" waits on recv on left' cat "$tmp/deadlock.err"
+kill "$deadlock_pid" 2>/dev/null
+wait "$deadlock_pid" 2>/dev/null
 kill "$serve_pid" 2>/dev/null
 wait "$serve_pid" 2>/dev/null
 

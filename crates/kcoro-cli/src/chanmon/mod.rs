@@ -1,12 +1,15 @@
 //! `kcoro chanmon`: a live monitor of a kcoro process's channels and scheduler.
 //!
 //! A [`Source`](source::Source) gives [`Sample`](sample::Sample)s (a process attached over
-//! kcoro IPC, the in-process demo, or a recording); [`State`](state::State) turns
-//! consecutive samples into exact rates; the modes show or export them:
+//! kcoro IPC, the in-process demo, or a recording): channels, scheduler counters and
+//! coroutines; [`State`](state::State) turns consecutive samples into exact rates and
+//! follows each coroutine's park and the reported deadlock across samples (`corostate`);
+//! the modes show or export them:
 //!
-//! - the screen (the default),
+//! - the screen (the default): channels, or coroutines (`coroview`),
 //! - `--json` / `--once`: NDJSON lines, one sample each,
-//! - `--check EXPR`: exit 1 when a threshold is crossed,
+//! - `--check EXPR`: exit 1 when a threshold is crossed, the source reports the same
+//!   deadlock twice, or a coroutine is stuck,
 //! - `--prometheus ADDR`: a `/metrics` endpoint.
 //!
 //! Exit codes: 0 done, 1 a `--check` crossed, 2 bad usage, 3 the source failed (cannot
