@@ -363,6 +363,8 @@ doc 'cargo run --release -p kcoro-bench -- capi'
 bench capi spsc_1024_4b
 doc 'cargo run --release -p kcoro-bench -- net'
 bench net http_1w_c10
+doc 'cargo run --release -p kcoro-bench -- compat'
+bench compat wait_ready
 doc 'cargo run --release -p kcoro-bench -- nats'
 if nats_server; then
   bench nats core_64
