@@ -6,7 +6,7 @@
 //! Each scenario runs in a child process (this test binary, re-executed with one test
 //! selected), so an abort fails the test instead of killing the runner.
 
-mod common;
+use crate::common;
 
 use std::backtrace::{Backtrace, BacktraceStatus};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -49,8 +49,7 @@ fn small_runtime() -> Runtime {
 }
 
 fn spawn_child(name: &str, backtrace: &str) -> std::process::Child {
-    common::this_binary()
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+    common::this_test_alone(module_path!(), name)
         .env(CHILD_ENV, name)
         .env("RUST_BACKTRACE", backtrace)
         .stdout(std::process::Stdio::piped())

@@ -1,7 +1,10 @@
 //! Stacks: guard pages catch overflow (reported, then abort), spawning fails cleanly when
 //! stacks run out, and guard pages do not cost a mapping each.
+//!
+//! What crashes the process, caps its address space or counts its mappings runs in a child
+//! process of its own (this test binary, re-executed with that one test selected).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -15,8 +18,8 @@ const CHILD_ENV: &str = "KCORO_TEST_OVERFLOW_CHILD";
 /// Runs the test `name` of this binary alone in a child process, with `env` set so the
 /// child knows it is the child, and `RUST_BACKTRACE` set to `backtrace` (else inherited).
 fn run_child(name: &str, env: &str, backtrace: Option<&str>) -> std::process::Output {
-    let mut cmd = common::this_binary();
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(env, "1");
+    let mut cmd = common::this_test_alone(module_path!(), name);
+    cmd.env(env, "1");
     if let Some(b) = backtrace {
         cmd.env("RUST_BACKTRACE", b);
     }
@@ -106,17 +109,38 @@ fn map_count() -> usize {
     std::fs::read_to_string("/proc/self/maps").map(|s| s.lines().count()).unwrap_or(0)
 }
 
+/// Set in the child process that counts its own mappings.
+const MAPS_CHILD_ENV: &str = "KCORO_TEST_MAPS_CHILD";
+/// What that child prints when it has counted (and checked) the mappings.
+const MAPS_CHECKED: &str = "MAPPINGS ADDED BY THE STACKS:";
+/// What that child prints when guard pages are not installed with `madvise` here.
+const NO_MADVISE_GUARDS: &str =
+    "note: MADV_GUARD_INSTALL unavailable (kernel < 6.13) or ignored; skipping the no-cap check";
+
+/// Counts the process's mappings, so the count runs in a child process of its own (this
+/// test again): in this one the tests running beside it map and unmap thread stacks,
+/// runtimes and regions while it counts.
 #[test]
 fn guard_pages_do_not_split_mappings() {
+    if std::env::var_os(MAPS_CHILD_ENV).is_none() {
+        let out = run_child("guard_pages_do_not_split_mappings", MAPS_CHILD_ENV, None);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "the mapping count failed:\n{stdout}\n{stderr}");
+        if stdout.contains(NO_MADVISE_GUARDS) {
+            eprintln!("{NO_MADVISE_GUARDS}");
+            return;
+        }
+        assert!(stdout.contains(MAPS_CHECKED), "the child did not count:\n{stdout}\n{stderr}");
+        return;
+    }
     // 40k parked coroutines: past the ~32k that mprotect guards allow under the default
     // vm.max_map_count. Only meaningful where MADV_GUARD_INSTALL exists (Linux 6.13+).
     const N: usize = 40_000;
     let rt = Runtime::builder().workers(2).stack_size(16 << 10).build().unwrap();
     rt.block_on(|| kcoro::spawn(|| ()).join().unwrap());
     if kcoro::guard_mode() != Some(kcoro::GuardMode::Madvise) {
-        eprintln!(
-            "note: MADV_GUARD_INSTALL unavailable (kernel < 6.13) or ignored; skipping the no-cap check"
-        );
+        println!("{NO_MADVISE_GUARDS}");
         return;
     }
     let before = map_count();
@@ -148,6 +172,7 @@ fn guard_pages_do_not_split_mappings() {
     assert_eq!(parked.load(SeqCst), N);
     let added = maps_during.saturating_sub(before);
     assert!(added < 200, "{N} stacks added {added} mappings; guard pages must not split them");
+    println!("{MAPS_CHECKED} {added}");
 }
 
 /// Set in the child process whose address space is capped.

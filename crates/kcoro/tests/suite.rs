@@ -1,13 +1,14 @@
-//! The runtime's integration tests that can share a process, as one test binary: one link
-//! instead of twenty-odd (in debug, in release and for aarch64 alike), which is most of
-//! what building the tests cost. Each module is still its own file under `tests/`, named
-//! after what it tests (`chan_buffered`, `rt_spawn`, ...); run one with
+//! The runtime's integration tests, as one test binary: one link instead of twenty-five (in
+//! debug, in release and for aarch64 alike), which is most of what building the tests
+//! cost. Each module is still its own file under `tests/`, named after what it tests
+//! (`chan_buffered`, `rt_spawn`, ...); run one with
 //! `cargo test -p kcoro --test suite chan_buffered::`.
 //!
-//! Three files stay binaries of their own (see `Cargo.toml`): `rt_panic` and `rt_stack`
-//! re-run their own executable for children that crash, overflow or exhaust memory, and
-//! `zcopy_process` counts the process's memfd mappings and descriptors, which other tests
-//! running beside it would change.
+//! The tests share this process and run beside each other. What cannot share it runs in a
+//! child process of its own, this binary re-executed with that one test selected
+//! (`common::this_test_alone`): `rt_panic`'s and `rt_stack`'s scenarios that crash,
+//! overflow, install panic hooks or cap the address space, and the checks that count the
+//! process's mappings, memfds and regions (`rt_stack`, `zcopy_process`).
 
 mod common;
 
@@ -35,12 +36,16 @@ mod net_tcp;
 mod net_unix;
 #[path = "rt_external.rs"]
 mod rt_external;
+#[path = "rt_panic.rs"]
+mod rt_panic;
 #[path = "rt_park.rs"]
 mod rt_park;
 #[path = "rt_shutdown.rs"]
 mod rt_shutdown;
 #[path = "rt_spawn.rs"]
 mod rt_spawn;
+#[path = "rt_stack.rs"]
+mod rt_stack;
 #[path = "rt_timer.rs"]
 mod rt_timer;
 #[path = "scope.rs"]
@@ -55,3 +60,5 @@ mod sync_primitives;
 mod zcopy;
 #[path = "zcopy_c_backend.rs"]
 mod zcopy_c_backend;
+#[path = "zcopy_process.rs"]
+mod zcopy_process;

@@ -3,24 +3,26 @@
 //! parent sends over a pipe; and regions, leases, backend channels and runtimes leave no
 //! mapping and no fd behind once deregistered and dropped.
 //!
-//! The two tests count this process's memfd mappings and fds, so they run one at a time
-//! (`SERIAL`), in their own test binary.
+//! The leak check counts its process's memfd mappings and fds and the regions registered
+//! in it, so it runs in a child process of its own (this test binary, re-executed with that
+//! one test selected): in this one the tests running beside it make and drop regions.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use kcoro::chan::{Builder, Kind};
 use kcoro::zcopy::{self, Access, Region, ZBuf, ZDesc};
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
 const CHILD_ENV: &str = "KCORO_TEST_ZCOPY_CHILD";
+/// Set in the child process that runs the leak check.
+const LEAK_CHILD_ENV: &str = "KCORO_TEST_ZCOPY_LEAK_CHILD";
+/// Printed by that child once everything it counted was back where it started.
+const NOTHING_LEFT: &str = "NOTHING LEFT BEHIND";
 /// The fd number the child finds the region at.
 const CHILD_FD: i32 = 3;
 
@@ -73,7 +75,6 @@ fn child_reads_descriptors() {
 
 #[test]
 fn region_shared_with_a_child_process() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let region = Region::anonymous(1 << 20).unwrap();
     let leases: Vec<ZBuf> = (0..5u8)
         .map(|i| {
@@ -83,11 +84,8 @@ fn region_shared_with_a_child_process() {
         })
         .collect();
     let fd = region.fd().unwrap().as_raw_fd();
-    let mut cmd = common::this_binary();
-    cmd.args(["--exact", "child_reads_descriptors", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, region.export_id().to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
+    let mut cmd = common::this_test_alone(module_path!(), "child_reads_descriptors");
+    cmd.env(CHILD_ENV, region.export_id().to_string()).stdin(Stdio::piped()).stdout(Stdio::piped());
     // SAFETY: dup2 and fcntl are async-signal-safe; they put our memfd at the agreed number
     // without close-on-exec (dup2 onto itself would keep the flag, hence the fcntl), so the
     // child inherits it.
@@ -120,9 +118,21 @@ fn region_shared_with_a_child_process() {
     assert!(answers[5].contains("outside its region"), "{}", answers[5]);
 }
 
+/// Runs in a child process of its own (this test again), where nothing else makes or drops
+/// regions while it counts.
 #[test]
 fn no_mapping_or_fd_outlives_its_region() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if std::env::var_os(LEAK_CHILD_ENV).is_none() {
+        let out = common::this_test_alone(module_path!(), "no_mapping_or_fd_outlives_its_region")
+            .env(LEAK_CHILD_ENV, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "the leak check failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains(NOTHING_LEFT), "the child did not check:\n{stdout}\n{stderr}");
+        return;
+    }
     let (maps0, fds0, regions0) = (memfd_maps(), memfd_fds(), zcopy::regions());
     let rt = kcoro::Runtime::builder().workers(2).build().unwrap();
     rt.block_on(move || {
@@ -152,4 +162,5 @@ fn no_mapping_or_fd_outlives_its_region() {
     });
     drop(rt);
     assert_eq!((memfd_maps(), memfd_fds(), zcopy::regions()), (maps0, fds0, regions0));
+    println!("{NOTHING_LEFT}");
 }

@@ -324,6 +324,20 @@ pub fn this_binary() -> std::process::Command {
     }
 }
 
+/// A command that runs the one test `test` of the module `module` (its `module_path!()`) in
+/// a child process of this test binary, alone (`--exact`, one test thread) and with its
+/// output uncaptured. Tests are named by their path below the crate root, so in the suite
+/// `rt_stack`'s `overflow_child` is `rt_stack::overflow_child`.
+pub fn this_test_alone(module: &str, test: &str) -> std::process::Command {
+    let name = match module.split_once("::") {
+        Some((_crate_root, path)) => format!("{path}::{test}"),
+        None => test.to_string(),
+    };
+    let mut cmd = this_binary();
+    cmd.args(["--exact", &name, "--nocapture", "--test-threads=1"]);
+    cmd
+}
+
 /// The runner of this test binary, if cargo used one.
 pub fn runner() -> Option<(String, Vec<String>)> {
     let prefix = format!("CARGO_TARGET_{}", std::env::consts::ARCH.to_ascii_uppercase());
