@@ -23,7 +23,8 @@
 //! Cost: a park writes what it waits on into two words of its coroutine (a select or a
 //! deadline one more), and a worker notes which coroutine it runs; no clock is read, so
 //! how long a coroutine has been parked counts from the first inspection that saw that
-//! park. [`Builder::coroutine_detail`]`(false)` turns all of it off.
+//! park. [`Builder::coroutine_detail`]`(false)` turns all of it off, as does
+//! `KCORO_COROUTINE_DETAIL=0` in the environment for runtimes built with the default.
 //!
 //! [`Builder::on_deadlock`]: crate::Builder::on_deadlock
 //! [`Builder::coroutine_detail`]: crate::Builder::coroutine_detail

@@ -492,10 +492,16 @@ impl Default for Builder {
             migrate: false,
             name: "kcoro".into(),
             seed: None,
-            detail: true,
+            detail: detail_from_env(),
             on_deadlock: None,
         }
     }
+}
+
+/// `KCORO_COROUTINE_DETAIL=0` (or `off`, `false`) turns coroutine detail off by default,
+/// for a deployed binary, without a rebuild.
+fn detail_from_env() -> bool {
+    !matches!(std::env::var("KCORO_COROUTINE_DETAIL").as_deref(), Ok("0" | "off" | "false"))
 }
 
 impl Builder {
@@ -557,8 +563,9 @@ impl Builder {
     }
 
     /// Whether parks record what they wait on, and workers which coroutine they run, for
-    /// [`Handle::coroutines`] and deadlock detection (default: on). It costs a few plain
-    /// stores per park and per resume; off, coroutines show only as parked or not.
+    /// [`Handle::coroutines`] and deadlock detection (default: on, unless the environment
+    /// says `KCORO_COROUTINE_DETAIL=0`). It costs a few plain stores per park and per
+    /// resume; off, coroutines show only as parked or not.
     pub fn coroutine_detail(mut self, on: bool) -> Self {
         self.detail = on;
         self
