@@ -481,6 +481,21 @@ fn region_allocator_under_four_threads() {
 /// bounds checked and count as leases; an fd larger than the limit is not mapped at all.
 #[test]
 fn private_imports_resolve_only_through_their_handle() {
+    // The table's size is the whole process's: counted in a child process of its own
+    // (this test again), where no other test makes or drops a region meanwhile.
+    const CHILD_ENV: &str = "KCORO_TEST_PRIVATE_IMPORT_CHILD";
+    const CHECKED: &str = "private import checked";
+    if std::env::var_os(CHILD_ENV).is_none() {
+        let out =
+            common::this_test_alone(module_path!(), "private_imports_resolve_only_through_their_handle")
+                .env(CHILD_ENV, "1")
+                .output()
+                .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "the check failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains(CHECKED), "the child did not check:\n{stdout}\n{stderr}");
+        return;
+    }
     let exporter = Region::anonymous(64 << 10).unwrap();
     let mut buf = exporter.alloc(5).unwrap();
     buf[..5].copy_from_slice(b"hello");
@@ -506,4 +521,5 @@ fn private_imports_resolve_only_through_their_handle() {
         Region::import_private(fd(), zcopy::Access::ReadOnly, 2, 4096),
         Err(ZError::BadLength(n)) if n == 64 << 10
     ));
+    println!("{CHECKED}");
 }
