@@ -29,7 +29,7 @@
 #[doc = include_str!("../../../docs/IPC.md")]
 struct IpcDocDoctests;
 
-/// The example of `docs/CHANMON.md` (making a program attachable) compiles as a doctest.
+/// The examples of `docs/CHANMON.md` (making a program attachable, `on_deadlock`) compile as doctests.
 #[cfg(all(doctest, feature = "server"))]
 #[doc = include_str!("../../../docs/CHANMON.md")]
 struct ChanmonDocDoctests;
