@@ -295,6 +295,32 @@ mod tests {
         assert!(f.finish(1 << 20).is_ok());
     }
 
+    /// The GET_COROS replies in the fuzz corpus (which `fuzz_frames` replays): one that
+    /// decodes whole, one whose records a hostile server cut or filled with a bad state.
+    #[test]
+    fn the_corpus_replies_decode_or_fail_as_they_should() {
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/frames");
+        let coros = |file: &str| -> Result<CoroutineReport, ProtoError> {
+            let bytes = std::fs::read(corpus.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let limits = crate::proto::Limits::default();
+            let Ok(Some((f, _))) = crate::proto::split_frame(&bytes, &limits) else {
+                panic!("{file}: no frame")
+            };
+            CoroutineReport::decode(f.need(Attr::COROS)?)
+        };
+        let good = coros("get_coros_reply").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((good.total, good.parked, good.coroutines.len()), (2, 2, 1));
+        let c = &good.coroutines[0];
+        assert_eq!(
+            (c.id, c.wait.as_deref(), c.wait_channel, c.in_deadlock),
+            (7, Some("recv on jobs"), Some((3, false)), true)
+        );
+        assert_eq!(c.parked_for, Some(Duration::from_millis(1500)));
+        assert_eq!(c.deadline_in, None, "u64::MAX is no deadline");
+        assert!(good.deadlock.is_some() && good.threads.len() == 1);
+        assert!(coros("get_coros_bad_record").is_err());
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_report() {
         assert!(CoroutineReport::decode(&[0, 6, 0, 3, 1, 2]).is_err(), "a truncated record");

@@ -270,7 +270,7 @@ pub enum ProtoError {
 }
 
 /// Drives every decoder over `bytes` as if a peer had sent them (frames, typed attributes,
-/// stats, element descriptors), ignoring the results. For the fuzzer (`fuzz/`) and the
+/// channel, scheduler and coroutine reports, element descriptors), ignoring the results. For the fuzzer (`fuzz/`) and the
 /// stable test that replays its corpus: whatever the bytes, this must not panic.
 #[doc(hidden)]
 pub fn fuzz_frames(bytes: &[u8]) {
@@ -282,6 +282,12 @@ pub fn fuzz_frames(bytes: &[u8]) {
         let _ = (f.need(Attr::NONCE), f.i32(Attr::KIND), f.u32(Attr::CREDITS), f.u64(Attr::CREDIT_BYTES));
         for s in f.all(Attr::STATS) {
             let _ = crate::stats::ChannelStats::decode(s);
+        }
+        if let Some(v) = f.get(Attr::SCHED) {
+            let _ = crate::stats::SchedStats::decode(v);
+        }
+        if let Some(v) = f.get(Attr::COROS) {
+            let _ = crate::coros::CoroutineReport::decode(v);
         }
         let _ = crate::shm::locate(&f);
         let _ = f.attrs().count();
