@@ -80,7 +80,7 @@ impl CoroutineReport {
     /// The report of a runtime, now.
     pub fn of(handle: &kcoro::Handle) -> CoroutineReport {
         let all = handle.coroutines();
-        let deadlock = handle.deadlock();
+        let deadlock = handle.deadlock_among(&all);
         let stuck: Vec<u64> = deadlock.iter().flat_map(|d| d.coroutines.iter().map(|c| c.id)).collect();
         let count = |s: State| all.iter().filter(|c| c.state == s).count() as u64;
         let mut report = CoroutineReport {

@@ -174,7 +174,12 @@ pub fn render_current() -> String {
     let all = h.coroutines();
     let count = |s: crate::inspect::State| all.iter().filter(|c| c.state == s).count() as u64;
     use crate::inspect::State::*;
-    out += &prometheus_coroutines(count(Running), count(Runnable), count(Parked), h.deadlock().is_some());
+    out += &prometheus_coroutines(
+        count(Running),
+        count(Runnable),
+        count(Parked),
+        h.deadlock_among(&all).is_some(),
+    );
     out
 }
 

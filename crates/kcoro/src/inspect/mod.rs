@@ -343,15 +343,11 @@ impl Drop for ThreadWait {
 /// waiting for its coroutine, a thread receiving from a channel).
 pub fn threads_waiting() -> Vec<ThreadWaiter> {
     let names = channel_names();
-    thread_waits(&names)
-}
-
-pub(crate) fn thread_waits(names: &HashMap<u64, String>) -> Vec<ThreadWaiter> {
     let list = THREADS.lock().unwrap_or_else(PoisonError::into_inner);
     list.iter()
         .map(|e| ThreadWaiter {
             thread: e.thread.name().map_or_else(|| format!("{:?}", e.thread.id()), str::to_string),
-            wait: describe(e.wait, names),
+            wait: describe(e.wait, &names),
             deadline: e.deadline,
         })
         .collect()

@@ -40,17 +40,19 @@ impl Handle {
     /// of [`Builder::on_deadlock`](crate::Builder::on_deadlock) does), since a thread
     /// outside kcoro may still be about to send.
     pub fn deadlock(&self) -> Option<Deadlock> {
-        self.shared.deadlock()
+        self.deadlock_among(&self.coroutines())
+    }
+
+    /// [`deadlock`](Self::deadlock) judged from a list [`coroutines`](Self::coroutines)
+    /// just returned, for a caller that wants both without walking the runtime twice.
+    pub fn deadlock_among(&self, coroutines: &[Coroutine]) -> Option<Deadlock> {
+        self.shared.deadlock_among(coroutines)
     }
 }
 
 impl Shared {
     fn coroutines(&self) -> Vec<Coroutine> {
-        let names = inspect::channel_names();
-        self.coroutines_named(&names)
-    }
-
-    fn coroutines_named(&self, names: &std::collections::HashMap<u64, String>) -> Vec<Coroutine> {
+        let names = &inspect::channel_names();
         let now = Instant::now();
         let clock = self.driver.now();
         let epoch = self.driver.epoch();
@@ -95,14 +97,13 @@ impl Shared {
         all
     }
 
-    fn deadlock(&self) -> Option<Deadlock> {
+    fn deadlock_among(&self, all: &[Coroutine]) -> Option<Deadlock> {
         if !self.config.detail {
             return None;
         }
-        let names = inspect::channel_names();
         let mut daemon_timers = 0;
         let mut stuck = Vec::new();
-        for c in self.coroutines_named(&names) {
+        for c in all {
             if c.daemon {
                 daemon_timers += usize::from(c.deadline_in.is_some());
                 continue;
@@ -113,12 +114,12 @@ impl Shared {
             if !waits_for_good {
                 return None;
             }
-            stuck.push(c);
+            stuck.push(c.clone());
         }
         if stuck.is_empty() || self.driver.timers_armed() > daemon_timers {
             return None;
         }
-        let threads = inspect::thread_waits(&names);
+        let threads = inspect::threads_waiting();
         if threads.iter().any(|t| t.deadline) {
             return None;
         }
@@ -154,7 +155,7 @@ fn watch(weak: &Weak<Shared>, action: &OnDeadlock, grace: Duration, step: Durati
         if shared.is_shutdown() {
             return;
         }
-        let Some(found) = shared.deadlock() else {
+        let Some(found) = shared.deadlock_among(&shared.coroutines()) else {
             current = None;
             continue;
         };
