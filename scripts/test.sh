@@ -101,15 +101,18 @@ phase "cargo test --workspace: build (debug)" cargo test --workspace --no-run
 
 # Optimisation changes inlining and stack use: the runtime's tests once more in release.
 # Without the workspace's thin LTO, as a crate depending on kcoro builds it by default
-# (Cargo's release profile has no LTO). Debug info stays on here (the smoke run's builds
-# go without): symbolising a backtrace on a coroutine stack is the deepest stack the panic
-# tests exercise. Built, with what the smoke run uses, while the debug tests run.
-export CARGO_PROFILE_RELEASE_LTO=false
+# (Cargo's release profile has no LTO). Debug info stays on for kcoro itself (its tests
+# and examples): symbolising a backtrace on a coroutine stack is the deepest stack the
+# panic tests exercise. Its dependencies go without, as in the smoke run's builds, so
+# both use the same compiled tokio, mio, corosensei... (with debug info everywhere they
+# were built twice). Built, with what the smoke run uses, while the debug tests run.
+export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_DEBUG=false
+release_kcoro=(--release -p kcoro --config 'profile.release.package.kcoro.debug=true')
 beside "release builds (kcoro tests, smoke --build)" \
-  bash -c 'cargo test --release -p kcoro --no-run && scripts/smoke.sh --build'
+  bash -c "cargo test ${release_kcoro[*]@Q} --no-run && scripts/smoke.sh --build"
 phase "cargo test --workspace: run (debug)" cargo test --workspace
 joined
-phase "cargo test --release -p kcoro (no LTO)" cargo test --release -p kcoro
+phase "cargo test --release -p kcoro (no LTO)" cargo test "${release_kcoro[@]}"
 
 phase "Go plugin SDK: go vet, go test" go_sdk
 # The loom models and the other architectures compile for minutes and then run on their
