@@ -31,8 +31,10 @@
 //! docs/ASYNC.md.
 
 use std::future::IntoFuture;
+use std::pin::pin;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crate::sync::{CancelToken, WaitError};
@@ -183,21 +185,23 @@ pub fn wait_with<F: IntoFuture>(
     token: Option<&CancelToken>,
 ) -> Result<F::Output, Error> {
     let handle = handle()?;
-    // Boxed so that it can be dropped early, inside tokio's context: a tokio resource
-    // may need it to deregister.
-    let mut fut = {
+    let fut = {
         let _in_tokio = handle.enter();
-        Box::pin(fut.into_future())
+        fut.into_future()
     };
+    // Pinned here, in an `Option` so that it can be dropped in place early, inside
+    // tokio's context (a tokio resource may need it to deregister), without a box.
+    let mut fut = pin!(Some(fut));
     let out = crate::future::drive(deadline, token, |cx| {
         // Entered around each poll only: a guard held across a park would outlive the
         // coroutine's turn on this thread.
         let _in_tokio = handle.enter();
         let _counted = Polling::enter();
-        fut.as_mut().poll(cx)
+        // Always `Some` here: emptied only below, after the last poll.
+        fut.as_mut().as_pin_mut().map_or(Poll::Pending, |f| f.poll(cx))
     });
     let _in_tokio = handle.enter();
-    drop(fut);
+    fut.set(None);
     Ok(out?)
 }
 
