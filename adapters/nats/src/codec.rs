@@ -11,7 +11,7 @@
 use std::any::type_name;
 
 use async_nats::HeaderMap;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -37,12 +37,14 @@ pub(crate) fn type_tag<T: ?Sized>() -> u64 {
 
 /// Encodes a value as a frame.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Bytes, NatsError> {
-    let mut out = BytesMut::with_capacity(FRAME_HEAD + 16).writer();
-    std::io::Write::write_all(&mut out, &MAGIC).map_err(|e| NatsError::Codec(e.to_string()))?;
-    std::io::Write::write_all(&mut out, &type_tag::<T>().to_le_bytes())
-        .map_err(|e| NatsError::Codec(e.to_string()))?;
-    postcard::to_io(value, &mut out).map_err(|e| NatsError::Codec(e.to_string()))?;
-    Ok(out.into_inner().freeze())
+    let codec = |e: postcard::Error| NatsError::Codec(e.to_string());
+    // Sized first, so the frame is one allocation of the right size, not a buffer grown
+    // byte by byte (postcard writes a `Vec<u8>` element by element).
+    let size = postcard::experimental::serialized_size(value).map_err(codec)?;
+    let mut out = Vec::with_capacity(FRAME_HEAD + size);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&type_tag::<T>().to_le_bytes());
+    Ok(Bytes::from(postcard::to_extend(value, out).map_err(codec)?))
 }
 
 /// Decodes a frame: the magic, `T`'s tag, and a value that ends where the payload ends.

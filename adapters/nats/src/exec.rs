@@ -18,7 +18,7 @@ use std::future::Future;
 use std::time::Instant;
 
 use kcoro::chan::{self, ChanError};
-use kcoro::sync::CancelToken;
+use kcoro::sync::{CancelToken, WaitError};
 
 use crate::NatsError;
 
@@ -108,6 +108,19 @@ impl Exec {
             Err(ChanError::Closed) => Err(NatsError::Shutdown),
             Err(e) => Err(NatsError::Chan(e)),
         }
+    }
+
+    /// Polls `fut` on the caller (a coroutine parks, a thread blocks) inside the
+    /// executor's tokio context, as `wait` allows; timing out or being cancelled drops it.
+    /// No task and no reply channel: a publish's hand-off to the client and its ack come
+    /// straight to the caller, the way a tokio task would await them. Not from the
+    /// executor's own thread, whose waiting would stop what it waits for.
+    pub(crate) fn here<F: Future>(&self, wait: Wait<'_>, fut: F) -> Result<F::Output, NatsError> {
+        kcoro::compat::tokio::wait_with(fut, wait.deadline, wait.token).map_err(|e| match e {
+            kcoro::compat::tokio::Error::Wait(WaitError::Timeout) => NatsError::Chan(ChanError::Timeout),
+            kcoro::compat::tokio::Error::Wait(WaitError::Cancelled) => NatsError::Chan(ChanError::Canceled),
+            kcoro::compat::tokio::Error::Runtime(e) => NatsError::nats("start the executor", e),
+        })
     }
 
     /// Runs `fut` on the executor and waits for its result (see [`Exec::call_with`]).

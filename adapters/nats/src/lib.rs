@@ -109,7 +109,7 @@ pub mod fuzzing {
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use codec::END_HEADER;
@@ -201,9 +201,11 @@ pub fn connect_with(url: &str, opts: ConnectOptions) -> Result<Nats, NatsError> 
         Ok::<_, String>((client, js))
     })?;
     let (client, js) = connected.map_err(fail)?;
+    let max_payload_at_connect = AtomicUsize::new(client.server_info().max_payload);
     Ok(Nats {
         shared: Arc::new(Shared {
             exec,
+            max_payload_at_connect,
             client,
             js,
             host: nuid_prefix(),
@@ -222,6 +224,10 @@ fn nuid_prefix() -> String {
 pub(crate) struct Shared {
     pub(crate) exec: Exec,
     pub(crate) client: async_nats::Client,
+    /// The server's `max_payload` when this connection was made: a payload within it is
+    /// sent without asking the client, whose `server_info()` copies the whole INFO (its
+    /// strings and URL list) per call, a cost per publish that showed in profiles.
+    max_payload_at_connect: AtomicUsize,
     pub(crate) js: async_nats::jetstream::Context,
     /// Prefix of the `Nats-Msg-Id` of every JetStream publish from this connection.
     pub(crate) host: String,
@@ -268,7 +274,12 @@ impl Shared {
 
     /// The server's `max_payload`, checked before a value is handed to the client.
     pub(crate) fn check_payload(&self, size: usize) -> Result<(), NatsError> {
+        if size <= self.max_payload_at_connect.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // Larger, or connected since to a server with another limit: ask.
         let max = self.client.server_info().max_payload;
+        self.max_payload_at_connect.store(max, Ordering::Relaxed);
         if max > 0 && size > max { Err(NatsError::PayloadTooLarge { size, max }) } else { Ok(()) }
     }
 }

@@ -1,9 +1,8 @@
 //! Buffered MPMC channels across hosts: a JetStream work-queue stream.
 //!
 //! The stream holds at most `capacity` messages and discards new ones when full, so the
-//! server refuses a publish to a full queue; the sender's publish job then retries with
-//! backoff on the executor while the sending coroutine stays parked on its reply (no
-//! worker blocks). Receivers share one durable pull consumer with explicit acks: each
+//! server refuses a publish to a full queue; the sender then retries with backoff, parked
+//! between attempts (no worker blocks). Receivers share one durable pull consumer with explicit acks: each
 //! message goes to one receiver, and one not acked within `ack_wait` is redelivered.
 //! [`Capacity::UnlimitedBytes`] makes the unlimited kind instead: a limits stream bounded
 //! by bytes that drops its oldest messages, so a send never waits.
@@ -13,13 +12,15 @@
 //!    receiving end notes the latest close it finds, which is history to it unless it is
 //!    still draining.
 //! 2. *Send*: the caller encodes the value (a frame, see `codec`), gives it a
-//!    `Nats-Msg-Id` (connection prefix + sequence), hands it to the executor through the
-//!    end's named local channel, and parks on a one-slot reply channel.
-//! 3. *Publish job*: publish, await the server's ack; "maximum messages exceeded" → wait
+//!    `Nats-Msg-Id` (connection prefix + sequence) and publishes it itself: the publish
+//!    future is polled on the caller inside the executor's tokio context
+//!    (`kcoro::compat::tokio`), so the hand-off to the client and the server's ack reach
+//!    the sending coroutine directly, with no task or reply channel between.
+//! 3. *Publish*: publish, await the server's ack; "maximum messages exceeded" → wait
 //!    (1 ms doubling to 100 ms) and retry; no ack in time (server down, reconnecting) →
 //!    retry with the same id, which the server's duplicate window turns into a no-op if
-//!    the first one was stored; "no stream" for [`GONE_AFTER`] → the stream is gone;
-//!    stop when the caller left.
+//!    the first one was stored; "no stream" for [`GONE_AFTER`] → the stream is gone; a
+//!    caller that gives up (deadline, cancel token) drops the publish, which stops it.
 //! 4. *Pull*: one task per receiving end pulls batches and sends each decoded message
 //!    into the end's named local channel with `send_async` (a full local buffer stops
 //!    the pulling). A message that does not decode is terminated (never redelivered).

@@ -64,7 +64,14 @@ pub(super) fn open<T: DeserializeOwned + Send + 'static>(
     let (client, c, timeout) = (shared.client.clone(), Arc::clone(&counters), shared.ack_timeout);
     shared.exec.spawn(async move {
         while let Ok(settle) = acks_rx.recv_async().await {
-            tokio::spawn(send_settle(client.clone(), settle, Arc::clone(&c), timeout));
+            // A settle nobody waits for is a publish onto the connection: done here, in
+            // order, without a task each. One that waits for the server's answer gets a
+            // task, so a slow answer holds up no other.
+            if settle.done.is_some() {
+                tokio::spawn(send_settle(client.clone(), settle, Arc::clone(&c), timeout));
+            } else {
+                send_settle(client.clone(), settle, Arc::clone(&c), timeout).await;
+            }
         }
     })?;
     let gone = Arc::new(OnceLock::new());

@@ -9,22 +9,19 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, ErrorCode};
 use bytes::Bytes;
-use kcoro::chan::{self, ChanError, Snapshot};
+use kcoro::chan::ChanError;
 use kcoro::sync::CancelToken;
 use serde::Serialize;
 
 use super::state::QueueState;
 use super::{GONE_AFTER, queue_subject};
 use crate::codec::encode;
-use crate::exec::{Reply, Wait, reply_pair};
+use crate::exec::Wait;
 use crate::stats::{BridgeStats, Counters, bump};
 use crate::{NatsError, SendError, Shared};
 
 /// Longest wait between two publish attempts to a full stream.
 const MAX_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Publish requests queued to the executor per sending end before senders wait.
-const OUTBOX: usize = 1024;
 
 /// Makes a sending end of queue `name` and records it open.
 pub(super) fn open<T>(
@@ -38,27 +35,16 @@ pub(super) fn open<T>(
         .exec
         .call(Wait::FOREVER, async move { registering.register(&id_owned).await })?
         .map_err(|e| NatsError::nats("open the sending end", e))?;
-    let (out, out_rx) = chan::Builder::<PubReq>::buffered(OUTBOX).name(format!("nats:wq:{name}:out")).build();
-    let counters = Arc::new(Counters::default());
     let job = Job { js: shared.js.clone(), subject: queue_subject(name), queue: name.to_string() };
-    let c = Arc::clone(&counters);
-    shared.exec.spawn(async move {
-        while let Ok(req) = out_rx.recv_async().await {
-            tokio::spawn(job.clone().publish(req, Arc::clone(&c)));
-        }
-    })?;
-    let core =
-        SenderCore { shared: Arc::clone(shared), out, counters, closed: AtomicBool::new(false), state, id };
+    let core = SenderCore {
+        shared: Arc::clone(shared),
+        job,
+        counters: Arc::new(Counters::default()),
+        closed: AtomicBool::new(false),
+        state,
+        id,
+    };
     Ok(WorkSender { core: Arc::new(core), _values: PhantomData })
-}
-
-/// One publish handed to the executor.
-struct PubReq {
-    payload: Bytes,
-    id: String,
-    /// Try-send: one attempt, a full stream is `WouldBlock`.
-    once: bool,
-    reply: Reply<Result<(), NatsError>>,
 }
 
 /// What a failed publish attempt calls for.
@@ -98,8 +84,7 @@ fn classify(e: &jetstream::context::PublishError) -> Retry {
     }
 }
 
-/// Where the publish jobs of one end go.
-#[derive(Clone)]
+/// Where the publishes of one end go.
 struct Job {
     js: jetstream::Context,
     subject: String,
@@ -107,36 +92,40 @@ struct Job {
 }
 
 impl Job {
-    /// Step 3 of the protocol: publish until stored, refused for good, or abandoned.
-    async fn publish(self, req: PubReq, counters: Arc<Counters>) {
+    /// Step 3 of the protocol: publish until stored or refused for good (`once`: one
+    /// attempt, a full stream is `WouldBlock`). Polled by the sender itself, which drops
+    /// it to give up.
+    async fn publish(
+        &self,
+        payload: Bytes,
+        id: &str,
+        once: bool,
+        counters: &Counters,
+    ) -> Result<(), NatsError> {
         let mut backoff = Duration::from_millis(1);
         let mut no_stream_since: Option<Instant> = None;
         loop {
-            if req.reply.is_abandoned() {
-                return;
-            }
-            let publish = PublishMessage::build().payload(req.payload.clone()).message_id(&req.id);
+            let publish = PublishMessage::build().payload(payload.clone()).message_id(id);
             let attempt = async { self.js.send_publish(self.subject.clone(), publish).await?.await };
             let err = match attempt.await {
                 Ok(ack) => {
                     bump(if ack.duplicate { &counters.duplicates } else { &counters.published });
-                    req.reply.send(Ok(()));
-                    return;
+                    return Ok(());
                 }
                 Err(e) => e,
             };
             let failure = match classify(&err) {
-                Retry::Full if req.once => Some(NatsError::Chan(ChanError::WouldBlock)),
+                Retry::Full if once => Some(NatsError::Chan(ChanError::WouldBlock)),
                 Retry::Full => {
                     bump(&counters.full_retries);
                     None
                 }
-                Retry::Unknown if req.once => Some(NatsError::nats("publish", err)),
+                Retry::Unknown if once => Some(NatsError::nats("publish", err)),
                 Retry::Unknown => {
                     bump(&counters.timeout_retries);
                     None
                 }
-                Retry::NoStream if req.once => Some(self.gone()),
+                Retry::NoStream if once => Some(self.gone()),
                 Retry::NoStream => {
                     let since = *no_stream_since.get_or_insert_with(Instant::now);
                     bump(&counters.timeout_retries);
@@ -146,8 +135,7 @@ impl Job {
             };
             if let Some(e) = failure {
                 bump(&counters.errors);
-                req.reply.send(Err(e));
-                return;
+                return Err(e);
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -161,7 +149,7 @@ impl Job {
 
 struct SenderCore {
     shared: Arc<Shared>,
-    out: chan::Sender<PubReq>,
+    job: Job,
     counters: Arc<Counters>,
     closed: AtomicBool,
     state: QueueState,
@@ -170,17 +158,11 @@ struct SenderCore {
 }
 
 impl SenderCore {
-    /// Steps 2 and 3 for an encoded payload; waits as `wait` allows.
+    /// Steps 2 and 3 for an encoded payload, on the caller; waits as `wait` allows.
     fn publish(&self, payload: Bytes, once: bool, wait: Wait<'_>) -> Result<(), NatsError> {
         self.shared.check_payload(payload.len())?;
-        let (reply, rx) = reply_pair();
-        let req = PubReq { payload, id: self.shared.next_msg_id(), once, reply };
-        self.out.send_with(req, wait.deadline, wait.token).map_err(|e| NatsError::Chan(e.kind()))?;
-        match rx.recv_with(wait.deadline, wait.token) {
-            Ok(r) => r,
-            Err(ChanError::Closed) => Err(NatsError::Shutdown),
-            Err(e) => Err(NatsError::Chan(e)),
-        }
+        let id = self.shared.next_msg_id();
+        self.shared.exec.here(wait, self.job.publish(payload, &id, once, &self.counters))?
     }
 }
 
@@ -206,8 +188,8 @@ impl Drop for SenderCore {
     }
 }
 
-/// The sending end of a work queue. Cloneable; clones share the outbox, the counters and
-/// the open record.
+/// The sending end of a work queue. Cloneable; clones share the counters and the open
+/// record.
 pub struct WorkSender<T> {
     core: Arc<SenderCore>,
     _values: PhantomData<fn(T)>,
@@ -290,19 +272,12 @@ impl<T> WorkSender<T> {
             .call(Wait::FOREVER, async move { state.close(&id).await })?
             .map_err(|e| NatsError::nats("close", e))?;
         bump(&self.core.counters.end_markers);
-        self.core.out.close();
         Ok(true)
     }
 
     /// True once [`close`](Self::close) was called on this end.
     pub fn is_closed(&self) -> bool {
         self.core.closed.load(Relaxed)
-    }
-
-    /// The local outbox's counters (sends handed to the executor), as kcoro's registry
-    /// lists them under `nats:wq:<name>:out`.
-    pub fn snapshot(&self) -> Snapshot {
-        self.core.out.snapshot()
     }
 
     /// The bridge's counters for this end: stored, full retries, duplicates, errors.
