@@ -4,6 +4,10 @@
 //! would write them with blocking-style calls. Connections are spawned with
 //! `SpawnOptions::spread()`, as the docs advise for an accept loop, so with two workers
 //! they share the workers (started coroutines never move).
+//!
+//! The https server is the http one inside rustls' blocking `StreamOwned`: the handshake
+//! and every record are read and written on the connection's coroutine, which parks on
+//! the socket like any other blocking-style read; no async, no second runtime.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -12,7 +16,7 @@ use std::sync::Arc;
 use kcoro::net::{TcpListener, TcpStream};
 
 use super::proto::{self, CONN_BUF, RESPONSE};
-use super::{OnListen, Service};
+use super::{OnListen, Service, tls};
 
 /// Runs `service` on a runtime of `workers` workers; calls `on_listen` with its address
 /// once it listens, then serves until the process exits.
@@ -24,22 +28,39 @@ pub fn serve(service: Service, workers: usize, on_listen: OnListen) -> Result<()
         .map_err(|e| format!("kcoro runtime: {e}"))?;
     rt.block_on(move || -> Result<(), String> {
         let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-        let handler: fn(TcpStream, Option<SocketAddr>) = match service {
-            Service::Http => |s, _| http(s),
-            Service::Echo => |s, _| echo(s),
-            Service::Proxy => proxy,
-        };
-        let backend = match service {
-            Service::Proxy => Some(start_backend()?),
-            _ => None,
+        let handler = match service {
+            Service::Http => Handler::Http,
+            Service::Https => Handler::Https(tls::server_config()?),
+            Service::Echo => Handler::Echo,
+            Service::Proxy => Handler::Proxy(start_backend()?),
         };
         on_listen(listener.local_addr().map_err(|e| format!("local_addr: {e}"))?);
         loop {
             let (stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
-            kcoro::spawn_with(spread(), move || handler(stream, backend))
-                .map_err(|e| format!("spawn: {e}"))?;
+            let handler = handler.clone();
+            kcoro::spawn_with(spread(), move || handler.serve(stream)).map_err(|e| format!("spawn: {e}"))?;
         }
     })
+}
+
+/// What a connection's coroutine runs, with what it needs.
+#[derive(Clone)]
+enum Handler {
+    Http,
+    Https(Arc<rustls::ServerConfig>),
+    Echo,
+    Proxy(SocketAddr),
+}
+
+impl Handler {
+    fn serve(self, stream: TcpStream) {
+        match self {
+            Handler::Http => http(stream),
+            Handler::Https(config) => https(stream, config),
+            Handler::Echo => echo(stream),
+            Handler::Proxy(backend) => proxy(stream, backend),
+        }
+    }
 }
 
 /// Spawn options for a connection's coroutine: started on the workers in turn.
@@ -61,14 +82,27 @@ fn start_backend() -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// HTTP/1.1 keep-alive: answer every complete request head, pipelined ones in one write.
+/// HTTP/1.1 keep-alive on a plain connection.
 fn http(stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    exchange(stream);
+}
+
+/// HTTP/1.1 keep-alive inside a TLS session; the handshake happens on the first read.
+fn https(stream: TcpStream, config: Arc<rustls::ServerConfig>) {
+    let _ = stream.set_nodelay(true);
+    let Ok(session) = rustls::ServerConnection::new(config) else { return };
+    exchange(rustls::StreamOwned::new(session, stream));
+}
+
+/// The hello exchange: answer every complete request head, pipelined ones in one write
+/// (flushed, so a TLS session seals and sends its records before the next read).
+fn exchange(mut io: impl Read + Write) {
     let mut buf = [0u8; CONN_BUF];
     let mut len = 0;
     let mut out = Vec::with_capacity(RESPONSE.len());
     loop {
-        match (&stream).read(&mut buf[len..]) {
+        match io.read(&mut buf[len..]) {
             Ok(0) | Err(_) => return,
             Ok(n) => len += n,
         }
@@ -86,7 +120,7 @@ fn http(stream: TcpStream) {
         for _ in 0..requests {
             out.extend_from_slice(RESPONSE);
         }
-        if (&stream).write_all(&out).is_err() {
+        if io.write_all(&out).and_then(|()| io.flush()).is_err() {
             return;
         }
     }
@@ -109,8 +143,7 @@ fn echo(stream: TcpStream) {
 }
 
 /// Proxy: connect to the backend, then copy each way, the way back on its own coroutine.
-fn proxy(client: TcpStream, backend: Option<SocketAddr>) {
-    let Some(backend) = backend else { return };
+fn proxy(client: TcpStream, backend: SocketAddr) {
     let Ok(upstream) = TcpStream::connect(backend) else { return };
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);

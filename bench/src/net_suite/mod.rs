@@ -4,6 +4,7 @@
 //! | case                 | server                                                        | one request |
 //! |----------------------|---------------------------------------------------------------|-------------|
 //! | `http_<w>_c<n>`      | HTTP/1.1 keep-alive hello, no HTTP library ([`proto`])        | `GET` → 13-byte body |
+//! | `https_<w>_c<n>`     | the same hello inside TLS 1.3, one rustls configuration ([`tls`]) | `GET` → 13-byte body |
 //! | `echo_<w>_c<n>`      | TCP echo                                                      | 64 bytes there and back |
 //! | `proxy_<w>_c<n>`     | TCP proxy to an echo backend in the same process and runtime  | 64 bytes client → proxy → backend and back |
 //!
@@ -18,7 +19,12 @@
 //! connection; the proxy adds one per connection for the way back. The load is `wrk`
 //! (one thread) for the HTTP rows when it is installed ([`wrk`]), otherwise, and for the
 //! echo and proxy rows, the built-in generator ([`load`]); the table's `load` column says
-//! which. One run is one server process loaded for `n` seconds (see [`server`] for the
+//! which. The https rows need `wrk` (`https://` URL; it checks no certificate; the
+//! built-in generator speaks no TLS). Their kcoro server runs rustls' blocking
+//! `StreamOwned` over `kcoro::net` (handshake and records on the connection's coroutine,
+//! no async), the tokio server tokio-rustls; both take the same `ServerConfig`. Go has no
+//! https server here (its TLS stack would be a third implementation of the protocol, not
+//! a third runtime under the same one). One run is one server process loaded for `n` seconds (see [`server`] for the
 //! protocol). It reports:
 //!
 //! - requests per second (`ns/op` is its inverse, so `x kcoro` compares throughput);
@@ -35,21 +41,25 @@ mod load;
 mod proto;
 mod server;
 pub(crate) mod sys;
+mod tls;
 mod tokio_net;
 mod wrk;
 
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{GO, GO_BIN_ENV, KCORO, LoadGen, Measurement, NetStats, Suite, net};
-pub use server::serve_command;
-use server::{Server, TOKIO};
+use crate::harness::{GO, GO_BIN_ENV, KCORO, LoadGen, Measurement, NetStats, Skip, Suite, net};
+pub use proto::BODY as HELLO_BODY;
+use server::TOKIO;
+pub use server::{Server, serve_command};
 
 /// What a server of the suite does with a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {
     /// HTTP/1.1 keep-alive hello.
     Http,
+    /// The same hello over TLS.
+    Https,
     /// TCP echo.
     Echo,
     /// TCP proxy in front of an echo backend.
@@ -61,15 +71,17 @@ impl Service {
     fn parse(s: &str) -> Result<Service, String> {
         match s {
             "http" => Ok(Service::Http),
+            "https" => Ok(Service::Https),
             "echo" => Ok(Service::Echo),
             "proxy" => Ok(Service::Proxy),
-            _ => Err(format!("net: no service {s:?} (http, echo, proxy)")),
+            _ => Err(format!("net: no service {s:?} (http, https, echo, proxy)")),
         }
     }
 
     fn name(self) -> &'static str {
         match self {
             Service::Http => "http",
+            Service::Https => "https",
             Service::Echo => "echo",
             Service::Proxy => "proxy",
         }
@@ -146,6 +158,7 @@ pub static SUITE: Suite = Suite {
         "2w: two workers (GOMAXPROCS=2), nothing pinned; one accept loop, one coroutine/task/goroutine per connection",
         "http: HTTP/1.1 keep-alive hello, no HTTP library; echo: 64-byte ping-pong; proxy: 64-byte ping-pong",
         "  through a proxy (two coroutines/tasks/goroutines per connection) to an echo backend in the same process",
+        "https: the hello over TLS 1.3, one rustls ServerConfig (ring); kcoro: StreamOwned on kcoro::net, tokio: tokio-rustls",
         "req/s = 1e9 / ns/op; p50/p99 as the load saw them; cpu/req = server user+system CPU (/proc) per request",
         "worker = busiest worker thread's share of the requests (2w, Rust servers); load = wrk or the built-in generator",
     ],
@@ -156,6 +169,12 @@ pub static SUITE: Suite = Suite {
         case("http_2w_c10"),
         case("http_2w_c100"),
         case("http_2w_c1000"),
+        case("https_1w_c10"),
+        case("https_1w_c100"),
+        case("https_1w_c1000"),
+        case("https_2w_c10"),
+        case("https_2w_c100"),
+        case("https_2w_c1000"),
         case("echo_1w_c10"),
         case("echo_1w_c100"),
         case("echo_1w_c1000"),
@@ -170,7 +189,18 @@ pub static SUITE: Suite = Suite {
         case("proxy_2w_c1000"),
     ],
     impls: &[KCORO, TOKIO, GO],
-    skips: &[],
+    skips: &[Skip {
+        imp: GO,
+        cases: &[
+            "https_1w_c10",
+            "https_1w_c100",
+            "https_1w_c1000",
+            "https_2w_c10",
+            "https_2w_c100",
+            "https_2w_c1000",
+        ],
+        why: "rustls on two runtimes; Go's TLS stack is another protocol implementation",
+    }],
     prepare: Some(prepare),
     go_in_child: true,
     child,
@@ -200,8 +230,8 @@ fn child(case: &str, imp: &str, secs: u64) -> Result<Measurement, String> {
     };
     let server = Server::start(server_command(imp, setup)?, server_cpu)?;
     let cpu_before = server.cpu_ns()?;
-    let result = if setup.service == Service::Http && wrk::available() {
-        wrk::run(server.port, setup.conns, secs, load_cpu)
+    let result = if matches!(setup.service, Service::Http | Service::Https) && wrk::available() {
+        wrk::run(setup.service == Service::Https, server.port, setup.conns, secs, load_cpu)
     } else {
         load::run(server.port, setup.service, setup.conns, secs, load_cpu)
     };
@@ -221,6 +251,13 @@ fn child(case: &str, imp: &str, secs: u64) -> Result<Measurement, String> {
             load: result.load,
         }),
     })
+}
+
+/// Starts this binary's kcoro hello server (the `http` service) with `workers` workers
+/// in a process of its own, unpinned: the local server another suite's clients load.
+pub fn start_hello_server(workers: usize) -> Result<Server, String> {
+    let setup = Setup { service: Service::Http, workers, conns: 1 };
+    Server::start(server_command(KCORO, setup)?, None)
 }
 
 /// The command that starts `imp`'s server for `setup`.
@@ -288,6 +325,32 @@ mod tests {
             serve(service, 2, on_listen)
         });
         rx.recv_timeout(Duration::from_secs(10)).expect("server listening")
+    }
+
+    /// Every Rust https server completes a handshake with a client that trusts only the
+    /// suite's certificate and answers keep-alive requests inside the session.
+    #[test]
+    fn rust_servers_answer_over_tls() {
+        use std::io::{Read, Write};
+        let servers: [(&str, ServeFn); 2] = [(KCORO, kcoro_net::serve), (TOKIO, tokio_net::serve)];
+        for (imp, serve) in servers {
+            let addr = start(serve, Service::Https);
+            let session =
+                rustls::ClientConnection::new(tls::client_config().unwrap(), "localhost".try_into().unwrap())
+                    .unwrap();
+            let mut tls = rustls::StreamOwned::new(session, std::net::TcpStream::connect(addr).unwrap());
+            for round in 0..3 {
+                tls.write_all(proto::REQUEST).unwrap();
+                let mut got = Vec::new();
+                let mut chunk = [0u8; 512];
+                while proto::response_len(&got).unwrap().is_none() {
+                    let n = tls.read(&mut chunk).unwrap_or_else(|e| panic!("{imp} round {round}: {e}"));
+                    assert!(n > 0, "{imp} round {round}: closed");
+                    got.extend_from_slice(&chunk[..n]);
+                }
+                assert_eq!(got, proto::RESPONSE, "{imp} round {round}");
+            }
+        }
     }
 
     /// Every Rust server answers the built-in load on every service, and counts what it

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nServer: kcoro-bench\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
 
+/// The body of [`RESPONSE`], for clients that check what they got.
+pub const BODY: &[u8] = b"Hello, World!";
+
 /// The request the built-in generator sends (`wrk` sends its own, much like it).
 pub const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 
@@ -135,6 +138,15 @@ mod tests {
         assert_eq!(take_requests(&two), (2, 2 * one.len()));
         assert_eq!(take_requests(b"GET / HTTP/1.1\r\n"), (0, 0));
         assert_eq!(take_requests(b""), (0, 0));
+    }
+
+    #[test]
+    fn the_response_carries_the_body() {
+        assert!(RESPONSE.ends_with(BODY));
+        assert!(
+            RESPONSE
+                .ends_with(format!("Content-Length: {}\r\n\r\n{}", BODY.len(), "Hello, World!").as_bytes())
+        );
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! The `net` suite's servers on tokio: a multi-thread runtime of the requested worker
 //! count, the accept loop as a spawned task, one task per connection (and a second task
-//! per proxied connection for the way back), the same logic as the kcoro servers.
+//! per proxied connection for the way back), the same logic as the kcoro servers. The
+//! https server is the http one inside tokio-rustls, with the kcoro server's rustls
+//! configuration.
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::proto::{self, CONN_BUF, RESPONSE};
-use super::{OnListen, Service};
+use super::{OnListen, Service, tls};
 
 /// Runs `service` on a runtime of `workers` workers; calls `on_listen` with its address
 /// once it listens, then serves until the process exits.
@@ -32,14 +34,21 @@ async fn accept_loop(service: Service, on_listen: OnListen) -> Result<(), String
         Service::Proxy => Some(start_backend().await?),
         _ => None,
     };
+    let acceptor = match service {
+        Service::Https => Some(tokio_rustls::TlsAcceptor::from(tls::server_config()?)),
+        _ => None,
+    };
     on_listen(listener.local_addr().map_err(|e| format!("local_addr: {e}"))?);
     loop {
         let (stream, _) = listener.accept().await.map_err(|e| format!("accept: {e}"))?;
-        match (service, backend) {
-            (Service::Http, _) => tokio::spawn(http(stream)),
-            (Service::Echo, _) => tokio::spawn(echo(stream)),
-            (Service::Proxy, Some(b)) => tokio::spawn(proxy(stream, b)),
-            (Service::Proxy, None) => return Err("proxy without a backend".to_string()),
+        match (service, backend, &acceptor) {
+            (Service::Http, _, _) => tokio::spawn(http(stream)),
+            (Service::Https, _, Some(a)) => tokio::spawn(https(stream, a.clone())),
+            (Service::Echo, _, _) => tokio::spawn(echo(stream)),
+            (Service::Proxy, Some(b), _) => tokio::spawn(proxy(stream, b)),
+            (Service::Proxy, None, _) | (Service::Https, _, None) => {
+                return Err(format!("{service:?} without its backend or TLS acceptor"));
+            }
         };
     }
 }
@@ -56,14 +65,27 @@ async fn start_backend() -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// HTTP/1.1 keep-alive: answer every complete request head, pipelined ones in one write.
-async fn http(mut stream: TcpStream) {
+/// HTTP/1.1 keep-alive on a plain connection.
+async fn http(stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    exchange(stream).await;
+}
+
+/// HTTP/1.1 keep-alive inside a TLS session, after the handshake.
+async fn https(stream: TcpStream, acceptor: tokio_rustls::TlsAcceptor) {
+    let _ = stream.set_nodelay(true);
+    let Ok(session) = acceptor.accept(stream).await else { return };
+    exchange(session).await;
+}
+
+/// The hello exchange: answer every complete request head, pipelined ones in one write
+/// (flushed: tokio-rustls may keep sealed records buffered until then).
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
     let mut buf = [0u8; CONN_BUF];
     let mut len = 0;
     let mut out = Vec::with_capacity(RESPONSE.len());
     loop {
-        match stream.read(&mut buf[len..]).await {
+        match io.read(&mut buf[len..]).await {
             Ok(0) | Err(_) => return,
             Ok(n) => len += n,
         }
@@ -81,7 +103,7 @@ async fn http(mut stream: TcpStream) {
         for _ in 0..requests {
             out.extend_from_slice(RESPONSE);
         }
-        if stream.write_all(&out).await.is_err() {
+        if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
             return;
         }
     }

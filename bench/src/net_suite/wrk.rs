@@ -84,15 +84,15 @@ fn install() -> Result<(), String> {
     }
 }
 
-/// Runs `wrk` against `port` with `conns` connections for `secs` seconds, pinned to
-/// `cpu` if given.
-pub fn run(port: u16, conns: usize, secs: u64, cpu: Option<usize>) -> Result<LoadResult, String> {
+/// Runs `wrk` against `port` (over TLS if `tls`) with `conns` connections for `secs`
+/// seconds, pinned to `cpu` if given.
+pub fn run(tls: bool, port: u16, conns: usize, secs: u64, cpu: Option<usize>) -> Result<LoadResult, String> {
     let script = std::env::temp_dir().join(format!("kcoro-bench-wrk-{}.lua", std::process::id()));
     std::fs::write(&script, SCRIPT).map_err(|e| format!("cannot write {}: {e}", script.display()))?;
     let mut cmd = Command::new("wrk");
     cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--timeout", TIMEOUT, "-s"])
         .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg(format!("{}://127.0.0.1:{port}/", if tls { "https" } else { "http" }))
         .stdin(Stdio::null());
     if let Some(cpu) = cpu {
         sys::pin_command(&mut cmd, cpu).map_err(|e| format!("cannot pin wrk to CPU {cpu}: {e}"))?;
