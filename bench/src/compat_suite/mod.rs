@@ -6,12 +6,17 @@
 //! | `wait_ready`     | wait for a future that is ready at once                             |
 //! | `oneshot_rtt`    | a round trip to a tokio task: request on a tokio mpsc, answer on a fresh tokio oneshot |
 //! | `park_pingpong`  | reference: a kcoro rendezvous ping-pong between two workers (the hop `oneshot_rtt` is held to) |
+//! | `reqwest_c<N>`   | one HTTP/1.1 GET with reqwest to a local server, N parties sending at once (see [`reqwest`]) |
 //!
 //! kcoro: the measuring party is a coroutine (2 workers) and waits with
 //! `kcoro::future::wait` (`wait_ready`) or `compat::tokio::wait` (`oneshot_rtt`, whose
 //! answering task runs on the bridge's one-thread tokio runtime). tokio: the measuring
 //! party is a task of a 2-worker runtime; `wait_ready` is `Handle::block_on` from a
 //! plain thread (what a coroutine-less caller pays), `oneshot_rtt` an `.await` in a task.
+//! The reqwest rows load one server, in a process of its own, from one `Client`: N
+//! coroutines each waiting with `compat::tokio::wait`, or N tasks each awaiting.
+
+mod reqwest;
 
 use std::time::Instant;
 
@@ -27,11 +32,18 @@ pub static SUITE: Suite = Suite {
         "tokio: wait_ready is Handle::block_on from a thread; oneshot_rtt an .await in a task,",
         "  the answering task on the same 2-worker runtime",
         "park_pingpong: kcoro only, a rendezvous ping-pong across 2 workers (the reference hop)",
+        "reqwest_c<N>: GETs from one reqwest Client (HTTP/1.1 keep-alive) by N coroutines / N tokio tasks at once;",
+        "  the server: kcoro-bench's hello server (net suite, http, 1 worker) in its own process, unpinned",
+        "  kcoro: compat::tokio's runtime (1 thread) runs hyper's connection tasks; tokio: its 2 workers do",
     ],
     cases: &[
         throughput("wait_ready", 5_000_000, 500_000),
         throughput("oneshot_rtt", 200_000, 20_000),
         throughput("park_pingpong", 500_000, 50_000),
+        throughput("reqwest_c1", 20_000, 2_000),
+        throughput("reqwest_c10", 100_000, 10_000),
+        throughput("reqwest_c100", 100_000, 10_000),
+        throughput("reqwest_c1000", 100_000, 10_000),
     ],
     impls: &[KCORO, "tokio"],
     skips: &[Skip { imp: "tokio", cases: &["park_pingpong"], why: "a kcoro reference row" }],
@@ -41,6 +53,15 @@ pub static SUITE: Suite = Suite {
 };
 
 fn child(case: &str, imp: &str, n: u64) -> Result<Measurement, String> {
+    if let Some(parties) = reqwest::parties(case) {
+        crate::net_suite::sys::raise_nofile_limit()
+            .map_err(|e| format!("cannot raise the open-file limit: {e}"))?;
+        return match imp {
+            KCORO => reqwest::kcoro_side(parties, n),
+            "tokio" => reqwest::tokio_side(parties, n),
+            _ => Err(format!("compat: no impl {imp:?}")),
+        };
+    }
     match imp {
         KCORO => kcoro_side(case, n),
         "tokio" => tokio_side(case, n),
