@@ -28,6 +28,7 @@ echo "== smoke: building what the documented commands use"
 # `scripts/smoke.sh --build` only builds (scripts/test.sh does that while tests run).
 cargo build -q --release -p kcoro-cli || exit 1
 cargo build -q --release -p kcoro-bench || exit 1
+cargo build -q --release -p kcoro-bench --examples || exit 1
 cargo build -q --release -p kcoro --examples || exit 1
 cargo build -q --release -p kcoro-nats --examples || exit 1
 cargo build -q -p kcoro-plugin-echo -p kcoro-test-nylon02 || exit 1
@@ -333,6 +334,14 @@ expect 0 'fails the same way again' cargo run -q --release -p kcoro --example si
 doc 'cargo run --release -p kcoro --example xworker_pingpong'
 expect 0 'ns' cargo run -q --release -p kcoro --example xworker_pingpong
 
+echo "== smoke: async crates on coroutines (docs/ASYNC.md), with small counts"
+doc 'cargo run --release -p kcoro-bench --example tls_echo'
+expect 0 '^tls_echo: 20 connections x 20 messages echoed exactly over TLS 1\.3 \(TLS13_' cargo run -q --release -p kcoro-bench --example tls_echo -- 20 20
+doc 'cargo run --release -p kcoro-bench --example ws_echo'
+expect 0 '^ws_echo: 20 connections x 20 messages \(text and binary\) echoed exactly, 20 close handshakes' cargo run -q --release -p kcoro-bench --example ws_echo -- 20 20
+doc 'cargo run --release -p kcoro-bench --example reqwest_fanout'
+expect 0 '^reqwest_fanout: 1000 GETs from 200 coroutines answered and checked' cargo run -q --release -p kcoro-bench --example reqwest_fanout -- 200 5
+
 echo "== smoke: kcoro-bench, every suite, one case each (starts and prints a row)"
 bench() { # bench SUITE CASE: the suite's quickest setting for one case, kcoro only
   expect 0 "^$2 +kcoro " cargo run -q --release -p kcoro-bench -- "$1" --quick --case "$2" --impl kcoro
@@ -363,8 +372,14 @@ doc 'cargo run --release -p kcoro-bench -- capi'
 bench capi spsc_1024_4b
 doc 'cargo run --release -p kcoro-bench -- net'
 bench net http_1w_c10
+if command -v wrk >/dev/null 2>&1; then # the net suite installs it above when it can
+  bench net https_1w_c10
+else
+  echo "note: wrk not installed; the https rows need it, not running https_1w_c10"
+fi
 doc 'cargo run --release -p kcoro-bench -- compat'
 bench compat wait_ready
+bench compat reqwest_c10
 doc 'cargo run --release -p kcoro-bench -- nats'
 if nats_server; then
   bench nats core_64
