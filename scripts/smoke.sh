@@ -372,6 +372,7 @@ doc 'cargo run --release -p kcoro-bench -- capi'
 bench capi spsc_1024_4b
 doc 'cargo run --release -p kcoro-bench -- net'
 bench net http_1w_c10
+doc 'cargo run --release -p kcoro-bench -- net --case http_1w_c100 --case http_2w_c100 --case https_1w_c10 --case https_1w_c100 --case https_1w_c1000 --case https_2w_c10 --case https_2w_c100 --case https_2w_c1000'
 if command -v wrk >/dev/null 2>&1; then # the net suite installs it above when it can
   bench net https_1w_c10
 else
@@ -379,6 +380,7 @@ else
 fi
 doc 'cargo run --release -p kcoro-bench -- compat'
 bench compat wait_ready
+doc 'cargo run --release -p kcoro-bench -- compat --case reqwest_c1 --case reqwest_c10 --case reqwest_c100 --case reqwest_c1000'
 bench compat reqwest_c10
 doc 'cargo run --release -p kcoro-bench -- nats'
 if nats_server; then
