@@ -373,7 +373,7 @@ bench capi spsc_1024_4b
 doc 'cargo run --release -p kcoro-bench -- net'
 bench net http_1w_c10
 doc 'cargo run --release -p kcoro-bench -- net --case http_1w_c100 --case http_2w_c100 --case https_1w_c10 --case https_1w_c100 --case https_1w_c1000 --case https_2w_c10 --case https_2w_c100 --case https_2w_c1000'
-if command -v wrk >/dev/null 2>&1; then # the net suite installs it above when it can
+if command -v wrk >/dev/null 2>&1; then # scripts/test.sh installs it where it can
   bench net https_1w_c10
 else
   echo "note: wrk not installed; the https rows need it, not running https_1w_c10"

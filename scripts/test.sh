@@ -67,12 +67,14 @@ trap phase_table EXIT
 
 # Tools the tests use, installed when we can (root with apt); without them the tests that
 # need them skip with a note. tmux drives chanmon's screen in a real terminal; nats-server
-# (with JetStream) serves kcoro-nats's tests, benchmark and smoke run.
+# (with JetStream) serves kcoro-nats's tests, benchmark and smoke run; wrk loads the net
+# suite's https rows (the built-in load generator speaks no TLS).
 install_tools() {
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
   local missing=()
   command -v tmux >/dev/null 2>&1 || missing+=(tmux)
   command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "installing ${missing[*]}"
   apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 ||
@@ -88,7 +90,7 @@ go_sdk() {
   fi
 }
 
-phase "tools (tmux, nats-server)" install_tools
+phase "tools (tmux, nats-server, wrk)" install_tools
 phase "cargo fmt --check" cargo fmt --all -- --check
 phase "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 phase "cargo doc (rustdoc -D warnings)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
