@@ -9,8 +9,9 @@
 # example plugins); the Go tests run when `go` is installed and are skipped with a note
 # otherwise, and the cross checks install their tools or are skipped with a note.
 #
-# Ends with a table of each phase's time, so the next slow step shows (also when a phase
-# fails: the table stops at it).
+# Ends with a table of each phase's wall time and CPU time, so the next slow step shows
+# (also when a phase fails: the table stops at it). The machine has few cores: a phase
+# that takes much CPU slows what runs beside it, so CPU is what to cut first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,19 +19,30 @@ phases=()
 suite_started=$SECONDS
 mkdir -p target/ci
 
-# record NAME T0 RC: one row of the phase table (start offset, wall time, outcome).
+# children_cpu: CPU seconds (user + system) of every child this shell has waited for, read
+# from the kernel's count for this shell (the `times` builtin would run in a subshell here).
+children_cpu() {
+  local stat fields
+  stat=$(</proc/$$/stat)
+  read -r -a fields <<<"${stat##*) }" # from field 3 on: cutime is field 16, cstime 17
+  echo $(((fields[13] + fields[14]) / $(getconf CLK_TCK)))
+}
+
+# record NAME T0 RC CPU0: one row of the phase table (start offset, wall time, CPU time
+# since CPU0, outcome).
 record() {
-  phases+=("$(printf '%5s s %5s s  %-52s %s' $(($2 - suite_started)) $((SECONDS - $2)) "$1" \
-    "$([ "$3" = 0 ] && echo ok || echo "FAILED ($3)")")")
+  phases+=("$(printf '%5s s %5s s %6s s  %-52s %s' $(($2 - suite_started)) $((SECONDS - $2)) \
+    $(($(children_cpu) - $4)) "$1" "$([ "$3" = 0 ] && echo ok || echo "FAILED ($3)")")")
 }
 
 # phase NAME CMD...: runs CMD as the phase NAME and records its time and exit status.
 phase() {
-  local name=$1 t0=$SECONDS rc=0
+  local name=$1 t0=$SECONDS cpu0 rc=0
+  cpu0=$(children_cpu)
   shift
   echo "== $name"
   "$@" || rc=$?
-  record "$name" "$t0" "$rc"
+  record "$name" "$t0" "$rc" "$cpu0"
   return "$rc"
 }
 
@@ -47,21 +59,23 @@ beside() {
   bg_pid=$!
 }
 joined() {
-  local rc=0
+  local rc=0 cpu0
+  cpu0=$(children_cpu) # a background job's CPU is counted when it is waited for
   wait "$bg_pid" || rc=$?
   bg_pid=""
   echo "== $bg_name: done (exit $rc); its output:"
   sed 's/^/  | /' "$bg_log"
-  record "$bg_name" "$bg_t0" "$rc"
+  record "$bg_name" "$bg_t0" "$rc" "$cpu0"
   return "$rc"
 }
 
 phase_table() {
   local rc=$?
   [ -n "$bg_pid" ] && kill "$bg_pid" 2>/dev/null
-  echo "== phases (start, wall time; rows that overlap ran side by side)"
+  echo "== phases (start, wall time, CPU time; rows that overlap ran side by side)"
   printf '%s\n' "${phases[@]}"
-  printf '%13s s  %-52s %s\n' $((SECONDS - suite_started)) "total" "$([ $rc = 0 ] && echo ok || echo "FAILED ($rc)")"
+  printf '%13s s %6s s  %-52s %s\n' $((SECONDS - suite_started)) "$(children_cpu)" "total" \
+    "$([ $rc = 0 ] && echo ok || echo "FAILED ($rc)")"
 }
 trap phase_table EXIT
 
