@@ -38,6 +38,32 @@ fn send_and_recv_over_unix() {
     drop(server);
 }
 
+/// Sends the server takes on its reader (the channel has room) and sends that wait in the
+/// connection's queue (it had none) land in the order they were sent: a channel of two
+/// slots, drained in bursts, while one client sends 2,000 values as fast as its window
+/// lets it.
+#[test]
+fn sends_keep_their_order_when_the_channel_fills_and_drains() {
+    let (tx, rx) = chan::buffered::<Vec<u8>>(2);
+    let addr = sock("order.sock");
+    let server = Server::bind(&addr).unwrap().serve_channel("seq", tx, rx.clone()).start().unwrap();
+    let conn = Connection::connect(&addr, ConnectOptions::new()).unwrap();
+    let seq = conn.sender::<Vec<u8>>("seq").unwrap();
+    let sender = std::thread::spawn(move || {
+        for i in 0..2_000u32 {
+            seq.send(i.to_le_bytes().to_vec()).unwrap();
+        }
+    });
+    for want in 0..2_000u32 {
+        if want % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(1)); // let the queue build up
+        }
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(want.to_le_bytes().to_vec()));
+    }
+    sender.join().unwrap();
+    drop(server);
+}
+
 /// `bytes::Bytes` elements that arrive through shared memory are read in place, and the
 /// sender reuses a span only after the receiver dropped its value: 48 MiB of 1 MiB
 /// elements through a 16 MiB region, all held at once on the far side, each intact. Both

@@ -2,6 +2,9 @@
 //! requests in flight.
 //!
 //! # Invariants
+//! - A send that need not wait is done on the reader (no hand-off, no tracking); a
+//!   credited one only if none of this connection's sends to that channel waits in its
+//!   queue, so sends land in the order they were read.
 //! - `in_flight` counts requests that wait in their own coroutine (receives, rendezvous
 //!   sends); it never exceeds `Limits::max_in_flight`, checked before a request is taken
 //!   on. Credited sends are not counted there: the window bounds them.
@@ -22,6 +25,7 @@
 //! - Once `token` is cancelled (the connection ended), every request in flight wakes with
 //!   `Canceled`, and its reply has nowhere to go.
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
@@ -29,10 +33,10 @@ use std::sync::{Arc, Mutex};
 
 use kcoro::chan::{self, ChanError, Kind, Receiver, Sender};
 use kcoro::sync::CancelToken;
-use kcoro::zcopy::{ZBuf, ZDesc};
+use kcoro::zcopy::ZBuf;
 
 use super::ServerInner;
-use super::served::{Encode, SendFail, Served, Wait};
+use super::served::{Encode, Offered, SendFail, Served, Wait};
 use crate::coros::CoroutineReport;
 use crate::proto::{
     Attr, Cmd, EVENT_CLOSED, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, ProtoError, VERSION_MAJOR,
@@ -43,41 +47,12 @@ use crate::stats::{ChannelStats, SchedStats};
 use crate::wire::{FrameReader, Outbox, Stream};
 use crate::{IpcError, auth};
 
-/// An element taken out of the read buffer, to outlive the frame.
-enum Owned {
-    Inline(Vec<u8>),
-    Shared(ZDesc, Option<Release>),
-}
-
-impl Owned {
-    fn of(l: Located<'_>, release: Option<Release>) -> Owned {
-        match l {
-            Located::Inline(b) => Owned::Inline(b.to_vec()),
-            Located::Shared(d) => Owned::Shared(d, release),
-        }
-    }
-
-    /// Bytes of the element held here (a shared one is in the peer's memory, not ours).
-    fn inline_len(&self) -> u64 {
-        match self {
-            Owned::Inline(b) => b.len() as u64,
-            Owned::Shared(..) => 0,
-        }
-    }
-
-    /// Where the element is, and the release of a shared one (taken: decode once).
-    fn parts(&mut self) -> (Located<'_>, Option<Release>) {
-        match self {
-            Owned::Inline(b) => (Located::Inline(b), None),
-            Owned::Shared(d, r) => (Located::Shared(*d), r.take()),
-        }
-    }
-}
-
-/// A credited send waiting its turn in a channel's queue.
+/// A credited send waiting its turn in a channel's queue: its element decoded (by the
+/// reader, once), and the inline bytes it counts against the window.
 struct Feed {
     req: u64,
-    el: Owned,
+    value: Box<dyn Any + Send>,
+    len: u64,
     wait: Wait,
     token: CancelToken,
 }
@@ -657,18 +632,32 @@ impl ConnState {
         } else {
             Wait::from_ms(f.i64(Attr::TIMEOUT_MS)?.unwrap_or(-1))
         };
-        if wait == Wait::Try {
-            let r = chan.send(&el, &self.shm_rx, release, Wait::Try, None);
-            self.chan_result(cmd, req, r);
-            return Ok(());
-        }
-        let mut el = Owned::of(el, release);
-        if chan.kind() == Kind::Rendezvous {
+        let len = match el {
+            Located::Inline(b) => b.len() as u64,
+            Located::Shared(_) => 0, // in the peer's memory, not ours
+        };
+        // A send that need not wait is done here, on the reader: no hand-off, no tracking.
+        // A credited one only when none of this connection's earlier sends to the channel
+        // still waits in its queue (it must not overtake them).
+        let rendezvous = chan.kind() == Kind::Rendezvous;
+        let send_now = wait == Wait::Try || rendezvous || self.nothing_queued(id);
+        let value = match chan.offer(&el, &self.shm_rx, release, send_now) {
+            Offered::Kept(v) if wait != Wait::Try => v,
+            done => {
+                let r = match done {
+                    Offered::Sent => Ok(()),
+                    Offered::Failed(e) => Err(e),
+                    Offered::Kept(_) => Err(SendFail::Chan(ChanError::WouldBlock)),
+                };
+                self.chan_result(cmd, req, r);
+                return Ok(());
+            }
+        };
+        if rendezvous {
             let Some(token) = self.admit(cmd, req) else { return Ok(()) };
             let me = Arc::clone(self);
             drop(kcoro::spawn_with(self.server.spawn_options(), move || {
-                let (at, release) = el.parts();
-                let r = chan.send(&at, &me.shm_rx, release, wait, Some(&token));
+                let r = chan.send_decoded(value, wait, Some(&token));
                 me.chan_result(cmd, req, r);
                 me.done(req);
             }));
@@ -678,7 +667,7 @@ impl ConnState {
         // this reader adds to `queued`, so what it reads cannot grow before it adds.
         let (queue, queued) = self.feeder(id, chan);
         let limits = &self.server.limits;
-        let (values, bytes, len) = (queued.values.load(Acquire), queued.bytes.load(Acquire), el.inline_len());
+        let (values, bytes) = (queued.values.load(Acquire), queued.bytes.load(Acquire));
         let over_bytes = len > 0 && bytes > 0 && bytes.saturating_add(len) > limits.credit_bytes;
         if values >= limits.credits as usize || over_bytes {
             let msg = format!(
@@ -691,13 +680,18 @@ impl ConnState {
         let Some(token) = self.track(cmd, req) else { return Ok(()) };
         queued.values.fetch_add(1, AcqRel);
         queued.bytes.fetch_add(len, AcqRel);
-        if let Err(e) = queue.try_send(Feed { req, el, wait, token }) {
+        if let Err(e) = queue.try_send(Feed { req, value, len, wait, token }) {
             queued.values.fetch_sub(1, AcqRel);
             queued.bytes.fetch_sub(len, AcqRel);
             self.untrack(e.value().req);
             self.refuse(cmd, req, ChanError::Closed.code(), "connection closing");
         }
         Ok(())
+    }
+
+    /// No send of this connection waits in channel `id`'s queue: a new one may go first.
+    fn nothing_queued(&self, id: u64) -> bool {
+        lock(&self.feeders).get(&id).is_none_or(|(_, q)| q.values.load(Acquire) == 0)
     }
 
     /// For a shared element of a client that takes `REGION_RELEASE` (minor ≥ 2): what
@@ -730,13 +724,11 @@ impl ConnState {
         let queued = Arc::new(Queued::default());
         let (me, q) = (Arc::clone(self), Arc::clone(&queued));
         drop(kcoro::spawn_with(self.server.spawn_options(), move || {
-            for mut item in &rx {
-                let len = item.el.inline_len();
-                let (at, release) = item.el.parts();
-                let r = chan.send(&at, &me.shm_rx, release, item.wait, Some(&item.token));
+            for item in &rx {
+                let r = chan.send_decoded(item.value, item.wait, Some(&item.token));
                 // Before the reply: the client frees its window when the reply comes.
                 q.values.fetch_sub(1, AcqRel);
-                q.bytes.fetch_sub(len, AcqRel);
+                q.bytes.fetch_sub(item.len, AcqRel);
                 me.chan_result(Cmd::CHAN_SEND, item.req, r);
                 me.untrack(item.req);
             }

@@ -46,6 +46,16 @@ pub(crate) enum SendFail {
     Decode(DecodeError),
 }
 
+/// What [`Served::offer`] did with an element.
+pub(crate) enum Offered {
+    /// In the channel, without waiting.
+    Sent,
+    Failed(SendFail),
+    /// Decoded but not sent: the channel had no room, or the caller asked to keep it. A
+    /// send that may wait takes it to [`Served::send_decoded`].
+    Kept(Box<dyn Any + Send>),
+}
+
 /// A value taken from a channel, ready to be encoded into a reply.
 pub(crate) trait Encode: Send {
     fn encoded_len(&self) -> usize;
@@ -70,14 +80,15 @@ impl<T: Element> Encode for T {
 pub(crate) trait Served: Send + Sync {
     fn kind(&self) -> Kind;
     fn capacity(&self) -> Option<usize>;
-    /// Decodes `el` (a shared one from the regions of `rx`, the sending connection's) and
-    /// sends it. `release` (shared elements of a peer that takes `REGION_RELEASE` for them)
+    /// Decodes `el` (a shared one from the regions of `rx`, the sending connection's) and,
+    /// if `send_now`, sends it if that needs no wait; otherwise hands the decoded value
+    /// back. `release` (shared elements of a peer that takes `REGION_RELEASE` for them)
     /// lets the value keep the peer's span until it is dropped.
-    fn send(
+    fn offer(&self, el: &Located<'_>, rx: &ShmRx, release: Option<Release>, send_now: bool) -> Offered;
+    /// Sends a value [`offer`](Self::offer) kept.
+    fn send_decoded(
         &self,
-        el: &Located<'_>,
-        rx: &ShmRx,
-        release: Option<Release>,
+        v: Box<dyn Any + Send>,
         wait: Wait,
         token: Option<&CancelToken>,
     ) -> Result<(), SendFail>;
@@ -109,18 +120,33 @@ impl<T: Element> Served for Typed<T> {
         self.tx.capacity()
     }
 
-    fn send(
+    fn offer(&self, el: &Located<'_>, rx: &ShmRx, release: Option<Release>, send_now: bool) -> Offered {
+        let v: T = match decode_element(el, release, rx) {
+            Ok(v) => v,
+            Err(e) => return Offered::Failed(SendFail::Decode(e)),
+        };
+        if !send_now {
+            return Offered::Kept(Box::new(v));
+        }
+        match self.tx.try_send(v) {
+            Ok(()) => Offered::Sent,
+            Err(e) if e.kind() == ChanError::WouldBlock => Offered::Kept(Box::new(e.into_inner())),
+            Err(e) => Offered::Failed(SendFail::Chan(e.kind())),
+        }
+    }
+
+    fn send_decoded(
         &self,
-        el: &Located<'_>,
-        rx: &ShmRx,
-        release: Option<Release>,
+        v: Box<dyn Any + Send>,
         wait: Wait,
         token: Option<&CancelToken>,
     ) -> Result<(), SendFail> {
-        let v: T = decode_element(el, release, rx).map_err(SendFail::Decode)?;
+        let Ok(v) = v.downcast::<T>() else {
+            unreachable!("Typed::send_decoded: a value this channel's own offer decoded")
+        };
         let r = match wait {
-            Wait::Try => self.tx.try_send(v),
-            w => self.tx.send_with(v, w.deadline(), token),
+            Wait::Try => self.tx.try_send(*v),
+            w => self.tx.send_with(*v, w.deadline(), token),
         };
         r.map_err(|e| SendFail::Chan(e.kind()))
     }
