@@ -374,43 +374,23 @@ fn wait_for(session: &str, what: &str) -> String {
 
 #[test]
 fn live_screen_in_a_real_terminal() {
-    if tmux(&["-V"]).is_none_or(|o| !o.status.success()) {
-        eprintln!("note: tmux is not installed; skipping the real-terminal test");
-        return;
-    }
-    let session = format!("chanmon-{}", std::process::id());
-    let done = tmp("tmux-exit");
-    let _ = std::fs::remove_file(&done);
-    let cmd = format!("{KCORO} chanmon --demo --interval 0.2; echo $? > {}; sleep 30", done.display());
-    let started = tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "40", &cmd]).unwrap();
-    assert!(started.status.success(), "{}", text(&started.stderr));
-    struct Kill(String);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = tmux(&["kill-session", "-t", &self.0]);
-        }
-    }
-    let _kill = Kill(session.clone());
-    let screen = wait_for(&session, "demo.results");
-    assert!(screen.contains("scheduler") && screen.contains("? help"), "{screen}");
-    wait_for(&session, "kB/s"); // a second sample gave rates
-    tmux(&["send-keys", "-t", &session, "s"]);
-    wait_for(&session, "sort: sends/s");
-    tmux(&["send-keys", "-t", &session, "?"]);
-    wait_for(&session, "pause or resume sampling");
-    tmux(&["send-keys", "-t", &session, "Escape"]);
-    tmux(&["send-keys", "-t", &session, "/", "t", "i", "c", "k", "Enter"]);
-    let screen = wait_for(&session, "filter: tick");
-    assert!(screen.contains("demo.ticks") && !screen.contains("demo.ingress"), "{screen}");
-    tmux(&["send-keys", "-t", &session, "Enter"]);
-    wait_for(&session, "demo.ticks (id");
-    tmux(&["send-keys", "-t", &session, "q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done.exists() {
-        assert!(Instant::now() < deadline, "q did not quit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(std::fs::read_to_string(&done).unwrap().trim(), "0");
+    let cmd = format!("{KCORO} chanmon --demo --interval 0.2");
+    let Some(screen) = Screen::start("chanmon", &cmd, 120, 40) else { return };
+    let shown = wait_for(&screen.session, "demo.results");
+    assert!(shown.contains("scheduler") && shown.contains("? help"), "{shown}");
+    wait_for(&screen.session, "kB/s"); // a second sample gave rates
+    screen.keys(&["s"]);
+    wait_for(&screen.session, "sort: sends/s");
+    screen.keys(&["?"]);
+    wait_for(&screen.session, "pause or resume sampling");
+    screen.keys(&["Escape"]);
+    screen.keys(&["/", "t", "i", "c", "k", "Enter"]);
+    let shown = wait_for(&screen.session, "filter: tick");
+    assert!(shown.contains("demo.ticks") && !shown.contains("demo.ingress"), "{shown}");
+    screen.keys(&["Enter"]);
+    wait_for(&screen.session, "demo.ticks (id");
+    screen.keys(&["q"]);
+    assert_eq!(screen.exit_code(), "0");
 }
 
 /// A tmux session running `cmd` (then writing its exit code to a file); killed on drop.
@@ -429,7 +409,9 @@ impl Screen {
         let session = format!("{name}-{}", std::process::id());
         let done = tmp(&format!("{name}-exit"));
         let _ = std::fs::remove_file(&done);
-        let cmd = format!("{cmd}; echo $? > {}; sleep 30", done.display());
+        // Written aside and renamed: `echo > done` creates the file before it writes the
+        // code, and a poll between the two read an empty exit code.
+        let cmd = format!("{cmd}; echo $? > {0}.part && mv {0}.part {0}; sleep 30", done.display());
         let (w, h) = (width.to_string(), height.to_string());
         let started = tmux(&["new-session", "-d", "-s", &session, "-x", &w, "-y", &h, &cmd]).unwrap();
         assert!(started.status.success(), "{}", text(&started.stderr));
