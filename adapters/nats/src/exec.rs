@@ -47,11 +47,6 @@ pub(crate) struct Reply<R> {
 }
 
 impl<R> Reply<R> {
-    /// True once the caller stopped waiting (its deadline passed or its token fired).
-    pub(crate) fn is_abandoned(&self) -> bool {
-        self.tx.is_closed()
-    }
-
     /// Hands the result to the caller; a caller that left is not an error.
     pub(crate) fn send(self, value: R) {
         let _ = self.tx.try_send(value);
@@ -89,8 +84,9 @@ impl Exec {
     }
 
     /// Runs the future that `make` builds on the executor and waits for its result, as
-    /// `wait` allows. `make` gets the [`Reply`] to answer through, so a job that retries
-    /// can see that its caller left.
+    /// `wait` allows. `make` gets the [`Reply`] to answer through. The job runs on when
+    /// the caller stops waiting: a job that must not outlive its caller (one that retries)
+    /// belongs in [`here`](Self::here).
     pub(crate) fn call_with<R, F>(
         &self,
         wait: Wait<'_>,
@@ -170,15 +166,33 @@ mod tests {
     }
 
     #[test]
-    fn an_abandoned_call_times_out_and_the_job_sees_it() {
+    fn an_abandoned_call_times_out_and_its_late_reply_goes_nowhere() {
         let exec = Exec::start().unwrap();
-        let (seen_tx, seen_rx) = chan::buffered::<bool>(1);
+        let (done_tx, done_rx) = chan::buffered::<()>(1);
         let r: Result<(), _> =
             exec.call_with(Wait::timeout(Duration::from_millis(20)), move |reply| async move {
                 tokio::time::sleep(Duration::from_millis(60)).await;
-                let _ = seen_tx.try_send(reply.is_abandoned());
+                reply.send(());
+                let _ = done_tx.try_send(());
             });
         assert!(matches!(r, Err(NatsError::Chan(ChanError::Timeout))));
-        assert_eq!(seen_rx.recv(), Ok(true));
+        assert_eq!(done_rx.recv(), Ok(()), "the job ran to its end");
+    }
+
+    #[test]
+    fn here_drops_the_future_when_the_caller_stops_waiting() {
+        let exec = Exec::start().unwrap();
+        let (polls_tx, polls_rx) = chan::unlimited::<()>();
+        let r = exec.here(Wait::timeout(Duration::from_millis(20)), async move {
+            loop {
+                let _ = polls_tx.try_send(());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        assert!(matches!(r, Err(NatsError::Chan(ChanError::Timeout))));
+        // The sender went with the future: nothing more arrives, and the count is final.
+        let polled = std::iter::from_fn(|| polls_rx.recv().ok()).count();
+        assert!(polled >= 1);
+        assert_eq!(polls_rx.try_recv(), Err(ChanError::Closed));
     }
 }

@@ -179,16 +179,20 @@ impl<T: Serialize> RendezvousSender<T> {
             Ok(p) => p,
             Err(e) => return Err(SendError::new(e, value)),
         };
-        let (client, subj, c) = (self.shared.client.clone(), subject(&self.name), Arc::clone(&self.counters));
+        let (client, subj, c) = (&self.shared.client, subject(&self.name), &self.counters);
         let reply_timeout = wait
             .deadline
             .map_or(DEFAULT_REPLY_TIMEOUT, |d| d.saturating_duration_since(Instant::now()))
             .max(Duration::from_millis(1));
-        let outcome = self.shared.exec.call_with(wait, move |reply| async move {
+        // Polled on the caller, so the retries live exactly as long as its wait: once it
+        // timed out or was cancelled, no request goes out on its behalf. (A retry loop left
+        // running could hand the value to a receiver that came later, after the caller was
+        // told `Timeout`.)
+        let requests = async {
             let mut backoff = Duration::from_millis(1);
             loop {
                 let req = Request::new().payload(payload.clone()).timeout(Some(reply_timeout));
-                let result = match client.send_request(subj.clone(), req).await {
+                return match client.send_request(subj.clone(), req).await {
                     Ok(msg) if is_end(msg.headers.as_ref()) => Err(NatsError::Chan(ChanError::Closed)),
                     Ok(msg) if msg.headers.as_ref().is_some_and(|h| h.get(RETRY_HEADER).is_some()) => {
                         tokio::time::sleep(backoff).await;
@@ -198,9 +202,6 @@ impl<T: Serialize> RendezvousSender<T> {
                     Err(e) => match e.kind() {
                         RequestErrorKind::NoResponders if once => Err(NatsError::Chan(ChanError::WouldBlock)),
                         RequestErrorKind::NoResponders => {
-                            if reply.is_abandoned() {
-                                return;
-                            }
                             tokio::time::sleep(backoff).await;
                             backoff = (backoff * 2).min(MAX_BACKOFF);
                             continue;
@@ -209,15 +210,11 @@ impl<T: Serialize> RendezvousSender<T> {
                         RequestErrorKind::Other => Err(NatsError::nats("request", e)),
                     },
                 };
-                bump(if result.is_ok() { &c.published } else { &c.errors });
-                reply.send(result);
-                return;
             }
-        });
-        match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) | Err(e) => Err(SendError::new(e, value)),
-        }
+        };
+        let outcome = self.shared.exec.here(wait, requests).and_then(|r| r);
+        bump(if outcome.is_ok() { &c.published } else { &c.errors });
+        outcome.map_err(|e| SendError::new(e, value))
     }
 
     /// Sends and waits until a receiver took the value; while no receiver is subscribed

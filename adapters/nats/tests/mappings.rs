@@ -167,6 +167,27 @@ fn rendezvous_send_completes_when_a_receiver_takes_the_value() {
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 7);
 }
 
+/// A send that timed out while nobody was subscribed sends nothing afterwards: a receiver
+/// that subscribes right after the timeout gets nothing (it once got the value from a
+/// retry that outlived the caller, who had been told `Timeout`).
+#[test]
+fn a_timed_out_rendezvous_send_is_not_retried_after_its_caller_left() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("rendezvous retry", Duration::from_secs(30));
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let tx = nats.rendezvous_sender::<u64>("late").unwrap();
+    for round in 0..3u64 {
+        // No responders: the send retries with backoff until its 50 ms are up.
+        let e = tx.send_timeout(round, Duration::from_millis(50)).unwrap_err();
+        assert_eq!(e.chan(), Some(ChanError::Timeout));
+        let rx = kcoro_nats::connect(&srv.url()).unwrap().rendezvous_receiver::<u64>("late").unwrap();
+        // Longer than the longest backoff between two retries.
+        let got = rx.recv_timeout(Duration::from_millis(400));
+        assert_eq!(got.as_ref().map_err(|e| e.chan()), Err(Some(ChanError::Timeout)), "round {round}");
+    }
+    assert_eq!(tx.stats().published, 0);
+}
+
 #[test]
 fn rendezvous_close_reaches_every_receiver() {
     let Some(srv) = server() else { return };
