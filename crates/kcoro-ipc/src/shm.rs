@@ -18,7 +18,7 @@ use kcoro::zcopy::{Access, Region, ZBuf, ZDesc, ZError, ZView};
 
 use crate::Element;
 use crate::element::DecodeError;
-use crate::proto::{Attr, FrameBuf, FrameRef, ProtoError};
+use crate::proto::{Attr, FrameBuf, FrameRef, ProtoError, zdesc};
 
 /// Shared-memory settings of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,11 +213,7 @@ pub(crate) fn put_element<T: Element>(f: &mut FrameBuf<'_>, v: &T, lease: Option
                 .unwrap_or_else(|_| unreachable!("put_element: the lease was made for {len} bytes"));
             v.encode_into(&mut buf[..len]);
             let d = buf.desc();
-            let mut z = [0u8; 24];
-            z[..8].copy_from_slice(&d.region_id.to_be_bytes());
-            z[8..16].copy_from_slice(&d.offset.to_be_bytes());
-            z[16..].copy_from_slice(&(len as u64).to_be_bytes());
-            f.bytes(Attr::ZDESC, &z);
+            f.bytes(Attr::ZDESC, &zdesc::encode(&ZDesc::in_region(d.region_id, d.offset, len)));
         }
         None => {
             f.header(Attr::ELEMENT, len);
@@ -240,11 +236,7 @@ pub(crate) fn locate<'a>(f: &FrameRef<'a>) -> Result<Located<'a>, ProtoError> {
     if let Some(v) = f.get(Attr::ELEMENT) {
         return Ok(Located::Inline(v));
     }
-    let z = f.need(Attr::ZDESC)?;
-    let z: &[u8; 24] = z.try_into().map_err(|_| ProtoError::BadValue(Attr::ZDESC.0))?;
-    let n = |i: usize| u64::from_be_bytes(z[i..i + 8].try_into().unwrap_or([0; 8]));
-    let len = usize::try_from(n(16)).map_err(|_| ProtoError::BadValue(Attr::ZDESC.0))?;
-    Ok(Located::Shared(ZDesc::in_region(n(0), n(8), len)))
+    Ok(Located::Shared(zdesc::decode(f.need(Attr::ZDESC)?)?))
 }
 
 /// Decodes the element a frame carries, inline or from a region the peer shared on this
@@ -312,13 +304,4 @@ impl std::fmt::Debug for SharedView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedView").field("view", &self.view).finish()
     }
-}
-
-/// Encodes a `ZDESC` value (for REGION_RELEASE).
-pub(crate) fn zdesc_bytes(d: &ZDesc) -> [u8; 24] {
-    let mut z = [0u8; 24];
-    z[..8].copy_from_slice(&d.region_id.to_be_bytes());
-    z[8..16].copy_from_slice(&d.offset.to_be_bytes());
-    z[16..].copy_from_slice(&(d.len as u64).to_be_bytes());
-    z
 }

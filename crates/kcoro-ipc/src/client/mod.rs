@@ -599,7 +599,7 @@ impl ConnInner {
 
     /// Tells the peer we are done with a span of its region.
     pub(crate) fn release(&self, d: &kcoro::zcopy::ZDesc) {
-        let z = crate::shm::zdesc_bytes(d);
+        let z = crate::proto::zdesc::encode(d);
         let _ = self.send_request(Cmd::REGION_RELEASE, Pending::Ignore, None, |f| {
             f.bytes(Attr::ZDESC, &z);
         });
@@ -657,9 +657,9 @@ impl ConnInner {
             }
             if f.cmd == Cmd::REGION_RELEASE
                 && let Some(z) = f.get(Attr::ZDESC)
-                && let Some(off) = z.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
+                && let Ok(d) = crate::proto::zdesc::decode(z)
             {
-                let lease = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&off);
+                let lease = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&d.offset);
                 drop(lease);
             }
             return;

@@ -364,8 +364,7 @@ impl<T: Element> RemoteSender<T> {
 fn write_element<T: Element>(f: &mut FrameBuf<'_>, v: &T, shared: Option<(kcoro::zcopy::ZDesc, usize)>) {
     match shared {
         Some((d, len)) => {
-            let mut z = crate::shm::zdesc_bytes(&d);
-            z[16..].copy_from_slice(&(len as u64).to_be_bytes());
+            let z = crate::proto::zdesc::encode(&kcoro::zcopy::ZDesc::in_region(d.region_id, d.offset, len));
             f.bytes(Attr::ZDESC, &z);
         }
         None => put_element(f, v, None),

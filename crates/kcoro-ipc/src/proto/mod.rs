@@ -21,6 +21,7 @@
 //!   a byte of its payload is read.
 
 mod frame;
+pub(crate) mod zdesc;
 
 pub use frame::{Attrs, FrameBuf, FrameRef, Header, decode_header, split_frame};
 

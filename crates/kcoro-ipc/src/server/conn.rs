@@ -40,9 +40,9 @@ use super::served::{Encode, Offered, SendFail, Served, Wait};
 use crate::coros::CoroutineReport;
 use crate::proto::{
     Attr, Cmd, EVENT_CLOSED, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, ProtoError, VERSION_MAJOR,
-    VERSION_MINOR,
+    VERSION_MINOR, zdesc,
 };
-use crate::shm::{Located, Release, ShmLimits, ShmRx, ShmTx, locate, zdesc_bytes};
+use crate::shm::{Located, Release, ShmLimits, ShmRx, ShmTx, locate};
 use crate::stats::{ChannelStats, SchedStats};
 use crate::wire::{FrameReader, Outbox, Stream};
 use crate::{IpcError, auth};
@@ -302,9 +302,8 @@ impl ConnState {
                 }
             }
             Cmd::REGION_RELEASE => {
-                let z = f.need(Attr::ZDESC)?;
-                let off = z.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
-                match off.and_then(|o| lock(&self.lent).remove(&o)) {
+                let off = zdesc::decode(f.need(Attr::ZDESC)?)?.offset;
+                match lock(&self.lent).remove(&off) {
                     Some(lease) => {
                         drop(lease);
                         self.reply(cmd, req, 0, |_| {});
@@ -701,7 +700,7 @@ impl ConnState {
         if self.peer_minor.load(Relaxed) < 2 {
             return None;
         }
-        let (me, z) = (Arc::downgrade(self), zdesc_bytes(d));
+        let (me, z) = (Arc::downgrade(self), zdesc::encode(d));
         Some(Release::new(move || {
             if let Some(me) = me.upgrade() {
                 let req = me.next_req.fetch_add(1, Relaxed);
@@ -781,7 +780,7 @@ impl ConnState {
                     f.finish(max)
                 });
             }
-            let (z, offset) = (zdesc_bytes(&lease.desc()), lease.desc().offset);
+            let (z, offset) = (zdesc::encode(&lease.desc()), lease.desc().offset);
             lock(&self.lent).insert(offset, lease);
             let max = self.peer_max_frame.load(Relaxed);
             let queued = self.outbox.push(|out, _| {
