@@ -11,8 +11,9 @@
 //!   for one to appear; `try_send` fails with `WouldBlock` at once.
 //! - *Reply*: a receiver took the value.
 //! - *Timeout*: no reply in time. It cannot tell whether a receiver took the value: the
-//!   request may still sit in a receiver's queue, or its reply may be lost. It can tell
-//!   that no receiver was absent (that would have been "no responders").
+//!   request may still sit in a receiver's queue, or its reply may be lost. Nothing more
+//!   is sent for it afterwards: the requests are polled on the caller and stop with its
+//!   wait.
 //! - *End marker reply*: the receivers are closed (`Closed`).
 //! - *Retry reply*: the receiving host dropped its receivers; the sender asks again.
 //!
