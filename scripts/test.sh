@@ -130,11 +130,11 @@ beside "release builds (kcoro tests, smoke --build)" \
   bash -c "cargo test ${release_kcoro[*]@Q} --no-run && scripts/smoke.sh --build"
 phase "cargo test --workspace: run (debug)" cargo test --workspace
 joined
-phase "cargo test --release -p kcoro (no LTO)" cargo test "${release_kcoro[@]}"
-
-phase "Go plugin SDK: go vet, go test" go_sdk
 # The loom models and the other architectures compile for minutes and then run on their
-# own; the smoke run mostly waits on the programs it starts.
+# own; the release tests, the Go tests and the smoke run mostly wait. Started first: they
+# end the suite.
 beside "loom models and other architectures (loom.sh, cross.sh)" bash -c 'scripts/loom.sh && scripts/cross.sh'
+phase "cargo test --release -p kcoro (no LTO)" cargo test "${release_kcoro[@]}"
+phase "Go plugin SDK: go vet, go test" go_sdk
 phase "every documented command (scripts/smoke.sh)" scripts/smoke.sh
 joined
