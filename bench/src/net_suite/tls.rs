@@ -67,16 +67,25 @@ mod tests {
 
     use super::*;
 
-    /// A handshake between the two configurations over loopback: the certificate parses,
-    /// is valid for `localhost`, and the session carries bytes both ways.
-    #[test]
-    fn client_trusts_the_server_certificate() {
+    /// Accepts one loopback connection on a thread and hands `f` its server-side session.
+    fn serve_one<R: Send + 'static>(
+        f: impl FnOnce(StreamOwned<ServerConnection, std::net::TcpStream>) -> R + Send + 'static,
+    ) -> (std::net::SocketAddr, std::thread::JoinHandle<R>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (sock, _) = listener.accept().unwrap();
             let conn = ServerConnection::new(server_config().unwrap()).unwrap();
-            let mut tls = StreamOwned::new(conn, sock);
+            f(StreamOwned::new(conn, sock))
+        });
+        (addr, server)
+    }
+
+    /// A handshake between the two configurations over loopback: the certificate parses,
+    /// is valid for `localhost`, and the session carries bytes both ways.
+    #[test]
+    fn client_trusts_the_server_certificate() {
+        let (addr, server) = serve_one(|mut tls| {
             let mut buf = [0u8; 5];
             tls.read_exact(&mut buf).unwrap();
             tls.write_all(&buf).unwrap();
@@ -98,12 +107,7 @@ mod tests {
     /// A client that trusts nothing refuses the server: the client really checks.
     #[test]
     fn an_untrusting_client_refuses_the_server() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = std::thread::spawn(move || {
-            let (sock, _) = listener.accept().unwrap();
-            let conn = ServerConnection::new(server_config().unwrap()).unwrap();
-            let mut tls = StreamOwned::new(conn, sock);
+        let (addr, server) = serve_one(|mut tls| {
             let mut buf = [0u8; 1];
             tls.read(&mut buf).is_err()
         });
