@@ -104,6 +104,13 @@ go_sdk() {
   fi
 }
 
+# The suite builds from scratch on a fresh clone: incremental compilation's caches only cost
+# there (measured on the debug test build: 268 → 223 CPU-s), and full debug info in the
+# workspace's own debug builds is for debuggers, not tests: backtraces need the line
+# tables, which stay (223 → 191 CPU-s). Both settings are the suite's own; a plain
+# `cargo test` keeps the workspace's profile, in artifacts of its own.
+export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
+
 phase "tools (tmux, nats-server, wrk)" install_tools
 phase "cargo fmt --check" cargo fmt --all -- --check
 phase "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
