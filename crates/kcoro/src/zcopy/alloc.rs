@@ -44,11 +44,13 @@ const INDEX_BITS: u32 = SLAB_SHIFT - MIN_SHIFT;
 const UNCARVED: u8 = u8::MAX;
 
 /// Block size of class `c`.
+#[inline]
 pub(crate) const fn class_size(c: u32) -> usize {
     1 << (MIN_SHIFT + c)
 }
 
 /// The class serving `len` bytes (`len >= 1`).
+#[inline]
 pub(crate) fn class_for(len: usize) -> Option<u32> {
     let c = len.max(1).checked_next_power_of_two()?.trailing_zeros().saturating_sub(MIN_SHIFT);
     (c < CLASSES as u32).then_some(c)
@@ -84,6 +86,44 @@ impl FreeList {
         }
     }
 
+    /// Pops up to `max` blocks (`max >= 1`) in one CAS: `(first, last, count)`, still linked
+    /// `first -> .. -> last` through `link` (the cell of `last` is stale). `link` answers
+    /// `None` for an id it does not know; a walk that meets one starts again.
+    pub(crate) fn pop_chain<'a>(
+        &self,
+        max: u32,
+        link: impl Fn(u32) -> Option<&'a AtomicU32>,
+    ) -> Option<(u32, u32, u32)> {
+        // Acquire: as in `pop`; every push before this head value (a chain of RMWs) is
+        // visible, so are the links it published.
+        let mut head = self.head.load(Acquire);
+        loop {
+            let top = head as u32;
+            if top == 0 {
+                return None;
+            }
+            // The walk reads links without owning the blocks: if anything was pushed or
+            // popped meanwhile, the tag changed and the CAS fails; if nothing was, the walk
+            // read the list as it is (blocks on the list are linked only by pushes).
+            let (first, mut last, mut count) = (top - 1, top - 1, 1);
+            let mut next = link(last).map(|c| c.load(Relaxed));
+            while let Some(n) = next.filter(|&n| n != 0 && count < max) {
+                last = n - 1;
+                count += 1;
+                next = link(last).map(|c| c.load(Relaxed));
+            }
+            let Some(rest) = next else {
+                head = self.head.load(Acquire);
+                continue;
+            };
+            let new = (u64::from((head >> 32) as u32).wrapping_add(1) << 32) | u64::from(rest);
+            match self.head.compare_exchange_weak(head, new, Acquire, Acquire) {
+                Ok(_) => return Some((first, last, count)),
+                Err(now) => head = now,
+            }
+        }
+    }
+
     /// Pushes the chain `first -> .. -> last`, already linked through `link`, in one CAS.
     pub(crate) fn push_chain<'a>(&self, first: u32, last: u32, link: impl Fn(u32) -> &'a AtomicU32) {
         let mut head = self.head.load(Relaxed);
@@ -111,6 +151,15 @@ pub(crate) struct SlabAlloc {
     links: Box<[OnceLock<Box<[AtomicU32]>>]>,
 }
 
+/// Blocks of one class linked `first -> .. -> last` through the allocator's link cells,
+/// owned by whoever holds the chain (a thread cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Chain {
+    pub(crate) first: u32,
+    pub(crate) last: u32,
+    pub(crate) len: u32,
+}
+
 /// A block handed out: its offset in the region and its class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Block {
@@ -131,14 +180,60 @@ impl SlabAlloc {
         }
     }
 
+    #[inline]
     fn link(&self, id: u32) -> &AtomicU32 {
-        let (slab, index) = ((id >> INDEX_BITS) as usize, (id & ((1 << INDEX_BITS) - 1)) as usize);
-        match self.links.get(slab).and_then(OnceLock::get).and_then(|l| l.get(index)) {
+        match self.link_of(id) {
             Some(cell) => cell,
             None => {
                 unreachable!("SlabAlloc::link: block {id} is on a free list but its slab has no link cell")
             }
         }
+    }
+
+    #[inline]
+    fn link_of(&self, id: u32) -> Option<&AtomicU32> {
+        let (slab, index) = ((id >> INDEX_BITS) as usize, (id & ((1 << INDEX_BITS) - 1)) as usize);
+        self.links.get(slab).and_then(OnceLock::get).and_then(|l| l.get(index))
+    }
+
+    /// Up to `max` free blocks of `class` in one CAS, linked `first -> .. -> last` (the
+    /// chain a thread cache keeps, see `cache`); a freshly carved slab's first block when
+    /// the class has none free. `None`: no block of this class is free or can be carved.
+    pub(crate) fn take_chain(&self, class: u32, max: u32) -> Option<Chain> {
+        if let Some((first, last, len)) = self.heads[class as usize].pop_chain(max, |id| self.link_of(id)) {
+            return Some(Chain { first, last, len });
+        }
+        let id = self.carve(class)?;
+        Some(Chain { first: id, last: id, len: 1 })
+    }
+
+    /// Returns a chain of blocks of `class`, linked `first -> .. -> last`, in one CAS.
+    pub(crate) fn give_chain(&self, class: u32, chain: Chain) {
+        self.heads[class as usize].push_chain(chain.first, chain.last, |id| self.link(id));
+    }
+
+    /// The block after `id` in a chain its holder owns (`id + 1`, 0 at the end).
+    #[inline]
+    pub(crate) fn next_in_chain(&self, id: u32) -> u32 {
+        self.link(id).load(Relaxed)
+    }
+
+    /// Links `id` in front of `next` (`id + 1` of a block, or 0) in a chain its holder owns.
+    #[inline]
+    pub(crate) fn link_in_chain(&self, id: u32, next: u32) {
+        self.link(id).store(next, Relaxed);
+    }
+
+    /// The block of `class` whose id is `id`.
+    #[inline]
+    pub(crate) fn block(&self, id: u32, class: u32) -> Block {
+        Block { offset: self.offset_of(id, class), class }
+    }
+
+    /// The id of a block handed out.
+    #[inline]
+    pub(crate) fn id(&self, block: Block) -> u32 {
+        self.id_of(block)
     }
 
     /// A block of at least `len` bytes, or `None` when the region has no room left: from
@@ -174,6 +269,7 @@ impl SlabAlloc {
             .then_some(Block { offset, class })
     }
 
+    #[inline]
     fn offset_of(&self, id: u32, class: u32) -> u64 {
         let slab = u64::from(id >> INDEX_BITS) << SLAB_SHIFT;
         if class < SLAB_CLASSES {
@@ -183,6 +279,7 @@ impl SlabAlloc {
         }
     }
 
+    #[inline]
     fn id_of(&self, block: Block) -> u32 {
         let slab = (block.offset >> SLAB_SHIFT) as u32;
         let index = if block.class < SLAB_CLASSES {

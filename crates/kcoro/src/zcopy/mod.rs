@@ -32,12 +32,14 @@
 
 pub(crate) mod alloc;
 mod backend;
+mod cache;
 mod desc;
+mod holders;
 mod region;
 mod table;
 mod zbuf;
 
-#[cfg(all(test, loom))]
+#[cfg(test)]
 mod tests;
 
 pub(crate) use backend::lookup as lookup_backend;

@@ -13,35 +13,27 @@
 //! allocates in it ([`Region::alloc`]); importers resolve descriptors.
 //!
 //! # Leases and deregistration
-//! `leases` counts [`ZBuf`]s and resolved views alive (in a channel, in a backend, in the
-//! hands of a receiver). [`Region::deregister`] stops new leases and waits for the count to
-//! reach zero, or gives up with `Busy` and reopens the region. The mapping is unmapped when
-//! the last `Arc<RegionInner>` goes — every lease holds one — so no lease ever points at
-//! unmapped memory.
-//!
-//! # Protocol (lease vs. deregistration, a Dekker pair, both SeqCst)
-//! 1. A lease increments `leases`, then reads `state`; if not `OPEN` it undoes and fails.
-//! 2. Deregistration stores `DEREGISTERING`, then reads `leases`.
-//!
-//! One of the two sees the other: no lease is created after deregistration saw zero.
+//! The holders word ([`super::holders`]) counts [`ZBuf`]s and resolved views alive (in a
+//! channel, in a backend, in the hands of a receiver) and the `Region` handles.
+//! [`Region::deregister`] stops new leases and waits for the leases to end, or gives up
+//! with `Busy` and reopens the region. The mapping is unmapped when the last
+//! `Arc<RegionInner>` goes; while any lease or handle lives the holders own one, so no
+//! lease ever points at unmapped memory.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::ZError;
 use super::alloc::{Block, SLAB, SlabAlloc};
-use super::table;
+use super::holders::{Holders, NotDrained};
 use super::zbuf::ZBuf;
+use super::{cache, table};
 use crate::park::Signal;
 
 /// Largest region: 64 GiB (block ids are 32-bit: 4 Mi slabs of 64 KiB would be 256 GiB).
 pub const MAX_REGION_LEN: usize = 64 << 30;
-
-const OPEN: u8 = 0;
-const DEREGISTERING: u8 = 1;
-const DEREGISTERED: u8 = 2;
 
 /// How a region received from another process is mapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,10 +61,12 @@ pub(crate) struct RegionInner {
     backing: Backing,
     /// `Some` only in the process that owns the region's allocation.
     alloc: Option<SlabAlloc>,
-    state: AtomicU8,
-    leases: AtomicUsize,
-    /// Notified by the lease that brings `leases` to zero during a deregistration.
+    holders: Holders,
+    /// Notified by the lease that ends the last one during a deregistration.
     drained: Mutex<Option<Arc<Signal>>>,
+    /// Bumped when an allocation found no free block: every thread gives its cached
+    /// blocks of this region back at its next lease operation here (`cache`).
+    pub(crate) flush_epoch: AtomicU64,
 }
 
 // SAFETY: `base` points at a mapping (or registered memory) that lives as long as this
@@ -83,24 +77,22 @@ unsafe impl Send for RegionInner {}
 unsafe impl Sync for RegionInner {}
 
 impl RegionInner {
-    /// Counts a new lease, unless the region is being deregistered (protocol step 1).
+    /// Counts a new lease, unless the region is being deregistered. The caller holds a
+    /// strong count of the region (a handle, a looked-up `Arc`).
     pub(crate) fn acquire_lease(&self) -> Result<(), ZError> {
-        self.leases.fetch_add(1, SeqCst);
-        if self.state.load(SeqCst) == OPEN {
+        let started = self.holders.start();
+        if started.first_holder {
+            // SAFETY: a `RegionInner` only lives in an `Arc` (`Region::install`), kept
+            // alive here by the caller's count; this is the holders' count.
+            unsafe { Arc::increment_strong_count(self) };
+        }
+        if !started.refused {
             return Ok(());
         }
-        self.release_lease();
+        // SAFETY: the lease just counted is ours to end; the caller's count keeps the
+        // region alive past it.
+        unsafe { end_lease(self) };
         Err(ZError::Deregistered)
-    }
-
-    /// Ends a lease; wakes a deregistration waiting for the last one.
-    pub(crate) fn release_lease(&self) {
-        if self.leases.fetch_sub(1, SeqCst) == 1 && self.state.load(SeqCst) == DEREGISTERING {
-            let signal = self.drained.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some(s) = signal {
-                s.notify();
-            }
-        }
     }
 
     pub(crate) fn allocator(&self) -> Option<&SlabAlloc> {
@@ -112,10 +104,70 @@ impl RegionInner {
         usize::try_from(offset).ok().and_then(|o| o.checked_add(len)).is_some_and(|end| end <= self.len)
     }
 
+    #[inline]
     pub(crate) fn free(&self, block: Block) {
         if let Some(a) = &self.alloc {
-            a.free(block);
+            cache::free(self, a, block);
         }
+    }
+
+    fn notify_drained(&self) {
+        let signal = self.drained.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(s) = signal {
+            s.notify();
+        }
+    }
+}
+
+/// Ends a lease; wakes a deregistration waiting for the last one; gives back the holders'
+/// strong count when no holder is left.
+///
+/// # Safety
+/// `this` points at a live `RegionInner` in an `Arc`, and the caller owns one of its
+/// leases, which ends here. Unless the caller holds a strong count of its own, the region
+/// may be gone when this returns.
+#[inline]
+pub(crate) unsafe fn end_lease(this: *const RegionInner) {
+    // SAFETY: the caller's lease keeps the region alive until it ends below.
+    match unsafe { (*this).holders.end() } {
+        Some(ended) if !ended.last_holder => {}
+        // SAFETY: forwarded: the holders' count is ours to give back.
+        Some(_) => unsafe { give_back_holders_count(this) },
+        // SAFETY: forwarded: our lease is still counted.
+        None => unsafe { end_lease_draining(this) },
+    }
+}
+
+/// # Safety
+/// `this` is in an `Arc` and the holders' strong count is the caller's to give back;
+/// nothing touches the region after it unless it holds a count of its own.
+#[cold]
+#[inline(never)]
+unsafe fn give_back_holders_count(this: *const RegionInner) {
+    // SAFETY: the caller's contract.
+    unsafe { Arc::decrement_strong_count(this) };
+}
+
+/// Ends a lease while a deregistration waits for the leases.
+///
+/// # Safety
+/// As [`end_lease`], the lease not yet ended.
+#[cold]
+#[inline(never)]
+unsafe fn end_lease_draining(this: *const RegionInner) {
+    // Keep the region alive past the count, to tell the deregistration.
+    // SAFETY: alive (our lease) and in an `Arc`: one more strong count, owned by `pin`.
+    let pin = unsafe {
+        Arc::increment_strong_count(this);
+        Arc::from_raw(this)
+    };
+    let ended = pin.holders.end_draining();
+    if ended.drained {
+        pin.notify_drained();
+    }
+    if ended.last_holder {
+        // SAFETY: the holders' count, given back; `pin` keeps the region alive.
+        unsafe { Arc::decrement_strong_count(this) };
     }
 }
 
@@ -131,9 +183,25 @@ impl Drop for RegionInner {
 }
 
 /// A region of memory that zero-copy descriptors can name. Cloning shares it.
-#[derive(Clone)]
 pub struct Region {
     pub(crate) inner: Arc<RegionInner>,
+}
+
+impl Clone for Region {
+    fn clone(&self) -> Region {
+        self.inner.holders.add_handle();
+        Region { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if self.inner.holders.drop_handle().last_holder {
+            // SAFETY: the holders' count, given back; `self.inner` keeps the region alive
+            // until this handle's own count goes with it.
+            unsafe { Arc::decrement_strong_count(Arc::as_ptr(&self.inner)) };
+        }
+    }
 }
 
 impl std::fmt::Debug for Region {
@@ -284,14 +352,18 @@ impl Region {
             writable,
             backing,
             alloc: owns_alloc.then(|| SlabAlloc::new(len)),
-            state: AtomicU8::new(OPEN),
-            leases: AtomicUsize::new(0),
+            holders: Holders::with_one_handle(),
             drained: Mutex::new(None),
+            flush_epoch: AtomicU64::new(0),
         });
+        // SAFETY: `inner` is alive; this is the holders' count of the handle made below
+        // (given back by its drop, also when the insert fails).
+        unsafe { Arc::increment_strong_count(Arc::as_ptr(&inner)) };
+        let region = Region { inner };
         if listed {
-            table::insert(&inner)?;
+            table::insert(&region.inner)?;
         }
-        Ok(Region { inner })
+        Ok(region)
     }
 
     /// A lease of `len` bytes (`len >= 1`), from any thread, in O(1).
@@ -299,15 +371,30 @@ impl Region {
         if len == 0 {
             return Err(ZError::ZeroLength);
         }
-        let Some(a) = self.inner.allocator() else { return Err(ZError::NotOwner) };
-        self.inner.acquire_lease()?;
-        match a.alloc(len) {
-            Some(block) => Ok(ZBuf::new(Arc::clone(&self.inner), block, len)),
-            None => {
-                self.inner.release_lease();
-                Err(ZError::Exhausted { len })
-            }
+        let r = &self.inner;
+        let Some(a) = r.allocator() else { return Err(ZError::NotOwner) };
+        r.acquire_lease()?;
+        if let Some(block) = cache::alloc(r, a, len) {
+            return Ok(ZBuf::new(r, block, len));
         }
+        self.alloc_found_nothing(a, len)
+    }
+
+    /// [`alloc`](Self::alloc) with its lease counted and no block found.
+    #[cold]
+    #[inline(never)]
+    fn alloc_found_nothing(&self, a: &SlabAlloc, len: usize) -> Result<ZBuf, ZError> {
+        let r = &self.inner;
+        // Every thread's cached blocks of this region come back at its next lease
+        // operation here; this thread's come back now.
+        r.flush_epoch.fetch_add(1, Relaxed);
+        cache::flush(r, a);
+        if let Some(block) = a.alloc(len) {
+            return Ok(ZBuf::new(r, block, len));
+        }
+        // SAFETY: the lease counted by `alloc` is ours; `self` keeps the region alive.
+        unsafe { end_lease(Arc::as_ptr(r)) };
+        Err(ZError::Exhausted { len })
     }
 
     /// This process's id of the region.
@@ -346,7 +433,7 @@ impl Region {
 
     /// Leases alive now: [`ZBuf`]s, descriptors of them in flight, and resolved views.
     pub fn leases(&self) -> usize {
-        self.inner.leases.load(SeqCst)
+        self.inner.holders.leases()
     }
 
     /// Stops new leases and waits up to `timeout` for the leases in flight to end; then
@@ -356,15 +443,16 @@ impl Region {
     pub fn deregister(&self, timeout: Duration) -> Result<(), ZError> {
         let deadline = Instant::now().checked_add(timeout);
         let r = &self.inner;
-        match r.state.compare_exchange(OPEN, DEREGISTERING, SeqCst, SeqCst) {
+        match r.holders.drain() {
             Ok(_) => {}
-            Err(DEREGISTERED) => return Ok(()),
-            Err(_) => return Err(ZError::Busy { leases: self.leases() }),
+            Err(NotDrained::Closed) => return Ok(()),
+            Err(NotDrained::Busy) => return Err(ZError::Busy { leases: self.leases() }),
         }
         let signal = Arc::new(Signal::new());
+        // Installed before the count is read below: a lease that ends after that read
+        // finds the signal.
         *r.drained.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&signal));
-        // Protocol step 2: DEREGISTERING is stored; now read the count.
-        while r.leases.load(SeqCst) != 0 {
+        while r.holders.leases() != 0 {
             let woke = match deadline {
                 Some(d) => signal.wait_deadline(d),
                 None => {
@@ -372,13 +460,14 @@ impl Region {
                     true
                 }
             };
-            if !woke && r.leases.load(SeqCst) != 0 {
+            if !woke && r.holders.leases() != 0 {
                 *r.drained.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                r.state.store(OPEN, SeqCst);
+                r.holders.reopen();
                 return Err(ZError::Busy { leases: self.leases() });
             }
         }
-        r.state.store(DEREGISTERED, SeqCst);
+        r.holders.close();
+        *r.drained.lock().unwrap_or_else(|e| e.into_inner()) = None;
         table::forget(r.export_id, r.id);
         Ok(())
     }

@@ -101,7 +101,8 @@ impl std::ops::Deref for ZView {
 
 impl Drop for ZView {
     fn drop(&mut self) {
-        self.region.release_lease();
+        // SAFETY: this view's lease ends here; `self.region` keeps the region alive.
+        unsafe { super::region::end_lease(Arc::as_ptr(&self.region)) };
     }
 }
 

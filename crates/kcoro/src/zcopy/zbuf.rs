@@ -1,34 +1,46 @@
 //! `ZBuf`: an owned lease of a span of a region.
 //!
-//! Moving a `ZBuf` moves a descriptor-sized value (an `Arc`, an offset, two lengths);
-//! dropping it, on any thread, returns the block to the region's allocator in O(1) and ends
-//! the lease. Through a zero-copy channel bound to a backend it travels as a [`ZDesc`]
+//! Moving a `ZBuf` moves a descriptor-sized value (a region pointer, an offset, two
+//! lengths); dropping it, on any thread, returns the block to the region's allocator in
+//! O(1) (to the thread's cache first) and ends the lease. The lease is what keeps the
+//! region mapped: a `ZBuf` holds no `Arc` of its own (see `holders`). Through a zero-copy channel bound to a backend it travels as a [`ZDesc`]
 //! (`F_LEASE` set): the lease goes with the descriptor and comes back with it.
 //!
 //! # Invariants
 //! - `len <= class_size(block.class)`, `len >= 1`.
 //! - While a `ZBuf` (or its descriptor) lives, its block is on no free list and the region's
-//!   lease count includes it.
+//!   lease count includes it, so `region` points at a live region.
 
-use std::sync::Arc;
+use std::ptr::NonNull;
 
 use super::ZError;
 use super::alloc::{Block, class_size};
 use super::desc::{ZDesc, ZeroCopy};
-use super::region::RegionInner;
+use super::region::{RegionInner, end_lease};
 use super::table;
 
 /// An owned span of a [`Region`](super::Region): `Deref`s to its bytes.
 pub struct ZBuf {
-    region: Arc<RegionInner>,
+    region: NonNull<RegionInner>,
     block: Block,
     len: usize,
 }
 
+// SAFETY: a `ZBuf` owns its span exclusively and `RegionInner` is `Send + Sync`; the
+// pointer is a counted lease, valid on any thread.
+unsafe impl Send for ZBuf {}
+// SAFETY: `&ZBuf` only reads the span and the region's immutable fields.
+unsafe impl Sync for ZBuf {}
+
 impl ZBuf {
     /// Caller counted the lease and owns `block`.
-    pub(crate) fn new(region: Arc<RegionInner>, block: Block, len: usize) -> ZBuf {
-        ZBuf { region, block, len }
+    pub(crate) fn new(region: &RegionInner, block: Block, len: usize) -> ZBuf {
+        ZBuf { region: NonNull::from(region), block, len }
+    }
+
+    fn region(&self) -> &RegionInner {
+        // SAFETY: this lease keeps the region alive (invariants above).
+        unsafe { self.region.as_ref() }
     }
 
     /// Bytes in use.
@@ -60,7 +72,7 @@ impl ZBuf {
         ZDesc {
             addr: self.as_ptr().cast_mut().cast(),
             len: self.len,
-            region_id: self.region.export_id,
+            region_id: self.region().export_id,
             offset: self.block.offset,
             flags: ZDesc::F_LEASE | self.block.class << 8,
         }
@@ -68,14 +80,14 @@ impl ZBuf {
 
     /// Export id of the region this lease belongs to.
     pub fn region_id(&self) -> u64 {
-        self.region.export_id
+        self.region().export_id
     }
 
     /// The span's first byte.
     pub fn as_ptr(&self) -> *const u8 {
         // SAFETY: the block lies inside the mapping (the allocator only hands out blocks of
         // the region it was built over).
-        unsafe { self.region.base.add(self.block.offset as usize) }
+        unsafe { self.region().base.add(self.block.offset as usize) }
     }
 }
 
@@ -109,15 +121,16 @@ impl AsMut<[u8]> for ZBuf {
 
 impl Drop for ZBuf {
     fn drop(&mut self) {
-        self.region.free(self.block);
-        self.region.release_lease();
+        self.region().free(self.block);
+        // SAFETY: this lease is ours and ends here; nothing touches the region after it.
+        unsafe { end_lease(self.region.as_ptr()) };
     }
 }
 
 impl std::fmt::Debug for ZBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZBuf")
-            .field("region_id", &format_args!("{:#x}", self.region.export_id))
+            .field("region_id", &format_args!("{:#x}", self.region().export_id))
             .field("offset", &self.block.offset)
             .field("len", &self.len)
             .field("capacity", &self.capacity())
@@ -136,13 +149,10 @@ impl ZeroCopy for ZBuf {
 
     fn into_desc(self) -> ZDesc {
         let d = self.desc();
-        // The lease travels in the descriptor: its block, its count, and one strong count
-        // of the region, leaked here and taken back by `reclaim`, so the region stays
-        // mapped (and in the table) while the descriptor is in flight.
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again; this moves its Arc out once.
-        let region = unsafe { std::ptr::read(&this.region) };
-        let _ = Arc::into_raw(region);
+        // The lease travels in the descriptor: its block and its count, which keeps the
+        // region mapped (and in the table) while the descriptor is in flight; `reclaim`
+        // takes both back.
+        std::mem::forget(self);
         d
     }
 
@@ -172,9 +182,8 @@ impl ZBuf {
             .and_then(|a| a.block_at(desc.offset, class))
             .filter(|_| desc.len >= 1 && desc.len <= class_size(class))
             .ok_or(ZError::NotALease)?;
-        // SAFETY: the descriptor came from `into_desc` (the caller's contract), which leaked
-        // one strong count of this region; `lookup` made another, which we keep.
-        unsafe { Arc::decrement_strong_count(Arc::as_ptr(&region)) };
-        Ok(ZBuf { region, block, len: desc.len })
+        // The descriptor came from `into_desc` (the caller's contract): its lease, counted,
+        // keeps the region alive once `region` (the table's count) is dropped.
+        Ok(ZBuf::new(&region, block, desc.len))
     }
 }
