@@ -2,14 +2,12 @@
 //! survive, senders resume (or time out when they asked to), receivers resume, nothing
 //! hangs, and nothing acked stays behind in the stream.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Raw, eventually, server, watchdog};
+use crate::common::{Raw, eventually, server, watchdog};
 use kcoro::chan::ChanError;
 use kcoro_nats::{ConnectOptions, WorkQueueOptions};
 

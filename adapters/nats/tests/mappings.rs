@@ -1,11 +1,9 @@
 //! Core subjects (fan-out), conflated values (KV) and rendezvous (request/reply) against a
 //! real nats-server.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{server, watchdog};
+use crate::common::{server, watchdog};
 use kcoro::chan::ChanError;
 use kcoro_nats::NatsError;
 use serde::{Deserialize, Serialize};

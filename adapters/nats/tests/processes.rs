@@ -2,15 +2,13 @@
 //! through one work queue; a consumer killed before acking has its messages redelivered
 //! to another. The children are this test binary again, running [`child`] with a role.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
-use common::{env, server, spawn_child, watchdog};
+use crate::common::{env, server, spawn_child, watchdog};
 use kcoro::chan::ChanError;
 use kcoro_nats::WorkQueueOptions;
 
@@ -130,7 +128,7 @@ fn four_producer_and_four_consumer_processes_move_100k_messages() {
         .map(|out| {
             let mut e = base.to_vec();
             e.push(("KCORO_NATS_OUT", out.display().to_string()));
-            spawn_child("consume", &e)
+            spawn_child("processes::child", "consume", &e)
         })
         .collect();
     let per = MESSAGES / PRODUCERS;
@@ -139,7 +137,7 @@ fn four_producer_and_four_consumer_processes_move_100k_messages() {
             let mut e = base.to_vec();
             e.push(("KCORO_NATS_FROM", (p * per).to_string()));
             e.push(("KCORO_NATS_COUNT", per.to_string()));
-            spawn_child("produce", &e)
+            spawn_child("processes::child", "produce", &e)
         })
         .collect();
     for mut p in producers {
@@ -185,7 +183,7 @@ fn a_consumer_killed_before_acking_has_its_messages_redelivered_to_another() {
         tx.send(i).unwrap();
     }
     let base = [("KCORO_NATS_URL", srv.url()), ("KCORO_NATS_QUEUE", "held".to_string())];
-    let mut holder = spawn_child("hold", &base);
+    let mut holder = spawn_child("processes::child", "hold", &base);
     // The test harness prints its own words too (maybe on the same line); ours follow "held".
     let mut reader = BufReader::new(holder.stdout.take().unwrap());
     let mut line = String::new();

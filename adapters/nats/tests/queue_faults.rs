@@ -6,14 +6,12 @@
 //!
 //! Children are this test binary again, running [`child`] with a role.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{Raw, drain_until_closed, env, server, spawn_child, watchdog};
+use crate::common::{Raw, drain_until_closed, env, server, spawn_child, watchdog};
 use kcoro_nats::{NatsError, WorkQueueOptions, WorkReceiver};
 
 /// Reads the child's stdout up to the line holding `word` (the harness may print on it
@@ -125,7 +123,7 @@ fn held_messages_are_not_stranded(queue: &str, stop: bool) {
         ("KCORO_NATS_QUEUE", queue.to_string()),
         ("KCORO_NATS_COUNT", HELD.to_string()),
     ];
-    let mut holder = spawn_child("hold", &env);
+    let mut holder = spawn_child("queue_faults::child", "hold", &env);
     assert_eq!(wait_for(&mut holder, "held "), HELD.to_string());
     let pid = holder.id().to_string();
     if stop {
@@ -353,7 +351,7 @@ fn an_ack_that_returned_is_not_redelivered_after_a_sudden_exit() {
         ("KCORO_NATS_QUEUE", "exiting".to_string()),
         ("KCORO_NATS_COUNT", SENT.to_string()),
     ];
-    let mut child = spawn_child("ack-and-exit", &env);
+    let mut child = spawn_child("queue_faults::child", "ack-and-exit", &env);
     assert_eq!(wait_for(&mut child, "acked "), SENT.to_string());
     assert!(child.wait().unwrap().success());
     assert!(tx.close().unwrap());

@@ -1,11 +1,9 @@
 //! Work queues against a real nats-server: delivery, acks, redelivery, backpressure,
 //! close, the unlimited mapping, undecodable messages.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{drain_until_closed, eventually, server, watchdog};
+use crate::common::{drain_until_closed, eventually, server, watchdog};
 use kcoro::chan::ChanError;
 use kcoro_nats::{Capacity, NatsError, WorkQueueOptions};
 use serde::{Deserialize, Serialize};
@@ -313,7 +311,7 @@ fn undecodable_messages_are_terminated_and_counted() {
 
 #[test]
 fn bad_names_and_oversize_payloads_are_refused_clearly() {
-    let Some(srv) = common::server_with(kcoro_nats::server::ServerOptions {
+    let Some(srv) = crate::common::server_with(kcoro_nats::server::ServerOptions {
         max_payload: Some(1024),
         ..Default::default()
     }) else {

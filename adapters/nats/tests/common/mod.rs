@@ -60,12 +60,13 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Starts this test binary again as a child running only its ignored `child` test, with
-/// `KCORO_NATS_ROLE=role` and `env`; stdout is piped for the parent to read.
-pub fn spawn_child(role: &str, env: &[(&str, String)]) -> Child {
+/// Starts this test binary again as a child running only the ignored test `child` (its
+/// path in the suite, `module::child`), with `KCORO_NATS_ROLE=role` and `env`; stdout is
+/// piped for the parent to read.
+pub fn spawn_child(child: &str, role: &str, env: &[(&str, String)]) -> Child {
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut cmd = Command::new(exe);
-    cmd.args(["--exact", "child", "--ignored", "--nocapture"])
+    cmd.args(["--exact", child, "--ignored", "--nocapture"])
         .env("KCORO_NATS_ROLE", role)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
