@@ -36,6 +36,7 @@ pub struct KcCancelCtx {
 ///
 /// # Safety
 /// `c` is NULL or a handle as in [`handle::get`].
+#[inline]
 pub(crate) unsafe fn optional<'a>(c: *const KcCancel) -> Result<Option<&'a CancelToken>, Error> {
     if c.is_null() {
         return Ok(None);

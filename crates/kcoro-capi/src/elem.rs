@@ -50,7 +50,11 @@ pub(crate) unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
     }
 }
 
-/// Up to `N` bytes stored in place (the rest zero).
+/// Up to `N` bytes stored in place (the rest zero). Aligned to 8: with byte alignment the
+/// bytes sat one past the tag of the `Result` a receive returns, and copying them out
+/// through misaligned 16-byte moves stalled store forwarding (a third of `recv_as`'s
+/// samples on `spsc_1024_64b`).
+#[repr(C, align(8))]
 pub(crate) struct Inline<const N: usize>([u8; N]);
 
 impl<const N: usize> Elem for Inline<N> {

@@ -7,6 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::error::{Error, code};
 
 /// Runs `f`; `Ok(v)` → `v`, `Err(e)` → `e.code()`, a panic → `-ENOTRECOVERABLE`.
+#[inline]
 pub(crate) fn int(f: impl FnOnce() -> Result<c_int, Error>) -> c_int {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => v,

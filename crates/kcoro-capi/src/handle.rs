@@ -42,6 +42,7 @@ pub(crate) fn into_raw<T: Handle>(value: T) -> *mut Tagged<T> {
 /// `p` is null or points to memory that was a `Tagged<T>` made by [`into_raw`] (live or
 /// destroyed but not yet reused), and the handle is not destroyed while the returned
 /// reference lives (the C contract: no destroy while an operation is running).
+#[inline]
 pub(crate) unsafe fn get<'a, T: Handle>(p: *const Tagged<T>) -> Result<&'a T, Error> {
     if p.is_null() || !p.is_aligned() {
         return Err(Error::Invalid(T::WHAT));
