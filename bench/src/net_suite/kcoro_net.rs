@@ -1,9 +1,9 @@
 //! The `net` suite's servers on kcoro: a runtime of the requested worker count,
 //! `kcoro::net` sockets, one coroutine per connection spawned by one accept loop (and a
 //! second coroutine per proxied connection for the way back), written as a new user
-//! would write them with blocking-style calls. Connections are spawned with
-//! `SpawnOptions::spread()`, as the docs advise for an accept loop, so with two workers
-//! they share the workers (started coroutines never move).
+//! would write them with blocking-style calls: `accept`, then a plain `kcoro::spawn`.
+//! With two workers the connections share them: the spawn right after an accept starts on
+//! the workers in turn (started coroutines never move), without `SpawnOptions::spread()`.
 //!
 //! The https server is the http one inside rustls' blocking `StreamOwned`: the handshake
 //! and every record are read and written on the connection's coroutine, which parks on
@@ -38,7 +38,7 @@ pub fn serve(service: Service, workers: usize, on_listen: OnListen) -> Result<()
         loop {
             let (stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
             let handler = handler.clone();
-            kcoro::spawn_with(spread(), move || handler.serve(stream)).map_err(|e| format!("spawn: {e}"))?;
+            kcoro::spawn(move || handler.serve(stream));
         }
     })
 }
@@ -63,20 +63,13 @@ impl Handler {
     }
 }
 
-/// Spawn options for a connection's coroutine: started on the workers in turn.
-fn spread() -> kcoro::SpawnOptions {
-    kcoro::SpawnOptions::new().spread()
-}
-
 /// The proxy's echo backend: its own listener and accept loop on the same runtime.
 fn start_backend() -> Result<SocketAddr, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind backend: {e}"))?;
     let addr = listener.local_addr().map_err(|e| format!("backend local_addr: {e}"))?;
     kcoro::spawn(move || {
         while let Ok((stream, _)) = listener.accept() {
-            if kcoro::spawn_with(spread(), move || echo(stream)).is_err() {
-                return;
-            }
+            kcoro::spawn(move || echo(stream));
         }
     });
     Ok(addr)

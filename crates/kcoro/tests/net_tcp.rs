@@ -102,19 +102,38 @@ fn echo_many() {
 
 #[test]
 fn an_accept_loop_with_spread_shares_its_connections_between_workers() {
+    assert_connections_alternate(|serve| {
+        kcoro::spawn_with(kcoro::SpawnOptions::new().spread(), serve).expect("spawn")
+    });
+}
+
+/// The obvious server (`accept`, then a plain `kcoro::spawn`) is balanced too: the spawn
+/// right after an accept starts on the workers in turn.
+#[test]
+fn a_plain_spawn_after_accept_shares_the_connections_between_workers() {
+    assert_connections_alternate(kcoro::spawn);
+}
+
+type Serve = Box<dyn FnOnce() -> io::Result<Option<usize>> + Send>;
+
+/// Serves 16 connections on two workers, each on a coroutine `spawn` starts right after
+/// its accept, and checks that they alternate between the workers.
+fn assert_connections_alternate(
+    spawn: impl Fn(Serve) -> kcoro::JoinHandle<io::Result<Option<usize>>> + Send + 'static,
+) {
     const CONNS: usize = 16;
-    runtime(2).block_on(|| {
+    runtime(2).block_on(move || {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local_addr");
         let server = kcoro::spawn(move || {
             let conns: Vec<_> = (0..CONNS)
                 .map(|_| {
                     let (conn, _) = listener.accept().expect("accept");
-                    let serve = move || {
+                    let serve: Serve = Box::new(move || {
                         let worker = kcoro::worker_index();
                         echo(conn).map(|_| worker)
-                    };
-                    kcoro::spawn_with(kcoro::SpawnOptions::new().spread(), serve).expect("spawn")
+                    });
+                    spawn(serve)
                 })
                 .collect();
             conns.into_iter().map(|c| c.join().expect("echo coroutine").expect("echo")).collect::<Vec<_>>()

@@ -99,6 +99,10 @@ pub(crate) struct Task {
     detail: bool,
     /// Left out of deadlock detection (`SpawnOptions::daemon`).
     daemon: bool,
+    /// The coroutine accepted a connection since its last spawn: its next spawn with the
+    /// default placement starts on the workers in turn (see `Shared::spawn`). Read and
+    /// written only by the coroutine itself, while it runs.
+    accepted: Cell<bool>,
     /// Where it was spawned.
     site: &'static std::panic::Location<'static>,
     /// The coroutine's ambient cancel token (`sync::current_token`): set at spawn, swapped
@@ -208,6 +212,7 @@ impl Task {
             wait: WaitCell::default(),
             detail: shared.config.detail,
             daemon: origin.daemon,
+            accepted: Cell::new(false),
             site: origin.site,
             token: std::cell::RefCell::new(token),
             shared,
@@ -321,6 +326,16 @@ impl Task {
 
     pub(crate) fn is_daemon(&self) -> bool {
         self.daemon
+    }
+
+    /// Notes that this (running) coroutine accepted a connection.
+    pub(crate) fn note_accepted(&self) {
+        self.accepted.set(true);
+    }
+
+    /// Whether this (running) coroutine accepted a connection since it last asked; clears it.
+    pub(crate) fn take_accepted(&self) -> bool {
+        self.accepted.replace(false)
     }
 
     pub(crate) fn spawn_site(&self) -> &'static std::panic::Location<'static> {

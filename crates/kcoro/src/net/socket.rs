@@ -382,6 +382,7 @@ macro_rules! listener_impls {
             /// The coroutine parks while it waits.
             pub fn accept(&self) -> std::io::Result<($s, $addr)> {
                 let (s, a) = self.inner.read_with(|l| l.accept())?;
+                $crate::runtime::note_accepted();
                 Ok(($s::from_mio(s)?, a))
             }
 
@@ -390,6 +391,7 @@ macro_rules! listener_impls {
             pub fn accept_timeout(&self, timeout: std::time::Duration) -> std::io::Result<($s, $addr)> {
                 let wait = $crate::net::socket::Wait::timeout(Some(timeout));
                 let (s, a) = self.inner.wait($crate::net::registration::READABLE, wait, |l| l.accept())?;
+                $crate::runtime::note_accepted();
                 Ok(($s::from_mio(s)?, a))
             }
 

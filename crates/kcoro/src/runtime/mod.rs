@@ -183,10 +183,12 @@ impl SpawnOptions {
 
     /// Starts the coroutine on the runtime's workers in turn rather than on the
     /// spawner's. Coroutines stay on the worker they start on, so a server's accept loop
-    /// that spawns one coroutine per connection would otherwise keep every connection on
-    /// its own worker; with `spread` the connections share the workers. Each spread spawn
-    /// costs a hand-off to another worker (and its wake-up if it sleeps), so keep the
-    /// default for short-lived helpers that the spawner waits for.
+    /// that spawns one coroutine per connection would keep every connection on its own
+    /// worker; so the first spawn after a `kcoro::net` accept (`TcpListener::accept`,
+    /// `UnixListener::accept`, `accept_timeout`) is spread without being asked, and
+    /// `spread` is for the other cases (connections handed over through a channel, work
+    /// items). Each spread spawn costs a hand-off to another worker (and its wake-up if it
+    /// sleeps), so keep the default for short-lived helpers that the spawner waits for.
     pub fn spread(mut self) -> Self {
         self.placement = Placement::Spread;
         self
@@ -318,7 +320,15 @@ impl Shared {
         // A chosen worker pins the coroutine there before it starts: a stealer must not
         // undo the choice. Spread spawns from outside the workers go to the inject queue,
         // which any worker serves.
+        // Whatever the placement, a spawn ends what an accept before it said.
+        let after_accept = accepted_since_last_spawn();
         let chosen = match opts.placement {
+            // A coroutine that just accepted a connection is an accept loop spawning the
+            // connection's coroutine: started here, every connection would stay on the
+            // accepting worker (started coroutines never move), so spread them.
+            Placement::Spawner if local.is_some() && after_accept => {
+                Some(self.next_spread.fetch_add(1, Relaxed) % self.workers.len())
+            }
             Placement::Spawner => None,
             Placement::Spread if local.is_none() => None,
             Placement::Spread => Some(self.next_spread.fetch_add(1, Relaxed) % self.workers.len()),
@@ -1021,5 +1031,20 @@ impl Handle {
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle").field("workers", &self.shared.workers.len()).finish()
+    }
+}
+
+/// Whether the running coroutine accepted a connection since its last spawn (clears it).
+fn accepted_since_last_spawn() -> bool {
+    // SAFETY: the running task lives while it runs, and this runs on its thread.
+    context::current_task_ptr().is_some_and(|t| unsafe { t.as_ref() }.take_accepted())
+}
+
+/// Notes that the running coroutine (if any) accepted a connection: its next spawn with
+/// the default placement spreads ([`SpawnOptions::spread`]).
+pub(crate) fn note_accepted() {
+    if let Some(t) = context::current_task_ptr() {
+        // SAFETY: as above.
+        unsafe { t.as_ref() }.note_accepted();
     }
 }
