@@ -79,19 +79,21 @@ unsafe impl Sync for RegionInner {}
 impl RegionInner {
     /// Counts a new lease, unless the region is being deregistered. The caller holds a
     /// strong count of the region (a handle, a looked-up `Arc`).
-    pub(crate) fn acquire_lease(&self) -> Result<(), ZError> {
+    ///
+    /// Takes the `Arc` (not `&self`) so that the pointers given to `Arc`'s count functions
+    /// come from `Arc::as_ptr` and may reach the counts (pointer provenance; Miri checks it).
+    pub(crate) fn acquire_lease(self: &Arc<Self>) -> Result<(), ZError> {
         let started = self.holders.start();
         if started.first_holder {
-            // SAFETY: a `RegionInner` only lives in an `Arc` (`Region::install`), kept
-            // alive here by the caller's count; this is the holders' count.
-            unsafe { Arc::increment_strong_count(self) };
+            // SAFETY: kept alive here by the caller's count; this is the holders' count.
+            unsafe { Arc::increment_strong_count(Arc::as_ptr(self)) };
         }
         if !started.refused {
             return Ok(());
         }
         // SAFETY: the lease just counted is ours to end; the caller's count keeps the
         // region alive past it.
-        unsafe { end_lease(self) };
+        unsafe { end_lease(Arc::as_ptr(self)) };
         Err(ZError::Deregistered)
     }
 
@@ -123,7 +125,7 @@ impl RegionInner {
 /// strong count when no holder is left.
 ///
 /// # Safety
-/// `this` points at a live `RegionInner` in an `Arc`, and the caller owns one of its
+/// `this` comes from `Arc::as_ptr` of a live region, and the caller owns one of its
 /// leases, which ends here. Unless the caller holds a strong count of its own, the region
 /// may be gone when this returns.
 #[inline]
@@ -175,8 +177,8 @@ impl Drop for RegionInner {
     fn drop(&mut self) {
         table::forget(self.export_id, self.id);
         if let Backing::Mapped { .. } = self.backing {
-            // SAFETY: `base`/`len` are the mapping made in `map`, and no lease is left (each
-            // holds an Arc of this struct).
+            // SAFETY: `base`/`len` are the mapping made in `map`, and no lease or handle is
+            // left (while any lives, the holders keep a strong count of this struct).
             unsafe { libc::munmap(self.base.cast(), self.len) };
         }
     }
@@ -448,11 +450,16 @@ impl Region {
             Err(NotDrained::Closed) => return Ok(()),
             Err(NotDrained::Busy) => return Err(ZError::Busy { leases: self.leases() }),
         }
-        let signal = Arc::new(Signal::new());
-        // Installed before the count is read below: a lease that ends after that read
-        // finds the signal.
-        *r.drained.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&signal));
-        while r.holders.leases() != 0 {
+        loop {
+            // A fresh signal per wait, installed before the count is read: a lease that
+            // ends after that read finds it. (A notified signal stays notified: waiting on
+            // it again after a wake-up with leases left, a refused lease that came and
+            // went or a late notice meant for an earlier deregistration, would spin.)
+            let signal = Arc::new(Signal::new());
+            *r.drained.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&signal));
+            if r.holders.leases() == 0 {
+                break;
+            }
             let woke = match deadline {
                 Some(d) => signal.wait_deadline(d),
                 None => {

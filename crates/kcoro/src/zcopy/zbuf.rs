@@ -12,6 +12,7 @@
 //!   lease count includes it, so `region` points at a live region.
 
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use super::ZError;
 use super::alloc::{Block, class_size};
@@ -33,9 +34,12 @@ unsafe impl Send for ZBuf {}
 unsafe impl Sync for ZBuf {}
 
 impl ZBuf {
-    /// Caller counted the lease and owns `block`.
-    pub(crate) fn new(region: &RegionInner, block: Block, len: usize) -> ZBuf {
-        ZBuf { region: NonNull::from(region), block, len }
+    /// Caller counted the lease and owns `block`. The pointer comes from `Arc::as_ptr`, so
+    /// that ending the lease may give back the holders' strong count through it.
+    pub(crate) fn new(region: &Arc<RegionInner>, block: Block, len: usize) -> ZBuf {
+        // SAFETY: an `Arc`'s pointer is never null.
+        let region = unsafe { NonNull::new_unchecked(Arc::as_ptr(region).cast_mut()) };
+        ZBuf { region, block, len }
     }
 
     fn region(&self) -> &RegionInner {
@@ -94,7 +98,7 @@ impl ZBuf {
 impl std::ops::Deref for ZBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: this lease owns the span exclusively; it is mapped while we hold the Arc.
+        // SAFETY: this lease owns the span exclusively; it is mapped while the lease lives.
         unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
     }
 }

@@ -153,3 +153,59 @@ fn a_clone_of_the_handle_keeps_it_and_a_refused_lease_counts_nothing() {
     drop(other);
     assert!(weak.upgrade().is_none());
 }
+
+/// Caller memory for a region (`Region::register`): Miri cannot map a memfd, so these
+/// paths are checked under Miri through registered memory
+/// (`cargo +nightly miri test -p kcoro --lib zcopy::tests::cache::registered`).
+/// Each test declares its memory first, so it is freed last: after every handle and lease.
+fn registered(mem: &mut [u8]) -> Region {
+    // SAFETY: the caller keeps `mem` alive, untouched, until the region and its leases are
+    // gone (or deregistered).
+    unsafe { Region::register(mem.as_mut_ptr(), mem.len()) }.unwrap()
+}
+
+fn memory() -> Vec<u8> {
+    vec![0u8; 64 << 10]
+}
+
+#[test]
+fn registered_a_lease_outlives_its_handle_and_a_descriptor_comes_back() {
+    let mut mem = memory();
+    let region = registered(&mut mem);
+    let mut b = region.alloc(100).unwrap();
+    let d = region.alloc(100).unwrap().into_desc();
+    drop(region);
+    b[0] = 1;
+    drop(b);
+    // SAFETY: `d` came from `into_desc` and is reclaimed once.
+    drop(unsafe { ZBuf::from_desc(d) });
+}
+
+#[test]
+fn registered_a_lease_ends_while_a_deregistration_waits() {
+    let mut mem = memory();
+    let region = registered(&mut mem);
+    let b = region.alloc(100).unwrap();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        drop(b);
+    });
+    region.deregister(std::time::Duration::from_secs(10)).unwrap();
+    t.join().unwrap();
+    assert_eq!(region.leases(), 0);
+}
+
+#[test]
+fn registered_a_view_is_refused_while_a_deregistration_waits() {
+    let mut mem = memory();
+    let region = registered(&mut mem);
+    let b = region.alloc(100).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| region.deregister(std::time::Duration::from_secs(10)).unwrap());
+        while region.view(0, 8).is_ok() {
+            std::thread::yield_now();
+        }
+        drop(b);
+    });
+    assert!(matches!(region.view(0, 8), Err(ZError::Deregistered)));
+}
