@@ -495,7 +495,10 @@ fn child() {
 }
 
 /// A program with a coroutine waiting on `jobs`, which nobody sends on, and a channel
-/// `flowing` that a ticker sends on every 10 ms to a reader. Waits for ever.
+/// `flowing` that a ticker sends on every 10 ms to a reader. Waits for ever. The coroutine
+/// on `jobs` starts (and parks) when a line arrives on stdin ([`Program::go`]), so that a
+/// test can start its park after a monitor's first look: how long it has been parked is
+/// then time the monitor watched, however long the monitor took to start.
 fn waits(addr: &str) -> Result<(), String> {
     use kcoro::SpawnOptions;
     use kcoro::chan::Builder;
@@ -511,7 +514,6 @@ fn waits(addr: &str) -> Result<(), String> {
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
         h.spawn_with(SpawnOptions::new().name(name), f).map_err(|e| e.to_string())
     };
-    let _worker = spawn("jobs-worker", Box::new(move || while jobs_rx.recv().is_ok() {}))?;
     let _ticker = spawn(
         "ticker",
         Box::new(move || {
@@ -525,6 +527,9 @@ fn waits(addr: &str) -> Result<(), String> {
     )?;
     let _reader = spawn("flow-reader", Box::new(move || while flow_rx.recv().is_ok() {}))?;
     println!("serving the monitor on {}", monitor.addr());
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).map_err(|e| e.to_string())?;
+    let _worker = spawn("jobs-worker", Box::new(move || while jobs_rx.recv().is_ok() {}))?;
     loop {
         std::thread::park();
     }
@@ -534,6 +539,7 @@ fn waits(addr: &str) -> Result<(), String> {
 /// stderr is collected as it comes.
 struct Program {
     child: Child,
+    stdin: Option<std::process::ChildStdin>,
     addr: String,
     stderr: Arc<Mutex<String>>,
 }
@@ -548,6 +554,7 @@ impl Program {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child", "--nocapture", "--test-threads=1"])
             .env(CHILD, format!("{what} {addr}"))
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -562,7 +569,8 @@ impl Program {
         });
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        let program = Program { child, addr, stderr };
+        let stdin = child.stdin.take();
+        let program = Program { child, stdin, addr, stderr };
         loop {
             line.clear();
             if out.read_line(&mut line).unwrap_or(0) == 0 {
@@ -575,6 +583,12 @@ impl Program {
                 return program;
             }
         }
+    }
+
+    /// Tells a `waits` program to start its coroutine on `jobs`.
+    fn go(&mut self) {
+        let stdin = self.stdin.as_mut().expect("the program's stdin");
+        stdin.write_all(b"go\n").and_then(|()| stdin.flush()).expect("tell the program to go");
     }
 
     /// Its stderr, once `done` holds of it (fails after 20 s).
@@ -647,22 +661,26 @@ fn a_deadlocked_program_is_reported_by_chanmon_and_by_its_own_runtime() {
 
 #[test]
 fn stuck_flags_a_receiver_nobody_sends_to_and_not_a_flowing_channel() {
-    let program = Program::start("waits", "stuck");
+    let mut program = Program::start("waits", "stuck");
     // Checked in this order on every sample: `flowing` for 1 s first, then any channel
     // for 2 s; so by the time the second crosses, the first had its chance for 1 s more.
-    let out = kcoro(&[
-        "chanmon",
-        &program.addr,
-        "--json",
-        "--check",
-        "flowing:stuck for 1s",
-        "--check",
-        "stuck for 2s",
-        "--interval",
-        "0.1",
-        "--samples",
-        "600",
-    ]);
+    let mut mon = Command::new(KCORO)
+        .args(["chanmon", &program.addr, "--json", "--check", "flowing:stuck for 1s"])
+        .args(["--check", "stuck for 2s", "--interval", "0.1", "--samples", "600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcoro runs");
+    // The park on `jobs` starts after chanmon's first sample (it once started long
+    // before, on a busy machine: the check crossed on the second sample, 0.1 s in).
+    let mut stdout = BufReader::new(mon.stdout.take().expect("chanmon's stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("chanmon's first sample");
+    program.go();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("chanmon's samples");
+    let mut out = mon.wait_with_output().expect("chanmon ends");
+    out.stdout = format!("{first}{rest}").into_bytes();
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.starts_with("check crossed: stuck for 2s\n"), "{err}");
@@ -685,7 +703,8 @@ fn stuck_flags_a_receiver_nobody_sends_to_and_not_a_flowing_channel() {
 
 #[test]
 fn the_coroutine_view_shows_what_a_real_process_waits_on() {
-    let program = Program::start("waits", "coro-view");
+    let mut program = Program::start("waits", "coro-view");
+    program.go();
     // A long --stuck-after: the table shows the wait itself, not the lint's mark.
     let cmd = format!("{KCORO} chanmon {} --interval 0.2 --stuck-after 10m", program.addr);
     let Some(screen) = Screen::start("chanmon-coros", &cmd, 120, 30) else { return };
