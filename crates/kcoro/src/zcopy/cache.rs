@@ -164,12 +164,7 @@ pub(crate) fn alloc(region: &RegionInner, alloc: &SlabAlloc, len: usize) -> Opti
         // `id + 1` of the block popped, 0 for none: scalars, so nothing goes through memory.
         let hit =
             with_cache(|cache| match cache.current(region).and_then(|b| b.chains.get_mut(class as usize)) {
-                Some(c) if c.len > 0 => {
-                    let top = c.head;
-                    c.head = alloc.next_in_chain(top - 1);
-                    c.len -= 1;
-                    top
-                }
+                Some(c) if c.len > 0 => pop(alloc, c) + 1,
                 _ => 0,
             });
         if let Some(top @ 1..) = hit {
@@ -188,10 +183,7 @@ fn alloc_slow(region: &RegionInner, alloc: &SlabAlloc, len: usize, class: u32) -
     let cached = with_cache(|cache| {
         let c = &mut cache.binding(region, alloc, true)?.chains[class as usize];
         if c.len > 0 {
-            let id = c.head - 1;
-            c.head = alloc.next_in_chain(id);
-            c.len -= 1;
-            return Some(alloc.block(id, class));
+            return Some(alloc.block(pop(alloc, c), class));
         }
         // Refill with up to half a chain: the next frees have room before a give-back.
         let taken = alloc.take_chain(class, cap(class) / 2)?;
@@ -246,6 +238,15 @@ fn free_slow(region: &RegionInner, alloc: &SlabAlloc, block: Block) {
     if kept.flatten().is_none() {
         alloc.free(block);
     }
+}
+
+/// Takes the first block of chain `c` (which is not empty): its id.
+#[inline]
+fn pop(alloc: &SlabAlloc, c: &mut Local) -> u32 {
+    let id = c.head - 1;
+    c.head = alloc.next_in_chain(id);
+    c.len -= 1;
+    id
 }
 
 /// Links `block` in front of chain `c` (which has room).
