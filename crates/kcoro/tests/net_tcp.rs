@@ -427,3 +427,34 @@ fn a_read_after_a_short_one_sees_a_local_read_shutdown() {
         drop(writer.join().expect("writer").expect("write"));
     });
 }
+
+#[test]
+fn readable_waits_only_after_a_short_read_and_wakes_for_data_and_end_of_file() {
+    runtime(1).block_on(|| {
+        let (client, server_side) = connected();
+        let client = Arc::new(client);
+        // Nothing read yet: no claim that the socket is empty, so no wait.
+        server_side.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
+        server_side.readable().expect("readable before any read");
+        (&*client).write_all(b"ab").expect("write");
+        let mut buf = [0u8; 64];
+        assert_eq!((&server_side).read(&mut buf).expect("read"), 2, "a short read");
+        // Emptied: now it waits, and times out as a read would.
+        let e = server_side.readable().expect_err("nothing arrived");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+
+        server_side.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let writer = {
+            let client = Arc::clone(&client);
+            kcoro::spawn(move || (&*client).write_all(b"cd"))
+        };
+        server_side.readable().expect("data arrived");
+        assert_eq!((&server_side).read(&mut buf).expect("read"), 2);
+        assert_eq!(&buf[..2], b"cd");
+        writer.join().expect("writer").expect("write");
+
+        client.shutdown(Shutdown::Write).expect("shutdown");
+        server_side.readable().expect("end of file is readable");
+        assert_eq!((&server_side).read(&mut buf).expect("read at end"), 0);
+    });
+}

@@ -94,6 +94,13 @@ impl Registration {
         r
     }
 
+    /// Parks until a read edge newer than the last short read, if the last read was short
+    /// (it stays the reference for the next read); at once otherwise.
+    pub(crate) fn readable(&self, deadline: Option<Instant>) -> io::Result<()> {
+        let since = Some(self.drained_at.load(Relaxed)).filter(|&s| s != NOT_DRAINED);
+        self.io_from(READABLE, deadline, since, || Ok(()))
+    }
+
     /// `io`, which with `since` (a short read's edge count) registers before trying `op`.
     fn io_from<R>(
         &self,

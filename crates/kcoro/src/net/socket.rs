@@ -182,6 +182,15 @@ where
         }
     }
 
+    /// Waits, under the read timeout, until a read may find data (`Registration::readable`).
+    pub(crate) fn readable(&self) -> io::Result<()> {
+        match Wait::timeout(self.read_timeout.get()) {
+            Wait::Forever => self.reg.readable(None),
+            Wait::Until(deadline) => self.reg.readable(Some(deadline)),
+            Wait::Never => Ok(()),
+        }
+    }
+
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         self.write_with(|mut s| s.write(buf))
     }
@@ -291,6 +300,16 @@ macro_rules! stream_impls {
             /// Takes the socket's pending error (`SO_ERROR`), if any.
             pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
                 self.inner.io().take_error()
+            }
+
+            /// Waits until a read may find something (data, end-of-file or an error)
+            /// without reading: a connection that is mostly idle need not hold a buffer
+            /// while it waits. Returns at once unless the last read emptied the socket
+            /// (it returned less than asked), then parks, under the read timeout, until
+            /// the next read edge; no syscall either way. The read that follows can
+            /// still find nothing and wait (another reader took the data).
+            pub fn readable(&self) -> std::io::Result<()> {
+                self.inner.readable()
             }
         }
 
