@@ -216,6 +216,35 @@ wait "$small_pid"
 serve_rc=$?
 expect 0 '^exit 0, socket removed' bash -c "[ $serve_rc = 0 ] && [ ! -e '$small' ] && echo 'exit 0, socket removed'"
 
+echo "== smoke: proxy"
+doc 'kcoro proxy --config examples/proxy/proxy.toml --check'
+expect 0 'ok \(1 listeners, 1 pools\)' kcoro proxy --config examples/proxy/proxy.toml --check
+printf '[[listener]]\nname = "web"\nbind = "127.0.0.1:0"\npool = "ap"\n' >"$tmp/bad-proxy.toml"
+expect 2 'bad-proxy.toml:4:8: no pool named "ap"' kcoro proxy --check --config "$tmp/bad-proxy.toml"
+# The example live, on free ports, its pool first pointed at a closed port and then, by a
+# SIGHUP reload, at the proxy's own metrics endpoint: a request through it needs no other
+# server, and its answer counts the very connection it came through.
+sed -e 's/127.0.0.1:8080/127.0.0.1:0/' -e 's/127.0.0.1:9465/127.0.0.1:0/' \
+  -e 's/^backends = .*/backends = ["127.0.0.1:9"]/' examples/proxy/proxy.toml >"$tmp/proxy.toml"
+doc 'kcoro proxy --config examples/proxy/proxy.toml'
+doc 'kcoro proxy --config examples/proxy/proxy.toml --monitor unix:/tmp/proxy.sock'
+kcoro proxy --config "$tmp/proxy.toml" --monitor "unix:$tmp/proxy.sock" >"$tmp/proxy.out" 2>&1 &
+proxy_pid=$!
+for _ in $(seq 200); do grep -q '^metrics:' "$tmp/proxy.out" && break; sleep 0.05; done
+listen=$(sed -n 's/^listening: web on //p' "$tmp/proxy.out")
+metrics=$(sed -n 's|^metrics: http://\(.*\)/metrics$|\1|p' "$tmp/proxy.out")
+sed -i "s/\"127.0.0.1:9\"/\"$metrics\"/" "$tmp/proxy.toml"
+kill -HUP "$proxy_pid"
+for _ in $(seq 200); do grep -q '^reloaded' "$tmp/proxy.out" && break; sleep 0.05; done
+expect 0 '^kcoro_proxy_connections_total\{listener="web"\} 1' \
+  bash -c "exec 3<>/dev/tcp/${listen%:*}/${listen##*:} && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3"
+doc 'kcoro chanmon unix:/tmp/proxy.sock --once'
+expect 0 '"name":"proxy accept"' kcoro chanmon "unix:$tmp/proxy.sock" --once
+kill -TERM "$proxy_pid"
+wait "$proxy_pid"
+proxy_rc=$?
+expect 0 '^stopped: ' bash -c "cat '$tmp/proxy.out'; exit $proxy_rc"
+
 echo "== smoke: chanmon"
 doc 'kcoro chanmon --demo --once'
 expect 0 '"schema":1.*"demo.ingress"' kcoro chanmon --demo --once

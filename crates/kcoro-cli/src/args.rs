@@ -57,12 +57,44 @@ Examples:
     /// Watch a process's channels and scheduler live, or export their counters
     #[command(after_help = CHANMON_HELP)]
     Chanmon(ChanmonArgs),
+    /// Run a TCP proxy: listeners, backend pools, health checks, reload on SIGHUP
+    #[command(after_help = PROXY_HELP)]
+    Proxy(ProxyArgs),
     /// Print a shell completion script
     #[command(after_help = "Example:\n  kcoro completions zsh > ~/.zfunc/_kcoro")]
     Completions {
         /// The shell to complete for
         shell: clap_complete::Shell,
     },
+}
+
+const PROXY_HELP: &str = "\
+The configuration file is TOML: [[listener]] tables (name, bind, pool, max_connections,
+idle_timeout, proxy_protocol) and [[pool]] tables (name, balance, backends,
+connect_timeout, [pool.health]); docs/PROXY.md has every key.
+
+Signals: SIGHUP reloads the file (a file with an error is reported and the running
+configuration stays); SIGTERM or SIGINT stop accepting, wait up to shutdown_grace for
+open connections, close the rest and exit.
+
+Examples:
+  kcoro proxy --config proxy.toml
+  kcoro proxy --config proxy.toml --check          check the file and exit
+  kcoro proxy --config proxy.toml --monitor unix:/tmp/proxy.sock
+  kcoro chanmon unix:/tmp/proxy.sock               its runtime and coroutines, live";
+
+/// `kcoro proxy --config FILE`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// The configuration file (TOML)
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: std::path::PathBuf,
+    /// Check the file and exit: 0 if it is valid, 2 with the error and its line if not
+    #[arg(long)]
+    pub check: bool,
+    /// Make the proxy attachable by `kcoro chanmon` at ADDR (unix:PATH or tcp:HOST:PORT)
+    #[arg(long, value_name = "ADDR")]
+    pub monitor: Option<String>,
 }
 
 /// `kcoro demo [OPTIONS]` or `kcoro demo spawn`.

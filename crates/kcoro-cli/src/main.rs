@@ -12,6 +12,7 @@
 //!   server's channels. See [`ipc`].
 //! - `kcoro chanmon ADDR | --demo | --replay FILE` monitors channels and the scheduler.
 //!   See [`chanmon`].
+//! - `kcoro proxy --config FILE` runs a TCP proxy (kcoro-proxy). See [`proxy`].
 //! - `kcoro completions SHELL` prints a completion script.
 
 mod args;
@@ -20,6 +21,7 @@ mod ipc;
 mod localadapter;
 mod pipeline;
 mod plugin;
+mod proxy;
 mod signals;
 mod spawn;
 
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Some(Command::LocalAdapterDemo(a)) => localadapter::run(&a),
         Some(Command::Ipc(c)) => ipc::run(&c),
         Some(Command::Chanmon(c)) => chanmon::run(&c),
+        Some(Command::Proxy(p)) => proxy::run(&p),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "kcoro", &mut std::io::stdout());
             ExitCode::SUCCESS

@@ -1,5 +1,6 @@
-//! Waiting for SIGINT or SIGTERM in a long-running command (`kcoro ipc serve`), so that it
-//! can clean up (remove its socket file) instead of dying where it stands.
+//! Waiting for SIGINT or SIGTERM in a long-running command (`kcoro ipc serve`, `kcoro
+//! proxy`), so that it can clean up (remove its socket file, drain its connections) instead
+//! of dying where it stands; and for SIGHUP, `kcoro proxy`'s reload.
 //!
 //! [`Interrupts::block`] blocks both signals in the calling thread *before* any other
 //! thread starts, so every thread inherits the mask and the signals stay pending for
@@ -16,14 +17,21 @@ pub struct Interrupts {
 impl Interrupts {
     /// Blocks SIGINT and SIGTERM in the calling thread. Call it before starting threads.
     pub fn block() -> std::io::Result<Interrupts> {
+        Self::block_these(&[libc::SIGINT, libc::SIGTERM])
+    }
+
+    /// Blocks SIGINT, SIGTERM and SIGHUP (a reload) in the calling thread.
+    pub fn block_with_hangup() -> std::io::Result<Interrupts> {
+        Self::block_these(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+    }
+
+    fn block_these(signals: &[libc::c_int]) -> std::io::Result<Interrupts> {
         // SAFETY: a zeroed sigset_t is valid storage; sigemptyset initialises it.
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: `set` is a valid sigset_t owned here; the signal numbers are valid.
-        let ok = unsafe {
-            libc::sigemptyset(&mut set) == 0
-                && libc::sigaddset(&mut set, libc::SIGINT) == 0
-                && libc::sigaddset(&mut set, libc::SIGTERM) == 0
-        };
+        let ok = unsafe { libc::sigemptyset(&mut set) == 0 }
+            // SAFETY: as above; each number is a valid signal.
+            && signals.iter().all(|&sig| unsafe { libc::sigaddset(&mut set, sig) } == 0);
         if !ok {
             return Err(std::io::Error::last_os_error());
         }
@@ -53,6 +61,7 @@ impl Interrupts {
             match sig {
                 libc::SIGINT => return Some("SIGINT"),
                 libc::SIGTERM => return Some("SIGTERM"),
+                libc::SIGHUP => return Some("SIGHUP"),
                 _ => {} // timed out (EAGAIN) or interrupted (EINTR): look at the clock again
             }
         }

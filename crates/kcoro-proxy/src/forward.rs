@@ -1,0 +1,261 @@
+//! One proxied connection: pick and connect a backend, then copy both ways on two
+//! coroutines (the way back spawned) until both ends are done, idle, or one fails.
+//!
+//! # Invariants
+//! - A direction that ends with end-of-file half-closes the other side's write and lets
+//!   the other direction run on; any error, or the idle timeout, shuts down both sockets
+//!   so the other direction's wait ends too.
+//! - A direction holds a buffer only while data is moving: it waits for the socket with
+//!   [`TcpStream::readable`] and gives its buffer back after a read that emptied the
+//!   socket, so an idle connection holds none (buffers are reused per thread).
+//! - Both sockets read and write under the idle timeout; a timeout ends the connection
+//!   only if the other direction has not moved for that long either.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use kcoro::net::TcpStream;
+
+use crate::listener::Settings;
+use crate::pool::{Backend, Pool};
+use crate::proxy_protocol;
+use crate::stats::{ErrorKind, ListenerCounters};
+
+/// Bytes one read may move.
+const BUF_SIZE: usize = 16 << 10;
+/// Free buffers a thread keeps.
+const BUFS_KEPT: usize = 256;
+/// Reads between two additions to the listener's shared byte counters.
+const FLUSH_EVERY: u32 = 64;
+
+thread_local! {
+    static FREE_BUFS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_buf() -> Box<[u8]> {
+    FREE_BUFS.with(|f| f.borrow_mut().pop()).unwrap_or_else(|| vec![0u8; BUF_SIZE].into_boxed_slice())
+}
+
+fn give_buf(buf: Box<[u8]>) {
+    FREE_BUFS.with(|f| {
+        let mut f = f.borrow_mut();
+        if f.len() < BUFS_KEPT {
+            f.push(buf);
+        }
+    });
+}
+
+/// The two sockets of a proxied connection and when anything last moved.
+pub(crate) struct Conn {
+    pub(crate) client: TcpStream,
+    pub(crate) upstream: TcpStream,
+    idle: Duration,
+    born: Instant,
+    /// Nanoseconds after `born` of the last read that moved bytes, either way.
+    last: AtomicU64,
+    /// Set by [`close`](Self::close): what the other direction then sees is its
+    /// consequence, not a fault of its own.
+    closing: AtomicBool,
+}
+
+impl Conn {
+    fn touch(&self) {
+        self.last.store(self.born.elapsed().as_nanos() as u64, Relaxed);
+    }
+
+    fn idle_too_long(&self) -> bool {
+        let last = self.born + Duration::from_nanos(self.last.load(Relaxed));
+        last.elapsed() >= self.idle
+    }
+
+    /// A direction ended with `why`: closes both unless the other direction already did,
+    /// in which case `why` was caused by that close and is not counted.
+    fn fail(&self, why: End) -> End {
+        if self.closing.load(Relaxed) {
+            return End::Eof;
+        }
+        self.close();
+        why
+    }
+
+    /// Ends both directions: their waits return (end-of-file or an error).
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Relaxed);
+        let _ = self.client.shutdown(Shutdown::Both);
+        let _ = self.upstream.shutdown(Shutdown::Both);
+    }
+}
+
+/// How one direction ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// The source sent end-of-file (or was shut down by the other direction).
+    Eof,
+    /// Reading the source failed.
+    ReadFailed,
+    /// Writing the destination failed.
+    WriteFailed,
+    /// Nothing moved either way for the idle timeout.
+    Idle,
+}
+
+/// Serves one accepted client connection until both directions are done. Counts into
+/// `counters`; `register` keeps the connection reachable for a forced shutdown.
+pub(crate) fn serve(
+    client: TcpStream,
+    peer: SocketAddr,
+    settings: &Settings,
+    counters: &Arc<ListenerCounters>,
+    register: impl FnOnce(&Arc<Conn>) -> u64,
+    unregister: impl FnOnce(u64),
+) {
+    let pool = &settings.pool;
+    pool.pending.fetch_add(1, Relaxed);
+    let connected = connect(pool, counters);
+    pool.pending.fetch_sub(1, Relaxed);
+    let Some((backend, upstream)) = connected else {
+        pool.no_backend.fetch_add(1, Relaxed);
+        counters.error(ErrorKind::NoBackend);
+        return;
+    };
+    backend.connections.fetch_add(1, Relaxed);
+    backend.active.fetch_add(1, Relaxed);
+    let _open = Open(&backend);
+
+    let idle = settings.config.idle_timeout;
+    for s in [&client, &upstream] {
+        let _ = s.set_nodelay(true);
+        let _ = s.set_read_timeout(Some(idle));
+        let _ = s.set_write_timeout(Some(idle));
+    }
+    if let Some(version) = settings.config.proxy_protocol {
+        let local = client.local_addr().unwrap_or(settings.bound);
+        if (&upstream).write_all(&proxy_protocol::header(version, peer, local)).is_err() {
+            counters.error(ErrorKind::BackendReset);
+            return;
+        }
+    }
+    let conn = Arc::new(Conn {
+        client,
+        upstream,
+        idle,
+        born: Instant::now(),
+        last: AtomicU64::new(0),
+        closing: AtomicBool::new(false),
+    });
+    let id = register(&conn);
+    let back = {
+        let (conn, counters) = (Arc::clone(&conn), Arc::clone(counters));
+        kcoro::try_spawn(move || pipe(&conn, &conn.upstream, &conn.client, &counters.bytes_out))
+    };
+    let Ok(back) = back else {
+        counters.error(ErrorKind::Spawn);
+        unregister(id);
+        return;
+    };
+    let there = pipe(&conn, &conn.client, &conn.upstream, &counters.bytes_in);
+    let home = back.join().unwrap_or(End::ReadFailed);
+    unregister(id);
+    count_end(counters, there, ErrorKind::ClientReset, ErrorKind::BackendReset);
+    count_end(counters, home, ErrorKind::BackendReset, ErrorKind::ClientReset);
+}
+
+fn count_end(counters: &ListenerCounters, end: End, read_side: ErrorKind, write_side: ErrorKind) {
+    match end {
+        End::Eof => {}
+        End::ReadFailed => counters.error(read_side),
+        End::WriteFailed => counters.error(write_side),
+        End::Idle => counters.error(ErrorKind::IdleTimeout),
+    }
+}
+
+/// Decrements the backend's open count when the connection ends, however it ends.
+struct Open<'a>(&'a Backend);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Connects to the backend the pool picks, then to the next one while connects fail.
+fn connect(pool: &Pool, counters: &ListenerCounters) -> Option<(Arc<Backend>, TcpStream)> {
+    let mut tried = vec![false; pool.backends.len()];
+    let mut last = None;
+    while let Some(i) = pool.pick(&tried, last) {
+        (tried[i], last) = (true, Some(i));
+        let backend = &pool.backends[i];
+        match TcpStream::connect_timeout(&backend.addr, pool.config.connect_timeout) {
+            Ok(s) => return Some((Arc::clone(backend), s)),
+            Err(e) => {
+                backend.connect_errors.fetch_add(1, Relaxed);
+                counters.error(match e.kind() {
+                    io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+                    io::ErrorKind::TimedOut => ErrorKind::ConnectTimeout,
+                    _ => ErrorKind::ConnectFailed,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Copies `from` to `to` until `from` ends (then half-closes `to`), fails, or the
+/// connection idles out.
+fn pipe(conn: &Conn, from: &TcpStream, to: &TcpStream, bytes: &AtomicU64) -> End {
+    let mut buf: Option<Box<[u8]>> = None;
+    let mut moved = 0u64;
+    let mut reads = 0u32;
+    let end = loop {
+        let waited = match from.readable() {
+            Ok(()) => {
+                let b = buf.get_or_insert_with(take_buf);
+                (&*from).read(b)
+            }
+            Err(e) => Err(e),
+        };
+        match waited {
+            Ok(0) => {
+                let _ = to.shutdown(Shutdown::Write);
+                break End::Eof;
+            }
+            Ok(n) => {
+                conn.touch();
+                let Some(b) = buf.as_deref() else { unreachable!("read into a taken buffer") };
+                if let Err(e) = (&*to).write_all(&b[..n]) {
+                    break conn.fail(if e.kind() == io::ErrorKind::TimedOut {
+                        End::Idle
+                    } else {
+                        End::WriteFailed
+                    });
+                }
+                moved += n as u64;
+                reads += 1;
+                if reads == FLUSH_EVERY {
+                    bytes.fetch_add(std::mem::take(&mut moved), Relaxed);
+                    reads = 0;
+                }
+                if n < BUF_SIZE
+                    && let Some(b) = buf.take()
+                {
+                    give_buf(b); // the socket is empty: wait without a buffer
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                if conn.idle_too_long() {
+                    break conn.fail(End::Idle);
+                }
+            }
+            Err(_) => break conn.fail(End::ReadFailed),
+        }
+    };
+    if let Some(b) = buf {
+        give_buf(b);
+    }
+    bytes.fetch_add(moved, Relaxed);
+    end
+}

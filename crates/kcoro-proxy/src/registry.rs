@@ -1,0 +1,71 @@
+//! Every open connection of a proxy: counted (so a shutdown can wait for them to end) and
+//! reachable (so a shutdown whose grace has passed can close them).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Instant;
+
+use kcoro::sync::WaitGroup;
+
+use crate::forward::Conn;
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    open: WaitGroup,
+    conns: Mutex<HashMap<u64, Weak<Conn>>>,
+    next_id: AtomicU64,
+}
+
+/// One accepted connection, counted until this drops.
+pub(crate) struct Ticket(Arc<Registry>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.open.done();
+    }
+}
+
+impl Registry {
+    /// Counts a connection from acceptance until the ticket drops.
+    pub(crate) fn enter(self: &Arc<Self>) -> Ticket {
+        self.open.add(1);
+        Ticket(Arc::clone(self))
+    }
+
+    /// Connections accepted and not yet ended.
+    pub(crate) fn open(&self) -> u64 {
+        self.open.count() as u64
+    }
+
+    /// Makes a forwarding connection reachable for [`close_all`](Self::close_all).
+    pub(crate) fn track(&self, conn: &Arc<Conn>) -> u64 {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner).insert(id, Arc::downgrade(conn));
+        id
+    }
+
+    pub(crate) fn untrack(&self, id: u64) {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    }
+
+    /// Waits until every connection has ended or `deadline` passes; whether they all did.
+    pub(crate) fn drain(&self, deadline: Instant) -> bool {
+        self.open.wait_deadline(deadline).is_ok()
+    }
+
+    /// Shuts down both sockets of every forwarding connection; how many there were.
+    pub(crate) fn close_all(&self) -> usize {
+        let conns: Vec<_> = self
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for c in &conns {
+            c.close();
+        }
+        conns.len()
+    }
+}
