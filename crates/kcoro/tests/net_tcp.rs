@@ -458,3 +458,32 @@ fn readable_waits_only_after_a_short_read_and_wakes_for_data_and_end_of_file() {
         assert_eq!((&server_side).read(&mut buf).expect("read at end"), 0);
     });
 }
+
+#[test]
+fn read_with_parks_a_callers_own_syscall_until_the_socket_is_readable() {
+    use std::os::fd::AsRawFd;
+    runtime(1).block_on(|| {
+        let (client, server_side) = connected();
+        let fd = server_side.as_raw_fd();
+        let mut calls = 0;
+        let writer = kcoro::spawn(move || (&client).write_all(b"xyz").map(|()| client));
+        let mut buf = [0u8; 8];
+        let n = server_side
+            .read_with(|| {
+                calls += 1;
+                // SAFETY: `fd` is the open socket `server_side` owns; `buf` is writable.
+                let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+                if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+            })
+            .expect("recv");
+        assert_eq!(&buf[..n], b"xyz");
+        assert!(calls >= 2, "the first try found nothing and parked; called {calls} times");
+        drop(writer.join().expect("writer").expect("write"));
+
+        server_side.set_read_timeout(Some(Duration::from_millis(10))).expect("timeout");
+        let e = server_side
+            .read_with(|| Err::<(), _>(io::ErrorKind::WouldBlock.into()))
+            .expect_err("never ready");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    });
+}

@@ -311,6 +311,23 @@ macro_rules! stream_impls {
             pub fn readable(&self) -> std::io::Result<()> {
                 self.inner.readable()
             }
+
+            /// Runs `op`, a non-blocking syscall of the caller's on this socket's
+            /// descriptor (`splice(2)` from it, say), until it stops failing with
+            /// `WouldBlock`, parking for read readiness in between, under the read
+            /// timeout. `op` must not block: the descriptor is non-blocking, and flags
+            /// such as `SPLICE_F_NONBLOCK` cover the other end of the call.
+            pub fn read_with<R>(&self, op: impl FnMut() -> std::io::Result<R>) -> std::io::Result<R> {
+                let mut op = op;
+                self.inner.read_with(|_| op())
+            }
+
+            /// As [`read_with`](Self::read_with), waiting for write readiness under the
+            /// write timeout (`splice(2)` into the socket, say).
+            pub fn write_with<R>(&self, op: impl FnMut() -> std::io::Result<R>) -> std::io::Result<R> {
+                let mut op = op;
+                self.inner.write_with(|_| op())
+            }
         }
 
         impl std::io::Read for &$t {
