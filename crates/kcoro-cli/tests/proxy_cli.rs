@@ -183,3 +183,101 @@ fn sighup_reloads_a_good_file_keeps_the_old_one_for_a_bad_file_and_sigterm_drain
     assert!(status.success(), "{status}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The open-file limit, raised to the hard limit.
+fn nofile_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+    // SAFETY: `raised` is a valid in-pointer; raising the soft limit to the hard one is allowed.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 { lim.rlim_max } else { lim.rlim_cur }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// 10,000 idle connections through the proxy process (each costs it two descriptors, so
+/// where the hard open-file limit is lower, as many as it allows, said on stderr): all
+/// stay open, a new one is served while they wait, and then every one of them answers.
+#[test]
+fn ten_thousand_idle_connections_stay_and_a_new_one_is_served() {
+    // The proxy inherits the raised limit; this process holds the clients and the backend.
+    let limit = nofile_limit();
+    let idle = 10_000.min((limit.saturating_sub(200) / 2) as usize);
+    if idle < 10_000 {
+        eprintln!("note: the open-file limit is {limit}: {idle} idle connections, not 10,000");
+    }
+    assert!(idle >= 1_000, "an open-file limit of {limit} is too low for this test");
+    let backend_rt = kcoro::Runtime::builder().workers(1).build().expect("backend runtime");
+    let backend = backend_rt.block_on(|| {
+        let l = kcoro::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        kcoro::spawn(move || {
+            while let Ok((conn, _)) = l.accept() {
+                kcoro::spawn(move || {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n @ 1..) = (&conn).read(&mut buf) {
+                        if (&conn).write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    });
+    let dir = temp_dir("idle");
+    let listen = free_port();
+    let path = dir.join("proxy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "workers = 2\n[[listener]]\nname = \"web\"\nbind = \"{listen}\"\npool = \"app\"\n\
+             [[pool]]\nname = \"app\"\nbackends = [\"{backend}\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut proxy = Proxy::start(&path);
+    let pid = proxy.child.id();
+    let before = rss_kib(pid);
+    let mut conns: Vec<TcpStream> = (0..idle)
+        .map(|i| TcpStream::connect(listen).unwrap_or_else(|e| panic!("connection {i}: {e}")))
+        .collect();
+    // One round trip on the last one: every earlier one was accepted before it.
+    let mut fresh = TcpStream::connect(listen).expect("one more while they wait");
+    fresh.set_read_timeout(Some(PATIENCE)).unwrap();
+    fresh.write_all(b"new").unwrap();
+    let mut back = [0u8; 3];
+    fresh.read_exact(&mut back).expect("served while the others wait");
+    assert_eq!(&back, b"new");
+    let after = rss_kib(pid);
+    eprintln!(
+        "{idle} idle connections: proxy RSS {before} KiB -> {after} KiB, {:.1} KiB each",
+        after.saturating_sub(before) as f64 / idle as f64
+    );
+
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.write_all(&(i as u32).to_le_bytes()).unwrap();
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut got = [0u8; 4];
+        c.read_exact(&mut got).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        assert_eq!(u32::from_le_bytes(got), i as u32, "connection {i} got another's bytes");
+    }
+    drop(conns);
+    drop(fresh);
+    proxy.signal(libc::SIGTERM);
+    let stopped = proxy.expect("stopped:");
+    assert!(stopped.contains("0 closed at the end of the grace"), "{stopped}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -13,6 +13,7 @@
 //! max_connections = 10000         # beyond it a new connection is closed at once
 //! idle_timeout = "60s"            # no byte either way for this long closes both sides
 //! proxy_protocol = "v2"           # optional: "v1" or "v2", sent to the backend first
+//! splice = true                   # large transfers through splice(2) (default false)
 //!
 //! [[pool]]
 //! name = "app"
@@ -74,6 +75,8 @@ pub struct ListenerConfig {
     pub idle_timeout: Duration,
     /// The PROXY protocol header sent to the backend before any data, if any.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// Whether a direction that fills a whole buffer moves on to `splice(2)`.
+    pub splice: bool,
 }
 
 /// PROXY protocol versions (HAProxy's specification).
@@ -137,6 +140,7 @@ const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT: Duration = Duration::from_secs(5);
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 const MAX_WORKERS: usize = 1024;
+const DEFAULT_SPLICE: bool = false;
 
 impl Config {
     /// Reads and checks the file at `path` (host names are resolved now).
@@ -216,6 +220,7 @@ impl Config {
                 max_connections,
                 idle_timeout: l.idle_timeout.map_or(DEFAULT_IDLE, |d| d.0),
                 proxy_protocol: l.proxy_protocol,
+                splice: l.splice.unwrap_or(DEFAULT_SPLICE),
             });
         }
         if listeners.is_empty() {
@@ -271,6 +276,7 @@ struct RawListener {
     max_connections: Option<Spanned<usize>>,
     idle_timeout: Option<Human>,
     proxy_protocol: Option<ProxyProtocol>,
+    splice: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -365,6 +371,7 @@ pool = "app"
 max_connections = 100
 idle_timeout = "1m 30s"
 proxy_protocol = "v2"
+splice = true
 
 [[pool]]
 name = "app"
@@ -387,6 +394,7 @@ expect = "PONG"
         assert_eq!((l.name.as_str(), l.pool.as_str(), l.max_connections), ("web", "app", 100));
         assert_eq!(l.idle_timeout, Duration::from_secs(90));
         assert_eq!(l.proxy_protocol, Some(ProxyProtocol::V2));
+        assert!(l.splice);
         let p = c.pool("app").unwrap();
         assert_eq!(p.balance, Balance::LeastConnections);
         assert_eq!(p.backends[0], "127.0.0.1:9001".parse().unwrap());
@@ -409,6 +417,7 @@ expect = "PONG"
         assert_eq!(c.listeners[0].max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(c.listeners[0].idle_timeout, DEFAULT_IDLE);
         assert_eq!(c.listeners[0].proxy_protocol, None);
+        assert!(!c.listeners[0].splice);
         assert_eq!(c.pools[0].balance, Balance::RoundRobin);
         assert_eq!(c.pools[0].health, None);
     }

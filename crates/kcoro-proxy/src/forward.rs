@@ -23,6 +23,7 @@ use kcoro::net::TcpStream;
 use crate::listener::Settings;
 use crate::pool::{Backend, Pool};
 use crate::proxy_protocol;
+use crate::splice::{Failed, Pipe};
 use crate::stats::{ErrorKind, ListenerCounters};
 
 /// Bytes one read may move.
@@ -148,16 +149,17 @@ pub(crate) fn serve(
         closing: AtomicBool::new(false),
     });
     let id = register(&conn);
+    let splice = settings.config.splice;
     let back = {
         let (conn, counters) = (Arc::clone(&conn), Arc::clone(counters));
-        kcoro::try_spawn(move || pipe(&conn, &conn.upstream, &conn.client, &counters.bytes_out))
+        kcoro::try_spawn(move || pipe(&conn, &conn.upstream, &conn.client, &counters.bytes_out, splice))
     };
     let Ok(back) = back else {
         counters.error(ErrorKind::Spawn);
         unregister(id);
         return;
     };
-    let there = pipe(&conn, &conn.client, &conn.upstream, &counters.bytes_in);
+    let there = pipe(&conn, &conn.client, &conn.upstream, &counters.bytes_in, splice);
     let home = back.join().unwrap_or(End::ReadFailed);
     unregister(id);
     count_end(counters, there, ErrorKind::ClientReset, ErrorKind::BackendReset);
@@ -205,8 +207,9 @@ fn connect(pool: &Pool, counters: &ListenerCounters) -> Option<(Arc<Backend>, Tc
 }
 
 /// Copies `from` to `to` until `from` ends (then half-closes `to`), fails, or the
-/// connection idles out.
-fn pipe(conn: &Conn, from: &TcpStream, to: &TcpStream, bytes: &AtomicU64) -> End {
+/// connection idles out. With `splice`, a read that fills a whole buffer (a large
+/// transfer) moves the rest of this direction to [`splice_rest`].
+fn pipe(conn: &Conn, from: &TcpStream, to: &TcpStream, bytes: &AtomicU64, splice: bool) -> End {
     let mut buf: Option<Box<[u8]>> = None;
     let mut moved = 0u64;
     let mut reads = 0u32;
@@ -243,6 +246,15 @@ fn pipe(conn: &Conn, from: &TcpStream, to: &TcpStream, bytes: &AtomicU64) -> End
                     && let Some(b) = buf.take()
                 {
                     give_buf(b); // the socket is empty: wait without a buffer
+                } else if n == BUF_SIZE
+                    && splice
+                    && let Ok(pipe) = Pipe::new()
+                {
+                    if let Some(b) = buf.take() {
+                        give_buf(b);
+                    }
+                    bytes.fetch_add(std::mem::take(&mut moved), Relaxed);
+                    return splice_rest(conn, &pipe, from, to, bytes);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -256,6 +268,44 @@ fn pipe(conn: &Conn, from: &TcpStream, to: &TcpStream, bytes: &AtomicU64) -> End
     if let Some(b) = buf {
         give_buf(b);
     }
+    bytes.fetch_add(moved, Relaxed);
+    end
+}
+
+/// [`pipe`]'s loop through a kernel pipe (`splice(2)`), with the same endings.
+fn splice_rest(conn: &Conn, pipe: &Pipe, from: &TcpStream, to: &TcpStream, bytes: &AtomicU64) -> End {
+    let mut moved = 0u64;
+    let mut chunks = 0u32;
+    let end = loop {
+        match pipe.forward(from, to) {
+            Ok(0) => {
+                let _ = to.shutdown(Shutdown::Write);
+                break End::Eof;
+            }
+            Ok(n) => {
+                conn.touch();
+                moved += n as u64;
+                chunks += 1;
+                if chunks == FLUSH_EVERY {
+                    bytes.fetch_add(std::mem::take(&mut moved), Relaxed);
+                    chunks = 0;
+                }
+            }
+            Err(Failed::Read(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                if conn.idle_too_long() {
+                    break conn.fail(End::Idle);
+                }
+            }
+            Err(Failed::Read(_)) => break conn.fail(End::ReadFailed),
+            Err(Failed::Write(e)) => {
+                break conn.fail(if e.kind() == io::ErrorKind::TimedOut {
+                    End::Idle
+                } else {
+                    End::WriteFailed
+                });
+            }
+        }
+    };
     bytes.fetch_add(moved, Relaxed);
     end
 }

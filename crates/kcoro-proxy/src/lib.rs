@@ -30,6 +30,7 @@ mod metrics;
 mod pool;
 mod proxy_protocol;
 mod registry;
+mod splice;
 mod stats;
 
 use std::collections::HashMap;

@@ -14,3 +14,5 @@ mod health;
 mod lifecycle;
 #[path = "suite/proxy_protocol.rs"]
 mod proxy_protocol;
+#[path = "suite/transfer.rs"]
+mod transfer;
