@@ -80,6 +80,9 @@ impl Listener {
     }
 
     fn accept_loop(&self, socket: TcpListener, registry: &Arc<Registry>) {
+        // `stop` wakes the loop with a connection of its own; should that connect fail
+        // (out of descriptors), the loop still sees the stop within this long.
+        let _ = socket.set_accept_timeout(Some(STOP_CHECK));
         loop {
             let accepted = socket.accept();
             if self.stopping.load(Relaxed) {
@@ -87,6 +90,7 @@ impl Listener {
             }
             let (client, peer) = match accepted {
                 Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
                 Err(_) => {
                     // Out of descriptors, most likely: give the open connections a moment
                     // to end instead of spinning on the same error.
@@ -136,6 +140,9 @@ impl Listener {
         }
     }
 }
+
+/// The longest a stopped listener may go on accepting when its wake-up connect failed.
+const STOP_CHECK: Duration = Duration::from_secs(1);
 
 /// Where to connect to reach a socket bound to `bound` (a wildcard means loopback).
 fn wake_addr(bound: SocketAddr) -> SocketAddr {

@@ -13,8 +13,16 @@ use crate::forward::Conn;
 #[derive(Default)]
 pub(crate) struct Registry {
     open: WaitGroup,
-    conns: Mutex<HashMap<u64, Weak<Conn>>>,
+    conns: Mutex<Conns>,
     next_id: AtomicU64,
+}
+
+#[derive(Default)]
+struct Conns {
+    by_id: HashMap<u64, Weak<Conn>>,
+    /// Set by `close_all`: a connection that starts forwarding later is closed at once
+    /// (it was still connecting to its backend when the others were closed).
+    closed: bool,
 }
 
 /// One accepted connection, counted until this drops.
@@ -41,12 +49,16 @@ impl Registry {
     /// Makes a forwarding connection reachable for [`close_all`](Self::close_all).
     pub(crate) fn track(&self, conn: &Arc<Conn>) -> u64 {
         let id = self.next_id.fetch_add(1, Relaxed);
-        self.conns.lock().unwrap_or_else(PoisonError::into_inner).insert(id, Arc::downgrade(conn));
+        let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+        if conns.closed {
+            conn.close();
+        }
+        conns.by_id.insert(id, Arc::downgrade(conn));
         id
     }
 
     pub(crate) fn untrack(&self, id: u64) {
-        self.conns.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner).by_id.remove(&id);
     }
 
     /// Waits until every connection has ended or `deadline` passes; whether they all did.
@@ -56,13 +68,11 @@ impl Registry {
 
     /// Shuts down both sockets of every forwarding connection; how many there were.
     pub(crate) fn close_all(&self) -> usize {
-        let conns: Vec<_> = self
-            .conns
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect();
+        let conns: Vec<_> = {
+            let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+            conns.closed = true;
+            conns.by_id.values().filter_map(Weak::upgrade).collect()
+        };
         for c in &conns {
             c.close();
         }
