@@ -407,6 +407,12 @@ if command -v wrk >/dev/null 2>&1; then # scripts/test.sh installs it where it c
 else
   echo "note: wrk not installed; the https rows need it, not running https_1w_c10"
 fi
+doc 'cargo run --release -p kcoro-bench -- net --impl kcoro --impl haproxy --impl nginx --case lb_1w_c10 --case lb_1w_c100 --case lb_1w_c1000 --case lb_2w_c10 --case lb_2w_c100 --case lb_2w_c1000 --case lb1m_1w_c10 --case lb1m_2w_c10'
+if command -v wrk >/dev/null 2>&1; then # kcoro's row only: HAProxy and nginx are not CI's to install
+  bench net lb_1w_c10
+else
+  echo "note: wrk not installed; the lb rows need it, not running lb_1w_c10"
+fi
 doc 'cargo run --release -p kcoro-bench -- compat'
 bench compat wait_ready
 doc 'cargo run --release -p kcoro-bench -- compat --case reqwest_c1 --case reqwest_c10 --case reqwest_c100 --case reqwest_c1000'

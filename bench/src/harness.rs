@@ -106,7 +106,9 @@ pub enum Kind {
     },
     /// Requests to a server under load for `n` seconds: `ns_per_op` is wall time per
     /// request (1e9 / requests per second) and the child adds [`NetStats`]; the table
-    /// gets `req/s`, latency, server CPU, worker-share and load-generator columns.
+    /// gets `req/s`, latency, server CPU, worker-share and load-generator columns. Runs
+    /// that report `bytes_per_op` (payload per answer) give the row `bytes_per_sec`,
+    /// printed as GB/s on a line under it.
     Net,
 }
 
@@ -195,7 +197,7 @@ pub struct Suite {
     pub skips: &'static [Skip],
     /// Runs once in the harness's own process before any child, e.g. to build what the
     /// children load; an error ends the suite run.
-    pub prepare: Option<fn() -> Result<(), String>>,
+    pub prepare: Option<PrepareFn>,
     /// The [`GO`] rows run through [`Suite::child`] (which finds the Go binary in
     /// [`GO_BIN_ENV`]) instead of as the Go binary itself: for peers that are servers the
     /// child drives and measures.
@@ -216,7 +218,8 @@ impl Suite {
 pub struct Measurement {
     /// Nanoseconds per operation (for overshoot cases: mean overshoot per wait).
     pub ns_per_op: f64,
-    /// Peak-RSS growth per operation, for memory cases.
+    /// Peak-RSS growth per operation, for memory cases; payload bytes per request, for
+    /// [`Kind::Net`] cases whose answers carry one (the table adds their GB/s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_per_op: Option<f64>,
     /// Heap allocations per operation, for [`Kind::Allocs`] cases.
@@ -278,6 +281,31 @@ impl NetStats {
             max_worker_share: (!shares.is_empty()).then(|| median(shares.into_iter())),
             load: first.load,
         })
+    }
+}
+
+/// A suite's preparation, told which rows will run.
+pub type PrepareFn = fn(&Selection) -> Result<(), String>;
+
+/// The rows a run will measure, for a suite's [`Suite::prepare`] (build or install only
+/// what they need).
+pub struct Selection<'a> {
+    suite: &'a Suite,
+    opts: &'a Options,
+}
+
+impl Selection<'_> {
+    /// Whether the row of `case` and `imp` runs: both selected, and not skipped.
+    pub fn runs(&self, case: &str, imp: &str) -> bool {
+        let selected = |list: &[String], name: &str| list.is_empty() || list.iter().any(|s| s == name);
+        selected(&self.opts.cases, case)
+            && selected(&self.opts.impls, imp)
+            && self.suite.skip(case, imp).is_none()
+    }
+
+    /// Whether any row of `imp` runs whose case name satisfies `case`.
+    pub fn any(&self, imp: &str, case: impl Fn(&str) -> bool) -> bool {
+        self.suite.cases.iter().any(|c| case(c.name) && self.runs(c.name, imp))
     }
 }
 
@@ -346,7 +374,7 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
 
     // Step 1: prepare.
     if let Some(prepare) = suite.prepare {
-        prepare()?;
+        prepare(&Selection { suite, opts })?;
     }
     let go_runs = suite.impls.contains(&GO)
         && selected(&opts.impls, GO)
@@ -430,6 +458,9 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
             let (min_ns, max_ns) = min_max(samples.iter().map(|m| m.ns_per_op));
             let bytes = match case.kind {
                 Kind::Memory => Some(median(samples.iter().filter_map(|m| m.bytes_per_op))),
+                Kind::Net if samples.iter().all(|m| m.bytes_per_op.is_some()) => {
+                    Some(median(samples.iter().filter_map(|m| m.bytes_per_op)))
+                }
                 _ => None,
             };
             let allocs = match case.kind {
@@ -444,6 +475,7 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
             let ops = ops_per_sec(case.kind, ns);
             let bytes_per_sec = match case.kind {
                 Kind::Payload { bytes } => Some(bytes as f64 * ops),
+                Kind::Net => bytes.map(|b| b * ops),
                 _ => None,
             };
             let cells = Cells {
@@ -453,6 +485,16 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 net: cols.net.then_some((ops, net)),
             };
             print_row(case.name, imp, (ns, max_ns / min_ns), kcoro_ns, cells);
+            // A net row moving a payload: its rate, under the row (the net columns are
+            // shared with rows that move none).
+            if let (Kind::Net, Some(bps)) = (case.kind, bytes_per_sec) {
+                println!(
+                    "{:CASE_COL$} {:IMPL_COL$} ({} GB/s of answer payload)",
+                    "",
+                    "",
+                    fmt_gbps(bps / 1e9)
+                );
+            }
             let core_rtt_ns = (!probes.is_empty()).then(|| min_max(probes.iter().copied()));
             if let Some((lo, hi)) = core_rtt_ns
                 && max_ns / min_ns >= SPREAD_MARK

@@ -79,7 +79,7 @@ fn bench_bin() -> Result<PathBuf, String> {
 }
 
 /// Builds `libkcoro_capi.a` (release) and links the C bench program against it.
-fn prepare() -> Result<(), String> {
+fn prepare(_: &crate::harness::Selection) -> Result<(), String> {
     let release = release_dir()?;
     let target = release.parent().ok_or("release dir has no parent")?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

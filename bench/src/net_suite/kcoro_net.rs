@@ -5,6 +5,9 @@
 //! With two workers the connections share them: the spawn right after an accept starts on
 //! the workers in turn (started coroutines never move), without `SpawnOptions::spread()`.
 //!
+//! The `big` server (the load balancers' throughput rows) is the http one answering with
+//! [`proto::big_response`], 1 MiB of body per `GET`.
+//!
 //! The https server is the http one inside rustls' blocking `StreamOwned`: the handshake
 //! and every record are read and written on the connection's coroutine, which parks on
 //! the socket like any other blocking-style read; no async, no second runtime.
@@ -29,7 +32,8 @@ pub fn serve(service: Service, workers: usize, on_listen: OnListen) -> Result<()
     rt.block_on(move || -> Result<(), String> {
         let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
         let handler = match service {
-            Service::Http => Handler::Http,
+            Service::Http => Handler::Http(RESPONSE),
+            Service::Big => Handler::Http(proto::big_response()),
             Service::Https => Handler::Https(tls::server_config()?),
             Service::Echo => Handler::Echo,
             Service::Proxy => Handler::Proxy(start_backend()?),
@@ -46,7 +50,8 @@ pub fn serve(service: Service, workers: usize, on_listen: OnListen) -> Result<()
 /// What a connection's coroutine runs, with what it needs.
 #[derive(Clone)]
 enum Handler {
-    Http,
+    /// HTTP with this one response.
+    Http(&'static [u8]),
     Https(Arc<rustls::ServerConfig>),
     Echo,
     Proxy(SocketAddr),
@@ -55,7 +60,7 @@ enum Handler {
 impl Handler {
     fn serve(self, stream: TcpStream) {
         match self {
-            Handler::Http => http(stream),
+            Handler::Http(response) => http(stream, response),
             Handler::Https(config) => https(stream, config),
             Handler::Echo => echo(stream),
             Handler::Proxy(backend) => proxy(stream, backend),
@@ -76,24 +81,25 @@ fn start_backend() -> Result<SocketAddr, String> {
 }
 
 /// HTTP/1.1 keep-alive on a plain connection.
-fn http(stream: TcpStream) {
+fn http(stream: TcpStream, response: &'static [u8]) {
     let _ = stream.set_nodelay(true);
-    exchange(stream);
+    exchange(stream, response);
 }
 
 /// HTTP/1.1 keep-alive inside a TLS session; the handshake happens on the first read.
 fn https(stream: TcpStream, config: Arc<rustls::ServerConfig>) {
     let _ = stream.set_nodelay(true);
     let Ok(session) = rustls::ServerConnection::new(config) else { return };
-    exchange(rustls::StreamOwned::new(session, stream));
+    exchange(rustls::StreamOwned::new(session, stream), RESPONSE);
 }
 
-/// The hello exchange: answer every complete request head, pipelined ones in one write
-/// (flushed, so a TLS session seals and sends its records before the next read).
-fn exchange(mut io: impl Read + Write) {
+/// The hello exchange: answer every complete request head with `response`, one request
+/// straight from the static bytes, pipelined ones in one write (flushed, so a TLS session
+/// seals and sends its records before the next read).
+fn exchange(mut io: impl Read + Write, response: &'static [u8]) {
     let mut buf = [0u8; CONN_BUF];
     let mut len = 0;
-    let mut out = Vec::with_capacity(RESPONSE.len());
+    let mut out = Vec::new();
     loop {
         match io.read(&mut buf[len..]) {
             Ok(0) | Err(_) => return,
@@ -109,11 +115,16 @@ fn exchange(mut io: impl Read + Write) {
         buf.copy_within(used..len, 0);
         len -= used;
         proto::count(requests as u64);
-        out.clear();
-        for _ in 0..requests {
-            out.extend_from_slice(RESPONSE);
-        }
-        if io.write_all(&out).and_then(|()| io.flush()).is_err() {
+        let answer = if requests == 1 {
+            response
+        } else {
+            out.clear();
+            for _ in 0..requests {
+                out.extend_from_slice(response);
+            }
+            &out
+        };
+        if io.write_all(answer).and_then(|()| io.flush()).is_err() {
             return;
         }
     }

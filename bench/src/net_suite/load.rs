@@ -66,7 +66,7 @@ pub fn run(
 /// The request of `service` and, for echo, the exact answer expected.
 fn message(service: Service) -> Vec<u8> {
     match service {
-        Service::Http | Service::Https => REQUEST.to_vec(),
+        Service::Http | Service::Https | Service::Big => REQUEST.to_vec(),
         Service::Echo | Service::Proxy => (0..ECHO_SIZE as u8).collect(),
     }
 }
@@ -79,6 +79,9 @@ pub(super) fn drive(
 ) -> Result<LoadResult, String> {
     if service == Service::Https {
         return Err("the built-in load speaks no TLS: the https rows need wrk".to_string());
+    }
+    if service == Service::Big {
+        return Err("the built-in load reads answers of at most 4 KiB: the 1 MiB rows need wrk".to_string());
     }
     let msg = message(service);
     let mut poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
@@ -171,7 +174,7 @@ fn send(conn: &mut Conn, msg: &[u8]) -> Result<(), String> {
 /// Whether `buf` holds the whole answer to `msg`; `Err` for a wrong or oversized one.
 fn complete(service: Service, buf: &[u8], msg: &[u8]) -> Result<bool, String> {
     match service {
-        Service::Http | Service::Https => match proto::response_len(buf)? {
+        Service::Http | Service::Https | Service::Big => match proto::response_len(buf)? {
             None if buf.len() >= READ_BUF => Err("response head too large".to_string()),
             None => Ok(false),
             Some(len) if len == buf.len() => Ok(true),

@@ -7,6 +7,8 @@
 //! | `https_<w>_c<n>`     | the same hello inside TLS 1.3, one rustls configuration ([`tls`]) | `GET` → 13-byte body |
 //! | `echo_<w>_c<n>`      | TCP echo                                                      | 64 bytes there and back |
 //! | `proxy_<w>_c<n>`     | TCP proxy to an echo backend in the same process and runtime  | 64 bytes client → proxy → backend and back |
+//! | `lb_<w>_c<n>`        | a load balancer (kcoro proxy, HAProxy, nginx) in front of a kcoro http server ([`lb`]) | `GET` → 13-byte body |
+//! | `lb1m_<w>_c<n>`      | the same in front of a kcoro server answering 1 MiB (`big`)   | `GET` → 1 MiB body |
 //!
 //! `<n>` is the number of connections the load keeps open (10, 100, 1000), each with one
 //! request in flight. `<w>` is the setting:
@@ -14,6 +16,10 @@
 //! - `1w`: one worker (kcoro `workers(1)`, tokio `worker_threads(1)`, Go `GOMAXPROCS=1`),
 //!   the server process pinned to the first allowed CPU and the load to the second;
 //! - `2w`: two workers (`GOMAXPROCS=2`), nothing pinned.
+//!
+//! In the lb rows the server is the load balancer (`haproxy` and `nginx` are rows of
+//! their own, and run only these cases); its backend always has one worker and, in the
+//! `1w` setting, shares the load's CPU.
 //!
 //! Every server runs one accept loop that spawns one coroutine / task / goroutine per
 //! connection; the proxy adds one per connection for the way back. The load is `wrk`
@@ -29,14 +35,18 @@
 //!
 //! - requests per second (`ns/op` is its inverse, so `x kcoro` compares throughput);
 //! - p50 and p99 latency as the load generator saw them;
-//! - the server's CPU time (user + system, all threads, from `/proc/<pid>/stat`) per
-//!   request: the fairest figure when the load generator saturates its core;
+//! - the server's CPU time (user + system, all threads, from `/proc/<pid>/stat`; for a
+//!   load balancer, of its every process) per request: the fairest figure when the load
+//!   generator saturates its core;
+//! - for the 1 MiB rows, the bodies' throughput in GB/s;
 //! - for two-worker Rust servers, the share of the requests the busiest worker thread
 //!   served (counted per thread in the server, [`proto::count`]; for the proxy, its
 //!   forwarded requests and its backend's echoes together). Go's goroutines move
 //!   between threads, so Go has no such figure.
 
+mod balancer;
 mod kcoro_net;
+mod lb;
 mod load;
 mod proto;
 mod server;
@@ -64,6 +74,8 @@ pub enum Service {
     Echo,
     /// TCP proxy in front of an echo backend.
     Proxy,
+    /// HTTP/1.1 keep-alive with a 1 MiB body (kcoro only: the lb rows' backend).
+    Big,
 }
 
 impl Service {
@@ -74,7 +86,8 @@ impl Service {
             "https" => Ok(Service::Https),
             "echo" => Ok(Service::Echo),
             "proxy" => Ok(Service::Proxy),
-            _ => Err(format!("net: no service {s:?} (http, https, echo, proxy)")),
+            "big" => Ok(Service::Big),
+            _ => Err(format!("net: no service {s:?} (http, https, echo, proxy, big)")),
         }
     }
 
@@ -84,14 +97,19 @@ impl Service {
             Service::Https => "https",
             Service::Echo => "echo",
             Service::Proxy => "proxy",
+            Service::Big => "big",
         }
     }
 }
 
-/// One case, as its name spells it: `<service>_<workers>w_c<conns>`.
+/// One case, as its name spells it: `<service>_<workers>w_c<conns>`, or
+/// `lb_<workers>w_c<conns>` (http behind a load balancer) and `lb1m_…` (big behind one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Setup {
+    /// What the measured server serves; behind a load balancer, what its backend serves.
     service: Service,
+    /// The load goes through a load balancer ([`lb`]), the row's implementation.
+    lb: bool,
     /// 1: pinned, server and load on a CPU each; 2: unpinned.
     workers: usize,
     conns: usize,
@@ -113,7 +131,12 @@ impl Setup {
         };
         let conns =
             conns.strip_prefix('c').and_then(|c| c.parse().ok()).filter(|&c| c > 0).ok_or_else(bad)?;
-        Ok(Setup { service: Service::parse(service)?, workers, conns })
+        let (service, lb) = match service {
+            "lb" => (Service::Http, true),
+            "lb1m" => (Service::Big, true),
+            s => (Service::parse(s)?, false),
+        };
+        Ok(Setup { service, lb, workers, conns })
     }
 
     fn pinned(self) -> bool {
@@ -161,6 +184,11 @@ pub static SUITE: Suite = Suite {
         "https: the hello over TLS 1.3, one rustls ServerConfig (ring); kcoro: StreamOwned on kcoro::net, tokio: tokio-rustls",
         "req/s = 1e9 / ns/op; p50/p99 as the load saw them; cpu/req = server user+system CPU (/proc) per request",
         "worker = busiest worker thread's share of the requests (2w, Rust servers); load = wrk or the built-in generator",
+        "lb: wrk -> load balancer -> kcoro http server (lb1m: 1 MiB answers, GB/s of bodies under the row) in its own process",
+        "  kcoro proxy / HAProxy / nginx stream, alike: round robin over one backend, connect timeout 2 s, idle 30 s,",
+        "  no health checks, no logs; 1w: proxy with 1 worker (workers = 1, nbthread 1, worker_processes 1) pinned to",
+        "  one CPU, backend and wrk to the other; 2w: 2 workers/threads/processes, unpinned; the backend has 1 worker",
+        "  in both; cpu/req counts every process of the proxy (nginx master and workers)",
     ],
     cases: &[
         case("http_1w_c10"),
@@ -187,28 +215,92 @@ pub static SUITE: Suite = Suite {
         case("proxy_2w_c10"),
         case("proxy_2w_c100"),
         case("proxy_2w_c1000"),
+        case("lb_1w_c10"),
+        case("lb_1w_c100"),
+        case("lb_1w_c1000"),
+        case("lb_2w_c10"),
+        case("lb_2w_c100"),
+        case("lb_2w_c1000"),
+        case("lb1m_1w_c10"),
+        case("lb1m_2w_c10"),
     ],
-    impls: &[KCORO, TOKIO, GO],
-    skips: &[Skip {
-        imp: GO,
-        cases: &[
-            "https_1w_c10",
-            "https_1w_c100",
-            "https_1w_c1000",
-            "https_2w_c10",
-            "https_2w_c100",
-            "https_2w_c1000",
-        ],
-        why: "rustls on two runtimes; Go's TLS stack is another protocol implementation",
-    }],
+    impls: &[KCORO, TOKIO, GO, lb::HAPROXY, lb::NGINX],
+    skips: &[
+        Skip {
+            imp: GO,
+            cases: &[
+                "https_1w_c10",
+                "https_1w_c100",
+                "https_1w_c1000",
+                "https_2w_c10",
+                "https_2w_c100",
+                "https_2w_c1000",
+            ],
+            why: "rustls on two runtimes; Go's TLS stack is another protocol implementation",
+        },
+        Skip { imp: TOKIO, cases: LB_CASES, why: LB_ONLY },
+        Skip { imp: GO, cases: LB_CASES, why: LB_ONLY },
+        Skip { imp: lb::HAPROXY, cases: SERVER_CASES, why: NOT_LB },
+        Skip { imp: lb::NGINX, cases: SERVER_CASES, why: NOT_LB },
+    ],
     prepare: Some(prepare),
     go_in_child: true,
     child,
 };
 
-/// Installs `wrk` if it is missing and says which load generator the HTTP rows get.
-fn prepare() -> Result<(), String> {
+/// The cases through a load balancer: the only ones the `haproxy` and `nginx` rows run.
+const LB_CASES: &[&str] = &[
+    "lb_1w_c10",
+    "lb_1w_c100",
+    "lb_1w_c1000",
+    "lb_2w_c10",
+    "lb_2w_c100",
+    "lb_2w_c1000",
+    "lb1m_1w_c10",
+    "lb1m_2w_c10",
+];
+
+/// Every other case: a server of each runtime loaded directly.
+const SERVER_CASES: &[&str] = &[
+    "http_1w_c10",
+    "http_1w_c100",
+    "http_1w_c1000",
+    "http_2w_c10",
+    "http_2w_c100",
+    "http_2w_c1000",
+    "https_1w_c10",
+    "https_1w_c100",
+    "https_1w_c1000",
+    "https_2w_c10",
+    "https_2w_c100",
+    "https_2w_c1000",
+    "echo_1w_c10",
+    "echo_1w_c100",
+    "echo_1w_c1000",
+    "echo_2w_c10",
+    "echo_2w_c100",
+    "echo_2w_c1000",
+    "proxy_1w_c10",
+    "proxy_1w_c100",
+    "proxy_1w_c1000",
+    "proxy_2w_c10",
+    "proxy_2w_c100",
+    "proxy_2w_c1000",
+];
+
+/// Why tokio and Go have no lb rows.
+const LB_ONLY: &str = "the lb rows compare proxies: kcoro proxy, HAProxy, nginx";
+
+/// Why HAProxy and nginx have no other rows.
+const NOT_LB: &str = "a load balancer: it runs the lb rows only";
+
+/// Installs `wrk` if it is missing and says which load generator the HTTP rows get;
+/// readies the proxies of the lb rows that run ([`lb::prepare`]).
+fn prepare(rows: &crate::harness::Selection) -> Result<(), String> {
     println!("note: {}", wrk::ensure());
+    for note in lb::prepare(rows) {
+        println!("note: {note}");
+    }
     Ok(())
 }
 
@@ -216,7 +308,7 @@ fn prepare() -> Result<(), String> {
 fn child(case: &str, imp: &str, secs: u64) -> Result<Measurement, String> {
     let setup = Setup::parse(case)?;
     sys::raise_nofile_limit().map_err(|e| format!("cannot raise the open-file limit: {e}"))?;
-    let (server_cpu, load_cpu) = if setup.pinned() {
+    let cpus = if setup.pinned() {
         match sys::allowed_cpus().map_err(|e| format!("sched_getaffinity: {e}"))?[..] {
             [a, b, ..] => (Some(a), Some(b)),
             _ => {
@@ -228,6 +320,10 @@ fn child(case: &str, imp: &str, secs: u64) -> Result<Measurement, String> {
     } else {
         (None, None)
     };
+    if setup.lb {
+        return lb::run(setup, imp, secs, cpus);
+    }
+    let (server_cpu, load_cpu) = cpus;
     let server = Server::start(server_command(imp, setup)?, server_cpu)?;
     let cpu_before = server.cpu_ns()?;
     let result = if matches!(setup.service, Service::Http | Service::Https) && wrk::available() {
@@ -256,7 +352,7 @@ fn child(case: &str, imp: &str, secs: u64) -> Result<Measurement, String> {
 /// Starts this binary's kcoro hello server (the `http` service) with `workers` workers
 /// in a process of its own, unpinned: the local server another suite's clients load.
 pub fn start_hello_server(workers: usize) -> Result<Server, String> {
-    let setup = Setup { service: Service::Http, workers, conns: 1 };
+    let setup = Setup { service: Service::Http, lb: false, workers, conns: 1 };
     Server::start(server_command(KCORO, setup)?, None)
 }
 
@@ -292,10 +388,44 @@ mod tests {
         }
         assert_eq!(
             Setup::parse("proxy_2w_c1000"),
-            Ok(Setup { service: Service::Proxy, workers: 2, conns: 1000 })
+            Ok(Setup { service: Service::Proxy, lb: false, workers: 2, conns: 1000 })
         );
-        for bad in ["http_3w_c10", "http_1w_10", "http_1w_c0", "ftp_1w_c10", "http_1w", "http_1w_c10_x"] {
+        assert_eq!(
+            Setup::parse("lb_1w_c100"),
+            Ok(Setup { service: Service::Http, lb: true, workers: 1, conns: 100 })
+        );
+        assert_eq!(
+            Setup::parse("lb1m_2w_c10"),
+            Ok(Setup { service: Service::Big, lb: true, workers: 2, conns: 10 })
+        );
+        for bad in [
+            "http_3w_c10",
+            "http_1w_10",
+            "http_1w_c0",
+            "ftp_1w_c10",
+            "http_1w",
+            "http_1w_c10_x",
+            "lb2m_1w_c10",
+        ] {
             assert!(Setup::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Every case is either a load balancer's or a server's, and each list names it once.
+    #[test]
+    fn lb_rows_and_server_rows_split_the_cases() {
+        for case in SUITE.cases {
+            let lb = Setup::parse(case.name).unwrap().lb;
+            assert_eq!(LB_CASES.contains(&case.name), lb, "{}", case.name);
+            assert_eq!(SERVER_CASES.contains(&case.name), !lb, "{}", case.name);
+        }
+        assert_eq!(LB_CASES.len() + SERVER_CASES.len(), SUITE.cases.len());
+        for (imp, runs_lb) in
+            [(KCORO, true), (TOKIO, false), (GO, false), (lb::HAPROXY, true), (lb::NGINX, true)]
+        {
+            assert_eq!(SUITE.skip("lb1m_2w_c10", imp).is_none(), runs_lb, "{imp}");
+            let runs_http = imp == KCORO || imp == TOKIO || imp == GO;
+            assert_eq!(SUITE.skip("http_1w_c10", imp).is_none(), runs_http, "{imp}");
         }
     }
 

@@ -1,12 +1,13 @@
 //! What every server of the `net` suite speaks, whatever its runtime: the HTTP/1.1
 //! hello exchange (no HTTP library: request heads are found by their blank line, the
-//! response is one constant), the echo message size, and the per-thread request counters
-//! the Rust servers report when they stop.
+//! response is one constant), the 1 MiB answer of the `big` service (the load balancers'
+//! throughput rows), the echo message size, and the per-thread request counters the Rust
+//! servers report when they stop.
 //!
 //! The Go servers (`bench/go/net.go`) speak the same bytes: a change here changes there.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,24 @@ pub const RESPONSE: &[u8] =
 
 /// The body of [`RESPONSE`], for clients that check what they got.
 pub const BODY: &[u8] = b"Hello, World!";
+
+/// Body bytes of the `big` service's answer.
+pub const BIG_BODY_LEN: usize = 1 << 20;
+
+/// The `big` service's one response: keep-alive, [`BIG_BODY_LEN`] bytes of `x`, built
+/// once so every answer is one `write_all` of the same bytes.
+pub fn big_response() -> &'static [u8] {
+    static RESPONSE: LazyLock<Vec<u8>> = LazyLock::new(|| {
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nServer: kcoro-bench\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: {BIG_BODY_LEN}\r\n\r\n"
+        )
+        .into_bytes();
+        r.resize(r.len() + BIG_BODY_LEN, b'x');
+        r
+    });
+    &RESPONSE
+}
 
 /// The request the built-in generator sends (`wrk` sends its own, much like it).
 pub const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
@@ -147,6 +166,14 @@ mod tests {
             RESPONSE
                 .ends_with(format!("Content-Length: {}\r\n\r\n{}", BODY.len(), "Hello, World!").as_bytes())
         );
+    }
+
+    #[test]
+    fn the_big_response_frames_its_body() {
+        let big = big_response();
+        assert_eq!(response_len(big), Ok(Some(big.len())));
+        assert_eq!(response_len(&big[..big.len() - 1]), Ok(None));
+        assert!(big.len() > BIG_BODY_LEN && big.ends_with(b"xxxx"));
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub fn serve(service: Service, workers: usize, on_listen: OnListen) -> Result<()
 }
 
 async fn accept_loop(service: Service, on_listen: OnListen) -> Result<(), String> {
+    // Only kcoro backs the load balancers' 1 MiB rows; say so before listening.
+    if service == Service::Big {
+        return Err("the tokio servers have no `big` service".to_string());
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("bind: {e}"))?;
     let backend = match service {
         Service::Proxy => Some(start_backend().await?),
@@ -46,7 +50,7 @@ async fn accept_loop(service: Service, on_listen: OnListen) -> Result<(), String
             (Service::Https, _, Some(a)) => tokio::spawn(https(stream, a.clone())),
             (Service::Echo, _, _) => tokio::spawn(echo(stream)),
             (Service::Proxy, Some(b), _) => tokio::spawn(proxy(stream, b)),
-            (Service::Proxy, None, _) | (Service::Https, _, None) => {
+            (Service::Big, _, _) | (Service::Proxy, None, _) | (Service::Https, _, None) => {
                 return Err(format!("{service:?} without its backend or TLS acceptor"));
             }
         };

@@ -50,37 +50,12 @@ pub fn ensure() -> String {
     if available() {
         return "load: wrk for the http rows (one wrk thread)".to_string();
     }
-    match install() {
+    match sys::apt_install(&["wrk"]) {
         Ok(()) if available() => {
             "load: wrk for the http rows (one wrk thread; installed by this run)".to_string()
         }
         Ok(()) => "load: built-in generator for every row (wrk installed but does not run)".to_string(),
         Err(why) => format!("load: built-in generator for every row (wrk missing: {why})"),
-    }
-}
-
-fn install() -> Result<(), String> {
-    // SAFETY: `geteuid` only reads the caller's credentials.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("not root, so not installing it; `apt-get install wrk`".to_string());
-    }
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run apt-get: {e}"))
-            .map(|out| out.status.success())
-    };
-    println!("note: wrk not found; installing it with apt-get");
-    // A fresh machine may have no package lists yet: update once and retry.
-    if apt(&["install", "-y", "-q", "wrk"])?
-        || (apt(&["update", "-q"])? && apt(&["install", "-y", "-q", "wrk"])?)
-    {
-        Ok(())
-    } else {
-        Err("apt-get install wrk failed".to_string())
     }
 }
 

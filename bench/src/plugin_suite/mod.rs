@@ -198,7 +198,7 @@ fn existing(path: PathBuf) -> Result<PathBuf, String> {
 /// Builds both plugins into `<target>/release/` with `$CARGO` (or `cargo`), which
 /// rebuilds whatever is missing or stale and does nothing otherwise. Runs in the harness
 /// process, once, before any child.
-fn prepare() -> Result<(), String> {
+fn prepare(_: &crate::harness::Selection) -> Result<(), String> {
     let dir = plugin_dir()?;
     let target = dir.parent().ok_or_else(|| format!("{} has no parent", dir.display()))?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
