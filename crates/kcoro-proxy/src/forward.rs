@@ -8,15 +8,17 @@
 //! - A direction holds a buffer only while data is moving: it waits for the socket with
 //!   [`TcpStream::readable`] and gives its buffer back after a read that emptied the
 //!   socket, so an idle connection holds none (buffers are reused per thread).
-//! - Both sockets read and write under the idle timeout; a timeout ends the connection
-//!   only if the other direction has not moved for that long either.
+//! - Reads and writes wait without a deadline: a timer per wait would cost a timer-wheel
+//!   insert and cancel per message. Each read that moves bytes bumps the connection's
+//!   activity count instead, and the registry's sweeper closes a connection whose count
+//!   has not moved for its idle timeout (`Registry::sweep`).
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kcoro::net::TcpStream;
 
@@ -50,27 +52,30 @@ fn give_buf(buf: Box<[u8]>) {
     });
 }
 
-/// The two sockets of a proxied connection and when anything last moved.
+/// The two sockets of a proxied connection and how much has moved.
 pub(crate) struct Conn {
     pub(crate) client: TcpStream,
     pub(crate) upstream: TcpStream,
-    idle: Duration,
-    born: Instant,
-    /// Nanoseconds after `born` of the last read that moved bytes, either way.
-    last: AtomicU64,
+    /// Nothing moving for this long closes it.
+    pub(crate) idle: Duration,
+    /// Reads that moved bytes, either way (the sweeper compares it between sweeps).
+    pub(crate) activity: AtomicU64,
     /// Set by [`close`](Self::close): what the other direction then sees is its
     /// consequence, not a fault of its own.
     closing: AtomicBool,
+    /// Set when the sweeper closed it for idling.
+    idled: AtomicBool,
 }
 
 impl Conn {
     fn touch(&self) {
-        self.last.store(self.born.elapsed().as_nanos() as u64, Relaxed);
+        self.activity.fetch_add(1, Relaxed);
     }
 
-    fn idle_too_long(&self) -> bool {
-        let last = self.born + Duration::from_nanos(self.last.load(Relaxed));
-        last.elapsed() >= self.idle
+    /// Closes it for having been idle too long (the sweeper's verdict).
+    pub(crate) fn idle_out(&self) {
+        self.idled.store(true, Relaxed);
+        self.close();
     }
 
     /// A direction ended with `why`: closes both unless the other direction already did,
@@ -100,8 +105,6 @@ enum End {
     ReadFailed,
     /// Writing the destination failed.
     WriteFailed,
-    /// Nothing moved either way for the idle timeout.
-    Idle,
 }
 
 /// Serves one accepted client connection until both directions are done. Counts into
@@ -127,11 +130,8 @@ pub(crate) fn serve(
     backend.active.fetch_add(1, Relaxed);
     let _open = Open(&backend);
 
-    let idle = settings.config.idle_timeout;
     for s in [&client, &upstream] {
         let _ = s.set_nodelay(true);
-        let _ = s.set_read_timeout(Some(idle));
-        let _ = s.set_write_timeout(Some(idle));
     }
     if let Some(version) = settings.config.proxy_protocol {
         let local = client.local_addr().unwrap_or(settings.bound);
@@ -143,10 +143,10 @@ pub(crate) fn serve(
     let conn = Arc::new(Conn {
         client,
         upstream,
-        idle,
-        born: Instant::now(),
-        last: AtomicU64::new(0),
+        idle: settings.config.idle_timeout,
+        activity: AtomicU64::new(0),
         closing: AtomicBool::new(false),
+        idled: AtomicBool::new(false),
     });
     let id = register(&conn);
     let splice = settings.config.splice;
@@ -164,6 +164,9 @@ pub(crate) fn serve(
     unregister(id);
     count_end(counters, there, ErrorKind::ClientReset, ErrorKind::BackendReset);
     count_end(counters, home, ErrorKind::BackendReset, ErrorKind::ClientReset);
+    if conn.idled.load(Relaxed) {
+        counters.error(ErrorKind::IdleTimeout);
+    }
 }
 
 fn count_end(counters: &ListenerCounters, end: End, read_side: ErrorKind, write_side: ErrorKind) {
@@ -171,7 +174,6 @@ fn count_end(counters: &ListenerCounters, end: End, read_side: ErrorKind, write_
         End::Eof => {}
         End::ReadFailed => counters.error(read_side),
         End::WriteFailed => counters.error(write_side),
-        End::Idle => counters.error(ErrorKind::IdleTimeout),
     }
 }
 
@@ -206,8 +208,8 @@ fn connect(pool: &Pool, counters: &ListenerCounters) -> Option<(Arc<Backend>, Tc
     None
 }
 
-/// Copies `from` to `to` until `from` ends (then half-closes `to`), fails, or the
-/// connection idles out. With `splice`, a read that fills a whole buffer (a large
+/// Copies `from` to `to` until `from` ends (then half-closes `to`) or fails (an idle
+/// connection's sockets are shut down by the sweeper: that ends it as end-of-file). With `splice`, a read that fills a whole buffer (a large
 /// transfer) moves the rest of this direction to [`splice_rest`].
 fn pipe(conn: &Conn, from: &TcpStream, to: &TcpStream, bytes: &AtomicU64, splice: bool) -> End {
     let mut buf: Option<Box<[u8]>> = None;
@@ -229,12 +231,8 @@ fn pipe(conn: &Conn, from: &TcpStream, to: &TcpStream, bytes: &AtomicU64, splice
             Ok(n) => {
                 conn.touch();
                 let Some(b) = buf.as_deref() else { unreachable!("read into a taken buffer") };
-                if let Err(e) = (&*to).write_all(&b[..n]) {
-                    break conn.fail(if e.kind() == io::ErrorKind::TimedOut {
-                        End::Idle
-                    } else {
-                        End::WriteFailed
-                    });
+                if (&*to).write_all(&b[..n]).is_err() {
+                    break conn.fail(End::WriteFailed);
                 }
                 moved += n as u64;
                 reads += 1;
@@ -255,11 +253,6 @@ fn pipe(conn: &Conn, from: &TcpStream, to: &TcpStream, bytes: &AtomicU64, splice
                     }
                     bytes.fetch_add(std::mem::take(&mut moved), Relaxed);
                     return splice_rest(conn, &pipe, from, to, bytes);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                if conn.idle_too_long() {
-                    break conn.fail(End::Idle);
                 }
             }
             Err(_) => break conn.fail(End::ReadFailed),
@@ -291,19 +284,8 @@ fn splice_rest(conn: &Conn, pipe: &Pipe, from: &TcpStream, to: &TcpStream, bytes
                     chunks = 0;
                 }
             }
-            Err(Failed::Read(e)) if e.kind() == io::ErrorKind::TimedOut => {
-                if conn.idle_too_long() {
-                    break conn.fail(End::Idle);
-                }
-            }
-            Err(Failed::Read(_)) => break conn.fail(End::ReadFailed),
-            Err(Failed::Write(e)) => {
-                break conn.fail(if e.kind() == io::ErrorKind::TimedOut {
-                    End::Idle
-                } else {
-                    End::WriteFailed
-                });
-            }
+            Err(Failed::Read) => break conn.fail(End::ReadFailed),
+            Err(Failed::Write) => break conn.fail(End::WriteFailed),
         }
     };
     bytes.fetch_add(moved, Relaxed);

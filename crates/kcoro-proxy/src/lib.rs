@@ -35,7 +35,7 @@ mod stats;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
@@ -55,6 +55,8 @@ pub struct Proxy {
 struct Shared {
     state: Mutex<State>,
     registry: Arc<Registry>,
+    /// Nanoseconds between two idle sweeps ([`sweep_tick`]).
+    sweep_tick: Arc<AtomicU64>,
     shut_down: AtomicBool,
     metrics: OnceLock<SocketAddr>,
 }
@@ -111,9 +113,12 @@ impl Proxy {
         for pool in pools.values() {
             health::start(pool, 1).map_err(runtime)?;
         }
+        let sweep_tick = Arc::new(AtomicU64::new(sweep_tick(&config)));
+        start_sweeper(Arc::downgrade(&registry), Arc::clone(&sweep_tick)).map_err(runtime)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State { config: config.clone(), listeners, pools, generation: 1 }),
             registry,
+            sweep_tick,
             shut_down: AtomicBool::new(false),
             metrics: OnceLock::new(),
         });
@@ -203,6 +208,7 @@ impl Proxy {
         for pool in pools.values() {
             health::start(pool, generation).map_err(runtime)?;
         }
+        self.shared.sweep_tick.store(sweep_tick(&config), Relaxed);
         *state = State { config, listeners, pools, generation };
         Ok(report)
     }
@@ -330,6 +336,27 @@ fn bind(
         addr: l.bind,
         source,
     })
+}
+
+/// A quarter of the shortest idle timeout (so a connection is closed between one and
+/// one and a quarter of its timeout), within 5 ms and 1 s.
+fn sweep_tick(config: &Config) -> u64 {
+    let shortest = config.listeners.iter().map(|l| l.idle_timeout).min().unwrap_or(Duration::from_secs(4));
+    (shortest / 4).clamp(Duration::from_millis(5), Duration::from_secs(1)).as_nanos() as u64
+}
+
+/// The idle sweeper: runs while anything holds the registry (a proxy handle, a listener,
+/// an open connection).
+fn start_sweeper(registry: Weak<Registry>, tick: Arc<AtomicU64>) -> Result<(), kcoro::Error> {
+    let opts = kcoro::SpawnOptions::new().daemon().name("proxy idle sweeper");
+    kcoro::spawn_with(opts, move || {
+        loop {
+            kcoro::sleep(Duration::from_nanos(tick.load(Relaxed)));
+            let Some(registry) = registry.upgrade() else { return };
+            registry.sweep(kcoro::now());
+        }
+    })?;
+    Ok(())
 }
 
 fn runtime(e: kcoro::Error) -> Error {

@@ -1,5 +1,8 @@
-//! Every open connection of a proxy: counted (so a shutdown can wait for them to end) and
-//! reachable (so a shutdown whose grace has passed can close them).
+//! Every open connection of a proxy: counted (so a shutdown can wait for them to end),
+//! reachable (so a shutdown whose grace has passed can close them), and swept for idle
+//! ones: a connection whose activity count has not moved for its idle timeout is closed
+//! (one coroutine per proxy, [`Registry::sweep`] every [`Registry::tick`], instead of a
+//! deadline on every read and write).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -17,9 +20,16 @@ pub(crate) struct Registry {
     next_id: AtomicU64,
 }
 
+/// A forwarding connection and what the sweeper last saw of it.
+struct Entry {
+    conn: Weak<Conn>,
+    seen: u64,
+    quiet_since: Instant,
+}
+
 #[derive(Default)]
 struct Conns {
-    by_id: HashMap<u64, Weak<Conn>>,
+    by_id: HashMap<u64, Entry>,
     /// Set by `close_all`: a connection that starts forwarding later is closed at once
     /// (it was still connecting to its backend when the others were closed).
     closed: bool,
@@ -53,7 +63,7 @@ impl Registry {
         if conns.closed {
             conn.close();
         }
-        conns.by_id.insert(id, Arc::downgrade(conn));
+        conns.by_id.insert(id, Entry { conn: Arc::downgrade(conn), seen: 0, quiet_since: kcoro::now() });
         id
     }
 
@@ -66,12 +76,35 @@ impl Registry {
         self.open.wait_deadline(deadline).is_ok()
     }
 
+    /// Closes every connection that has not moved a byte for its idle timeout as of `now`;
+    /// how many it closed.
+    pub(crate) fn sweep(&self, now: Instant) -> usize {
+        let mut idle = Vec::new();
+        {
+            let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+            for e in conns.by_id.values_mut() {
+                let Some(conn) = e.conn.upgrade() else { continue };
+                let activity = conn.activity.load(Relaxed);
+                if activity != e.seen {
+                    (e.seen, e.quiet_since) = (activity, now);
+                } else if now.saturating_duration_since(e.quiet_since) >= conn.idle {
+                    e.quiet_since = now; // closed once; its entry goes when it ends
+                    idle.push(conn);
+                }
+            }
+        }
+        for conn in &idle {
+            conn.idle_out();
+        }
+        idle.len()
+    }
+
     /// Shuts down both sockets of every forwarding connection; how many there were.
     pub(crate) fn close_all(&self) -> usize {
         let conns: Vec<_> = {
             let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
             conns.closed = true;
-            conns.by_id.values().filter_map(Weak::upgrade).collect()
+            conns.by_id.values().filter_map(|e| e.conn.upgrade()).collect()
         };
         for c in &conns {
             c.close();
