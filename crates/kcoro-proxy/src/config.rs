@@ -457,6 +457,18 @@ expect = "PONG"
         assert!(e.to_string().starts_with("p.toml:1:"), "{e}");
     }
 
+    proptest::proptest! {
+        /// Whatever the file holds, reading it ends in a configuration or an error with
+        /// a line inside the file, never a panic.
+        #[test]
+        fn any_text_reads_or_fails_cleanly(text in "(\\[\\[?(listener|pool)\\]\\]?\n|[a-z_]{1,16} = (\"[ -~]{0,24}\"|[0-9]{1,6}|true|\\[\"127.0.0.1:[0-9]{1,5}\"\\])\n|[ -~\n]{0,8}){0,24}") {
+            if let Err(e) = Config::parse(&text, "f") {
+                let lines = text.lines().count().max(1) + 1;
+                proptest::prop_assert!(e.line().is_none_or(|l| l <= lines), "{e} in {} lines", lines);
+            }
+        }
+    }
+
     #[test]
     fn a_missing_file_says_so() {
         let e = Config::load(Path::new("/nonexistent/kcoro-proxy.toml")).unwrap_err();

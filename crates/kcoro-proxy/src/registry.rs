@@ -1,7 +1,7 @@
 //! Every open connection of a proxy: counted (so a shutdown can wait for them to end),
 //! reachable (so a shutdown whose grace has passed can close them), and swept for idle
 //! ones: a connection whose activity count has not moved for its idle timeout is closed
-//! (one coroutine per proxy, [`Registry::sweep`] every [`Registry::tick`], instead of a
+//! (one coroutine per proxy calls [`Registry::sweep`] every quarter timeout, instead of a
 //! deadline on every read and write).
 
 use std::collections::HashMap;
