@@ -121,6 +121,8 @@ doc 'scripts/cross.sh' # scripts/test.sh runs it
 doc 'scripts/fuzz.sh' # a timed nightly run of its own; here, that it starts and names its targets
 expect 0 '^frames$' scripts/fuzz.sh --list
 doc 'cargo build --release -p kcoro-cli' # this script builds it first
+doc 'cargo build --release -p kcoro-cli --bin kcoro' # the net suite's lb rows build it so
+expect 0 '' cargo build -q --release -p kcoro-cli --bin kcoro
 doc 'scripts/smoke.sh' # this script
 doc 'scripts/miri.sh'
 doc 'scripts/stress.sh'
