@@ -111,3 +111,39 @@ fn over_the_limit_a_connection_is_closed_at_once_and_counted() {
     four.echo(b"room again");
     two.echo(b"still fine");
 }
+
+/// A listener whose accept queue is full and never drained: the kernel drops further
+/// SYNs, so a connect to it neither succeeds nor fails until its timeout. Returns the
+/// listener and the connections that fill its queue (both must stay alive).
+fn blackhole() -> (std::net::TcpListener, Vec<std::net::TcpStream>) {
+    use std::os::fd::AsRawFd;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: listen(2) again on the open listening socket `l` owns, with a backlog of 0.
+    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+    let addr = l.local_addr().unwrap();
+    // Backlog 0 takes one completed handshake (or two); the next connect times out.
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => break,
+        }
+    }
+    assert!(fillers.len() < 4, "the accept queue never filled");
+    (l, fillers)
+}
+
+#[test]
+fn a_backend_that_never_answers_the_handshake_times_out_and_the_next_one_serves() {
+    let (hole, _fillers) = blackhole();
+    let live = Backend::start(1, Mode::Echo);
+    let toml = config(&[hole.local_addr().unwrap(), live.addr], "", "")
+        .replace("connect_timeout = \"2s\"", "connect_timeout = \"300ms\"");
+    let p = Running::start(&toml);
+    let mut c = Client::connect(p.addr());
+    assert_eq!(c.greeting(), "B1", "served by the next backend");
+    let s = p.stats();
+    let l = s.listener("l").unwrap();
+    assert_eq!(l.errors.get(ErrorKind::ConnectTimeout), 1, "{l:?}");
+    assert_eq!(s.pool("p").unwrap().backends[0].connect_errors, 1);
+}
