@@ -25,6 +25,7 @@ use kcoro::net::TcpStream;
 use crate::listener::Settings;
 use crate::pool::{Backend, Pool};
 use crate::proxy_protocol;
+use crate::registry::Registry;
 use crate::splice::{Failed, Pipe};
 use crate::stats::{ErrorKind, ListenerCounters};
 
@@ -108,14 +109,14 @@ enum End {
 }
 
 /// Serves one accepted client connection until both directions are done. Counts into
-/// `counters`; `register` keeps the connection reachable for a forced shutdown.
+/// `counters`; `registry` keeps the connection reachable for a forced shutdown and the
+/// idle sweep while it forwards.
 pub(crate) fn serve(
     client: TcpStream,
     peer: SocketAddr,
     settings: &Settings,
     counters: &Arc<ListenerCounters>,
-    register: impl FnOnce(&Arc<Conn>) -> u64,
-    unregister: impl FnOnce(u64),
+    registry: &Registry,
 ) {
     let pool = &settings.pool;
     pool.pending.fetch_add(1, Relaxed);
@@ -148,7 +149,7 @@ pub(crate) fn serve(
         closing: AtomicBool::new(false),
         idled: AtomicBool::new(false),
     });
-    let id = register(&conn);
+    let id = registry.track(&conn);
     let splice = settings.config.splice;
     let back = {
         let (conn, counters) = (Arc::clone(&conn), Arc::clone(counters));
@@ -156,12 +157,12 @@ pub(crate) fn serve(
     };
     let Ok(back) = back else {
         counters.error(ErrorKind::Spawn);
-        unregister(id);
+        registry.untrack(id);
         return;
     };
     let there = pipe(&conn, &conn.client, &conn.upstream, &counters.bytes_in, splice);
     let home = back.join().unwrap_or(End::ReadFailed);
-    unregister(id);
+    registry.untrack(id);
     count_end(counters, there, ErrorKind::ClientReset, ErrorKind::BackendReset);
     count_end(counters, home, ErrorKind::BackendReset, ErrorKind::ClientReset);
     if conn.idled.load(Relaxed) {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use kcoro::net::{TcpListener, TcpStream};
 
 use crate::config::ListenerConfig;
-use crate::forward::{self, Conn};
+use crate::forward;
 use crate::pool::Pool;
 use crate::registry::Registry;
 use crate::stats::{ErrorKind, ListenerCounters};
@@ -109,14 +109,7 @@ impl Listener {
             let ticket = registry.enter();
             let (counters, registry2) = (Arc::clone(&self.counters), Arc::clone(registry));
             let spawned = kcoro::try_spawn(move || {
-                forward::serve(
-                    client,
-                    peer,
-                    &settings,
-                    &counters,
-                    |conn: &Arc<Conn>| registry2.track(conn),
-                    |id| registry2.untrack(id),
-                );
+                forward::serve(client, peer, &settings, &counters, &registry2);
                 counters.closed.fetch_add(1, Relaxed);
                 drop(ticket);
             });
