@@ -111,31 +111,16 @@ go_sdk() {
 # `cargo test` keeps the workspace's profile, in artifacts of its own.
 export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
 
-# The lints ride on the debug build instead of a check pass of their own: with clippy-driver
-# as the workspace's rustc wrapper (what `cargo clippy` sets up, with the same CLIPPY_ARGS
-# convention), each workspace target is linted with -D warnings while it compiles.
-# `cargo build --all-targets` builds what `cargo clippy --all-targets` checks (libraries
-# and binaries with and without cfg(test), integration tests, examples, benches), and
-# everything `cargo test` then runs, so the test phase compiles nothing more. Measured on
-# a fresh clone: the separate clippy pass cost 110 CPU-s, linting inside the build 12.
-# Only the debug phases use it: the release, loom and cross builds stay plain rustc.
-clippy_driver=$(command -v clippy-driver || true)
-lint_build() {
-  if [ -z "$clippy_driver" ] || ! "$clippy_driver" -V >/dev/null 2>&1; then
-    echo "error: clippy-driver not found or not working (rustup component add clippy)" >&2
-    return 1
-  fi
-  RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" "$@"
-}
+phase "tools (tmux, nats-server, wrk)" install_tools
+phase "cargo fmt --check" cargo fmt --all -- --check
+phase "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+phase "cargo doc (rustdoc -D warnings)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 # Panics must stay contained whatever the environment: run with backtraces on, as most
 # developers do (see docs/ARCHITECTURE.md, "Panics and deep stacks").
 export RUST_BACKTRACE=1
 
-phase "tools (tmux, nats-server, wrk)" install_tools
-phase "cargo fmt --check" cargo fmt --all -- --check
-phase "cargo build --all-targets (debug) with clippy -D warnings" lint_build cargo build --workspace --all-targets
-phase "cargo doc (rustdoc -D warnings)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+phase "cargo test --workspace: build (debug)" cargo test --workspace --no-run
 
 # Optimisation changes inlining and stack use: the runtime's tests once more in release.
 # Without the workspace's thin LTO, as a crate depending on kcoro builds it by default
@@ -150,7 +135,7 @@ export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_DEBUG=false
 release_kcoro=(--release -p kcoro --config 'profile.release.package.kcoro.debug="line-tables-only"')
 beside "release builds (kcoro tests, smoke --build)" \
   bash -c "cargo test ${release_kcoro[*]@Q} --no-run && scripts/smoke.sh --build"
-phase "cargo test --workspace: run (debug)" lint_build cargo test --workspace
+phase "cargo test --workspace: run (debug)" cargo test --workspace
 joined
 # The loom models and the other architectures compile for minutes and then run on their
 # own; the release tests, the Go tests and the smoke run mostly wait. Started first: they
