@@ -311,6 +311,13 @@ impl Proxy {
         Stats { listeners, pools }
     }
 
+    /// The proxy's counters as metric samples (per listener, pool and backend): what
+    /// `kcoro chanmon` shows when attached to a monitor serving them
+    /// (`kcoro_ipc::ServerBuilder::metrics`).
+    pub fn metrics(&self) -> Vec<kcoro::monitor::Metric> {
+        metrics::collect(&self.stats())
+    }
+
     /// The proxy's counters and the runtime's (channels, scheduler) in the Prometheus
     /// text format: what the `metrics` endpoint serves.
     pub fn render_metrics(&self) -> String {

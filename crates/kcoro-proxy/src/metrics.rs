@@ -1,69 +1,71 @@
-//! The proxy's counters in the Prometheus text exposition format (0.0.4), beside the
-//! runtime's own families (`kcoro::monitor`).
+//! The proxy's counters as [`Metric`] samples: what the `metrics` endpoint renders (in the
+//! Prometheus text format, beside the runtime's own families) and what `kcoro chanmon`
+//! shows when it attaches to the proxy's monitor.
 
-use std::fmt::Write as _;
+use kcoro::monitor::{Metric, MetricKind};
 
 use crate::stats::{ErrorKind, Stats};
 
-/// Label values are escaped as the format asks (backslash, quote, newline).
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-/// One family: its header, then a sample per `(labels, value)`.
-fn family(
-    out: &mut String,
+/// One family: a sample per `(labels, value)`.
+fn family<'a>(
+    out: &mut Vec<Metric>,
     name: &str,
-    kind: &str,
+    kind: MetricKind,
     help: &str,
-    samples: impl IntoIterator<Item = (String, u64)>,
+    samples: impl IntoIterator<Item = (Vec<(&'a str, String)>, u64)>,
 ) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        out.push(Metric {
+            name: name.into(),
+            help: help.into(),
+            kind,
+            labels: labels.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            value: value as f64,
+        });
     }
 }
 
-/// Renders `stats`.
-pub(crate) fn render(stats: &Stats) -> String {
-    let mut out = String::with_capacity(1024 + 512 * stats.listeners.len() + 512 * stats.pools.len());
+/// The samples of `stats`, family by family.
+pub(crate) fn collect(stats: &Stats) -> Vec<Metric> {
+    use MetricKind::{Counter, Gauge};
+    let mut out = Vec::with_capacity(16 * stats.listeners.len() + 8 * stats.pools.len());
     let l = |f: fn(&crate::ListenerStats) -> u64| {
-        stats.listeners.iter().map(move |s| (format!("listener=\"{}\"", escape(&s.name)), f(s)))
+        stats.listeners.iter().map(move |s| (vec![("listener", s.name.clone())], f(s)))
     };
-    family(&mut out, "kcoro_proxy_connections_total", "counter", "Connections accepted.", l(|s| s.accepted));
-    family(&mut out, "kcoro_proxy_connections_open", "gauge", "Connections open now.", l(|s| s.active));
+    family(&mut out, "kcoro_proxy_connections_total", Counter, "Connections accepted.", l(|s| s.accepted));
+    family(&mut out, "kcoro_proxy_connections_open", Gauge, "Connections open now.", l(|s| s.active));
     family(
         &mut out,
         "kcoro_proxy_received_bytes_total",
-        "counter",
+        Counter,
         "Bytes from clients to backends.",
         l(|s| s.bytes_in),
     );
     family(
         &mut out,
         "kcoro_proxy_sent_bytes_total",
-        "counter",
+        Counter,
         "Bytes from backends to clients.",
         l(|s| s.bytes_out),
     );
     family(
         &mut out,
         "kcoro_proxy_errors_total",
-        "counter",
+        Counter,
         "Connections that failed or were refused, by kind.",
         stats.listeners.iter().flat_map(|s| {
             ErrorKind::ALL.into_iter().map(move |k| {
-                (format!("listener=\"{}\",kind=\"{}\"", escape(&s.name), k.name()), s.errors.get(k))
+                (vec![("listener", s.name.clone()), ("kind", k.name().to_string())], s.errors.get(k))
             })
         }),
     );
     let p = |f: fn(&crate::PoolStats) -> u64| {
-        stats.pools.iter().map(move |s| (format!("pool=\"{}\"", escape(&s.name)), f(s)))
+        stats.pools.iter().map(move |s| (vec![("pool", s.name.clone())], f(s)))
     };
     family(
         &mut out,
         "kcoro_proxy_pending_connects",
-        "gauge",
+        Gauge,
         "Connections waiting for a backend connect.",
         p(|s| s.pending),
     );
@@ -71,52 +73,57 @@ pub(crate) fn render(stats: &Stats) -> String {
         stats.pools.iter().flat_map(move |p| {
             p.backends
                 .iter()
-                .map(move |b| (format!("pool=\"{}\",backend=\"{}\"", escape(&p.name), b.addr), f(b)))
+                .map(move |b| (vec![("pool", p.name.clone()), ("backend", b.addr.to_string())], f(b)))
         })
     };
     family(
         &mut out,
         "kcoro_proxy_backend_up",
-        "gauge",
+        Gauge,
         "1 if the backend takes new connections.",
         b(|b| u64::from(b.up)),
     );
     family(
         &mut out,
         "kcoro_proxy_backend_connections_open",
-        "gauge",
+        Gauge,
         "Connections open to the backend.",
         b(|b| b.active),
     );
     family(
         &mut out,
         "kcoro_proxy_backend_connections_total",
-        "counter",
+        Counter,
         "Connections forwarded to the backend.",
         b(|b| b.connections),
     );
     family(
         &mut out,
         "kcoro_proxy_backend_connect_errors_total",
-        "counter",
+        Counter,
         "Failed connects to the backend.",
         b(|b| b.connect_errors),
     );
     family(
         &mut out,
         "kcoro_proxy_backend_check_failures_total",
-        "counter",
+        Counter,
         "Failed health checks.",
         b(|b| b.checks_failed),
     );
     family(
         &mut out,
         "kcoro_proxy_backend_downs_total",
-        "counter",
+        Counter,
         "Times a health check took the backend out.",
         b(|b| b.downs),
     );
     out
+}
+
+/// Renders `stats` in the Prometheus text format.
+pub(crate) fn render(stats: &Stats) -> String {
+    kcoro::monitor::prometheus_metrics(&collect(stats))
 }
 
 #[cfg(test)]

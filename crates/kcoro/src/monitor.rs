@@ -124,6 +124,88 @@ pub fn prometheus(channels: &[Snapshot], sched: Option<&Stats>) -> String {
     out
 }
 
+/// Whether a [`Metric`] only grows (a counter: monitors show its rate) or goes up and
+/// down (a gauge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only grows (restarts from 0 with the program).
+    Counter,
+    /// Any value now.
+    Gauge,
+}
+
+impl MetricKind {
+    /// `counter` or `gauge`, as the exposition format's `# TYPE` line says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        }
+    }
+}
+
+/// One sample of a program's own counter or gauge (a proxy's connections per listener,
+/// say), for [`prometheus_metrics`] and for `kcoro chanmon`, which gets them over the
+/// monitor protocol (`kcoro_ipc::ServerBuilder::metrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// The family name (`myapp_requests_total`).
+    pub name: String,
+    /// One line saying what it counts.
+    pub help: String,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// Label names and values, in order (`listener="web"`).
+    pub labels: Vec<(String, String)>,
+    /// The value now.
+    pub value: f64,
+}
+
+impl Metric {
+    /// A counter sample without labels (add them with [`Metric::label`]).
+    pub fn counter(name: &str, help: &str, value: f64) -> Metric {
+        Metric { name: name.into(), help: help.into(), kind: MetricKind::Counter, labels: Vec::new(), value }
+    }
+
+    /// A gauge sample without labels.
+    pub fn gauge(name: &str, help: &str, value: f64) -> Metric {
+        Metric { kind: MetricKind::Gauge, ..Metric::counter(name, help, value) }
+    }
+
+    /// This sample with one more label.
+    pub fn label(mut self, name: &str, value: &str) -> Metric {
+        self.labels.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// Renders `metrics` in the exposition format: one `# HELP` and `# TYPE` per family (the
+/// first sample's), each family's samples together in the order the family first appears.
+pub fn prometheus_metrics(metrics: &[Metric]) -> String {
+    let mut out = String::with_capacity(64 * metrics.len());
+    let mut families: Vec<(&str, Vec<&Metric>)> = Vec::new();
+    for m in metrics {
+        match families.iter_mut().find(|(name, _)| *name == m.name) {
+            Some((_, samples)) => samples.push(m),
+            None => families.push((&m.name, vec![m])),
+        }
+    }
+    for (name, samples) in families {
+        let help = samples[0].help.replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {}", samples[0].kind.name());
+        for m in samples {
+            out.push_str(name);
+            if !m.labels.is_empty() {
+                let labels: Vec<String> =
+                    m.labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+                let _ = write!(out, "{{{}}}", labels.join(","));
+            }
+            let _ = writeln!(out, " {}", m.value);
+        }
+    }
+    out
+}
+
 /// `channel="..",id="..",kind=".."` of one channel.
 fn labels(s: &Snapshot) -> String {
     let kind = match s.kind {
@@ -332,6 +414,23 @@ mod tests {
             })
             .unwrap();
         assert_eq!(would_block.2, 0.0);
+    }
+
+    #[test]
+    fn a_programs_metrics_render_as_families_with_escaped_labels() {
+        let metrics = [
+            Metric::counter("app_requests_total", "Requests.", 7.0).label("route", "/a\"b"),
+            Metric::gauge("app_open", "Open now.\nsecond line", 2.0),
+            Metric::counter("app_requests_total", "Requests.", 1.5).label("route", "/c"),
+        ];
+        let text = prometheus_metrics(&metrics);
+        assert_eq!(text.matches("# TYPE app_requests_total counter").count(), 1, "{text}");
+        assert!(text.contains("# HELP app_open Open now.\\nsecond line\n# TYPE app_open gauge\n"), "{text}");
+        let samples = parse(&text);
+        let requests: Vec<(String, f64)> =
+            samples.iter().filter(|s| s.0 == "app_requests_total").map(|s| (s.1[0].1.clone(), s.2)).collect();
+        assert_eq!(requests, [("/a\"b".to_string(), 7.0), ("/c".to_string(), 1.5)], "{text}");
+        assert!(samples.iter().any(|s| s.0 == "app_open" && s.1.is_empty() && s.2 == 2.0), "{text}");
     }
 
     #[test]
