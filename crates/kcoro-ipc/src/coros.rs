@@ -165,7 +165,7 @@ fn info(c: &Coroutine, in_deadlock: bool) -> CoroutineInfo {
     }
 }
 
-fn tlv(out: &mut Vec<u8>, t: u16, value: &[u8]) {
+pub(crate) fn tlv(out: &mut Vec<u8>, t: u16, value: &[u8]) {
     match u16::try_from(value.len()) {
         Ok(len) => {
             out.extend_from_slice(&t.to_be_bytes());

@@ -40,6 +40,7 @@ mod client;
 #[cfg(feature = "server")]
 pub mod coros;
 pub mod element;
+pub mod metrics;
 pub mod monitor;
 pub mod proto;
 #[cfg(feature = "server")]

@@ -17,3 +17,28 @@ use crate::{IpcError, Server};
 pub fn serve(addr: &str) -> Result<Server, IpcError> {
     Server::bind(addr)?.name("kcoro monitor").monitor(kcoro::Handle::try_current()).start()
 }
+
+/// As [`serve`], and GET_METRICS answers with what `metrics` returns (the program's own
+/// counters, which `kcoro chanmon` shows in its metrics view, `m`).
+///
+/// ```no_run
+/// use kcoro::monitor::Metric;
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// kcoro::run(|| {
+///     let jobs = Arc::new(AtomicU64::new(0));
+///     let seen = Arc::clone(&jobs);
+///     let _monitor = kcoro_ipc::monitor::serve_with_metrics("unix:/tmp/app.sock", move || {
+///         vec![Metric::counter("app_jobs_total", "Jobs done.", seen.load(Ordering::Relaxed) as f64)]
+///     })
+///     .expect("monitor");
+///     // ... the program, counting in `jobs` ...
+/// });
+/// ```
+pub fn serve_with_metrics(
+    addr: &str,
+    metrics: impl Fn() -> Vec<kcoro::monitor::Metric> + Send + Sync + 'static,
+) -> Result<Server, IpcError> {
+    Server::bind(addr)?.name("kcoro monitor").monitor(kcoro::Handle::try_current()).metrics(metrics).start()
+}

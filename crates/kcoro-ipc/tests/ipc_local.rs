@@ -130,3 +130,49 @@ fn a_silent_peer_fails_requests_after_the_request_timeout() {
     assert_eq!(conn.list().unwrap().len(), 1);
     drop(server);
 }
+
+/// GET_METRICS answers with what the program's source returns now, each time; a server
+/// without a source refuses it (ENOTSUP, what chanmon takes for "none"), and a source
+/// that panics fails that one request, not the connection.
+#[test]
+fn metrics_come_from_the_programs_source_and_a_panicking_source_fails_only_its_request() {
+    use kcoro::monitor::Metric;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let served = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&served);
+    let addr = sock("metrics.sock");
+    let server = Server::bind(&addr)
+        .unwrap()
+        .metrics(move || {
+            let n = seen.load(Ordering::Relaxed);
+            assert!(n != 13, "a source that panics");
+            vec![Metric::counter("app_jobs_total", "Jobs done.", n as f64).label("queue", "a\"b")]
+        })
+        .start()
+        .unwrap();
+    let conn = Connection::connect(&addr, ConnectOptions::new()).unwrap();
+    let value = |conn: &Connection| conn.metrics().map(|m| m[0].value).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(value(&conn), 0.0);
+    served.store(12, Ordering::Relaxed);
+    assert_eq!(value(&conn), 12.0);
+    assert_eq!(conn.metrics().unwrap()[0].labels, [("queue".to_string(), "a\"b".to_string())]);
+    served.store(13, Ordering::Relaxed);
+    match conn.metrics() {
+        Err(kcoro_ipc::IpcError::Refused { code, .. }) => assert_eq!(code, -libc::EIO),
+        other => panic!("a panicking source: {other:?}"),
+    }
+    served.store(14, Ordering::Relaxed);
+    assert_eq!(value(&conn), 14.0, "the connection outlives the panic");
+    drop(server);
+
+    let plain_addr = sock("no-metrics.sock");
+    let plain = Server::bind(&plain_addr).unwrap().start().unwrap();
+    let conn = Connection::connect(&plain_addr, ConnectOptions::new()).unwrap();
+    match conn.metrics() {
+        Err(kcoro_ipc::IpcError::Refused { code, .. }) => assert_eq!(code, -libc::ENOTSUP),
+        other => panic!("a server without metrics: {other:?}"),
+    }
+    drop(plain);
+}

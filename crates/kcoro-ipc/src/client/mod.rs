@@ -395,6 +395,15 @@ impl Connection {
         CoroutineReport::decode(f.need(Attr::COROS)?).map_err(IpcError::from)
     }
 
+    /// The server program's own counters and gauges (see
+    /// [`ServerBuilder::metrics`](crate::ServerBuilder::metrics)); refused with `-ENOTSUP`
+    /// by a server without them.
+    pub fn metrics(&self) -> Result<Vec<kcoro::monitor::Metric>, IpcError> {
+        let reply = self.request(Cmd::GET_METRICS, None, |_| {})?;
+        let f = reply.check(Cmd::GET_METRICS)?;
+        crate::metrics::decode_all(&f).map_err(IpcError::from)
+    }
+
     /// One channel's counters, by id.
     pub(crate) fn stats(&self, chan: u64) -> Result<ChannelStats, IpcError> {
         let reply = self.request(Cmd::GET_STATS, None, |f| {

@@ -28,7 +28,7 @@ pub use frame::{Attrs, FrameBuf, FrameRef, Header, decode_header, split_frame};
 /// Protocol version spoken here. A peer with another major version is refused in HELLO.
 pub const VERSION_MAJOR: u32 = 1;
 /// Minor version: additions a reader may ignore.
-pub const VERSION_MINOR: u32 = 4;
+pub const VERSION_MINOR: u32 = 5;
 
 /// Bytes of a frame header.
 pub const HEADER_LEN: usize = 8;
@@ -61,6 +61,9 @@ impl Cmd {
     /// The monitored runtime's coroutines (one `COROS`); `-ENOTSUP` unless it monitors
     /// (minor version 4).
     pub const GET_COROS: Cmd = Cmd(8);
+    /// The program's own counters and gauges (one `METRICS`); `-ENOTSUP` unless the
+    /// server has a metrics source (minor version 5).
+    pub const GET_METRICS: Cmd = Cmd(9);
     /// Make a channel (`KIND`, `CAPACITY`, optional `NAME`).
     pub const CHAN_MAKE: Cmd = Cmd(10);
     /// Send `ELEMENT` (or `ZDESC`) with `TIMEOUT_MS`.
@@ -98,6 +101,7 @@ impl Cmd {
             Cmd::LIST => "LIST",
             Cmd::GET_SCHED => "GET_SCHED",
             Cmd::GET_COROS => "GET_COROS",
+            Cmd::GET_METRICS => "GET_METRICS",
             Cmd::CHAN_MAKE => "CHAN_MAKE",
             Cmd::CHAN_SEND => "CHAN_SEND",
             Cmd::CHAN_TRY_SEND => "CHAN_TRY_SEND",
@@ -185,6 +189,8 @@ impl Attr {
     pub const NO_SHM: Attr = Attr(57);
     /// Nested: a runtime's coroutines (GET_COROS), see `coros::CoroutineReport`.
     pub const COROS: Attr = Attr(58);
+    /// Nested: a program's own metric samples (GET_METRICS), see `metrics`.
+    pub const METRICS: Attr = Attr(59);
 }
 
 /// `EVENT` values of NOTIFY.
@@ -290,6 +296,7 @@ pub fn fuzz_frames(bytes: &[u8]) {
         if let Some(v) = f.get(Attr::COROS) {
             let _ = crate::coros::CoroutineReport::decode(v);
         }
+        let _ = crate::metrics::decode_all(&f);
         let _ = crate::shm::locate(&f);
         let _ = f.attrs().count();
         rest = &rest[used..];

@@ -270,6 +270,7 @@ impl ConnState {
             Cmd::LIST => self.list(req, None),
             Cmd::GET_SCHED => self.sched(req),
             Cmd::GET_COROS => self.coros(req),
+            Cmd::GET_METRICS => self.metrics(req),
             Cmd::GET_STATS => self.list(req, f.u64(Attr::CHAN_ID)?),
             Cmd::CHAN_OPEN => self.open(&f, req)?,
             Cmd::CHAN_MAKE => self.make(&f, req)?,
@@ -434,6 +435,19 @@ impl ConnState {
         };
         let report = CoroutineReport::of(&handle);
         self.reply(Cmd::GET_COROS, req, 0, |r| report.encode(r));
+    }
+
+    /// GET_METRICS: the program's own metric samples.
+    fn metrics(&self, req: u64) {
+        let Some(source) = &self.server.metrics else {
+            return self.refuse(Cmd::GET_METRICS, req, -libc::ENOTSUP, "this server has no metrics");
+        };
+        // The program's code: a panic in it fails this request, not the connection.
+        let source = std::sync::Arc::clone(source);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source())) {
+            Ok(metrics) => self.reply(Cmd::GET_METRICS, req, 0, |r| crate::metrics::encode(&metrics, r)),
+            Err(_) => self.refuse(Cmd::GET_METRICS, req, -libc::EIO, "the metrics source panicked"),
+        }
     }
 
     /// Whether OPEN or MAKE gave channel `id` to this connection.

@@ -37,7 +37,11 @@ pub struct ServerBuilder {
     shm: ShmConfig,
     name: String,
     monitor: Option<Option<kcoro::Handle>>,
+    metrics: Option<MetricsSource>,
 }
+
+/// What [`ServerBuilder::metrics`] calls for each GET_METRICS.
+pub(crate) type MetricsSource = Arc<dyn Fn() -> Vec<kcoro::monitor::Metric> + Send + Sync>;
 
 impl std::fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,6 +61,8 @@ pub(crate) struct ServerInner {
     /// Set by [`ServerBuilder::monitor`]: LIST adds every named channel of the process, and
     /// GET_SCHED reports this runtime (`None`: the one the server runs on).
     pub(crate) monitor: Option<Option<kcoro::Handle>>,
+    /// Set by [`ServerBuilder::metrics`]: what GET_METRICS answers.
+    pub(crate) metrics: Option<MetricsSource>,
     /// Cancelled at shutdown: every request in flight wakes.
     pub(crate) token: CancelToken,
     closed: AtomicBool,
@@ -117,6 +123,7 @@ impl Server {
             shm: ShmConfig::default(),
             name: format!("kcoro-ipc/{}", env!("CARGO_PKG_VERSION")),
             monitor: None,
+            metrics: None,
         })
     }
 
@@ -211,6 +218,18 @@ impl ServerBuilder {
         self
     }
 
+    /// The program's own counters and gauges for GET_METRICS (`kcoro chanmon` shows them
+    /// in its metrics view): `source` is called once per request, on the server's
+    /// coroutine, so it should only read counters. Without it GET_METRICS is refused with
+    /// `-ENOTSUP`.
+    pub fn metrics(
+        mut self,
+        source: impl Fn() -> Vec<kcoro::monitor::Metric> + Send + Sync + 'static,
+    ) -> Self {
+        self.metrics = Some(Arc::new(source));
+        self
+    }
+
     /// The name GET_INFO reports.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -248,6 +267,7 @@ impl ServerBuilder {
             secret: self.secret,
             shm: self.shm,
             monitor: self.monitor,
+            metrics: self.metrics,
             token: CancelToken::new(),
             closed: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
