@@ -242,6 +242,9 @@ expect 0 '^kcoro_proxy_connections_total\{listener="web"\} 1' \
   bash -c "exec 3<>/dev/tcp/${listen%:*}/${listen##*:} && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3"
 doc 'kcoro chanmon unix:/tmp/proxy.sock --once'
 expect 0 '"name":"proxy accept"' kcoro chanmon "unix:$tmp/proxy.sock" --once
+# and the proxy's own counters, with the connection the request above came through
+expect 0 '"name":"kcoro_proxy_connections_total",[^}]*"labels":\[\["listener","web"\]\],"value":[1-9]' \
+  kcoro chanmon "unix:$tmp/proxy.sock" --once
 kill -TERM "$proxy_pid"
 wait "$proxy_pid"
 proxy_rc=$?
@@ -250,6 +253,7 @@ expect 0 '^stopped: ' bash -c "cat '$tmp/proxy.out'; exit $proxy_rc"
 echo "== smoke: chanmon"
 doc 'kcoro chanmon --demo --once'
 expect 0 '"schema":1.*"demo.ingress"' kcoro chanmon --demo --once
+expect 0 '"metrics":\[\{"name":"demo_items_total"' kcoro chanmon --demo --once
 doc 'kcoro chanmon --demo --json samples.ndjson --samples 5 --interval 0.2'
 expect 0 '' kcoro chanmon --demo --json "$tmp/samples.ndjson" --samples 5 --interval 0.2
 expect 0 '^5 ' wc -l "$tmp/samples.ndjson"

@@ -55,7 +55,10 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
         let proxy = Proxy::start(config).map_err(|e| e.to_string())?;
         let monitor = match monitor {
             Some(addr) => {
-                Some(kcoro_ipc::monitor::serve(&addr).map_err(|e| format!("monitor on {addr}: {e}"))?)
+                // chanmon's metrics view (`m`) shows the proxy's counters.
+                let counted = proxy.clone();
+                let served = kcoro_ipc::monitor::serve_with_metrics(&addr, move || counted.metrics());
+                Some(served.map_err(|e| format!("monitor on {addr}: {e}"))?)
             }
             None => None,
         };

@@ -59,9 +59,14 @@ struct Proxy {
 
 impl Proxy {
     fn start(config: &Path) -> Proxy {
+        Proxy::start_with(config, &[])
+    }
+
+    fn start_with(config: &Path, extra: &[&str]) -> Proxy {
         let mut child = kcoro()
             .args(["proxy", "--config"])
             .arg(config)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -181,6 +186,60 @@ fn sighup_reloads_a_good_file_keeps_the_old_one_for_a_bad_file_and_sigterm_drain
     assert!(stopped.contains("0 closed at the end of the grace"), "{stopped}");
     let status = proxy.child.wait().unwrap();
     assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `kcoro chanmon`, attached to the proxy's monitor, records the proxy's own counters:
+/// the connection it served and the bytes it carried each way, per listener and backend.
+#[test]
+fn chanmon_attached_to_the_monitor_records_the_proxys_counters() {
+    let dir = temp_dir("chanmon");
+    let a = backend("A");
+    let listen = free_port();
+    let path = config(&dir, listen, &a.to_string(), "1s");
+    let monitor = format!("unix:{}", dir.join("monitor.sock").display());
+    let mut proxy = Proxy::start_with(&path, &["--monitor", &monitor]);
+    let (name, mut open) = greeting(listen);
+    assert_eq!(name, "A");
+    echo(&mut open, b"0123456789");
+    drop(open);
+    let sample = || {
+        let out = kcoro()
+            .args(["chanmon", &monitor, "--json", "-", "--samples", "1", "--interval", "0.1"])
+            .output()
+            .expect("kcoro chanmon runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        text.lines().next().unwrap_or_default().to_string()
+    };
+    let metric = |sample: &str, name: &str, labels: &str| {
+        let key = format!("\"name\":\"{name}\",");
+        sample
+            .split("{\"name\":")
+            .map(|m| format!("{{\"name\":{m}"))
+            .find(|m| m.contains(&key) && m.contains(labels))
+            .unwrap_or_else(|| panic!("no {name} {labels} in {sample}"))
+    };
+    // The connection's byte counts are added when it ends: sample until it has.
+    let deadline = Instant::now() + PATIENCE;
+    let sample = loop {
+        let s = sample();
+        if metric(&s, "kcoro_proxy_connections_open", "web").contains("\"value\":0.0") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the connection never ended: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let metric = |name: &str, labels: &str| metric(&sample, name, labels);
+    let accepted = metric("kcoro_proxy_connections_total", "[[\"listener\",\"web\"]]");
+    assert!(accepted.contains("\"kind\":\"counter\"") && accepted.contains("\"value\":1.0"), "{accepted}");
+    // The greeting (2 bytes) and the echo came back; the 10 bytes went out.
+    assert!(metric("kcoro_proxy_received_bytes_total", "web").contains("\"value\":10.0"), "{sample}");
+    assert!(metric("kcoro_proxy_sent_bytes_total", "web").contains("\"value\":12.0"), "{sample}");
+    let up = metric("kcoro_proxy_backend_up", &format!("[\"backend\",\"{a}\"]"));
+    assert!(up.contains("\"kind\":\"gauge\"") && up.contains("\"value\":1.0"), "{up}");
+    proxy.signal(libc::SIGTERM);
+    proxy.expect("stopped:");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -314,6 +314,7 @@ mod tests {
             channels: vec![c],
             sched: None,
             coroutines: None,
+            metrics: vec![],
         });
     }
 
@@ -384,6 +385,7 @@ mod tests {
             channels: names.iter().map(|n| ChannelSample { name: (*n).to_string(), ..chan(0, 0) }).collect(),
             sched: None,
             coroutines: None,
+            metrics: vec![],
         };
         let typo: Check = "ingres:fill>0.9".parse().unwrap();
         let e = typo.cannot_judge(&sample(&["ingress", "egress"])).unwrap();
@@ -417,6 +419,7 @@ mod tests {
             channels,
             sched: None,
             coroutines,
+            metrics: vec![],
         }
     }
 

@@ -362,6 +362,7 @@ mod tests {
             channels: vec![chan(1, "jobs", 5, 5), chan(2, "results", 100 * secs, 100 * secs)],
             sched: None,
             coroutines: Some(coros),
+            metrics: vec![],
         }
     }
 

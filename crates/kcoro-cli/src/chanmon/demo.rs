@@ -15,7 +15,12 @@
 //!   start() once ─▶ demo.control (buffered 1) ─▶ supervisor
 //!   housekeeper: sleeps 10 s at a time
 //! ```
+//!
+//! It also counts what the sink and the jobs worker finished, as the program's own
+//! metrics ([`Demo::metrics`]): what the metrics view (`m`) shows.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use kcoro::SpawnOptions;
@@ -28,6 +33,14 @@ pub struct Demo {
     token: CancelToken,
     /// Kept open, so the supervisor waits on it (its one message was sent at the start).
     _control: Sender<Vec<u8>>,
+    done: Arc<Done>,
+}
+
+/// What the demo's last stages finished.
+#[derive(Debug, Default)]
+struct Done {
+    sunk: AtomicU64,
+    jobs: AtomicU64,
 }
 
 impl Drop for Demo {
@@ -58,6 +71,7 @@ pub fn start() -> Result<Demo, String> {
     let (results_tx, results_rx) = channel("demo.results", Kind::Buffered, 64);
     let (ticks_tx, ticks_rx) = channel("demo.ticks", Kind::Conflated, 1);
     let (audit_tx, audit_rx) = channel("demo.audit", Kind::Unlimited, 0);
+    let done = Arc::new(Done::default());
 
     for p in 0..2u8 {
         let (tx, t) = (ingress_tx.clone(), token.clone());
@@ -101,11 +115,12 @@ pub fn start() -> Result<Demo, String> {
     drop((work_rx, results_tx, audit_tx));
     {
         // Slower than the workers: demo.results stays near full with parked senders.
-        let (rx, t) = (results_rx, token.clone());
+        let (rx, t, done) = (results_rx, token.clone(), Arc::clone(&done));
         spawn(&runtime, "sink", move || {
             let mut n = 0u64;
             while rx.recv_cancellable(&t).is_ok() {
                 n += 1;
+                done.sunk.fetch_add(1, Relaxed);
                 if n % 8 == 0 {
                     kcoro::sleep(Duration::from_millis(1));
                 }
@@ -142,13 +157,17 @@ pub fn start() -> Result<Demo, String> {
     {
         // A job now and then: the worker is parked on its receive most of the time.
         let (tx, rx) = channel("demo.jobs", Kind::Buffered, 4);
-        let (t, t2) = (token.clone(), token.clone());
+        let (t, t2, done) = (token.clone(), token.clone(), Arc::clone(&done));
         spawn(&runtime, "dispatcher", move || {
             while tx.send_cancellable(b"job".to_vec(), &t).is_ok() {
                 kcoro::sleep(Duration::from_millis(1500));
             }
         })?;
-        spawn(&runtime, "jobs-worker", move || while rx.recv_cancellable(&t2).is_ok() {})?;
+        spawn(&runtime, "jobs-worker", move || {
+            while rx.recv_cancellable(&t2).is_ok() {
+                done.jobs.fetch_add(1, Relaxed);
+            }
+        })?;
     }
     let t = token.clone();
     spawn(&runtime, "housekeeper", move || {
@@ -160,12 +179,34 @@ pub fn start() -> Result<Demo, String> {
     let t = token.clone();
     spawn(&runtime, "supervisor", move || while control_rx.recv_cancellable(&t).is_ok() {})?;
     control.try_send(b"start".to_vec()).map_err(|e| format!("demo.control: {e}"))?;
-    let demo = Demo { runtime, token, _control: control };
+    let demo = Demo { runtime, token, _control: control, done };
     demo.wait_until_flowing(Duration::from_secs(5));
     Ok(demo)
 }
 
 impl Demo {
+    /// The demo's own counters, read by the metrics view.
+    pub fn metrics(&self) -> impl Fn() -> Vec<kcoro::monitor::Metric> + Send + 'static {
+        use kcoro::monitor::Metric;
+        let done = Arc::clone(&self.done);
+        move || {
+            vec![
+                Metric::counter(
+                    "demo_items_total",
+                    "Items the pipeline finished, by stage.",
+                    done.sunk.load(Relaxed) as f64,
+                )
+                .label("stage", "sink"),
+                Metric::counter(
+                    "demo_items_total",
+                    "Items the pipeline finished, by stage.",
+                    done.jobs.load(Relaxed) as f64,
+                )
+                .label("stage", "jobs-worker"),
+            ]
+        }
+    }
+
     /// Waits (at most `limit`) until every demo channel has carried a value and been
     /// read from, so a first sample (`--once`) shows the pipeline running, not zeros.
     fn wait_until_flowing(&self, limit: Duration) {

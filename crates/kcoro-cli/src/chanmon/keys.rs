@@ -35,10 +35,15 @@ pub fn key_bar(app: &App, width: u16) -> Line<'static> {
             &["Esc back  c channels  space pause  ? help  q quit", "Esc back  ? help  q quit"]
         }
         Pane::Channels => &[
-            "? help  / filter  s sort  ↑↓ select  Enter detail  c coroutines  space pause  r reset peaks  q quit",
-            "? help  / filter  s sort  ↑↓ select  Enter detail  c coroutines  space pause  q quit",
+            "? help  / filter  s sort  ↑↓ select  Enter detail  c coroutines  m metrics  space pause  r reset peaks  q quit",
+            "? help  / filter  s sort  ↑↓ select  Enter detail  c coroutines  m metrics  space pause  q quit",
+            "? help  / filter  s sort  ↑↓ select  Enter detail  c coroutines  m metrics  q quit",
             "? help  / filter  s sort  ↑↓ select  Enter detail  c coroutines  q quit",
             "? help  / filter  s sort  Enter detail  c coroutines  q quit",
+        ],
+        Pane::Metrics => &[
+            "? help  / filter  ↑↓ scroll  m channels  c coroutines  space pause  q quit",
+            "? help  / filter  ↑↓ scroll  m channels  q quit",
         ],
         Pane::Coroutines => &[
             "? help  / filter  s sort  ↑↓ select  Enter detail  c channels  d deadlock  space pause  q quit",
@@ -53,9 +58,10 @@ pub fn key_bar(app: &App, width: u16) -> Line<'static> {
 }
 
 /// Every key, and what the less obvious columns mean, in the help overlay.
-pub const KEYS: [(&str, &str); 20] = [
+pub const KEYS: [(&str, &str); 21] = [
     ("?", "show or hide this help"),
     ("c, Tab", "switch between the channels and the coroutines"),
+    ("m", "show the program's own metrics (a proxy's counters), or leave them"),
     ("/", "filter by name, or a coroutine's wait (Enter keeps it, Esc clears it)"),
     ("s", "sort by the next key (the title says which)"),
     ("up / down, k / j", "select a row (PgUp / PgDn, Home / End too)"),

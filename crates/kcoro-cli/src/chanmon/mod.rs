@@ -1,12 +1,13 @@
 //! `kcoro chanmon`: a live monitor of a kcoro process's channels and scheduler.
 //!
 //! A [`Source`](source::Source) gives [`Sample`](sample::Sample)s (a process attached over
-//! kcoro IPC, the in-process demo, or a recording): channels, scheduler counters and
-//! coroutines; [`State`](state::State) turns consecutive samples into exact rates and
+//! kcoro IPC, the in-process demo, or a recording): channels, scheduler counters,
+//! coroutines and the program's own metrics; [`State`](state::State) turns consecutive samples into exact rates and
 //! follows each coroutine's park and the reported deadlock across samples (`corostate`);
 //! the modes show or export them:
 //!
-//! - the screen (the default): channels, or coroutines (`coroview`),
+//! - the screen (the default): channels, coroutines (`coroview`) or the program's metrics
+//!   (`metricview`),
 //! - `--json` / `--once`: NDJSON lines, one sample each,
 //! - `--check EXPR`: exit 1 when a threshold is crossed, the source reports the same
 //!   deadlock twice, or a coroutine is stuck,
@@ -20,6 +21,7 @@ mod corostate;
 mod coroview;
 mod demo;
 mod keys;
+mod metricview;
 pub mod sample;
 mod source;
 pub mod state;
@@ -76,7 +78,7 @@ pub fn run(a: &ChanmonArgs) -> ExitCode {
         None
     };
     let source: Result<Box<dyn Source>, String> = match (&demo, &a.replay, &a.addr) {
-        (Some(d), _, _) => Ok(Box::new(Local::new(d.runtime.handle(), "demo"))),
+        (Some(d), _, _) => Ok(Box::new(Local::new(d.runtime.handle(), "demo", d.metrics()))),
         (None, Some(file), _) => match Replay::open(file) {
             Ok(r) => Ok(Box::new(r) as Box<dyn Source>),
             Err(ReplayError::Garbled(e)) => return usage_error(e),

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use kcoro::chan::{Kind, Snapshot};
+use kcoro::monitor::{Metric, MetricKind};
 use kcoro_ipc::ChannelStats;
 use kcoro_ipc::coros::CoroutineReport;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,55 @@ pub struct Sample {
     /// from recordings made before chanmon read them, which still replay).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coroutines: Option<CoroutinesSample>,
+    /// The program's own counters and gauges (a proxy's connections per listener, say),
+    /// when it serves them; absent from older recordings, which still replay.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricSample>,
+}
+
+/// One of the program's own metric samples (`kcoro::monitor::Metric`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSample {
+    /// The family name (`kcoro_proxy_connections_total`).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub help: String,
+    /// `counter` (the view shows its rate) or `gauge`.
+    pub kind: String,
+    /// Label names and values, in the program's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<(String, String)>,
+    /// `None` when the program reported a value that is not a finite number (JSON has
+    /// none of those).
+    pub value: Option<f64>,
+}
+
+impl MetricSample {
+    pub fn from_metric(m: &Metric) -> MetricSample {
+        MetricSample {
+            name: m.name.clone(),
+            help: m.help.clone(),
+            kind: m.kind.name().to_string(),
+            labels: m.labels.clone(),
+            value: Some(m.value).filter(|v| v.is_finite()),
+        }
+    }
+
+    /// A counter only grows: the view shows its rate.
+    pub fn is_counter(&self) -> bool {
+        self.kind == "counter"
+    }
+
+    /// As a metric again (`None` without a finite value).
+    pub fn to_metric(&self) -> Option<Metric> {
+        Some(Metric {
+            name: self.name.clone(),
+            help: self.help.clone(),
+            kind: if self.is_counter() { MetricKind::Counter } else { MetricKind::Gauge },
+            labels: self.labels.clone(),
+            value: self.value?,
+        })
+    }
 }
 
 /// The monitored runtime's coroutines at the sample's instant.
@@ -378,6 +428,8 @@ impl Sample {
             out +=
                 &kcoro::monitor::prometheus_coroutines(c.running, c.runnable, c.parked, c.deadlock.is_some());
         }
+        let metrics: Vec<Metric> = self.metrics.iter().filter_map(MetricSample::to_metric).collect();
+        out += &kcoro::monitor::prometheus_metrics(&metrics);
         out
     }
 }
@@ -392,6 +444,29 @@ mod tests {
         let s = Sample::from_line(old).unwrap();
         assert_eq!((s.taken_ns, &s.coroutines), (5, &None));
         assert_eq!(s.to_line(), old, "and a sample without them is written as before");
+    }
+
+    #[test]
+    fn metrics_survive_a_line_and_export_as_their_families() {
+        let metrics = [
+            Metric::counter("kcoro_proxy_connections_total", "Connections accepted.", 7.0)
+                .label("listener", "web"),
+            Metric::gauge("app_nan", "", f64::NAN),
+        ];
+        let s = Sample {
+            schema: SCHEMA,
+            taken_ns: 1,
+            source: "t".into(),
+            channels: vec![],
+            sched: None,
+            coroutines: None,
+            metrics: metrics.iter().map(MetricSample::from_metric).collect(),
+        };
+        assert_eq!(s.metrics[1].value, None, "NaN has no JSON form");
+        assert_eq!(Sample::from_line(&s.to_line()), Ok(s.clone()));
+        let text = s.to_prometheus();
+        assert!(text.contains("kcoro_proxy_connections_total{listener=\"web\"} 7\n"), "{text}");
+        assert!(!text.contains("app_nan"), "{text}");
     }
 
     #[test]
@@ -427,6 +502,7 @@ mod tests {
             channels: vec![],
             sched: None,
             coroutines: Some(coros),
+            metrics: vec![],
         };
         assert_eq!(Sample::from_line(&s.to_line()), Ok(s.clone()));
         let text = s.to_prometheus();

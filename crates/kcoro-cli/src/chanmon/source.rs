@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kcoro_ipc::{ConnectOptions, Connection, IpcError};
 
-use super::sample::{ChannelSample, CoroutinesSample, SCHEMA, Sample, SchedSample};
+use super::sample::{ChannelSample, CoroutinesSample, MetricSample, SCHEMA, Sample, SchedSample};
 
 /// A stream of samples.
 pub trait Source: Send {
@@ -48,6 +48,8 @@ impl Remote {
         // A server that serves channels without the monitor has no scheduler to report.
         let sched = unsupported_is_none(conn.sched())?;
         let coroutines = unsupported_is_none(conn.coroutines())?;
+        // The program's own counters, when it serves them (older servers refuse).
+        let metrics = unsupported_is_none(conn.metrics())?.unwrap_or_default();
         let taken_ns = sched.map(|s| s.taken_ns).into_iter().chain(stats.iter().map(|s| s.taken_ns)).max();
         Ok(Sample {
             schema: SCHEMA,
@@ -56,6 +58,7 @@ impl Remote {
             channels: stats.iter().map(ChannelSample::from_stats).collect(),
             sched: sched.map(|s| SchedSample::from(&s.stats)),
             coroutines: coroutines.as_ref().map(CoroutinesSample::from_report),
+            metrics: metrics.iter().map(MetricSample::from_metric).collect(),
         })
     }
 }
@@ -97,11 +100,17 @@ impl Source for Remote {
 pub struct Local {
     runtime: kcoro::Handle,
     name: String,
+    metrics: Box<dyn Fn() -> Vec<kcoro::monitor::Metric> + Send>,
 }
 
 impl Local {
-    pub fn new(runtime: kcoro::Handle, name: &str) -> Local {
-        Local { runtime, name: name.to_string() }
+    /// With the program's own metrics from `metrics`.
+    pub fn new(
+        runtime: kcoro::Handle,
+        name: &str,
+        metrics: impl Fn() -> Vec<kcoro::monitor::Metric> + Send + 'static,
+    ) -> Local {
+        Local { runtime, name: name.to_string(), metrics: Box::new(metrics) }
     }
 }
 
@@ -116,6 +125,7 @@ impl Source for Local {
             channels,
             sched: Some(SchedSample::from(&self.runtime.stats())),
             coroutines: Some(CoroutinesSample::from_report(&kcoro_ipc::CoroutineReport::of(&self.runtime))),
+            metrics: (self.metrics)().iter().map(MetricSample::from_metric).collect(),
         }))
     }
 }

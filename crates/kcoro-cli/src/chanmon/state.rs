@@ -9,6 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::corostate::Coroutines;
+use super::metricview::Metrics;
 use super::sample::{ChannelSample, Sample, SchedSample};
 
 /// Rate samples kept per channel for sparklines and the detail graph.
@@ -135,6 +136,8 @@ pub struct State {
     pub samples: u64,
     /// The coroutines, when the source reports them.
     pub coros: Coroutines,
+    /// The program's own metrics, when the source reports them.
+    pub metrics: Metrics,
 }
 
 impl State {
@@ -151,6 +154,7 @@ impl State {
         self.source = sample.source;
         self.samples += 1;
         self.coros.update(sample.coroutines, &sample.channels, sample.taken_ns);
+        self.metrics.update(sample.metrics, if first { 0.0 } else { seconds });
         let mut seen = Vec::with_capacity(sample.channels.len());
         for c in sample.channels {
             seen.push(c.id);
@@ -290,7 +294,15 @@ pub(crate) mod tests {
     }
 
     fn sample(taken_ns: u64, channels: Vec<ChannelSample>) -> Sample {
-        Sample { schema: SCHEMA, taken_ns, source: "test".into(), channels, sched: None, coroutines: None }
+        Sample {
+            schema: SCHEMA,
+            taken_ns,
+            source: "test".into(),
+            channels,
+            sched: None,
+            coroutines: None,
+            metrics: vec![],
+        }
     }
 
     #[test]

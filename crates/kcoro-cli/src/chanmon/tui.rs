@@ -47,8 +47,11 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Action {
         return Action::Continue;
     }
     let coros = app.pane == Pane::Coroutines;
-    let select = |app: &mut App, by: isize| {
-        if coros { app.move_coro_selection(by) } else { app.move_selection(by) }
+    let pane = app.pane;
+    let select = |app: &mut App, by: isize| match pane {
+        Pane::Coroutines => app.move_coro_selection(by),
+        Pane::Metrics => app.scroll_metrics(by),
+        Pane::Channels => app.move_selection(by),
     };
     match key.code {
         KeyCode::Char('q') => return Action::Quit,
@@ -57,8 +60,10 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Action {
         KeyCode::Esc if app.report => app.report = false,
         KeyCode::Esc if coros => app.coro.detail = None,
         KeyCode::Esc => app.detail = None,
-        KeyCode::Char('c') | KeyCode::Tab => {
-            app.pane = if coros { Pane::Channels } else { Pane::Coroutines };
+        KeyCode::Char('c') => app.pane = if coros { Pane::Channels } else { Pane::Coroutines },
+        KeyCode::Tab => app.pane = app.pane.next(),
+        KeyCode::Char('m') => {
+            app.pane = if pane == Pane::Metrics { Pane::Channels } else { Pane::Metrics };
         }
         KeyCode::Char('d') => app.report = !app.report,
         KeyCode::Char('/') => {
@@ -66,6 +71,8 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Action {
             app.detail = None;
             app.coro.detail = None;
         }
+        // The metrics view keeps the program's order and has no detail.
+        KeyCode::Enter | KeyCode::Char('s') if pane == Pane::Metrics => {}
         // The selection stays on its row wherever the new order puts it.
         KeyCode::Char('s') if coros => app.coro.sort = app.coro.sort.next(),
         KeyCode::Char('s') => app.sort = app.sort.next(),

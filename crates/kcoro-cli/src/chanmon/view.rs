@@ -11,6 +11,7 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table, T
 
 use super::coroview::{self, CoroView};
 use super::keys;
+use super::metricview;
 use super::state::{SortKey, State, Tracked};
 
 /// Which table the screen shows (`c` and Tab switch).
@@ -19,6 +20,19 @@ pub enum Pane {
     #[default]
     Channels,
     Coroutines,
+    /// The program's own metrics (`m`).
+    Metrics,
+}
+
+impl Pane {
+    /// The view Tab goes to: channels and coroutines in turn; from the metrics back to the
+    /// channels.
+    pub fn next(self) -> Pane {
+        match self {
+            Pane::Channels => Pane::Coroutines,
+            Pane::Coroutines | Pane::Metrics => Pane::Channels,
+        }
+    }
 }
 
 /// Screen state besides the samples: what the user chose.
@@ -58,6 +72,8 @@ pub struct App {
     pub coro: CoroView,
     /// The deadlock report overlay is open (`d`).
     pub report: bool,
+    /// The metrics view's first row (↑↓ scroll it).
+    pub metric_offset: usize,
 }
 
 impl App {
@@ -82,6 +98,7 @@ impl App {
             pane: Pane::Channels,
             coro: CoroView::default(),
             report: false,
+            metric_offset: 0,
         }
     }
 
@@ -98,6 +115,12 @@ impl App {
     pub fn selected_id(&self) -> Option<u64> {
         let rows = self.state.rows(self.sort, &self.filter);
         rows.get(self.selected_index(&rows)).map(|t| t.now.id)
+    }
+
+    /// Scrolls the metrics view by `by` rows (clamped to its rows).
+    pub fn scroll_metrics(&mut self, by: isize) {
+        let last = self.state.metrics.rows(&self.filter).len().saturating_sub(1);
+        self.metric_offset = self.metric_offset.saturating_add_signed(by).min(last);
     }
 
     /// Moves the selection `by` rows (clamped to the table).
@@ -193,6 +216,7 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
     }
     match app.pane {
         Pane::Coroutines => coroview::body(f, app, body),
+        Pane::Metrics => metricview::body(f, app, body),
         Pane::Channels => match app.detail.and_then(|id| app.state.channel(id)) {
             Some(t) => detail(f, app, t, body),
             None => table(f, app, body),
@@ -218,6 +242,7 @@ fn title(app: &App) -> Line<'static> {
     let (shown, of, what, sort) = match app.pane {
         Pane::Channels => (s.rows(app.sort, &app.filter).len(), s.len() as u64, "channels", app.sort.label()),
         Pane::Coroutines => coroview::counts(app),
+        Pane::Metrics => metricview::counts(app),
     };
     let channels =
         if shown as u64 == of { format!("{shown} {what}") } else { format!("{shown} of {of} {what}") };
@@ -561,6 +586,7 @@ pub(crate) mod tests {
                 ],
                 sched: Some(sched(100 + 50 * k)),
                 coroutines: None,
+                metrics: vec![],
             });
         }
         app
@@ -616,6 +642,7 @@ pub(crate) mod tests {
             channels: vec![],
             sched: None,
             coroutines: None,
+            metrics: vec![],
         });
         let screen = render(&a, 80, 24);
         assert!(screen.contains("no named channels yet"), "{screen}");
@@ -687,6 +714,7 @@ pub(crate) mod tests {
                     .collect(),
                 sched: None,
                 coroutines: None,
+                metrics: vec![],
             });
         }
         app
@@ -736,6 +764,7 @@ pub(crate) mod tests {
             channels: vec![chan(1, "ingress", "buffered", Some(4), 0, 0)],
             sched: None,
             coroutines: None,
+            metrics: vec![],
         });
         let screen = render(&first, 100, 24);
         assert!(screen.contains("interval -"), "no interval from one sample: {screen}");
