@@ -176,3 +176,35 @@ fn metrics_come_from_the_programs_source_and_a_panicking_source_fails_only_its_r
     }
     drop(plain);
 }
+
+/// LIST of more channels than a frame may carry attributes in a request (64): one
+/// `STATS` each, all read (a monitor of a big program lists hundreds), and a monitor
+/// stops at `MAX_LISTED_CHANNELS`.
+#[test]
+fn list_reports_hundreds_of_named_channels() {
+    let addr = sock("many.sock");
+    let mut server = Server::bind(&addr).unwrap();
+    let mut keep = Vec::new();
+    for i in 0..300 {
+        let (tx, rx) = chan::buffered::<Vec<u8>>(1);
+        server = server.serve_channel(&format!("c{i:03}"), tx.clone(), rx.clone());
+        keep.push((tx, rx));
+    }
+    let server = server.start().unwrap();
+    let conn = Connection::connect(&addr, ConnectOptions::new()).unwrap();
+    let names: Vec<String> = conn.list().unwrap().into_iter().filter_map(|s| s.name).collect();
+    assert_eq!(names.len(), 300);
+    assert_eq!((names[0].as_str(), names[299].as_str()), ("c000", "c299"));
+    assert!(!conn.is_closed(), "the connection stays up");
+    drop(server);
+
+    // A monitor lists the process's named channels too, up to the cap.
+    let named: Vec<_> = (0..kcoro_ipc::proto::MAX_LISTED_CHANNELS + 10)
+        .map(|i| kcoro::chan::Builder::<u8>::new(Kind::Buffered).capacity(1).name(format!("n{i}")).build())
+        .collect();
+    let addr = sock("many-monitor.sock");
+    let monitor = Server::bind(&addr).unwrap().monitor(None).start().unwrap();
+    let conn = Connection::connect(&addr, ConnectOptions::new()).unwrap();
+    assert_eq!(conn.list().unwrap().len(), kcoro_ipc::proto::MAX_LISTED_CHANNELS);
+    drop((monitor, named));
+}

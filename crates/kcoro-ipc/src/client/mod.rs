@@ -624,7 +624,9 @@ impl Drop for ConnInner {
 
 /// The reader coroutine: routes replies and events until the stream ends or breaks.
 fn reader(conn: Weak<ConnInner>, stream: &Stream, limits: Limits) {
-    let mut frames = FrameReader::new(limits);
+    // A LIST reply carries a `STATS` per channel: far more than a request may.
+    let max_attrs = limits.max_attrs.max(crate::proto::MAX_REPLY_ATTRS);
+    let mut frames = FrameReader::new(Limits { max_attrs, ..limits });
     let why = loop {
         // No strong reference while waiting for bytes: dropping the last handle closes
         // the socket, which ends this read.

@@ -30,6 +30,16 @@ pub const VERSION_MAJOR: u32 = 1;
 /// Minor version: additions a reader may ignore.
 pub const VERSION_MINOR: u32 = 5;
 
+/// Most channels one LIST reply reports (the first, by name; then the process's other
+/// named channels for a monitor).
+pub const MAX_LISTED_CHANNELS: usize = 16 << 10;
+
+/// Most attributes a client accepts in one reply, whatever its own `Limits::max_attrs`
+/// (which bound what it sends and what a server may send it unasked): a LIST of
+/// [`MAX_LISTED_CHANNELS`] channels has that many `STATS`, and the frame size still bounds
+/// the rest.
+pub const MAX_REPLY_ATTRS: usize = MAX_LISTED_CHANNELS + 64;
+
 /// Bytes of a frame header.
 pub const HEADER_LEN: usize = 8;
 

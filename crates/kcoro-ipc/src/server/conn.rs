@@ -402,6 +402,7 @@ impl ConnState {
                     if self.server.monitor.is_some() {
                         all.extend(unserved_named(&all));
                     }
+                    all.truncate(crate::proto::MAX_LISTED_CHANNELS);
                     all
                 }
             }
