@@ -245,6 +245,11 @@ expect 0 '"name":"proxy accept"' kcoro chanmon "unix:$tmp/proxy.sock" --once
 # and the proxy's own counters, with the connection the request above came through
 expect 0 '"name":"kcoro_proxy_connections_total",[^}]*"labels":\[\["listener","web"\]\],"value":[1-9]' \
   kcoro chanmon "unix:$tmp/proxy.sock" --once
+doc "kcoro chanmon unix:/tmp/proxy.sock --check 'kcoro_proxy_backend_up{pool=\"app\"} == 0 for 5s'"
+expect 0 '' kcoro chanmon "unix:$tmp/proxy.sock" --check 'kcoro_proxy_backend_up{pool="app"} == 0 for 5s' \
+  --samples 3 --interval 0.1
+expect 1 'check crossed: .*kcoro_proxy_connections_total\{listener="web"\}: [1-9]' \
+  kcoro chanmon "unix:$tmp/proxy.sock" --check 'kcoro_proxy_connections_total{listener="web"} >= 1' --interval 0.1
 kill -TERM "$proxy_pid"
 wait "$proxy_pid"
 proxy_rc=$?

@@ -129,6 +129,14 @@ fn check_exit_codes() {
         "0.05",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The program's own metrics: the demo counts what its sink finished.
+    let out =
+        kcoro(&["chanmon", "--demo", "--check", r#"demo_items_total{stage="sink"}>0"#, "--interval", "0.1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(r#"(demo_items_total{stage="sink"}: "#), "{}", text(&out.stderr));
+    let out = kcoro(&["chanmon", "--demo", "--check", "demo_items_totl{}>0", "--interval", "0.1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("unknown metric demo_items_totl"), "{}", text(&out.stderr));
     let out = kcoro(&["chanmon", "--demo", "--check", "fill>>2"]);
     assert_eq!(out.status.code(), Some(2));
     let out = kcoro(&["chanmon", "--demo", "--check", "nosuchmetric>1"]);

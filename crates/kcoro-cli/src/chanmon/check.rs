@@ -2,12 +2,19 @@
 //!
 //! ```text
 //!   EXPR   := [CHANNEL ':'] METRIC OP NUMBER [ 'for' DURATION ]
+//!           | NAME '{' [ LABEL '=' VALUE { ',' LABEL '=' VALUE } ] '}' OP NUMBER
+//!             [ 'for' DURATION ]
 //!           | 'deadlock' [ 'for' DURATION ]
 //!           | [CHANNEL ':'] 'stuck' [ 'for' DURATION ]
 //!   METRIC := fill | len | parked | parked_senders | parked_receivers | sends_per_sec
 //!           | recvs_per_sec | bytes_per_sec | failures_per_sec | failures | overflow_drops
 //!   OP     := > | >= | < | <= | == | !=
 //! ```
+//!
+//! `NAME{..}` (braces even without labels) is one of the program's own metrics, the
+//! metrics view's, such as `kcoro_proxy_backend_up{pool="app"} == 0`: the check applies
+//! to every sample of that name whose labels include the given ones (a `VALUE` quoted or
+//! not), and a program without such a sample is refused at the first sample, as a typo.
 //!
 //! Without `CHANNEL:` the check applies to every channel; with it, to the channels of that
 //! name. A check *crosses* when its condition has held on one channel for every sample of
@@ -82,6 +89,8 @@ impl Op {
 enum Condition {
     /// A channel's metric against a number.
     Metric { metric: Metric, op: Op, value: f64 },
+    /// The program's own metric ([`Check::program`] selects its samples) against a number.
+    Program { op: Op, value: f64 },
     /// The source reports the same deadlock.
     Deadlock,
     /// The stuck lint flags a coroutine.
@@ -96,7 +105,10 @@ pub struct Check {
     condition: Condition,
     /// `for DURATION`, if given.
     hold: Option<Duration>,
-    /// Channel id → clock (ns) of the first sample of the current run where it held.
+    /// For [`Condition::Program`]: which samples it looks at.
+    program: Option<Selector>,
+    /// Channel id (or the program metric sample's position) → clock (ns) of the first
+    /// sample of the current run where it held.
     since: Vec<(u64, u64)>,
 }
 
@@ -116,6 +128,7 @@ impl std::str::FromStr for Check {
             channel: channel.map(str::to_string),
             condition,
             hold,
+            program: None,
             since: Vec::new(),
         };
         let ops =
@@ -125,6 +138,13 @@ impl std::str::FromStr for Check {
             .filter_map(|(t, o)| cond.find(t).map(|i| (i, *t, *o)))
             .min_by_key(|(i, t, _)| (*i, std::cmp::Reverse(t.len())));
         let lhs = found.map_or(cond, |(at, _, _)| cond[..at].trim());
+        if let Some(selector) = program_selector(lhs) {
+            let (at, op_text, op) = found.ok_or_else(|| bad("no comparison (>, >=, <, <=, ==, !=)"))?;
+            let value = number(&cond[at + op_text.len()..])
+                .ok_or_else(|| bad("the right side must be a finite number"))?;
+            let selector = selector.map_err(|why| bad(&why))?;
+            return Ok(Check { program: Some(selector), ..check(None, Condition::Program { op, value }) });
+        }
         let (channel, metric_name) = match lhs.rsplit_once(':') {
             Some((c, m)) => (Some(c.trim()), m.trim()),
             None => (None, lhs),
@@ -139,11 +159,7 @@ impl std::str::FromStr for Check {
             _ => {}
         }
         let (at, op_text, op) = found.ok_or_else(|| bad("no comparison (>, >=, <, <=, ==, !=)"))?;
-        let value: f64 = cond[at + op_text.len()..]
-            .trim()
-            .parse()
-            .ok()
-            .filter(|v: &f64| v.is_finite())
+        let value = number(&cond[at + op_text.len()..])
             .ok_or_else(|| bad("the right side must be a finite number"))?;
         let metric = METRICS.iter().find(|(n, _)| *n == metric_name).map(|(_, m)| *m).ok_or_else(|| {
             bad(&format!(
@@ -153,6 +169,56 @@ impl std::str::FromStr for Check {
         })?;
         Ok(check(channel, Condition::Metric { metric, op, value }))
     }
+}
+
+/// A finite number.
+fn number(text: &str) -> Option<f64> {
+    text.trim().parse().ok().filter(|v: &f64| v.is_finite())
+}
+
+/// A program metric's name and the labels its samples must have.
+type Selector = (String, Vec<(String, String)>);
+
+/// The left side of a comparison as a program metric, when it is one (`name{k="v",..}`,
+/// or `name{}`). `Some(Err)` for a selector that is malformed.
+fn program_selector(lhs: &str) -> Option<Result<Selector, String>> {
+    let plain_name = |n: &str| {
+        !n.is_empty()
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+    };
+    let (name, rest) = lhs.split_once('{')?;
+    let name = name.trim();
+    let Some(body) = rest.trim_end().strip_suffix('}') else {
+        return Some(Err(format!("{lhs:?} has no closing }}")));
+    };
+    if !plain_name(name) {
+        return Some(Err(format!("{name:?} is not a metric name (letters, digits, _)")));
+    }
+    let mut labels = Vec::new();
+    for pair in body.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Some(Err(format!("label {pair:?} is not NAME=VALUE")));
+        };
+        let v = v.trim();
+        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+        labels.push((k.trim().to_string(), v.to_string()));
+    }
+    Some(Ok((name.to_string(), labels)))
+}
+
+/// Whether a program metric sample is one `selector` picks.
+fn selects(selector: &Selector, m: &super::sample::MetricSample) -> bool {
+    m.name == selector.0 && selector.1.iter().all(|l| m.labels.contains(l))
+}
+
+/// `name{k="v",..}` as a selector is written.
+fn describe(name: &str, labels: &[(String, String)]) -> String {
+    if labels.is_empty() {
+        return name.to_string();
+    }
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", pairs.join(","))
 }
 
 /// `5s`, `500ms`, `2m`, or a plain number of seconds.
@@ -200,6 +266,21 @@ impl Check {
                 self.text
             ));
         }
+        if let Some(selector) = &self.program {
+            if sample.metrics.iter().any(|m| selects(selector, m)) {
+                return None;
+            }
+            let mut have: Vec<&str> = sample.metrics.iter().map(|m| m.name.as_str()).collect();
+            have.dedup();
+            return Some(format!(
+                "--check {:?}: unknown metric {}: not a channel metric ({}), and the program reports \
+                 no such metric (it has: {})",
+                self.text,
+                describe(&selector.0, &selector.1),
+                METRICS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                if have.is_empty() { "none".to_string() } else { have.join(", ") }
+            ));
+        }
         let name = self.channel.as_deref()?;
         if sample.channels.iter().any(|c| c.name == name) {
             return None;
@@ -218,6 +299,7 @@ impl Check {
     pub fn evaluate(&mut self, state: &State) -> Option<String> {
         match self.condition {
             Condition::Metric { metric, op, value } => self.evaluate_metric(state, metric, op, value),
+            Condition::Program { op, value } => self.evaluate_program(state, op, value),
             Condition::Deadlock => {
                 let d = state.coros.deadlock()?;
                 let held = state.coros.deadlock_held()?;
@@ -250,6 +332,28 @@ impl Check {
                 (!stuck.is_empty()).then(|| format!("check crossed: {}\n{}", self.text, stuck.join("\n")))
             }
         }
+    }
+
+    fn evaluate_program(&mut self, state: &State, op: Op, value: f64) -> Option<String> {
+        let selector = self.program.as_ref()?;
+        let now = state.taken_ns;
+        let hold = self.hold.unwrap_or(Duration::ZERO);
+        let mut still = Vec::new();
+        let mut crossed = None;
+        // A sample's position among the program's: the program lists them in a stable order.
+        for (i, m) in state.metrics.rows("").into_iter().enumerate() {
+            let Some(v) = m.now.value.filter(|&v| selects(selector, &m.now) && op.holds(v, value)) else {
+                continue;
+            };
+            let since = self.since.iter().find(|(at, _)| *at == i as u64).map_or(now, |(_, s)| *s);
+            still.push((i as u64, since));
+            if crossed.is_none() && Duration::from_nanos(now.saturating_sub(since)) >= hold {
+                let at = describe(&m.now.name, &m.now.labels);
+                crossed = Some(format!("check crossed: {} ({at}: {v})", self.text));
+            }
+        }
+        self.since = still;
+        crossed
     }
 
     fn evaluate_metric(&mut self, state: &State, metric: Metric, op: Op, value: f64) -> Option<String> {
@@ -318,6 +422,61 @@ mod tests {
         });
     }
 
+    /// A program metric sample: name, labels, value.
+    type Given<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
+    /// A sample with the program's metrics.
+    fn program(secs: u64, metrics: &[Given<'_>]) -> Sample {
+        let metrics = metrics
+            .iter()
+            .map(|(name, labels, value)| {
+                let m = labels
+                    .iter()
+                    .fold(kcoro::monitor::Metric::gauge(name, "", *value), |m, (k, v)| m.label(k, v));
+                super::super::sample::MetricSample::from_metric(&m)
+            })
+            .collect();
+        Sample {
+            schema: SCHEMA,
+            taken_ns: secs * 1_000_000_000,
+            source: "t".into(),
+            channels: vec![],
+            sched: None,
+            coroutines: None,
+            metrics,
+        }
+    }
+
+    #[test]
+    fn a_program_metric_check_crosses_on_its_labelled_sample_once_it_held() {
+        let mut c: Check = r#"app_up{pool="a"}==0 for 2s"#.parse().unwrap();
+        let up = |a: f64, b: f64| {
+            [("app_up", &[("pool", "a"), ("backend", "x")][..], a), ("app_up", &[("pool", "b")][..], b)]
+        };
+        let mut state = State::new();
+        let first = program(1, &up(1.0, 0.0));
+        assert_eq!(c.cannot_judge(&first), None);
+        state.update(first);
+        assert_eq!(c.evaluate(&state), None, "pool b is down, not a");
+        state.update(program(2, &up(0.0, 0.0)));
+        assert_eq!(c.evaluate(&state), None, "down for 0 s");
+        state.update(program(3, &up(0.0, 0.0)));
+        assert_eq!(c.evaluate(&state), None, "1 s");
+        state.update(program(4, &up(0.0, 0.0)));
+        let msg = c.evaluate(&state).unwrap_or_default();
+        assert!(msg.contains(r#"app_up{pool="a",backend="x"}: 0"#), "{msg}");
+        state.update(program(5, &up(1.0, 0.0)));
+        assert_eq!(c.evaluate(&state), None, "back up");
+        state.update(program(6, &up(0.0, 0.0)));
+        assert_eq!(c.evaluate(&state), None, "down again: the hold starts again");
+
+        let typo: Check = "app_upp{}>0".parse().unwrap();
+        let why = typo.cannot_judge(&program(1, &up(1.0, 1.0))).unwrap_or_default();
+        assert!(why.contains("unknown metric app_upp") && why.contains("it has: app_up"), "{why}");
+        let other_pool: Check = r#"app_up{pool="c"}>0"#.parse().unwrap();
+        assert!(other_pool.cannot_judge(&program(1, &up(1.0, 1.0))).is_some());
+    }
+
     #[test]
     fn parses_and_refuses() {
         let c: Check = "ingress:fill>0.9 for 5s".parse().unwrap();
@@ -340,6 +499,19 @@ mod tests {
             (c.channel.as_deref(), c.condition, c.hold),
             (Some("jobs"), Condition::Stuck, Some(Duration::from_millis(500)))
         );
+        let c: Check =
+            r#"kcoro_proxy_backend_up{pool="app", backend=127.0.0.1:8081} == 0 for 2s"#.parse().unwrap();
+        assert_eq!(
+            (c.condition, c.hold),
+            (Condition::Program { op: Op::Eq, value: 0.0 }, Some(Duration::from_secs(2)))
+        );
+        let labels = vec![("pool".into(), "app".into()), ("backend".into(), "127.0.0.1:8081".into())];
+        assert_eq!(c.program, Some(("kcoro_proxy_backend_up".to_string(), labels)));
+        let c: Check = "demo_items_total{}>0".parse().unwrap();
+        assert_eq!(c.program, Some(("demo_items_total".to_string(), vec![])));
+        for bad in ["app_up{", "app_up{pool}>0", "app up{}>0", "9lives{}>0", "app_up{}", "app_up{}>x"] {
+            assert!(bad.parse::<Check>().is_err(), "{bad} must be refused");
+        }
         for bad in [
             "fill",
             "fill>x",
