@@ -438,6 +438,19 @@ impl Sample {
 mod tests {
     use super::*;
 
+    /// A sample of nothing, at 1 ns, from `t`.
+    fn empty() -> Sample {
+        Sample {
+            schema: SCHEMA,
+            taken_ns: 1,
+            source: "t".into(),
+            channels: vec![],
+            sched: None,
+            coroutines: None,
+            metrics: vec![],
+        }
+    }
+
     #[test]
     fn a_recording_from_before_the_coroutines_still_replays() {
         let old = r#"{"schema":1,"taken_ns":5,"source":"demo","channels":[],"sched":null}"#;
@@ -453,15 +466,7 @@ mod tests {
                 .label("listener", "web"),
             Metric::gauge("app_nan", "", f64::NAN),
         ];
-        let s = Sample {
-            schema: SCHEMA,
-            taken_ns: 1,
-            source: "t".into(),
-            channels: vec![],
-            sched: None,
-            coroutines: None,
-            metrics: metrics.iter().map(MetricSample::from_metric).collect(),
-        };
+        let s = Sample { metrics: metrics.iter().map(MetricSample::from_metric).collect(), ..empty() };
         assert_eq!(s.metrics[1].value, None, "NaN has no JSON form");
         assert_eq!(Sample::from_line(&s.to_line()), Ok(s.clone()));
         let text = s.to_prometheus();
@@ -495,15 +500,7 @@ mod tests {
         assert_eq!(coros.list[0].parked_for_ns, Some(1_500_000_000));
         assert_eq!(coros.list[0].wait_channel, Some(WaitChannel { id: 11, send: false }));
         assert_eq!(coros.deadlock_key(), Some(vec![(3, 4)]));
-        let s = Sample {
-            schema: SCHEMA,
-            taken_ns: 1,
-            source: "t".into(),
-            channels: vec![],
-            sched: None,
-            coroutines: Some(coros),
-            metrics: vec![],
-        };
+        let s = Sample { coroutines: Some(coros), ..empty() };
         assert_eq!(Sample::from_line(&s.to_line()), Ok(s.clone()));
         let text = s.to_prometheus();
         assert!(text.contains("kcoro_coroutines{state=\"parked\"} 2\n"), "{text}");
