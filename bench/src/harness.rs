@@ -228,6 +228,9 @@ pub struct Measurement {
     /// Latency, server CPU and worker balance, for [`Kind::Net`] cases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<NetStats>,
+    /// The spread of single operations' times, for cases that time each one (round trips).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
 }
 
 impl Measurement {
@@ -238,7 +241,44 @@ impl Measurement {
             bytes_per_op: None,
             allocs_per_op: None,
             net: None,
+            latency: None,
         }
+    }
+
+    /// [`per_op`](Self::per_op), with the spread of the single operations' times.
+    pub fn per_op_with_latency(elapsed: Duration, n: u64, op_ns: &mut [u64]) -> Self {
+        Self { latency: Latency::of(op_ns), ..Self::per_op(elapsed, n) }
+    }
+}
+
+/// The median and 99th percentile of single operations' times in one run (nearest rank).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Median time of one operation.
+    pub p50_ns: f64,
+    /// 99th-percentile time of one operation.
+    pub p99_ns: f64,
+}
+
+impl Latency {
+    /// The percentiles of `op_ns` (sorted in place); `None` when it is empty.
+    pub fn of(op_ns: &mut [u64]) -> Option<Latency> {
+        if op_ns.is_empty() {
+            return None;
+        }
+        op_ns.sort_unstable();
+        let rank =
+            |p: f64| op_ns[((p * op_ns.len() as f64).ceil() as usize).clamp(1, op_ns.len()) - 1] as f64;
+        Some(Latency { p50_ns: rank(0.50), p99_ns: rank(0.99) })
+    }
+
+    /// The median of each percentile over `runs`; `None` unless every run has them.
+    fn median_of(runs: &[Measurement]) -> Option<Latency> {
+        let all: Vec<Latency> = runs.iter().map(|m| m.latency).collect::<Option<_>>()?;
+        (!all.is_empty()).then(|| Latency {
+            p50_ns: median(all.iter().map(|l| l.p50_ns)),
+            p99_ns: median(all.iter().map(|l| l.p99_ns)),
+        })
     }
 }
 
@@ -323,7 +363,7 @@ pub struct Options {
 }
 
 /// One line of the JSON report.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Row {
     suite: String,
     case: String,
@@ -345,6 +385,9 @@ pub struct Row {
     /// Medians of the runs' [`NetStats`], field by field.
     #[serde(skip_serializing_if = "Option::is_none")]
     net: Option<NetStats>,
+    /// Medians of the runs' percentiles of single operations, for cases that time each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency: Option<Latency>,
     /// The fastest and slowest cross-CPU round trip measured just before the runs
     /// ([`core_probe`](crate::core_probe)): how far apart the host kept the two CPUs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -495,6 +538,16 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                     fmt_gbps(bps / 1e9)
                 );
             }
+            let latency = Latency::median_of(&samples);
+            if let Some(l) = latency {
+                println!(
+                    "{:CASE_COL$} {:IMPL_COL$} (one op: p50 {}, p99 {})",
+                    "",
+                    "",
+                    fmt_duration(l.p50_ns),
+                    fmt_duration(l.p99_ns)
+                );
+            }
             let core_rtt_ns = (!probes.is_empty()).then(|| min_max(probes.iter().copied()));
             if let Some((lo, hi)) = core_rtt_ns
                 && max_ns / min_ns >= SPREAD_MARK
@@ -520,6 +573,7 @@ pub fn run_suite(suite: &Suite, opts: &Options) -> Result<(), String> {
                 allocs_per_op: allocs,
                 bytes_per_sec,
                 net,
+                latency,
                 core_rtt_ns,
             });
         }
@@ -993,12 +1047,19 @@ mod tests {
 
     #[test]
     fn measurement_json_shape() {
-        let m = Measurement { ns_per_op: 1.5, bytes_per_op: None, allocs_per_op: None, net: None };
+        let m =
+            Measurement { ns_per_op: 1.5, bytes_per_op: None, allocs_per_op: None, net: None, latency: None };
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"ns_per_op":1.5}"#);
         let back: Measurement = serde_json::from_str(r#"{"ns_per_op":2.0,"bytes_per_op":3.0}"#).unwrap();
         assert_eq!(back.bytes_per_op, Some(3.0));
         assert_eq!(back.allocs_per_op, None);
-        let m = Measurement { ns_per_op: 1.5, bytes_per_op: None, allocs_per_op: Some(2.0), net: None };
+        let m = Measurement {
+            ns_per_op: 1.5,
+            bytes_per_op: None,
+            allocs_per_op: Some(2.0),
+            net: None,
+            latency: None,
+        };
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"ns_per_op":1.5,"allocs_per_op":2.0}"#);
     }
 
@@ -1068,14 +1129,42 @@ mod tests {
             allocs_per_op: None,
             bytes_per_sec: Some(2e9),
             net: None,
+            latency: None,
             core_rtt_ns: None,
         };
         assert_eq!(
             serde_json::to_string(&row).unwrap(),
             r#"{"suite":"s","case":"c","impl":"kcoro","ns_per_op":500.0,"min_ns_per_op":490.0,"max_ns_per_op":520.0,"ops_per_sec":2000000.0,"runs":3,"bytes_per_sec":2000000000.0}"#
         );
+        let timed = Row { latency: Some(Latency { p50_ns: 4e3, p99_ns: 9e3 }), ..row.clone() };
+        assert!(
+            serde_json::to_string(&timed)
+                .unwrap()
+                .ends_with(r#""latency":{"p50_ns":4000.0,"p99_ns":9000.0}}"#)
+        );
         let probed = Row { core_rtt_ns: Some((64.0, 351.0)), ..row };
         assert!(serde_json::to_string(&probed).unwrap().ends_with(r#""core_rtt_ns":[64.0,351.0]}"#));
+    }
+
+    #[test]
+    fn latency_is_nearest_rank_and_its_median_needs_every_run() {
+        let mut ops: Vec<u64> = (1..=200).rev().collect();
+        let l = Latency::of(&mut ops).unwrap();
+        assert_eq!((l.p50_ns, l.p99_ns), (100.0, 198.0));
+        assert_eq!(Latency::of(&mut [7]), Some(Latency { p50_ns: 7.0, p99_ns: 7.0 }));
+        assert!(Latency::of(&mut []).is_none());
+        let run = |p50: f64| Measurement {
+            latency: Some(Latency { p50_ns: p50, p99_ns: p50 * 3.0 }),
+            ..Measurement::per_op(Duration::from_nanos(10), 1)
+        };
+        let l = Latency::median_of(&[run(4.0), run(1.0), run(2.0)]).unwrap();
+        assert_eq!((l.p50_ns, l.p99_ns), (2.0, 6.0));
+        let without = Measurement::per_op(Duration::from_nanos(10), 1);
+        assert!(Latency::median_of(&[run(4.0), without]).is_none());
+        assert!(Latency::median_of(&[]).is_none());
+        let json = serde_json::to_string(&run(4.0)).unwrap();
+        assert_eq!(json, r#"{"ns_per_op":10.0,"latency":{"p50_ns":4.0,"p99_ns":12.0}}"#);
+        assert_eq!(serde_json::from_str::<Measurement>(&json).unwrap().latency, run(4.0).latency);
     }
 
     #[test]

@@ -40,9 +40,9 @@ fn accept(server: IpcOneShotServer<Ends>, size: usize) -> Result<IpcChannelLink,
 }
 
 /// The client: a one-shot server the peer connects to, then the measurement.
-pub fn run(mode: Mode, size: usize, n: u64) -> Result<Measurement, String> {
+pub fn run(mode: Mode, size: usize, n: u64, peer_cpu: Option<usize>) -> Result<Measurement, String> {
     let (server, name) = IpcOneShotServer::<Ends>::new().map_err(|e| format!("one-shot server: {e}"))?;
-    let peer = PeerProcess::spawn(IPC_CHANNEL, mode, size, &name)?;
+    let peer = PeerProcess::spawn(IPC_CHANNEL, mode, size, &name, peer_cpu)?;
     let mut link = accept(server, size)?;
     let m = measure(&mut link, mode, size, n)?;
     drop(link);

@@ -54,9 +54,9 @@ impl Link for KcoroLink {
 }
 
 /// The client: starts the peer, waits until it serves, connects and measures.
-pub fn run(mode: Mode, size: usize, n: u64) -> Result<Measurement, String> {
+pub fn run(mode: Mode, size: usize, n: u64, peer_cpu: Option<usize>) -> Result<Measurement, String> {
     let path = socket_path(KCORO);
-    let mut peer = PeerProcess::spawn(KCORO, mode, size, &path.display().to_string())?;
+    let mut peer = PeerProcess::spawn(KCORO, mode, size, &path.display().to_string(), peer_cpu)?;
     peer.ready()?;
     let addr = format!("unix:{}", path.display());
     let m = kcoro_rt::drive(move || {

@@ -5,6 +5,12 @@
 //! |---------------|----------------------------------------------------------------|---------------|
 //! | `rtt_{64,4k,1m}`    | request/response: send one message, wait for its echo    | a round trip  |
 //! | `stream_{64,4k,1m}` | one-way: send `n` messages, then an end marker; the peer counts them and answers the count | one message |
+//! | `rtt_{64,4k}_pinned` | as `rtt_*`, the client process on one CPU and the peer on another | a round trip |
+//!
+//! Round-trip rows also report the median and 99th percentile of single round trips. The
+//! pinned rows tell the cost of the link from the scheduler's placement: unpinned, on a
+//! two-CPU machine the two processes' threads share both CPUs and a woken thread may wait
+//! for one; pinned, each side has a CPU of its own (and every thread of a side shares it).
 //!
 //! Every run is two processes: the harness's child (the client, which times) and a peer
 //! it spawns from this same binary (`kcoro-bench __ipc_peer <impl> <mode> <size> <addr>`,
@@ -34,6 +40,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use crate::harness::{KCORO, Measurement, Suite, payload};
+use crate::net_suite::sys;
 use crate::runtime_suite::warmup;
 
 /// The floor: a Unix socket written plainly.
@@ -53,6 +60,8 @@ pub static SUITE: Suite = Suite {
         "kcoro: kcoro-ipc defaults (buffered channels of bytes::Bytes served by the peer; credited",
         "  sends; shared memory from 64 KiB); raw: std UnixStream, one write_all per message,",
         "  peer reads through a 64 KiB BufReader; ipc-channel: IpcBytesSender/Receiver each way",
+        "rtt_* rows add the p50 and p99 of single round trips; *_pinned: the client process on",
+        "  one CPU, the peer process on another (every thread of each side on its CPU)",
     ],
     cases: &[
         payload("rtt_64", 20_000, 2_000, 64),
@@ -61,6 +70,8 @@ pub static SUITE: Suite = Suite {
         payload("stream_64", 1_000_000, 100_000, 64),
         payload("stream_4k", 200_000, 20_000, 4 << 10),
         payload("stream_1m", 2_000, 200, 1 << 20),
+        payload("rtt_64_pinned", 20_000, 2_000, 64),
+        payload("rtt_4k_pinned", 20_000, 2_000, 4 << 10),
     ],
     impls: &[KCORO, RAW, IPC_CHANNEL],
     skips: &[],
@@ -95,8 +106,12 @@ impl Mode {
     }
 }
 
-/// The mode and payload size of a case.
-fn shape(case: &str) -> Option<(Mode, usize)> {
+/// The mode and payload size of a case, and whether its two processes are pinned.
+fn shape(case: &str) -> Option<(Mode, usize, bool)> {
+    let (case, pinned) = match case.strip_suffix("_pinned") {
+        Some(unpinned) => (unpinned, true),
+        None => (case, false),
+    };
     let (mode, size) = case.split_once('_')?;
     let size = match size {
         "64" => 64,
@@ -104,7 +119,7 @@ fn shape(case: &str) -> Option<(Mode, usize)> {
         "1m" => 1 << 20,
         _ => return None,
     };
-    Some((Mode::parse(mode).ok()?, size))
+    Some((Mode::parse(mode).ok()?, size, pinned))
 }
 
 /// The client end of a link to a peer, as each implementation provides it.
@@ -129,35 +144,57 @@ pub fn make_payload(size: usize) -> Vec<u8> {
 
 /// Runs one case of one implementation (the child side of the harness).
 fn child(case: &str, imp: &str, n: u64) -> Result<Measurement, String> {
-    let (mode, size) = shape(case).ok_or_else(|| format!("ipc: no case {case:?}"))?;
+    let (mode, size, pinned) = shape(case).ok_or_else(|| format!("ipc: no case {case:?}"))?;
+    let peer_cpu = if pinned { Some(pin_client()?) } else { None };
     match imp {
-        KCORO => kcoro_link::run(mode, size, n),
-        RAW => raw_link::run(mode, size, n),
-        IPC_CHANNEL => ipc_channel_link::run(mode, size, n),
+        KCORO => kcoro_link::run(mode, size, n, peer_cpu),
+        RAW => raw_link::run(mode, size, n, peer_cpu),
+        IPC_CHANNEL => ipc_channel_link::run(mode, size, n, peer_cpu),
         _ => Err(format!("ipc: no Rust impl {imp:?}")),
+    }
+}
+
+/// Pins this thread, and so every thread the client starts after it, to the first CPU it
+/// may use; returns the next one, for the peer.
+fn pin_client() -> Result<usize, String> {
+    match sys::allowed_cpus().map_err(|e| format!("sched_getaffinity: {e}"))?[..] {
+        [client, peer, ..] => {
+            sys::pin_current_thread(client).map_err(|e| format!("sched_setaffinity: {e}"))?;
+            Ok(peer)
+        }
+        _ => Err("the pinned cases put client and peer on two CPUs; this process may use one".into()),
     }
 }
 
 /// Warm-up, then the timed run of `mode` over `link`.
 pub fn measure(link: &mut dyn Link, mode: Mode, size: usize, n: u64) -> Result<Measurement, String> {
-    let once = |link: &mut dyn Link, n: u64| match mode {
-        Mode::Rtt => round_trips(link, size, n),
+    // The warm-up's round-trip times go to a vector of their own, dropped.
+    let once = |link: &mut dyn Link, n: u64, op_ns: &mut Vec<u64>| match mode {
+        Mode::Rtt => round_trips(link, size, n, op_ns),
         Mode::Stream => stream(link, n),
     };
-    once(link, warmup(n))?;
+    once(link, warmup(n), &mut Vec::new())?;
+    let mut op_ns = Vec::new();
     let start = Instant::now();
-    once(link, n)?;
-    Ok(Measurement::per_op(start.elapsed(), n))
+    once(link, n, &mut op_ns)?;
+    let elapsed = start.elapsed();
+    Ok(Measurement::per_op_with_latency(elapsed, n, &mut op_ns))
 }
 
-/// `n` round trips, each echo checked (length and its first and last bytes).
-fn round_trips(link: &mut dyn Link, size: usize, n: u64) -> Result<(), String> {
+/// `n` round trips, each echo checked (length and its first and last bytes), each one's
+/// time in nanoseconds appended to `op_ns`.
+fn round_trips(link: &mut dyn Link, size: usize, n: u64, op_ns: &mut Vec<u64>) -> Result<(), String> {
+    op_ns.reserve(n as usize);
+    let mut last = Instant::now();
     for i in 0..n {
         link.send()?;
         let got = link.recv()?;
         if got.len() != size || got.first() != Some(&pattern(0)) || got.last() != Some(&pattern(size - 1)) {
             return Err(format!("round trip {i}: echo of {} bytes does not match what was sent", got.len()));
         }
+        let now = Instant::now();
+        op_ns.push(now.duration_since(last).as_nanos() as u64);
+        last = now;
     }
     Ok(())
 }
@@ -238,16 +275,25 @@ pub struct PeerProcess {
 }
 
 impl PeerProcess {
-    /// Starts the peer of `imp` for `mode` and `size`, told to use `addr`.
-    pub fn spawn(imp: &str, mode: Mode, size: usize, addr: &str) -> Result<PeerProcess, String> {
+    /// Starts the peer of `imp` for `mode` and `size`, told to use `addr`, on `cpu` alone
+    /// if given.
+    pub fn spawn(
+        imp: &str,
+        mode: Mode,
+        size: usize,
+        addr: &str,
+        cpu: Option<usize>,
+    ) -> Result<PeerProcess, String> {
         let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
-        let child = Command::new(exe)
-            .args(["__ipc_peer", imp, mode.name(), &size.to_string(), addr])
+        let mut cmd = Command::new(exe);
+        cmd.args(["__ipc_peer", imp, mode.name(), &size.to_string(), addr])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start the peer: {e}"))?;
+            .stderr(Stdio::inherit());
+        if let Some(cpu) = cpu {
+            sys::pin_command(&mut cmd, cpu).map_err(|e| format!("cannot pin the peer to CPU {cpu}: {e}"))?;
+        }
+        let child = cmd.spawn().map_err(|e| format!("cannot start the peer: {e}"))?;
         Ok(PeerProcess { child: Some(child) })
     }
 
@@ -292,13 +338,16 @@ mod tests {
     #[test]
     fn cases_have_shapes() {
         for case in SUITE.cases {
-            let (_, size) = shape(case.name).unwrap_or_else(|| panic!("{} has no shape", case.name));
+            let (_, size, _) = shape(case.name).unwrap_or_else(|| panic!("{} has no shape", case.name));
             match case.kind {
                 crate::harness::Kind::Payload { bytes } => assert_eq!(bytes, size as u64, "{}", case.name),
                 k => panic!("{}: kind {k:?}", case.name),
             }
         }
+        assert_eq!(shape("rtt_64_pinned"), Some((Mode::Rtt, 64, true)));
+        assert_eq!(shape("stream_4k"), Some((Mode::Stream, 4 << 10, false)));
         assert!(shape("rtt_2k").is_none());
+        assert!(shape("rtt_64_pinned_pinned").is_none());
         assert!(shape("echo_64").is_none());
     }
 

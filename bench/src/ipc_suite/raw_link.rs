@@ -55,11 +55,11 @@ fn read_len(r: &mut impl Read) -> Result<Option<usize>, String> {
 }
 
 /// The client: listens, starts the peer, which connects, and measures.
-pub fn run(mode: Mode, size: usize, n: u64) -> Result<Measurement, String> {
+pub fn run(mode: Mode, size: usize, n: u64, peer_cpu: Option<usize>) -> Result<Measurement, String> {
     let path = socket_path(RAW);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).map_err(|e| format!("bind {}: {e}", path.display()))?;
-    let peer = PeerProcess::spawn(RAW, mode, size, &path.display().to_string())?;
+    let peer = PeerProcess::spawn(RAW, mode, size, &path.display().to_string(), peer_cpu)?;
     let accepted = listener.accept();
     let _ = std::fs::remove_file(&path);
     let (sock, _) = accepted.map_err(|e| format!("accept: {e}"))?;

@@ -338,6 +338,7 @@ pub fn run(
             max_worker_share: None,
             load: result.load,
         }),
+        latency: None,
     })
 }
 

@@ -346,6 +346,7 @@ fn child(case: &str, imp: &str, secs: u64) -> Result<Measurement, String> {
             max_worker_share: report.max_share(setup.workers),
             load: result.load,
         }),
+        latency: None,
     })
 }
 
