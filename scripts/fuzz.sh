@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 
 # CRATE_DIR TARGET, one line each.
-targets=("crates/kcoro-ipc frames" "crates/kcoro-ipc two_connections" "adapters/nats values")
+targets=("crates/kcoro-ipc frames" "crates/kcoro-ipc two_connections" "crates/kcoro-ipc rings" "adapters/nats values")
 
 if [ "${1:-}" = "--list" ]; then
   for t in "${targets[@]}"; do echo "${t#* }"; done

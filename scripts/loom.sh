@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Model-checks kcoro's lock-free state machines (park state, Signal, run queue, task
-# registry, channel claim protocol, the region allocator's free list and holders word) and
-# the adapter session's credit cell with loom.
-# One cargo invocation for both crates: their test builds overlap instead of queueing.
+# registry, channel claim protocol, the region allocator's free list and holders word), the
+# adapter session's credit cell and kcoro-ipc's shared-memory rings (their wake-ups) with
+# loom. One cargo invocation for the three crates: their test builds overlap instead of
+# queueing.
 # Built without optimisation by default: what loom explores does not depend on it, and the
 # build is most of the cost (measured: 97 CPU-s at opt-level 3, 61 at 0, the models
 # themselves 11 s against 28 s). Set CARGO_PROFILE_RELEASE_OPT_LEVEL=3 for deeper runs
@@ -12,4 +13,4 @@ cd "$(dirname "$0")/.."
 RUSTFLAGS="--cfg loom ${RUSTFLAGS:-}" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \
   CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/loom}" \
   CARGO_PROFILE_RELEASE_OPT_LEVEL="${CARGO_PROFILE_RELEASE_OPT_LEVEL:-0}" \
-  cargo test -p kcoro -p kcoro-adapter --lib --release loom_ "$@"
+  cargo test -p kcoro -p kcoro-adapter -p kcoro-ipc --lib --release loom_ "$@"

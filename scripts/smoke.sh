@@ -192,6 +192,10 @@ expect 0 '^jobs +buffered +1024 +4 ' kcoro ipc ls "unix:$sock"
 doc 'kcoro ipc recv unix:/tmp/kcoro.sock jobs --count 4'
 expect 0 '^3$' kcoro ipc recv "unix:$sock" jobs --count 4
 expect 1 'then operation timed out' kcoro ipc recv "unix:$sock" jobs --count 1 --timeout 0.2
+doc 'kcoro ipc send shm:/tmp/kcoro.sock events --data ring'
+expect 0 'sent 1 to events' kcoro ipc send "shm:$sock" events --data ring
+doc 'kcoro ipc recv shm:/tmp/kcoro.sock events --count 1'
+expect 0 '^ring$' kcoro ipc recv "shm:$sock" events --count 1
 expect 1 'No such file|cannot|refused' kcoro ipc ls "unix:$tmp/nobody.sock"
 # Honest exits: a send that cannot be delivered says which were not; a receive whose
 # server dies fails; SIGTERM to a server removes its socket file.

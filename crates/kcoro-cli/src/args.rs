@@ -410,7 +410,7 @@ pub struct ChannelSpec {
 /// An address, plus the secret if the server wants one.
 #[derive(Debug, Clone, Args)]
 pub struct IpcAddrArgs {
-    /// The server: unix:PATH or tcp:HOST:PORT
+    /// The server: unix:PATH, shm:PATH (the same socket, then shared-memory rings) or tcp:HOST:PORT
     pub addr: String,
     /// Read the shared secret from FILE
     #[arg(long, value_name = "FILE")]
@@ -528,7 +528,7 @@ impl ChanmonArgs {
     pub fn resolved(&self) -> Result<ChanmonArgs, String> {
         let mut a = self.clone();
         if let Some(Some(file)) = &a.json
-            && (file.starts_with("unix:") || file.starts_with("tcp:"))
+            && ["unix:", "shm:", "tcp:"].iter().any(|scheme| file.starts_with(scheme))
         {
             if a.addr.is_some() || a.demo || a.replay.is_some() {
                 return Err(format!(

@@ -43,6 +43,10 @@ pub mod element;
 pub mod metrics;
 pub mod monitor;
 pub mod proto;
+mod ring;
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub use ring::fuzz_rings;
 #[cfg(feature = "server")]
 mod server;
 mod shm;
@@ -50,7 +54,7 @@ pub mod stats;
 mod wire;
 
 pub use addr::Addr;
-pub use client::{ConnectOptions, Connection, RemoteReceiver, RemoteSender, ServerInfo, connect};
+pub use client::{ConnectOptions, Connection, RemoteReceiver, RemoteSender, ServerInfo, Transport, connect};
 pub use coros::{CoroutineInfo, CoroutineReport};
 pub use element::{DecodeError, Element, Postcard, SharedView};
 #[cfg(feature = "server")]
@@ -63,8 +67,8 @@ use kcoro::chan::ChanError;
 /// with the local channels' [`ChanError`] and [`SendError`](kcoro::chan::SendError)).
 #[derive(Debug, thiserror::Error)]
 pub enum IpcError {
-    /// Not `unix:PATH` or `tcp:HOST:PORT`.
-    #[error("bad address {0:?} (expected unix:PATH or tcp:HOST:PORT)")]
+    /// Not `unix:PATH`, `shm:PATH` or `tcp:HOST:PORT`.
+    #[error("bad address {0:?} (expected unix:PATH, shm:PATH or tcp:HOST:PORT)")]
     BadAddr(String),
     /// A socket call failed.
     #[error("{0}")]

@@ -1,57 +1,131 @@
-//! The transport: one stream socket (Unix or TCP) shared by a reader and a writer
-//! coroutine, a frame reader over it, and an outbox that batches frames into one write.
+//! The transport: one stream socket (Unix or TCP), or on one host the shared-memory rings
+//! the handshake may move a Unix connection to (`ring`), shared by a reader and a writer
+//! coroutine; a frame reader over it, and an outbox that batches frames into one write.
 //!
 //! # The outbox
 //! Producers (requests, replies) append whole frames to one buffer under a mutex, and ring
 //! a conflated doorbell only when the buffer was empty. The writer swaps the buffer for its
 //! spare and writes everything in one call per swap, so frames queued while a write is in
-//! progress go out together in the next: batching without reordering. A descriptor to pass
-//! (`SCM_RIGHTS`) is queued with the offset of the frame it belongs to and sent with that
-//! frame's first byte. A caller about to wait for an answer may write what is queued itself
+//! progress go out together in the next: batching without reordering. Descriptors to pass
+//! (`SCM_RIGHTS`) are queued with the offset of the frame they belong to and sent with that
+//! frame's first byte; the move of writes to the rings is queued the same way, at the end
+//! of the handshake reply that announces it. A caller about to wait for an answer may write what is queued itself
 //! (`flush_now`) when nobody is writing, instead of waiting for the writer to be scheduled:
 //! one hand-off fewer on a round trip.
 //!
 //! # Invariants
-//! - `OutBuf::fds` offsets are ascending and inside `OutBuf::bytes`.
+//! - `OutBuf::marks` offsets are ascending and inside `OutBuf::bytes` (or at its end).
 //! - `closed` ⇒ nothing more is accepted; the writer exits once the buffer is written.
 //! - At most one party writes to the socket at a time: the one that set `writing`. Whoever
 //!   clears it with frames still queued makes sure the writer is rung.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use kcoro::chan::{self, Receiver, Sender};
 use kcoro::net::{TcpStream, UnixStream};
 
 use crate::IpcError;
 use crate::proto::{FrameRef, HEADER_LEN, Limits, ProtoError, split_frame};
+use crate::ring::link::Link;
 
 /// A connected stream socket.
-pub(crate) enum Stream {
+pub(crate) enum Sock {
     Unix(UnixStream),
     Tcp(TcpStream),
 }
 
+/// A connection's transport: its socket, and on the same host possibly the shared-memory
+/// rings (`shm:`) the handshake moved it to. Reads and writes switch to the rings
+/// separately, each at the byte the handshake says (`ring::link`).
+pub(crate) struct Stream {
+    sock: Sock,
+    link: OnceLock<Link>,
+    reads_on_link: AtomicBool,
+    writes_on_link: AtomicBool,
+}
+
 impl Stream {
+    pub(crate) fn new(sock: Sock) -> Stream {
+        Stream {
+            sock,
+            link: OnceLock::new(),
+            reads_on_link: AtomicBool::new(false),
+            writes_on_link: AtomicBool::new(false),
+        }
+    }
+
     pub(crate) fn is_unix(&self) -> bool {
-        matches!(self, Stream::Unix(_))
+        matches!(self.sock, Sock::Unix(_))
+    }
+
+    /// Whether the connection runs over shared-memory rings.
+    pub(crate) fn on_rings(&self) -> bool {
+        self.reads_on_link.load(Acquire)
+    }
+
+    /// Installs the rings this connection may move to; false (and the rings dropped) if
+    /// it has some already or is not a Unix socket.
+    pub(crate) fn attach(&self, link: Link) -> bool {
+        self.is_unix() && self.link.set(link).is_ok()
+    }
+
+    /// The rings attached, if any.
+    pub(crate) fn link(&self) -> Option<&Link> {
+        self.link.get()
+    }
+
+    /// From now on, reads come from the rings: the socket carries only descriptors, taken
+    /// without waiting.
+    pub(crate) fn start_ring_reads(&self) {
+        if let (Some(_), Sock::Unix(s)) = (self.link.get(), &self.sock) {
+            let _ = s.set_read_timeout(Some(std::time::Duration::ZERO));
+            self.reads_on_link.store(true, Release);
+        }
+    }
+
+    /// From now on, writes go into the rings.
+    pub(crate) fn start_ring_writes(&self) {
+        if self.link.get().is_some() {
+            self.writes_on_link.store(true, Release);
+        }
     }
 
     /// Reads what is there into `buf`; descriptors that came with it go to `fds`.
     fn read(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.recv_with_fds(buf, fds),
-            Stream::Tcp(s) => (&*s).read(buf),
+        match (&self.sock, self.link.get()) {
+            (Sock::Unix(s), Some(link)) if self.reads_on_link.load(Acquire) => link.read(buf, fds, s),
+            (Sock::Unix(s), _) => s.recv_with_fds(buf, fds),
+            (Sock::Tcp(s), _) => (&*s).read(buf),
         }
     }
 
-    fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
+    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        self.write_all_with_fds(bytes, &[])
+    }
+
+    /// Writes `bytes` with `fds` attached to the first byte (Unix only).
+    fn write_all_with_fds(&self, mut bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        match (&self.sock, self.link.get()) {
+            (Sock::Unix(s), Some(link)) if self.writes_on_link.load(Acquire) => {
+                return link.write_all(bytes, fds, s);
+            }
+            (Sock::Unix(s), _) if !fds.is_empty() => {
+                let n = s.send_with_fds(bytes, fds)?;
+                bytes = &bytes[n..];
+            }
+            (Sock::Tcp(_), _) if !fds.is_empty() => {
+                return Err(io::Error::new(io::ErrorKind::Unsupported, "descriptors need a Unix socket"));
+            }
+            _ => {}
+        }
         while !bytes.is_empty() {
-            let n = match self {
-                Stream::Unix(s) => (&*s).write(bytes)?,
-                Stream::Tcp(s) => (&*s).write(bytes)?,
+            let n = match &self.sock {
+                Sock::Unix(s) => (&*s).write(bytes)?,
+                Sock::Tcp(s) => (&*s).write(bytes)?,
             };
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
@@ -61,21 +135,15 @@ impl Stream {
         Ok(())
     }
 
-    /// Writes `bytes` with `fd` attached to the first byte (Unix only).
-    fn write_all_with_fd(&self, bytes: &[u8], fd: &OwnedFd) -> io::Result<()> {
-        let Stream::Unix(s) = self else {
-            return Err(io::Error::new(io::ErrorKind::Unsupported, "descriptors need a Unix socket"));
-        };
-        let n = s.send_with_fds(bytes, &[fd.as_fd()])?;
-        self.write_all(&bytes[n..])
-    }
-
     /// Ends both directions: the peer's reader sees end of stream, ours wakes with it.
     pub(crate) fn shutdown(&self) {
-        let _ = match self {
-            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
-            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+        let _ = match &self.sock {
+            Sock::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Sock::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
         };
+        if let Some(link) = self.link.get() {
+            link.shutdown();
+        }
     }
 }
 
@@ -202,9 +270,18 @@ impl FrameReader {
     }
 }
 
+/// Something the writer does at a byte of the outbox, besides writing it.
+enum Mark {
+    /// Send these descriptors with the frame that starts here.
+    Fds(Vec<OwnedFd>),
+    /// From here on, write into the rings (the handshake reply that moves the connection
+    /// ends here).
+    RingWrites,
+}
+
 struct OutBuf {
     bytes: Vec<u8>,
-    fds: Vec<(usize, OwnedFd)>,
+    marks: Vec<(usize, Mark)>,
     closed: bool,
     /// Someone (the writer, or a caller of `flush_now`) is writing: nobody else may.
     writing: bool,
@@ -225,7 +302,7 @@ impl Outbox {
         let (bell, rings) = chan::conflated();
         let buf = OutBuf {
             bytes: Vec::with_capacity(64 << 10),
-            fds: Vec::new(),
+            marks: Vec::new(),
             closed: false,
             writing: false,
             spare: Vec::new(),
@@ -243,13 +320,31 @@ impl Outbox {
         &self,
         f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
-        self.push_with_fd(None, f)
+        self.push_marked(None, None, f)
     }
 
-    /// As [`push`](Self::push), with a descriptor sent alongside the frame.
-    pub(crate) fn push_with_fd(
+    /// As [`push`](Self::push), with descriptors sent alongside the frame.
+    pub(crate) fn push_with_fds(
         &self,
-        fd: Option<OwnedFd>,
+        fds: Vec<OwnedFd>,
+        f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
+    ) -> Result<(), IpcError> {
+        let mark = (!fds.is_empty()).then_some(Mark::Fds(fds));
+        self.push_marked(mark, None, f)
+    }
+
+    /// As [`push`](Self::push); the bytes after this frame go into the rings.
+    pub(crate) fn push_then_rings(
+        &self,
+        f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
+    ) -> Result<(), IpcError> {
+        self.push_marked(None, Some(Mark::RingWrites), f)
+    }
+
+    fn push_marked(
+        &self,
+        before: Option<Mark>,
+        after: Option<Mark>,
         f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
         let mut b = self.lock();
@@ -261,8 +356,12 @@ impl Outbox {
             b.bytes.truncate(at);
             return Err(e.into());
         }
-        if let Some(fd) = fd {
-            b.fds.push((at, fd));
+        if let Some(m) = before {
+            b.marks.push((at, m));
+        }
+        if let Some(m) = after {
+            let end = b.bytes.len();
+            b.marks.push((end, m));
         }
         drop(b);
         if at == 0 {
@@ -282,13 +381,13 @@ impl Outbox {
     /// fails (then the outbox is closed, and the error returned).
     pub(crate) fn run_writer(&self, stream: &Stream, rings: &Receiver<()>) -> Result<(), IpcError> {
         let mut spare = Vec::with_capacity(64 << 10);
-        let mut fds = Vec::new();
+        let mut marks = Vec::new();
         loop {
             let (closed, other) = {
                 let mut b = self.lock();
                 if !b.writing {
                     std::mem::swap(&mut b.bytes, &mut spare);
-                    std::mem::swap(&mut b.fds, &mut fds);
+                    std::mem::swap(&mut b.marks, &mut marks);
                     b.writing = !spare.is_empty();
                 }
                 (b.closed, b.writing && spare.is_empty())
@@ -304,16 +403,7 @@ impl Outbox {
                 }
                 continue;
             }
-            let mut pos = 0;
-            let result = (|| {
-                for (at, fd) in fds.drain(..) {
-                    stream.write_all(&spare[pos..at])?;
-                    let next = fds_next_or(&spare, at);
-                    stream.write_all_with_fd(&spare[at..next], &fd)?;
-                    pos = next;
-                }
-                stream.write_all(&spare[pos..])
-            })();
+            let result = write_marked(stream, &spare, &mut marks);
             spare.clear();
             self.lock().writing = false;
             if let Err(e) = result {
@@ -324,14 +414,14 @@ impl Outbox {
     }
 
     /// Writes what is queued now from the calling coroutine or thread, unless the writer
-    /// (or another caller) is writing or a descriptor is queued (then the writer does, as
+    /// (or another caller) is writing or something is marked (then the writer does, as
     /// usual). For a caller about to wait for an answer: its frame goes out without waiting
     /// for the writer coroutine to be scheduled. A failed write closes the outbox; the
     /// reader then sees the broken stream.
     pub(crate) fn flush_now(&self, stream: &Stream) {
         let mut out = {
             let mut b = self.lock();
-            if b.writing || b.closed || b.bytes.is_empty() || !b.fds.is_empty() {
+            if b.writing || b.closed || b.bytes.is_empty() || !b.marks.is_empty() {
                 return;
             }
             b.writing = true;
@@ -355,6 +445,26 @@ impl Outbox {
             let _ = self.bell.try_send(());
         }
     }
+}
+
+/// Writes `bytes`, doing each mark at its byte: descriptors with their frame's bytes, the
+/// move to the rings before the bytes after it.
+fn write_marked(stream: &Stream, bytes: &[u8], marks: &mut Vec<(usize, Mark)>) -> io::Result<()> {
+    let mut pos = 0;
+    for (at, mark) in marks.drain(..) {
+        stream.write_all(&bytes[pos..at])?;
+        pos = at;
+        match mark {
+            Mark::RingWrites => stream.start_ring_writes(),
+            Mark::Fds(fds) => {
+                let next = fds_next_or(bytes, at);
+                let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+                stream.write_all_with_fds(&bytes[at..next], &borrowed)?;
+                pos = next;
+            }
+        }
+    }
+    stream.write_all(&bytes[pos..])
 }
 
 /// End of the frame starting at `at` (its header gives the length).

@@ -36,9 +36,10 @@ use crate::coros::CoroutineReport;
 use crate::proto::{
     Attr, Cmd, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, Limits, VERSION_MAJOR, VERSION_MINOR,
 };
+use crate::ring::link::{DEFAULT_RING, DEFAULT_SPIN, Link, Offer};
 use crate::shm::{ShmConfig, ShmRx, ShmTx};
 use crate::stats::{ChannelStats, SchedStats};
-use crate::wire::{FrameReader, Outbox, Stream};
+use crate::wire::{FrameReader, Outbox, Sock, Stream};
 use crate::{Addr, Element, IpcError, auth, io_handle, on};
 
 /// How to connect.
@@ -50,6 +51,8 @@ pub struct ConnectOptions {
     no_shm: bool,
     connect_timeout: Option<Duration>,
     request_timeout: Option<Duration>,
+    ring_bytes: Option<u64>,
+    ring_spin: Option<Duration>,
 }
 
 impl ConnectOptions {
@@ -87,6 +90,22 @@ impl ConnectOptions {
         self
     }
 
+    /// For `shm:` addresses: each ring's size (a power of two from 4 KiB; 256 KiB by
+    /// default). A frame larger than the ring still goes, through it in pieces.
+    pub fn ring_bytes(mut self, bytes: u64) -> Self {
+        self.ring_bytes = Some(bytes);
+        self
+    }
+
+    /// For `shm:` addresses: how long the reader spins on an empty ring before it sleeps
+    /// (50 µs by default; zero sleeps at once). While messages come faster than this,
+    /// nobody sleeps and nothing is paid for a wake-up; the price is that much CPU per
+    /// pause in the traffic.
+    pub fn ring_spin(mut self, spin: Duration) -> Self {
+        self.ring_spin = Some(spin);
+        self
+    }
+
     /// Give up connecting after `t`.
     pub fn connect_timeout(mut self, t: Duration) -> Self {
         self.connect_timeout = Some(t);
@@ -103,6 +122,19 @@ impl ConnectOptions {
         self.request_timeout = Some(t);
         self
     }
+}
+
+/// What carries a connection's frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// A TCP socket.
+    Tcp,
+    /// A Unix socket.
+    Unix,
+    /// Shared-memory rings between two processes of one host, with a Unix socket beside
+    /// them for descriptors and as the fallback (`shm:` addresses).
+    Shm,
 }
 
 /// What the server says about itself (GET_INFO).
@@ -207,6 +239,8 @@ pub(crate) struct ConnInner {
     pub(crate) max_frame: u32,
     /// [`ConnectOptions::request_timeout`].
     request_timeout: Option<Duration>,
+    /// Why the server kept a `shm:` connection on its socket.
+    ring_refused: Mutex<Option<String>>,
     pub(crate) handle: kcoro::Handle,
 }
 
@@ -239,9 +273,14 @@ impl Connection {
         let handle = io_handle()?;
         let target = addr.clone();
         let timeout = opts.connect_timeout;
-        let stream = on(&handle, move || -> Result<Stream, IpcError> {
+        let ring = (opts.ring_bytes.unwrap_or(DEFAULT_RING), opts.ring_spin.unwrap_or(DEFAULT_SPIN));
+        let (stream, offer) = on(&handle, move || -> Result<(Stream, Option<Offer>), IpcError> {
             Ok(match target {
-                Addr::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+                Addr::Unix(path) => (Stream::new(Sock::Unix(UnixStream::connect(path)?)), None),
+                // The rings are made here, on the runtime their bells register with.
+                Addr::Shm(path) => {
+                    (Stream::new(Sock::Unix(UnixStream::connect(path)?)), Some(Link::offer(ring.0, ring.1)?))
+                }
                 Addr::Tcp(hp) => {
                     let s = match timeout {
                         None => TcpStream::connect(hp.as_str())?,
@@ -253,10 +292,17 @@ impl Connection {
                         }
                     };
                     let _ = s.set_nodelay(true);
-                    Stream::Tcp(s)
+                    (Stream::new(Sock::Tcp(s)), None)
                 }
             })
         })??;
+        let ring_fds = match offer {
+            Some(Offer { link, fds }) => {
+                stream.attach(link);
+                fds
+            }
+            None => Vec::new(),
+        };
         let unix = stream.is_unix();
         let stream = Arc::new(stream);
         let (outbox, rings) = Outbox::new(u32::MAX);
@@ -279,6 +325,7 @@ impl Connection {
             server_minor: std::sync::atomic::AtomicU32::new(0),
             max_frame: opts.limits.max_frame,
             request_timeout: opts.request_timeout,
+            ring_refused: Mutex::new(None),
             handle: handle.clone(),
         });
         let w = Arc::clone(&stream);
@@ -295,23 +342,38 @@ impl Connection {
         let limits = opts.limits;
         drop(handle.spawn(move || reader(weak, &stream, limits)));
         let conn = Connection { inner };
-        if let Err(e) = conn.handshake(&opts) {
+        if let Err(e) = conn.handshake(&opts, ring_fds) {
             conn.close();
             return Err(e);
         }
         Ok(conn)
     }
 
-    fn handshake(&self, opts: &ConnectOptions) -> Result<(), IpcError> {
+    /// HELLO (offering the rings whose descriptors `ring_fds` holds, if any), then AUTH if
+    /// the server asks.
+    fn handshake(&self, opts: &ConnectOptions, ring_fds: Vec<OwnedFd>) -> Result<(), IpcError> {
         let max = self.inner.max_frame;
-        let reply = self.request(Cmd::HELLO, None, |f| {
+        let ring_bytes = self.inner.stream.link().map(Link::cap);
+        let reply = self.request_inner(Cmd::HELLO, None, None, ring_fds, |f| {
             f.u32(Attr::ABI_MAJOR, VERSION_MAJOR)
                 .u32(Attr::ABI_MINOR, VERSION_MINOR)
                 .u32(Attr::MAX_FRAME, max);
             if opts.no_shm {
                 f.u32(Attr::NO_SHM, 1);
             }
+            if let Some(cap) = ring_bytes {
+                f.u64(Attr::RING_BYTES, cap);
+            }
         })?;
+        if ring_bytes.is_some() && !self.inner.stream.on_rings() {
+            // The server stays on the socket: the rings go, with a note of why.
+            let why = reply.frame().str(Attr::RING_REFUSED).ok().flatten().map(str::to_string);
+            *self.inner.ring_refused.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(why.unwrap_or_else(|| "the server does not take rings (protocol minor < 6)".into()));
+            if let Some(link) = self.inner.stream.link() {
+                link.shutdown();
+            }
+        }
         let theirs = reply.frame().u32(Attr::ABI_MAJOR)?.unwrap_or(0);
         if theirs != VERSION_MAJOR {
             return Err(IpcError::Version { ours: VERSION_MAJOR, theirs });
@@ -342,6 +404,22 @@ impl Connection {
     /// Where this connection goes.
     pub fn addr(&self) -> &Addr {
         &self.inner.addr
+    }
+
+    /// What carries this connection's frames: for a `shm:` address, shared-memory rings
+    /// once the server took them, else its Unix socket (see [`ring_refused`](Self::ring_refused)).
+    pub fn transport(&self) -> Transport {
+        match (&self.inner.addr, self.inner.stream.on_rings()) {
+            (_, true) => Transport::Shm,
+            (Addr::Tcp(_), _) => Transport::Tcp,
+            _ => Transport::Unix,
+        }
+    }
+
+    /// Why a `shm:` connection stayed on its Unix socket: the server's reason (its limits,
+    /// say), or that it is too old to take rings.
+    pub fn ring_refused(&self) -> Option<String> {
+        self.inner.ring_refused.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Whether the connection is closed (by either side, or by failure).
@@ -492,8 +570,21 @@ impl Connection {
         share: Option<(u64, OwnedFd)>,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<Reply, IpcError> {
+        self.request_inner(cmd, cancel, share, Vec::new(), build)
+    }
+
+    /// [`request_sharing`](Self::request_sharing), with `own` descriptors attached to the
+    /// request's own frame.
+    fn request_inner(
+        &self,
+        cmd: Cmd,
+        cancel: Option<&CancelToken>,
+        share: Option<(u64, OwnedFd)>,
+        own: Vec<OwnedFd>,
+        build: impl FnOnce(&mut FrameBuf<'_>),
+    ) -> Result<Reply, IpcError> {
         let (tx, rx) = chan::buffered(1);
-        let req = self.inner.send_request(cmd, Pending::Wait(tx), share, build)?;
+        let req = self.inner.send_frame(cmd, Pending::Wait(tx), share, own, build)?;
         // We are about to wait for the answer: write now rather than wait for the writer.
         self.inner.outbox.flush_now(&self.inner.stream);
         let deadline = self.inner.request_timeout.map(|t| Instant::now() + t);
@@ -530,6 +621,18 @@ impl ConnInner {
         share: Option<(u64, OwnedFd)>,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<u64, IpcError> {
+        self.send_frame(cmd, pending, share, Vec::new(), build)
+    }
+
+    /// [`send_request`](Self::send_request), with `own` descriptors attached to the frame.
+    fn send_frame(
+        &self,
+        cmd: Cmd,
+        pending: Pending,
+        share: Option<(u64, OwnedFd)>,
+        own: Vec<OwnedFd>,
+        build: impl FnOnce(&mut FrameBuf<'_>),
+    ) -> Result<u64, IpcError> {
         let req = self.next_req.fetch_add(1, Relaxed);
         {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -541,7 +644,7 @@ impl ConnInner {
         if let Some((export_id, fd)) = share {
             let sreq = self.next_req.fetch_add(1, Relaxed);
             self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(sreq, Pending::Ignore);
-            let r = self.outbox.push_with_fd(Some(fd), |out, max| {
+            let r = self.outbox.push_with_fds(vec![fd], |out, max| {
                 let mut f = FrameBuf::begin(out, Cmd::REGION_SHARE, 0);
                 f.u64(Attr::REQ_ID, sreq).u64(Attr::REGION_ID, export_id);
                 f.finish(max)
@@ -551,7 +654,7 @@ impl ConnInner {
                 return Err(e);
             }
         }
-        let r = self.outbox.push(|out, max| {
+        let r = self.outbox.push_with_fds(own, |out, max| {
             let mut f = FrameBuf::begin(out, cmd, 0);
             f.u64(Attr::REQ_ID, req);
             build(&mut f);
@@ -676,6 +779,16 @@ impl ConnInner {
             return;
         }
         let Ok(req) = f.req_id() else { return };
+        if f.cmd == Cmd::HELLO
+            && f.u64(Attr::RING_BYTES).ok().flatten().is_some()
+            && self.stream.link().is_some()
+        {
+            // The server took our rings: everything after this reply comes through them,
+            // and the reader's next read must look there. We write nothing until the
+            // handshake returns, so writes move now too.
+            self.stream.start_ring_reads();
+            self.stream.start_ring_writes();
+        }
         let entry = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
         match entry {
             Some(Pending::Wait(tx)) => {

@@ -28,7 +28,7 @@ pub use frame::{Attrs, FrameBuf, FrameRef, Header, decode_header, split_frame};
 /// Protocol version spoken here. A peer with another major version is refused in HELLO.
 pub const VERSION_MAJOR: u32 = 1;
 /// Minor version: additions a reader may ignore.
-pub const VERSION_MINOR: u32 = 5;
+pub const VERSION_MINOR: u32 = 6;
 
 /// Most channels one LIST reply reports (the first, by name; then the process's other
 /// named channels for a monitor).
@@ -201,6 +201,14 @@ impl Attr {
     pub const COROS: Attr = Attr(58);
     /// Nested: a program's own metric samples (GET_METRICS), see `metrics`.
     pub const METRICS: Attr = Attr(59);
+    /// `u64`: in a client's HELLO, with three descriptors (the memfd of two rings, and the
+    /// server's ends of their bells): move this connection to shared-memory rings of this
+    /// many bytes each; in the reply, echoed when the server did (everything after that
+    /// reply travels through the rings). Minor version 6; see `ring::link`.
+    pub const RING_BYTES: Attr = Attr(60);
+    /// `str`: in a HELLO reply without `RING_BYTES` to a client that offered rings: why
+    /// the server stays on the socket.
+    pub const RING_REFUSED: Attr = Attr(61);
 }
 
 /// `EVENT` values of NOTIFY.
@@ -236,6 +244,10 @@ pub struct Limits {
     /// Most channels clients may have made (`CHAN_MAKE`) and not destroyed, on the whole
     /// server (`max_channels` bounds each connection).
     pub max_server_channels: usize,
+    /// Largest shared-memory ring a client may move its connection to (`shm:` addresses),
+    /// per direction; 0 keeps every connection on its socket. The rings count against
+    /// `max_server_region_bytes` with the regions.
+    pub max_ring_bytes: u64,
 }
 
 impl Default for Limits {
@@ -252,6 +264,7 @@ impl Default for Limits {
             max_region_bytes: 1 << 30,
             max_server_region_bytes: 8 << 30,
             max_server_channels: 16 << 10,
+            max_ring_bytes: 16 << 20,
         }
     }
 }

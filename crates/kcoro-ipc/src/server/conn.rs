@@ -160,6 +160,9 @@ impl ConnState {
             let _ = w.join();
         }
         self.stream.shutdown();
+        if let Some(link) = self.stream.link() {
+            self.server.mapped.fetch_sub(link.mapped(), AcqRel);
+        }
         lock(&self.lent).clear();
         self.destroy_made();
     }
@@ -254,7 +257,7 @@ impl ConnState {
             return Ok(Flow::Close);
         }
         match cmd {
-            Cmd::HELLO => return self.hello(&f, req),
+            Cmd::HELLO => return self.hello(&f, req, fds),
             Cmd::AUTH => return self.auth(&f, req),
             Cmd::GET_INFO => {
                 let (name, max) = (self.server.name.clone(), self.server.limits.max_frame);
@@ -323,7 +326,7 @@ impl ConnState {
         Ok(Flow::Go)
     }
 
-    fn hello(&self, f: &FrameRef<'_>, req: u64) -> Result<Flow, ProtoError> {
+    fn hello(&self, f: &FrameRef<'_>, req: u64, fds: &mut VecDeque<OwnedFd>) -> Result<Flow, ProtoError> {
         let major = f.u32(Attr::ABI_MAJOR)?.unwrap_or(0);
         if major != VERSION_MAJOR {
             let msg =
@@ -349,17 +352,87 @@ impl ConnState {
             None => None,
         };
         *lock(&self.nonce) = nonce;
+        // The rings are taken (or refused) before anything else is read: the client writes
+        // nothing more until this reply, and everything after it comes through them.
+        let rings = f.u64(Attr::RING_BYTES)?.map(|cap| self.take_rings(cap, fds));
         self.greeted.store(true, Release);
         let max = self.server.limits.max_frame;
-        self.reply(Cmd::HELLO, req, 0, |r| {
+        let build = |r: &mut FrameBuf<'_>| {
             r.u32(Attr::ABI_MAJOR, VERSION_MAJOR)
                 .u32(Attr::ABI_MINOR, VERSION_MINOR)
                 .u32(Attr::MAX_FRAME, max);
             if let Some(n) = &nonce {
                 r.u32(Attr::AUTH_REQUIRED, 1).bytes(Attr::NONCE, n);
             }
-        });
+            match &rings {
+                Some(Ok(cap)) => {
+                    r.u64(Attr::RING_BYTES, *cap);
+                }
+                Some(Err(why)) => {
+                    r.str(Attr::RING_REFUSED, why);
+                }
+                None => {}
+            }
+        };
+        let peer_max = self.peer_max_frame.load(Relaxed);
+        let frame = |out: &mut Vec<u8>, _| {
+            let mut r = FrameBuf::begin(out, Cmd::HELLO, FLAG_REPLY);
+            r.u64(Attr::REQ_ID, req).i32(Attr::RESULT, 0);
+            build(&mut r);
+            r.finish(peer_max)
+        };
+        let _ = match rings {
+            Some(Ok(_)) => self.outbox.push_then_rings(frame),
+            _ => self.outbox.push(frame),
+        };
         Ok(Flow::Go)
+    }
+
+    /// HELLO's `RING_BYTES`: maps the client's rings (the frame's first three descriptors)
+    /// within the limits, and moves this connection's reads to them. `Err` says why not;
+    /// the connection then stays on its socket.
+    fn take_rings(&self, cap: u64, fds: &mut VecDeque<OwnedFd>) -> Result<u64, String> {
+        let limits = &self.server.limits;
+        if !self.stream.is_unix() {
+            return Err("shared-memory rings need a Unix socket".into());
+        }
+        if limits.max_ring_bytes == 0 {
+            return Err("this server keeps connections on their sockets (max_ring_bytes 0)".into());
+        }
+        if self.stream.link().is_some() {
+            return Err("this connection already runs over rings".into());
+        }
+        let (Some(mem), Some(bell0), Some(bell1)) = (fds.pop_front(), fds.pop_front(), fds.pop_front())
+        else {
+            return Err("RING_BYTES needs three descriptors: the rings' memfd and two bell sockets".into());
+        };
+        let len = crate::ring::mem::layout_len(cap.min(crate::ring::mem::MAX_RING));
+        let total = limits.max_server_region_bytes;
+        let before = self.server.mapped.fetch_add(len, AcqRel);
+        if before.saturating_add(len) as u64 > total {
+            self.server.mapped.fetch_sub(len, AcqRel);
+            return Err(format!("the server maps {before} bytes of shared memory, its limit is {total}"));
+        }
+        let link = crate::ring::link::Link::accept(
+            [mem, bell0, bell1],
+            cap,
+            limits.max_ring_bytes,
+            crate::ring::link::DEFAULT_SPIN,
+        );
+        match link.map(|l| self.stream.attach(l)) {
+            Ok(true) => {
+                self.stream.start_ring_reads();
+                Ok(cap)
+            }
+            Ok(false) => {
+                self.server.mapped.fetch_sub(len, AcqRel);
+                Err("this connection already runs over rings".into())
+            }
+            Err(e) => {
+                self.server.mapped.fetch_sub(len, AcqRel);
+                Err(format!("the rings were refused: {e}"))
+            }
+        }
     }
 
     fn auth(&self, f: &FrameRef<'_>, req: u64) -> Result<Flow, ProtoError> {
@@ -789,7 +862,7 @@ impl ConnState {
             v.encode_into(&mut lease[..len]);
             if let Some((export_id, fd)) = share {
                 let sreq = self.next_req.fetch_add(1, Relaxed);
-                let _ = self.outbox.push_with_fd(Some(fd), |out, max| {
+                let _ = self.outbox.push_with_fds(vec![fd], |out, max| {
                     let mut f = FrameBuf::begin(out, Cmd::REGION_SHARE, 0);
                     f.u64(Attr::REQ_ID, sreq).u64(Attr::REGION_ID, export_id);
                     f.finish(max)

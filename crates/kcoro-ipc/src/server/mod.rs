@@ -23,6 +23,7 @@ use kcoro::sync::CancelToken;
 
 use crate::proto::Limits;
 use crate::shm::ShmConfig;
+use crate::wire::{Sock, Stream};
 use crate::{Addr, Element, IpcError, io_handle, on};
 use conn::ConnState;
 use served::{Registry, Served, Typed};
@@ -153,7 +154,7 @@ impl Server {
         // Wake the accept loop: it sees `closed` and returns, dropping the listener.
         let addr = self.addr.to_string();
         let _ = std::thread::spawn(move || match Addr::parse(&addr) {
-            Ok(Addr::Unix(p)) => drop(std::os::unix::net::UnixStream::connect(p)),
+            Ok(Addr::Unix(p) | Addr::Shm(p)) => drop(std::os::unix::net::UnixStream::connect(p)),
             Ok(Addr::Tcp(hp)) => drop(std::net::TcpStream::connect(hp)),
             Err(_) => {}
         })
@@ -277,7 +278,7 @@ impl ServerBuilder {
         });
         let handle = io_handle()?;
         let (addr, socket_file) = match &self.addr {
-            Addr::Unix(path) => {
+            Addr::Unix(path) | Addr::Shm(path) => {
                 let listener = bind_unix(&handle, path.clone(), self.unix_mode)?;
                 let i = Arc::clone(&inner);
                 let opts = inner.spawn_options();
@@ -327,7 +328,7 @@ fn accept_unix(server: Arc<ServerInner>, listener: UnixListener) {
             return;
         }
         match accepted {
-            Ok((s, _)) => start_conn(&server, crate::wire::Stream::Unix(s)),
+            Ok((s, _)) => start_conn(&server, Stream::new(Sock::Unix(s))),
             Err(e) => backoff(&e),
         }
     }
@@ -342,7 +343,7 @@ fn accept_tcp(server: Arc<ServerInner>, listener: TcpListener) {
         match accepted {
             Ok((s, _)) => {
                 let _ = s.set_nodelay(true);
-                start_conn(&server, crate::wire::Stream::Tcp(s))
+                start_conn(&server, Stream::new(Sock::Tcp(s)))
             }
             Err(e) => backoff(&e),
         }
@@ -355,7 +356,7 @@ fn backoff(e: &std::io::Error) {
     kcoro::sleep(std::time::Duration::from_millis(50));
 }
 
-fn start_conn(server: &Arc<ServerInner>, stream: crate::wire::Stream) {
+fn start_conn(server: &Arc<ServerInner>, stream: Stream) {
     let id = server.next_conn.fetch_add(1, Relaxed);
     let conn = ConnState::new(id, Arc::clone(server), stream);
     server.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::downgrade(&conn));

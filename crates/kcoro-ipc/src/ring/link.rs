@@ -1,0 +1,291 @@
+//! A connection's rings with their bells: what a [`crate::wire::Stream`] reads and writes
+//! once the handshake has moved it to shared memory.
+//!
+//! # The handshake (client side: [`Offer`]; server side: [`Link::accept`])
+//! The client makes the ring memory and one Unix socket pair per ring, and sends HELLO with
+//! `RING_BYTES = cap` and three descriptors: the memfd, and the server's ends of the two
+//! pairs (ring 0's, then ring 1's). It then closes its copies of the server's ends, so that
+//! the server's death closes them. A server that takes the rings answers HELLO with
+//! `RING_BYTES` over the socket and writes everything after that reply into ring 1; the
+//! client reads everything after that reply from ring 1 and writes into ring 0. A server
+//! that does not (an older one, or one whose limits refuse) answers without `RING_BYTES`
+//! and both sides stay on the socket.
+//!
+//! # Bells
+//! Each ring's socket pair has a producer's end and a consumer's end. A side rings the other
+//! by writing one byte to its end without waiting (a full socket already holds a wake-up),
+//! and sleeps by reading its end, which parks the coroutine. End of file on it means the
+//! other side closed the connection or died.
+//!
+//! # Descriptors over a link
+//! Region descriptors (`REGION_SHARE`) still travel over the Unix socket: before the bytes
+//! of the frame they belong to go into the ring, the sender writes that frame's ring position
+//! (8 bytes, big-endian) to the socket with the descriptors attached, and counts the record
+//! in the control page. The reader, after a ring read, looks at the socket only if that
+//! count passed its own (so a link in flow makes no system call), takes what the socket
+//! holds without waiting, and hands out the descriptors whose position that read covered;
+//! earlier ones (a lying peer) are closed, later ones wait (at most [`MAX_WAITING_FDS`]).
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kcoro::net::UnixStream;
+
+use super::mem::{RingMem, TO_CLIENT, TO_SERVER};
+use super::{Bell, Consumer, Producer};
+
+/// Spin of a reader on an empty ring before it sleeps, unless configured otherwise.
+pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// Each ring's bytes, unless configured otherwise.
+pub(crate) const DEFAULT_RING: u64 = 256 << 10;
+
+/// Descriptors at most kept for later ring reads.
+const MAX_WAITING_FDS: usize = 16;
+
+/// One end of a ring's socket pair.
+pub(crate) struct SockBell {
+    sock: UnixStream,
+}
+
+impl SockBell {
+    /// A socket pair: our end, registered with the current runtime, and the peer's, to pass.
+    fn pair() -> io::Result<(SockBell, OwnedFd)> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        Ok((SockBell { sock: UnixStream::from_std(ours)? }, theirs.into()))
+    }
+
+    /// Adopts an end a peer passed, if it is a Unix stream socket.
+    fn adopt(fd: OwnedFd) -> io::Result<SockBell> {
+        let opt = |name| -> io::Result<libc::c_int> {
+            let mut v: libc::c_int = 0;
+            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: getsockopt writes one int into `v`; `len` says so.
+            let r = unsafe {
+                libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, name, (&raw mut v).cast(), &mut len)
+            };
+            if r == 0 { Ok(v) } else { Err(io::Error::last_os_error()) }
+        };
+        let (domain, kind) = (opt(libc::SO_DOMAIN), opt(libc::SO_TYPE));
+        if domain.ok() != Some(libc::AF_UNIX) || kind.ok() != Some(libc::SOCK_STREAM) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a ring's bell is not a Unix stream socket",
+            ));
+        }
+        Ok(SockBell { sock: UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))? })
+    }
+
+    fn shutdown(&self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Bell for SockBell {
+    fn ring(&self) {
+        // SAFETY: a one-byte send from a local on our socket; never waits, never raises
+        // SIGPIPE. A full socket already holds a wake-up; a closed one has nobody to wake.
+        unsafe {
+            libc::send(
+                self.sock.as_fd().as_raw_fd(),
+                [1u8].as_ptr().cast(),
+                1,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+    }
+
+    fn wait(&self) -> io::Result<bool> {
+        let mut drained = [0u8; 64];
+        match (&self.sock).read(&mut drained) {
+            Ok(0) => Ok(false),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Descriptors that came over the socket, each with the ring position of its frame.
+#[derive(Default)]
+struct WaitingFds {
+    /// Bytes of a position whose rest has not come yet.
+    partial: Vec<u8>,
+    /// Positions read, not yet paired with their descriptors.
+    positions: VecDeque<u64>,
+    /// Descriptors read, not yet paired with their positions.
+    fds: VecDeque<OwnedFd>,
+    /// Paired, for the ring read that covers the position.
+    ready: VecDeque<(u64, OwnedFd)>,
+    /// Records taken off the socket.
+    records: u64,
+}
+
+/// The rings of a connection, as one side uses them.
+pub(crate) struct Link {
+    tx: Mutex<Producer<Arc<SockBell>>>,
+    rx: Mutex<Consumer<Arc<SockBell>>>,
+    bells: [Arc<SockBell>; 2],
+    waiting: Mutex<WaitingFds>,
+    mem: Arc<RingMem>,
+    /// The ring we write: its record count is ours to raise.
+    out: usize,
+}
+
+/// What a client sends with HELLO to move to rings, and its side of them.
+pub(crate) struct Offer {
+    /// The link, to install if the server accepts.
+    pub(crate) link: Link,
+    /// The memfd and the server's bell ends, to attach to HELLO (in this order).
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+fn busy() -> io::Error {
+    io::Error::other("a ring used by two readers or two writers at once")
+}
+
+impl Link {
+    /// The client's side: new rings of `cap` bytes, read with `spin`.
+    pub(crate) fn offer(cap: u64, spin: Duration) -> io::Result<Offer> {
+        let mem = RingMem::create(cap)?;
+        let (to_server, server_end0) = SockBell::pair()?;
+        let (to_client, server_end1) = SockBell::pair()?;
+        let fds = vec![mem.fd().try_clone_to_owned()?, server_end0, server_end1];
+        Ok(Offer { link: Link::new(mem, TO_SERVER, to_server, to_client, spin), fds })
+    }
+
+    /// The server's side: the client's memfd of rings of `cap` bytes (at most `max_cap`)
+    /// and the two bell ends, checked (see [`RingMem::import`]).
+    pub(crate) fn accept(fds: [OwnedFd; 3], cap: u64, max_cap: u64, spin: Duration) -> io::Result<Link> {
+        let [memfd, end0, end1] = fds;
+        let mem = RingMem::import(memfd, cap, max_cap)?;
+        let (to_server, to_client) = (SockBell::adopt(end0)?, SockBell::adopt(end1)?);
+        Ok(Link::new(mem, TO_CLIENT, to_client, to_server, spin))
+    }
+
+    /// A link writing ring `out` (ringing and waiting on `out_bell`) and reading the other
+    /// (on `in_bell`).
+    fn new(mem: Arc<RingMem>, out: usize, out_bell: SockBell, in_bell: SockBell, spin: Duration) -> Link {
+        let (out_bell, in_bell) = (Arc::new(out_bell), Arc::new(in_bell));
+        Link {
+            tx: Mutex::new(Producer::new(mem.ring(out), Arc::clone(&out_bell))),
+            rx: Mutex::new(Consumer::new(mem.ring(1 - out), Arc::clone(&in_bell), spin)),
+            bells: [out_bell, in_bell],
+            waiting: Mutex::new(WaitingFds::default()),
+            mem,
+            out,
+        }
+    }
+
+    /// Bytes mapped for the rings.
+    pub(crate) fn mapped(&self) -> usize {
+        self.mem.len()
+    }
+
+    /// Each ring's capacity.
+    pub(crate) fn cap(&self) -> u64 {
+        self.mem.cap()
+    }
+
+    /// Reads what the ring holds into `buf`, waiting for something; 0 at the end. The
+    /// descriptors `control` holds for frames this read covers go to `fds`.
+    pub(crate) fn read(
+        &self,
+        buf: &mut [u8],
+        fds: &mut Vec<OwnedFd>,
+        control: &UnixStream,
+    ) -> io::Result<usize> {
+        let mut rx = self.rx.try_lock().map_err(|_| busy())?;
+        let from = rx.position();
+        let n = rx.read(buf)?;
+        let to = rx.position();
+        drop(rx);
+        self.hand_out_fds(from, to, fds, control);
+        Ok(n)
+    }
+
+    /// Writes `bytes` into the ring, after sending `attach` (if any) over `control` with
+    /// the ring position where `bytes` start.
+    pub(crate) fn write_all(
+        &self,
+        bytes: &[u8],
+        attach: &[BorrowedFd<'_>],
+        control: &UnixStream,
+    ) -> io::Result<()> {
+        let mut tx = self.tx.try_lock().map_err(|_| busy())?;
+        if !attach.is_empty() {
+            let at = tx.position().to_be_bytes();
+            let mut sent = control.send_with_fds(&at, attach)?;
+            while sent < at.len() {
+                sent += control.send_with_fds(&at[sent..], &[])?;
+            }
+            self.mem.records(self.out).fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
+        tx.write_all(bytes)
+    }
+
+    /// Wakes both of our sleepers with the end of the stream, and the peer's too.
+    pub(crate) fn shutdown(&self) {
+        for b in &self.bells {
+            b.shutdown();
+        }
+    }
+
+    /// Takes what `control` holds now and hands out the descriptors for ring positions in
+    /// `[from, to)`; closes those before `from`.
+    fn hand_out_fds(&self, from: u64, to: u64, out: &mut Vec<OwnedFd>, control: &UnixStream) {
+        let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = self.mem.records(1 - self.out).load(std::sync::atomic::Ordering::Acquire);
+        if sent == w.records && w.ready.is_empty() {
+            return; // nothing on the socket: no system call
+        }
+        let mut buf = [0u8; 64];
+        loop {
+            let mut got = Vec::new();
+            match control.recv_with_fds(&mut buf, &mut got) {
+                Ok(0) | Err(_) => {
+                    w.fds.extend(got);
+                    break;
+                }
+                Ok(n) => {
+                    w.fds.extend(got);
+                    w.partial.extend_from_slice(&buf[..n]);
+                    while w.partial.len() >= 8 {
+                        let mut be = [0u8; 8];
+                        be.copy_from_slice(&w.partial[..8]);
+                        w.partial.drain(..8);
+                        w.positions.push_back(u64::from_be_bytes(be));
+                        w.records += 1;
+                    }
+                }
+            }
+        }
+        while !w.positions.is_empty() && !w.fds.is_empty() {
+            if let (Some(p), Some(fd)) = (w.positions.pop_front(), w.fds.pop_front()) {
+                w.ready.push_back((p, fd));
+            }
+        }
+        // A lying peer's extra descriptors or positions: never kept past the bound.
+        while w.fds.len() > MAX_WAITING_FDS {
+            w.fds.pop_front();
+        }
+        while w.positions.len() > MAX_WAITING_FDS {
+            w.positions.pop_front();
+        }
+        let mut keep = VecDeque::new();
+        while let Some((p, fd)) = w.ready.pop_front() {
+            if p >= to {
+                if keep.len() < MAX_WAITING_FDS {
+                    keep.push_back((p, fd));
+                }
+            } else if p >= from {
+                out.push(fd);
+            } // else: a frame already read: closed here
+        }
+        w.ready = keep;
+    }
+}

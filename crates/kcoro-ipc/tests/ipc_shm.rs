@@ -1,0 +1,483 @@
+//! The same-host transport (`shm:`): the channel API through shared-memory rings, the
+//! fallback to the socket when a server takes no rings, and peers that lie about the
+//! rings or die behind them.
+
+mod common;
+
+use std::time::Duration;
+
+use kcoro::chan::{self, ChanError, Kind};
+use kcoro_ipc::proto::Limits;
+use kcoro_ipc::{ConnectOptions, Connection, Server, Transport};
+
+use common::sock;
+
+fn shm(addr: &str) -> String {
+    addr.replacen("unix:", "shm:", 1)
+}
+
+/// Every kind, both directions, made channels, counters and listing, through the rings;
+/// 20,000 values in order through a ring of 4 KiB (it wraps and fills many times).
+#[test]
+fn the_channel_api_runs_through_the_rings() {
+    let addr = sock("shm-basic.sock");
+    let (tx, rx) = chan::buffered::<Vec<u8>>(64);
+    let (rtx, rrx) = chan::rendezvous::<Vec<u8>>();
+    let server = Server::bind(&addr)
+        .unwrap()
+        .serve_channel("jobs", tx.clone(), rx.clone())
+        .serve_channel("rv", rtx, rrx.clone())
+        .start()
+        .unwrap();
+    let conn = Connection::connect(&shm(&addr), ConnectOptions::new().ring_bytes(4096)).unwrap();
+    assert_eq!(conn.transport(), Transport::Shm, "refused: {:?}", conn.ring_refused());
+    assert_eq!(conn.ring_refused(), None);
+
+    let jobs = conn.sender::<Vec<u8>>("jobs").unwrap();
+    let consumer = std::thread::spawn(move || {
+        (0..20_000u32).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect::<Vec<_>>()
+    });
+    for i in 0..20_000u32 {
+        jobs.send(i.to_le_bytes().repeat(1 + i as usize % 40)).unwrap();
+    }
+    let got = consumer.join().unwrap();
+    for (i, v) in got.iter().enumerate() {
+        assert_eq!(*v, (i as u32).to_le_bytes().repeat(1 + i % 40), "value {i}");
+    }
+
+    let back = conn.receiver::<Vec<u8>>("jobs").unwrap();
+    tx.send(b"back".to_vec()).unwrap();
+    assert_eq!(back.recv().unwrap(), b"back");
+    assert_eq!(back.try_recv(), Err(ChanError::WouldBlock));
+    assert_eq!(back.recv_timeout(Duration::from_millis(20)), Err(ChanError::Timeout));
+
+    let rv = conn.sender::<Vec<u8>>("rv").unwrap();
+    let taker = std::thread::spawn(move || rrx.recv_timeout(Duration::from_secs(10)));
+    rv.send(b"hand over".to_vec()).unwrap();
+    assert_eq!(taker.join().unwrap().unwrap(), b"hand over");
+
+    let (mtx, mrx) = conn.make::<String>("made", Kind::Unlimited, 0).unwrap();
+    mtx.send("made here".into()).unwrap();
+    assert_eq!(mrx.recv().unwrap(), "made here");
+    let names: Vec<_> = conn.list().unwrap().into_iter().filter_map(|s| s.name).collect();
+    assert_eq!(names, ["jobs", "made", "rv"]);
+    let snap = back.snapshot().unwrap();
+    assert_eq!((snap.sends, snap.recvs), (20_001, 20_001));
+    drop(server);
+}
+
+/// Elements large enough for shared regions still go through them on a ring connection:
+/// the region's descriptor travels over the socket beside the ring, both ways, and every
+/// byte arrives.
+#[test]
+fn large_elements_take_shared_regions_beside_the_rings() {
+    use bytes::Bytes;
+    let addr = sock("shm-large.sock");
+    let (tx, rx) = chan::buffered::<Bytes>(8);
+    let server = Server::bind(&addr).unwrap().serve_channel("big", tx.clone(), rx.clone()).start().unwrap();
+    let conn = Connection::connect(&shm(&addr), ConnectOptions::new()).unwrap();
+    assert_eq!(conn.transport(), Transport::Shm);
+    let elem =
+        |i: usize| Bytes::from((0..(1 << 20) + i).map(|j| (i * 7 + j % 251) as u8).collect::<Vec<u8>>());
+    let big = conn.sender::<Bytes>("big").unwrap();
+    for i in 0..6 {
+        big.send(elem(i)).unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), elem(i), "to the server, {i}");
+    }
+    let back = conn.receiver::<Bytes>("big").unwrap();
+    for i in 0..6 {
+        tx.send(elem(i)).unwrap();
+        assert_eq!(back.recv().unwrap(), elem(i), "to the client, {i}");
+    }
+    drop(server);
+}
+
+/// A server that takes no rings (its limit is 0) keeps a `shm:` client on the socket,
+/// says why, and serves it as usual; so does one asked for a ring over its limit.
+#[test]
+fn a_server_without_rings_keeps_the_client_on_its_socket() {
+    for (limit, ring, why) in
+        [(0, 4096, "max_ring_bytes 0"), (8192, 1 << 20, "power of two from 4096 to 8192")]
+    {
+        let addr = sock(&format!("shm-refused-{limit}.sock"));
+        let (tx, rx) = chan::buffered::<Vec<u8>>(8);
+        let server = Server::bind(&addr)
+            .unwrap()
+            .limits(Limits { max_ring_bytes: limit, ..Limits::default() })
+            .serve_channel("jobs", tx, rx.clone())
+            .start()
+            .unwrap();
+        let conn = Connection::connect(&shm(&addr), ConnectOptions::new().ring_bytes(ring)).unwrap();
+        assert_eq!(conn.transport(), Transport::Unix);
+        let refused = conn.ring_refused().unwrap();
+        assert!(refused.contains(why), "{refused}");
+        conn.sender::<Vec<u8>>("jobs").unwrap().send(b"still served".to_vec()).unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), b"still served");
+        drop(server);
+    }
+}
+
+/// Closing either side ends the other's waits: the client's pending receive when the
+/// server shuts down, and the server's connection (its made channel goes) when the
+/// client closes.
+#[test]
+fn either_side_closing_ends_the_others_waits() {
+    let addr = sock("shm-close.sock");
+    let (tx, rx) = chan::buffered::<Vec<u8>>(8);
+    let server = Server::bind(&addr).unwrap().serve_channel("jobs", tx, rx).start().unwrap();
+    let conn = Connection::connect(&shm(&addr), ConnectOptions::new()).unwrap();
+    assert_eq!(conn.transport(), Transport::Shm);
+    let (_made_tx, _made_rx) = conn.make::<Vec<u8>>("", Kind::Buffered, 4).unwrap();
+    assert_eq!(server.connections(), 1);
+    conn.close();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.connections() != 0 {
+        assert!(std::time::Instant::now() < deadline, "the server kept the closed connection");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let conn = Connection::connect(&shm(&addr), ConnectOptions::new()).unwrap();
+    let waiting = conn.receiver::<Vec<u8>>("jobs").unwrap();
+    let waiter = std::thread::spawn(move || waiting.recv());
+    std::thread::sleep(Duration::from_millis(50));
+    server.shutdown();
+    assert_eq!(waiter.join().unwrap(), Err(ChanError::Closed));
+    assert!(conn.is_closed());
+}
+
+// ---- Peers that lie about the rings, against a server in a child process ----
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering::*};
+
+use common::ServerProc;
+use common::raw::Raw;
+use kcoro_ipc::proto::{Attr, Cmd, FLAG_REPLY, FrameBuf, HEADER_LEN, VERSION_MAJOR, decode_header};
+
+#[test]
+fn child() {
+    common::child_main();
+}
+
+/// The ring memory of docs/IPC_PROTOCOL.md ("Shared-memory rings"), made by hand: the
+/// control page (magic, capacity, the two headers at 512 and 1024 with their words 128
+/// bytes apart), then ring 0's bytes (to the server) and ring 1's (to the client).
+struct RawRings {
+    base: *mut u8,
+    len: usize,
+    cap: u64,
+    memfd: OwnedFd,
+    /// Our ends of ring 0's and ring 1's bells.
+    bells: [UnixStream; 2],
+    /// The server's ends, until sent.
+    theirs: Vec<OwnedFd>,
+    /// What we read of ring 1.
+    tail1: u64,
+}
+
+impl RawRings {
+    const HEAD: usize = 0;
+    const TAIL: usize = 128;
+
+    fn new(cap: u64, seal: bool) -> RawRings {
+        let len = 4096 + 2 * cap as usize;
+        // SAFETY: a fresh memfd, sized, sealed if asked, mapped shared; results checked.
+        unsafe {
+            let raw = libc::memfd_create(c"raw-rings".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING);
+            assert!(raw >= 0);
+            let memfd = OwnedFd::from_raw_fd(raw);
+            assert_eq!(libc::ftruncate(raw, len as libc::off_t), 0);
+            if seal {
+                assert_eq!(libc::fcntl(raw, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW), 0);
+            }
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                raw,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            let (b0, t0) = UnixStream::pair().unwrap();
+            let (b1, t1) = UnixStream::pair().unwrap();
+            let r = RawRings {
+                base: p.cast(),
+                len,
+                cap,
+                memfd,
+                bells: [b0, b1],
+                theirs: vec![t0.into(), t1.into()],
+                tail1: 0,
+            };
+            r.word(0).store(u64::from_be_bytes(*b"kcoring1"), Relaxed);
+            r.word(8).store(cap, Relaxed);
+            r
+        }
+    }
+
+    fn word(&self, at: usize) -> &AtomicU64 {
+        // SAFETY: inside our mapping, 8-aligned.
+        unsafe { &*self.base.add(at).cast::<AtomicU64>() }
+    }
+
+    fn header(ring: usize) -> usize {
+        512 + ring * 512
+    }
+
+    fn data(&self, ring: usize) -> *mut u8 {
+        // SAFETY: ring `ring`'s bytes lie inside the mapping.
+        unsafe { self.base.add(4096 + ring * self.cap as usize) }
+    }
+
+    /// HELLO offering these rings (`fds`: what to attach instead of the honest three).
+    fn hello(
+        &mut self,
+        raw: &mut Raw,
+        fds: Option<Vec<std::os::fd::BorrowedFd<'_>>>,
+    ) -> kcoro_ipc::proto::FrameRef<'static> {
+        let cap = self.cap;
+        let honest: Vec<std::os::fd::BorrowedFd<'_>> =
+            [self.memfd.as_fd()].into_iter().chain(self.theirs.iter().map(|f| f.as_fd())).collect();
+        let fds = fds.unwrap_or(honest);
+        let req = raw.send_with_fds(Cmd::HELLO, &fds, |f| {
+            f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, 6).u64(Attr::RING_BYTES, cap);
+        });
+        let got = raw.reply_to(req);
+        self.theirs.clear(); // the server has its own copies now; ours would keep the bells open
+        Box::leak(Box::new(got)).frame()
+    }
+
+    /// Writes a frame into ring 0 (it fits) and rings the server's bell.
+    fn send(&mut self, bytes: &[u8]) {
+        let h = Self::header(0);
+        let head = self.word(h + Self::HEAD).load(Relaxed);
+        assert!(head - self.word(h + Self::TAIL).load(Acquire) + bytes.len() as u64 <= self.cap);
+        for (i, b) in bytes.iter().enumerate() {
+            // SAFETY: inside ring 0's bytes (position modulo the capacity).
+            unsafe { *self.data(0).add(((head + i as u64) % self.cap) as usize) = *b };
+        }
+        self.word(h + Self::HEAD).store(head + bytes.len() as u64, Release);
+        let _ = (&self.bells[0]).write(&[1]);
+    }
+
+    /// The next frame from ring 1, waiting up to 10 s; `None` if the server ended the
+    /// connection (its bell's end closed) first.
+    fn recv(&mut self) -> Option<(Cmd, u16, Vec<u8>)> {
+        let h = Self::header(1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut need = HEADER_LEN;
+        let mut got = Vec::new();
+        loop {
+            let head = self.word(h + Self::HEAD).load(Acquire);
+            while self.tail1 < head && got.len() < need {
+                // SAFETY: inside ring 1's bytes.
+                got.push(unsafe { *self.data(1).add((self.tail1 % self.cap) as usize) });
+                self.tail1 += 1;
+                if got.len() == HEADER_LEN {
+                    need += decode_header(got[..HEADER_LEN].try_into().unwrap()).len as usize;
+                }
+            }
+            self.word(h + Self::TAIL).store(self.tail1, Release);
+            if got.len() == need {
+                let hd = decode_header(got[..HEADER_LEN].try_into().unwrap());
+                return Some((hd.cmd, hd.flags, got[HEADER_LEN..].to_vec()));
+            }
+            self.bells[1].set_nonblocking(true).unwrap();
+            if let Ok(0) = (&self.bells[1]).read(&mut [0u8; 64]) {
+                return None;
+            }
+            assert!(std::time::Instant::now() < deadline, "no frame from the server's ring");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Sends a request through ring 0 and returns the reply's RESULT.
+    fn call(&mut self, raw: &mut Raw, cmd: Cmd, build: impl FnOnce(&mut FrameBuf<'_>)) -> (i32, Vec<u8>) {
+        let (req, bytes) = raw.frame(cmd, 0, build);
+        self.send(&bytes);
+        loop {
+            let (c, flags, payload) = self.recv().expect("a reply through the ring");
+            let h = kcoro_ipc::proto::Header { cmd: c, flags, len: payload.len() as u32 };
+            let f = kcoro_ipc::proto::FrameRef::parse(h, &payload, 1000).unwrap();
+            if flags & FLAG_REPLY != 0 && f.req_id().unwrap() == req {
+                return (f.result().unwrap(), payload.clone());
+            }
+        }
+    }
+
+    /// Whether the server ended this connection: ring 1's bell reads end of file.
+    fn ended(&self) -> bool {
+        self.bells[1].set_nonblocking(false).unwrap();
+        self.bells[1].set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        loop {
+            match (&self.bells[1]).read(&mut [0u8; 64]) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+impl Drop for RawRings {
+    fn drop(&mut self) {
+        // SAFETY: our mapping.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+fn ring_server(name: &str) -> ServerProc {
+    ServerProc::start("child", &sock(name), "")
+}
+
+/// A client written from the protocol document alone speaks through the rings: HELLO
+/// with the memfd and bells over the socket, then OPEN and SEND through ring 0, replies
+/// through ring 1; an honest kcoro client on the same server receives what it sent.
+#[test]
+fn a_client_written_from_the_document_speaks_through_the_rings() {
+    let server = ring_server("shm-doc.sock");
+    let mut raw = Raw::connect(&server);
+    let mut rings = RawRings::new(4096, true);
+    let hello = rings.hello(&mut raw, None);
+    assert_eq!(hello.result().unwrap(), 0);
+    assert_eq!(hello.u64(Attr::RING_BYTES).unwrap(), Some(4096), "{:?}", hello.str(Attr::RING_REFUSED));
+    let (r, reply) = rings.call(&mut raw, Cmd::CHAN_OPEN, |f| {
+        f.str(Attr::NAME, "jobs");
+    });
+    assert_eq!(r, 0);
+    let h = kcoro_ipc::proto::Header { cmd: Cmd::CHAN_OPEN, flags: FLAG_REPLY, len: reply.len() as u32 };
+    let id = kcoro_ipc::proto::FrameRef::parse(h, &reply, 100).unwrap().u64(Attr::CHAN_ID).unwrap().unwrap();
+    for i in 0..200u32 {
+        let (r, _) = rings.call(&mut raw, Cmd::CHAN_SEND, |f| {
+            f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, &i.to_be_bytes());
+        });
+        assert_eq!(r, 0, "send {i}");
+    }
+    let honest = Connection::connect(&shm(&server.addr), ConnectOptions::new()).unwrap();
+    assert_eq!(honest.transport(), Transport::Shm);
+    let rx = honest.receiver::<Vec<u8>>("jobs").unwrap();
+    for i in 0..200u32 {
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), i.to_be_bytes());
+    }
+}
+
+/// Memory or bells a server must not use are refused in the HELLO reply, with the reason,
+/// and the connection goes on over its socket: memory that can shrink, a ring size the
+/// memfd does not have, memory without the rings' magic, too few descriptors, bells that
+/// are pipes.
+#[test]
+fn rings_a_server_must_not_use_are_refused_and_the_socket_serves() {
+    let server = ring_server("shm-refuse.sock");
+    let pipe = || {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two descriptors we then own.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: fresh descriptors.
+        unsafe { [OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])] }
+    };
+    type Lie = fn(&mut RawRings);
+    let cases: [(&str, Lie, &str); 3] = [
+        ("unsealed", |_| {}, "sealed"),
+        ("wrong size", |r| r.cap = 8192, "bytes"),
+        ("no magic", |r| r.word(0).store(0, Relaxed), "does not hold"),
+    ];
+    for (what, lie, why) in cases {
+        let mut raw = Raw::connect(&server);
+        let mut rings = RawRings::new(4096, what != "unsealed");
+        lie(&mut rings);
+        let hello = rings.hello(&mut raw, None);
+        assert_eq!(hello.u64(Attr::RING_BYTES).unwrap(), None, "{what}");
+        let refused = hello.str(Attr::RING_REFUSED).unwrap().unwrap_or("");
+        assert!(refused.contains(why), "{what}: {refused}");
+        assert_eq!(raw.call(Cmd::GET_INFO, |_| {}).result(), 0, "{what}: the socket still serves");
+    }
+    // Too few descriptors; bells that are not sockets.
+    let mut raw = Raw::connect(&server);
+    let mut rings = RawRings::new(4096, true);
+    let memfd = rings.memfd.try_clone().unwrap();
+    let hello = rings.hello(&mut raw, Some(vec![memfd.as_fd()]));
+    assert!(hello.str(Attr::RING_REFUSED).unwrap().unwrap_or("").contains("three descriptors"));
+    assert_eq!(raw.call(Cmd::GET_INFO, |_| {}).result(), 0);
+    let mut raw = Raw::connect(&server);
+    let mut rings = RawRings::new(4096, true);
+    let (p0, p1) = (pipe(), pipe());
+    let memfd = rings.memfd.try_clone().unwrap();
+    let hello = rings.hello(&mut raw, Some(vec![memfd.as_fd(), p0[0].as_fd(), p1[0].as_fd()]));
+    assert!(hello.str(Attr::RING_REFUSED).unwrap().unwrap_or("").contains("not a Unix stream socket"));
+    assert_eq!(raw.call(Cmd::GET_INFO, |_| {}).result(), 0);
+}
+
+/// A peer that breaks the rings after the handshake (a head past what the ring holds,
+/// garbage where a frame should be, or dying with everything open) loses its own
+/// connection and nothing else: an honest client on the same server goes on, and the
+/// server's connection count comes back down.
+#[test]
+fn a_peer_that_breaks_its_rings_loses_only_its_connection() {
+    let server = ring_server("shm-break.sock");
+    let honest = Connection::connect(&shm(&server.addr), ConnectOptions::new()).unwrap();
+    assert_eq!(honest.transport(), Transport::Shm);
+    let tx = honest.sender::<Vec<u8>>("unl").unwrap();
+    let rx = honest.receiver::<Vec<u8>>("unl").unwrap();
+    let mut round = 0u32;
+    let only_the_honest_one_left = |what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while honest.info().unwrap().connections != 1 {
+            assert!(std::time::Instant::now() < deadline, "{what}: the broken connection stayed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let mut check_honest = |what: &str| {
+        round += 1;
+        tx.send(round.to_be_bytes().to_vec()).unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), round.to_be_bytes(), "after {what}");
+        only_the_honest_one_left(what);
+    };
+    type Break = fn(&mut RawRings);
+    let breaks: [(&str, Break); 3] = [
+        ("head past the ring", |r| r.word(RawRings::header(0) + RawRings::HEAD).store(r.cap + 1, Release)),
+        ("garbage frame", |r| r.send(&[0xff; 64])),
+        ("head moved back", |r| {
+            r.send(&[0; 4]); // part of a header: the server waits for the rest
+            std::thread::sleep(Duration::from_millis(50));
+            r.word(RawRings::header(0) + RawRings::HEAD).store(1, Release);
+        }),
+    ];
+    for (what, lie) in breaks {
+        let mut raw = Raw::connect(&server);
+        let mut rings = RawRings::new(4096, true);
+        assert_eq!(rings.hello(&mut raw, None).u64(Attr::RING_BYTES).unwrap(), Some(4096), "{what}");
+        assert_eq!(rings.call(&mut raw, Cmd::GET_INFO, |_| {}).0, 0, "{what}: served through the rings");
+        lie(&mut rings);
+        let _ = (&rings.bells[0]).write(&[1]); // wake the server's reader to look
+        assert!(rings.ended(), "{what}: the server kept a connection whose ring is broken");
+        drop((rings, raw));
+        check_honest(what);
+    }
+    // Dying with everything open: the kernel closes it all at once.
+    let mut raw = Raw::connect(&server);
+    let mut rings = RawRings::new(4096, true);
+    rings.hello(&mut raw, None);
+    assert_eq!(rings.call(&mut raw, Cmd::GET_INFO, |_| {}).0, 0);
+    drop((rings, raw));
+    check_honest("a peer that died");
+}
+
+/// A server killed (SIGKILL) under a client waiting on the rings: the wait ends with
+/// `Closed` at once, not when some timeout runs out.
+#[test]
+fn a_killed_server_ends_the_clients_waits() {
+    let mut server = ring_server("shm-kill.sock");
+    let conn = Connection::connect(&shm(&server.addr), ConnectOptions::new()).unwrap();
+    assert_eq!(conn.transport(), Transport::Shm);
+    let rx = conn.receiver::<Vec<u8>>("buf").unwrap();
+    let waiter = std::thread::spawn(move || rx.recv());
+    std::thread::sleep(Duration::from_millis(100));
+    server.kill();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done_tx.send(waiter.join().unwrap()));
+    assert_eq!(done_rx.recv_timeout(common::WATCHDOG).unwrap(), Err(ChanError::Closed));
+    assert!(conn.is_closed());
+}
