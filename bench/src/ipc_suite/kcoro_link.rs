@@ -29,6 +29,9 @@ struct KcoroLink {
 impl KcoroLink {
     fn connect(addr: &str, size: usize) -> Result<KcoroLink, String> {
         let conn = kcoro_ipc::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        if addr.starts_with("shm:") && conn.transport() != kcoro_ipc::Transport::Shm {
+            return Err(format!("{addr}: the peer kept the socket: {:?}", conn.ring_refused()));
+        }
         Ok(KcoroLink {
             tx: conn.sender("in").map_err(|e| format!("open in: {e}"))?,
             rx: conn.receiver("out").map_err(|e| format!("open out: {e}"))?,
@@ -53,12 +56,28 @@ impl Link for KcoroLink {
     }
 }
 
+/// How the client's connection carries its frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Over {
+    /// The Unix socket (`unix:`).
+    Socket,
+    /// Shared-memory rings (`shm:`), checked to be in use.
+    Rings,
+}
+
 /// The client: starts the peer, waits until it serves, connects and measures.
-pub fn run(mode: Mode, size: usize, n: u64, peer_cpu: Option<usize>) -> Result<Measurement, String> {
+pub fn run(
+    over: Over,
+    mode: Mode,
+    size: usize,
+    n: u64,
+    peer_cpu: Option<usize>,
+) -> Result<Measurement, String> {
     let path = socket_path(KCORO);
     let mut peer = PeerProcess::spawn(KCORO, mode, size, &path.display().to_string(), peer_cpu)?;
     peer.ready()?;
-    let addr = format!("unix:{}", path.display());
+    let scheme = if over == Over::Rings { "shm" } else { "unix" };
+    let addr = format!("{scheme}:{}", path.display());
     let m = kcoro_rt::drive(move || {
         let mut link = KcoroLink::connect(&addr, size)?;
         let m = measure(&mut link, mode, size, n)?;
@@ -115,7 +134,7 @@ fn serve(mut logic: PeerLogic, path: &str, ready: impl FnOnce() + Send + 'static
 
 /// Both ends in this process (the peer on a thread), 50 ops.
 #[cfg(test)]
-pub fn self_test(mode: Mode, size: usize) -> Result<(), String> {
+pub fn self_test(over: Over, mode: Mode, size: usize) -> Result<(), String> {
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
     static RUN: AtomicU32 = AtomicU32::new(0);
     let path = socket_path(&format!("kcoro-test{}", RUN.fetch_add(1, Relaxed)));
@@ -127,7 +146,8 @@ pub fn self_test(mode: Mode, size: usize) -> Result<(), String> {
         })
     });
     ready_rx.recv().map_err(|_| "the peer did not start".to_string())?;
-    let addr = format!("unix:{}", path.display());
+    let scheme = if over == Over::Rings { "shm" } else { "unix" };
+    let addr = format!("{scheme}:{}", path.display());
     kcoro_rt::drive(move || {
         let mut link = KcoroLink::connect(&addr, size)?;
         let m = measure(&mut link, mode, size, 50)?;

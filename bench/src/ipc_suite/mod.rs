@@ -25,12 +25,20 @@
 //!   its own runtime; the client uses `RemoteSender`/`RemoteReceiver` from a coroutine.
 //!   Defaults throughout: sends are credited (pipelined), elements of 64 KiB or more go
 //!   through shared memory.
+//! - `kcoro-shm`: the same, the client connecting to a `shm:` address: after the
+//!   handshake the connection's frames go through shared-memory rings, and the Unix socket
+//!   carries only the regions' descriptors.
 //! - `raw` ([`raw_link`]): `std::os::unix::net::UnixStream`, messages framed as a `u32`
 //!   length and the payload; the client writes each message with one `write_all` of a
 //!   prebuilt frame, the peer reads through a 64 KiB `BufReader`.
 //! - `ipc-channel` ([`ipc_channel_link`]): an `IpcBytesSender`/`IpcBytesReceiver` pair each
 //!   way, exchanged through an `IpcOneShotServer`.
+//! - `iceoryx2` ([`iceoryx2_link`]): iceoryx2 0.10 shared-memory publish-subscribe, `ping`
+//!   and `pong` services of loaned `[u8]` samples, busy-polled. Not a dependency of this
+//!   crate: its rows run the standalone `bench/iceoryx2` binary (client and its own peer
+//!   process), which [`prepare`] builds only when an iceoryx2 row is selected.
 
+mod iceoryx2_link;
 mod ipc_channel_link;
 mod kcoro_link;
 mod raw_link;
@@ -43,11 +51,18 @@ use crate::harness::{KCORO, Measurement, Suite, payload};
 use crate::net_suite::sys;
 use crate::runtime_suite::warmup;
 
+/// kcoro-ipc over a `shm:` address: the same server, the connection moved to
+/// shared-memory rings.
+pub const KCORO_SHM: &str = "kcoro-shm";
+
 /// The floor: a Unix socket written plainly.
 pub const RAW: &str = "raw";
 
 /// Servo's cross-process channels.
 pub const IPC_CHANNEL: &str = "ipc-channel";
+
+/// Eclipse iceoryx2, zero-copy shared memory (the standalone `bench/iceoryx2` binary).
+pub const ICEORYX2: &str = "iceoryx2";
 
 /// The suite table.
 pub static SUITE: Suite = Suite {
@@ -60,6 +75,9 @@ pub static SUITE: Suite = Suite {
         "kcoro: kcoro-ipc defaults (buffered channels of bytes::Bytes served by the peer; credited",
         "  sends; shared memory from 64 KiB); raw: std UnixStream, one write_all per message,",
         "  peer reads through a 64 KiB BufReader; ipc-channel: IpcBytesSender/Receiver each way",
+        "kcoro-shm: as kcoro, connected to shm:PATH (frames through shared-memory rings)",
+        "iceoryx2: 0.10 shared-memory publish-subscribe (ping/pong services of loaned [u8] samples,",
+        "  no drops); both sides busy-poll, as its own benchmarks do (bench/iceoryx2, built on demand)",
         "rtt_* rows add the p50 and p99 of single round trips; *_pinned: the client process on",
         "  one CPU, the peer process on another (every thread of each side on its CPU)",
     ],
@@ -73,9 +91,9 @@ pub static SUITE: Suite = Suite {
         payload("rtt_64_pinned", 20_000, 2_000, 64),
         payload("rtt_4k_pinned", 20_000, 2_000, 4 << 10),
     ],
-    impls: &[KCORO, RAW, IPC_CHANNEL],
+    impls: &[KCORO, KCORO_SHM, RAW, IPC_CHANNEL, ICEORYX2],
     skips: &[],
-    prepare: None,
+    prepare: Some(prepare),
     go_in_child: false,
     child,
 };
@@ -147,11 +165,22 @@ fn child(case: &str, imp: &str, n: u64) -> Result<Measurement, String> {
     let (mode, size, pinned) = shape(case).ok_or_else(|| format!("ipc: no case {case:?}"))?;
     let peer_cpu = if pinned { Some(pin_client()?) } else { None };
     match imp {
-        KCORO => kcoro_link::run(mode, size, n, peer_cpu),
+        KCORO => kcoro_link::run(kcoro_link::Over::Socket, mode, size, n, peer_cpu),
+        KCORO_SHM => kcoro_link::run(kcoro_link::Over::Rings, mode, size, n, peer_cpu),
         RAW => raw_link::run(mode, size, n, peer_cpu),
         IPC_CHANNEL => ipc_channel_link::run(mode, size, n, peer_cpu),
+        ICEORYX2 => iceoryx2_link::run(mode, size, n, peer_cpu),
         _ => Err(format!("ipc: no Rust impl {imp:?}")),
     }
+}
+
+/// Builds the iceoryx2 binary when an iceoryx2 row runs; a failed build is a note, and
+/// those rows fail with its reason, while the others run.
+fn prepare(rows: &crate::harness::Selection) -> Result<(), String> {
+    if rows.any(ICEORYX2, |_| true) {
+        println!("note: {}", iceoryx2_link::prepare());
+    }
+    Ok(())
 }
 
 /// Pins this thread, and so every thread the client starts after it, to the first CPU it
@@ -262,7 +291,7 @@ pub fn peer(args: &[String]) -> Result<(), String> {
     let size: usize = size.parse().map_err(|e| format!("bad size {size:?}: {e}"))?;
     let logic = PeerLogic::new(mode, size);
     match imp.as_str() {
-        KCORO => kcoro_link::peer(logic, addr),
+        KCORO | KCORO_SHM => kcoro_link::peer(logic, addr),
         RAW => raw_link::peer(logic, addr),
         IPC_CHANNEL => ipc_channel_link::peer(logic, addr),
         _ => Err(format!("ipc: no peer {imp:?}")),
@@ -374,7 +403,10 @@ mod tests {
         for mode in [Mode::Rtt, Mode::Stream] {
             for size in [64, 100 << 10] {
                 raw_link::self_test(mode, size).unwrap_or_else(|e| panic!("raw {mode:?} {size}: {e}"));
-                kcoro_link::self_test(mode, size).unwrap_or_else(|e| panic!("kcoro {mode:?} {size}: {e}"));
+                for over in [kcoro_link::Over::Socket, kcoro_link::Over::Rings] {
+                    kcoro_link::self_test(over, mode, size)
+                        .unwrap_or_else(|e| panic!("kcoro {over:?} {mode:?} {size}: {e}"));
+                }
                 ipc_channel_link::self_test(mode, size)
                     .unwrap_or_else(|e| panic!("ipc-channel {mode:?} {size}: {e}"));
             }
