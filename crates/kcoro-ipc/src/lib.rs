@@ -40,6 +40,7 @@ mod client;
 #[cfg(feature = "server")]
 pub mod coros;
 pub mod element;
+mod ids;
 pub mod metrics;
 pub mod monitor;
 pub mod proto;

@@ -231,6 +231,16 @@ pub(crate) enum Located<'a> {
     Shared(ZDesc),
 }
 
+impl Located<'_> {
+    /// The element's encoded length, wherever it is.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Located::Inline(b) => b.len(),
+            Located::Shared(d) => d.len,
+        }
+    }
+}
+
 /// Finds the element of a frame.
 pub(crate) fn locate<'a>(f: &FrameRef<'a>) -> Result<Located<'a>, ProtoError> {
     if let Some(v) = f.get(Attr::ELEMENT) {

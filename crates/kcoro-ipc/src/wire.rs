@@ -260,6 +260,11 @@ impl FrameReader {
         }
     }
 
+    /// Whether a whole frame is buffered: the next [`next`](Self::next) will not read.
+    pub(crate) fn has_frame(&self) -> bool {
+        self.end - self.start >= self.wanted()
+    }
+
     /// Bytes the current partial frame needs in all (header known), else a header's worth.
     fn wanted(&self) -> usize {
         let avail = &self.buf[self.start..self.end];

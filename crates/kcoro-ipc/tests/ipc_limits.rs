@@ -227,3 +227,73 @@ fn nothing_before_authentication() {
         kcoro_ipc::Connection::connect(&s.addr, kcoro_ipc::ConnectOptions::new().secret(SECRET)).unwrap();
     assert!(ok.list().unwrap().iter().any(|c| c.name.as_deref() == Some("jobs")));
 }
+
+/// Credited sends (minor 7) get no replies: their window comes back in CREDIT events that
+/// count exactly the values and bytes sent, one event for a burst; a credited send that
+/// fails (a channel this connection does not hold, a closed one) is reported in a CREDIT
+/// event for that channel id with the failure's code, and its window comes back too.
+#[test]
+fn credited_sends_come_back_as_exact_credit_events() {
+    use kcoro_ipc::proto::{FLAG_EVENT, FrameRef, Header};
+    let s = server("credited.sock", "");
+    let mut raw = Raw::connect(&s);
+    assert_eq!(raw.hello().result(), 0);
+    let unl = open(&mut raw, "unl");
+    let mut burst = Vec::new();
+    for i in 0..10u8 {
+        let (_, bytes) = raw.frame(Cmd::CHAN_SEND, 0, |f| {
+            f.u64(Attr::CHAN_ID, unl).i64(Attr::TIMEOUT_MS, -1).u32(Attr::CREDITED, 1);
+            f.bytes(Attr::ELEMENT, &vec![i; 1 + i as usize]);
+        });
+        burst.extend_from_slice(&bytes);
+    }
+    raw.bytes(&burst); // one write: the server reads the burst at once
+    // A request after the burst: its reply and CREDIT events come back, nothing else.
+    let probe = raw.send(Cmd::GET_INFO, |_| {});
+    let (mut values, mut bytes, mut probed) = (0, 0, false);
+    while !probed || values < 10 {
+        let g = raw.read().expect("the connection stays open");
+        if g.flags & FLAG_REPLY != 0 {
+            assert_eq!(g.frame().req_id().unwrap(), probe, "a credited send was answered");
+            probed = true;
+            continue;
+        }
+        assert_eq!((g.cmd, g.flags), (Cmd::CREDIT, FLAG_EVENT));
+        let f = g.frame();
+        assert_eq!((f.u64(Attr::CHAN_ID).unwrap(), f.result().unwrap()), (Some(unl), 0));
+        values += f.u32(Attr::CREDITS).unwrap().unwrap();
+        bytes += f.u64(Attr::CREDIT_BYTES).unwrap().unwrap();
+    }
+    assert_eq!((values, bytes), (10, 55), "the window of ten sends of 1..=10 bytes");
+
+    // Failures, each reported for the channel id the send named, with its window.
+    let credit_of = |raw: &mut Raw, id: u64| -> (u64, u32, u64, i32) {
+        raw.send(Cmd::CHAN_SEND, |f| {
+            f.u64(Attr::CHAN_ID, id)
+                .i64(Attr::TIMEOUT_MS, -1)
+                .u32(Attr::CREDITED, 1)
+                .bytes(Attr::ELEMENT, b"xyz");
+        });
+        let g = raw.read().expect("a CREDIT event");
+        assert_eq!(g.cmd, Cmd::CREDIT);
+        let h = Header { cmd: g.cmd, flags: g.flags, len: g.payload.len() as u32 };
+        let f = FrameRef::parse(h, &g.payload, 100).unwrap();
+        let field = |a| f.u64(a).unwrap().unwrap_or(0);
+        (
+            field(Attr::CHAN_ID),
+            f.u32(Attr::CREDITS).unwrap().unwrap(),
+            field(Attr::CREDIT_BYTES),
+            f.result().unwrap(),
+        )
+    };
+    assert_eq!(credit_of(&mut raw, 999_999), (999_999, 1, 3, -libc::ENOENT));
+    assert_eq!(
+        raw.call(Cmd::CHAN_CLOSE, |f| {
+            f.u64(Attr::CHAN_ID, unl);
+        })
+        .result(),
+        0
+    );
+    assert_eq!(credit_of(&mut raw, unl), (unl, 1, 3, -libc::EPIPE));
+    still_serving(&s);
+}

@@ -208,3 +208,63 @@ fn list_reports_hundreds_of_named_channels() {
     assert_eq!(conn.list().unwrap().len(), kcoro_ipc::proto::MAX_LISTED_CHANNELS);
     drop((monitor, named));
 }
+
+/// A server of minor 6 answers every send within the window itself (no CREDIT events): a
+/// client of this version, seeing its minor in HELLO, marks no send `CREDITED` and takes
+/// its window back from the replies. Played by a server written here from the protocol
+/// document: it grants a window of 2, so ten sends go through only if the replies do.
+#[test]
+fn a_server_of_minor_6_gets_a_reply_per_send() {
+    use kcoro_ipc::proto::{Attr, Cmd, FLAG_REPLY, FrameBuf, Limits, split_frame};
+    use std::io::{Read, Write};
+    let path = sock("minor6.sock").trim_start_matches("unix:").to_string();
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let old_server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let (mut buf, mut got) = (Vec::new(), Vec::new());
+        let mut chunk = [0u8; 4096];
+        while got.len() < 10 {
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "the client went before sending 10");
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some((f, used)) = split_frame(&buf, &Limits::default()).unwrap() {
+                let req = f.req_id().unwrap();
+                let mut out = Vec::new();
+                let mut r = FrameBuf::begin(&mut out, f.cmd, FLAG_REPLY);
+                r.u64(Attr::REQ_ID, req).i32(Attr::RESULT, 0);
+                match f.cmd {
+                    Cmd::HELLO => {
+                        r.u32(Attr::ABI_MAJOR, 1).u32(Attr::ABI_MINOR, 6).u32(Attr::MAX_FRAME, 1 << 20);
+                    }
+                    Cmd::CHAN_OPEN => {
+                        r.u64(Attr::CHAN_ID, 7)
+                            .i32(Attr::KIND, 1)
+                            .u64(Attr::CAPACITY, 64)
+                            .u32(Attr::CREDITS, 2);
+                    }
+                    Cmd::CHAN_SEND => {
+                        assert_eq!(
+                            f.u32(Attr::CREDITED).unwrap(),
+                            None,
+                            "CREDITED sent to a server of minor 6"
+                        );
+                        got.push(f.get(Attr::ELEMENT).unwrap().to_vec());
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+                r.finish(u32::MAX).unwrap();
+                s.write_all(&out).unwrap();
+                buf.drain(..used);
+            }
+        }
+        got
+    });
+    let conn = Connection::connect(&format!("unix:{path}"), ConnectOptions::new()).unwrap();
+    let tx = conn.sender::<Vec<u8>>("jobs").unwrap();
+    for i in 0..10u8 {
+        tx.send_timeout(vec![i], Duration::from_secs(10)).unwrap();
+    }
+    let got = old_server.join().unwrap();
+    assert_eq!(got, (0..10u8).map(|i| vec![i]).collect::<Vec<_>>());
+}

@@ -397,6 +397,28 @@ fn credit_window_counts_bytes() {
     assert!(!tx.is_closed());
 }
 
+/// Two senders opened separately on one connection share that connection's window (the
+/// server keeps one per channel and connection): together they never run past it, so the
+/// server never refuses one of their sends and nothing is lost.
+#[test]
+fn senders_of_one_connection_share_its_window() {
+    let s = server("credit-shared.sock", "credits=4");
+    let c = conn(&s);
+    let (a, b) = (c.sender::<Vec<u8>>("slow").unwrap(), c.sender::<Vec<u8>>("slow").unwrap());
+    for i in 0..8u8 {
+        a.send_timeout(vec![i], WATCHDOG).unwrap(); // 4 in the channel, 4 in the window
+    }
+    let e = b.send_timeout(vec![8], Duration::from_millis(100)).unwrap_err();
+    assert_eq!(e.kind(), ChanError::Timeout, "the second sender had a window of its own");
+    let rx = c.receiver::<Vec<u8>>("slow").unwrap();
+    for i in 0..8u8 {
+        assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), [i]);
+    }
+    b.send_timeout(vec![8], WATCHDOG).unwrap();
+    assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), [8]);
+    assert!(!a.is_closed() && !b.is_closed(), "a refused send closed the channel");
+}
+
 /// Mappings of memfds in this process.
 fn memfd_maps() -> usize {
     std::fs::read_to_string("/proc/self/maps")

@@ -7,7 +7,7 @@ use kcoro_ipc::proto::{Attr, Cmd, FrameBuf, Limits, ProtoError, split_frame};
 use proptest::prelude::*;
 
 /// Every command and attribute the protocol defines.
-const CMDS: [Cmd; 18] = [
+const CMDS: [Cmd; 19] = [
     Cmd::HELLO,
     Cmd::GET_INFO,
     Cmd::GET_STATS,
@@ -26,6 +26,7 @@ const CMDS: [Cmd; 18] = [
     Cmd::SELECT_REGISTER,
     Cmd::CANCEL,
     Cmd::NOTIFY,
+    Cmd::CREDIT,
 ];
 
 fn limits() -> Limits {

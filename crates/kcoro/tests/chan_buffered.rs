@@ -19,6 +19,40 @@ use kcoro::sync::CancelToken;
 
 const SHORT: Duration = Duration::from_millis(1);
 
+/// `take_ready` takes what is ready and counts it as a receive; an empty or closed
+/// channel gives `None` and counts nothing, on every kind (ring-backed buffered, the locked
+/// ones, a rendezvous with a sender parked).
+#[test]
+fn take_ready_counts_only_what_it_takes() {
+    for kind in [Kind::Buffered, Kind::Unlimited, Kind::Conflated] {
+        let (tx, rx) = Builder::<i32>::new(kind).capacity(4).build();
+        assert_eq!(rx.take_ready(), None, "{kind:?}: empty");
+        tx.send(1).unwrap();
+        assert_eq!(rx.take_ready(), Some(1), "{kind:?}");
+        assert_eq!(rx.take_ready(), None, "{kind:?}: empty again");
+        tx.send(2).unwrap();
+        tx.close();
+        assert_eq!(rx.take_ready(), Some(2), "{kind:?}: drained after close");
+        assert_eq!(rx.take_ready(), None, "{kind:?}: closed and drained");
+        let s = rx.snapshot();
+        assert_eq!((s.sends, s.recvs, s.recv_failures.total()), (2, 2, 0), "{kind:?}");
+    }
+    let (tx, rx) = chan::rendezvous::<i32>();
+    let sender = std::thread::spawn(move || tx.send(9));
+    let deadline = std::time::Instant::now() + WATCHDOG;
+    let got = loop {
+        if let Some(v) = rx.take_ready() {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "the parked sender was never taken from");
+        std::thread::sleep(SHORT);
+    };
+    assert_eq!(got, 9);
+    sender.join().unwrap().unwrap();
+    let s = rx.snapshot();
+    assert_eq!((s.recvs, s.recv_failures.total()), (1, 0));
+}
+
 #[test]
 fn smoke() {
     let (tx, rx) = chan::buffered::<i32>(1);

@@ -33,6 +33,7 @@ use kcoro::sync::CancelToken;
 use kcoro::zcopy::ZBuf;
 
 use crate::coros::CoroutineReport;
+use crate::ids::IdMap;
 use crate::proto::{
     Attr, Cmd, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, Limits, VERSION_MAJOR, VERSION_MINOR,
 };
@@ -192,8 +193,9 @@ pub(crate) fn code_to_chan(code: i32) -> Option<ChanError> {
 enum Pending {
     /// Hand it to the waiting request.
     Wait(Sender<Reply>),
-    /// A credited send of this many inline bytes: return its window; a failure closes the
-    /// channel here too. The lease (shared-memory element) is released with the reply.
+    /// A credited send of this many bytes to a server older than minor 7 (newer ones send
+    /// CREDIT events instead of replies): return its window; a failure closes the channel
+    /// here too. The lease (shared-memory element) is released with the reply.
     Credit(Arc<ChanState>, Option<ZBuf>, u64),
     /// Nothing (REGION_RELEASE, REGION_SHARE, CANCEL).
     Ignore,
@@ -224,11 +226,11 @@ pub(crate) struct ConnInner {
     pub(crate) addr: Addr,
     stream: Arc<Stream>,
     pub(crate) outbox: Arc<Outbox>,
-    pending: Mutex<HashMap<u64, Pending>>,
+    pending: Mutex<IdMap<Pending>>,
     next_req: AtomicU64,
     closed: AtomicBool,
     why: Mutex<Option<String>>,
-    chans: Mutex<HashMap<u64, Weak<ChanState>>>,
+    chans: Mutex<IdMap<Weak<ChanState>>>,
     pub(crate) shm_tx: Option<ShmTx>,
     shm_rx: ShmRx,
     /// Leases of shared elements we sent that the server still reads, by offset; each
@@ -314,11 +316,11 @@ impl Connection {
             addr,
             stream: Arc::clone(&stream),
             outbox: Arc::clone(&outbox),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(IdMap::default()),
             next_req: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             why: Mutex::new(None),
-            chans: Mutex::new(HashMap::new()),
+            chans: Mutex::new(IdMap::default()),
             shm_tx: shm,
             shm_rx: ShmRx::for_client(&opts.limits),
             held: Mutex::new(HashMap::new()),
@@ -526,8 +528,21 @@ impl Connection {
         self.chan_state(name, reply.check(Cmd::CHAN_OPEN)?)
     }
 
+    /// The connection's state of the channel an OPEN or MAKE reply describes: one per
+    /// channel id, shared by every sender and receiver made from this connection, since
+    /// the server keeps one send window per channel and connection, and its NOTIFY and
+    /// CREDIT events name the channel by id.
     fn chan_state(&self, name: &str, f: FrameRef<'_>) -> Result<Arc<ChanState>, IpcError> {
         let id = f.u64(Attr::CHAN_ID)?.ok_or(crate::proto::ProtoError::Missing(Attr::CHAN_ID.0))?;
+        let closed = f.u32(Attr::CLOSED)?.unwrap_or(0) != 0;
+        let mut chans = self.inner.chans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = chans.get(&id).and_then(Weak::upgrade) {
+            drop(chans);
+            if closed || self.is_closed() {
+                known.mark_closed();
+            }
+            return Ok(known);
+        }
         let kind = crate::stats::ChannelStats { kind: f.i32(Attr::KIND)?.unwrap_or(1), ..Default::default() }
             .kind()
             .unwrap_or(Kind::Buffered);
@@ -542,9 +557,10 @@ impl Connection {
             kind,
             capacity,
             credits,
-            closed: AtomicBool::new(f.u32(Attr::CLOSED)?.unwrap_or(0) != 0),
+            closed: AtomicBool::new(closed),
         });
-        self.inner.chans.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::downgrade(&state));
+        chans.insert(id, Arc::downgrade(&state));
+        drop(chans);
         if self.is_closed() {
             state.mark_closed();
         }
@@ -641,18 +657,11 @@ impl ConnInner {
             }
             p.insert(req, pending);
         }
-        if let Some((export_id, fd)) = share {
-            let sreq = self.next_req.fetch_add(1, Relaxed);
-            self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(sreq, Pending::Ignore);
-            let r = self.outbox.push_with_fds(vec![fd], |out, max| {
-                let mut f = FrameBuf::begin(out, Cmd::REGION_SHARE, 0);
-                f.u64(Attr::REQ_ID, sreq).u64(Attr::REGION_ID, export_id);
-                f.finish(max)
-            });
-            if let Err(e) = r {
-                self.forget(req);
-                return Err(e);
-            }
+        if let Some((export_id, fd)) = share
+            && let Err(e) = self.share_region(export_id, fd)
+        {
+            self.forget(req);
+            return Err(e);
         }
         let r = self.outbox.push_with_fds(own, |out, max| {
             let mut f = FrameBuf::begin(out, cmd, 0);
@@ -670,6 +679,56 @@ impl ConnInner {
                 })
             }
         }
+    }
+
+    /// Whether the connection's frames go through shared-memory rings.
+    pub(crate) fn on_rings(&self) -> bool {
+        self.stream.on_rings()
+    }
+
+    /// The transport.
+    pub(crate) fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// Whether the server takes credited sends without replies (minor 7): their window
+    /// comes back in CREDIT events.
+    pub(crate) fn takes_credited(&self) -> bool {
+        self.server_minor.load(Relaxed) >= 7
+    }
+
+    /// Queues a request nobody waits for (a credited send, minor 7): a fresh `REQ_ID`, no
+    /// entry in `pending`. With the region fd to share first, if any.
+    pub(crate) fn send_unanswered(
+        &self,
+        cmd: Cmd,
+        share: Option<(u64, OwnedFd)>,
+        build: impl FnOnce(&mut FrameBuf<'_>),
+    ) -> Result<(), IpcError> {
+        if self.closed.load(Acquire) {
+            return Err(self.closed_error());
+        }
+        if let Some((export_id, fd)) = share {
+            self.share_region(export_id, fd)?;
+        }
+        let req = self.next_req.fetch_add(1, Relaxed);
+        self.outbox.push(|out, max| {
+            let mut f = FrameBuf::begin(out, cmd, 0);
+            f.u64(Attr::REQ_ID, req);
+            build(&mut f);
+            f.finish(max)
+        })
+    }
+
+    /// Queues `REGION_SHARE` of this side's region, its fd attached.
+    fn share_region(&self, export_id: u64, fd: OwnedFd) -> Result<(), IpcError> {
+        let sreq = self.next_req.fetch_add(1, Relaxed);
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(sreq, Pending::Ignore);
+        self.outbox.push_with_fds(vec![fd], |out, max| {
+            let mut f = FrameBuf::begin(out, Cmd::REGION_SHARE, 0);
+            f.u64(Attr::REQ_ID, sreq).u64(Attr::REGION_ID, export_id);
+            f.finish(max)
+        })
     }
 
     fn forget(&self, req: u64) {
@@ -725,6 +784,23 @@ impl Drop for ConnInner {
     }
 }
 
+impl ConnInner {
+    /// CREDIT: the window credited sends took comes back; a failure among them closes the
+    /// channel here, as the reply of an uncredited one does.
+    fn credit(&self, f: &FrameRef<'_>) {
+        let (Ok(Some(id)), Ok(Some(values))) = (f.u64(Attr::CHAN_ID), f.u32(Attr::CREDITS)) else { return };
+        let bytes = f.u64(Attr::CREDIT_BYTES).ok().flatten().unwrap_or(0);
+        let chan = self.chans.lock().unwrap_or_else(|e| e.into_inner()).get(&id).and_then(Weak::upgrade);
+        let Some(chan) = chan else { return };
+        if f.result().unwrap_or(0) != 0 {
+            chan.mark_closed();
+        }
+        if let Some(w) = &chan.credits {
+            w.give_many(values, bytes);
+        }
+    }
+}
+
 /// The reader coroutine: routes replies and events until the stream ends or breaks.
 fn reader(conn: Weak<ConnInner>, stream: &Stream, limits: Limits) {
     // A LIST reply carries a `STATS` per channel: far more than a request may.
@@ -748,6 +824,9 @@ fn reader(conn: Weak<ConnInner>, stream: &Stream, limits: Limits) {
 
 impl ConnInner {
     fn dispatch(&self, f: FrameRef<'_>, fds: &mut std::collections::VecDeque<OwnedFd>) {
+        if f.flags & FLAG_EVENT != 0 && f.cmd == Cmd::CREDIT {
+            return self.credit(&f);
+        }
         if f.flags & FLAG_EVENT != 0 {
             if f.cmd == Cmd::NOTIFY
                 && f.u32(Attr::EVENT).ok().flatten() == Some(crate::proto::EVENT_CLOSED)

@@ -8,7 +8,8 @@
 //! queues its frame and returns: the value is in the
 //! channel's distributed buffer, as a local send into a buffered channel puts it in the
 //! buffer. The server feeds each connection's queue into the channel in order and returns
-//! the credit with the reply. So a fast sender runs at most one window ahead, the server's
+//! the credit in CREDIT events, many sends' at once (with the reply of each send, from a
+//! server older than minor 7). So a fast sender runs at most one window ahead, the server's
 //! memory stays bounded, and many small sends go out batched. A remote buffered channel
 //! therefore holds up to `capacity + window` values per connection; if the channel is
 //! closed while values wait in the window, they are dropped (undelivered), as values
@@ -50,12 +51,8 @@ fn take_window<T: Element>(
     try_only: bool,
     token: Option<&CancelToken>,
 ) -> Result<u64, ChanError> {
-    window.take_value(deadline, try_only, token)?;
     let len = v.encoded_len() as u64;
-    if let Err(e) = window.take_bytes(len, deadline, try_only, token) {
-        window.give_value();
-        return Err(e);
-    }
+    window.take(len, deadline, try_only, token)?;
     Ok(len)
 }
 
@@ -204,8 +201,10 @@ impl<T: Element> RemoteSender<T> {
         }
     }
 
-    /// With its window taken (a value credit and `len` bytes): queue the frame; the
-    /// reply gives the window back (and releases the lease of a shared-memory element).
+    /// With its window taken (a value credit and `len` bytes): queue the frame. A server of
+    /// minor 7 or later answers nothing and returns the window in CREDIT events (no request
+    /// is registered here); an older one replies, and the reply gives the window back
+    /// (and releases the lease of a shared-memory element).
     fn queue_credited(&self, v: T, mut enc: Encoded, len: u64) -> Result<(), SendError<T>> {
         if let Some(buf) = enc.lease.as_mut() {
             encode_into_lease(buf, &v);
@@ -213,13 +212,30 @@ impl<T: Element> RemoteSender<T> {
         let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
         let id = self.chan.id;
         let lease = self.conn.inner.hold(enc.lease.take());
-        let pending = Pending::Credit(Arc::clone(&self.chan), lease, len);
-        let r = self.conn.inner.send_request(Cmd::CHAN_SEND, pending, enc.share.take(), |f| {
-            f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
-            write_element(f, &v, z);
-        });
+        let inner = &self.conn.inner;
+        let r = if inner.takes_credited() {
+            drop(lease); // held until REGION_RELEASE (servers of minor ≥ 2)
+            let queued = inner.send_unanswered(Cmd::CHAN_SEND, enc.share.take(), |f| {
+                f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1).u32(Attr::CREDITED, 1);
+                write_element(f, &v, z);
+            });
+            if queued.is_ok() && inner.on_rings() {
+                // Into shared memory is a copy, not a system call: cheaper done here than
+                // handed to the writer coroutine (which still batches while it writes).
+                inner.outbox.flush_now(inner.stream());
+            }
+            queued
+        } else {
+            let pending = Pending::Credit(Arc::clone(&self.chan), lease, len);
+            inner
+                .send_request(Cmd::CHAN_SEND, pending, enc.share.take(), |f| {
+                    f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
+                    write_element(f, &v, z);
+                })
+                .map(drop)
+        };
         match r {
-            Ok(_) => Ok(()),
+            Ok(()) => Ok(()),
             Err(_) => {
                 if let Some(w) = &self.chan.credits {
                     w.give(len);
@@ -267,12 +283,8 @@ impl<T: Element> RemoteSender<T> {
         }
         match &self.chan.credits {
             Some(window) => {
-                if let Err(e) = window.take_value_async().await {
-                    return Err(SendError::new(e, v));
-                }
                 let len = v.encoded_len() as u64;
-                if let Err(e) = window.take_bytes_async(len).await {
-                    window.give_value();
+                if let Err(e) = window.take_async(len).await {
                     return Err(SendError::new(e, v));
                 }
                 let enc = place(&self.conn, &v);

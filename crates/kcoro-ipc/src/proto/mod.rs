@@ -28,7 +28,7 @@ pub use frame::{Attrs, FrameBuf, FrameRef, Header, decode_header, split_frame};
 /// Protocol version spoken here. A peer with another major version is refused in HELLO.
 pub const VERSION_MAJOR: u32 = 1;
 /// Minor version: additions a reader may ignore.
-pub const VERSION_MINOR: u32 = 6;
+pub const VERSION_MINOR: u32 = 7;
 
 /// Most channels one LIST reply reports (the first, by name; then the process's other
 /// named channels for a monitor).
@@ -100,6 +100,10 @@ impl Cmd {
     pub const CANCEL: Cmd = Cmd(33);
     /// Server event: `EVENT` about `CHAN_ID` (closed).
     pub const NOTIFY: Cmd = Cmd(34);
+    /// Server event: `CREDITS` values and `CREDIT_BYTES` bytes of the send window of
+    /// `CHAN_ID` come back, for sends marked `CREDITED`; `RESULT` the first failure among
+    /// them, else 0 (minor version 7).
+    pub const CREDIT: Cmd = Cmd(35);
 
     /// Name for logs and errors.
     pub fn name(self) -> &'static str {
@@ -125,6 +129,7 @@ impl Cmd {
             Cmd::SELECT_REGISTER => "SELECT_REGISTER",
             Cmd::CANCEL => "CANCEL",
             Cmd::NOTIFY => "NOTIFY",
+            Cmd::CREDIT => "CREDIT",
             _ => "unknown",
         }
     }
@@ -209,6 +214,9 @@ impl Attr {
     /// `str`: in a HELLO reply without `RING_BYTES` to a client that offered rings: why
     /// the server stays on the socket.
     pub const RING_REFUSED: Attr = Attr(61);
+    /// `u32`: 1 on a `CHAN_SEND` within the send window: no reply; its share of the window
+    /// comes back in a `CREDIT` event, which also reports its failure (minor version 7).
+    pub const CREDITED: Attr = Attr(62);
 }
 
 /// `EVENT` values of NOTIFY.

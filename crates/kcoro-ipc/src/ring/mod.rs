@@ -334,10 +334,13 @@ impl<B: Bell> Consumer<B> {
     }
 }
 
-/// A bounded spin: `again` says whether to look once more, until the budget is spent. Now
-/// and then it yields to the other coroutines of its worker, and to the other threads of
-/// its CPU: on a machine of few CPUs the thread that will answer (the peer's, or the one
-/// our own side wakes) may need the very CPU this one spins on.
+/// A bounded spin: `again` says whether to look once more, until the budget is spent.
+/// Each look yields to the other coroutines of its worker (the one that will answer, or
+/// that our own side just woke, may be among them), and every [`Spin::OS_YIELD`] looks to
+/// the other threads of its CPU: on a machine of few CPUs the thread that will answer may
+/// need the very CPU this one spins on. (Measured on two CPUs, pinned round trips of 64
+/// bytes: 4.5 us with a coroutine yield every 8 looks and a thread yield every 64; 2.9-3.5
+/// us with these.)
 struct Spin {
     budget: Duration,
     started: Option<Instant>,
@@ -345,6 +348,8 @@ struct Spin {
 }
 
 impl Spin {
+    const OS_YIELD: u32 = 16;
+
     fn new(budget: Duration) -> Spin {
         Spin { budget, started: None, n: 0 }
     }
@@ -354,16 +359,13 @@ impl Spin {
             return false;
         }
         self.n = self.n.wrapping_add(1);
-        if self.n % 64 == 0 {
+        kcoro::yield_now();
+        if self.n % Self::OS_YIELD == 0 {
             std::thread::yield_now();
             let now = Instant::now();
             if now.duration_since(*self.started.get_or_insert(now)) >= self.budget {
                 return false;
             }
-        } else if self.n % 8 == 0 {
-            kcoro::yield_now();
-        } else {
-            std::hint::spin_loop();
         }
         true
     }

@@ -4,7 +4,12 @@
 //! # Invariants
 //! - A send that need not wait is done on the reader (no hand-off, no tracking); a
 //!   credited one only if none of this connection's sends to that channel waits in its
-//!   queue, so sends land in the order they were read.
+//!   queue, so sends land in the order they were read. So is a receive that finds a value
+//!   ready (`take_ready`: an empty look counts nothing, the wait that follows is the
+//!   receive). Only an operation that must wait gets a coroutine and a tracking entry.
+//! - A credited send (minor 7) is never answered: its share of the window comes back, with
+//!   its outcome, in a CREDIT event, which the reader sends when it has read everything
+//!   there is, and a feeder when its queue empties.
 //! - `in_flight` counts requests that wait in their own coroutine (receives, rendezvous
 //!   sends); it never exceeds `Limits::max_in_flight`, checked before a request is taken
 //!   on. Credited sends are not counted there: the window bounds them.
@@ -12,7 +17,8 @@
 //!   it holds a single value, at most `Limits::credit_bytes` inline element bytes: a client
 //!   that sends past its window gets `-ENOBUFS`, so the server's memory per connection is
 //!   bounded by the window, whatever the client does. The queue's counts drop before the
-//!   reply is queued, so a client that counts until the reply never overruns them.
+//!   answer (reply or CREDIT) is queued, so a client that counts until the answer never
+//!   overruns them.
 //! - Until authenticated (when a secret is set), only HELLO and AUTH are answered.
 //! - A connection sees only what it was given: a `CHAN_ID` works only if OPEN or MAKE
 //!   returned it to this connection (`opened`); a `ZDESC` resolves only in a region this
@@ -38,6 +44,7 @@ use kcoro::zcopy::ZBuf;
 use super::ServerInner;
 use super::served::{Encode, Offered, SendFail, Served, Wait};
 use crate::coros::CoroutineReport;
+use crate::ids::IdMap;
 use crate::proto::{
     Attr, Cmd, EVENT_CLOSED, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, ProtoError, VERSION_MAJOR,
     VERSION_MINOR, zdesc,
@@ -55,6 +62,45 @@ struct Feed {
     len: u64,
     wait: Wait,
     token: CancelToken,
+    /// A credited send: (channel id, the bytes its client counted), answered by CREDIT.
+    credited: Option<(u64, u64)>,
+}
+
+/// Send window owed to the client for credited sends that are done, per channel, until a
+/// CREDIT event returns it.
+#[derive(Default)]
+struct Owed(Vec<OwedChan>);
+
+struct OwedChan {
+    id: u64,
+    values: u32,
+    bytes: u64,
+    /// The first failure among these sends, else 0.
+    result: i32,
+}
+
+impl Owed {
+    fn add(&mut self, id: u64, bytes: u64, result: i32) {
+        match self.0.iter_mut().find(|o| o.id == id) {
+            Some(o) => {
+                o.values += 1;
+                o.bytes += bytes;
+                if o.result == 0 {
+                    o.result = result;
+                }
+            }
+            None => self.0.push(OwedChan { id, values: 1, bytes, result }),
+        }
+    }
+}
+
+/// The code a send's outcome is reported with.
+fn fail_code(r: &Result<(), SendFail>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(SendFail::Chan(e)) => e.code(),
+        Err(SendFail::Decode(_)) => -libc::EINVAL,
+    }
 }
 
 /// What waits in a channel's send queue: values, and their inline bytes.
@@ -66,6 +112,12 @@ struct Queued {
 
 /// A channel's send queue for this connection, and what waits in it.
 type Feeder = (Sender<Feed>, Arc<Queued>);
+
+/// A channel this connection holds, and its queue of sends once one had to wait.
+struct Held {
+    chan: Arc<dyn Served>,
+    feeder: Option<Feeder>,
+}
 
 /// A channel of the registry, by id.
 type Found = Option<(u64, Arc<dyn Served>)>;
@@ -98,11 +150,11 @@ pub(crate) struct ConnState {
     greeted: AtomicBool,
     /// The client's HELLO declined shared memory (`NO_SHM`): its elements come inline.
     shm_declined: AtomicBool,
-    /// Channel ids OPEN or MAKE returned to this connection: the only ones it may use.
-    opened: Mutex<HashSet<u64>>,
+    /// Channels OPEN or MAKE returned to this connection, by id: the only ones it may use,
+    /// with the queue of its sends to each (one lock per send finds both).
+    opened: Mutex<IdMap<Held>>,
     /// Unnamed channels this connection made: destroyed when it ends.
     made: Mutex<HashSet<u64>>,
-    feeders: Mutex<HashMap<u64, Feeder>>,
     shm_tx: Option<ShmTx>,
     /// Leases of our region lent to the client in receive replies, by offset.
     lent: Mutex<HashMap<u64, ZBuf>>,
@@ -135,9 +187,8 @@ impl ConnState {
             requests: Mutex::new(HashMap::new()),
             greeted: AtomicBool::new(false),
             shm_declined: AtomicBool::new(false),
-            opened: Mutex::new(HashSet::new()),
+            opened: Mutex::new(IdMap::default()),
             made: Mutex::new(HashSet::new()),
-            feeders: Mutex::new(HashMap::new()),
             lent: Mutex::new(HashMap::new()),
             shm_rx,
             next_req: AtomicU64::new(1),
@@ -151,11 +202,24 @@ impl ConnState {
         let writer =
             kcoro::spawn_with(self.server.spawn_options(), move || outbox.run_writer(&stream, &rings));
         let mut frames = FrameReader::new(self.server.limits);
-        while let Ok(Some(Flow::Go)) = frames.next(&self.stream, |f, fds| self.dispatch(f, fds)) {}
+        let mut owed = Owed::default();
+        loop {
+            if !frames.has_frame() {
+                // About to wait for the client: give back what its credited sends took.
+                self.credit(&mut owed);
+            }
+            match frames.next(&self.stream, |f, fds| self.dispatch(f, fds, &mut owed)) {
+                Ok(Some(Flow::Go)) => {}
+                _ => break,
+            }
+        }
         // The peer is gone or refused: wake everything it was waiting on, drop its queues.
         self.token.cancel();
         self.outbox.close();
-        lock(&self.feeders).clear();
+        // Dropping the queues ends their feeders.
+        for held in lock(&self.opened).values_mut() {
+            held.feeder = None;
+        }
         if let Ok(w) = writer {
             let _ = w.join();
         }
@@ -220,7 +284,7 @@ impl ConnState {
         }
     }
 
-    fn dispatch(self: &Arc<Self>, f: FrameRef<'_>, fds: &mut VecDeque<OwnedFd>) -> Flow {
+    fn dispatch(self: &Arc<Self>, f: FrameRef<'_>, fds: &mut VecDeque<OwnedFd>, owed: &mut Owed) -> Flow {
         // Answers to our own requests (REGION_SHARE, REGION_RELEASE): nothing to do.
         if f.flags == FLAG_REPLY && matches!(f.cmd, Cmd::REGION_SHARE | Cmd::REGION_RELEASE) {
             return Flow::Go;
@@ -236,7 +300,7 @@ impl ConnState {
             self.refuse(f.cmd, req, -libc::EINVAL, &msg);
             return Flow::Go;
         }
-        match self.handle(f, req, fds) {
+        match self.handle(f, req, fds, owed) {
             Ok(flow) => flow,
             Err(e) => {
                 self.refuse(f.cmd, req, -libc::EINVAL, &format!("malformed {}: {e}", f.cmd.name()));
@@ -250,6 +314,7 @@ impl ConnState {
         f: FrameRef<'_>,
         req: u64,
         fds: &mut VecDeque<OwnedFd>,
+        owed: &mut Owed,
     ) -> Result<Flow, ProtoError> {
         let cmd = f.cmd;
         if !self.authed.load(Acquire) && !matches!(cmd, Cmd::HELLO | Cmd::AUTH) {
@@ -277,7 +342,7 @@ impl ConnState {
             Cmd::GET_STATS => self.list(req, f.u64(Attr::CHAN_ID)?),
             Cmd::CHAN_OPEN => self.open(&f, req)?,
             Cmd::CHAN_MAKE => self.make(&f, req)?,
-            Cmd::CHAN_SEND | Cmd::CHAN_TRY_SEND => self.send(&f, req)?,
+            Cmd::CHAN_SEND | Cmd::CHAN_TRY_SEND => self.send(&f, req, owed)?,
             Cmd::CHAN_RECV | Cmd::CHAN_TRY_RECV => self.recv(&f, req)?,
             Cmd::CHAN_CLOSE => self.close(&f, req)?,
             Cmd::CHAN_DESTROY => self.destroy(&f, req)?,
@@ -526,14 +591,14 @@ impl ConnState {
 
     /// Whether OPEN or MAKE gave channel `id` to this connection.
     fn holds(&self, id: u64) -> bool {
-        lock(&self.opened).contains(&id)
+        lock(&self.opened).contains_key(&id)
     }
 
     /// Replies with what a client needs to use channel `id`, and counts it as opened.
-    fn describe(&self, cmd: Cmd, req: u64, id: u64, chan: &dyn Served) {
+    fn describe(&self, cmd: Cmd, req: u64, id: u64, chan: Arc<dyn Served>) {
         {
             let mut o = lock(&self.opened);
-            if !o.contains(&id) && o.len() >= self.server.limits.max_channels {
+            if !o.contains_key(&id) && o.len() >= self.server.limits.max_channels {
                 drop(o);
                 let msg = format!(
                     "this connection has {} channels open, the limit",
@@ -541,7 +606,7 @@ impl ConnState {
                 );
                 return self.refuse(cmd, req, -libc::EMFILE, &msg);
             }
-            o.insert(id);
+            o.entry(id).or_insert_with(|| Held { chan: Arc::clone(&chan), feeder: None });
         }
         let (credits, credit_bytes) = match chan.kind() {
             Kind::Rendezvous => (0, 0),
@@ -590,7 +655,7 @@ impl ConnState {
         let name = name.ok_or(ProtoError::Missing(Attr::NAME.0))?;
         let found = self.server.registry().by_name(name);
         match found {
-            Some((id, chan)) => self.describe(Cmd::CHAN_OPEN, req, id, &*chan),
+            Some((id, chan)) => self.describe(Cmd::CHAN_OPEN, req, id, chan),
             None => self.refuse(Cmd::CHAN_OPEN, req, -libc::ENOENT, &format!("no channel named {name:?}")),
         }
         Ok(())
@@ -643,7 +708,7 @@ impl ConnState {
                 if name.is_none() {
                     lock(&self.made).insert(id);
                 }
-                self.describe(Cmd::CHAN_MAKE, req, id, &*chan)
+                self.describe(Cmd::CHAN_MAKE, req, id, chan)
             }
             None => {
                 self.server.made_channels.fetch_sub(1, AcqRel);
@@ -656,12 +721,18 @@ impl ConnState {
     /// The channel a request names, if this connection holds it (OPEN or MAKE returned
     /// its id here); else `-ENOENT`, the same answer as for an id that never existed.
     fn channel(&self, cmd: Cmd, req: u64, f: &FrameRef<'_>) -> Result<Found, ProtoError> {
-        let id = f.u64(Attr::CHAN_ID)?.ok_or(ProtoError::Missing(Attr::CHAN_ID.0))?;
-        let chan = if self.holds(id) { self.server.registry().by_id(id) } else { None };
-        if chan.is_none() {
+        let found = self.held_channel(f)?;
+        if found.is_none() {
+            let id = f.u64(Attr::CHAN_ID)?.unwrap_or(0);
             self.refuse(cmd, req, -libc::ENOENT, &format!("no channel {id}"));
         }
-        Ok(chan.map(|c| (id, c)))
+        Ok(found)
+    }
+
+    /// [`channel`](Self::channel), without answering when there is none.
+    fn held_channel(&self, f: &FrameRef<'_>) -> Result<Found, ProtoError> {
+        let id = f.u64(Attr::CHAN_ID)?.ok_or(ProtoError::Missing(Attr::CHAN_ID.0))?;
+        Ok(lock(&self.opened).get(&id).map(|h| (id, Arc::clone(&h.chan))))
     }
 
     /// Takes on a request that will wait, unless too many already are or its REQ_ID is
@@ -704,16 +775,30 @@ impl ConnState {
         lock(&self.requests).remove(&req);
     }
 
-    fn send(self: &Arc<Self>, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
+    fn send(self: &Arc<Self>, f: &FrameRef<'_>, req: u64, owed: &mut Owed) -> Result<(), ProtoError> {
         let cmd = f.cmd;
         let el = locate(f)?;
+        // A credited send (minor 7) is never answered: its share of the window goes back,
+        // with its outcome, in a CREDIT event, whatever happens to it here.
+        let credited = match (cmd, f.u32(Attr::CREDITED)?, f.u64(Attr::CHAN_ID)?) {
+            (Cmd::CHAN_SEND, Some(1), Some(id)) => Some((id, el.len() as u64)),
+            _ => None,
+        };
+        let answer = |owed: &mut Owed, code: i32, msg: &str| match credited {
+            Some((id, len)) => owed.add(id, len, code),
+            None => self.refuse(cmd, req, code, msg),
+        };
         if matches!(el, Located::Shared(_)) && !self.stream.is_unix() {
-            self.refuse(cmd, req, -libc::EPROTO, "ZDESC needs a Unix socket: over TCP elements are inline");
+            answer(owed, -libc::EPROTO, "ZDESC needs a Unix socket: over TCP elements are inline");
             return Ok(());
         }
         // First, so that every way out of here, refusals included, frees the client's span.
         let release = self.release_for(&el);
-        let Some((id, chan)) = self.channel(cmd, req, f)? else { return Ok(()) };
+        let Some((id, chan)) = self.held_channel(f)? else {
+            let id = f.u64(Attr::CHAN_ID)?.unwrap_or(0);
+            answer(owed, -libc::ENOENT, &format!("no channel {id}"));
+            return Ok(());
+        };
         let wait = if cmd == Cmd::CHAN_TRY_SEND {
             Wait::Try
         } else {
@@ -723,10 +808,15 @@ impl ConnState {
             Located::Inline(b) => b.len() as u64,
             Located::Shared(_) => 0, // in the peer's memory, not ours
         };
+        let rendezvous = chan.kind() == Kind::Rendezvous;
+        let credited = credited.filter(|_| !rendezvous && wait != Wait::Try);
+        let finish = |owed: &mut Owed, r: Result<(), SendFail>| match credited {
+            Some((id, len)) => owed.add(id, len, fail_code(&r)),
+            None => self.chan_result(cmd, req, r),
+        };
         // A send that need not wait is done here, on the reader: no hand-off, no tracking.
         // A credited one only when none of this connection's earlier sends to the channel
         // still waits in its queue (it must not overtake them).
-        let rendezvous = chan.kind() == Kind::Rendezvous;
         let send_now = wait == Wait::Try || rendezvous || self.nothing_queued(id);
         let value = match chan.offer(&el, &self.shm_rx, release, send_now) {
             Offered::Kept(v) if wait != Wait::Try => v,
@@ -736,7 +826,7 @@ impl ConnState {
                     Offered::Failed(e) => Err(e),
                     Offered::Kept(_) => Err(SendFail::Chan(ChanError::WouldBlock)),
                 };
-                self.chan_result(cmd, req, r);
+                finish(owed, r);
                 return Ok(());
             }
         };
@@ -752,7 +842,10 @@ impl ConnState {
         }
         // In order, through this connection's queue for the channel, within the window. Only
         // this reader adds to `queued`, so what it reads cannot grow before it adds.
-        let (queue, queued) = self.feeder(id, chan);
+        let Some((queue, queued)) = self.feeder(id, chan) else {
+            answer(owed, -libc::ENOENT, &format!("no channel {id}")); // destroyed meanwhile
+            return Ok(());
+        };
         let limits = &self.server.limits;
         let (values, bytes) = (queued.values.load(Acquire), queued.bytes.load(Acquire));
         let over_bytes = len > 0 && bytes > 0 && bytes.saturating_add(len) > limits.credit_bytes;
@@ -761,24 +854,57 @@ impl ConnState {
                 "send window of {} values and {} bytes exceeded",
                 limits.credits, limits.credit_bytes
             );
-            self.refuse(cmd, req, -libc::ENOBUFS, &msg);
+            answer(owed, -libc::ENOBUFS, &msg);
             return Ok(());
         }
-        let Some(token) = self.track(cmd, req) else { return Ok(()) };
+        // A credited send cannot be cancelled (its client has returned): it waits under the
+        // connection's own token, untracked.
+        let token = match credited {
+            Some(_) => self.token.clone(),
+            None => match self.track(cmd, req) {
+                Some(t) => t,
+                None => return Ok(()),
+            },
+        };
         queued.values.fetch_add(1, AcqRel);
         queued.bytes.fetch_add(len, AcqRel);
-        if let Err(e) = queue.try_send(Feed { req, value, len, wait, token }) {
+        let feed = Feed { req, value, len, wait, token, credited };
+        if let Err(e) = queue.try_send(feed) {
             queued.values.fetch_sub(1, AcqRel);
             queued.bytes.fetch_sub(len, AcqRel);
-            self.untrack(e.value().req);
-            self.refuse(cmd, req, ChanError::Closed.code(), "connection closing");
+            if credited.is_none() {
+                self.untrack(e.value().req);
+            }
+            answer(owed, ChanError::Closed.code(), "connection closing");
         }
         Ok(())
     }
 
+    /// Returns the window owed for credited sends, one CREDIT event per channel, and
+    /// writes them now when nobody is writing (the caller is about to wait).
+    fn credit(&self, owed: &mut Owed) {
+        if owed.0.is_empty() {
+            return;
+        }
+        for o in owed.0.drain(..) {
+            let _ = self.outbox.push(|out, max| {
+                let mut f = FrameBuf::begin(out, Cmd::CREDIT, FLAG_EVENT);
+                f.u64(Attr::CHAN_ID, o.id)
+                    .u32(Attr::CREDITS, o.values)
+                    .u64(Attr::CREDIT_BYTES, o.bytes)
+                    .i32(Attr::RESULT, o.result);
+                f.finish(max)
+            });
+        }
+        self.outbox.flush_now(&self.stream);
+    }
+
     /// No send of this connection waits in channel `id`'s queue: a new one may go first.
     fn nothing_queued(&self, id: u64) -> bool {
-        lock(&self.feeders).get(&id).is_none_or(|(_, q)| q.values.load(Acquire) == 0)
+        lock(&self.opened)
+            .get(&id)
+            .and_then(|h| h.feeder.as_ref())
+            .is_none_or(|(_, q)| q.values.load(Acquire) == 0)
     }
 
     /// For a shared element of a client that takes `REGION_RELEASE` (minor ≥ 2): what
@@ -802,26 +928,36 @@ impl ConnState {
     }
 
     /// The queue (and its coroutine) feeding this connection's sends into channel `id`.
-    fn feeder(self: &Arc<Self>, id: u64, chan: Arc<dyn Served>) -> Feeder {
-        let mut feeders = lock(&self.feeders);
-        if let Some((tx, n)) = feeders.get(&id) {
-            return (tx.clone(), Arc::clone(n));
+    fn feeder(self: &Arc<Self>, id: u64, chan: Arc<dyn Served>) -> Option<Feeder> {
+        let mut opened = lock(&self.opened);
+        let held = opened.get_mut(&id)?;
+        if let Some((tx, n)) = &held.feeder {
+            return Some((tx.clone(), Arc::clone(n)));
         }
         let (tx, rx) = chan::unlimited::<Feed>();
         let queued = Arc::new(Queued::default());
         let (me, q) = (Arc::clone(self), Arc::clone(&queued));
         drop(kcoro::spawn_with(self.server.spawn_options(), move || {
+            let mut owed = Owed::default();
             for item in &rx {
                 let r = chan.send_decoded(item.value, item.wait, Some(&item.token));
-                // Before the reply: the client frees its window when the reply comes.
+                // Before the answer: the client frees its window when the answer comes.
                 q.values.fetch_sub(1, AcqRel);
                 q.bytes.fetch_sub(item.len, AcqRel);
-                me.chan_result(Cmd::CHAN_SEND, item.req, r);
-                me.untrack(item.req);
+                match item.credited {
+                    Some((id, len)) => owed.add(id, len, fail_code(&r)),
+                    None => {
+                        me.chan_result(Cmd::CHAN_SEND, item.req, r);
+                        me.untrack(item.req);
+                    }
+                }
+                if rx.is_empty() {
+                    me.credit(&mut owed);
+                }
             }
         }));
-        feeders.insert(id, (tx.clone(), Arc::clone(&queued)));
-        (tx, queued)
+        held.feeder = Some((tx.clone(), Arc::clone(&queued)));
+        Some((tx, queued))
     }
 
     fn recv(self: &Arc<Self>, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
@@ -835,6 +971,11 @@ impl ConnState {
         if wait == Wait::Try {
             let r = chan.recv(Wait::Try, None);
             self.element_reply(cmd, req, &*chan, r);
+            return Ok(());
+        }
+        // A value waiting: answered here, on the reader, like a send that need not wait.
+        if let Some(v) = chan.take_ready() {
+            self.element_reply(cmd, req, &*chan, Ok(v));
             return Ok(());
         }
         let Some(token) = self.admit(cmd, req) else { return Ok(()) };
@@ -940,7 +1081,7 @@ impl ConnState {
 
     /// NOTIFY: channel `id`, which this connection opened, was closed by another.
     fn notify_closed(&self, id: u64) {
-        if !lock(&self.opened).contains(&id) {
+        if !lock(&self.opened).contains_key(&id) {
             return;
         }
         let _ = self.outbox.push(|out, max| {

@@ -93,6 +93,9 @@ pub(crate) trait Served: Send + Sync {
         token: Option<&CancelToken>,
     ) -> Result<(), SendFail>;
     fn recv(&self, wait: Wait, token: Option<&CancelToken>) -> Result<Box<dyn Encode>, ChanError>;
+    /// A value if one is ready now (counted as a receive), else `None`, counting nothing:
+    /// a receive that must wait then waits in [`recv`](Self::recv).
+    fn take_ready(&self) -> Option<Box<dyn Encode>>;
     /// Gives back a value [`recv`](Self::recv) took but could not deliver (its reply does
     /// not fit the receiver's frame limit, or the receiver went before it was written): it
     /// is sent into the channel again, at the tail (waiting in a coroutine of its own if
@@ -157,6 +160,10 @@ impl<T: Element> Served for Typed<T> {
             w => self.rx.recv_with(w.deadline(), token),
         }?;
         Ok(Box::new(v))
+    }
+
+    fn take_ready(&self) -> Option<Box<dyn Encode>> {
+        self.rx.take_ready().map(|v| Box::new(v) as Box<dyn Encode>)
     }
 
     fn put_back(&self, v: Box<dyn Encode>) {

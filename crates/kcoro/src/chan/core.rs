@@ -681,6 +681,29 @@ impl<T> Chan<T> {
         }
     }
 
+    /// A value if one is ready now, counted as a receive; otherwise `None`, with nothing
+    /// counted (the caller will wait some other way, and that wait is the receive).
+    pub(crate) fn take_ready(&self) -> Option<T> {
+        if let Some(ring) = &self.ring {
+            match ring.try_pop() {
+                Pop::Got(v) => return Some(v),
+                Pop::Empty => return None,
+                Pop::Refused => {}
+            }
+        } else if self.maybe_ready.load(Acquire) == 0 {
+            return None;
+        }
+        let mut g = self.lock();
+        match self.try_recv_locked(&mut g, None) {
+            RecvAttempt::Got(v, after) => {
+                drop(g);
+                after.run(self);
+                Some(v)
+            }
+            RecvAttempt::Closed | RecvAttempt::Empty => None,
+        }
+    }
+
     /// A `WouldBlock` answered without the lock, counted apart (added to the snapshot).
     fn would_block_lock_free(&self) -> ChanError {
         self.fast_would_block.fetch_add(1, Relaxed);

@@ -138,6 +138,17 @@ impl<T> Receiver<T> {
         self.chan.recv(Wait::TRY)
     }
 
+    /// Takes a value if one is ready now (counted as a receive, as [`try_recv`]'s would
+    /// be), else `None` with nothing counted: for a caller that, finding nothing, waits
+    /// in a way of its own (in a coroutine it spawns, say), so that the wait, not this
+    /// look, is the one receive the counters show. An empty or closed channel answers
+    /// `None` alike; the wait that follows reports which.
+    ///
+    /// [`try_recv`]: Self::try_recv
+    pub fn take_ready(&self) -> Option<T> {
+        self.chan.take_ready()
+    }
+
     /// Receives, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, ChanError> {
         self.chan.recv(Wait::until(deadline_after(timeout)))
