@@ -92,6 +92,27 @@ fn large_elements_take_shared_regions_beside_the_rings() {
     drop(server);
 }
 
+/// A frame many times the ring's size goes through it in pieces, both ways: 200 KiB
+/// elements inline (no shared regions) through rings of 4 KiB.
+#[test]
+fn frames_larger_than_the_ring_go_through_in_pieces() {
+    let addr = sock("shm-pieces.sock");
+    let (tx, rx) = chan::buffered::<Vec<u8>>(4);
+    let server = Server::bind(&addr).unwrap().serve_channel("big", tx.clone(), rx.clone()).start().unwrap();
+    let opts = ConnectOptions::new().ring_bytes(4096).no_shared_memory();
+    let conn = Connection::connect(&shm(&addr), opts).unwrap();
+    assert_eq!(conn.transport(), Transport::Shm);
+    let elem = |i: usize| (0..200 << 10).map(|j| (i + j % 253) as u8).collect::<Vec<u8>>();
+    let (big, back) = (conn.sender::<Vec<u8>>("big").unwrap(), conn.receiver::<Vec<u8>>("big").unwrap());
+    for i in 0..4 {
+        big.send(elem(i)).unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), elem(i), "to the server, {i}");
+        tx.send(elem(i + 10)).unwrap();
+        assert_eq!(back.recv().unwrap(), elem(i + 10), "to the client, {i}");
+    }
+    drop(server);
+}
+
 /// A server that takes no rings (its limit is 0) keeps a `shm:` client on the socket,
 /// says why, and serves it as usual; so does one asked for a ring over its limit.
 #[test]

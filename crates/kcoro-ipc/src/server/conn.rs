@@ -482,7 +482,7 @@ impl ConnState {
             [mem, bell0, bell1],
             cap,
             limits.max_ring_bytes,
-            crate::ring::link::DEFAULT_SPIN,
+            self.server.ring_spin,
         );
         match link.map(|l| self.stream.attach(l)) {
             Ok(true) => {

@@ -36,6 +36,7 @@ pub struct ServerBuilder {
     limits: Limits,
     unix_mode: u32,
     shm: ShmConfig,
+    ring_spin: std::time::Duration,
     name: String,
     monitor: Option<Option<kcoro::Handle>>,
     metrics: Option<MetricsSource>,
@@ -59,6 +60,8 @@ pub(crate) struct ServerInner {
     pub(crate) limits: Limits,
     pub(crate) secret: Option<Vec<u8>>,
     pub(crate) shm: ShmConfig,
+    /// [`ServerBuilder::ring_spin`].
+    pub(crate) ring_spin: std::time::Duration,
     /// Set by [`ServerBuilder::monitor`]: LIST adds every named channel of the process, and
     /// GET_SCHED reports this runtime (`None`: the one the server runs on).
     pub(crate) monitor: Option<Option<kcoro::Handle>>,
@@ -122,6 +125,7 @@ impl Server {
             limits: Limits::default(),
             unix_mode: 0o600,
             shm: ShmConfig::default(),
+            ring_spin: crate::ring::link::DEFAULT_SPIN,
             name: format!("kcoro-ipc/{}", env!("CARGO_PKG_VERSION")),
             monitor: None,
             metrics: None,
@@ -210,6 +214,14 @@ impl ServerBuilder {
         self
     }
 
+    /// For clients on shared-memory rings (`shm:`): how long a connection's reader spins
+    /// on an empty ring before it sleeps (50 µs by default; zero sleeps at once). See
+    /// [`ConnectOptions::ring_spin`](crate::ConnectOptions::ring_spin).
+    pub fn ring_spin(mut self, spin: std::time::Duration) -> Self {
+        self.ring_spin = spin;
+        self
+    }
+
     /// Makes the process monitorable (`kcoro chanmon`): LIST also reports every named
     /// channel of this process (kcoro's channel registry), served or not, and GET_SCHED
     /// reports the counters of `runtime` (`None`: the runtime the server runs on). Read
@@ -267,6 +279,7 @@ impl ServerBuilder {
             limits: self.limits,
             secret: self.secret,
             shm: self.shm,
+            ring_spin: self.ring_spin,
             monitor: self.monitor,
             metrics: self.metrics,
             token: CancelToken::new(),
