@@ -308,15 +308,21 @@ fn capture_16k() {
     }
 }
 
-/// Suspending inside `on_worker_stack` is refused with a panic, not undefined behaviour.
+/// Suspending inside `on_worker_stack` is refused with a panic, not undefined behaviour:
+/// a yield, and a park on the timer. The sleep is long so that it always parks: a short one
+/// whose deadline has passed by the time it looks (a slow machine, qemu) returns at once
+/// without suspending, and nothing would be refused.
 #[test]
 fn suspending_on_the_worker_stack_panics() {
     let rt = small_runtime();
-    let msg = rt.block_on(|| {
-        let r = catch_unwind(|| kcoro::coro::on_worker_stack(|| kcoro::sleep(Duration::from_millis(1))));
-        message(&*r.unwrap_err())
+    let msgs = rt.block_on(|| {
+        let yielded = catch_unwind(|| kcoro::coro::on_worker_stack(kcoro::yield_now));
+        let slept = catch_unwind(|| kcoro::coro::on_worker_stack(|| kcoro::sleep(Duration::from_secs(3600))));
+        [message(&*yielded.unwrap_err()), message(&*slept.unwrap_err())]
     });
-    assert!(msg.contains("tried to suspend inside on_worker_stack"), "{msg}");
+    for msg in msgs {
+        assert!(msg.contains("tried to suspend inside on_worker_stack"), "{msg}");
+    }
 }
 
 /// Outside a coroutine `on_worker_stack` just calls the closure.
