@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The whole kcoro test suite: formatting, lints, rustdoc, every crate's tests (unit,
-# integration, doc) in debug with backtraces on (the three crates with large dependency
-# trees against those dependencies' release build), the runtime's tests once in release, the
+# integration, doc) in debug with backtraces on, the runtime's tests once in release, the
 # Go SDK's tests, the loom models, the kcoro crate's stacks and context switch on aarch64
 # (scripts/cross.sh: under qemu-user, with 4 and 64 KiB pages, and a riscv64 build
 # check), and the smoke run of every documented command. The fuzzers' corpus is replayed
@@ -114,42 +113,17 @@ export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
 
 phase "tools (tmux, nats-server, wrk)" install_tools
 phase "cargo fmt --check" cargo fmt --all -- --check
-
-# Clippy lints as the tests build: clippy-driver compiles the workspace's own crates (what
-# `cargo clippy` does, with `-D warnings`) and rustc their dependencies, which are then
-# compiled once for the tests instead of once more for a separate `cargo clippy
-# --workspace --all-targets` (206 CPU-s; linting here adds 39, and cargo doc's own check of
-# the dependencies 57). `cargo test` builds every target clippy's --all-targets lints (the
-# workspace has no bench targets). Exported for every build below, so their fingerprints
-# agree: a command without it would rebuild the workspace's crates.
-RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver"
-export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+# Linting inside the debug build instead (clippy-driver as RUSTC_WORKSPACE_WRAPPER) was
+# measured and is slower: cargo doc then checks every dependency itself (16 -> 73 CPU-s),
+# which the clippy pass does for it.
+phase "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+phase "cargo doc (rustdoc -D warnings)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 # Panics must stay contained whatever the environment: run with backtraces on, as most
 # developers do (see docs/ARCHITECTURE.md, "Panics and deep stacks").
 export RUST_BACKTRACE=1
 
-# The crates whose dependencies are the big trees (kcoro-bench's peers, the CLI's terminal
-# UI, kcoro-nats's NATS client and TLS) are tested against the release build of those
-# dependencies, which the smoke run compiles anyway, instead of a debug copy of each (264
-# of the debug build's 424 units). Their own code still builds as in debug: no
-# optimisation, debug assertions, overflow checks, line tables. Built beside the debug tests
-# with the smoke run's release builds, run after them.
-heavy=(kcoro-bench kcoro-cli kcoro-nats)
-heavy_tests() {
-  local p
-  for p in "${heavy[@]}"; do
-    cargo test --release -p "$p" \
-      --config "profile.release.package.$p.opt-level=0" \
-      --config "profile.release.package.$p.debug-assertions=true" \
-      --config "profile.release.package.$p.overflow-checks=true" \
-      --config "profile.release.package.$p.debug=\"line-tables-only\"" "$@" || return
-  done
-}
-light=(--workspace "${heavy[@]/#/--exclude=}")
-
-phase "cargo test: build and lint (debug, all but ${heavy[*]})" cargo test "${light[@]}" --no-run
-phase "cargo doc (rustdoc -D warnings)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+phase "cargo test --workspace: build (debug)" cargo test --workspace --no-run
 
 # Optimisation changes inlining and stack use: the runtime's tests once more in release.
 # Without the workspace's thin LTO, as a crate depending on kcoro builds it by default
@@ -164,17 +138,14 @@ phase "cargo doc (rustdoc -D warnings)" env RUSTDOCFLAGS="-D warnings" cargo doc
 # kcoro-cli and kcoro-bench took 443 CPU-s against 422.)
 export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_DEBUG=false
 release_kcoro=(--release -p kcoro --config 'profile.release.package.kcoro.debug="line-tables-only"')
-beside "release builds (kcoro tests, smoke --build, ${heavy[*]} tests)" \
-  bash -c "cargo test ${release_kcoro[*]@Q} --no-run && scripts/smoke.sh --build && $(declare -f heavy_tests); heavy=(${heavy[*]}); heavy_tests --no-run"
-phase "cargo test: run (debug, all but ${heavy[*]})" cargo test "${light[@]}"
+beside "release builds (kcoro tests, smoke --build)" \
+  bash -c "cargo test ${release_kcoro[*]@Q} --no-run && scripts/smoke.sh --build"
+phase "cargo test --workspace: run (debug)" cargo test --workspace
 joined
-phase "cargo test --release: ${heavy[*]} (their own code as in debug)" heavy_tests
 # The loom models and the other architectures compile for minutes and then run on their
 # own; the release tests, the Go tests and the smoke run mostly wait. Started first: they
 # end the suite.
-# (Not linted: their builds are of their own, for --cfg loom and for other targets.)
-beside "loom models and other architectures (loom.sh, cross.sh)" \
-  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS bash -c 'scripts/loom.sh && scripts/cross.sh'
+beside "loom models and other architectures (loom.sh, cross.sh)" bash -c 'scripts/loom.sh && scripts/cross.sh'
 phase "cargo test --release -p kcoro (no LTO)" cargo test "${release_kcoro[@]}"
 phase "Go plugin SDK: go vet, go test" go_sdk
 phase "every documented command (scripts/smoke.sh)" scripts/smoke.sh
