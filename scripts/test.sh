@@ -115,7 +115,15 @@ phase "tools (tmux, nats-server, wrk)" install_tools
 phase "cargo fmt --check" cargo fmt --all -- --check
 # Linting inside the debug build instead (clippy-driver as RUSTC_WORKSPACE_WRAPPER) was
 # measured and is slower: cargo doc then checks every dependency itself (16 -> 73 CPU-s),
-# which the clippy pass does for it.
+# which the clippy pass does for it. Measured again inside `cargo test --no-run` itself (so
+# no second build of the test targets): the clippy pass's 206 CPU-s became 39 more in the
+# test build and 118 more in cargo doc, 49 saved of ~2000; not worth a build that lints.
+# Testing kcoro-bench, kcoro-cli and kcoro-nats against the smoke run's release
+# dependencies (their own code at opt-level 0) cut the debug build from 295 to 130 CPU-s
+# but added as much to the release builds (their test harnesses, a second compile each),
+# and that mix (a crate at opt-level 0 over optimised dependencies) overflowed a 64 KiB
+# coroutine stack in kcoro-nats's multi-process test, which neither all-debug nor
+# all-release does. Not kept.
 phase "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 phase "cargo doc (rustdoc -D warnings)" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
