@@ -8,7 +8,7 @@
 //! # drop(nats);
 //! ```
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,6 +73,10 @@ impl LocalServer {
     }
 
     /// Starts a server.
+    ///
+    /// On a port of its choosing, a server that exits at start (another process took the
+    /// port between the check that it was free and the server's bind) is started again on
+    /// another, up to [`START_ATTEMPTS`] times.
     pub fn start(opts: ServerOptions) -> Result<LocalServer, NatsError> {
         let binary = find_binary().ok_or_else(|| NatsError::Server("nats-server not found".into()))?;
         let port = match opts.port {
@@ -85,11 +89,20 @@ impl LocalServer {
         };
         let mut server =
             LocalServer { child: None, port, store_dir, owns_store, max_payload: opts.max_payload, binary };
-        server.spawn()?;
-        Ok(server)
+        let mut attempt = 1;
+        loop {
+            match server.spawn() {
+                Ok(()) => return Ok(server),
+                Err(Start::Exited(_)) if opts.port.is_none() && attempt < START_ATTEMPTS => {
+                    attempt += 1;
+                    server.port = free_port()?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
-    fn spawn(&mut self) -> Result<(), NatsError> {
+    fn spawn(&mut self) -> Result<(), Start> {
         let mut cmd = Command::new(&self.binary);
         cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(&self.store_dir)
@@ -109,24 +122,38 @@ impl LocalServer {
         self.wait_ready()
     }
 
-    fn wait_ready(&mut self) -> Result<(), NatsError> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+    /// Waits until this child says in its log that it listens and is ready. Not until
+    /// something accepts on the port: that may be another process's server, which took
+    /// the port while this one failed to bind it and exited.
+    fn wait_ready(&mut self) -> Result<(), Start> {
         let deadline = Instant::now() + START_TIMEOUT;
+        let Some(pid) = self.pid() else {
+            return Err(Start::Failed(NatsError::Server("not started".into())));
+        };
         loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            // Lines start with the pid: a restart appends to the same log.
+            let ready = format!("[{pid}] ");
+            if std::fs::read_to_string(self.log())
+                .is_ok_and(|log| log.lines().any(|l| l.starts_with(&ready) && l.ends_with("Server is ready")))
+            {
                 return Ok(());
             }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                return Err(NatsError::Server(format!(
+                self.child = None;
+                return Err(Start::Exited(format!(
                     "exited at start ({status}); see {}",
                     self.log().display()
                 )));
             }
             if Instant::now() > deadline {
                 self.kill();
-                return Err(NatsError::Server(format!("not listening on {addr} after {START_TIMEOUT:?}")));
+                let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+                return Err(Start::Failed(NatsError::Server(format!(
+                    "not ready on {addr} after {START_TIMEOUT:?}; see {}",
+                    self.log().display()
+                ))));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -168,7 +195,7 @@ impl LocalServer {
     /// Starts it again on the same port and store directory (after [`kill`](Self::kill)).
     pub fn restart(&mut self) -> Result<(), NatsError> {
         self.kill();
-        self.spawn()
+        Ok(self.spawn()?)
     }
 
     /// CPU time (user + system) the server has used so far, from `/proc` (Linux).
@@ -190,6 +217,30 @@ impl Drop for LocalServer {
         self.kill();
         if self.owns_store {
             let _ = std::fs::remove_dir_all(&self.store_dir);
+        }
+    }
+}
+
+/// How many ports [`LocalServer::start`] tries when it chooses the port.
+pub const START_ATTEMPTS: u32 = 5;
+
+/// Why a server did not start: it exited (its port was taken, say), or anything else.
+enum Start {
+    Exited(String),
+    Failed(NatsError),
+}
+
+impl From<NatsError> for Start {
+    fn from(e: NatsError) -> Start {
+        Start::Failed(e)
+    }
+}
+
+impl From<Start> for NatsError {
+    fn from(s: Start) -> NatsError {
+        match s {
+            Start::Exited(why) => NatsError::Server(why),
+            Start::Failed(e) => e,
         }
     }
 }

@@ -103,3 +103,26 @@ fn killing_and_restarting_the_server_mid_stream_loses_no_stored_message() {
     // The value of the timed-out send may or may not have been stored: nothing else.
     assert!(got.seen.keys().all(|id| *id < MESSAGES || *id == u64::MAX));
 }
+
+/// A server whose port another process holds is not taken for started: it fails to bind
+/// and exits, and `start` says so, although something accepts on that port. (It once
+/// waited only for the port to accept, so a test could talk to another test's server.)
+#[test]
+fn a_server_on_a_port_already_taken_does_not_start() {
+    if kcoro_nats::server::find_binary().is_none() {
+        eprintln!("note: nats-server not found; skipping");
+        return;
+    }
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let opts = kcoro_nats::server::ServerOptions { port: Some(port), ..Default::default() };
+    let err = match kcoro_nats::server::LocalServer::start(opts) {
+        Ok(_) => panic!("started on a port another socket holds"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("exited at start"), "{err}");
+    // On a port of its own choosing it starts, and is what answers there.
+    let srv = server().unwrap();
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    drop(nats);
+}
