@@ -130,9 +130,9 @@ impl LocalServer {
         let Some(pid) = self.pid() else {
             return Err(Start::Failed(NatsError::Server("not started".into())));
         };
+        // Lines start with the pid: a restart appends to the same log.
+        let ready = format!("[{pid}] ");
         loop {
-            // Lines start with the pid: a restart appends to the same log.
-            let ready = format!("[{pid}] ");
             if std::fs::read_to_string(self.log())
                 .is_ok_and(|log| log.lines().any(|l| l.starts_with(&ready) && l.ends_with("Server is ready")))
             {
