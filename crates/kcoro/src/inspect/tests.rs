@@ -151,23 +151,30 @@ fn a_spinning_coroutine_is_running_and_a_queued_one_runnable() {
 }
 
 /// Two coroutines, each receiving from the channel only the other sends on.
+/// Two coroutines that wait on each other. Both are spawned by a third, which runs until
+/// both exist: spawned one by one from this thread, "one" could sit parked alone long
+/// enough (on a busy machine) to be seen as a deadlock of one coroutine.
 fn crossed(rt: &Runtime) -> (crate::JoinHandle<()>, crate::JoinHandle<()>) {
     let (a_tx, a_rx) = ChanBuilder::<u32>::buffered(1).name("left").build();
     let (b_tx, b_rx) = ChanBuilder::<u32>::buffered(1).name("right").build();
-    let one = rt.spawn_with_name("one", move || {
-        let _ = b_rx.recv();
-        let _ = a_tx.send(1);
+    let h = rt.handle();
+    let both = rt.spawn(move || {
+        let one = h.spawn_with_name("one", move || {
+            let _ = b_rx.recv();
+            let _ = a_tx.send(1);
+        });
+        let two = h.spawn_with_name("two", move || {
+            let _ = a_rx.recv();
+            let _ = b_tx.send(1);
+        });
+        (one, two)
     });
-    let two = rt.spawn_with_name("two", move || {
-        let _ = a_rx.recv();
-        let _ = b_tx.send(1);
-    });
-    (one, two)
+    both.join().unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Runtime {
+impl Handle {
     fn spawn_with_name(&self, name: &str, f: impl FnOnce() + Send + 'static) -> crate::JoinHandle<()> {
-        self.handle().spawn_with(crate::SpawnOptions::new().name(name), f).unwrap_or_else(|e| panic!("{e}"))
+        self.spawn_with(crate::SpawnOptions::new().name(name), f).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -261,7 +268,9 @@ fn on_deadlock_call_reports_once_per_deadlock() {
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(calls.lock().unwrap_or_else(|p| p.into_inner()).len(), 1, "one deadlock, one call");
+    let calls = calls.lock().unwrap_or_else(|p| p.into_inner());
+    assert_eq!(calls.len(), 1, "one deadlock, one call: {calls:?}");
+    assert_eq!(calls[0].len(), 2, "both coroutines in it: {calls:?}");
 }
 
 #[test]
