@@ -8,7 +8,7 @@
 //! with bytes appended) is a codec error, never a value. The end marker of the kinds that
 //! still use one is a message with the [`END_HEADER`] header and an empty payload.
 
-use std::any::type_name;
+use std::any::{Any, TypeId, type_name};
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -35,20 +35,61 @@ pub(crate) fn type_tag<T: ?Sized>() -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
-/// Encodes a value as a frame.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Bytes, NatsError> {
+/// Encodes a value as a frame. `Bytes` values are framed by hand, with the bytes the
+/// codec would write (a varint length, then the bytes) and one copy.
+pub(crate) fn encode<T: Serialize + 'static>(value: &T) -> Result<Bytes, NatsError> {
+    if let Some(bytes) = (value as &dyn Any).downcast_ref::<Bytes>() {
+        let mut out = Vec::with_capacity(FRAME_HEAD + 10 + bytes.len());
+        push_head::<T>(&mut out);
+        let mut n = bytes.len() as u64;
+        while n >= 0x80 {
+            out.push(n as u8 | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(bytes);
+        return Ok(Bytes::from(out));
+    }
     let codec = |e: postcard::Error| NatsError::Codec(e.to_string());
-    // Sized first, so the frame is one allocation of the right size, not a buffer grown
-    // byte by byte (postcard writes a `Vec<u8>` element by element).
+    // Sized first, so the frame is one allocation of the right size, then written as a
+    // slice: postcard writes a `Vec<u8>` element by element, and into a slice each byte is
+    // a bounds check and a store, where `to_extend` made a call per byte (6.0 against
+    // 0.4 µs for a 4 KiB `Vec<u8>`).
     let size = postcard::experimental::serialized_size(value).map_err(codec)?;
     let mut out = Vec::with_capacity(FRAME_HEAD + size);
+    push_head::<T>(&mut out);
+    out.resize(FRAME_HEAD + size, 0);
+    let written = postcard::to_slice(value, &mut out[FRAME_HEAD..]).map_err(codec)?.len();
+    out.truncate(FRAME_HEAD + written);
+    Ok(Bytes::from(out))
+}
+
+fn push_head<T: ?Sized>(out: &mut Vec<u8>) {
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&type_tag::<T>().to_le_bytes());
-    Ok(Bytes::from(postcard::to_extend(value, out).map_err(codec)?))
 }
 
 /// Decodes a frame: the magic, `T`'s tag, and a value that ends where the payload ends.
-pub(crate) fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, NatsError> {
+/// A `Bytes` value is a slice of `payload`, not a copy.
+pub(crate) fn decode<T: DeserializeOwned + 'static>(payload: &Bytes) -> Result<T, NatsError> {
+    let body = body_of::<T>(payload)?;
+    if TypeId::of::<T>() != TypeId::of::<Bytes>() {
+        return decode_body(body);
+    }
+    // The length as the codec reads it (the same varint rules), then the bytes to the end.
+    let (len, rest) = postcard::take_from_bytes::<u64>(body).map_err(|e| NatsError::Codec(e.to_string()))?;
+    if len != rest.len() as u64 {
+        return Err(NatsError::Codec(format!("{len} bytes announced, {} in the payload", rest.len())));
+    }
+    let mut value = Some(payload.slice(payload.len() - rest.len()..));
+    (&mut value as &mut dyn Any)
+        .downcast_mut::<Option<T>>()
+        .and_then(Option::take)
+        .ok_or_else(|| NatsError::Codec("not Bytes".to_string()))
+}
+
+/// What follows the frame header, once the magic and `T`'s tag are checked.
+fn body_of<T: ?Sized>(payload: &[u8]) -> Result<&[u8], NatsError> {
     let bad = |why: &str| Err(NatsError::Codec(why.to_string()));
     let Some((head, body)) = payload.split_at_checked(FRAME_HEAD) else {
         return bad("payload shorter than a frame header (not a kcoro value)");
@@ -59,11 +100,22 @@ pub(crate) fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, NatsError
     if head[MAGIC.len()..] != type_tag::<T>().to_le_bytes() {
         return bad("type tag differs (a value of another type)");
     }
+    Ok(body)
+}
+
+/// A value through the codec that ends where `body` ends.
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, NatsError> {
     match postcard::take_from_bytes::<T>(body) {
         Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => bad(&format!("{} bytes after the value", rest.len())),
+        Ok((_, rest)) => Err(NatsError::Codec(format!("{} bytes after the value", rest.len()))),
         Err(e) => Err(NatsError::Codec(e.to_string())),
     }
+}
+
+/// [`decode`] always through the codec, without the `Bytes` shortcut: what the shortcut
+/// must agree with (the fuzz target compares them).
+pub(crate) fn decode_by_codec<T: DeserializeOwned>(payload: &[u8]) -> Result<T, NatsError> {
+    decode_body(body_of::<T>(payload)?)
 }
 
 /// Headers of an end marker.
@@ -124,14 +176,21 @@ pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), NatsError
 mod tests {
     use super::*;
 
+    fn decoded<T: DeserializeOwned + 'static>(payload: &[u8]) -> Result<T, NatsError> {
+        decode(&Bytes::copy_from_slice(payload))
+    }
+
     #[test]
     fn values_round_trip() {
         let v = (7u32, "seven".to_string(), vec![1u8, 2, 3]);
         let b = encode(&v).unwrap();
         assert_eq!(&b[..3], b"KC1");
-        assert_eq!(decode::<(u32, String, Vec<u8>)>(&b).unwrap(), v);
+        assert_eq!(decoded::<(u32, String, Vec<u8>)>(&b).unwrap(), v);
         for cut in [0, 2, FRAME_HEAD, b.len() - 1] {
-            assert!(matches!(decode::<(u32, String, Vec<u8>)>(&b[..cut]), Err(NatsError::Codec(_))), "{cut}");
+            assert!(
+                matches!(decoded::<(u32, String, Vec<u8>)>(&b[..cut]), Err(NatsError::Codec(_))),
+                "{cut}"
+            );
         }
     }
 
@@ -139,14 +198,14 @@ mod tests {
     fn foreign_payloads_are_codec_errors() {
         let b = encode(&7u64).unwrap();
         // Another type, even one postcard would read from these bytes.
-        assert!(matches!(decode::<u32>(&b), Err(NatsError::Codec(_))));
+        assert!(matches!(decoded::<u32>(&b), Err(NatsError::Codec(_))));
         // Trailing bytes.
         let mut longer = b.to_vec();
         longer.push(0);
-        assert!(matches!(decode::<u64>(&longer), Err(NatsError::Codec(_))));
+        assert!(matches!(decoded::<u64>(&longer), Err(NatsError::Codec(_))));
         // The bare postcard encoding, and an empty payload (an old end marker).
-        assert!(decode::<u64>(&postcard::to_stdvec(&7u64).unwrap()).is_err());
-        assert!(decode::<u64>(&[]).is_err());
+        assert!(decoded::<u64>(&postcard::to_stdvec(&7u64).unwrap()).is_err());
+        assert!(decoded::<u64>(&[]).is_err());
         // Random bytes: a deterministic generator, so a failure reproduces.
         let mut x = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..10_000 {
@@ -158,12 +217,44 @@ mod tests {
                     x as u8
                 })
                 .collect();
-            assert!(decode::<(u64, String)>(&blob).is_err());
+            assert!(decoded::<(u64, String)>(&blob).is_err());
             // Even behind a valid header, random bytes are not a value that ends there.
             let mut framed = encode(&(0u64, String::new())).unwrap()[..FRAME_HEAD].to_vec();
             framed.extend_from_slice(&blob);
-            assert!(decode::<(u64, String)>(&framed).is_err());
+            assert!(decoded::<(u64, String)>(&framed).is_err());
         }
+    }
+
+    #[test]
+    fn bytes_are_framed_as_the_codec_frames_them_and_received_without_a_copy() {
+        for len in [0, 1, 127, 128, 16_383, 16_384, 70_000] {
+            let value = Bytes::from((0..len).map(|i| i as u8).collect::<Vec<u8>>());
+            let framed = encode(&value).unwrap();
+            let mut by_codec = framed[..FRAME_HEAD].to_vec();
+            by_codec.extend_from_slice(&postcard::to_stdvec(&value).unwrap());
+            assert_eq!(framed[..], by_codec[..], "{len} bytes");
+            let back = decode::<Bytes>(&framed).unwrap();
+            assert_eq!(back, value);
+            assert_eq!(decode_by_codec::<Bytes>(&framed).unwrap(), value);
+            if len > 0 {
+                let inside = framed.as_ptr_range();
+                assert!(inside.contains(&back.as_ptr()), "a view of the payload, not a copy");
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_with_a_wrong_length_are_refused_as_the_codec_refuses_them() {
+        let framed = encode(&Bytes::from_static(b"twelve bytes")).unwrap();
+        let mut longer = framed.to_vec();
+        longer.push(b'!');
+        let shorter = framed.slice(..framed.len() - 1);
+        for bad in [Bytes::from(longer), shorter, framed.slice(..FRAME_HEAD)] {
+            assert!(matches!(decode::<Bytes>(&bad), Err(NatsError::Codec(_))), "{bad:?}");
+            assert!(decode_by_codec::<Bytes>(&bad).is_err(), "{bad:?}");
+        }
+        // Another byte type's frame is another type.
+        assert!(decode::<Bytes>(&encode(&b"twelve bytes".to_vec()).unwrap()).is_err());
     }
 
     #[test]

@@ -123,7 +123,7 @@ impl<T> Clone for Latest<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> Latest<T> {
+impl<T: Serialize + DeserializeOwned + 'static> Latest<T> {
     fn send_inner(&self, value: T, wait: Wait<'_>) -> Result<(), SendError<T>> {
         if self.closed.load(Relaxed) {
             return Err(SendError::new(NatsError::Chan(ChanError::Closed), value));

@@ -64,9 +64,9 @@ pub mod fuzzing {
     pub fn decode_any(data: &[u8]) -> bool {
         fn one<T>(data: &[u8]) -> bool
         where
-            T: Serialize + serde::de::DeserializeOwned + std::fmt::Debug + PartialEq,
+            T: Serialize + serde::de::DeserializeOwned + std::fmt::Debug + PartialEq + 'static,
         {
-            let Ok(v) = crate::codec::decode::<T>(data) else { return false };
+            let Ok(v) = crate::codec::decode::<T>(&bytes::Bytes::copy_from_slice(data)) else { return false };
             let again =
                 crate::codec::encode(&v).unwrap_or_else(|e| panic!("{v:?} decoded but does not encode: {e}"));
             let back = crate::codec::decode::<T>(&again)
@@ -74,7 +74,15 @@ pub mod fuzzing {
             assert_eq!(back, v, "a decoded value changed through its own encoding");
             true
         }
+        let bytes = bytes::Bytes::copy_from_slice(data);
+        let fast = crate::codec::decode::<bytes::Bytes>(&bytes).ok();
+        assert_eq!(
+            fast,
+            crate::codec::decode_by_codec::<bytes::Bytes>(data).ok(),
+            "the Bytes shortcut and the codec disagree"
+        );
         let hits = [
+            one::<bytes::Bytes>(data),
             one::<u64>(data),
             one::<String>(data),
             one::<Vec<u8>>(data),
@@ -97,6 +105,7 @@ pub mod fuzzing {
             crate::codec::encode(&42u64),
             crate::codec::encode(&"hello".to_string()),
             crate::codec::encode(&vec![0u8; 40]),
+            crate::codec::encode(&bytes::Bytes::from_static(&[7; 200])),
             crate::codec::encode(&(9u64, "x".to_string())),
             crate::codec::encode(&job),
         ]

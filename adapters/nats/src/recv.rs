@@ -13,7 +13,7 @@ use crate::stats::{Counters, bump};
 /// Hands one NATS message to `local`: counts it, decodes it and sends it on (an
 /// undecodable one is counted and skipped). Returns `false` when the feeding loop should
 /// stop: the end marker came, or nobody receives any more.
-pub(crate) async fn forward<T: DeserializeOwned>(
+pub(crate) async fn forward<T: DeserializeOwned + 'static>(
     msg: &async_nats::Message,
     local: &chan::Sender<T>,
     counters: &Counters,

@@ -171,7 +171,7 @@ impl<T> Clone for RendezvousSender<T> {
     }
 }
 
-impl<T: Serialize> RendezvousSender<T> {
+impl<T: Serialize + 'static> RendezvousSender<T> {
     fn send_inner(&self, value: T, once: bool, wait: Wait<'_>) -> Result<(), SendError<T>> {
         if self.closed.load(Relaxed) {
             return Err(SendError::new(NatsError::Chan(ChanError::Closed), value));

@@ -3,9 +3,11 @@
 //! A [`Publisher`] hands each encoded value to the executor through its named local
 //! outbox (a buffered kcoro channel: a send parks only while the outbox is full) and one
 //! task publishes them in order. Every [`Subscriber`] of the subject (on any host) gets
-//! every value published after it subscribed, through its own named local buffer. Nothing
-//! is stored: a subscriber that is not connected, or too slow (the client's buffer
-//! overflows), misses values.
+//! every value published after it subscribed, through its own named local buffer of
+//! payloads as they arrived; the receiving caller decodes them, so the executor's thread,
+//! which every end of the connection shares, only moves bytes. Nothing is stored: a
+//! subscriber that is not connected, or too slow (the client's buffer overflows), misses
+//! values.
 //!
 //! # Protocol
 //! 1. *Subscribe*: the subscription is registered and flushed before
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use async_nats::Subject;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use kcoro::chan::{self, ChanError, Snapshot};
@@ -28,9 +31,8 @@ use kcoro::sync::CancelToken;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{check_subject, encode, end_headers};
+use crate::codec::{check_subject, decode, encode, end_headers, is_end};
 use crate::exec::{Reply, Wait, reply_pair};
-use crate::recv::{forward, recv_family};
 use crate::stats::{BridgeStats, Counters, bump};
 use crate::{Nats, NatsError, SendError, Shared};
 
@@ -62,7 +64,8 @@ impl Nats {
         let (out, out_rx) =
             chan::Builder::<Out>::buffered(OUTBOX).name(format!("nats:sub:{subject}:out")).build();
         let counters = Arc::new(Counters::default());
-        let (client, subj, c) = (self.shared.client.clone(), subject.to_string(), Arc::clone(&counters));
+        // Made once: a `Subject` clones by a reference count, a `String` by a copy.
+        let (client, subj, c) = (self.shared.client.clone(), Subject::from(subject), Arc::clone(&counters));
         self.shared.exec.spawn(async move {
             while let Ok(item) = out_rx.recv_async().await {
                 match item {
@@ -106,19 +109,24 @@ impl Nats {
             })?
             .map_err(|e| NatsError::nats("subscribe", e))?;
         let (local_tx, local) =
-            chan::Builder::<T>::buffered(INBOX).name(format!("nats:sub:{subject}")).build();
+            chan::Builder::<Bytes>::buffered(INBOX).name(format!("nats:sub:{subject}")).build();
         let counters = Arc::new(Counters::default());
         let c = Arc::clone(&counters);
         self.shared.exec.spawn(async move {
             while let Some(msg) = sub.next().await {
-                if !forward(&msg, &local_tx, &c).await {
+                bump(&c.delivered);
+                if is_end(msg.headers.as_ref()) {
+                    bump(&c.end_markers);
+                    break;
+                }
+                if local_tx.send_async(msg.payload).await.is_err() {
                     break;
                 }
             }
             let _ = sub.unsubscribe().await;
             local_tx.close();
         })?;
-        Ok(Subscriber { local, counters, _shared: Arc::clone(&self.shared) })
+        Ok(Subscriber { local, counters, _shared: Arc::clone(&self.shared), _values: PhantomData })
     }
 }
 
@@ -145,7 +153,7 @@ fn outbox_error(e: ChanError) -> NatsError {
     NatsError::Chan(e)
 }
 
-impl<T: Serialize> Publisher<T> {
+impl<T: Serialize + 'static> Publisher<T> {
     fn send_inner(&self, value: T, wait: Wait<'_>, try_only: bool) -> Result<(), SendError<T>> {
         if self.core.closed.load(Relaxed) {
             return Err(SendError::new(NatsError::Chan(ChanError::Closed), value));
@@ -239,10 +247,16 @@ impl<T> Publisher<T> {
 /// A subscriber of a core subject on this host. Cloneable; clones share one buffer (each
 /// value goes to one of them). For another independent copy of the stream, subscribe
 /// again.
+///
+/// The buffer holds payloads as they arrived; each receive decodes one on the caller. A
+/// payload that is not a value of `T` (another program's publish, another type) is counted
+/// in [`BridgeStats::decode_errors`] and skipped: the receive goes on to the next one,
+/// within the same deadline.
 pub struct Subscriber<T> {
-    local: chan::Receiver<T>,
+    local: chan::Receiver<Bytes>,
     counters: Arc<Counters>,
     _shared: Arc<Shared>,
+    _values: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for Subscriber<T> {
@@ -251,11 +265,68 @@ impl<T> Clone for Subscriber<T> {
             local: self.local.clone(),
             counters: Arc::clone(&self.counters),
             _shared: Arc::clone(&self._shared),
+            _values: PhantomData,
         }
     }
 }
 
-recv_family!(Subscriber<T> => T);
+impl<T: DeserializeOwned + 'static> Subscriber<T> {
+    /// The first payload `next` yields that decodes as a `T`; the others are counted.
+    fn decoded(&self, mut next: impl FnMut() -> Result<Bytes, ChanError>) -> Result<T, NatsError> {
+        loop {
+            if let Some(value) = self.value_of(&next().map_err(NatsError::Chan)?) {
+                return Ok(value);
+            }
+        }
+    }
+
+    fn value_of(&self, payload: &Bytes) -> Option<T> {
+        let value = decode(payload).ok();
+        if value.is_none() {
+            bump(&self.counters.decode_errors);
+        }
+        value
+    }
+
+    /// Receives, waiting for one; `Closed` after the end marker, once drained.
+    pub fn recv(&self) -> Result<T, NatsError> {
+        self.decoded(|| self.local.recv())
+    }
+
+    /// Receives one already delivered here; else `WouldBlock`.
+    pub fn try_recv(&self) -> Result<T, NatsError> {
+        self.decoded(|| self.local.try_recv())
+    }
+
+    /// Receives, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, NatsError> {
+        self.recv_with(Instant::now().checked_add(timeout), None)
+    }
+
+    /// Receives, waiting until `deadline` at most.
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<T, NatsError> {
+        self.recv_with(Some(deadline), None)
+    }
+
+    /// Receives, giving up with `Canceled` when `token` fires.
+    pub fn recv_cancellable(&self, token: &CancelToken) -> Result<T, NatsError> {
+        self.recv_with(None, Some(token))
+    }
+
+    /// Receives with a deadline and a token (cancellation wins).
+    pub fn recv_with(&self, deadline: Option<Instant>, token: Option<&CancelToken>) -> Result<T, NatsError> {
+        self.decoded(|| self.local.recv_with(deadline, token))
+    }
+
+    /// A future receiving one, for async code on any executor.
+    pub async fn recv_async(&self) -> Result<T, ChanError> {
+        loop {
+            if let Some(value) = self.value_of(&self.local.recv_async().await?) {
+                return Ok(value);
+            }
+        }
+    }
+}
 
 impl<T> Subscriber<T> {
     /// Stops receiving on this host (buffered values are dropped).

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{server, watchdog};
+use crate::common::{Raw, eventually, server, watchdog};
 use kcoro::chan::ChanError;
 use kcoro_nats::NatsError;
 use serde::{Deserialize, Serialize};
@@ -59,6 +59,56 @@ fn subject_close_is_seen_by_every_subscriber_after_the_values_before_it() {
         assert_eq!(sub.recv().unwrap_err().chan(), Some(ChanError::Closed));
         assert_eq!(sub.stats().end_markers, 1);
     }
+}
+
+#[test]
+fn a_subscriber_skips_and_counts_what_is_not_its_values() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("foreign payloads", Duration::from_secs(30));
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let sub = nats.subscriber::<u64>("mixed").unwrap();
+    let raw = Raw::connect(&srv.url());
+    // Only foreign payloads buffered: a receive goes through them and still finds nothing.
+    raw.publish_core("mixed", b"not a value".to_vec());
+    let strings = nats.publisher::<String>("mixed").unwrap();
+    strings.send("a value of another type".to_string()).unwrap();
+    strings.flush().unwrap();
+    eventually("both foreign payloads delivered", || sub.stats().delivered == 2);
+    assert_eq!(sub.try_recv().unwrap_err().chan(), Some(ChanError::WouldBlock));
+    assert_eq!(sub.recv_timeout(Duration::from_millis(50)).unwrap_err().chan(), Some(ChanError::Timeout));
+    assert_eq!(sub.stats().decode_errors, 2);
+    // Values among foreign payloads: every value, in order, whichever receive takes it.
+    let values = nats.publisher::<u64>("mixed").unwrap();
+    for v in 0..30u64 {
+        values.send(v).unwrap();
+        if v % 3 == 0 {
+            strings.send(format!("noise {v}")).unwrap();
+        }
+    }
+    strings.flush().unwrap();
+    // Published after the noise reached the server: receiving it walks past all of it.
+    values.send(30).unwrap();
+    values.flush().unwrap();
+    let mut got = Vec::new();
+    while got.len() < 31 {
+        let v = match got.len() % 3 {
+            0 => sub.recv_timeout(Duration::from_secs(10)).unwrap(),
+            1 => kcoro::run({
+                let sub = sub.clone();
+                move || kcoro::future::wait(sub.recv_async()).unwrap().unwrap()
+            }),
+            _ => sub.recv().unwrap(),
+        };
+        got.push(v);
+    }
+    fn sendable<F: Send>(f: F) -> F {
+        f
+    }
+    drop(sendable(sub.recv_async())); // spawnable on a multi-thread executor
+    assert_eq!(got, (0..31).collect::<Vec<_>>());
+    assert_eq!(sub.stats().decode_errors, 2 + 10, "every foreign payload counted");
+    assert_eq!(sub.stats().delivered, 2 + 31 + 10);
+    assert_eq!(sub.snapshot().recvs, 2 + 31 + 10, "the buffer moved every payload");
 }
 
 #[test]

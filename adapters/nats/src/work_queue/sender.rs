@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use async_nats::Subject;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, ErrorCode};
@@ -35,7 +36,8 @@ pub(super) fn open<T>(
         .exec
         .call(Wait::FOREVER, async move { registering.register(&id_owned).await })?
         .map_err(|e| NatsError::nats("open the sending end", e))?;
-    let job = Job { js: shared.js.clone(), subject: queue_subject(name), queue: name.to_string() };
+    let job =
+        Job { js: shared.js.clone(), subject: Subject::from(queue_subject(name)), queue: name.to_string() };
     let core = SenderCore {
         shared: Arc::clone(shared),
         job,
@@ -87,7 +89,9 @@ fn classify(e: &jetstream::context::PublishError) -> Retry {
 /// Where the publishes of one end go.
 struct Job {
     js: jetstream::Context,
-    subject: String,
+    /// Made once: a `Subject` clones by a reference count, a `String` by a copy and an
+    /// allocation per publish.
+    subject: Subject,
     queue: String,
 }
 
@@ -201,7 +205,7 @@ impl<T> Clone for WorkSender<T> {
     }
 }
 
-impl<T: Serialize> WorkSender<T> {
+impl<T: Serialize + 'static> WorkSender<T> {
     fn send_inner(&self, value: T, once: bool, wait: Wait<'_>) -> Result<(), SendError<T>> {
         if self.core.closed.load(Relaxed) {
             return Err(SendError::new(NatsError::Chan(ChanError::Closed), value));

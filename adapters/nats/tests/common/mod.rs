@@ -113,6 +113,15 @@ impl Raw {
         });
     }
 
+    /// A core publish (no stream, no ack), flushed to the server before it returns.
+    pub fn publish_core(&self, subject: &str, payload: Vec<u8>) {
+        self.rt.block_on(async {
+            let client = self.js.client();
+            client.publish(subject.to_string(), payload.into()).await.unwrap();
+            client.flush().await.unwrap();
+        });
+    }
+
     pub fn delete_consumer(&self, queue: &str, consumer: &str) {
         self.rt.block_on(async {
             let stream = self.js.get_stream(queue).await.unwrap();
