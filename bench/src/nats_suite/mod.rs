@@ -34,7 +34,7 @@ pub static SUITE: Suite = Suite {
         "wq_*: 64 concurrent senders publish to a work queue (capacity 10 000, discard new)",
         "  and await each ack; one consumer acks every message; one op = one message consumed",
         "core_*: one publisher, one subscriber on a core subject; one op = one message received",
-        "kcoro: kcoro-nats from coroutines (Vec<u8> values, postcard); async-nats 0.46 from",
+        "kcoro: kcoro-nats from coroutines (Bytes values, framed); async-nats 0.46 from",
         "  tokio tasks on a 2-worker runtime (Bytes payloads)",
     ],
     cases: &[
