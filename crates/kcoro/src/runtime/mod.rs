@@ -585,7 +585,9 @@ impl Builder {
     /// timer, no socket, no thread outside with a deadline) and, once the same one has
     /// held for `grace`, does `action`: report it on stderr, fail `block_on`, or call a
     /// function with it. A thread outside kcoro that is about to send is invisible to the
-    /// check, hence the grace period; pick it longer than such a thread's pauses. Needs
+    /// check, hence the grace period; pick it longer than such a thread's pauses. Each
+    /// deadlock is acted on once, also when a look in between found none (a thread with a
+    /// deadline came and went) and the same parks are found again. Needs
     /// [`coroutine_detail`](Self::coroutine_detail) (the default). Ignored in
     /// deterministic mode, which has its own deadlock handling.
     pub fn on_deadlock(mut self, action: OnDeadlock, grace: Duration) -> Self {

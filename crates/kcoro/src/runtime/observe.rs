@@ -149,6 +149,10 @@ struct Watched {
 
 fn watch(weak: &Weak<Shared>, action: &OnDeadlock, grace: Duration, step: Duration) {
     let mut current: Option<Watched> = None;
+    // The deadlock last acted on. A look in between can find none (a thread anywhere in
+    // the process parked in kcoro with a deadline might still send), yet the same key
+    // afterwards means the same parks: nothing moved, and it is not reported again.
+    let mut acted_on: Option<Vec<(u64, u32)>> = None;
     loop {
         std::thread::sleep(step);
         let Some(shared) = weak.upgrade() else { return };
@@ -164,7 +168,10 @@ fn watch(weak: &Weak<Shared>, action: &OnDeadlock, grace: Duration, step: Durati
             Some(w) if w.key == key => {
                 if !w.acted && w.since.elapsed() >= grace {
                     w.acted = true;
-                    act(&shared, action, found);
+                    if acted_on.as_ref() != Some(&key) {
+                        acted_on = Some(key);
+                        act(&shared, action, found);
+                    }
                 }
             }
             _ => current = Some(Watched { key, since: Instant::now(), acted: false }),
