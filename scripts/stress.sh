@@ -12,8 +12,9 @@
 #          first failing run of the batch stops the script
 #   -h H   CPU hogs beside the runs (default: one per core, `nproc`)
 #
-# Logs go to target/stress/run-K.log; the failing run's log is printed (its last 60 lines)
-# and kept. Exit 0 when all N runs passed, 1 at the first failure.
+# Logs go to target/stress/<start time>/run-K.log, a directory per invocation, so the next
+# invocation cannot overwrite a failure's log; the failing run's log is printed (its last
+# 60 lines) and kept. Exit 0 when all N runs passed, 1 at the first failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +37,7 @@ shift $((OPTIND - 1))
 cmd=("$@")
 [ ${#cmd[@]} -eq 0 ] && cmd=(scripts/test.sh)
 
-logs=target/stress
+logs=target/stress/$(date +%Y%m%d-%H%M%S)-$$
 mkdir -p "$logs"
 hog_pids=()
 stop_hogs() {

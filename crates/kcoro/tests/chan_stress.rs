@@ -114,7 +114,17 @@ fn four_by_four_exactly_once_coroutines() {
             Arc::clone(&undelivered),
             n,
             |f| handle.spawn(f),
-            |j| j.join_timeout(Duration::from_secs(60)).expect("party finished in time").expect("party ok"),
+            |j| match j.join_timeout(Duration::from_secs(60)) {
+                Ok(done) => done.expect("party ok"),
+                // A hang: say where every coroutine is, and what the workers did.
+                Err(j) => panic!(
+                    "{kind:?}/{overflow:?}: party {j:?} not finished in 60 s; coroutines: {:#?}\nruntime: {:?}\nworkers: {:?}\nchannel: {:?}",
+                    handle.coroutines(),
+                    handle.stats(),
+                    handle.worker_counters(),
+                    observer.snapshot()
+                ),
+            },
         );
         check(kind, overflow, n, &out, lossless);
         let snap = observer.snapshot();
