@@ -38,19 +38,15 @@ pub(crate) fn type_tag<T: ?Sized>() -> u64 {
 /// Encodes a value as a frame. `Bytes` values are framed by hand, with the bytes the
 /// codec would write (a varint length, then the bytes) and one copy.
 pub(crate) fn encode<T: Serialize + 'static>(value: &T) -> Result<Bytes, NatsError> {
+    let codec = |e: postcard::Error| NatsError::Codec(e.to_string());
     if let Some(bytes) = (value as &dyn Any).downcast_ref::<Bytes>() {
         let mut out = Vec::with_capacity(FRAME_HEAD + 10 + bytes.len());
         push_head::<T>(&mut out);
-        let mut n = bytes.len() as u64;
-        while n >= 0x80 {
-            out.push(n as u8 | 0x80);
-            n >>= 7;
-        }
-        out.push(n as u8);
+        // The length through the codec, so its varint is the one `decode` reads.
+        let mut out = postcard::to_extend(&(bytes.len() as u64), out).map_err(codec)?;
         out.extend_from_slice(bytes);
         return Ok(Bytes::from(out));
     }
-    let codec = |e: postcard::Error| NatsError::Codec(e.to_string());
     // Sized first, so the frame is one allocation of the right size, then written as a
     // slice: postcard writes a `Vec<u8>` element by element, and into a slice each byte is
     // a bounds check and a store, where `to_extend` made a call per byte (6.0 against
