@@ -39,13 +39,15 @@ pub(crate) mod kind {
 }
 
 /// The synchronisation primitives a [`kind::SYNC`] wait names (its `n` indexes this).
-pub(crate) const SYNC_NAMES: [&str; 4] = ["lock", "wait group", "actor reply", "signal"];
+pub(crate) const SYNC_NAMES: [&str; 5] = ["lock", "wait group", "actor reply", "signal", "oneshot"];
 /// A mutex's or a semaphore's queue (`sync::waiter`).
 pub(crate) const SYNC_LOCK: u16 = 0;
 pub(crate) const SYNC_WAIT_GROUP: u16 = 1;
 pub(crate) const SYNC_ACTOR_REPLY: u16 = 2;
 /// A `park::Signal` waited on directly.
 pub(crate) const SYNC_SIGNAL: u16 = 3;
+/// A `sync::oneshot` receive.
+pub(crate) const SYNC_ONESHOT: u16 = 4;
 
 /// Tag bit: the park has a deadline (a timer is armed for it).
 const DEADLINE: u64 = 1 << 8;

@@ -1,11 +1,12 @@
 //! Synchronisation built on the parking primitive: cancellation tokens, the ambient
-//! token that blocking operations observe, and coroutine-aware [`WaitGroup`],
-//! [`Semaphore`] and [`Mutex`] whose waiters park (never blocking a worker thread) and
-//! give up when the ambient token fires.
+//! token that blocking operations observe, a [`oneshot`] channel for replies, and
+//! coroutine-aware [`WaitGroup`], [`Semaphore`] and [`Mutex`] whose waiters park (never
+//! blocking a worker thread) and give up when the ambient token fires.
 
 mod ambient;
 mod cancel;
 mod mutex;
+pub mod oneshot;
 mod semaphore;
 mod wait_group;
 pub(crate) mod waiter;

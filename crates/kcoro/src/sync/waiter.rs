@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use crate::coro::wait::Wait;
 use crate::loom::atomic::{AtomicBool, Ordering::*};
 use crate::park::{self, Unparker};
-use crate::sync::{Cancelled, current_token};
+use crate::sync::{CancelToken, Cancelled, current_token};
 
 /// Why a timed wait of [`WaitGroup`](super::WaitGroup), [`Semaphore`](super::Semaphore)
 /// or [`Mutex`](super::Mutex) gave up.
@@ -233,16 +233,29 @@ pub(crate) fn park_until(
     deadline: Option<Instant>,
     why: Wait,
 ) -> Result<(), WaitError> {
+    park_until_with(done, deadline, None, why)
+}
+
+/// [`park_until`], also giving up when `token` (if any) fires.
+pub(crate) fn park_until_with(
+    done: impl Fn() -> bool,
+    deadline: Option<Instant>,
+    token: Option<&CancelToken>,
+    why: Wait,
+) -> Result<(), WaitError> {
     // Read only here, on the way to parking: operations that complete at once never touch it.
-    let token = current_token();
-    let _registration = match &token {
-        Some(t) => match t.register(park::current()) {
-            Some(r) => Some(r),
-            None => return if done() { Ok(()) } else { Err(WaitError::Cancelled) },
-        },
-        None => None,
-    };
-    let cancelled = || token.as_ref().is_some_and(|t| t.is_cancelled());
+    let ambient = current_token();
+    let tokens = [token, ambient.as_ref()];
+    let mut registrations = [None, None];
+    for (slot, token) in registrations.iter_mut().zip(tokens) {
+        if let Some(t) = token {
+            match t.register(park::current()) {
+                Some(r) => *slot = Some(r),
+                None => return if done() { Ok(()) } else { Err(WaitError::Cancelled) },
+            }
+        }
+    }
+    let cancelled = || tokens.iter().flatten().any(|t| t.is_cancelled());
     loop {
         if done() {
             return Ok(());
