@@ -17,8 +17,8 @@
 use std::future::Future;
 use std::time::Instant;
 
-use kcoro::chan::{self, ChanError};
-use kcoro::sync::{CancelToken, WaitError};
+use kcoro::chan::ChanError;
+use kcoro::sync::{CancelToken, WaitError, oneshot};
 
 use crate::NatsError;
 
@@ -43,19 +43,19 @@ impl<'a> Wait<'a> {
 
 /// The sending half of a call's reply.
 pub(crate) struct Reply<R> {
-    tx: chan::Sender<R>,
+    tx: oneshot::Sender<R>,
 }
 
 impl<R> Reply<R> {
     /// Hands the result to the caller; a caller that left is not an error.
     pub(crate) fn send(self, value: R) {
-        let _ = self.tx.try_send(value);
+        let _ = self.tx.send(value);
     }
 }
 
 /// A reply slot and the caller's end of it.
-pub(crate) fn reply_pair<R>() -> (Reply<R>, chan::Receiver<R>) {
-    let (tx, rx) = chan::buffered::<R>(1);
+pub(crate) fn reply_pair<R>() -> (Reply<R>, oneshot::Receiver<R>) {
+    let (tx, rx) = oneshot::channel();
     (Reply { tx }, rx)
 }
 
@@ -96,7 +96,7 @@ impl Exec {
         R: Send + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
-        let (reply, rx) = reply_pair();
+        let (reply, mut rx) = reply_pair();
         self.spawn(make(reply))?;
         match rx.recv_with(wait.deadline, wait.token) {
             Ok(r) => Ok(r),
@@ -135,6 +135,7 @@ impl Exec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kcoro::chan;
     use std::time::Duration;
 
     #[test]

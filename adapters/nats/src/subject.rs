@@ -210,7 +210,7 @@ impl<T: Serialize + 'static> Publisher<T> {
 impl<T> Publisher<T> {
     /// Waits until everything this publisher sent before reached the server.
     pub fn flush(&self) -> Result<(), NatsError> {
-        let (reply, rx) = reply_pair();
+        let (reply, mut rx) = reply_pair();
         self.core.out.send(Out::Flush(reply)).map_err(|e| outbox_error(e.kind()))?;
         rx.recv().map_err(|_| NatsError::Shutdown)?
     }

@@ -133,7 +133,7 @@ impl<T> Delivery<T> {
     /// Hands the settle to the ack task and waits for the server's answer.
     fn settle(self, kind: AckKind) -> Result<T, NatsError> {
         let Delivery { value, reply, acks, .. } = self;
-        let (done, answer) = reply_pair();
+        let (done, mut answer) = reply_pair();
         acks.send(Settle { reply, kind, done: Some(done) }).map_err(|_| NatsError::Shutdown)?;
         match answer.recv() {
             Ok(result) => result.map(|()| value),

@@ -27,9 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use kcoro::chan::{self, ChanError, Kind, Sender};
+use kcoro::chan::{ChanError, Kind};
 use kcoro::net::{TcpStream, UnixStream};
-use kcoro::sync::CancelToken;
+use kcoro::sync::{CancelToken, oneshot};
 use kcoro::zcopy::ZBuf;
 
 use crate::coros::CoroutineReport;
@@ -192,7 +192,7 @@ pub(crate) fn code_to_chan(code: i32) -> Option<ChanError> {
 /// What the reader does with a reply.
 enum Pending {
     /// Hand it to the waiting request.
-    Wait(Sender<Reply>),
+    Wait(oneshot::Sender<Reply>),
     /// A credited send of this many bytes to a server older than minor 7 (newer ones send
     /// CREDIT events instead of replies): return its window; a failure closes the channel
     /// here too. The lease (shared-memory element) is released with the reply.
@@ -599,7 +599,7 @@ impl Connection {
         own: Vec<OwnedFd>,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<Reply, IpcError> {
-        let (tx, rx) = chan::buffered(1);
+        let (tx, mut rx) = oneshot::channel();
         let req = self.inner.send_frame(cmd, Pending::Wait(tx), share, own, build)?;
         // We are about to wait for the answer: write now rather than wait for the writer.
         self.inner.outbox.flush_now(&self.inner.stream);
@@ -871,7 +871,7 @@ impl ConnInner {
         let entry = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
         match entry {
             Some(Pending::Wait(tx)) => {
-                let _ = tx.try_send(Reply { cmd: f.cmd, flags: f.flags, payload: f.payload().to_vec() });
+                let _ = tx.send(Reply { cmd: f.cmd, flags: f.flags, payload: f.payload().to_vec() });
             }
             Some(Pending::Credit(chan, lease, bytes)) => {
                 drop(lease);

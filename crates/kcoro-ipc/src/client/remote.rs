@@ -32,7 +32,7 @@ use std::sync::atomic::Ordering::Acquire;
 use std::time::{Duration, Instant};
 
 use kcoro::chan::{self, ChanError, Kind, Receiver, SendError, Sender, Snapshot};
-use kcoro::sync::CancelToken;
+use kcoro::sync::{CancelToken, oneshot};
 use kcoro::zcopy::ZBuf;
 
 use super::{ChanState, Connection, Pending, Reply, code_to_chan};
@@ -291,7 +291,7 @@ impl<T: Element> RemoteSender<T> {
                 self.queue_credited(v, enc, len)
             }
             None => {
-                let (tx, rx) = chan::buffered(1);
+                let (tx, rx) = oneshot::channel();
                 let mut enc = place(&self.conn, &v);
                 let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
                 if let Some(buf) = enc.lease.as_mut() {
@@ -307,7 +307,7 @@ impl<T: Element> RemoteSender<T> {
                 if sent.is_err() {
                     return Err(SendError::new(ChanError::Closed, v));
                 }
-                let reply: Result<Reply, ChanError> = rx.recv_async().await;
+                let reply: Result<Reply, ChanError> = rx.await;
                 drop(lease);
                 match reply.ok().and_then(|r| r.frame().result().ok()) {
                     Some(0) => Ok(()),
@@ -502,7 +502,7 @@ impl<T: Element> RemoteReceiver<T> {
     /// Async receive, for any executor. Dropping the future before it completes cancels
     /// the request (a value the server had already sent back is then dropped).
     pub async fn recv_async(&self) -> Result<T, ChanError> {
-        let (tx, rx) = chan::buffered(1);
+        let (tx, rx) = oneshot::channel();
         let id = self.chan.id;
         let req = self
             .conn
@@ -512,7 +512,7 @@ impl<T: Element> RemoteReceiver<T> {
             })
             .map_err(|_| ChanError::Closed)?;
         let guard = CancelOnDrop { conn: &self.conn, req, armed: true };
-        let reply = rx.recv_async().await.map_err(|_| ChanError::Closed);
+        let reply = rx.await.map_err(|_| ChanError::Closed);
         let mut guard = guard;
         guard.armed = false;
         self.take_element(&reply?, None, false)
