@@ -39,28 +39,36 @@ impl Default for ShmConfig {
 pub(crate) struct ShmTx {
     cfg: ShmConfig,
     region: OnceLock<Option<Region>>,
+    /// Set once the region's fd is queued to the peer (`REGION_SHARE`).
     shared: AtomicBool,
+    /// Held while the first lease queues the fd, so no other lease returns before it is.
+    sharing: Mutex<()>,
 }
 
 impl ShmTx {
     pub(crate) fn new(cfg: ShmConfig) -> ShmTx {
-        ShmTx { cfg, region: OnceLock::new(), shared: AtomicBool::new(false) }
+        ShmTx { cfg, region: OnceLock::new(), shared: AtomicBool::new(false), sharing: Mutex::new(()) }
     }
 
     /// A lease for an element of `len` bytes, if it should and can go through the region.
-    /// The second value is the region's fd to share first (once per connection).
-    pub(crate) fn lease(&self, len: usize) -> Option<(ZBuf, Option<(u64, OwnedFd)>)> {
+    /// The first one calls `share` with the region's export id and fd, which must queue
+    /// them to the peer: every lease returns only after that, so a frame naming the
+    /// region can never be queued before the fd that maps it (two first sends at once
+    /// used to race, and the peer refused the one that overtook the fd).
+    pub(crate) fn lease(&self, len: usize, share: impl FnOnce(u64, OwnedFd)) -> Option<ZBuf> {
         if len < self.cfg.threshold {
             return None;
         }
         let region = self.region.get_or_init(|| Region::anonymous(self.cfg.region_len).ok()).as_ref()?;
-        let buf = region.alloc(len).ok()?;
-        let share = if self.shared.swap(true, AcqRel) {
-            None
-        } else {
-            Some((region.export_id(), region.fd()?.try_clone_to_owned().ok()?))
-        };
-        Some((buf, share))
+        // Acquire: pairs with the Release below, after the fd was queued.
+        if !self.shared.load(Acquire) {
+            let _sharing = self.sharing.lock().unwrap_or_else(|e| e.into_inner());
+            if !self.shared.load(Acquire) {
+                share(region.export_id(), region.fd()?.try_clone_to_owned().ok()?);
+                self.shared.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+        region.alloc(len).ok()
     }
 }
 

@@ -105,6 +105,74 @@ fn shared_bytes_are_held_in_place_until_dropped() {
     drop(server);
 }
 
+/// The first large elements of a connection, sent by several parties at once: the
+/// region's fd must reach the peer before any frame that names it. A client's element
+/// used to overtake the fd (in most runs of this test within 30 rounds); the server
+/// refused it as naming no region and closed the channel, after the send had returned
+/// `Ok`: the value was lost. The server's replies shared their region the same way (not
+/// seen to fail here, same fix). Both directions, a fresh connection each round.
+#[test]
+fn first_shared_elements_from_several_parties_all_arrive() {
+    use std::sync::{Arc, Barrier};
+    const PARTIES: usize = 4;
+    let elem = |i: usize| vec![i as u8; 70_000];
+    let (tx, rx) = chan::buffered::<Vec<u8>>(64);
+    let addr = sock("first-shared.sock");
+    let server = Server::bind(&addr)
+        .unwrap()
+        .shared_memory(64 << 10, 16 << 20)
+        .serve_channel("big", tx.clone(), rx.clone())
+        .start()
+        .unwrap();
+    let connect =
+        || Connection::connect(&addr, ConnectOptions::new().shared_memory(64 << 10, 16 << 20)).unwrap();
+    for round in 0..30 {
+        // Client to server: four threads send their first element together.
+        let conn = connect();
+        let start = Arc::new(Barrier::new(PARTIES));
+        let senders: Vec<_> = (0..PARTIES)
+            .map(|i| {
+                let (big, start) = (conn.sender::<Vec<u8>>("big").unwrap(), Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    big.send(elem(i)).map_err(|e| e.kind())
+                })
+            })
+            .collect();
+        for s in senders {
+            assert_eq!(s.join().unwrap(), Ok(()), "round {round}");
+        }
+        let mut got: Vec<Vec<u8>> = (0..PARTIES)
+            .map(|_| {
+                rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|e| panic!("round {round}: {e}"))
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, (0..PARTIES).map(elem).collect::<Vec<_>>(), "round {round}");
+        // Server to client: four receives wait on the server, then are answered together.
+        let conn = connect();
+        let receivers: Vec<_> = (0..PARTIES)
+            .map(|_| {
+                let big = conn.receiver::<Vec<u8>>("big").unwrap();
+                std::thread::spawn(move || big.recv_timeout(Duration::from_secs(10)))
+            })
+            .collect();
+        while rx.snapshot().parked_receivers < PARTIES {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for i in 0..PARTIES {
+            tx.send(elem(i)).unwrap();
+        }
+        let mut got: Vec<Vec<u8>> = receivers
+            .into_iter()
+            .map(|r| r.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}")))
+            .collect();
+        got.sort();
+        assert_eq!(got, (0..PARTIES).map(elem).collect::<Vec<_>>(), "round {round}");
+    }
+    drop(server);
+}
+
 /// A peer that accepts and then never answers (a stopped or wedged process): without a
 /// request timeout the handshake would wait for ever; with one it fails as `Stalled`, and
 /// a connection that did answer fails the same way once the server stops answering.

@@ -356,7 +356,7 @@ impl Connection {
     fn handshake(&self, opts: &ConnectOptions, ring_fds: Vec<OwnedFd>) -> Result<(), IpcError> {
         let max = self.inner.max_frame;
         let ring_bytes = self.inner.stream.link().map(Link::cap);
-        let reply = self.request_inner(Cmd::HELLO, None, None, ring_fds, |f| {
+        let reply = self.request_inner(Cmd::HELLO, None, ring_fds, |f| {
             f.u32(Attr::ABI_MAJOR, VERSION_MAJOR)
                 .u32(Attr::ABI_MINOR, VERSION_MINOR)
                 .u32(Attr::MAX_FRAME, max);
@@ -575,32 +575,19 @@ impl Connection {
         cancel: Option<&CancelToken>,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<Reply, IpcError> {
-        self.request_sharing(cmd, cancel, None, build)
+        self.request_inner(cmd, cancel, Vec::new(), build)
     }
 
-    /// [`request`](Self::request), passing this side's region fd first if `share` says so.
-    pub(crate) fn request_sharing(
-        &self,
-        cmd: Cmd,
-        cancel: Option<&CancelToken>,
-        share: Option<(u64, OwnedFd)>,
-        build: impl FnOnce(&mut FrameBuf<'_>),
-    ) -> Result<Reply, IpcError> {
-        self.request_inner(cmd, cancel, share, Vec::new(), build)
-    }
-
-    /// [`request_sharing`](Self::request_sharing), with `own` descriptors attached to the
-    /// request's own frame.
+    /// [`request`](Self::request), with `own` descriptors attached to the request's frame.
     fn request_inner(
         &self,
         cmd: Cmd,
         cancel: Option<&CancelToken>,
-        share: Option<(u64, OwnedFd)>,
         own: Vec<OwnedFd>,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<Reply, IpcError> {
         let (tx, mut rx) = oneshot::channel();
-        let req = self.inner.send_frame(cmd, Pending::Wait(tx), share, own, build)?;
+        let req = self.inner.send_frame(cmd, Pending::Wait(tx), own, build)?;
         // We are about to wait for the answer: write now rather than wait for the writer.
         self.inner.outbox.flush_now(&self.inner.stream);
         let deadline = self.inner.request_timeout.map(|t| Instant::now() + t);
@@ -613,7 +600,7 @@ impl Connection {
                 Err(IpcError::Stalled(t))
             }
             Err(ChanError::Canceled) => {
-                let _ = self.inner.send_request(Cmd::CANCEL, Pending::Ignore, None, |f| {
+                let _ = self.inner.send_request(Cmd::CANCEL, Pending::Ignore, |f| {
                     f.u64(Attr::TARGET_REQ_ID, req);
                 });
                 rx.recv().map_err(|_| self.inner.closed_error())
@@ -628,16 +615,15 @@ impl ConnInner {
         IpcError::Closed(self.why.lock().unwrap_or_else(|e| e.into_inner()).clone())
     }
 
-    /// Registers `pending` under a fresh id and queues the frame `build` writes (with the
-    /// region fd to share first, if any). Returns the id.
+    /// Registers `pending` under a fresh id and queues the frame `build` writes. Returns
+    /// the id.
     fn send_request(
         &self,
         cmd: Cmd,
         pending: Pending,
-        share: Option<(u64, OwnedFd)>,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<u64, IpcError> {
-        self.send_frame(cmd, pending, share, Vec::new(), build)
+        self.send_frame(cmd, pending, Vec::new(), build)
     }
 
     /// [`send_request`](Self::send_request), with `own` descriptors attached to the frame.
@@ -645,7 +631,6 @@ impl ConnInner {
         &self,
         cmd: Cmd,
         pending: Pending,
-        share: Option<(u64, OwnedFd)>,
         own: Vec<OwnedFd>,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<u64, IpcError> {
@@ -656,12 +641,6 @@ impl ConnInner {
                 return Err(self.closed_error());
             }
             p.insert(req, pending);
-        }
-        if let Some((export_id, fd)) = share
-            && let Err(e) = self.share_region(export_id, fd)
-        {
-            self.forget(req);
-            return Err(e);
         }
         let r = self.outbox.push_with_fds(own, |out, max| {
             let mut f = FrameBuf::begin(out, cmd, 0);
@@ -698,18 +677,14 @@ impl ConnInner {
     }
 
     /// Queues a request nobody waits for (a credited send, minor 7): a fresh `REQ_ID`, no
-    /// entry in `pending`. With the region fd to share first, if any.
+    /// entry in `pending`.
     pub(crate) fn send_unanswered(
         &self,
         cmd: Cmd,
-        share: Option<(u64, OwnedFd)>,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<(), IpcError> {
         if self.closed.load(Acquire) {
             return Err(self.closed_error());
-        }
-        if let Some((export_id, fd)) = share {
-            self.share_region(export_id, fd)?;
         }
         let req = self.next_req.fetch_add(1, Relaxed);
         self.outbox.push(|out, max| {
@@ -720,8 +695,10 @@ impl ConnInner {
         })
     }
 
-    /// Queues `REGION_SHARE` of this side's region, its fd attached.
-    fn share_region(&self, export_id: u64, fd: OwnedFd) -> Result<(), IpcError> {
+    /// Queues `REGION_SHARE` of this side's region, its fd attached (from the first
+    /// lease: see `ShmTx::lease`). A failure is the connection's: whatever names the
+    /// region fails with it.
+    pub(crate) fn share_region(&self, export_id: u64, fd: OwnedFd) -> Result<(), IpcError> {
         let sreq = self.next_req.fetch_add(1, Relaxed);
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(sreq, Pending::Ignore);
         self.outbox.push_with_fds(vec![fd], |out, max| {
@@ -771,7 +748,7 @@ impl ConnInner {
     /// Tells the peer we are done with a span of its region.
     pub(crate) fn release(&self, d: &kcoro::zcopy::ZDesc) {
         let z = crate::proto::zdesc::encode(d);
-        let _ = self.send_request(Cmd::REGION_RELEASE, Pending::Ignore, None, |f| {
+        let _ = self.send_request(Cmd::REGION_RELEASE, Pending::Ignore, |f| {
             f.bytes(Attr::ZDESC, &z);
         });
     }

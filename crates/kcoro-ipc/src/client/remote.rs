@@ -87,14 +87,12 @@ fn chan_error(code: i32, deadline: Option<Instant>, try_only: bool) -> ChanError
 /// nothing (inline).
 struct Encoded {
     lease: Option<ZBuf>,
-    share: Option<(u64, std::os::fd::OwnedFd)>,
 }
 
 fn place<T: Element>(conn: &Connection, v: &T) -> Encoded {
-    match conn.inner.shm_tx.as_ref().and_then(|s| s.lease(v.encoded_len())) {
-        Some((lease, share)) => Encoded { lease: Some(lease), share },
-        None => Encoded { lease: None, share: None },
-    }
+    let inner = &conn.inner;
+    let share = |id, fd| drop(inner.share_region(id, fd));
+    Encoded { lease: inner.shm_tx.as_ref().and_then(|s| s.lease(v.encoded_len(), share)) }
 }
 
 /// The sending end of a channel served by another process.
@@ -215,7 +213,7 @@ impl<T: Element> RemoteSender<T> {
         let inner = &self.conn.inner;
         let r = if inner.takes_credited() {
             drop(lease); // held until REGION_RELEASE (servers of minor ≥ 2)
-            let queued = inner.send_unanswered(Cmd::CHAN_SEND, enc.share.take(), |f| {
+            let queued = inner.send_unanswered(Cmd::CHAN_SEND, |f| {
                 f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1).u32(Attr::CREDITED, 1);
                 write_element(f, &v, z);
             });
@@ -228,7 +226,7 @@ impl<T: Element> RemoteSender<T> {
         } else {
             let pending = Pending::Credit(Arc::clone(&self.chan), lease, len);
             inner
-                .send_request(Cmd::CHAN_SEND, pending, enc.share.take(), |f| {
+                .send_request(Cmd::CHAN_SEND, pending, |f| {
                     f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
                     write_element(f, &v, z);
                 })
@@ -261,7 +259,7 @@ impl<T: Element> RemoteSender<T> {
         }
         let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
         let lease = self.conn.inner.hold(enc.lease.take());
-        let reply = self.conn.request_sharing(cmd, token, enc.share.take(), |f| {
+        let reply = self.conn.request(cmd, token, |f| {
             f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, ms);
             write_element(f, &v, z);
         });
@@ -299,11 +297,10 @@ impl<T: Element> RemoteSender<T> {
                 }
                 let id = self.chan.id;
                 let lease = self.conn.inner.hold(enc.lease.take());
-                let sent =
-                    self.conn.inner.send_request(Cmd::CHAN_SEND, Pending::Wait(tx), enc.share.take(), |f| {
-                        f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
-                        write_element(f, &v, z);
-                    });
+                let sent = self.conn.inner.send_request(Cmd::CHAN_SEND, Pending::Wait(tx), |f| {
+                    f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
+                    write_element(f, &v, z);
+                });
                 if sent.is_err() {
                     return Err(SendError::new(ChanError::Closed, v));
                 }
@@ -507,7 +504,7 @@ impl<T: Element> RemoteReceiver<T> {
         let req = self
             .conn
             .inner
-            .send_request(Cmd::CHAN_RECV, Pending::Wait(tx), None, |f| {
+            .send_request(Cmd::CHAN_RECV, Pending::Wait(tx), |f| {
                 f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
             })
             .map_err(|_| ChanError::Closed)?;
@@ -585,7 +582,7 @@ impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
             let req = self.req;
-            let _ = self.conn.inner.send_request(Cmd::CANCEL, Pending::Ignore, None, |f| {
+            let _ = self.conn.inner.send_request(Cmd::CANCEL, Pending::Ignore, |f| {
                 f.u64(Attr::TARGET_REQ_ID, req);
             });
         }

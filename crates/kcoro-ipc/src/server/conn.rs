@@ -999,16 +999,16 @@ impl ConnState {
         };
         let len = v.encoded_len();
         let shm = self.shm_tx.as_ref().filter(|_| !self.shm_declined.load(Relaxed));
-        if let Some((mut lease, share)) = shm.and_then(|s| s.lease(len)) {
+        let share = |export_id, fd| {
+            let sreq = self.next_req.fetch_add(1, Relaxed);
+            let _ = self.outbox.push_with_fds(vec![fd], |out, max| {
+                let mut f = FrameBuf::begin(out, Cmd::REGION_SHARE, 0);
+                f.u64(Attr::REQ_ID, sreq).u64(Attr::REGION_ID, export_id);
+                f.finish(max)
+            });
+        };
+        if let Some(mut lease) = shm.and_then(|s| s.lease(len, share)) {
             v.encode_into(&mut lease[..len]);
-            if let Some((export_id, fd)) = share {
-                let sreq = self.next_req.fetch_add(1, Relaxed);
-                let _ = self.outbox.push_with_fds(vec![fd], |out, max| {
-                    let mut f = FrameBuf::begin(out, Cmd::REGION_SHARE, 0);
-                    f.u64(Attr::REQ_ID, sreq).u64(Attr::REGION_ID, export_id);
-                    f.finish(max)
-                });
-            }
             let (z, offset) = (zdesc::encode(&lease.desc()), lease.desc().offset);
             lock(&self.lent).insert(offset, lease);
             let max = self.peer_max_frame.load(Relaxed);
