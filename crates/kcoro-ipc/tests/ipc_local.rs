@@ -11,6 +11,25 @@ fn sock(name: &str) -> String {
     format!("unix:{}", dir.join(name).display())
 }
 
+/// Serves `tx`/`rx` as "big" on the socket `name`, elements of 64 KiB and more through
+/// shared memory both ways; returns the server and a connector with the same setting.
+fn serve_big_shared<T: kcoro_ipc::Element + Clone>(
+    name: &str,
+    tx: &chan::Sender<T>,
+    rx: &chan::Receiver<T>,
+) -> (Server, impl Fn() -> Connection) {
+    let addr = sock(name);
+    let server = Server::bind(&addr)
+        .unwrap()
+        .shared_memory(64 << 10, 16 << 20)
+        .serve_channel("big", tx.clone(), rx.clone())
+        .start()
+        .unwrap();
+    (server, move || {
+        Connection::connect(&addr, ConnectOptions::new().shared_memory(64 << 10, 16 << 20)).unwrap()
+    })
+}
+
 #[test]
 fn send_and_recv_over_unix() {
     let (tx, rx) = chan::buffered::<Vec<u8>>(16);
@@ -75,15 +94,8 @@ fn shared_bytes_are_held_in_place_until_dropped() {
     const N: usize = 48;
     let elem = |i: usize| Bytes::from((0..1 << 20).map(|j| (i * 7 + j % 251) as u8).collect::<Vec<u8>>());
     let (tx, rx) = chan::buffered::<Bytes>(N);
-    let addr = sock("held.sock");
-    let server = Server::bind(&addr)
-        .unwrap()
-        .shared_memory(64 << 10, 16 << 20)
-        .serve_channel("big", tx.clone(), rx.clone())
-        .start()
-        .unwrap();
-    let opts = ConnectOptions::new().shared_memory(64 << 10, 16 << 20);
-    let conn = Connection::connect(&addr, opts).unwrap();
+    let (server, connect) = serve_big_shared("held.sock", &tx, &rx);
+    let conn = connect();
     let big = conn.sender::<Bytes>("big").unwrap();
     for i in 0..N {
         big.send_timeout(elem(i), Duration::from_secs(10)).unwrap();
@@ -117,15 +129,7 @@ fn first_shared_elements_from_several_parties_all_arrive() {
     const PARTIES: usize = 4;
     let elem = |i: usize| vec![i as u8; 70_000];
     let (tx, rx) = chan::buffered::<Vec<u8>>(64);
-    let addr = sock("first-shared.sock");
-    let server = Server::bind(&addr)
-        .unwrap()
-        .shared_memory(64 << 10, 16 << 20)
-        .serve_channel("big", tx.clone(), rx.clone())
-        .start()
-        .unwrap();
-    let connect =
-        || Connection::connect(&addr, ConnectOptions::new().shared_memory(64 << 10, 16 << 20)).unwrap();
+    let (server, connect) = serve_big_shared("first-shared.sock", &tx, &rx);
     for round in 0..30 {
         // Client to server: four threads send their first element together.
         let conn = connect();
