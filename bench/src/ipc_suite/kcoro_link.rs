@@ -24,10 +24,12 @@ struct KcoroLink {
     rx: RemoteReceiver<Bytes>,
     msg: Bytes,
     reply: Bytes,
+    /// Each message is built in a lease of the connection's region (`kcoro-lease`).
+    leased: bool,
 }
 
 impl KcoroLink {
-    fn connect(addr: &str, size: usize) -> Result<KcoroLink, String> {
+    fn connect(addr: &str, size: usize, leased: bool) -> Result<KcoroLink, String> {
         let conn = kcoro_ipc::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
         if addr.starts_with("shm:") && conn.transport() != kcoro_ipc::Transport::Shm {
             return Err(format!("{addr}: the peer kept the socket: {:?}", conn.ring_refused()));
@@ -37,12 +39,21 @@ impl KcoroLink {
             rx: conn.receiver("out").map_err(|e| format!("open out: {e}"))?,
             msg: Bytes::from(make_payload(size)),
             reply: Bytes::new(),
+            leased,
         })
     }
 }
 
 impl Link for KcoroLink {
     fn send(&mut self) -> Result<(), String> {
+        if self.leased {
+            let mut lease =
+                self.tx.lease(self.msg.len()).ok_or("no lease: the element is below the threshold")?;
+            // Produced in place: only the bytes the echo check reads are written.
+            let last = self.msg.len() - 1;
+            (lease[0], lease[last]) = (self.msg[0], self.msg[last]);
+            return lease.send().map_err(|e| format!("send: {e}"));
+        }
         self.tx.send(self.msg.clone()).map_err(|e| format!("send: {}", e.kind()))
     }
 
@@ -63,6 +74,8 @@ pub enum Over {
     Socket,
     /// Shared-memory rings (`shm:`), checked to be in use.
     Rings,
+    /// The Unix socket, each message built in a lease of the connection's region.
+    Leases,
 }
 
 /// The client: starts the peer, waits until it serves, connects and measures.
@@ -79,7 +92,7 @@ pub fn run(
     let scheme = if over == Over::Rings { "shm" } else { "unix" };
     let addr = format!("{scheme}:{}", path.display());
     let m = kcoro_rt::drive(move || {
-        let mut link = KcoroLink::connect(&addr, size)?;
+        let mut link = KcoroLink::connect(&addr, size, over == Over::Leases)?;
         let m = measure(&mut link, mode, size, n)?;
         link.tx.close();
         Ok(m)
@@ -149,7 +162,7 @@ pub fn self_test(over: Over, mode: Mode, size: usize) -> Result<(), String> {
     let scheme = if over == Over::Rings { "shm" } else { "unix" };
     let addr = format!("{scheme}:{}", path.display());
     kcoro_rt::drive(move || {
-        let mut link = KcoroLink::connect(&addr, size)?;
+        let mut link = KcoroLink::connect(&addr, size, over == Over::Leases)?;
         let m = measure(&mut link, mode, size, 50)?;
         link.tx.close();
         Ok(m)

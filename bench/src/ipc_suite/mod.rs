@@ -47,13 +47,16 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use crate::harness::{KCORO, Measurement, Suite, payload};
+use crate::harness::{KCORO, Measurement, Skip, Suite, payload};
 use crate::net_suite::sys;
 use crate::runtime_suite::warmup;
 
 /// kcoro-ipc over a `shm:` address: the same server, the connection moved to
 /// shared-memory rings.
 pub const KCORO_SHM: &str = "kcoro-shm";
+
+/// kcoro-ipc with each large message built in place in a lease of the connection's region.
+pub const KCORO_LEASE: &str = "kcoro-lease";
 
 /// The floor: a Unix socket written plainly.
 pub const RAW: &str = "raw";
@@ -76,6 +79,8 @@ pub static SUITE: Suite = Suite {
         "  sends; shared memory from 64 KiB); raw: std UnixStream, one write_all per message,",
         "  peer reads through a 64 KiB BufReader; ipc-channel: IpcBytesSender/Receiver each way",
         "kcoro-shm: as kcoro, connected to shm:PATH (frames through shared-memory rings)",
+        "kcoro-lease (1 MiB cases): as kcoro, each message produced in place in a lease of the",
+        "  connection's region (RemoteSender::lease; only the two checked bytes written): no copy",
         "iceoryx2: 0.10 shared-memory publish-subscribe (ping/pong services of loaned [u8] samples,",
         "  no drops); both sides busy-poll, as its own benchmarks do (bench/iceoryx2, built on demand)",
         "rtt_* rows add the p50 and p99 of single round trips; *_pinned: the client process on",
@@ -91,8 +96,12 @@ pub static SUITE: Suite = Suite {
         payload("rtt_64_pinned", 20_000, 2_000, 64),
         payload("rtt_4k_pinned", 20_000, 2_000, 4 << 10),
     ],
-    impls: &[KCORO, KCORO_SHM, RAW, IPC_CHANNEL, ICEORYX2],
-    skips: &[],
+    impls: &[KCORO, KCORO_SHM, KCORO_LEASE, RAW, IPC_CHANNEL, ICEORYX2],
+    skips: &[Skip {
+        imp: KCORO_LEASE,
+        cases: &["rtt_64", "rtt_4k", "stream_64", "stream_4k", "rtt_64_pinned", "rtt_4k_pinned"],
+        why: "below the 64 KiB shared-memory threshold (the kcoro row)",
+    }],
     prepare: Some(prepare),
     go_in_child: false,
     child,
@@ -167,6 +176,7 @@ fn child(case: &str, imp: &str, n: u64) -> Result<Measurement, String> {
     match imp {
         KCORO => kcoro_link::run(kcoro_link::Over::Socket, mode, size, n, peer_cpu),
         KCORO_SHM => kcoro_link::run(kcoro_link::Over::Rings, mode, size, n, peer_cpu),
+        KCORO_LEASE => kcoro_link::run(kcoro_link::Over::Leases, mode, size, n, peer_cpu),
         RAW => raw_link::run(mode, size, n, peer_cpu),
         IPC_CHANNEL => ipc_channel_link::run(mode, size, n, peer_cpu),
         ICEORYX2 => iceoryx2_link::run(mode, size, n, peer_cpu),
@@ -291,7 +301,7 @@ pub fn peer(args: &[String]) -> Result<(), String> {
     let size: usize = size.parse().map_err(|e| format!("bad size {size:?}: {e}"))?;
     let logic = PeerLogic::new(mode, size);
     match imp.as_str() {
-        KCORO | KCORO_SHM => kcoro_link::peer(logic, addr),
+        KCORO | KCORO_SHM | KCORO_LEASE => kcoro_link::peer(logic, addr),
         RAW => raw_link::peer(logic, addr),
         IPC_CHANNEL => ipc_channel_link::peer(logic, addr),
         _ => Err(format!("ipc: no peer {imp:?}")),
@@ -403,7 +413,9 @@ mod tests {
         for mode in [Mode::Rtt, Mode::Stream] {
             for size in [64, 100 << 10] {
                 raw_link::self_test(mode, size).unwrap_or_else(|e| panic!("raw {mode:?} {size}: {e}"));
-                for over in [kcoro_link::Over::Socket, kcoro_link::Over::Rings] {
+                // Leases only where a message goes through shared memory.
+                let leased = (size >= 64 << 10).then_some(kcoro_link::Over::Leases);
+                for over in [kcoro_link::Over::Socket, kcoro_link::Over::Rings].into_iter().chain(leased) {
                     kcoro_link::self_test(over, mode, size)
                         .unwrap_or_else(|e| panic!("kcoro {over:?} {mode:?} {size}: {e}"));
                 }

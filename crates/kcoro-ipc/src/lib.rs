@@ -55,7 +55,9 @@ pub mod stats;
 mod wire;
 
 pub use addr::Addr;
-pub use client::{ConnectOptions, Connection, RemoteReceiver, RemoteSender, ServerInfo, Transport, connect};
+pub use client::{
+    ConnectOptions, Connection, Lease, RemoteReceiver, RemoteSender, ServerInfo, Transport, connect,
+};
 pub use coros::{CoroutineInfo, CoroutineReport};
 pub use element::{DecodeError, Element, Postcard, SharedView};
 #[cfg(feature = "server")]

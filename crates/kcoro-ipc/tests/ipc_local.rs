@@ -177,6 +177,53 @@ fn first_shared_elements_from_several_parties_all_arrive() {
     drop(server);
 }
 
+/// Elements written in place in the connection's region and sent without a copy: every
+/// byte arrives, on a buffered channel (credited) and a rendezvous one (answered); a lease
+/// dropped unsent gives its block back; small elements and a closed channel are refused.
+#[test]
+fn leased_elements_arrive_as_written() {
+    use bytes::Bytes;
+    let pattern = |i: usize, len: usize| (0..len).map(|j| (i * 31 + j % 253) as u8).collect::<Vec<u8>>();
+    let (tx, rx) = chan::buffered::<Bytes>(8);
+    let (server, connect) = serve_big_shared("leased.sock", &tx, &rx);
+    let conn = connect();
+    let big = conn.sender::<Bytes>("big").unwrap();
+    for i in 0..20 {
+        let len = (64 << 10) + i * 4099;
+        let mut lease = big.lease(len).expect("a large element goes through the region");
+        assert_eq!(lease.len(), len);
+        lease.copy_from_slice(&pattern(i, len));
+        lease.send().unwrap();
+        let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(got[..] == pattern(i, len)[..], "element {i} arrived as written");
+    }
+    // Dropped unsent, 64 times the region's worth of 1 MiB blocks: each goes back.
+    for _ in 0..16 * 64 {
+        drop(big.lease(1 << 20).expect("the block of the lease before is free again"));
+    }
+    assert!(big.lease(100).is_none(), "below the threshold: send a value");
+
+    // Rendezvous: answered once a receiver took it.
+    let (rtx, rrx) = chan::rendezvous::<Vec<u8>>();
+    let addr = sock("leased-rv.sock");
+    let rv_server =
+        Server::bind(&addr).unwrap().serve_channel("rv", rtx.clone(), rrx.clone()).start().unwrap();
+    let rv_conn = Connection::connect(&addr, ConnectOptions::new()).unwrap();
+    let rv = rv_conn.sender::<Vec<u8>>("rv").unwrap();
+    let taker = std::thread::spawn(move || rrx.recv_timeout(Duration::from_secs(10)));
+    let mut lease = rv.lease(200_000).unwrap();
+    lease.copy_from_slice(&pattern(7, 200_000));
+    assert_eq!(lease.send_timeout(Duration::from_secs(10)), Ok(()));
+    assert!(taker.join().unwrap().unwrap() == pattern(7, 200_000));
+    let lease = rv.lease(70_000).unwrap();
+    assert_eq!(lease.send_timeout(Duration::from_millis(50)), Err(ChanError::Timeout), "nobody took it");
+
+    // Closed: refused.
+    assert!(rv.close());
+    assert_eq!(rv.lease(70_000).unwrap().send(), Err(ChanError::Closed));
+    drop((server, rv_server));
+}
+
 /// A peer that accepts and then never answers (a stopped or wedged process): without a
 /// request timeout the handshake would wait for ever; with one it fails as `Stalled`, and
 /// a connection that did answer fails the same way once the server stops answering.

@@ -7,7 +7,7 @@
 //! # Protocol of a request
 //! 1. Take a fresh `REQ_ID`; record what to do with the reply (`Pending`).
 //! 2. Queue the frame in the outbox.
-//! 3. Wait for the reply on a one-slot channel; if the caller's cancel token fires first,
+//! 3. Wait for the reply on a oneshot; if the caller's cancel token fires first,
 //!    queue `CANCEL` for the request and keep waiting: the reply, not the client, decides
 //!    the outcome, so a value is never both delivered and handed back.
 //! 4. When the connection dies, the reader fails every pending request with `Closed`.
@@ -16,9 +16,11 @@
 //! - `closed` ⇒ `pending` is empty and stays empty (registration checks `closed` under the
 //!   `pending` lock), and every channel's credit window is closed.
 
+mod lease;
 mod remote;
 mod window;
 
+pub use lease::Lease;
 pub use remote::{RemoteReceiver, RemoteSender};
 
 use std::collections::HashMap;

@@ -83,21 +83,38 @@ fn chan_error(code: i32, deadline: Option<Instant>, try_only: bool) -> ChanError
     }
 }
 
-/// The element in `v`'s place in a frame: a shared-memory lease holding its encoding, or
-/// nothing (inline).
-struct Encoded {
-    lease: Option<ZBuf>,
+/// A lease of `len` bytes in the connection's shared region, if an element that size goes
+/// through shared memory there (the region's fd is queued to the server first, once).
+pub(super) fn lease_for(conn: &Connection, len: usize) -> Option<ZBuf> {
+    let inner = &conn.inner;
+    inner.shm_tx.as_ref().and_then(|s| s.lease(len, |id, fd| drop(inner.share_region(id, fd))))
 }
 
-fn place<T: Element>(conn: &Connection, v: &T) -> Encoded {
-    let inner = &conn.inner;
-    let share = |id, fd| drop(inner.share_region(id, fd));
-    Encoded { lease: inner.shm_tx.as_ref().and_then(|s| s.lease(v.encoded_len(), share)) }
+/// Where a send's element goes in its frame.
+pub(super) enum Placed<'a, T> {
+    /// Encoded in the frame.
+    Inline(&'a T),
+    /// Already in this connection's region: its descriptor.
+    Shared(kcoro::zcopy::ZDesc),
+}
+
+impl<'a, T: Element> Placed<'a, T> {
+    /// `v`'s place: encoded into `lease` here if there is one, else inline.
+    fn of(v: &'a T, lease: &mut Option<ZBuf>) -> Self {
+        match lease {
+            Some(buf) => {
+                let len = v.encoded_len();
+                v.encode_into(&mut buf[..len]);
+                Placed::Shared(buf.desc())
+            }
+            None => Placed::Inline(v),
+        }
+    }
 }
 
 /// The sending end of a channel served by another process.
 pub struct RemoteSender<T> {
-    conn: Connection,
+    pub(super) conn: Connection,
     chan: Arc<ChanState>,
     _t: PhantomData<fn(T)>,
 }
@@ -190,8 +207,8 @@ impl<T: Element> RemoteSender<T> {
         match &self.chan.credits {
             Some(window) => match take_window(window, &v, deadline, try_only, token) {
                 Ok(len) => {
-                    let enc = place(&self.conn, &v);
-                    self.queue_credited(v, enc, len)
+                    let lease = lease_for(&self.conn, v.encoded_len());
+                    self.queue_credited(v, lease, len)
                 }
                 Err(e) => Err(SendError::new(e, v)),
             },
@@ -203,19 +220,32 @@ impl<T: Element> RemoteSender<T> {
     /// minor 7 or later answers nothing and returns the window in CREDIT events (no request
     /// is registered here); an older one replies, and the reply gives the window back
     /// (and releases the lease of a shared-memory element).
-    fn queue_credited(&self, v: T, mut enc: Encoded, len: u64) -> Result<(), SendError<T>> {
-        if let Some(buf) = enc.lease.as_mut() {
-            encode_into_lease(buf, &v);
-        }
-        let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
+    /// This end's send window (`None`: every send is answered by the server).
+    pub(super) fn window(&self) -> Option<&super::window::Window> {
+        self.chan.credits.as_ref()
+    }
+
+    fn queue_credited(&self, v: T, mut lease: Option<ZBuf>, len: u64) -> Result<(), SendError<T>> {
+        let placed = Placed::of(&v, &mut lease);
+        self.queue_placed(placed, lease, len).map_err(|e| SendError::new(e, v))
+    }
+
+    /// [`queue_credited`](Self::queue_credited) of an element already placed (`lease`
+    /// holds it if it is shared). On failure the window is given back.
+    pub(super) fn queue_placed(
+        &self,
+        placed: Placed<'_, T>,
+        lease: Option<ZBuf>,
+        len: u64,
+    ) -> Result<(), ChanError> {
         let id = self.chan.id;
-        let lease = self.conn.inner.hold(enc.lease.take());
+        let lease = self.conn.inner.hold(lease);
         let inner = &self.conn.inner;
         let r = if inner.takes_credited() {
             drop(lease); // held until REGION_RELEASE (servers of minor ≥ 2)
             let queued = inner.send_unanswered(Cmd::CHAN_SEND, |f| {
                 f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1).u32(Attr::CREDITED, 1);
-                write_element(f, &v, z);
+                write_element(f, placed);
             });
             if queued.is_ok() && inner.on_rings() {
                 // Into shared memory is a copy, not a system call: cheaper done here than
@@ -228,19 +258,16 @@ impl<T: Element> RemoteSender<T> {
             inner
                 .send_request(Cmd::CHAN_SEND, pending, |f| {
                     f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
-                    write_element(f, &v, z);
+                    write_element(f, placed);
                 })
                 .map(drop)
         };
-        match r {
-            Ok(()) => Ok(()),
-            Err(_) => {
-                if let Some(w) = &self.chan.credits {
-                    w.give(len);
-                }
-                Err(SendError::new(ChanError::Closed, v))
+        r.map_err(|_| {
+            if let Some(w) = &self.chan.credits {
+                w.give(len);
             }
-        }
+            ChanError::Closed
+        })
     }
 
     fn send_round_trip(
@@ -250,26 +277,36 @@ impl<T: Element> RemoteSender<T> {
         try_only: bool,
         token: Option<&CancelToken>,
     ) -> Result<(), SendError<T>> {
-        let mut enc = place(&self.conn, &v);
+        let mut lease = lease_for(&self.conn, v.encoded_len());
+        let placed = Placed::of(&v, &mut lease);
+        self.round_trip_placed(placed, lease, deadline, try_only, token).map_err(|e| SendError::new(e, v))
+    }
+
+    /// A send answered by the server (rendezvous, try, or a channel without a window) of
+    /// an element already placed (`lease` holds it if it is shared).
+    pub(super) fn round_trip_placed(
+        &self,
+        placed: Placed<'_, T>,
+        lease: Option<ZBuf>,
+        deadline: Option<Instant>,
+        try_only: bool,
+        token: Option<&CancelToken>,
+    ) -> Result<(), ChanError> {
         let cmd = if try_only { Cmd::CHAN_TRY_SEND } else { Cmd::CHAN_SEND };
         let ms = timeout_ms(deadline, try_only);
         let id = self.chan.id;
-        if let Some(buf) = enc.lease.as_mut() {
-            encode_into_lease(buf, &v);
-        }
-        let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
-        let lease = self.conn.inner.hold(enc.lease.take());
+        let lease = self.conn.inner.hold(lease);
         let reply = self.conn.request(cmd, token, |f| {
             f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, ms);
-            write_element(f, &v, z);
+            write_element(f, placed);
         });
         drop(lease); // the reply says the server is done with it (or it holds it)
         match reply.and_then(|r| r.frame().result().map_err(IpcError::from)) {
             Ok(0) => Ok(()),
-            Ok(code) => Err(SendError::new(chan_error(code, deadline, try_only), v)),
+            Ok(code) => Err(chan_error(code, deadline, try_only)),
             Err(_) => {
                 self.chan.mark_closed();
-                Err(SendError::new(ChanError::Closed, v))
+                Err(ChanError::Closed)
             }
         }
     }
@@ -285,21 +322,18 @@ impl<T: Element> RemoteSender<T> {
                 if let Err(e) = window.take_async(len).await {
                     return Err(SendError::new(e, v));
                 }
-                let enc = place(&self.conn, &v);
-                self.queue_credited(v, enc, len)
+                let lease = lease_for(&self.conn, v.encoded_len());
+                self.queue_credited(v, lease, len)
             }
             None => {
                 let (tx, rx) = oneshot::channel();
-                let mut enc = place(&self.conn, &v);
-                let z = enc.lease.as_ref().map(|b| (b.desc(), b.len()));
-                if let Some(buf) = enc.lease.as_mut() {
-                    encode_into_lease(buf, &v);
-                }
+                let mut lease = lease_for(&self.conn, v.encoded_len());
+                let placed = Placed::of(&v, &mut lease);
                 let id = self.chan.id;
-                let lease = self.conn.inner.hold(enc.lease.take());
+                let lease = self.conn.inner.hold(lease);
                 let sent = self.conn.inner.send_request(Cmd::CHAN_SEND, Pending::Wait(tx), |f| {
                     f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
-                    write_element(f, &v, z);
+                    write_element(f, placed);
                 });
                 if sent.is_err() {
                     return Err(SendError::new(ChanError::Closed, v));
@@ -370,19 +404,15 @@ impl<T: Element> RemoteSender<T> {
 }
 
 /// Writes `v` inline, or the descriptor of the lease already holding its encoding.
-fn write_element<T: Element>(f: &mut FrameBuf<'_>, v: &T, shared: Option<(kcoro::zcopy::ZDesc, usize)>) {
-    match shared {
-        Some((d, len)) => {
-            let z = crate::proto::zdesc::encode(&kcoro::zcopy::ZDesc::in_region(d.region_id, d.offset, len));
+fn write_element<T: Element>(f: &mut FrameBuf<'_>, placed: Placed<'_, T>) {
+    match placed {
+        Placed::Shared(d) => {
+            let z =
+                crate::proto::zdesc::encode(&kcoro::zcopy::ZDesc::in_region(d.region_id, d.offset, d.len));
             f.bytes(Attr::ZDESC, &z);
         }
-        None => put_element(f, v, None),
+        Placed::Inline(v) => put_element(f, v, None),
     }
-}
-
-fn encode_into_lease<T: Element>(buf: &mut ZBuf, v: &T) {
-    let len = v.encoded_len();
-    v.encode_into(&mut buf[..len]);
 }
 
 fn close(conn: &Connection, chan: &ChanState) -> bool {

@@ -1,0 +1,108 @@
+//! Large elements written in place: a block of the connection's shared region that the
+//! program fills (reads a file into, builds a message in) and sends without a copy. The
+//! server reads the element where it is, as it reads any shared element.
+
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use kcoro::chan::ChanError;
+use kcoro::sync::CancelToken;
+use kcoro::zcopy::ZBuf;
+
+use super::remote::{Placed, RemoteSender, lease_for};
+use crate::Element;
+
+/// A block of `len` bytes in a connection's shared region, for one element of `sender`'s
+/// channel written in place: dereference it as `&mut [u8]`, write the element's encoding
+/// (for `Vec<u8>`, `Box<[u8]>` and `bytes::Bytes` elements, the bytes themselves), then
+/// [`send`](Self::send) it. Dropping it unsent gives the block back.
+pub struct Lease<'a, T> {
+    sender: &'a RemoteSender<T>,
+    buf: ZBuf,
+}
+
+impl<T: Element> RemoteSender<T> {
+    /// A block of `len` bytes of this connection's shared region to write one element's
+    /// encoding into, then send with no copy ([`Lease::send`]). `None` where a value of
+    /// that size would not go through shared memory: below the connection's threshold
+    /// (64 KiB by default), over TCP, with `ConnectOptions::no_shared_memory`, or with the
+    /// region full. Send a value then.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let path = std::env::temp_dir().join(format!("kcoro-ipc-doc-lease-{}.sock", std::process::id()));
+    /// # let addr = format!("unix:{}", path.display());
+    /// let (tx, rx) = kcoro::chan::buffered::<bytes::Bytes>(4);
+    /// let _server = kcoro_ipc::Server::bind(&addr)?.serve_channel("frames", tx, rx.clone()).start()?;
+    /// let frames = kcoro_ipc::connect(&addr)?.sender::<bytes::Bytes>("frames")?;
+    /// let mut frame = frames.lease(1 << 20).expect("1 MiB goes through shared memory");
+    /// frame.fill(7); // or read a file into it: `file.read_exact(&mut frame)`
+    /// frame.send()?;
+    /// assert_eq!(rx.recv()?.len(), 1 << 20);
+    /// # Ok(()) }
+    /// ```
+    pub fn lease(&self, len: usize) -> Option<Lease<'_, T>> {
+        lease_for(&self.conn, len).map(|buf| Lease { sender: self, buf })
+    }
+}
+
+impl<T: Element> Lease<'_, T> {
+    /// Sends the element, waiting as [`RemoteSender::send`] does. The lease is used up
+    /// either way: a failed send gives its block back to the region, and what was written
+    /// in it is gone (write it again into a new lease to retry).
+    pub fn send(self) -> Result<(), ChanError> {
+        self.send_with(None, None)
+    }
+
+    /// [`send`](Self::send), waiting at most `timeout`.
+    pub fn send_timeout(self, timeout: Duration) -> Result<(), ChanError> {
+        self.send_with(Instant::now().checked_add(timeout), None)
+    }
+
+    /// [`send`](Self::send) with an optional deadline and cancel token.
+    pub fn send_with(self, deadline: Option<Instant>, token: Option<&CancelToken>) -> Result<(), ChanError> {
+        let Lease { sender, buf } = self;
+        if sender.is_closed() {
+            return Err(ChanError::Closed);
+        }
+        let placed = Placed::Shared(buf.desc());
+        match sender.window() {
+            Some(window) => {
+                let len = buf.len() as u64;
+                window.take(len, deadline, false, token)?;
+                sender.queue_placed(placed, Some(buf), len)
+            }
+            None => sender.round_trip_placed(placed, Some(buf), deadline, false, token),
+        }
+    }
+
+    /// The element's length in bytes.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Never true: a lease has at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+impl<T> Deref for Lease<'_, T> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl<T> DerefMut for Lease<'_, T> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+}
+
+impl<T> std::fmt::Debug for Lease<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").field("len", &self.buf.len()).field("desc", &self.buf.desc()).finish()
+    }
+}
