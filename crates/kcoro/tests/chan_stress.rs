@@ -108,12 +108,22 @@ fn four_by_four_exactly_once_coroutines() {
         let handle = rt.handle();
         // A receiver handle keeps the channel from being cancelled, not from closing.
         let observer = rx.clone();
+        // Parties alternate between the two workers, so each runs producers and consumers.
+        // Spawned plainly from this thread, all four producers could start on one worker and
+        // all consumers on the other (a woken coroutine stays home): then every message
+        // crosses workers, and beside CPU hogs each hand-off waited for a time slice, about
+        // 2,600 messages a second, minutes for this case (seen once in a stress run; see
+        // `split_parties_beside_busy_cores_still_deliver_exactly_once`).
+        let next = std::sync::atomic::AtomicUsize::new(0);
         let out = exchange(
             tx,
             rx,
             Arc::clone(&undelivered),
             n,
-            |f| handle.spawn(f),
+            |f| {
+                let on = kcoro::SpawnOptions::new().on_worker(next.fetch_add(1, SeqCst));
+                handle.spawn_with(on, f).expect("spawn on a running runtime")
+            },
             |j| match j.join_timeout(Duration::from_secs(60)) {
                 Ok(done) => done.expect("party ok"),
                 // A hang: say where every coroutine is, and what the workers did.
@@ -135,6 +145,61 @@ fn four_by_four_exactly_once_coroutines() {
             assert_eq!(snap.rv_matches, n, "every rendezvous send is a match");
         }
     }
+}
+
+/// The placement the test above avoids, forced: every producer on worker 0, every consumer
+/// on worker 1, one spinning thread per core beside them. Every message crosses workers,
+/// and a worker that waits for a hand-off spins on `sched_yield`, which beside a busy
+/// thread gives its core away for a whole time slice: measured at about 2,600 messages a
+/// second (a balanced placement moves these 200,000 in about a second). A known slow mode,
+/// not a lost message: this checks exactly-once and prints how long it took. Run it with
+/// `--ignored` when changing the idle policy or placement.
+#[test]
+#[ignore = "stress: the split placement's slow mode beside busy cores (takes up to minutes)"]
+fn split_parties_beside_busy_cores_still_deliver_exactly_once() {
+    use std::sync::atomic::AtomicBool;
+    let n: u64 = 200_000;
+    let rt = kcoro::Runtime::builder().workers(2).build().expect("runtime");
+    let (tx, rx) = chan::rendezvous::<u64>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
+    let hogs: Vec<_> = (0..cores)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(SeqCst) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let on = |i| kcoro::SpawnOptions::new().on_worker(i);
+    let per = n / PRODUCERS;
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let tx = tx.clone();
+            rt.handle().spawn_with(on(0), move || (0..per).for_each(|i| tx.send(p * per + i).expect("open")))
+        })
+        .collect::<Result<_, _>>()
+        .expect("spawn");
+    drop(tx);
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|_| {
+            let rx = rx.clone();
+            rt.handle().spawn_with(on(1), move || rx.iter().collect::<Vec<u64>>())
+        })
+        .collect::<Result<_, _>>()
+        .expect("spawn");
+    drop(rx);
+    let started = std::time::Instant::now();
+    let mut received: Vec<u64> = consumers.into_iter().flat_map(|c| c.join().expect("consumer")).collect();
+    let took = started.elapsed();
+    stop.store(true, SeqCst);
+    hogs.into_iter().for_each(|h| h.join().expect("hog"));
+    producers.into_iter().for_each(|p: kcoro::JoinHandle<()>| p.join().expect("producer"));
+    received.sort_unstable();
+    assert!(received.iter().copied().eq(0..n), "every value exactly once");
+    eprintln!("split exchange of {n} beside {cores} busy threads: {took:?}");
 }
 
 #[test]
