@@ -107,7 +107,9 @@ pub enum IpcError {
     #[error("connection closed{}", .0.as_ref().map(|w| format!(": {w}")).unwrap_or_default())]
     Closed(Option<String>),
     /// A request had no answer within
-    /// [`ConnectOptions::request_timeout`](crate::ConnectOptions::request_timeout): the
+    /// [`ConnectOptions::request_timeout`](crate::ConnectOptions::request_timeout) (or the
+    /// handshake none within what was left of
+    /// [`ConnectOptions::connect_timeout`](crate::ConnectOptions::connect_timeout)): the
     /// peer is taken as stalled and the connection is closed.
     #[error("no answer within {0:?}: the peer is stalled or stopped; the connection was closed")]
     Stalled(std::time::Duration),

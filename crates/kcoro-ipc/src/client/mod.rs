@@ -109,7 +109,9 @@ impl ConnectOptions {
         self
     }
 
-    /// Give up connecting after `t`.
+    /// Give up connecting after `t`: the socket's connect and the handshake together (a
+    /// stopped server's kernel still accepts; its answer to HELLO never comes), failing
+    /// with [`IpcError::Stalled`] when the answer is what did not come in time.
     pub fn connect_timeout(mut self, t: Duration) -> Self {
         self.connect_timeout = Some(t);
         self
@@ -273,6 +275,7 @@ impl Connection {
     /// Connects and completes the handshake (version, and the secret if the server asks).
     /// Works from a coroutine or a plain thread.
     pub fn connect(addr: &str, opts: ConnectOptions) -> Result<Connection, IpcError> {
+        let started = Instant::now();
         let addr = Addr::parse(addr)?;
         let handle = io_handle()?;
         let target = addr.clone();
@@ -346,7 +349,7 @@ impl Connection {
         let limits = opts.limits;
         drop(handle.spawn(move || reader(weak, &stream, limits)));
         let conn = Connection { inner };
-        if let Err(e) = conn.handshake(&opts, ring_fds) {
+        if let Err(e) = conn.handshake(&opts, ring_fds, started) {
             conn.close();
             return Err(e);
         }
@@ -354,11 +357,25 @@ impl Connection {
     }
 
     /// HELLO (offering the rings whose descriptors `ring_fds` holds, if any), then AUTH if
-    /// the server asks.
-    fn handshake(&self, opts: &ConnectOptions, ring_fds: Vec<OwnedFd>) -> Result<(), IpcError> {
+    /// the server asks. A stopped server accepts (the kernel does) but never answers, so
+    /// with a connect timeout each answer is awaited only for what is left of it, counted
+    /// from `started`.
+    fn handshake(
+        &self,
+        opts: &ConnectOptions,
+        ring_fds: Vec<OwnedFd>,
+        started: Instant,
+    ) -> Result<(), IpcError> {
+        let patience = || {
+            let left = opts.connect_timeout.map(|t| t.saturating_sub(started.elapsed()));
+            match (left, self.inner.request_timeout) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
         let max = self.inner.max_frame;
         let ring_bytes = self.inner.stream.link().map(Link::cap);
-        let reply = self.request_inner(Cmd::HELLO, None, ring_fds, |f| {
+        let reply = self.request_inner(Cmd::HELLO, None, ring_fds, patience(), |f| {
             f.u32(Attr::ABI_MAJOR, VERSION_MAJOR)
                 .u32(Attr::ABI_MINOR, VERSION_MINOR)
                 .u32(Attr::MAX_FRAME, max);
@@ -393,7 +410,7 @@ impl Connection {
         let s = f.need(Attr::NONCE)?.to_vec();
         let c = auth::nonce()?;
         let mac = auth::client_mac(secret, &s, &c);
-        let reply = self.request(Cmd::AUTH, None, |f| {
+        let reply = self.request_inner(Cmd::AUTH, None, Vec::new(), patience(), |f| {
             f.bytes(Attr::NONCE, &c).bytes(Attr::MAC, &mac);
         })?;
         let f = reply
@@ -577,26 +594,28 @@ impl Connection {
         cancel: Option<&CancelToken>,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<Reply, IpcError> {
-        self.request_inner(cmd, cancel, Vec::new(), build)
+        self.request_inner(cmd, cancel, Vec::new(), self.inner.request_timeout, build)
     }
 
-    /// [`request`](Self::request), with `own` descriptors attached to the request's frame.
+    /// [`request`](Self::request), with `own` descriptors attached to the request's frame,
+    /// waiting for the answer at most `patience` (then the connection is taken as stalled).
     fn request_inner(
         &self,
         cmd: Cmd,
         cancel: Option<&CancelToken>,
         own: Vec<OwnedFd>,
+        patience: Option<Duration>,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<Reply, IpcError> {
         let (tx, mut rx) = oneshot::channel();
         let req = self.inner.send_frame(cmd, Pending::Wait(tx), own, build)?;
         // We are about to wait for the answer: write now rather than wait for the writer.
         self.inner.outbox.flush_now(&self.inner.stream);
-        let deadline = self.inner.request_timeout.map(|t| Instant::now() + t);
+        let deadline = patience.map(|t| Instant::now() + t);
         match rx.recv_with(deadline, cancel) {
             Ok(r) => Ok(r),
             Err(ChanError::Timeout) => {
-                let t = self.inner.request_timeout.unwrap_or_default();
+                let t = patience.unwrap_or_default();
                 self.inner.fail(format!("no answer within {t:?}"));
                 self.inner.stream.shutdown();
                 Err(IpcError::Stalled(t))
