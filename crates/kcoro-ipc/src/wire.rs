@@ -31,6 +31,7 @@ use kcoro::net::{TcpStream, UnixStream};
 use crate::IpcError;
 use crate::proto::{FrameRef, HEADER_LEN, Limits, ProtoError, split_frame};
 use crate::ring::link::Link;
+use crate::server::served::Encode;
 
 /// A connected stream socket.
 pub(crate) enum Sock {
@@ -87,6 +88,28 @@ impl Stream {
         }
     }
 
+    /// The rings' position of the next byte written, if writes go into the rings.
+    fn ring_position(&self) -> Option<u64> {
+        self.link.get().filter(|_| self.writes_on_link.load(Acquire)).map(Link::write_position)
+    }
+
+    /// Ends the holds of a write that gave the peer the first `written` bytes, starting at
+    /// ring position `ring_start` (`None`: on the socket). A value whose frame was not
+    /// written whole is given back. One written to the socket is the peer's; one written
+    /// into a ring is the peer's once the peer has read it, so the link keeps it until then
+    /// (the peer may be gone and never read it).
+    fn settle(&self, holds: &mut Vec<(usize, Hold)>, ring_start: Option<u64>, written: usize) {
+        for (end, hold) in holds.drain(..) {
+            if end > written {
+                continue; // dropped: given back
+            }
+            match (ring_start, self.link.get()) {
+                (Some(at), Some(link)) => link.keep_until_read(at + end as u64, hold),
+                _ => hold.disarm(),
+            }
+        }
+    }
+
     /// From now on, writes go into the rings.
     pub(crate) fn start_ring_writes(&self) {
         if self.link.get().is_some() {
@@ -103,18 +126,26 @@ impl Stream {
         }
     }
 
-    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
-        self.write_all_with_fds(bytes, &[])
+    /// Writes `bytes`, adding to `written` what the peer was given (also when it fails).
+    fn write_all(&self, bytes: &[u8], written: &mut usize) -> io::Result<()> {
+        self.write_all_with_fds(bytes, &[], written)
     }
 
-    /// Writes `bytes` with `fds` attached to the first byte (Unix only).
-    fn write_all_with_fds(&self, mut bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    /// Writes `bytes` with `fds` attached to the first byte (Unix only), adding to
+    /// `written` what the peer was given (also when it fails).
+    fn write_all_with_fds(
+        &self,
+        mut bytes: &[u8],
+        fds: &[BorrowedFd<'_>],
+        written: &mut usize,
+    ) -> io::Result<()> {
         match (&self.sock, self.link.get()) {
             (Sock::Unix(s), Some(link)) if self.writes_on_link.load(Acquire) => {
-                return link.write_all(bytes, fds, s);
+                return link.write_all(bytes, fds, s, written);
             }
             (Sock::Unix(s), _) if !fds.is_empty() => {
                 let n = s.send_with_fds(bytes, fds)?;
+                *written += n;
                 bytes = &bytes[n..];
             }
             (Sock::Tcp(_), _) if !fds.is_empty() => {
@@ -130,6 +161,7 @@ impl Stream {
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
+            *written += n;
             bytes = &bytes[n..];
         }
         Ok(())
@@ -284,9 +316,43 @@ enum Mark {
     RingWrites,
 }
 
+/// A value taken out of a channel for a reply frame: given back (to `give_back`) when it
+/// is dropped before the peer has that frame whole, so a value whose reply never reached
+/// the peer (the connection broke first) is not lost.
+pub(crate) struct Hold {
+    value: Option<Box<dyn Encode>>,
+    give_back: Option<GiveBack>,
+}
+
+type GiveBack = Box<dyn FnOnce(Box<dyn Encode>) + Send>;
+
+impl Hold {
+    pub(crate) fn new(
+        value: Box<dyn Encode>,
+        give_back: impl FnOnce(Box<dyn Encode>) + Send + 'static,
+    ) -> Hold {
+        Hold { value: Some(value), give_back: Some(Box::new(give_back)) }
+    }
+
+    /// The value is the peer's: nothing to give back.
+    pub(crate) fn disarm(mut self) {
+        self.give_back = None;
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let (Some(v), Some(give_back)) = (self.value.take(), self.give_back.take()) {
+            give_back(v);
+        }
+    }
+}
+
 struct OutBuf {
     bytes: Vec<u8>,
     marks: Vec<(usize, Mark)>,
+    /// Values of reply frames, with the byte their frame ends at.
+    holds: Vec<(usize, Hold)>,
     closed: bool,
     /// Someone (the writer, or a caller of `flush_now`) is writing: nobody else may.
     writing: bool,
@@ -308,6 +374,7 @@ impl Outbox {
         let buf = OutBuf {
             bytes: Vec::with_capacity(64 << 10),
             marks: Vec::new(),
+            holds: Vec::new(),
             closed: false,
             writing: false,
             spare: Vec::new(),
@@ -326,6 +393,30 @@ impl Outbox {
         f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
         self.push_marked(None, None, f)
+    }
+
+    /// As [`push`](Self::push), for a reply carrying the value `hold` holds (`f` gets it to
+    /// encode): given back unless the peer gets the frame whole (at once if the push fails).
+    pub(crate) fn push_holding(
+        &self,
+        hold: Hold,
+        f: impl FnOnce(&dyn Encode, &mut Vec<u8>, u32) -> Result<(), ProtoError>,
+    ) -> Result<(), IpcError> {
+        let mut b = self.lock();
+        if b.closed {
+            return Err(IpcError::Closed(None));
+        }
+        let at = b.bytes.len();
+        let Some(value) = hold.value.as_deref() else { return Ok(()) };
+        if let Err(e) = f(value, &mut b.bytes, self.max_frame) {
+            b.bytes.truncate(at);
+            return Err(e.into());
+        }
+        let end = b.bytes.len();
+        b.holds.push((end, hold));
+        drop(b);
+        self.ring_if_first(at);
+        Ok(())
     }
 
     /// As [`push`](Self::push), with descriptors sent alongside the frame.
@@ -369,11 +460,24 @@ impl Outbox {
             b.marks.push((end, m));
         }
         drop(b);
+        self.ring_if_first(at);
+        Ok(())
+    }
+
+    /// Rings the writer for a frame pushed at byte `at`: the first in an empty outbox (the
+    /// ring for an earlier one is still pending).
+    fn ring_if_first(&self, at: usize) {
         if at == 0 {
             // Conflated: never waits; a ring already pending is enough.
             let _ = self.bell.try_send(());
         }
-        Ok(())
+    }
+
+    /// The stream broke: the values of replies still queued go back now, not when the
+    /// connection is dropped.
+    fn give_back_queued(&self) {
+        let holds = std::mem::take(&mut self.lock().holds);
+        drop(holds);
     }
 
     /// Stops accepting frames; the writer finishes what is queued, then exits.
@@ -387,12 +491,14 @@ impl Outbox {
     pub(crate) fn run_writer(&self, stream: &Stream, rings: &Receiver<()>) -> Result<(), IpcError> {
         let mut spare = Vec::with_capacity(64 << 10);
         let mut marks = Vec::new();
+        let mut holds = Vec::new();
         loop {
             let (closed, other) = {
                 let mut b = self.lock();
                 if !b.writing {
                     std::mem::swap(&mut b.bytes, &mut spare);
                     std::mem::swap(&mut b.marks, &mut marks);
+                    std::mem::swap(&mut b.holds, &mut holds);
                     b.writing = !spare.is_empty();
                 }
                 (b.closed, b.writing && spare.is_empty())
@@ -408,11 +514,14 @@ impl Outbox {
                 }
                 continue;
             }
-            let result = write_marked(stream, &spare, &mut marks);
+            let (ring_start, mut written) = (stream.ring_position(), 0);
+            let result = write_marked(stream, &spare, &mut marks, &mut written);
+            stream.settle(&mut holds, ring_start, written);
             spare.clear();
             self.lock().writing = false;
             if let Err(e) = result {
                 self.close();
+                self.give_back_queued();
                 return Err(IpcError::Io(e));
             }
         }
@@ -424,16 +533,18 @@ impl Outbox {
     /// for the writer coroutine to be scheduled. A failed write closes the outbox; the
     /// reader then sees the broken stream.
     pub(crate) fn flush_now(&self, stream: &Stream) {
-        let mut out = {
+        let (mut out, mut holds) = {
             let mut b = self.lock();
             if b.writing || b.closed || b.bytes.is_empty() || !b.marks.is_empty() {
                 return;
             }
             b.writing = true;
             let spare = std::mem::take(&mut b.spare);
-            std::mem::replace(&mut b.bytes, spare)
+            (std::mem::replace(&mut b.bytes, spare), std::mem::take(&mut b.holds))
         };
-        let result = stream.write_all(&out);
+        let (ring_start, mut written) = (stream.ring_position(), 0);
+        let result = stream.write_all(&out, &mut written);
+        stream.settle(&mut holds, ring_start, written);
         out.clear();
         let more = {
             let mut b = self.lock();
@@ -444,6 +555,9 @@ impl Outbox {
             }
             !b.bytes.is_empty() || b.closed
         };
+        if result.is_err() {
+            self.give_back_queued();
+        }
         if more {
             // Frames that came while we wrote rang nobody (the buffer was not empty for
             // them, or the writer found us writing): hand them to the writer.
@@ -454,22 +568,28 @@ impl Outbox {
 
 /// Writes `bytes`, doing each mark at its byte: descriptors with their frame's bytes, the
 /// move to the rings before the bytes after it.
-fn write_marked(stream: &Stream, bytes: &[u8], marks: &mut Vec<(usize, Mark)>) -> io::Result<()> {
+/// `written` counts the bytes the peer was given, also when it fails.
+fn write_marked(
+    stream: &Stream,
+    bytes: &[u8],
+    marks: &mut Vec<(usize, Mark)>,
+    written: &mut usize,
+) -> io::Result<()> {
     let mut pos = 0;
     for (at, mark) in marks.drain(..) {
-        stream.write_all(&bytes[pos..at])?;
+        stream.write_all(&bytes[pos..at], written)?;
         pos = at;
         match mark {
             Mark::RingWrites => stream.start_ring_writes(),
             Mark::Fds(fds) => {
                 let next = fds_next_or(bytes, at);
                 let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-                stream.write_all_with_fds(&bytes[at..next], &borrowed)?;
+                stream.write_all_with_fds(&bytes[at..next], &borrowed, written)?;
                 pos = next;
             }
         }
     }
-    stream.write_all(&bytes[pos..])
+    stream.write_all(&bytes[pos..], written)
 }
 
 /// End of the frame starting at `at` (its header gives the length).

@@ -175,3 +175,93 @@ fn a_sender_killed_mid_stream_loses_nothing_it_was_told_is_delivered() {
     // A send the server applied whose acknowledgement died with the sender arrives too.
     assert!(t.unacked_received <= 1, "{} values arrived that were never sent", t.unacked_received);
 }
+
+/// Sends `sig` to the server process.
+fn signal(s: &ServerProc, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(s.child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+/// SIGSTOP, and waits until every thread of the server has stopped: kill(2) returns before
+/// a thread running on another CPU does.
+fn stop(s: &ServerProc) {
+    signal(s, libc::SIGSTOP);
+    let tasks = format!("/proc/{}/task", s.child.id());
+    let deadline = Instant::now() + WATCHDOG;
+    let stopped = || {
+        std::fs::read_dir(&tasks).unwrap().all(|t| {
+            let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+            // The state follows the parenthesised command name.
+            stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+        })
+    };
+    while !stopped() {
+        assert!(Instant::now() < deadline, "the server did not stop");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A server stopped (SIGSTOP) under a client with a request timeout, over the socket and
+/// over the rings: a connect, a waiting receive and an acknowledged send each give up in
+/// bounded time instead of hanging, and the stalled connection closes. After SIGCONT a new
+/// connection drains the channel: every value acknowledged before the stop arrives exactly
+/// once; the send that was in flight may or may not have been applied (docs/IPC.md).
+#[test]
+fn a_stopped_server_fails_waits_in_bounded_time_and_keeps_every_acknowledged_value() {
+    use kcoro::chan::ChanError;
+    use kcoro_ipc::{ConnectOptions, Connection, Transport};
+    const BEFORE: u64 = 50;
+    for (scheme, transport) in [("unix", Transport::Unix), ("shm", Transport::Shm)] {
+        let s = ServerProc::start("child", &sock(&format!("stop-{scheme}.sock")), "");
+        let addr = s.addr.replacen("unix:", &format!("{scheme}:"), 1);
+        let patient = Duration::from_millis(300);
+        let conn = Connection::connect(&addr, ConnectOptions::new().request_timeout(patient)).unwrap();
+        assert_eq!(conn.transport(), transport);
+        let tx = conn.sender::<Vec<u8>>("unl").unwrap();
+        let rx = conn.receiver::<Vec<u8>>("unl").unwrap();
+        for i in 0..BEFORE {
+            tx.send_acked(i.to_be_bytes().to_vec(), None).unwrap();
+        }
+
+        stop(&s);
+        let t0 = Instant::now();
+        let receiving = std::thread::spawn(move || rx.recv());
+        let sending = std::thread::spawn(move || tx.send_acked(BEFORE.to_be_bytes().to_vec(), None));
+        let late = Connection::connect(&addr, ConnectOptions::new().connect_timeout(patient));
+        assert!(late.is_err(), "{scheme}: a connect to a stopped server succeeded");
+        let received = receiving.join().unwrap();
+        let sent = sending.join().unwrap();
+        let waited = t0.elapsed();
+        assert_eq!(received, Err(ChanError::Closed), "{scheme}: a receive from a stopped server");
+        assert!(sent.is_err(), "{scheme}: an acknowledged send to a stopped server succeeded");
+        assert!(waited < WATCHDOG, "{scheme}: the waits took {waited:?}");
+        assert!(conn.is_closed(), "{scheme}: the stalled connection stayed open");
+        let why = conn.close_reason().unwrap_or_default();
+        assert!(why.contains("no answer"), "{scheme}: closed because {why:?}");
+        signal(&s, libc::SIGCONT);
+
+        let drain = Connection::connect(&addr, ConnectOptions::new()).unwrap();
+        let rx = drain.receiver::<Vec<u8>>("unl").unwrap();
+        let mut got = Vec::new();
+        let mut seen = HashSet::new();
+        while seen.len() < BEFORE as usize {
+            let v = rx.recv_timeout(WATCHDOG).unwrap_or_else(|e| {
+                panic!("{scheme}: {} of {BEFORE} acknowledged values arrived, then {e}", seen.len())
+            });
+            let n = u64::from_be_bytes(v.try_into().unwrap());
+            got.push(n);
+            if n < BEFORE {
+                seen.insert(n);
+            }
+        }
+        while let Ok(v) = rx.try_recv() {
+            got.push(u64::from_be_bytes(v.try_into().unwrap()));
+        }
+        let acked: Vec<u64> = (0..BEFORE).collect();
+        let t = tally(&acked, &got);
+        report(&format!("server stopped ({scheme})"), &t);
+        assert_eq!((t.lost, t.duplicated), (0, 0), "{scheme}: acknowledged values lost or doubled");
+        assert!(t.unacked_received <= 1, "{scheme}: {} values arrived never sent", t.unacked_received);
+    }
+}

@@ -36,6 +36,7 @@ use kcoro::net::UnixStream;
 
 use super::mem::{RingMem, TO_CLIENT, TO_SERVER};
 use super::{Bell, Consumer, Producer};
+use crate::wire::Hold;
 
 /// Spin of a reader on an empty ring before it sleeps, unless configured otherwise.
 pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
@@ -129,11 +130,34 @@ struct WaitingFds {
 pub(crate) struct Link {
     tx: Mutex<Producer<Arc<SockBell>>>,
     rx: Mutex<Consumer<Arc<SockBell>>>,
+    /// The consumer's closed flag: set by [`Link::shutdown`], while a read may hold `rx`.
+    rx_closed: Arc<std::sync::atomic::AtomicBool>,
     bells: [Arc<SockBell>; 2],
     waiting: Mutex<WaitingFds>,
+    /// Values of reply frames written into our ring, with the ring position their frame
+    /// ends at, until the peer has read that far (given back if it never does).
+    unread: Mutex<VecDeque<(u64, Hold)>>,
     mem: Arc<RingMem>,
     /// The ring we write: its record count is ours to raise.
     out: usize,
+}
+
+impl Drop for Link {
+    /// The connection is gone: what the peer read of our ring is its; the values of the
+    /// frames it never read are given back (their holds drop armed).
+    fn drop(&mut self) {
+        let read = self.tx.get_mut().unwrap_or_else(|e| e.into_inner()).read_up_to();
+        let_go_of_read(self.unread.get_mut().unwrap_or_else(|e| e.into_inner()), read);
+    }
+}
+
+/// Disarms the holds of frames that end at or before ring position `read`: the peer has them.
+fn let_go_of_read(unread: &mut VecDeque<(u64, Hold)>, read: u64) {
+    while unread.front().is_some_and(|(at, _)| *at <= read) {
+        if let Some((_, h)) = unread.pop_front() {
+            h.disarm();
+        }
+    }
 }
 
 /// What a client sends with HELLO to move to rings, and its side of them.
@@ -171,11 +195,14 @@ impl Link {
     /// (on `in_bell`).
     fn new(mem: Arc<RingMem>, out: usize, out_bell: SockBell, in_bell: SockBell, spin: Duration) -> Link {
         let (out_bell, in_bell) = (Arc::new(out_bell), Arc::new(in_bell));
+        let rx = Consumer::new(mem.ring(1 - out), Arc::clone(&in_bell), spin);
         Link {
             tx: Mutex::new(Producer::new(mem.ring(out), Arc::clone(&out_bell))),
-            rx: Mutex::new(Consumer::new(mem.ring(1 - out), Arc::clone(&in_bell), spin)),
+            rx_closed: rx.closed_flag(),
+            rx: Mutex::new(rx),
             bells: [out_bell, in_bell],
             waiting: Mutex::new(WaitingFds::default()),
+            unread: Mutex::new(VecDeque::new()),
             mem,
             out,
         }
@@ -209,12 +236,14 @@ impl Link {
     }
 
     /// Writes `bytes` into the ring, after sending `attach` (if any) over `control` with
-    /// the ring position where `bytes` start.
+    /// the ring position where `bytes` start; adds to `written` the bytes that went into
+    /// the ring (also when it fails).
     pub(crate) fn write_all(
         &self,
         bytes: &[u8],
         attach: &[BorrowedFd<'_>],
         control: &UnixStream,
+        written: &mut usize,
     ) -> io::Result<()> {
         let mut tx = self.tx.try_lock().map_err(|_| busy())?;
         if !attach.is_empty() {
@@ -225,11 +254,34 @@ impl Link {
             }
             self.mem.records(self.out).fetch_add(1, std::sync::atomic::Ordering::Release);
         }
-        tx.write_all(bytes)
+        let start = tx.position();
+        let r = tx.write_all(bytes);
+        *written += (tx.position() - start) as usize;
+        r
     }
 
-    /// Wakes both of our sleepers with the end of the stream, and the peer's too.
+    /// Ring position of the next byte written.
+    pub(crate) fn write_position(&self) -> u64 {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).position()
+    }
+
+    /// Keeps `hold` until the peer has read our ring up to `end`; lets go of those it has.
+    pub(crate) fn keep_until_read(&self, end: u64, hold: Hold) {
+        let mut unread = self.unread.lock().unwrap_or_else(|e| e.into_inner());
+        let read = self.tx.lock().unwrap_or_else(|e| e.into_inner()).read_up_to();
+        let_go_of_read(&mut unread, read);
+        if end <= read {
+            hold.disarm();
+        } else {
+            unread.push_back((end, hold));
+        }
+    }
+
+    /// Wakes both of our sleepers with the end of the stream, and the peer's too. Nothing
+    /// more is read from the peer's ring: what it wrote after this stays unread, as the
+    /// peer sees in our tail.
     pub(crate) fn shutdown(&self) {
+        self.rx_closed.store(true, std::sync::atomic::Ordering::Release);
         for b in &self.bells {
             b.shutdown();
         }

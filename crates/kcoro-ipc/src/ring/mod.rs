@@ -223,6 +223,15 @@ impl<B: Bell> Producer<B> {
         Ok(self.ring.cap - (self.head - tail))
     }
 
+    /// How far the consumer has read (its `tail`). A tail that moved back or past our head
+    /// (a lying peer) counts as everything read: such a peer gets nothing given back.
+    pub(crate) fn read_up_to(&mut self) -> u64 {
+        match self.room() {
+            Ok(_) => self.tail,
+            Err(_) => self.head,
+        }
+    }
+
     /// Writes all of `bytes`, sleeping while the ring is full. Fails once the consumer has
     /// gone (`BrokenPipe`) or broke the ring.
     pub(crate) fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
@@ -268,12 +277,21 @@ pub(crate) struct Consumer<B> {
     head: u64,
     bell: B,
     spin: Duration,
+    /// Set when our side closed: from then on nothing more is taken out of the ring, so
+    /// the producer sees, in our tail, exactly what we read (it gives back the values of
+    /// replies we never read).
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<B: Bell> Consumer<B> {
     /// A consumer that spins for up to `spin` on an empty ring before it sleeps.
     pub(crate) fn new(ring: Ring, bell: B, spin: Duration) -> Self {
-        Consumer { ring, tail: 0, head: 0, bell, spin }
+        Consumer { ring, tail: 0, head: 0, bell, spin, closed: Arc::default() }
+    }
+
+    /// The flag that, once set, ends this consumer's reads (see `closed`).
+    pub(crate) fn closed_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.closed)
     }
 
     /// Bytes read so far: the stream position of the next byte.
@@ -296,6 +314,9 @@ impl<B: Bell> Consumer<B> {
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut spin = Spin::new(self.spin);
         loop {
+            if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return Ok(0);
+            }
             let n = self.take(buf)?;
             if n > 0 {
                 return Ok(n);
@@ -317,8 +338,12 @@ impl<B: Bell> Consumer<B> {
         }
     }
 
-    /// Takes what is there now, up to `buf.len()`, and gives the space back.
+    /// Takes what is there now, up to `buf.len()`, and gives the space back; nothing once
+    /// our side closed.
     fn take(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(0);
+        }
         let available = self.available()?;
         if available == 0 {
             return Ok(0);
@@ -559,6 +584,44 @@ mod tests {
         tx.write_all(b"e").unwrap();
         peer.header().tail.0.store(1, Release); // backwards
         assert_eq!(tx.write_all(b"f").unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    /// A consumer whose side closed takes nothing more, even what the producer wrote
+    /// before: the producer's count of what was read stays true.
+    #[test]
+    fn a_closed_consumer_takes_nothing_more() {
+        let (mut tx, mut rx, to_reader, _) = pair(64, Duration::ZERO);
+        tx.write_all(b"read").unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(rx.read(&mut buf).unwrap(), 4);
+        tx.write_all(b"never read").unwrap();
+        rx.closed_flag().store(true, std::sync::atomic::Ordering::Release);
+        to_reader.hang_up();
+        assert_eq!(rx.read(&mut buf).unwrap(), 0);
+        assert_eq!(tx.read_up_to(), 4);
+    }
+
+    /// What the consumer has read, as the server counts it to give back the values of
+    /// replies a dead client never read: its tail while honest, everything once it lies
+    /// (a peer that moves its tail back must not get values given back twice).
+    #[test]
+    fn read_up_to_follows_an_honest_tail_and_counts_all_for_a_lying_one() {
+        let (mut tx, mut rx, ..) = pair(64, Duration::ZERO);
+        tx.write_all(b"0123456789").unwrap();
+        assert_eq!(tx.read_up_to(), 0);
+        let mut buf = [0u8; 4];
+        assert_eq!(rx.read(&mut buf).unwrap(), 4);
+        assert_eq!(tx.read_up_to(), 4);
+
+        let (mut tx, _rx, ..) = pair(64, Duration::ZERO);
+        let peer = tx.ring.twin(); // the consumer's view of the header, to lie through
+        tx.write_all(b"abcd").unwrap();
+        peer.header().tail.0.store(3, Release);
+        assert_eq!(tx.read_up_to(), 3);
+        peer.header().tail.0.store(1, Release); // backwards
+        assert_eq!(tx.read_up_to(), 4);
+        peer.header().tail.0.store(99, Release); // past the head
+        assert_eq!(tx.read_up_to(), 4);
     }
 }
 

@@ -51,7 +51,7 @@ use crate::proto::{
 };
 use crate::shm::{Located, Release, ShmLimits, ShmRx, ShmTx, locate};
 use crate::stats::{ChannelStats, SchedStats};
-use crate::wire::{FrameReader, Outbox, Stream};
+use crate::wire::{FrameReader, Hold, Outbox, Stream};
 use crate::{IpcError, auth};
 
 /// A credited send waiting its turn in a channel's queue: its element decoded (by the
@@ -970,19 +970,19 @@ impl ConnState {
         };
         if wait == Wait::Try {
             let r = chan.recv(Wait::Try, None);
-            self.element_reply(cmd, req, &*chan, r);
+            self.element_reply(cmd, req, &chan, r);
             return Ok(());
         }
         // A value waiting: answered here, on the reader, like a send that need not wait.
         if let Some(v) = chan.take_ready() {
-            self.element_reply(cmd, req, &*chan, Ok(v));
+            self.element_reply(cmd, req, &chan, Ok(v));
             return Ok(());
         }
         let Some(token) = self.admit(cmd, req) else { return Ok(()) };
         let me = Arc::clone(self);
         drop(kcoro::spawn_with(self.server.spawn_options(), move || {
             let r = chan.recv(wait, Some(&token));
-            me.element_reply(cmd, req, &*chan, r);
+            me.element_reply(cmd, req, &chan, r);
             me.done(req);
         }));
         Ok(())
@@ -990,9 +990,17 @@ impl ConnState {
 
     /// Replies with a received element: inline, or through our shared region (sharing its
     /// fd first, once) for a large one on a Unix socket whose client takes shared memory.
-    /// A value whose reply cannot be queued (it does not fit the client's `MAX_FRAME`, or
-    /// the connection is closing) goes back into `chan` ([`Served::put_back`]), never lost.
-    fn element_reply(&self, cmd: Cmd, req: u64, chan: &dyn Served, r: Result<Box<dyn Encode>, ChanError>) {
+    /// The value goes back into `chan` ([`Served::put_back`]), never lost, when its reply
+    /// cannot be queued (it does not fit the client's `MAX_FRAME`, or the connection is
+    /// closing) or the client never gets it whole (the connection broke first: see
+    /// [`Hold`]).
+    fn element_reply(
+        self: &Arc<Self>,
+        cmd: Cmd,
+        req: u64,
+        chan: &Arc<dyn Served>,
+        r: Result<Box<dyn Encode>, ChanError>,
+    ) {
         let v = match r {
             Ok(v) => v,
             Err(e) => return self.refuse(cmd, req, e.code(), &e.to_string()),
@@ -1007,24 +1015,28 @@ impl ConnState {
                 f.finish(max)
             });
         };
+        let max = self.peer_max_frame.load(Relaxed);
         if let Some(mut lease) = shm.and_then(|s| s.lease(len, share)) {
             v.encode_into(&mut lease[..len]);
             let (z, offset) = (zdesc::encode(&lease.desc()), lease.desc().offset);
             lock(&self.lent).insert(offset, lease);
-            let max = self.peer_max_frame.load(Relaxed);
-            let queued = self.outbox.push(|out, _| {
+            let (me, back) = (Arc::downgrade(self), Arc::clone(chan));
+            let hold = Hold::new(v, move |v| {
+                if let Some(me) = me.upgrade() {
+                    lock(&me.lent).remove(&offset);
+                }
+                back.put_back(v);
+            });
+            let _ = self.outbox.push_holding(hold, |_, out, _| {
                 let mut f = FrameBuf::begin(out, cmd, FLAG_REPLY);
                 f.u64(Attr::REQ_ID, req).i32(Attr::RESULT, 0).bytes(Attr::ZDESC, &z);
                 f.finish(max)
             });
-            if queued.is_err() {
-                lock(&self.lent).remove(&offset);
-                return chan.put_back(v);
-            }
             return self.outbox.flush_now(&self.stream);
         }
-        let max = self.peer_max_frame.load(Relaxed);
-        let queued = self.outbox.push(|out, _| {
+        let back = Arc::clone(chan);
+        let hold = Hold::new(v, move |v| back.put_back(v));
+        let queued = self.outbox.push_holding(hold, |v, out, _| {
             let mut f = FrameBuf::begin(out, cmd, FLAG_REPLY);
             f.u64(Attr::REQ_ID, req).i32(Attr::RESULT, 0).header(Attr::ELEMENT, len);
             let out = f.out();
@@ -1033,16 +1045,12 @@ impl ConnState {
             v.encode_into(&mut out[at..]);
             f.finish(max)
         });
-        match queued {
-            Ok(()) => {}
-            Err(IpcError::Proto(ProtoError::FrameTooLong { len: frame, max })) => {
-                chan.put_back(v);
-                let msg = format!(
-                    "an element of {len} bytes (a reply of {frame}) exceeds this connection's MAX_FRAME of {max}; it stays in the channel"
-                );
-                self.refuse(cmd, req, -libc::EMSGSIZE, &msg);
-            }
-            Err(_) => chan.put_back(v), // the connection is closing: nobody to reply to
+        // A failed push gave the value back already.
+        if let Err(IpcError::Proto(ProtoError::FrameTooLong { len: frame, max })) = queued {
+            let msg = format!(
+                "an element of {len} bytes (a reply of {frame}) exceeds this connection's MAX_FRAME of {max}; it stays in the channel"
+            );
+            self.refuse(cmd, req, -libc::EMSGSIZE, &msg);
         }
         // The client waits for this reply: write it now rather than wait for the writer.
         self.outbox.flush_now(&self.stream);

@@ -10,7 +10,7 @@
 //! 4. Remove the Unix socket file.
 
 mod conn;
-mod served;
+pub(crate) mod served;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -175,7 +175,12 @@ impl<T: Element> Served for Typed<T> {
             Err(e) if e.kind() == ChanError::Closed => {}
             Err(e) => {
                 let (tx, v) = (self.tx.clone(), e.into_inner());
-                drop(kcoro::spawn(move || tx.send(v)));
+                // Usually on the server's runtime; a connection's last owner may be a
+                // thread, where a kcoro spawn would panic.
+                match kcoro::Handle::try_current() {
+                    Some(h) => drop(h.spawn(move || tx.send(v))),
+                    None => drop(std::thread::spawn(move || tx.send(v))),
+                }
             }
         }
     }
