@@ -298,3 +298,26 @@ fn descriptors_travel_with_bytes() {
         }
     });
 }
+
+/// Shutting down our own end wakes a coroutine parked reading it, with end of stream,
+/// while the peer stays silent and open (a peer that is stopped, for example).
+#[test]
+fn shutting_down_our_end_wakes_our_parked_reader() {
+    let rt = Runtime::builder().workers(2).build().expect("runtime");
+    let (a, b) = rt.block_on(|| UnixStream::pair().expect("pair"));
+    let a = Arc::new(a);
+    let reader = rt.spawn({
+        let a = Arc::clone(&a);
+        move || {
+            let mut buf = [0u8; 8];
+            (&*a).read(&mut buf)
+        }
+    });
+    std::thread::sleep(Duration::from_millis(50)); // let it park
+    a.shutdown(Shutdown::Both).expect("shutdown");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(reader.join()));
+    let got = rx.recv_timeout(Duration::from_secs(10)).expect("the parked reader never woke");
+    assert_eq!(got.expect("reader").expect("read"), 0);
+    drop(b);
+}
