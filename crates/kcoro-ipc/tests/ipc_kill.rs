@@ -215,14 +215,18 @@ fn a_stopped_server_fails_waits_in_bounded_time_and_keeps_every_acknowledged_val
     for (scheme, transport) in [("unix", Transport::Unix), ("shm", Transport::Shm)] {
         let s = ServerProc::start("child", &sock(&format!("stop-{scheme}.sock")), "");
         let addr = s.addr.replacen("unix:", &format!("{scheme}:"), 1);
-        let patient = Duration::from_millis(300);
+        // Filled through a connection without a request timeout, so that a loaded machine
+        // cannot fail these; the patient one only opens its channels before the stop.
+        let filler = Connection::connect(&addr, ConnectOptions::new()).unwrap();
+        let fill = filler.sender::<Vec<u8>>("unl").unwrap();
+        for i in 0..BEFORE {
+            fill.send_acked(i.to_be_bytes().to_vec(), None).unwrap();
+        }
+        let patient = Duration::from_secs(1);
         let conn = Connection::connect(&addr, ConnectOptions::new().request_timeout(patient)).unwrap();
-        assert_eq!(conn.transport(), transport);
+        assert_eq!((filler.transport(), conn.transport()), (transport, transport));
         let tx = conn.sender::<Vec<u8>>("unl").unwrap();
         let rx = conn.receiver::<Vec<u8>>("unl").unwrap();
-        for i in 0..BEFORE {
-            tx.send_acked(i.to_be_bytes().to_vec(), None).unwrap();
-        }
 
         stop(&s);
         let t0 = Instant::now();
