@@ -139,41 +139,54 @@ fn report(what: &str, t: &Tally) {
     );
 }
 
+/// Over the socket and over the rings (where the server also sees what the receiver read,
+/// and gives back the values of replies it never read).
 #[test]
 fn a_receiver_killed_mid_stream_loses_at_most_the_value_it_was_sent() {
-    let s = ServerProc::start("child", &sock("kill-recv.sock"), "");
-    let mut sender = Party::start(&format!("send {} {VALUES}", s.addr));
-    let mut first = Party::start(&format!("recv {}", s.addr));
-    first.until(1000);
-    first.kill();
-    let mut second = Party::start(&format!("recv {}", s.addr));
-    let acked = sender.finish();
-    let mut received = first.finish();
-    received.extend(second.finish());
-    let t = tally(&acked, &received);
-    report("receiver killed", &t);
-    assert_eq!(t.acked, VALUES as usize, "every send was acknowledged");
-    assert_eq!(t.duplicated, 0, "a value was received twice");
-    assert_eq!(t.unacked_received, 0);
-    assert!(t.lost <= 1, "{} acknowledged values lost; at most the one in flight may be", t.lost);
+    for scheme in ["unix", "shm"] {
+        let s = ServerProc::start("child", &sock(&format!("kill-recv-{scheme}.sock")), "");
+        let addr = s.addr.replacen("unix:", &format!("{scheme}:"), 1);
+        let mut sender = Party::start(&format!("send {addr} {VALUES}"));
+        let mut first = Party::start(&format!("recv {addr}"));
+        first.until(1000);
+        first.kill();
+        let mut second = Party::start(&format!("recv {addr}"));
+        let acked = sender.finish();
+        let mut received = first.finish();
+        received.extend(second.finish());
+        let t = tally(&acked, &received);
+        report(&format!("receiver killed ({scheme})"), &t);
+        assert_eq!(t.acked, VALUES as usize, "{scheme}: every send was acknowledged");
+        assert_eq!(t.duplicated, 0, "{scheme}: a value was received twice");
+        assert_eq!(t.unacked_received, 0, "{scheme}");
+        assert!(
+            t.lost <= 1,
+            "{scheme}: {} acknowledged values lost; at most the one in flight may be",
+            t.lost
+        );
+    }
 }
 
+/// Over the socket and over the rings.
 #[test]
 fn a_sender_killed_mid_stream_loses_nothing_it_was_told_is_delivered() {
-    let s = ServerProc::start("child", &sock("kill-send.sock"), "");
-    let mut sender = Party::start(&format!("send {} {VALUES}", s.addr));
-    let mut receiver = Party::start(&format!("recv {}", s.addr));
-    sender.until(1000);
-    sender.kill();
-    let acked = sender.finish();
-    let received = receiver.finish();
-    let t = tally(&acked, &received);
-    report("sender killed", &t);
-    assert!(t.acked >= 1000 && t.acked < VALUES as usize, "the kill landed mid-stream");
-    assert_eq!(t.lost, 0, "an acknowledged value never arrived");
-    assert_eq!(t.duplicated, 0, "a value was received twice");
-    // A send the server applied whose acknowledgement died with the sender arrives too.
-    assert!(t.unacked_received <= 1, "{} values arrived that were never sent", t.unacked_received);
+    for scheme in ["unix", "shm"] {
+        let s = ServerProc::start("child", &sock(&format!("kill-send-{scheme}.sock")), "");
+        let addr = s.addr.replacen("unix:", &format!("{scheme}:"), 1);
+        let mut sender = Party::start(&format!("send {addr} {VALUES}"));
+        let mut receiver = Party::start(&format!("recv {addr}"));
+        sender.until(1000);
+        sender.kill();
+        let acked = sender.finish();
+        let received = receiver.finish();
+        let t = tally(&acked, &received);
+        report(&format!("sender killed ({scheme})"), &t);
+        assert!(t.acked >= 1000 && t.acked < VALUES as usize, "{scheme}: the kill landed mid-stream");
+        assert_eq!(t.lost, 0, "{scheme}: an acknowledged value never arrived");
+        assert_eq!(t.duplicated, 0, "{scheme}: a value was received twice");
+        // A send the server applied whose acknowledgement died with the sender arrives too.
+        assert!(t.unacked_received <= 1, "{scheme}: {} values arrived never sent", t.unacked_received);
+    }
 }
 
 /// Sends `sig` to the server process.
