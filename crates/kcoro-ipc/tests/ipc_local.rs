@@ -387,3 +387,67 @@ fn a_server_of_minor_6_gets_a_reply_per_send() {
     let got = old_server.join().unwrap();
     assert_eq!(got, (0..10u8).map(|i| vec![i]).collect::<Vec<_>>());
 }
+
+/// An async receive dropped after the server answered it with a value (a `select!` or a
+/// timeout that gave up on it) gives the value back to the channel: the next receive gets
+/// it. Also when the future is dropped before the answer came, and for many such drops
+/// while values flow: every value sent is received exactly once.
+#[test]
+fn a_dropped_async_receive_gives_its_value_back() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let (tx, rx) = chan::buffered::<Vec<u8>>(64);
+    let addr = sock("async-drop.sock");
+    let server = Server::bind(&addr).unwrap().serve_channel("jobs", tx.clone(), rx.clone()).start().unwrap();
+    let conn = Connection::connect(&addr, ConnectOptions::new()).unwrap();
+    let jobs = conn.receiver::<Vec<u8>>("jobs").unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+
+    // Answered, then dropped unread.
+    {
+        let mut fut = std::pin::pin!(jobs.recv_async());
+        assert!(fut.as_mut().poll(&mut cx).is_pending(), "nothing was sent yet");
+        tx.send(b"first".to_vec()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tx.snapshot().recvs == 0 {
+            assert!(std::time::Instant::now() < deadline, "the server never took the value");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20)); // the reply reaches the client
+    }
+    assert_eq!(jobs.recv_timeout(Duration::from_secs(10)).unwrap(), b"first");
+
+    // Dropped while values flow: some drops come before the answer, some after.
+    let sent: Vec<Vec<u8>> = (0..200u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let feeder = {
+        let (tx, sent) = (tx.clone(), sent.clone());
+        std::thread::spawn(move || {
+            for v in sent {
+                tx.send(v).unwrap();
+            }
+        })
+    };
+    let mut got = Vec::new();
+    let mut i = 0u32;
+    while got.len() < sent.len() {
+        let mut fut = std::pin::pin!(jobs.recv_async());
+        if i % 2 == 0 {
+            // Polled once or twice, then dropped, answered or not.
+            for _ in 0..=(i % 3) {
+                if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+                    got.push(r.unwrap());
+                    break;
+                }
+            }
+        } else {
+            got.push(kcoro::future::wait(fut).unwrap().unwrap());
+        }
+        i += 1;
+        assert!(i < 100_000, "only {} of {} values came back", got.len(), sent.len());
+    }
+    feeder.join().unwrap();
+    got.sort();
+    assert_eq!(got, sent, "every value received exactly once");
+    assert_eq!(jobs.try_recv(), Err(ChanError::WouldBlock));
+    drop(server);
+}

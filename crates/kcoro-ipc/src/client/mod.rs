@@ -203,6 +203,9 @@ enum Pending {
     Credit(Arc<ChanState>, Option<ZBuf>, u64),
     /// Nothing (REGION_RELEASE, REGION_SHARE, CANCEL).
     Ignore,
+    /// The request's waiter went (a dropped future): the reply goes here, to give back
+    /// the value it may bring. Runs on the reader: must not wait.
+    Abandoned(Box<dyn FnOnce(Reply) + Send>),
 }
 
 /// What a connection knows about one channel it opened.
@@ -631,6 +634,34 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Request `req`'s waiter has gone, `rx` unread: cancels the request and hands its
+    /// reply to `give_back`, whether it comes later or came already.
+    pub(crate) fn abandon(
+        &self,
+        req: u64,
+        mut rx: oneshot::Receiver<Reply>,
+        give_back: Box<dyn FnOnce(Reply) + Send>,
+    ) {
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Pending::Wait(_)) = pending.remove(&req) {
+            pending.insert(req, Pending::Abandoned(give_back));
+            drop(pending);
+            let _ = self.inner.send_request(Cmd::CANCEL, Pending::Ignore, |f| {
+                f.u64(Attr::TARGET_REQ_ID, req);
+            });
+            self.inner.outbox.flush_now(&self.inner.stream);
+            return;
+        }
+        drop(pending);
+        // The reader took the entry: the reply is in `rx`, or will be the moment it is sent
+        // (or the connection closed and there is none).
+        if let Ok(reply) = rx.recv() {
+            give_back(reply);
+        }
+    }
+}
+
 impl ConnInner {
     pub(crate) fn closed_error(&self) -> IpcError {
         IpcError::Closed(self.why.lock().unwrap_or_else(|e| e.into_inner()).clone())
@@ -878,6 +909,9 @@ impl ConnInner {
                 } else if let Some(w) = &chan.credits {
                     w.give(bytes);
                 }
+            }
+            Some(Pending::Abandoned(give_back)) => {
+                give_back(Reply { cmd: f.cmd, flags: f.flags, payload: f.payload().to_vec() });
             }
             Some(Pending::Ignore) | None => {}
         }

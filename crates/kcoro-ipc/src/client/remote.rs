@@ -526,8 +526,10 @@ impl<T: Element> RemoteReceiver<T> {
         })
     }
 
-    /// Async receive, for any executor. Dropping the future before it completes cancels
-    /// the request (a value the server had already sent back is then dropped).
+    /// Async receive, for any executor. Dropping the future before it completes (a
+    /// `select!` or a timeout that gave up on it) cancels the request; a value the server
+    /// had already taken for it is sent back into the channel (at its tail, as the server
+    /// gives back a value it could not deliver), not dropped.
     pub async fn recv_async(&self) -> Result<T, ChanError> {
         let (tx, rx) = oneshot::channel();
         let id = self.chan.id;
@@ -538,11 +540,22 @@ impl<T: Element> RemoteReceiver<T> {
                 f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
             })
             .map_err(|_| ChanError::Closed)?;
-        let guard = CancelOnDrop { conn: &self.conn, req, armed: true };
-        let reply = rx.await.map_err(|_| ChanError::Closed);
-        let mut guard = guard;
-        guard.armed = false;
+        let mut waiting = AbandonOnDrop { recv: self, req, rx: Some(rx) };
+        let reply = match waiting.rx.as_mut() {
+            Some(rx) => rx.await.map_err(|_| ChanError::Closed),
+            None => Err(ChanError::Closed),
+        };
+        waiting.rx = None; // answered: nothing to give back
         self.take_element(&reply?, None, false)
+    }
+
+    /// Sends the value a reply brings (if it brings one) back into the channel, from a
+    /// coroutine of its own: the caller may be the connection's reader, which must not wait.
+    fn give_back(&self, reply: &Reply) {
+        let Ok(v) = self.take_element(reply, None, false) else { return };
+        let back =
+            RemoteSender::<T> { conn: self.conn.clone(), chan: Arc::clone(&self.chan), _t: PhantomData };
+        drop(self.conn.inner.handle.spawn(move || back.send(v)));
     }
 
     /// Closes the channel on the server (for every user); returns whether this call did.
@@ -601,20 +614,19 @@ impl<T: Element> RemoteReceiver<T> {
     }
 }
 
-/// Cancels a request whose future was dropped before its reply.
-struct CancelOnDrop<'a> {
-    conn: &'a Connection,
+/// An async receive whose future was dropped before it took its reply: the request is
+/// cancelled, and the value of a reply that comes anyway, or came already, is given back.
+struct AbandonOnDrop<'a, T: Element> {
+    recv: &'a RemoteReceiver<T>,
     req: u64,
-    armed: bool,
+    rx: Option<oneshot::Receiver<Reply>>,
 }
 
-impl Drop for CancelOnDrop<'_> {
+impl<T: Element> Drop for AbandonOnDrop<'_, T> {
     fn drop(&mut self) {
-        if self.armed {
-            let req = self.req;
-            let _ = self.conn.inner.send_request(Cmd::CANCEL, Pending::Ignore, |f| {
-                f.u64(Attr::TARGET_REQ_ID, req);
-            });
+        if let Some(rx) = self.rx.take() {
+            let me = self.recv.clone();
+            self.recv.conn.abandon(self.req, rx, Box::new(move |reply| me.give_back(&reply)));
         }
     }
 }
