@@ -451,3 +451,32 @@ fn a_dropped_async_receive_gives_its_value_back() {
     assert_eq!(jobs.try_recv(), Err(ChanError::WouldBlock));
     drop(server);
 }
+
+/// A rendezvous `send_async` dropped while it waits for a receiver is cancelled on the
+/// server: the value does not stay parked there, to be delivered later to nobody's
+/// knowledge.
+#[test]
+fn a_dropped_async_rendezvous_send_is_cancelled() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    let (tx, rx) = chan::rendezvous::<Vec<u8>>();
+    let addr = sock("async-drop-send.sock");
+    let server = Server::bind(&addr).unwrap().serve_channel("rv", tx.clone(), rx.clone()).start().unwrap();
+    let conn = Connection::connect(&addr, ConnectOptions::new()).unwrap();
+    let rv = conn.sender::<Vec<u8>>("rv").unwrap();
+    let parked = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tx.snapshot().parked_senders != n {
+            assert!(std::time::Instant::now() < deadline, "parked senders never became {n}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    {
+        let mut fut = std::pin::pin!(rv.send_async(b"never".to_vec()));
+        assert!(fut.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
+        parked(1);
+    }
+    parked(0);
+    assert_eq!(rx.try_recv(), Err(ChanError::WouldBlock));
+    drop(server);
+}

@@ -311,7 +311,9 @@ impl<T: Element> RemoteSender<T> {
         }
     }
 
-    /// Async send, for any executor.
+    /// Async send, for any executor. Dropping the future while a send that waits for its
+    /// reply (rendezvous) is in flight cancels it: the value is then delivered only if a
+    /// receiver had already taken it.
     pub async fn send_async(&self, v: T) -> Result<(), SendError<T>> {
         if self.chan.closed.load(Acquire) {
             return Err(SendError::new(ChanError::Closed, v));
@@ -335,10 +337,12 @@ impl<T: Element> RemoteSender<T> {
                     f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
                     write_element(f, placed);
                 });
-                if sent.is_err() {
+                let Ok(req) = sent else {
                     return Err(SendError::new(ChanError::Closed, v));
-                }
+                };
+                let mut waiting = CancelOnDrop { conn: &self.conn, req, armed: true };
                 let reply: Result<Reply, ChanError> = rx.await;
+                waiting.armed = false;
                 drop(lease);
                 match reply.ok().and_then(|r| r.frame().result().ok()) {
                     Some(0) => Ok(()),
@@ -610,6 +614,26 @@ impl<T: Element> RemoteReceiver<T> {
                 let (_tx, rx) = chan::buffered(1);
                 rx
             }
+        }
+    }
+}
+
+/// Cancels a request whose future was dropped before its reply (whose value, if any, is
+/// then the server's to keep or deliver).
+struct CancelOnDrop<'a> {
+    conn: &'a Connection,
+    req: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let req = self.req;
+            let _ = self.conn.inner.send_request(Cmd::CANCEL, Pending::Ignore, |f| {
+                f.u64(Attr::TARGET_REQ_ID, req);
+            });
+            self.conn.inner.outbox.flush_now(&self.conn.inner.stream);
         }
     }
 }
