@@ -282,3 +282,32 @@ fn a_stopped_server_fails_waits_in_bounded_time_and_keeps_every_acknowledged_val
         assert!(t.unacked_received <= 1, "{scheme}: {} values arrived never sent", t.unacked_received);
     }
 }
+
+/// A receiver process stopped (SIGSTOP) mid-stream, over the socket and over the rings:
+/// the sender and a second receiver carry on through the same server (the stopped peer
+/// holds at most the value of its one receive in flight), and after SIGCONT the stopped
+/// receiver carries on too. Every acknowledged value is received exactly once.
+#[test]
+fn a_stopped_receiver_holds_up_nobody_and_loses_nothing() {
+    for scheme in ["unix", "shm"] {
+        let s = ServerProc::start("child", &sock(&format!("stop-recv-{scheme}.sock")), "");
+        let addr = s.addr.replacen("unix:", &format!("{scheme}:"), 1);
+        let mut sender = Party::start(&format!("send {addr} {VALUES}"));
+        let mut first = Party::start(&format!("recv {addr}"));
+        first.until(500);
+        let pid = libc::pid_t::try_from(first.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        let mut second = Party::start(&format!("recv {addr}"));
+        second.until(1000); // the stream goes on without the stopped receiver
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        let acked = sender.finish();
+        let mut received = first.finish();
+        received.extend(second.finish());
+        let t = tally(&acked, &received);
+        report(&format!("receiver stopped ({scheme})"), &t);
+        assert_eq!(t.acked, VALUES as usize, "{scheme}: every send was acknowledged");
+        assert_eq!((t.lost, t.duplicated, t.unacked_received), (0, 0, 0), "{scheme}");
+    }
+}
