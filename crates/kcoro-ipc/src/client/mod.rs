@@ -370,10 +370,10 @@ impl Connection {
         started: Instant,
     ) -> Result<(), IpcError> {
         let patience = || {
-            let left = opts.connect_timeout.map(|t| t.saturating_sub(started.elapsed()));
-            match (left, self.inner.request_timeout) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
+            let connect = opts.connect_timeout.and_then(|t| Some((started.checked_add(t)?, t)));
+            match (connect, self.inner.patience()) {
+                (Some(c), Some(r)) => Some(if c.0 <= r.0 { c } else { r }),
+                (c, r) => c.or(r),
             }
         };
         let max = self.inner.max_frame;
@@ -597,28 +597,28 @@ impl Connection {
         cancel: Option<&CancelToken>,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<Reply, IpcError> {
-        self.request_inner(cmd, cancel, Vec::new(), self.inner.request_timeout, build)
+        self.request_inner(cmd, cancel, Vec::new(), self.inner.patience(), build)
     }
 
     /// [`request`](Self::request), with `own` descriptors attached to the request's frame,
-    /// waiting for the answer at most `patience` (then the connection is taken as stalled).
+    /// waiting for the answer until `patience`'s deadline at most (then the connection is
+    /// taken as stalled, and the error names `patience`'s timeout).
     fn request_inner(
         &self,
         cmd: Cmd,
         cancel: Option<&CancelToken>,
         own: Vec<OwnedFd>,
-        patience: Option<Duration>,
+        patience: Option<(Instant, Duration)>,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<Reply, IpcError> {
         let (tx, mut rx) = oneshot::channel();
         let req = self.inner.send_frame(cmd, Pending::Wait(tx), own, build)?;
         // We are about to wait for the answer: write now rather than wait for the writer.
         self.inner.outbox.flush_now(&self.inner.stream);
-        let deadline = patience.map(|t| Instant::now() + t);
-        match rx.recv_with(deadline, cancel) {
+        match rx.recv_with(patience.map(|(deadline, _)| deadline), cancel) {
             Ok(r) => Ok(r),
             Err(ChanError::Timeout) => {
-                let t = patience.unwrap_or_default();
+                let t = patience.map(|(_, t)| t).unwrap_or_default();
                 self.inner.fail(format!("no answer within {t:?}"));
                 self.inner.stream.shutdown();
                 Err(IpcError::Stalled(t))
@@ -663,6 +663,11 @@ impl Connection {
 }
 
 impl ConnInner {
+    /// The deadline `request_timeout` sets for a request sent now, with the timeout.
+    fn patience(&self) -> Option<(Instant, Duration)> {
+        self.request_timeout.and_then(|t| Some((Instant::now().checked_add(t)?, t)))
+    }
+
     pub(crate) fn closed_error(&self) -> IpcError {
         IpcError::Closed(self.why.lock().unwrap_or_else(|e| e.into_inner()).clone())
     }
