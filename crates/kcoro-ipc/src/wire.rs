@@ -392,7 +392,7 @@ impl Outbox {
         &self,
         f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
-        self.push_marked(None, None, f)
+        self.push_marked(None, None, None, |_, out, max| f(out, max))
     }
 
     /// As [`push`](Self::push), for a reply carrying the value `hold` holds (`f` gets it to
@@ -402,21 +402,10 @@ impl Outbox {
         hold: Hold,
         f: impl FnOnce(&dyn Encode, &mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
-        let mut b = self.lock();
-        if b.closed {
-            return Err(IpcError::Closed(None));
-        }
-        let at = b.bytes.len();
-        let Some(value) = hold.value.as_deref() else { return Ok(()) };
-        if let Err(e) = f(value, &mut b.bytes, self.max_frame) {
-            b.bytes.truncate(at);
-            return Err(e.into());
-        }
-        let end = b.bytes.len();
-        b.holds.push((end, hold));
-        drop(b);
-        self.ring_if_first(at);
-        Ok(())
+        self.push_marked(None, None, Some(hold), |value, out, max| match value {
+            Some(v) => f(v, out, max),
+            None => Ok(()), // a hold always has its value until it is dropped
+        })
     }
 
     /// As [`push`](Self::push), with descriptors sent alongside the frame.
@@ -426,7 +415,7 @@ impl Outbox {
         f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
         let mark = (!fds.is_empty()).then_some(Mark::Fds(fds));
-        self.push_marked(mark, None, f)
+        self.push_marked(mark, None, None, |_, out, max| f(out, max))
     }
 
     /// As [`push`](Self::push); the bytes after this frame go into the rings.
@@ -434,43 +423,45 @@ impl Outbox {
         &self,
         f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
-        self.push_marked(None, Some(Mark::RingWrites), f)
+        self.push_marked(None, Some(Mark::RingWrites), None, |_, out, max| f(out, max))
     }
 
+    /// Appends the frame `f` writes (given `hold`'s value to encode, if any), with the marks
+    /// before and after it and the hold ending where it ends. A hold whose push fails drops
+    /// here: its value is given back.
     fn push_marked(
         &self,
         before: Option<Mark>,
         after: Option<Mark>,
-        f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
+        hold: Option<Hold>,
+        f: impl FnOnce(Option<&dyn Encode>, &mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
         let mut b = self.lock();
         if b.closed {
             return Err(IpcError::Closed(None));
         }
         let at = b.bytes.len();
-        if let Err(e) = f(&mut b.bytes, self.max_frame) {
+        let value = hold.as_ref().and_then(|h| h.value.as_deref());
+        if let Err(e) = f(value, &mut b.bytes, self.max_frame) {
             b.bytes.truncate(at);
             return Err(e.into());
         }
+        let end = b.bytes.len();
         if let Some(m) = before {
             b.marks.push((at, m));
         }
         if let Some(m) = after {
-            let end = b.bytes.len();
             b.marks.push((end, m));
         }
+        if let Some(h) = hold {
+            b.holds.push((end, h));
+        }
         drop(b);
-        self.ring_if_first(at);
-        Ok(())
-    }
-
-    /// Rings the writer for a frame pushed at byte `at`: the first in an empty outbox (the
-    /// ring for an earlier one is still pending).
-    fn ring_if_first(&self, at: usize) {
         if at == 0 {
             // Conflated: never waits; a ring already pending is enough.
             let _ = self.bell.try_send(());
         }
+        Ok(())
     }
 
     /// The stream broke: the values of replies still queued go back now, not when the
