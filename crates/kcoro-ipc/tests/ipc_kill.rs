@@ -144,8 +144,7 @@ fn report(what: &str, t: &Tally) {
 #[test]
 fn a_receiver_killed_mid_stream_loses_at_most_the_value_it_was_sent() {
     for scheme in ["unix", "shm"] {
-        let s = ServerProc::start("child", &sock(&format!("kill-recv-{scheme}.sock")), "");
-        let addr = s.addr.replacen("unix:", &format!("{scheme}:"), 1);
+        let (_server, addr) = serve_over(scheme, "kill-recv"); // serves until dropped
         let mut sender = Party::start(&format!("send {addr} {VALUES}"));
         let mut first = Party::start(&format!("recv {addr}"));
         first.until(1000);
@@ -171,8 +170,7 @@ fn a_receiver_killed_mid_stream_loses_at_most_the_value_it_was_sent() {
 #[test]
 fn a_sender_killed_mid_stream_loses_nothing_it_was_told_is_delivered() {
     for scheme in ["unix", "shm"] {
-        let s = ServerProc::start("child", &sock(&format!("kill-send-{scheme}.sock")), "");
-        let addr = s.addr.replacen("unix:", &format!("{scheme}:"), 1);
+        let (_server, addr) = serve_over(scheme, "kill-send"); // serves until dropped
         let mut sender = Party::start(&format!("send {addr} {VALUES}"));
         let mut receiver = Party::start(&format!("recv {addr}"));
         sender.until(1000);
@@ -189,9 +187,16 @@ fn a_sender_killed_mid_stream_loses_nothing_it_was_told_is_delivered() {
     }
 }
 
-/// Sends `sig` to the server process.
-fn signal(s: &ServerProc, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(s.child.id()).unwrap();
+/// A server child for the test `name`, and its address for `scheme` (`unix` or `shm`).
+fn serve_over(scheme: &str, name: &str) -> (ServerProc, String) {
+    let s = ServerProc::start("child", &sock(&format!("{name}-{scheme}.sock")), "");
+    let addr = s.addr.replacen("unix:", &format!("{scheme}:"), 1);
+    (s, addr)
+}
+
+/// Sends `sig` to the child process `child`.
+fn signal(child: &Child, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
     // SAFETY: kill(2) on our own child's pid; no memory is involved.
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
 }
@@ -199,7 +204,7 @@ fn signal(s: &ServerProc, sig: libc::c_int) {
 /// SIGSTOP, and waits until every thread of the server has stopped: kill(2) returns before
 /// a thread running on another CPU does.
 fn stop(s: &ServerProc) {
-    signal(s, libc::SIGSTOP);
+    signal(&s.child, libc::SIGSTOP);
     let tasks = format!("/proc/{}/task", s.child.id());
     let deadline = Instant::now() + WATCHDOG;
     let stopped = || {
@@ -226,8 +231,7 @@ fn a_stopped_server_fails_waits_in_bounded_time_and_keeps_every_acknowledged_val
     use kcoro_ipc::{ConnectOptions, Connection, Transport};
     const BEFORE: u64 = 50;
     for (scheme, transport) in [("unix", Transport::Unix), ("shm", Transport::Shm)] {
-        let s = ServerProc::start("child", &sock(&format!("stop-{scheme}.sock")), "");
-        let addr = s.addr.replacen("unix:", &format!("{scheme}:"), 1);
+        let (s, addr) = serve_over(scheme, "stop");
         // Filled through a connection without a request timeout, so that a loaded machine
         // cannot fail these; the patient one only opens its channels before the stop.
         let filler = Connection::connect(&addr, ConnectOptions::new()).unwrap();
@@ -256,7 +260,7 @@ fn a_stopped_server_fails_waits_in_bounded_time_and_keeps_every_acknowledged_val
         assert!(conn.is_closed(), "{scheme}: the stalled connection stayed open");
         let why = conn.close_reason().unwrap_or_default();
         assert!(why.contains("no answer"), "{scheme}: closed because {why:?}");
-        signal(&s, libc::SIGCONT);
+        signal(&s.child, libc::SIGCONT);
 
         let drain = Connection::connect(&addr, ConnectOptions::new()).unwrap();
         let rx = drain.receiver::<Vec<u8>>("unl").unwrap();
@@ -290,18 +294,14 @@ fn a_stopped_server_fails_waits_in_bounded_time_and_keeps_every_acknowledged_val
 #[test]
 fn a_stopped_receiver_holds_up_nobody_and_loses_nothing() {
     for scheme in ["unix", "shm"] {
-        let s = ServerProc::start("child", &sock(&format!("stop-recv-{scheme}.sock")), "");
-        let addr = s.addr.replacen("unix:", &format!("{scheme}:"), 1);
+        let (_server, addr) = serve_over(scheme, "stop-recv"); // serves until dropped
         let mut sender = Party::start(&format!("send {addr} {VALUES}"));
         let mut first = Party::start(&format!("recv {addr}"));
         first.until(500);
-        let pid = libc::pid_t::try_from(first.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        signal(&first.child, libc::SIGSTOP);
         let mut second = Party::start(&format!("recv {addr}"));
         second.until(1000); // the stream goes on without the stopped receiver
-        // SAFETY: as above.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        signal(&first.child, libc::SIGCONT);
         let acked = sender.finish();
         let mut received = first.finish();
         received.extend(second.finish());
