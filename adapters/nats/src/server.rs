@@ -1,6 +1,9 @@
 //! A local `nats-server` for tests, examples and benchmarks: spawned from the installed
 //! binary with JetStream on (file storage in a directory of its own), bound to 127.0.0.1
-//! on a free port, killed when dropped.
+//! on a free port, killed when dropped, and on Linux killed by the kernel when this
+//! process dies without dropping it (SIGKILL, a test timeout, Ctrl-C in an example), so no
+//! server outlives its program. A program killed that way leaves the store directory
+//! behind under the temp dir (`kcoro-nats-<pid>-…`).
 //!
 //! ```no_run
 //! let Some(server) = kcoro_nats::server::LocalServer::start_or_skip() else { return };
@@ -12,6 +15,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::NatsError;
@@ -36,6 +41,7 @@ pub struct ServerOptions {
 /// A running `nats-server` child process.
 pub struct LocalServer {
     child: Option<Child>,
+    keeper: Option<Keeper>,
     port: u16,
     store_dir: PathBuf,
     owns_store: bool,
@@ -87,8 +93,15 @@ impl LocalServer {
             Some(d) => (d, false),
             None => (temp_dir()?, true),
         };
-        let mut server =
-            LocalServer { child: None, port, store_dir, owns_store, max_payload: opts.max_payload, binary };
+        let mut server = LocalServer {
+            child: None,
+            keeper: None,
+            port,
+            store_dir,
+            owns_store,
+            max_payload: opts.max_payload,
+            binary,
+        };
         let mut attempt = 1;
         loop {
             match server.spawn() {
@@ -117,8 +130,9 @@ impl LocalServer {
             std::fs::write(&conf, format!("max_payload: {max}\n")).map_err(|e| io("write server.conf", e))?;
             cmd.arg("-c").arg(conf);
         }
-        let child = cmd.spawn().map_err(|e| io("spawn nats-server", e))?;
+        let (child, keeper) = Keeper::spawn(cmd).map_err(|e| io("spawn nats-server", e))?;
         self.child = Some(child);
+        self.keeper = Some(keeper);
         self.wait_ready()
     }
 
@@ -142,6 +156,9 @@ impl LocalServer {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 self.child = None;
+                if let Some(keeper) = self.keeper.take() {
+                    keeper.release();
+                }
                 return Err(Start::Exited(format!(
                     "exited at start ({status}); see {}",
                     self.log().display()
@@ -190,6 +207,10 @@ impl LocalServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // After the child is gone: the keeper's end would signal a live child.
+        if let Some(keeper) = self.keeper.take() {
+            keeper.release();
+        }
     }
 
     /// Starts it again on the same port and store directory (after [`kill`](Self::kill)).
@@ -220,6 +241,69 @@ impl Drop for LocalServer {
         }
     }
 }
+
+/// The thread that starts a server and lives as long as it should. Linux sends the
+/// parent-death signal when the *thread* that forked the child ends, not the process, so
+/// a server started straight from a test's or a helper's thread would die with that thread
+/// while its `LocalServer` lives on elsewhere.
+struct Keeper {
+    release: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Keeper {
+    /// Starts `cmd` from a new keeper thread, the child set to get SIGKILL when that
+    /// thread (or the whole process) ends.
+    fn spawn(mut cmd: Command) -> std::io::Result<(Child, Keeper)> {
+        kill_with_parent(&mut cmd);
+        let (release, released) = mpsc::channel::<()>();
+        let (started_tx, started) = mpsc::channel();
+        let thread = std::thread::Builder::new().name("nats-server keeper".into()).spawn(move || {
+            let _ = started_tx.send(cmd.spawn());
+            // Until `release` is sent or dropped: the server was killed, or its owner went.
+            let _ = released.recv();
+        })?;
+        let child = started.recv().unwrap_or_else(|_| Err(std::io::Error::other("the keeper thread ended")));
+        let keeper = Keeper { release, thread };
+        match child {
+            Ok(child) => Ok((child, keeper)),
+            Err(e) => {
+                keeper.release();
+                Err(e)
+            }
+        }
+    }
+
+    /// Lets the keeper thread end (its child must be gone, or it is killed).
+    fn release(self) {
+        drop(self.release);
+        let _ = self.thread.join();
+    }
+}
+
+/// On Linux: the child gets SIGKILL when the thread that starts it ends.
+#[cfg(target_os = "linux")]
+fn kill_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: prctl, getppid and _exit are, and nothing here allocates.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died between the fork and the prctl: no signal will come.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kill_with_parent(_: &mut Command) {}
 
 /// How many ports [`LocalServer::start`] tries when it chooses the port.
 pub const START_ATTEMPTS: u32 = 5;

@@ -1,5 +1,5 @@
 //! kcoro-nats's integration tests, as one test binary: one build and one link instead of
-//! six. Each module is still its own file under `tests/`, named after what it tests; run
+//! seven. Each module is still its own file under `tests/`, named after what it tests; run
 //! one with `cargo test -p kcoro-nats --test suite work_queue::`. Every test starts its own
 //! nats-server (`common::server`) and skips with a note when none is installed; the
 //! multi-process tests run this binary again as their children (`common::spawn_child`).
@@ -10,6 +10,8 @@ mod common;
 mod faults;
 #[path = "fuzz_replay.rs"]
 mod fuzz_replay;
+#[path = "local_server.rs"]
+mod local_server;
 #[path = "mappings.rs"]
 mod mappings;
 #[path = "processes.rs"]
