@@ -29,7 +29,7 @@
 //! - `made` ⇒ an unnamed channel this connection made: only it has the id, and it is
 //!   closed and destroyed when the connection ends.
 //! - Once `token` is cancelled (the connection ended), every request in flight wakes with
-//!   `Canceled`, and its reply has nowhere to go.
+//!   `Canceled`, and its reply has nowhere to go: the outbox is closed first.
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -214,8 +214,9 @@ impl ConnState {
             }
         }
         // The peer is gone or refused: wake everything it was waiting on, drop its queues.
-        self.token.cancel();
+        // The outbox first: see `shut`.
         self.outbox.close();
+        self.token.cancel();
         // Dropping the queues ends their feeders.
         for held in lock(&self.opened).values_mut() {
             held.feeder = None;
@@ -244,10 +245,14 @@ impl ConnState {
         }
     }
 
-    /// Shutdown of the server: end this connection.
+    /// Shutdown of the server: end this connection. The outbox closes before the waits
+    /// are cancelled, so a receive or send woken by the cancel cannot queue its
+    /// `Canceled` reply: the client did not cancel it, and sees `Closed` when the stream
+    /// ends. (In the other order the woken request's reply could be written first, in
+    /// about one shutdown in twenty.)
     pub(crate) fn shut(&self) {
-        self.token.cancel();
         self.outbox.close();
+        self.token.cancel();
         self.stream.shutdown();
     }
 

@@ -5,8 +5,11 @@
 //!
 //! # Shutdown
 //! 1. Mark the server closed and wake the accept loop (a connection to ourselves).
-//! 2. Cancel the server token: every connection's requests in flight wake with `Canceled`.
-//! 3. Shut every connection's socket down: readers end, writers drain and exit.
+//! 2. End every connection: close its outbox (what is queued still goes, nothing more is
+//!    queued), cancel its requests in flight, shut its socket down: readers end, writers
+//!    drain and exit. A request woken by the cancel has no reply; its client sees `Closed`
+//!    when the stream ends, never a `Canceled` it did not ask for.
+//! 3. Cancel the server token (a connection accepted while shutting down).
 //! 4. Remove the Unix socket file.
 
 mod conn;
@@ -163,10 +166,12 @@ impl Server {
             Err(_) => {}
         })
         .join();
-        self.inner.token.cancel();
+        // Each connection's replies stop before its waits are cancelled (`Conn::shut`):
+        // the server-wide token cancels every connection's, so it goes last.
         for c in self.inner.others(0) {
             c.shut();
         }
+        self.inner.token.cancel();
         if let Some(p) = &self.socket_file {
             let _ = std::fs::remove_file(p);
         }
