@@ -32,6 +32,14 @@ pub trait Element: Sized + Send + 'static {
     fn decode_shared(view: SharedView) -> Result<Self, DecodeError> {
         Self::decode(&view)
     }
+    /// Decodes a value that arrived inline, from a view of the frame it came in (a
+    /// reply's payload, received once into its own buffer). The default copies it out
+    /// ([`decode`](Self::decode)); `bytes::Bytes` keeps the view, so a received element
+    /// costs no copy beyond the frame's, and holds the frame's memory (the element and a
+    /// few header bytes) while it lives.
+    fn decode_view(bytes: bytes::Bytes) -> Result<Self, DecodeError> {
+        Self::decode(&bytes)
+    }
 }
 
 pub use crate::shm::SharedView;
@@ -89,6 +97,9 @@ impl Element for bytes::Bytes {
     }
     fn decode_shared(view: SharedView) -> Result<Self, DecodeError> {
         Ok(bytes::Bytes::from_owner(view))
+    }
+    fn decode_view(bytes: bytes::Bytes) -> Result<Self, DecodeError> {
+        Ok(bytes)
     }
 }
 

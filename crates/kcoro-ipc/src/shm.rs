@@ -259,16 +259,23 @@ pub(crate) fn locate<'a>(f: &FrameRef<'a>) -> Result<Located<'a>, ProtoError> {
 
 /// Decodes the element a frame carries, inline or from a region the peer shared on this
 /// connection (`rx`; bounds checked).
+/// An inline element inside `frame` (the frame's own buffer, when it has one of its own)
+/// is decoded by [`Element::decode_view`] from a view of it, which may keep the view
+/// instead of copying; otherwise it is copied out.
 /// With a `release`, a shared element is decoded by [`Element::decode_shared`], which may
 /// keep the view (and so the peer's span) until the value is dropped; `release` runs then.
 /// Without one, the element is copied out and the span is free when this returns.
 pub(crate) fn decode_element<T: Element>(
     at: &Located<'_>,
+    frame: Option<&bytes::Bytes>,
     release: Option<Release>,
     rx: &ShmRx,
 ) -> Result<T, DecodeError> {
     match at {
-        Located::Inline(b) => T::decode(b),
+        Located::Inline(b) => match frame.and_then(|f| view_in(f, b)) {
+            Some(view) => T::decode_view(view),
+            None => T::decode(b),
+        },
         Located::Shared(d) => {
             let view = rx.resolve(d)?;
             match release {
@@ -277,6 +284,13 @@ pub(crate) fn decode_element<T: Element>(
             }
         }
     }
+}
+
+/// `part` as a view of `whole`'s memory, if it lies inside it.
+fn view_in(whole: &bytes::Bytes, part: &[u8]) -> Option<bytes::Bytes> {
+    let (start, at) = (whole.as_ptr() as usize, part.as_ptr() as usize);
+    let inside = at >= start && at + part.len() <= start + whole.len();
+    inside.then(|| whole.slice_ref(part))
 }
 
 /// Tells the peer its span is free (a `REGION_RELEASE`), when dropped.

@@ -117,6 +117,42 @@ fn shared_bytes_are_held_in_place_until_dropped() {
     drop(server);
 }
 
+/// Inline `bytes::Bytes` elements a client receives are views of their reply frames
+/// (no copy beyond the frame's): many received at once and all held, over the socket and
+/// over the rings, each keeps its own bytes, whatever the connection reads after it.
+#[test]
+fn received_inline_bytes_are_their_own() {
+    use bytes::Bytes;
+    const N: usize = 300;
+    let elem =
+        |i: usize| Bytes::from((0..1 + i * 37 % 4000).map(|j| (i * 13 + j % 241) as u8).collect::<Vec<u8>>());
+    for scheme in ["unix", "shm"] {
+        let (tx, rx) = chan::buffered::<Bytes>(N);
+        let addr = sock(&format!("inline-{scheme}.sock")).replacen("unix:", &format!("{scheme}:"), 1);
+        let server = Server::bind(&addr.replacen("shm:", "unix:", 1))
+            .unwrap()
+            .serve_channel("small", tx.clone(), rx)
+            .start()
+            .unwrap();
+        let conn = Connection::connect(&addr, ConnectOptions::new()).unwrap();
+        let rings = conn.transport() == kcoro_ipc::Transport::Shm;
+        assert_eq!(rings, scheme == "shm", "{scheme}: {:?}", conn.ring_refused());
+        let small = conn.receiver::<Bytes>("small").unwrap();
+        for i in 0..N {
+            tx.send(elem(i)).unwrap();
+        }
+        let held: Vec<Bytes> = (0..N).map(|_| small.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+        for _ in 0..N {
+            tx.send(Bytes::from(vec![0xEE; 4000])).unwrap(); // more reads over the same connection
+            assert_eq!(small.recv_timeout(Duration::from_secs(10)).unwrap().len(), 4000);
+        }
+        for (i, v) in held.iter().enumerate() {
+            assert!(*v == elem(i), "{scheme}: element {i} changed while the client held it");
+        }
+        drop(server);
+    }
+}
+
 /// The first large elements of a connection, sent by several parties at once: the
 /// region's fd must reach the peer before any frame that names it. A client's element
 /// used to overtake the fd (in most runs of this test within 30 rounds); the server

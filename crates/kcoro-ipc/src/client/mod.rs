@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use kcoro::chan::{ChanError, Kind};
 use kcoro::net::{TcpStream, UnixStream};
 use kcoro::sync::{CancelToken, oneshot};
@@ -155,11 +157,18 @@ pub struct ServerInfo {
     pub connections: u32,
 }
 
-/// A reply frame, owned.
+/// A reply frame, owned: its payload copied once out of the connection's read buffer, so
+/// that a `Bytes` element it carries inline is a view of it (`Element::decode_view`).
 pub(crate) struct Reply {
     cmd: Cmd,
     flags: u16,
-    payload: Vec<u8>,
+    pub(crate) payload: Bytes,
+}
+
+impl Reply {
+    fn of(f: &FrameRef<'_>) -> Reply {
+        Reply { cmd: f.cmd, flags: f.flags, payload: Bytes::copy_from_slice(f.payload()) }
+    }
 }
 
 impl Reply {
@@ -905,7 +914,7 @@ impl ConnInner {
         let entry = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
         match entry {
             Some(Pending::Wait(tx)) => {
-                let _ = tx.send(Reply { cmd: f.cmd, flags: f.flags, payload: f.payload().to_vec() });
+                let _ = tx.send(Reply::of(&f));
             }
             Some(Pending::Credit(chan, lease, bytes)) => {
                 drop(lease);
@@ -916,9 +925,56 @@ impl ConnInner {
                 }
             }
             Some(Pending::Abandoned(give_back)) => {
-                give_back(Reply { cmd: f.cmd, flags: f.flags, payload: f.payload().to_vec() });
+                give_back(Reply::of(&f));
             }
             Some(Pending::Ignore) | None => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::{decode_element, locate};
+
+    /// A receive reply carrying `element` inline, as the reader keeps it.
+    fn reply_with(element: &[u8]) -> Reply {
+        let mut wire = Vec::new();
+        let mut f = FrameBuf::begin(&mut wire, Cmd::CHAN_RECV, FLAG_REPLY);
+        f.u64(Attr::REQ_ID, 7).i32(Attr::RESULT, 0).bytes(Attr::ELEMENT, element);
+        f.finish(u32::MAX).unwrap();
+        let (frame, _) = crate::proto::split_frame(&wire, &Limits::default()).unwrap().unwrap();
+        Reply::of(&frame)
+    }
+
+    fn inside(whole: &[u8], part: &[u8]) -> bool {
+        let start = whole.as_ptr() as usize;
+        (start..=start + whole.len() - part.len()).contains(&(part.as_ptr() as usize))
+    }
+
+    #[test]
+    fn a_bytes_element_is_a_view_of_its_reply_others_are_copies() {
+        let element: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
+        let reply = reply_with(&element);
+        let rx = ShmRx::for_client(&Limits::default());
+        let frame = reply.frame();
+        let at = locate(&frame).unwrap();
+
+        let view: Bytes = decode_element(&at, Some(&reply.payload), None, &rx).unwrap();
+        assert_eq!(view, element);
+        assert!(inside(&reply.payload, &view), "the Bytes element was copied out of its reply");
+
+        let copy: Vec<u8> = decode_element(&at, Some(&reply.payload), None, &rx).unwrap();
+        assert_eq!(copy, element);
+        assert!(!inside(&reply.payload, &copy));
+
+        // Without the frame's buffer (the server's reads), or with bytes not inside it,
+        // the element is copied.
+        let alone: Bytes = decode_element(&at, None, None, &rx).unwrap();
+        assert!(!inside(&reply.payload, &alone));
+        let other = reply_with(&element);
+        let elsewhere: Bytes = decode_element(&at, Some(&other.payload), None, &rx).unwrap();
+        assert_eq!(elsewhere, element);
+        assert!(!inside(&other.payload, &elsewhere) && !inside(&reply.payload, &elsewhere));
     }
 }

@@ -524,7 +524,7 @@ impl<T: Element> RemoteReceiver<T> {
             }
             Located::Inline(_) => None,
         };
-        decode_element::<T>(&at, release, &self.conn.inner.shm_rx).map_err(|e| {
+        decode_element::<T>(&at, Some(&reply.payload), release, &self.conn.inner.shm_rx).map_err(|e| {
             eprintln!("kcoro-ipc: channel {:?}: {e}; the element is dropped", self.chan.name);
             ChanError::Closed
         })

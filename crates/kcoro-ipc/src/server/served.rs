@@ -124,7 +124,7 @@ impl<T: Element> Served for Typed<T> {
     }
 
     fn offer(&self, el: &Located<'_>, rx: &ShmRx, release: Option<Release>, send_now: bool) -> Offered {
-        let v: T = match decode_element(el, release, rx) {
+        let v: T = match decode_element(el, None, release, rx) {
             Ok(v) => v,
             Err(e) => return Offered::Failed(SendFail::Decode(e)),
         };
