@@ -516,3 +516,42 @@ fn a_dropped_async_rendezvous_send_is_cancelled() {
     assert_eq!(rx.try_recv(), Err(ChanError::WouldBlock));
     drop(server);
 }
+
+/// A server shut down while clients are connecting ends every connection it accepted, the
+/// ones accepted during the shutdown too: each client that got in sees its parked receive
+/// fail with `Closed` (not `Canceled`, which it never asked for), and its connection
+/// closed. 40 shutdowns, each raced by four threads connecting in a loop.
+#[test]
+fn a_shutdown_ends_connections_accepted_while_it_runs() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::*};
+    for round in 0..40 {
+        let addr = sock(&format!("shut-race-{round}.sock"));
+        let (tx, rx) = chan::buffered::<Vec<u8>>(1);
+        let server = Server::bind(&addr).unwrap().serve_channel("jobs", tx, rx).start().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let racers: Vec<_> = (0..4)
+            .map(|_| {
+                let (addr, stop) = (addr.clone(), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut waits = Vec::new();
+                    while !stop.load(Acquire) {
+                        let Ok(conn) = Connection::connect(&addr, ConnectOptions::new()) else { continue };
+                        let Ok(jobs) = conn.receiver::<Vec<u8>>("jobs") else { continue };
+                        waits.push((conn, std::thread::spawn(move || jobs.recv())));
+                    }
+                    waits
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(5));
+        server.shutdown();
+        stop.store(true, Release);
+        for racer in racers {
+            for (conn, wait) in racer.join().unwrap() {
+                assert_eq!(wait.join().unwrap(), Err(ChanError::Closed), "round {round}");
+                assert!(conn.is_closed(), "round {round}: a connection outlived its server's shutdown");
+            }
+        }
+    }
+}

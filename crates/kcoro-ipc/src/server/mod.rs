@@ -9,7 +9,8 @@
 //!    queued), cancel its requests in flight, shut its socket down: readers end, writers
 //!    drain and exit. A request woken by the cancel has no reply; its client sees `Closed`
 //!    when the stream ends, never a `Canceled` it did not ask for.
-//! 3. Cancel the server token (a connection accepted while shutting down).
+//! 3. Cancel the server token. A connection accepted while this runs, too late to be
+//!    listed in step 2, ends itself the same way (`start_conn`).
 //! 4. Remove the Unix socket file.
 
 mod conn;
@@ -377,7 +378,16 @@ fn backoff(e: &std::io::Error) {
 fn start_conn(server: &Arc<ServerInner>, stream: Stream) {
     let id = server.next_conn.fetch_add(1, Relaxed);
     let conn = ConnState::new(id, Arc::clone(server), stream);
-    server.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::downgrade(&conn));
+    let shutting_down = {
+        let mut conns = server.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.insert(id, Arc::downgrade(&conn));
+        // `shutdown` sets `closed` before it lists the connections under this lock: a
+        // connection it did not list sees `closed` here, and ends itself.
+        server.closed.load(Acquire)
+    };
+    if shutting_down {
+        conn.shut();
+    }
     let s = Arc::clone(server);
     drop(kcoro::spawn_with(server.spawn_options(), move || {
         conn.run();
