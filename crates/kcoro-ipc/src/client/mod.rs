@@ -169,9 +169,7 @@ impl Reply {
     fn of(f: &FrameRef<'_>) -> Reply {
         Reply { cmd: f.cmd, flags: f.flags, payload: Bytes::copy_from_slice(f.payload()) }
     }
-}
 
-impl Reply {
     pub(crate) fn frame(&self) -> FrameRef<'_> {
         let h = crate::proto::Header { cmd: self.cmd, flags: self.flags, len: self.payload.len() as u32 };
         // The reader checked this payload when it arrived.
