@@ -407,6 +407,43 @@ fn counters_exact() {
     assert_eq!((s.sends, s.recvs, s.bytes_sent, s.bytes_recv), (3, 1, 15, 5));
     assert_eq!((s.overflow_drops, s.undelivered, s.len), (1, 1, 1));
 
+    // Payload bytes on a channel that suspends when full (its buffer the lock-free ring),
+    // through the ring and through the lock: a parked sender's value moved in by a receive.
+    let (tx, rx) = Builder::<Vec<u8>>::buffered(1).count_payload_bytes().build();
+    tx.send(vec![0; 3]).unwrap();
+    assert_eq!(tx.send_timeout(vec![0; 11], SHORT).unwrap_err().kind(), ChanError::Timeout);
+    let parked = std::thread::spawn({
+        let tx = tx.clone();
+        move || tx.send(vec![0; 5])
+    });
+    while rx.snapshot().parked_senders == 0 {
+        std::thread::yield_now();
+    }
+    assert_eq!(rx.recv().unwrap().len(), 3);
+    parked.join().unwrap().unwrap();
+    assert_eq!(rx.recv().unwrap().len(), 5);
+    let s = rx.snapshot();
+    assert_eq!((s.sends, s.recvs, s.bytes_sent, s.bytes_recv, s.len), (2, 2, 8, 8, 0));
+
+    // A cancel's discarded values are not receives.
+    let (tx, rx) = Builder::<Vec<u8>>::buffered(4).count_payload_bytes().build();
+    for n in [3, 5, 7] {
+        tx.send(vec![0; n]).unwrap();
+    }
+    assert_eq!(rx.recv().unwrap().len(), 3);
+    rx.cancel();
+    let s = rx.snapshot();
+    assert_eq!((s.sends, s.recvs, s.bytes_sent, s.bytes_recv), (3, 1, 15, 3));
+    assert_eq!((s.cancel_discards, s.undelivered, s.len), (2, 2, 0));
+    let (tx, rx) = chan::buffered::<u32>(4);
+    for v in 0..3 {
+        tx.send(v).unwrap();
+    }
+    assert_eq!(rx.recv(), Ok(0));
+    rx.cancel();
+    let s = rx.snapshot();
+    assert_eq!((s.sends, s.recvs, s.bytes_sent, s.bytes_recv, s.cancel_discards), (3, 1, 12, 4, 2));
+
     // A fixed byte count per value, whatever the value's size.
     let (tx, rx) = Builder::<[u8; 64]>::buffered(4).count_bytes_per_value(5).build();
     tx.send([1; 64]).unwrap();
@@ -414,6 +451,69 @@ fn counters_exact() {
     assert_eq!(rx.recv().unwrap(), [1; 64]);
     let s = rx.snapshot();
     assert_eq!((s.sends, s.recvs, s.bytes_sent, s.bytes_recv), (2, 1, 10, 5));
+}
+
+/// Payload bytes stay exact with senders and receivers racing on a small buffer, and no
+/// snapshot taken meanwhile shows more received than sent.
+#[test]
+fn payload_bytes_exact_under_contention() {
+    const PER: usize = 3_000;
+    both(|m| {
+        let (tx, rx) = Builder::<Vec<u8>>::buffered(4).count_payload_bytes().build();
+        let len = |p: usize, i: usize| (p * 7 + i) % 17;
+        let senders: Vec<_> = (0..3)
+            .map(|p| {
+                let tx = tx.clone();
+                m.go(move || {
+                    for i in 0..PER {
+                        tx.send(vec![0; len(p, i)]).expect("open");
+                    }
+                    0
+                })
+            })
+            .collect();
+        drop(tx);
+        let receivers: Vec<_> = (0..3)
+            .map(|_| {
+                let rx = rx.clone();
+                m.go(move || {
+                    let mut bytes = 0;
+                    while let Ok(v) = rx.recv() {
+                        bytes += v.len();
+                    }
+                    bytes
+                })
+            })
+            .collect();
+        let done = Arc::new(AtomicBool::new(false));
+        let watcher = std::thread::spawn({
+            let (rx, done) = (rx.clone(), Arc::clone(&done));
+            move || {
+                let mut looks = 0u64;
+                while !done.load(SeqCst) {
+                    let s = rx.snapshot();
+                    assert!(
+                        s.bytes_recv <= s.bytes_sent,
+                        "{} bytes received of {} sent",
+                        s.bytes_recv,
+                        s.bytes_sent
+                    );
+                    assert!(s.recvs <= s.sends);
+                    looks += 1;
+                }
+                looks
+            }
+        });
+        join_all(senders);
+        let received: usize = join_all(receivers).into_iter().sum();
+        done.store(true, SeqCst);
+        assert!(watcher.join().unwrap() > 0);
+        let expected: usize = (0..3).flat_map(|p| (0..PER).map(move |i| len(p, i))).sum();
+        assert_eq!(received, expected);
+        let s = rx.snapshot();
+        assert_eq!((s.sends, s.recvs), (3 * PER as u64, 3 * PER as u64));
+        assert_eq!((s.bytes_sent, s.bytes_recv), (expected as u64, expected as u64));
+    });
 }
 
 #[test]

@@ -334,7 +334,7 @@ impl<T> Chan<T> {
     }
 
     /// Bytes per message of a channel that counts `size_of`-style fixed sizes (0 for one
-    /// that measures payloads: ring channels never do).
+    /// that measures payloads: its ring counts their bytes itself).
     fn measure_fixed(&self) -> u64 {
         match self.measure {
             Measure::Fixed(n) => n as u64,
@@ -584,8 +584,10 @@ impl<T> Chan<T> {
 
     // ---- whole operations -------------------------------------------------------------
 
-    /// Sends, waiting as `wait` allows.
-    #[inline]
+    /// Sends, waiting as `wait` allows. Always inlined, and the locked path never: a
+    /// caller that is itself a call (a C entry point) reaches the ring in one call, with
+    /// none of the lock path's frame.
+    #[inline(always)]
     pub(crate) fn send(&self, v: T, wait: Wait<'_>) -> Result<(), SendError<T>> {
         match &self.ring {
             Some(ring) => self.send_via_ring(ring, v, wait),
@@ -603,7 +605,7 @@ impl<T> Chan<T> {
         }
     }
 
-    #[inline]
+    #[inline(never)]
     fn send_locked(&self, v: T, wait: Wait<'_>) -> Result<(), SendError<T>> {
         let bytes = self.measure(&v);
         let mut g = self.lock();
@@ -657,7 +659,8 @@ impl<T> Chan<T> {
     }
 
     /// Receives, waiting as `wait` allows.
-    #[inline]
+    /// Receives, waiting as `wait` allows. Inlined as [`send`](Self::send) is.
+    #[inline(always)]
     pub(crate) fn recv(&self, wait: Wait<'_>) -> Result<T, ChanError> {
         match &self.ring {
             Some(ring) => self.recv_via_ring(ring, wait),
@@ -710,7 +713,7 @@ impl<T> Chan<T> {
         ChanError::WouldBlock
     }
 
-    #[inline]
+    #[inline(never)]
     fn recv_locked(&self, wait: Wait<'_>) -> Result<T, ChanError> {
         let mut g = self.lock();
         match self.try_recv_locked(&mut g, None) {
@@ -846,14 +849,23 @@ fn block<T>(ring: &Ring<T>, g: &mut Inner<T>, pops: bool) {
     }
 }
 
-/// Adds what went through `ring` (sends, receives, their bytes at `bytes_each`, the
-/// operation times) to `stats`; returns the values buffered, consistent with the counts.
+/// Adds what went through `ring` (sends, receives, their bytes: the ring's own payload
+/// count, or `bytes_each` per value; the operation times) to `stats`; returns the values
+/// buffered, consistent with the counts.
+/// Values a cancel drained from the ring were popped but not received: they count as
+/// discarded (`close`), not here. Caller holds the channel lock.
 fn add_ring_traffic<T>(ring: &Ring<T>, stats: &mut Counters, bytes_each: u64) -> usize {
     let (pushed, popped) = ring.traffic();
+    let (drained, drained_bytes) = ring.drained();
+    let received = popped - drained;
     stats.sends += pushed;
-    stats.recvs += popped;
-    stats.bytes_sent += pushed * bytes_each;
-    stats.bytes_recv += popped * bytes_each;
+    stats.recvs += received;
+    let (bytes_sent, bytes_recv) = match ring.payload_bytes() {
+        Some((pushed_bytes, popped_bytes)) => (pushed_bytes, popped_bytes - drained_bytes),
+        None => (pushed * bytes_each, received * bytes_each),
+    };
+    stats.bytes_sent += bytes_sent;
+    stats.bytes_recv += bytes_recv;
     let (first, last) = ring.op_times();
     if first != 0 && (stats.first_op_ns == 0 || first < stats.first_op_ns) {
         stats.first_op_ns = first;

@@ -250,12 +250,14 @@ impl<T> Builder<T> {
             Some(flavor) => flavor,
             None => match self.kind {
                 Kind::Rendezvous => Flavor::Rendezvous(rendezvous::Buffer),
-                // The lock-free ring counts its traffic by position, so it takes channels
-                // whose messages all count the same bytes, and suspends when full.
-                Kind::Buffered
-                    if self.overflow == Overflow::Suspend && matches!(self.measure, Measure::Fixed(_)) =>
-                {
-                    Flavor::Ring(Arc::new(ring::Ring::new(self.capacity)))
+                // The lock-free ring suspends when full (it drops nothing); it counts its
+                // traffic by position, and payload bytes per value where they are measured.
+                Kind::Buffered if self.overflow == Overflow::Suspend => {
+                    let ring = ring::Ring::new(self.capacity);
+                    Flavor::Ring(Arc::new(match self.measure {
+                        Measure::Payload(len) => ring.counting_payload(len),
+                        Measure::Fixed(_) => ring,
+                    }))
                 }
                 Kind::Buffered => Flavor::Buffered(buffered::Buffer::new(self.capacity, self.overflow)),
                 Kind::Conflated => Flavor::Conflated(conflated::Buffer::new()),

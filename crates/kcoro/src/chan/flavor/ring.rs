@@ -10,7 +10,10 @@
 //! stamps `p + one_lap` (the slot's position one lap later). A position is `lap + index`
 //! with `one_lap` a power of two above the capacity, so no division is needed and
 //! the number of pushes so far is `lap / one_lap * cap + index`: the send and receive
-//! counters of ring traffic come from the positions, not from a shared counter.
+//! counters of ring traffic come from the positions, not from a shared counter. A ring
+//! whose values carry payloads of their own lengths ([`Ring::counting_payload`]) also adds
+//! each value's length to a byte counter on its end's cache line, which the operation's
+//! exchange has just brought in.
 //!
 //! # Handing over to the lock
 //! Parked operations hold their values in their own slots and are completed by whoever
@@ -69,6 +72,8 @@ pub(crate) enum Pop<T> {
 struct End {
     /// Position and flags.
     word: AtomicU64,
+    /// Payload bytes of the values that passed this end (a payload-counting ring only).
+    bytes: AtomicU64,
     /// `CLOCK_MONOTONIC_COARSE` of this end's last operation, for the snapshot's
     /// `last_op_ns`; a std atomic, since it is no part of the modelled protocol.
     touched_ns: std::sync::atomic::AtomicU64,
@@ -76,7 +81,11 @@ struct End {
 
 impl End {
     fn new() -> Self {
-        End { word: AtomicU64::new(0), touched_ns: std::sync::atomic::AtomicU64::new(0) }
+        End {
+            word: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            touched_ns: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 }
 
@@ -95,6 +104,12 @@ pub(crate) struct Ring<T> {
     lap_shift: u32,
     /// First operation's coarse time (0: none yet).
     first_ns: std::sync::atomic::AtomicU64,
+    /// Each value's payload length, for a ring that counts bytes per value.
+    payload_len: Option<fn(&T) -> usize>,
+    /// Values (and their payload bytes) taken by [`drain`](Self::drain): popped, never
+    /// received. Written under the channel lock, read under it by snapshots.
+    drained: std::sync::atomic::AtomicU64,
+    drained_bytes: std::sync::atomic::AtomicU64,
 }
 
 // SAFETY: values move between threads through the ring (so `T: Send`), and a slot's value
@@ -125,7 +140,17 @@ impl<T> Ring<T> {
             one_lap,
             lap_shift: one_lap.trailing_zeros(),
             first_ns: std::sync::atomic::AtomicU64::new(0),
+            payload_len: None,
+            drained: std::sync::atomic::AtomicU64::new(0),
+            drained_bytes: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Counts each value's payload bytes, as `len` measures them (read with
+    /// [`payload_bytes`](Self::payload_bytes)).
+    pub(crate) fn counting_payload(mut self, len: fn(&T) -> usize) -> Self {
+        self.payload_len = Some(len);
+        self
     }
 
     /// The position after `pos`.
@@ -178,6 +203,7 @@ impl<T> Ring<T> {
 
     #[inline]
     fn push(&self, v: T, locked: bool) -> Push<T> {
+        let len = self.payload_len.map(|f| f(&v));
         let mut round = 0;
         loop {
             let word = self.tail.word.load(Relaxed);
@@ -198,6 +224,11 @@ impl<T> Ring<T> {
                     // SAFETY: winning the exchange made position `pos` ours alone, and its
                     // stamp said the slot is empty for `pos`: nobody else touches the value.
                     slot.value.with_mut(|p| unsafe { (*p).write(v) });
+                    // Counted before the stamp: a pop of this value, and so its own count,
+                    // comes after this one (see `payload_bytes`).
+                    if let Some(n) = len {
+                        self.tail.bytes.fetch_add(n as u64, Relaxed);
+                    }
                     // Release: publishes the value to the popper that reads this stamp.
                     slot.stamp.store(add(pos, 1), Release);
                     self.touch(&self.tail);
@@ -241,6 +272,10 @@ impl<T> Ring<T> {
                     // SAFETY: winning the exchange made position `pos` ours alone, and its
                     // stamp said a pusher wrote the value: we move it out exactly once.
                     let v = slot.value.with(|p| unsafe { (*p).assume_init_read() });
+                    if let Some(f) = self.payload_len {
+                        // Release: pairs with the Acquire in `payload_bytes`.
+                        self.head.bytes.fetch_add(f(&v) as u64, Release);
+                    }
                     // Release: our read happens before the next lap's push writes.
                     slot.stamp.store(add(pos, self.one_lap), Release);
                     self.touch(&self.head);
@@ -321,6 +356,17 @@ impl<T> Ring<T> {
         (pushed, self.popped().min(pushed))
     }
 
+    /// Payload bytes pushed and popped, for a ring made with
+    /// [`counting_payload`](Self::counting_payload). Popped first: every pop counted there
+    /// follows its push's count (Acquire, pairing with the pop's Release), so the bytes
+    /// popped never exceed the bytes pushed.
+    pub(crate) fn payload_bytes(&self) -> Option<(u64, u64)> {
+        self.payload_len?;
+        let popped = self.head.bytes.load(Acquire);
+        let pushed = self.tail.bytes.load(Relaxed);
+        Some((pushed, popped))
+    }
+
     /// Values buffered. Exact while pushes and pops are both blocked; 0 means empty at
     /// some instant during the call; never more than the capacity.
     #[inline(never)]
@@ -340,9 +386,24 @@ impl<T> Ring<T> {
         (self.first_ns.load(Relaxed), last)
     }
 
-    /// Takes every buffered value, oldest first. Caller holds the channel lock.
+    /// Takes every buffered value, oldest first, counting them apart from receives (see
+    /// [`drained`](Self::drained)). Caller holds the channel lock.
     pub(crate) fn drain(&self) -> Vec<T> {
-        std::iter::from_fn(|| self.pop_locked()).collect()
+        use std::sync::atomic::Ordering::Relaxed;
+        let values: Vec<T> = std::iter::from_fn(|| self.pop_locked()).collect();
+        self.drained.fetch_add(values.len() as u64, Relaxed);
+        if let Some(len) = self.payload_len {
+            self.drained_bytes.fetch_add(values.iter().map(|v| len(v) as u64).sum(), Relaxed);
+        }
+        values
+    }
+
+    /// Values taken by [`drain`](Self::drain), and their payload bytes (0 for a ring that
+    /// counts by position): part of the pops, none of the receives. Caller holds the
+    /// channel lock.
+    pub(crate) fn drained(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.drained.load(Relaxed), self.drained_bytes.load(Relaxed))
     }
 }
 
@@ -388,6 +449,20 @@ mod tests {
             }
             assert_eq!((r.pushed(), r.popped()), (4 * cap as u64, 4 * cap as u64));
         }
+    }
+
+    #[test]
+    fn a_payload_counting_ring_counts_every_value_once_locked_or_not() {
+        let r = Ring::new(2).counting_payload(Vec::<u8>::len);
+        assert!(matches!(r.try_push(vec![0; 3]), Push::Done));
+        r.block_pushes();
+        assert!(r.push_locked(vec![0; 7]).is_ok());
+        assert!(matches!(r.try_push(vec![0; 100]), Push::Refused(_)), "refused pushes count nothing");
+        assert_eq!(r.payload_bytes(), Some((10, 0)));
+        assert!(matches!(r.try_pop(), Pop::Got(v) if v.len() == 3));
+        assert_eq!(r.pop_locked().map(|v| v.len()), Some(7));
+        assert_eq!(r.payload_bytes(), Some((10, 10)));
+        assert_eq!(Ring::<u8>::new(1).payload_bytes(), None, "a ring counting by position");
     }
 
     #[test]

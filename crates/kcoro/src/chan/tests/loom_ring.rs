@@ -47,6 +47,38 @@ fn loom_ring_two_pushers_one_popper() {
     });
 }
 
+/// A payload-counting ring: whenever a snapshot reads the byte counters, the bytes popped
+/// are never more than the bytes pushed, and at the end both are exact.
+#[test]
+fn loom_ring_payload_bytes_never_show_more_popped_than_pushed() {
+    loom::model(|| {
+        let r = Arc::new(Ring::new(2).counting_payload(|v: &u32| *v as usize));
+        let pusher = {
+            let r = r.clone();
+            thread::spawn(move || {
+                for v in [3, 5] {
+                    assert!(matches!(r.try_push(v), Push::Done));
+                }
+            })
+        };
+        let popper = {
+            let r = r.clone();
+            thread::spawn(move || match r.try_pop() {
+                Pop::Got(v) => v,
+                Pop::Empty => 0,
+                Pop::Refused => panic!("no flag is set"),
+            })
+        };
+        let (pushed, popped) = r.payload_bytes().expect("a counting ring");
+        assert!(popped <= pushed, "popped {popped} > pushed {pushed}");
+        pusher.join().unwrap();
+        let first = popper.join().unwrap();
+        let rest: u32 = std::iter::from_fn(|| r.pop_locked()).sum();
+        assert_eq!(first + rest, 8);
+        assert_eq!(r.payload_bytes(), Some((8, 8)));
+    });
+}
+
 #[test]
 fn loom_ring_receiver_parks_while_a_send_bypasses_the_lock() {
     loom::model(|| {
