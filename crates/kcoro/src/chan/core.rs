@@ -597,7 +597,7 @@ impl<T> Chan<T> {
 
     /// A ring channel's send: the ring without the lock, else the lock. Kept apart so the
     /// other kinds' path carries none of the ring's code.
-    #[inline(never)]
+    #[inline(always)]
     fn send_via_ring(&self, ring: &Ring<T>, v: T, wait: Wait<'_>) -> Result<(), SendError<T>> {
         match ring.try_push(v) {
             Push::Done => Ok(()),
@@ -675,7 +675,7 @@ impl<T> Chan<T> {
 
     /// A ring channel's receive: the ring without the lock, else the lock. Empty with no
     /// flag up means nobody is parked, so a try may fail without the lock.
-    #[inline(never)]
+    #[inline(always)]
     fn recv_via_ring(&self, ring: &Ring<T>, wait: Wait<'_>) -> Result<T, ChanError> {
         match ring.try_pop() {
             Pop::Got(v) => Ok(v),
