@@ -203,6 +203,7 @@ impl<T> Ring<T> {
 
     #[inline]
     fn push(&self, v: T, locked: bool) -> Push<T> {
+        // Measured before anything moves, so a measure that panics changes nothing.
         let len = self.payload_len.map(|f| f(&v));
         let mut round = 0;
         loop {
@@ -272,12 +273,14 @@ impl<T> Ring<T> {
                     // SAFETY: winning the exchange made position `pos` ours alone, and its
                     // stamp said a pusher wrote the value: we move it out exactly once.
                     let v = slot.value.with(|p| unsafe { (*p).assume_init_read() });
+                    // Release: our read happens before the next lap's push writes.
+                    slot.stamp.store(add(pos, self.one_lap), Release);
+                    // Measured once the slot is given back: a measure that panics (it is
+                    // the element type's code) leaves the ring whole.
                     if let Some(f) = self.payload_len {
                         // Release: pairs with the Acquire in `payload_bytes`.
                         self.head.bytes.fetch_add(f(&v) as u64, Release);
                     }
-                    // Release: our read happens before the next lap's push writes.
-                    slot.stamp.store(add(pos, self.one_lap), Release);
                     self.touch(&self.head);
                     return Pop::Got(v);
                 }
@@ -449,6 +452,31 @@ mod tests {
             }
             assert_eq!((r.pushed(), r.popped()), (4 * cap as u64, 4 * cap as u64));
         }
+    }
+
+    /// The measure is the element type's code: one that panics in a pop leaves the slot
+    /// given back, so later pushes find room instead of waiting for ever.
+    #[test]
+    fn a_measure_that_panics_in_a_pop_leaves_the_ring_whole() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        fn len(v: &u32) -> usize {
+            assert_ne!(CALLS.fetch_add(1, SeqCst), 1, "the second measure panics");
+            *v as usize
+        }
+        let r = std::sync::Arc::new(Ring::new(1).counting_payload(len));
+        assert!(matches!(r.try_push(5), Push::Done));
+        let popped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.try_pop()));
+        assert!(popped.is_err(), "the measure panicked");
+        let (done, pushed) = std::sync::mpsc::channel();
+        let pusher = std::thread::spawn({
+            let r = std::sync::Arc::clone(&r);
+            move || done.send(matches!(r.try_push(7), Push::Done)).unwrap()
+        });
+        let ok = pushed.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(ok, Ok(true), "a push after the panic completes");
+        pusher.join().unwrap();
+        assert!(matches!(r.try_pop(), Pop::Got(7)));
     }
 
     #[test]
