@@ -461,6 +461,31 @@ fn payload_bytes_exact_under_contention() {
     both(|m| {
         let (tx, rx) = Builder::<Vec<u8>>::buffered(4).count_payload_bytes().build();
         let len = |p: usize, i: usize| (p * 7 + i) % 17;
+        // The watcher looks until the exchange is over, and at least once after it; the
+        // exchange starts once it is looking, so its looks overlap the traffic (how many,
+        // the machine decides).
+        let (watching, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let watcher = std::thread::spawn({
+            let (rx, watching, done) = (rx.clone(), Arc::clone(&watching), Arc::clone(&done));
+            move || loop {
+                let last = done.load(SeqCst);
+                let s = rx.snapshot();
+                assert!(
+                    s.bytes_recv <= s.bytes_sent,
+                    "{} bytes received of {} sent",
+                    s.bytes_recv,
+                    s.bytes_sent
+                );
+                assert!(s.recvs <= s.sends);
+                watching.store(true, SeqCst);
+                if last {
+                    break;
+                }
+            }
+        });
+        while !watching.load(SeqCst) {
+            std::thread::yield_now();
+        }
         let senders: Vec<_> = (0..3)
             .map(|p| {
                 let tx = tx.clone();
@@ -485,29 +510,10 @@ fn payload_bytes_exact_under_contention() {
                 })
             })
             .collect();
-        let done = Arc::new(AtomicBool::new(false));
-        let watcher = std::thread::spawn({
-            let (rx, done) = (rx.clone(), Arc::clone(&done));
-            move || {
-                let mut looks = 0u64;
-                while !done.load(SeqCst) {
-                    let s = rx.snapshot();
-                    assert!(
-                        s.bytes_recv <= s.bytes_sent,
-                        "{} bytes received of {} sent",
-                        s.bytes_recv,
-                        s.bytes_sent
-                    );
-                    assert!(s.recvs <= s.sends);
-                    looks += 1;
-                }
-                looks
-            }
-        });
         join_all(senders);
         let received: usize = join_all(receivers).into_iter().sum();
         done.store(true, SeqCst);
-        assert!(watcher.join().unwrap() > 0);
+        watcher.join().expect("no snapshot showed more received than sent");
         let expected: usize = (0..3).flat_map(|p| (0..PER).map(move |i| len(p, i))).sum();
         assert_eq!(received, expected);
         let s = rx.snapshot();
