@@ -329,6 +329,12 @@ impl<T> Chan<T> {
         self.kind
     }
 
+    /// Does the channel buffer in the lock-free ring?
+    #[cfg(test)]
+    pub(crate) fn on_ring(&self) -> bool {
+        self.ring.is_some()
+    }
+
     pub(crate) fn measure(&self, v: &T) -> usize {
         self.measure.of(v)
     }

@@ -252,7 +252,9 @@ impl<T> Builder<T> {
                 Kind::Rendezvous => Flavor::Rendezvous(rendezvous::Buffer),
                 // The lock-free ring suspends when full (it drops nothing); it counts its
                 // traffic by position, and payload bytes per value where they are measured.
-                Kind::Buffered if self.overflow == Overflow::Suspend => {
+                // It writes every slot when made, so a huge capacity (a peer may declare
+                // one) keeps the locked buffer, whose memory is touched only as it fills.
+                Kind::Buffered if self.overflow == Overflow::Suspend && self.capacity <= MAX_RING_SLOTS => {
                     let ring = ring::Ring::new(self.capacity);
                     Flavor::Ring(Arc::new(match self.measure {
                         Measure::Payload(len) => ring.counting_payload(len),
@@ -278,6 +280,10 @@ impl<T> Builder<T> {
         Ok(handle::pair(chan))
     }
 }
+
+/// Largest capacity given the lock-free ring (whose slots are all written when it is
+/// made): 64 Ki slots, 2 MiB of `Vec`s.
+const MAX_RING_SLOTS: usize = 1 << 16;
 
 impl<T: zcopy::ZeroCopy> Builder<T> {
     /// Binds the channel to a zero-copy backend: [`zcopy::ZREF`] keeps the channel's own
@@ -341,4 +347,22 @@ impl<T> std::fmt::Debug for Builder<T> {
 pub mod __private {
     pub use super::select::{Clause, RecvClause, SendClause, run_macro};
     pub use super::waiter::Waiter;
+}
+
+#[cfg(all(test, not(loom)))]
+mod flavor_choice {
+    use super::{Builder, MAX_RING_SLOTS, Overflow};
+
+    /// Which buffered channels get the lock-free ring: those that suspend when full, with
+    /// a capacity whose slots may all be written up front (a peer may declare 16 Mi).
+    #[test]
+    fn the_ring_takes_suspending_channels_up_to_its_slot_limit() {
+        let on_ring = |b: Builder<Vec<u8>>| b.build().0.chan.on_ring();
+        assert!(on_ring(Builder::buffered(1024)));
+        assert!(on_ring(Builder::buffered(1024).count_payload_bytes()));
+        assert!(on_ring(Builder::buffered(MAX_RING_SLOTS)));
+        assert!(!on_ring(Builder::buffered(MAX_RING_SLOTS + 1)));
+        assert!(!on_ring(Builder::buffered(1 << 24).count_payload_bytes()));
+        assert!(!on_ring(Builder::buffered(1024).overflow(Overflow::DropOldest)));
+    }
 }
