@@ -601,8 +601,8 @@ impl<T> Chan<T> {
         }
     }
 
-    /// A ring channel's send: the ring without the lock, else the lock. Kept apart so the
-    /// other kinds' path carries none of the ring's code.
+    /// A ring channel's send: the ring without the lock, else the lock (out of line), so
+    /// inlined it adds a call to `Ring::push` and a branch.
     #[inline(always)]
     fn send_via_ring(&self, ring: &Ring<T>, v: T, wait: Wait<'_>) -> Result<(), SendError<T>> {
         match ring.try_push(v) {
@@ -664,7 +664,6 @@ impl<T> Chan<T> {
         }
     }
 
-    /// Receives, waiting as `wait` allows.
     /// Receives, waiting as `wait` allows. Inlined as [`send`](Self::send) is.
     #[inline(always)]
     pub(crate) fn recv(&self, wait: Wait<'_>) -> Result<T, ChanError> {
@@ -857,9 +856,8 @@ fn block<T>(ring: &Ring<T>, g: &mut Inner<T>, pops: bool) {
 
 /// Adds what went through `ring` (sends, receives, their bytes: the ring's own payload
 /// count, or `bytes_each` per value; the operation times) to `stats`; returns the values
-/// buffered, consistent with the counts.
-/// Values a cancel drained from the ring were popped but not received: they count as
-/// discarded (`close`), not here. Caller holds the channel lock.
+/// buffered, consistent with the counts. Values a cancel drained from the ring were popped
+/// but not received: they count as discarded (`close`), not here. Caller holds the lock.
 fn add_ring_traffic<T>(ring: &Ring<T>, stats: &mut Counters, bytes_each: u64) -> usize {
     let (pushed, popped) = ring.traffic();
     let (drained, drained_bytes) = ring.drained();
