@@ -653,3 +653,33 @@ fn tries_agree_with_a_queue_model() {
         assert!(matches!(tx.try_send(0), Err(e) if e.kind() == ChanError::Closed));
     }
 }
+
+/// Operation times follow the clock on a busy channel (stamps come from a ticker, not a
+/// clock read per operation) and never go back: sends and receives on the lock-free
+/// ring, and through the lock (a rendezvous hand-off).
+#[test]
+fn operation_times_move_with_the_clock_and_never_go_back() {
+    let give_up = std::time::Instant::now() + WATCHDOG;
+    for (tx, rx) in [chan::buffered::<u64>(4), chan::rendezvous::<u64>()] {
+        let echo = std::thread::spawn(move || while rx.recv().is_ok() {});
+        // Enough operations for the process's ticker to run (it starts after a few
+        // hundred stamps): the times below are its.
+        (0..1000).for_each(|i| tx.send(i).unwrap());
+        let first = tx.snapshot();
+        let mut last = first.last_op_ns;
+        loop {
+            tx.send(1).unwrap();
+            let s = tx.snapshot();
+            assert_eq!(s.first_op_ns, first.first_op_ns, "the first operation's time stays");
+            assert!(s.last_op_ns >= last && s.last_op_ns >= s.first_op_ns, "times never go back");
+            last = s.last_op_ns;
+            if last > first.last_op_ns {
+                break;
+            }
+            assert!(std::time::Instant::now() < give_up, "the last operation's time never moved");
+            std::thread::sleep(SHORT);
+        }
+        drop(tx);
+        echo.join().unwrap();
+    }
+}

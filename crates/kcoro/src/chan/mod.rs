@@ -46,6 +46,7 @@ mod future;
 mod handle;
 mod lock;
 mod macros;
+mod op_clock;
 pub mod registry;
 mod select;
 mod stats;

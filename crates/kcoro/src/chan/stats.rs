@@ -7,8 +7,9 @@
 //! the deltas of two snapshots by the interval between their stamps.
 //!
 //! Operation times (`first_op_ns`, `last_op_ns`) come from `CLOCK_MONOTONIC_COARSE`
-//! (a few nanoseconds to read, millisecond resolution) so counting stays off the fast
-//! path's budget; snapshot stamps use the precise clock.
+//! (millisecond resolution), read once per tick by `op_clock`'s ticker while channels are
+//! busy, so stamping stays off the fast path's budget; snapshot stamps use the precise
+//! clock.
 
 use std::time::{Duration, Instant};
 
@@ -96,11 +97,14 @@ pub(crate) struct Counters {
 impl Counters {
     #[inline]
     fn touch(&mut self) {
-        let now = coarse_now_ns();
+        let now = super::op_clock::now_ns();
         if self.first_op_ns == 0 {
             self.first_op_ns = now;
         }
-        self.last_op_ns = now;
+        // A stamp may trail one taken a moment before (see `op_clock`): times never go back.
+        if now > self.last_op_ns {
+            self.last_op_ns = now;
+        }
     }
 
     #[inline]
@@ -221,7 +225,9 @@ pub struct Snapshot {
     pub zero_copy: Option<ZeroCopyStats>,
     /// `CLOCK_MONOTONIC_COARSE` time of the first operation, in ns (0: none yet).
     pub first_op_ns: u64,
-    /// `CLOCK_MONOTONIC_COARSE` time of the latest operation, in ns (0: none yet).
+    /// `CLOCK_MONOTONIC_COARSE` time of the latest operation, in ns (0: none yet). Both
+    /// times come from a value published once per tick of that clock while channels are
+    /// busy, so they may trail the operation by a few milliseconds; they never go back.
     pub last_op_ns: u64,
     /// When the snapshot was taken.
     pub at: Instant,
@@ -368,23 +374,6 @@ impl Rate {
             bytes_sent_per_sec: per_sec(bytes_sent),
             bytes_recv_per_sec: per_sec(bytes_recv),
         }
-    }
-}
-
-/// `CLOCK_MONOTONIC_COARSE` in ns; never 0 (0 means "no operation yet").
-#[inline]
-pub(crate) fn coarse_now_ns() -> u64 {
-    #[cfg(any(miri, loom))]
-    {
-        1
-    }
-    #[cfg(not(any(miri, loom)))]
-    {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the
-        // kernel supports since 2.6.32. On failure `ts` stays zero and we report 1.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-        (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64).max(1)
     }
 }
 

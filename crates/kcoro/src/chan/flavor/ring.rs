@@ -201,10 +201,34 @@ impl<T> Ring<T> {
         }
     }
 
-    #[inline]
+    /// A push: the uncontended case (a free slot, no flag, the exchange won at the first
+    /// try) inlined into the caller, the rest (a retry, full, a flag) out of line, so a
+    /// caller that inlines a send stays small enough to be inlined itself.
+    #[inline(always)]
     fn push(&self, v: T, locked: bool) -> Push<T> {
         // Measured before anything moves, so a measure that panics changes nothing.
         let len = self.payload_len.map(|f| f(&v));
+        let word = self.tail.word.load(Relaxed);
+        let pos = word & POS;
+        let slot = self.slot(pos);
+        // Acquire: see `push_contended`. The flags are kept, as there.
+        if (word & FLAGS == 0 || locked)
+            && slot.stamp.load(Acquire) == pos
+            && self
+                .tail
+                .word
+                .compare_exchange_weak(word, self.next(pos) | (word & FLAGS), SeqCst, Relaxed)
+                .is_ok()
+        {
+            // SAFETY: the exchange made `pos` ours, and its stamp said the slot is empty.
+            unsafe { self.fill(slot, pos, v, len) };
+            return Push::Done;
+        }
+        self.push_contended(v, locked, len)
+    }
+
+    #[inline(never)]
+    fn push_contended(&self, v: T, locked: bool, len: Option<usize>) -> Push<T> {
         let mut round = 0;
         loop {
             let word = self.tail.word.load(Relaxed);
@@ -222,25 +246,17 @@ impl<T> Ring<T> {
                 // push expects none, so a flag set meanwhile fails this exchange.
                 if self.tail.word.compare_exchange_weak(word, self.next(pos) | flags, SeqCst, Relaxed).is_ok()
                 {
-                    // SAFETY: winning the exchange made position `pos` ours alone, and its
-                    // stamp said the slot is empty for `pos`: nobody else touches the value.
-                    slot.value.with_mut(|p| unsafe { (*p).write(v) });
-                    // Counted before the stamp: a pop of this value, and so its own count,
-                    // comes after this one (see `payload_bytes`).
-                    if let Some(n) = len {
-                        self.tail.bytes.fetch_add(n as u64, Relaxed);
-                    }
-                    // Release: publishes the value to the popper that reads this stamp.
-                    slot.stamp.store(add(pos, 1), Release);
-                    self.touch(&self.tail);
+                    // SAFETY: the exchange made `pos` ours, and its stamp said the slot is
+                    // empty.
+                    unsafe { self.fill(slot, pos, v, len) };
                     return Push::Done;
                 }
             } else if add(stamp, self.one_lap) == add(pos, 1) {
                 // The slot still holds the previous lap's value: full, unless its pop is
-                // under way. SeqCst fence: pairs with the one in `pop`, so a lock-free
-                // pusher and popper that both see the other's end stale cannot both give
-                // up. Under the lock it is not needed: an operation that parks raises the
-                // flags with a read-modify-write and looks again.
+                // under way. SeqCst fence: pairs with the one in `pop_contended`, so a
+                // lock-free pusher and popper that both see the other's end stale cannot
+                // both give up. Under the lock it is not needed: an operation that parks
+                // raises the flags with a read-modify-write and looks again.
                 if !locked {
                     fence(SeqCst);
                 }
@@ -254,8 +270,49 @@ impl<T> Ring<T> {
         }
     }
 
-    #[inline]
+    /// Writes a claimed slot and hands it to the popper of `pos`.
+    ///
+    /// # Safety
+    /// The caller won the tail exchange for `pos`, whose stamp said `slot` is empty:
+    /// nobody else touches its value.
+    #[inline(always)]
+    unsafe fn fill(&self, slot: &Slot<T>, pos: u64, v: T, len: Option<usize>) {
+        // SAFETY: the caller's contract.
+        slot.value.with_mut(|p| unsafe { (*p).write(v) });
+        // Counted before the stamp: a pop of this value, and so its own count, comes
+        // after this one (see `payload_bytes`).
+        if let Some(n) = len {
+            self.tail.bytes.fetch_add(n as u64, Relaxed);
+        }
+        // Release: publishes the value to the popper that reads this stamp.
+        slot.stamp.store(add(pos, 1), Release);
+        self.touch(&self.tail);
+    }
+
+    /// A pop: the uncontended case inlined, the rest (a retry, empty, a flag) out of
+    /// line, as for [`push`](Self::push).
+    #[inline(always)]
     fn pop(&self, locked: bool) -> Pop<T> {
+        let word = self.head.word.load(Relaxed);
+        let pos = word & POS;
+        let slot = self.slot(pos);
+        // Acquire: see `pop_contended`.
+        if (word & FLAGS == 0 || locked)
+            && slot.stamp.load(Acquire) == add(pos, 1)
+            && self
+                .head
+                .word
+                .compare_exchange_weak(word, self.next(pos) | (word & FLAGS), SeqCst, Relaxed)
+                .is_ok()
+        {
+            // SAFETY: the exchange made `pos` ours, and its stamp said the value is written.
+            return Pop::Got(unsafe { self.take(slot, pos) });
+        }
+        self.pop_contended(locked)
+    }
+
+    #[inline(never)]
+    fn pop_contended(&self, locked: bool) -> Pop<T> {
         let mut round = 0;
         loop {
             let word = self.head.word.load(Relaxed);
@@ -270,23 +327,13 @@ impl<T> Ring<T> {
             if stamp == add(pos, 1) {
                 if self.head.word.compare_exchange_weak(word, self.next(pos) | flags, SeqCst, Relaxed).is_ok()
                 {
-                    // SAFETY: winning the exchange made position `pos` ours alone, and its
-                    // stamp said a pusher wrote the value: we move it out exactly once.
-                    let v = slot.value.with(|p| unsafe { (*p).assume_init_read() });
-                    // Release: our read happens before the next lap's push writes.
-                    slot.stamp.store(add(pos, self.one_lap), Release);
-                    // Measured once the slot is given back: a measure that panics (it is
-                    // the element type's code) leaves the ring whole.
-                    if let Some(f) = self.payload_len {
-                        // Release: pairs with the Acquire in `payload_bytes`.
-                        self.head.bytes.fetch_add(f(&v) as u64, Release);
-                    }
-                    self.touch(&self.head);
-                    return Pop::Got(v);
+                    // SAFETY: the exchange made `pos` ours, and its stamp said the value
+                    // is written.
+                    return Pop::Got(unsafe { self.take(slot, pos) });
                 }
             } else if stamp == pos {
                 // Nothing written here yet: empty, unless a push is under way. (The fence:
-                // see `push`.)
+                // see `push_contended`.)
                 if !locked {
                     fence(SeqCst);
                 }
@@ -299,18 +346,48 @@ impl<T> Ring<T> {
         }
     }
 
+    /// Moves the value out of a claimed slot and gives the slot to the next lap's push.
+    ///
+    /// # Safety
+    /// The caller won the head exchange for `pos`, whose stamp said a pusher wrote
+    /// `slot`'s value: it is moved out exactly once.
+    #[inline(always)]
+    unsafe fn take(&self, slot: &Slot<T>, pos: u64) -> T {
+        // SAFETY: the caller's contract.
+        let v = slot.value.with(|p| unsafe { (*p).assume_init_read() });
+        // Release: our read happens before the next lap's push writes.
+        slot.stamp.store(add(pos, self.one_lap), Release);
+        // Measured once the slot is given back: a measure that panics (it is the element
+        // type's code) leaves the ring whole.
+        if let Some(f) = self.payload_len {
+            // Release: pairs with the Acquire in `payload_bytes`.
+            self.head.bytes.fetch_add(f(&v) as u64, Release);
+        }
+        self.touch(&self.head);
+        v
+    }
+
     /// Records the time of an operation at `end` (and the first one ever).
-    #[inline]
+    #[inline(always)]
     fn touch(&self, end: &End) {
         use std::sync::atomic::Ordering::Relaxed;
-        let now = super::super::stats::coarse_now_ns();
-        // The coarse clock ticks every few milliseconds: store only when it moved, so the
-        // line stays shared between the ticks.
-        if end.touched_ns.load(Relaxed) != now {
-            end.touched_ns.store(now, Relaxed);
-            if self.first_ns.load(Relaxed) == 0 {
-                let _ = self.first_ns.compare_exchange(0, now, Relaxed, Relaxed);
-            }
+        let now = super::super::op_clock::now_ns();
+        // The coarse clock ticks every few milliseconds: write only when it moved, so the
+        // line stays shared between the ticks (and the write stays out of line).
+        if now > end.touched_ns.load(Relaxed) {
+            self.time_moved(end, now);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn time_moved(&self, end: &End, now: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        // `fetch_max`: a stamp may trail one another thread took a moment before (see
+        // `op_clock`), and times never go back.
+        end.touched_ns.fetch_max(now, Relaxed);
+        if self.first_ns.load(Relaxed) == 0 {
+            let _ = self.first_ns.compare_exchange(0, now, Relaxed, Relaxed);
         }
     }
 
@@ -385,8 +462,10 @@ impl<T> Ring<T> {
     /// Coarse times of the first and the last operation (0: none).
     pub(crate) fn op_times(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        let last = self.head.touched_ns.load(Relaxed).max(self.tail.touched_ns.load(Relaxed));
-        (self.first_ns.load(Relaxed), last)
+        let first = self.first_ns.load(Relaxed);
+        // An operation stamps its end before `first_ns`, but a look may see only the latter.
+        let last = self.head.touched_ns.load(Relaxed).max(self.tail.touched_ns.load(Relaxed)).max(first);
+        (first, last)
     }
 
     /// Takes every buffered value, oldest first, counting them apart from receives (see
