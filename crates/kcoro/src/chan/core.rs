@@ -601,11 +601,12 @@ impl<T> Chan<T> {
         }
     }
 
-    /// A ring channel's send: the ring without the lock, else the lock (out of line), so
-    /// inlined it adds a call to `Ring::push` and a branch.
+    /// A ring channel's send: the ring without the lock (its uncontended push inlined,
+    /// a try's out of line), else the lock (out of line).
     #[inline(always)]
     fn send_via_ring(&self, ring: &Ring<T>, v: T, wait: Wait<'_>) -> Result<(), SendError<T>> {
-        match ring.try_push(v) {
+        let pushed = if wait.is_plain_try() { ring.try_push_out_of_line(v) } else { ring.try_push(v) };
+        match pushed {
             Push::Done => Ok(()),
             Push::Full(v) | Push::Refused(v) => self.send_locked(v, wait),
         }
@@ -678,11 +679,13 @@ impl<T> Chan<T> {
         }
     }
 
-    /// A ring channel's receive: the ring without the lock, else the lock. Empty with no
-    /// flag up means nobody is parked, so a try may fail without the lock.
+    /// A ring channel's receive: the ring without the lock (as in `send_via_ring`), else
+    /// the lock. Empty with no flag up means nobody is parked, so a try may fail without
+    /// the lock.
     #[inline(always)]
     fn recv_via_ring(&self, ring: &Ring<T>, wait: Wait<'_>) -> Result<T, ChanError> {
-        match ring.try_pop() {
+        let popped = if wait.is_plain_try() { ring.try_pop_out_of_line() } else { ring.try_pop() };
+        match popped {
             Pop::Got(v) => Ok(v),
             Pop::Empty if wait.is_plain_try() => Err(self.would_block_lock_free()),
             Pop::Empty | Pop::Refused => self.recv_locked(wait),

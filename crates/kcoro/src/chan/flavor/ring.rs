@@ -192,6 +192,22 @@ impl<T> Ring<T> {
         self.pop(false)
     }
 
+    /// [`try_push`](Self::try_push) as a call, for a channel's `try_send`: a caller may
+    /// try in a loop of its own, which stays small enough to inline the try (an empty
+    /// `try_recv` of a rendezvous channel took 4.7 ns instead of 2.4 with the ring's code
+    /// inlined beside it).
+    #[inline(never)]
+    pub(crate) fn try_push_out_of_line(&self, v: T) -> Push<T> {
+        self.push(v, false)
+    }
+
+    /// [`try_pop`](Self::try_pop) as a call, for a channel's `try_recv` (see
+    /// [`try_push_out_of_line`](Self::try_push_out_of_line)).
+    #[inline(never)]
+    pub(crate) fn try_pop_out_of_line(&self) -> Pop<T> {
+        self.pop(false)
+    }
+
     /// Pops under the channel lock, whatever the flags.
     #[inline]
     pub(crate) fn pop_locked(&self) -> Option<T> {
