@@ -14,10 +14,11 @@
 //! 2. *Ticking*: the ticker stores the clock in `now` (never 0), sleeps one tick (the
 //!    clock's own resolution, 1–10 ms) and looks whether anyone read `now` meanwhile
 //!    (`read`: a reader sets it only when it is clear, so the line stays shared).
-//! 3. *Parking*: after [`IDLE`] without a read, the ticker stores 0 in `now`, says
-//!    `PARKED`, and parks. A reader that still got the old value got one at most a tick
-//!    old; a reader that sees 0 takes the clock and, once the ticker says `PARKED`, moves
-//!    it to `WAKING` and unparks it (one reader wins), and it ticks again.
+//! 3. *Parking*: after [`IDLE`] without a read, the ticker zeroes the count of cold
+//!    reads, stores 0 in `now`, says `PARKED`, and parks. A reader that still got the old
+//!    value got one at most a tick old; a reader that sees 0 takes the clock, and the
+//!    [`WARM_READS`]th such read moves the state to `WAKING` and unparks it: busy again,
+//!    it ticks again, where a channel used now and then does not wake it for each use.
 //! 4. *Fork*: a forked child has no ticker; a `pthread_atfork` handler resets the
 //!    process's clock to cold, so the child takes the clock until it starts its own.
 //!
@@ -128,13 +129,18 @@ impl OpClock {
     #[inline(never)]
     fn read_cold(&'static self) -> u64 {
         let now = read_clock();
-        match self.state.load(Acquire) {
-            NONE if self.cold_reads.fetch_add(1, Relaxed) + 1 == WARM_READS => self.start(),
-            PARKED if self.state.compare_exchange(PARKED, WAKING, Acquire, Relaxed).is_ok() => self.unpark(),
-            // Still warming up; RUNNING: about to publish, or about to park (the next cold
-            // read wakes it); WAKING: being woken (by another reader); FAILED: no ticker.
-            _ => {}
+        let state = self.state.load(Acquire);
+        // Cold, or parked: the [`WARM_READS`]th cold read since starts or wakes the ticker
+        // (one reader gets that count). A channel used now and then never wakes it.
+        if (state == NONE || state == PARKED) && self.cold_reads.fetch_add(1, Relaxed) + 1 == WARM_READS {
+            if state == NONE {
+                self.start();
+            } else if self.state.compare_exchange(PARKED, WAKING, Acquire, Relaxed).is_ok() {
+                self.unpark();
+            }
         }
+        // Otherwise RUNNING: about to publish, or about to park (and then counted); WAKING:
+        // being woken; FAILED: no ticker.
         now
     }
 
@@ -180,6 +186,7 @@ impl OpClock {
                 continue;
             }
             idle = 0;
+            self.cold_reads.store(0, Relaxed);
             self.now.store(0, Relaxed);
             self.state.store(PARKED, Release);
             // A reader moves the state to WAKING before it unparks; a spurious wake-up
@@ -264,16 +271,20 @@ mod tests {
     }
 
     #[test]
-    fn an_unread_ticker_parks_and_the_next_read_wakes_it() {
+    fn an_unread_ticker_parks_and_busy_reads_wake_it() {
         let c = clock(1, 5);
         (0..WARM_READS).for_each(|_| {
             c.now_ns();
         });
         until("the ticker parks", || c.state() == PARKED);
         assert_eq!(c.now.load(Relaxed), 0, "parked, it publishes nothing");
-        let before = read_clock();
-        assert!(c.now_ns() >= before, "a read while parked takes the clock");
-        assert_ne!(c.state(), PARKED, "and wakes the ticker");
+        for _ in 0..WARM_READS - 1 {
+            let before = read_clock();
+            assert!(c.now_ns() >= before, "a read while parked takes the clock");
+        }
+        assert_eq!(c.state(), PARKED, "a channel used now and then does not wake it");
+        c.now_ns();
+        assert_ne!(c.state(), PARKED, "busy again, it is woken");
         until("the ticker publishes again", || c.now.load(Relaxed) != 0);
     }
 
