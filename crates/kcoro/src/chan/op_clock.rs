@@ -14,11 +14,11 @@
 //! 2. *Ticking*: the ticker stores the clock in `now` (never 0), sleeps one tick (the
 //!    clock's own resolution, 1–10 ms) and looks whether anyone read `now` meanwhile
 //!    (`read`: a reader sets it only when it is clear, so the line stays shared).
-//! 3. *Parking*: after [`IDLE`] without a read, the ticker zeroes the count of cold
-//!    reads, stores 0 in `now`, says `PARKED`, and parks. A reader that still got the old
-//!    value got one at most a tick old; a reader that sees 0 takes the clock, and the
-//!    [`WARM_READS`]th such read moves the state to `WAKING` and unparks it: busy again,
-//!    it ticks again, where a channel used now and then does not wake it for each use.
+//! 3. *Exit*: after [`IDLE`] without a read, the ticker zeroes the count of cold reads,
+//!    stores 0 in `now`, says `NONE`, and ends: no thread stays behind an idle program. A
+//!    reader that still got the old value got one at most a tick old; a reader that sees
+//!    0 takes the clock, and the [`WARM_READS`]th such read starts a new ticker, so a
+//!    channel used now and then never starts one.
 //! 4. *Fork*: a forked child has no ticker; a `pthread_atfork` handler resets the
 //!    process's clock to cold, so the child takes the clock until it starts its own.
 //!
@@ -30,24 +30,20 @@
 #![cfg_attr(any(miri, loom), allow(dead_code))]
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
 use std::time::Duration;
 
 /// Clock reads before the ticker starts.
 const WARM_READS: u64 = 256;
-/// How long the ticker ticks on without a read before it parks.
+/// How long the ticker ticks on without a read before it ends.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// No ticker (yet, or it could not start): readers take the clock.
+/// No ticker (yet, or again): readers take the clock and count.
 const NONE: u8 = 0;
-/// The ticker ticks (`now` set, or about to be).
+/// The ticker ticks (`now` set, or about to be, or about to be cleared as it ends).
 const RUNNING: u8 = 1;
-/// The ticker parked itself (`now` is 0).
-const PARKED: u8 = 2;
-/// A reader unparked the ticker.
-const WAKING: u8 = 3;
 /// Starting the ticker failed: readers take the clock for good.
-const FAILED: u8 = 4;
+const FAILED: u8 = 2;
 
 /// One published clock and its ticker. The process has one ([`now_ns`]); tests make their
 /// own, with short ticks, so other tests' reads do not keep theirs busy.
@@ -59,8 +55,6 @@ pub(crate) struct OpClock {
     state: AtomicU8,
     /// Clock reads while cold, counting up to [`WARM_READS`].
     cold_reads: AtomicU64,
-    /// The ticker thread (a leaked handle, stored by the ticker itself), for unparking it.
-    ticker: AtomicPtr<std::thread::Thread>,
     tick: Duration,
     idle: Duration,
 }
@@ -107,7 +101,6 @@ impl OpClock {
             read: AtomicBool::new(false),
             state: AtomicU8::new(NONE),
             cold_reads: AtomicU64::new(0),
-            ticker: AtomicPtr::new(std::ptr::null_mut()),
             tick,
             idle,
         }
@@ -129,18 +122,12 @@ impl OpClock {
     #[inline(never)]
     fn read_cold(&'static self) -> u64 {
         let now = read_clock();
-        let state = self.state.load(Acquire);
-        // Cold, or parked: the [`WARM_READS`]th cold read since starts or wakes the ticker
-        // (one reader gets that count). A channel used now and then never wakes it.
-        if (state == NONE || state == PARKED) && self.cold_reads.fetch_add(1, Relaxed) + 1 == WARM_READS {
-            if state == NONE {
-                self.start();
-            } else if self.state.compare_exchange(PARKED, WAKING, Acquire, Relaxed).is_ok() {
-                self.unpark();
-            }
+        // The [`WARM_READS`]th cold read since the last ticker ended (or ever) starts one;
+        // one reader gets that count. RUNNING: about to publish, or ending (its reads
+        // uncounted); FAILED: no ticker.
+        if self.state.load(Acquire) == NONE && self.cold_reads.fetch_add(1, Relaxed) + 1 == WARM_READS {
+            self.start();
         }
-        // Otherwise RUNNING: about to publish, or about to park (and then counted); WAKING:
-        // being woken; FAILED: no ticker.
         now
     }
 
@@ -157,22 +144,11 @@ impl OpClock {
         }
     }
 
-    fn unpark(&self) {
-        let ticker = self.ticker.load(Acquire);
-        if !ticker.is_null() {
-            // SAFETY: set from a leaked `Box` in `run`, never freed.
-            unsafe { (*ticker).unpark() };
-        }
-    }
-
     /// The ticker's loop.
     fn run(&'static self) {
         let tick = if self.tick.is_zero() { resolution() } else { self.tick };
         let idle_ticks = (self.idle.as_nanos() / tick.as_nanos()).max(1);
         let mut idle = 0;
-        // Stored before the ticker can park, so a reader that sees it parked finds it.
-        // Leaked: a forked child's copy of a parent's handle is not the child's to free.
-        self.ticker.store(Box::into_raw(Box::new(std::thread::current())), Release);
         loop {
             // Only grows: the clock is monotonic.
             self.now.store(read_clock(), Relaxed);
@@ -185,16 +161,12 @@ impl OpClock {
             if idle < idle_ticks {
                 continue;
             }
-            idle = 0;
+            // In this order: a reader that sees 0 and then NONE counts from 0. Nothing of
+            // this clock is touched after NONE, when a reader may start the next ticker.
             self.cold_reads.store(0, Relaxed);
             self.now.store(0, Relaxed);
-            self.state.store(PARKED, Release);
-            // A reader moves the state to WAKING before it unparks; a spurious wake-up
-            // parks again.
-            while self.state.load(Acquire) == PARKED {
-                std::thread::park();
-            }
-            self.state.store(RUNNING, Relaxed);
+            self.state.store(NONE, Release);
+            return;
         }
     }
 
@@ -271,21 +243,27 @@ mod tests {
     }
 
     #[test]
-    fn an_unread_ticker_parks_and_busy_reads_wake_it() {
+    fn an_unread_ticker_ends_and_busy_reads_start_another() {
         let c = clock(1, 5);
         (0..WARM_READS).for_each(|_| {
             c.now_ns();
         });
-        until("the ticker parks", || c.state() == PARKED);
-        assert_eq!(c.now.load(Relaxed), 0, "parked, it publishes nothing");
+        // Started (RUNNING) by the last read; nothing reads it now.
+        until("the unread ticker ends", || c.state() == NONE);
+        assert_eq!(c.now.load(Relaxed), 0, "ended, it publishes nothing");
         for _ in 0..WARM_READS - 1 {
             let before = read_clock();
-            assert!(c.now_ns() >= before, "a read while parked takes the clock");
+            assert!(c.now_ns() >= before, "a read without a ticker takes the clock");
         }
-        assert_eq!(c.state(), PARKED, "a channel used now and then does not wake it");
+        assert_eq!(c.state(), NONE, "a channel used now and then does not start one");
         c.now_ns();
-        assert_ne!(c.state(), PARKED, "busy again, it is woken");
-        until("the ticker publishes again", || c.now.load(Relaxed) != 0);
+        assert_eq!(c.state(), RUNNING, "busy again, a ticker starts");
+        // Read on while waiting, as a busy channel would, or a slow look could find it
+        // already ended (5 ms unread); the reads then start another.
+        until("a new ticker publishes", || {
+            c.now_ns();
+            c.now.load(Relaxed) != 0
+        });
     }
 
     #[test]
