@@ -601,8 +601,8 @@ impl<T> Chan<T> {
         }
     }
 
-    /// A ring channel's send: the ring without the lock (its uncontended push inlined,
-    /// a try's out of line), else the lock (out of line).
+    /// A ring channel's send: the ring without the lock (its push inlined, a try's a
+    /// call), else the lock (out of line).
     #[inline(always)]
     fn send_via_ring(&self, ring: &Ring<T>, v: T, wait: Wait<'_>) -> Result<(), SendError<T>> {
         let pushed = if wait.is_plain_try() { ring.try_push_out_of_line(v) } else { ring.try_push(v) };

@@ -47,7 +47,7 @@ const FAILED: u8 = 2;
 
 /// One published clock and its ticker. The process has one ([`now_ns`]); tests make their
 /// own, with short ticks, so other tests' reads do not keep theirs busy.
-pub(crate) struct OpClock {
+struct OpClock {
     /// The published time in ns; 0 while no ticker publishes.
     now: AtomicU64,
     /// Someone read `now` since the ticker last looked.
@@ -76,7 +76,7 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 /// `CLOCK_MONOTONIC_COARSE` in ns, never 0.
-pub(crate) fn read_clock() -> u64 {
+fn read_clock() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel
     // supports since 2.6.32. On failure `ts` stays zero and we report 1.
@@ -95,7 +95,7 @@ fn resolution() -> Duration {
 
 impl OpClock {
     /// A cold clock; `tick` zero means the coarse clock's resolution.
-    pub(crate) const fn new(tick: Duration, idle: Duration) -> Self {
+    const fn new(tick: Duration, idle: Duration) -> Self {
         OpClock {
             now: AtomicU64::new(0),
             read: AtomicBool::new(false),
@@ -107,7 +107,7 @@ impl OpClock {
     }
 
     #[inline]
-    pub(crate) fn now_ns(&'static self) -> u64 {
+    fn now_ns(&'static self) -> u64 {
         let now = self.now.load(Relaxed);
         if now == 0 {
             return self.read_cold();

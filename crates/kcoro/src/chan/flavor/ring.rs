@@ -242,17 +242,25 @@ impl<T> Ring<T> {
                 // push expects none, so a flag set meanwhile fails this exchange.
                 if self.tail.word.compare_exchange_weak(word, self.next(pos) | flags, SeqCst, Relaxed).is_ok()
                 {
-                    // SAFETY: the exchange made `pos` ours, and its stamp said the slot is
-                    // empty.
-                    unsafe { self.fill(slot, pos, v, len) };
+                    // SAFETY: winning the exchange made position `pos` ours alone, and its
+                    // stamp said the slot is empty for `pos`: nobody else touches the value.
+                    slot.value.with_mut(|p| unsafe { (*p).write(v) });
+                    // Counted before the stamp: a pop of this value, and so its own count,
+                    // comes after this one (see `payload_bytes`).
+                    if let Some(n) = len {
+                        self.tail.bytes.fetch_add(n as u64, Relaxed);
+                    }
+                    // Release: publishes the value to the popper that reads this stamp.
+                    slot.stamp.store(add(pos, 1), Release);
+                    self.touch(&self.tail);
                     return Push::Done;
                 }
             } else if add(stamp, self.one_lap) == add(pos, 1) {
                 // The slot still holds the previous lap's value: full, unless its pop is
-                // under way. SeqCst fence: pairs with the one in `pop`, so a
-                // lock-free pusher and popper that both see the other's end stale cannot
-                // both give up. Under the lock it is not needed: an operation that parks
-                // raises the flags with a read-modify-write and looks again.
+                // under way. SeqCst fence: pairs with the one in `pop`, so a lock-free
+                // pusher and popper that both see the other's end stale cannot both give
+                // up. Under the lock it is not needed: an operation that parks raises the
+                // flags with a read-modify-write and looks again.
                 if !locked {
                     fence(SeqCst);
                 }
@@ -264,25 +272,6 @@ impl<T> Ring<T> {
             // Another push claimed this position, or a pop has not stamped it yet.
             backoff(&mut round);
         }
-    }
-
-    /// Writes a claimed slot and hands it to the popper of `pos`.
-    ///
-    /// # Safety
-    /// The caller won the tail exchange for `pos`, whose stamp said `slot` is empty:
-    /// nobody else touches its value.
-    #[inline(always)]
-    unsafe fn fill(&self, slot: &Slot<T>, pos: u64, v: T, len: Option<usize>) {
-        // SAFETY: the caller's contract.
-        slot.value.with_mut(|p| unsafe { (*p).write(v) });
-        // Counted before the stamp: a pop of this value, and so its own count, comes
-        // after this one (see `payload_bytes`).
-        if let Some(n) = len {
-            self.tail.bytes.fetch_add(n as u64, Relaxed);
-        }
-        // Release: publishes the value to the popper that reads this stamp.
-        slot.stamp.store(add(pos, 1), Release);
-        self.touch(&self.tail);
     }
 
     /// A pop, inlined whole as [`push`](Self::push) is.
@@ -302,9 +291,19 @@ impl<T> Ring<T> {
             if stamp == add(pos, 1) {
                 if self.head.word.compare_exchange_weak(word, self.next(pos) | flags, SeqCst, Relaxed).is_ok()
                 {
-                    // SAFETY: the exchange made `pos` ours, and its stamp said the value
-                    // is written.
-                    return Pop::Got(unsafe { self.take(slot, pos) });
+                    // SAFETY: winning the exchange made position `pos` ours alone, and its
+                    // stamp said a pusher wrote the value: we move it out exactly once.
+                    let v = slot.value.with(|p| unsafe { (*p).assume_init_read() });
+                    // Release: our read happens before the next lap's push writes.
+                    slot.stamp.store(add(pos, self.one_lap), Release);
+                    // Measured once the slot is given back: a measure that panics (it is
+                    // the element type's code) leaves the ring whole.
+                    if let Some(f) = self.payload_len {
+                        // Release: pairs with the Acquire in `payload_bytes`.
+                        self.head.bytes.fetch_add(f(&v) as u64, Release);
+                    }
+                    self.touch(&self.head);
+                    return Pop::Got(v);
                 }
             } else if stamp == pos {
                 // Nothing written here yet: empty, unless a push is under way. (The fence:
@@ -319,27 +318,6 @@ impl<T> Ring<T> {
             }
             backoff(&mut round);
         }
-    }
-
-    /// Moves the value out of a claimed slot and gives the slot to the next lap's push.
-    ///
-    /// # Safety
-    /// The caller won the head exchange for `pos`, whose stamp said a pusher wrote
-    /// `slot`'s value: it is moved out exactly once.
-    #[inline(always)]
-    unsafe fn take(&self, slot: &Slot<T>, pos: u64) -> T {
-        // SAFETY: the caller's contract.
-        let v = slot.value.with(|p| unsafe { (*p).assume_init_read() });
-        // Release: our read happens before the next lap's push writes.
-        slot.stamp.store(add(pos, self.one_lap), Release);
-        // Measured once the slot is given back: a measure that panics (it is the element
-        // type's code) leaves the ring whole.
-        if let Some(f) = self.payload_len {
-            // Release: pairs with the Acquire in `payload_bytes`.
-            self.head.bytes.fetch_add(f(&v) as u64, Release);
-        }
-        self.touch(&self.head);
-        v
     }
 
     /// Records the time of an operation at `end` (and the first one ever).
