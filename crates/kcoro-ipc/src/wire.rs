@@ -395,6 +395,40 @@ impl Outbox {
         self.push_marked(None, None, None, |_, out, max| f(out, max))
     }
 
+    /// As [`push`](Self::push), then written at once from the calling coroutine unless
+    /// someone is writing (they take it with what they find when done) or something marked
+    /// is queued (the writer is rung). For a caller that would [`flush_now`](Self::flush_now)
+    /// anyway: the writer coroutine is not rung for a frame that is about to be written (a
+    /// wake-up of another worker, per frame, that finds nothing left to write).
+    pub(crate) fn push_and_flush(
+        &self,
+        stream: &Stream,
+        f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
+    ) -> Result<(), IpcError> {
+        let taken = {
+            let mut b = self.lock();
+            if b.closed {
+                return Err(IpcError::Closed(None));
+            }
+            let at = b.bytes.len();
+            if let Err(e) = f(&mut b.bytes, self.max_frame) {
+                b.bytes.truncate(at);
+                return Err(e.into());
+            }
+            if b.writing {
+                return Ok(());
+            }
+            if !b.marks.is_empty() {
+                drop(b);
+                let _ = self.bell.try_send(());
+                return Ok(());
+            }
+            Self::take_for_writing(&mut b)
+        };
+        self.write_taken(stream, taken);
+        Ok(())
+    }
+
     /// As [`push`](Self::push), for a reply carrying the value `hold` holds (`f` gets it to
     /// encode): given back unless the peer gets the frame whole (at once if the push fails).
     pub(crate) fn push_holding(
@@ -524,15 +558,26 @@ impl Outbox {
     /// for the writer coroutine to be scheduled. A failed write closes the outbox; the
     /// reader then sees the broken stream.
     pub(crate) fn flush_now(&self, stream: &Stream) {
-        let (mut out, mut holds) = {
+        let taken = {
             let mut b = self.lock();
             if b.writing || b.closed || b.bytes.is_empty() || !b.marks.is_empty() {
                 return;
             }
-            b.writing = true;
-            let spare = std::mem::take(&mut b.spare);
-            (std::mem::replace(&mut b.bytes, spare), std::mem::take(&mut b.holds))
+            Self::take_for_writing(&mut b)
         };
+        self.write_taken(stream, taken);
+    }
+
+    /// Takes what is queued (nothing marked, nobody writing) for the caller to write.
+    fn take_for_writing(b: &mut OutBuf) -> (Vec<u8>, Vec<(usize, Hold)>) {
+        b.writing = true;
+        let spare = std::mem::take(&mut b.spare);
+        (std::mem::replace(&mut b.bytes, spare), std::mem::take(&mut b.holds))
+    }
+
+    /// Writes what [`take_for_writing`](Self::take_for_writing) took; then lets others
+    /// write, ringing the writer for what came meanwhile.
+    fn write_taken(&self, stream: &Stream, (mut out, mut holds): (Vec<u8>, Vec<(usize, Hold)>)) {
         let (ring_start, mut written) = (stream.ring_position(), 0);
         let result = stream.write_all(&out, &mut written);
         stream.settle(&mut holds, ring_start, written);

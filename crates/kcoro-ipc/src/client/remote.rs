@@ -243,16 +243,10 @@ impl<T: Element> RemoteSender<T> {
         let inner = &self.conn.inner;
         let r = if inner.takes_credited() {
             drop(lease); // held until REGION_RELEASE (servers of minor ≥ 2)
-            let queued = inner.send_unanswered(Cmd::CHAN_SEND, |f| {
+            inner.send_unanswered(Cmd::CHAN_SEND, |f| {
                 f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1).u32(Attr::CREDITED, 1);
                 write_element(f, placed);
-            });
-            if queued.is_ok() && inner.on_rings() {
-                // Into shared memory is a copy, not a system call: cheaper done here than
-                // handed to the writer coroutine (which still batches while it writes).
-                inner.outbox.flush_now(inner.stream());
-            }
-            queued
+            })
         } else {
             let pending = Pending::Credit(Arc::clone(&self.chan), lease, len);
             inner

@@ -891,17 +891,19 @@ impl ConnState {
         if owed.0.is_empty() {
             return;
         }
-        for o in owed.0.drain(..) {
-            let _ = self.outbox.push(|out, max| {
+        // One push for them all, written at once: the writer is not rung for frames this
+        // coroutine writes itself.
+        let _ = self.outbox.push_and_flush(&self.stream, |out, max| {
+            for o in owed.0.drain(..) {
                 let mut f = FrameBuf::begin(out, Cmd::CREDIT, FLAG_EVENT);
                 f.u64(Attr::CHAN_ID, o.id)
                     .u32(Attr::CREDITS, o.values)
                     .u64(Attr::CREDIT_BYTES, o.bytes)
                     .i32(Attr::RESULT, o.result);
-                f.finish(max)
-            });
-        }
-        self.outbox.flush_now(&self.stream);
+                f.finish(max)?;
+            }
+            Ok(())
+        });
     }
 
     /// No send of this connection waits in channel `id`'s queue: a new one may go first.
