@@ -66,6 +66,66 @@ fn the_channel_api_runs_through_the_rings() {
     drop(server);
 }
 
+/// Several threads send on one ring connection at once, small `Bytes` (which the server
+/// copies into blocks shared between small elements) among large ones (whose regions'
+/// descriptors ride the socket beside the rings): every value arrives once, in its
+/// sender's order, and the small ones the consumer keeps still hold their own bytes after
+/// thousands more went through the same blocks.
+#[test]
+fn concurrent_senders_through_the_rings_lose_duplicate_and_overwrite_nothing() {
+    use bytes::Bytes;
+    const SENDERS: u32 = 3;
+    const EACH: u32 = 4_000;
+    let addr = sock("shm-concurrent.sock");
+    let (tx, rx) = chan::buffered::<Bytes>(256);
+    let server = Server::bind(&addr).unwrap().serve_channel("mixed", tx, rx.clone()).start().unwrap();
+    let conn = Connection::connect(&shm(&addr), ConnectOptions::new().ring_bytes(8192)).unwrap();
+    assert_eq!(conn.transport(), Transport::Shm, "refused: {:?}", conn.ring_refused());
+    // Value `i` of sender `s`: its header (sender, index), then a pattern of both, of a
+    // length from 8 bytes to 511, or 128 KiB for every 500th (shared memory).
+    let value = |s: u32, i: u32| {
+        let len = if i % 500 == 499 { 128 << 10 } else { 8 + (i as usize * 37 + s as usize) % 504 };
+        let mut v = Vec::with_capacity(len);
+        v.extend_from_slice(&s.to_le_bytes());
+        v.extend_from_slice(&i.to_le_bytes());
+        v.extend((8..len).map(|j| (j as u32 ^ s.wrapping_mul(31) ^ i) as u8));
+        Bytes::from(v)
+    };
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|s| {
+            let out = conn.sender::<Bytes>("mixed").unwrap();
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    out.send(value(s, i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut next = [0u32; SENDERS as usize];
+    let mut kept = Vec::new();
+    for n in 0..SENDERS * EACH {
+        let v = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        let s = u32::from_le_bytes(v[..4].try_into().unwrap());
+        let i = u32::from_le_bytes(v[4..8].try_into().unwrap());
+        assert!(s < SENDERS, "value {n}: sender {s}");
+        assert_eq!(i, next[s as usize], "sender {s}: lost, duplicated or reordered");
+        next[s as usize] += 1;
+        assert_eq!(v, value(s, i), "sender {s}, value {i}");
+        if n % 5 == 0 {
+            kept.push((s, i, v));
+        }
+    }
+    for h in senders {
+        h.join().unwrap();
+    }
+    assert_eq!(next, [EACH; SENDERS as usize]);
+    assert_eq!(rx.try_recv(), Err(ChanError::WouldBlock), "nothing more than was sent");
+    for (s, i, v) in &kept {
+        assert_eq!(*v, value(*s, *i), "kept value {i} of sender {s}, checked again at the end");
+    }
+    drop(server);
+}
+
 /// Elements large enough for shared regions still go through them on a ring connection:
 /// the region's descriptor travels over the socket beside the ring, both ways, and every
 /// byte arrives.
