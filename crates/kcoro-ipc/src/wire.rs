@@ -10,8 +10,9 @@
 //! (`SCM_RIGHTS`) are queued with the offset of the frame they belong to and sent with that
 //! frame's first byte; the move of writes to the rings is queued the same way, at the end
 //! of the handshake reply that announces it. A caller about to wait for an answer may write what is queued itself
-//! (`flush_now`) when nobody is writing, instead of waiting for the writer to be scheduled:
-//! one hand-off fewer on a round trip.
+//! (`flush_now`, or a push with [`Now`], which then leaves the writer unrung) when nobody
+//! is writing, instead of waiting for the writer to be scheduled: one hand-off fewer on a
+//! round trip.
 //!
 //! # Invariants
 //! - `OutBuf::marks` offsets are ascending and inside `OutBuf::bytes` (or at its end).
@@ -360,6 +361,15 @@ struct OutBuf {
     spare: Vec<u8>,
 }
 
+/// Whether a push also writes what is queued, from the calling coroutine, on this stream:
+/// for a caller that would [`Outbox::flush_now`] right after (a reply or a request its
+/// sender waits for; anything over the rings, where a write is a copy and not a system
+/// call). It writes unless someone is writing (they take the frame with what they find
+/// when done) or something marked is queued (the writer is rung for it), and the writer
+/// coroutine is not rung for a frame that is about to be written: a wake-up of another
+/// worker, per frame, that would find nothing left to write.
+pub(crate) type Now<'a> = Option<&'a Stream>;
+
 /// Frames waiting to be written, and the doorbell of the writer coroutine.
 pub(crate) struct Outbox {
     buf: Mutex<OutBuf>,
@@ -392,64 +402,44 @@ impl Outbox {
         &self,
         f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
-        self.push_marked(None, None, None, |_, out, max| f(out, max))
+        self.push_marked(None, None, None, None, |_, out, max| f(out, max))
     }
 
-    /// As [`push`](Self::push), then written at once from the calling coroutine unless
-    /// someone is writing (they take it with what they find when done) or something marked
-    /// is queued (the writer is rung). For a caller that would [`flush_now`](Self::flush_now)
-    /// anyway: the writer coroutine is not rung for a frame that is about to be written (a
-    /// wake-up of another worker, per frame, that finds nothing left to write).
+    /// As [`push`](Self::push), then written at once from the calling coroutine (see
+    /// [`Now`]).
     pub(crate) fn push_and_flush(
         &self,
         stream: &Stream,
         f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
-        let taken = {
-            let mut b = self.lock();
-            if b.closed {
-                return Err(IpcError::Closed(None));
-            }
-            let at = b.bytes.len();
-            if let Err(e) = f(&mut b.bytes, self.max_frame) {
-                b.bytes.truncate(at);
-                return Err(e.into());
-            }
-            if b.writing {
-                return Ok(());
-            }
-            if !b.marks.is_empty() {
-                drop(b);
-                let _ = self.bell.try_send(());
-                return Ok(());
-            }
-            Self::take_for_writing(&mut b)
-        };
-        self.write_taken(stream, taken);
-        Ok(())
+        self.push_marked(None, None, None, Some(stream), |_, out, max| f(out, max))
     }
 
     /// As [`push`](Self::push), for a reply carrying the value `hold` holds (`f` gets it to
     /// encode): given back unless the peer gets the frame whole (at once if the push fails).
+    /// With `now`, written at once (see [`Now`]).
     pub(crate) fn push_holding(
         &self,
         hold: Hold,
+        now: Now<'_>,
         f: impl FnOnce(&dyn Encode, &mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
-        self.push_marked(None, None, Some(hold), |value, out, max| match value {
+        self.push_marked(None, None, Some(hold), now, |value, out, max| match value {
             Some(v) => f(v, out, max),
             None => Ok(()), // a hold always has its value until it is dropped
         })
     }
 
-    /// As [`push`](Self::push), with descriptors sent alongside the frame.
+    /// As [`push`](Self::push), with descriptors sent alongside the frame. With `now`,
+    /// written at once (see [`Now`]) unless there are descriptors (the writer sends those).
     pub(crate) fn push_with_fds(
         &self,
         fds: Vec<OwnedFd>,
+        now: Now<'_>,
         f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
         let mark = (!fds.is_empty()).then_some(Mark::Fds(fds));
-        self.push_marked(mark, None, None, |_, out, max| f(out, max))
+        self.push_marked(mark, None, None, now, |_, out, max| f(out, max))
     }
 
     /// As [`push`](Self::push); the bytes after this frame go into the rings.
@@ -457,17 +447,19 @@ impl Outbox {
         &self,
         f: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
-        self.push_marked(None, Some(Mark::RingWrites), None, |_, out, max| f(out, max))
+        self.push_marked(None, Some(Mark::RingWrites), None, None, |_, out, max| f(out, max))
     }
 
     /// Appends the frame `f` writes (given `hold`'s value to encode, if any), with the marks
     /// before and after it and the hold ending where it ends. A hold whose push fails drops
-    /// here: its value is given back.
+    /// here: its value is given back. With `now`, writes what is queued if it can (see
+    /// [`Now`]); otherwise rings the writer if the buffer was empty.
     fn push_marked(
         &self,
         before: Option<Mark>,
         after: Option<Mark>,
         hold: Option<Hold>,
+        now: Now<'_>,
         f: impl FnOnce(Option<&dyn Encode>, &mut Vec<u8>, u32) -> Result<(), ProtoError>,
     ) -> Result<(), IpcError> {
         let mut b = self.lock();
@@ -490,8 +482,19 @@ impl Outbox {
         if let Some(h) = hold {
             b.holds.push((end, h));
         }
+        if let Some(stream) = now {
+            if b.writing {
+                return Ok(()); // whoever is writing takes it with what they find when done
+            }
+            if b.marks.is_empty() {
+                let taken = Self::take_for_writing(&mut b);
+                drop(b);
+                self.write_taken(stream, taken);
+                return Ok(());
+            }
+        }
         drop(b);
-        if at == 0 {
+        if at == 0 || now.is_some() {
             // Conflated: never waits; a ring already pending is enough.
             let _ = self.bell.try_send(());
         }

@@ -44,7 +44,7 @@ use crate::proto::{
 use crate::ring::link::{DEFAULT_RING, DEFAULT_SPIN, Link, Offer};
 use crate::shm::{ShmConfig, ShmRx, ShmTx};
 use crate::stats::{ChannelStats, SchedStats};
-use crate::wire::{FrameReader, Outbox, Sock, Stream};
+use crate::wire::{FrameReader, Now, Outbox, Sock, Stream};
 use crate::{Addr, Element, IpcError, auth, io_handle, on};
 
 /// How to connect.
@@ -619,9 +619,8 @@ impl Connection {
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<Reply, IpcError> {
         let (tx, mut rx) = oneshot::channel();
-        let req = self.inner.send_frame(cmd, Pending::Wait(tx), own, build)?;
-        // We are about to wait for the answer: write now rather than wait for the writer.
-        self.inner.outbox.flush_now(&self.inner.stream);
+        // We are about to wait for the answer: written now rather than by the writer.
+        let req = self.inner.send_frame(cmd, Pending::Wait(tx), own, Some(&self.inner.stream), build)?;
         match rx.recv_with(patience.map(|(deadline, _)| deadline), cancel) {
             Ok(r) => Ok(r),
             Err(ChanError::Timeout) => {
@@ -687,15 +686,17 @@ impl ConnInner {
         pending: Pending,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<u64, IpcError> {
-        self.send_frame(cmd, pending, Vec::new(), build)
+        self.send_frame(cmd, pending, Vec::new(), None, build)
     }
 
-    /// [`send_request`](Self::send_request), with `own` descriptors attached to the frame.
+    /// [`send_request`](Self::send_request), with `own` descriptors attached to the frame;
+    /// with `now`, written at once (see [`Now`]).
     fn send_frame(
         &self,
         cmd: Cmd,
         pending: Pending,
         own: Vec<OwnedFd>,
+        now: Now<'_>,
         build: impl FnOnce(&mut FrameBuf<'_>),
     ) -> Result<u64, IpcError> {
         let req = self.next_req.fetch_add(1, Relaxed);
@@ -706,7 +707,7 @@ impl ConnInner {
             }
             p.insert(req, pending);
         }
-        let r = self.outbox.push_with_fds(own, |out, max| {
+        let r = self.outbox.push_with_fds(own, now, |out, max| {
             let mut f = FrameBuf::begin(out, cmd, 0);
             f.u64(Attr::REQ_ID, req);
             build(&mut f);
@@ -767,7 +768,7 @@ impl ConnInner {
     pub(crate) fn share_region(&self, export_id: u64, fd: OwnedFd) -> Result<(), IpcError> {
         let sreq = self.next_req.fetch_add(1, Relaxed);
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(sreq, Pending::Ignore);
-        self.outbox.push_with_fds(vec![fd], |out, max| {
+        self.outbox.push_with_fds(vec![fd], None, |out, max| {
             let mut f = FrameBuf::begin(out, Cmd::REGION_SHARE, 0);
             f.u64(Attr::REQ_ID, sreq).u64(Attr::REGION_ID, export_id);
             f.finish(max)

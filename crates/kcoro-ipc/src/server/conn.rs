@@ -1016,7 +1016,7 @@ impl ConnState {
         let shm = self.shm_tx.as_ref().filter(|_| !self.shm_declined.load(Relaxed));
         let share = |export_id, fd| {
             let sreq = self.next_req.fetch_add(1, Relaxed);
-            let _ = self.outbox.push_with_fds(vec![fd], |out, max| {
+            let _ = self.outbox.push_with_fds(vec![fd], None, |out, max| {
                 let mut f = FrameBuf::begin(out, Cmd::REGION_SHARE, 0);
                 f.u64(Attr::REQ_ID, sreq).u64(Attr::REGION_ID, export_id);
                 f.finish(max)
@@ -1034,16 +1034,18 @@ impl ConnState {
                 }
                 back.put_back(v);
             });
-            let _ = self.outbox.push_holding(hold, |_, out, _| {
+            // The client waits for this reply: written now rather than by the writer.
+            let _ = self.outbox.push_holding(hold, Some(&self.stream), |_, out, _| {
                 let mut f = FrameBuf::begin(out, cmd, FLAG_REPLY);
                 f.u64(Attr::REQ_ID, req).i32(Attr::RESULT, 0).bytes(Attr::ZDESC, &z);
                 f.finish(max)
             });
-            return self.outbox.flush_now(&self.stream);
+            return;
         }
         let back = Arc::clone(chan);
         let hold = Hold::new(v, move |v| back.put_back(v));
-        let queued = self.outbox.push_holding(hold, |v, out, _| {
+        // The client waits for this reply: written now rather than by the writer.
+        let queued = self.outbox.push_holding(hold, Some(&self.stream), |v, out, _| {
             let mut f = FrameBuf::begin(out, cmd, FLAG_REPLY);
             f.u64(Attr::REQ_ID, req).i32(Attr::RESULT, 0).header(Attr::ELEMENT, len);
             let out = f.out();
@@ -1058,9 +1060,8 @@ impl ConnState {
                 "an element of {len} bytes (a reply of {frame}) exceeds this connection's MAX_FRAME of {max}; it stays in the channel"
             );
             self.refuse(cmd, req, -libc::EMSGSIZE, &msg);
+            self.outbox.flush_now(&self.stream);
         }
-        // The client waits for this reply: write it now rather than wait for the writer.
-        self.outbox.flush_now(&self.stream);
     }
 
     fn close(&self, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
