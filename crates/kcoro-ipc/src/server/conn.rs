@@ -981,9 +981,20 @@ impl ConnState {
             return Ok(());
         }
         // A value waiting: answered here, on the reader, like a send that need not wait.
-        if let Some(v) = chan.take_ready() {
-            self.element_reply(cmd, req, &chan, Ok(v));
-            return Ok(());
+        // Over the rings, looked for again after letting this worker's other coroutines run
+        // once: the one that sends it (woken by a send this reader just delivered, say) is
+        // often among them, and a reply written here saves spawning a coroutine to wait for
+        // it (a pinned 64-byte round trip 2.7-2.9 us -> 2.2 us). Over a socket the second
+        // look measured no gain (4 KiB round trips 4% slower), so it looks once.
+        let looks = if self.stream.on_rings() { 2 } else { 1 };
+        for look in 1..=looks {
+            if let Some(v) = chan.take_ready() {
+                self.element_reply(cmd, req, &chan, Ok(v));
+                return Ok(());
+            }
+            if look < looks {
+                kcoro::yield_now();
+            }
         }
         let Some(token) = self.admit(cmd, req) else { return Ok(()) };
         let me = Arc::clone(self);
