@@ -68,16 +68,16 @@ thread_local! {
 /// (at most 8 KiB).
 pub(crate) fn small_copy(bytes: &[u8]) -> bytes::Bytes {
     debug_assert!(bytes.len() <= SMALL_COPY_MAX);
-    SMALL_COPIES.with(|block| match block.try_borrow_mut() {
-        Ok(mut block) => {
-            // Room in this block, or the whole block back if every copy of it has gone
-            // (`reserve` reclaims it then), or a new block of the same size.
-            block.reserve(bytes.len());
-            block.extend_from_slice(bytes);
-            block.split().freeze()
-        }
-        Err(_) => bytes::Bytes::copy_from_slice(bytes), // not reentered today; never wrong
-    })
+    let pooled = SMALL_COPIES.try_with(|block| {
+        let mut block = block.try_borrow_mut().ok()?; // not reentered today
+        // Room in this block, or the whole block back if every copy of it has gone
+        // (`reserve` reclaims it then), or a new block of the same size.
+        block.reserve(bytes.len());
+        block.extend_from_slice(bytes);
+        Some(block.split().freeze())
+    });
+    // A plain copy is never wrong: while the thread's locals are being torn down, say.
+    pooled.ok().flatten().unwrap_or_else(|| bytes::Bytes::copy_from_slice(bytes))
 }
 
 pub use crate::shm::SharedView;
