@@ -42,42 +42,10 @@ pub trait Element: Sized + Send + 'static {
     }
     /// True for a type whose [`decode_view`](Self::decode_view) keeps the view: then a
     /// small element that arrives in a buffer the connection reuses is copied into a block
-    /// shared with other small elements (see `small_copy`), not into an allocation of its
+    /// shared with other small elements (see `kcoro::buf::small_copy`), not into an allocation of its
     /// own.
     #[doc(hidden)]
     const KEEPS_VIEWS: bool = false;
-}
-
-/// Largest element [`small_copy`] takes: above it, an allocation per element costs little
-/// beside its copy, and a kept element must not hold much memory it does not use.
-pub(crate) const SMALL_COPY_MAX: usize = 512;
-
-/// Size of the blocks [`small_copy`] copies into.
-const SMALL_COPY_BLOCK: usize = 8 << 10;
-
-thread_local! {
-    static SMALL_COPIES: std::cell::RefCell<bytes::BytesMut> =
-        std::cell::RefCell::new(bytes::BytesMut::with_capacity(SMALL_COPY_BLOCK));
-}
-
-/// A copy of `bytes` (at most [`SMALL_COPY_MAX`]) in a block this thread shares between
-/// small elements: one allocation per block instead of one per element, which matters
-/// where elements are decoded on one thread and dropped on another (the allocator's
-/// per-thread caches do not help then). A block is reused once every copy in it has been
-/// dropped, and freed with the last one otherwise; a copy kept alive keeps its block
-/// (at most 8 KiB).
-pub(crate) fn small_copy(bytes: &[u8]) -> bytes::Bytes {
-    debug_assert!(bytes.len() <= SMALL_COPY_MAX);
-    let pooled = SMALL_COPIES.try_with(|block| {
-        let mut block = block.try_borrow_mut().ok()?; // not reentered today
-        // Room in this block, or the whole block back if every copy of it has gone
-        // (`reserve` reclaims it then), or a new block of the same size.
-        block.reserve(bytes.len());
-        block.extend_from_slice(bytes);
-        Some(block.split().freeze())
-    });
-    // A plain copy is never wrong: while the thread's locals are being torn down, say.
-    pooled.ok().flatten().unwrap_or_else(|| bytes::Bytes::copy_from_slice(bytes))
 }
 
 pub use crate::shm::SharedView;
@@ -207,57 +175,6 @@ pub fn postcard_decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Runs `f` on a thread of its own: a fresh block.
-    fn on_fresh_thread(f: impl FnOnce() + Send + 'static) {
-        std::thread::spawn(f).join().unwrap();
-    }
-
-    #[test]
-    fn small_copies_are_neighbours_in_one_block_and_hold_their_bytes() {
-        on_fresh_thread(|| {
-            let value =
-                |i: usize| (0..1 + i % SMALL_COPY_MAX).map(|j| (i * 13 + j) as u8).collect::<Vec<u8>>();
-            let mut kept = Vec::new();
-            for i in 0..20_000 {
-                let copy = small_copy(&value(i));
-                assert_eq!(copy, value(i));
-                if i % 97 == 0 {
-                    kept.push((i, copy));
-                }
-            }
-            for (i, copy) in &kept {
-                assert_eq!(*copy, value(*i), "kept copy {i}, after thousands more");
-            }
-            let (a, b) = (small_copy(b"first"), small_copy(b"second"));
-            assert_eq!(a.as_ptr().wrapping_add(a.len()), b.as_ptr(), "one block, one after the other");
-        });
-    }
-
-    #[test]
-    fn a_block_whose_copies_have_all_gone_is_taken_back() {
-        on_fresh_thread(|| {
-            let base = small_copy(&[1; 100]).as_ptr(); // dropped at once
-            let full = [2u8; SMALL_COPY_MAX];
-            let back =
-                (0..=SMALL_COPY_BLOCK / SMALL_COPY_MAX + 1).any(|_| small_copy(&full).as_ptr() == base);
-            assert!(back, "the block's start was not used again");
-        });
-    }
-
-    #[test]
-    fn a_kept_copy_keeps_its_bytes_when_the_block_fills_up() {
-        on_fresh_thread(|| {
-            let keep = small_copy(&[9; 100]);
-            let span = keep.as_ptr() as usize..keep.as_ptr() as usize + keep.len();
-            for _ in 0..4 * SMALL_COPY_BLOCK / SMALL_COPY_MAX {
-                let other = small_copy(&[3u8; SMALL_COPY_MAX]);
-                let at = other.as_ptr() as usize;
-                assert!(at + other.len() <= span.start || at >= span.end, "written over a kept copy");
-            }
-            assert_eq!(keep, [9u8; 100][..]);
-        });
-    }
 
     #[test]
     fn only_types_that_keep_views_take_small_copies() {

@@ -14,10 +14,11 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use kcoro::buf::{SMALL_MAX, small_copy};
 use kcoro::zcopy::{Access, Region, ZBuf, ZDesc, ZError, ZView};
 
 use crate::Element;
-use crate::element::{DecodeError, SMALL_COPY_MAX, small_copy};
+use crate::element::DecodeError;
 use crate::proto::{Attr, FrameBuf, FrameRef, ProtoError, zdesc};
 
 /// Shared-memory settings of one connection.
@@ -262,7 +263,7 @@ pub(crate) fn locate<'a>(f: &FrameRef<'a>) -> Result<Located<'a>, ProtoError> {
 /// An inline element inside `frame` (the frame's own buffer, when it has one of its own)
 /// is decoded by [`Element::decode_view`] from a view of it, which may keep the view
 /// instead of copying; otherwise it is copied out (a small one, for a type that keeps
-/// views, into a block shared with other small elements: `small_copy`).
+/// views, into a block shared with other small elements: `kcoro::buf::small_copy`).
 /// With a `release`, a shared element is decoded by [`Element::decode_shared`], which may
 /// keep the view (and so the peer's span) until the value is dropped; `release` runs then.
 /// Without one, the element is copied out and the span is free when this returns.
@@ -275,7 +276,7 @@ pub(crate) fn decode_element<T: Element>(
     match at {
         Located::Inline(b) => match frame.and_then(|f| view_in(f, b)) {
             Some(view) => T::decode_view(view),
-            None if T::KEEPS_VIEWS && b.len() <= SMALL_COPY_MAX => T::decode_view(small_copy(b)),
+            None if T::KEEPS_VIEWS && b.len() <= SMALL_MAX => T::decode_view(small_copy(b)),
             None => T::decode(b),
         },
         Located::Shared(d) => {

@@ -23,6 +23,8 @@
 #![warn(missing_docs)]
 
 pub mod actor;
+#[cfg(feature = "bytes")]
+pub mod buf;
 pub mod chan;
 pub mod compat;
 pub mod coro;
