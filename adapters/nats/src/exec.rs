@@ -59,6 +59,41 @@ pub(crate) fn reply_pair<R>() -> (Reply<R>, oneshot::Receiver<R>) {
     (Reply { tx }, rx)
 }
 
+/// Polls `fut` on the caller (a coroutine parks, a thread blocks) *outside* tokio's
+/// context, as `wait` allows; timing out or being cancelled drops it. For futures that
+/// need no runtime, only wakers: the client's channels (a publish's hand-off, a
+/// subscription's next message), where entering the context cost more than the operation.
+///
+/// The first poll uses a no-op waker: these futures are mostly ready at once (a queue
+/// with room, a message waiting), and then nothing of a wait is set up (the caller's
+/// unparker, the waker kcoro's wait builds: an eighth of a fan-out publisher's time). A
+/// future still pending is polled again, by the wait, with a waker that works.
+pub(crate) fn wait_plain<F: Future>(wait: Wait<'_>, fut: F) -> Result<F::Output, NatsError> {
+    let mut fut = std::pin::pin!(fut);
+    if let Some(out) = poll_once(fut.as_mut()) {
+        return Ok(out);
+    }
+    kcoro::future::wait_with(fut, wait.deadline, wait.token).map_err(wait_error)
+}
+
+/// Polls `fut` once, outside tokio's context (see [`wait_plain`]): its output if that poll
+/// finishes it, else `None` (the future is dropped, which cancels it). For the `try_`
+/// operations, which never wait.
+pub(crate) fn poll_once<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    match fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
+}
+
+fn wait_error(e: WaitError) -> NatsError {
+    match e {
+        WaitError::Timeout => NatsError::Chan(ChanError::Timeout),
+        WaitError::Cancelled => NatsError::Chan(ChanError::Canceled),
+    }
+}
+
 /// A handle on the executor; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Exec {
@@ -113,10 +148,16 @@ impl Exec {
     /// executor's own thread, whose waiting would stop what it waits for.
     pub(crate) fn here<F: Future>(&self, wait: Wait<'_>, fut: F) -> Result<F::Output, NatsError> {
         kcoro::compat::tokio::wait_with(fut, wait.deadline, wait.token).map_err(|e| match e {
-            kcoro::compat::tokio::Error::Wait(WaitError::Timeout) => NatsError::Chan(ChanError::Timeout),
-            kcoro::compat::tokio::Error::Wait(WaitError::Cancelled) => NatsError::Chan(ChanError::Canceled),
+            kcoro::compat::tokio::Error::Wait(e) => wait_error(e),
             kcoro::compat::tokio::Error::Runtime(e) => NatsError::nats("start the executor", e),
         })
+    }
+
+    /// Drops `value` inside the executor's tokio context: some of the client's objects
+    /// (a subscription) spawn a task when dropped, which needs that context.
+    pub(crate) fn drop_here<T>(&self, value: T) {
+        let _in_tokio = self.runtime.enter();
+        drop(value);
     }
 
     /// Runs `fut` on the executor and waits for its result (see [`Exec::call_with`]).

@@ -1,8 +1,10 @@
 //! Per-host counters of a bridged channel end, beyond its local channel's snapshot.
 //!
-//! Each end moves its values through a named local kcoro channel (listed in kcoro's
-//! registry, so `chanmon` and `/metrics` show it with exact counters); these counters add
-//! what only the bridge sees: server acknowledgements, retries, redeliveries, markers.
+//! The receiving ends of work queues, conflated and rendezvous channels move their values
+//! through a named local kcoro channel (listed in kcoro's registry, so `chanmon` and
+//! `/metrics` show it with exact counters); these counters add what only the bridge sees:
+//! server acknowledgements, retries, redeliveries, markers. The sending ends and both
+//! fan-out ends hand values to the client directly, so these counters are all they have.
 //! Atomics, updated once per event, so exact on this host; no global count exists.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -21,7 +23,8 @@ pub struct BridgeStats {
     pub duplicates: u64,
     /// Failed operations reported to callers (other than timeouts and cancels).
     pub errors: u64,
-    /// Messages received from the server (including redeliveries).
+    /// Messages received from the server (including redeliveries); for a fan-out
+    /// subscriber, messages its receives took from the client.
     pub delivered: u64,
     /// Received messages that the server had delivered before (unacked elsewhere).
     pub redelivered: u64,

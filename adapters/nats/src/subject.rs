@@ -1,52 +1,48 @@
 //! Fan-out across hosts: core NATS subjects, at-most-once.
 //!
-//! A [`Publisher`] hands each encoded value to the executor through its named local
-//! outbox (a buffered kcoro channel: a send parks only while the outbox is full) and one
-//! task publishes them in order. Every [`Subscriber`] of the subject (on any host) gets
-//! every value published after it subscribed, through its own named local buffer of
-//! payloads as they arrived; the receiving caller decodes them, so the executor's thread,
-//! which every end of the connection shares, only moves bytes. Nothing is stored: a
-//! subscriber that is not connected, or too slow (the client's buffer overflows), misses
-//! values.
+//! A [`Publisher`] hands each encoded value to the client from the caller: the publish
+//! future is polled on the sending coroutine inside the bridge's tokio context (as a
+//! work-queue send), so a send parks only while the client's command queue is full. Every
+//! [`Subscriber`] of the subject (on any host) gets every value published after it
+//! subscribed: its receiving callers take the client's subscription in turn (one polls it,
+//! the others wait in line behind a lock) and decode on their own thread. So the
+//! executor's thread, which every end of the connection shares, only reads, parses and
+//! writes: an extra hop there per message (an outbox task, a forwarding task) made it the
+//! bottleneck, and let a fast publisher outrun the subscription it also served. Nothing
+//! is stored: a subscriber that is not connected, or too slow (the client's buffer of
+//! 65 536 messages overflows), misses values.
 //!
 //! # Protocol
 //! 1. *Subscribe*: the subscription is registered and flushed before
 //!    [`Nats::subscriber`] returns, so every value published after that reaches it.
-//! 2. *Publish*: the publishing task publishes in outbox order; [`Publisher::flush`]
-//!    goes through the same outbox and returns once everything before it reached the
-//!    server.
-//! 3. *Close*: [`Publisher::close`] publishes the end marker; each subscriber that sees
-//!    it unsubscribes and closes its local buffer (its users drain, then get `Closed`).
+//! 2. *Publish*: a publish is queued to the client in the caller's order (the client's
+//!    command queue is FIFO); [`Publisher::flush`] goes through the same queue and returns
+//!    once everything before it reached the server.
+//! 3. *Close*: [`Publisher::close`] publishes the end marker; a subscriber whose receiver
+//!    takes it unsubscribes, and every later receive there gets `Closed` (the values
+//!    before the marker were taken first: the subscription is FIFO).
 
+use std::future::poll_fn;
 use std::marker::PhantomData;
+use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use async_nats::Subject;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use kcoro::chan::{self, ChanError, Snapshot};
+use futures_util::task::AtomicWaker;
+use kcoro::chan::ChanError;
 use kcoro::sync::CancelToken;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{check_subject, decode, encode, end_headers, is_end};
-use crate::exec::{Reply, Wait, reply_pair};
+use crate::exec::{Wait, poll_once, wait_plain};
 use crate::stats::{BridgeStats, Counters, bump};
 use crate::{Nats, NatsError, SendError, Shared};
-
-/// Values queued to the executor per publisher before senders wait.
-const OUTBOX: usize = 1024;
-
-/// Values buffered per subscriber on this host.
-const INBOX: usize = 1024;
-
-enum Out {
-    Value(Bytes),
-    End,
-    Flush(Reply<Result<(), NatsError>>),
-}
 
 impl Nats {
     /// A publisher and a subscriber of `subject` (see [`Nats::publisher`] and
@@ -61,32 +57,13 @@ impl Nats {
     /// A publisher of `subject` (no wildcards).
     pub fn publisher<T: Serialize>(&self, subject: &str) -> Result<Publisher<T>, NatsError> {
         check_subject(subject, false)?;
-        let (out, out_rx) =
-            chan::Builder::<Out>::buffered(OUTBOX).name(format!("nats:sub:{subject}:out")).build();
-        let counters = Arc::new(Counters::default());
-        // Made once: a `Subject` clones by a reference count, a `String` by a copy.
-        let (client, subj, c) = (self.shared.client.clone(), Subject::from(subject), Arc::clone(&counters));
-        self.shared.exec.spawn(async move {
-            while let Ok(item) = out_rx.recv_async().await {
-                match item {
-                    Out::Value(payload) => match client.publish(subj.clone(), payload).await {
-                        Ok(()) => bump(&c.published),
-                        Err(_) => bump(&c.errors),
-                    },
-                    Out::End => {
-                        match client.publish_with_headers(subj.clone(), end_headers(), Bytes::new()).await {
-                            Ok(()) => bump(&c.end_markers),
-                            Err(_) => bump(&c.errors),
-                        }
-                    }
-                    Out::Flush(reply) => {
-                        reply.send(client.flush().await.map_err(|e| NatsError::nats("flush", e)))
-                    }
-                }
-            }
-        })?;
-        let core =
-            PublisherCore { shared: Arc::clone(&self.shared), out, counters, closed: AtomicBool::new(false) };
+        let core = PublisherCore {
+            shared: Arc::clone(&self.shared),
+            // Made once: a `Subject` clones by a reference count, a `String` by a copy.
+            subject: Subject::from(subject),
+            counters: Counters::default(),
+            closed: AtomicBool::new(false),
+        };
         Ok(Publisher { core: Arc::new(core), _values: PhantomData })
     }
 
@@ -99,7 +76,7 @@ impl Nats {
         check_subject(subject, true)?;
         let client = self.shared.client.clone();
         let subj = subject.to_string();
-        let mut sub = self
+        let sub = self
             .shared
             .exec
             .call(Wait::FOREVER, async move {
@@ -108,36 +85,55 @@ impl Nats {
                 Ok::<_, async_nats::Error>(sub)
             })?
             .map_err(|e| NatsError::nats("subscribe", e))?;
-        let (local_tx, local) =
-            chan::Builder::<Bytes>::buffered(INBOX).name(format!("nats:sub:{subject}")).build();
-        let counters = Arc::new(Counters::default());
-        let c = Arc::clone(&counters);
-        self.shared.exec.spawn(async move {
-            while let Some(msg) = sub.next().await {
-                bump(&c.delivered);
-                if is_end(msg.headers.as_ref()) {
-                    bump(&c.end_markers);
-                    break;
-                }
-                if local_tx.send_async(msg.payload).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sub.unsubscribe().await;
-            local_tx.close();
-        })?;
-        Ok(Subscriber { local, counters, _shared: Arc::clone(&self.shared), _values: PhantomData })
+        let core = SubscriberCore {
+            shared: Arc::clone(&self.shared),
+            incoming: tokio::sync::Mutex::new(Incoming { sub: Some(sub) }),
+            closing: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+            closing_waker: AtomicWaker::new(),
+            counters: Counters::default(),
+        };
+        Ok(Subscriber { core: Arc::new(core), _values: PhantomData })
     }
 }
 
 struct PublisherCore {
     shared: Arc<Shared>,
-    out: chan::Sender<Out>,
-    counters: Arc<Counters>,
+    subject: Subject,
+    counters: Counters,
     closed: AtomicBool,
 }
 
-/// The publishing end of a core subject. Cloneable; clones share the outbox.
+impl PublisherCore {
+    /// Hands `payload` (with `headers`) to the client, as `wait` allows, or only if the
+    /// client's queue has room (`try_only`).
+    fn publish(
+        &self,
+        payload: Bytes,
+        headers: Option<async_nats::HeaderMap>,
+        wait: Wait<'_>,
+        try_only: bool,
+    ) -> Result<(), NatsError> {
+        let (client, subject) = (&self.shared.client, self.subject.clone());
+        let handed = match headers {
+            // The end marker: rare, so its larger future stays off the values' path.
+            Some(h) => wait_plain(wait, client.publish_with_headers(subject, h, payload))?,
+            None if try_only => {
+                poll_once(client.publish(subject, payload)).ok_or(NatsError::Chan(ChanError::WouldBlock))?
+            }
+            // Pinned where it is made: the future (a few hundred bytes) is not copied again
+            // on its way into the wait, which showed as `memmove` in profiles.
+            None => wait_plain(wait, pin!(client.publish(subject, payload)))?,
+        };
+        handed.map_err(|e| {
+            bump(&self.counters.errors);
+            NatsError::nats("publish", e)
+        })
+    }
+}
+
+/// The publishing end of a core subject. Cloneable; clones share the counters and the
+/// closed state.
 pub struct Publisher<T> {
     core: Arc<PublisherCore>,
     _values: PhantomData<fn(T)>,
@@ -149,44 +145,40 @@ impl<T> Clone for Publisher<T> {
     }
 }
 
-fn outbox_error(e: ChanError) -> NatsError {
-    NatsError::Chan(e)
-}
-
 impl<T: Serialize + 'static> Publisher<T> {
     fn send_inner(&self, value: T, wait: Wait<'_>, try_only: bool) -> Result<(), SendError<T>> {
         if self.core.closed.load(Relaxed) {
             return Err(SendError::new(NatsError::Chan(ChanError::Closed), value));
         }
-        let payload = match encode(&value).and_then(|p| self.core.shared.check_payload(p.len()).map(|()| p)) {
-            Ok(p) => p,
-            Err(e) => return Err(SendError::new(e, value)),
-        };
-        let sent = if try_only {
-            self.core.out.try_send(Out::Value(payload))
-        } else {
-            self.core.out.send_with(Out::Value(payload), wait.deadline, wait.token)
-        };
-        sent.map_err(|e| SendError::new(outbox_error(e.kind()), value))
+        let sent = encode(&value)
+            .and_then(|p| self.core.shared.check_payload(p.len()).map(|()| p))
+            .and_then(|p| self.core.publish(p, None, wait, try_only));
+        match sent {
+            Ok(()) => {
+                bump(&self.core.counters.published);
+                Ok(())
+            }
+            Err(e) => Err(SendError::new(e, value)),
+        }
     }
 
-    /// Publishes, parking only while the outbox is full. At most once: returning `Ok`
-    /// means queued to the client, not received by anyone.
+    /// Publishes, parking only while the client's queue is full. At most once: returning
+    /// `Ok` means queued to the client, not received by anyone.
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.send_inner(value, Wait::FOREVER, false)
     }
 
-    /// Publishes if the outbox has room; else `WouldBlock`.
+    /// Publishes if the client's queue has room; else `WouldBlock`.
     pub fn try_send(&self, value: T) -> Result<(), SendError<T>> {
         self.send_inner(value, Wait::FOREVER, true)
     }
 
-    /// Publishes, waiting at most `timeout` for outbox room.
+    /// Publishes, waiting at most `timeout` for room in the client's queue.
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendError<T>> {
         self.send_inner(value, Wait::timeout(timeout), false)
     }
 
-    /// Publishes, waiting until `deadline` at most for outbox room.
+    /// Publishes, waiting until `deadline` at most for room in the client's queue.
     pub fn send_deadline(&self, value: T, deadline: Instant) -> Result<(), SendError<T>> {
         self.send_inner(value, Wait::new(Some(deadline), None), false)
     }
@@ -208,11 +200,10 @@ impl<T: Serialize + 'static> Publisher<T> {
 }
 
 impl<T> Publisher<T> {
-    /// Waits until everything this publisher sent before reached the server.
+    /// Waits until everything sent before (by any end of this connection) reached the
+    /// server.
     pub fn flush(&self) -> Result<(), NatsError> {
-        let (reply, mut rx) = reply_pair();
-        self.core.out.send(Out::Flush(reply)).map_err(|e| outbox_error(e.kind()))?;
-        rx.recv().map_err(|_| NatsError::Shutdown)?
+        wait_plain(Wait::FOREVER, self.core.shared.client.flush())?.map_err(|e| NatsError::nats("flush", e))
     }
 
     /// Closes the subject: publishes the end marker after everything sent before (every
@@ -222,7 +213,8 @@ impl<T> Publisher<T> {
         if self.core.closed.swap(true, Relaxed) {
             return Ok(false);
         }
-        self.core.out.send(Out::End).map_err(|e| outbox_error(e.kind()))?;
+        self.core.publish(Bytes::new(), Some(end_headers()), Wait::FOREVER, false)?;
+        bump(&self.core.counters.end_markers);
         self.flush()?;
         Ok(true)
     }
@@ -232,70 +224,140 @@ impl<T> Publisher<T> {
         self.core.closed.load(Relaxed)
     }
 
-    /// The outbox's counters, as kcoro's registry lists them under
-    /// `nats:sub:<subject>:out`.
-    pub fn snapshot(&self) -> Snapshot {
-        self.core.out.snapshot()
-    }
-
     /// The bridge's counters: published, errors, end markers.
     pub fn stats(&self) -> BridgeStats {
         self.core.counters.snapshot()
     }
 }
 
-/// A subscriber of a core subject on this host. Cloneable; clones share one buffer (each
-/// value goes to one of them). For another independent copy of the stream, subscribe
-/// again.
+/// The client's subscription, polled by one receiving caller at a time.
+struct Incoming {
+    /// `None` once unsubscribed (end marker, `close`, or the connection's end).
+    sub: Option<async_nats::Subscriber>,
+}
+
+struct SubscriberCore {
+    shared: Arc<Shared>,
+    /// An async lock: its holder may wait (parked) for the next message, and receivers on
+    /// any executor (`recv_async`) line up behind it.
+    incoming: tokio::sync::Mutex<Incoming>,
+    /// `close` ran: the holder stops waiting, the next one to hold the lock unsubscribes.
+    closing: AtomicBool,
+    /// The subscription is gone (for `is_closed` without the lock).
+    ended: AtomicBool,
+    /// The waiting holder's waker, for `close` to wake it.
+    closing_waker: AtomicWaker,
+    counters: Counters,
+}
+
+impl SubscriberCore {
+    /// The next payload: waits for one while the subscription lasts; `Closed` after the
+    /// end marker, `close` or the connection's end.
+    async fn next_payload(&self) -> Result<Bytes, ChanError> {
+        let mut incoming = self.incoming.lock().await;
+        loop {
+            let Some(sub) = incoming.sub.as_mut().filter(|_| !self.closing.load(Acquire)) else {
+                self.unsubscribe(&mut incoming).await;
+                return Err(ChanError::Closed);
+            };
+            let next = poll_fn(|cx| match sub.poll_next_unpin(cx) {
+                Poll::Ready(msg) => Poll::Ready(Some(msg)),
+                // Registered only when about to wait: a message already there costs no
+                // waker of our own.
+                Poll::Pending => {
+                    self.closing_waker.register(cx.waker());
+                    if self.closing.load(Acquire) { Poll::Ready(None) } else { Poll::Pending }
+                }
+            })
+            .await;
+            match next {
+                // `close` ran while waiting: the loop's top unsubscribes.
+                None => continue,
+                // The client ended the subscription (the connection closed for good).
+                Some(None) => {
+                    self.unsubscribe(&mut incoming).await;
+                    return Err(ChanError::Closed);
+                }
+                Some(Some(msg)) => {
+                    bump(&self.counters.delivered);
+                    if is_end(msg.headers.as_ref()) {
+                        bump(&self.counters.end_markers);
+                        self.unsubscribe(&mut incoming).await;
+                        return Err(ChanError::Closed);
+                    }
+                    return Ok(msg.payload);
+                }
+            }
+        }
+    }
+
+    async fn unsubscribe(&self, incoming: &mut Incoming) {
+        if let Some(mut sub) = incoming.sub.take() {
+            self.ended.store(true, Release);
+            let _ = sub.unsubscribe().await;
+            self.shared.exec.drop_here(sub);
+        }
+    }
+}
+
+impl Drop for SubscriberCore {
+    fn drop(&mut self) {
+        // The client's subscription unsubscribes when dropped, by spawning a task: that
+        // needs the executor's context, which a coroutine's thread does not have.
+        if let Some(sub) = self.incoming.get_mut().sub.take() {
+            self.shared.exec.drop_here(sub);
+        }
+    }
+}
+
+/// A subscriber of a core subject on this host. Cloneable; clones share one
+/// subscription (each value goes to one of them). For another independent copy of the
+/// stream, subscribe again.
 ///
-/// The buffer holds payloads as they arrived; each receive decodes one on the caller. A
-/// payload that is not a value of `T` (another program's publish, another type) is counted
-/// in [`BridgeStats::decode_errors`] and skipped: the receive goes on to the next one,
-/// within the same deadline.
+/// Each receive takes a payload from the client's subscription and decodes it on the
+/// caller. A payload that is not a value of `T` (another program's publish, another type)
+/// is counted in [`BridgeStats::decode_errors`] and skipped: the receive goes on to the
+/// next one, within the same deadline.
 pub struct Subscriber<T> {
-    local: chan::Receiver<Bytes>,
-    counters: Arc<Counters>,
-    _shared: Arc<Shared>,
+    core: Arc<SubscriberCore>,
     _values: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for Subscriber<T> {
     fn clone(&self) -> Self {
-        Subscriber {
-            local: self.local.clone(),
-            counters: Arc::clone(&self.counters),
-            _shared: Arc::clone(&self._shared),
-            _values: PhantomData,
-        }
+        Subscriber { core: Arc::clone(&self.core), _values: PhantomData }
     }
 }
 
 impl<T: DeserializeOwned + 'static> Subscriber<T> {
-    /// The first payload `next` yields that decodes as a `T`; the others are counted.
-    fn decoded(&self, mut next: impl FnMut() -> Result<Bytes, ChanError>) -> Result<T, NatsError> {
+    fn value_of(&self, payload: &Bytes) -> Option<T> {
+        let value = decode(payload).ok();
+        if value.is_none() {
+            bump(&self.core.counters.decode_errors);
+        }
+        value
+    }
+
+    /// A future receiving one decoded value: the first payload that decodes as a `T`.
+    async fn next_value(&self) -> Result<T, ChanError> {
         loop {
-            if let Some(value) = self.value_of(&next().map_err(NatsError::Chan)?) {
+            if let Some(value) = self.value_of(&self.core.next_payload().await?) {
                 return Ok(value);
             }
         }
     }
 
-    fn value_of(&self, payload: &Bytes) -> Option<T> {
-        let value = decode(payload).ok();
-        if value.is_none() {
-            bump(&self.counters.decode_errors);
-        }
-        value
-    }
-
     /// Receives, waiting for one; `Closed` after the end marker, once drained.
     pub fn recv(&self) -> Result<T, NatsError> {
-        self.decoded(|| self.local.recv())
+        self.recv_with(None, None)
     }
 
     /// Receives one already delivered here; else `WouldBlock`.
     pub fn try_recv(&self) -> Result<T, NatsError> {
-        self.decoded(|| self.local.try_recv())
+        match poll_once(self.next_value()) {
+            Some(got) => got.map_err(NatsError::Chan),
+            None => Err(NatsError::Chan(ChanError::WouldBlock)),
+        }
     }
 
     /// Receives, waiting at most `timeout`.
@@ -315,38 +377,36 @@ impl<T: DeserializeOwned + 'static> Subscriber<T> {
 
     /// Receives with a deadline and a token (cancellation wins).
     pub fn recv_with(&self, deadline: Option<Instant>, token: Option<&CancelToken>) -> Result<T, NatsError> {
-        self.decoded(|| self.local.recv_with(deadline, token))
+        wait_plain(Wait::new(deadline, token), pin!(self.next_value()))?.map_err(NatsError::Chan)
     }
 
     /// A future receiving one, for async code on any executor.
     pub async fn recv_async(&self) -> Result<T, ChanError> {
-        loop {
-            if let Some(value) = self.value_of(&self.local.recv_async().await?) {
-                return Ok(value);
-            }
-        }
+        self.next_value().await
     }
 }
 
 impl<T> Subscriber<T> {
-    /// Stops receiving on this host (buffered values are dropped).
+    /// Stops receiving on this host: waiting receivers and every later one get `Closed`,
+    /// and the subscription ends (values the client buffered for it are dropped). Returns
+    /// `false` if already closed.
     pub fn close(&self) -> bool {
-        self.local.cancel()
+        if self.core.closing.swap(true, Release) || self.core.ended.load(Acquire) {
+            return false;
+        }
+        self.core.closing_waker.wake();
+        // Unsubscribed now if no receiver holds the subscription; else by that receiver.
+        let _ = poll_once(self.core.next_payload());
+        true
     }
 
     /// True once closed here or after the end marker.
     pub fn is_closed(&self) -> bool {
-        self.local.is_closed()
-    }
-
-    /// The local buffer's counters, as kcoro's registry lists them under
-    /// `nats:sub:<subject>`.
-    pub fn snapshot(&self) -> Snapshot {
-        self.local.snapshot()
+        self.core.closing.load(Acquire) || self.core.ended.load(Acquire)
     }
 
     /// The bridge's counters: delivered, decode errors, end markers.
     pub fn stats(&self) -> BridgeStats {
-        self.counters.snapshot()
+        self.core.counters.snapshot()
     }
 }
