@@ -32,6 +32,7 @@ mod codec;
 mod conflated;
 mod error;
 mod exec;
+mod intern;
 mod recv;
 mod rendezvous;
 pub mod server;

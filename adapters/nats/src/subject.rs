@@ -59,8 +59,8 @@ impl Nats {
         check_subject(subject, false)?;
         let core = PublisherCore {
             shared: Arc::clone(&self.shared),
-            // Made once: a `Subject` clones by a reference count, a `String` by a copy.
-            subject: Subject::from(subject),
+            // Made once, interned (see `intern`): cloned per publish by a pointer's copy.
+            subject: crate::intern::publish_subject(subject),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
         };

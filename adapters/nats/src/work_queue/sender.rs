@@ -36,8 +36,11 @@ pub(super) fn open<T>(
         .exec
         .call(Wait::FOREVER, async move { registering.register(&id_owned).await })?
         .map_err(|e| NatsError::nats("open the sending end", e))?;
-    let job =
-        Job { js: shared.js.clone(), subject: Subject::from(queue_subject(name)), queue: name.to_string() };
+    let job = Job {
+        js: shared.js.clone(),
+        subject: crate::intern::publish_subject(&queue_subject(name)),
+        queue: name.to_string(),
+    };
     let core = SenderCore {
         shared: Arc::clone(shared),
         job,
@@ -89,7 +92,7 @@ fn classify(e: &jetstream::context::PublishError) -> Retry {
 /// Where the publishes of one end go.
 struct Job {
     js: jetstream::Context,
-    /// Made once: a `Subject` clones by a reference count, a `String` by a copy and an
+    /// Made once, interned (see `intern`): a `String` would clone by a copy and an
     /// allocation per publish.
     subject: Subject,
     queue: String,
