@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{drain_until_closed, eventually, server, watchdog};
+use crate::common::{Raw, drain_until_closed, eventually, server, watchdog};
 use kcoro::chan::ChanError;
 use kcoro_nats::{Capacity, NatsError, WorkQueueOptions};
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,35 @@ fn send_recv_ack_from_coroutines() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), 200, "every job exactly once");
+}
+
+#[test]
+fn publishes_carry_dedupe_ids_unless_turned_off() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("dedupe ids", Duration::from_secs(30));
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let raw = Raw::connect(&srv.url());
+    for (queue, dedupe_ids) in [("ids_on", true), ("ids_off", false)] {
+        // No receiver: the messages stay in the stream, where the raw client reads them.
+        let o = WorkQueueOptions { dedupe_ids, ..opts(100) };
+        let tx = nats.work_sender::<Job>(queue, &o).unwrap();
+        for i in 0..3 {
+            tx.send(job(i)).unwrap();
+        }
+        assert_eq!(tx.stats().published, 3);
+        let ids: Vec<Option<String>> = (1..=3).map(|seq| raw.msg_id(queue, seq)).collect();
+        if dedupe_ids {
+            assert!(ids.iter().all(Option::is_some), "{ids:?}");
+            let mut distinct = ids.clone();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 3, "one id per publish: {ids:?}");
+        } else {
+            assert_eq!(ids, [None, None, None]);
+        }
+        let rx = nats.work_receiver::<Job>(queue, &o).unwrap();
+        let got: Vec<u64> = (0..3).map(|_| rx.recv().unwrap().ack().unwrap().id).collect();
+        assert_eq!(got, [0, 1, 2]);
+    }
 }
 
 #[test]

@@ -3,13 +3,15 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{AckPolicy, pull};
+use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{LAST_MESSAGE_TIMEOUT, SENDERS, Shape};
 
-pub fn run(url: &str, shape: Shape, size: usize, n: u64) -> Result<Duration, String> {
+/// `ids`: each work-queue publish carries a `Nats-Msg-Id` (unique per run).
+pub fn run(url: &str, shape: Shape, size: usize, n: u64, ids: bool) -> Result<Duration, String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -19,13 +21,18 @@ pub fn run(url: &str, shape: Shape, size: usize, n: u64) -> Result<Duration, Str
     rt.block_on(async move {
         let client = async_nats::connect(url).await.map_err(|e| e.to_string())?;
         match shape {
-            Shape::WorkQueue => work_queue(client, payload, n).await,
+            Shape::WorkQueue => work_queue(client, payload, n, ids).await,
             Shape::Core => core(client, payload, n).await,
         }
     })
 }
 
-async fn work_queue(client: async_nats::Client, payload: Bytes, n: u64) -> Result<Duration, String> {
+async fn work_queue(
+    client: async_nats::Client,
+    payload: Bytes,
+    n: u64,
+    ids: bool,
+) -> Result<Duration, String> {
     let js = async_nats::jetstream::new(client);
     let stream = js
         .get_or_create_stream(stream::Config {
@@ -57,8 +64,11 @@ async fn work_queue(client: async_nats::Client, payload: Bytes, n: u64) -> Resul
             tokio::spawn(async move {
                 let mut i = s;
                 while i < n {
-                    // A full stream refuses: retry after a pause, as the bridge does.
-                    let stored = async { js.publish("bench.wq", payload.clone()).await?.await }.await;
+                    // A full stream refuses: retry after a pause, as the bridge does (with
+                    // the same id, so a retry of a stored message is a duplicate).
+                    let publish = PublishMessage::build().payload(payload.clone());
+                    let publish = if ids { publish.message_id(format!("bench.{i}")) } else { publish };
+                    let stored = async { js.send_publish("bench.wq", publish).await?.await }.await;
                     match stored {
                         Ok(_) => i += SENDERS as u64,
                         Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,

@@ -18,10 +18,15 @@ use std::time::{Duration, Instant};
 
 use kcoro_nats::server::{LocalServer, ServerOptions};
 
-use crate::harness::{KCORO, Measurement, Suite, payload};
+use crate::harness::{KCORO, Measurement, Skip, Suite, payload};
 
 /// The peer: async-nats used directly from tokio tasks.
 pub const ASYNC_NATS: &str = "async-nats";
+
+/// The same peer publishing to the work queue with a `Nats-Msg-Id` per message, as
+/// kcoro-nats does by default (`WorkQueueOptions::dedupe_ids`): the server's share of the
+/// cost of retries without duplicates, beside the bridge's.
+pub const ASYNC_NATS_IDS: &str = "async-ids";
 
 /// Concurrent senders in the work-queue cases (each awaits its publish's ack).
 pub const SENDERS: usize = 64;
@@ -34,8 +39,9 @@ pub static SUITE: Suite = Suite {
         "wq_*: 64 concurrent senders publish to a work queue (capacity 10 000, discard new)",
         "  and await each ack; one consumer acks every message; one op = one message consumed",
         "core_*: one publisher, one subscriber on a core subject; one op = one message received",
-        "kcoro: kcoro-nats from coroutines (Bytes values, framed); async-nats 0.46 from",
-        "  tokio tasks on a 2-worker runtime (Bytes payloads)",
+        "kcoro: kcoro-nats from coroutines (Bytes values, framed; work-queue publishes with",
+        "  dedupe ids, the default); async-nats 0.46 from tokio tasks on a 2-worker runtime",
+        "  (Bytes payloads); async-ids: the same, each work-queue publish with a Nats-Msg-Id",
     ],
     cases: &[
         payload("wq_64", 20_000, 2_000, 64),
@@ -43,8 +49,12 @@ pub static SUITE: Suite = Suite {
         payload("core_64", 200_000, 20_000, 64),
         payload("core_4k", 100_000, 10_000, 4 << 10),
     ],
-    impls: &[KCORO, ASYNC_NATS],
-    skips: &[],
+    impls: &[KCORO, ASYNC_NATS, ASYNC_NATS_IDS],
+    skips: &[Skip {
+        imp: ASYNC_NATS_IDS,
+        cases: &["core_64", "core_4k"],
+        why: "ids are for JetStream publishes",
+    }],
     prepare: None,
     go_in_child: false,
     child,
@@ -84,7 +94,8 @@ fn child(case: &str, imp: &str, n: u64) -> Result<Measurement, String> {
     let start = Instant::now();
     let elapsed = match imp {
         KCORO => kcoro_nats_side::run(&server.url(), shape, size, n)?,
-        ASYNC_NATS => async_nats_peer::run(&server.url(), shape, size, n)?,
+        ASYNC_NATS => async_nats_peer::run(&server.url(), shape, size, n, false)?,
+        ASYNC_NATS_IDS => async_nats_peer::run(&server.url(), shape, size, n, true)?,
         _ => return Err(format!("nats: no impl {imp:?}")),
     };
     let wall = start.elapsed();

@@ -29,6 +29,7 @@ pub(super) fn open<T>(
     shared: &Arc<Shared>,
     name: &str,
     state: QueueState,
+    dedupe_ids: bool,
 ) -> Result<WorkSender<T>, NatsError> {
     let id = shared.next_msg_id().replace('.', "_");
     let (registering, id_owned) = (state.clone(), id.clone());
@@ -40,6 +41,7 @@ pub(super) fn open<T>(
         js: shared.js.clone(),
         subject: crate::intern::publish_subject(&queue_subject(name)),
         queue: name.to_string(),
+        dedupe_ids,
     };
     let core = SenderCore {
         shared: Arc::clone(shared),
@@ -96,6 +98,8 @@ struct Job {
     /// allocation per publish.
     subject: Subject,
     queue: String,
+    /// Publish with a `Nats-Msg-Id` ([`super::WorkQueueOptions::dedupe_ids`]).
+    dedupe_ids: bool,
 }
 
 impl Job {
@@ -105,14 +109,18 @@ impl Job {
     async fn publish(
         &self,
         payload: Bytes,
-        id: &str,
+        id: Option<&str>,
         once: bool,
         counters: &Counters,
     ) -> Result<(), NatsError> {
         let mut backoff = Duration::from_millis(1);
         let mut no_stream_since: Option<Instant> = None;
         loop {
-            let publish = PublishMessage::build().payload(payload.clone()).message_id(id);
+            let publish = PublishMessage::build().payload(payload.clone());
+            let publish = match id {
+                Some(id) => publish.message_id(id),
+                None => publish,
+            };
             let attempt = async { self.js.send_publish(self.subject.clone(), publish).await?.await };
             let err = match attempt.await {
                 Ok(ack) => {
@@ -168,8 +176,8 @@ impl SenderCore {
     /// Steps 2 and 3 for an encoded payload, on the caller; waits as `wait` allows.
     fn publish(&self, payload: Bytes, once: bool, wait: Wait<'_>) -> Result<(), NatsError> {
         self.shared.check_payload(payload.len())?;
-        let id = self.shared.next_msg_id();
-        self.shared.exec.here(wait, self.job.publish(payload, &id, once, &self.counters))?
+        let id = self.job.dedupe_ids.then(|| self.shared.next_msg_id());
+        self.shared.exec.here(wait, self.job.publish(payload, id.as_deref(), once, &self.counters))?
     }
 }
 

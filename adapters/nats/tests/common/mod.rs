@@ -122,6 +122,15 @@ impl Raw {
         });
     }
 
+    /// The `Nats-Msg-Id` of the message stored at `seq` in the queue's stream, if any.
+    pub fn msg_id(&self, queue: &str, seq: u64) -> Option<String> {
+        self.rt.block_on(async {
+            let stream = self.js.get_stream(queue).await.unwrap();
+            let msg = stream.get_raw_message(seq).await.unwrap();
+            msg.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.to_string())
+        })
+    }
+
     pub fn delete_consumer(&self, queue: &str, consumer: &str) {
         self.rt.block_on(async {
             let stream = self.js.get_stream(queue).await.unwrap();
