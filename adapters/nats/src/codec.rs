@@ -6,7 +6,11 @@
 //! uses). A payload decodes only if the magic and the tag match and postcard consumes it
 //! to the last byte, so a foreign publish (random bytes, another channel's values, a value
 //! with bytes appended) is a codec error, never a value. The end marker of the kinds that
-//! still use one is a message with the [`END_HEADER`] header and an empty payload.
+//! still use one is a message with the [`END_HEADER`] header and, as its payload, a frame
+//! header of a type of its own ([`end_payload`]): a message with the header alone (a foreign
+//! publish, another program's convention) is not an end, so it cannot close anyone's
+//! channel by accident. It is not a signature: a program that writes this format on purpose
+//! can still close the channel; keeping others off a subject is NATS permissions' job.
 
 use std::any::{Any, TypeId, type_name};
 
@@ -129,9 +133,24 @@ pub(crate) fn end_headers() -> HeaderMap {
     h
 }
 
-/// True if these headers mark the end of the channel.
-pub(crate) fn is_end(headers: Option<&HeaderMap>) -> bool {
+/// The type whose tag the end marker's payload carries (no value of it is ever sent).
+struct EndMarker;
+
+/// Payload of an end marker: the frame magic and [`EndMarker`]'s tag, nothing after.
+pub(crate) fn end_payload() -> Bytes {
+    let mut p = Vec::with_capacity(FRAME_HEAD);
+    p.extend_from_slice(&MAGIC);
+    p.extend_from_slice(&type_tag::<EndMarker>().to_le_bytes());
+    Bytes::from(p)
+}
+
+/// True if a message with these headers and this payload marks the end of the channel:
+/// the header and the marker's payload, both.
+pub(crate) fn is_end(headers: Option<&HeaderMap>, payload: &[u8]) -> bool {
     headers.is_some_and(|h| h.get(END_HEADER).is_some())
+        && payload.len() == FRAME_HEAD
+        && payload[..MAGIC.len()] == MAGIC
+        && payload[MAGIC.len()..] == type_tag::<EndMarker>().to_le_bytes()
 }
 
 /// Checks a subject to publish or subscribe on: non-empty tokens separated by `.`, no
@@ -284,9 +303,18 @@ mod tests {
     }
 
     #[test]
-    fn end_marker_is_recognised() {
-        assert!(is_end(Some(&end_headers())));
-        assert!(!is_end(Some(&HeaderMap::new())));
-        assert!(!is_end(None));
+    fn end_marker_needs_its_header_and_its_payload() {
+        let payload = end_payload();
+        assert!(is_end(Some(&end_headers()), &payload));
+        assert!(!is_end(Some(&HeaderMap::new()), &payload));
+        assert!(!is_end(None, &payload));
+        // The header alone, or with any other payload, is not an end.
+        assert!(!is_end(Some(&end_headers()), b""));
+        assert!(!is_end(Some(&end_headers()), &payload[..FRAME_HEAD - 1]));
+        assert!(!is_end(Some(&end_headers()), &[&payload[..], b"x"].concat()));
+        assert!(!is_end(Some(&end_headers()), &encode(&0u64).unwrap()));
+        // No value of any type decodes from it.
+        assert!(decode::<u64>(&payload).is_err());
+        assert!(decode::<Bytes>(&payload).is_err());
     }
 }

@@ -25,14 +25,13 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, StorageType};
-use bytes::Bytes;
 use futures_util::StreamExt;
 use kcoro::chan::{self, ChanError, Snapshot};
 use kcoro::sync::CancelToken;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{check_name, decode, encode, end_headers, is_end};
+use crate::codec::{check_name, decode, encode, end_headers, end_payload, is_end};
 use crate::exec::Wait;
 use crate::recv::{forward, recv_family};
 use crate::stats::{BridgeStats, Counters, bump};
@@ -183,7 +182,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Latest<T> {
             }
         })??;
         match got {
-            Some(m) if !is_end(Some(&m.headers)) => decode(&m.payload).map(Some),
+            Some(m) if !is_end(Some(&m.headers), &m.payload) => decode(&m.payload).map(Some),
             _ => Ok(None),
         }
     }
@@ -210,7 +209,7 @@ impl<T> Latest<T> {
         if self.closed.swap(true, Relaxed) {
             return Ok(false);
         }
-        self.publish(PublishMessage::build().payload(Bytes::new()).headers(end_headers()), Wait::FOREVER)??;
+        self.publish(PublishMessage::build().payload(end_payload()).headers(end_headers()), Wait::FOREVER)??;
         bump(&self.counters.end_markers);
         Ok(true)
     }

@@ -19,7 +19,7 @@ pub(crate) async fn forward<T: DeserializeOwned + 'static>(
     counters: &Counters,
 ) -> bool {
     bump(&counters.delivered);
-    if is_end(msg.headers.as_ref()) {
+    if is_end(msg.headers.as_ref(), &msg.payload) {
         bump(&counters.end_markers);
         return false;
     }

@@ -37,7 +37,7 @@ use kcoro::sync::CancelToken;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{check_name, decode, encode, end_headers, is_end};
+use crate::codec::{check_name, decode, encode, end_headers, end_payload, is_end};
 use crate::exec::Wait;
 use crate::recv::recv_family;
 use crate::stats::{BridgeStats, Counters, bump};
@@ -116,12 +116,17 @@ impl Nats {
                 futures_util::stream::select(requests.map(|m| (false, m)), ends.map(|m| (true, m)));
             let mut open = true;
             while let Some((is_end_subject, msg)) = both.next().await {
-                if is_end_subject || is_end(msg.headers.as_ref()) {
+                if is_end(msg.headers.as_ref(), &msg.payload) {
                     if open {
                         bump(&c.end_markers);
                         local_tx.close();
                         open = false;
                     }
+                    continue;
+                }
+                if is_end_subject {
+                    // Not a marker (a foreign publish on the end subject): ends nothing.
+                    bump(&c.decode_errors);
                     continue;
                 }
                 let Some(reply) = msg.reply.clone() else { continue };
@@ -141,7 +146,7 @@ impl Nats {
                     let _ = client.publish_with_headers(reply, retry_headers(), Bytes::new()).await;
                     break;
                 } else {
-                    client.publish_with_headers(reply, end_headers(), Bytes::new()).await
+                    client.publish_with_headers(reply, end_headers(), end_payload()).await
                 };
                 bump(if answered.is_ok() { &c.published } else { &c.errors });
             }
@@ -194,7 +199,9 @@ impl<T: Serialize + 'static> RendezvousSender<T> {
             loop {
                 let req = Request::new().payload(payload.clone()).timeout(Some(reply_timeout));
                 return match client.send_request(subj.clone(), req).await {
-                    Ok(msg) if is_end(msg.headers.as_ref()) => Err(NatsError::Chan(ChanError::Closed)),
+                    Ok(msg) if is_end(msg.headers.as_ref(), &msg.payload) => {
+                        Err(NatsError::Chan(ChanError::Closed))
+                    }
                     Ok(msg) if msg.headers.as_ref().is_some_and(|h| h.get(RETRY_HEADER).is_some()) => {
                         tokio::time::sleep(backoff).await;
                         continue;
@@ -258,7 +265,7 @@ impl<T> RendezvousSender<T> {
         self.shared
             .exec
             .call(Wait::FOREVER, async move {
-                client.publish_with_headers(end, end_headers(), Bytes::new()).await?;
+                client.publish_with_headers(end, end_headers(), end_payload()).await?;
                 client.flush().await?;
                 Ok::<_, async_nats::Error>(())
             })?

@@ -39,7 +39,7 @@ use kcoro::sync::CancelToken;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{check_subject, decode, encode, end_headers, is_end};
+use crate::codec::{check_subject, decode, encode, end_headers, end_payload, is_end};
 use crate::exec::{Wait, poll_once, wait_plain};
 use crate::stats::{BridgeStats, Counters, bump};
 use crate::{Nats, NatsError, SendError, Shared};
@@ -213,7 +213,7 @@ impl<T> Publisher<T> {
         if self.core.closed.swap(true, Relaxed) {
             return Ok(false);
         }
-        self.core.publish(Bytes::new(), Some(end_headers()), Wait::FOREVER, false)?;
+        self.core.publish(end_payload(), Some(end_headers()), Wait::FOREVER, false)?;
         bump(&self.core.counters.end_markers);
         self.flush()?;
         Ok(true)
@@ -280,7 +280,7 @@ impl SubscriberCore {
                 }
                 Some(Some(msg)) => {
                     bump(&self.counters.delivered);
-                    if is_end(msg.headers.as_ref()) {
+                    if is_end(msg.headers.as_ref(), &msg.payload) {
                         bump(&self.counters.end_markers);
                         self.unsubscribe(&mut incoming).await;
                         return Err(ChanError::Closed);

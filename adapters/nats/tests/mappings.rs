@@ -137,6 +137,58 @@ fn subject_close_is_seen_by_every_subscriber_after_the_values_before_it() {
     }
 }
 
+/// Headers a foreign publisher sets to look like an end marker.
+fn forged_end() -> async_nats::HeaderMap {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(kcoro_nats::END_HEADER, "1");
+    h
+}
+
+#[test]
+fn forged_end_markers_close_no_subject_conflated_or_rendezvous_end() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("forged end markers", Duration::from_secs(60));
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let raw = Raw::connect(&srv.url());
+    let wait = Duration::from_secs(10);
+
+    // Fan-out: the header with no payload, and with a payload that starts like a frame.
+    let (publisher, sub) = nats.subject::<u64>("forged").unwrap();
+    raw.publish_core_with("forged", Some(forged_end()), Vec::new());
+    raw.publish_core_with("forged", Some(forged_end()), b"KC1 not a marker".to_vec());
+    publisher.send(1).unwrap();
+    assert_eq!(sub.recv_timeout(wait).unwrap(), 1, "the forgeries were skipped");
+    assert!(!sub.is_closed());
+    assert_eq!((sub.stats().end_markers, sub.stats().decode_errors), (0, 2));
+    assert!(publisher.close().unwrap());
+    assert_eq!(sub.recv_timeout(wait).unwrap_err().chan(), Some(ChanError::Closed), "the real one ends it");
+    assert_eq!(sub.stats().end_markers, 1);
+
+    // Conflated: a forged marker stored as the stream's last value ends no host.
+    let last = nats.conflated::<u64>("forged_last").unwrap();
+    raw.publish("kcoro.last.forged_last", Some(forged_end()), Vec::new());
+    last.send(5).unwrap();
+    assert_eq!(last.recv_timeout(wait).unwrap(), 5);
+    assert!(!last.is_closed());
+    assert_eq!(last.stats().end_markers, 0);
+
+    // Rendezvous: anything on the end subject that is not a marker ends nothing.
+    let (tx, rx) = nats.rendezvous::<u64>("forged_rv").unwrap();
+    raw.publish_core_with("kcoro.rv.forged_rv.end", Some(forged_end()), Vec::new());
+    raw.publish_core("kcoro.rv.forged_rv.end", b"end".to_vec());
+    eventually("both forgeries seen", || rx.stats().decode_errors == 2);
+    let got = kcoro::run(move || {
+        let receiver = kcoro::spawn(move || rx.recv_timeout(Duration::from_secs(10)).map(|v| (v, rx)));
+        tx.send(9).unwrap();
+        let (v, rx) = receiver.join().unwrap().unwrap();
+        assert_eq!(rx.stats().end_markers, 0);
+        assert!(tx.close().unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap_err().chan(), Some(ChanError::Closed));
+        v
+    });
+    assert_eq!(got, 9);
+}
+
 #[test]
 fn a_subscriber_skips_and_counts_what_is_not_its_values() {
     let Some(srv) = server() else { return };

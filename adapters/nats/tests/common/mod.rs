@@ -115,9 +115,17 @@ impl Raw {
 
     /// A core publish (no stream, no ack), flushed to the server before it returns.
     pub fn publish_core(&self, subject: &str, payload: Vec<u8>) {
+        self.publish_core_with(subject, None, payload);
+    }
+
+    /// [`Raw::publish_core`] with headers.
+    pub fn publish_core_with(&self, subject: &str, headers: Option<async_nats::HeaderMap>, payload: Vec<u8>) {
         self.rt.block_on(async {
             let client = self.js.client();
-            client.publish(subject.to_string(), payload.into()).await.unwrap();
+            match headers {
+                Some(h) => client.publish_with_headers(subject.to_string(), h, payload.into()).await.unwrap(),
+                None => client.publish(subject.to_string(), payload.into()).await.unwrap(),
+            }
             client.flush().await.unwrap();
         });
     }
