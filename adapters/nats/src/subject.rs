@@ -256,8 +256,9 @@ impl SubscriberCore {
     async fn next_payload(&self) -> Result<Bytes, ChanError> {
         let mut incoming = self.incoming.lock().await;
         loop {
-            let Some(sub) = incoming.sub.as_mut().filter(|_| !self.closing.load(Acquire)) else {
-                self.unsubscribe(&mut incoming).await;
+            let over = self.closing.load(Acquire) || self.ended.load(Acquire);
+            let Some(sub) = incoming.sub.as_mut().filter(|_| !over) else {
+                self.unsubscribe(&mut incoming);
                 return Err(ChanError::Closed);
             };
             let next = poll_fn(|cx| match sub.poll_next_unpin(cx) {
@@ -275,14 +276,14 @@ impl SubscriberCore {
                 None => continue,
                 // The client ended the subscription (the connection closed for good).
                 Some(None) => {
-                    self.unsubscribe(&mut incoming).await;
+                    self.unsubscribe(&mut incoming);
                     return Err(ChanError::Closed);
                 }
                 Some(Some(msg)) => {
                     bump(&self.counters.delivered);
                     if is_end(msg.headers.as_ref(), &msg.payload) {
                         bump(&self.counters.end_markers);
-                        self.unsubscribe(&mut incoming).await;
+                        self.unsubscribe(&mut incoming);
                         return Err(ChanError::Closed);
                     }
                     return Ok(msg.payload);
@@ -291,10 +292,15 @@ impl SubscriberCore {
         }
     }
 
-    async fn unsubscribe(&self, incoming: &mut Incoming) {
-        if let Some(mut sub) = incoming.sub.take() {
-            self.ended.store(true, Release);
-            let _ = sub.unsubscribe().await;
+    /// Ends the subscription on this host: marked over, and the client's subscription
+    /// dropped inside the bridge's tokio context. Its drop closes it at once and hands the
+    /// server's unsubscribe to a task of its own, so nothing here waits: a receive that
+    /// awaited the unsubscribe could be given up (a deadline, a dropped future) halfway,
+    /// dropping the subscription outside that context (a panic), and a client whose
+    /// queue is full (a stalled server) would hold the receive and `close` up.
+    fn unsubscribe(&self, incoming: &mut Incoming) {
+        self.ended.store(true, Release);
+        if let Some(sub) = incoming.sub.take() {
             self.shared.exec.drop_here(sub);
         }
     }

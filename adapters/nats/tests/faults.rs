@@ -170,6 +170,52 @@ fn a_fan_out_subscription_resumes_after_the_server_restarts() {
     assert_eq!(sub.stats().decode_errors, 0);
 }
 
+/// With the server stopped (SIGSTOP) the client's command queue fills up; closing a
+/// subscriber then cannot hand its unsubscribe to the client at once. It must still
+/// close (waiting receivers get `Closed`, later ones too) without a panic, and the
+/// subscription must end once the server runs again.
+#[test]
+fn closing_a_subscriber_while_the_client_is_backed_up_does_not_panic() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("close while backed up", Duration::from_secs(60));
+    let Some(pid) = srv.pid() else { return };
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let (publisher, sub) = nats.subject::<u64>("backed_up").unwrap();
+    let stop = |sig| {
+        // SAFETY: a plain signal to the test's own child process.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
+    };
+    stop(libc::SIGSTOP);
+    // Publish until the client takes no more (its queue and the socket's buffers full).
+    let mut queued = 0u64;
+    let (bulk, payload) =
+        (nats.publisher::<bytes::Bytes>("backed_up.bulk").unwrap(), bytes::Bytes::from(vec![7u8; 16 << 10]));
+    let filled = std::time::Instant::now();
+    let full = loop {
+        match bulk.try_send(payload.clone()) {
+            Ok(()) => queued += 1,
+            Err(e) => break e.chan() == Some(ChanError::WouldBlock),
+        }
+        if filled.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+    };
+    assert!(full, "the client's queue never filled ({queued} queued)");
+    assert!(sub.close(), "closed here");
+    assert!(sub.is_closed());
+    assert_eq!(sub.try_recv().unwrap_err().chan(), Some(ChanError::Closed));
+    assert_eq!(
+        sub.recv_timeout(Duration::from_millis(50)).unwrap_err().chan(),
+        Some(ChanError::Closed),
+        "closed, not waiting"
+    );
+    stop(libc::SIGCONT);
+    publisher.send(1).unwrap();
+    publisher.flush().unwrap();
+    assert_eq!(sub.recv().unwrap_err().chan(), Some(ChanError::Closed));
+    assert_eq!(sub.stats().delivered, 0);
+}
+
 /// A server whose port another process holds is not taken for started: it fails to bind
 /// and exits, and `start` says so, although something accepts on that port. (It once
 /// waited only for the port to accept, so a test could talk to another test's server.)
