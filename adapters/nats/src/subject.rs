@@ -203,7 +203,17 @@ impl<T> Publisher<T> {
     /// Waits until everything sent before (by any end of this connection) reached the
     /// server.
     pub fn flush(&self) -> Result<(), NatsError> {
-        wait_plain(Wait::FOREVER, self.core.shared.client.flush())?.map_err(|e| NatsError::nats("flush", e))
+        self.flush_with(Wait::FOREVER)
+    }
+
+    /// [`flush`](Self::flush), giving up with `Timeout` after `timeout` (a server that is
+    /// stalled or away takes no bytes, and a plain flush waits for it).
+    pub fn flush_timeout(&self, timeout: Duration) -> Result<(), NatsError> {
+        self.flush_with(Wait::timeout(timeout))
+    }
+
+    fn flush_with(&self, wait: Wait<'_>) -> Result<(), NatsError> {
+        wait_plain(wait, self.core.shared.client.flush())?.map_err(|e| NatsError::nats("flush", e))
     }
 
     /// Closes the subject: publishes the end marker after everything sent before (every

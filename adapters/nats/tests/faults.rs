@@ -201,6 +201,8 @@ fn closing_a_subscriber_while_the_client_is_backed_up_does_not_panic() {
         }
     };
     assert!(full, "the client's queue never filled ({queued} queued)");
+    let e = publisher.flush_timeout(Duration::from_millis(200)).unwrap_err();
+    assert_eq!(e.chan(), Some(ChanError::Timeout), "a flush to a stalled server gives up: {e}");
     assert!(sub.close(), "closed here");
     assert!(sub.is_closed());
     assert_eq!(sub.try_recv().unwrap_err().chan(), Some(ChanError::Closed));
