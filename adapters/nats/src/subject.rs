@@ -1,8 +1,8 @@
 //! Fan-out across hosts: core NATS subjects, at-most-once.
 //!
 //! A [`Publisher`] hands each encoded value to the client from the caller: the publish
-//! future is polled on the sending coroutine inside the bridge's tokio context (as a
-//! work-queue send), so a send parks only while the client's command queue is full. Every
+//! future (a send on the client's command queue, which needs no tokio context) is polled
+//! on the sending coroutine, so a send parks only while that queue is full. Every
 //! [`Subscriber`] of the subject (on any host) gets every value published after it
 //! subscribed: its receiving callers take the client's subscription in turn (one polls it,
 //! the others wait in line behind a lock) and decode on their own thread. So the
