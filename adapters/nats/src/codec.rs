@@ -46,9 +46,7 @@ pub(crate) fn type_tag<T: ?Sized>() -> u64 {
 /// the bytes) and one copy.
 pub(crate) fn encode<T: Serialize + 'static>(value: &T) -> Result<Bytes, NatsError> {
     let codec = |e: postcard::Error| NatsError::Codec(e.to_string());
-    let mut head = [0u8; FRAME_HEAD];
-    head[..MAGIC.len()].copy_from_slice(&MAGIC);
-    head[MAGIC.len()..].copy_from_slice(&type_tag::<T>().to_le_bytes());
+    let head = frame_head::<T>();
     if let Some(bytes) = (value as &dyn Any).downcast_ref::<Bytes>() {
         // The length through the codec, so its varint is the one `decode` reads.
         let mut varint = [0u8; 10];
@@ -75,6 +73,14 @@ pub(crate) fn encode<T: Serialize + 'static>(value: &T) -> Result<Bytes, NatsErr
     })?;
     frame.truncate(FRAME_HEAD + written);
     Ok(frame)
+}
+
+/// The bytes every frame of a `T` starts with: the magic, then `T`'s tag.
+fn frame_head<T: ?Sized>() -> [u8; FRAME_HEAD] {
+    let mut head = [0u8; FRAME_HEAD];
+    head[..MAGIC.len()].copy_from_slice(&MAGIC);
+    head[MAGIC.len()..].copy_from_slice(&type_tag::<T>().to_le_bytes());
+    head
 }
 
 /// Decodes a frame: the magic, `T`'s tag, and a value that ends where the payload ends.
@@ -138,19 +144,13 @@ struct EndMarker;
 
 /// Payload of an end marker: the frame magic and [`EndMarker`]'s tag, nothing after.
 pub(crate) fn end_payload() -> Bytes {
-    let mut p = Vec::with_capacity(FRAME_HEAD);
-    p.extend_from_slice(&MAGIC);
-    p.extend_from_slice(&type_tag::<EndMarker>().to_le_bytes());
-    Bytes::from(p)
+    Bytes::copy_from_slice(&frame_head::<EndMarker>())
 }
 
 /// True if a message with these headers and this payload marks the end of the channel:
 /// the header and the marker's payload, both.
 pub(crate) fn is_end(headers: Option<&HeaderMap>, payload: &[u8]) -> bool {
-    headers.is_some_and(|h| h.get(END_HEADER).is_some())
-        && payload.len() == FRAME_HEAD
-        && payload[..MAGIC.len()] == MAGIC
-        && payload[MAGIC.len()..] == type_tag::<EndMarker>().to_le_bytes()
+    headers.is_some_and(|h| h.get(END_HEADER).is_some()) && payload == frame_head::<EndMarker>()
 }
 
 /// Checks a subject to publish or subscribe on: non-empty tokens separated by `.`, no

@@ -37,13 +37,11 @@ thread_local! {
 /// A copy of `bytes`: cut from this thread's block if it is at most [`SMALL_MAX`] long,
 /// else an allocation of its own.
 pub fn small_copy(bytes: &[u8]) -> Bytes {
-    match small_filled(bytes.len(), |out| {
+    let Ok(copy) = small_filled(bytes.len(), |out| {
         out.copy_from_slice(bytes);
         Ok::<(), std::convert::Infallible>(())
-    }) {
-        Ok(b) => b,
-        Err(never) => match never {},
-    }
+    });
+    copy
 }
 
 /// A buffer of `len` bytes written by `fill` (handed them zeroed): cut from this thread's
