@@ -122,24 +122,29 @@ unsafe impl Send for Task {}
 // SAFETY: as above; the shared-access fields are atomics.
 unsafe impl Sync for Task {}
 
+/// What a new task holds besides its coroutine and stack: gathered by the spawner, none of
+/// it depends on the spawned closure's type.
+pub(crate) struct TaskStart {
+    /// A finished task nobody else holds, whose allocation the new one reuses (see
+    /// `runtime::spare`).
+    pub(crate) spare: Option<Arc<Task>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) id: u64,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) origin: Origin,
+    pub(crate) token: Option<CancelToken>,
+}
+
 impl Task {
-    /// Builds a task whose coroutine runs `f` and hands its outcome to `completer`. `f`
-    /// is moved onto the coroutine's own stack: no allocation of its own. The task goes
-    /// into `spare`'s allocation if given (a finished task nobody else holds; see
-    /// `runtime::spare`), else into a new one.
+    /// Builds a task whose coroutine runs `f` on `stack` and hands its outcome to
+    /// `completer`: [`Task::unstarted`], then [`Task::install`].
     ///
     /// # Safety
-    /// Everything `f` borrows stays valid until the coroutine has returned or been dropped
-    /// (trivially so for `F: 'static`; a scope guarantees it for its children).
-    #[allow(clippy::too_many_arguments)]
+    /// As [`Task::install`].
+    #[cfg(test)]
     pub(crate) unsafe fn new<F, T>(
-        spare: Option<Arc<Task>>,
-        shared: Arc<Shared>,
-        id: u64,
-        name: Option<Box<str>>,
-        origin: Origin,
+        start: TaskStart,
         stack: PooledStack,
-        token: Option<CancelToken>,
         f: F,
         completer: Completer<T>,
     ) -> Arc<Task>
@@ -147,55 +152,97 @@ impl Task {
         F: FnOnce() -> T + Send,
         T: Send + 'static,
     {
-        let guard = stack.guard_range();
-        let stack_kib = stack.size() >> 10;
+        let task = Task::unstarted(start, &stack);
+        // SAFETY: the task was just built, nobody else has seen it; the rest is this
+        // function's contract.
+        unsafe { task.install(stack, f, completer) };
+        task
+    }
+
+    /// Moves `f` onto `stack` as this task's coroutine, which hands `f`'s outcome to
+    /// `completer`. `f` lives on the coroutine's own stack: no allocation of its own.
+    ///
+    /// The only part of a spawn that knows `F`, and kept small for it: every distinct
+    /// closure a program spawns compiles this again. The coroutine's body calls `f` and
+    /// passes the outcome on to [`Task::report`], generic in `T` alone; the task around
+    /// it was built by [`Task::unstarted`], not generic at all.
+    ///
+    /// # Safety
+    /// Nobody else has seen the task yet (it is not queued, registered or started), and
+    /// everything `f` borrows stays valid until the coroutine has returned or been dropped
+    /// (trivially so for `F: 'static`; a scope guarantees it for its children).
+    pub(crate) unsafe fn install<F, T>(&self, stack: PooledStack, f: F, completer: Completer<T>)
+    where
+        F: FnOnce() -> T + Send,
+        T: Send + 'static,
+    {
         let body = move |yielder: &Yielder<(), Suspend>, ()| {
-            let Some(me) = context::current_task_ptr() else {
-                panic!("Task::new: coroutine started without a current task");
-            };
-            // SAFETY: `me` is this coroutine's own task, alive while it runs.
-            let me = unsafe { me.as_ref() };
-            me.yielder.set(yielder as *const _);
-            let outcome = catch_unwind(AssertUnwindSafe(f));
-            // Re-read the context: we may have been unwound from a suspension.
-            let Some(me) = context::current_task_ptr() else {
-                panic!("Task::new: coroutine finished without a current task");
-            };
-            // SAFETY: as above, the running task is alive.
-            let me = unsafe { me.as_ref() };
-            if me.cancelling.load(Acquire) {
-                // Shutdown is unwinding us: report, then let the unwind through.
-                let _ = catch_unwind(AssertUnwindSafe(|| completer.complete(Err(JoinError::Cancelled))));
-                if let Err(payload) = outcome {
-                    resume_unwind(payload);
-                }
-                return;
-            }
-            // Delivering the result runs user code (a waker of an awaiting executor, or the
-            // value's destructor if nobody joins); a panic there must not escape into the
-            // worker, which would die with every coroutine pinned to it.
-            let delivered = catch_unwind(AssertUnwindSafe(|| {
-                // Counted before the joiner is told, so stats read after a join are exact.
-                me.finish();
-                // The joiner is told from the worker's stack: by the time it wakes, every
-                // local of this coroutine is gone, and the one reference still held (the
-                // join slot's) lives on a thread's own stack. A program that joins and
-                // then exits at once leaves nothing that only a coroutine stack, which no
-                // leak checker scans, points to (the C API's bench stop did, under load).
-                if let Some(filled) = completer.fill(outcome.map_err(JoinError::Panicked)) {
-                    me.on_parent_stack(move || filled.notify());
-                }
-            }));
-            if delivered.is_err() {
-                eprintln!(
-                    "kcoro: coroutine {} finished, but a panic while delivering its result was ignored",
-                    me.id
-                );
-            }
+            Task::enter(yielder);
+            Task::report(catch_unwind(AssertUnwindSafe(f)), completer);
         };
         // SAFETY: this function's contract: what `body` (through `f`) borrows outlives the
         // coroutine's completion or drop; everything else it holds is owned.
         let coro = unsafe { Coro::with_stack_unchecked(stack, body) };
+        // SAFETY: this function's contract: nobody else can reach the cell yet.
+        unsafe { *self.coro.get() = Some(coro) };
+    }
+
+    /// A coroutine's first step: its task learns the yielder it suspends through.
+    #[inline(never)]
+    fn enter(yielder: &Yielder<(), Suspend>) {
+        let Some(me) = context::current_task_ptr() else {
+            panic!("Task::enter: coroutine started without a current task");
+        };
+        // SAFETY: `me` is this coroutine's own task, alive while it runs.
+        let me = unsafe { me.as_ref() };
+        me.yielder.set(yielder as *const _);
+    }
+
+    /// A coroutine's last step: reports `outcome` (what its closure returned, or the
+    /// panic it ended with) to its joiner.
+    #[inline(never)]
+    fn report<T: Send + 'static>(outcome: std::thread::Result<T>, completer: Completer<T>) {
+        // Re-read the context: we may have been unwound from a suspension.
+        let Some(me) = context::current_task_ptr() else {
+            panic!("Task::report: coroutine finished without a current task");
+        };
+        // SAFETY: the running task is alive while it runs.
+        let me = unsafe { me.as_ref() };
+        if me.cancelling.load(Acquire) {
+            // Shutdown is unwinding us: report, then let the unwind through.
+            let _ = catch_unwind(AssertUnwindSafe(|| completer.complete(Err(JoinError::Cancelled))));
+            if let Err(payload) = outcome {
+                resume_unwind(payload);
+            }
+            return;
+        }
+        // Delivering the result runs user code (a waker of an awaiting executor, or the
+        // value's destructor if nobody joins); a panic there must not escape into the
+        // worker, which would die with every coroutine pinned to it.
+        let delivered = catch_unwind(AssertUnwindSafe(|| {
+            // Counted before the joiner is told, so stats read after a join are exact.
+            me.finish();
+            // The joiner is told from the worker's stack: by the time it wakes, every
+            // local of this coroutine is gone, and the one reference still held (the
+            // join slot's) lives on a thread's own stack. A program that joins and
+            // then exits at once leaves nothing that only a coroutine stack, which no
+            // leak checker scans, points to (the C API's bench stop did, under load).
+            if let Some(filled) = completer.fill(outcome.map_err(JoinError::Panicked)) {
+                me.on_parent_stack(move || filled.notify());
+            }
+        }));
+        if delivered.is_err() {
+            eprintln!(
+                "kcoro: coroutine {} finished, but a panic while delivering its result was ignored",
+                me.id
+            );
+        }
+    }
+
+    /// A task with no coroutine yet, for one about to run on `stack`
+    /// ([`Task::install`] adds it), in `start.spare`'s allocation when it can be.
+    pub(crate) fn unstarted(start: TaskStart, stack: &PooledStack) -> Arc<Task> {
+        let TaskStart { spare, shared, id, name, origin, token } = start;
         let task = Task {
             state: ParkState::new(),
             id,
@@ -205,9 +252,9 @@ impl Task {
             was_parked: Cell::new(false),
             yielder: Cell::new(std::ptr::null()),
             on_parent: Cell::new(false),
-            coro: std::cell::UnsafeCell::new(Some(coro)),
-            guard,
-            stack_kib,
+            coro: std::cell::UnsafeCell::new(None),
+            guard: stack.guard_range(),
+            stack_kib: stack.size() >> 10,
             owned_key: Cell::new(usize::MAX),
             wait: WaitCell::default(),
             detail: shared.config.detail,

@@ -41,8 +41,8 @@ use std::time::{Duration, Instant};
 
 pub use wake_timer::TimerId;
 
-use crate::coro::stack::{DEFAULT_STACK_SIZE, StackPool, StackStats};
-use crate::coro::task::{Origin, Task};
+use crate::coro::stack::{DEFAULT_STACK_SIZE, PooledStack, StackPool, StackStats};
+use crate::coro::task::{Origin, Task, TaskStart};
 use crate::error::{Error, JoinError};
 use crate::inspect::OnDeadlock;
 use crate::runtime::blocking::BlockingPool;
@@ -288,8 +288,13 @@ impl Shared {
         unsafe { self.spawn_task(id, opts, f, Completer::detached()) }
     }
 
+    /// Starts a coroutine running `f`. Generic only where it must be (the coroutine's
+    /// body): the task before and the placement after are
+    /// [`prepare_task`](Self::prepare_task) and [`place_task`](Self::place_task), compiled
+    /// once, not once per spawned closure.
+    ///
     /// # Safety
-    /// As [`Task::new`]: what `f` borrows outlives the coroutine's completion or drop.
+    /// As [`Task::install`]: what `f` borrows outlives the coroutine's completion or drop.
     #[track_caller]
     unsafe fn spawn_task<F, T>(
         self: &Arc<Self>,
@@ -302,17 +307,41 @@ impl Shared {
         F: FnOnce() -> T + Send,
         T: Send + 'static,
     {
+        let local = self.local_worker();
+        let (task, stack, placement) = self.prepare_task(local, id, opts, std::panic::Location::caller())?;
+        // SAFETY: the task is new, seen by nobody yet; the rest is this function's contract.
+        unsafe { task.install(stack, f, completer) };
+        self.place_task(local, task, placement)
+    }
+
+    /// Everything a spawn does before its coroutine exists: a stack, and the task that
+    /// will run on it (in a finished task's allocation when `local`'s worker keeps one).
+    #[inline(never)]
+    fn prepare_task(
+        self: &Arc<Self>,
+        local: Option<&Worker>,
+        id: u64,
+        opts: SpawnOptions,
+        site: &'static std::panic::Location<'static>,
+    ) -> Result<(TaskRef, PooledStack, Placement), Error> {
         if self.is_shutdown() {
             return Err(Error::ShuttingDown);
         }
         let stack = self.stacks.get(opts.stack_size.unwrap_or(self.stacks.stack_size()))?;
-        let name = opts.name.map(String::into_boxed_str);
-        let origin = Origin { site: std::panic::Location::caller(), daemon: opts.daemon };
-        let local = self.local_worker();
-        let spare = local.and_then(|w| w.take_spare_task());
-        // SAFETY: passed on from this function's contract.
-        let task =
-            unsafe { Task::new(spare, Arc::clone(self), id, name, origin, stack, opts.token, f, completer) };
+        let start = TaskStart {
+            spare: local.and_then(|w| w.take_spare_task()),
+            shared: Arc::clone(self),
+            id,
+            name: opts.name.map(String::into_boxed_str),
+            origin: Origin { site, daemon: opts.daemon },
+            token: opts.token,
+        };
+        Ok((Task::unstarted(start, &stack), stack, opts.placement))
+    }
+
+    /// Registers a built task and starts it where `placement` says.
+    #[inline(never)]
+    fn place_task(&self, local: Option<&Worker>, task: TaskRef, placement: Placement) -> Result<(), Error> {
         let shard = local.map_or(self.workers.len(), |w| w.index);
         if !self.owned.insert(shard, &task) {
             return Err(Error::ShuttingDown);
@@ -322,7 +351,7 @@ impl Shared {
         // which any worker serves.
         // Whatever the placement, a spawn ends what an accept before it said.
         let after_accept = accepted_since_last_spawn();
-        let chosen = match opts.placement {
+        let chosen = match placement {
             // A coroutine that just accepted a connection is an accept loop spawning the
             // connection's coroutine: started here, every connection would stay on the
             // accepting worker (started coroutines never move), so spread them.

@@ -80,7 +80,7 @@ impl SpareTasks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coro::task::{Origin, Task};
+    use crate::coro::task::{Origin, Task, TaskStart};
     use crate::runtime::join::Completer;
 
     /// A task that never runs, built on `rt`'s runtime.
@@ -90,13 +90,15 @@ mod tests {
         // SAFETY: the closure borrows nothing.
         unsafe {
             Task::new(
-                None,
-                shared,
-                id,
-                Some("spare".into()),
-                Origin::here(),
+                TaskStart {
+                    spare: None,
+                    shared,
+                    id,
+                    name: Some("spare".into()),
+                    origin: Origin::here(),
+                    token: None,
+                },
                 stack,
-                None,
                 || (),
                 Completer::detached(),
             )

@@ -58,17 +58,22 @@ impl Mode {
     {
         match self {
             Mode::Coro(h) => Joiner::Coro(h.spawn(f)),
-            Mode::Thread => {
-                let (done_tx, done_rx) = mpsc::channel::<()>();
-                let handle = std::thread::spawn(move || {
-                    // Dropped on return and on unwind alike: the joiner wakes either way.
-                    let _done = done_tx;
-                    f()
-                });
-                Joiner::Thread(handle, done_rx)
-            }
+            Mode::Thread => go_thread(Box::new(f)),
         }
     }
+}
+
+/// [`Mode::go`] on a thread. The closure comes boxed, so std's thread spawn compiles once
+/// per result type rather than once per closure: a third of this binary's code otherwise,
+/// which every build of the tests (debug, release, aarch64) paid for.
+fn go_thread<T: Send + 'static>(f: Box<dyn FnOnce() -> T + Send>) -> Joiner<T> {
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        // Dropped on return and on unwind alike: the joiner wakes either way.
+        let _done = done_tx;
+        f()
+    });
+    Joiner::Thread(handle, done_rx)
 }
 
 /// Waits for a party started by [`Mode::go`].
