@@ -17,8 +17,9 @@ trap 'rm -rf "$tmp"' EXIT
 # Release builds without the workspace's thin LTO and without debug info: both change how
 # fast the binaries run or how a debugger sees them, not what they do, and together they
 # were most of this script's time (kcoro-cli, kcoro-bench and the kcoro-nats examples
-# built in 221 s instead of 412 s). The runtime's own tests run in release with debug info
-# (scripts/test.sh). A caller's setting wins.
+# built in 221 s instead of 412 s). kcoro itself keeps its line tables (Cargo.toml), as the
+# runtime's release tests in scripts/test.sh build it, so both share one compiled kcoro.
+# A caller's setting wins.
 export CARGO_PROFILE_RELEASE_LTO="${CARGO_PROFILE_RELEASE_LTO:-false}"
 export CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-false}"
 

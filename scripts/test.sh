@@ -135,19 +135,21 @@ phase "cargo test --workspace: build (debug)" cargo test --workspace --no-run
 
 # Optimisation changes inlining and stack use: the runtime's tests once more in release.
 # Without the workspace's thin LTO, as a crate depending on kcoro builds it by default
-# (Cargo's release profile has no LTO). kcoro itself (its tests and examples) keeps the
-# DWARF line tables: symbolising a backtrace on a coroutine stack (parsing them) is the
-# deepest stack the panic tests exercise. Line tables only, not full debug info: the same
-# symbolised frames, and the test build takes 139 s of CPU instead of 183. Its
-# dependencies go without, as in the smoke run's builds, so both use the same compiled
-# tokio, mio, corosensei... (with debug info everywhere they were built twice). Built,
-# with what the smoke run uses, while the debug tests run.
+# (Cargo's release profile has no LTO). kcoro itself keeps the DWARF line tables:
+# symbolising a backtrace on a coroutine stack (parsing them) is the deepest stack the panic
+# tests exercise. Line tables only, not full debug info: the same symbolised frames, and the
+# test build takes 139 s of CPU instead of 183. Its dependencies go without, as in the smoke
+# run's builds, so both use the same compiled tokio, mio, corosensei... (with debug info
+# everywhere they were built twice). Set in Cargo.toml (`profile.release.package.kcoro`),
+# so for every release build, not for the tests alone: the smoke run's `-p kcoro --examples`
+# and libkcoro reuse the tests' kcoro and examples instead of compiling them again
+# (27 CPU-s). Built, with what the smoke run uses, while the debug tests run.
 # (Cargo's default 16 codegen units instead of the workspace's 4 did not build faster:
 # kcoro-cli and kcoro-bench took 443 CPU-s against 422. Everything at opt-level 1 instead
 # of 3, measured on a fresh target: this phase's builds took 825 CPU-s against 892, not
 # worth building something other than what users run.)
 export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_DEBUG=false
-release_kcoro=(--release -p kcoro --config 'profile.release.package.kcoro.debug="line-tables-only"')
+release_kcoro=(--release -p kcoro)
 beside "release builds (kcoro tests, smoke --build)" \
   bash -c "cargo test ${release_kcoro[*]@Q} --no-run && scripts/smoke.sh --build"
 phase "cargo test --workspace: run (debug)" cargo test --workspace
