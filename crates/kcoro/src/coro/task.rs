@@ -136,29 +136,6 @@ pub(crate) struct TaskStart {
 }
 
 impl Task {
-    /// Builds a task whose coroutine runs `f` on `stack` and hands its outcome to
-    /// `completer`: [`Task::unstarted`], then [`Task::install`].
-    ///
-    /// # Safety
-    /// As [`Task::install`].
-    #[cfg(test)]
-    pub(crate) unsafe fn new<F, T>(
-        start: TaskStart,
-        stack: PooledStack,
-        f: F,
-        completer: Completer<T>,
-    ) -> Arc<Task>
-    where
-        F: FnOnce() -> T + Send,
-        T: Send + 'static,
-    {
-        let task = Task::unstarted(start, &stack);
-        // SAFETY: the task was just built, nobody else has seen it; the rest is this
-        // function's contract.
-        unsafe { task.install(stack, f, completer) };
-        task
-    }
-
     /// Moves `f` onto `stack` as this task's coroutine, which hands `f`'s outcome to
     /// `completer`. `f` lives on the coroutine's own stack: no allocation of its own.
     ///

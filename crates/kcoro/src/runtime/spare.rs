@@ -87,22 +87,18 @@ mod tests {
     fn idle_task(rt: &crate::Runtime, id: u64) -> TaskRef {
         let shared = rt.shared_for_tests();
         let Ok(stack) = shared.stacks.get(shared.stacks.stack_size()) else { panic!("no stack") };
-        // SAFETY: the closure borrows nothing.
-        unsafe {
-            Task::new(
-                TaskStart {
-                    spare: None,
-                    shared,
-                    id,
-                    name: Some("spare".into()),
-                    origin: Origin::here(),
-                    token: None,
-                },
-                stack,
-                || (),
-                Completer::detached(),
-            )
-        }
+        let start = TaskStart {
+            spare: None,
+            shared,
+            id,
+            name: Some("spare".into()),
+            origin: Origin::here(),
+            token: None,
+        };
+        let task = Task::unstarted(start, &stack);
+        // SAFETY: the task was just built and nobody else has it; the closure borrows nothing.
+        unsafe { task.install(stack, || (), Completer::detached()) };
+        task
     }
 
     #[test]
