@@ -68,6 +68,10 @@ pub enum HostError {
     Unloading(String),
     #[error("plugin `{name}` still has {in_flight} calls in flight after the grace period")]
     Busy { name: String, in_flight: u64 },
+    /// The process-wide barrier that orders unload against calls in flight failed; the
+    /// plugin keeps serving.
+    #[error("plugin `{name}` cannot be unloaded: the barrier against calls in flight failed: {reason}")]
+    Fence { name: String, reason: String },
     #[error("plugin `{plugin}` has no entry `{entry}`")]
     UnknownEntry { plugin: String, entry: String },
     #[error("plugin `{0}` does not implement bidirectional streams")]

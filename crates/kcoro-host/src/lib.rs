@@ -40,6 +40,7 @@ mod callbacks;
 mod ctx;
 mod detect;
 mod error;
+mod fence;
 mod gate;
 mod host;
 mod image;

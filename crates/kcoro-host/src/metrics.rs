@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::fence;
 use crate::thread_slot::{self, EXCLUSIVE};
 
 use kcoro_abi::NrStatus;
@@ -36,6 +37,8 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub(crate) fn new() -> Counters {
+        // Before any call can enter: the way `enter` fences is chosen once, here.
+        fence::init();
         Counters {
             stripes: (0..STRIPES).map(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0)))).collect(),
         }
@@ -67,14 +70,25 @@ impl Counters {
         self.bump(Counter::StatusBase as usize + s.normalized().0 as usize, 1);
     }
 
-    /// The in-flight gauge is `Entered - Left`. This SeqCst add orders the increment before
-    /// the caller's SeqCst read of the plugin's `closing` flag, against unload's SeqCst "set
-    /// closing, then read the gauge": one of the two always sees the other. (A locked add on
-    /// the thread's own line is cheaper than a plain store plus a full fence.)
+    /// The in-flight gauge is `Entered - Left`. The increment is ordered before the
+    /// caller's SeqCst read of the plugin's `closing` flag, against unload's "set closing,
+    /// barrier, then read the gauge": one of the two always sees the other. On the thread's
+    /// own stripe a plain store and a compiler fence do, unload paying the barrier
+    /// ([`crate::fence`]); without that barrier, or on the shared stripe, a SeqCst add.
     #[inline]
     pub(crate) fn enter(&self) {
-        let t = thread_slot::index().unwrap_or(EXCLUSIVE);
-        self.stripes[t].0[Counter::Entered as usize].fetch_add(1, Ordering::SeqCst);
+        let i = Counter::Entered as usize;
+        match thread_slot::index() {
+            Some(t) if fence::asymmetric() => {
+                // Single writer: this thread owns stripe `t`.
+                let a = &self.stripes[t].0[i];
+                a.store(a.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+                fence::light();
+            }
+            t => {
+                self.stripes[t.unwrap_or(EXCLUSIVE)].0[i].fetch_add(1, Ordering::SeqCst);
+            }
+        }
     }
 
     /// A leave is only ever read after its enter (see [`Counters::in_flight`]), so Release

@@ -516,6 +516,12 @@ impl Plugin {
     pub fn shutdown(&self, grace: Duration) -> Result<(), HostError> {
         let l = &self.0;
         l.closing.store(true, Ordering::SeqCst);
+        // Calls mark themselves in flight with a light fence (`Counters::enter`): after
+        // this barrier each one either shows in the gauge or sees `closing`.
+        if let Err(e) = crate::fence::heavy() {
+            l.closing.store(false, Ordering::SeqCst);
+            return Err(HostError::Fence { name: l.name.clone(), reason: e.to_string() });
+        }
         let deadline = Instant::now() + grace;
         loop {
             let in_flight = l.ctx.counters.in_flight();

@@ -71,6 +71,45 @@ fn unload_waits_for_1000_in_flight_streams_and_loses_nothing() {
 }
 
 #[test]
+fn calls_racing_an_unload_are_served_whole_or_refused() {
+    let _turn = serial();
+    common::within(60, || {
+        let host = std::sync::Arc::new(Host::new());
+        let p = host.load(common::rust_echo()).expect("load");
+        let started = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let callers: Vec<_> = (0..3)
+            .map(|t| {
+                let (p, started) = (p.clone(), started.clone());
+                std::thread::spawn(move || {
+                    started.wait();
+                    let mut served = 0u64;
+                    for i in 0u64.. {
+                        let msg = format!("{t}-{i}");
+                        match p.call_raw("echo", msg.as_bytes()).wait() {
+                            Ok(r) => {
+                                assert_eq!(&*r.data, msg.as_bytes());
+                                served += 1;
+                            }
+                            Err(HostError::Unloading(_)) => return served,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    unreachable!("the loop ends when unloading refuses a call")
+                })
+            })
+            .collect();
+        started.wait();
+        std::thread::sleep(Duration::from_millis(20));
+        host.unload("echo-rust", Duration::from_secs(10)).expect("unload");
+        let served: u64 = callers.into_iter().map(|c| c.join().expect("caller")).sum();
+        let m = p.metrics();
+        assert!(served > 0, "the callers ran before the unload");
+        // Every call admitted was answered before `shutdown`: none in flight, none lost.
+        assert_eq!((m.in_flight, m.calls, m.status(NrStatus::Ok)), (0, served, served), "{m:?}");
+    });
+}
+
+#[test]
 fn unload_fails_busy_after_the_grace_period_and_the_plugin_keeps_serving() {
     let _turn = serial();
     common::within(30, || {
