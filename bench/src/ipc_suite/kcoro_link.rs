@@ -1,7 +1,8 @@
 //! `ipc` suite, `kcoro` rows: kcoro-ipc with its defaults. The peer serves two buffered
 //! channels of `bytes::Bytes`, `in` ([`IN_CAPACITY`]) and `out` ([`OUT_CAPACITY`]), and
-//! echoes or counts from a coroutine of its own two-worker runtime; the client sends and
-//! receives from a coroutine of its own two-worker runtime. Each message is a clone of one
+//! echoes or counts from a coroutine of its own runtime; the client sends and receives
+//! from a coroutine of its own runtime. Both runtimes have two workers, or one in the
+//! `*-1w` rows. Each message is a clone of one
 //! prebuilt `Bytes` (a refcount, so the client's only copy is the encoding into the frame
 //! or the shared region). At the end the client closes `in`, which ends the peer.
 
@@ -9,7 +10,9 @@ use bytes::Bytes;
 use kcoro::chan::{self, ChanError};
 use kcoro_ipc::{RemoteReceiver, RemoteSender};
 
-use super::{Answer, KCORO, Link, Mode, PeerLogic, PeerProcess, make_payload, measure, socket_path};
+use super::{
+    Answer, KCORO, KCORO_1W, Link, Mode, PeerLogic, PeerProcess, make_payload, measure, socket_path,
+};
 use crate::harness::Measurement;
 use crate::runtime_suite::kcoro_rt;
 
@@ -78,20 +81,23 @@ pub enum Over {
     Leases,
 }
 
-/// The client: starts the peer, waits until it serves, connects and measures.
+/// The client: starts the peer, waits until it serves, connects and measures; each side's
+/// runtime has `workers` workers (the suite's two, or one).
 pub fn run(
     over: Over,
     mode: Mode,
     size: usize,
     n: u64,
     peer_cpu: Option<usize>,
+    workers: usize,
 ) -> Result<Measurement, String> {
     let path = socket_path(KCORO);
-    let mut peer = PeerProcess::spawn(KCORO, mode, size, &path.display().to_string(), peer_cpu)?;
+    let peer_impl = if workers == 1 { KCORO_1W } else { KCORO };
+    let mut peer = PeerProcess::spawn(peer_impl, mode, size, &path.display().to_string(), peer_cpu)?;
     peer.ready()?;
     let scheme = if over == Over::Rings { "shm" } else { "unix" };
     let addr = format!("{scheme}:{}", path.display());
-    let m = kcoro_rt::drive(move || {
+    let m = kcoro_rt::drive_with(workers, move || {
         let mut link = KcoroLink::connect(&addr, size, over == Over::Leases)?;
         let m = measure(&mut link, mode, size, n)?;
         link.tx.close();
@@ -102,20 +108,22 @@ pub fn run(
 }
 
 /// The peer process: serves at `path`, says `ready` on stdout, runs until `in` is closed.
-pub fn peer(logic: PeerLogic, path: &str) -> Result<(), String> {
-    serve(logic, path, || {
+pub fn peer(logic: PeerLogic, path: &str, workers: usize) -> Result<(), String> {
+    serve(logic, path, workers, || {
         use std::io::Write;
         println!("ready");
         let _ = std::io::stdout().flush();
     })
 }
 
-fn serve(mut logic: PeerLogic, path: &str, ready: impl FnOnce() + Send + 'static) -> Result<(), String> {
+fn serve(
+    mut logic: PeerLogic,
+    path: &str,
+    workers: usize,
+    ready: impl FnOnce() + Send + 'static,
+) -> Result<(), String> {
     let addr = format!("unix:{path}");
-    let rt = kcoro::Runtime::builder()
-        .workers(crate::runtime_suite::WORKERS)
-        .build()
-        .map_err(|e| format!("peer runtime: {e}"))?;
+    let rt = kcoro::Runtime::builder().workers(workers).build().map_err(|e| format!("peer runtime: {e}"))?;
     rt.block_on(move || {
         let (in_tx, in_rx) = chan::buffered::<Bytes>(IN_CAPACITY);
         let (out_tx, out_rx) = chan::buffered::<Bytes>(OUT_CAPACITY);
@@ -145,23 +153,24 @@ fn serve(mut logic: PeerLogic, path: &str, ready: impl FnOnce() + Send + 'static
     })
 }
 
-/// Both ends in this process (the peer on a thread), 50 ops.
+/// Both ends in this process (the peer on a thread), each on a runtime of `workers`
+/// workers, 50 ops.
 #[cfg(test)]
-pub fn self_test(over: Over, mode: Mode, size: usize) -> Result<(), String> {
+pub fn self_test(over: Over, mode: Mode, size: usize, workers: usize) -> Result<(), String> {
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
     static RUN: AtomicU32 = AtomicU32::new(0);
     let path = socket_path(&format!("kcoro-test{}", RUN.fetch_add(1, Relaxed)));
     let p = path.display().to_string();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let peer = std::thread::spawn(move || {
-        serve(PeerLogic::new(mode, size), &p, move || {
+        serve(PeerLogic::new(mode, size), &p, workers, move || {
             let _ = ready_tx.send(());
         })
     });
     ready_rx.recv().map_err(|_| "the peer did not start".to_string())?;
     let scheme = if over == Over::Rings { "shm" } else { "unix" };
     let addr = format!("{scheme}:{}", path.display());
-    kcoro_rt::drive(move || {
+    kcoro_rt::drive_with(workers, move || {
         let mut link = KcoroLink::connect(&addr, size, over == Over::Leases)?;
         let m = measure(&mut link, mode, size, 50)?;
         link.tx.close();

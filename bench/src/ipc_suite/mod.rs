@@ -49,7 +49,7 @@ use std::time::Instant;
 
 use crate::harness::{KCORO, Measurement, Skip, Suite, payload};
 use crate::net_suite::sys;
-use crate::runtime_suite::warmup;
+use crate::runtime_suite::{WORKERS, warmup};
 
 /// kcoro-ipc over a `shm:` address: the same server, the connection moved to
 /// shared-memory rings.
@@ -57,6 +57,12 @@ pub const KCORO_SHM: &str = "kcoro-shm";
 
 /// kcoro-ipc with each large message built in place in a lease of the connection's region.
 pub const KCORO_LEASE: &str = "kcoro-lease";
+
+/// `kcoro` with one worker per process, the threads raw and ipc-channel use.
+pub const KCORO_1W: &str = "kcoro-1w";
+
+/// `kcoro-shm` with one worker per process.
+pub const KCORO_SHM_1W: &str = "kcoro-shm-1w";
 
 /// The floor: a Unix socket written plainly.
 pub const RAW: &str = "raw";
@@ -79,6 +85,9 @@ pub static SUITE: Suite = Suite {
         "  sends; shared memory from 64 KiB); raw: std UnixStream, one write_all per message,",
         "  peer reads through a 64 KiB BufReader; ipc-channel: IpcBytesSender/Receiver each way",
         "kcoro-shm: as kcoro, connected to shm:PATH (frames through shared-memory rings)",
+        "kcoro-1w, kcoro-shm-1w (last, so the peers' ratios stay against the two-worker rows): as",
+        "  kcoro and kcoro-shm, each process's runtime with one worker (raw and ipc-channel use",
+        "  one thread per side) instead of the suite's two",
         "kcoro-lease (1 MiB cases): as kcoro, each message produced in place in a lease of the",
         "  connection's region (RemoteSender::lease; only the two checked bytes written): no copy",
         "iceoryx2: 0.10 shared-memory publish-subscribe (ping/pong services of loaned [u8] samples,",
@@ -96,7 +105,7 @@ pub static SUITE: Suite = Suite {
         payload("rtt_64_pinned", 20_000, 2_000, 64),
         payload("rtt_4k_pinned", 20_000, 2_000, 4 << 10),
     ],
-    impls: &[KCORO, KCORO_SHM, KCORO_LEASE, RAW, IPC_CHANNEL, ICEORYX2],
+    impls: &[KCORO, KCORO_SHM, KCORO_LEASE, RAW, IPC_CHANNEL, ICEORYX2, KCORO_1W, KCORO_SHM_1W],
     skips: &[Skip {
         imp: KCORO_LEASE,
         cases: &["rtt_64", "rtt_4k", "stream_64", "stream_4k", "rtt_64_pinned", "rtt_4k_pinned"],
@@ -174,9 +183,11 @@ fn child(case: &str, imp: &str, n: u64) -> Result<Measurement, String> {
     let (mode, size, pinned) = shape(case).ok_or_else(|| format!("ipc: no case {case:?}"))?;
     let peer_cpu = if pinned { Some(pin_client()?) } else { None };
     match imp {
-        KCORO => kcoro_link::run(kcoro_link::Over::Socket, mode, size, n, peer_cpu),
-        KCORO_SHM => kcoro_link::run(kcoro_link::Over::Rings, mode, size, n, peer_cpu),
-        KCORO_LEASE => kcoro_link::run(kcoro_link::Over::Leases, mode, size, n, peer_cpu),
+        KCORO => kcoro_link::run(kcoro_link::Over::Socket, mode, size, n, peer_cpu, WORKERS),
+        KCORO_SHM => kcoro_link::run(kcoro_link::Over::Rings, mode, size, n, peer_cpu, WORKERS),
+        KCORO_1W => kcoro_link::run(kcoro_link::Over::Socket, mode, size, n, peer_cpu, 1),
+        KCORO_SHM_1W => kcoro_link::run(kcoro_link::Over::Rings, mode, size, n, peer_cpu, 1),
+        KCORO_LEASE => kcoro_link::run(kcoro_link::Over::Leases, mode, size, n, peer_cpu, WORKERS),
         RAW => raw_link::run(mode, size, n, peer_cpu),
         IPC_CHANNEL => ipc_channel_link::run(mode, size, n, peer_cpu),
         ICEORYX2 => iceoryx2_link::run(mode, size, n, peer_cpu),
@@ -301,7 +312,8 @@ pub fn peer(args: &[String]) -> Result<(), String> {
     let size: usize = size.parse().map_err(|e| format!("bad size {size:?}: {e}"))?;
     let logic = PeerLogic::new(mode, size);
     match imp.as_str() {
-        KCORO | KCORO_SHM | KCORO_LEASE => kcoro_link::peer(logic, addr),
+        KCORO | KCORO_SHM | KCORO_LEASE => kcoro_link::peer(logic, addr, WORKERS),
+        KCORO_1W | KCORO_SHM_1W => kcoro_link::peer(logic, addr, 1),
         RAW => raw_link::peer(logic, addr),
         IPC_CHANNEL => ipc_channel_link::peer(logic, addr),
         _ => Err(format!("ipc: no peer {imp:?}")),
@@ -416,8 +428,13 @@ mod tests {
                 // Leases only where a message goes through shared memory.
                 let leased = (size >= 64 << 10).then_some(kcoro_link::Over::Leases);
                 for over in [kcoro_link::Over::Socket, kcoro_link::Over::Rings].into_iter().chain(leased) {
-                    kcoro_link::self_test(over, mode, size)
+                    kcoro_link::self_test(over, mode, size, WORKERS)
                         .unwrap_or_else(|e| panic!("kcoro {over:?} {mode:?} {size}: {e}"));
+                }
+                // The `*-1w` rows: one worker on each side.
+                for over in [kcoro_link::Over::Socket, kcoro_link::Over::Rings] {
+                    kcoro_link::self_test(over, mode, size, 1)
+                        .unwrap_or_else(|e| panic!("kcoro {over:?} {mode:?} {size}, one worker: {e}"));
                 }
                 ipc_channel_link::self_test(mode, size)
                     .unwrap_or_else(|e| panic!("ipc-channel {mode:?} {size}: {e}"));

@@ -88,8 +88,16 @@ pub fn run(case: &str, n: u64) -> Result<Measurement, String> {
 pub fn drive(
     body: impl FnOnce() -> Result<Measurement, String> + Send + 'static,
 ) -> Result<Measurement, String> {
+    drive_with(WORKERS, body)
+}
+
+/// [`drive`] on a runtime of `workers` workers.
+pub fn drive_with(
+    workers: usize,
+    body: impl FnOnce() -> Result<Measurement, String> + Send + 'static,
+) -> Result<Measurement, String> {
     let rt = kcoro::Runtime::builder()
-        .workers(WORKERS)
+        .workers(workers)
         .build()
         .map_err(|e| format!("kcoro: cannot build runtime: {e}"))?;
     let out = rt.block_on(body);
