@@ -2,7 +2,7 @@
 //! channels of `bytes::Bytes`, `in` ([`IN_CAPACITY`]) and `out` ([`OUT_CAPACITY`]), and
 //! echoes or counts from a coroutine of its own runtime; the client sends and receives
 //! from a coroutine of its own runtime. Both runtimes have two workers, or one in the
-//! `*-1w` rows. Each message is a clone of one
+//! `kcoro-1w` and `kcoro-shm1w` rows. Each message is a clone of one
 //! prebuilt `Bytes` (a refcount, so the client's only copy is the encoding into the frame
 //! or the shared region). At the end the client closes `in`, which ends the peer.
 

@@ -62,7 +62,7 @@ pub const KCORO_LEASE: &str = "kcoro-lease";
 pub const KCORO_1W: &str = "kcoro-1w";
 
 /// `kcoro-shm` with one worker per process.
-pub const KCORO_SHM_1W: &str = "kcoro-shm-1w";
+pub const KCORO_SHM_1W: &str = "kcoro-shm1w";
 
 /// The floor: a Unix socket written plainly.
 pub const RAW: &str = "raw";
@@ -85,7 +85,7 @@ pub static SUITE: Suite = Suite {
         "  sends; shared memory from 64 KiB); raw: std UnixStream, one write_all per message,",
         "  peer reads through a 64 KiB BufReader; ipc-channel: IpcBytesSender/Receiver each way",
         "kcoro-shm: as kcoro, connected to shm:PATH (frames through shared-memory rings)",
-        "kcoro-1w, kcoro-shm-1w (last, so the peers' ratios stay against the two-worker rows): as",
+        "kcoro-1w, kcoro-shm1w (last, so the peers' ratios stay against the two-worker rows): as",
         "  kcoro and kcoro-shm, each process's runtime with one worker (raw and ipc-channel use",
         "  one thread per side) instead of the suite's two",
         "kcoro-lease (1 MiB cases): as kcoro, each message produced in place in a lease of the",
@@ -431,7 +431,7 @@ mod tests {
                     kcoro_link::self_test(over, mode, size, WORKERS)
                         .unwrap_or_else(|e| panic!("kcoro {over:?} {mode:?} {size}: {e}"));
                 }
-                // The `*-1w` rows: one worker on each side.
+                // The `kcoro-1w` and `kcoro-shm1w` rows: one worker on each side.
                 for over in [kcoro_link::Over::Socket, kcoro_link::Over::Rings] {
                     kcoro_link::self_test(over, mode, size, 1)
                         .unwrap_or_else(|e| panic!("kcoro {over:?} {mode:?} {size}, one worker: {e}"));
