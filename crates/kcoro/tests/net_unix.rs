@@ -246,6 +246,55 @@ fn a_plain_thread_can_use_a_socket() {
     writer.join().expect("writer").expect("write");
 }
 
+/// Two workers, one running a coroutine that never yields, the other with no coroutine of
+/// its own: the idle one leaves the reactor to the busy one at first (see
+/// `Worker::leaves_reactor`), but takes it once nobody polled it for a while, so a plain
+/// thread's socket wait is still served.
+#[test]
+fn a_plain_thread_is_served_while_the_only_other_worker_never_yields() {
+    let rt = Runtime::builder().workers(2).build().expect("runtime");
+    // Made by a coroutine that ends at once: afterwards no worker has a coroutine.
+    let (a, b) = rt.block_on(|| UnixStream::pair().expect("pair"));
+    let served = Arc::new(AtomicBool::new(false));
+    let busy = {
+        let served = Arc::clone(&served);
+        rt.handle()
+            .spawn_with(kcoro::SpawnOptions::new().on_worker(0), move || {
+                // Spins without yielding until the thread below has its data (or gives up,
+                // so a failure ends the test instead of hanging it).
+                let give_up = std::time::Instant::now() + Duration::from_secs(60);
+                while !served.load(Relaxed) {
+                    if std::time::Instant::now() > give_up {
+                        return false;
+                    }
+                    std::hint::spin_loop();
+                }
+                true
+            })
+            .expect("spawn")
+    };
+    let reader = std::thread::Builder::new()
+        .name("plain-reader".into())
+        .spawn(move || {
+            let mut got = [0u8; 5];
+            (&a).read_exact(&mut got).map(|()| got)
+        })
+        .expect("reader thread");
+    // Write only once the reader has parked on the socket: its data must come through the
+    // reactor.
+    while !kcoro::inspect::threads_waiting().iter().any(|w| w.thread == "plain-reader") {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (&b).write_all(b"hello").expect("write from a thread");
+    let got = reader.join().expect("reader").expect("read");
+    served.store(true, Relaxed);
+    assert_eq!(&got, b"hello");
+    assert!(
+        busy.join().expect("busy coroutine"),
+        "the read was served only after the busy coroutine gave up"
+    );
+}
+
 #[test]
 fn socket_outliving_its_runtime_fails_instead_of_hanging() {
     let rt = Runtime::builder().workers(1).build().expect("runtime");

@@ -186,6 +186,9 @@ pub(crate) struct Driver {
     interest: AtomicUsize,
     shutdown: AtomicBool,
     pub(crate) timer_fires: AtomicU64,
+    /// Turns begun (`turn`): a worker that left the reactor to others checks that someone
+    /// still polls it.
+    turns: AtomicU64,
     /// Deterministic mode: the virtual clock, in ns since `start`. Only the single worker
     /// moves it (`advance_virtual`); the driver thread then leaves timers alone.
     virtual_ns: Option<AtomicU64>,
@@ -238,6 +241,7 @@ impl Driver {
             interest: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             timer_fires: AtomicU64::new(0),
+            turns: AtomicU64::new(0),
             virtual_ns: virtual_clock.then(|| AtomicU64::new(0)),
         }))
     }
@@ -432,6 +436,11 @@ impl Driver {
     }
 
     /// Whether a look at the reactor could find anything: a socket or an armed timer.
+    /// Turns begun so far.
+    pub(crate) fn turns(&self) -> u64 {
+        self.turns.load(Relaxed)
+    }
+
     pub(crate) fn has_interest(&self) -> bool {
         self.interest.load(Relaxed) != 0
     }
@@ -453,6 +462,8 @@ impl Driver {
     /// something happens) for readiness, a timer or `wake_poller`, then wakes whoever that
     /// concerns and fires the timers now due.
     pub(crate) fn turn(&self, p: &mut Poller, timeout: Option<Duration>) {
+        // Only the poller's holder writes it (under the poller lock).
+        self.turns.store(self.turns.load(Relaxed) + 1, Relaxed);
         // Whatever this fires is runnable now: then only look, do not wait.
         let timeout = if self.fire_due_timers(p, false) { Some(Duration::ZERO) } else { timeout };
         if self.shutdown.load(Acquire) {
