@@ -435,12 +435,12 @@ impl Driver {
         drop(old);
     }
 
-    /// Whether a look at the reactor could find anything: a socket or an armed timer.
     /// Turns begun so far.
     pub(crate) fn turns(&self) -> u64 {
         self.turns.load(Relaxed)
     }
 
+    /// Whether a look at the reactor could find anything: a socket or an armed timer.
     pub(crate) fn has_interest(&self) -> bool {
         self.interest.load(Relaxed) != 0
     }
