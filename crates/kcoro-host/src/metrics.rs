@@ -159,3 +159,55 @@ impl Metrics {
         self.by_status[s.normalized().0 as usize]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    /// The handshake with unload as the host runs it: callers `enter` (a light fence where
+    /// the barrier is registered), then read `closing`; the closer sets `closing`, passes
+    /// the heavy barrier and waits for the gauge to read 0. No caller may find itself
+    /// admitted after that. (On x86 the reordering a missing barrier allows is too rare for
+    /// this to catch; it checks the protocol's shape on both fence paths' code.)
+    #[test]
+    fn no_call_is_admitted_after_unload_saw_none_in_flight() {
+        crate::fence::init();
+        for _ in 0..50 {
+            let counters = Arc::new(Counters::new());
+            let closing = Arc::new(AtomicBool::new(false));
+            let closed = Arc::new(AtomicBool::new(false));
+            let callers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (counters, closing, closed) = (counters.clone(), closing.clone(), closed.clone());
+                    std::thread::spawn(move || {
+                        loop {
+                            counters.enter();
+                            if closing.load(Ordering::SeqCst) {
+                                counters.leave();
+                                return;
+                            }
+                            assert!(
+                                !closed.load(Ordering::Acquire),
+                                "a call was admitted after unload saw none"
+                            );
+                            counters.leave();
+                        }
+                    })
+                })
+                .collect();
+            std::thread::yield_now();
+            closing.store(true, Ordering::SeqCst);
+            crate::fence::heavy().expect("barrier");
+            while counters.in_flight() != 0 {
+                std::thread::yield_now();
+            }
+            closed.store(true, Ordering::Release);
+            for c in callers {
+                c.join().expect("caller");
+            }
+            assert_eq!(counters.in_flight(), 0);
+        }
+    }
+}

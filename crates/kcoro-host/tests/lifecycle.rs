@@ -76,18 +76,21 @@ fn calls_racing_an_unload_are_served_whole_or_refused() {
     common::within(60, || {
         let host = std::sync::Arc::new(Host::new());
         let p = host.load(common::rust_echo()).expect("load");
-        let started = std::sync::Arc::new(std::sync::Barrier::new(4));
+        // Callers that have had a call answered: the unload starts once all three have.
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let callers: Vec<_> = (0..3)
             .map(|t| {
-                let (p, started) = (p.clone(), started.clone());
+                let (p, running) = (p.clone(), running.clone());
                 std::thread::spawn(move || {
-                    started.wait();
                     let mut served = 0u64;
                     for i in 0u64.. {
                         let msg = format!("{t}-{i}");
                         match p.call_raw("echo", msg.as_bytes()).wait() {
                             Ok(r) => {
                                 assert_eq!(&*r.data, msg.as_bytes());
+                                if served == 0 {
+                                    running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                }
                                 served += 1;
                             }
                             Err(HostError::Unloading(_)) => return served,
@@ -98,12 +101,13 @@ fn calls_racing_an_unload_are_served_whole_or_refused() {
                 })
             })
             .collect();
-        started.wait();
-        std::thread::sleep(Duration::from_millis(20));
+        while running.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            std::thread::yield_now();
+        }
         host.unload("echo-rust", Duration::from_secs(10)).expect("unload");
         let served: u64 = callers.into_iter().map(|c| c.join().expect("caller")).sum();
         let m = p.metrics();
-        assert!(served > 0, "the callers ran before the unload");
+        assert!(served >= 3, "every caller had a call answered before the unload");
         // Every call admitted was answered before `shutdown`: none in flight, none lost.
         assert_eq!((m.in_flight, m.calls, m.status(NrStatus::Ok)), (0, served, served), "{m:?}");
     });
