@@ -4,6 +4,7 @@
 
 pub(crate) mod overflow;
 pub(crate) mod panic_hook;
+pub(crate) mod prefetch;
 pub mod stack;
 pub(crate) mod state;
 pub(crate) mod task;

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
+use crate::coro::prefetch::ResumeHint;
 use crate::coro::stack::PooledStack;
 use crate::coro::state::{ParkOutcome, ParkState, UnparkOutcome};
 use crate::coro::wait::{Seen, Wait, WaitCell};
@@ -68,12 +69,14 @@ impl Origin {
     }
 }
 
+/// `repr(C)`, in this order: what a wake reads and writes (the park state, the resume
+/// hint, the home worker, the runtime) follows the `Arc` counts the waker bumps, within the
+/// allocation's first 48 bytes: one or two cache lines for a coroutine that went cold,
+/// where the state and the runtime pointer had sat on a line of their own (see
+/// `coro::prefetch` for what that costs a server with 1,000 connections).
+#[repr(C)]
 pub(crate) struct Task {
     pub(crate) state: ParkState,
-    id: u64,
-    name: Option<Box<str>>,
-    /// Worker index the coroutine is bound to once started (`NO_HOME` before).
-    home: AtomicUsize,
     /// Set when shutdown starts unwinding this coroutine, so its catch-all lets the unwind
     /// through instead of reporting a panic.
     cancelling: AtomicBool,
@@ -81,19 +84,9 @@ pub(crate) struct Task {
     /// Written before `PARKED` is published and read after the unpark that took it back,
     /// so the ParkState CAS chain orders the two accesses.
     was_parked: Cell<bool>,
-    /// Written once by the coroutine on entry; read by the coroutine itself to suspend.
-    yielder: Cell<*const Yielder<(), Suspend>>,
     /// True while code of this coroutine runs on its worker's stack
     /// ([`Task::on_parent_stack`]): suspending then would switch away from the wrong stack.
     on_parent: Cell<bool>,
-    coro: std::cell::UnsafeCell<Option<Coro>>,
-    /// For the overflow handler.
-    guard: (usize, usize),
-    stack_kib: usize,
-    /// Key in the runtime's registry of live tasks.
-    pub(crate) owned_key: Cell<usize>,
-    /// What it waits on while parked (written only if `detail`; see `coro::wait`).
-    wait: WaitCell,
     /// Whether parks describe themselves in `wait` (`Builder::coroutine_detail`); a copy
     /// of the runtime's setting, on the task's own cache line.
     detail: bool,
@@ -103,13 +96,36 @@ pub(crate) struct Task {
     /// default placement starts on the workers in turn (see `Shared::spawn`). Read and
     /// written only by the coroutine itself, while it runs.
     accepted: Cell<bool>,
+    /// Where its stack was at its last suspension, for the worker that wakes it.
+    resume_hint: ResumeHint,
+    /// Worker index the coroutine is bound to once started (`NO_HOME` before).
+    home: AtomicUsize,
+    /// Dropped after `coro` all the same (see `Drop`), so the stack returns to a live pool.
+    pub(crate) shared: Arc<Shared>,
+    id: u64,
+    /// Written once by the coroutine on entry; read by the coroutine itself to suspend.
+    yielder: Cell<*const Yielder<(), Suspend>>,
+    /// Key in the runtime's registry of live tasks.
+    pub(crate) owned_key: Cell<usize>,
+    name: Option<Box<str>>,
+    coro: std::cell::UnsafeCell<Option<Coro>>,
+    /// For the overflow handler.
+    guard: (usize, usize),
+    stack_kib: usize,
+    /// What it waits on while parked (written only if `detail`; see `coro::wait`).
+    wait: WaitCell,
     /// Where it was spawned.
     site: &'static std::panic::Location<'static>,
     /// The coroutine's ambient cancel token (`sync::current_token`): set at spawn, swapped
     /// by scopes running on this coroutine. Only the running coroutine touches it.
     token: std::cell::RefCell<Option<CancelToken>>,
-    /// Declared last: dropped after `coro`, so the stack returns to a live pool.
-    pub(crate) shared: Arc<Shared>,
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        // The coroutine (and its stack) before the fields declared ahead of it: `shared`.
+        drop(self.coro.get_mut().take());
+    }
 }
 
 // SAFETY: the Cells, the RefCell and the UnsafeCell are accessed only by the thread currently running
@@ -227,6 +243,7 @@ impl Task {
             home: AtomicUsize::new(NO_HOME),
             cancelling: AtomicBool::new(false),
             was_parked: Cell::new(false),
+            resume_hint: ResumeHint::default(),
             yielder: Cell::new(std::ptr::null()),
             on_parent: Cell::new(false),
             coro: std::cell::UnsafeCell::new(None),
@@ -432,6 +449,7 @@ impl Task {
         if y.is_null() || self.on_parent.get() {
             self.cannot_suspend();
         }
+        self.resume_hint.record();
         // SAFETY: the yielder lives on this coroutine's stack, below its entry frame, for
         // as long as the coroutine runs — and we are running on it.
         unsafe { (*y).suspend(why) };
@@ -488,6 +506,12 @@ impl Task {
         }
     }
 
+    /// Starts loading the memory this task touches when it resumes (see `coro::prefetch`).
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        self.resume_hint.prefetch();
+    }
+
     /// Wakes the task: schedules it if parked, else leaves a token.
     pub(crate) fn unpark(self: &Arc<Self>) {
         if self.state.unpark() == UnparkOutcome::Schedule {
@@ -515,6 +539,28 @@ impl Task {
             if r.is_err() {
                 eprintln!("kcoro: coroutine {} panicked while being unwound at shutdown", self.id);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::{offset_of, size_of};
+
+    use super::*;
+
+    /// The fields a wake touches lead the task, right after the `Arc` counts (see `Task`).
+    #[test]
+    fn what_a_wake_touches_leads_the_task() {
+        let ends = [
+            offset_of!(Task, state) + size_of::<ParkState>(),
+            offset_of!(Task, resume_hint) + size_of::<ResumeHint>(),
+            offset_of!(Task, home) + size_of::<AtomicUsize>(),
+            offset_of!(Task, shared) + size_of::<Arc<Shared>>(),
+        ];
+        let arc_counts = 2 * size_of::<usize>();
+        for end in ends {
+            assert!(arc_counts + end <= 48, "a wake's field ends at byte {end} of the task");
         }
     }
 }

@@ -472,6 +472,7 @@ impl Worker {
 
     /// Schedules a task on this worker, in the LIFO slot (spawns and local wakes).
     pub(crate) fn schedule_local(&self, task: TaskRef) {
+        task.prefetch();
         let core = self.core();
         if core.in_turn {
             self.push_queue(core, task);
