@@ -585,6 +585,10 @@ impl Builder {
     /// no `MutexGuard` or other guard of a thread-affine lock, no reference into a
     /// thread-local, no `RefCell` borrow of one. Rust cannot check this; with the default
     /// (`false`) a started coroutine stays on its first worker and all of this is sound.
+    /// Nor is it enough to release every thread-local borrow before suspending: the
+    /// compiler may keep a thread-local's address across the suspension, so code that
+    /// touches a thread-local in the same function as a suspension (after inlining,
+    /// std's and the allocator's too) may use the old thread's copy.
     pub unsafe fn migrate_started(mut self, yes: bool) -> Self {
         self.migrate = yes;
         self
