@@ -38,7 +38,7 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut builder = kcoro::Runtime::builder().name("proxy");
+    let mut builder = kcoro::Runtime::builder().name("proxy").idle_spin(config.idle_spin);
     if let Some(w) = config.workers {
         builder = builder.workers(w);
     }

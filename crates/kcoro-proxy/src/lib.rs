@@ -157,8 +157,11 @@ impl Proxy {
             .map(|p| (p.name.clone(), Arc::new(Pool::new(p.clone(), state.pools.get(&p.name).map(|o| &**o)))))
             .collect();
         let mut report = ReloadReport::default();
-        if config.metrics != state.config.metrics || config.workers != state.config.workers {
-            report.ignored.push("metrics and workers change only with a restart".to_string());
+        if config.metrics != state.config.metrics
+            || config.workers != state.config.workers
+            || config.idle_spin != state.config.idle_spin
+        {
+            report.ignored.push("metrics, workers and idle_spin change only with a restart".to_string());
         }
         // Bind what is new first: a failure leaves the running configuration untouched.
         let mut fresh = Vec::new();

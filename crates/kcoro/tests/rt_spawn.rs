@@ -496,3 +496,30 @@ fn a_coroutine_in_a_finished_ones_place_starts_with_its_own_token() {
     let reused: u64 = rt.worker_counters().iter().map(|c| c.reused).sum();
     assert!(reused >= 290, "spawns reused finished tasks only {reused} times of 300");
 }
+
+/// `Builder::idle_spin` bounds each idle spin: a coroutine that sleeps on a timer 20 times
+/// leaves its one worker idle at least 20 times, each idle period spins at least one round
+/// (unless the spin is 0) and at most `rounds`, and each ends in a sleep or in work found
+/// (a resume). With 0 rounds the worker never spins and the timers still fire.
+#[test]
+fn idle_spin_bounds_the_rounds_an_idle_worker_spins() {
+    const NAPS: u64 = 20;
+    for rounds in [0u32, 3] {
+        let rt = Runtime::builder().workers(1).idle_spin(rounds).build().unwrap();
+        rt.block_on(|| {
+            for _ in 0..NAPS {
+                kcoro::sleep(Duration::from_millis(2));
+            }
+        });
+        let c = rt.handle().worker_counters()[0];
+        drop(rt);
+        if rounds == 0 {
+            assert_eq!(c.spin_rounds, 0, "{c:?}");
+        } else {
+            let episodes = c.sleeps + c.resumes + 1;
+            assert!(c.spin_rounds >= NAPS, "every nap leaves the worker idle: {c:?}");
+            assert!(c.spin_rounds <= u64::from(rounds) * episodes, "{c:?}");
+        }
+        assert!(c.sleeps >= 1, "{c:?}");
+    }
+}

@@ -51,11 +51,13 @@ use crate::runtime::idle::Idle;
 use crate::runtime::inject::Inject;
 use crate::runtime::join::{Completer, JoinHandle};
 use crate::runtime::owned::Owned;
-use crate::runtime::worker::{TaskRef, Worker, WorkerShared};
+use crate::runtime::worker::{DEFAULT_SPIN_ROUNDS, TaskRef, Worker, WorkerShared};
 use crate::sync::CancelToken;
 
 pub(crate) struct Config {
     pub(crate) migrate: bool,
+    /// Rounds of an idle worker's spin before it sleeps (`Builder::idle_spin`).
+    pub(crate) spin_rounds: u32,
     /// Parks say what they wait on (`Builder::coroutine_detail`).
     pub(crate) detail: bool,
     /// Deterministic mode's seed (see `Builder::deterministic`).
@@ -515,6 +517,7 @@ pub struct Builder {
     max_stacks: Option<usize>,
     max_blocking_threads: usize,
     migrate: bool,
+    spin_rounds: u32,
     name: String,
     seed: Option<u64>,
     detail: bool,
@@ -529,6 +532,7 @@ impl Default for Builder {
             max_stacks: None,
             max_blocking_threads: 512,
             migrate: false,
+            spin_rounds: DEFAULT_SPIN_ROUNDS,
             name: "kcoro".into(),
             seed: None,
             detail: detail_from_env(),
@@ -568,6 +572,21 @@ impl Builder {
     /// Cap on blocking-pool threads (default 512).
     pub fn max_blocking_threads(mut self, n: usize) -> Self {
         self.max_blocking_threads = n;
+        self
+    }
+
+    /// How many rounds an idle worker spins before it sleeps (default 16; 0: it sleeps at
+    /// once). A round is a `sched_yield`, a look for work and a look at the reactor without
+    /// waiting, about a microsecond. Spinning catches work that comes within microseconds
+    /// without a sleep and a wake-up (tens of microseconds on a VM whose idle CPU halts):
+    /// a request and its reply between two pinned single-worker processes took 9–10 µs
+    /// with 16 rounds and 29–37 µs with 8. It also keeps the CPU busy while nothing runs:
+    /// `kcoro proxy` with one worker at 10 connections, its backend and load generator on
+    /// the other CPU, served more requests per second with less CPU each at 4 rounds than
+    /// at 16 (docs/BENCHMARKS.md). A worker partnered with another (a hand-off between
+    /// them ended its last sleep) spins longer whatever this says.
+    pub fn idle_spin(mut self, rounds: u32) -> Self {
+        self.spin_rounds = rounds;
         self
     }
 
@@ -659,7 +678,12 @@ impl Builder {
             blocking: BlockingPool::new(self.max_blocking_threads, self.name.clone()),
             owned: Owned::new(self.workers + 1),
             spare_tasks: spare::SpareTasks::default(),
-            config: Config { migrate: self.migrate, detail: self.detail, seed: self.seed },
+            config: Config {
+                migrate: self.migrate,
+                spin_rounds: self.spin_rounds,
+                detail: self.detail,
+                seed: self.seed,
+            },
             observer: observe::Observer::default(),
             shutdown: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
@@ -780,6 +804,9 @@ pub struct WorkerCounters {
     /// Idle spins made longer because the worker was partnered: its last sleep was cut
     /// short by another worker waking a coroutine of its own (a cross-worker exchange).
     pub partner_spins: u64,
+    /// Rounds this worker spun while idle before finding work or sleeping (see
+    /// [`Builder::idle_spin`]).
+    pub spin_rounds: u64,
     /// Times this worker went to sleep (on its futex or in the reactor's wait) after
     /// finding no work.
     pub sleeps: u64,
@@ -1020,6 +1047,7 @@ impl Handle {
                     parks: count(&c.parks),
                     steals: count(&c.steals),
                     partner_spins: count(&c.partner_spins),
+                    spin_rounds: count(&c.spin_rounds),
                     sleeps: count(&c.sleeps),
                     reused: count(&c.reused),
                 }

@@ -46,7 +46,8 @@ pub(crate) type TaskRef = Arc<Task>;
 const GLOBAL_INTERVAL: u32 = 61;
 /// Consecutive LIFO-slot runs allowed before the slot's task queues normally.
 const MAX_LIFO_POLLS: u32 = 3;
-/// Idle spin before sleeping: up to this many `sched_yield` rounds, checking for work after
+/// Idle spin before sleeping, unless the runtime was built with another
+/// (`Builder::idle_spin`): up to this many `sched_yield` rounds, checking for work after
 /// each, and looking at the reactor without waiting (if no other worker has it), so a
 /// readable socket is served at once instead of after the spin and a sleep in `epoll_wait`
 /// (that halved the median latency of a 10-connection keep-alive server). A futex sleep and
@@ -54,7 +55,7 @@ const MAX_LIFO_POLLS: u32 = 3;
 /// ping-pong took 45 µs a round trip without the spin, 2 µs with it). Pause-instruction
 /// spinning was worse than none: the woken worker often lands on the spinner's CPU and
 /// waits for the spin to end; `sched_yield` lets it run.
-const SPIN_ROUNDS: u32 = 16;
+pub(crate) const DEFAULT_SPIN_ROUNDS: u32 = 16;
 /// A sleep that another worker's hand-off (a coroutine of ours it woke) ends within this
 /// marks the worker *partnered*: one side of an exchange with a coroutine on another worker.
 const PARTNER_WAKE: std::time::Duration = std::time::Duration::from_micros(200);
@@ -107,6 +108,7 @@ pub(crate) struct WorkerStats {
     /// The id of the coroutine running now, 0 for none (with coroutine detail on).
     pub(crate) running: AtomicU64,
     pub(crate) partner_spins: AtomicU64,
+    pub(crate) spin_rounds: AtomicU64,
     pub(crate) reused: AtomicU64,
     pub(crate) sleeps: AtomicU64,
 }
@@ -547,15 +549,18 @@ impl Worker {
 
     /// A short, bounded spin before sleeping: work often arrives within microseconds (a
     /// spawn burst, a reply), and catching it here saves a futex sleep and wake on both
-    /// sides. `SPIN_ROUNDS` yields, or [`PARTNER_SPIN`] when partnered; never a busy loop.
+    /// sides. `Builder::idle_spin` yields, or [`PARTNER_SPIN`] when partnered; never a
+    /// busy loop.
     fn spin_for_work(&self) -> bool {
         let until = self.core().partnered.then(|| {
             bump(&self.me().stats.partner_spins);
             std::time::Instant::now() + PARTNER_SPIN
         });
+        let spin_rounds = self.shared.config.spin_rounds;
         let mut rounds = 0;
-        while rounds < SPIN_ROUNDS || until.is_some_and(|t| std::time::Instant::now() < t) {
+        while rounds < spin_rounds || until.is_some_and(|t| std::time::Instant::now() < t) {
             rounds += 1;
+            bump(&self.me().stats.spin_rounds);
             std::thread::yield_now();
             if self.has_visible_work() || self.shared.is_shutdown() {
                 return true;
