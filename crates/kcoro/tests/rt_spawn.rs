@@ -500,7 +500,8 @@ fn a_coroutine_in_a_finished_ones_place_starts_with_its_own_token() {
 /// `Builder::idle_spin` bounds each idle spin: a coroutine that sleeps on a timer 20 times
 /// leaves its one worker idle at least 20 times, each idle period spins at least one round
 /// (unless the spin is 0) and at most `rounds`, and each ends in a sleep or in work found
-/// (a resume). With 0 rounds the worker never spins and the timers still fire.
+/// (a resume). With 0 rounds the worker never spins and the timers still fire. (Whether
+/// it sleeps is not asserted: beside busy CPUs a round can outlast the timer.)
 #[test]
 fn idle_spin_bounds_the_rounds_an_idle_worker_spins() {
     const NAPS: u64 = 20;
@@ -520,6 +521,5 @@ fn idle_spin_bounds_the_rounds_an_idle_worker_spins() {
             assert!(c.spin_rounds >= NAPS, "every nap leaves the worker idle: {c:?}");
             assert!(c.spin_rounds <= u64::from(rounds) * episodes, "{c:?}");
         }
-        assert!(c.sleeps >= 1, "{c:?}");
     }
 }
