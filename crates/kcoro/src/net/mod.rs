@@ -45,6 +45,7 @@ mod addr;
 mod ancillary;
 mod registration;
 mod socket;
+mod sys;
 mod tcp;
 mod unix;
 

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use mio::event::Source;
 
 use crate::net::registration::{READABLE, Registration, WRITABLE};
+use crate::net::sys;
 
 /// How long one socket operation may wait for readiness.
 #[derive(Clone, Copy, Debug)]
@@ -158,13 +159,13 @@ impl<S: Source> Socket<S> {
     }
 }
 
-impl<S: Source> Socket<S>
+impl<S: Source + std::os::fd::AsRawFd> Socket<S>
 where
     for<'a> &'a S: Read + Write,
 {
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let len = buf.len();
-        self.read_stream(len, |mut s| s.read(buf))
+        self.read_stream(len, |s| sys::recv(s.as_raw_fd(), buf))
     }
 
     pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
@@ -192,7 +193,7 @@ where
     }
 
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.write_with(|mut s| s.write(buf))
+        self.write_with(|s| sys::send(s.as_raw_fd(), buf))
     }
 
     pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
