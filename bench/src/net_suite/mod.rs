@@ -188,7 +188,8 @@ pub static SUITE: Suite = Suite {
         "  kcoro proxy / HAProxy / nginx stream, alike: round robin over one backend, connect timeout 2 s, idle 30 s,",
         "  no health checks, no logs; 1w: proxy with 1 worker (workers = 1, nbthread 1, worker_processes 1) pinned to",
         "  one CPU, backend and wrk to the other; 2w: 2 workers/threads/processes, unpinned; the backend has 1 worker",
-        "  in both; cpu/req counts every process of the proxy (nginx master and workers)",
+        "  in both; cpu/req counts every process of the proxy (nginx master and workers); each proxy keeps its own",
+        "  defaults otherwise (kcoro proxy: idle_spin = 4; HAProxy: no busy polling; nginx: epoll, no multi_accept)",
     ],
     cases: &[
         case("http_1w_c10"),
