@@ -496,6 +496,28 @@ expect = "PONG"
         }
     }
 
+    /// The example in docs/PROXY.md is a working file with every key. Its one host name
+    /// is illustrative and names are resolved when the file is read, so it becomes
+    /// `localhost` here.
+    #[test]
+    fn the_documented_example_reads_with_its_values() {
+        let doc = include_str!("../../../docs/PROXY.md");
+        let start = doc.find("```toml\n").expect("docs/PROXY.md has a toml example") + "```toml\n".len();
+        let len = doc[start..].find("```").expect("the example ends");
+        let text = doc[start..start + len].replace("db.internal", "localhost");
+        let c = Config::parse(&text, "PROXY.md").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.workers, c.idle_spin), (Some(2), 4));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+        let l = &c.listeners[0];
+        assert_eq!((l.name.as_str(), l.max_connections, l.splice), ("web", 10000, false));
+        assert_eq!(l.proxy_protocol, Some(ProxyProtocol::V2));
+        let p = c.pool("app").expect("pool app");
+        assert_eq!((p.balance, p.backends.len()), (Balance::LeastConnections, 2));
+        let h = p.health.as_ref().expect("health checks");
+        assert_eq!((h.rise, h.fall), (2, 3));
+        assert_eq!(h.expect.as_deref(), Some(&b"PONG"[..]));
+    }
+
     #[test]
     fn a_missing_file_says_so() {
         let e = Config::load(Path::new("/nonexistent/kcoro-proxy.toml")).unwrap_err();
