@@ -50,9 +50,9 @@ pub(crate) fn send(fd: RawFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Resul
             }
         }
     }
-    // SAFETY: msg describes live buffers; MSG_NOSIGNAL turns a dead peer into EPIPE.
-    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    // SAFETY: msg describes live locals (iov over `bytes`, `control`); a dead peer is
+    // EPIPE, not SIGPIPE.
+    unsafe { super::sys::sendmsg(fd, &msg, libc::MSG_DONTWAIT) }
 }
 
 /// One `recvmsg` into `buf`; descriptors that came with the bytes are appended to `fds`
@@ -67,11 +67,8 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Res
     msg.msg_iovlen = 1;
     msg.msg_control = control.0.as_mut_ptr().cast();
     msg.msg_controllen = control.0.len() as _;
-    // SAFETY: msg describes live buffers.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: msg describes live, writable locals (iov over `buf`, `control`).
+    let n = unsafe { super::sys::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT)? };
     // SAFETY: the kernel filled the control buffer; CMSG_* walk it within msg_controllen.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
@@ -90,5 +87,5 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Res
     if msg.msg_flags & libc::MSG_CTRUNC != 0 {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "too many descriptors in one message"));
     }
-    Ok(n as usize)
+    Ok(n)
 }

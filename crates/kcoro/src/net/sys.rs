@@ -1,4 +1,4 @@
-//! A stream socket's `recv` and `send` as plain system calls.
+//! A stream socket's `recv`, `send`, `recvmsg` and `sendmsg` as plain system calls.
 //!
 //! glibc's `recv` and `send` are thread-cancellation points: in a process with more than
 //! one thread (every kcoro runtime) each call switches asynchronous cancellation on and
@@ -56,6 +56,40 @@ pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
 }
 
+/// `recvmsg(fd, msg, flags)`: the bytes read, 0 at end of file; the kernel fills `msg`'s
+/// control buffer and flags.
+///
+/// # Safety
+///
+/// Every buffer `msg` points at (its iovecs and control buffer) must be valid for writes of
+/// the lengths it gives, for the duration of the call.
+pub(crate) unsafe fn recvmsg(fd: RawFd, msg: &mut libc::msghdr, flags: libc::c_int) -> io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    // SAFETY: the caller's `msg` describes buffers valid for writes for the call.
+    let n = unsafe { libc::syscall(libc::SYS_recvmsg, fd, msg as *mut libc::msghdr, flags) };
+    #[cfg(not(target_os = "linux"))]
+    // SAFETY: as above.
+    let n = unsafe { libc::recvmsg(fd, msg, flags) } as i64;
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+}
+
+/// `sendmsg(fd, msg, flags | MSG_NOSIGNAL)`: the bytes written; a gone peer is `EPIPE`.
+///
+/// # Safety
+///
+/// Every buffer `msg` points at (its iovecs and control buffer) must be valid for reads of
+/// the lengths it gives, for the duration of the call.
+pub(crate) unsafe fn sendmsg(fd: RawFd, msg: &libc::msghdr, flags: libc::c_int) -> io::Result<usize> {
+    let flags = flags | libc::MSG_NOSIGNAL;
+    #[cfg(target_os = "linux")]
+    // SAFETY: the caller's `msg` describes buffers valid for reads for the call.
+    let n = unsafe { libc::syscall(libc::SYS_sendmsg, fd, msg as *const libc::msghdr, flags) };
+    #[cfg(not(target_os = "linux"))]
+    // SAFETY: as above.
+    let n = unsafe { libc::sendmsg(fd, msg, flags) } as i64;
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsRawFd;
@@ -107,10 +141,51 @@ mod tests {
         assert_eq!(libc::WEXITSTATUS(status), 0, "send to a gone peer did not fail with EPIPE");
     }
 
+    /// A message header over one buffer, without a control buffer.
+    fn header(iov: &mut libc::iovec) -> libc::msghdr {
+        // SAFETY: a zeroed msghdr is valid (no name, no control buffer).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov;
+        msg.msg_iovlen = 1;
+        msg
+    }
+
+    #[test]
+    fn messages_go_through_and_a_gone_peer_is_epipe() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut out = *b"hello";
+        let mut iov = libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: out.len() };
+        let msg = header(&mut iov);
+        // SAFETY: msg points at `out`, live for the call.
+        assert_eq!(unsafe { sendmsg(a.as_raw_fd(), &msg, libc::MSG_DONTWAIT) }.unwrap(), 5);
+        let mut buf = [0u8; 16];
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut msg = header(&mut iov);
+        // SAFETY: msg points at `buf`, live and writable for the call.
+        assert_eq!(unsafe { recvmsg(b.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) }.unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
+        // SAFETY: as above.
+        let e = unsafe { recvmsg(b.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) }.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        drop(b);
+        let mut iov = libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: 1 };
+        let msg = header(&mut iov);
+        // SAFETY: as above; the test process ignores SIGPIPE, but MSG_NOSIGNAL is what makes
+        // this EPIPE without one (`sending_to_a_gone_peer_is_an_error_not_a_signal`).
+        let e = unsafe { sendmsg(a.as_raw_fd(), &msg, 0) }.unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
+    }
+
     #[test]
     fn a_bad_descriptor_is_an_error() {
         let mut buf = [0u8; 1];
         assert_eq!(recv(-1, &mut buf).unwrap_err().raw_os_error(), Some(libc::EBADF));
         assert_eq!(send(-1, b"x").unwrap_err().raw_os_error(), Some(libc::EBADF));
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: 1 };
+        let mut msg = header(&mut iov);
+        // SAFETY: msg points at `buf`, live for the call.
+        assert_eq!(unsafe { recvmsg(-1, &mut msg, 0) }.unwrap_err().raw_os_error(), Some(libc::EBADF));
+        // SAFETY: as above.
+        assert_eq!(unsafe { sendmsg(-1, &msg, 0) }.unwrap_err().raw_os_error(), Some(libc::EBADF));
     }
 }
