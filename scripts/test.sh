@@ -107,9 +107,14 @@ go_sdk() {
 # The suite builds from scratch on a fresh clone: incremental compilation's caches only cost
 # there (measured on the debug test build: 268 → 223 CPU-s), and full debug info in the
 # workspace's own debug builds is for debuggers, not tests: backtraces need the line
-# tables, which stay (223 → 191 CPU-s). Both settings are the suite's own; a plain
-# `cargo test` keeps the workspace's profile, in artifacts of its own.
-export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
+# tables, which stay (223 → 191 CPU-s). Without incremental compilation, Cargo's 256
+# codegen units per crate in debug builds only add work, mostly system time: 16 took the
+# debug test build from 273 to 263 and from 303 to 297 CPU-s (two alternated pairs on a
+# fresh target; 4 and 1 were no better). The partition decides where each function is
+# compiled, not how: at opt-level 0 nothing is inlined across it. These
+# settings are the suite's own; a plain `cargo test` keeps the workspace's profile, in
+# artifacts of its own.
+export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only CARGO_PROFILE_DEV_CODEGEN_UNITS=16
 
 phase "tools (tmux, nats-server, wrk)" install_tools
 phase "cargo fmt --check" cargo fmt --all -- --check
