@@ -55,7 +55,7 @@ impl Link for KcoroLink {
             // Produced in place: only the bytes the echo check reads are written.
             let last = self.msg.len() - 1;
             (lease[0], lease[last]) = (self.msg[0], self.msg[last]);
-            return lease.send().map_err(|e| format!("send: {e}"));
+            return lease.send().map_err(|e| format!("send: {}", e.kind()));
         }
         self.tx.send(self.msg.clone()).map_err(|e| format!("send: {}", e.kind()))
     }

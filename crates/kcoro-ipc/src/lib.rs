@@ -56,7 +56,8 @@ mod wire;
 
 pub use addr::Addr;
 pub use client::{
-    ConnectOptions, Connection, Lease, RemoteReceiver, RemoteSender, ServerInfo, Transport, connect,
+    ConnectOptions, Connection, Lease, LeaseSendError, RemoteReceiver, RemoteSender, ServerInfo, Transport,
+    connect,
 };
 pub use coros::{CoroutineInfo, CoroutineReport};
 pub use element::{DecodeError, Element, Postcard, SharedView};

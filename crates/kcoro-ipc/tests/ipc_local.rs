@@ -249,15 +249,57 @@ fn leased_elements_arrive_as_written() {
     let taker = std::thread::spawn(move || rrx.recv_timeout(Duration::from_secs(10)));
     let mut lease = rv.lease(200_000).unwrap();
     lease.copy_from_slice(&pattern(7, 200_000));
-    assert_eq!(lease.send_timeout(Duration::from_secs(10)), Ok(()));
+    lease.send_timeout(Duration::from_secs(10)).unwrap();
     assert!(taker.join().unwrap().unwrap() == pattern(7, 200_000));
     let lease = rv.lease(70_000).unwrap();
-    assert_eq!(lease.send_timeout(Duration::from_millis(50)), Err(ChanError::Timeout), "nobody took it");
+    let e = lease.send_timeout(Duration::from_millis(50)).unwrap_err();
+    assert_eq!(e.kind(), ChanError::Timeout, "nobody took it");
+    assert!(e.into_lease().is_none(), "the server had the element: its block stays the server's");
 
-    // Closed: refused.
+    // Closed: refused, and the lease handed back (it never left).
     assert!(rv.close());
-    assert_eq!(rv.lease(70_000).unwrap().send(), Err(ChanError::Closed));
+    let e = rv.lease(70_000).unwrap().send().unwrap_err();
+    assert_eq!(e.kind(), ChanError::Closed);
+    assert_eq!(e.into_lease().map(|l| l.len()), Some(70_000));
     drop((server, rv_server));
+}
+
+/// A lease whose send found no credit before its deadline comes back in the error as it
+/// was written, and sent again arrives intact: a timeout does not cost the program the
+/// element it built in place.
+#[test]
+fn a_lease_that_timed_out_waiting_for_credit_comes_back_as_written() {
+    use bytes::Bytes;
+    const LEN: usize = 100_000;
+    let (tx, rx) = chan::buffered::<Bytes>(2);
+    let (server, connect) = serve_big_shared("leased-back.sock", &tx, &rx);
+    let conn = connect();
+    let big = conn.sender::<Bytes>("big").unwrap();
+    let mut sent = 0u8;
+    // Nobody receives: the channel and then this end's window fill up.
+    let returned = loop {
+        assert!(sent < 64, "64 sends into a channel of 2 never ran out of credit");
+        let mut lease = big.lease(LEN).expect("a large element goes through the region");
+        lease.fill(sent);
+        match lease.send_timeout(Duration::from_millis(100)) {
+            Ok(()) => sent += 1,
+            Err(e) => {
+                assert_eq!(e.kind(), ChanError::Timeout);
+                break e.into_lease().expect("no credit: the element never left, the lease comes back");
+            }
+        }
+    };
+    assert_eq!(returned.len(), LEN);
+    assert!(returned.iter().all(|&b| b == sent), "handed back as written");
+    // Drain what went through, then send the returned lease again.
+    for i in 0..sent {
+        let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(got.len() == LEN && got.iter().all(|&b| b == i), "element {i}");
+    }
+    returned.send_timeout(Duration::from_secs(10)).unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(got.len() == LEN && got.iter().all(|&b| b == sent), "the returned lease arrived as written");
+    drop(server);
 }
 
 /// A peer that accepts and then never answers (a stopped or wedged process): without a

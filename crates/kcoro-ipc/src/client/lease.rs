@@ -16,8 +16,8 @@ use crate::Element;
 /// channel written in place: dereference it as `&mut [u8]`, write the element's encoding
 /// (for `Vec<u8>`, `Box<[u8]>` and `bytes::Bytes` elements, the bytes themselves), then
 /// [`send`](Self::send) it. Dropping it unsent gives the block back.
-pub struct Lease<'a, T> {
-    sender: &'a RemoteSender<T>,
+pub struct Lease<T> {
+    sender: RemoteSender<T>,
     buf: ZBuf,
 }
 
@@ -41,39 +41,51 @@ impl<T: Element> RemoteSender<T> {
     /// assert_eq!(rx.recv()?.len(), 1 << 20);
     /// # Ok(()) }
     /// ```
-    pub fn lease(&self, len: usize) -> Option<Lease<'_, T>> {
-        lease_for(&self.conn, len).map(|buf| Lease { sender: self, buf })
+    pub fn lease(&self, len: usize) -> Option<Lease<T>> {
+        lease_for(&self.conn, len).map(|buf| Lease { sender: self.clone(), buf })
     }
 }
 
-impl<T: Element> Lease<'_, T> {
-    /// Sends the element, waiting as [`RemoteSender::send`] does. The lease is used up
-    /// either way: a failed send gives its block back to the region, and what was written
-    /// in it is gone (write it again into a new lease to retry).
-    pub fn send(self) -> Result<(), ChanError> {
+impl<T: Element> Lease<T> {
+    /// Sends the element, waiting as [`RemoteSender::send`] does. A send that fails before
+    /// the element left this process (the channel closed here, no credit before the
+    /// deadline, canceled) hands the lease back in the error, written as it was:
+    /// [`LeaseSendError::into_lease`]. Once the element left (a rendezvous send the server
+    /// answered with a timeout, a connection that died under it) its block stays the
+    /// server's until the server releases it, and the error holds no lease.
+    pub fn send(self) -> Result<(), LeaseSendError<T>> {
         self.send_with(None, None)
     }
 
     /// [`send`](Self::send), waiting at most `timeout`.
-    pub fn send_timeout(self, timeout: Duration) -> Result<(), ChanError> {
+    pub fn send_timeout(self, timeout: Duration) -> Result<(), LeaseSendError<T>> {
         self.send_with(Instant::now().checked_add(timeout), None)
     }
 
     /// [`send`](Self::send) with an optional deadline and cancel token.
-    pub fn send_with(self, deadline: Option<Instant>, token: Option<&CancelToken>) -> Result<(), ChanError> {
-        let Lease { sender, buf } = self;
-        if sender.is_closed() {
-            return Err(ChanError::Closed);
+    pub fn send_with(
+        self,
+        deadline: Option<Instant>,
+        token: Option<&CancelToken>,
+    ) -> Result<(), LeaseSendError<T>> {
+        if self.sender.is_closed() {
+            return Err(LeaseSendError { kind: ChanError::Closed, lease: Some(self) });
         }
-        let placed = Placed::Shared(buf.desc());
-        match sender.window() {
+        let sent = match self.sender.window() {
             Some(window) => {
-                let len = buf.len() as u64;
-                window.take(len, deadline, false, token)?;
-                sender.queue_placed(placed, Some(buf), len)
+                let len = self.buf.len() as u64;
+                if let Err(kind) = window.take(len, deadline, false, token) {
+                    return Err(LeaseSendError { kind, lease: Some(self) });
+                }
+                let Lease { sender, buf } = self;
+                sender.queue_placed(Placed::Shared(buf.desc()), Some(buf), len)
             }
-            None => sender.round_trip_placed(placed, Some(buf), deadline, false, token),
-        }
+            None => {
+                let Lease { sender, buf } = self;
+                sender.round_trip_placed(Placed::Shared(buf.desc()), Some(buf), deadline, false, token)
+            }
+        };
+        sent.map_err(|kind| LeaseSendError { kind, lease: None })
     }
 
     /// The element's length in bytes.
@@ -87,7 +99,7 @@ impl<T: Element> Lease<'_, T> {
     }
 }
 
-impl<T> Deref for Lease<'_, T> {
+impl<T> Deref for Lease<T> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
@@ -95,13 +107,56 @@ impl<T> Deref for Lease<'_, T> {
     }
 }
 
-impl<T> DerefMut for Lease<'_, T> {
+impl<T> DerefMut for Lease<T> {
     fn deref_mut(&mut self) -> &mut [u8] {
         &mut self.buf
     }
 }
 
-impl<T> std::fmt::Debug for Lease<'_, T> {
+/// A [`Lease`] send that failed: why, and the lease itself when the element never left this
+/// process (see [`Lease::send`]), to send again without writing it anew.
+pub struct LeaseSendError<T> {
+    kind: ChanError,
+    lease: Option<Lease<T>>,
+}
+
+impl<T> LeaseSendError<T> {
+    /// Why the send failed.
+    pub fn kind(&self) -> ChanError {
+        self.kind
+    }
+
+    /// The lease, as written, when the element never left this process; `None` when the
+    /// server may still read its block.
+    pub fn into_lease(self) -> Option<Lease<T>> {
+        self.lease
+    }
+}
+
+impl<T> std::fmt::Debug for LeaseSendError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseSendError").field("kind", &self.kind).field("lease", &self.lease).finish()
+    }
+}
+
+impl<T> std::fmt::Display for LeaseSendError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.lease {
+            Some(_) => write!(f, "{} (the lease is handed back)", self.kind),
+            None => std::fmt::Display::fmt(&self.kind, f),
+        }
+    }
+}
+
+impl<T> std::error::Error for LeaseSendError<T> {}
+
+impl<T> From<LeaseSendError<T>> for ChanError {
+    fn from(e: LeaseSendError<T>) -> Self {
+        e.kind
+    }
+}
+
+impl<T> std::fmt::Debug for Lease<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease").field("len", &self.buf.len()).field("desc", &self.buf.desc()).finish()
     }

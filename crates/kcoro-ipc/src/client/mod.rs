@@ -20,7 +20,7 @@ mod lease;
 mod remote;
 mod window;
 
-pub use lease::Lease;
+pub use lease::{Lease, LeaseSendError};
 pub use remote::{RemoteReceiver, RemoteSender};
 
 use std::collections::HashMap;
