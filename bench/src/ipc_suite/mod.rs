@@ -6,6 +6,7 @@
 //! | `rtt_{64,4k,1m}`    | request/response: send one message, wait for its echo    | a round trip  |
 //! | `stream_{64,4k,1m}` | one-way: send `n` messages, then an end marker; the peer counts them and answers the count | one message |
 //! | `rtt_{64,4k}_pinned` | as `rtt_*`, the client process on one CPU and the peer on another | a round trip |
+//! | `stream_64_pinned` | as `stream_64`, the client process on one CPU and the peer on another | one message |
 //!
 //! Round-trip rows also report the median and 99th percentile of single round trips. The
 //! pinned rows tell the cost of the link from the scheduler's placement: unpinned, on a
@@ -104,11 +105,20 @@ pub static SUITE: Suite = Suite {
         payload("stream_1m", 2_000, 200, 1 << 20),
         payload("rtt_64_pinned", 20_000, 2_000, 64),
         payload("rtt_4k_pinned", 20_000, 2_000, 4 << 10),
+        payload("stream_64_pinned", 1_000_000, 100_000, 64),
     ],
     impls: &[KCORO, KCORO_SHM, KCORO_LEASE, RAW, IPC_CHANNEL, ICEORYX2, KCORO_1W, KCORO_SHM_1W],
     skips: &[Skip {
         imp: KCORO_LEASE,
-        cases: &["rtt_64", "rtt_4k", "stream_64", "stream_4k", "rtt_64_pinned", "rtt_4k_pinned"],
+        cases: &[
+            "rtt_64",
+            "rtt_4k",
+            "stream_64",
+            "stream_4k",
+            "rtt_64_pinned",
+            "rtt_4k_pinned",
+            "stream_64_pinned",
+        ],
         why: "below the 64 KiB shared-memory threshold (the kcoro row)",
     }],
     prepare: Some(prepare),
