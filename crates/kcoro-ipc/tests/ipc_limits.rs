@@ -228,6 +228,61 @@ fn nothing_before_authentication() {
     assert!(ok.list().unwrap().iter().any(|c| c.name.as_deref() == Some("jobs")));
 }
 
+/// A CREDIT event (minor 8) says how many of its bytes were elements in the client's
+/// shared memory: the client counts those against a bound of its own, the server's window
+/// counts only inline bytes. A burst of inline and shared credited sends comes back with
+/// every byte in `CREDIT_BYTES` and exactly the shared ones in `SHARED_BYTES`; shared
+/// elements past the server's inline window (100 bytes here) are taken, not refused.
+#[test]
+fn credit_events_tell_shared_bytes_apart() {
+    use kcoro::zcopy::Region;
+    use kcoro_ipc::proto::FLAG_EVENT;
+    use std::os::fd::AsFd;
+    let s = server("credit-shared-bytes.sock", "credit_bytes=100");
+    let mut raw = Raw::connect(&s);
+    assert_eq!(raw.hello().result(), 0);
+    let unl = open(&mut raw, "unl");
+    let region = Region::anonymous(1 << 20).unwrap();
+    let fd = region.fd().unwrap();
+    let req = raw.send_with_fds(Cmd::REGION_SHARE, &[fd.as_fd()], |f| {
+        f.u64(Attr::REGION_ID, region.export_id());
+    });
+    assert_eq!(raw.reply_to(req).result(), 0);
+    let leases: Vec<_> = (1..=4).map(|i| region.alloc(1000 * i).unwrap()).collect();
+    let mut burst = Vec::new();
+    for (i, lease) in leases.iter().enumerate() {
+        let (_, inline) = raw.frame(Cmd::CHAN_SEND, 0, |f| {
+            f.u64(Attr::CHAN_ID, unl).i64(Attr::TIMEOUT_MS, -1).u32(Attr::CREDITED, 1);
+            f.bytes(Attr::ELEMENT, &[i as u8; 10]);
+        });
+        let (_, shared) = raw.frame(Cmd::CHAN_SEND, 0, |f| {
+            let d = lease.desc();
+            let z: Vec<u8> =
+                [d.region_id, d.offset, d.len as u64].iter().flat_map(|w| w.to_be_bytes()).collect();
+            f.u64(Attr::CHAN_ID, unl).i64(Attr::TIMEOUT_MS, -1).u32(Attr::CREDITED, 1);
+            f.bytes(Attr::ZDESC, &z);
+        });
+        burst.extend_from_slice(&inline);
+        burst.extend_from_slice(&shared);
+    }
+    raw.bytes(&burst);
+    let (mut values, mut bytes, mut shared) = (0, 0, 0);
+    while values < 8 {
+        let g = raw.read().expect("the connection stays open");
+        if g.flags & FLAG_REPLY == 0 && g.cmd == Cmd::REGION_RELEASE {
+            continue; // the server is done with a shared element
+        }
+        assert_eq!((g.cmd, g.flags), (Cmd::CREDIT, FLAG_EVENT));
+        let f = g.frame();
+        assert_eq!((f.u64(Attr::CHAN_ID).unwrap(), f.result().unwrap()), (Some(unl), 0));
+        values += f.u32(Attr::CREDITS).unwrap().unwrap();
+        bytes += f.u64(Attr::CREDIT_BYTES).unwrap().unwrap();
+        shared += f.u64(Attr::SHARED_BYTES).unwrap().expect("SHARED_BYTES in every CREDIT");
+    }
+    assert_eq!((values, bytes, shared), (8, 40 + 10_000, 10_000));
+    still_serving(&s);
+}
+
 /// Credited sends (minor 7) get no replies: their window comes back in CREDIT events that
 /// count exactly the values and bytes sent, one event for a burst; a credited send that
 /// fails (a channel this connection does not hold, a closed one) is reported in a CREDIT

@@ -466,6 +466,75 @@ fn a_server_of_minor_6_gets_a_reply_per_send() {
     assert_eq!(got, (0..10u8).map(|i| vec![i]).collect::<Vec<_>>());
 }
 
+/// A server of minor 7 returns credit in CREDIT events that do not tell shared bytes apart:
+/// a client of this version counts its shared elements in that server's byte window then
+/// (not in a window of its own, whose bytes such a server would never give back). Played
+/// by a server written here from the protocol document, granting 2 values and 100 bytes:
+/// 100 elements of 64 KiB through shared memory, 6.25 MiB, more than the client's own
+/// shared window of 4 MiB, all go through, one at a time.
+#[test]
+fn a_server_of_minor_7_gets_shared_bytes_counted_in_its_window() {
+    use kcoro_ipc::proto::{Attr, Cmd, FLAG_EVENT, FLAG_REPLY, FrameBuf, Limits, split_frame};
+    use std::io::{Read, Write};
+    const N: usize = 100;
+    let path = sock("minor7.sock").trim_start_matches("unix:").to_string();
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let old_server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let (mut buf, mut lens) = (Vec::new(), Vec::new());
+        let mut chunk = [0u8; 4096];
+        while lens.len() < N {
+            let n = s.read(&mut chunk).unwrap(); // a REGION_SHARE's descriptor is dropped
+            assert!(n > 0, "the client went after {} sends", lens.len());
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some((f, used)) = split_frame(&buf, &Limits::default()).unwrap() {
+                let mut out = Vec::new();
+                if f.cmd == Cmd::CHAN_SEND {
+                    assert_eq!(f.u32(Attr::CREDITED).unwrap(), Some(1), "a send past the window");
+                    let z = f.get(Attr::ZDESC).expect("64 KiB go through shared memory");
+                    let len = u64::from_be_bytes(z[16..24].try_into().unwrap());
+                    lens.push(len);
+                    let mut e = FrameBuf::begin(&mut out, Cmd::CREDIT, FLAG_EVENT);
+                    e.u64(Attr::CHAN_ID, 7)
+                        .u32(Attr::CREDITS, 1)
+                        .u64(Attr::CREDIT_BYTES, len)
+                        .i32(Attr::RESULT, 0);
+                    e.finish(u32::MAX).unwrap();
+                } else {
+                    let mut r = FrameBuf::begin(&mut out, f.cmd, FLAG_REPLY);
+                    r.u64(Attr::REQ_ID, f.req_id().unwrap()).i32(Attr::RESULT, 0);
+                    match f.cmd {
+                        Cmd::HELLO => {
+                            r.u32(Attr::ABI_MAJOR, 1).u32(Attr::ABI_MINOR, 7).u32(Attr::MAX_FRAME, 1 << 20);
+                        }
+                        Cmd::CHAN_OPEN => {
+                            r.u64(Attr::CHAN_ID, 7)
+                                .i32(Attr::KIND, 1)
+                                .u64(Attr::CAPACITY, 64)
+                                .u32(Attr::CREDITS, 2)
+                                .u64(Attr::CREDIT_BYTES, 100);
+                        }
+                        Cmd::REGION_SHARE => {}
+                        other => panic!("unexpected {other:?}"),
+                    }
+                    r.finish(u32::MAX).unwrap();
+                }
+                s.write_all(&out).unwrap();
+                buf.drain(..used);
+            }
+        }
+        lens
+    });
+    let conn = Connection::connect(&format!("unix:{path}"), ConnectOptions::new()).unwrap();
+    let tx = conn.sender::<Vec<u8>>("jobs").unwrap();
+    for i in 0..N {
+        tx.send_timeout(vec![i as u8; 64 << 10], Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("send {i}: {:?}", e.kind()));
+    }
+    assert_eq!(old_server.join().unwrap(), vec![64 << 10; N]);
+}
+
 /// An async receive dropped after the server answered it with a value (a `select!` or a
 /// timeout that gave up on it) gives the value back to the channel: the next receive gets
 /// it. Also when the future is dropped before the answer came, and for many such drops

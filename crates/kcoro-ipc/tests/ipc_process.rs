@@ -397,6 +397,38 @@ fn credit_window_counts_bytes() {
     assert!(!tx.is_closed());
 }
 
+/// Shared-memory elements count against the client's own bound (`shared_window`), not
+/// the server's inline window: with 64 KiB of each, a sender of 32 KiB shared elements runs
+/// two ahead of a full channel, then waits, while small inline sends still go; everything
+/// arrives, in order, and no send is refused.
+#[test]
+fn shared_elements_have_a_window_of_their_own() {
+    let s = server("credit-split.sock", "credits=100 credit_bytes=65536");
+    let opts = ConnectOptions::new().shared_memory(16 << 10, 1 << 20).shared_window(64 << 10);
+    let c = Connection::connect(&s.addr, opts).unwrap();
+    let tx = c.sender::<Vec<u8>>("slow").unwrap();
+    let big = |i: u8| vec![i; 32 << 10];
+    // 4 fill the channel, 2 wait in the shared window.
+    for i in 0..6u8 {
+        tx.send_timeout(big(i), WATCHDOG).unwrap();
+    }
+    let e = tx.send_timeout(big(6), Duration::from_millis(50)).unwrap_err();
+    assert_eq!(e.kind(), ChanError::Timeout, "a third 32 KiB shared element fitted 64 KiB");
+    // The inline window is the server's, untouched by shared elements: 60 KiB of small ones go.
+    for i in 0..60u8 {
+        tx.send_timeout(vec![i; 1 << 10], WATCHDOG).unwrap();
+    }
+    assert_eq!(tx.try_send(vec![0; 8 << 10]).unwrap_err().kind(), ChanError::WouldBlock, "inline full");
+    let rx = c.receiver::<Vec<u8>>("slow").unwrap();
+    for i in 0..6u8 {
+        assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), big(i));
+    }
+    for i in 0..60u8 {
+        assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), vec![i; 1 << 10]);
+    }
+    assert!(!tx.is_closed(), "a send was refused");
+}
+
 /// Two senders opened separately on one connection share that connection's window (the
 /// server keeps one per channel and connection): together they never run past it, so the
 /// server never refuses one of their sends and nothing is lost.

@@ -10,6 +10,7 @@ use kcoro::sync::CancelToken;
 use kcoro::zcopy::ZBuf;
 
 use super::remote::{Placed, RemoteSender, lease_for};
+use super::window::Share;
 use crate::Element;
 
 /// A block of `len` bytes in a connection's shared region, for one element of `sender`'s
@@ -73,12 +74,12 @@ impl<T: Element> Lease<T> {
         }
         let sent = match self.sender.window() {
             Some(window) => {
-                let len = self.buf.len() as u64;
-                if let Err(kind) = window.take(len, deadline, false, token) {
+                let share = Share { bytes: self.buf.len() as u64, shared: true };
+                if let Err(kind) = window.take(share, deadline, false, token) {
                     return Err(LeaseSendError { kind, lease: Some(self) });
                 }
                 let Lease { sender, buf } = self;
-                sender.queue_placed(Placed::Shared(buf.desc()), Some(buf), len)
+                sender.queue_placed(Placed::Shared(buf.desc()), Some(buf), share)
             }
             None => {
                 let Lease { sender, buf } = self;

@@ -58,7 +58,15 @@ pub struct ConnectOptions {
     request_timeout: Option<Duration>,
     ring_bytes: Option<u64>,
     ring_spin: Option<Duration>,
+    shared_window: Option<u64>,
 }
+
+/// Bytes of shared-memory elements one channel's sends may have in flight, by default.
+const DEFAULT_SHARED_WINDOW: u64 = 4 << 20;
+
+/// Most sends one channel may have in flight on a connection over shared-memory rings,
+/// whatever the server grants (a client may count more than the server, never less).
+const RING_WINDOW_VALUES: u32 = 256;
 
 impl ConnectOptions {
     /// Defaults: no secret, default limits, shared memory for elements ≥ 64 KiB on Unix.
@@ -84,6 +92,16 @@ impl ConnectOptions {
     pub fn shared_memory(mut self, threshold: usize, region_len: usize) -> Self {
         self.shm = Some(ShmConfig { threshold: threshold.max(1), region_len });
         self.no_shm = false;
+        self
+    }
+
+    /// Most bytes of shared-memory elements one channel's credited sends may have in flight
+    /// from this connection (4 MiB by default; an element larger goes alone): what keeps
+    /// the region's blocks few and warm, where more would only fault in fresh pages. The
+    /// server's window bounds inline bytes apart from these (servers of protocol minor 8
+    /// on; with an older one both count in its window).
+    pub fn shared_window(mut self, bytes: u64) -> Self {
+        self.shared_window = Some(bytes.max(1));
         self
     }
 
@@ -204,10 +222,10 @@ pub(crate) fn code_to_chan(code: i32) -> Option<ChanError> {
 enum Pending {
     /// Hand it to the waiting request.
     Wait(oneshot::Sender<Reply>),
-    /// A credited send of this many bytes to a server older than minor 7 (newer ones send
-    /// CREDIT events instead of replies): return its window; a failure closes the channel
-    /// here too. The lease (shared-memory element) is released with the reply.
-    Credit(Arc<ChanState>, Option<ZBuf>, u64),
+    /// A credited send to a server older than minor 7 (newer ones send CREDIT events
+    /// instead of replies), and its share of the window: return it; a failure closes the
+    /// channel here too. The lease (shared-memory element) is released with the reply.
+    Credit(Arc<ChanState>, Option<ZBuf>, window::Share),
     /// Nothing (REGION_RELEASE, REGION_SHARE, CANCEL).
     Ignore,
     /// The request's waiter went (a dropped future): the reply goes here, to give back
@@ -252,6 +270,8 @@ pub(crate) struct ConnInner {
     held: Mutex<HashMap<u64, ZBuf>>,
     /// The server's minor version (HELLO reply).
     server_minor: std::sync::atomic::AtomicU32,
+    /// `ConnectOptions::shared_window`.
+    shared_window: u64,
     pub(crate) max_frame: u32,
     /// [`ConnectOptions::request_timeout`].
     request_timeout: Option<Duration>,
@@ -340,6 +360,7 @@ impl Connection {
             shm_rx: ShmRx::for_client(&opts.limits),
             held: Mutex::new(HashMap::new()),
             server_minor: std::sync::atomic::AtomicU32::new(0),
+            shared_window: opts.shared_window.unwrap_or(DEFAULT_SHARED_WINDOW),
             max_frame: opts.limits.max_frame,
             request_timeout: opts.request_timeout,
             ring_refused: Mutex::new(None),
@@ -578,7 +599,16 @@ impl Connection {
         let capacity = f.u64(Attr::CAPACITY)?.filter(|&c| c != u64::MAX);
         let credits = match f.u32(Attr::CREDITS)?.unwrap_or(0) {
             0 => None,
-            n => Some(window::Window::new(n, f.u64(Attr::CREDIT_BYTES)?.unwrap_or(0))),
+            n => {
+                // On rings a credit comes back without a system call: a deeper window than
+                // this only grows what is in flight (measured in docs/BENCHMARKS.md).
+                let n = if self.inner.on_rings() { n.min(RING_WINDOW_VALUES) } else { n };
+                let inline = f.u64(Attr::CREDIT_BYTES)?.unwrap_or(0);
+                // Servers of minor 8 on tell shared bytes apart in CREDIT; with older ones
+                // they count in the server's window, as those count them.
+                let splits = self.inner.server_minor.load(Relaxed) >= 8;
+                Some(window::Window::new(n, inline, splits.then_some(self.inner.shared_window)))
+            }
         };
         let state = Arc::new(ChanState {
             id,
@@ -834,13 +864,14 @@ impl ConnInner {
     fn credit(&self, f: &FrameRef<'_>) {
         let (Ok(Some(id)), Ok(Some(values))) = (f.u64(Attr::CHAN_ID), f.u32(Attr::CREDITS)) else { return };
         let bytes = f.u64(Attr::CREDIT_BYTES).ok().flatten().unwrap_or(0);
+        let shared = f.u64(Attr::SHARED_BYTES).ok().flatten().unwrap_or(0);
         let chan = self.chans.lock().unwrap_or_else(|e| e.into_inner()).get(&id).and_then(Weak::upgrade);
         let Some(chan) = chan else { return };
         if f.result().unwrap_or(0) != 0 {
             chan.mark_closed();
         }
         if let Some(w) = &chan.credits {
-            w.give_many(values, bytes);
+            w.give_many(values, bytes, shared);
         }
     }
 }
@@ -917,12 +948,12 @@ impl ConnInner {
             Some(Pending::Wait(tx)) => {
                 let _ = tx.send(Reply::of(&f));
             }
-            Some(Pending::Credit(chan, lease, bytes)) => {
+            Some(Pending::Credit(chan, lease, share)) => {
                 drop(lease);
                 if f.result().unwrap_or(-1) != 0 {
                     chan.mark_closed();
                 } else if let Some(w) = &chan.credits {
-                    w.give(bytes);
+                    w.give(share);
                 }
             }
             Some(Pending::Abandoned(give_back)) => {

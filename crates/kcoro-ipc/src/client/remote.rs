@@ -35,25 +35,17 @@ use kcoro::chan::{self, ChanError, Kind, Receiver, SendError, Sender, Snapshot};
 use kcoro::sync::{CancelToken, oneshot};
 use kcoro::zcopy::ZBuf;
 
+use super::window::Share;
 use super::{ChanState, Connection, Pending, Reply, code_to_chan};
 use crate::proto::{Attr, Cmd, FrameBuf};
 use crate::shm::{Located, Release, decode_element, locate, put_element};
 use crate::{Element, IpcError};
 
-/// Takes one send's share of the window: a value credit and the element's bytes (which it
-/// returns). Every element counts its bytes here, shared ones too (the server counts only
-/// inline ones, so ours is never less): that also bounds what this connection has in
-/// flight in its region, whose LIFO blocks then stay warm.
-fn take_window<T: Element>(
-    window: &super::window::Window,
-    v: &T,
-    deadline: Option<Instant>,
-    try_only: bool,
-    token: Option<&CancelToken>,
-) -> Result<u64, ChanError> {
-    let len = v.encoded_len() as u64;
-    window.take(len, deadline, try_only, token)?;
-    Ok(len)
+/// A send's share of the window: its element's encoded bytes, and whether they go in
+/// `lease` (shared memory, counted against this side's own bound) or inline (against the
+/// server's). Placed first, so that what is counted is where the element goes.
+fn share_of<T: Element>(v: &T, lease: &Option<ZBuf>) -> Share {
+    Share { bytes: v.encoded_len() as u64, shared: lease.is_some() }
 }
 
 /// The `TIMEOUT_MS` of an operation: 0 try, -1 forever, else the milliseconds left
@@ -185,13 +177,15 @@ impl<T: Element> RemoteSender<T> {
         let Some(window) = &self.chan.credits else {
             return self.send_round_trip(v, deadline, false, None);
         };
-        let len = match take_window(window, &v, deadline, false, None) {
-            Ok(len) => len,
-            Err(e) => return Err(SendError::new(e, v)),
-        };
-        let r = self.send_round_trip(v, deadline, false, None);
-        window.give(len);
-        r
+        let mut lease = lease_for(&self.conn, v.encoded_len());
+        let share = share_of(&v, &lease);
+        if let Err(e) = window.take(share, deadline, false, None) {
+            return Err(SendError::new(e, v));
+        }
+        let placed = Placed::of(&v, &mut lease);
+        let r = self.round_trip_placed(placed, lease, deadline, false, None);
+        window.give(share);
+        r.map_err(|e| SendError::new(e, v))
     }
 
     fn send_op(
@@ -205,18 +199,19 @@ impl<T: Element> RemoteSender<T> {
             return Err(SendError::new(ChanError::Closed, v));
         }
         match &self.chan.credits {
-            Some(window) => match take_window(window, &v, deadline, try_only, token) {
-                Ok(len) => {
-                    let lease = lease_for(&self.conn, v.encoded_len());
-                    self.queue_credited(v, lease, len)
+            Some(window) => {
+                let lease = lease_for(&self.conn, v.encoded_len());
+                let share = share_of(&v, &lease);
+                match window.take(share, deadline, try_only, token) {
+                    Ok(()) => self.queue_credited(v, lease, share),
+                    Err(e) => Err(SendError::new(e, v)),
                 }
-                Err(e) => Err(SendError::new(e, v)),
-            },
+            }
             None => self.send_round_trip(v, deadline, try_only, token),
         }
     }
 
-    /// With its window taken (a value credit and `len` bytes): queue the frame. A server of
+    /// With its window taken (a value credit and its share of bytes): queue the frame. A server of
     /// minor 7 or later answers nothing and returns the window in CREDIT events (no request
     /// is registered here); an older one replies, and the reply gives the window back
     /// (and releases the lease of a shared-memory element).
@@ -225,9 +220,9 @@ impl<T: Element> RemoteSender<T> {
         self.chan.credits.as_ref()
     }
 
-    fn queue_credited(&self, v: T, mut lease: Option<ZBuf>, len: u64) -> Result<(), SendError<T>> {
+    fn queue_credited(&self, v: T, mut lease: Option<ZBuf>, share: Share) -> Result<(), SendError<T>> {
         let placed = Placed::of(&v, &mut lease);
-        self.queue_placed(placed, lease, len).map_err(|e| SendError::new(e, v))
+        self.queue_placed(placed, lease, share).map_err(|e| SendError::new(e, v))
     }
 
     /// [`queue_credited`](Self::queue_credited) of an element already placed (`lease`
@@ -236,7 +231,7 @@ impl<T: Element> RemoteSender<T> {
         &self,
         placed: Placed<'_, T>,
         lease: Option<ZBuf>,
-        len: u64,
+        share: Share,
     ) -> Result<(), ChanError> {
         let id = self.chan.id;
         let lease = self.conn.inner.hold(lease);
@@ -248,7 +243,7 @@ impl<T: Element> RemoteSender<T> {
                 write_element(f, placed);
             })
         } else {
-            let pending = Pending::Credit(Arc::clone(&self.chan), lease, len);
+            let pending = Pending::Credit(Arc::clone(&self.chan), lease, share);
             inner
                 .send_request(Cmd::CHAN_SEND, pending, |f| {
                     f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1);
@@ -258,7 +253,7 @@ impl<T: Element> RemoteSender<T> {
         };
         r.map_err(|_| {
             if let Some(w) = &self.chan.credits {
-                w.give(len);
+                w.give(share);
             }
             ChanError::Closed
         })
@@ -314,12 +309,12 @@ impl<T: Element> RemoteSender<T> {
         }
         match &self.chan.credits {
             Some(window) => {
-                let len = v.encoded_len() as u64;
-                if let Err(e) = window.take_async(len).await {
+                let lease = lease_for(&self.conn, v.encoded_len());
+                let share = share_of(&v, &lease);
+                if let Err(e) = window.take_async(share).await {
                     return Err(SendError::new(e, v));
                 }
-                let lease = lease_for(&self.conn, v.encoded_len());
-                self.queue_credited(v, lease, len)
+                self.queue_credited(v, lease, share)
             }
             None => {
                 let (tx, rx) = oneshot::channel();

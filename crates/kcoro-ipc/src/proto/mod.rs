@@ -28,7 +28,7 @@ pub use frame::{Attrs, FrameBuf, FrameRef, Header, decode_header, split_frame};
 /// Protocol version spoken here. A peer with another major version is refused in HELLO.
 pub const VERSION_MAJOR: u32 = 1;
 /// Minor version: additions a reader may ignore.
-pub const VERSION_MINOR: u32 = 7;
+pub const VERSION_MINOR: u32 = 8;
 
 /// Most channels one LIST reply reports (the first, by name; then the process's other
 /// named channels for a monitor).
@@ -217,6 +217,11 @@ impl Attr {
     /// `u32`: 1 on a `CHAN_SEND` within the send window: no reply; its share of the window
     /// comes back in a `CREDIT` event, which also reports its failure (minor version 7).
     pub const CREDITED: Attr = Attr(62);
+    /// `u64`: in a CREDIT event, how many of its `CREDIT_BYTES` were elements in the
+    /// client's shared memory (minor version 8). The server's window counts inline bytes
+    /// only; a client counts shared ones against a bound of its own, and needs this to
+    /// give each back to its own count.
+    pub const SHARED_BYTES: Attr = Attr(63);
 }
 
 /// `EVENT` values of NOTIFY.
@@ -241,7 +246,9 @@ pub struct Limits {
     pub credits: u32,
     /// The same window in bytes: inline element bytes of the sends one connection may have
     /// queued per channel. One send is always allowed when none is queued, so an element
-    /// larger than this still goes (alone).
+    /// larger than this still goes (alone). Elements in the client's shared memory are not
+    /// counted here (they take none of the server's memory); the client bounds those itself
+    /// (`ConnectOptions::shared_window`).
     pub credit_bytes: u64,
     /// Most regions one connection may share with `REGION_SHARE`.
     pub max_regions: usize,
@@ -266,8 +273,8 @@ impl Default for Limits {
             max_name: 255,
             max_channels: 1024,
             max_in_flight: 1024,
-            credits: 128,
-            credit_bytes: 4 << 20,
+            credits: 512,
+            credit_bytes: 512 << 10,
             max_regions: 4,
             max_region_bytes: 1 << 30,
             max_server_region_bytes: 8 << 30,

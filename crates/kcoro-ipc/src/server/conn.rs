@@ -62,8 +62,17 @@ struct Feed {
     len: u64,
     wait: Wait,
     token: CancelToken,
-    /// A credited send: (channel id, the bytes its client counted), answered by CREDIT.
-    credited: Option<(u64, u64)>,
+    /// A credited send, answered by CREDIT.
+    credited: Option<Credited>,
+}
+
+/// What a credited send took from its client's window: the channel, and its element's
+/// bytes (shared ones counted apart from minor 8 on).
+#[derive(Clone, Copy)]
+struct Credited {
+    chan: u64,
+    bytes: u64,
+    shared: bool,
 }
 
 /// Send window owed to the client for credited sends that are done, per channel, until a
@@ -74,22 +83,27 @@ struct Owed(Vec<OwedChan>);
 struct OwedChan {
     id: u64,
     values: u32,
+    /// Element bytes, shared ones included (as a client older than minor 8 counts them).
     bytes: u64,
+    /// Of those, the bytes of elements in the client's shared memory.
+    shared: u64,
     /// The first failure among these sends, else 0.
     result: i32,
 }
 
 impl Owed {
-    fn add(&mut self, id: u64, bytes: u64, result: i32) {
-        match self.0.iter_mut().find(|o| o.id == id) {
+    fn add(&mut self, c: Credited, result: i32) {
+        let shared = if c.shared { c.bytes } else { 0 };
+        match self.0.iter_mut().find(|o| o.id == c.chan) {
             Some(o) => {
                 o.values += 1;
-                o.bytes += bytes;
+                o.bytes += c.bytes;
+                o.shared += shared;
                 if o.result == 0 {
                     o.result = result;
                 }
             }
-            None => self.0.push(OwedChan { id, values: 1, bytes, result }),
+            None => self.0.push(OwedChan { id: c.chan, values: 1, bytes: c.bytes, shared, result }),
         }
     }
 }
@@ -786,11 +800,13 @@ impl ConnState {
         // A credited send (minor 7) is never answered: its share of the window goes back,
         // with its outcome, in a CREDIT event, whatever happens to it here.
         let credited = match (cmd, f.u32(Attr::CREDITED)?, f.u64(Attr::CHAN_ID)?) {
-            (Cmd::CHAN_SEND, Some(1), Some(id)) => Some((id, el.len() as u64)),
+            (Cmd::CHAN_SEND, Some(1), Some(chan)) => {
+                Some(Credited { chan, bytes: el.len() as u64, shared: matches!(el, Located::Shared(_)) })
+            }
             _ => None,
         };
         let answer = |owed: &mut Owed, code: i32, msg: &str| match credited {
-            Some((id, len)) => owed.add(id, len, code),
+            Some(c) => owed.add(c, code),
             None => self.refuse(cmd, req, code, msg),
         };
         if matches!(el, Located::Shared(_)) && !self.stream.is_unix() {
@@ -816,7 +832,7 @@ impl ConnState {
         let rendezvous = chan.kind() == Kind::Rendezvous;
         let credited = credited.filter(|_| !rendezvous && wait != Wait::Try);
         let finish = |owed: &mut Owed, r: Result<(), SendFail>| match credited {
-            Some((id, len)) => owed.add(id, len, fail_code(&r)),
+            Some(c) => owed.add(c, fail_code(&r)),
             None => self.chan_result(cmd, req, r),
         };
         // A send that need not wait is done here, on the reader: no hand-off, no tracking.
@@ -899,6 +915,7 @@ impl ConnState {
                 f.u64(Attr::CHAN_ID, o.id)
                     .u32(Attr::CREDITS, o.values)
                     .u64(Attr::CREDIT_BYTES, o.bytes)
+                    .u64(Attr::SHARED_BYTES, o.shared)
                     .i32(Attr::RESULT, o.result);
                 f.finish(max)?;
             }
@@ -952,7 +969,7 @@ impl ConnState {
                 q.values.fetch_sub(1, AcqRel);
                 q.bytes.fetch_sub(item.len, AcqRel);
                 match item.credited {
-                    Some((id, len)) => owed.add(id, len, fail_code(&r)),
+                    Some(c) => owed.add(c, fail_code(&r)),
                     None => {
                         me.chan_result(Cmd::CHAN_SEND, item.req, r);
                         me.untrack(item.req);
