@@ -81,7 +81,7 @@ impl PayloadDigest {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

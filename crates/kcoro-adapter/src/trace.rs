@@ -260,7 +260,7 @@ fn check_word(word: &str, f: &mut HygieneFindings) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

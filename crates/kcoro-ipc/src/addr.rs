@@ -70,7 +70,7 @@ impl std::str::FromStr for Addr {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -248,7 +248,7 @@ fn decode_one(value: &[u8]) -> Result<CoroutineInfo, ProtoError> {
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -172,7 +172,7 @@ pub fn postcard_decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -97,7 +97,7 @@ fn tlv(out: &mut Vec<u8>, t: u16, v: &[u8]) {
     crate::coros::tlv(out, t, v);
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::proto::{Cmd, Limits, split_frame};

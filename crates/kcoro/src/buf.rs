@@ -81,7 +81,7 @@ pub fn small_filled<E>(len: usize, fill: impl FnOnce(&mut [u8]) -> Result<(), E>
     Ok(Bytes::from(own))
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -321,7 +321,7 @@ fn answer(mut conn: TcpStream, render: &dyn Fn() -> String) {
     let _ = conn.write_all(response.as_bytes());
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::chan::Builder;

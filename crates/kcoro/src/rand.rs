@@ -51,7 +51,7 @@ pub(crate) fn below(n: usize) -> usize {
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

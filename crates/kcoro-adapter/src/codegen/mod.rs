@@ -105,7 +105,7 @@ pub(crate) fn compare<T: PartialEq>(want: crate::Result<T>, got: Option<T>) -> O
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::local::{SourceModel, generate_source_plan};

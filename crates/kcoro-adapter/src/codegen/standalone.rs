@@ -312,7 +312,7 @@ fn parse_output(stdout: &str) -> Result<Vec<Line>> {
     Ok(lines)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -142,7 +142,7 @@ impl FlowLifecycle {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use FlowState::*;

@@ -176,7 +176,7 @@ pub fn reject_sensitive(what: &str, value: &str) -> Result<()> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -137,7 +137,7 @@ impl MemoryEgressAdapter {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -295,7 +295,7 @@ impl SourceFeeder {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::local::source::{SourceModel, generate_source_plan};

@@ -205,7 +205,7 @@ impl CreditSender {
     }
 
     /// Bytes spent and not yet handed back.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn in_flight(&self) -> u64 {
         self.spent - (self.cell.state.load(Acquire) >> RETURNED_SHIFT)
     }

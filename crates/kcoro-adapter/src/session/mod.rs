@@ -299,5 +299,5 @@ impl Acceptor {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;

@@ -964,7 +964,7 @@ impl ConnInner {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::shm::{decode_element, locate};

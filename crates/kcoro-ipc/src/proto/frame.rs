@@ -269,7 +269,7 @@ impl<'a> FrameBuf<'a> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::proto::{FLAG_REPLY, HEADER_LEN};

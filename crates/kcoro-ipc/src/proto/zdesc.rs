@@ -31,7 +31,7 @@ pub(crate) fn decode(v: &[u8]) -> Result<ZDesc, ProtoError> {
     Ok(ZDesc::in_region(word(0), word(8), len))
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

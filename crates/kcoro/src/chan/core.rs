@@ -330,7 +330,7 @@ impl<T> Chan<T> {
     }
 
     /// Does the channel buffer in the lock-free ring?
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn on_ring(&self) -> bool {
         self.ring.is_some()
     }

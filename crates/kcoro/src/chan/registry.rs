@@ -65,7 +65,7 @@ pub fn find(name: &str) -> Vec<Snapshot> {
     list().into_iter().filter(|s| s.name.as_deref() == Some(name)).collect()
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -217,7 +217,7 @@ pub fn wait_with<F: IntoFuture>(
     Ok(out?)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

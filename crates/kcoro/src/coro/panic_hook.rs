@@ -67,7 +67,7 @@ fn run_contained(hook: &Hook, info: &PanicHookInfo<'_>) {
     task.on_parent_stack(|| hook(info));
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

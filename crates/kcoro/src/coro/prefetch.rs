@@ -59,7 +59,7 @@ pub(crate) fn line(addr: usize) {
     let _ = addr;
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -506,7 +506,7 @@ unsafe impl Stack for PooledStack {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

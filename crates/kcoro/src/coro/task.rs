@@ -62,7 +62,7 @@ pub(crate) struct Origin {
 
 impl Origin {
     /// The caller's location, not a daemon.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     #[track_caller]
     pub(crate) fn here() -> Origin {
         Origin { site: std::panic::Location::caller(), daemon: false }
@@ -543,7 +543,7 @@ impl Task {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use std::mem::{offset_of, size_of};
 

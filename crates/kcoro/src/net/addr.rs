@@ -128,7 +128,7 @@ impl<T: Resolve + ?Sized> Resolve for &T {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

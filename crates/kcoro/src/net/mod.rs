@@ -55,7 +55,7 @@ pub use socket::Incoming;
 pub use tcp::{TcpListener, TcpStream};
 pub use unix::{UnixListener, UnixStream};
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

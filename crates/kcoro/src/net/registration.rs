@@ -153,7 +153,7 @@ impl Registration {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::io::{Read, Write};

@@ -90,7 +90,7 @@ pub(crate) unsafe fn sendmsg(fd: RawFd, msg: &libc::msghdr, flags: libc::c_int) 
     if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;

@@ -816,7 +816,7 @@ pub struct WorkerCounters {
 }
 
 impl Runtime {
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn shared_for_tests(&self) -> Arc<Shared> {
         Arc::clone(&self.shared)
     }

@@ -99,7 +99,7 @@ impl<T> Inner<T> {
 }
 
 impl<T> Local<T> {
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn len(&self) -> usize {
         self.inner.len() as usize
     }

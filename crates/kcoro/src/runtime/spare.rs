@@ -77,7 +77,7 @@ impl SpareTasks {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::coro::task::{Origin, Task, TaskStart};

@@ -226,7 +226,7 @@ impl<T> Wheel<T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

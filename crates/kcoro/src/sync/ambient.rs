@@ -59,7 +59,7 @@ fn replace(token: Option<CancelToken>) -> Option<CancelToken> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -245,7 +245,7 @@ impl Future for CancelledFuture {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::time::Duration;

@@ -232,7 +232,7 @@ impl fmt::Debug for SemaphorePermit<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::sync::{CancelToken, with_token};

@@ -160,7 +160,7 @@ impl fmt::Debug for WaitGroup {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::sync::{CancelToken, with_token};

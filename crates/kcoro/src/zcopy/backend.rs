@@ -220,7 +220,7 @@ pub unsafe fn register_c(name: &str, ops: &KcZcopyBackendOps, caps: u32) -> Resu
     register(name, Arc::new(CBackend { ops: *ops }), caps)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::mem::{offset_of, size_of};

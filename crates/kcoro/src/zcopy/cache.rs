@@ -271,7 +271,7 @@ pub(crate) fn flush(region: &RegionInner, alloc: &SlabAlloc) {
 }
 
 /// Blocks of `region` in this thread's cache (tests).
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) fn cached(region: &RegionInner) -> u32 {
     with_cache(|cache| {
         cache

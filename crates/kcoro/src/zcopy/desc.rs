@@ -123,7 +123,7 @@ impl ZeroCopy for ZDesc {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::mem::{align_of, offset_of, size_of};

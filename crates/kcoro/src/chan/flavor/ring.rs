@@ -463,7 +463,7 @@ fn backoff(round: &mut u32) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
