@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use kcoro_adapter::Scenario;
-use kcoro_adapter::codegen::standalone::run_standalone;
+use kcoro_adapter::codegen::standalone::{BuildMode, run_standalone};
 
 #[test]
 #[ignore = "runs cargo build --release on a generated project (about a minute cold)"]
@@ -15,7 +15,8 @@ fn generated_backend_builds_runs_and_matches_the_interpreted_runner() {
     // Under cargo's per-target scratch directory: kept between runs, so reruns build
     // incrementally.
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("codegen_standalone");
-    let report = run_standalone(1, 2, &Scenario::QUICK, &dir).unwrap_or_else(|e| panic!("{e}"));
+    let report =
+        run_standalone(1, 2, &Scenario::QUICK, &dir, BuildMode::Release).unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
         "standalone: {} profiles, {} runs, build {:.1}s, {} files",
         report.profiles,

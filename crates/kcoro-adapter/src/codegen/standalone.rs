@@ -11,7 +11,7 @@
 //! src/profiles/kp_N.rs   render::render_module(seed N, root `kcoro_adapter`)
 //! ```
 //!
-//! then builds it with `cargo build --release --quiet` (`$CARGO` or `cargo`, with
+//! then builds it with `cargo build --quiet` (`--release` for [`BuildMode::Release`]; `$CARGO` or `cargo`, with
 //! `CARGO_TARGET_DIR=work_dir/target`, so it never waits on the workspace's build lock and
 //! later runs build incrementally), runs the binary and compares each printed profile and
 //! summary with [`Profile::generate`] and [`run_scenario`].
@@ -38,6 +38,27 @@ pub const PACKAGE: &str = "kcoro-generated-backend";
 /// Lines of cargo's or the binary's stderr kept in an error.
 const STDERR_TAIL_LINES: usize = 30;
 
+/// How [`run_standalone`] builds the generated crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BuildMode {
+    /// Cargo's dev profile: overflow checks and debug assertions on, and built in less than
+    /// half the CPU time of a release build (the check runs in milliseconds either way).
+    #[default]
+    Debug,
+    /// `--release`: optimised, as a deployed backend would be built.
+    Release,
+}
+
+impl BuildMode {
+    /// Cargo's name for the profile's output directory.
+    fn dir(self) -> &'static str {
+        match self {
+            BuildMode::Debug => "debug",
+            BuildMode::Release => "release",
+        }
+    }
+}
+
 /// What [`run_standalone`] built and found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StandaloneReport {
@@ -54,8 +75,8 @@ pub struct StandaloneReport {
 }
 
 /// Generates the modules of `profiles` seeds from `start_seed` into a cargo project in
-/// `work_dir` (created if missing, reused if present), builds and runs it, and compares
-/// the output for each of `scenarios` with the interpreted runner.
+/// `work_dir` (created if missing, reused if present), builds it (`build`) and runs it, and
+/// compares the output for each of `scenarios` with the interpreted runner.
 ///
 /// Fails with [`AdapterError::InvalidConfig`] for no profiles or a seed range past
 /// `u64::MAX`, [`AdapterError::Io`] when a file cannot be written or cargo or the binary
@@ -66,6 +87,7 @@ pub fn run_standalone(
     profiles: usize,
     scenarios: &[Scenario],
     work_dir: &Path,
+    build_mode: BuildMode,
 ) -> Result<StandaloneReport> {
     if profiles == 0 {
         return Err(AdapterError::InvalidConfig("codegen needs at least one profile".into()));
@@ -79,10 +101,10 @@ pub fn run_standalone(
     let generated_files = write_project(&seeds, &dir)?;
 
     let started = Instant::now();
-    build(&dir)?;
+    build(&dir, build_mode)?;
     let build_seconds = started.elapsed().as_secs_f64();
 
-    let output = run_binary(&dir)?;
+    let output = run_binary(&dir, build_mode)?;
     let lines = parse_output(&output)?;
 
     let cfg = RunConfig::default();
@@ -236,11 +258,14 @@ fn tail(stderr: &[u8]) -> String {
     lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n")
 }
 
-fn build(dir: &Path) -> Result<()> {
+fn build(dir: &Path, mode: BuildMode) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let shown = Path::new(&cargo).display().to_string();
+    let release: &[&str] = if mode == BuildMode::Release { &["--release"] } else { &[] };
     let out = Command::new(&cargo)
-        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .args(["build", "--quiet"])
+        .args(release)
+        .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", dir.join("target"))
@@ -256,7 +281,8 @@ fn build(dir: &Path) -> Result<()> {
         })?;
     if !out.status.success() {
         return Err(AdapterError::Runtime(format!(
-            "`cargo build --release` of the generated backend in {} failed ({}):\n{}",
+            "`cargo build{}` of the generated backend in {} failed ({}):\n{}",
+            if mode == BuildMode::Release { " --release" } else { "" },
             dir.display(),
             out.status,
             tail(&out.stderr)
@@ -265,8 +291,8 @@ fn build(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn run_binary(dir: &Path) -> Result<String> {
-    let exe = dir.join("target").join("release").join(format!("{PACKAGE}{}", std::env::consts::EXE_SUFFIX));
+fn run_binary(dir: &Path, mode: BuildMode) -> Result<String> {
+    let exe = dir.join("target").join(mode.dir()).join(format!("{PACKAGE}{}", std::env::consts::EXE_SUFFIX));
     let out = Command::new(&exe)
         .stdin(Stdio::null())
         .output()
@@ -349,9 +375,12 @@ mod tests {
     #[test]
     fn bad_arguments_are_refused_before_any_work() {
         let dir = std::env::temp_dir().join("kcoro-codegen-never-written");
-        assert!(matches!(run_standalone(1, 0, &Scenario::QUICK, &dir), Err(AdapterError::InvalidConfig(_))));
         assert!(matches!(
-            run_standalone(u64::MAX, 2, &Scenario::QUICK, &dir),
+            run_standalone(1, 0, &Scenario::QUICK, &dir, BuildMode::Debug),
+            Err(AdapterError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            run_standalone(u64::MAX, 2, &Scenario::QUICK, &dir, BuildMode::Debug),
             Err(AdapterError::InvalidConfig(_))
         ));
         assert!(!dir.exists());
