@@ -406,58 +406,86 @@ fn list_reports_hundreds_of_named_channels() {
     drop((monitor, named));
 }
 
-/// A server of minor 6 answers every send within the window itself (no CREDIT events): a
-/// client of this version, seeing its minor in HELLO, marks no send `CREDITED` and takes
-/// its window back from the replies. Played by a server written here from the protocol
-/// document: it grants a window of 2, so ten sends go through only if the replies do.
-#[test]
-fn a_server_of_minor_6_gets_a_reply_per_send() {
+/// A server of an older protocol `minor`, played on a thread from the protocol document:
+/// it answers HELLO, CHAN_OPEN (channel 7, a window of `credits` values and, if given,
+/// `credit_bytes`) and REGION_SHARE (whose descriptor it drops), and hands each CHAN_SEND
+/// to `on_send`, which writes the server's answer, if any, into `out`. The thread ends
+/// with what `on_send` returns once it returns something.
+fn old_server<R: Send + 'static>(
+    name: &str,
+    minor: u32,
+    (credits, credit_bytes): (u32, Option<u64>),
+    mut on_send: impl FnMut(&kcoro_ipc::proto::FrameRef<'_>, &mut Vec<u8>) -> Option<R> + Send + 'static,
+) -> (String, std::thread::JoinHandle<R>) {
     use kcoro_ipc::proto::{Attr, Cmd, FLAG_REPLY, FrameBuf, Limits, split_frame};
     use std::io::{Read, Write};
-    let path = sock("minor6.sock").trim_start_matches("unix:").to_string();
+    let path = sock(name).trim_start_matches("unix:").to_string();
     let _ = std::fs::remove_file(&path);
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let old_server = std::thread::spawn(move || {
+    let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        let (mut buf, mut got) = (Vec::new(), Vec::new());
+        let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
-        while got.len() < 10 {
+        loop {
             let n = s.read(&mut chunk).unwrap();
-            assert!(n > 0, "the client went before sending 10");
+            assert!(n > 0, "the client went before the server had seen enough");
             buf.extend_from_slice(&chunk[..n]);
             while let Some((f, used)) = split_frame(&buf, &Limits::default()).unwrap() {
-                let req = f.req_id().unwrap();
                 let mut out = Vec::new();
-                let mut r = FrameBuf::begin(&mut out, f.cmd, FLAG_REPLY);
-                r.u64(Attr::REQ_ID, req).i32(Attr::RESULT, 0);
-                match f.cmd {
-                    Cmd::HELLO => {
-                        r.u32(Attr::ABI_MAJOR, 1).u32(Attr::ABI_MINOR, 6).u32(Attr::MAX_FRAME, 1 << 20);
+                let done = if f.cmd == Cmd::CHAN_SEND {
+                    on_send(&f, &mut out)
+                } else {
+                    let mut r = FrameBuf::begin(&mut out, f.cmd, FLAG_REPLY);
+                    r.u64(Attr::REQ_ID, f.req_id().unwrap()).i32(Attr::RESULT, 0);
+                    match f.cmd {
+                        Cmd::HELLO => {
+                            r.u32(Attr::ABI_MAJOR, 1)
+                                .u32(Attr::ABI_MINOR, minor)
+                                .u32(Attr::MAX_FRAME, 1 << 20);
+                        }
+                        Cmd::CHAN_OPEN => {
+                            r.u64(Attr::CHAN_ID, 7)
+                                .i32(Attr::KIND, 1)
+                                .u64(Attr::CAPACITY, 64)
+                                .u32(Attr::CREDITS, credits);
+                            if let Some(b) = credit_bytes {
+                                r.u64(Attr::CREDIT_BYTES, b);
+                            }
+                        }
+                        Cmd::REGION_SHARE => {}
+                        other => panic!("unexpected {other:?}"),
                     }
-                    Cmd::CHAN_OPEN => {
-                        r.u64(Attr::CHAN_ID, 7)
-                            .i32(Attr::KIND, 1)
-                            .u64(Attr::CAPACITY, 64)
-                            .u32(Attr::CREDITS, 2);
-                    }
-                    Cmd::CHAN_SEND => {
-                        assert_eq!(
-                            f.u32(Attr::CREDITED).unwrap(),
-                            None,
-                            "CREDITED sent to a server of minor 6"
-                        );
-                        got.push(f.get(Attr::ELEMENT).unwrap().to_vec());
-                    }
-                    other => panic!("unexpected {other:?}"),
-                }
-                r.finish(u32::MAX).unwrap();
+                    r.finish(u32::MAX).unwrap();
+                    None
+                };
                 s.write_all(&out).unwrap();
+                if let Some(r) = done {
+                    return r;
+                }
                 buf.drain(..used);
             }
         }
-        got
     });
-    let conn = Connection::connect(&format!("unix:{path}"), ConnectOptions::new()).unwrap();
+    (format!("unix:{path}"), server)
+}
+
+/// A server of minor 6 answers every send within the window itself (no CREDIT events): a
+/// client of this version, seeing its minor in HELLO, marks no send `CREDITED` and takes
+/// its window back from the replies. The server grants a window of 2, so ten sends go
+/// through only if the replies do.
+#[test]
+fn a_server_of_minor_6_gets_a_reply_per_send() {
+    use kcoro_ipc::proto::{Attr, FLAG_REPLY, FrameBuf};
+    let mut got = Vec::new();
+    let (addr, old_server) = old_server("minor6.sock", 6, (2, None), move |f, out| {
+        assert_eq!(f.u32(Attr::CREDITED).unwrap(), None, "CREDITED sent to a server of minor 6");
+        got.push(f.get(Attr::ELEMENT).unwrap().to_vec());
+        let mut r = FrameBuf::begin(out, f.cmd, FLAG_REPLY);
+        r.u64(Attr::REQ_ID, f.req_id().unwrap()).i32(Attr::RESULT, 0);
+        r.finish(u32::MAX).unwrap();
+        (got.len() == 10).then(|| std::mem::take(&mut got))
+    });
+    let conn = Connection::connect(&addr, ConnectOptions::new()).unwrap();
     let tx = conn.sender::<Vec<u8>>("jobs").unwrap();
     for i in 0..10u8 {
         tx.send_timeout(vec![i], Duration::from_secs(10)).unwrap();
@@ -468,65 +496,26 @@ fn a_server_of_minor_6_gets_a_reply_per_send() {
 
 /// A server of minor 7 returns credit in CREDIT events that do not tell shared bytes apart:
 /// a client of this version counts its shared elements in that server's byte window then
-/// (not in a window of its own, whose bytes such a server would never give back). Played
-/// by a server written here from the protocol document, granting 2 values and 100 bytes:
-/// 100 elements of 64 KiB through shared memory, 6.25 MiB, more than the client's own
-/// shared window of 4 MiB, all go through, one at a time.
+/// (not in a window of its own, whose bytes such a server would never give back). The
+/// server grants 2 values and 100 bytes: 100 elements of 64 KiB through shared memory,
+/// 6.25 MiB, more than the client's own shared window of 4 MiB, all go through, one at a
+/// time.
 #[test]
 fn a_server_of_minor_7_gets_shared_bytes_counted_in_its_window() {
-    use kcoro_ipc::proto::{Attr, Cmd, FLAG_EVENT, FLAG_REPLY, FrameBuf, Limits, split_frame};
-    use std::io::{Read, Write};
+    use kcoro_ipc::proto::{Attr, Cmd, FLAG_EVENT, FrameBuf};
     const N: usize = 100;
-    let path = sock("minor7.sock").trim_start_matches("unix:").to_string();
-    let _ = std::fs::remove_file(&path);
-    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let old_server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let (mut buf, mut lens) = (Vec::new(), Vec::new());
-        let mut chunk = [0u8; 4096];
-        while lens.len() < N {
-            let n = s.read(&mut chunk).unwrap(); // a REGION_SHARE's descriptor is dropped
-            assert!(n > 0, "the client went after {} sends", lens.len());
-            buf.extend_from_slice(&chunk[..n]);
-            while let Some((f, used)) = split_frame(&buf, &Limits::default()).unwrap() {
-                let mut out = Vec::new();
-                if f.cmd == Cmd::CHAN_SEND {
-                    assert_eq!(f.u32(Attr::CREDITED).unwrap(), Some(1), "a send past the window");
-                    let z = f.get(Attr::ZDESC).expect("64 KiB go through shared memory");
-                    let len = u64::from_be_bytes(z[16..24].try_into().unwrap());
-                    lens.push(len);
-                    let mut e = FrameBuf::begin(&mut out, Cmd::CREDIT, FLAG_EVENT);
-                    e.u64(Attr::CHAN_ID, 7)
-                        .u32(Attr::CREDITS, 1)
-                        .u64(Attr::CREDIT_BYTES, len)
-                        .i32(Attr::RESULT, 0);
-                    e.finish(u32::MAX).unwrap();
-                } else {
-                    let mut r = FrameBuf::begin(&mut out, f.cmd, FLAG_REPLY);
-                    r.u64(Attr::REQ_ID, f.req_id().unwrap()).i32(Attr::RESULT, 0);
-                    match f.cmd {
-                        Cmd::HELLO => {
-                            r.u32(Attr::ABI_MAJOR, 1).u32(Attr::ABI_MINOR, 7).u32(Attr::MAX_FRAME, 1 << 20);
-                        }
-                        Cmd::CHAN_OPEN => {
-                            r.u64(Attr::CHAN_ID, 7)
-                                .i32(Attr::KIND, 1)
-                                .u64(Attr::CAPACITY, 64)
-                                .u32(Attr::CREDITS, 2)
-                                .u64(Attr::CREDIT_BYTES, 100);
-                        }
-                        Cmd::REGION_SHARE => {}
-                        other => panic!("unexpected {other:?}"),
-                    }
-                    r.finish(u32::MAX).unwrap();
-                }
-                s.write_all(&out).unwrap();
-                buf.drain(..used);
-            }
-        }
-        lens
+    let mut lens = Vec::new();
+    let (addr, old_server) = old_server("minor7.sock", 7, (2, Some(100)), move |f, out| {
+        assert_eq!(f.u32(Attr::CREDITED).unwrap(), Some(1), "a send past the window");
+        let z = f.get(Attr::ZDESC).expect("64 KiB go through shared memory");
+        let len = u64::from_be_bytes(z[16..24].try_into().unwrap());
+        lens.push(len);
+        let mut e = FrameBuf::begin(out, Cmd::CREDIT, FLAG_EVENT);
+        e.u64(Attr::CHAN_ID, 7).u32(Attr::CREDITS, 1).u64(Attr::CREDIT_BYTES, len).i32(Attr::RESULT, 0);
+        e.finish(u32::MAX).unwrap();
+        (lens.len() == N).then(|| std::mem::take(&mut lens))
     });
-    let conn = Connection::connect(&format!("unix:{path}"), ConnectOptions::new()).unwrap();
+    let conn = Connection::connect(&addr, ConnectOptions::new()).unwrap();
     let tx = conn.sender::<Vec<u8>>("jobs").unwrap();
     for i in 0..N {
         tx.send_timeout(vec![i as u8; 64 << 10], Duration::from_secs(10))
