@@ -24,6 +24,16 @@ fn open(raw: &mut Raw, name: &str) -> u64 {
     g.frame().u64(Attr::CHAN_ID).unwrap().unwrap()
 }
 
+/// A credited CHAN_SEND of `element` (an `ELEMENT` or a `ZDESC`) into channel `chan`, not
+/// yet written: to go out with others in one burst.
+fn credited_send(raw: &mut Raw, chan: u64, element: (Attr, &[u8])) -> Vec<u8> {
+    raw.frame(Cmd::CHAN_SEND, 0, |f| {
+        f.u64(Attr::CHAN_ID, chan).i64(Attr::TIMEOUT_MS, -1).u32(Attr::CREDITED, 1);
+        f.bytes(element.0, element.1);
+    })
+    .1
+}
+
 fn server(name: &str, opts: &str) -> ServerProc {
     ServerProc::start("child", &sock(name), opts)
 }
@@ -251,19 +261,10 @@ fn credit_events_tell_shared_bytes_apart() {
     let leases: Vec<_> = (1..=4).map(|i| region.alloc(1000 * i).unwrap()).collect();
     let mut burst = Vec::new();
     for (i, lease) in leases.iter().enumerate() {
-        let (_, inline) = raw.frame(Cmd::CHAN_SEND, 0, |f| {
-            f.u64(Attr::CHAN_ID, unl).i64(Attr::TIMEOUT_MS, -1).u32(Attr::CREDITED, 1);
-            f.bytes(Attr::ELEMENT, &[i as u8; 10]);
-        });
-        let (_, shared) = raw.frame(Cmd::CHAN_SEND, 0, |f| {
-            let d = lease.desc();
-            let z: Vec<u8> =
-                [d.region_id, d.offset, d.len as u64].iter().flat_map(|w| w.to_be_bytes()).collect();
-            f.u64(Attr::CHAN_ID, unl).i64(Attr::TIMEOUT_MS, -1).u32(Attr::CREDITED, 1);
-            f.bytes(Attr::ZDESC, &z);
-        });
-        burst.extend_from_slice(&inline);
-        burst.extend_from_slice(&shared);
+        let d = lease.desc();
+        burst.extend(credited_send(&mut raw, unl, (Attr::ELEMENT, &[i as u8; 10])));
+        let z = common::raw::zdesc(d.region_id, d.offset, d.len as u64);
+        burst.extend(credited_send(&mut raw, unl, (Attr::ZDESC, &z)));
     }
     raw.bytes(&burst);
     let (mut values, mut bytes, mut shared) = (0, 0, 0);
@@ -296,11 +297,7 @@ fn credited_sends_come_back_as_exact_credit_events() {
     let unl = open(&mut raw, "unl");
     let mut burst = Vec::new();
     for i in 0..10u8 {
-        let (_, bytes) = raw.frame(Cmd::CHAN_SEND, 0, |f| {
-            f.u64(Attr::CHAN_ID, unl).i64(Attr::TIMEOUT_MS, -1).u32(Attr::CREDITED, 1);
-            f.bytes(Attr::ELEMENT, &vec![i; 1 + i as usize]);
-        });
-        burst.extend_from_slice(&bytes);
+        burst.extend(credited_send(&mut raw, unl, (Attr::ELEMENT, &vec![i; 1 + i as usize])));
     }
     raw.bytes(&burst); // one write: the server reads the burst at once
     // A request after the burst: its reply and CREDIT events come back, nothing else.

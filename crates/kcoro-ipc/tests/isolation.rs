@@ -8,7 +8,7 @@ mod common;
 
 use std::os::fd::AsFd;
 
-use common::raw::Raw;
+use common::raw::{Raw, zdesc};
 use common::{ServerProc, sock};
 use kcoro::zcopy::{Region, ZBuf};
 use kcoro_ipc::proto::{Attr, Cmd, FLAG_EVENT, FLAG_REPLY, VERSION_MAJOR};
@@ -60,14 +60,6 @@ fn share(raw: &mut Raw, region: &Region, id: u64) -> i32 {
         f.u64(Attr::REGION_ID, id);
     });
     raw.reply_to(req).result()
-}
-
-fn zdesc(id: u64, offset: u64, len: u64) -> [u8; 24] {
-    let mut z = [0u8; 24];
-    z[..8].copy_from_slice(&id.to_be_bytes());
-    z[8..16].copy_from_slice(&offset.to_be_bytes());
-    z[16..].copy_from_slice(&len.to_be_bytes());
-    z
 }
 
 /// A CHAN_SEND of the span `z` into `chan`; its reply.

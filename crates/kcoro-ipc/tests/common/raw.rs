@@ -183,3 +183,13 @@ fn send_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> usize {
     assert!(n > 0, "sendmsg: {}", std::io::Error::last_os_error());
     n as usize
 }
+
+/// A `ZDESC` value as the protocol document gives it: region id, offset and length, each a
+/// big-endian u64.
+pub fn zdesc(id: u64, offset: u64, len: u64) -> [u8; 24] {
+    let mut z = [0u8; 24];
+    z[..8].copy_from_slice(&id.to_be_bytes());
+    z[8..16].copy_from_slice(&offset.to_be_bytes());
+    z[16..].copy_from_slice(&len.to_be_bytes());
+    z
+}
