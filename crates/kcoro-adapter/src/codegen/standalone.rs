@@ -50,6 +50,14 @@ pub enum BuildMode {
 }
 
 impl BuildMode {
+    /// What `cargo build` is given for this mode.
+    fn cargo_args(self) -> &'static [&'static str] {
+        match self {
+            BuildMode::Debug => &[],
+            BuildMode::Release => &["--release"],
+        }
+    }
+
     /// Cargo's name for the profile's output directory.
     fn dir(self) -> &'static str {
         match self {
@@ -75,7 +83,7 @@ pub struct StandaloneReport {
 }
 
 /// Generates the modules of `profiles` seeds from `start_seed` into a cargo project in
-/// `work_dir` (created if missing, reused if present), builds it (`build`) and runs it, and
+/// `work_dir` (created if missing, reused if present), builds it (`build_mode`) and runs it, and
 /// compares the output for each of `scenarios` with the interpreted runner.
 ///
 /// Fails with [`AdapterError::InvalidConfig`] for no profiles or a seed range past
@@ -261,10 +269,9 @@ fn tail(stderr: &[u8]) -> String {
 fn build(dir: &Path, mode: BuildMode) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let shown = Path::new(&cargo).display().to_string();
-    let release: &[&str] = if mode == BuildMode::Release { &["--release"] } else { &[] };
     let out = Command::new(&cargo)
         .args(["build", "--quiet"])
-        .args(release)
+        .args(mode.cargo_args())
         .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
         .current_dir(dir)
@@ -281,8 +288,8 @@ fn build(dir: &Path, mode: BuildMode) -> Result<()> {
         })?;
     if !out.status.success() {
         return Err(AdapterError::Runtime(format!(
-            "`cargo build{}` of the generated backend in {} failed ({}):\n{}",
-            if mode == BuildMode::Release { " --release" } else { "" },
+            "`{}` of the generated backend in {} failed ({}):\n{}",
+            [&["cargo", "build"], mode.cargo_args()].concat().join(" "),
             dir.display(),
             out.status,
             tail(&out.stderr)
