@@ -119,6 +119,7 @@ expect 0 '^exactly-once check: PASS' cargo run -q --release -p kcoro-cli -- demo
 doc 'scripts/test.sh' # this script runs inside it
 doc 'scripts/loom.sh'  # scripts/test.sh runs it
 doc 'scripts/cross.sh' # scripts/test.sh runs it
+doc 'scripts/unified.sh' # scripts/test.sh runs it
 doc 'scripts/fuzz.sh' # a timed nightly run of its own; here, that it starts and names its targets
 expect 0 '^frames$' scripts/fuzz.sh --list
 doc 'cargo build --release -p kcoro-cli' # this script builds it first

@@ -118,6 +118,9 @@ export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only CARGO_PROFIL
 
 phase "tools (tmux, nats-server, wrk)" install_tools
 phase "cargo fmt --check" cargo fmt --all -- --check
+# The release builds below share their dependencies' compiles only while their features
+# agree (crates/kcoro-workspace-hack); two seconds to check, a minute of CPU when they drift.
+phase "release builds share dependencies (unified.sh)" scripts/unified.sh
 # Linting inside the debug build instead (clippy-driver as RUSTC_WORKSPACE_WRAPPER) was
 # measured and is slower: cargo doc then checks every dependency itself (16 -> 73 CPU-s),
 # which the clippy pass does for it. Measured again inside `cargo test --no-run` itself (so
