@@ -22,12 +22,19 @@ fi
 # As scripts/test.sh builds them (the profile decides which units exist).
 export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_DEBUG=false
 
-# units ARGS...: one line per compiled library unit of `cargo build --release ARGS`:
-# package, target, opt-level, features.
+# units ARGS...: one line per unit `cargo ARGS --release` compiles (libraries, binaries,
+# build scripts; not the runs of build scripts): package, target, opt-level, features.
+# Fails when the graph names none, so a change in its format cannot pass as "aligned".
 units() {
-  cargo +nightly "$@" --release --unit-graph -Z unstable-options |
+  local lines
+  lines=$(cargo +nightly "$@" --release --unit-graph -Z unstable-options |
     jq -r '.units[] | select(.mode == "build") |
-      [(.pkg_id | sub("^registry\\+[^#]*#"; "")), .target.name, (.profile.opt_level | tostring), (.features | join(","))] | @tsv'
+      [(.pkg_id | sub("^registry\\+[^#]*#"; "")), .target.name, (.profile.opt_level | tostring), (.features | join(","))] | @tsv')
+  if [ -z "$lines" ]; then
+    echo "unified.sh: cargo $* --unit-graph named no unit" >&2
+    return 1
+  fi
+  echo "$lines"
 }
 
 # group NAME BUILD...: each BUILD is one `cargo` argument list, as a single word.
