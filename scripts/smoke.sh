@@ -19,9 +19,11 @@ trap 'rm -rf "$tmp"' EXIT
 # were most of this script's time (kcoro-cli, kcoro-bench and the kcoro-nats examples
 # built in 221 s instead of 412 s). kcoro itself keeps its line tables (Cargo.toml), as the
 # runtime's release tests in scripts/test.sh build it, so both share one compiled kcoro.
-# A caller's setting wins.
+# One codegen unit per crate, as scripts/test.sh builds them (less CPU without LTO; why
+# there). A caller's setting wins.
 export CARGO_PROFILE_RELEASE_LTO="${CARGO_PROFILE_RELEASE_LTO:-false}"
 export CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-false}"
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS="${CARGO_PROFILE_RELEASE_CODEGEN_UNITS:-1}"
 
 echo "== smoke: building what the documented commands use"
 # One package per build, as the documented `cargo run -p X` commands build them: building
