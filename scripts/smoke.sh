@@ -19,8 +19,8 @@ trap 'rm -rf "$tmp"' EXIT
 # were most of this script's time (kcoro-cli, kcoro-bench and the kcoro-nats examples
 # built in 221 s instead of 412 s). kcoro itself keeps its line tables (Cargo.toml), as the
 # runtime's release tests in scripts/test.sh build it, so both share one compiled kcoro.
-# One codegen unit per crate, as scripts/test.sh builds them (less CPU without LTO; why
-# there). A caller's setting wins.
+# Dependencies in one codegen unit, as scripts/test.sh builds them (less CPU without LTO;
+# why there; the workspace's larger crates keep 4, Cargo.toml). A caller's setting wins.
 export CARGO_PROFILE_RELEASE_LTO="${CARGO_PROFILE_RELEASE_LTO:-false}"
 export CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-false}"
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS="${CARGO_PROFILE_RELEASE_CODEGEN_UNITS:-1}"

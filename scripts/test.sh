@@ -152,11 +152,14 @@ phase "cargo test --workspace: build (debug)" cargo test --workspace --no-run
 # so for every release build, not for the tests alone: the smoke run's `-p kcoro --examples`
 # and libkcoro reuse the tests' kcoro and examples instead of compiling them again
 # (27 CPU-s). Built, with what the smoke run uses, while the debug tests run.
-# One codegen unit per crate instead of the workspace's 4: without LTO across crates, rustc
-# still runs ThinLTO across one crate's units and compiles their shared inline functions
-# once per unit, which one unit skips. kcoro-cli and kcoro-bench on a fresh target: 359
-# CPU-s against 415 (and 372 against 412 in a second pair); the runtime's tests took the
-# same CPU either way (145 against 148). The same optimisation level, in fewer pieces.
+# Dependencies in one codegen unit instead of the workspace's 4: without LTO across
+# crates, rustc still runs ThinLTO across one crate's units and compiles their shared
+# inline functions once per unit, which one unit skips. The workspace's larger crates keep
+# 4 (Cargo.toml names them): in one unit each would compile alone on one core at the end of
+# a build (everything in one unit saved 56 CPU-s on kcoro-cli and kcoro-bench alone, but
+# in the suite this phase then ran 410 s with a core idle a third of the time). This
+# phase's builds on a fresh target, two alternated pairs: 570 and 581 CPU-s (302, 307 s)
+# against 609 and 605 (322, 322 s). The same optimisation level, in fewer pieces.
 # (Cargo's default 16 units did not build faster than 4: 443 CPU-s against 422. Everything
 # at opt-level 1 instead of 3: this phase's builds took 825 CPU-s against 892, not worth
 # building something other than what users run.)
