@@ -30,7 +30,7 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     #[cfg(not(target_os = "linux"))]
     // SAFETY: as above.
     let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) } as i64;
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    count(n)
 }
 
 /// `send(fd, buf, MSG_NOSIGNAL)`: the bytes written. A peer that has gone is `EPIPE`, never
@@ -53,7 +53,7 @@ pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     #[cfg(not(target_os = "linux"))]
     // SAFETY: as above.
     let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) } as i64;
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    count(n)
 }
 
 /// `recvmsg(fd, msg, flags)`: the bytes read, 0 at end of file; the kernel fills `msg`'s
@@ -70,7 +70,7 @@ pub(crate) unsafe fn recvmsg(fd: RawFd, msg: &mut libc::msghdr, flags: libc::c_i
     #[cfg(not(target_os = "linux"))]
     // SAFETY: as above.
     let n = unsafe { libc::recvmsg(fd, msg, flags) } as i64;
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    count(n)
 }
 
 /// `sendmsg(fd, msg, flags | MSG_NOSIGNAL)`: the bytes written; a gone peer is `EPIPE`.
@@ -87,7 +87,14 @@ pub(crate) unsafe fn sendmsg(fd: RawFd, msg: &libc::msghdr, flags: libc::c_int) 
     #[cfg(not(target_os = "linux"))]
     // SAFETY: as above.
     let n = unsafe { libc::sendmsg(fd, msg, flags) } as i64;
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    count(n)
+}
+
+/// A system call's result: the byte count it returned, or, when it returned -1, the error
+/// it left in `errno` (read at once, before anything else can overwrite it).
+#[inline(always)]
+fn count<N: TryInto<usize>>(n: N) -> io::Result<usize> {
+    n.try_into().map_err(|_| io::Error::last_os_error())
 }
 
 #[cfg(all(test, not(loom)))]
