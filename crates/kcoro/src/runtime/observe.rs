@@ -140,11 +140,10 @@ pub(crate) fn start_watchdog(shared: &Arc<Shared>, action: OnDeadlock, grace: Du
     }
 }
 
-/// The deadlock being watched: its key, when first seen, and whether acted on.
+/// The deadlock being watched: its key and when first seen.
 struct Watched {
     key: Vec<(u64, u32)>,
     since: Instant,
-    acted: bool,
 }
 
 fn watch(weak: &Weak<Shared>, action: &OnDeadlock, grace: Duration, step: Duration) {
@@ -164,17 +163,15 @@ fn watch(weak: &Weak<Shared>, action: &OnDeadlock, grace: Duration, step: Durati
             continue;
         };
         let key = found.key();
-        match &mut current {
+        match &current {
+            // Acted on once: afterwards `acted_on` holds this key.
             Some(w) if w.key == key => {
-                if !w.acted && w.since.elapsed() >= grace {
-                    w.acted = true;
-                    if acted_on.as_ref() != Some(&key) {
-                        acted_on = Some(key);
-                        act(&shared, action, found);
-                    }
+                if w.since.elapsed() >= grace && acted_on.as_ref() != Some(&key) {
+                    acted_on = Some(key);
+                    act(&shared, action, found);
                 }
             }
-            _ => current = Some(Watched { key, since: Instant::now(), acted: false }),
+            _ => current = Some(Watched { key, since: Instant::now() }),
         }
     }
 }
