@@ -47,9 +47,13 @@ fn outlives_its_plugin(lib: &Path, layout: Layout) {
     assert!(!late.is_retired());
     drop(p);
     assert!(late.is_retired());
+    // Both counts grow while the thread runs, each compared with itself. Not one with the
+    // other: the plugin counts a send after it returns, so a thread preempted between the
+    // two (a busy machine) has its last send at the gate and not yet in its own count.
     let (count, at) = (late.count(), sent());
-    common::wait_until("replies after the instance is gone", || late.count() >= count + 20);
-    assert!(sent() >= at + 20, "the plugin's thread stopped running");
+    common::wait_until("the plugin's thread to keep sending, its replies ignored at the gate", || {
+        late.count() >= count + 20 && sent() >= at + 20
+    });
 }
 
 #[test]
