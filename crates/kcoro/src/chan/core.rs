@@ -84,6 +84,7 @@ impl<'a> Wait<'a> {
     }
 
     /// Why this operation must stop before parking, if it must. Cancellation wins.
+    #[inline]
     pub(crate) fn refuse(&self) -> Option<ChanError> {
         if self.cancel.is_some_and(CancelToken::is_cancelled) {
             return Some(ChanError::Canceled);
@@ -228,15 +229,18 @@ fn lower_flags<T>(ring: &Ring<T>, g: &mut Inner<T>) {
 }
 
 /// Waiters a parking operation claimed for others: wake them once the lock is released.
+/// (`None` until the first: most parks wake nobody, and then nothing is left to drop.)
 #[must_use]
-pub(crate) struct Wakes(Vec<Arc<Waiter>>);
+pub(crate) struct Wakes(Option<Vec<Arc<Waiter>>>);
 
 impl Wakes {
+    const NONE: Wakes = Wakes(None);
+
     /// Caller has released the channel lock.
     #[inline]
     pub(crate) fn run(self) {
-        if !self.0.is_empty() {
-            Self::notify_all(self.0);
+        if let Some(waiters) = self.0 {
+            Self::notify_all(waiters);
         }
     }
 
@@ -244,7 +248,7 @@ impl Wakes {
     /// its waiter before it waits.
     fn defer(&mut self, w: Arc<Waiter>, own: *const Waiter) {
         if !std::ptr::eq(Arc::as_ptr(&w), own) {
-            self.0.push(w);
+            self.0.get_or_insert_with(Vec::new).push(w);
         }
     }
 
@@ -365,7 +369,9 @@ impl<T> Chan<T> {
     // ---- under the lock ---------------------------------------------------------------
 
     /// Completes a send without waiting, if possible. `own` is the caller's select waiter.
-    #[inline]
+    /// Inlined into its callers: called, it returned its answer through memory and paid a
+    /// frame on every blocking send.
+    #[inline(always)]
     pub(crate) fn try_send_locked(
         &self,
         g: &mut Inner<T>,
@@ -403,8 +409,9 @@ impl<T> Chan<T> {
         SendAttempt::Sent(After { wake: None, undelivered: dropped })
     }
 
-    /// Completes a receive without waiting, if possible.
-    #[inline]
+    /// Completes a receive without waiting, if possible. Inlined into its callers, as
+    /// [`try_send_locked`](Self::try_send_locked) is.
+    #[inline(always)]
     pub(crate) fn try_recv_locked(&self, g: &mut Inner<T>, own: Option<&Arc<Waiter>>) -> RecvAttempt<T> {
         if let Some(v) = g.buf.take() {
             if self.ring.is_none() {
@@ -471,13 +478,13 @@ impl<T> Chan<T> {
         g.senders.push(e);
         match &self.ring {
             Some(ring) => Self::fill_from_senders(ring, g, own),
-            None => Wakes(Vec::new()),
+            None => Wakes::NONE,
         }
     }
 
     #[inline(never)]
     fn fill_from_senders(ring: &Ring<T>, g: &mut Inner<T>, own: *const Waiter) -> Wakes {
-        let mut wakes = Wakes(Vec::new());
+        let mut wakes = Wakes::NONE;
         block(ring, g, true);
         // Pushes and pops are ours alone now: room seen here stays.
         while ring.len() < ring.capacity()
@@ -505,13 +512,13 @@ impl<T> Chan<T> {
         g.receivers.push(e);
         match &self.ring {
             Some(ring) => Self::serve_receivers(ring, g, own),
-            None => Wakes(Vec::new()),
+            None => Wakes::NONE,
         }
     }
 
     #[inline(never)]
     fn serve_receivers(ring: &Ring<T>, g: &mut Inner<T>, own: *const Waiter) -> Wakes {
-        let mut wakes = Wakes(Vec::new());
+        let mut wakes = Wakes::NONE;
         block(ring, g, false);
         if ring.len() == 0 {
             return wakes; // pushes are ours alone: it stays empty
@@ -910,7 +917,34 @@ pub(crate) fn park_on(waiter: &Arc<Waiter>, wait: Wait<'_>, why: WaitOn) -> Resu
     // The caller's ambient token (its scope's) applies on top of an explicit one. Read only
     // here, on the way to parking, so operations that complete at once never touch it.
     let ambient = crate::sync::current_token();
-    let tokens = [wait.cancel, ambient.as_ref()];
+    match (wait.cancel, &ambient) {
+        // Nothing can cancel the wait (the usual case): nothing to register or drop.
+        (None, None) => park_uncancellable(waiter, wait.until, why),
+        _ => park_cancellable(waiter, wait, ambient.as_ref(), why),
+    }
+}
+
+/// [`park_on`] for a wait no token can cancel.
+fn park_uncancellable(waiter: &Arc<Waiter>, until: Until, why: WaitOn) -> Result<usize, ChanError> {
+    loop {
+        if let Some(i) = waiter.done() {
+            return Ok(i);
+        }
+        if park_until(until, why) {
+            return give_up(waiter, ChanError::Timeout, why);
+        }
+    }
+}
+
+/// [`park_on`] for a wait that `wait.cancel` or the `ambient` token can cancel: each is
+/// told to wake us, and cancellation wins over the deadline.
+fn park_cancellable(
+    waiter: &Arc<Waiter>,
+    wait: Wait<'_>,
+    ambient: Option<&CancelToken>,
+    why: WaitOn,
+) -> Result<usize, ChanError> {
+    let tokens = [wait.cancel, ambient];
     let cancelled = || tokens.iter().flatten().any(|t| t.is_cancelled());
     let mut registrations = [None, None];
     for (slot, token) in registrations.iter_mut().zip(tokens) {
@@ -928,19 +962,21 @@ pub(crate) fn park_on(waiter: &Arc<Waiter>, wait: Wait<'_>, why: WaitOn) -> Resu
         if cancelled() {
             return give_up(waiter, ChanError::Canceled, why);
         }
-        match wait.until {
-            Until::Forever => park::park_as(why),
-            Until::At(deadline) => {
-                if park::park_deadline_as(deadline, why) {
-                    return give_up(
-                        waiter,
-                        if cancelled() { ChanError::Canceled } else { ChanError::Timeout },
-                        why,
-                    );
-                }
-            }
-            Until::Now => unreachable!("park_on: a try-operation parked"),
+        if park_until(wait.until, why) {
+            return give_up(waiter, if cancelled() { ChanError::Canceled } else { ChanError::Timeout }, why);
         }
+    }
+}
+
+/// Parks once, until woken or `until`; true if the deadline has passed.
+fn park_until(until: Until, why: WaitOn) -> bool {
+    match until {
+        Until::Forever => {
+            park::park_as(why);
+            false
+        }
+        Until::At(deadline) => park::park_deadline_as(deadline, why),
+        Until::Now => unreachable!("park_on: a try-operation parked"),
     }
 }
 

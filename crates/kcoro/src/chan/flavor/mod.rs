@@ -99,8 +99,18 @@ impl<T> Flavor<T> {
         }
     }
 
-    #[inline]
+    /// Buffers `v` if there is room. A rendezvous channel's answer (no room, ever) is given
+    /// inline: every send that parks on one asks, and the full match is not inlined.
+    #[inline(always)]
     pub(crate) fn offer(&mut self, v: T) -> Offer<T> {
+        match self {
+            Flavor::Rendezvous(b) => b.offer(v),
+            buffer => buffer.offer_to_buffer(v),
+        }
+    }
+
+    #[inline]
+    fn offer_to_buffer(&mut self, v: T) -> Offer<T> {
         match self {
             Flavor::Rendezvous(b) => b.offer(v),
             Flavor::Buffered(b) => b.offer(v),
@@ -114,8 +124,17 @@ impl<T> Flavor<T> {
         }
     }
 
-    #[inline]
+    /// The oldest buffered value; inline for a rendezvous channel, as [`offer`](Self::offer).
+    #[inline(always)]
     pub(crate) fn take(&mut self) -> Option<T> {
+        match self {
+            Flavor::Rendezvous(b) => b.take(),
+            buffer => buffer.take_from_buffer(),
+        }
+    }
+
+    #[inline]
+    fn take_from_buffer(&mut self) -> Option<T> {
         match self {
             Flavor::Rendezvous(b) => b.take(),
             Flavor::Buffered(b) => b.take(),
