@@ -17,6 +17,8 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::time::Duration;
 
 use crate::chan::{Kind, Snapshot, registry};
@@ -272,6 +274,12 @@ pub fn serve_metrics(addr: &str) -> std::io::Result<SocketAddr> {
     serve_with(addr, render_current)
 }
 
+/// Connections the endpoint serves at once. Each may wait up to 5 s for its request, so
+/// without a bound a peer that opens connections and sends nothing would pile up a
+/// coroutine (and its stack) per connection; beyond the bound a connection gets a 503 and
+/// is closed at once.
+pub const MAX_SCRAPES: usize = 64;
+
 /// As [`serve_metrics`], with the body `render` produces (for a monitor exporting another
 /// process's metrics).
 pub fn serve_with(
@@ -280,18 +288,47 @@ pub fn serve_with(
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
-    let render = std::sync::Arc::new(render);
+    let render = Arc::new(render);
+    let open = Arc::new(AtomicUsize::new(0));
     // Daemons: an endpoint waiting for scrapes never hides the program's deadlock.
     let daemon = || crate::SpawnOptions::new().daemon();
     crate::spawn_with(daemon(), move || {
         while let Ok((conn, _)) = listener.accept() {
-            let render = std::sync::Arc::clone(&render);
-            // A failed spawn (out of stacks) drops this connection, not the endpoint.
-            let _ = crate::spawn_with(daemon(), move || answer(conn, &*render));
+            let Some(slot) = Scrape::take(&open) else {
+                respond(conn, "503 Service Unavailable", "too many scrapes at once\n");
+                continue;
+            };
+            let render = Arc::clone(&render);
+            // A failed spawn (out of stacks) drops this connection and its slot, not the
+            // endpoint.
+            let _ = crate::spawn_with(daemon(), move || {
+                answer(conn, &*render);
+                drop(slot);
+            });
         }
     })
     .map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(local)
+}
+
+/// One of the [`MAX_SCRAPES`] connections being served, given back on drop.
+struct Scrape(Arc<AtomicUsize>);
+
+impl Scrape {
+    fn take(open: &Arc<AtomicUsize>) -> Option<Scrape> {
+        // Only the accept loop takes slots, so a load and an add cannot overshoot.
+        if open.load(Acquire) >= MAX_SCRAPES {
+            return None;
+        }
+        open.fetch_add(1, AcqRel);
+        Some(Scrape(Arc::clone(open)))
+    }
+}
+
+impl Drop for Scrape {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, AcqRel);
+    }
 }
 
 /// Reads one request head (at most 8 KiB, 5 s) and writes one response.
@@ -308,11 +345,15 @@ fn answer(mut conn: TcpStream, render: &dyn Fn() -> String) {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let mut parts = line.split(|&b| b == b' ');
     let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    let (status, body) = if method == b"GET" && (path == b"/metrics" || path.starts_with(b"/metrics?")) {
-        ("200 OK", render())
+    if method == b"GET" && (path == b"/metrics" || path.starts_with(b"/metrics?")) {
+        respond(conn, "200 OK", &render());
     } else {
-        ("404 Not Found", "only GET /metrics is served here\n".to_string())
-    };
+        respond(conn, "404 Not Found", "only GET /metrics is served here\n");
+    }
+}
+
+/// Writes one response and closes the connection.
+fn respond(mut conn: TcpStream, status: &str, body: &str) {
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -459,5 +500,39 @@ mod tests {
             .collect();
         assert_eq!(states, ["running", "runnable", "parked"], "{text}");
         assert!(text.contains("\nkcoro_deadlock 0\n"), "{text}");
+    }
+
+    /// A peer that opens connections and sends nothing holds at most `MAX_SCRAPES`
+    /// coroutines: the next connection is refused at once, and scrapes are served again
+    /// once the idle ones go.
+    #[test]
+    fn idle_connections_beyond_the_bound_are_refused_not_queued() {
+        crate::run(|| {
+            let addr = serve_metrics("127.0.0.1:0").unwrap();
+            let response = |s: &mut TcpStream| {
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                out
+            };
+            // The accept loop takes connections in the order they completed, so these hold
+            // every slot before the next one is looked at.
+            let idle: Vec<TcpStream> = (0..MAX_SCRAPES).map(|_| TcpStream::connect(addr).unwrap()).collect();
+            let mut extra = TcpStream::connect(addr).unwrap();
+            let refused = response(&mut extra);
+            assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+            drop(idle);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                let got = response(&mut s);
+                if got.starts_with("HTTP/1.1 200 OK") {
+                    break;
+                }
+                assert!(got.starts_with("HTTP/1.1 503"), "{got}");
+                assert!(std::time::Instant::now() < deadline, "the slots never came back");
+                crate::sleep(Duration::from_millis(5));
+            }
+        });
     }
 }
