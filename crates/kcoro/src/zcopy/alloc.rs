@@ -52,7 +52,8 @@ pub(crate) const fn class_size(c: u32) -> usize {
 /// The class serving `len` bytes (`len >= 1`).
 #[inline]
 pub(crate) fn class_for(len: usize) -> Option<u32> {
-    let c = len.max(1).checked_next_power_of_two()?.trailing_zeros().saturating_sub(MIN_SHIFT);
+    // ceil(log2(len)), at least MIN_SHIFT: the highest bit of `(len - 1) | 63`, plus one.
+    let c = ((len.max(1) - 1) | (class_size(0) - 1)).ilog2() + 1 - MIN_SHIFT;
     (c < CLASSES as u32).then_some(c)
 }
 
@@ -160,11 +161,40 @@ pub(crate) struct Chain {
     pub(crate) len: u32,
 }
 
-/// A block handed out: its offset in the region and its class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Block {
-    pub(crate) offset: u64,
-    pub(crate) class: u32,
+/// A block handed out: its offset in the region and its class, in one word (`offset |
+/// class`: offsets are multiples of 64, classes below 64). One word, so that a lease is
+/// three words without padding, which the compiler keeps in registers; with a padded
+/// two-field block, a lease returned by an inlined allocation was copied through the
+/// stack by stores of one width and loads of another (a stalled store forwarding).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Block(u64);
+
+const CLASS_BITS: u64 = (1 << MIN_SHIFT) - 1;
+const _: () = assert!(CLASSES as u64 <= CLASS_BITS + 1, "a class fits below a block's offset");
+
+impl Block {
+    #[inline]
+    pub(crate) fn new(offset: u64, class: u32) -> Block {
+        debug_assert!(offset & CLASS_BITS == 0 && (class as usize) < CLASSES, "block {offset}/{class}");
+        Block(offset | u64::from(class))
+    }
+
+    /// Where the block starts in its region.
+    #[inline]
+    pub(crate) fn offset(self) -> u64 {
+        self.0 & !CLASS_BITS
+    }
+
+    #[inline]
+    pub(crate) fn class(self) -> u32 {
+        (self.0 & CLASS_BITS) as u32
+    }
+}
+
+impl std::fmt::Debug for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Block").field("offset", &self.offset()).field("class", &self.class()).finish()
+    }
 }
 
 impl SlabAlloc {
@@ -227,7 +257,7 @@ impl SlabAlloc {
     /// The block of `class` whose id is `id`.
     #[inline]
     pub(crate) fn block(&self, id: u32, class: u32) -> Block {
-        Block { offset: self.offset_of(id, class), class }
+        Block::new(self.offset_of(id, class), class)
     }
 
     /// The id of a block handed out.
@@ -242,21 +272,21 @@ impl SlabAlloc {
     pub(crate) fn alloc(&self, len: usize) -> Option<Block> {
         let class = class_for(len)?;
         if let Some(id) = self.heads[class as usize].pop(|id| self.link(id)) {
-            return Some(Block { offset: self.offset_of(id, class), class });
+            return Some(Block::new(self.offset_of(id, class), class));
         }
         if let Some(id) = self.carve(class) {
-            return Some(Block { offset: self.offset_of(id, class), class });
+            return Some(Block::new(self.offset_of(id, class), class));
         }
         (class + 1..CLASSES as u32).find_map(|c| {
             let id = self.heads[c as usize].pop(|id| self.link(id))?;
-            Some(Block { offset: self.offset_of(id, c), class: c })
+            Some(Block::new(self.offset_of(id, c), c))
         })
     }
 
     /// Returns `block` to its class. The caller owned it (it came from `alloc`).
     pub(crate) fn free(&self, block: Block) {
         let id = self.id_of(block);
-        self.heads[block.class as usize].push_chain(id, id, |id| self.link(id));
+        self.heads[block.class() as usize].push_chain(id, id, |id| self.link(id));
     }
 
     /// The block starting at `offset` if a leasable block of `class` starts there (checks
@@ -266,7 +296,7 @@ impl SlabAlloc {
         let carved = self.slab_class.get(slab)?.load(Acquire);
         let in_slab = offset as usize & (SLAB - 1);
         (u32::from(carved) == class && in_slab % class_size(class).min(SLAB) == 0)
-            .then_some(Block { offset, class })
+            .then(|| Block::new(offset, class))
     }
 
     #[inline]
@@ -281,9 +311,10 @@ impl SlabAlloc {
 
     #[inline]
     fn id_of(&self, block: Block) -> u32 {
-        let slab = (block.offset >> SLAB_SHIFT) as u32;
-        let index = if block.class < SLAB_CLASSES {
-            ((block.offset as usize & (SLAB - 1)) >> (MIN_SHIFT + block.class)) as u32
+        let (offset, class) = (block.offset(), block.class());
+        let slab = (offset >> SLAB_SHIFT) as u32;
+        let index = if class < SLAB_CLASSES {
+            ((offset as usize & (SLAB - 1)) >> (MIN_SHIFT + class)) as u32
         } else {
             0
         };
@@ -328,30 +359,44 @@ mod tests {
         assert_eq!(class_for(65), Some(1));
         assert_eq!(class_for(SLAB), Some(10));
         assert_eq!(class_for(SLAB + 1), Some(11));
+        assert_eq!(class_for(0), Some(0));
+        assert_eq!(class_for(class_size(CLASSES as u32 - 1)), Some(CLASSES as u32 - 1));
+        assert_eq!(class_for(class_size(CLASSES as u32 - 1) + 1), None);
+        assert_eq!(class_for(usize::MAX), None);
         assert_eq!(class_size(11), 2 * SLAB);
+    }
+
+    #[test]
+    fn a_block_is_one_word_and_a_lease_three() {
+        for (offset, class) in [(0, 0), (64, 0), (SLAB as u64 * 3 + 4096, 6), (1 << 40, CLASSES as u32 - 1)] {
+            let b = Block::new(offset, class);
+            assert_eq!((b.offset(), b.class()), (offset, class));
+        }
+        assert_eq!(size_of::<Block>(), 8);
+        assert_eq!(size_of::<crate::zcopy::ZBuf>(), 3 * size_of::<u64>(), "no padding in a lease");
     }
 
     #[test]
     fn blocks_are_distinct_in_bounds_and_reused() {
         let a = SlabAlloc::new(4 * SLAB);
         let blocks: Vec<Block> = (0..SLAB / 64).map(|_| a.alloc(64).unwrap()).collect();
-        let offsets: HashSet<u64> = blocks.iter().map(|b| b.offset).collect();
+        let offsets: HashSet<u64> = blocks.iter().map(|b| b.offset()).collect();
         assert_eq!(offsets.len(), blocks.len(), "a block was handed out twice");
         assert!(offsets.iter().all(|&o| o % 64 == 0 && o < SLAB as u64));
         // The slab is full: the next 64-byte block comes from a second slab.
-        assert!(a.alloc(64).unwrap().offset >= SLAB as u64);
+        assert!(a.alloc(64).unwrap().offset() >= SLAB as u64);
         for b in &blocks {
             a.free(*b);
         }
         let again = a.alloc(10).unwrap();
-        assert!(offsets.contains(&again.offset), "freed blocks are reused first");
+        assert!(offsets.contains(&again.offset()), "freed blocks are reused first");
     }
 
     #[test]
     fn spans_take_contiguous_slabs_and_exhaustion_is_none() {
         let a = SlabAlloc::new(4 * SLAB);
         let big = a.alloc(3 * SLAB).unwrap(); // rounds to 4 slabs: the whole region
-        assert_eq!((big.offset, big.class), (0, 12));
+        assert_eq!((big.offset(), big.class()), (0, 12));
         assert_eq!(a.alloc(1), None, "no slab left to carve");
         a.free(big);
         let small = a.alloc(1).unwrap();
@@ -366,9 +411,9 @@ mod tests {
     fn block_at_accepts_only_real_block_starts() {
         let a = SlabAlloc::new(2 * SLAB);
         let b = a.alloc(256).unwrap();
-        assert_eq!(a.block_at(b.offset, b.class), Some(b));
-        assert_eq!(a.block_at(b.offset + 64, b.class), None, "not a block start");
-        assert_eq!(a.block_at(b.offset, b.class + 1), None, "wrong class");
+        assert_eq!(a.block_at(b.offset(), b.class()), Some(b));
+        assert_eq!(a.block_at(b.offset() + 64, b.class()), None, "not a block start");
+        assert_eq!(a.block_at(b.offset(), b.class() + 1), None, "wrong class");
         assert_eq!(a.block_at(SLAB as u64, 0), None, "uncarved slab");
         assert_eq!(a.block_at(u64::MAX, 0), None);
     }
@@ -393,22 +438,22 @@ mod tests {
                         if held.len() < 32 && x % 3 != 0 {
                             let len = 1 + (x >> 8) as usize % 4096;
                             let Some(b) = a.alloc(len) else { continue };
-                            let units = class_size(b.class) / 64;
+                            let units = class_size(b.class()) / 64;
                             for u in 0..units {
-                                let cell = &owner[b.offset as usize / 64 + u];
+                                let cell = &owner[b.offset() as usize / 64 + u];
                                 assert_eq!(cell.swap(t, SeqCst), 0, "block {b:?} overlaps a live one");
                             }
                             held.push(b);
                         } else if let Some(b) = held.pop() {
-                            for u in 0..class_size(b.class) / 64 {
-                                owner[b.offset as usize / 64 + u].store(0, SeqCst);
+                            for u in 0..class_size(b.class()) / 64 {
+                                owner[b.offset() as usize / 64 + u].store(0, SeqCst);
                             }
                             a.free(b);
                         }
                     }
                     for b in held {
-                        for u in 0..class_size(b.class) / 64 {
-                            owner[b.offset as usize / 64 + u].store(0, SeqCst);
+                        for u in 0..class_size(b.class()) / 64 {
+                            owner[b.offset() as usize / 64 + u].store(0, SeqCst);
                         }
                         a.free(b);
                     }

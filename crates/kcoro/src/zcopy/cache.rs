@@ -3,9 +3,9 @@
 //! Why: a lease allocated and dropped on one thread (a request buffer, a frame) paid a
 //! compare-exchange on the class's shared list each way; a producer/consumer pair paid
 //! them on a cache line both threads write. Here a thread keeps up to [`cap`] freed
-//! blocks of each small class in a chain of its own, linked through the allocator's link
-//! cells, and takes from it first: no atomic read-modify-write. A full chain goes back to
-//! the shared list in one CAS; an empty one refills with up to half a chain in one CAS.
+//! blocks of each small class in a stack of its own and takes from it first: no atomic
+//! read-modify-write, no link cell. A full stack goes back to the shared list as one
+//! chain in one CAS; an empty one refills with up to half a stack in one CAS.
 //!
 //! What a cache costs: blocks in one thread's cache are invisible to others. A thread
 //! caches only for regions it allocates from (a thread that only drops leases, a consumer,
@@ -18,6 +18,11 @@
 //! The cache holds no pointer to a region, only its ids: a region met again is known by
 //! its process-wide `id` (never reused), and one the thread no longer holds is found
 //! through the region table, or is gone and its blocks with it.
+//!
+//! The cache is a constant-initialised thread-local without a destructor, so reaching it
+//! is an offset from the thread pointer (no lazy registration check per lease); a second
+//! thread-local, [`TEARDOWN`], registered when a thread first binds a region, gives the
+//! blocks back when the thread ends and closes the cache for good.
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,57 +36,98 @@ use super::table;
 const CACHED_CLASSES: usize = 7;
 /// Regions a thread caches blocks of at once.
 const BINDINGS: usize = 2;
-/// Bytes one chain may hold.
-const CHAIN_BYTES: usize = 32 << 10;
+/// Bytes one stack may hold.
+const STACK_BYTES: usize = 32 << 10;
+/// Most blocks a stack holds (of classes up to 1 KiB).
+const STACK_SLOTS: usize = 32;
 
-/// Blocks one chain of `class` may hold: 32, fewer for blocks over 1 KiB.
+/// Blocks one stack of `class` may hold: 32, fewer for blocks over 1 KiB.
 #[inline]
 fn cap(class: u32) -> u32 {
-    (CHAIN_BYTES >> (class_size(class).trailing_zeros())).min(32) as u32
+    (STACK_BYTES >> (class_size(class).trailing_zeros())).min(STACK_SLOTS) as u32
 }
 
-/// A chain this thread owns: `head` is `id + 1` of its first block (0: empty).
-#[derive(Clone, Copy, Default)]
-struct Local {
-    head: u32,
-    last: u32,
+/// Free block ids of one class this thread owns, the last freed on top.
+#[derive(Clone, Copy)]
+struct Stack {
     len: u32,
+    ids: [u32; STACK_SLOTS],
+}
+
+impl Stack {
+    const EMPTY: Stack = Stack { len: 0, ids: [0; STACK_SLOTS] };
+
+    /// `id + 1` of the block on top, taken off; 0 when empty.
+    #[inline]
+    fn pop_plus_one(&mut self) -> u32 {
+        match self.len.checked_sub(1) {
+            Some(top) => {
+                self.len = top;
+                self.ids[top as usize] + 1
+            }
+            None => 0,
+        }
+    }
+
+    /// Puts `id` on top if there is room below `cap`.
+    #[inline]
+    fn push(&mut self, id: u32, cap: u32) -> bool {
+        if self.len >= cap {
+            return false;
+        }
+        self.ids[self.len as usize] = id;
+        self.len += 1;
+        true
+    }
+
+    /// Gives every block back to `alloc`'s list of `class`, linked as one chain.
+    fn give_back(&mut self, alloc: &SlabAlloc, class: u32) {
+        let held = &self.ids[..self.len as usize];
+        if let (Some(&first), Some(&last)) = (held.first(), held.last()) {
+            for pair in held.windows(2) {
+                alloc.link_in_chain(pair[0], pair[1] + 1);
+            }
+            alloc.give_chain(class, Chain { first, last, len: self.len });
+        }
+        self.len = 0;
+    }
 }
 
 /// This thread's blocks of one region.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Binding {
     /// The region's process-wide id; 0: unused.
     region_id: u64,
     export_id: u64,
     /// The region's `flush_epoch` when this binding last gave its blocks back.
     epoch: u64,
-    chains: [Local; CACHED_CLASSES],
+    stacks: [Stack; CACHED_CLASSES],
 }
 
 impl Binding {
-    /// Gives every chain back to `alloc`.
+    const UNUSED: Binding =
+        Binding { region_id: 0, export_id: 0, epoch: 0, stacks: [Stack::EMPTY; CACHED_CLASSES] };
+
+    /// Gives every stack back to `alloc`.
     fn flush(&mut self, alloc: &SlabAlloc) {
-        for (class, c) in self.chains.iter_mut().enumerate() {
-            if c.len > 0 {
-                alloc.give_chain(class as u32, Chain { first: c.head - 1, last: c.last, len: c.len });
-            }
-            *c = Local::default();
+        for (class, stack) in self.stacks.iter_mut().enumerate() {
+            stack.give_back(alloc, class as u32);
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.chains.iter().all(|c| c.len == 0)
+        self.stacks.iter().all(|s| s.len == 0)
     }
 }
 
-#[derive(Default)]
 struct ThreadCache {
     /// Most recently used first.
     bindings: [Binding; BINDINGS],
 }
 
 impl ThreadCache {
+    const NEW: ThreadCache = ThreadCache { bindings: [Binding::UNUSED; BINDINGS] };
+
     /// The binding used last if it is `region`'s and has nothing to give back.
     #[inline]
     fn current(&mut self, region: &RegionInner) -> Option<&mut Binding> {
@@ -89,13 +135,16 @@ impl ThreadCache {
         (b.region_id == region.id && b.epoch == region.flush_epoch.load(Relaxed)).then_some(b)
     }
 
-    /// This thread's binding for `region`, its chains given back first if the region asked
+    /// This thread's binding for `region`, its stacks given back first if the region asked
     /// for them; made (evicting the least recently used) when `allocating`, else `None`
     /// for a region this thread does not allocate from.
     fn binding(&mut self, region: &RegionInner, alloc: &SlabAlloc, allocating: bool) -> Option<&mut Binding> {
         let at = match self.bindings.iter().position(|b| b.region_id == region.id) {
             Some(i) => i,
             None if !allocating => return None,
+            // Registers the teardown; a thread past it binds nothing (its blocks could not
+            // come back).
+            None if TEARDOWN.try_with(|_| ()).is_err() => return None,
             None => {
                 let last = BINDINGS - 1;
                 release(&mut self.bindings[last]);
@@ -103,7 +152,7 @@ impl ThreadCache {
                     region_id: region.id,
                     export_id: region.export_id,
                     epoch: region.flush_epoch.load(Relaxed),
-                    chains: Default::default(),
+                    stacks: [Stack::EMPTY; CACHED_CLASSES],
                 };
                 last
             }
@@ -119,10 +168,10 @@ impl ThreadCache {
         }
         Some(b)
     }
-}
 
-impl Drop for ThreadCache {
-    fn drop(&mut self) {
+    /// Gives everything back (the thread ends; with its teardown gone, it binds no region
+    /// again).
+    fn close(&mut self) {
         for b in &mut self.bindings {
             release(b);
         }
@@ -140,33 +189,40 @@ fn release(b: &mut Binding) {
     {
         b.flush(alloc);
     }
-    *b = Binding::default();
+    *b = Binding::UNUSED;
+}
+
+/// Closes this thread's cache when its thread-locals are torn down.
+struct Teardown;
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        with_cache(ThreadCache::close);
+    }
 }
 
 thread_local! {
-    static CACHE: RefCell<ThreadCache> = RefCell::new(ThreadCache::default());
+    static CACHE: RefCell<ThreadCache> = const { RefCell::new(ThreadCache::NEW) };
+    static TEARDOWN: Teardown = const { Teardown };
 }
 
-/// Runs `f` on this thread's cache; `None` while the thread is being torn down (or in
-/// the unlikely reentrant call), when the caller goes to the shared lists.
+/// Runs `f` on this thread's cache; `None` in the unlikely reentrant call, when the
+/// caller goes to the shared lists.
 #[inline]
 fn with_cache<R>(f: impl FnOnce(&mut ThreadCache) -> R) -> Option<R> {
-    CACHE.try_with(|c| c.try_borrow_mut().ok().map(|mut c| f(&mut c))).ok().flatten()
+    CACHE.with(|c| c.try_borrow_mut().ok().map(|mut c| f(&mut c)))
 }
 
 /// A block of at least `len` bytes of `region` (whose allocator is `alloc`): from this
-/// thread's chain, else a batch from the shared list, else as [`SlabAlloc::alloc`].
-/// Inlined: the common case is a pop from the chain of the region used last.
+/// thread's stack, else a batch from the shared list, else as [`SlabAlloc::alloc`].
+/// Inlined: the common case is a pop from the stack of the region used last.
 #[inline]
 pub(crate) fn alloc(region: &RegionInner, alloc: &SlabAlloc, len: usize) -> Option<Block> {
     let class = super::alloc::class_for(len)?;
     if (class as usize) < CACHED_CLASSES {
         // `id + 1` of the block popped, 0 for none: scalars, so nothing goes through memory.
         let hit =
-            with_cache(|cache| match cache.current(region).and_then(|b| b.chains.get_mut(class as usize)) {
-                Some(c) if c.len > 0 => pop(alloc, c) + 1,
-                _ => 0,
-            });
+            with_cache(|cache| cache.current(region).map_or(0, |b| b.stacks[class as usize].pop_plus_one()));
         if let Some(top @ 1..) = hit {
             return Some(alloc.block(top - 1, class));
         }
@@ -181,14 +237,17 @@ fn alloc_slow(region: &RegionInner, alloc: &SlabAlloc, len: usize, class: u32) -
         return alloc.alloc(len);
     }
     let cached = with_cache(|cache| {
-        let c = &mut cache.binding(region, alloc, true)?.chains[class as usize];
-        if c.len > 0 {
-            return Some(alloc.block(pop(alloc, c), class));
+        let stack = &mut cache.binding(region, alloc, true)?.stacks[class as usize];
+        if let top @ 1.. = stack.pop_plus_one() {
+            return Some(alloc.block(top - 1, class));
         }
-        // Refill with up to half a chain: the next frees have room before a give-back.
+        // Refill with up to half a stack: the next frees have room before a give-back.
         let taken = alloc.take_chain(class, cap(class) / 2)?;
-        if taken.len > 1 {
-            *c = Local { head: alloc.next_in_chain(taken.first), last: taken.last, len: taken.len - 1 };
+        let mut next = alloc.next_in_chain(taken.first);
+        for _ in 1..taken.len {
+            let Some(id) = next.checked_sub(1) else { break };
+            next = alloc.next_in_chain(id);
+            stack.push(id, cap(class));
         }
         Some(alloc.block(taken.first, class))
     });
@@ -199,20 +258,16 @@ fn alloc_slow(region: &RegionInner, alloc: &SlabAlloc, len: usize, class: u32) -
     }
 }
 
-/// Returns `block` of `region`: to this thread's chain, or the shared list. Inlined as
+/// Returns `block` of `region`: to this thread's stack, or the shared list. Inlined as
 /// [`alloc`] is.
 #[inline]
 pub(crate) fn free(region: &RegionInner, alloc: &SlabAlloc, block: Block) {
-    let class = block.class;
+    let class = block.class();
     if (class as usize) < CACHED_CLASSES {
-        let kept =
-            with_cache(|cache| match cache.current(region).and_then(|b| b.chains.get_mut(class as usize)) {
-                Some(c) if c.len < cap(class) => {
-                    push(alloc, c, block);
-                    true
-                }
-                _ => false,
-            });
+        let id = alloc.id(block);
+        let kept = with_cache(|cache| {
+            cache.current(region).is_some_and(|b| b.stacks[class as usize].push(id, cap(class)))
+        });
         if kept == Some(true) {
             return;
         }
@@ -223,42 +278,20 @@ pub(crate) fn free(region: &RegionInner, alloc: &SlabAlloc, block: Block) {
 #[cold]
 #[inline(never)]
 fn free_slow(region: &RegionInner, alloc: &SlabAlloc, block: Block) {
-    if block.class as usize >= CACHED_CLASSES {
+    if block.class() as usize >= CACHED_CLASSES {
         return alloc.free(block);
     }
     let kept = with_cache(|cache| {
-        let c = &mut cache.binding(region, alloc, false)?.chains[block.class as usize];
-        if c.len == cap(block.class) {
-            alloc.give_chain(block.class, Chain { first: c.head - 1, last: c.last, len: c.len });
-            *c = Local::default();
+        let stack = &mut cache.binding(region, alloc, false)?.stacks[block.class() as usize];
+        let cap = cap(block.class());
+        if stack.len == cap {
+            stack.give_back(alloc, block.class());
         }
-        push(alloc, c, block);
-        Some(())
+        stack.push(alloc.id(block), cap).then_some(())
     });
     if kept.flatten().is_none() {
         alloc.free(block);
     }
-}
-
-/// Takes the first block of chain `c` (which is not empty): its id.
-#[inline]
-fn pop(alloc: &SlabAlloc, c: &mut Local) -> u32 {
-    let id = c.head - 1;
-    c.head = alloc.next_in_chain(id);
-    c.len -= 1;
-    id
-}
-
-/// Links `block` in front of chain `c` (which has room).
-#[inline]
-fn push(alloc: &SlabAlloc, c: &mut Local, block: Block) {
-    let id = alloc.id(block);
-    alloc.link_in_chain(id, c.head);
-    if c.len == 0 {
-        c.last = id;
-    }
-    c.head = id + 1;
-    c.len += 1;
 }
 
 /// Gives this thread's blocks of `region` back now (an allocation found nothing).
@@ -278,7 +311,7 @@ pub(crate) fn cached(region: &RegionInner) -> u32 {
             .bindings
             .iter()
             .filter(|b| b.region_id == region.id)
-            .flat_map(|b| b.chains.iter().map(|c| c.len))
+            .flat_map(|b| b.stacks.iter().map(|s| s.len))
             .sum()
     })
     .unwrap_or(0)

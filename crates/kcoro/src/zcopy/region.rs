@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use super::ZError;
 use super::alloc::{Block, SLAB, SlabAlloc};
-use super::holders::{Holders, NotDrained};
+use super::holders::{Holders, NotDrained, Started};
 use super::zbuf::ZBuf;
 use super::{cache, table};
 use crate::park::Signal;
@@ -82,8 +82,19 @@ impl RegionInner {
     ///
     /// Takes the `Arc` (not `&self`) so that the pointers given to `Arc`'s count functions
     /// come from `Arc::as_ptr` and may reach the counts (pointer provenance; Miri checks it).
+    #[inline]
     pub(crate) fn acquire_lease(self: &Arc<Self>) -> Result<(), ZError> {
-        let started = self.holders.start();
+        match self.holders.start() {
+            Started { first_holder: false, refused: false } => Ok(()),
+            started => self.lease_started_unusual(started),
+        }
+    }
+
+    /// [`acquire_lease`](Self::acquire_lease) when the lease was the first holder or was
+    /// refused (no `Region` handle left, or a deregistration).
+    #[cold]
+    #[inline(never)]
+    fn lease_started_unusual(self: &Arc<Self>, started: Started) -> Result<(), ZError> {
         if started.first_holder {
             // SAFETY: kept alive here by the caller's count; this is the holders' count.
             unsafe { Arc::increment_strong_count(Arc::as_ptr(self)) };
@@ -369,6 +380,7 @@ impl Region {
     }
 
     /// A lease of `len` bytes (`len >= 1`), from any thread, in O(1).
+    #[inline(always)]
     pub fn alloc(&self, len: usize) -> Result<ZBuf, ZError> {
         if len == 0 {
             return Err(ZError::ZeroLength);

@@ -59,7 +59,7 @@ impl ZBuf {
 
     /// Bytes the block can hold (its size class).
     pub fn capacity(&self) -> usize {
-        class_size(self.block.class)
+        class_size(self.block.class())
     }
 
     /// Sets the bytes in use, between 1 and [`capacity`](Self::capacity).
@@ -77,8 +77,8 @@ impl ZBuf {
             addr: self.as_ptr().cast_mut().cast(),
             len: self.len,
             region_id: self.region().export_id,
-            offset: self.block.offset,
-            flags: ZDesc::F_LEASE | self.block.class << 8,
+            offset: self.block.offset(),
+            flags: ZDesc::F_LEASE | self.block.class() << 8,
         }
     }
 
@@ -91,7 +91,7 @@ impl ZBuf {
     pub fn as_ptr(&self) -> *const u8 {
         // SAFETY: the block lies inside the mapping (the allocator only hands out blocks of
         // the region it was built over).
-        unsafe { self.region().base.add(self.block.offset as usize) }
+        unsafe { self.region().base.add(self.block.offset() as usize) }
     }
 }
 
@@ -135,7 +135,7 @@ impl std::fmt::Debug for ZBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZBuf")
             .field("region_id", &format_args!("{:#x}", self.region().export_id))
-            .field("offset", &self.block.offset)
+            .field("offset", &self.block.offset())
             .field("len", &self.len)
             .field("capacity", &self.capacity())
             .finish()

@@ -121,6 +121,30 @@ fn a_thread_that_ends_gives_its_blocks_back() {
 }
 
 #[test]
+fn leases_dropped_by_another_thread_local_as_its_thread_ends_come_back() {
+    thread_local! {
+        static KEPT: std::cell::RefCell<Vec<ZBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    // Thread-locals are torn down in the reverse order of their first use: touching KEPT
+    // before the first lease drops its leases after the cache closed, touching it after
+    // drops them into the cache before it closes.
+    for kept_first in [true, false] {
+        let region = one_slab();
+        let r = region.clone();
+        std::thread::spawn(move || {
+            if kept_first {
+                KEPT.with(|_| ());
+            }
+            drop(r.alloc(LEASE).unwrap());
+            KEPT.with(|k| k.borrow_mut().extend((0..4).map(|_| r.alloc(LEASE).unwrap())));
+        })
+        .join()
+        .unwrap();
+        assert_eq!(all_leases(&region).len(), BLOCKS, "kept_first: {kept_first}");
+    }
+}
+
+#[test]
 fn a_lease_alone_keeps_its_region_mapped() {
     let region = Region::anonymous(1 << 20).unwrap();
     let weak = Arc::downgrade(&region.inner);
