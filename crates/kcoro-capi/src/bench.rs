@@ -31,6 +31,8 @@ use crate::sched::{self, Spawn};
 
 /// Most producers or consumers one bench starts.
 const MAX_SIDE: c_int = 1024;
+/// Most bytes of packet buffers one bench run fills (one buffer per party).
+const MAX_PACKET_BYTES: usize = 256 << 20;
 
 /// What a `kc_bench_handle_t *` points to.
 pub struct Bench {
@@ -126,6 +128,15 @@ impl Worker {
 fn start(p: &KcBenchParams) -> Result<*mut KcBench, Error> {
     if !(0..=MAX_SIDE).contains(&p.producers) || !(0..=MAX_SIDE).contains(&p.consumers) {
         return Err(Error::Invalid("producers and consumers must be 0..=1024"));
+    }
+    // Each party fills a packet buffer when it starts: bounded in both modes, as a copy
+    // channel bounds its elements, and in total.
+    if p.packet_size > crate::chan::MAX_ELEM_SZ {
+        return Err(Error::Invalid("packet_size is past 16 MiB"));
+    }
+    let parties = (p.producers + p.consumers) as usize;
+    if parties.saturating_mul(p.packet_size.max(1)) > MAX_PACKET_BYTES {
+        return Err(Error::Invalid("packet_size times parties is past 256 MiB"));
     }
     let pointer_mode = p.pointer_mode != 0;
     let chan = if pointer_mode {

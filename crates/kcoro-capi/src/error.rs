@@ -19,6 +19,8 @@ pub mod code {
     pub const EINVAL: i32 = -libc::EINVAL;
     /// Out of memory.
     pub const ENOMEM: i32 = -libc::ENOMEM;
+    /// In use by another call (a select being waited on).
+    pub const EBUSY: i32 = -libc::EBUSY;
     /// A panic inside the library (a bug in it), caught at the boundary.
     pub const ENOTRECOVERABLE: i32 = -libc::ENOTRECOVERABLE;
 }
@@ -39,6 +41,9 @@ pub enum Error {
     /// Memory, stacks or threads ran out (`-ENOMEM`).
     #[error("out of resources")]
     NoMemory,
+    /// The object is in use by another call that has not returned (`-EBUSY`).
+    #[error("busy: {0}")]
+    Busy(&'static str),
     /// A runtime error with its own code.
     #[error("runtime error {0}")]
     Runtime(i32),
@@ -52,6 +57,7 @@ impl Error {
             Error::Chan(e) => e.code(),
             Error::Unsupported(_) => code::ENOTSUP,
             Error::NoMemory => code::ENOMEM,
+            Error::Busy(_) => code::EBUSY,
             Error::Runtime(c) => *c,
         }
     }

@@ -6,12 +6,18 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::{Error, code};
 
-/// Runs `f`; `Ok(v)` → `v`, `Err(e)` → `e.code()`, a panic → `-ENOTRECOVERABLE`.
+/// Runs `f`; `Ok(v)` → `v`, `Err(e)` → `e.code()`, the scheduler's shutdown unwinding the
+/// calling coroutine → `KC_ECANCELED`, any other panic → `-ENOTRECOVERABLE`.
+///
+/// Shutdown unwinds a parked coroutine from its park; the unwind cannot go on through the
+/// C caller's frames, so it ends here and the C code gets `KC_ECANCELED`. Every later call
+/// that would park unwinds (and so fails) the same way until the C function returns.
 #[inline]
 pub(crate) fn int(f: impl FnOnce() -> Result<c_int, Error>) -> c_int {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => e.code(),
+        Err(_) if kcoro::coro::is_unwinding_at_shutdown() => code::ECANCELED,
         Err(_) => code::ENOTRECOVERABLE,
     }
 }

@@ -33,8 +33,9 @@ use crate::layout::{KcSchedOpts, KcSchedStats, KcTimerHandle};
 /// `void (*kc_task_fn)(void *)` and `kcoro_fn_t`.
 pub type TaskFn = unsafe extern "C" fn(*mut c_void);
 
-/// How long `kc_sched_shutdown` waits for coroutines to reach a scheduling point.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// How long `kc_sched_shutdown` waits for its coroutines before it says on stderr what it
+/// is waiting for (it goes on waiting).
+const SHUTDOWN_NOTE_AFTER: Duration = Duration::from_secs(10);
 
 /// What a `kc_sched_t *` points to.
 pub struct Sched {
@@ -255,7 +256,11 @@ pub extern "C" fn kc_sched_current() -> *mut KcSched {
 }
 
 /// Stops a scheduler made by `kc_sched_init` and frees it; the default one is left
-/// running. Coroutines still parked are unwound.
+/// running. Coroutines still parked are woken: the call they are parked in returns
+/// `KC_ECANCELED`, and so does every later call of theirs that would park, until their
+/// function returns. Returns once every coroutine has returned (a coroutine that never
+/// does keeps it waiting: its C code may still use the scheduler and its channels); after
+/// [`SHUTDOWN_NOTE_AFTER`] it says so on stderr, once.
 ///
 /// # Safety
 /// `s` NULL or live; not called from one of its own coroutines.
@@ -269,11 +274,35 @@ pub unsafe extern "C" fn kc_sched_shutdown(s: *mut KcSched) {
         }
         let rt = sched.rt.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(rt) = rt {
-            rt.shutdown_timeout(SHUTDOWN_WAIT);
+            shutdown_noting_stragglers(rt);
         }
         // SAFETY: the C contract above.
         unsafe { handle::destroy(s) }
     })
+}
+
+/// Shuts `rt` down, waiting for every coroutine however long it takes, and says on stderr
+/// when that passes [`SHUTDOWN_NOTE_AFTER`].
+fn shutdown_noting_stragglers(rt: Runtime) {
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let note =
+            std::thread::Builder::new().name("kcoro-shutdown-note".into()).spawn_scoped(s, move || {
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    waiting.recv_timeout(SHUTDOWN_NOTE_AFTER)
+                {
+                    eprintln!(
+                        "kcoro: kc_sched_shutdown has waited {} s for coroutines to return; a coroutine's \
+                     calls fail with KC_ECANCELED once shutdown starts, and its function must return",
+                        SHUTDOWN_NOTE_AFTER.as_secs()
+                    );
+                }
+            });
+        // Without the note's thread (none could start), the wait is the same.
+        let _ = note;
+        rt.shutdown_timeout(Duration::MAX);
+        drop(done);
+    });
 }
 
 /// Runs `fn(arg)` as a coroutine on the scheduler.

@@ -9,6 +9,8 @@
 
 use std::ffi::{c_int, c_long, c_void};
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
 
 use kcoro::chan::{ChanError, Select};
@@ -25,6 +27,7 @@ use crate::region;
 /// Most clauses one select may hold; more is surely a bug in the caller's loop.
 pub const MAX_CLAUSES: usize = 1024;
 
+#[derive(Clone, Copy)]
 struct Clause {
     ch: *mut KcChan,
     send: bool,
@@ -32,9 +35,32 @@ struct Clause {
 }
 
 /// What a `kc_select_t *` points to.
+///
+/// The clause list's lock is never held across a wait: a wait copies the clauses, and
+/// `waiting` admits one wait at a time (a lock held while parked would block the worker
+/// of any other coroutine that touched the select, the waiter's own worker included).
 pub struct Sel {
     cancel: *const KcCancel,
     clauses: Mutex<Vec<Clause>>,
+    waiting: AtomicBool,
+}
+
+/// A wait in progress on a select; the select is free again when it drops.
+struct Waiting<'a>(&'a AtomicBool);
+
+impl<'a> Waiting<'a> {
+    fn enter(s: &'a Sel) -> Result<Self, Error> {
+        match s.waiting.compare_exchange(false, true, Acquire, Relaxed) {
+            Ok(_) => Ok(Waiting(&s.waiting)),
+            Err(_) => Err(Error::Busy("another kc_select_wait on this select has not returned")),
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Release);
+    }
 }
 
 // SAFETY: the raw pointers are C handles and buffers the caller keeps valid while the
@@ -63,7 +89,11 @@ pub unsafe extern "C" fn kc_select_create(out: *mut *mut KcSelect, cancel: *cons
         }
         // SAFETY: the C contract above; checked now so a bad token fails early.
         unsafe { cancel::optional(cancel) }?;
-        let h = handle::into_raw(Sel { cancel, clauses: Mutex::new(Vec::new()) });
+        let h = handle::into_raw(Sel {
+            cancel,
+            clauses: Mutex::new(Vec::new()),
+            waiting: AtomicBool::new(false),
+        });
         // SAFETY: checked non-null.
         unsafe { out.write(h) };
         Ok(0)
@@ -101,6 +131,9 @@ unsafe fn add(s: *mut KcSelect, ch: *mut KcChan, send: bool, buf: *mut c_void) -
     let (s, _) = unsafe { (handle::get(s)?, chan(ch)?) };
     if buf.is_null() {
         return Err(Error::Invalid("clause buffer is NULL"));
+    }
+    if s.waiting.load(Acquire) {
+        return Err(Error::Busy("a kc_select_wait on this select has not returned"));
     }
     let mut cl = lock(s);
     if cl.len() >= MAX_CLAUSES {
@@ -164,7 +197,8 @@ pub unsafe extern "C" fn kc_select_wait(
         unsafe { ffi::store(selected_index, -1) };
         // SAFETY: the C contract above.
         let s = unsafe { handle::get(s) }?;
-        let clauses = lock(s);
+        let _waiting = Waiting::enter(s)?;
+        let clauses: Vec<Clause> = lock(s).clone();
         if clauses.is_empty() {
             return Err(Error::Invalid("empty select"));
         }

@@ -95,6 +95,16 @@ int main(void)
     p.packet_size = 8;
     p.kind = -9;
     CHECK_EQ(kc_bench_chan_start(&p, &h, &ch), -EINVAL);
+    p.kind = KC_BUFFERED;
+    p.pointer_mode = 1; /* a packet no party could fill: refused, not an abort */
+    p.packet_size = (size_t)1 << 40;
+    CHECK_EQ(kc_bench_chan_start(&p, &h, &ch), -EINVAL);
+    p.packet_size = 16 << 20; /* allowed alone, not for 1024 + 1 parties */
+    p.producers = 1024;
+    CHECK_EQ(kc_bench_chan_start(&p, &h, &ch), -EINVAL);
+    p.producers = 1;
+    p.pointer_mode = 0;
+    p.packet_size = 8;
     kc_bench_chan_stop(NULL);
     kc_bench_chan_stop((kc_bench_handle_t *)ch); /* not a bench handle: ignored */
     printf("test_bench: ok\n");

@@ -1,6 +1,8 @@
 /* The scheduler through the C API: 100k coroutines, drain, stats, coroutines talking over
- * channels (they park, not their workers), a second scheduler, bad input. */
+ * channels (they park, not their workers), a second scheduler shut down with coroutines
+ * parked (they get KC_ECANCELED and return), bad input. */
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "../../../../include/kcoro.h"
@@ -50,6 +52,20 @@ static void never(void *p)
 {
     int v;
     kc_chan_recv((kc_chan_t *)p, &v, -1); /* parked until the channel closes */
+}
+
+/* What a coroutine parked at shutdown saw: the call it was parked in, a retry, and
+ * whether it got to return. */
+static atomic_int started_at_shutdown, parked_code = 1, retry_code = 1, returned_at_shutdown;
+
+static void cancelled_at_shutdown(void *p)
+{
+    int v;
+    atomic_store(&started_at_shutdown, 1);
+    atomic_store(&parked_code, kc_chan_recv((kc_chan_t *)p, &v, -1));
+    atomic_store(&retry_code, kc_chan_recv((kc_chan_t *)p, &v, -1)); /* fails at once */
+    kc_sleep_ms(100000);                                          /* returns at once */
+    atomic_store(&returned_at_shutdown, 1);
 }
 
 int main(void)
@@ -114,7 +130,13 @@ int main(void)
     CHECK_EQ(kc_sched_drain(s2, -1), 0);
     CHECK_EQ(atomic_load(&hits), 2000);
     CHECK_EQ(kc_spawn(s2, never, gate), 0);
+    CHECK_EQ(kc_spawn(s2, cancelled_at_shutdown, gate), 0);
+    while (!atomic_load(&started_at_shutdown)) kc_yield();
     kc_sched_shutdown(s2);
+    /* not the library-bug code: a defined cancellation, and the coroutine returned */
+    CHECK_EQ(atomic_load(&parked_code), KC_ECANCELED);
+    CHECK_EQ(atomic_load(&retry_code), KC_ECANCELED);
+    CHECK_EQ(atomic_load(&returned_at_shutdown), 1);
     kc_chan_destroy(gate);
     kc_sched_shutdown(s); /* the default one stays */
     CHECK_EQ(kc_spawn(s, count, (void *)(size_t)1), 0);
@@ -124,6 +146,7 @@ int main(void)
     CHECK_EQ(kc_spawn(NULL, count, NULL), -EINVAL);
     CHECK_EQ(kc_spawn(s, NULL, NULL), -EINVAL);
     CHECK_EQ(kc_spawn_co(s, NULL, NULL, 0, NULL), -EINVAL);
+    CHECK_EQ(kc_spawn_co(s, count, NULL, SIZE_MAX, NULL), -ENOMEM); /* no such stack */
     CHECK_EQ(kc_sched_drain(NULL, 0), -EINVAL);
     kc_sched_get_stats(NULL, &after);
     kc_sched_get_stats(s, NULL);

@@ -1,11 +1,12 @@
 /* Select through the C API: biased choice, try, timeout, cancel, close, send clauses,
- * pointer clauses, empty select and bad input. */
+ * pointer clauses, empty select, one select waited on by two coroutines, bad input. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
 
 #include "../../../../include/kcoro.h"
+#include "../../../../include/kcoro_sched.h"
 #include "check.h"
 
 static void nap_ms(long ms)
@@ -33,6 +34,53 @@ static void *cancel_later(void *p)
     nap_ms(20);
     kc_cancel_trigger(((struct delayed *)p)->cancel);
     return NULL;
+}
+
+/* One select, two coroutines on one worker waiting on it: whichever comes second is
+ * refused at once with -EBUSY (waiting for the select would block the worker the first
+ * is parked on) and sends the value the first one receives. */
+static kc_select_t *shared_sel;
+static kc_chan_t *shared_ch;
+static int shared_slot;
+static int sel_busy, sel_won;
+
+static void select_waiter(void *arg)
+{
+    (void)arg;
+    int idx = -1, res = -1;
+    int r = kc_select_wait(shared_sel, -1, &idx, &res);
+    if (r == -EBUSY) {
+        sel_busy++;
+        CHECK_EQ(kc_select_add_recv(shared_sel, shared_ch, &shared_slot), -EBUSY);
+        int v = 42;
+        CHECK_EQ(kc_chan_send(shared_ch, &v, -1), 0);
+        return;
+    }
+    CHECK_EQ(r, 0);
+    CHECK_EQ(idx, 0);
+    CHECK_EQ(res, 0);
+    CHECK_EQ(shared_slot, 42);
+    sel_won++;
+}
+
+static void one_select_two_waiters(void)
+{
+    kc_sched_opts_t o = {1, 0, 0};
+    kc_sched_t *s = kc_sched_init(&o);
+    CHECK(s != NULL);
+    CHECK_EQ(kc_chan_make(&shared_ch, KC_RENDEZVOUS, sizeof(int), 0), 0);
+    CHECK_EQ(kc_select_create(&shared_sel, NULL), 0);
+    CHECK_EQ(kc_select_add_recv(shared_sel, shared_ch, &shared_slot), 0);
+    CHECK_EQ(kc_spawn(s, select_waiter, NULL), 0);
+    CHECK_EQ(kc_spawn(s, select_waiter, NULL), 0);
+    CHECK_EQ(kc_sched_drain(s, 10000), 0);
+    CHECK_EQ(sel_busy, 1);
+    CHECK_EQ(sel_won, 1);
+    /* free again once the wait returned */
+    CHECK_EQ(kc_select_add_recv(shared_sel, shared_ch, &shared_slot), 0);
+    kc_select_destroy(shared_sel);
+    kc_chan_destroy(shared_ch);
+    kc_sched_shutdown(s);
 }
 
 int main(void)
@@ -130,6 +178,7 @@ int main(void)
     kc_chan_destroy(a);
     kc_chan_destroy(b);
     kc_chan_destroy(out);
+    one_select_two_waiters();
     printf("test_select: ok\n");
     return 0;
 }

@@ -254,7 +254,8 @@ impl<T> Builder<T> {
                 // The lock-free ring suspends when full (it drops nothing); it counts its
                 // traffic by position, and payload bytes per value where they are measured.
                 // It writes every slot when made, so a huge capacity (a peer may declare
-                // one) keeps the locked buffer, whose memory is touched only as it fills.
+                // one) keeps the locked buffer, which allocates only as it fills past
+                // `buffered::PREALLOCATED` values.
                 Kind::Buffered if self.overflow == Overflow::Suspend && self.capacity <= MAX_RING_SLOTS => {
                     let ring = ring::Ring::new(self.capacity);
                     Flavor::Ring(Arc::new(match self.measure {
@@ -365,5 +366,20 @@ mod flavor_choice {
         assert!(!on_ring(Builder::buffered(MAX_RING_SLOTS + 1)));
         assert!(!on_ring(Builder::buffered(1 << 24).count_payload_bytes()));
         assert!(!on_ring(Builder::buffered(1024).overflow(Overflow::DropOldest)));
+    }
+
+    /// Asking for more room than the address space has costs nothing until it fills: the
+    /// locked buffer allocated all of it up front, and such a channel aborted the process.
+    #[test]
+    fn a_capacity_past_memory_is_accepted_and_works() {
+        for cap in [1usize << 40, usize::MAX] {
+            let (tx, rx) = Builder::<[u8; 64]>::buffered(cap).build();
+            for i in 0..100u8 {
+                tx.try_send([i; 64]).unwrap();
+            }
+            for i in 0..100u8 {
+                assert_eq!(rx.try_recv().unwrap(), [i; 64]);
+            }
+        }
     }
 }

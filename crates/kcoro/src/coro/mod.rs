@@ -18,6 +18,17 @@ pub fn current_id() -> Option<u64> {
     crate::runtime::context::current_task_ptr().map(|t| unsafe { t.as_ref() }.id())
 }
 
+/// Whether the running coroutine is being unwound by its runtime's shutdown.
+///
+/// Shutdown unwinds each coroutine still parked from its suspension point, with a panic
+/// payload of its own, and unwinds it again at every later park until it returns. Code
+/// that must not let an unwind pass (a C boundary) catches it; when this is true, what it
+/// caught is that unwind: it should report cancellation and stop parking.
+pub fn is_unwinding_at_shutdown() -> bool {
+    // SAFETY: the task running on this thread is alive while it runs.
+    crate::runtime::context::current_task_ptr().is_some_and(|t| unsafe { t.as_ref() }.is_cancelling())
+}
+
 /// Runs `f` on the worker thread's stack when called from a coroutine, else just runs it.
 ///
 /// A coroutine's stack is small (64 KiB by default); a few things need far more than that

@@ -95,10 +95,12 @@ fn page_size() -> usize {
     })
 }
 
-/// Rounds a requested stack size up to whole pages and at least `MIN_STACK_SIZE`.
+/// Rounds a requested stack size up to whole pages and at least `MIN_STACK_SIZE`; a size
+/// within a page of `usize::MAX` rounds down to the last whole page (no mapping that
+/// large exists: it fails as a mapping, not as an overflow).
 pub(crate) fn round_stack_size(requested: usize) -> usize {
     let page = page_size();
-    requested.max(MIN_STACK_SIZE).div_ceil(page) * page
+    requested.max(MIN_STACK_SIZE).checked_next_multiple_of(page).unwrap_or(usize::MAX / page * page)
 }
 
 /// One anonymous mapping, unmapped on drop.
@@ -409,7 +411,9 @@ impl StackPool {
         {
             return Err(StackError::Exhausted { max });
         }
-        let mapping = Mapping::new(self.guard + size)?;
+        let too_big =
+            || StackError::Map { bytes: size, source: std::io::Error::from_raw_os_error(libc::ENOMEM) };
+        let mapping = Mapping::new(self.guard.checked_add(size).ok_or_else(too_big)?)?;
         // SAFETY: the first page of a fresh mapping we own.
         unsafe { install_guard(mapping.base.as_ptr(), self.guard)? };
         self.odd_allocated.fetch_add(1, Relaxed);
@@ -518,6 +522,7 @@ mod tests {
         assert_eq!(round_stack_size(1), min);
         assert_eq!(round_stack_size(min), min);
         assert_eq!(round_stack_size(min + 1), min + page);
+        assert_eq!(round_stack_size(usize::MAX), usize::MAX / page * page);
     }
 
     #[test]
@@ -647,6 +652,17 @@ mod tests {
         drop(s);
         assert_eq!(pool.stats().live, 0);
         assert_eq!(pool.stats().pooled, 0);
+    }
+
+    /// A size no mapping can have is an error: the rounding wrapped to 0 in release builds,
+    /// and a stack of no bytes crashed the first write to it.
+    #[test]
+    fn a_size_past_the_address_space_is_refused() {
+        let pool = StackPool::new(MIN_STACK_SIZE, None, 1);
+        for size in [usize::MAX, usize::MAX - page_size(), usize::MAX / 2 + 1] {
+            assert!(matches!(pool.get(size), Err(StackError::Map { .. })), "{size}");
+        }
+        assert_eq!(pool.stats().live, 0);
     }
 
     #[test]

@@ -18,7 +18,6 @@ use super::Outcome;
 use super::state::ScopeState;
 use crate::error::JoinError;
 use crate::park::Signal;
-use crate::runtime::context;
 
 pub(crate) struct Packet<T> {
     scope: Arc<ScopeState>,
@@ -86,8 +85,7 @@ where
 
 /// True while runtime shutdown unwinds the running coroutine: it must not park again.
 pub(crate) fn is_shutting_down() -> bool {
-    // SAFETY: the running task is alive while it runs.
-    context::current_task_ptr().is_some_and(|t| unsafe { t.as_ref() }.is_cancelling())
+    crate::coro::is_unwinding_at_shutdown()
 }
 
 /// Joins one child of a [`Scope`](super::Scope). Dropping it detaches nothing: the scope

@@ -11,6 +11,9 @@ use std::collections::VecDeque;
 
 use super::{Offer, Overflow};
 
+/// Most values of room a buffer allocates when it is made.
+pub(crate) const PREALLOCATED: usize = 1 << 16;
+
 pub(crate) struct Buffer<T> {
     ring: VecDeque<T>,
     cap: usize,
@@ -18,9 +21,12 @@ pub(crate) struct Buffer<T> {
 }
 
 impl<T> Buffer<T> {
-    /// `cap >= 1`. The ring is allocated up front: sends never allocate.
+    /// `cap >= 1`. Up to [`PREALLOCATED`] values of room are allocated up front, so sends
+    /// to such a channel never allocate; a larger capacity (a C caller or a peer may ask
+    /// for any) grows as it fills, so that asking costs nothing and cannot abort the
+    /// process for want of address space.
     pub(crate) fn new(cap: usize, overflow: Overflow) -> Self {
-        Self { ring: VecDeque::with_capacity(cap), cap, overflow }
+        Self { ring: VecDeque::with_capacity(cap.min(PREALLOCATED)), cap, overflow }
     }
 
     pub(crate) fn overflow(&self) -> Overflow {
