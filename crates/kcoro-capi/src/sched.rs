@@ -260,7 +260,7 @@ pub extern "C" fn kc_sched_current() -> *mut KcSched {
 /// `KC_ECANCELED`, and so does every later call of theirs that would park, until their
 /// function returns. Returns once every coroutine has returned (a coroutine that never
 /// does keeps it waiting: its C code may still use the scheduler and its channels); after
-/// [`SHUTDOWN_NOTE_AFTER`] it says so on stderr, once.
+/// 10 s it says so on stderr, once.
 ///
 /// # Safety
 /// `s` NULL or live; not called from one of its own coroutines.
