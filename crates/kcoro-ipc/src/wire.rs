@@ -374,6 +374,8 @@ pub(crate) type Now<'a> = Option<&'a Stream>;
 pub(crate) struct Outbox {
     buf: Mutex<OutBuf>,
     bell: Sender<()>,
+    /// Rung when a write finished or the outbox closed: for [`wait_below`](Self::wait_below).
+    written: (Sender<()>, Receiver<()>),
     max_frame: u32,
 }
 
@@ -389,7 +391,7 @@ impl Outbox {
             writing: false,
             spare: Vec::new(),
         };
-        (Arc::new(Outbox { buf: Mutex::new(buf), bell, max_frame }), rings)
+        (Arc::new(Outbox { buf: Mutex::new(buf), bell, written: chan::conflated(), max_frame }), rings)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, OutBuf> {
@@ -512,6 +514,25 @@ impl Outbox {
     pub(crate) fn close(&self) {
         self.lock().closed = true;
         let _ = self.bell.try_send(());
+        let _ = self.written.0.try_send(());
+    }
+
+    /// Waits while more than `limit` bytes are queued and not being written, and the
+    /// outbox is open: for a reader that must stop taking requests from a peer that does
+    /// not read its replies (each request queues one; nothing else bounds them).
+    pub(crate) fn wait_below(&self, limit: usize) {
+        loop {
+            {
+                let b = self.lock();
+                if b.closed || b.bytes.len() <= limit {
+                    return;
+                }
+            }
+            // Conflated: a write that finished since the look above left its ring here.
+            if self.written.1.recv().is_err() {
+                return;
+            }
+        }
     }
 
     /// The writer: writes batches until the outbox is closed and empty, or the socket
@@ -547,6 +568,7 @@ impl Outbox {
             stream.settle(&mut holds, ring_start, written);
             spare.clear();
             self.lock().writing = false;
+            let _ = self.written.0.try_send(());
             if let Err(e) = result {
                 self.close();
                 self.give_back_queued();
@@ -601,6 +623,7 @@ impl Outbox {
             // Frames that came while we wrote rang nobody (the buffer was not empty for
             // them, or the writer found us writing): hand them to the writer.
             let _ = self.bell.try_send(());
+            let _ = self.written.0.try_send(());
         }
     }
 }

@@ -36,6 +36,7 @@ use kcoro::net::UnixStream;
 
 use super::mem::{RingMem, TO_CLIENT, TO_SERVER};
 use super::{Bell, Consumer, Producer};
+use crate::proto::HEADER_LEN;
 use crate::wire::Hold;
 
 /// Spin of a reader on an empty ring before it sleeps, unless configured otherwise.
@@ -46,6 +47,9 @@ pub(crate) const DEFAULT_RING: u64 = 256 << 10;
 
 /// Descriptors at most kept for later ring reads.
 const MAX_WAITING_FDS: usize = 16;
+
+/// Descriptors at most handed out for one ring read.
+const MAX_HANDED_FDS: usize = 64;
 
 /// One end of a ring's socket pair.
 pub(crate) struct SockBell {
@@ -100,7 +104,9 @@ impl Bell for SockBell {
     }
 
     fn wait(&self) -> io::Result<bool> {
-        let mut drained = [0u8; 64];
+        // More than one wake-up's worth: a peer that fills the socket costs one read per
+        // kilobyte, not per 64 bytes.
+        let mut drained = [0u8; 1024];
         match (&self.sock).read(&mut drained) {
             Ok(0) => Ok(false),
             Ok(_) => Ok(true),
@@ -289,54 +295,67 @@ impl Link {
 
     /// Takes what `control` holds now and hands out the descriptors for ring positions in
     /// `[from, to)`; closes those before `from`.
+    ///
+    /// Bounded by what the ring read covered, since the record count and the socket are
+    /// the peer's: a frame is at least [`HEADER_LEN`] bytes and has at most one record, so
+    /// at most `(to - from) / HEADER_LEN` records (eight per socket read) can belong to
+    /// this read, and at most [`MAX_HANDED_FDS`] descriptors are handed out. A peer that
+    /// claims records without end or floods the socket cannot hold this coroutine in the
+    /// loop, nor make it keep what it sends.
     fn hand_out_fds(&self, from: u64, to: u64, out: &mut Vec<OwnedFd>, control: &UnixStream) {
         let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         let sent = self.mem.records(1 - self.out).load(std::sync::atomic::Ordering::Acquire);
         if sent == w.records && w.ready.is_empty() {
             return; // nothing on the socket: no system call
         }
-        let mut buf = [0u8; 64];
-        loop {
-            let mut got = Vec::new();
-            match control.recv_with_fds(&mut buf, &mut got) {
-                Ok(0) | Err(_) => {
-                    w.fds.extend(got);
-                    break;
-                }
-                Ok(n) => {
-                    w.fds.extend(got);
-                    w.partial.extend_from_slice(&buf[..n]);
-                    while w.partial.len() >= 8 {
-                        let mut be = [0u8; 8];
-                        be.copy_from_slice(&w.partial[..8]);
-                        w.partial.drain(..8);
-                        w.positions.push_back(u64::from_be_bytes(be));
-                        w.records += 1;
-                    }
-                }
-            }
-        }
-        while !w.positions.is_empty() && !w.fds.is_empty() {
-            if let (Some(p), Some(fd)) = (w.positions.pop_front(), w.fds.pop_front()) {
-                w.ready.push_back((p, fd));
-            }
-        }
-        // A lying peer's extra descriptors or positions: never kept past the bound.
-        while w.fds.len() > MAX_WAITING_FDS {
-            w.fds.pop_front();
-        }
-        while w.positions.len() > MAX_WAITING_FDS {
-            w.positions.pop_front();
-        }
-        let mut keep = VecDeque::new();
-        while let Some((p, fd)) = w.ready.pop_front() {
+        let frames = usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX) / HEADER_LEN;
+        let mut handed = 0;
+        let mut give = |p: u64, fd: OwnedFd, keep: &mut VecDeque<(u64, OwnedFd)>| {
             if p >= to {
                 if keep.len() < MAX_WAITING_FDS {
                     keep.push_back((p, fd));
                 }
-            } else if p >= from {
+            } else if p >= from && handed < MAX_HANDED_FDS {
                 out.push(fd);
-            } // else: a frame already read: closed here
+                handed += 1;
+            } // else: a frame already read, or past the bound: closed here
+        };
+        let mut keep = VecDeque::new();
+        while let Some((p, fd)) = w.ready.pop_front() {
+            give(p, fd, &mut keep);
+        }
+        let mut buf = [0u8; 64];
+        for _ in 0..frames.div_ceil(8).max(1) {
+            if w.records >= sent {
+                break;
+            }
+            let mut got = Vec::new();
+            let read = control.recv_with_fds(&mut buf, &mut got);
+            w.fds.extend(got);
+            let n = match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            w.partial.extend_from_slice(&buf[..n]);
+            while w.partial.len() >= 8 {
+                let mut be = [0u8; 8];
+                be.copy_from_slice(&w.partial[..8]);
+                w.partial.drain(..8);
+                w.positions.push_back(u64::from_be_bytes(be));
+                w.records += 1;
+            }
+            while !w.positions.is_empty() && !w.fds.is_empty() {
+                if let (Some(p), Some(fd)) = (w.positions.pop_front(), w.fds.pop_front()) {
+                    give(p, fd, &mut keep);
+                }
+            }
+            // A lying peer's extra descriptors or positions: never kept past the bound.
+            while w.fds.len() > MAX_WAITING_FDS {
+                w.fds.pop_front();
+            }
+            while w.positions.len() > MAX_WAITING_FDS {
+                w.positions.pop_front();
+            }
         }
         w.ready = keep;
     }

@@ -235,11 +235,19 @@ impl<B: Bell> Producer<B> {
     /// Writes all of `bytes`, sleeping while the ring is full. Fails once the consumer has
     /// gone (`BrokenPipe`) or broke the ring.
     pub(crate) fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        let mut woken = false;
         while !bytes.is_empty() {
             let room = self.room()?;
             if room == 0 {
+                if woken {
+                    // Woken, and still no room (a stale ring, or a peer ringing for
+                    // nothing): others on this worker run before we wait again, so a
+                    // bell kept full cannot hold the worker.
+                    kcoro::yield_now();
+                }
                 self.wake_reader();
                 self.wait_for_room()?;
+                woken = true;
                 continue;
             }
             let n = room.min(bytes.len() as u64) as usize;
@@ -313,6 +321,7 @@ impl<B: Bell> Consumer<B> {
     /// the stream (the producer has gone and everything it wrote was read).
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut spin = Spin::new(self.spin);
+        let mut woken = false;
         loop {
             if self.closed.load(std::sync::atomic::Ordering::Acquire) {
                 return Ok(0);
@@ -320,6 +329,10 @@ impl<B: Bell> Consumer<B> {
             let n = self.take(buf)?;
             if n > 0 {
                 return Ok(n);
+            }
+            if woken {
+                // Rung for nothing: as in `Producer::write_all`, others run first.
+                kcoro::yield_now();
             }
             if spin.again() {
                 continue;
@@ -335,6 +348,7 @@ impl<B: Bell> Consumer<B> {
                 // What the producer wrote before it went, then the end.
                 return self.take(buf);
             }
+            woken = true;
         }
     }
 
@@ -379,6 +393,8 @@ impl Spin {
         Spin { budget, started: None, n: 0 }
     }
 
+    /// Whether to look again; once the budget ran out, never again (a reader woken for
+    /// nothing goes back to sleep, it does not spin once more per wake).
     fn again(&mut self) -> bool {
         if self.budget.is_zero() {
             return false;
@@ -389,6 +405,7 @@ impl Spin {
             std::thread::yield_now();
             let now = Instant::now();
             if now.duration_since(*self.started.get_or_insert(now)) >= self.budget {
+                self.budget = Duration::ZERO;
                 return false;
             }
         }

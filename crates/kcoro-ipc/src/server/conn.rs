@@ -54,6 +54,11 @@ use crate::stats::{ChannelStats, SchedStats};
 use crate::wire::{FrameReader, Hold, Outbox, Stream};
 use crate::{IpcError, auth};
 
+/// Reply bytes a connection may have queued, not yet written, before its reader stops
+/// taking requests from the client until the writer has written some (a client that sends
+/// requests and never reads the replies would otherwise grow the server without bound).
+const QUEUED_REPLY_BYTES: usize = 4 << 20;
+
 /// A credited send waiting its turn in a channel's queue: its element decoded (by the
 /// reader, once), and the inline bytes it counts against the window.
 struct Feed {
@@ -221,6 +226,8 @@ impl ConnState {
             if !frames.has_frame() {
                 // About to wait for the client: give back what its credited sends took.
                 self.credit(&mut owed);
+                // A client that does not read its replies gets no more requests read.
+                self.outbox.wait_below(QUEUED_REPLY_BYTES);
             }
             match frames.next(&self.stream, |f, fds| self.dispatch(f, fds, &mut owed)) {
                 Ok(Some(Flow::Go)) => {}

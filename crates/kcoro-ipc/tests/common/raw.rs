@@ -157,7 +157,7 @@ impl Raw {
 }
 
 /// `sendmsg` of `bytes` with `fds` as `SCM_RIGHTS`; returns the bytes sent.
-fn send_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> usize {
+pub fn send_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> usize {
     let payload = std::mem::size_of_val(fds);
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;

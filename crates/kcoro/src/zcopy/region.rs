@@ -268,11 +268,7 @@ impl Region {
         export_id: u64,
         max_len: usize,
     ) -> Result<Region, ZError> {
-        let len = fd_len(&fd)?;
-        if len > max_len {
-            return Err(ZError::BadLength(len));
-        }
-        Self::map_fd_as(fd, access, table::next_id(), export_id, false)
+        Self::map_fd_as(fd, access, table::next_id(), export_id, false, max_len)
     }
 
     /// A read-only view of `[offset, offset + len)` of this region, bounds checked and
@@ -283,7 +279,7 @@ impl Region {
     }
 
     fn map_fd(fd: OwnedFd, access: Access, id: u64, export_id: u64) -> Result<Region, ZError> {
-        Self::map_fd_as(fd, access, id, export_id, true)
+        Self::map_fd_as(fd, access, id, export_id, true, MAX_REGION_LEN)
     }
 
     fn map_fd_as(
@@ -292,15 +288,20 @@ impl Region {
         id: u64,
         export_id: u64,
         listed: bool,
+        max_len: usize,
     ) -> Result<Region, ZError> {
-        let len = fd_len(&fd)?;
-        if len == 0 || len > MAX_REGION_LEN {
-            return Err(ZError::BadLength(len));
-        }
+        // The seal first, then the size: a size read before the seal may be cut by the
+        // sender before it seals, and a mapping past the end of the file faults (SIGBUS)
+        // on the first read there. Once sealed, the size can only grow, and the mapping
+        // stays the length read here.
         // SAFETY: F_GET_SEALS reads the fd's seals; it fails on anything but a memfd.
         let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
         if seals < 0 || seals & libc::F_SEAL_SHRINK == 0 {
             return Err(ZError::Unsealed);
+        }
+        let len = fd_len(&fd)?;
+        if len == 0 || len > MAX_REGION_LEN.min(max_len) {
+            return Err(ZError::BadLength(len));
         }
         let writable = access == Access::ReadWrite;
         let base = map(&fd, len, writable)?;
