@@ -16,6 +16,7 @@
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -73,6 +74,11 @@ impl Conn {
         self.activity.fetch_add(1, Relaxed);
     }
 
+    /// Bytes written to its two sockets that their peers have not taken yet.
+    pub(crate) fn unsent(&self) -> u64 {
+        unsent(&self.client) + unsent(&self.upstream)
+    }
+
     /// Closes it for having been idle too long (the sweeper's verdict).
     pub(crate) fn idle_out(&self) {
         self.idled.store(true, Relaxed);
@@ -95,6 +101,15 @@ impl Conn {
         let _ = self.client.shutdown(Shutdown::Both);
         let _ = self.upstream.shutdown(Shutdown::Both);
     }
+}
+
+/// Bytes of `s`'s send queue its peer has not acknowledged (`SIOCOUTQ`); 0 if unknown.
+fn unsent(s: &TcpStream) -> u64 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ on Linux) writes one int through the pointer given, which
+    // points at `n`; on a descriptor that is not a TCP socket it fails and `n` stays 0.
+    let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &raw mut n) };
+    if r == 0 { u64::try_from(n).unwrap_or(0) } else { 0 }
 }
 
 /// How one direction ended.
@@ -232,7 +247,7 @@ fn pipe(conn: &Conn, from: &TcpStream, to: &TcpStream, bytes: &AtomicU64, splice
             Ok(n) => {
                 conn.touch();
                 let Some(b) = buf.as_deref() else { unreachable!("read into a taken buffer") };
-                if (&*to).write_all(&b[..n]).is_err() {
+                if write_touching(conn, to, &b[..n]).is_err() {
                     break conn.fail(End::WriteFailed);
                 }
                 moved += n as u64;
@@ -266,12 +281,30 @@ fn pipe(conn: &Conn, from: &TcpStream, to: &TcpStream, bytes: &AtomicU64, splice
     end
 }
 
+/// Writes all of `bytes`, touching `conn` after every write that moved some: a receiver
+/// that reads slowly but steadily keeps its connection open (the idle timeout is for
+/// nothing moving; a write waiting on a full socket is not that).
+fn write_touching(conn: &Conn, mut to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match to.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                conn.touch();
+                bytes = &bytes[n..];
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// [`pipe`]'s loop through a kernel pipe (`splice(2)`), with the same endings.
 fn splice_rest(conn: &Conn, pipe: &Pipe, from: &TcpStream, to: &TcpStream, bytes: &AtomicU64) -> End {
     let mut moved = 0u64;
     let mut chunks = 0u32;
     let end = loop {
-        match pipe.forward(from, to) {
+        match pipe.forward(from, to, || conn.touch()) {
             Ok(0) => {
                 let _ = to.shutdown(Shutdown::Write);
                 break End::Eof;

@@ -55,8 +55,14 @@ fn watch(backend: &Backend, health: &HealthConfig, generation: u64) {
 /// One check: whether `addr` connects, takes `send` and answers with `expect`, all
 /// within `health.timeout`.
 pub(crate) fn check(addr: SocketAddr, health: &HealthConfig) -> bool {
-    let deadline = kcoro::now() + health.timeout;
-    let left = || deadline.saturating_duration_since(kcoro::now()).max(std::time::Duration::from_nanos(1));
+    // A timeout past the clock's range (a config may say "1000000y") has no deadline: each
+    // step then waits the timeout itself.
+    let deadline = kcoro::now().checked_add(health.timeout);
+    let left = || {
+        deadline.map_or(health.timeout, |d| {
+            d.saturating_duration_since(kcoro::now()).max(std::time::Duration::from_nanos(1))
+        })
+    };
     let Ok(conn) = TcpStream::connect_timeout(&addr, health.timeout) else { return false };
     if let Some(send) = &health.send {
         let _ = conn.set_write_timeout(Some(left()));

@@ -195,9 +195,13 @@ impl Proxy {
                 }
             }
         }
+        // Stopped after the lock is let go (below): stopping waits for the accept loop,
+        // and a coroutine reading the counters meanwhile (`/metrics`) would block on the
+        // lock the worker that loop runs on.
+        let mut to_stop = Vec::new();
         for (old, listener) in state.config.listeners.iter().zip(&state.listeners) {
             if !config.listeners.iter().any(|l| Config::same_socket(old, l)) {
-                listener.stop();
+                to_stop.push(Arc::clone(listener));
                 report.removed.push(old.name.clone());
             }
         }
@@ -213,6 +217,10 @@ impl Proxy {
         }
         self.shared.sweep_tick.store(sweep_tick(&config), Relaxed);
         *state = State { config, listeners, pools, generation };
+        drop(state);
+        for listener in to_stop {
+            listener.stop();
+        }
         Ok(report)
     }
 
@@ -220,20 +228,21 @@ impl Proxy {
     /// open connections to end, then closes the ones left. Inside a runtime.
     pub fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.shared.shut_down.store(true, Relaxed);
-        let open_at_start;
-        {
+        let listeners = {
             let mut state = self.state();
-            for l in &state.listeners {
-                l.stop();
-            }
             state.generation += 1;
             for pool in state.pools.values() {
                 for b in &pool.backends {
                     b.checker.store(state.generation, Relaxed);
                 }
             }
-            open_at_start = self.shared.registry.open();
+            state.listeners.clone()
+        };
+        // Outside the lock, as in `reload`: stopping waits for each accept loop.
+        for l in &listeners {
+            l.stop();
         }
+        let open_at_start = self.shared.registry.open();
         let deadline =
             kcoro::now().checked_add(grace).unwrap_or_else(|| kcoro::now() + Duration::from_secs(86_400));
         let forced = if self.shared.registry.drain(deadline) { 0 } else { self.shared.registry.close_all() };

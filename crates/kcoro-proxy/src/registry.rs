@@ -25,6 +25,8 @@ struct Entry {
     conn: Weak<Conn>,
     seen: u64,
     quiet_since: Instant,
+    /// Bytes its sockets held unsent when it last looked quiet.
+    unsent: u64,
 }
 
 #[derive(Default)]
@@ -63,7 +65,9 @@ impl Registry {
         if conns.closed {
             conn.close();
         }
-        conns.by_id.insert(id, Entry { conn: Arc::downgrade(conn), seen: 0, quiet_since: kcoro::now() });
+        conns
+            .by_id
+            .insert(id, Entry { conn: Arc::downgrade(conn), seen: 0, quiet_since: kcoro::now(), unsent: 0 });
         id
     }
 
@@ -88,6 +92,13 @@ impl Registry {
                 if activity != e.seen {
                     (e.seen, e.quiet_since) = (activity, now);
                 } else if now.saturating_duration_since(e.quiet_since) >= conn.idle {
+                    // Quiet for the proxy; but a slow receiver still taking bytes from
+                    // its socket's buffer (the proxy's write waits for room) is moving.
+                    let unsent = conn.unsent();
+                    if unsent != e.unsent {
+                        (e.unsent, e.quiet_since) = (unsent, now);
+                        continue;
+                    }
                     e.quiet_since = now; // closed once; its entry goes when it ends
                     idle.push(conn);
                 }

@@ -37,11 +37,17 @@ impl Pipe {
     }
 
     /// Moves what `from` has (at most [`CHUNK`]) into `to`, waiting as `from`'s reads
-    /// and `to`'s writes do (their timeouts). `Ok(0)`: `from` is at end-of-file. An
+    /// and `to`'s writes do (their timeouts), calling `moved` after each write that moved
+    /// some (a slow receiver's progress). `Ok(0)`: `from` is at end-of-file. An
     /// error from `to` is [`Failed::Write`] (which error does not matter to a proxy: the
     /// connection ends either way); the pipe is left empty only on success, so
     /// after an error the pipe is dropped with the connection.
-    pub(crate) fn forward(&self, from: &TcpStream, to: &TcpStream) -> Result<usize, Failed> {
+    pub(crate) fn forward(
+        &self,
+        from: &TcpStream,
+        to: &TcpStream,
+        moved: impl Fn(),
+    ) -> Result<usize, Failed> {
         let n = from
             .read_with(|| splice(from.as_raw_fd(), self.write.as_raw_fd(), CHUNK))
             .map_err(|_| Failed::Read)?;
@@ -53,6 +59,7 @@ impl Pipe {
             if m == 0 {
                 return Err(Failed::Write);
             }
+            moved();
             left -= m;
         }
         Ok(n)
@@ -122,7 +129,7 @@ mod tests {
             let pipe = Pipe::new().unwrap();
             let mut moved = 0;
             loop {
-                match pipe.forward(&src, &dst) {
+                match pipe.forward(&src, &dst, || ()) {
                     Ok(0) => break,
                     Ok(n) => moved += n,
                     Err(e) => panic!("{e:?}"),
@@ -148,7 +155,7 @@ mod tests {
                 src_far
             });
             let failed = loop {
-                match pipe.forward(&src, &dst) {
+                match pipe.forward(&src, &dst, || ()) {
                     Ok(0) => panic!("the source did not end"),
                     Ok(_) => {}
                     Err(e) => break e,

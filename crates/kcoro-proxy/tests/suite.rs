@@ -4,6 +4,8 @@
 #[path = "suite/common.rs"]
 mod common;
 
+#[path = "suite/adversary.rs"]
+mod adversary;
 #[path = "suite/balance.rs"]
 mod balance;
 #[path = "suite/faults.rs"]
