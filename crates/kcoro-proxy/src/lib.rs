@@ -69,6 +69,9 @@ struct State {
     pools: HashMap<String, Arc<Pool>>,
     /// Health checkers of this generation are the wanted ones.
     generation: u64,
+    /// Listeners a reload removed while connections of theirs were open: their counters
+    /// stay in the export until a reload finds them drained.
+    retired: Vec<(ListenerConfig, Arc<Listener>)>,
 }
 
 /// What a reload changed.
@@ -116,7 +119,13 @@ impl Proxy {
         let sweep_tick = Arc::new(AtomicU64::new(sweep_tick(&config)));
         start_sweeper(Arc::downgrade(&registry), Arc::clone(&sweep_tick)).map_err(runtime)?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { config: config.clone(), listeners, pools, generation: 1 }),
+            state: Mutex::new(State {
+                config: config.clone(),
+                listeners,
+                pools,
+                generation: 1,
+                retired: Vec::new(),
+            }),
             registry,
             sweep_tick,
             shut_down: AtomicBool::new(false),
@@ -199,9 +208,12 @@ impl Proxy {
         // and a coroutine reading the counters meanwhile (`/metrics`) would block on the
         // lock the worker that loop runs on.
         let mut to_stop = Vec::new();
+        let mut retired: Vec<_> = std::mem::take(&mut state.retired);
+        retired.retain(|(_, l)| l.open_connections() > 0);
         for (old, listener) in state.config.listeners.iter().zip(&state.listeners) {
             if !config.listeners.iter().any(|l| Config::same_socket(old, l)) {
                 to_stop.push(Arc::clone(listener));
+                retired.push((old.clone(), Arc::clone(listener)));
                 report.removed.push(old.name.clone());
             }
         }
@@ -216,7 +228,7 @@ impl Proxy {
             health::start(pool, generation).map_err(runtime)?;
         }
         self.shared.sweep_tick.store(sweep_tick(&config), Relaxed);
-        *state = State { config, listeners, pools, generation };
+        *state = State { config, listeners, pools, generation, retired };
         drop(state);
         for listener in to_stop {
             listener.stop();
@@ -270,30 +282,20 @@ impl Proxy {
         self.shared.registry.open()
     }
 
-    /// Every counter now.
+    /// Every counter now. A listener a reload removed while it had connections open counts
+    /// on (under its name, added to the configured listener of that name if there is one)
+    /// until a reload finds it drained.
     pub fn stats(&self) -> Stats {
         let state = self.state();
-        let listeners = state
-            .config
-            .listeners
-            .iter()
-            .zip(&state.listeners)
-            .map(|(c, l)| {
-                let k = &l.counters;
-                let (accepted, closed) = (k.accepted.load(Relaxed), k.closed.load(Relaxed));
-                ListenerStats {
-                    name: c.name.clone(),
-                    addr: l.bound,
-                    pool: c.pool.clone(),
-                    accepted,
-                    active: accepted.saturating_sub(closed),
-                    closed,
-                    bytes_in: k.bytes_in.load(Relaxed),
-                    bytes_out: k.bytes_out.load(Relaxed),
-                    errors: k.errors(),
-                }
-            })
-            .collect();
+        let mut listeners: Vec<ListenerStats> =
+            state.config.listeners.iter().zip(&state.listeners).map(|(c, l)| listener_stats(c, l)).collect();
+        for (c, l) in &state.retired {
+            let row = listener_stats(c, l);
+            match listeners.iter_mut().find(|r| r.name == row.name) {
+                Some(r) => r.absorb(&row),
+                None => listeners.push(row),
+            }
+        }
         let pools = state
             .config
             .pools
@@ -355,6 +357,23 @@ fn bind(
         addr: l.bind,
         source,
     })
+}
+
+/// One listener's row of [`Stats`].
+fn listener_stats(c: &ListenerConfig, l: &Listener) -> ListenerStats {
+    let k = &l.counters;
+    let (accepted, closed) = (k.accepted.load(Relaxed), k.closed.load(Relaxed));
+    ListenerStats {
+        name: c.name.clone(),
+        addr: l.bound,
+        pool: c.pool.clone(),
+        accepted,
+        active: accepted.saturating_sub(closed),
+        closed,
+        bytes_in: k.bytes_in.load(Relaxed),
+        bytes_out: k.bytes_out.load(Relaxed),
+        errors: k.errors(),
+    }
 }
 
 /// A quarter of the shortest idle timeout (so a connection is closed between one and

@@ -120,6 +120,12 @@ impl Listener {
         }
     }
 
+    /// Its connections accepted and not yet ended.
+    pub(crate) fn open_connections(&self) -> u64 {
+        let k = &self.counters;
+        k.accepted.load(Relaxed).saturating_sub(k.closed.load(Relaxed))
+    }
+
     /// Stops accepting and closes the socket; connections already open go on.
     pub(crate) fn stop(&self) {
         if self.stopping.swap(true, Relaxed) {

@@ -97,6 +97,12 @@ impl ErrorCounts {
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
     }
+
+    fn add(&mut self, other: &ErrorCounts) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
+        }
+    }
 }
 
 /// Everything a proxy counts, at one moment.
@@ -129,6 +135,18 @@ pub struct ListenerStats {
     pub bytes_out: u64,
     /// Errors by kind.
     pub errors: ErrorCounts,
+}
+
+impl ListenerStats {
+    /// Adds `other`'s counts to these (a removed listener's, under a name still in use).
+    pub(crate) fn absorb(&mut self, other: &ListenerStats) {
+        self.accepted += other.accepted;
+        self.active += other.active;
+        self.closed += other.closed;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.errors.add(&other.errors);
+    }
 }
 
 /// One pool's counters.

@@ -1,9 +1,10 @@
 //! Hostile peers and careless operators: each test states the behaviour the docs promise.
-//! Each of the first four failed before its fix: counters read inside the runtime during a
-//! reload or shutdown (the reload held its lock while it stopped listeners, and the whole
-//! proxy deadlocked), a slow but steady reader (closed as idle while the proxy's write
-//! waited on its full socket), and a health timeout past the clock's range (the checker
-//! panicked and the backend stayed up).
+//! These failed before their fixes: counters read inside the runtime during a reload or
+//! shutdown (the reload held its lock while it stopped listeners, and the whole proxy
+//! deadlocked), a slow but steady reader (closed as idle while the proxy's write waited on
+//! its full socket), a health timeout past the clock's range (the checker panicked and the
+//! backend stayed up), and the bytes of a removed listener's open connection (gone from
+//! the counters at the reload).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -326,6 +327,69 @@ fn proxy_v2_over_ipv6_names_both_ends() {
     assert_eq!(u16::from_be_bytes([h[48], h[49]]), me.port());
     assert_eq!(u16::from_be_bytes([h[50], h[51]]), p.addr().port());
     assert_eq!(&h[52..], b"hi");
+}
+
+/// A proxy with two listeners, a client greeted through "extra", then a reload that
+/// removed "extra": the backend (kept alive), the proxy, the client, and the one-listener
+/// configuration.
+fn with_a_removed_listener() -> (Backend, Running, Client, String) {
+    let b = Backend::start(0, Mode::Echo);
+    let one = config(&[b.addr], "", "");
+    let two = format!("{one}\n[[listener]]\nname = \"extra\"\nbind = \"127.0.0.1:0\"\npool = \"p\"\n");
+    let p = Running::start(&two);
+    let mut c = Client::connect(p.proxy.local_addr("extra").unwrap());
+    assert_eq!(c.greeting(), "B0");
+    p.reload(&one).expect("reload");
+    (b, p, c, one)
+}
+
+/// Connections counted open on the listener named "extra".
+fn open_on_extra(p: &Running) -> u64 {
+    p.stats().listeners.iter().filter(|l| l.name == "extra").map(|l| l.active).sum()
+}
+
+/// Waits until "extra" has no connection open.
+fn extra_drained(p: &Running) {
+    let deadline = Instant::now() + PATIENCE;
+    while open_on_extra(p) != 0 {
+        assert!(Instant::now() < deadline, "the connection never ended");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A listener removed by a reload while one of its connections streams: the bytes that
+/// connection moves afterwards must still show in the exported counters (the docs: open
+/// connections "go on"; counters are the proxy's record of what it moved).
+#[test]
+fn bytes_of_a_removed_listeners_open_connection_are_still_counted() {
+    let (_b, p, mut c, _) = with_a_removed_listener();
+    c.echo(&[b'z'; 1000]);
+    drop(c);
+    extra_drained(&p);
+    let s = p.stats();
+    let (bin, bout): (u64, u64) =
+        s.listeners.iter().fold((0, 0), |(i, o), l| (i + l.bytes_in, o + l.bytes_out));
+    let text = p.proxy.render_metrics();
+    assert_eq!(
+        (bin, bout),
+        (1000, 1003),
+        "the proxy moved 1000 bytes in and 1003 out; the exported counters say {bin} and {bout}:\n{}",
+        text.lines()
+            .filter(|l| l.starts_with("kcoro_proxy_") && l.contains("bytes"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// ... and once it has drained, the next reload takes its row out.
+#[test]
+fn a_removed_listener_leaves_the_counters_at_the_reload_after_it_drained() {
+    let (_b, p, c, one) = with_a_removed_listener();
+    assert_eq!(open_on_extra(&p), 1, "still open, still counted");
+    drop(c);
+    extra_drained(&p);
+    p.reload(&one).expect("second reload");
+    assert!(!p.stats().listeners.iter().any(|l| l.name == "extra"), "a drained removed listener is gone");
 }
 
 /// A backend that resets while both directions are busy: one connection, one error
