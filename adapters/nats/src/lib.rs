@@ -220,6 +220,7 @@ pub fn connect_with(url: &str, opts: ConnectOptions) -> Result<Nats, NatsError> 
             js,
             host: nuid_prefix(),
             msg_seq: AtomicU64::new(0),
+            id_key: std::hash::RandomState::new(),
             ack_timeout: opts.ack_timeout,
         }),
     })
@@ -244,6 +245,8 @@ pub(crate) struct Shared {
     /// Sequence of those ids: one per connection, so two ends never reuse an id (the
     /// server would drop the second message as a duplicate).
     pub(crate) msg_seq: AtomicU64,
+    /// The key of each id's tag (random per connection).
+    id_key: std::hash::RandomState,
     /// [`ConnectOptions::ack_timeout`]: also how long a work-queue ack waits for the server.
     pub(crate) ack_timeout: Duration,
 }
@@ -277,9 +280,14 @@ impl Drop for Shared {
 const DRAIN_TURNS: usize = 8;
 
 impl Shared {
-    /// A `Nats-Msg-Id` no other publish uses.
+    /// A `Nats-Msg-Id` no other publish uses, and nobody can predict: a keyed tag of the
+    /// sequence number follows it. Anyone subscribed to a queue's subject sees the ids
+    /// stored; with `prefix.sequence` alone, a peer could publish under the next ones, and
+    /// the server would drop the real messages as duplicates while their sends say `Ok`.
     pub(crate) fn next_msg_id(&self) -> String {
-        format!("{}.{}", self.host, self.msg_seq.fetch_add(1, Ordering::Relaxed))
+        use std::hash::BuildHasher;
+        let seq = self.msg_seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{}.{:016x}", self.host, seq, self.id_key.hash_one(seq))
     }
 
     /// The server's `max_payload`, checked before a value is handed to the client.

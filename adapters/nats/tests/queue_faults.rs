@@ -367,3 +367,82 @@ fn an_ack_that_returned_is_not_redelivered_after_a_sudden_exit() {
         tally.seen
     );
 }
+
+/// Receives and acks up to `n` deliveries, until `deadline`.
+fn take(rx: &WorkReceiver<u64>, n: u64, deadline: std::time::Instant) -> Vec<u64> {
+    let mut got = Vec::new();
+    while (got.len() as u64) < n
+        && let Ok(d) = rx.recv_deadline(deadline)
+    {
+        got.push(d.ack().unwrap());
+    }
+    got
+}
+
+/// A peer subscribed to the queue's subject sees the `Nats-Msg-Id` of what is stored and
+/// publishes garbage under the ids it guesses come next (the sequence after the last one
+/// seen, with or without the tag it saw). Before ids carried a keyed tag, the producer's
+/// next five sends returned `Ok` and the server dropped them as duplicates of the garbage.
+#[test]
+fn forged_message_ids_cannot_make_sends_vanish() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("forged ids", Duration::from_secs(60));
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let o = WorkQueueOptions::new(10_000);
+    let tx = nats.work_sender::<u64>("forged", &o).unwrap();
+    let raw = Raw::connect(&srv.url());
+    for id in 0..10 {
+        tx.send(id).unwrap();
+    }
+    let last = raw.msg_id("forged", 10).expect("an id");
+    let parts: Vec<&str> = last.split('.').collect();
+    let seq_at = parts.iter().rposition(|p| p.parse::<u64>().is_ok()).expect("a sequence number in the id");
+    let seq: u64 = parts[seq_at].parse().unwrap();
+    const FORGED: u64 = 5;
+    for k in 1..=FORGED {
+        let mut next = parts.clone();
+        let guessed = (seq + k).to_string();
+        next[seq_at] = &guessed;
+        for id in [next.join("."), next[..=seq_at].join(".")] {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+            raw.publish("kcoro.wq.forged", Some(h), b"garbage".to_vec());
+        }
+    }
+    for id in 10..20 {
+        tx.send(id).unwrap();
+    }
+    assert_eq!(tx.stats().duplicates, 0, "no send of ours was taken for a duplicate");
+    assert!(tx.close().unwrap());
+    let rx = nats.work_receiver::<u64>("forged", &o).unwrap();
+    let mut got: Vec<u64> = drain_until_closed(vec![rx.clone()]).into_iter().flatten().collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..20).collect::<Vec<_>>(), "every send that returned Ok, once");
+    assert_eq!(rx.stats().decode_errors, 2 * FORGED, "the garbage, counted and not taken for values");
+}
+
+/// A receiver dropped while its pull holds prefetched deliveries: they go back at once,
+/// so another consumer gets every message without waiting for `ack_wait` (30 s here).
+#[test]
+fn a_receiver_dropped_mid_delivery_strands_nothing_for_ack_wait() {
+    let Some(srv) = server() else { return };
+    let _w = watchdog("dropped receiver", Duration::from_secs(60));
+    let o = WorkQueueOptions { prefetch: 16, ..WorkQueueOptions::new(10_000) };
+    let nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let tx = nats.work_sender::<u64>("droprx", &o).unwrap();
+    const N: u64 = 200;
+    for id in 0..N {
+        tx.send(id).unwrap();
+    }
+    let a_nats = kcoro_nats::connect(&srv.url()).unwrap();
+    let a = a_nats.work_receiver::<u64>("droprx", &o).unwrap();
+    a.recv().unwrap().ack().unwrap();
+    // Its local buffer and its pull fill up (prefetch), whatever the timing: what they
+    // hold goes back either way.
+    std::thread::sleep(Duration::from_millis(300));
+    drop(a);
+    let b = kcoro_nats::connect(&srv.url()).unwrap().work_receiver::<u64>("droprx", &o).unwrap();
+    let got = take(&b, N - 1, std::time::Instant::now() + Duration::from_secs(10));
+    drop(a_nats);
+    assert_eq!(got.len() as u64, N - 1, "the others got every message but the one acked, before ack_wait");
+}

@@ -259,6 +259,9 @@ impl<T: DeserializeOwned + Send + 'static> Puller<T> {
                 match tokio::time::timeout(IDLE_CHECK, messages.next()).await {
                     Ok(Some(Ok(msg))) => {
                         if !self.deliver(msg).await {
+                            // Our side closed: what this pull already holds goes back now,
+                            // not when its `ack_wait` runs out.
+                            nak_pulled(&mut messages).await;
                             return;
                         }
                     }
@@ -266,11 +269,9 @@ impl<T: DeserializeOwned + Send + 'static> Puller<T> {
                     Ok(None) => break,
                     // Missed heartbeats, a failed pull, a deleted consumer, or silence.
                     Ok(Some(Err(_))) | Err(_) => {
-                        if self.finish_if_over(&mut missing_since).await {
+                        if self.local.is_closed() || self.finish_if_over(&mut missing_since).await {
                             // What the server pushed meanwhile goes straight back.
-                            while let Some(Some(Ok(msg))) = messages.next().now_or_never() {
-                                let _ = msg.ack_with(AckKind::Nak(None)).await;
-                            }
+                            nak_pulled(&mut messages).await;
                             return;
                         }
                     }
@@ -401,6 +402,13 @@ impl<T: DeserializeOwned + Send + 'static> Puller<T> {
                 false
             }
         }
+    }
+}
+
+/// Gives back (naks) what a pull has already received and nobody will deliver.
+async fn nak_pulled(messages: &mut async_nats::jetstream::consumer::pull::Stream) {
+    while let Some(Some(Ok(msg))) = messages.next().now_or_never() {
+        let _ = msg.ack_with(AckKind::Nak(None)).await;
     }
 }
 
