@@ -360,6 +360,27 @@ fn prometheus_says_when_the_target_is_down_and_follows_it_back() {
     let _back = serve("prom-restart");
     let again = scrape(&url);
     assert!(again.contains("\nkcoro_chanmon_up 1\n") && again.contains("channel=\"jobs\""), "{again}");
+
+    // Scrapes at once (two Prometheus servers, or one and a curl): each is answered. A
+    // sample waits for the target's answers while it holds the source; the second scrape
+    // used to block the endpoint's only worker on a thread mutex, and none answered again.
+    let at_once: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(&url).unwrap();
+                s.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                let mut body = String::new();
+                let _ = s.read_to_string(&mut body);
+                body
+            })
+        })
+        .collect();
+    for t in at_once {
+        let body = t.join().unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK") && body.contains("\nkcoro_chanmon_up 1\n"), "{body}");
+    }
 }
 
 fn tmux(args: &[&str]) -> Option<Output> {

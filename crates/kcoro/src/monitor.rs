@@ -293,7 +293,16 @@ pub fn serve_with(
     // Daemons: an endpoint waiting for scrapes never hides the program's deadlock.
     let daemon = || crate::SpawnOptions::new().daemon();
     crate::spawn_with(daemon(), move || {
-        while let Ok((conn, _)) = listener.accept() {
+        loop {
+            let conn = match listener.accept() {
+                Ok((conn, _)) => conn,
+                // Out of descriptors (EMFILE), or a connection gone before it was taken:
+                // the endpoint stays; it tries again shortly, as descriptors come back.
+                Err(_) => {
+                    crate::sleep(ACCEPT_RETRY);
+                    continue;
+                }
+            };
             let Some(slot) = Scrape::take(&open) else {
                 respond(conn, "503 Service Unavailable", "too many scrapes at once\n");
                 continue;
@@ -331,12 +340,27 @@ impl Drop for Scrape {
     }
 }
 
-/// Reads one request head (at most 8 KiB, 5 s) and writes one response.
+/// How long a request head may take to arrive, whole (shorter in this crate's tests).
+const HEAD_WITHIN: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 5 });
+/// How long a response may take to be taken, whole (shorter in this crate's tests).
+const RESPONSE_WITHIN: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 10 });
+/// The pause after a failed accept before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// The time left until `deadline`; `None` once it has passed.
+fn left(deadline: crate::Instant) -> Option<Duration> {
+    Some(deadline.saturating_duration_since(crate::now())).filter(|d| !d.is_zero())
+}
+
+/// Reads one request head (at most 8 KiB, within [`HEAD_WITHIN`] in all: a client that
+/// trickles bytes does not hold its slot longer) and writes one response.
 fn answer(mut conn: TcpStream, render: &dyn Fn() -> String) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let deadline = crate::now() + HEAD_WITHIN;
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        let Some(wait) = left(deadline) else { return };
+        let _ = conn.set_read_timeout(Some(wait));
         match conn.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => head.extend_from_slice(&buf[..n]),
@@ -352,14 +376,24 @@ fn answer(mut conn: TcpStream, render: &dyn Fn() -> String) {
     }
 }
 
-/// Writes one response and closes the connection.
+/// Writes one response and closes the connection; gives up after [`RESPONSE_WITHIN`] (a
+/// client that never reads does not hold its slot for good).
 fn respond(mut conn: TcpStream, status: &str, body: &str) {
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = conn.write_all(response.as_bytes());
+    let deadline = crate::now() + RESPONSE_WITHIN;
+    let mut rest = response.as_bytes();
+    while !rest.is_empty() {
+        let Some(wait) = left(deadline) else { return };
+        let _ = conn.set_write_timeout(Some(wait));
+        match conn.write(rest) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => rest = &rest[n..],
+        }
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -505,6 +539,121 @@ mod tests {
     /// A peer that opens connections and sends nothing holds at most `MAX_SCRAPES`
     /// coroutines: the next connection is refused at once, and scrapes are served again
     /// once the idle ones go.
+    /// An endpoint on a runtime of its own, answering `body`; clients are std sockets.
+    fn served(body: impl Fn() -> String + Send + Sync + 'static) -> (crate::Runtime, std::net::SocketAddr) {
+        let rt = crate::Runtime::builder().workers(2).build().unwrap();
+        let addr = rt.block_on(move || serve_with("127.0.0.1:0", body)).unwrap();
+        (rt, addr)
+    }
+
+    /// The head's deadline is for the whole head (1 s in tests, 5 s otherwise): each read
+    /// of a client trickling a byte every 250 ms comes in time, the head does not, and it
+    /// is not answered (each read's own timeout let it hold its slot for hours).
+    #[test]
+    fn a_head_trickled_past_its_deadline_is_not_answered() {
+        use std::io::{Read, Write};
+        let (_rt, addr) = served(|| "ok\n".to_string());
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        for b in b"GET /met" {
+            if s.write_all(&[*b]).is_err() {
+                break; // closed by the server: what this test wants
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let _ = s.write_all(b"rics HTTP/1.1\r\n\r\n");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        assert!(
+            !out.starts_with(b"HTTP/1.1 200"),
+            "answered a head that took 2 s: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+
+    /// A client that asks for a large body and never reads it: the response gives up after
+    /// its deadline (1 s in tests), and the coroutine and its slot go.
+    #[test]
+    fn a_client_that_never_reads_gives_its_slot_back() {
+        use std::io::Write;
+        let body = Arc::new("x".repeat(16 << 20));
+        let (rt, addr) = served(move || (*body).clone());
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let writing = || {
+            rt.handle()
+                .coroutines()
+                .into_iter()
+                .filter(|c| c.wait.as_ref().is_some_and(|w| w.to_string().contains("writable")))
+                .count()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while writing() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the response never filled the socket");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        while writing() != 0 {
+            assert!(std::time::Instant::now() < deadline, "the response waits for a reader for good");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(s);
+    }
+
+    /// A failed accept (here: out of descriptors) does not end the endpoint: once
+    /// descriptors are back, scrapes are answered. Runs in a child process of this test
+    /// binary, which lowers its own descriptor limit.
+    #[test]
+    fn a_failed_accept_does_not_end_the_endpoint() {
+        use std::io::{Read, Write};
+        const CHILD: &str = "KCORO_MONITOR_EMFILE_CHILD";
+        if std::env::var_os(CHILD).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "monitor::tests::a_failed_accept_does_not_end_the_endpoint", "--nocapture"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let text =
+                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "the child failed:\n{text}");
+            assert!(text.contains("1 passed"), "the child ran nothing:\n{text}");
+            return;
+        }
+        let scrape = |addr| -> String {
+            let Ok(mut s) = std::net::TcpStream::connect(addr) else { return "no connection".into() };
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        };
+        let (_rt, addr) = served(|| "ok\n".to_string());
+        assert!(scrape(addr).starts_with("HTTP/1.1 200"));
+        let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit and setrlimit read and write the struct given.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        let saved = lim;
+        lim.rlim_cur = open + 6;
+        // SAFETY: as above.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+        // Connections until the process (client and server share it) runs out: the
+        // server's accepts fail with EMFILE meanwhile.
+        let held: Vec<_> = (0..20).map_while(|_| std::net::TcpStream::connect(addr).ok()).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+        // SAFETY: as above.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &saved) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = scrape(addr);
+            if got.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the endpoint no longer answers: {got:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     #[test]
     fn idle_connections_beyond_the_bound_are_refused_not_queued() {
         crate::run(|| {

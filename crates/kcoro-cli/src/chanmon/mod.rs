@@ -176,9 +176,14 @@ fn headless(source: &mut dyn Source, mut checks: Vec<Check>, a: &ChanmonArgs) ->
 /// `--prometheus ADDR`: serves the source's latest counters at `/metrics` until killed
 /// (or for `--samples` scrapes' worth of intervals, for tests).
 fn prometheus(listen: &str, source: Box<dyn Source>, a: &ChanmonArgs) -> ExitCode {
-    let source = std::sync::Mutex::new(source);
+    // kcoro's mutex: a scrape that finds another one sampling parks its coroutine. The
+    // sample waits for IPC answers (parking while it holds the lock); with a thread mutex
+    // a second scrape blocked the endpoint's one worker, and the first never finished.
+    let source = kcoro::sync::Mutex::new(source);
     let render = move || {
-        let mut s = source.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(mut s) = source.lock() else {
+            return format!("# scrape cancelled\n{}", up_gauge(false));
+        };
         // A failed sample is reported, and the next scrape tries again (the source
         // connects anew), so the endpoint follows its target through a restart.
         match s.next_sample() {
