@@ -12,6 +12,8 @@
 //! The queue's own subject carries values only: a message there can never close the
 //! queue, and NATS permissions can give the state subjects to the queue's own producers.
 
+use std::time::Duration;
+
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, LastRawMessageErrorKind, StorageType};
@@ -57,6 +59,9 @@ pub(crate) struct QueueState {
     queue: String,
 }
 
+/// How long a state record is retried while its stream, just made, does not answer yet.
+const STATE_SETTLE: Duration = Duration::from_secs(5);
+
 impl QueueState {
     /// The state of `queue`, declaring the shared state stream if it does not exist.
     pub(crate) async fn open(
@@ -84,9 +89,26 @@ impl QueueState {
         format!("kcoro.wqstate.{}.close", self.queue)
     }
 
+    /// Publishes `record` on `subject`; its sequence. A state stream another host has just
+    /// made may answer "no stream found" for a moment (seen with several hosts opening a
+    /// queue at once on a loaded machine): that is retried for up to [`STATE_SETTLE`].
     async fn put(&self, subject: String, record: &'static [u8]) -> Result<u64, async_nats::Error> {
-        let ack = self.js.publish(subject, Bytes::from_static(record)).await?.await?;
-        Ok(ack.sequence)
+        let give_up = tokio::time::Instant::now() + STATE_SETTLE;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let attempt = async { self.js.publish(subject.clone(), Bytes::from_static(record)).await?.await };
+            match attempt.await {
+                Ok(ack) => return Ok(ack.sequence),
+                Err(e)
+                    if e.kind() == PublishErrorKind::StreamNotFound
+                        && tokio::time::Instant::now() < give_up =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Records a sending end as open.
