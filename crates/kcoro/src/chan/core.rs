@@ -836,16 +836,21 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
+        // Copied under the lock; the snapshot (and its name, an allocation) is built after,
+        // so a monitor sampling in a loop holds the lock as briefly as it can.
         let g = self.lock();
         let mut stats = g.stats.clone();
         let mut len = g.buf.len();
         if let Some(ring) = &self.ring {
             len = add_ring_traffic(ring, &mut stats, self.measure_fixed());
         }
-        let mut snap = Snapshot::new(self.name.clone(), self.kind, g.buf.capacity(), len, g.closed, &stats);
+        let (capacity, closed) = (g.buf.capacity(), g.closed);
+        let (parked_senders, parked_receivers) = (g.senders.live(), g.receivers.live());
+        drop(g);
+        let mut snap = Snapshot::new(self.name.clone(), self.kind, capacity, len, closed, &stats);
         snap.id = self.id;
-        snap.parked_senders = g.senders.live();
-        snap.parked_receivers = g.receivers.live();
+        snap.parked_senders = parked_senders;
+        snap.parked_receivers = parked_receivers;
         snap.recv_failures.would_block += self.fast_would_block.load(Relaxed);
         snap.set_capabilities(self.caps);
         snap

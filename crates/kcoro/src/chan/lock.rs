@@ -3,8 +3,10 @@
 //! Channel critical sections are a few dozen instructions that never park, never
 //! allocate on the fast paths and never run user code, so a waiter is better off spinning
 //! briefly than sleeping; and releasing with a store instead of `std::sync::Mutex`'s
-//! swap takes one atomic read-modify-write off every channel operation. A waiter that
-//! spins too long (the holder was preempted) yields its thread instead of burning it.
+//! swap takes one atomic read-modify-write off every channel operation. With no waiter
+//! count to wake, a waiter that spins too long (the holder was preempted) yields a few
+//! times and then sleeps in growing steps (`chan::backoff`), so the preempted holder gets
+//! its CPU back.
 //! Under loom the lock is loom's `Mutex`, so the models check the code as written.
 
 #[cfg(not(loom))]
@@ -18,6 +20,8 @@ mod spin {
     use std::cell::UnsafeCell;
     use std::ops::{Deref, DerefMut};
     use std::sync::atomic::{AtomicBool, Ordering::*};
+
+    use crate::chan::backoff::Backoff;
 
     /// Spin rounds (doubling `spin_loop` hints each round) before yielding the thread.
     const SPIN_ROUNDS: u32 = 7;
@@ -53,18 +57,11 @@ mod spin {
 
         #[cold]
         fn lock_contended(&self) {
-            let mut round = 0;
+            let mut backoff = Backoff::new(SPIN_ROUNDS);
             loop {
                 // Test before test-and-set: spin on a shared read, not on writes.
                 while self.locked.load(Relaxed) {
-                    if round < SPIN_ROUNDS {
-                        for _ in 0..1u32 << round {
-                            std::hint::spin_loop();
-                        }
-                        round += 1;
-                    } else {
-                        std::thread::yield_now();
-                    }
+                    backoff.wait();
                 }
                 if self.locked.compare_exchange_weak(false, true, Acquire, Relaxed).is_ok() {
                     return;
@@ -123,6 +120,40 @@ mod spin {
                 t.join().unwrap();
             }
             assert_eq!(*lock.lock(), if cfg!(miri) { 400 } else { 400_000 });
+        }
+
+        /// CPU time this thread has used.
+        fn thread_cpu_time() -> std::time::Duration {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux has.
+            let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+            std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+        }
+
+        /// A holder that keeps the lock long (as a preempted one does) does not have its
+        /// waiter burn a CPU meanwhile: the waiter sleeps, and gets the lock once it is free.
+        #[test]
+        #[cfg_attr(miri, ignore)]
+        fn a_long_wait_sleeps_instead_of_burning_the_cpu() {
+            const HOLD: std::time::Duration = std::time::Duration::from_millis(300);
+            let lock = Arc::new(Lock::new(0u32));
+            let held = lock.lock();
+            let waiter = std::thread::spawn({
+                let lock = Arc::clone(&lock);
+                move || {
+                    let before = thread_cpu_time();
+                    *lock.lock() += 1;
+                    thread_cpu_time() - before
+                }
+            });
+            std::thread::sleep(HOLD);
+            drop(held);
+            let spent = waiter.join().unwrap();
+            assert_eq!(*lock.lock(), 1, "the waiter got the lock once it was free");
+            // Yielding throughout, the waiter used most of a CPU for the whole hold (or its
+            // share of one on a busy machine, still far above this).
+            assert!(spent < HOLD / 10, "the waiter used {spent:?} of CPU over a {HOLD:?} hold");
         }
     }
 }

@@ -33,6 +33,7 @@
 
 use std::mem::MaybeUninit;
 
+use crate::chan::backoff::Backoff;
 #[cfg(not(loom))]
 use crate::loom::CellExt as _;
 use crate::loom::UnsafeCell;
@@ -45,7 +46,8 @@ const FLAGS: u64 = CLOSED | BLOCKED;
 const POS: u64 = BLOCKED - 1;
 
 /// Spin rounds (doubling spin hints each round) before yielding the thread while another
-/// operation finishes a claimed position.
+/// operation finishes a claimed position (then `Backoff` yields, then sleeps: the other
+/// operation's thread was likely preempted).
 const SPIN_ROUNDS: u32 = 6;
 
 /// What became of a lock-free push.
@@ -225,7 +227,7 @@ impl<T> Ring<T> {
     fn push(&self, v: T, locked: bool) -> Push<T> {
         // Measured before anything moves, so a measure that panics changes nothing.
         let len = self.payload_len.map(|f| f(&v));
-        let mut round = 0;
+        let mut backoff = Backoff::new(SPIN_ROUNDS);
         loop {
             let word = self.tail.word.load(Relaxed);
             let flags = word & FLAGS;
@@ -270,14 +272,14 @@ impl<T> Ring<T> {
                 }
             }
             // Another push claimed this position, or a pop has not stamped it yet.
-            backoff(&mut round);
+            backoff.wait();
         }
     }
 
     /// A pop, inlined whole as [`push`](Self::push) is.
     #[inline(always)]
     fn pop(&self, locked: bool) -> Pop<T> {
-        let mut round = 0;
+        let mut backoff = Backoff::new(SPIN_ROUNDS);
         loop {
             let word = self.head.word.load(Relaxed);
             let flags = word & FLAGS;
@@ -316,7 +318,7 @@ impl<T> Ring<T> {
                     return if tail & CLOSED != 0 && !locked { Pop::Refused } else { Pop::Empty };
                 }
             }
-            backoff(&mut round);
+            backoff.wait();
         }
     }
 
@@ -445,21 +447,6 @@ impl<T> Ring<T> {
 impl<T> Drop for Ring<T> {
     fn drop(&mut self) {
         while self.pop_locked().is_some() {}
-    }
-}
-
-#[inline]
-fn backoff(round: &mut u32) {
-    if *round < SPIN_ROUNDS {
-        for _ in 0..1u32 << *round {
-            crate::loom::spin_wait();
-        }
-        *round += 1;
-    } else {
-        #[cfg(not(loom))]
-        std::thread::yield_now();
-        #[cfg(loom)]
-        loom::thread::yield_now();
     }
 }
 
