@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod actor;
+mod backoff;
 #[cfg(feature = "bytes")]
 pub mod buf;
 pub mod chan;

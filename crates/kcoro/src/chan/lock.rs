@@ -5,7 +5,7 @@
 //! briefly than sleeping; and releasing with a store instead of `std::sync::Mutex`'s
 //! swap takes one atomic read-modify-write off every channel operation. With no waiter
 //! count to wake, a waiter that spins too long (the holder was preempted) yields a few
-//! times and then sleeps in growing steps (`chan::backoff`), so the preempted holder gets
+//! times and then sleeps in growing steps (`crate::backoff`), so the preempted holder gets
 //! its CPU back.
 //! Under loom the lock is loom's `Mutex`, so the models check the code as written.
 
@@ -21,7 +21,7 @@ mod spin {
     use std::ops::{Deref, DerefMut};
     use std::sync::atomic::{AtomicBool, Ordering::*};
 
-    use crate::chan::backoff::Backoff;
+    use crate::backoff::Backoff;
 
     /// Spin rounds (doubling `spin_loop` hints each round) before yielding the thread.
     const SPIN_ROUNDS: u32 = 7;
@@ -122,15 +122,6 @@ mod spin {
             assert_eq!(*lock.lock(), if cfg!(miri) { 400 } else { 400_000 });
         }
 
-        /// CPU time this thread has used.
-        fn thread_cpu_time() -> std::time::Duration {
-            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-            // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux has.
-            let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-            assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-            std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-        }
-
         /// A holder that keeps the lock long (as a preempted one does) does not have its
         /// waiter burn a CPU meanwhile: the waiter sleeps, and gets the lock once it is free.
         #[test]
@@ -142,9 +133,9 @@ mod spin {
             let waiter = std::thread::spawn({
                 let lock = Arc::clone(&lock);
                 move || {
-                    let before = thread_cpu_time();
+                    let before = crate::backoff::thread_cpu_time();
                     *lock.lock() += 1;
-                    thread_cpu_time() - before
+                    crate::backoff::thread_cpu_time() - before
                 }
             });
             std::thread::sleep(HOLD);

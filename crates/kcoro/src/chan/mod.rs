@@ -39,7 +39,6 @@
 //! **Counters** are exact and always on: see [`Snapshot`] and [`Rate`]. Channels built
 //! with a [`Builder::name`] are listed in the process-wide [`registry`].
 
-mod backoff;
 mod core;
 mod error;
 pub(crate) mod flavor;

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use crate::loom::Mutex;
 use crate::loom::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*, fence};
 
+use crate::backoff::Backoff;
 use crate::coro::task::Task;
 use crate::runtime::worker::TaskRef;
 
@@ -41,6 +42,8 @@ const BASE: usize = 2;
 const SEGMENTS: usize = 35;
 /// Tag on a slot's pointer while `take_where` inspects its task.
 const INSPECTING: usize = 1;
+/// Spin rounds before a wait for an inspection to end yields, then sleeps.
+const INSPECTION_SPIN_ROUNDS: u32 = 6;
 
 /// The runtime's registry: live tasks, keyed by [`Task::owned_key`].
 pub(crate) struct Owned(Registry<Task>);
@@ -242,6 +245,9 @@ impl<T> Registry<T> {
         let Some(shard) = self.shards.get(index) else { return false };
         let Some(cell) = shard.cell(slot) else { return false };
         let ptr = std::ptr::from_ref(item).cast_mut();
+        // The inspector runs a predicate that allocates (`coroutines()`), and may be
+        // preempted in it: a pure spin would hold this worker's CPU away from it.
+        let mut backoff = Backoff::new(INSPECTION_SPIN_ROUNDS);
         loop {
             // AcqRel: the Release orders our use of the task before whoever reuses the slot;
             // the Acquire sees an inspector's put-back.
@@ -252,7 +258,7 @@ impl<T> Registry<T> {
                     drop(unsafe { Arc::from_raw(ptr) });
                     return true;
                 }
-                Err(cur) if cur.addr() == ptr.addr() | INSPECTING => crate::loom::spin_wait(),
+                Err(cur) if cur.addr() == ptr.addr() | INSPECTING => backoff.wait(),
                 Err(_) => return false, // taken by shutdown (the slot may hold another task)
             }
         }
@@ -298,6 +304,7 @@ impl<T> Registry<T> {
 /// Takes `cell`'s reference if its item matches `pred`, else leaves it there. While
 /// `pred` runs, the slot is tagged so that `remove` waits instead of freeing the item.
 fn inspect<T>(cell: &AtomicPtr<T>, pred: &impl Fn(&Arc<T>) -> bool) -> Option<Arc<T>> {
+    let mut backoff = Backoff::new(INSPECTION_SPIN_ROUNDS);
     loop {
         // Acquire: a pointer read here came with its item's initialisation.
         let cur = cell.load(Acquire);
@@ -305,7 +312,7 @@ fn inspect<T>(cell: &AtomicPtr<T>, pred: &impl Fn(&Arc<T>) -> bool) -> Option<Ar
             return None;
         }
         if cur.addr() & INSPECTING != 0 {
-            crate::loom::spin_wait(); // another inspector; it puts the pointer back or takes it
+            backoff.wait(); // another inspector; it puts the pointer back or takes it
             continue;
         }
         let tagged = cur.map_addr(|a| a | INSPECTING);
@@ -392,6 +399,35 @@ mod tests {
         assert!(reg.insert(1, &items[0]).is_none(), "closed");
         drop((odd, rest));
         assert!(items.iter().all(|i| Arc::strong_count(i) == 1), "no reference leaked");
+    }
+
+    /// A removal that meets an inspection of its slot waits for it to end, without
+    /// burning the CPU the (perhaps preempted) inspector needs, and then removes.
+    #[test]
+    fn a_removal_waits_out_a_slow_inspection_asleep() {
+        const INSPECTION: std::time::Duration = std::time::Duration::from_millis(300);
+        let reg = Arc::new(Registry::<u64>::new(1));
+        let item = Arc::new(7);
+        let key = reg.insert(0, &item).expect("open");
+        let (inspecting_tx, inspecting_rx) = std::sync::mpsc::channel();
+        let inspector = std::thread::spawn({
+            let reg = Arc::clone(&reg);
+            move || {
+                reg.take_where(|v| {
+                    inspecting_tx.send(()).expect("test alive");
+                    std::thread::sleep(INSPECTION);
+                    assert_eq!(**v, 7, "the item outlives its inspection");
+                    false
+                })
+            }
+        });
+        inspecting_rx.recv().expect("the inspection started");
+        let before = crate::backoff::thread_cpu_time();
+        assert!(reg.remove(key, &item), "removed once the inspection put the item back");
+        let spent = crate::backoff::thread_cpu_time() - before;
+        assert!(inspector.join().expect("inspector").is_empty());
+        assert_eq!((reg.live(), Arc::strong_count(&item)), (0, 1));
+        assert!(spent < INSPECTION / 10, "the removal used {spent:?} of CPU waiting");
     }
 
     #[test]

@@ -33,7 +33,7 @@
 
 use std::mem::MaybeUninit;
 
-use crate::chan::backoff::Backoff;
+use crate::backoff::Backoff;
 #[cfg(not(loom))]
 use crate::loom::CellExt as _;
 use crate::loom::UnsafeCell;

@@ -1,5 +1,6 @@
 //! Waiting for another thread to finish a step it has begun (release the channel lock,
-//! stamp a ring position it claimed) when nothing will wake the waiter: spin briefly, then
+//! stamp a ring position it claimed, end an inspection of a task's registry slot) when
+//! nothing will wake the waiter: spin briefly, then
 //! yield the CPU a few times, then sleep, longer each time up to a cap.
 //!
 //! Why it ends in sleep: a wait that outlasts the spin and the yields is almost always a
@@ -85,6 +86,17 @@ fn give_way(step: Step) {
         Step::Sleep(d) => std::thread::sleep(d),
         Step::Spin(_) | Step::Yield => std::thread::yield_now(),
     }
+}
+
+/// CPU time the calling thread has used: what tests of a long wait compare with its
+/// length.
+#[cfg(all(test, not(loom)))]
+pub(crate) fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux has.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 #[cfg(all(test, not(loom)))]
