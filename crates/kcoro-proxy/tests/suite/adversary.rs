@@ -134,15 +134,21 @@ fn metrics_scrapes_during_reloads_and_shutdown() {
 
 /// A backend that writes `len` bytes to each connection, then closes.
 fn bulk_backend(len: usize) -> SocketAddr {
+    thread_backend(move |mut conn| {
+        let _ = conn.write_all(&vec![b'x'; len]);
+    })
+}
+
+/// A backend that serves each connection with `serve`, on a thread of its own.
+fn thread_backend(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
+    let serve = Arc::new(serve);
     std::thread::spawn(move || {
         for conn in l.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let data = vec![b'x'; len];
-                let _ = conn.write_all(&data);
-            });
+            let Ok(conn) = conn else { continue };
+            let serve = Arc::clone(&serve);
+            std::thread::spawn(move || serve(conn));
         }
     });
     addr
@@ -397,18 +403,11 @@ fn a_removed_listener_leaves_the_counters_at_the_reload_after_it_drained() {
 #[test]
 fn a_reset_during_two_way_traffic_is_counted_once() {
     const N: u64 = 200;
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let _ = conn.read(&mut buf);
-                let _ = conn.write_all(&[b'd'; 64 << 10]);
-                crate::common::reset(&conn);
-            });
-        }
+    let addr = thread_backend(|mut conn| {
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        let _ = conn.write_all(&[b'd'; 64 << 10]);
+        crate::common::reset(&conn);
     });
     let p = Running::start(&config(&[addr], "", ""));
     let clients: Vec<_> = (0..N)
