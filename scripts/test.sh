@@ -71,7 +71,9 @@ joined() {
 
 phase_table() {
   local rc=$?
-  [ -n "$bg_pid" ] && kill "$bg_pid" 2>/dev/null
+  # `|| true`: a job that already ended makes `kill` fail, and under `set -e` that ended
+  # this function before the table, on exactly the runs that failed.
+  [ -n "$bg_pid" ] && { kill "$bg_pid" 2>/dev/null || true; }
   echo "== phases (start, wall time, CPU time; rows that overlap ran side by side)"
   printf '%s\n' "${phases[@]}"
   printf '%13s s %6s s  %-52s %s\n' $((SECONDS - suite_started)) "$(children_cpu)" "total" \
