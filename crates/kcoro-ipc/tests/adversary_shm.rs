@@ -8,13 +8,15 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::raw::send_fds;
+use common::raw::{send_fds, try_send_fds};
+use common::rings::Rings;
 use common::{ServerProc, sock};
 use kcoro_ipc::proto::{
     Attr, Cmd, FLAG_REPLY, FrameBuf, FrameRef, HEADER_LEN, Header, VERSION_MAJOR, decode_header,
@@ -40,138 +42,63 @@ fn frame(cmd: Cmd, req: u64, build: impl FnOnce(&mut FrameBuf<'_>)) -> Vec<u8> {
 struct Peer {
     /// The connection's Unix socket (after HELLO it carries only descriptor records).
     control: UnixStream,
-    base: *mut u8,
-    len: usize,
-    cap: u64,
-    _memfd: OwnedFd,
-    /// Our ends of ring 0's and ring 1's bells.
-    bells: [UnixStream; 2],
-    tail1: u64,
+    rings: Rings,
     next_req: u64,
 }
 
-// SAFETY: the mapping is plain shared memory, used through atomics and byte copies.
-unsafe impl Send for Peer {}
-
 impl Peer {
-    const HEAD: usize = 0;
-    const TAIL: usize = 128;
     /// Count of descriptor records sent with ring 0's bytes.
     const RECORDS0: usize = 128;
 
     /// Connects to `addr` (`unix:PATH`) and moves to rings of `cap` bytes.
     fn connect(addr: &str, cap: u64) -> Peer {
         let path = addr.strip_prefix("unix:").unwrap();
-        let control = UnixStream::connect(path).unwrap();
+        let mut control = UnixStream::connect(path).unwrap();
         control.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let len = 4096 + 2 * cap as usize;
-        // SAFETY: a fresh memfd, sized, sealed, mapped shared; results checked.
-        let (memfd, base) = unsafe {
-            let raw = libc::memfd_create(c"adv-rings".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING);
-            assert!(raw >= 0);
-            let memfd = OwnedFd::from_raw_fd(raw);
-            assert_eq!(libc::ftruncate(raw, len as libc::off_t), 0);
-            assert_eq!(libc::fcntl(raw, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW), 0);
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                raw,
-                0,
-            );
-            assert_ne!(p, libc::MAP_FAILED);
-            (memfd, p.cast::<u8>())
-        };
-        let (b0, t0) = UnixStream::pair().unwrap();
-        let (b1, t1) = UnixStream::pair().unwrap();
+        let mut rings = Rings::new(cap, true);
         // Rung without waiting, as the library's own bells are: a full bell already holds a
         // wake-up (and a server that stopped reading us must not block this peer).
-        b0.set_nonblocking(true).unwrap();
-        let mut p = Peer { control, base, len, cap, _memfd: memfd, bells: [b0, b1], tail1: 0, next_req: 2 };
-        p.word(0).store(u64::from_be_bytes(*b"kcoring1"), Relaxed);
-        p.word(8).store(cap, Relaxed);
+        rings.bells[0].set_nonblocking(true).unwrap();
         let hello = frame(Cmd::HELLO, 1, |f| {
             f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, 8).u64(Attr::RING_BYTES, cap);
         });
-        let fds = [p._memfd.as_raw_fd(), t0.as_raw_fd(), t1.as_raw_fd()];
-        let n = send_fds(p.control.as_raw_fd(), &hello, &fds);
-        p.control.write_all(&hello[n..]).unwrap();
-        drop((t0, t1));
+        let fds: Vec<RawFd> = rings.offered().iter().map(|f| f.as_raw_fd()).collect();
+        let n = send_fds(control.as_raw_fd(), &hello, &fds);
+        control.write_all(&hello[n..]).unwrap();
+        rings.handed_over();
         let mut h = [0u8; HEADER_LEN];
-        p.control.read_exact(&mut h).unwrap();
+        control.read_exact(&mut h).unwrap();
         let hd = decode_header(&h);
         let mut payload = vec![0; hd.len as usize];
-        p.control.read_exact(&mut payload).unwrap();
+        control.read_exact(&mut payload).unwrap();
         let f = FrameRef::parse(hd, &payload, 1000).unwrap();
         assert_eq!(f.u64(Attr::RING_BYTES).unwrap(), Some(cap), "{:?}", f.str(Attr::RING_REFUSED));
-        p
-    }
-
-    fn word(&self, at: usize) -> &AtomicU64 {
-        // SAFETY: inside our mapping, 8-aligned.
-        unsafe { &*self.base.add(at).cast::<AtomicU64>() }
-    }
-
-    fn header(ring: usize) -> usize {
-        512 + ring * 512
-    }
-
-    fn data(&self, ring: usize) -> *mut u8 {
-        // SAFETY: ring `ring`'s bytes lie inside the mapping.
-        unsafe { self.base.add(4096 + ring * self.cap as usize) }
+        Peer { control, rings, next_req: 2 }
     }
 
     /// Writes `bytes` into ring 0 as an honest producer would (waiting for room, up to
     /// `patience`), and rings the server's bell. False if the room never came.
     fn send(&mut self, mut bytes: &[u8], patience: Duration) -> bool {
-        let h = Self::header(0);
         let deadline = Instant::now() + patience;
         while !bytes.is_empty() {
-            let head = self.word(h + Self::HEAD).load(Relaxed);
-            let room = self.cap - (head - self.word(h + Self::TAIL).load(Acquire));
-            if room == 0 {
-                let _ = (&self.bells[0]).write(&[1]);
+            let n = self.rings.write(bytes);
+            if n == 0 {
+                self.rings.ring();
                 if Instant::now() > deadline {
                     return false;
                 }
                 std::thread::sleep(Duration::from_micros(200));
                 continue;
             }
-            let n = (room as usize).min(bytes.len());
-            for (i, b) in bytes[..n].iter().enumerate() {
-                // SAFETY: inside ring 0's bytes.
-                unsafe { *self.data(0).add(((head + i as u64) % self.cap) as usize) = *b };
-            }
-            self.word(h + Self::HEAD).store(head + n as u64, Release);
             bytes = &bytes[n..];
         }
-        let _ = (&self.bells[0]).write(&[1]);
+        self.rings.ring();
         true
     }
 
     /// The next frame of ring 1, waiting up to 10 s.
     fn recv(&mut self) -> (Header, Vec<u8>) {
-        let h = Self::header(1);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let (mut need, mut got) = (HEADER_LEN, Vec::new());
-        loop {
-            let head = self.word(h + Self::HEAD).load(Acquire);
-            while self.tail1 < head && got.len() < need {
-                // SAFETY: inside ring 1's bytes.
-                got.push(unsafe { *self.data(1).add((self.tail1 % self.cap) as usize) });
-                self.tail1 += 1;
-                if got.len() == HEADER_LEN {
-                    need += decode_header(got[..HEADER_LEN].try_into().unwrap()).len as usize;
-                }
-            }
-            self.word(h + Self::TAIL).store(self.tail1, Release);
-            if got.len() == need {
-                return (decode_header(got[..HEADER_LEN].try_into().unwrap()), got[HEADER_LEN..].to_vec());
-            }
-            assert!(Instant::now() < deadline, "no frame from the server's ring");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        self.rings.read_frame(|_| false).expect("with nothing to stop it early, a frame or a panic")
     }
 
     /// A request through the rings, and its RESULT.
@@ -186,13 +113,6 @@ impl Peer {
                 return f.result().unwrap();
             }
         }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        // SAFETY: our mapping.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
     }
 }
 
@@ -227,6 +147,38 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
+/// Writes `byte` into `stream`, 64 KiB a write, until `stop`; the thread returns how many
+/// bytes it wrote.
+fn flood(mut stream: UnixStream, byte: u8, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let junk = vec![byte; 64 << 10];
+        let mut sent = 0u64;
+        stream.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+        // A deep socket buffer (as deep as net.core.wmem_max lets an unprivileged process
+        // ask for): the server's 64-byte reads never catch up with it.
+        let want: libc::c_int = 64 << 20;
+        // SAFETY: setsockopt reads one int.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&raw const want).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        while !stop.load(Relaxed) {
+            match stream.write(&junk) {
+                Ok(n) => sent += n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => break,
+            }
+        }
+        sent
+    })
+}
+
 /// Finding 1 (fixed in `Link::hand_out_fds`: bounded by what the ring read covered). A peer
 /// raises the count of descriptor records in the control page (a word it owns) and then
 /// keeps writing bytes into its end of the connection's socket. The server's ring reader,
@@ -252,44 +204,12 @@ fn a_peer_flooding_its_socket_must_not_hold_server_workers_or_memory() {
             let mut p = Peer::connect(&server.addr, 4096);
             assert_eq!(p.call(Cmd::GET_INFO), 0, "served through the rings");
             // The lie: "I have sent descriptor records", so the reader looks at the socket.
-            p.word(Peer::RECORDS0).store(u64::MAX, Release);
+            p.rings.word(Peer::RECORDS0).store(u64::MAX, Release);
             p
         })
         .collect();
-    let flooders: Vec<_> = peers
-        .iter()
-        .map(|p| {
-            let mut control = p.control.try_clone().unwrap();
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let junk = vec![0u8; 64 << 10];
-                let mut sent = 0u64;
-                control.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
-                // A deep socket buffer (as deep as net.core.wmem_max lets an unprivileged
-                // process ask for): the server's 64-byte reads never catch up with it.
-                let want: libc::c_int = 64 << 20;
-                // SAFETY: setsockopt reads one int.
-                unsafe {
-                    libc::setsockopt(
-                        control.as_raw_fd(),
-                        libc::SOL_SOCKET,
-                        libc::SO_SNDBUF,
-                        (&raw const want).cast(),
-                        size_of::<libc::c_int>() as libc::socklen_t,
-                    )
-                };
-                while !stop.load(Relaxed) {
-                    match control.write(&junk) {
-                        Ok(n) => sent += n as u64,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-                        Err(_) => break,
-                    }
-                }
-                sent
-            })
-        })
-        .collect();
+    let flooders: Vec<_> =
+        peers.iter().map(|p| flood(p.control.try_clone().unwrap(), 0, Arc::clone(&stop))).collect();
     std::thread::sleep(Duration::from_millis(200)); // the sockets fill
     for p in &mut peers {
         // One byte into the ring: the server's reader reads it, then drains the socket.
@@ -370,14 +290,14 @@ fn a_peer_that_rings_without_writing_must_not_burn_the_servers_cpu() {
     let pid = server.child.id();
     let mut p = Peer::connect(&server.addr, 4096);
     assert_eq!(p.call(Cmd::GET_INFO), 0);
-    p.bells[0].set_nonblocking(true).unwrap();
+    p.rings.bells[0].set_nonblocking(true).unwrap();
     let junk = vec![1u8; 64 << 10];
     let ours0 = cpu_secs(std::process::id());
     let cpu0 = cpu_secs(pid);
     let start = Instant::now();
     let mut writes = 0u64;
     while start.elapsed() < Duration::from_secs(3) {
-        while let Ok(n) = (&p.bells[0]).write(&junk) {
+        while let Ok(n) = (&p.rings.bells[0]).write(&junk) {
             if n == 0 {
                 break;
             }
@@ -445,47 +365,17 @@ fn a_peer_that_rings_a_full_ring_must_not_hold_server_workers() {
             batch.extend_from_slice(&frame(Cmd::LIST, 7, |_| {}));
         }
         assert!(p.send(&batch, Duration::from_secs(5)));
-        let h = Peer::header(1);
+        let h = Rings::header(1);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while p.word(h + Peer::HEAD).load(Acquire) - p.tail1 < p.cap {
+        while p.rings.word(h + Rings::HEAD).load(Acquire) - p.rings.tail1 < p.rings.cap {
             assert!(Instant::now() < deadline, "ring 1 never filled");
             std::thread::sleep(Duration::from_millis(5));
         }
     }
     std::thread::sleep(Duration::from_millis(100)); // the writers sleep on their bells
     let stop = Arc::new(AtomicBool::new(false));
-    let ringers: Vec<_> = peers
-        .iter()
-        .map(|p| {
-            let mut bell = p.bells[1].try_clone().unwrap();
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let want: libc::c_int = 64 << 20;
-                // SAFETY: setsockopt reads one int.
-                unsafe {
-                    libc::setsockopt(
-                        bell.as_raw_fd(),
-                        libc::SOL_SOCKET,
-                        libc::SO_SNDBUF,
-                        (&raw const want).cast(),
-                        size_of::<libc::c_int>() as libc::socklen_t,
-                    )
-                };
-                bell.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
-                let junk = vec![1u8; 64 << 10];
-                let mut sent = 0u64;
-                while !stop.load(Relaxed) {
-                    match bell.write(&junk) {
-                        Ok(n) => sent += n as u64,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-                        Err(_) => break,
-                    }
-                }
-                sent
-            })
-        })
-        .collect();
+    let ringers: Vec<_> =
+        peers.iter().map(|p| flood(p.rings.bells[1].try_clone().unwrap(), 1, Arc::clone(&stop))).collect();
     let cpu0 = cpu_secs(pid);
     let served = honest_served(&server.addr, Duration::from_secs(5));
     let cpu = cpu_secs(pid) - cpu0;
@@ -512,37 +402,16 @@ fn a_peer_sending_descriptors_must_not_fill_the_servers_table() {
     let mut p = Peer::connect(&server.addr, 4096);
     assert_eq!(p.call(Cmd::GET_INFO), 0);
     let base = count();
-    p.word(Peer::RECORDS0).store(u64::MAX, Release);
+    p.rings.word(Peer::RECORDS0).store(u64::MAX, Release);
     let control = p.control.try_clone().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = Arc::clone(&stop);
     let sender = std::thread::spawn(move || {
         let null = std::fs::File::open("/dev/null").unwrap();
         let fds = [null.as_raw_fd(); 16];
-        let payload = std::mem::size_of_val(&fds);
-        // SAFETY: a pure size computation.
-        let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
-        let mut cmsg = vec![0u64; space.div_ceil(8)];
-        let bytes = [0u8; 8];
-        let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
-        // SAFETY: a zeroed msghdr is valid; the pointers set below outlive the calls.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        // SAFETY: `cmsg` holds CMSG_SPACE(payload) bytes.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(payload as u32) as _;
-            std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(c), payload);
-        }
         let mut messages = 0u64;
         while !s2.load(Relaxed) {
-            // SAFETY: `msg` describes live buffers.
-            if unsafe { libc::sendmsg(control.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) } < 0 {
+            if try_send_fds(control.as_raw_fd(), &[0u8; 8], &fds, libc::MSG_NOSIGNAL).is_err() {
                 break;
             }
             messages += 1;

@@ -228,89 +228,29 @@ fn either_side_closing_ends_the_others_waits() {
 
 // ---- Peers that lie about the rings, against a server in a child process ----
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::sync::atomic::Ordering::*;
 
 use common::ServerProc;
 use common::raw::Raw;
-use kcoro_ipc::proto::{Attr, Cmd, FLAG_REPLY, FrameBuf, HEADER_LEN, VERSION_MAJOR, decode_header};
+use common::rings::Rings;
+use kcoro_ipc::proto::{Attr, Cmd, FLAG_REPLY, FrameBuf, Header, VERSION_MAJOR};
 
 #[test]
 fn child() {
     common::child_main();
 }
 
-/// The ring memory of docs/IPC_PROTOCOL.md ("Shared-memory rings"), made by hand: the
-/// control page (magic, capacity, the two headers at 512 and 1024 with their words 128
-/// bytes apart), then ring 0's bytes (to the server) and ring 1's (to the client).
+/// A client of hand-made rings (docs/IPC_PROTOCOL.md, "Shared-memory rings") that offers
+/// them in its HELLO on a `Raw` connection and is honest with them until a test says not.
 struct RawRings {
-    base: *mut u8,
-    len: usize,
-    cap: u64,
-    memfd: OwnedFd,
-    /// Our ends of ring 0's and ring 1's bells.
-    bells: [UnixStream; 2],
-    /// The server's ends, until sent.
-    theirs: Vec<OwnedFd>,
-    /// What we read of ring 1.
-    tail1: u64,
+    rings: Rings,
 }
 
 impl RawRings {
-    const HEAD: usize = 0;
-    const TAIL: usize = 128;
-
     fn new(cap: u64, seal: bool) -> RawRings {
-        let len = 4096 + 2 * cap as usize;
-        // SAFETY: a fresh memfd, sized, sealed if asked, mapped shared; results checked.
-        unsafe {
-            let raw = libc::memfd_create(c"raw-rings".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING);
-            assert!(raw >= 0);
-            let memfd = OwnedFd::from_raw_fd(raw);
-            assert_eq!(libc::ftruncate(raw, len as libc::off_t), 0);
-            if seal {
-                assert_eq!(libc::fcntl(raw, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW), 0);
-            }
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                raw,
-                0,
-            );
-            assert_ne!(p, libc::MAP_FAILED);
-            let (b0, t0) = UnixStream::pair().unwrap();
-            let (b1, t1) = UnixStream::pair().unwrap();
-            let r = RawRings {
-                base: p.cast(),
-                len,
-                cap,
-                memfd,
-                bells: [b0, b1],
-                theirs: vec![t0.into(), t1.into()],
-                tail1: 0,
-            };
-            r.word(0).store(u64::from_be_bytes(*b"kcoring1"), Relaxed);
-            r.word(8).store(cap, Relaxed);
-            r
-        }
-    }
-
-    fn word(&self, at: usize) -> &AtomicU64 {
-        // SAFETY: inside our mapping, 8-aligned.
-        unsafe { &*self.base.add(at).cast::<AtomicU64>() }
-    }
-
-    fn header(ring: usize) -> usize {
-        512 + ring * 512
-    }
-
-    fn data(&self, ring: usize) -> *mut u8 {
-        // SAFETY: ring `ring`'s bytes lie inside the mapping.
-        unsafe { self.base.add(4096 + ring * self.cap as usize) }
+        RawRings { rings: Rings::new(cap, seal) }
     }
 
     /// HELLO offering these rings (`fds`: what to attach instead of the honest three).
@@ -319,60 +259,30 @@ impl RawRings {
         raw: &mut Raw,
         fds: Option<Vec<std::os::fd::BorrowedFd<'_>>>,
     ) -> kcoro_ipc::proto::FrameRef<'static> {
-        let cap = self.cap;
-        let honest: Vec<std::os::fd::BorrowedFd<'_>> =
-            [self.memfd.as_fd()].into_iter().chain(self.theirs.iter().map(|f| f.as_fd())).collect();
-        let fds = fds.unwrap_or(honest);
+        let cap = self.rings.cap;
+        let fds = fds.unwrap_or_else(|| self.rings.offered());
         let req = raw.send_with_fds(Cmd::HELLO, &fds, |f| {
             f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, 6).u64(Attr::RING_BYTES, cap);
         });
         let got = raw.reply_to(req);
-        self.theirs.clear(); // the server has its own copies now; ours would keep the bells open
+        self.rings.handed_over();
         Box::leak(Box::new(got)).frame()
     }
 
     /// Writes a frame into ring 0 (it fits) and rings the server's bell.
     fn send(&mut self, bytes: &[u8]) {
-        let h = Self::header(0);
-        let head = self.word(h + Self::HEAD).load(Relaxed);
-        assert!(head - self.word(h + Self::TAIL).load(Acquire) + bytes.len() as u64 <= self.cap);
-        for (i, b) in bytes.iter().enumerate() {
-            // SAFETY: inside ring 0's bytes (position modulo the capacity).
-            unsafe { *self.data(0).add(((head + i as u64) % self.cap) as usize) = *b };
-        }
-        self.word(h + Self::HEAD).store(head + bytes.len() as u64, Release);
-        let _ = (&self.bells[0]).write(&[1]);
+        assert!(bytes.len() as u64 <= self.rings.room());
+        self.rings.write(bytes);
+        self.rings.ring();
     }
 
     /// The next frame from ring 1, waiting up to 10 s; `None` if the server ended the
     /// connection (its bell's end closed) first.
-    fn recv(&mut self) -> Option<(Cmd, u16, Vec<u8>)> {
-        let h = Self::header(1);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut need = HEADER_LEN;
-        let mut got = Vec::new();
-        loop {
-            let head = self.word(h + Self::HEAD).load(Acquire);
-            while self.tail1 < head && got.len() < need {
-                // SAFETY: inside ring 1's bytes.
-                got.push(unsafe { *self.data(1).add((self.tail1 % self.cap) as usize) });
-                self.tail1 += 1;
-                if got.len() == HEADER_LEN {
-                    need += decode_header(got[..HEADER_LEN].try_into().unwrap()).len as usize;
-                }
-            }
-            self.word(h + Self::TAIL).store(self.tail1, Release);
-            if got.len() == need {
-                let hd = decode_header(got[..HEADER_LEN].try_into().unwrap());
-                return Some((hd.cmd, hd.flags, got[HEADER_LEN..].to_vec()));
-            }
-            self.bells[1].set_nonblocking(true).unwrap();
-            if let Ok(0) = (&self.bells[1]).read(&mut [0u8; 64]) {
-                return None;
-            }
-            assert!(std::time::Instant::now() < deadline, "no frame from the server's ring");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    fn recv(&mut self) -> Option<(Header, Vec<u8>)> {
+        self.rings.read_frame(|r| {
+            r.bells[1].set_nonblocking(true).unwrap();
+            matches!((&r.bells[1]).read(&mut [0u8; 64]), Ok(0))
+        })
     }
 
     /// Sends a request through ring 0 and returns the reply's RESULT.
@@ -380,10 +290,9 @@ impl RawRings {
         let (req, bytes) = raw.frame(cmd, 0, build);
         self.send(&bytes);
         loop {
-            let (c, flags, payload) = self.recv().expect("a reply through the ring");
-            let h = kcoro_ipc::proto::Header { cmd: c, flags, len: payload.len() as u32 };
+            let (h, payload) = self.recv().expect("a reply through the ring");
             let f = kcoro_ipc::proto::FrameRef::parse(h, &payload, 1000).unwrap();
-            if flags & FLAG_REPLY != 0 && f.req_id().unwrap() == req {
+            if h.flags & FLAG_REPLY != 0 && f.req_id().unwrap() == req {
                 return (f.result().unwrap(), payload.clone());
             }
         }
@@ -391,22 +300,16 @@ impl RawRings {
 
     /// Whether the server ended this connection: ring 1's bell reads end of file.
     fn ended(&self) -> bool {
-        self.bells[1].set_nonblocking(false).unwrap();
-        self.bells[1].set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut bell = &self.rings.bells[1];
+        bell.set_nonblocking(false).unwrap();
+        bell.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         loop {
-            match (&self.bells[1]).read(&mut [0u8; 64]) {
+            match bell.read(&mut [0u8; 64]) {
                 Ok(0) => return true,
                 Ok(_) => continue,
                 Err(_) => return false,
             }
         }
-    }
-}
-
-impl Drop for RawRings {
-    fn drop(&mut self) {
-        // SAFETY: our mapping.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
     }
 }
 
@@ -421,18 +324,18 @@ fn ring_server(name: &str) -> ServerProc {
 fn a_client_written_from_the_document_speaks_through_the_rings() {
     let server = ring_server("shm-doc.sock");
     let mut raw = Raw::connect(&server);
-    let mut rings = RawRings::new(4096, true);
-    let hello = rings.hello(&mut raw, None);
+    let mut peer = RawRings::new(4096, true);
+    let hello = peer.hello(&mut raw, None);
     assert_eq!(hello.result().unwrap(), 0);
     assert_eq!(hello.u64(Attr::RING_BYTES).unwrap(), Some(4096), "{:?}", hello.str(Attr::RING_REFUSED));
-    let (r, reply) = rings.call(&mut raw, Cmd::CHAN_OPEN, |f| {
+    let (r, reply) = peer.call(&mut raw, Cmd::CHAN_OPEN, |f| {
         f.str(Attr::NAME, "jobs");
     });
     assert_eq!(r, 0);
     let h = kcoro_ipc::proto::Header { cmd: Cmd::CHAN_OPEN, flags: FLAG_REPLY, len: reply.len() as u32 };
     let id = kcoro_ipc::proto::FrameRef::parse(h, &reply, 100).unwrap().u64(Attr::CHAN_ID).unwrap().unwrap();
     for i in 0..200u32 {
-        let (r, _) = rings.call(&mut raw, Cmd::CHAN_SEND, |f| {
+        let (r, _) = peer.call(&mut raw, Cmd::CHAN_SEND, |f| {
             f.u64(Attr::CHAN_ID, id).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, &i.to_be_bytes());
         });
         assert_eq!(r, 0, "send {i}");
@@ -462,14 +365,14 @@ fn rings_a_server_must_not_use_are_refused_and_the_socket_serves() {
     type Lie = fn(&mut RawRings);
     let cases: [(&str, Lie, &str); 3] = [
         ("unsealed", |_| {}, "sealed"),
-        ("wrong size", |r| r.cap = 8192, "bytes"),
-        ("no magic", |r| r.word(0).store(0, Relaxed), "does not hold"),
+        ("wrong size", |r| r.rings.cap = 8192, "bytes"),
+        ("no magic", |r| r.rings.word(0).store(0, Relaxed), "does not hold"),
     ];
     for (what, lie, why) in cases {
         let mut raw = Raw::connect(&server);
-        let mut rings = RawRings::new(4096, what != "unsealed");
-        lie(&mut rings);
-        let hello = rings.hello(&mut raw, None);
+        let mut peer = RawRings::new(4096, what != "unsealed");
+        lie(&mut peer);
+        let hello = peer.hello(&mut raw, None);
         assert_eq!(hello.u64(Attr::RING_BYTES).unwrap(), None, "{what}");
         let refused = hello.str(Attr::RING_REFUSED).unwrap().unwrap_or("");
         assert!(refused.contains(why), "{what}: {refused}");
@@ -477,16 +380,16 @@ fn rings_a_server_must_not_use_are_refused_and_the_socket_serves() {
     }
     // Too few descriptors; bells that are not sockets.
     let mut raw = Raw::connect(&server);
-    let mut rings = RawRings::new(4096, true);
-    let memfd = rings.memfd.try_clone().unwrap();
-    let hello = rings.hello(&mut raw, Some(vec![memfd.as_fd()]));
+    let mut peer = RawRings::new(4096, true);
+    let memfd = peer.rings.memfd.try_clone().unwrap();
+    let hello = peer.hello(&mut raw, Some(vec![memfd.as_fd()]));
     assert!(hello.str(Attr::RING_REFUSED).unwrap().unwrap_or("").contains("three descriptors"));
     assert_eq!(raw.call(Cmd::GET_INFO, |_| {}).result(), 0);
     let mut raw = Raw::connect(&server);
-    let mut rings = RawRings::new(4096, true);
+    let mut peer = RawRings::new(4096, true);
     let (p0, p1) = (pipe(), pipe());
-    let memfd = rings.memfd.try_clone().unwrap();
-    let hello = rings.hello(&mut raw, Some(vec![memfd.as_fd(), p0[0].as_fd(), p1[0].as_fd()]));
+    let memfd = peer.rings.memfd.try_clone().unwrap();
+    let hello = peer.hello(&mut raw, Some(vec![memfd.as_fd(), p0[0].as_fd(), p1[0].as_fd()]));
     assert!(hello.str(Attr::RING_REFUSED).unwrap().unwrap_or("").contains("not a Unix stream socket"));
     assert_eq!(raw.call(Cmd::GET_INFO, |_| {}).result(), 0);
 }
@@ -518,31 +421,33 @@ fn a_peer_that_breaks_its_rings_loses_only_its_connection() {
     };
     type Break = fn(&mut RawRings);
     let breaks: [(&str, Break); 3] = [
-        ("head past the ring", |r| r.word(RawRings::header(0) + RawRings::HEAD).store(r.cap + 1, Release)),
+        ("head past the ring", |r| {
+            r.rings.word(Rings::header(0) + Rings::HEAD).store(r.rings.cap + 1, Release)
+        }),
         ("garbage frame", |r| r.send(&[0xff; 64])),
         ("head moved back", |r| {
             r.send(&[0; 4]); // part of a header: the server waits for the rest
             std::thread::sleep(Duration::from_millis(50));
-            r.word(RawRings::header(0) + RawRings::HEAD).store(1, Release);
+            r.rings.word(Rings::header(0) + Rings::HEAD).store(1, Release);
         }),
     ];
     for (what, lie) in breaks {
         let mut raw = Raw::connect(&server);
-        let mut rings = RawRings::new(4096, true);
-        assert_eq!(rings.hello(&mut raw, None).u64(Attr::RING_BYTES).unwrap(), Some(4096), "{what}");
-        assert_eq!(rings.call(&mut raw, Cmd::GET_INFO, |_| {}).0, 0, "{what}: served through the rings");
-        lie(&mut rings);
-        let _ = (&rings.bells[0]).write(&[1]); // wake the server's reader to look
-        assert!(rings.ended(), "{what}: the server kept a connection whose ring is broken");
-        drop((rings, raw));
+        let mut peer = RawRings::new(4096, true);
+        assert_eq!(peer.hello(&mut raw, None).u64(Attr::RING_BYTES).unwrap(), Some(4096), "{what}");
+        assert_eq!(peer.call(&mut raw, Cmd::GET_INFO, |_| {}).0, 0, "{what}: served through the rings");
+        lie(&mut peer);
+        peer.rings.ring(); // wake the server's reader to look
+        assert!(peer.ended(), "{what}: the server kept a connection whose ring is broken");
+        drop((peer, raw));
         check_honest(what);
     }
     // Dying with everything open: the kernel closes it all at once.
     let mut raw = Raw::connect(&server);
-    let mut rings = RawRings::new(4096, true);
-    rings.hello(&mut raw, None);
-    assert_eq!(rings.call(&mut raw, Cmd::GET_INFO, |_| {}).0, 0);
-    drop((rings, raw));
+    let mut peer = RawRings::new(4096, true);
+    peer.hello(&mut raw, None);
+    assert_eq!(peer.call(&mut raw, Cmd::GET_INFO, |_| {}).0, 0);
+    drop((peer, raw));
     check_honest("a peer that died");
 }
 

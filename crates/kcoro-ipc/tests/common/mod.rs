@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod rings;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -158,6 +158,13 @@ impl Raw {
 
 /// `sendmsg` of `bytes` with `fds` as `SCM_RIGHTS`; returns the bytes sent.
 pub fn send_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> usize {
+    let n = try_send_fds(sock, bytes, fds, 0).unwrap_or_else(|e| panic!("sendmsg: {e}"));
+    assert!(n > 0, "sendmsg sent nothing");
+    n
+}
+
+/// `sendmsg` of `bytes` with `fds` as `SCM_RIGHTS` and `flags`: the bytes sent, or why not.
+pub fn try_send_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd], flags: libc::c_int) -> std::io::Result<usize> {
     let payload = std::mem::size_of_val(fds);
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
@@ -179,9 +186,8 @@ pub fn send_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> usize {
         std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(c), payload);
     }
     // SAFETY: `msg` describes live buffers (above); `sock` is a connected Unix socket.
-    let n = unsafe { libc::sendmsg(sock, &msg, 0) };
-    assert!(n > 0, "sendmsg: {}", std::io::Error::last_os_error());
-    n as usize
+    let n = unsafe { libc::sendmsg(sock, &msg, flags) };
+    if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
 }
 
 /// A `ZDESC` value as the protocol document gives it: region id, offset and length, each a
