@@ -24,16 +24,27 @@ trap 'rm -rf "$tmp"' EXIT
 export CARGO_PROFILE_RELEASE_LTO="${CARGO_PROFILE_RELEASE_LTO:-false}"
 export CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-false}"
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS="${CARGO_PROFILE_RELEASE_CODEGEN_UNITS:-1}"
+# kcoro-bench and the kcoro-nats examples run in the dev profile, not the `--release` their
+# documented commands print: here each runs its quickest setting to show it starts, does its
+# job and says so, which needs no optimiser, and the dev build reuses what scripts/test.sh's
+# debug tests compiled (kcoro-bench with its examples: 21 CPU-s, against about 230 for the
+# release build of it and of its peers: async-nats, rustls, reqwest, may, ipc-channel...).
+# The two crates' sources have no `cfg(debug_assertions)`, so the release build compiles
+# the same code (checked at the end of this script). The same settings as scripts/test.sh's
+# debug build (why there), so that build is reused; a caller's setting wins.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
+export CARGO_PROFILE_DEV_CODEGEN_UNITS="${CARGO_PROFILE_DEV_CODEGEN_UNITS:-16}"
 
 echo "== smoke: building what the documented commands use"
 # One package per build, as the documented `cargo run -p X` commands build them: building
 # two together unifies their dependencies' features, and each `cargo run` would rebuild.
 # `scripts/smoke.sh --build` only builds (scripts/test.sh does that while tests run).
 cargo build -q --release -p kcoro-cli || exit 1
-cargo build -q --release -p kcoro-bench || exit 1
-cargo build -q --release -p kcoro-bench --examples || exit 1
 cargo build -q --release -p kcoro --examples || exit 1
-cargo build -q --release -p kcoro-nats --examples || exit 1
+cargo build -q -p kcoro-bench || exit 1
+cargo build -q -p kcoro-bench --examples || exit 1
+cargo build -q -p kcoro-nats --examples || exit 1
 cargo build -q -p kcoro-plugin-echo -p kcoro-test-nylon02 || exit 1
 [ "${1:-}" = "--build" ] && exit 0
 export PATH="$root/target/release:$PATH" # `kcoro ...` and `kcheck ...` as the docs print them
@@ -384,15 +395,15 @@ expect 0 'ns' cargo run -q --release -p kcoro --example xworker_pingpong
 
 echo "== smoke: async crates on coroutines (docs/ASYNC.md), with small counts"
 doc 'cargo run --release -p kcoro-bench --example tls_echo'
-expect 0 '^tls_echo: 20 connections x 20 messages echoed exactly over TLS 1\.3 \(TLS13_' cargo run -q --release -p kcoro-bench --example tls_echo -- 20 20
+expect 0 '^tls_echo: 20 connections x 20 messages echoed exactly over TLS 1\.3 \(TLS13_' cargo run -q -p kcoro-bench --example tls_echo -- 20 20
 doc 'cargo run --release -p kcoro-bench --example ws_echo'
-expect 0 '^ws_echo: 20 connections x 20 messages \(text and binary\) echoed exactly, 20 close handshakes' cargo run -q --release -p kcoro-bench --example ws_echo -- 20 20
+expect 0 '^ws_echo: 20 connections x 20 messages \(text and binary\) echoed exactly, 20 close handshakes' cargo run -q -p kcoro-bench --example ws_echo -- 20 20
 doc 'cargo run --release -p kcoro-bench --example reqwest_fanout'
-expect 0 '^reqwest_fanout: 1000 GETs from 200 coroutines answered and checked' cargo run -q --release -p kcoro-bench --example reqwest_fanout -- 200 5
+expect 0 '^reqwest_fanout: 1000 GETs from 200 coroutines answered and checked' cargo run -q -p kcoro-bench --example reqwest_fanout -- 200 5
 
 echo "== smoke: kcoro-bench, every suite, one case each (starts and prints a row)"
 bench() { # bench SUITE CASE: the suite's quickest setting for one case, kcoro only
-  expect 0 "^$2 +kcoro " cargo run -q --release -p kcoro-bench -- "$1" --quick --case "$2" --impl kcoro
+  expect 0 "^$2 +kcoro " cargo run -q -p kcoro-bench -- "$1" --quick --case "$2" --impl kcoro
 }
 doc 'cargo run --release -p kcoro-bench -- runtime'
 doc 'cargo run --release -p kcoro-bench -- runtime --case scope_spawn_join_100 --case actor_tell --case actor_ask'
@@ -401,17 +412,17 @@ doc 'cargo run --release -p kcoro-bench -- runtime --quick --impl kcoro --case s
 doc 'cargo run --release -p kcoro-bench -- runtime --quick --case scope_spawn_join_100'
 doc 'cargo run --release -p kcoro-bench -- runtime --quick --impl kcoro --case yield'
 bench runtime yield
-expect 0 '^scope_spawn_join_100 +kcoro .*[0-9]' cargo run -q --release -p kcoro-bench -- runtime --quick --impl kcoro --case scope_spawn_join_100
+expect 0 '^scope_spawn_join_100 +kcoro .*[0-9]' cargo run -q -p kcoro-bench -- runtime --quick --impl kcoro --case scope_spawn_join_100
 doc 'cargo run --release -p kcoro-bench -- runtime --quick --impl kcoro --case spawn_join --case pingpong_park --case scope_spawn_join_100'
-expect 0 '^spawn_join +kcoro .*[0-9]' cargo run -q --release -p kcoro-bench -- runtime --quick --impl kcoro --case spawn_join
+expect 0 '^spawn_join +kcoro .*[0-9]' cargo run -q -p kcoro-bench -- runtime --quick --impl kcoro --case spawn_join
 doc 'cargo run --release -p kcoro-bench -- chan'
 bench chan spsc_1024
 doc 'cargo run --release -p kcoro-bench -- select'
-bench select "$(cargo run -q --release -p kcoro-bench -- list | awk '$1 == "select" {print $2}')"
+bench select "$(cargo run -q -p kcoro-bench -- list | awk '$1 == "select" {print $2}')"
 doc 'cargo run --release -p kcoro-bench -- plugin'
-bench plugin "$(cargo run -q --release -p kcoro-bench -- list | awk '$1 == "plugin" {print $2}')"
+bench plugin "$(cargo run -q -p kcoro-bench -- list | awk '$1 == "plugin" {print $2}')"
 doc 'cargo run --release -p kcoro-bench -- adapter'
-bench adapter "$(cargo run -q --release -p kcoro-bench -- list | awk '$1 == "adapter" {print $2}')"
+bench adapter "$(cargo run -q -p kcoro-bench -- list | awk '$1 == "adapter" {print $2}')"
 doc 'cargo run --release -p kcoro-bench -- zcopy'
 bench zcopy msg_64k
 doc 'cargo run --release -p kcoro-bench -- ipc'
@@ -440,9 +451,9 @@ doc 'cargo run --release -p kcoro-bench -- nats'
 if nats_server; then
   bench nats core_64
 else
-  expect 0 '^note: nats-server not found' cargo run -q --release -p kcoro-bench -- nats --quick
+  expect 0 '^note: nats-server not found' cargo run -q -p kcoro-bench -- nats --quick
 fi
-expect 0 '^runtime ' cargo run -q --release -p kcoro-bench -- list
+expect 0 '^runtime ' cargo run -q -p kcoro-bench -- list
 
 echo "== smoke: the C API (libkcoro)"
 doc 'scripts/install-capi.sh /opt/kcoro'
@@ -462,7 +473,7 @@ doc 'cargo test -p kcoro-capi' # scripts/test.sh's `cargo test --workspace` runs
 echo "== smoke: kcoro-nats (docs/NATS.md)"
 doc 'cargo run --release -p kcoro-nats --example work_queue'
 if nats_server; then
-  expect 0 '^consumed 1000 jobs' cargo run -q --release -p kcoro-nats --example work_queue
+  expect 0 '^consumed 1000 jobs' cargo run -q -p kcoro-nats --example work_queue
   # Across hosts, here on one: a server of our own, consumers first, then the producer.
   nats_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   "$nats_bin" -a 127.0.0.1 -p "$nats_port" -js -sd "$tmp/nats-store" >"$tmp/nats.log" 2>&1 &
@@ -470,21 +481,26 @@ if nats_server; then
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.05; done
   nats_url="nats://127.0.0.1:$nats_port"
   doc 'cargo run --release -p kcoro-nats --example work_queue -- --url nats://127.0.0.1:4222 --consume'
-  cargo run -q --release -p kcoro-nats --example work_queue -- --url "$nats_url" --consume >"$tmp/consume.out" 2>&1 &
+  cargo run -q -p kcoro-nats --example work_queue -- --url "$nats_url" --consume >"$tmp/consume.out" 2>&1 &
   consume_pid=$!
   sleep 1
   doc 'cargo run --release -p kcoro-nats --example work_queue -- --url nats://127.0.0.1:4222 --produce 1000'
-  expect 0 '^produced 1000 jobs' cargo run -q --release -p kcoro-nats --example work_queue -- --url "$nats_url" --produce 1000
+  expect 0 '^produced 1000 jobs' cargo run -q -p kcoro-nats --example work_queue -- --url "$nats_url" --produce 1000
   wait "$consume_pid"
   expect 0 '^consumed 1000 jobs' cat "$tmp/consume.out"
   kill "$nats_pid" 2>/dev/null
   wait "$nats_pid" 2>/dev/null
 else
-  expect 0 '^note: nats-server not found' cargo run -q --release -p kcoro-nats --example work_queue
+  expect 0 '^note: nats-server not found' cargo run -q -p kcoro-nats --example work_queue
   doc 'cargo run --release -p kcoro-nats --example work_queue -- --url nats://127.0.0.1:4222 --consume'
   doc 'cargo run --release -p kcoro-nats --example work_queue -- --url nats://127.0.0.1:4222 --produce 1000'
   echo "note: nats-server not found; skipping the multi-host commands"
 fi
+
+echo "== smoke: kcoro-bench and kcoro-nats, run above in the dev profile, compile the same code in release"
+# A `cfg(debug_assertions)` would make the release build compile code the dev build does
+# not; none may appear (grep exits 1: no match).
+expect 1 '' grep -rn debug_assertions bench/src bench/examples adapters/nats/src adapters/nats/examples
 
 echo "== smoke: every documented command is covered"
 # Commands are the lines of ```sh/```bash/```console blocks, and inline `cargo ...` spans.

@@ -153,7 +153,9 @@ phase "cargo test --workspace: build (debug)" cargo test --workspace --no-run
 # everywhere they were built twice). Set in Cargo.toml (`profile.release.package.kcoro`),
 # so for every release build, not for the tests alone: the smoke run's `-p kcoro --examples`
 # and libkcoro reuse the tests' kcoro and examples instead of compiling them again
-# (27 CPU-s). Built, with what the smoke run uses, while the debug tests run.
+# (27 CPU-s). Built, with what the smoke run uses, while the debug tests run. (The smoke
+# run's kcoro-bench and kcoro-nats examples build in the dev profile, over what the debug
+# test build compiled: scripts/smoke.sh says why.)
 # Dependencies in one codegen unit instead of the workspace's 4: without LTO across
 # crates, rustc still runs ThinLTO across one crate's units and compiles their shared
 # inline functions once per unit, which one unit skips. The workspace's larger crates keep
@@ -167,7 +169,7 @@ phase "cargo test --workspace: build (debug)" cargo test --workspace --no-run
 # building something other than what users run.)
 export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 release_kcoro=(--release -p kcoro)
-beside "release builds (kcoro tests, smoke --build)" \
+beside "builds (release kcoro tests, smoke --build)" \
   bash -c "cargo test ${release_kcoro[*]@Q} --no-run && scripts/smoke.sh --build"
 phase "cargo test --workspace: run (debug)" cargo test --workspace
 joined

@@ -25,6 +25,11 @@ use crate::harness::Measurement;
 use crate::net_suite::{HELLO_BODY, Server, start_hello_server};
 use crate::runtime_suite::{WORKERS, warmup};
 
+/// A party's stack. `wait` polls reqwest's futures on the coroutine's own stack, and an
+/// unoptimised build's send needs more than the default 64 KiB (between 96 and 128 KiB;
+/// an optimised one fits in 64): room for both, in address space only until touched.
+const PARTY_STACK: usize = 256 << 10;
+
 /// The parties of a `reqwest_c<N>` case name.
 pub fn parties(case: &str) -> Option<usize> {
     case.strip_prefix("reqwest_c")?.parse().ok().filter(|&n| n > 0)
@@ -88,7 +93,7 @@ pub fn kcoro_side(parties: usize, n: u64) -> Result<Measurement, String> {
                 };
                 // Spread: the parties start on both workers (they stay where they start).
                 handles.push(
-                    kcoro::spawn_with(kcoro::SpawnOptions::new().spread(), party)
+                    kcoro::spawn_with(kcoro::SpawnOptions::new().spread().stack_size(PARTY_STACK), party)
                         .map_err(|e| format!("spawn: {e}"))?,
                 );
             }
