@@ -23,11 +23,15 @@ fn runtime() -> Runtime {
 }
 
 enum Msg {
-    Note { sender: u32, seq: u32 },
+    Note {
+        sender: u32,
+        seq: u32,
+    },
     Get(Reply<Vec<(u32, u32)>>),
     Fail,
     Panic,
-    Slow(Duration),
+    /// Busy until the sender of this gate sends or drops it.
+    Busy(kcoro::chan::Receiver<()>),
     Ignore(Reply<u32>),
     Stop,
 }
@@ -46,7 +50,7 @@ impl Actor for Recorder {
             Msg::Get(r) => r.send(self.seen.clone()),
             Msg::Fail => return Flow::fail("asked to fail"),
             Msg::Panic => panic!("asked to panic"),
-            Msg::Slow(d) => kcoro::sleep(d),
+            Msg::Busy(gate) => drop(gate.recv()),
             Msg::Ignore(r) => drop(r),
             Msg::Stop => return Flow::Stop,
         }
@@ -92,8 +96,11 @@ fn ask_times_out_and_an_unanswered_reply_is_reported() {
     on_runtime(&rt, || {
         let a =
             actor::spawn(Recorder::default(), ActorOpts::mailbox(8).ask_timeout(Duration::from_millis(20)));
-        a.tell(Msg::Slow(Duration::from_millis(200))).expect("tell");
+        // Busy until the ask has given up, however late this coroutine runs.
+        let (open, gate) = kcoro::chan::rendezvous::<()>();
+        a.tell(Msg::Busy(gate)).expect("tell");
         assert_eq!(a.ask(Msg::Get).map(|v| v.len()), Err(AskError::Timeout));
+        drop(open);
         assert_eq!(a.ask_timeout(WATCHDOG, Msg::Ignore), Err(AskError::NoReply));
         // The late reply to the timed-out ask went nowhere; the actor still answers.
         assert_eq!(a.ask_timeout(WATCHDOG, Msg::Get).map(|v| v.len()), Ok(0));
@@ -239,6 +246,29 @@ fn dropping_every_handle_stops_the_actor() {
         assert_eq!(finished.load(SeqCst), 1);
     });
     assert_eq!(rt.stats().actors_live, 0);
+}
+
+/// The live gauge drops before anyone hears of the end: `on_done` sees its own actor gone,
+/// and so does a joiner (it was decremented after both, so a stats read right after a join
+/// could still count the actor).
+#[test]
+fn an_ended_actor_is_no_longer_live_when_on_done_and_join_hear_of_it() {
+    let rt = runtime();
+    let live_in_on_done = Arc::new(Mutex::new(None));
+    let seen = Arc::clone(&live_in_on_done);
+    let live_after_join = on_runtime(&rt, move || {
+        let (_, _, c) = counters();
+        let on_done = move |_: &Result<(), ActorError>| {
+            let live = kcoro::Handle::try_current().map(|h| h.stats().actors_live);
+            *seen.lock().unwrap() = live;
+        };
+        let a = actor::spawn(c, ActorOpts::mailbox(4).on_done(on_done));
+        a.stop();
+        a.join().expect("clean");
+        kcoro::Handle::try_current().map(|h| h.stats().actors_live)
+    });
+    assert_eq!(*live_in_on_done.lock().unwrap(), Some(0), "on_done ran while its actor counted as live");
+    assert_eq!(live_after_join, Some(0));
 }
 
 #[test]

@@ -49,10 +49,13 @@ impl<A: Actor> Job<A> {
             c.spawned.fetch_add(1, Relaxed);
             c.live.fetch_add(1, Relaxed);
         }
-        let _live = Live(counters.clone());
+        let live = Live(counters.clone());
         let exit = self.handle_messages(counters.as_deref());
         // Whatever is still queued is undelivered; later tells fail.
         self.rx.cancel();
+        // No longer live before anyone is told (on_done, joiners), so stats read after a
+        // join or in on_done are exact; the guard covers the unwinding exits.
+        drop(live);
         if let Some(f) = self.on_done.take()
             && catch_unwind(AssertUnwindSafe(|| f(&exit))).is_err()
         {
