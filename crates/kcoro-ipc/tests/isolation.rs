@@ -311,6 +311,31 @@ fn malformed_requests_get_an_answer() {
     assert_eq!(raw.reply_to(req).result(), -libc::ECANCELED);
 }
 
+/// A CANCEL's reply comes before the cancelled request's `-ECANCELED`, every time (the
+/// server once fired the cancel first, and the woken receive could answer first).
+#[test]
+fn a_cancels_reply_precedes_the_cancelled_requests_end() {
+    let s = server("iso-cancel-order.sock", "");
+    let mut raw = greeted(&s);
+    let rv = open(&mut raw, "rv");
+    for round in 0..200 {
+        let recv = raw.send(Cmd::CHAN_RECV, |f| {
+            f.u64(Attr::CHAN_ID, rv).i64(Attr::TIMEOUT_MS, -1);
+        });
+        let cancel = raw.send(Cmd::CANCEL, |f| {
+            f.u64(Attr::TARGET_REQ_ID, recv);
+        });
+        let mut replies = Vec::new();
+        while replies.len() < 2 {
+            let g = raw.read().expect("a frame");
+            if g.flags & FLAG_REPLY != 0 {
+                replies.push((g.frame().req_id().unwrap(), g.result()));
+            }
+        }
+        assert_eq!(replies, [(cancel, 0), (recv, -libc::ECANCELED)], "round {round}");
+    }
+}
+
 /// Over TCP an element is inline: a ZDESC is refused, whatever it names.
 #[test]
 fn zdesc_over_tcp_is_refused() {

@@ -374,10 +374,13 @@ impl ConnState {
             Cmd::CHAN_DESTROY => self.destroy(&f, req)?,
             Cmd::CANCEL => {
                 let target = f.u64(Attr::TARGET_REQ_ID)?.ok_or(ProtoError::Missing(Attr::TARGET_REQ_ID.0))?;
-                match lock(&self.requests).get(&target) {
+                // Replied before the cancel fires: the outbox is one ordered queue, so the
+                // CANCEL's reply always precedes the target's -ECANCELED on the wire.
+                let token = lock(&self.requests).get(&target).cloned();
+                match token {
                     Some(t) => {
-                        t.cancel();
                         self.reply(cmd, req, 0, |_| {});
+                        t.cancel();
                     }
                     None => self.refuse(cmd, req, -libc::ENOENT, "no such request in flight"),
                 }
