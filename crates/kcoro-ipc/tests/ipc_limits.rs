@@ -167,12 +167,47 @@ fn limits_answer_with_protocol_errors() {
     });
     assert_eq!(g.result(), -libc::ENOBUFS, "{}", g.error());
     assert!(g.error().contains("10 bytes"), "{}", g.error());
-    // CANCEL of a queued send ends it with -ECANCELED, and CANCEL itself is answered.
+    // CANCEL of a send queued behind a blocked one ends it at once with -ECANCELED, and
+    // CANCEL itself is answered; the ones ahead get in when the channel drains, answered
+    // once each, and the cancelled one is neither delivered nor answered again.
     let target = queued[2];
     let g = raw.call(Cmd::CANCEL, |f| {
         f.u64(Attr::TARGET_REQ_ID, target);
     });
     assert_eq!(g.result(), 0);
+    let g = raw.reply_to(target);
+    assert_eq!(g.result(), -libc::ECANCELED, "{}", g.error());
+    let recvs: Vec<u64> = (0..6)
+        .map(|_| {
+            raw.send(Cmd::CHAN_RECV, |f| {
+                f.u64(Attr::CHAN_ID, slow).i64(Attr::TIMEOUT_MS, 5_000);
+            })
+        })
+        .collect();
+    let (mut drained, mut answered) = (Vec::new(), Vec::new());
+    let mut probe = None;
+    loop {
+        let g = raw.read().expect("replies");
+        let req = g.frame().req_id().unwrap();
+        if recvs.contains(&req) {
+            assert_eq!(g.result(), 0, "{}", g.error());
+            drained.push(g.frame().get(Attr::ELEMENT).expect("an inline element").to_vec());
+            if drained.len() == recvs.len() {
+                // Everything sent is in; a last look finds nothing more.
+                probe = Some(raw.send(Cmd::CHAN_TRY_RECV, |f| {
+                    f.u64(Attr::CHAN_ID, slow);
+                }));
+            }
+        } else if Some(req) == probe {
+            assert_eq!(g.result(), -libc::EAGAIN, "the cancelled send never got in");
+            break;
+        } else {
+            answered.push((req, g.result()));
+        }
+    }
+    assert_eq!(drained[4..], [b"q".to_vec(), b"q".to_vec()]);
+    answered.sort();
+    assert_eq!(answered, [(queued[0], 0), (queued[1], 0)]);
     let g = raw.call(Cmd::CANCEL, |f| {
         f.u64(Attr::TARGET_REQ_ID, 123_456);
     });

@@ -658,3 +658,28 @@ fn a_shutdown_ends_connections_accepted_while_it_runs() {
     }
     assert!(got_in > 0, "no client got in before a shutdown: nothing was checked");
 }
+
+/// A send that waits behind this connection's earlier sends (the channel is full) still
+/// gives up at its own deadline: it does not wait for the sends ahead of it to get in.
+/// The one ahead is delivered once the channel drains; the ones that gave up are not.
+#[test]
+fn a_queued_send_gives_up_at_its_deadline_behind_a_blocked_one() {
+    let (tx, rx) = chan::buffered::<Vec<u8>>(1);
+    let addr = sock("queued-deadline.sock");
+    let server = Server::bind(&addr).unwrap().serve_channel("q", tx.clone(), rx.clone()).start().unwrap();
+    let conn = Connection::connect(&addr, ConnectOptions::new()).unwrap();
+    let q = conn.sender::<Vec<u8>>("q").unwrap();
+    tx.send(b"fill".to_vec()).unwrap();
+    q.send(b"ahead".to_vec()).unwrap(); // credited: waits in the server's queue for room
+    for late in ["late", "later"] {
+        let deadline = std::time::Instant::now() + Duration::from_millis(100);
+        let e = q.send_acked(late.as_bytes().to_vec(), Some(deadline)).unwrap_err();
+        assert_eq!((e.kind(), e.into_inner()), (ChanError::Timeout, late.as_bytes().to_vec()));
+    }
+    let got: Vec<Vec<u8>> = (0..2).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+    assert_eq!(got, [b"fill".to_vec(), b"ahead".to_vec()]);
+    q.send_acked(b"after".to_vec(), None).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), b"after");
+    assert_eq!(rx.try_recv(), Err(ChanError::WouldBlock), "nothing that gave up got in");
+    drop(server);
+}

@@ -69,6 +69,10 @@ struct Feed {
     token: CancelToken,
     /// A credited send, answered by CREDIT.
     credited: Option<Credited>,
+    /// An answered send queued behind others: whoever sets this first answers it, the
+    /// feeder when it gets to the send, or its watcher when it is cancelled or its
+    /// deadline passes while it still waits its turn.
+    claim: Option<Arc<AtomicBool>>,
 }
 
 /// What a credited send took from its client's window: the channel, and its element's
@@ -897,9 +901,13 @@ impl ConnState {
                 None => return Ok(()),
             },
         };
-        queued.values.fetch_add(1, AcqRel);
+        // Sends ahead of an answered one may wait forever: it gets a watcher of its own, so
+        // that its deadline and a CANCEL end it on time (only the head's wait is the feeder's).
+        let ahead = queued.values.fetch_add(1, AcqRel) > 0;
         queued.bytes.fetch_add(len, AcqRel);
-        let feed = Feed { req, value, len, wait, token, credited };
+        let claim = (credited.is_none() && ahead).then(|| Arc::new(AtomicBool::new(false)));
+        let watched = claim.as_ref().map(|c| (Arc::clone(c), token.clone()));
+        let feed = Feed { req, value, len, wait, token, credited, claim };
         if let Err(e) = queue.try_send(feed) {
             queued.values.fetch_sub(1, AcqRel);
             queued.bytes.fetch_sub(len, AcqRel);
@@ -907,8 +915,41 @@ impl ConnState {
                 self.untrack(e.value().req);
             }
             answer(owed, ChanError::Closed.code(), "connection closing");
+        } else if let Some((claim, token)) = watched {
+            self.watch_queued(req, len, wait, token, claim, queued);
         }
         Ok(())
+    }
+
+    /// Ends queued send `req` when `token` fires or `wait`'s deadline passes before the
+    /// feeder has taken it; returns once the feeder has (it then fires `token`).
+    fn watch_queued(
+        self: &Arc<Self>,
+        req: u64,
+        len: u64,
+        wait: Wait,
+        token: CancelToken,
+        claim: Arc<AtomicBool>,
+        queued: Arc<Queued>,
+    ) {
+        let me = Arc::clone(self);
+        drop(kcoro::spawn_with(self.server.spawn_options(), move || {
+            let cancelled = match wait {
+                Wait::Until(deadline) => token.cancelled_deadline(deadline),
+                Wait::Forever | Wait::Try => {
+                    token.cancelled();
+                    true
+                }
+            };
+            if claim.swap(true, AcqRel) {
+                return; // the feeder took it
+            }
+            queued.values.fetch_sub(1, AcqRel);
+            queued.bytes.fetch_sub(len, AcqRel);
+            let e = if cancelled { ChanError::Canceled } else { ChanError::Timeout };
+            me.chan_result(Cmd::CHAN_SEND, req, Err(SendFail::Chan(e)));
+            me.untrack(req);
+        }));
     }
 
     /// Returns the window owed for credited sends, one CREDIT event per channel, and
@@ -974,16 +1015,9 @@ impl ConnState {
         drop(kcoro::spawn_with(self.server.spawn_options(), move || {
             let mut owed = Owed::default();
             for item in &rx {
-                let r = chan.send_decoded(item.value, item.wait, Some(&item.token));
-                // Before the answer: the client frees its window when the answer comes.
-                q.values.fetch_sub(1, AcqRel);
-                q.bytes.fetch_sub(item.len, AcqRel);
-                match item.credited {
-                    Some(c) => owed.add(c, fail_code(&r)),
-                    None => {
-                        me.chan_result(Cmd::CHAN_SEND, item.req, r);
-                        me.untrack(item.req);
-                    }
+                // Else its watcher ended it while it waited its turn.
+                if !item.claim.as_ref().is_some_and(|c| c.swap(true, AcqRel)) {
+                    me.feed(&*chan, item, &q, &mut owed);
                 }
                 if rx.is_empty() {
                     me.credit(&mut owed);
@@ -992,6 +1026,24 @@ impl ConnState {
         }));
         held.feeder = Some((tx.clone(), Arc::clone(&queued)));
         Some((tx, queued))
+    }
+
+    /// The feeder's turn for `item`: into the channel, then answered (or its credit owed).
+    fn feed(&self, chan: &dyn Served, item: Feed, q: &Queued, owed: &mut Owed) {
+        let r = chan.send_decoded(item.value, item.wait, Some(&item.token));
+        // Before the answer: the client frees its window when the answer comes.
+        q.values.fetch_sub(1, AcqRel);
+        q.bytes.fetch_sub(item.len, AcqRel);
+        match item.credited {
+            Some(c) => owed.add(c, fail_code(&r)),
+            None => {
+                self.chan_result(Cmd::CHAN_SEND, item.req, r);
+                self.untrack(item.req);
+            }
+        }
+        if item.claim.is_some() {
+            item.token.cancel(); // lets its watcher go
+        }
     }
 
     fn recv(self: &Arc<Self>, f: &FrameRef<'_>, req: u64) -> Result<(), ProtoError> {
