@@ -75,7 +75,7 @@ fn wait_group_wait_gives_up_when_its_ambient_token_is_cancelled() {
         let opts = SpawnOptions::new().cancel_token(token.clone());
         let waiter = kcoro::spawn_with(opts, move || w2.wait()).unwrap();
         let canceller = kcoro::spawn(move || {
-            until_parked(1); // the waiter is queued and parked
+            until_parked(2); // the body (joining this one) and the waiter, queued and parked
             token.cancel();
         });
         join(canceller);
