@@ -45,19 +45,7 @@ pub fn pin_command(cmd: &mut Command, cpu: usize) -> io::Result<()> {
 /// Raises the soft limit on open descriptors to the hard limit, for this process and the
 /// children it starts afterwards.
 pub fn raise_nofile_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `lim` is a live, writable `rlimit`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: `lim` is a valid `rlimit` whose soft value does not exceed its hard one.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(lim.rlim_cur)
+    kcoro::net::raise_descriptor_limit(u64::MAX)
 }
 
 /// CPU time (user + system, all threads, living and exited) that process `pid` has used,

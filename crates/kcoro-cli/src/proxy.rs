@@ -38,6 +38,13 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before the runtime's threads exist: growing the descriptor table is free now.
+    let (needed, limit) = kcoro_proxy::prepare_descriptors(&config);
+    if limit < needed {
+        eprintln!(
+            "kcoro proxy: the descriptor limit is {limit}, below the {needed} that max_connections may need (raise the hard RLIMIT_NOFILE)"
+        );
+    }
     let mut builder = kcoro::Runtime::builder().name("proxy").idle_spin(config.idle_spin);
     if let Some(w) = config.workers {
         builder = builder.workers(w);

@@ -255,6 +255,36 @@ fn nofile_limit() -> u64 {
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 { lim.rlim_max } else { lim.rlim_cur }
 }
 
+/// The size of process `pid`'s descriptor table (`FDSize`).
+fn fd_table(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("FDSize:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// The proxy sizes its descriptor table for `max_connections` before any connection
+/// comes: a burst of connects then never waits for the kernel to grow it (each growth
+/// in a multi-threaded process waits for an RCU grace period, about 10 ms).
+#[test]
+fn the_descriptor_table_is_reserved_for_max_connections_at_start() {
+    let limit = nofile_limit();
+    assert!(limit >= 4_096, "an open-file limit of {limit} is too low for this test");
+    let dir = temp_dir("fds");
+    let (listen, path) = (free_port(), dir.join("proxy.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "workers = 2\n[[listener]]\nname = \"web\"\nbind = \"{listen}\"\npool = \"app\"\nmax_connections = 1500\n\
+             [[pool]]\nname = \"app\"\nbackends = [\"127.0.0.1:9\"]\n"
+        ),
+    )
+    .unwrap();
+    let proxy = Proxy::start(&path);
+    // Two descriptors a connection, one health check per backend, 64 beside.
+    let table = fd_table(proxy.child.id());
+    assert!(table >= 1_500 * 2 + 1 + 64, "FDSize {table}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status

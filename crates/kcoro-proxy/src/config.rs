@@ -153,7 +153,29 @@ const DEFAULT_IDLE_SPIN: u32 = 4;
 const MAX_IDLE_SPIN: u32 = 1000;
 const DEFAULT_SPLICE: bool = false;
 
+/// Descriptors a connection may hold: its two sockets and, when it splices, a pipe (two
+/// descriptors) per direction.
+const FDS_PER_CONNECTION: u64 = 2;
+const FDS_PER_SPLICED_CONNECTION: u64 = 6;
+/// Listening sockets, health checks, the metrics endpoint, the runtime's own, stdio.
+const FDS_BESIDE_CONNECTIONS: u64 = 64;
+
 impl Config {
+    /// Descriptors the proxy may hold at once with every listener at `max_connections`
+    /// (and a health check per backend in flight).
+    pub fn descriptors_needed(&self) -> u64 {
+        let connections: u64 = self
+            .listeners
+            .iter()
+            .map(|l| {
+                let per = if l.splice { FDS_PER_SPLICED_CONNECTION } else { FDS_PER_CONNECTION };
+                (l.max_connections as u64).saturating_mul(per)
+            })
+            .fold(0, u64::saturating_add);
+        let checks: u64 = self.pools.iter().map(|p| p.backends.len() as u64).sum();
+        connections.saturating_add(checks).saturating_add(FDS_BESIDE_CONNECTIONS)
+    }
+
     /// Reads and checks the file at `path` (host names are resolved now).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -403,6 +425,20 @@ rise = 1
 send = "PING\r\n"
 expect = "PONG"
 "#;
+
+    #[test]
+    fn descriptors_needed_counts_every_listener_and_splice_pipes() {
+        let mut c = Config::parse(FULL, "t.toml").unwrap();
+        // 100 spliced connections (2 sockets, 2 pipes), 2 backends' checks, 64 beside.
+        assert_eq!(c.descriptors_needed(), 100 * 6 + 2 + 64);
+        let mut plain = c.listeners[0].clone();
+        plain.splice = false;
+        plain.max_connections = 1000;
+        c.listeners.push(plain);
+        assert_eq!(c.descriptors_needed(), 100 * 6 + 1000 * 2 + 2 + 64);
+        c.listeners[1].max_connections = usize::MAX;
+        assert_eq!(c.descriptors_needed(), u64::MAX, "saturates");
+    }
 
     #[test]
     fn a_full_file_reads_with_every_value() {

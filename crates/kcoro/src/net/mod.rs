@@ -43,6 +43,7 @@
 
 mod addr;
 mod ancillary;
+mod descriptors;
 mod registration;
 mod socket;
 mod sys;
@@ -51,6 +52,7 @@ mod unix;
 
 pub use addr::ToSocketAddrs;
 pub use ancillary::MAX_FDS;
+pub use descriptors::{raise_descriptor_limit, reserve_descriptors};
 pub use socket::Incoming;
 pub use tcp::{TcpListener, TcpStream};
 pub use unix::{UnixListener, UnixStream};
