@@ -4,7 +4,10 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use common::raw::Raw;
@@ -32,6 +35,16 @@ fn credited_send(raw: &mut Raw, chan: u64, element: (Attr, &[u8])) -> Vec<u8> {
         f.bytes(element.0, element.1);
     })
     .1
+}
+
+/// Fills the test server's "slow" channel (4 slots, nobody receiving) through `chan`.
+fn fill(raw: &mut Raw, chan: u64) {
+    for _ in 0..4 {
+        let g = raw.call(Cmd::CHAN_TRY_SEND, |f| {
+            f.u64(Attr::CHAN_ID, chan).bytes(Attr::ELEMENT, b"fill");
+        });
+        assert_eq!(g.result(), 0, "{}", g.error());
+    }
 }
 
 fn server(name: &str, opts: &str) -> ServerProc {
@@ -127,12 +140,7 @@ fn limits_answer_with_protocol_errors() {
     let mut raw = Raw::connect(&s);
     assert_eq!(raw.hello().result(), 0);
     let slow = open(&mut raw, "slow");
-    for _ in 0..4 {
-        let g = raw.call(Cmd::CHAN_TRY_SEND, |f| {
-            f.u64(Attr::CHAN_ID, slow).bytes(Attr::ELEMENT, b"fill");
-        });
-        assert_eq!(g.result(), 0);
-    }
+    fill(&mut raw, slow);
     let queued: Vec<u64> = (0..3)
         .map(|_| {
             raw.send(Cmd::CHAN_SEND, |f| {
@@ -150,12 +158,7 @@ fn limits_answer_with_protocol_errors() {
     let mut raw2 = Raw::connect(&s2);
     assert_eq!(raw2.hello().result(), 0);
     let slow2 = open(&mut raw2, "slow");
-    for _ in 0..4 {
-        let g = raw2.call(Cmd::CHAN_TRY_SEND, |f| {
-            f.u64(Attr::CHAN_ID, slow2).bytes(Attr::ELEMENT, b"fill");
-        });
-        assert_eq!(g.result(), 0);
-    }
+    fill(&mut raw2, slow2);
     raw2.send(Cmd::CHAN_SEND, |f| {
         f.u64(Attr::CHAN_ID, slow2).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, b"queued");
     });
@@ -212,6 +215,130 @@ fn limits_answer_with_protocol_errors() {
         f.u64(Attr::TARGET_REQ_ID, 123_456);
     });
     assert_eq!(g.result(), -libc::ENOENT);
+}
+
+/// Timed sends queued behind a send that waits forever each end at their own deadline
+/// with `-ETIME`; while they wait they count as requests in flight (a watcher each), so
+/// one past `in_flight` is refused with `-EBUSY`, and once they end a new one is taken.
+#[test]
+fn queued_timed_sends_end_at_their_deadlines_and_count_in_flight() {
+    let s = server("queued-timed.sock", "in_flight=2 credits=10");
+    let mut raw = Raw::connect(&s);
+    assert_eq!(raw.hello().result(), 0);
+    let slow = open(&mut raw, "slow");
+    let send = |raw: &mut Raw, ms: i64| {
+        raw.send(Cmd::CHAN_SEND, |f| {
+            f.u64(Attr::CHAN_ID, slow).i64(Attr::TIMEOUT_MS, ms).bytes(Attr::ELEMENT, b"t");
+        })
+    };
+    fill(&mut raw, slow);
+    let head = send(&mut raw, -1);
+    let timed: Vec<u64> = (0..2).map(|_| send(&mut raw, 300)).collect();
+    let over = send(&mut raw, 300);
+    let g = raw.reply_to(over);
+    assert_eq!(g.result(), -libc::EBUSY, "{}", g.error());
+    for t in timed {
+        let g = raw.reply_to(t);
+        assert_eq!(g.result(), -libc::ETIME, "{}", g.error());
+    }
+    // Their watchers are gone: a new timed send is taken, and ends the same way.
+    let again = send(&mut raw, 50);
+    let g = raw.reply_to(again);
+    assert_eq!(g.result(), -libc::ETIME, "{}", g.error());
+    let cancel = raw.call(Cmd::CANCEL, |f| {
+        f.u64(Attr::TARGET_REQ_ID, head);
+    });
+    assert_eq!(cancel.result(), 0);
+    assert_eq!(raw.reply_to(head).result(), -libc::ECANCELED);
+    still_serving(&s);
+}
+
+/// CANCELs racing the feeder: 400 sends queued behind a full channel that another
+/// connection drains meanwhile, every other one cancelled as it goes. Each send is
+/// answered exactly once (0 or -ECANCELED), and the values delivered are exactly the
+/// sends answered 0, in the order sent.
+#[test]
+fn cancels_racing_the_feeder_answer_each_send_once() {
+    const SENDS: u32 = 400;
+    let s = server("cancel-race.sock", "credits=1000 credit_bytes=1000000");
+    let mut raw = Raw::connect(&s);
+    assert_eq!(raw.hello().result(), 0);
+    let slow = open(&mut raw, "slow");
+    fill(&mut raw, slow);
+    let expected = Arc::new(AtomicUsize::new(usize::MAX));
+    let mut drain = Raw::connect(&s);
+    assert_eq!(drain.hello().result(), 0);
+    let chan = open(&mut drain, "slow");
+    let want = Arc::clone(&expected);
+    let drainer = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        while got.len() != want.load(SeqCst) {
+            let g = drain.call(Cmd::CHAN_RECV, |f| {
+                f.u64(Attr::CHAN_ID, chan).i64(Attr::TIMEOUT_MS, 20);
+            });
+            match g.result() {
+                0 => got.push(g.frame().get(Attr::ELEMENT).expect("an inline element").to_vec()),
+                r => assert_eq!(r, -libc::ETIME, "{}", g.error()),
+            }
+        }
+        let g = drain.call(Cmd::CHAN_TRY_RECV, |f| {
+            f.u64(Attr::CHAN_ID, chan);
+        });
+        assert_eq!(g.result(), -libc::EAGAIN, "nothing more than the sends answered 0");
+        got
+    });
+    // All sends first, then the cancels, so that they meet the feeder anywhere in the
+    // queue: before a send's turn, in it, or after it.
+    let sends: HashMap<u64, u32> = (0..SENDS)
+        .map(|i| {
+            let req = raw.send(Cmd::CHAN_SEND, |f| {
+                f.u64(Attr::CHAN_ID, slow).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, &i.to_le_bytes());
+            });
+            (req, i)
+        })
+        .collect();
+    let mut cancels = HashMap::new();
+    for (&req, _) in sends.iter().filter(|(_, i)| *i % 2 == 1) {
+        let cancel = raw.send(Cmd::CANCEL, |f| {
+            f.u64(Attr::TARGET_REQ_ID, req);
+        });
+        cancels.insert(cancel, req);
+    }
+    let mut answers: HashMap<u64, Vec<i32>> = HashMap::new();
+    let mut cancel_results = HashMap::new();
+    while answers.values().map(Vec::len).sum::<usize>() < sends.len() || cancel_results.len() < cancels.len()
+    {
+        let g = raw.read().expect("replies");
+        let req = g.frame().req_id().unwrap();
+        if let Some(target) = cancels.get(&req) {
+            cancel_results.insert(*target, g.result());
+        } else {
+            assert!(sends.contains_key(&req), "a reply to {req}, which was never sent");
+            answers.entry(req).or_default().push(g.result());
+        }
+    }
+    let mut delivered_ok = Vec::new();
+    for (req, results) in &answers {
+        assert_eq!(results.len(), 1, "send {req} answered {results:?}");
+        let cancel = cancel_results.get(req).copied();
+        match (results[0], cancel) {
+            (0, _) => delivered_ok.push(sends[req]),
+            (r, Some(0)) => assert_eq!(r, -libc::ECANCELED, "send {req}"),
+            (r, c) => panic!("send {req} answered {r} (its CANCEL: {c:?})"),
+        }
+        // A CANCEL that found nothing came after its send's answer, which was 0.
+        if cancel == Some(-libc::ENOENT) {
+            assert_eq!(results[0], 0, "send {req}");
+        }
+    }
+    delivered_ok.sort();
+    expected.store(delivered_ok.len() + 4, SeqCst);
+    let got = drainer.join().expect("drainer");
+    let values: Vec<u32> = got[4..].iter().map(|b| u32::from_le_bytes(b[..4].try_into().unwrap())).collect();
+    assert_eq!(values, delivered_ok, "delivered = answered 0, in order");
+    let cancelled = SENDS as usize - delivered_ok.len();
+    assert!(cancelled <= SENDS as usize / 2, "only the cancelled ones end cancelled");
+    eprintln!("{} delivered, {cancelled} cancelled before their turn or in it", delivered_ok.len());
 }
 
 #[test]

@@ -11,8 +11,11 @@
 //!   its outcome, in a CREDIT event, which the reader sends when it has read everything
 //!   there is, and a feeder when its queue empties.
 //! - `in_flight` counts requests that wait in their own coroutine (receives, rendezvous
-//!   sends); it never exceeds `Limits::max_in_flight`, checked before a request is taken
-//!   on. Credited sends are not counted there: the window bounds them.
+//!   sends, and the watchers of timed sends queued behind others); it never exceeds
+//!   `Limits::max_in_flight`, checked before a request is taken on. Credited sends are not
+//!   counted there: the window bounds them.
+//! - An answered send queued behind others is answered once, by whoever claims it first:
+//!   the feeder when its turn comes, a CANCEL, or its deadline's watcher.
 //! - A channel's send queue (`feeders`) holds at most `Limits::credits` values and, unless
 //!   it holds a single value, at most `Limits::credit_bytes` inline element bytes: a client
 //!   that sends past its window gets `-ENOBUFS`, so the server's memory per connection is
@@ -36,6 +39,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use kcoro::chan::{self, ChanError, Kind, Receiver, Sender};
 use kcoro::sync::CancelToken;
@@ -69,10 +73,36 @@ struct Feed {
     token: CancelToken,
     /// A credited send, answered by CREDIT.
     credited: Option<Credited>,
-    /// An answered send queued behind others: whoever sets this first answers it, the
-    /// feeder when it gets to the send, or its watcher when it is cancelled or its
-    /// deadline passes while it still waits its turn.
+    /// An answered send queued behind others: whoever sets this first answers it (the
+    /// feeder when it gets to the send, a CANCEL, or the watcher of its deadline).
     claim: Option<Arc<AtomicBool>>,
+}
+
+/// A request CANCEL can find: its token, and for a send queued behind others what lets
+/// CANCEL end it before its turn.
+struct Tracked {
+    token: CancelToken,
+    queued: Option<QueuedSend>,
+}
+
+/// An answered send waiting its turn in a channel's queue.
+#[derive(Clone)]
+struct QueuedSend {
+    claim: Arc<AtomicBool>,
+    len: u64,
+    queue: Arc<Queued>,
+}
+
+impl QueuedSend {
+    /// Takes it out of its queue's counts if nobody answered it yet; true if now ours.
+    fn take(&self) -> bool {
+        if self.claim.swap(true, AcqRel) {
+            return false;
+        }
+        self.queue.values.fetch_sub(1, AcqRel);
+        self.queue.bytes.fetch_sub(self.len, AcqRel);
+        true
+    }
 }
 
 /// What a credited send took from its client's window: the channel, and its element's
@@ -168,7 +198,7 @@ pub(crate) struct ConnState {
     /// shared elements it sends, so we may keep them past the reply.
     peer_minor: AtomicU32,
     in_flight: AtomicUsize,
-    requests: Mutex<HashMap<u64, CancelToken>>,
+    requests: Mutex<HashMap<u64, Tracked>>,
     /// HELLO was answered: REGION_SHARE may bring descriptors.
     greeted: AtomicBool,
     /// The client's HELLO declined shared memory (`NO_SHM`): its elements come inline.
@@ -380,11 +410,20 @@ impl ConnState {
                 let target = f.u64(Attr::TARGET_REQ_ID)?.ok_or(ProtoError::Missing(Attr::TARGET_REQ_ID.0))?;
                 // Replied before the cancel fires: the outbox is one ordered queue, so the
                 // CANCEL's reply always precedes the target's -ECANCELED on the wire.
-                let token = lock(&self.requests).get(&target).cloned();
-                match token {
-                    Some(t) => {
+                let tracked = lock(&self.requests).get(&target).map(|t| (t.token.clone(), t.queued.clone()));
+                match tracked {
+                    Some((token, queued)) => {
                         self.reply(cmd, req, 0, |_| {});
-                        t.cancel();
+                        // Still waiting its turn: ended here, its feed skipped later.
+                        if queued.is_some_and(|q| q.take()) {
+                            self.chan_result(
+                                Cmd::CHAN_SEND,
+                                target,
+                                Err(SendFail::Chan(ChanError::Canceled)),
+                            );
+                            self.untrack(target);
+                        }
+                        token.cancel();
                     }
                     None => self.refuse(cmd, req, -libc::ENOENT, "no such request in flight"),
                 }
@@ -770,14 +809,14 @@ impl ConnState {
 
     /// Takes on a request that will wait, unless too many already are or its REQ_ID is
     /// already in flight.
-    fn admit(&self, cmd: Cmd, req: u64) -> Option<CancelToken> {
+    fn admit(&self, cmd: Cmd, req: u64, queued: Option<QueuedSend>) -> Option<CancelToken> {
         let max = self.server.limits.max_in_flight;
         if self.in_flight.fetch_add(1, AcqRel) >= max {
             self.in_flight.fetch_sub(1, AcqRel);
             self.refuse(cmd, req, -libc::EBUSY, &format!("more than {max} requests in flight"));
             return None;
         }
-        let token = self.track(cmd, req);
+        let token = self.track(cmd, req, queued);
         if token.is_none() {
             self.in_flight.fetch_sub(1, AcqRel);
         }
@@ -792,7 +831,7 @@ impl ConnState {
     /// A cancel token for request `req`, which CANCEL finds (without counting it in
     /// flight); `None`, refused, if a request with that REQ_ID is still in flight (its
     /// reply and a CANCEL could not tell them apart).
-    fn track(&self, cmd: Cmd, req: u64) -> Option<CancelToken> {
+    fn track(&self, cmd: Cmd, req: u64, queued: Option<QueuedSend>) -> Option<CancelToken> {
         let mut requests = lock(&self.requests);
         if requests.contains_key(&req) {
             drop(requests);
@@ -800,7 +839,7 @@ impl ConnState {
             return None;
         }
         let t = self.token.child();
-        requests.insert(req, t.clone());
+        requests.insert(req, Tracked { token: t.clone(), queued });
         Some(t)
     }
 
@@ -866,7 +905,7 @@ impl ConnState {
             }
         };
         if rendezvous {
-            let Some(token) = self.admit(cmd, req) else { return Ok(()) };
+            let Some(token) = self.admit(cmd, req, None) else { return Ok(()) };
             let me = Arc::clone(self);
             drop(kcoro::spawn_with(self.server.spawn_options(), move || {
                 let r = chan.send_decoded(value, wait, Some(&token));
@@ -892,21 +931,31 @@ impl ConnState {
             answer(owed, -libc::ENOBUFS, &msg);
             return Ok(());
         }
+        // An answered send with sends ahead of it (which may wait forever) can be ended
+        // before its turn: by a CANCEL, or, if it has a deadline, by a watcher of its own
+        // (counted in flight, as a waiting receive is).
+        let ahead = credited.is_none() && queued.values.load(Acquire) > 0;
+        let deadline = match wait {
+            Wait::Until(d) if ahead => Some(d),
+            _ => None,
+        };
+        let waiting = ahead.then(|| QueuedSend {
+            claim: Arc::new(AtomicBool::new(false)),
+            len,
+            queue: Arc::clone(&queued),
+        });
+        let claim = waiting.as_ref().map(|w| Arc::clone(&w.claim));
         // A credited send cannot be cancelled (its client has returned): it waits under the
         // connection's own token, untracked.
-        let token = match credited {
-            Some(_) => self.token.clone(),
-            None => match self.track(cmd, req) {
-                Some(t) => t,
-                None => return Ok(()),
-            },
+        let token = match (credited, deadline) {
+            (Some(_), _) => Some(self.token.clone()),
+            (None, Some(_)) => self.admit(cmd, req, waiting.clone()),
+            (None, None) => self.track(cmd, req, waiting.clone()),
         };
-        // Sends ahead of an answered one may wait forever: it gets a watcher of its own, so
-        // that its deadline and a CANCEL end it on time (only the head's wait is the feeder's).
-        let ahead = queued.values.fetch_add(1, AcqRel) > 0;
+        let Some(token) = token else { return Ok(()) };
+        queued.values.fetch_add(1, AcqRel);
         queued.bytes.fetch_add(len, AcqRel);
-        let claim = (credited.is_none() && ahead).then(|| Arc::new(AtomicBool::new(false)));
-        let watched = claim.as_ref().map(|c| (Arc::clone(c), token.clone()));
+        let watcher = token.clone();
         let feed = Feed { req, value, len, wait, token, credited, claim };
         if let Err(e) = queue.try_send(feed) {
             queued.values.fetch_sub(1, AcqRel);
@@ -914,41 +963,34 @@ impl ConnState {
             if credited.is_none() {
                 self.untrack(e.value().req);
             }
+            if deadline.is_some() {
+                self.in_flight.fetch_sub(1, AcqRel);
+            }
             answer(owed, ChanError::Closed.code(), "connection closing");
-        } else if let Some((claim, token)) = watched {
-            self.watch_queued(req, len, wait, token, claim, queued);
+        } else if let (Some(deadline), Some(waiting)) = (deadline, waiting) {
+            self.watch_deadline(req, deadline, watcher, waiting);
         }
         Ok(())
     }
 
-    /// Ends queued send `req` when `token` fires or `wait`'s deadline passes before the
-    /// feeder has taken it; returns once the feeder has (it then fires `token`).
-    fn watch_queued(
+    /// Ends queued send `req` at `deadline` if nobody has answered it by then; returns at
+    /// once when `token` fires (the feeder took it, a CANCEL, the connection's end).
+    fn watch_deadline(
         self: &Arc<Self>,
         req: u64,
-        len: u64,
-        wait: Wait,
+        deadline: Instant,
         token: CancelToken,
-        claim: Arc<AtomicBool>,
-        queued: Arc<Queued>,
+        waiting: QueuedSend,
     ) {
         let me = Arc::clone(self);
         drop(kcoro::spawn_with(self.server.spawn_options(), move || {
-            let cancelled = match wait {
-                Wait::Until(deadline) => token.cancelled_deadline(deadline),
-                Wait::Forever | Wait::Try => {
-                    token.cancelled();
-                    true
-                }
-            };
-            if claim.swap(true, AcqRel) {
-                return; // the feeder took it
+            let cancelled = token.cancelled_deadline(deadline);
+            if waiting.take() {
+                let e = if cancelled { ChanError::Canceled } else { ChanError::Timeout };
+                me.chan_result(Cmd::CHAN_SEND, req, Err(SendFail::Chan(e)));
+                me.untrack(req);
             }
-            queued.values.fetch_sub(1, AcqRel);
-            queued.bytes.fetch_sub(len, AcqRel);
-            let e = if cancelled { ChanError::Canceled } else { ChanError::Timeout };
-            me.chan_result(Cmd::CHAN_SEND, req, Err(SendFail::Chan(e)));
-            me.untrack(req);
+            me.in_flight.fetch_sub(1, AcqRel);
         }));
     }
 
@@ -1075,7 +1117,7 @@ impl ConnState {
             self.element_reply(cmd, req, &chan, Ok(v));
             return Ok(());
         }
-        let Some(token) = self.admit(cmd, req) else { return Ok(()) };
+        let Some(token) = self.admit(cmd, req, None) else { return Ok(()) };
         let me = Arc::clone(self);
         drop(kcoro::spawn_with(self.server.spawn_options(), move || {
             let r = chan.recv(wait, Some(&token));
