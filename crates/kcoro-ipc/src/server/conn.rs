@@ -1057,7 +1057,7 @@ impl ConnState {
         drop(kcoro::spawn_with(self.server.spawn_options(), move || {
             let mut owed = Owed::default();
             for item in &rx {
-                // Else its watcher ended it while it waited its turn.
+                // Else a CANCEL or its deadline ended it while it waited its turn.
                 if !item.claim.as_ref().is_some_and(|c| c.swap(true, AcqRel)) {
                     me.feed(&*chan, item, &q, &mut owed);
                 }
