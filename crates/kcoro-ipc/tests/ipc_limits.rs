@@ -341,6 +341,87 @@ fn cancels_racing_the_feeder_answer_each_send_once() {
     eprintln!("{} delivered, {cancelled} cancelled before their turn or in it", delivered_ok.len());
 }
 
+/// Receives that wait, sent until the server has no coroutine stack left for another,
+/// then all cancelled; returns how many were refused for want of one and how many waited.
+/// Every receive is answered exactly once, refused at once with -EBUSY or cancelled.
+fn receives_until_no_stack_is_left(raw: &mut Raw, rv: u64, n: usize) -> (usize, usize) {
+    let reqs: Vec<u64> = (0..n)
+        .map(|_| {
+            raw.send(Cmd::CHAN_RECV, |f| {
+                f.u64(Attr::CHAN_ID, rv).i64(Attr::TIMEOUT_MS, -1);
+            })
+        })
+        .collect();
+    let cancels: Vec<u64> = reqs
+        .iter()
+        .map(|&r| {
+            raw.send(Cmd::CANCEL, |f| {
+                f.u64(Attr::TARGET_REQ_ID, r);
+            })
+        })
+        .collect();
+    let (mut refused, mut waited, mut cancel_replies) = (0, 0, 0);
+    let mut answered = HashMap::new();
+    while answered.len() < reqs.len() || cancel_replies < cancels.len() {
+        let g = raw.read().expect("every request answered");
+        let req = g.frame().req_id().unwrap();
+        if cancels.contains(&req) {
+            cancel_replies += 1;
+            continue;
+        }
+        assert!(reqs.contains(&req), "a reply to {req}, never sent");
+        assert!(answered.insert(req, g.result()).is_none(), "receive {req} answered twice");
+        match g.result() {
+            r if r == -libc::EBUSY => {
+                assert!(g.error().contains("cannot wait"), "{}", g.error());
+                refused += 1;
+            }
+            r => {
+                assert_eq!(r, -libc::ECANCELED, "{}", g.error());
+                waited += 1;
+            }
+        }
+    }
+    (refused, waited)
+}
+
+/// Waits until the server can start a coroutine for a waiting receive again (the
+/// cancelled ones' coroutines end just after their replies): a timed receive times out
+/// instead of being refused.
+fn until_a_receive_can_wait(raw: &mut Raw, rv: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let g = raw.call(Cmd::CHAN_RECV, |f| {
+            f.u64(Attr::CHAN_ID, rv).i64(Attr::TIMEOUT_MS, 5);
+        });
+        if g.result() == -libc::ETIME {
+            return;
+        }
+        assert_eq!(g.result(), -libc::EBUSY, "{}", g.error());
+        assert!(g.error().contains("cannot wait"), "{}", g.error());
+        assert!(std::time::Instant::now() < deadline, "the server's coroutines never ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A server whose runtime has no coroutine stack left for a waiting receive refuses it
+/// at once (-EBUSY, "cannot wait") instead of never answering it, and counts nothing in
+/// flight for it: with 40 receives a round and `in_flight` 48, a second round would meet
+/// the in-flight limit if the first round's refusals had stayed counted.
+#[test]
+fn a_request_that_cannot_get_a_coroutine_is_refused_not_lost() {
+    let s = server("stacks.sock", "stacks=16 in_flight=48");
+    let mut raw = Raw::connect(&s);
+    assert_eq!(raw.hello().result(), 0);
+    let rv = open(&mut raw, "rv");
+    for round in 0..2 {
+        let (refused, waited) = receives_until_no_stack_is_left(&mut raw, rv, 40);
+        assert!(refused > 0 && waited > 0, "round {round}: refused {refused}, waited {waited}");
+        until_a_receive_can_wait(&mut raw, rv);
+    }
+    still_serving(&s);
+}
+
 #[test]
 fn wrong_version_is_refused() {
     let s = server("version.sock", "");

@@ -907,18 +907,25 @@ impl ConnState {
         if rendezvous {
             let Some(token) = self.admit(cmd, req, None) else { return Ok(()) };
             let me = Arc::clone(self);
-            drop(kcoro::spawn_with(self.server.spawn_options(), move || {
+            self.spawn_waiting(cmd, req, move || {
                 let r = chan.send_decoded(value, wait, Some(&token));
                 me.chan_result(cmd, req, r);
                 me.done(req);
-            }));
+            });
             return Ok(());
         }
         // In order, through this connection's queue for the channel, within the window. Only
         // this reader adds to `queued`, so what it reads cannot grow before it adds.
-        let Some((queue, queued)) = self.feeder(id, chan) else {
-            answer(owed, -libc::ENOENT, &format!("no channel {id}")); // destroyed meanwhile
-            return Ok(());
+        let (queue, queued) = match self.feeder(id, chan) {
+            Ok(Some(feeder)) => feeder,
+            Ok(None) => {
+                answer(owed, -libc::ENOENT, &format!("no channel {id}")); // destroyed meanwhile
+                return Ok(());
+            }
+            Err(e) => {
+                answer(owed, -libc::EBUSY, &format!("cannot queue the send: {e}"));
+                return Ok(());
+            }
         };
         let limits = &self.server.limits;
         let (values, bytes) = (queued.values.load(Acquire), queued.bytes.load(Acquire));
@@ -982,8 +989,8 @@ impl ConnState {
         token: CancelToken,
         waiting: QueuedSend,
     ) {
-        let me = Arc::clone(self);
-        drop(kcoro::spawn_with(self.server.spawn_options(), move || {
+        let (me, claimed) = (Arc::clone(self), waiting.clone());
+        let watch = move || {
             let cancelled = token.cancelled_deadline(deadline);
             if waiting.take() {
                 let e = if cancelled { ChanError::Canceled } else { ChanError::Timeout };
@@ -991,7 +998,15 @@ impl ConnState {
                 me.untrack(req);
             }
             me.in_flight.fetch_sub(1, AcqRel);
-        }));
+        };
+        if let Err(e) = kcoro::spawn_with(self.server.spawn_options(), watch) {
+            // Nothing would end it at its deadline: ended now instead, unless its turn came.
+            if claimed.take() {
+                self.refuse(Cmd::CHAN_SEND, req, -libc::EBUSY, &format!("cannot wait: {e}"));
+                self.untrack(req);
+            }
+            self.in_flight.fetch_sub(1, AcqRel);
+        }
     }
 
     /// Returns the window owed for credited sends, one CREDIT event per channel, and
@@ -1044,17 +1059,18 @@ impl ConnState {
         }))
     }
 
-    /// The queue (and its coroutine) feeding this connection's sends into channel `id`.
-    fn feeder(self: &Arc<Self>, id: u64, chan: Arc<dyn Served>) -> Option<Feeder> {
+    /// The queue (and its coroutine) feeding this connection's sends into channel `id`;
+    /// `None` if the connection no longer holds it, an error if no coroutine could start.
+    fn feeder(self: &Arc<Self>, id: u64, chan: Arc<dyn Served>) -> Result<Option<Feeder>, kcoro::Error> {
         let mut opened = lock(&self.opened);
-        let held = opened.get_mut(&id)?;
+        let Some(held) = opened.get_mut(&id) else { return Ok(None) };
         if let Some((tx, n)) = &held.feeder {
-            return Some((tx.clone(), Arc::clone(n)));
+            return Ok(Some((tx.clone(), Arc::clone(n))));
         }
         let (tx, rx) = chan::unlimited::<Feed>();
         let queued = Arc::new(Queued::default());
         let (me, q) = (Arc::clone(self), Arc::clone(&queued));
-        drop(kcoro::spawn_with(self.server.spawn_options(), move || {
+        kcoro::spawn_with(self.server.spawn_options(), move || {
             let mut owed = Owed::default();
             for item in &rx {
                 // Else a CANCEL or its deadline ended it while it waited its turn.
@@ -1065,9 +1081,9 @@ impl ConnState {
                     me.credit(&mut owed);
                 }
             }
-        }));
+        })?;
         held.feeder = Some((tx.clone(), Arc::clone(&queued)));
-        Some((tx, queued))
+        Ok(Some((tx, queued)))
     }
 
     /// The feeder's turn for `item`: into the channel, then answered (or its credit owed).
@@ -1119,12 +1135,22 @@ impl ConnState {
         }
         let Some(token) = self.admit(cmd, req, None) else { return Ok(()) };
         let me = Arc::clone(self);
-        drop(kcoro::spawn_with(self.server.spawn_options(), move || {
+        self.spawn_waiting(cmd, req, move || {
             let r = chan.recv(wait, Some(&token));
             me.element_reply(cmd, req, &chan, r);
             me.done(req);
-        }));
+        });
         Ok(())
+    }
+
+    /// Runs admitted request `req`'s `wait` on a coroutine of its own. If none can start
+    /// (no stack left, the runtime shutting down), the request is refused with `-EBUSY`
+    /// and let go, so that neither the client nor `in_flight` waits for it.
+    fn spawn_waiting(&self, cmd: Cmd, req: u64, wait: impl FnOnce() + Send + 'static) {
+        if let Err(e) = kcoro::spawn_with(self.server.spawn_options(), wait) {
+            self.refuse(cmd, req, -libc::EBUSY, &format!("cannot wait: {e}"));
+            self.done(req);
+        }
     }
 
     /// Replies with a received element: inline, or through our shared region (sharing its

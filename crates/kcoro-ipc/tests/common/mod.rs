@@ -57,6 +57,7 @@ pub fn child_main() -> bool {
     let (Some("serve"), Some(addr)) = (it.next(), it.next()) else { panic!("bad child spec {spec}") };
     let mut limits = Limits::default();
     let mut secret = None;
+    let mut stacks = None;
     for opt in it {
         match opt.split_once('=') {
             Some(("credits", n)) => limits.credits = n.parse().unwrap(),
@@ -70,15 +71,25 @@ pub fn child_main() -> bool {
             Some(("region_bytes", n)) => limits.max_region_bytes = n.parse().unwrap(),
             Some(("server_channels", n)) => limits.max_server_channels = n.parse().unwrap(),
             Some(("secret", _)) => secret = Some(SECRET),
+            // Served on a runtime of its own that can hold this many coroutines at once.
+            Some(("stacks", n)) => stacks = Some(n.parse().unwrap()),
             _ => panic!("bad option {opt}"),
         }
     }
-    let server = serve_all(addr, limits, secret);
+    let runtime = stacks.map(|n| kcoro::Runtime::builder().workers(1).max_stacks(n).build().unwrap());
+    let server = match &runtime {
+        Some(rt) => {
+            let addr = addr.to_string();
+            rt.block_on(move || serve_all(&addr, limits, secret))
+        }
+        None => serve_all(addr, limits, secret),
+    };
     println!("ready {}", server.addr());
     // Serve until the parent closes our stdin (or kills us).
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
     drop(server);
+    drop(runtime);
     true
 }
 
