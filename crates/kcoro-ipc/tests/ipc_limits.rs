@@ -422,6 +422,45 @@ fn a_request_that_cannot_get_a_coroutine_is_refused_not_lost() {
     still_serving(&s);
 }
 
+/// A connection the server has no coroutine for (its runtime's stacks all in use) ends
+/// at once: the client reads the end of the stream, not silence. Once the others close,
+/// the server serves new connections again.
+#[test]
+fn a_connection_without_a_coroutine_ends_at_once() {
+    let s = server("no-stack-conn.sock", "stacks=8");
+    let mut open_ones = Vec::new();
+    let refused = loop {
+        assert!(open_ones.len() < 16, "8 stacks served {} connections", open_ones.len());
+        let mut raw = Raw::connect(&s);
+        raw.send(Cmd::HELLO, |f| {
+            f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, 0);
+        });
+        match raw.next_or_end() {
+            Ok(Some(g)) => {
+                assert_eq!(g.result(), 0, "{}", g.error());
+                open_ones.push(raw);
+            }
+            Ok(None) => break raw,
+            Err(e) => panic!("connection {}: neither an answer nor the end: {e}", open_ones.len()),
+        }
+    };
+    assert!(!open_ones.is_empty());
+    drop((refused, open_ones));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut raw = Raw::connect(&s);
+        raw.send(Cmd::HELLO, |f| {
+            f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, 0);
+        });
+        if raw.read().is_some_and(|g| g.result() == 0) {
+            break;
+        }
+        // The closed connections' coroutines end just after their sockets do.
+        assert!(std::time::Instant::now() < deadline, "no connection served again");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn wrong_version_is_refused() {
     let s = server("version.sock", "");

@@ -683,3 +683,23 @@ fn a_queued_send_gives_up_at_its_deadline_behind_a_blocked_one() {
     assert_eq!(rx.try_recv(), Err(ChanError::WouldBlock), "nothing that gave up got in");
     drop(server);
 }
+
+/// A client whose runtime cannot start the connection's reader and writer (no stack
+/// left) gets an error from `connect` at once, instead of waiting for a HELLO answer
+/// nothing would read.
+#[test]
+fn connect_fails_at_once_when_the_runtime_cannot_start_the_connection() {
+    let (tx, rx) = chan::buffered::<Vec<u8>>(1);
+    let addr = sock("no-stacks-client.sock");
+    let server = Server::bind(&addr).unwrap().serve_channel("q", tx, rx).start().unwrap();
+    // Two stacks: the coroutine that calls connect, and the writer's (the connect's own
+    // I/O coroutine has ended by then); none for the reader.
+    let rt = kcoro::Runtime::builder().workers(1).max_stacks(2).build().unwrap();
+    let a = addr.clone();
+    let got = rt.block_on(move || Connection::connect(&a, ConnectOptions::new()).map(drop));
+    let e = got.expect_err("no stack for the reader");
+    assert!(e.to_string().contains("cannot start the connection's reader and writer"), "{e}");
+    // The same address from a runtime with room connects.
+    assert!(Connection::connect(&addr, ConnectOptions::new()).is_ok());
+    drop(server);
+}

@@ -369,17 +369,26 @@ impl Connection {
         let w = Arc::clone(&stream);
         let wo = Arc::clone(&outbox);
         let weak = Arc::downgrade(&inner);
-        drop(handle.spawn(move || {
+        let writer = handle.spawn_with(kcoro::SpawnOptions::default(), move || {
             if let Err(e) = wo.run_writer(&w, &rings) {
                 if let Some(c) = weak.upgrade() {
                     c.fail(format!("write failed: {e}"));
                 }
             }
-        }));
+        });
         let weak = Arc::downgrade(&inner);
         let limits = opts.limits;
-        drop(handle.spawn(move || reader(weak, &stream, limits)));
+        let reader = writer.and_then(|_| {
+            handle.spawn_with(kcoro::SpawnOptions::default(), move || reader(weak, &stream, limits))
+        });
         let conn = Connection { inner };
+        // Without both, requests would wait for answers nothing reads (no stack left).
+        if let Err(e) = reader {
+            conn.close();
+            return Err(IpcError::Closed(Some(format!(
+                "cannot start the connection's reader and writer: {e}"
+            ))));
+        }
         if let Err(e) = conn.handshake(&opts, ring_fds, started) {
             conn.close();
             return Err(e);

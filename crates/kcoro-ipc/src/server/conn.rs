@@ -256,7 +256,9 @@ impl ConnState {
             kcoro::spawn_with(self.server.spawn_options(), move || outbox.run_writer(&stream, &rings));
         let mut frames = FrameReader::new(self.server.limits);
         let mut owed = Owed::default();
-        loop {
+        // Without a writer (no stack left for it) no reply would leave: the connection
+        // ends at once rather than taking requests it cannot answer.
+        while writer.is_ok() {
             if !frames.has_frame() {
                 // About to wait for the client: give back what its credited sends took.
                 self.credit(&mut owed);

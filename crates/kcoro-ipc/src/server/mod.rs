@@ -389,10 +389,15 @@ fn start_conn(server: &Arc<ServerInner>, stream: Stream) {
         conn.shut();
     }
     let s = Arc::clone(server);
-    drop(kcoro::spawn_with(server.spawn_options(), move || {
+    let served = kcoro::spawn_with(server.spawn_options(), move || {
         conn.run();
         s.forget_conn(id);
-    }));
+    });
+    if served.is_err() {
+        // No coroutine to serve it (no stack left, shutting down): dropped with the
+        // closure, its socket closes and the client sees the end at once.
+        server.forget_conn(id);
+    }
 }
 
 /// A channel made by a client (CHAN_MAKE): raw byte elements.

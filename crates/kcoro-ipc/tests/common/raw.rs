@@ -111,6 +111,23 @@ impl Raw {
         self.write(raw);
     }
 
+    /// The next frame, `Ok(None)` at the end of the stream, an error if neither came
+    /// (the read timed out).
+    pub fn next_or_end(&mut self) -> std::io::Result<Option<Got>> {
+        match self.read() {
+            Some(g) => Ok(Some(g)),
+            None => {
+                let mut probe = [0u8; 1];
+                let n = match &mut self.s {
+                    Sock::Unix(s) => s.read(&mut probe)?,
+                    Sock::Tcp(s) => s.read(&mut probe)?,
+                };
+                assert_eq!(n, 0, "a frame cut short");
+                Ok(None)
+            }
+        }
+    }
+
     /// The next frame, or `None` at end of stream.
     pub fn read(&mut self) -> Option<Got> {
         let mut h = [0u8; HEADER_LEN];
