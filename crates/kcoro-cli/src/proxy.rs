@@ -39,11 +39,12 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
         }
     };
     // Before the runtime's threads exist: growing the descriptor table is free now.
-    let (needed, limit) = kcoro_proxy::prepare_descriptors(&config);
-    if limit < needed {
-        eprintln!(
+    match kcoro_proxy::prepare_descriptors(&config) {
+        Ok((needed, limit)) if limit < needed => eprintln!(
             "kcoro proxy: the descriptor limit is {limit}, below the {needed} that max_connections may need (raise the hard RLIMIT_NOFILE)"
-        );
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("kcoro proxy: cannot size the descriptor table: {e}"),
     }
     let mut builder = kcoro::Runtime::builder().name("proxy").idle_spin(config.idle_spin);
     if let Some(w) = config.workers {

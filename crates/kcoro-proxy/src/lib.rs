@@ -101,7 +101,7 @@ impl Proxy {
     /// endpoint. Must be called inside a kcoro runtime (in a coroutine). On an error
     /// nothing is left bound.
     pub fn start(config: Config) -> Result<Proxy, Error> {
-        prepare_descriptors(&config);
+        let _ = prepare_descriptors(&config); // the CLI reports a failure; a library user may call it first
         let registry = Arc::new(Registry::default());
         let pools: HashMap<String, Arc<Pool>> =
             config.pools.iter().map(|p| (p.name.clone(), Arc::new(Pool::new(p.clone(), None)))).collect();
@@ -160,7 +160,7 @@ impl Proxy {
         if self.shared.shut_down.load(Relaxed) {
             return Err(Error::ShutDown);
         }
-        prepare_descriptors(&config);
+        let _ = prepare_descriptors(&config);
         let mut state = self.state();
         let pools: HashMap<String, Arc<Pool>> = config
             .pools
@@ -350,13 +350,14 @@ impl Proxy {
 /// Raises the descriptor limit to what `config` may hold (at most the hard limit) and
 /// grows the descriptor table to it now, so that a burst of connections never waits for
 /// the kernel to grow it (`kcoro::net::reserve_descriptors`); returns what is needed and
-/// the soft limit in force. Best called before the runtime's threads start (then the
-/// growth is free); again here for a library user who did not, and for a reload.
-pub fn prepare_descriptors(config: &Config) -> (u64, u64) {
+/// the soft limit in force, or why the limit could not be read or raised. Best called
+/// before the runtime's threads start (then the growth is free); again by `start` and
+/// `reload` for a library user who did not.
+pub fn prepare_descriptors(config: &Config) -> std::io::Result<(u64, u64)> {
     let needed = config.descriptors_needed();
-    let limit = kcoro::net::raise_descriptor_limit(needed).unwrap_or(0);
-    let _ = kcoro::net::reserve_descriptors(needed.min(limit) as usize);
-    (needed, limit)
+    let limit = kcoro::net::raise_descriptor_limit(needed)?;
+    kcoro::net::reserve_descriptors(usize::try_from(needed.min(limit)).unwrap_or(usize::MAX))?;
+    Ok((needed, limit))
 }
 
 fn bind(
