@@ -432,9 +432,7 @@ fn a_connection_without_a_coroutine_ends_at_once() {
     let refused = loop {
         assert!(open_ones.len() < 16, "8 stacks served {} connections", open_ones.len());
         let mut raw = Raw::connect(&s);
-        raw.send(Cmd::HELLO, |f| {
-            f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, 0);
-        });
+        raw.send_hello();
         match raw.next_or_end() {
             Ok(Some(g)) => {
                 assert_eq!(g.result(), 0, "{}", g.error());
@@ -449,9 +447,7 @@ fn a_connection_without_a_coroutine_ends_at_once() {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let mut raw = Raw::connect(&s);
-        raw.send(Cmd::HELLO, |f| {
-            f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, 0);
-        });
+        raw.send_hello();
         if raw.read().is_some_and(|g| g.result() == 0) {
             break;
         }

@@ -161,7 +161,13 @@ impl Raw {
     }
 
     pub fn hello(&mut self) -> Got {
-        self.call(Cmd::HELLO, |f| {
+        let req = self.send_hello();
+        self.reply_to(req)
+    }
+
+    /// Sends HELLO without waiting for the answer; returns its REQ_ID.
+    pub fn send_hello(&mut self) -> u64 {
+        self.send(Cmd::HELLO, |f| {
             f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, 0);
         })
     }
