@@ -17,10 +17,13 @@
 //!   `pending` lock), and every channel's credit window is closed.
 
 mod lease;
+mod options;
+mod reader;
 mod remote;
 mod window;
 
 pub use lease::{Lease, LeaseSendError};
+pub use options::{ConnectOptions, ServerInfo, Transport};
 pub use remote::{RemoteReceiver, RemoteSender};
 
 use std::collections::HashMap;
@@ -38,142 +41,18 @@ use kcoro::zcopy::ZBuf;
 
 use crate::coros::CoroutineReport;
 use crate::ids::IdMap;
-use crate::proto::{
-    Attr, Cmd, FLAG_EVENT, FLAG_REPLY, FrameBuf, FrameRef, Limits, VERSION_MAJOR, VERSION_MINOR,
-};
+use crate::proto::{Attr, Cmd, FrameBuf, FrameRef, VERSION_MAJOR, VERSION_MINOR};
 use crate::ring::link::{DEFAULT_RING, DEFAULT_SPIN, Link, Offer};
-use crate::shm::{ShmConfig, ShmRx, ShmTx};
+use crate::shm::{ShmRx, ShmTx};
 use crate::stats::{ChannelStats, SchedStats};
-use crate::wire::{FrameReader, Now, Outbox, Sock, Stream};
+use crate::wire::{Now, Outbox, Sock, Stream};
 use crate::{Addr, Element, IpcError, auth, io_handle, on};
 
-/// How to connect.
-#[derive(Debug, Clone, Default)]
-pub struct ConnectOptions {
-    secret: Option<Vec<u8>>,
-    limits: Limits,
-    shm: Option<ShmConfig>,
-    no_shm: bool,
-    connect_timeout: Option<Duration>,
-    request_timeout: Option<Duration>,
-    ring_bytes: Option<u64>,
-    ring_spin: Option<Duration>,
-    shared_window: Option<u64>,
-}
-
-/// Bytes of shared-memory elements one channel's sends may have in flight, by default.
-const DEFAULT_SHARED_WINDOW: u64 = 4 << 20;
+use options::DEFAULT_SHARED_WINDOW;
 
 /// Most sends one channel may have in flight on a connection over shared-memory rings,
 /// whatever the server grants (a client may count more than the server, never less).
 const RING_WINDOW_VALUES: u32 = 256;
-
-impl ConnectOptions {
-    /// Defaults: no secret, default limits, shared memory for elements ≥ 64 KiB on Unix.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The shared secret, for a server that requires the handshake.
-    pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.secret = Some(secret.into());
-        self
-    }
-
-    /// Limits on what this side accepts (frames, attributes, and the size of the regions
-    /// the server may share: `max_regions`, `max_region_bytes`).
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// Elements of at least `threshold` bytes go through a shared region of
-    /// `region_len` bytes (Unix sockets only).
-    pub fn shared_memory(mut self, threshold: usize, region_len: usize) -> Self {
-        self.shm = Some(ShmConfig { threshold: threshold.max(1), region_len });
-        self.no_shm = false;
-        self
-    }
-
-    /// Most bytes of shared-memory elements one channel's credited sends may have in flight
-    /// from this connection (4 MiB by default; an element larger goes alone): what keeps
-    /// the region's blocks few and warm, where more would only fault in fresh pages. The
-    /// server's window bounds inline bytes apart from these (servers of protocol minor 8
-    /// on; with an older one both count in its window).
-    pub fn shared_window(mut self, bytes: u64) -> Self {
-        self.shared_window = Some(bytes.max(1));
-        self
-    }
-
-    /// Every element inline, whatever its size, both ways: this side sends none through
-    /// shared memory, and its HELLO asks the server for none (`NO_SHM`), so an element of
-    /// a receive reply comes inline, within this side's frame limit.
-    pub fn no_shared_memory(mut self) -> Self {
-        self.no_shm = true;
-        self
-    }
-
-    /// For `shm:` addresses: each ring's size (a power of two from 4 KiB; 256 KiB by
-    /// default). A frame larger than the ring still goes, through it in pieces.
-    pub fn ring_bytes(mut self, bytes: u64) -> Self {
-        self.ring_bytes = Some(bytes);
-        self
-    }
-
-    /// For `shm:` addresses: how long the reader spins on an empty ring before it sleeps
-    /// (50 µs by default; zero sleeps at once). While messages come faster than this,
-    /// nobody sleeps and nothing is paid for a wake-up; the price is that much CPU per
-    /// pause in the traffic.
-    pub fn ring_spin(mut self, spin: Duration) -> Self {
-        self.ring_spin = Some(spin);
-        self
-    }
-
-    /// Give up connecting after `t`: the socket's connect and the handshake together (a
-    /// stopped server's kernel still accepts; its answer to HELLO never comes), failing
-    /// with [`IpcError::Stalled`] when the answer is what did not come in time.
-    pub fn connect_timeout(mut self, t: Duration) -> Self {
-        self.connect_timeout = Some(t);
-        self
-    }
-
-    /// Take the server as stalled when a request (the handshake included) has no answer
-    /// after `t`: that request fails with [`IpcError::Stalled`] and the connection closes,
-    /// failing every other request on it. For a peer that may be stopped or wedged (a
-    /// monitor watching a process): without it a request waits as long as the socket
-    /// stays open. A receive or send that waits for a value is a request too, so set `t`
-    /// above the longest wait such a call asks for.
-    pub fn request_timeout(mut self, t: Duration) -> Self {
-        self.request_timeout = Some(t);
-        self
-    }
-}
-
-/// What carries a connection's frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Transport {
-    /// A TCP socket.
-    Tcp,
-    /// A Unix socket.
-    Unix,
-    /// Shared-memory rings between two processes of one host, with a Unix socket beside
-    /// them for descriptors and as the fallback (`shm:` addresses).
-    Shm,
-}
-
-/// What the server says about itself (GET_INFO).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerInfo {
-    /// Its name.
-    pub name: String,
-    /// Protocol version it speaks.
-    pub version: (u32, u32),
-    /// The largest frame it accepts.
-    pub max_frame: u32,
-    /// Connections it has open now (this one included).
-    pub connections: u32,
-}
 
 /// A reply frame, owned: its payload copied once out of the connection's read buffer, so
 /// that a `Bytes` element it carries inline is a view of it (`Element::decode_view`).
@@ -379,7 +258,7 @@ impl Connection {
         let weak = Arc::downgrade(&inner);
         let limits = opts.limits;
         let reader = writer.and_then(|_| {
-            handle.spawn_with(kcoro::SpawnOptions::default(), move || reader(weak, &stream, limits))
+            handle.spawn_with(kcoro::SpawnOptions::default(), move || reader::run(weak, &stream, limits))
         });
         let conn = Connection { inner };
         // Without both, requests would wait for answers nothing reads (no stack left).
@@ -867,115 +746,10 @@ impl Drop for ConnInner {
     }
 }
 
-impl ConnInner {
-    /// CREDIT: the window credited sends took comes back; a failure among them closes the
-    /// channel here, as the reply of an uncredited one does.
-    fn credit(&self, f: &FrameRef<'_>) {
-        let (Ok(Some(id)), Ok(Some(values))) = (f.u64(Attr::CHAN_ID), f.u32(Attr::CREDITS)) else { return };
-        let bytes = f.u64(Attr::CREDIT_BYTES).ok().flatten().unwrap_or(0);
-        let shared = f.u64(Attr::SHARED_BYTES).ok().flatten().unwrap_or(0);
-        let chan = self.chans.lock().unwrap_or_else(|e| e.into_inner()).get(&id).and_then(Weak::upgrade);
-        let Some(chan) = chan else { return };
-        if f.result().unwrap_or(0) != 0 {
-            chan.mark_closed();
-        }
-        if let Some(w) = &chan.credits {
-            w.give_many(values, bytes, shared);
-        }
-    }
-}
-
-/// The reader coroutine: routes replies and events until the stream ends or breaks.
-fn reader(conn: Weak<ConnInner>, stream: &Stream, limits: Limits) {
-    // A LIST reply carries a `STATS` per channel: far more than a request may.
-    let max_attrs = limits.max_attrs.max(crate::proto::MAX_REPLY_ATTRS);
-    let mut frames = FrameReader::new(Limits { max_attrs, ..limits });
-    let why = loop {
-        // No strong reference while waiting for bytes: dropping the last handle closes
-        // the socket, which ends this read.
-        let step = frames.next(stream, |f, fds| conn.upgrade().map(|c| c.dispatch(f, fds)).is_some());
-        match step {
-            Ok(Some(true)) => {}
-            Ok(Some(false)) => return,
-            Ok(None) => break "the server closed the connection".to_string(),
-            Err(e) => break format!("{e}"),
-        }
-    };
-    if let Some(c) = conn.upgrade() {
-        c.fail(why);
-    }
-}
-
-impl ConnInner {
-    fn dispatch(&self, f: FrameRef<'_>, fds: &mut std::collections::VecDeque<OwnedFd>) {
-        if f.flags & FLAG_EVENT != 0 && f.cmd == Cmd::CREDIT {
-            return self.credit(&f);
-        }
-        if f.flags & FLAG_EVENT != 0 {
-            if f.cmd == Cmd::NOTIFY
-                && f.u32(Attr::EVENT).ok().flatten() == Some(crate::proto::EVENT_CLOSED)
-                && let Ok(Some(id)) = f.u64(Attr::CHAN_ID)
-            {
-                let chan =
-                    self.chans.lock().unwrap_or_else(|e| e.into_inner()).get(&id).and_then(Weak::upgrade);
-                if let Some(c) = chan {
-                    c.mark_closed();
-                }
-            }
-            return;
-        }
-        if f.flags & FLAG_REPLY == 0 {
-            // A request from the server: REGION_SHARE (its element region), or
-            // REGION_RELEASE (it is done with an element we sent through ours).
-            if f.cmd == Cmd::REGION_SHARE
-                && let (Ok(Some(id)), Some(fd)) = (f.u64(Attr::REGION_ID), fds.pop_front())
-            {
-                let _ = self.shm_rx.import(fd, id);
-            }
-            if f.cmd == Cmd::REGION_RELEASE
-                && let Some(z) = f.get(Attr::ZDESC)
-                && let Ok(d) = crate::proto::zdesc::decode(z)
-            {
-                let lease = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&d.offset);
-                drop(lease);
-            }
-            return;
-        }
-        let Ok(req) = f.req_id() else { return };
-        if f.cmd == Cmd::HELLO
-            && f.u64(Attr::RING_BYTES).ok().flatten().is_some()
-            && self.stream.link().is_some()
-        {
-            // The server took our rings: everything after this reply comes through them,
-            // and the reader's next read must look there. We write nothing until the
-            // handshake returns, so writes move now too.
-            self.stream.start_ring_reads();
-            self.stream.start_ring_writes();
-        }
-        let entry = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
-        match entry {
-            Some(Pending::Wait(tx)) => {
-                let _ = tx.send(Reply::of(&f));
-            }
-            Some(Pending::Credit(chan, lease, share)) => {
-                drop(lease);
-                if f.result().unwrap_or(-1) != 0 {
-                    chan.mark_closed();
-                } else if let Some(w) = &chan.credits {
-                    w.give(share);
-                }
-            }
-            Some(Pending::Abandoned(give_back)) => {
-                give_back(Reply::of(&f));
-            }
-            Some(Pending::Ignore) | None => {}
-        }
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::proto::{FLAG_REPLY, Limits};
     use crate::shm::{decode_element, locate};
 
     /// A receive reply carrying `element` inline, as the reader keeps it.

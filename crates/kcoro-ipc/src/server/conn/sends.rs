@@ -1,0 +1,380 @@
+//! Sends: done on the reader when they need not wait, else queued in order per channel
+//! behind a feeder coroutine, within the client's window; credited ones answered in bulk
+//! by CREDIT events.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use std::time::Instant;
+
+use kcoro::chan::{self, ChanError, Kind, Sender};
+use kcoro::sync::CancelToken;
+
+use super::{ConnState, lock};
+use crate::proto::{Attr, Cmd, FLAG_EVENT, FrameBuf, FrameRef, ProtoError, zdesc};
+use crate::server::served::{Offered, SendFail, Served, Wait};
+use crate::shm::{Located, Release, locate};
+
+/// A credited send waiting its turn in a channel's queue: its element decoded (by the
+/// reader, once), and the inline bytes it counts against the window.
+pub(super) struct Feed {
+    req: u64,
+    value: Box<dyn Any + Send>,
+    len: u64,
+    wait: Wait,
+    token: CancelToken,
+    /// A credited send, answered by CREDIT.
+    credited: Option<Credited>,
+    /// An answered send queued behind others: whoever sets this first answers it (the
+    /// feeder when it gets to the send, a CANCEL, or the watcher of its deadline).
+    claim: Option<Arc<AtomicBool>>,
+}
+
+/// An answered send waiting its turn in a channel's queue.
+#[derive(Clone)]
+pub(super) struct QueuedSend {
+    claim: Arc<AtomicBool>,
+    len: u64,
+    queue: Arc<Queued>,
+}
+
+impl QueuedSend {
+    /// Takes it out of its queue's counts if nobody answered it yet; true if now ours.
+    pub(super) fn take(&self) -> bool {
+        if self.claim.swap(true, AcqRel) {
+            return false;
+        }
+        self.queue.values.fetch_sub(1, AcqRel);
+        self.queue.bytes.fetch_sub(self.len, AcqRel);
+        true
+    }
+}
+
+/// What a credited send took from its client's window: the channel, and its element's
+/// bytes (shared ones counted apart from minor 8 on).
+#[derive(Clone, Copy)]
+pub(super) struct Credited {
+    chan: u64,
+    bytes: u64,
+    shared: bool,
+}
+
+/// Send window owed to the client for credited sends that are done, per channel, until a
+/// CREDIT event returns it.
+#[derive(Default)]
+pub(super) struct Owed(Vec<OwedChan>);
+
+pub(super) struct OwedChan {
+    id: u64,
+    values: u32,
+    /// Element bytes, shared ones included (as a client older than minor 8 counts them).
+    bytes: u64,
+    /// Of those, the bytes of elements in the client's shared memory.
+    shared: u64,
+    /// The first failure among these sends, else 0.
+    result: i32,
+}
+
+impl Owed {
+    pub(super) fn add(&mut self, c: Credited, result: i32) {
+        let shared = if c.shared { c.bytes } else { 0 };
+        match self.0.iter_mut().find(|o| o.id == c.chan) {
+            Some(o) => {
+                o.values += 1;
+                o.bytes += c.bytes;
+                o.shared += shared;
+                if o.result == 0 {
+                    o.result = result;
+                }
+            }
+            None => self.0.push(OwedChan { id: c.chan, values: 1, bytes: c.bytes, shared, result }),
+        }
+    }
+}
+
+/// The code a send's outcome is reported with.
+pub(super) fn fail_code(r: &Result<(), SendFail>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(SendFail::Chan(e)) => e.code(),
+        Err(SendFail::Decode(_)) => -libc::EINVAL,
+    }
+}
+
+/// What waits in a channel's send queue: values, and their inline bytes.
+#[derive(Default)]
+pub(super) struct Queued {
+    values: AtomicUsize,
+    bytes: AtomicU64,
+}
+
+/// A channel's send queue for this connection, and what waits in it.
+pub(super) type Feeder = (Sender<Feed>, Arc<Queued>);
+
+impl ConnState {
+    pub(super) fn send(
+        self: &Arc<Self>,
+        f: &FrameRef<'_>,
+        req: u64,
+        owed: &mut Owed,
+    ) -> Result<(), ProtoError> {
+        let cmd = f.cmd;
+        let el = locate(f)?;
+        // A credited send (minor 7) is never answered: its share of the window goes back,
+        // with its outcome, in a CREDIT event, whatever happens to it here.
+        let credited = match (cmd, f.u32(Attr::CREDITED)?, f.u64(Attr::CHAN_ID)?) {
+            (Cmd::CHAN_SEND, Some(1), Some(chan)) => {
+                Some(Credited { chan, bytes: el.len() as u64, shared: matches!(el, Located::Shared(_)) })
+            }
+            _ => None,
+        };
+        let answer = |owed: &mut Owed, code: i32, msg: &str| match credited {
+            Some(c) => owed.add(c, code),
+            None => self.refuse(cmd, req, code, msg),
+        };
+        if matches!(el, Located::Shared(_)) && !self.stream.is_unix() {
+            answer(owed, -libc::EPROTO, "ZDESC needs a Unix socket: over TCP elements are inline");
+            return Ok(());
+        }
+        // First, so that every way out of here, refusals included, frees the client's span.
+        let release = self.release_for(&el);
+        let Some((id, chan)) = self.held_channel(f)? else {
+            let id = f.u64(Attr::CHAN_ID)?.unwrap_or(0);
+            answer(owed, -libc::ENOENT, &format!("no channel {id}"));
+            return Ok(());
+        };
+        let wait = if cmd == Cmd::CHAN_TRY_SEND {
+            Wait::Try
+        } else {
+            Wait::from_ms(f.i64(Attr::TIMEOUT_MS)?.unwrap_or(-1))
+        };
+        let len = match el {
+            Located::Inline(b) => b.len() as u64,
+            Located::Shared(_) => 0, // in the peer's memory, not ours
+        };
+        let rendezvous = chan.kind() == Kind::Rendezvous;
+        let credited = credited.filter(|_| !rendezvous && wait != Wait::Try);
+        let finish = |owed: &mut Owed, r: Result<(), SendFail>| match credited {
+            Some(c) => owed.add(c, fail_code(&r)),
+            None => self.chan_result(cmd, req, r),
+        };
+        // A send that need not wait is done here, on the reader: no hand-off, no tracking.
+        // A credited one only when none of this connection's earlier sends to the channel
+        // still waits in its queue (it must not overtake them).
+        let send_now = wait == Wait::Try || rendezvous || self.nothing_queued(id);
+        let value = match chan.offer(&el, &self.shm_rx, release, send_now) {
+            Offered::Kept(v) if wait != Wait::Try => v,
+            done => {
+                let r = match done {
+                    Offered::Sent => Ok(()),
+                    Offered::Failed(e) => Err(e),
+                    Offered::Kept(_) => Err(SendFail::Chan(ChanError::WouldBlock)),
+                };
+                finish(owed, r);
+                return Ok(());
+            }
+        };
+        if rendezvous {
+            let Some(token) = self.admit(cmd, req, None) else { return Ok(()) };
+            let me = Arc::clone(self);
+            self.spawn_waiting(cmd, req, move || {
+                let r = chan.send_decoded(value, wait, Some(&token));
+                me.chan_result(cmd, req, r);
+                me.done(req);
+            });
+            return Ok(());
+        }
+        // In order, through this connection's queue for the channel, within the window. Only
+        // this reader adds to `queued`, so what it reads cannot grow before it adds.
+        let (queue, queued) = match self.feeder(id, chan) {
+            Ok(Some(feeder)) => feeder,
+            Ok(None) => {
+                answer(owed, -libc::ENOENT, &format!("no channel {id}")); // destroyed meanwhile
+                return Ok(());
+            }
+            Err(e) => {
+                answer(owed, -libc::EBUSY, &format!("cannot queue the send: {e}"));
+                return Ok(());
+            }
+        };
+        let limits = &self.server.limits;
+        let (values, bytes) = (queued.values.load(Acquire), queued.bytes.load(Acquire));
+        let over_bytes = len > 0 && bytes > 0 && bytes.saturating_add(len) > limits.credit_bytes;
+        if values >= limits.credits as usize || over_bytes {
+            let msg = format!(
+                "send window of {} values and {} bytes exceeded",
+                limits.credits, limits.credit_bytes
+            );
+            answer(owed, -libc::ENOBUFS, &msg);
+            return Ok(());
+        }
+        // An answered send with sends ahead of it (which may wait forever) can be ended
+        // before its turn: by a CANCEL, or, if it has a deadline, by a watcher of its own
+        // (counted in flight, as a waiting receive is).
+        let ahead = credited.is_none() && queued.values.load(Acquire) > 0;
+        let deadline = match wait {
+            Wait::Until(d) if ahead => Some(d),
+            _ => None,
+        };
+        let waiting = ahead.then(|| QueuedSend {
+            claim: Arc::new(AtomicBool::new(false)),
+            len,
+            queue: Arc::clone(&queued),
+        });
+        let claim = waiting.as_ref().map(|w| Arc::clone(&w.claim));
+        // A credited send cannot be cancelled (its client has returned): it waits under the
+        // connection's own token, untracked.
+        let token = match (credited, deadline) {
+            (Some(_), _) => Some(self.token.clone()),
+            (None, Some(_)) => self.admit(cmd, req, waiting.clone()),
+            (None, None) => self.track(cmd, req, waiting.clone()),
+        };
+        let Some(token) = token else { return Ok(()) };
+        queued.values.fetch_add(1, AcqRel);
+        queued.bytes.fetch_add(len, AcqRel);
+        let watcher = token.clone();
+        let feed = Feed { req, value, len, wait, token, credited, claim };
+        if let Err(e) = queue.try_send(feed) {
+            queued.values.fetch_sub(1, AcqRel);
+            queued.bytes.fetch_sub(len, AcqRel);
+            if credited.is_none() {
+                self.untrack(e.value().req);
+            }
+            if deadline.is_some() {
+                self.in_flight.fetch_sub(1, AcqRel);
+            }
+            answer(owed, ChanError::Closed.code(), "connection closing");
+        } else if let (Some(deadline), Some(waiting)) = (deadline, waiting) {
+            self.watch_deadline(req, deadline, watcher, waiting);
+        }
+        Ok(())
+    }
+
+    /// Ends queued send `req` at `deadline` if nobody has answered it by then; returns at
+    /// once when `token` fires (the feeder took it, a CANCEL, the connection's end).
+    pub(super) fn watch_deadline(
+        self: &Arc<Self>,
+        req: u64,
+        deadline: Instant,
+        token: CancelToken,
+        waiting: QueuedSend,
+    ) {
+        let (me, claimed) = (Arc::clone(self), waiting.clone());
+        let watch = move || {
+            let cancelled = token.cancelled_deadline(deadline);
+            if waiting.take() {
+                let e = if cancelled { ChanError::Canceled } else { ChanError::Timeout };
+                me.chan_result(Cmd::CHAN_SEND, req, Err(SendFail::Chan(e)));
+                me.untrack(req);
+            }
+            me.in_flight.fetch_sub(1, AcqRel);
+        };
+        if let Err(e) = kcoro::spawn_with(self.server.spawn_options(), watch) {
+            // Nothing would end it at its deadline: ended now instead, unless its turn came.
+            if claimed.take() {
+                self.refuse(Cmd::CHAN_SEND, req, -libc::EBUSY, &format!("cannot wait: {e}"));
+                self.untrack(req);
+            }
+            self.in_flight.fetch_sub(1, AcqRel);
+        }
+    }
+
+    /// Returns the window owed for credited sends, one CREDIT event per channel, and
+    /// writes them now when nobody is writing (the caller is about to wait).
+    pub(super) fn credit(&self, owed: &mut Owed) {
+        if owed.0.is_empty() {
+            return;
+        }
+        // One push for them all, written at once: the writer is not rung for frames this
+        // coroutine writes itself.
+        let _ = self.outbox.push_and_flush(&self.stream, |out, max| {
+            for o in owed.0.drain(..) {
+                let mut f = FrameBuf::begin(out, Cmd::CREDIT, FLAG_EVENT);
+                f.u64(Attr::CHAN_ID, o.id)
+                    .u32(Attr::CREDITS, o.values)
+                    .u64(Attr::CREDIT_BYTES, o.bytes)
+                    .u64(Attr::SHARED_BYTES, o.shared)
+                    .i32(Attr::RESULT, o.result);
+                f.finish(max)?;
+            }
+            Ok(())
+        });
+    }
+
+    /// No send of this connection waits in channel `id`'s queue: a new one may go first.
+    pub(super) fn nothing_queued(&self, id: u64) -> bool {
+        lock(&self.opened)
+            .get(&id)
+            .and_then(|h| h.feeder.as_ref())
+            .is_none_or(|(_, q)| q.values.load(Acquire) == 0)
+    }
+
+    /// For a shared element of a client that takes `REGION_RELEASE` (minor ≥ 2): what
+    /// frees its span when the value is done with (the value may keep a view of it).
+    pub(super) fn release_for(self: &Arc<Self>, el: &Located<'_>) -> Option<Release> {
+        let Located::Shared(d) = el else { return None };
+        if self.peer_minor.load(Relaxed) < 2 {
+            return None;
+        }
+        let (me, z) = (Arc::downgrade(self), zdesc::encode(d));
+        Some(Release::new(move || {
+            if let Some(me) = me.upgrade() {
+                let req = me.next_req.fetch_add(1, Relaxed);
+                let _ = me.outbox.push(|out, max| {
+                    let mut f = FrameBuf::begin(out, Cmd::REGION_RELEASE, 0);
+                    f.u64(Attr::REQ_ID, req).bytes(Attr::ZDESC, &z);
+                    f.finish(max)
+                });
+            }
+        }))
+    }
+
+    /// The queue (and its coroutine) feeding this connection's sends into channel `id`;
+    /// `None` if the connection no longer holds it, an error if no coroutine could start.
+    pub(super) fn feeder(
+        self: &Arc<Self>,
+        id: u64,
+        chan: Arc<dyn Served>,
+    ) -> Result<Option<Feeder>, kcoro::Error> {
+        let mut opened = lock(&self.opened);
+        let Some(held) = opened.get_mut(&id) else { return Ok(None) };
+        if let Some((tx, n)) = &held.feeder {
+            return Ok(Some((tx.clone(), Arc::clone(n))));
+        }
+        let (tx, rx) = chan::unlimited::<Feed>();
+        let queued = Arc::new(Queued::default());
+        let (me, q) = (Arc::clone(self), Arc::clone(&queued));
+        kcoro::spawn_with(self.server.spawn_options(), move || {
+            let mut owed = Owed::default();
+            for item in &rx {
+                // Else a CANCEL or its deadline ended it while it waited its turn.
+                if !item.claim.as_ref().is_some_and(|c| c.swap(true, AcqRel)) {
+                    me.feed(&*chan, item, &q, &mut owed);
+                }
+                if rx.is_empty() {
+                    me.credit(&mut owed);
+                }
+            }
+        })?;
+        held.feeder = Some((tx.clone(), Arc::clone(&queued)));
+        Ok(Some((tx, queued)))
+    }
+
+    /// The feeder's turn for `item`: into the channel, then answered (or its credit owed).
+    pub(super) fn feed(&self, chan: &dyn Served, item: Feed, q: &Queued, owed: &mut Owed) {
+        let r = chan.send_decoded(item.value, item.wait, Some(&item.token));
+        // Before the answer: the client frees its window when the answer comes.
+        q.values.fetch_sub(1, AcqRel);
+        q.bytes.fetch_sub(item.len, AcqRel);
+        match item.credited {
+            Some(c) => owed.add(c, fail_code(&r)),
+            None => {
+                self.chan_result(Cmd::CHAN_SEND, item.req, r);
+                self.untrack(item.req);
+            }
+        }
+        if item.claim.is_some() {
+            item.token.cancel(); // lets its watcher go
+        }
+    }
+}
