@@ -588,6 +588,39 @@ fn a_dropped_async_receive_gives_its_value_back() {
     drop(server);
 }
 
+/// The value of a dropped async receive comes back even when the client's runtime has no
+/// stack left for the coroutine that would send it back (before: the spawn failed and the
+/// value was dropped).
+#[test]
+fn a_dropped_async_receive_gives_its_value_back_without_a_free_stack() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    let (tx, rx) = chan::buffered::<Vec<u8>>(4);
+    let addr = sock("async-drop-no-stack.sock");
+    let server = Server::bind(&addr).unwrap().serve_channel("jobs", tx.clone(), rx.clone()).start().unwrap();
+    // Three stacks: this coroutine, the connection's reader and its writer; none to spare.
+    let rt = kcoro::Runtime::builder().workers(1).max_stacks(3).build().unwrap();
+    let got = rt.block_on(move || {
+        let conn = Connection::connect(&addr, ConnectOptions::new()).unwrap();
+        let jobs = conn.receiver::<Vec<u8>>("jobs").unwrap();
+        assert!(kcoro::spawn_with(kcoro::SpawnOptions::default(), || ()).is_err(), "a stack is free");
+        {
+            let mut fut = std::pin::pin!(jobs.recv_async());
+            assert!(fut.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
+            tx.send(b"taken".to_vec()).unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while tx.snapshot().recvs == 0 {
+                assert!(std::time::Instant::now() < deadline, "the server never took the value");
+                kcoro::sleep(Duration::from_millis(1));
+            }
+        }
+        jobs.recv_timeout(Duration::from_secs(10))
+    });
+    assert_eq!(got.expect("the value came back"), b"taken");
+    assert_eq!(rx.try_recv(), Err(ChanError::WouldBlock), "received once");
+    drop(server);
+}
+
 /// A rendezvous `send_async` dropped while it waits for a receiver is cancelled on the
 /// server: the value does not stay parked there, to be delivered later to nobody's
 /// knowledge.

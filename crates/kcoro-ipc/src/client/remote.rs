@@ -547,8 +547,29 @@ impl<T: Element> RemoteReceiver<T> {
     fn give_back(&self, reply: &Reply) {
         let Ok(v) = self.take_element(reply, None, false) else { return };
         let back =
-            RemoteSender::<T> { conn: self.conn.clone(), chan: Arc::clone(&self.chan), _t: PhantomData };
-        drop(self.conn.inner.handle.spawn(move || back.send(v)));
+            || RemoteSender::<T> { conn: self.conn.clone(), chan: Arc::clone(&self.chan), _t: PhantomData };
+        // The value waits here until a coroutine takes it: a spawn that fails (no stack
+        // left, the runtime shutting down) drops only its closure, not the value.
+        let value = Arc::new(std::sync::Mutex::new(Some(v)));
+        let take = |slot: &std::sync::Mutex<Option<T>>| slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (sender, slot) = (back(), Arc::clone(&value));
+        let spawned = self.conn.inner.handle.spawn_detached(kcoro::SpawnOptions::default(), move || {
+            if let Some(v) = take(&slot) {
+                let _ = sender.send(v);
+            }
+        });
+        let Some(v) = spawned.err().and_then(|_| take(&value)) else { return };
+        // A thread of its own instead: its send parks the thread, as any thread's does.
+        let sender = back();
+        let thread = std::thread::Builder::new().name("kcoro-ipc-give-back".into()).spawn(move || {
+            let _ = sender.send(v);
+        });
+        if let Err(e) = thread {
+            eprintln!(
+                "kcoro-ipc: channel {:?}: a value taken for a dropped receive is lost: {e}",
+                self.chan.name
+            );
+        }
     }
 
     /// Closes the channel on the server (for every user); returns whether this call did.
