@@ -85,18 +85,22 @@ impl ConnectOptions {
 
     /// Give up connecting after `t`: the socket's connect and the handshake together (a
     /// stopped server's kernel still accepts; its answer to HELLO never comes), failing
-    /// with [`IpcError::Stalled`](crate::IpcError::Stalled) when the answer is what did not come in time.
+    /// with [`IpcError::Stalled`] when the answer is what did not come in time.
+    ///
+    /// [`IpcError::Stalled`]: crate::IpcError::Stalled
     pub fn connect_timeout(mut self, t: Duration) -> Self {
         self.connect_timeout = Some(t);
         self
     }
 
     /// Take the server as stalled when a request (the handshake included) has no answer
-    /// after `t`: that request fails with [`IpcError::Stalled`](crate::IpcError::Stalled) and the connection closes,
+    /// after `t`: that request fails with [`IpcError::Stalled`] and the connection closes,
     /// failing every other request on it. For a peer that may be stopped or wedged (a
     /// monitor watching a process): without it a request waits as long as the socket
     /// stays open. A receive or send that waits for a value is a request too, so set `t`
     /// above the longest wait such a call asks for.
+    ///
+    /// [`IpcError::Stalled`]: crate::IpcError::Stalled
     pub fn request_timeout(mut self, t: Duration) -> Self {
         self.request_timeout = Some(t);
         self
