@@ -168,6 +168,23 @@ impl Stream {
         Ok(())
     }
 
+    /// Sets the socket's timeout of each read (before any rings: a refused or new
+    /// connection's).
+    pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) {
+        let _ = match &self.sock {
+            Sock::Unix(s) => s.set_read_timeout(timeout),
+            Sock::Tcp(s) => s.set_read_timeout(timeout),
+        };
+    }
+
+    /// Ends our direction only: the peer reads end of stream after what was written.
+    pub(crate) fn finish_writes(&self) {
+        let _ = match &self.sock {
+            Sock::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Sock::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+    }
+
     /// Ends both directions: the peer's reader sees end of stream, ours wakes with it.
     pub(crate) fn shutdown(&self) {
         let _ = match &self.sock {

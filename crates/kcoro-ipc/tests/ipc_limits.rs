@@ -627,3 +627,87 @@ fn credited_sends_come_back_as_exact_credit_events() {
     assert_eq!(credit_of(&mut raw, unl), (unl, 1, 3, -libc::EPIPE));
     still_serving(&s);
 }
+
+/// Reads until the server ends the connection; fails if it answers anything or the read
+/// times out instead.
+fn ends_unanswered(raw: &mut Raw, what: &str) {
+    match raw.next_or_end() {
+        Ok(None) => {}
+        Ok(Some(g)) => panic!("{what}: answered {:?} ({}) instead of closed", g.cmd, g.error()),
+        Err(e) => panic!("{what}: neither closed nor answered: {e}"),
+    }
+}
+
+/// A connection past `max_connections` gets its first request refused with `-EBUSY` and
+/// a reason (and this server's `ABI_MAJOR`, which a client checks first), then the end of
+/// the stream; the real client's `connect` says why. The connections already open go on
+/// being served, and once one closes a new one gets in.
+#[test]
+fn connections_past_the_limit_are_refused_with_a_reason() {
+    let s = server("conn-limit.sock", "connections=3");
+    let mut open_ones: Vec<Raw> = (0..3).map(|_| Raw::connect(&s)).collect();
+    for raw in &mut open_ones {
+        assert_eq!(raw.hello().result(), 0);
+    }
+    let mut past = Raw::connect(&s);
+    let g = past.hello();
+    assert_eq!(g.result(), -libc::EBUSY, "{}", g.error());
+    assert!(g.error().contains("3 connections"), "{}", g.error());
+    assert_eq!(g.frame().u32(Attr::ABI_MAJOR).unwrap(), Some(VERSION_MAJOR));
+    ends_unanswered(&mut past, "the connection past the limit");
+
+    let e = kcoro_ipc::connect(&s.addr).expect_err("a fourth connection");
+    assert!(
+        matches!(&e, kcoro_ipc::IpcError::Refused { code, message, .. } if *code == -libc::EBUSY && message.contains("max_connections")),
+        "{e}"
+    );
+    // The three still work.
+    for raw in &mut open_ones {
+        assert_eq!(raw.call(Cmd::GET_INFO, |_| {}).result(), 0);
+    }
+    // One goes: a new one gets in (as soon as the server has forgotten the old one).
+    drop(open_ones.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while kcoro_ipc::connect(&s.addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no connection served again");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A connection that says nothing, one that sends a HELLO a byte at a time too slowly to
+/// finish in time, and one that says HELLO but never AUTH to a server with a secret, are
+/// closed at the handshake deadline; a connection that finished its handshake is not,
+/// however long it then stays quiet.
+#[test]
+fn connections_that_do_not_finish_the_handshake_are_closed_at_its_deadline() {
+    let s = server("handshake.sock", "handshake_ms=300");
+    let mut greeted = Raw::connect(&s);
+    assert_eq!(greeted.hello().result(), 0);
+    let mut silent = Raw::connect(&s);
+    let mut trickle = Raw::connect(&s);
+    let (_, hello) = trickle.frame(Cmd::HELLO, 0, |f| {
+        f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, 0);
+    });
+    // A byte every 50 ms: never 300 ms without one, never the whole HELLO in time. A write
+    // fails once the server has closed the connection.
+    for b in &hello[..hello.len() - 1] {
+        if trickle.try_bytes(std::slice::from_ref(b)).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ends_unanswered(&mut silent, "the silent connection");
+    ends_unanswered(&mut trickle, "the trickling connection");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(greeted.call(Cmd::GET_INFO, |_| {}).result(), 0, "the greeted connection was closed");
+
+    let s = server("handshake-auth.sock", "handshake_ms=300 secret=1");
+    let mut no_auth = Raw::connect(&s);
+    let g = no_auth.hello();
+    assert_eq!(g.result(), 0);
+    assert_eq!(g.frame().u32(Attr::AUTH_REQUIRED).unwrap(), Some(1));
+    ends_unanswered(&mut no_auth, "the connection that never authenticated");
+    let c = kcoro_ipc::Connection::connect(&s.addr, kcoro_ipc::ConnectOptions::new().secret(SECRET)).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(c.info().is_ok(), "the authenticated connection was closed");
+}

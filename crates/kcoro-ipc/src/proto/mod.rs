@@ -227,8 +227,9 @@ impl Attr {
 /// `EVENT` values of NOTIFY.
 pub const EVENT_CLOSED: u32 = 1;
 
-/// Hard limits of one connection; each breach is answered with a protocol error (or, for a
-/// frame that cannot be read, closes the connection).
+/// Hard limits of one connection, and of the server's connections together; each breach is
+/// answered with a protocol error (or, for a frame that cannot be read, closes the
+/// connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest frame payload, in bytes.
@@ -263,6 +264,13 @@ pub struct Limits {
     /// per direction; 0 keeps every connection on its socket. The rings count against
     /// `max_server_region_bytes` with the regions.
     pub max_ring_bytes: u64,
+    /// Most connections the server keeps open at once. One past it is answered (its first
+    /// request refused with `-EBUSY`, saying so) and closed.
+    pub max_connections: usize,
+    /// Time a new connection has to finish its handshake (HELLO, and AUTH when a secret is
+    /// set): one that has not is closed, so peers that connect and say nothing cannot hold
+    /// connections (and their coroutines) forever.
+    pub handshake_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -280,6 +288,8 @@ impl Default for Limits {
             max_server_region_bytes: 8 << 30,
             max_server_channels: 16 << 10,
             max_ring_bytes: 16 << 20,
+            max_connections: 1024,
+            handshake_timeout: std::time::Duration::from_secs(10),
         }
     }
 }

@@ -13,6 +13,7 @@
 //!    listed in step 2, ends itself the same way (`start_conn`).
 //! 4. Remove the Unix socket file.
 
+mod admission;
 mod conn;
 pub(crate) mod served;
 
@@ -80,6 +81,8 @@ pub(crate) struct ServerInner {
     pub(crate) made_channels: AtomicUsize,
     /// Bytes of clients' shared regions mapped now (`Limits::max_server_region_bytes`).
     pub(crate) mapped: Arc<AtomicUsize>,
+    /// Connections past `Limits::max_connections` being answered now (`admission`).
+    refusing: AtomicUsize,
 }
 
 impl ServerInner {
@@ -294,28 +297,50 @@ impl ServerBuilder {
             next_conn: AtomicU64::new(1),
             made_channels: AtomicUsize::new(0),
             mapped: Arc::new(AtomicUsize::new(0)),
+            refusing: AtomicUsize::new(0),
         });
         let handle = io_handle()?;
-        let (addr, socket_file) = match &self.addr {
-            Addr::Unix(path) | Addr::Shm(path) => {
-                let listener = bind_unix(&handle, path.clone(), self.unix_mode)?;
-                let i = Arc::clone(&inner);
-                let opts = inner.spawn_options();
-                drop(handle.spawn_with(opts, move || accept_unix(i, listener)));
-                (self.addr.clone(), Some(path.clone()))
-            }
+        // The reaper first: a server that cannot close silent connections does not start.
+        let i = Arc::clone(&inner);
+        handle.spawn_with(inner.spawn_options(), move || admission::reap_silent(&i)).map_err(|e| {
+            inner.token.cancel();
+            not_started(e)
+        })?;
+        let bound = match &self.addr {
+            Addr::Unix(path) | Addr::Shm(path) => bind_unix(&handle, path.clone(), self.unix_mode)
+                .map(|l| (Listener::Unix(l), self.addr.clone(), Some(path.clone()))),
             Addr::Tcp(hp) => {
                 let hp = hp.clone();
-                let listener = on(&handle, move || TcpListener::bind(hp.as_str()))??;
-                let local = listener.local_addr()?;
-                let i = Arc::clone(&inner);
-                let opts = inner.spawn_options();
-                drop(handle.spawn_with(opts, move || accept_tcp(i, listener)));
-                (Addr::Tcp(local.to_string()), None)
+                on(&handle, move || TcpListener::bind(hp.as_str())).and_then(|l| {
+                    let l = l?;
+                    let local = l.local_addr()?;
+                    Ok((Listener::Tcp(l), Addr::Tcp(local.to_string()), None))
+                })
             }
         };
-        Ok(Server { inner, addr, socket_file })
+        let (listener, addr, socket_file) = bound.inspect_err(|_| inner.token.cancel())?;
+        let i = Arc::clone(&inner);
+        let accepting = match listener {
+            Listener::Unix(l) => handle.spawn_with(inner.spawn_options(), move || accept_unix(i, l)),
+            Listener::Tcp(l) => handle.spawn_with(inner.spawn_options(), move || accept_tcp(i, l)),
+        };
+        let server = Server { inner, addr, socket_file };
+        // Without an accept loop: shut down at once (the reaper ends, the socket file goes).
+        accepting.map_err(not_started)?;
+        Ok(server)
     }
+}
+
+/// A bound listener, before its accept loop starts.
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+/// The error of a server whose coroutines could not start (no stack left, the runtime
+/// shutting down).
+fn not_started(e: kcoro::Error) -> IpcError {
+    IpcError::Io(std::io::Error::other(format!("cannot start the server's coroutines: {e}")))
 }
 
 /// Binds the socket file (replacing a stale one nobody listens on) with `mode`.
@@ -376,15 +401,18 @@ fn backoff(e: &std::io::Error) {
 }
 
 fn start_conn(server: &Arc<ServerInner>, stream: Stream) {
+    let mut conns = server.conns.lock().unwrap_or_else(|e| e.into_inner());
+    if conns.len() >= server.limits.max_connections {
+        drop(conns);
+        return admission::refuse(server, stream);
+    }
     let id = server.next_conn.fetch_add(1, Relaxed);
     let conn = ConnState::new(id, Arc::clone(server), stream);
-    let shutting_down = {
-        let mut conns = server.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.insert(id, Arc::downgrade(&conn));
-        // `shutdown` sets `closed` before it lists the connections under this lock: a
-        // connection it did not list sees `closed` here, and ends itself.
-        server.closed.load(Acquire)
-    };
+    conns.insert(id, Arc::downgrade(&conn));
+    // `shutdown` sets `closed` before it lists the connections under this lock: a
+    // connection it did not list sees `closed` here, and ends itself.
+    let shutting_down = server.closed.load(Acquire);
+    drop(conns);
     if shutting_down {
         conn.shut();
     }

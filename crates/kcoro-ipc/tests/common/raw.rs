@@ -111,6 +111,14 @@ impl Raw {
         self.write(raw);
     }
 
+    /// Writes `raw`; an error if the server has closed the connection.
+    pub fn try_bytes(&mut self, raw: &[u8]) -> std::io::Result<()> {
+        match &mut self.s {
+            Sock::Unix(s) => s.write_all(raw),
+            Sock::Tcp(s) => s.write_all(raw),
+        }
+    }
+
     /// The next frame, `Ok(None)` at the end of the stream, an error if neither came
     /// (the read timed out).
     pub fn next_or_end(&mut self) -> std::io::Result<Option<Got>> {

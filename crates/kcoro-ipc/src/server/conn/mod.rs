@@ -38,6 +38,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use kcoro::chan::{ChanError, Receiver};
 use kcoro::sync::CancelToken;
@@ -120,6 +121,9 @@ pub(crate) struct ConnState {
     lent: Mutex<HashMap<u64, ZBuf>>,
     shm_rx: ShmRx,
     next_req: AtomicU64,
+    /// When it was accepted: its handshake must be done by `Limits::handshake_timeout`
+    /// after.
+    accepted_at: Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -152,7 +156,15 @@ impl ConnState {
             lent: Mutex::new(HashMap::new()),
             shm_rx,
             next_req: AtomicU64::new(1),
+            accepted_at: Instant::now(),
         })
+    }
+
+    /// Whether the handshake (HELLO, and AUTH when a secret is set) is still not done at
+    /// `now`, past the server's `handshake_timeout`.
+    pub(crate) fn handshake_overdue(&self, now: Instant) -> bool {
+        let done = self.greeted.load(Acquire) && self.authed.load(Acquire);
+        !done && now.duration_since(self.accepted_at) >= self.server.limits.handshake_timeout
     }
 
     /// Serves the connection until either side ends it.
