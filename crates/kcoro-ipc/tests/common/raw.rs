@@ -180,10 +180,16 @@ impl Raw {
         })
     }
 
-    /// Whether the server closed this connection (end of stream, no more replies).
+    /// Whether the server closed this connection: the stream ends (or is reset) after
+    /// whatever frames were still coming. False if it stays open past the read timeout.
     pub fn closed(&mut self) -> bool {
-        while self.read().is_some() {}
-        true
+        loop {
+            match self.next_or_end() {
+                Ok(Some(_)) => continue,
+                Ok(None) => return true,
+                Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        }
     }
 }
 
