@@ -680,7 +680,7 @@ fn connections_past_the_limit_are_refused_with_a_reason() {
 /// however long it then stays quiet.
 #[test]
 fn connections_that_do_not_finish_the_handshake_are_closed_at_its_deadline() {
-    let s = server("handshake.sock", "handshake_ms=300");
+    let s = server("handshake.sock", "handshake_ms=1000");
     let mut greeted = Raw::connect(&s);
     assert_eq!(greeted.hello().result(), 0);
     let mut silent = Raw::connect(&s);
@@ -688,26 +688,27 @@ fn connections_that_do_not_finish_the_handshake_are_closed_at_its_deadline() {
     let (_, hello) = trickle.frame(Cmd::HELLO, 0, |f| {
         f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, 0);
     });
-    // A byte every 50 ms: never 300 ms without one, never the whole HELLO in time. A write
-    // fails once the server has closed the connection.
+    // A byte every 100 ms: never a second without one, never the whole HELLO in time (it
+    // would take 2 s or more). A write fails once the server has closed the connection.
+    assert!(hello.len() > 20, "a HELLO of {} bytes", hello.len());
     for b in &hello[..hello.len() - 1] {
         if trickle.try_bytes(std::slice::from_ref(b)).is_err() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(100));
     }
     ends_unanswered(&mut silent, "the silent connection");
     ends_unanswered(&mut trickle, "the trickling connection");
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(greeted.call(Cmd::GET_INFO, |_| {}).result(), 0, "the greeted connection was closed");
 
-    let s = server("handshake-auth.sock", "handshake_ms=300 secret=1");
+    let s = server("handshake-auth.sock", "handshake_ms=1000 secret=1");
     let mut no_auth = Raw::connect(&s);
     let g = no_auth.hello();
     assert_eq!(g.result(), 0);
     assert_eq!(g.frame().u32(Attr::AUTH_REQUIRED).unwrap(), Some(1));
     ends_unanswered(&mut no_auth, "the connection that never authenticated");
     let c = kcoro_ipc::Connection::connect(&s.addr, kcoro_ipc::ConnectOptions::new().secret(SECRET)).unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(1500));
     assert!(c.info().is_ok(), "the authenticated connection was closed");
 }
