@@ -310,6 +310,12 @@ impl FrameReader {
         }
     }
 
+    /// Changes the largest frame taken from here on (the server raises it once a
+    /// connection's handshake is done).
+    pub(crate) fn set_max_frame(&mut self, max: u32) {
+        self.limits.max_frame = max;
+    }
+
     /// Whether a whole frame is buffered: the next [`next`](Self::next) will not read.
     pub(crate) fn has_frame(&self) -> bool {
         self.end - self.start >= self.wanted()

@@ -712,3 +712,32 @@ fn connections_that_do_not_finish_the_handshake_are_closed_at_its_deadline() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(c.info().is_ok(), "the authenticated connection was closed");
 }
+
+/// Before its handshake is done a connection may send only small frames (HELLO and AUTH
+/// are): one announcing a megabyte is refused on its header and the connection closed,
+/// with no megabyte set aside for a peer nobody let in. After HELLO the server's
+/// `max_frame` holds again.
+#[test]
+fn a_large_frame_before_the_handshake_closes_the_connection() {
+    // A handshake deadline past the test's read timeout: the close must come from the
+    // header's refusal, not from the deadline.
+    let s = server("early-frame.sock", "handshake_ms=120000");
+    let mut early = Raw::connect(&s);
+    let mut header = Vec::new();
+    header.extend_from_slice(&Cmd::HELLO.0.to_be_bytes());
+    header.extend_from_slice(&0u16.to_be_bytes());
+    header.extend_from_slice(&(1u32 << 20).to_be_bytes());
+    early.bytes(&header);
+    let _ = early.try_bytes(&[0; 4096]);
+    ends_unanswered(&mut early, "a megabyte frame before HELLO");
+
+    let mut greeted = Raw::connect(&s);
+    assert_eq!(greeted.hello().result(), 0);
+    let buf = open(&mut greeted, "buf");
+    let big = vec![7u8; 1 << 20];
+    let g = greeted.call(Cmd::CHAN_TRY_SEND, |f| {
+        f.u64(Attr::CHAN_ID, buf).bytes(Attr::ELEMENT, &big);
+    });
+    assert_eq!(g.result(), 0, "a megabyte element after HELLO: {}", g.error());
+    still_serving(&s);
+}

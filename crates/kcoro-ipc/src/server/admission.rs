@@ -17,7 +17,8 @@ use std::sync::atomic::Ordering::*;
 use std::time::{Duration, Instant};
 
 use super::ServerInner;
-use crate::proto::{Attr, FLAG_REPLY, FrameBuf, VERSION_MAJOR};
+use super::conn::HANDSHAKE_FRAME;
+use crate::proto::{Attr, FLAG_REPLY, FrameBuf, Limits, VERSION_MAJOR};
 use crate::wire::{FrameReader, Outbox, Stream};
 
 /// Connections past the limit answered at once; more are closed unanswered.
@@ -52,7 +53,7 @@ pub(super) fn refuse(server: &Arc<ServerInner>, stream: Stream) {
 /// with the client's bytes unread could reset the connection and lose the answer.
 fn answer_refusal(server: &ServerInner, stream: &Stream) {
     stream.set_read_timeout(Some(REFUSAL_WAIT));
-    let mut frames = FrameReader::new(server.limits);
+    let mut frames = FrameReader::new(Limits { max_frame: HANDSHAKE_FRAME, ..server.limits });
     let first = frames.next(stream, |f, _| f.req_id().ok().map(|req| (f.cmd, req)));
     let Ok(Some(Some((cmd, req)))) = first else { return };
     let max = server.limits.max_connections;

@@ -48,7 +48,7 @@ use super::ServerInner;
 use super::served::{SendFail, Served};
 use crate::ids::IdMap;
 use crate::proto::{
-    Attr, Cmd, FLAG_REPLY, FrameBuf, FrameRef, ProtoError, VERSION_MAJOR, VERSION_MINOR, zdesc,
+    Attr, Cmd, FLAG_REPLY, FrameBuf, FrameRef, Limits, ProtoError, VERSION_MAJOR, VERSION_MINOR, zdesc,
 };
 use crate::shm::{ShmLimits, ShmRx, ShmTx};
 use crate::wire::{FrameReader, Outbox, Stream};
@@ -66,6 +66,10 @@ use sends::{Feeder, Owed, QueuedSend};
 /// taking requests from the client until the writer has written some (a client that sends
 /// requests and never reads the replies would otherwise grow the server without bound).
 const QUEUED_REPLY_BYTES: usize = 4 << 20;
+
+/// Largest frame a connection may send before its handshake is done (HELLO and AUTH are
+/// well under 1 KiB).
+pub(crate) const HANDSHAKE_FRAME: u32 = 4 << 10;
 
 /// A request CANCEL can find: its token, and for a send queued behind others what lets
 /// CANCEL end it before its turn.
@@ -160,11 +164,15 @@ impl ConnState {
         })
     }
 
-    /// Whether the handshake (HELLO, and AUTH when a secret is set) is still not done at
-    /// `now`, past the server's `handshake_timeout`.
+    /// Whether the handshake (HELLO, and AUTH when a secret is set) is done.
+    fn handshake_done(&self) -> bool {
+        self.greeted.load(Acquire) && self.authed.load(Acquire)
+    }
+
+    /// Whether the handshake is still not done at `now`, past the server's
+    /// `handshake_timeout`.
     pub(crate) fn handshake_overdue(&self, now: Instant) -> bool {
-        let done = self.greeted.load(Acquire) && self.authed.load(Acquire);
-        !done && now.duration_since(self.accepted_at) >= self.server.limits.handshake_timeout
+        !self.handshake_done() && now.duration_since(self.accepted_at) >= self.server.limits.handshake_timeout
     }
 
     /// Serves the connection until either side ends it.
@@ -173,7 +181,12 @@ impl ConnState {
         let (stream, outbox) = (Arc::clone(&self.stream), Arc::clone(&self.outbox));
         let writer =
             kcoro::spawn_with(self.server.spawn_options(), move || outbox.run_writer(&stream, &rings));
-        let mut frames = FrameReader::new(self.server.limits);
+        // Until the handshake is done, frames are small: a peer nobody has let in yet does
+        // not get the server to set aside `max_frame` bytes for it.
+        let limits = self.server.limits;
+        let mut frames =
+            FrameReader::new(Limits { max_frame: limits.max_frame.min(HANDSHAKE_FRAME), ..limits });
+        let mut let_in = false;
         let mut owed = Owed::default();
         // Without a writer (no stack left for it) no reply would leave: the connection
         // ends at once rather than taking requests it cannot answer.
@@ -187,6 +200,10 @@ impl ConnState {
             match frames.next(&self.stream, |f, fds| self.dispatch(f, fds, &mut owed)) {
                 Ok(Some(Flow::Go)) => {}
                 _ => break,
+            }
+            if !let_in && self.handshake_done() {
+                frames.set_max_frame(limits.max_frame);
+                let_in = true;
             }
         }
         // The peer is gone or refused: wake everything it was waiting on, drop its queues.
