@@ -179,18 +179,19 @@ impl Stream {
 
     /// Ends our direction only: the peer reads end of stream after what was written.
     pub(crate) fn finish_writes(&self) {
+        self.shutdown_sock(std::net::Shutdown::Write);
+    }
+
+    fn shutdown_sock(&self, how: std::net::Shutdown) {
         let _ = match &self.sock {
-            Sock::Unix(s) => s.shutdown(std::net::Shutdown::Write),
-            Sock::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Sock::Unix(s) => s.shutdown(how),
+            Sock::Tcp(s) => s.shutdown(how),
         };
     }
 
     /// Ends both directions: the peer's reader sees end of stream, ours wakes with it.
     pub(crate) fn shutdown(&self) {
-        let _ = match &self.sock {
-            Sock::Unix(s) => s.shutdown(std::net::Shutdown::Both),
-            Sock::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
-        };
+        self.shutdown_sock(std::net::Shutdown::Both);
         if let Some(link) = self.link.get() {
             link.shutdown();
         }

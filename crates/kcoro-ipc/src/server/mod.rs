@@ -203,8 +203,9 @@ impl ServerBuilder {
         self
     }
 
-    /// Per-connection limits (frame size, attributes, name length, channels, requests in
-    /// flight, send credits).
+    /// Limits per connection (frame size, attributes, name length, channels, requests in
+    /// flight, send credits) and for the server (connections open, the handshake's
+    /// deadline, channels made, shared memory mapped).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -401,18 +402,19 @@ fn backoff(e: &std::io::Error) {
 }
 
 fn start_conn(server: &Arc<ServerInner>, stream: Stream) {
-    let mut conns = server.conns.lock().unwrap_or_else(|e| e.into_inner());
-    if conns.len() >= server.limits.max_connections {
-        drop(conns);
+    // Only this accept loop adds connections, so the count cannot grow before the insert.
+    if server.conns.lock().unwrap_or_else(|e| e.into_inner()).len() >= server.limits.max_connections {
         return admission::refuse(server, stream);
     }
     let id = server.next_conn.fetch_add(1, Relaxed);
     let conn = ConnState::new(id, Arc::clone(server), stream);
-    conns.insert(id, Arc::downgrade(&conn));
-    // `shutdown` sets `closed` before it lists the connections under this lock: a
-    // connection it did not list sees `closed` here, and ends itself.
-    let shutting_down = server.closed.load(Acquire);
-    drop(conns);
+    let shutting_down = {
+        let mut conns = server.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.insert(id, Arc::downgrade(&conn));
+        // `shutdown` sets `closed` before it lists the connections under this lock: a
+        // connection it did not list sees `closed` here, and ends itself.
+        server.closed.load(Acquire)
+    };
     if shutting_down {
         conn.shut();
     }
