@@ -97,6 +97,16 @@ impl Semaphore {
         self.acquire_inner(1, Some(deadline))
     }
 
+    /// Like [`acquire_many`](Self::acquire_many), giving up with [`WaitError::Timeout`] at
+    /// `deadline`; on either error it holds none of the `n`.
+    pub fn acquire_many_deadline(
+        &self,
+        n: usize,
+        deadline: Instant,
+    ) -> Result<SemaphorePermit<'_>, WaitError> {
+        self.acquire_inner(n, Some(deadline))
+    }
+
     /// Takes a permit if one is free and nobody waits for it; never waits.
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
         self.try_acquire_many(1)
@@ -289,5 +299,22 @@ mod tests {
         sem.add_permits(3);
         assert_eq!(sem.acquire_many(3).unwrap().num_permits(), 3);
         assert_eq!(sem.acquire_many(0).unwrap().num_permits(), 0);
+    }
+
+    #[test]
+    fn a_many_permit_wait_that_times_out_leaves_no_permits_taken_and_lets_others_in() {
+        let sem = Arc::new(Semaphore::new(3));
+        let held = sem.acquire_many(2).unwrap();
+        let s2 = Arc::clone(&sem);
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let big = std::thread::spawn(move || s2.acquire_many_deadline(3, deadline).map(|p| p.num_permits()));
+        until_queued(&sem, 1);
+        assert!(sem.try_acquire().is_none(), "the free permit waits for the head");
+        assert_eq!(big.join().unwrap(), Err(WaitError::Timeout));
+        assert_eq!(sem.available_permits(), 1, "the timed-out head took nothing");
+        assert_eq!(sem.try_acquire().map(|p| p.num_permits()), Some(1));
+        drop(held);
+        let p = sem.acquire_many_deadline(3, Instant::now() + Duration::from_secs(60)).unwrap();
+        assert_eq!(p.num_permits(), 3);
     }
 }
