@@ -384,3 +384,120 @@ fn an_element_too_large_for_its_receiver_stays_in_the_channel() {
     assert_eq!(g.result(), 0, "the value was lost: {}", g.error());
     assert_eq!(g.frame().get(Attr::ELEMENT).unwrap(), &[9; 4096][..]);
 }
+
+/// MAKE of a channel of `kind` and `capacity`, named `name`: its id, or the failure code.
+fn make_kind(raw: &mut Raw, kind: i32, capacity: u64, name: &str) -> Result<u64, i32> {
+    let g = raw.call(Cmd::CHAN_MAKE, |f| {
+        f.i32(Attr::KIND, kind).u64(Attr::CAPACITY, capacity).str(Attr::NAME, name);
+    });
+    match g.result() {
+        0 => Ok(g.frame().u64(Attr::CHAN_ID).unwrap().unwrap()),
+        code => Err(code),
+    }
+}
+
+/// One connection cannot fill the server's memory through channels it made: an unlimited
+/// channel nobody reads takes values only until `max_made_bytes` is spent; then its sends
+/// wait (as for a full channel), MAKEs are refused, and every byte comes back as values
+/// are received and channels destroyed.
+#[test]
+fn clients_channels_hold_at_most_the_servers_budget() {
+    // 64 KiB: the channel's own 4 KiB and about sixty 1000-byte values.
+    let s = server("iso-budget.sock", "made_bytes=65536");
+    let mut hog = greeted(&s);
+    // A conflated channel holds one value: each send gives back the bytes of the one it
+    // replaces, so it never runs out.
+    let latest = make_kind(&mut hog, -1, 0, "latest").unwrap();
+    for i in 0..200u32 {
+        let g = hog.call(Cmd::CHAN_TRY_SEND, |f| {
+            f.u64(Attr::CHAN_ID, latest).bytes(Attr::ELEMENT, &[i as u8; 1000]);
+        });
+        assert_eq!(g.result(), 0, "conflated send {i}: {}", g.error());
+    }
+    let g = hog.call(Cmd::CHAN_DESTROY, |f| {
+        f.u64(Attr::CHAN_ID, latest);
+    });
+    assert_eq!(g.result(), 0, "{}", g.error());
+    let unl = make_kind(&mut hog, -2, 0, "hoard").unwrap();
+    let value = |i: u32| -> Vec<u8> { (0..1000).map(|j| (i as usize * 7 + j) as u8).collect() };
+    let mut sent = 0u32;
+    loop {
+        assert!(sent < 10_000, "an unlimited channel took {sent} values past any budget");
+        let g = hog.call(Cmd::CHAN_TRY_SEND, |f| {
+            f.u64(Attr::CHAN_ID, unl).bytes(Attr::ELEMENT, &value(sent));
+        });
+        match g.result() {
+            0 => sent += 1,
+            code => {
+                assert_eq!(code, -libc::EAGAIN, "{}", g.error());
+                break;
+            }
+        }
+    }
+    assert!((40..=64).contains(&sent), "{sent} values of 1000 bytes in a 64 KiB budget");
+    // Spent for everyone: another connection cannot make even a small channel.
+    let mut other = greeted(&s);
+    let g = other.call(Cmd::CHAN_MAKE, |f| {
+        f.i32(Attr::KIND, 1).u64(Attr::CAPACITY, 4);
+    });
+    assert_eq!(g.result(), -libc::ENOMEM, "{}", g.error());
+    assert!(g.error().contains("max_made_bytes"), "{}", g.error());
+    // A send that may wait, waits, and ends at its deadline with nothing taken.
+    let g = hog.call(Cmd::CHAN_SEND, |f| {
+        f.u64(Attr::CHAN_ID, unl).i64(Attr::TIMEOUT_MS, 50).bytes(Attr::ELEMENT, &value(sent));
+    });
+    assert_eq!(g.result(), -libc::ETIME, "{}", g.error());
+    // An element larger than the whole budget can never fit: refused at once.
+    let g = hog.call(Cmd::CHAN_SEND, |f| {
+        f.u64(Attr::CHAN_ID, unl).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, &[0; 70_000]);
+    });
+    assert_eq!(g.result(), -libc::EMSGSIZE, "{}", g.error());
+    // A waiting send goes in when a receive makes room; every value comes out once, in order.
+    let waiting = hog.send(Cmd::CHAN_SEND, |f| {
+        f.u64(Attr::CHAN_ID, unl).i64(Attr::TIMEOUT_MS, 60_000).bytes(Attr::ELEMENT, &value(sent));
+    });
+    let reader_chan = open(&mut other, "hoard");
+    assert_eq!(try_recv(&mut other, reader_chan), Ok(value(0)));
+    assert_eq!(hog.reply_to(waiting).result(), 0, "the send that waited for room");
+    for i in 1..=sent {
+        assert_eq!(try_recv(&mut other, reader_chan), Ok(value(i)), "value {i}");
+    }
+    assert_eq!(try_recv(&mut other, reader_chan), Err(-libc::EAGAIN));
+    // Every charge came back: a channel whose slots alone take the whole budget (4 KiB and
+    // 960 slots of 64 bytes) can be made once both holders let go of the hoard, not before.
+    assert_eq!(make_kind(&mut other, 1, 960, "whole"), Err(-libc::ENOMEM));
+    for (raw, id) in [(&mut hog, unl), (&mut other, reader_chan)] {
+        let g = raw.call(Cmd::CHAN_DESTROY, |f| {
+            f.u64(Attr::CHAN_ID, id);
+        });
+        assert_eq!(g.result(), 0, "{}", g.error());
+    }
+    assert!(make_kind(&mut other, 1, 960, "whole").is_ok(), "bytes of the hoard were never given back");
+}
+
+/// Credited sends (the client's window) into a channel whose budget is spent wait for room
+/// on the server instead of being dropped: every value a sender was told is sent arrives.
+#[test]
+fn credited_sends_wait_for_the_budget_and_none_is_lost() {
+    let s = server("iso-budget-credit.sock", "made_bytes=65536");
+    const N: u32 = 600;
+    let c = kcoro_ipc::connect(&s.addr).unwrap();
+    let rx = c.make::<Vec<u8>>("flow", kcoro::chan::Kind::Unlimited, 0).unwrap().1;
+    let addr = s.addr.clone();
+    let sender = std::thread::spawn(move || {
+        let c = kcoro_ipc::connect(&addr).unwrap();
+        let tx = c.sender::<Vec<u8>>("flow").unwrap();
+        for i in 0..N {
+            tx.send(vec![i as u8; 1000]).unwrap();
+        }
+        // Answered once the server took every earlier send into the channel.
+        tx.send_acked(vec![0xEE], None).unwrap();
+    });
+    for i in 0..N {
+        let v = rx.recv().unwrap();
+        assert_eq!(v, vec![i as u8; 1000], "value {i}");
+    }
+    assert_eq!(rx.recv().unwrap(), vec![0xEE]);
+    sender.join().unwrap();
+    assert_eq!(rx.try_recv(), Err(kcoro::chan::ChanError::WouldBlock));
+}

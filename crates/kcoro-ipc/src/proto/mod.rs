@@ -260,6 +260,14 @@ pub struct Limits {
     /// Most channels clients may have made (`CHAN_MAKE`) and not destroyed, on the whole
     /// server (`max_channels` bounds each connection).
     pub max_server_channels: usize,
+    /// Most memory, in bytes, the channels clients made (`CHAN_MAKE`) may hold on the
+    /// whole server: each channel's room when made (about 64 bytes per slot a bounded
+    /// channel allocates, at most 65 536 of them, plus 4 KiB) and each value in them (its
+    /// bytes plus 64) until it is received or dropped. A MAKE that does not fit is refused
+    /// (`-ENOMEM`); a send that does not fit waits as for a full channel (its deadline and
+    /// cancel token apply), and an element larger than the whole budget is refused
+    /// (`-EMSGSIZE`).
+    pub max_made_bytes: u64,
     /// Largest shared-memory ring a client may move its connection to (`shm:` addresses),
     /// per direction; 0 keeps every connection on its socket. The rings count against
     /// `max_server_region_bytes` with the regions.
@@ -287,6 +295,7 @@ impl Default for Limits {
             max_region_bytes: 1 << 30,
             max_server_region_bytes: 8 << 30,
             max_server_channels: 16 << 10,
+            max_made_bytes: 1 << 30,
             max_ring_bytes: 16 << 20,
             max_connections: 1024,
             handshake_timeout: std::time::Duration::from_secs(10),

@@ -14,6 +14,7 @@
 //! 4. Remove the Unix socket file.
 
 mod admission;
+mod budget;
 mod conn;
 pub(crate) mod served;
 
@@ -79,6 +80,8 @@ pub(crate) struct ServerInner {
     next_conn: AtomicU64,
     /// Channels clients made and did not destroy (`Limits::max_server_channels`).
     pub(crate) made_channels: AtomicUsize,
+    /// Memory those channels may hold (`Limits::max_made_bytes`).
+    pub(crate) made_budget: Arc<budget::Budget>,
     /// Bytes of clients' shared regions mapped now (`Limits::max_server_region_bytes`).
     pub(crate) mapped: Arc<AtomicUsize>,
     /// Connections past `Limits::max_connections` being answered now (`admission`).
@@ -297,6 +300,7 @@ impl ServerBuilder {
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             made_channels: AtomicUsize::new(0),
+            made_budget: budget::Budget::new(self.limits.max_made_bytes),
             mapped: Arc::new(AtomicUsize::new(0)),
             refusing: AtomicUsize::new(0),
         });
@@ -431,11 +435,19 @@ fn start_conn(server: &Arc<ServerInner>, stream: Stream) {
 }
 
 /// A channel made by a client (CHAN_MAKE): raw byte elements.
-pub(crate) fn make_channel(kind: Kind, capacity: usize, name: Option<&str>) -> Arc<dyn Served> {
-    let mut b = Builder::<Vec<u8>>::new(kind).capacity(capacity).count_payload_bytes();
+/// A channel for a client's MAKE, or `None` if the server's budget for clients' channels
+/// has no room for it.
+pub(crate) fn make_channel(
+    server: &ServerInner,
+    kind: Kind,
+    capacity: usize,
+    name: Option<&str>,
+) -> Option<Arc<dyn Served>> {
+    let room = server.made_budget.try_charge(budget::Budget::channel_cost(kind, capacity))?;
+    let mut b = Builder::<budget::Charged>::new(kind).capacity(capacity).count_payload_bytes();
     if let Some(n) = name {
         b = b.name(n);
     }
     let (tx, rx) = b.build();
-    Arc::new(Typed { tx, rx })
+    Some(Arc::new(budget::Made::new(Typed { tx, rx }, Arc::clone(&server.made_budget), room)))
 }

@@ -44,6 +44,11 @@ impl Wait {
 pub(crate) enum SendFail {
     Chan(ChanError),
     Decode(DecodeError),
+    /// An element larger than the whole budget for clients' channels (`budget`).
+    TooLarge {
+        bytes: u64,
+        budget: u64,
+    },
 }
 
 /// What [`Served::offer`] did with an element.
@@ -114,6 +119,58 @@ pub(crate) struct Typed<T> {
     pub(crate) rx: Receiver<T>,
 }
 
+impl<T: Encode + Send + 'static> Typed<T> {
+    /// Sends `v` if that needs no wait, else keeps it (the [`Served::offer`] outcome).
+    pub(crate) fn send_now(&self, v: T) -> Offered {
+        match self.tx.try_send(v) {
+            Ok(()) => Offered::Sent,
+            Err(e) if e.kind() == ChanError::WouldBlock => Offered::Kept(Box::new(e.into_inner())),
+            Err(e) => Offered::Failed(SendFail::Chan(e.kind())),
+        }
+    }
+
+    /// Sends a value of this channel's type, waiting as `wait` allows.
+    pub(crate) fn send_value(&self, v: T, wait: Wait, token: Option<&CancelToken>) -> Result<(), SendFail> {
+        let r = match wait {
+            Wait::Try => self.tx.try_send(v),
+            w => self.tx.send_with(v, w.deadline(), token),
+        };
+        r.map_err(|e| SendFail::Chan(e.kind()))
+    }
+
+    pub(crate) fn recv(&self, wait: Wait, token: Option<&CancelToken>) -> Result<Box<dyn Encode>, ChanError> {
+        let v = match wait {
+            Wait::Try => self.rx.try_recv(),
+            w => self.rx.recv_with(w.deadline(), token),
+        }?;
+        Ok(Box::new(v))
+    }
+
+    pub(crate) fn take_ready(&self) -> Option<Box<dyn Encode>> {
+        self.rx.take_ready().map(|v| Box::new(v) as Box<dyn Encode>)
+    }
+
+    /// [`Served::put_back`] for a channel of `T`.
+    pub(crate) fn put_back(&self, v: Box<dyn Encode>) {
+        let Ok(v) = v.into_any().downcast::<T>() else {
+            unreachable!("Typed::put_back: a value of this channel's own type")
+        };
+        match self.tx.try_send(*v) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ChanError::Closed => {}
+            Err(e) => {
+                let (tx, v) = (self.tx.clone(), e.into_inner());
+                // Usually on the server's runtime; a connection's last owner may be a
+                // thread, where a kcoro spawn would panic.
+                match kcoro::Handle::try_current() {
+                    Some(h) => drop(h.spawn(move || tx.send(v))),
+                    None => drop(std::thread::spawn(move || tx.send(v))),
+                }
+            }
+        }
+    }
+}
+
 impl<T: Element> Served for Typed<T> {
     fn kind(&self) -> Kind {
         self.tx.kind()
@@ -131,11 +188,7 @@ impl<T: Element> Served for Typed<T> {
         if !send_now {
             return Offered::Kept(Box::new(v));
         }
-        match self.tx.try_send(v) {
-            Ok(()) => Offered::Sent,
-            Err(e) if e.kind() == ChanError::WouldBlock => Offered::Kept(Box::new(e.into_inner())),
-            Err(e) => Offered::Failed(SendFail::Chan(e.kind())),
-        }
+        self.send_now(v)
     }
 
     fn send_decoded(
@@ -147,42 +200,19 @@ impl<T: Element> Served for Typed<T> {
         let Ok(v) = v.downcast::<T>() else {
             unreachable!("Typed::send_decoded: a value this channel's own offer decoded")
         };
-        let r = match wait {
-            Wait::Try => self.tx.try_send(*v),
-            w => self.tx.send_with(*v, w.deadline(), token),
-        };
-        r.map_err(|e| SendFail::Chan(e.kind()))
+        self.send_value(*v, wait, token)
     }
 
     fn recv(&self, wait: Wait, token: Option<&CancelToken>) -> Result<Box<dyn Encode>, ChanError> {
-        let v = match wait {
-            Wait::Try => self.rx.try_recv(),
-            w => self.rx.recv_with(w.deadline(), token),
-        }?;
-        Ok(Box::new(v))
+        Typed::recv(self, wait, token)
     }
 
     fn take_ready(&self) -> Option<Box<dyn Encode>> {
-        self.rx.take_ready().map(|v| Box::new(v) as Box<dyn Encode>)
+        Typed::take_ready(self)
     }
 
     fn put_back(&self, v: Box<dyn Encode>) {
-        let Ok(v) = v.into_any().downcast::<T>() else {
-            unreachable!("Typed::put_back: a value of this channel's own type")
-        };
-        match self.tx.try_send(*v) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ChanError::Closed => {}
-            Err(e) => {
-                let (tx, v) = (self.tx.clone(), e.into_inner());
-                // Usually on the server's runtime; a connection's last owner may be a
-                // thread, where a kcoro spawn would panic.
-                match kcoro::Handle::try_current() {
-                    Some(h) => drop(h.spawn(move || tx.send(v))),
-                    None => drop(std::thread::spawn(move || tx.send(v))),
-                }
-            }
-        }
+        Typed::put_back(self, v)
     }
 
     fn close(&self) -> bool {

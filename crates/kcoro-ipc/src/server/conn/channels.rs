@@ -128,7 +128,15 @@ impl ConnState {
             self.refuse(Cmd::CHAN_MAKE, req, -libc::ENFILE, &msg);
             return Ok(());
         }
-        let chan = crate::server::make_channel(kind, cap, name);
+        let Some(chan) = crate::server::make_channel(&self.server, kind, cap, name) else {
+            self.server.made_channels.fetch_sub(1, AcqRel);
+            let msg = format!(
+                "the server's memory for clients' channels is spent ({} bytes, max_made_bytes)",
+                self.server.limits.max_made_bytes
+            );
+            self.refuse(Cmd::CHAN_MAKE, req, -libc::ENOMEM, &msg);
+            return Ok(());
+        };
         let added = self.server.registry().add(name.map(str::to_string), Arc::clone(&chan), true);
         match added {
             Some(id) => {

@@ -279,6 +279,13 @@ impl ConnState {
             Ok(()) => self.reply(cmd, req, 0, |_| {}),
             Err(SendFail::Chan(e)) => self.refuse(cmd, req, e.code(), &e.to_string()),
             Err(SendFail::Decode(e)) => self.refuse(cmd, req, -libc::EINVAL, &e.to_string()),
+            Err(SendFail::TooLarge { bytes, budget }) => {
+                let msg = format!(
+                    "an element of {bytes} bytes is more than the server keeps for clients' channels \
+                     ({budget} bytes, max_made_bytes)"
+                );
+                self.refuse(cmd, req, -libc::EMSGSIZE, &msg)
+            }
         }
     }
 

@@ -98,6 +98,7 @@ pub(super) fn fail_code(r: &Result<(), SendFail>) -> i32 {
         Ok(()) => 0,
         Err(SendFail::Chan(e)) => e.code(),
         Err(SendFail::Decode(_)) => -libc::EINVAL,
+        Err(SendFail::TooLarge { .. }) => -libc::EMSGSIZE,
     }
 }
 

@@ -1,0 +1,212 @@
+//! The memory clients' channels may hold on the server (`Limits::max_made_bytes`).
+//!
+//! A channel a client made (`CHAN_MAKE`) holds what clients send into it until someone
+//! receives it; without a bound, one client with an unlimited channel and no receiver could
+//! fill the server's memory. Every made channel charges the budget for the room it
+//! allocates when made, and every value in it for its bytes, for as long as the value
+//! lives (in the channel, or in a send waiting to enter it): a [`Charge`] travels with the
+//! value and gives its bytes back when dropped, wherever that happens (received, replaced
+//! in a conflated channel, dropped with the channel). A send that finds the budget spent
+//! waits as it would for a full channel, with its deadline and cancel token.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use kcoro::chan::{ByteLen, ChanError, Kind, Snapshot};
+use kcoro::sync::{CancelToken, Semaphore, SemaphorePermit, WaitError, with_token};
+
+use super::served::{Encode, Offered, SendFail, Served, Typed, Wait};
+use crate::shm::{Located, Release, ShmRx, decode_element};
+
+/// What a value costs beyond its bytes: its place in the channel's buffer.
+const VALUE_OVERHEAD: u64 = 64;
+/// What a made channel costs before any value: its state, and each slot it allocates up
+/// front (a bounded channel allocates at most `PREALLOCATED_SLOTS`; see `kcoro::chan`).
+const CHANNEL_OVERHEAD: u64 = 4 << 10;
+const PREALLOCATED_SLOTS: u64 = 1 << 16;
+
+/// The server's budget for made channels, in bytes.
+pub(crate) struct Budget {
+    room: Semaphore,
+    total: u64,
+}
+
+/// Bytes taken from a [`Budget`]; given back when dropped.
+pub(crate) struct Charge {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.room.add_permits(self.bytes);
+    }
+}
+
+impl Budget {
+    pub(crate) fn new(total: u64) -> Arc<Budget> {
+        // Permits are `usize`; a budget past it is no budget on any machine this runs on.
+        let permits = usize::try_from(total).unwrap_or(usize::MAX);
+        Arc::new(Budget { room: Semaphore::new(permits), total })
+    }
+
+    /// What making a channel of this kind and capacity charges.
+    pub(crate) fn channel_cost(kind: Kind, capacity: usize) -> u64 {
+        let slots = match kind {
+            Kind::Buffered => (capacity as u64).min(PREALLOCATED_SLOTS),
+            _ => 1,
+        };
+        CHANNEL_OVERHEAD + slots * VALUE_OVERHEAD
+    }
+
+    /// `bytes` now, if the budget has them and no send waits ahead; never waits.
+    pub(crate) fn try_charge(self: &Arc<Self>, bytes: u64) -> Option<Charge> {
+        let n = usize::try_from(bytes).ok()?;
+        let permit = self.room.try_acquire_many(n)?;
+        permit.forget();
+        Some(Charge { budget: Arc::clone(self), bytes: n })
+    }
+
+    /// `bytes`, waiting as `wait` allows (and until `token` fires) for others to be given
+    /// back. More than the whole budget is refused at once: it would wait forever.
+    fn charge(
+        self: &Arc<Self>,
+        bytes: u64,
+        wait: Wait,
+        token: Option<&CancelToken>,
+    ) -> Result<Charge, SendFail> {
+        if bytes > self.total {
+            return Err(SendFail::TooLarge { bytes, budget: self.total });
+        }
+        let n = bytes as usize;
+        let acquire = || {
+            match wait {
+                Wait::Try => self.room.try_acquire_many(n).ok_or(ChanError::WouldBlock),
+                Wait::Forever => self.room.acquire_many(n).map_err(|_| ChanError::Canceled),
+                Wait::Until(t) => self.room.acquire_many_deadline(n, t).map_err(|e| match e {
+                    WaitError::Timeout => ChanError::Timeout,
+                    WaitError::Cancelled => ChanError::Canceled,
+                }),
+            }
+            .map(SemaphorePermit::forget)
+        };
+        match token {
+            Some(t) => with_token(t.clone(), acquire),
+            None => acquire(),
+        }
+        .map_err(SendFail::Chan)?;
+        Ok(Charge { budget: Arc::clone(self), bytes: n })
+    }
+}
+
+/// A value in a made channel, with its share of the budget (`None` until it has one).
+pub(crate) struct Charged {
+    bytes: Vec<u8>,
+    charge: Option<Charge>,
+}
+
+impl Charged {
+    fn cost(&self) -> u64 {
+        self.bytes.len() as u64 + VALUE_OVERHEAD
+    }
+}
+
+impl Encode for Charged {
+    fn encoded_len(&self) -> usize {
+        self.bytes.len()
+    }
+    fn encode_into(&self, out: &mut [u8]) {
+        out.copy_from_slice(&self.bytes);
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+}
+
+impl ByteLen for Charged {
+    fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// A channel a client made: bytes in, bytes out, every value charged to the budget.
+pub(crate) struct Made {
+    chan: Typed<Charged>,
+    budget: Arc<Budget>,
+    /// The channel's own cost, given back when the last holder lets go of it.
+    _room: Charge,
+}
+
+impl Made {
+    pub(crate) fn new(chan: Typed<Charged>, budget: Arc<Budget>, room: Charge) -> Made {
+        Made { chan, budget, _room: room }
+    }
+}
+
+impl Served for Made {
+    fn kind(&self) -> Kind {
+        self.chan.tx.kind()
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        self.chan.tx.capacity()
+    }
+
+    fn offer(&self, el: &Located<'_>, rx: &ShmRx, release: Option<Release>, send_now: bool) -> Offered {
+        let bytes: Vec<u8> = match decode_element(el, None, release, rx) {
+            Ok(v) => v,
+            Err(e) => return Offered::Failed(SendFail::Decode(e)),
+        };
+        let mut v = Charged { bytes, charge: None };
+        if v.cost() > self.budget.total {
+            return Offered::Failed(SendFail::TooLarge { bytes: v.cost(), budget: self.budget.total });
+        }
+        if !send_now {
+            return Offered::Kept(Box::new(v));
+        }
+        match self.budget.try_charge(v.cost()) {
+            Some(c) => v.charge = Some(c),
+            None => return Offered::Kept(Box::new(v)),
+        }
+        self.chan.send_now(v)
+    }
+
+    fn send_decoded(
+        &self,
+        v: Box<dyn Any + Send>,
+        wait: Wait,
+        token: Option<&CancelToken>,
+    ) -> Result<(), SendFail> {
+        let Ok(mut v) = v.downcast::<Charged>() else {
+            unreachable!("Made::send_decoded: a value this channel's own offer decoded")
+        };
+        if v.charge.is_none() {
+            v.charge = Some(self.budget.charge(v.cost(), wait, token)?);
+        }
+        self.chan.send_value(*v, wait, token)
+    }
+
+    fn recv(&self, wait: Wait, token: Option<&CancelToken>) -> Result<Box<dyn Encode>, ChanError> {
+        self.chan.recv(wait, token)
+    }
+
+    fn take_ready(&self) -> Option<Box<dyn Encode>> {
+        self.chan.take_ready()
+    }
+
+    fn put_back(&self, v: Box<dyn Encode>) {
+        self.chan.put_back(v)
+    }
+
+    fn close(&self) -> bool {
+        self.chan.tx.close()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.chan.tx.is_closed()
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.chan.tx.snapshot()
+    }
+}
