@@ -11,7 +11,7 @@ use std::os::fd::AsFd;
 use common::raw::{Raw, zdesc};
 use common::{ServerProc, sock};
 use kcoro::zcopy::{Region, ZBuf};
-use kcoro_ipc::proto::{Attr, Cmd, FLAG_EVENT, FLAG_REPLY, VERSION_MAJOR};
+use kcoro_ipc::proto::{Attr, Cmd, FLAG_EVENT, FLAG_REPLY, VERSION_MAJOR, VERSION_MINOR};
 
 #[test]
 fn child() {
@@ -402,8 +402,9 @@ fn make_kind(raw: &mut Raw, kind: i32, capacity: u64, name: &str) -> Result<u64,
 /// are received and channels destroyed.
 #[test]
 fn clients_channels_hold_at_most_the_servers_budget() {
-    // 64 KiB: the channel's own 4 KiB and about sixty 1000-byte values.
-    let s = server("iso-budget.sock", "made_bytes=65536");
+    // 64 KiB: each channel's own 4 KiB, each holder's window (4 KiB and 4 values), and
+    // about fifty 1000-byte values.
+    let s = server("iso-budget.sock", "made_bytes=65536 credits=4 credit_bytes=4096");
     let mut hog = greeted(&s);
     // A conflated channel holds one value: each send gives back the bytes of the one it
     // replaces, so it never runs out.
@@ -419,6 +420,8 @@ fn clients_channels_hold_at_most_the_servers_budget() {
     });
     assert_eq!(g.result(), 0, "{}", g.error());
     let unl = make_kind(&mut hog, -2, 0, "hoard").unwrap();
+    let mut other = greeted(&s);
+    let reader_chan = open(&mut other, "hoard");
     let value = |i: u32| -> Vec<u8> { (0..1000).map(|j| (i as usize * 7 + j) as u8).collect() };
     let mut sent = 0u32;
     loop {
@@ -435,13 +438,18 @@ fn clients_channels_hold_at_most_the_servers_budget() {
         }
     }
     assert!((40..=64).contains(&sent), "{sent} values of 1000 bytes in a 64 KiB budget");
-    // Spent for everyone: another connection cannot make even a small channel.
-    let mut other = greeted(&s);
+    // Spent for everyone: another connection cannot make even a small channel, nor open
+    // the hoard (its window could queue sends the budget has no room for).
     let g = other.call(Cmd::CHAN_MAKE, |f| {
         f.i32(Attr::KIND, 1).u64(Attr::CAPACITY, 4);
     });
     assert_eq!(g.result(), -libc::ENOMEM, "{}", g.error());
     assert!(g.error().contains("max_made_bytes"), "{}", g.error());
+    let mut third = greeted(&s);
+    let g = third.call(Cmd::CHAN_OPEN, |f| {
+        f.str(Attr::NAME, "hoard");
+    });
+    assert_eq!(g.result(), -libc::ENOMEM, "{}", g.error());
     // A send that may wait, waits, and ends at its deadline with nothing taken.
     let g = hog.call(Cmd::CHAN_SEND, |f| {
         f.u64(Attr::CHAN_ID, unl).i64(Attr::TIMEOUT_MS, 50).bytes(Attr::ELEMENT, &value(sent));
@@ -456,30 +464,32 @@ fn clients_channels_hold_at_most_the_servers_budget() {
     let waiting = hog.send(Cmd::CHAN_SEND, |f| {
         f.u64(Attr::CHAN_ID, unl).i64(Attr::TIMEOUT_MS, 60_000).bytes(Attr::ELEMENT, &value(sent));
     });
-    let reader_chan = open(&mut other, "hoard");
     assert_eq!(try_recv(&mut other, reader_chan), Ok(value(0)));
     assert_eq!(hog.reply_to(waiting).result(), 0, "the send that waited for room");
     for i in 1..=sent {
         assert_eq!(try_recv(&mut other, reader_chan), Ok(value(i)), "value {i}");
     }
     assert_eq!(try_recv(&mut other, reader_chan), Err(-libc::EAGAIN));
-    // Every charge came back: a channel whose slots alone take the whole budget (4 KiB and
-    // 960 slots of 64 bytes) can be made once both holders let go of the hoard, not before.
-    assert_eq!(make_kind(&mut other, 1, 960, "whole"), Err(-libc::ENOMEM));
+    // Every charge came back: a channel that takes the whole budget (4 KiB, 892 slots of
+    // 64 bytes, its maker's window) can be made once both holders let go of the hoard
+    // (each holder's window goes with its hold), not before.
+    assert_eq!(make_kind(&mut other, 1, 892, "whole"), Err(-libc::ENOMEM));
     for (raw, id) in [(&mut hog, unl), (&mut other, reader_chan)] {
         let g = raw.call(Cmd::CHAN_DESTROY, |f| {
             f.u64(Attr::CHAN_ID, id);
         });
         assert_eq!(g.result(), 0, "{}", g.error());
     }
-    assert!(make_kind(&mut other, 1, 960, "whole").is_ok(), "bytes of the hoard were never given back");
+    assert!(make_kind(&mut other, 1, 892, "whole").is_ok(), "bytes of the hoard were never given back");
+    assert_eq!(make_kind(&mut third, 0, 0, "one more"), Err(-libc::ENOMEM), "the budget is exact");
 }
 
 /// Credited sends (the client's window) into a channel whose budget is spent wait for room
 /// on the server instead of being dropped: every value a sender was told is sent arrives.
 #[test]
 fn credited_sends_wait_for_the_budget_and_none_is_lost() {
-    let s = server("iso-budget-credit.sock", "made_bytes=65536");
+    // 256 KiB: two windows of 64 KiB, and room for about a hundred of the 600 values.
+    let s = server("iso-budget-credit.sock", "made_bytes=262144 credits=64 credit_bytes=65536");
     const N: u32 = 600;
     let c = kcoro_ipc::connect(&s.addr).unwrap();
     let rx = c.make::<Vec<u8>>("flow", kcoro::chan::Kind::Unlimited, 0).unwrap().1;
@@ -500,4 +510,53 @@ fn credited_sends_wait_for_the_budget_and_none_is_lost() {
     assert_eq!(rx.recv().unwrap(), vec![0xEE]);
     sender.join().unwrap();
     assert_eq!(rx.try_recv(), Err(kcoro::chan::ChanError::WouldBlock));
+}
+
+/// Shared elements into channels clients made cost the budget what the server holds: a
+/// view of the sender's region (a peer that takes `REGION_RELEASE`) only its place in the
+/// channel; a copy (a peer of minor 0 or 1) its bytes, charged when it is read and refused
+/// once the budget is spent, so copies never wait outside the budget.
+#[test]
+fn shared_elements_cost_the_budget_what_the_server_holds() {
+    let s = server("iso-budget-shared.sock", "made_bytes=65536 credits=4 credit_bytes=4096");
+    let (region, lease) = region_with(&[5; 16 << 10]);
+    let span = zdesc(region.export_id(), lease.desc().offset, 16 << 10);
+
+    let mut viewer = Raw::connect(&s);
+    let g = viewer.call(Cmd::HELLO, |f| {
+        f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, VERSION_MINOR);
+    });
+    assert_eq!(g.result(), 0, "{}", g.error());
+    assert_eq!(share(&mut viewer, &region, region.export_id()), 0);
+    let views = make_kind(&mut viewer, -2, 0, "views").unwrap();
+    // 20 × 16 KiB = 320 KiB of views in a 64 KiB budget: each costs its 64 bytes.
+    for i in 0..20 {
+        assert_eq!(send_span(&mut viewer, views, &span).result(), 0, "view {i}");
+    }
+
+    let mut copier = greeted(&s);
+    assert_eq!(share(&mut copier, &region, region.export_id()), 0);
+    let copies = make_kind(&mut copier, -2, 0, "copies").unwrap();
+    let mut taken = 0;
+    let refused = loop {
+        assert!(taken < 4, "{taken} copies of 16 KiB in a 64 KiB budget");
+        let g = copier.call(Cmd::CHAN_TRY_SEND, |f| {
+            f.u64(Attr::CHAN_ID, copies).bytes(Attr::ZDESC, &span);
+        });
+        match g.result() {
+            0 => taken += 1,
+            _ => break g,
+        }
+    };
+    assert!(taken >= 1, "not even one copy fit: {}", refused.error());
+    assert_eq!(refused.result(), -libc::ENOMEM, "{}", refused.error());
+    // A receive gives a copy's bytes back: the next one fits.
+    assert_eq!(try_recv(&mut copier, copies).map(|v| v.len()), Ok(16 << 10));
+    let g = copier.call(Cmd::CHAN_TRY_SEND, |f| {
+        f.u64(Attr::CHAN_ID, copies).bytes(Attr::ZDESC, &span);
+    });
+    assert_eq!(g.result(), 0, "{}", g.error());
+    for i in 0..20 {
+        assert_eq!(try_recv(&mut viewer, views).map(|v| v.len()), Ok(16 << 10), "view {i}");
+    }
 }

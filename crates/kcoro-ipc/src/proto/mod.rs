@@ -261,12 +261,15 @@ pub struct Limits {
     /// server (`max_channels` bounds each connection).
     pub max_server_channels: usize,
     /// Most memory, in bytes, the channels clients made (`CHAN_MAKE`) may hold on the
-    /// whole server: each channel's room when made (about 64 bytes per slot a bounded
-    /// channel allocates, at most 65 536 of them, plus 4 KiB) and each value in them (its
-    /// bytes plus 64) until it is received or dropped. A MAKE that does not fit is refused
-    /// (`-ENOMEM`); a send that does not fit waits as for a full channel (its deadline and
-    /// cancel token apply), and an element larger than the whole budget is refused
-    /// (`-EMSGSIZE`).
+    /// whole server. Charged: each channel's room when made (64 bytes per slot a bounded
+    /// channel allocates, at most 65 536 of them, plus 4 KiB); each connection's send
+    /// window on it while the connection holds it (`credit_bytes` plus 64 per credit: the
+    /// sends it may have queued); each value in it until received or dropped (its bytes
+    /// plus 64, or only the 64 for a view of the sender's shared memory). A MAKE or OPEN
+    /// that does not fit is refused (`-ENOMEM`); a send that does not fit waits as for a
+    /// full channel (its deadline and cancel token apply); a copy of a shared element
+    /// that does not fit (a peer that takes no `REGION_RELEASE`) is refused (`-ENOMEM`),
+    /// and an element larger than the whole budget too (`-EMSGSIZE`).
     pub max_made_bytes: u64,
     /// Largest shared-memory ring a client may move its connection to (`shm:` addresses),
     /// per direction; 0 keeps every connection on its socket. The rings count against

@@ -12,6 +12,8 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use kcoro::chan::{ByteLen, ChanError, Kind, Snapshot};
 use kcoro::sync::{CancelToken, Semaphore, SemaphorePermit, WaitError, with_token};
 
@@ -59,6 +61,12 @@ impl Budget {
         CHANNEL_OVERHEAD + slots * VALUE_OVERHEAD
     }
 
+    /// What one connection's send window on a made channel may hold queued: `values`
+    /// sends of `bytes` inline bytes in all.
+    pub(crate) fn window_cost(values: u32, bytes: u64) -> u64 {
+        bytes.saturating_add(u64::from(values) * VALUE_OVERHEAD)
+    }
+
     /// `bytes` now, if the budget has them and no send waits ahead; never waits.
     pub(crate) fn try_charge(self: &Arc<Self>, bytes: u64) -> Option<Charge> {
         let n = usize::try_from(bytes).ok()?;
@@ -101,14 +109,12 @@ impl Budget {
 
 /// A value in a made channel, with its share of the budget (`None` until it has one).
 pub(crate) struct Charged {
-    bytes: Vec<u8>,
+    bytes: Bytes,
+    /// What it costs the budget: its bytes and [`VALUE_OVERHEAD`], or only the overhead
+    /// when `bytes` is a view of the sender's shared memory (that memory is the sender's
+    /// region, bounded and counted as mapped, not the server's heap).
+    cost: u64,
     charge: Option<Charge>,
-}
-
-impl Charged {
-    fn cost(&self) -> u64 {
-        self.bytes.len() as u64 + VALUE_OVERHEAD
-    }
 }
 
 impl Encode for Charged {
@@ -153,20 +159,34 @@ impl Served for Made {
     }
 
     fn offer(&self, el: &Located<'_>, rx: &ShmRx, release: Option<Release>, send_now: bool) -> Offered {
-        let bytes: Vec<u8> = match decode_element(el, None, release, rx) {
+        // A shared element with a release stays a view of the sender's region; anything
+        // else is copied into the server's memory and costs its bytes.
+        let view = matches!(el, Located::Shared(_)) && release.is_some();
+        let bytes: Bytes = match decode_element(el, None, release, rx) {
             Ok(v) => v,
             Err(e) => return Offered::Failed(SendFail::Decode(e)),
         };
-        let mut v = Charged { bytes, charge: None };
-        if v.cost() > self.budget.total {
-            return Offered::Failed(SendFail::TooLarge { bytes: v.cost(), budget: self.budget.total });
+        let cost = VALUE_OVERHEAD + if view { 0 } else { bytes.len() as u64 };
+        let mut v = Charged { bytes, cost, charge: None };
+        if cost > self.budget.total {
+            return Offered::Failed(SendFail::TooLarge { bytes: cost, budget: self.budget.total });
+        }
+        // A copy of a shared element is not in any window: charged now or refused, so a
+        // peer cannot queue copies the budget does not see.
+        if matches!(el, Located::Shared(_)) && !view {
+            match self.budget.try_charge(cost) {
+                Some(c) => v.charge = Some(c),
+                None => return Offered::Failed(SendFail::Spent),
+            }
         }
         if !send_now {
             return Offered::Kept(Box::new(v));
         }
-        match self.budget.try_charge(v.cost()) {
-            Some(c) => v.charge = Some(c),
-            None => return Offered::Kept(Box::new(v)),
+        if v.charge.is_none() {
+            match self.budget.try_charge(cost) {
+                Some(c) => v.charge = Some(c),
+                None => return Offered::Kept(Box::new(v)),
+            }
         }
         self.chan.send_now(v)
     }
@@ -181,7 +201,7 @@ impl Served for Made {
             unreachable!("Made::send_decoded: a value this channel's own offer decoded")
         };
         if v.charge.is_none() {
-            v.charge = Some(self.budget.charge(v.cost(), wait, token)?);
+            v.charge = Some(self.budget.charge(v.cost, wait, token)?);
         }
         self.chan.send_value(*v, wait, token)
     }
@@ -208,5 +228,9 @@ impl Served for Made {
 
     fn snapshot(&self) -> Snapshot {
         self.chan.tx.snapshot()
+    }
+
+    fn budget(&self) -> Option<&Arc<Budget>> {
+        Some(&self.budget)
     }
 }

@@ -14,7 +14,7 @@
 //! 4. Remove the Unix socket file.
 
 mod admission;
-mod budget;
+pub(crate) mod budget;
 mod conn;
 pub(crate) mod served;
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 use kcoro::chan::{ChanError, Kind, Receiver, Sender, Snapshot};
 use kcoro::sync::CancelToken;
 
+use super::budget::Budget;
 use crate::Element;
 use crate::element::DecodeError;
 use crate::shm::{Located, Release, ShmRx, decode_element};
@@ -49,6 +50,9 @@ pub(crate) enum SendFail {
         bytes: u64,
         budget: u64,
     },
+    /// A copy the budget for clients' channels has no room for, that cannot wait in a
+    /// window (a shared element of a peer that takes no `REGION_RELEASE`).
+    Spent,
 }
 
 /// What [`Served::offer`] did with an element.
@@ -111,6 +115,10 @@ pub(crate) trait Served: Send + Sync {
     fn close(&self) -> bool;
     fn is_closed(&self) -> bool;
     fn snapshot(&self) -> Snapshot;
+    /// The budget this channel's values are charged to: a channel a client made.
+    fn budget(&self) -> Option<&Arc<Budget>> {
+        None
+    }
 }
 
 /// A local channel served as it is.

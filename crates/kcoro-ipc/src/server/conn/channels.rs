@@ -8,6 +8,7 @@ use kcoro::chan::Kind;
 
 use super::{ConnState, Found, Held, lock};
 use crate::proto::{Attr, Cmd, EVENT_CLOSED, FLAG_EVENT, FrameBuf, FrameRef, ProtoError};
+use crate::server::budget::{Budget, Charge};
 use crate::server::served::Served;
 
 impl ConnState {
@@ -16,24 +17,66 @@ impl ConnState {
         lock(&self.opened).contains_key(&id)
     }
 
-    /// Replies with what a client needs to use channel `id`, and counts it as opened.
-    pub(super) fn describe(&self, cmd: Cmd, req: u64, id: u64, chan: Arc<dyn Served>) {
-        {
-            let mut o = lock(&self.opened);
-            if !o.contains_key(&id) && o.len() >= self.server.limits.max_channels {
-                drop(o);
-                let msg = format!(
-                    "this connection has {} channels open, the limit",
-                    self.server.limits.max_channels
-                );
-                return self.refuse(cmd, req, -libc::EMFILE, &msg);
-            }
-            o.entry(id).or_insert_with(|| Held { chan: Arc::clone(&chan), feeder: None });
-        }
-        let (credits, credit_bytes) = match chan.kind() {
+    /// The send window this connection gets on a channel of `kind`: values and bytes.
+    fn window(&self, kind: Kind) -> (u32, u64) {
+        match kind {
             Kind::Rendezvous => (0, 0),
             _ => (self.server.limits.credits, self.server.limits.credit_bytes),
-        };
+        }
+    }
+
+    /// The budget a window on `chan` takes, if `chan` is a channel a client made: sends
+    /// queued in it are server memory too. `Err`: refused (the budget is spent).
+    fn reserve_window(&self, chan: &dyn Served) -> Result<Option<Charge>, ()> {
+        let Some(budget) = chan.budget() else { return Ok(None) };
+        let (values, bytes) = self.window(chan.kind());
+        budget.try_charge(Budget::window_cost(values, bytes)).map(Some).ok_or(())
+    }
+
+    /// Refuses a MAKE or OPEN for want of budget.
+    pub(in crate::server) fn refuse_spent(&self, cmd: Cmd, req: u64) {
+        let msg = format!(
+            "the server's memory for clients' channels is spent ({} bytes, max_made_bytes)",
+            self.server.limits.max_made_bytes
+        );
+        self.refuse(cmd, req, -libc::ENOMEM, &msg);
+    }
+
+    /// Replies with what a client needs to use channel `id`, and counts it as opened.
+    /// `window`: the budget a MAKE already reserved for this connection's window.
+    pub(super) fn describe(
+        &self,
+        cmd: Cmd,
+        req: u64,
+        id: u64,
+        chan: Arc<dyn Served>,
+        window: Option<Charge>,
+    ) {
+        {
+            let mut o = lock(&self.opened);
+            if !o.contains_key(&id) {
+                if o.len() >= self.server.limits.max_channels {
+                    drop(o);
+                    let msg = format!(
+                        "this connection has {} channels open, the limit",
+                        self.server.limits.max_channels
+                    );
+                    return self.refuse(cmd, req, -libc::EMFILE, &msg);
+                }
+                let window = match window {
+                    Some(w) => Some(w),
+                    None => match self.reserve_window(&*chan) {
+                        Ok(w) => w,
+                        Err(()) => {
+                            drop(o);
+                            return self.refuse_spent(cmd, req);
+                        }
+                    },
+                };
+                o.insert(id, Held { chan: Arc::clone(&chan), feeder: None, _window: window });
+            }
+        }
+        let (credits, credit_bytes) = self.window(chan.kind());
         let (kind, cap, closed) =
             (chan.kind().code(), chan.capacity().map_or(u64::MAX, |c| c as u64), chan.is_closed());
         self.reply(cmd, req, 0, |r| {
@@ -82,7 +125,7 @@ impl ConnState {
         let name = name.ok_or(ProtoError::Missing(Attr::NAME.0))?;
         let found = self.server.registry().by_name(name);
         match found {
-            Some((id, chan)) => self.describe(Cmd::CHAN_OPEN, req, id, chan),
+            Some((id, chan)) => self.describe(Cmd::CHAN_OPEN, req, id, chan, None),
             None => self.refuse(Cmd::CHAN_OPEN, req, -libc::ENOENT, &format!("no channel named {name:?}")),
         }
         Ok(())
@@ -128,13 +171,15 @@ impl ConnState {
             self.refuse(Cmd::CHAN_MAKE, req, -libc::ENFILE, &msg);
             return Ok(());
         }
-        let Some(chan) = crate::server::make_channel(&self.server, kind, cap, name) else {
+        // The channel's room and the maker's window, both or neither.
+        let (values, bytes) = self.window(kind);
+        let budget = &self.server.made_budget;
+        let made = budget
+            .try_charge(Budget::window_cost(values, bytes))
+            .and_then(|window| Some((crate::server::make_channel(&self.server, kind, cap, name)?, window)));
+        let Some((chan, window)) = made else {
             self.server.made_channels.fetch_sub(1, AcqRel);
-            let msg = format!(
-                "the server's memory for clients' channels is spent ({} bytes, max_made_bytes)",
-                self.server.limits.max_made_bytes
-            );
-            self.refuse(Cmd::CHAN_MAKE, req, -libc::ENOMEM, &msg);
+            self.refuse_spent(Cmd::CHAN_MAKE, req);
             return Ok(());
         };
         let added = self.server.registry().add(name.map(str::to_string), Arc::clone(&chan), true);
@@ -143,7 +188,7 @@ impl ConnState {
                 if name.is_none() {
                     lock(&self.made).insert(id);
                 }
-                self.describe(Cmd::CHAN_MAKE, req, id, chan)
+                self.describe(Cmd::CHAN_MAKE, req, id, chan, Some(window))
             }
             None => {
                 self.server.made_channels.fetch_sub(1, AcqRel);

@@ -82,6 +82,9 @@ struct Tracked {
 struct Held {
     chan: Arc<dyn Served>,
     feeder: Option<Feeder>,
+    /// On a channel a client made: the budget this connection's send window takes (the
+    /// sends it may have queued), given back when the connection lets go of the channel.
+    _window: Option<crate::server::budget::Charge>,
 }
 
 /// A channel of the registry, by id.
@@ -286,6 +289,7 @@ impl ConnState {
                 );
                 self.refuse(cmd, req, -libc::EMSGSIZE, &msg)
             }
+            Err(SendFail::Spent) => self.refuse_spent(cmd, req),
         }
     }
 

@@ -99,6 +99,7 @@ pub(super) fn fail_code(r: &Result<(), SendFail>) -> i32 {
         Err(SendFail::Chan(e)) => e.code(),
         Err(SendFail::Decode(_)) => -libc::EINVAL,
         Err(SendFail::TooLarge { .. }) => -libc::EMSGSIZE,
+        Err(SendFail::Spent) => -libc::ENOMEM,
     }
 }
 
