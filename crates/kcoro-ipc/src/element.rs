@@ -46,6 +46,11 @@ pub trait Element: Sized + Send + 'static {
     /// own.
     #[doc(hidden)]
     const KEEPS_VIEWS: bool = false;
+    /// True for a type whose [`decode_shared`](Self::decode_shared) keeps the view of the
+    /// sender's region instead of copying it: a server then counts such elements queued
+    /// for its channels as the sender's memory, not its own (see `Attr::COPIES_SHARED`).
+    /// A type that copies must leave it false, or its copies escape the server's window.
+    const KEEPS_SHARED_VIEWS: bool = false;
 }
 
 pub use crate::shm::SharedView;
@@ -108,6 +113,7 @@ impl Element for bytes::Bytes {
         Ok(bytes)
     }
     const KEEPS_VIEWS: bool = true;
+    const KEEPS_SHARED_VIEWS: bool = true;
 }
 
 /// A value of any serde type, carried with postcard (for types of other crates, which

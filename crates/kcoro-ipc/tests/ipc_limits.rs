@@ -741,3 +741,72 @@ fn a_large_frame_before_the_handshake_closes_the_connection() {
     assert_eq!(g.result(), 0, "a megabyte element after HELLO: {}", g.error());
     still_serving(&s);
 }
+
+/// A channel whose type copies shared elements into the server's memory says so in its
+/// OPEN reply (`COPIES_SHARED`, minor 9), and its window counts them as inline bytes: a
+/// peer that ignores this and runs shared elements past the window behind a full channel
+/// is refused (`-ENOBUFS` in CREDIT), so the server holds at most a window of copies.
+#[test]
+fn copies_of_shared_elements_count_in_the_window() {
+    use kcoro::zcopy::Region;
+    use kcoro_ipc::proto::{FLAG_EVENT, VERSION_MINOR};
+    use std::os::fd::AsFd;
+    let s = server("credit-copies-raw.sock", "credit_bytes=65536");
+    let mut raw = Raw::connect(&s);
+    let g = raw.call(Cmd::HELLO, |f| {
+        f.u32(Attr::ABI_MAJOR, VERSION_MAJOR).u32(Attr::ABI_MINOR, VERSION_MINOR);
+    });
+    assert_eq!(g.result(), 0, "{}", g.error());
+    let copies_shared = |raw: &mut Raw, name: &str| {
+        let g = raw.call(Cmd::CHAN_OPEN, |f| {
+            f.str(Attr::NAME, name);
+        });
+        let f = g.frame();
+        (f.u64(Attr::CHAN_ID).unwrap().unwrap(), f.u32(Attr::COPIES_SHARED).unwrap())
+    };
+    assert_eq!(copies_shared(&mut raw, "slow_views").1, None, "Bytes keeps views");
+    let (slow, copies) = copies_shared(&mut raw, "slow");
+    assert_eq!(copies, Some(1), "Vec<u8> copies");
+    let region = Region::anonymous(1 << 20).unwrap();
+    let fd = region.fd().unwrap();
+    let req = raw.send_with_fds(Cmd::REGION_SHARE, &[fd.as_fd()], |f| {
+        f.u64(Attr::REGION_ID, region.export_id());
+    });
+    assert_eq!(raw.reply_to(req).result(), 0);
+    let lease = region.alloc(32 << 10).unwrap();
+    let d = lease.desc();
+    let z = common::raw::zdesc(d.region_id, d.offset, d.len as u64);
+    fill(&mut raw, slow);
+    // Two 32 KiB copies fill the 64 KiB window; two more are past it.
+    let burst: Vec<u8> = (0..4).flat_map(|_| credited_send(&mut raw, slow, (Attr::ZDESC, &z))).collect();
+    raw.bytes(&burst);
+    let refused = loop {
+        let g = raw.read().expect("the connection stays open");
+        if g.cmd == Cmd::CREDIT && g.flags == FLAG_EVENT {
+            break g;
+        }
+    };
+    let f = refused.frame();
+    assert_eq!(f.result().unwrap(), -libc::ENOBUFS);
+    assert_eq!(f.u32(Attr::CREDITS).unwrap(), Some(2));
+    assert_eq!(f.u64(Attr::CREDIT_BYTES).unwrap(), Some(64 << 10));
+    assert_eq!(
+        f.u64(Attr::SHARED_BYTES).unwrap().unwrap_or(0),
+        0,
+        "copies are not the client's shared bytes"
+    );
+    // The two within the window go in as the channel drains, after the four ahead of them.
+    for _ in 0..4 {
+        let g = raw.call(Cmd::CHAN_RECV, |f| {
+            f.u64(Attr::CHAN_ID, slow).i64(Attr::TIMEOUT_MS, 10_000);
+        });
+        assert_eq!(g.frame().get(Attr::ELEMENT), Some(&b"fill"[..]));
+    }
+    for _ in 0..2 {
+        let g = raw.call(Cmd::CHAN_RECV, |f| {
+            f.u64(Attr::CHAN_ID, slow).i64(Attr::TIMEOUT_MS, 10_000);
+        });
+        assert_eq!(g.frame().get(Attr::ELEMENT).map(<[u8]>::len), Some(32 << 10), "{}", g.error());
+    }
+    still_serving(&s);
+}

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use common::{KINDS, SECRET, ServerProc, WATCHDOG, sock};
 use kcoro::chan::{ChanError, Kind};
 use kcoro::sync::CancelToken;
@@ -397,17 +398,17 @@ fn credit_window_counts_bytes() {
     assert!(!tx.is_closed());
 }
 
-/// Shared-memory elements count against the client's own bound (`shared_window`), not
-/// the server's inline window: with 64 KiB of each, a sender of 32 KiB shared elements runs
-/// two ahead of a full channel, then waits, while small inline sends still go; everything
-/// arrives, in order, and no send is refused.
+/// Shared-memory elements a channel keeps as views of the sender's region count against
+/// the client's own bound (`shared_window`), not the server's inline window: with 64 KiB of
+/// each, a sender of 32 KiB shared elements runs two ahead of a full channel, then waits,
+/// while small inline sends still go; everything arrives, in order, and no send is refused.
 #[test]
 fn shared_elements_have_a_window_of_their_own() {
     let s = server("credit-split.sock", "credits=100 credit_bytes=65536");
     let opts = ConnectOptions::new().shared_memory(16 << 10, 1 << 20).shared_window(64 << 10);
     let c = Connection::connect(&s.addr, opts).unwrap();
-    let tx = c.sender::<Vec<u8>>("slow").unwrap();
-    let big = |i: u8| vec![i; 32 << 10];
+    let tx = c.sender::<Bytes>("slow_views").unwrap();
+    let big = |i: u8| Bytes::from(vec![i; 32 << 10]);
     // 4 fill the channel, 2 wait in the shared window.
     for i in 0..6u8 {
         tx.send_timeout(big(i), WATCHDOG).unwrap();
@@ -416,16 +417,45 @@ fn shared_elements_have_a_window_of_their_own() {
     assert_eq!(e.kind(), ChanError::Timeout, "a third 32 KiB shared element fitted 64 KiB");
     // The inline window is the server's, untouched by shared elements: 60 KiB of small ones go.
     for i in 0..60u8 {
-        tx.send_timeout(vec![i; 1 << 10], WATCHDOG).unwrap();
+        tx.send_timeout(Bytes::from(vec![i; 1 << 10]), WATCHDOG).unwrap();
     }
-    assert_eq!(tx.try_send(vec![0; 8 << 10]).unwrap_err().kind(), ChanError::WouldBlock, "inline full");
-    let rx = c.receiver::<Vec<u8>>("slow").unwrap();
+    let e = tx.try_send(Bytes::from(vec![0; 8 << 10])).unwrap_err();
+    assert_eq!(e.kind(), ChanError::WouldBlock, "inline full");
+    let rx = c.receiver::<Bytes>("slow_views").unwrap();
     for i in 0..6u8 {
         assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), big(i));
     }
     for i in 0..60u8 {
         assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), vec![i; 1 << 10]);
     }
+    assert!(!tx.is_closed(), "a send was refused");
+}
+
+/// A channel whose type copies shared elements into the server's memory (`Vec<u8>`) has
+/// them count in the server's window like inline ones (`COPIES_SHARED`): with a 64 KiB
+/// window, two 32 KiB shared elements wait behind a full channel and fill it, so even a
+/// small inline send waits; the server never holds more than its window of copies, and
+/// nothing is refused or lost.
+#[test]
+fn shared_elements_a_channel_copies_count_in_the_servers_window() {
+    let s = server("credit-copies.sock", "credits=100 credit_bytes=65536");
+    let opts = ConnectOptions::new().shared_memory(16 << 10, 1 << 20).shared_window(1 << 20);
+    let c = Connection::connect(&s.addr, opts).unwrap();
+    let tx = c.sender::<Vec<u8>>("slow").unwrap();
+    let big = |i: u8| vec![i; 32 << 10];
+    for i in 0..6u8 {
+        tx.send_timeout(big(i), WATCHDOG).unwrap();
+    }
+    let e = tx.send_timeout(big(6), Duration::from_millis(50)).unwrap_err();
+    assert_eq!(e.kind(), ChanError::Timeout, "a third 32 KiB copy fitted a 64 KiB window");
+    let e = tx.try_send(vec![0; 1 << 10]).unwrap_err();
+    assert_eq!(e.kind(), ChanError::WouldBlock, "the copies fill the window inline sends use");
+    let rx = c.receiver::<Vec<u8>>("slow").unwrap();
+    for i in 0..6u8 {
+        assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), big(i));
+    }
+    tx.send_timeout(vec![7; 1 << 10], WATCHDOG).unwrap();
+    assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), vec![7; 1 << 10]);
     assert!(!tx.is_closed(), "a send was refused");
 }
 

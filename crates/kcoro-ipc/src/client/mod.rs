@@ -493,8 +493,10 @@ impl Connection {
                 let n = if self.inner.on_rings() { n.min(RING_WINDOW_VALUES) } else { n };
                 let inline = f.u64(Attr::CREDIT_BYTES)?.unwrap_or(0);
                 // Servers of minor 8 on tell shared bytes apart in CREDIT; with older ones
-                // they count in the server's window, as those count them.
-                let splits = self.inner.server_minor.load(Relaxed) >= 8;
+                // they count in the server's window, as those count them, and so they do
+                // on a channel that copies them into the server's memory (minor 9).
+                let copies = f.u32(Attr::COPIES_SHARED)?.unwrap_or(0) != 0;
+                let splits = self.inner.server_minor.load(Relaxed) >= 8 && !copies;
                 Some(window::Window::new(n, inline, splits.then_some(self.inner.shared_window)))
             }
         };

@@ -28,7 +28,7 @@ pub use frame::{Attrs, FrameBuf, FrameRef, Header, decode_header, split_frame};
 /// Protocol version spoken here. A peer with another major version is refused in HELLO.
 pub const VERSION_MAJOR: u32 = 1;
 /// Minor version: additions a reader may ignore.
-pub const VERSION_MINOR: u32 = 8;
+pub const VERSION_MINOR: u32 = 9;
 
 /// Most channels one LIST reply reports (the first, by name; then the process's other
 /// named channels for a monitor).
@@ -222,6 +222,12 @@ impl Attr {
     /// only; a client counts shared ones against a bound of its own, and needs this to
     /// give each back to its own count.
     pub const SHARED_BYTES: Attr = Attr(63);
+    /// `u32`: 1 in an OPEN or MAKE reply when the channel copies elements that arrive in
+    /// the client's shared memory into the server's memory (its element type does not
+    /// keep views of them): on this channel they count in the byte window
+    /// (`CREDIT_BYTES`) as inline ones, on both sides, and CREDIT events count them in
+    /// `CREDIT_BYTES`, not in `SHARED_BYTES` (minor version 9).
+    pub const COPIES_SHARED: Attr = Attr(64);
 }
 
 /// `EVENT` values of NOTIFY.

@@ -154,6 +154,10 @@ impl Served for Made {
         self.chan.tx.kind()
     }
 
+    fn keeps_shared_views(&self) -> bool {
+        <Bytes as crate::Element>::KEEPS_SHARED_VIEWS
+    }
+
     fn capacity(&self) -> Option<usize> {
         self.chan.tx.capacity()
     }

@@ -115,6 +115,9 @@ pub(crate) trait Served: Send + Sync {
     fn close(&self) -> bool;
     fn is_closed(&self) -> bool;
     fn snapshot(&self) -> Snapshot;
+    /// Whether a shared element sent by a peer that takes `REGION_RELEASE` stays a view
+    /// of the peer's region ([`Element::KEEPS_SHARED_VIEWS`]) instead of a copy in ours.
+    fn keeps_shared_views(&self) -> bool;
     /// The budget this channel's values are charged to: a channel a client made.
     fn budget(&self) -> Option<&Arc<Budget>> {
         None
@@ -182,6 +185,10 @@ impl<T: Encode + Send + 'static> Typed<T> {
 impl<T: Element> Served for Typed<T> {
     fn kind(&self) -> Kind {
         self.tx.kind()
+    }
+
+    fn keeps_shared_views(&self) -> bool {
+        T::KEEPS_SHARED_VIEWS
     }
 
     fn capacity(&self) -> Option<usize> {

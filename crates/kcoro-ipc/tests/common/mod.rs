@@ -35,6 +35,9 @@ pub fn serve_all(addr: &str, limits: Limits, secret: Option<&str>) -> Server {
     let unl = chan::unlimited::<Vec<u8>>();
     let jobs = Builder::<Vec<u8>>::buffered(1024).count_payload_bytes().build();
     let slow = chan::buffered::<Vec<u8>>(4);
+    // As "slow", for a type that keeps shared elements as views of the sender's region.
+    let slow_views = chan::buffered::<bytes::Bytes>(4);
+    let unl_views = chan::unlimited::<bytes::Bytes>();
     let mut b = Server::bind(addr)
         .unwrap()
         .limits(limits)
@@ -43,7 +46,9 @@ pub fn serve_all(addr: &str, limits: Limits, secret: Option<&str>) -> Server {
         .serve_channel("conf", conf.0, conf.1)
         .serve_channel("unl", unl.0, unl.1)
         .serve_channel("jobs", jobs.0, jobs.1)
-        .serve_channel("slow", slow.0, slow.1);
+        .serve_channel("slow", slow.0, slow.1)
+        .serve_channel("slow_views", slow_views.0, slow_views.1)
+        .serve_channel("unl_views", unl_views.0, unl_views.1);
     if let Some(s) = secret {
         b = b.secret(s);
     }

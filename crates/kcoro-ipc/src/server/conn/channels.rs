@@ -79,6 +79,7 @@ impl ConnState {
         let (credits, credit_bytes) = self.window(chan.kind());
         let (kind, cap, closed) =
             (chan.kind().code(), chan.capacity().map_or(u64::MAX, |c| c as u64), chan.is_closed());
+        let copies = credits > 0 && !chan.keeps_shared_views();
         self.reply(cmd, req, 0, |r| {
             r.u64(Attr::CHAN_ID, id)
                 .i32(Attr::KIND, kind)
@@ -87,6 +88,9 @@ impl ConnState {
                 .u32(Attr::CLOSED, u32::from(closed));
             if credit_bytes > 0 {
                 r.u64(Attr::CREDIT_BYTES, credit_bytes);
+            }
+            if copies {
+                r.u32(Attr::COPIES_SHARED, 1);
             }
         });
     }

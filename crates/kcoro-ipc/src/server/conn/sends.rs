@@ -130,19 +130,20 @@ impl ConnState {
             }
             _ => None,
         };
-        let answer = |owed: &mut Owed, code: i32, msg: &str| match credited {
+        // Takes the send's `credited` as it stands where it is called (it is refined below).
+        let answer = |owed: &mut Owed, credited: Option<Credited>, code: i32, msg: &str| match credited {
             Some(c) => owed.add(c, code),
             None => self.refuse(cmd, req, code, msg),
         };
         if matches!(el, Located::Shared(_)) && !self.stream.is_unix() {
-            answer(owed, -libc::EPROTO, "ZDESC needs a Unix socket: over TCP elements are inline");
+            answer(owed, credited, -libc::EPROTO, "ZDESC needs a Unix socket: over TCP elements are inline");
             return Ok(());
         }
         // First, so that every way out of here, refusals included, frees the client's span.
         let release = self.release_for(&el);
         let Some((id, chan)) = self.held_channel(f)? else {
             let id = f.u64(Attr::CHAN_ID)?.unwrap_or(0);
-            answer(owed, -libc::ENOENT, &format!("no channel {id}"));
+            answer(owed, credited, -libc::ENOENT, &format!("no channel {id}"));
             return Ok(());
         };
         let wait = if cmd == Cmd::CHAN_TRY_SEND {
@@ -150,9 +151,19 @@ impl ConnState {
         } else {
             Wait::from_ms(f.i64(Attr::TIMEOUT_MS)?.unwrap_or(-1))
         };
+        // A shared element stays in the peer's memory only as a view; a copy (the channel's
+        // type copies, or the peer takes no REGION_RELEASE) is in ours, and counts in the
+        // window as an inline element does. A client of minor 9 counts it so too
+        // (COPIES_SHARED), and is told so in CREDIT; an older one counts it apart.
+        let copied = matches!(el, Located::Shared(_)) && (release.is_none() || !chan.keeps_shared_views());
         let len = match el {
             Located::Inline(b) => b.len() as u64,
-            Located::Shared(_) => 0, // in the peer's memory, not ours
+            Located::Shared(_) if copied => el.len() as u64,
+            Located::Shared(_) => 0,
+        };
+        let credited = match credited {
+            Some(c) if copied && self.peer_minor.load(Relaxed) >= 9 => Some(Credited { shared: false, ..c }),
+            c => c,
         };
         let rendezvous = chan.kind() == Kind::Rendezvous;
         let credited = credited.filter(|_| !rendezvous && wait != Wait::Try);
@@ -191,11 +202,11 @@ impl ConnState {
         let (queue, queued) = match self.feeder(id, chan) {
             Ok(Some(feeder)) => feeder,
             Ok(None) => {
-                answer(owed, -libc::ENOENT, &format!("no channel {id}")); // destroyed meanwhile
+                answer(owed, credited, -libc::ENOENT, &format!("no channel {id}")); // destroyed meanwhile
                 return Ok(());
             }
             Err(e) => {
-                answer(owed, -libc::EBUSY, &format!("cannot queue the send: {e}"));
+                answer(owed, credited, -libc::EBUSY, &format!("cannot queue the send: {e}"));
                 return Ok(());
             }
         };
@@ -207,7 +218,7 @@ impl ConnState {
                 "send window of {} values and {} bytes exceeded",
                 limits.credits, limits.credit_bytes
             );
-            answer(owed, -libc::ENOBUFS, &msg);
+            answer(owed, credited, -libc::ENOBUFS, &msg);
             return Ok(());
         }
         // An answered send with sends ahead of it (which may wait forever) can be ended
@@ -245,7 +256,7 @@ impl ConnState {
             if deadline.is_some() {
                 self.in_flight.fetch_sub(1, AcqRel);
             }
-            answer(owed, ChanError::Closed.code(), "connection closing");
+            answer(owed, credited, ChanError::Closed.code(), "connection closing");
         } else if let (Some(deadline), Some(waiting)) = (deadline, waiting) {
             self.watch_deadline(req, deadline, watcher, waiting);
         }
