@@ -810,3 +810,57 @@ fn copies_of_shared_elements_count_in_the_window() {
     }
     still_serving(&s);
 }
+
+/// A rendezvous send waits holding its value (it has no window): what one connection's
+/// waiting rendezvous sends hold is bounded (`max_waiting_bytes`), one send always going
+/// when none waits; past it a send is refused with `-ENOBUFS`, and the room comes back when
+/// a waiting send ends.
+#[test]
+fn waiting_rendezvous_sends_hold_a_bounded_number_of_bytes() {
+    let s = server("waiting-bytes.sock", "waiting_bytes=10000");
+    let mut raw = Raw::connect(&s);
+    assert_eq!(raw.hello().result(), 0);
+    let rv = open(&mut raw, "rv");
+    let send = |raw: &mut Raw, n: usize| {
+        raw.send(Cmd::CHAN_SEND, |f| {
+            f.u64(Attr::CHAN_ID, rv).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, &vec![1; n]);
+        })
+    };
+    // One send larger than the bound goes alone.
+    let alone = send(&mut raw, 20_000);
+    let over = send(&mut raw, 1);
+    let g = raw.reply_to(over);
+    assert_eq!(g.result(), -libc::ENOBUFS, "{}", g.error());
+    assert!(g.error().contains("max_waiting_bytes"), "{}", g.error());
+    let cancel = |raw: &mut Raw, req: u64| {
+        let c = raw.send(Cmd::CANCEL, |f| {
+            f.u64(Attr::TARGET_REQ_ID, req);
+        });
+        assert_eq!(raw.reply_to(c).result(), 0);
+        assert_eq!(raw.reply_to(req).result(), -libc::ECANCELED);
+    };
+    cancel(&mut raw, alone);
+    // 6000 and 3000 wait together; 6000 more is past 10 000.
+    let first = send(&mut raw, 6000);
+    let _second = send(&mut raw, 3000);
+    let over = send(&mut raw, 6000);
+    let g = raw.reply_to(over);
+    assert_eq!(g.result(), -libc::ENOBUFS, "{}", g.error());
+    cancel(&mut raw, first);
+    let third = send(&mut raw, 6000);
+    // A receiver takes the waiting values: both sends complete.
+    let mut rx = Raw::connect(&s);
+    assert_eq!(rx.hello().result(), 0);
+    let rx_rv = open(&mut rx, "rv");
+    let mut lens = Vec::new();
+    for _ in 0..2 {
+        let g = rx.call(Cmd::CHAN_RECV, |f| {
+            f.u64(Attr::CHAN_ID, rx_rv).i64(Attr::TIMEOUT_MS, 10_000);
+        });
+        lens.push(g.frame().get(Attr::ELEMENT).map(<[u8]>::len).unwrap_or(0));
+    }
+    lens.sort_unstable();
+    assert_eq!(lens, [3000, 6000]);
+    assert_eq!(raw.reply_to(third).result(), 0);
+    still_serving(&s);
+}

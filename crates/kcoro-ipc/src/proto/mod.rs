@@ -248,6 +248,11 @@ pub struct Limits {
     pub max_channels: usize,
     /// Most requests in flight on one connection.
     pub max_in_flight: usize,
+    /// Most bytes the values of one connection's waiting rendezvous sends may hold in the
+    /// server's memory (a rendezvous send waits holding its value until a receiver takes
+    /// it, and has no window). One send always fits when none holds any, so an element up
+    /// to `max_frame` still goes. Past it: `-ENOBUFS`.
+    pub max_waiting_bytes: u64,
     /// Send credits per channel per connection (the window a sender may run ahead), in
     /// values.
     pub credits: u32,
@@ -298,6 +303,7 @@ impl Default for Limits {
             max_name: 255,
             max_channels: 1024,
             max_in_flight: 1024,
+            max_waiting_bytes: 16 << 20,
             credits: 512,
             credit_bytes: 512 << 10,
             max_regions: 4,

@@ -113,6 +113,9 @@ pub(crate) struct ConnState {
     /// shared elements it sends, so we may keep them past the reply.
     peer_minor: AtomicU32,
     in_flight: AtomicUsize,
+    /// Bytes of our memory held by this connection's waiting rendezvous sends
+    /// (`Limits::max_waiting_bytes`).
+    waiting_bytes: Arc<AtomicU64>,
     requests: Mutex<HashMap<u64, Tracked>>,
     /// HELLO was answered: REGION_SHARE may bring descriptors.
     greeted: AtomicBool,
@@ -155,6 +158,7 @@ impl ConnState {
             peer_max_frame: AtomicU32::new(16 << 20),
             peer_minor: AtomicU32::new(0),
             in_flight: AtomicUsize::new(0),
+            waiting_bytes: Arc::new(AtomicU64::new(0)),
             requests: Mutex::new(HashMap::new()),
             greeted: AtomicBool::new(false),
             shm_declined: AtomicBool::new(false),

@@ -103,6 +103,19 @@ pub(super) fn fail_code(r: &Result<(), SendFail>) -> i32 {
     }
 }
 
+/// A waiting rendezvous send's bytes, counted in its connection's `waiting_bytes` until
+/// it is done (dropped with the coroutine that waits, or with it if none could start).
+pub(super) struct WaitingHold {
+    count: Arc<AtomicU64>,
+    len: u64,
+}
+
+impl Drop for WaitingHold {
+    fn drop(&mut self) {
+        self.count.fetch_sub(self.len, AcqRel);
+    }
+}
+
 /// What waits in a channel's send queue: values, and their inline bytes.
 #[derive(Default)]
 pub(super) struct Queued {
@@ -188,9 +201,11 @@ impl ConnState {
             }
         };
         if rendezvous {
+            let Some(hold) = self.hold_waiting(cmd, req, len) else { return Ok(()) };
             let Some(token) = self.admit(cmd, req, None) else { return Ok(()) };
             let me = Arc::clone(self);
             self.spawn_waiting(cmd, req, move || {
+                let _hold = hold;
                 let r = chan.send_decoded(value, wait, Some(&token));
                 me.chan_result(cmd, req, r);
                 me.done(req);
@@ -261,6 +276,24 @@ impl ConnState {
             self.watch_deadline(req, deadline, watcher, waiting);
         }
         Ok(())
+    }
+
+    /// Counts `len` bytes of a rendezvous send that is about to wait against
+    /// `Limits::max_waiting_bytes` (one send always fits when none holds any); `None`,
+    /// refused with `-ENOBUFS`, past it.
+    fn hold_waiting(&self, cmd: Cmd, req: u64, len: u64) -> Option<WaitingHold> {
+        let max = self.server.limits.max_waiting_bytes;
+        let fits = |held: u64| held == 0 || held.saturating_add(len) <= max;
+        let counted =
+            self.waiting_bytes.fetch_update(AcqRel, Acquire, |h| fits(h).then(|| h.saturating_add(len)));
+        if let Err(held) = counted {
+            let msg = format!(
+                "this connection's waiting rendezvous sends hold {held} bytes; {len} more is past the limit of {max} (max_waiting_bytes)"
+            );
+            self.refuse(cmd, req, -libc::ENOBUFS, &msg);
+            return None;
+        }
+        Some(WaitingHold { count: Arc::clone(&self.waiting_bytes), len })
     }
 
     /// Ends queued send `req` at `deadline` if nobody has answered it by then; returns at
