@@ -2,12 +2,18 @@
 //!
 //! A channel a client made (`CHAN_MAKE`) holds what clients send into it until someone
 //! receives it; without a bound, one client with an unlimited channel and no receiver could
-//! fill the server's memory. Every made channel charges the budget for the room it
-//! allocates when made, and every value in it for its bytes, for as long as the value
-//! lives (in the channel, or in a send waiting to enter it): a [`Charge`] travels with the
-//! value and gives its bytes back when dropped, wherever that happens (received, replaced
-//! in a conflated channel, dropped with the channel). A send that finds the budget spent
-//! waits as it would for a full channel, with its deadline and cancel token.
+//! fill the server's memory. Charged, each for as long as it lasts:
+//! - a made channel, the room it allocates when made;
+//! - each connection holding one, its send window (what it may have queued in front of
+//!   the channel);
+//! - each value, its bytes, from when it goes into the channel (a shared element kept as a
+//!   view of the sender's region: only its place) until it is dropped: a [`Charge`]
+//!   travels with the value and gives its bytes back wherever that happens (received,
+//!   replaced in a conflated channel, dropped with the channel). A copy of a shared
+//!   element from a peer that takes no `REGION_RELEASE` is charged as soon as it is read.
+//!
+//! A send that finds the budget spent waits in its window as it would for a full channel,
+//! with its deadline and cancel token.
 
 use std::any::Any;
 use std::sync::Arc;
