@@ -229,6 +229,10 @@ const MAX_PENDING_FDS: usize = 16;
 /// Bytes read per call at least (the buffer grows for larger frames).
 const READ_CHUNK: usize = 64 << 10;
 
+/// Largest read buffer kept once it is empty; a larger one is given back. Above 1 MiB, so
+/// a stream of 1 MiB elements does not regrow it for every frame.
+const KEPT_BUFFER: usize = 2 << 20;
+
 impl FrameReader {
     pub(crate) fn new(limits: Limits) -> Self {
         FrameReader { buf: vec![0; READ_CHUNK], start: 0, end: 0, offset: 0, fds: VecDeque::new(), limits }
@@ -273,6 +277,11 @@ impl FrameReader {
                     self.start += used;
                     if self.start == self.end {
                         (self.start, self.end) = (0, 0);
+                        // A large frame's room goes with it: an idle connection keeps a
+                        // read chunk, not the largest frame it ever read.
+                        if self.buf.len() > KEPT_BUFFER {
+                            self.buf = vec![0; READ_CHUNK];
+                        }
                     }
                     return Ok(Some(r));
                 }
@@ -284,7 +293,10 @@ impl FrameReader {
                 (self.start, self.end) = (0, self.end - self.start);
             }
             if self.buf.len() < need.max(self.end + READ_CHUNK / 4) {
-                self.buf.resize(need.max(self.end + READ_CHUNK), 0);
+                // Grown with what arrives (doubling), not to what the header announces: a
+                // peer that announces large frames and sends little holds little of ours.
+                let doubled = self.buf.len().saturating_mul(2);
+                self.buf.resize(need.min(doubled).max(self.end + READ_CHUNK), 0);
             }
             let mut fds = Vec::new();
             let n = stream.read(&mut self.buf[self.end..], &mut fds).map_err(IpcError::Io)?;
@@ -683,4 +695,60 @@ fn fds_next_or(bytes: &[u8], at: usize) -> usize {
     bytes[at..].first_chunk::<{ crate::proto::HEADER_LEN }>().map_or(bytes.len(), |h| {
         (at + crate::proto::HEADER_LEN + crate::proto::decode_header(h).len as usize).min(bytes.len())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Attr, Cmd, FrameBuf};
+
+    /// A header announcing `len` payload bytes.
+    fn header(len: u32) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[..2].copy_from_slice(&Cmd::GET_INFO.0.to_be_bytes());
+        h[4..].copy_from_slice(&len.to_be_bytes());
+        h
+    }
+
+    /// Reads frames from `bytes` (then the end of the stream) until it ends; the reader's
+    /// buffer size at the end, and the frames read.
+    fn read_all(bytes: Vec<u8>) -> (usize, usize) {
+        kcoro::run(move || {
+            let (ours, mut theirs) = UnixStream::pair().unwrap();
+            // Whatever the reader makes of them: it may stop reading early.
+            let writer = kcoro::spawn(move || drop(theirs.write_all(&bytes)));
+            let stream = Stream::new(Sock::Unix(ours));
+            let mut frames = FrameReader::new(Limits::default());
+            let mut n = 0;
+            while let Ok(Some(())) = frames.next(&stream, |_, _| ()) {
+                n += 1;
+            }
+            drop(stream);
+            writer.join().unwrap();
+            (frames.buf.len(), n)
+        })
+    }
+
+    #[test]
+    fn an_announced_frame_costs_what_arrives_not_what_it_announces() {
+        // 15 MiB announced, 1 KiB sent, then the end: the reader holds about a read's worth.
+        let mut bytes = header(15 << 20).to_vec();
+        bytes.extend_from_slice(&[0; 1024]);
+        let (buffered, frames) = read_all(bytes);
+        assert_eq!(frames, 0);
+        assert!(buffered <= 2 * READ_CHUNK, "a 15 MiB header made the reader hold {buffered} bytes");
+    }
+
+    #[test]
+    fn a_large_frames_room_is_given_back_once_it_is_read() {
+        let mut bytes = Vec::new();
+        for len in [5 << 20, 100, 3 << 20, 10] {
+            let mut f = FrameBuf::begin(&mut bytes, Cmd::GET_INFO, 0);
+            f.bytes(Attr::ELEMENT, &vec![7; len]);
+            f.finish(u32::MAX).unwrap();
+        }
+        let (buffered, frames) = read_all(bytes);
+        assert_eq!(frames, 4, "every frame read whole");
+        assert!(buffered <= KEPT_BUFFER, "an idle reader kept {buffered} bytes");
+    }
 }

@@ -369,12 +369,12 @@ impl ConnState {
                         self.reply(cmd, req, 0, |_| {});
                         // Still waiting its turn: ended here, its feed skipped later.
                         if queued.is_some_and(|q| q.take()) {
+                            self.untrack(target);
                             self.chan_result(
                                 Cmd::CHAN_SEND,
                                 target,
                                 Err(SendFail::Chan(ChanError::Canceled)),
                             );
-                            self.untrack(target);
                         }
                         token.cancel();
                     }
@@ -431,6 +431,9 @@ impl ConnState {
         token
     }
 
+    /// Lets request `req` go: untracked, out of `in_flight`. Called before its answer is
+    /// queued, so that a client sending again as soon as it is answered finds the slot
+    /// (and the REQ_ID) free.
     fn done(&self, req: u64) {
         self.untrack(req);
         self.in_flight.fetch_sub(1, AcqRel);
@@ -460,8 +463,8 @@ impl ConnState {
     /// and let go, so that neither the client nor `in_flight` waits for it.
     fn spawn_waiting(&self, cmd: Cmd, req: u64, wait: impl FnOnce() + Send + 'static) {
         if let Err(e) = kcoro::spawn_with(self.server.spawn_options(), wait) {
-            self.refuse(cmd, req, -libc::EBUSY, &format!("cannot wait: {e}"));
             self.done(req);
+            self.refuse(cmd, req, -libc::EBUSY, &format!("cannot wait: {e}"));
         }
     }
 }

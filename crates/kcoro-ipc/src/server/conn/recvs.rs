@@ -46,8 +46,8 @@ impl ConnState {
         let me = Arc::clone(self);
         self.spawn_waiting(cmd, req, move || {
             let r = chan.recv(wait, Some(&token));
-            me.element_reply(cmd, req, &chan, r);
             me.done(req);
+            me.element_reply(cmd, req, &chan, r);
         });
         Ok(())
     }

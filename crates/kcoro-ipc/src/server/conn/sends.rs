@@ -205,10 +205,12 @@ impl ConnState {
             let Some(token) = self.admit(cmd, req, None) else { return Ok(()) };
             let me = Arc::clone(self);
             self.spawn_waiting(cmd, req, move || {
-                let _hold = hold;
                 let r = chan.send_decoded(value, wait, Some(&token));
-                me.chan_result(cmd, req, r);
+                // Let go before the answer: a client that sends again once answered finds
+                // the room this one held.
+                drop(hold);
                 me.done(req);
+                me.chan_result(cmd, req, r);
             });
             return Ok(());
         }
@@ -308,20 +310,27 @@ impl ConnState {
         let (me, claimed) = (Arc::clone(self), waiting.clone());
         let watch = move || {
             let cancelled = token.cancelled_deadline(deadline);
-            if waiting.take() {
-                let e = if cancelled { ChanError::Canceled } else { ChanError::Timeout };
-                me.chan_result(Cmd::CHAN_SEND, req, Err(SendFail::Chan(e)));
+            let answer = waiting.take();
+            // Let go before the answer (see `done`).
+            if answer {
                 me.untrack(req);
             }
             me.in_flight.fetch_sub(1, AcqRel);
+            if answer {
+                let e = if cancelled { ChanError::Canceled } else { ChanError::Timeout };
+                me.chan_result(Cmd::CHAN_SEND, req, Err(SendFail::Chan(e)));
+            }
         };
         if let Err(e) = kcoro::spawn_with(self.server.spawn_options(), watch) {
             // Nothing would end it at its deadline: ended now instead, unless its turn came.
-            if claimed.take() {
-                self.refuse(Cmd::CHAN_SEND, req, -libc::EBUSY, &format!("cannot wait: {e}"));
+            let answer = claimed.take();
+            if answer {
                 self.untrack(req);
             }
             self.in_flight.fetch_sub(1, AcqRel);
+            if answer {
+                self.refuse(Cmd::CHAN_SEND, req, -libc::EBUSY, &format!("cannot wait: {e}"));
+            }
         }
     }
 
@@ -415,8 +424,8 @@ impl ConnState {
         match item.credited {
             Some(c) => owed.add(c, fail_code(&r)),
             None => {
-                self.chan_result(Cmd::CHAN_SEND, item.req, r);
                 self.untrack(item.req);
+                self.chan_result(Cmd::CHAN_SEND, item.req, r);
             }
         }
         if item.claim.is_some() {
