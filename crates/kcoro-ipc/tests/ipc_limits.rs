@@ -864,3 +864,61 @@ fn waiting_rendezvous_sends_hold_a_bounded_number_of_bytes() {
     assert_eq!(raw.reply_to(third).result(), 0);
     still_serving(&s);
 }
+
+/// A timed send queued behind others holds a slot in flight; whoever answers it (its turn
+/// in the feeder, a CANCEL) lets go of the slot before the answer, so with `in_flight=1` a
+/// client that sends the next timed send as soon as it has the answer is never refused
+/// `-EBUSY`. Many rounds, so that an answer racing its slot's release would show.
+#[test]
+fn an_answered_queued_send_frees_its_slot_before_its_answer() {
+    let s = server("slot-before-answer.sock", "in_flight=1 credits=64");
+    let mut raw = Raw::connect(&s);
+    assert_eq!(raw.hello().result(), 0);
+    let slow = open(&mut raw, "slow");
+    let mut drain = Raw::connect(&s);
+    assert_eq!(drain.hello().result(), 0);
+    let drain_slow = open(&mut drain, "slow");
+    let timed = |raw: &mut Raw| {
+        raw.send(Cmd::CHAN_SEND, |f| {
+            f.u64(Attr::CHAN_ID, slow).i64(Attr::TIMEOUT_MS, 60_000).bytes(Attr::ELEMENT, b"t");
+        })
+    };
+    fill(&mut raw, slow);
+    // Waits forever behind the full channel: queued, tracked, not in flight.
+    let head = raw.send(Cmd::CHAN_SEND, |f| {
+        f.u64(Attr::CHAN_ID, slow).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, b"h");
+    });
+    let mut t = timed(&mut raw);
+    for round in 0..100 {
+        if round % 2 == 0 {
+            // Answered by a CANCEL.
+            let c = raw.send(Cmd::CANCEL, |f| {
+                f.u64(Attr::TARGET_REQ_ID, t);
+            });
+            assert_eq!(raw.reply_to(c).result(), 0);
+            assert_eq!(raw.reply_to(t).result(), -libc::ECANCELED, "round {round}");
+        } else {
+            // Answered by its turn: one receive makes room for head, the next for t.
+            for _ in 0..2 {
+                let g = drain.call(Cmd::CHAN_RECV, |f| {
+                    f.u64(Attr::CHAN_ID, drain_slow).i64(Attr::TIMEOUT_MS, 10_000);
+                });
+                assert_eq!(g.result(), 0, "{}", g.error());
+            }
+            if round == 1 {
+                assert_eq!(raw.reply_to(head).result(), 0);
+            }
+            assert_eq!(raw.reply_to(t).result(), 0, "round {round}");
+            // Full again (head and t went in); a send waiting forever goes ahead of the next.
+            raw.send(Cmd::CHAN_SEND, |f| {
+                f.u64(Attr::CHAN_ID, slow).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, b"h");
+            });
+        }
+        t = timed(&mut raw);
+    }
+    let c = raw.send(Cmd::CANCEL, |f| {
+        f.u64(Attr::TARGET_REQ_ID, t);
+    });
+    assert_eq!(raw.reply_to(c).result(), 0);
+    still_serving(&s);
+}

@@ -368,8 +368,12 @@ impl ConnState {
                     Some((token, queued)) => {
                         self.reply(cmd, req, 0, |_| {});
                         // Still waiting its turn: ended here, its feed skipped later.
-                        if queued.is_some_and(|q| q.take()) {
-                            self.untrack(target);
+                        if let Some(q) = queued.filter(|q| q.take()) {
+                            if q.counted {
+                                self.done(target);
+                            } else {
+                                self.untrack(target);
+                            }
                             self.chan_result(
                                 Cmd::CHAN_SEND,
                                 target,
@@ -434,7 +438,7 @@ impl ConnState {
     /// Lets request `req` go: untracked, out of `in_flight`. Called before its answer is
     /// queued, so that a client sending again as soon as it is answered finds the slot
     /// (and the REQ_ID) free.
-    fn done(&self, req: u64) {
+    pub(super) fn done(&self, req: u64) {
         self.untrack(req);
         self.in_flight.fetch_sub(1, AcqRel);
     }

@@ -28,6 +28,9 @@ pub(super) struct Feed {
     /// An answered send queued behind others: whoever sets this first answers it (the
     /// feeder when it gets to the send, a CANCEL, or the watcher of its deadline).
     claim: Option<Arc<AtomicBool>>,
+    /// Counted in `in_flight` (it has a deadline watcher): whoever answers it lets go of
+    /// the slot, before answering.
+    counted: bool,
 }
 
 /// An answered send waiting its turn in a channel's queue.
@@ -36,6 +39,8 @@ pub(super) struct QueuedSend {
     claim: Arc<AtomicBool>,
     len: u64,
     queue: Arc<Queued>,
+    /// As [`Feed::counted`].
+    pub(super) counted: bool,
 }
 
 impl QueuedSend {
@@ -250,6 +255,7 @@ impl ConnState {
             claim: Arc::new(AtomicBool::new(false)),
             len,
             queue: Arc::clone(&queued),
+            counted: deadline.is_some(),
         });
         let claim = waiting.as_ref().map(|w| Arc::clone(&w.claim));
         // A credited send cannot be cancelled (its client has returned): it waits under the
@@ -263,7 +269,8 @@ impl ConnState {
         queued.values.fetch_add(1, AcqRel);
         queued.bytes.fetch_add(len, AcqRel);
         let watcher = token.clone();
-        let feed = Feed { req, value, len, wait, token, credited, claim };
+        let counted = deadline.is_some();
+        let feed = Feed { req, value, len, wait, token, credited, claim, counted };
         if let Err(e) = queue.try_send(feed) {
             queued.values.fetch_sub(1, AcqRel);
             queued.bytes.fetch_sub(len, AcqRel);
@@ -310,25 +317,18 @@ impl ConnState {
         let (me, claimed) = (Arc::clone(self), waiting.clone());
         let watch = move || {
             let cancelled = token.cancelled_deadline(deadline);
-            let answer = waiting.take();
-            // Let go before the answer (see `done`).
-            if answer {
-                me.untrack(req);
-            }
-            me.in_flight.fetch_sub(1, AcqRel);
-            if answer {
+            // Else its answerer (the feeder, a CANCEL) let go of its slot.
+            if waiting.take() {
+                me.done(req); // before the answer (see `done`)
                 let e = if cancelled { ChanError::Canceled } else { ChanError::Timeout };
                 me.chan_result(Cmd::CHAN_SEND, req, Err(SendFail::Chan(e)));
             }
         };
         if let Err(e) = kcoro::spawn_with(self.server.spawn_options(), watch) {
             // Nothing would end it at its deadline: ended now instead, unless its turn came.
-            let answer = claimed.take();
-            if answer {
-                self.untrack(req);
-            }
-            self.in_flight.fetch_sub(1, AcqRel);
-            if answer {
+            // Unless its turn came: then the feeder answers it and lets go of its slot.
+            if claimed.take() {
+                self.done(req);
                 self.refuse(Cmd::CHAN_SEND, req, -libc::EBUSY, &format!("cannot wait: {e}"));
             }
         }
@@ -424,7 +424,11 @@ impl ConnState {
         match item.credited {
             Some(c) => owed.add(c, fail_code(&r)),
             None => {
-                self.untrack(item.req);
+                if item.counted {
+                    self.done(item.req);
+                } else {
+                    self.untrack(item.req);
+                }
                 self.chan_result(Cmd::CHAN_SEND, item.req, r);
             }
         }
