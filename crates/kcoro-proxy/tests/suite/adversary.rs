@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use kcoro_proxy::{Config, ErrorKind, Proxy};
 
-use crate::common::{Backend, Client, Mode, PATIENCE, Running, config};
+use crate::common::{Backend, Client, Mode, PATIENCE, Running, closed_port, config};
 
 /// A reader of the counters inside the runtime (as the `/metrics` endpoint and the
 /// chanmon monitor are) while a reload removes a listener: the reload must finish.
@@ -286,7 +286,7 @@ fn a_half_closed_client_gets_the_whole_answer_and_both_sides_close() {
 /// configuration is accepted, so the checks must still work (or the file be refused).
 #[test]
 fn an_enormous_health_timeout_is_refused_or_still_checks() {
-    let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed now
+    let (_held, dead) = closed_port();
     let toml =
         config(&[dead], "", "[pool.health]\ninterval = \"50ms\"\ntimeout = \"299000000000y\"\nfall = 1\n");
     let Ok(cfg) = Config::parse(&toml, "t") else { return }; // refused: fine

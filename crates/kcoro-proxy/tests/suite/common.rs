@@ -238,3 +238,15 @@ impl Client {
         all.len()
     }
 }
+
+/// A port nothing listens on, held (bound, never listening) for as long as the returned
+/// socket lives: connecting to it is refused. A port bound and let go could be taken again
+/// by the next ephemeral bind, the proxy's own listener among them, which turned the
+/// "dead" backend into the proxy itself.
+pub fn closed_port() -> (socket2::Socket, std::net::SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (s, addr)
+}

@@ -5,18 +5,12 @@ use std::time::Duration;
 
 use kcoro_proxy::ErrorKind;
 
-use crate::common::{Backend, Client, Mode, Running, config};
-
-/// A port nothing listens on.
-fn closed_port() -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
+use crate::common::{Backend, Client, Mode, Running, closed_port, config};
 
 #[test]
 fn a_refusing_backend_is_skipped_and_with_none_left_the_client_is_closed() {
     let live = Backend::start(1, Mode::Echo);
-    let dead = closed_port();
+    let (_held, dead) = closed_port();
     let p = Running::start(&config(&[dead, live.addr], "", ""));
     for _ in 0..4 {
         let mut c = Client::connect(p.addr());
