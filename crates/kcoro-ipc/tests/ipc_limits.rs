@@ -876,6 +876,76 @@ fn waiting_rendezvous_sends_hold_a_bounded_number_of_bytes() {
     still_serving(&s);
 }
 
+/// What sends may hold in front of the server's own channels is bounded for all
+/// connections together (`max_server_window_bytes`): each OPEN of a buffered channel takes
+/// its window (here 1000 bytes + 4 x 64), each waiting rendezvous send its value (+ 64).
+/// Past it an OPEN is refused `-ENOMEM` and a rendezvous send `-ENOBUFS`, on any
+/// connection; what a send or a connection held comes back when it ends.
+#[test]
+fn send_windows_are_bounded_for_all_connections_together() {
+    let s = server("server-windows.sock", "window_bytes=3000 credits=4 credit_bytes=1000");
+    let greeted = || {
+        let mut raw = Raw::connect(&s);
+        assert_eq!(raw.hello().result(), 0);
+        raw
+    };
+    let open_result = |raw: &mut Raw, name: &str| {
+        let g = raw.call(Cmd::CHAN_OPEN, |f| {
+            f.str(Attr::NAME, name);
+        });
+        (g.result(), g.error())
+    };
+    // Two windows of 1256 bytes fit in 3000, a third does not, whoever asks.
+    let (mut a, mut b, mut c) = (greeted(), greeted(), greeted());
+    open(&mut a, "slow");
+    open(&mut b, "slow");
+    let (code, why) = open_result(&mut c, "buf");
+    assert_eq!(code, -libc::ENOMEM, "{why}");
+    assert!(why.contains("max_server_window_bytes"), "{why}");
+    assert_eq!(open_result(&mut a, "buf").0, -libc::ENOMEM, "nor on a connection that has one");
+    // A rendezvous channel has no window: it opens.
+    let rv = open(&mut c, "rv");
+    // 488 bytes left: a waiting 400-byte send takes 464 of them; one more byte does not fit.
+    let send = |raw: &mut Raw, n: usize| {
+        raw.send(Cmd::CHAN_SEND, |f| {
+            f.u64(Attr::CHAN_ID, rv).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, &vec![7; n]);
+        })
+    };
+    let big = send(&mut c, 400);
+    let small = send(&mut c, 1);
+    let g = c.reply_to(small);
+    assert_eq!(g.result(), -libc::ENOBUFS, "{}", g.error());
+    assert!(g.error().contains("max_server_window_bytes"), "{}", g.error());
+    // The waiting send ends (cancelled): its bytes are back before its answer, so the
+    // next send waits, and a receiver takes exactly it.
+    let cancel = c.send(Cmd::CANCEL, |f| {
+        f.u64(Attr::TARGET_REQ_ID, big);
+    });
+    assert_eq!(c.reply_to(cancel).result(), 0);
+    assert_eq!(c.reply_to(big).result(), -libc::ECANCELED);
+    let small = send(&mut c, 1);
+    let rx_rv = open(&mut a, "rv");
+    let g = a.call(Cmd::CHAN_RECV, |f| {
+        f.u64(Attr::CHAN_ID, rx_rv).i64(Attr::TIMEOUT_MS, 10_000);
+    });
+    assert_eq!(g.result(), 0, "{}", g.error());
+    assert_eq!(g.frame().get(Attr::ELEMENT), Some(&[7u8][..]));
+    assert_eq!(c.reply_to(small).result(), 0);
+    // A connection that ends gives its window back: the third OPEN goes in once the
+    // server has let go of `b` (it notices the end on its own time).
+    drop(b);
+    let deadline = std::time::Instant::now() + common::WATCHDOG;
+    loop {
+        match open_result(&mut c, "buf") {
+            (0, _) => break,
+            (code, why) => assert_eq!(code, -libc::ENOMEM, "{why}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "b's window never came back");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    still_serving(&s);
+}
+
 /// A timed send queued behind others holds a slot in flight; whoever answers it (its turn
 /// in the feeder, a CANCEL) lets go of the slot before the answer, so with `in_flight=1` a
 /// client that sends the next timed send as soon as it has the answer is never refused

@@ -282,6 +282,16 @@ pub struct Limits {
     /// that does not fit (a peer that takes no `REGION_RELEASE`) is refused (`-ENOMEM`),
     /// and an element larger than the whole budget too (`-EMSGSIZE`).
     pub max_made_bytes: u64,
+    /// Most bytes the sends of all connections together may hold in front of the server's
+    /// own channels (those it serves, not ones clients made: `max_made_bytes` bounds
+    /// those). Charged: each connection's send window on each buffered, conflated or
+    /// unlimited channel it opens, while it holds it (`credit_bytes` plus 64 per credit,
+    /// what it may have queued); each waiting rendezvous send's value while it waits, on
+    /// any channel (its bytes plus 64). An OPEN that does not fit is refused (`-ENOMEM`), a rendezvous send
+    /// that does not fit too (`-ENOBUFS`); opening a rendezvous channel takes nothing.
+    /// Without it, `max_connections` clients each opening `max_channels` channels could
+    /// queue `credit_bytes` on every one.
+    pub max_server_window_bytes: u64,
     /// Largest shared-memory ring a client may move its connection to (`shm:` addresses),
     /// per direction; 0 keeps every connection on its socket. The rings count against
     /// `max_server_region_bytes` with the regions.
@@ -311,6 +321,7 @@ impl Default for Limits {
             max_server_region_bytes: 8 << 30,
             max_server_channels: 16 << 10,
             max_made_bytes: 1 << 30,
+            max_server_window_bytes: 8 << 30,
             max_ring_bytes: 16 << 20,
             max_connections: 1024,
             handshake_timeout: std::time::Duration::from_secs(10),

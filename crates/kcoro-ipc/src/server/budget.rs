@@ -14,6 +14,11 @@
 //!
 //! A send that finds the budget spent waits in its window as it would for a full channel,
 //! with its deadline and cancel token.
+//!
+//! The same kind of budget bounds what sends hold in front of the server's own channels
+//! (`Limits::max_server_window_bytes`): each connection's window on each channel it
+//! opens, and each waiting rendezvous send's value; there nothing waits for it, what does
+//! not fit is refused.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -71,6 +76,11 @@ impl Budget {
     /// sends of `bytes` inline bytes in all.
     pub(crate) fn window_cost(values: u32, bytes: u64) -> u64 {
         bytes.saturating_add(u64::from(values) * VALUE_OVERHEAD)
+    }
+
+    /// What a value of `len` bytes held in the server's memory costs.
+    pub(crate) fn value_cost(len: u64) -> u64 {
+        len.saturating_add(VALUE_OVERHEAD)
     }
 
     /// `bytes` now, if the budget has them and no send waits ahead; never waits.

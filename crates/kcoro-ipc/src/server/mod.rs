@@ -82,6 +82,9 @@ pub(crate) struct ServerInner {
     pub(crate) made_channels: AtomicUsize,
     /// Memory those channels may hold (`Limits::max_made_bytes`).
     pub(crate) made_budget: Arc<budget::Budget>,
+    /// Memory sends may hold in front of the server's own channels
+    /// (`Limits::max_server_window_bytes`).
+    pub(crate) window_budget: Arc<budget::Budget>,
     /// Bytes of clients' shared regions mapped now (`Limits::max_server_region_bytes`).
     pub(crate) mapped: Arc<AtomicUsize>,
     /// Connections past `Limits::max_connections` being answered now (`admission`).
@@ -301,6 +304,7 @@ impl ServerBuilder {
             next_conn: AtomicU64::new(1),
             made_channels: AtomicUsize::new(0),
             made_budget: budget::Budget::new(self.limits.max_made_bytes),
+            window_budget: budget::Budget::new(self.limits.max_server_window_bytes),
             mapped: Arc::new(AtomicUsize::new(0)),
             refusing: AtomicUsize::new(0),
         });

@@ -77,6 +77,7 @@ pub fn child_main() -> bool {
             Some(("server_channels", n)) => limits.max_server_channels = n.parse().unwrap(),
             Some(("made_bytes", n)) => limits.max_made_bytes = n.parse().unwrap(),
             Some(("waiting_bytes", n)) => limits.max_waiting_bytes = n.parse().unwrap(),
+            Some(("window_bytes", n)) => limits.max_server_window_bytes = n.parse().unwrap(),
             Some(("connections", n)) => limits.max_connections = n.parse().unwrap(),
             Some(("handshake_ms", n)) => limits.handshake_timeout = Duration::from_millis(n.parse().unwrap()),
             Some(("secret", _)) => secret = Some(SECRET),

@@ -25,12 +25,22 @@ impl ConnState {
         }
     }
 
-    /// The budget a window on `chan` takes, if `chan` is a channel a client made: sends
-    /// queued in it are server memory too. `Err`: refused (the budget is spent).
-    fn reserve_window(&self, chan: &dyn Served) -> Result<Option<Charge>, ()> {
-        let Some(budget) = chan.budget() else { return Ok(None) };
+    /// The budget a window on `chan` takes: sends queued in it are server memory. A
+    /// channel a client made charges its own budget (`max_made_bytes`), the server's own
+    /// channels the budget of windows (`max_server_window_bytes`). `None`: refused, spent.
+    fn reserve_window(&self, chan: &dyn Served) -> Option<Charge> {
+        let budget = chan.budget().unwrap_or(&self.server.window_budget);
         let (values, bytes) = self.window(chan.kind());
-        budget.try_charge(Budget::window_cost(values, bytes)).map(Some).ok_or(())
+        budget.try_charge(Budget::window_cost(values, bytes))
+    }
+
+    /// Why an OPEN of one of the server's own channels, or a rendezvous send, is refused
+    /// for want of budget.
+    pub(super) fn windows_spent(&self) -> String {
+        format!(
+            "the server's memory for send windows is spent ({} bytes, max_server_window_bytes)",
+            self.server.limits.max_server_window_bytes
+        )
     }
 
     /// Refuses a MAKE or OPEN for want of budget.
@@ -63,15 +73,16 @@ impl ConnState {
                     );
                     return self.refuse(cmd, req, -libc::EMFILE, &msg);
                 }
-                let window = match window {
-                    Some(w) => Some(w),
-                    None => match self.reserve_window(&*chan) {
-                        Ok(w) => w,
-                        Err(()) => {
-                            drop(o);
-                            return self.refuse_spent(cmd, req);
-                        }
-                    },
+                let window = match window.or_else(|| self.reserve_window(&*chan)) {
+                    Some(w) => w,
+                    None if chan.budget().is_some() => {
+                        drop(o);
+                        return self.refuse_spent(cmd, req);
+                    }
+                    None => {
+                        drop(o);
+                        return self.refuse(cmd, req, -libc::ENOMEM, &self.windows_spent());
+                    }
                 };
                 o.insert(id, Held { chan: Arc::clone(&chan), feeder: None, _window: window });
             }

@@ -82,9 +82,10 @@ struct Tracked {
 struct Held {
     chan: Arc<dyn Served>,
     feeder: Option<Feeder>,
-    /// On a channel a client made: the budget this connection's send window takes (the
-    /// sends it may have queued), given back when the connection lets go of the channel.
-    _window: Option<crate::server::budget::Charge>,
+    /// The budget this connection's send window takes (the sends it may have queued):
+    /// the made channels' one or the server's windows' one, given back when the
+    /// connection lets go of the channel.
+    _window: crate::server::budget::Charge,
 }
 
 /// A channel of the registry, by id.

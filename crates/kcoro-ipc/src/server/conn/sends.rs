@@ -12,6 +12,7 @@ use kcoro::sync::CancelToken;
 
 use super::{ConnState, lock};
 use crate::proto::{Attr, Cmd, FLAG_EVENT, FrameBuf, FrameRef, ProtoError, zdesc};
+use crate::server::budget::{Budget, Charge};
 use crate::server::served::{Offered, SendFail, Served, Wait};
 use crate::shm::{Located, Release, locate};
 
@@ -113,6 +114,8 @@ pub(super) fn fail_code(r: &Result<(), SendFail>) -> i32 {
 pub(super) struct WaitingHold {
     count: Arc<AtomicU64>,
     len: u64,
+    /// Its share of the server's budget of windows (`max_server_window_bytes`).
+    _charge: Charge,
 }
 
 impl Drop for WaitingHold {
@@ -288,8 +291,9 @@ impl ConnState {
     }
 
     /// Counts `len` bytes of a rendezvous send that is about to wait against
-    /// `Limits::max_waiting_bytes` (one send always fits when none holds any); `None`,
-    /// refused with `-ENOBUFS`, past it.
+    /// `Limits::max_waiting_bytes` (one send always fits when none holds any) and charges
+    /// them to the server's budget of windows; `None`, refused with `-ENOBUFS`, past
+    /// either.
     fn hold_waiting(&self, cmd: Cmd, req: u64, len: u64) -> Option<WaitingHold> {
         let max = self.server.limits.max_waiting_bytes;
         let fits = |held: u64| held == 0 || held.saturating_add(len) <= max;
@@ -302,7 +306,13 @@ impl ConnState {
             self.refuse(cmd, req, -libc::ENOBUFS, &msg);
             return None;
         }
-        Some(WaitingHold { count: Arc::clone(&self.waiting_bytes), len })
+        let Some(charge) = self.server.window_budget.try_charge(Budget::value_cost(len)) else {
+            self.waiting_bytes.fetch_sub(len, AcqRel);
+            self.refuse(cmd, req, -libc::ENOBUFS, &self.windows_spent());
+            return None;
+        };
+        let hold = WaitingHold { count: Arc::clone(&self.waiting_bytes), len, _charge: charge };
+        Some(hold)
     }
 
     /// Ends queued send `req` at `deadline` if nobody has answered it by then; returns at
