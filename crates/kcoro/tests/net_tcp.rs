@@ -283,11 +283,38 @@ fn accept_timeout_fires() {
     });
 }
 
+/// A loopback port nothing listens on, held for as long as the descriptor lives: a socket
+/// bound there and never listening, so connecting is refused. (A listener bound and
+/// dropped frees its port for the next ephemeral bind, another test's listener included.)
+fn refusing_port() -> (std::os::fd::OwnedFd, SocketAddr) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket(2) call; a non-negative result is a new descriptor we own.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    let mut sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
+        sin_zero: [0; 8],
+    };
+    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: `sin` is a valid sockaddr_in of `len` bytes for both calls; getsockname
+    // writes at most `len` bytes into it.
+    let bound = unsafe {
+        libc::bind(raw, (&raw const sin).cast(), len) == 0
+            && libc::getsockname(raw, (&raw mut sin).cast(), &mut len) == 0
+    };
+    assert!(bound, "bind: {}", io::Error::last_os_error());
+    (fd, SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, u16::from_be(sin.sin_port))))
+}
+
 #[test]
 fn connect_refused_is_an_error() {
     runtime(1).block_on(|| {
-        let addr = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
-        // The listener is dropped: nothing listens on `addr` any more.
+        let (_held, addr) = refusing_port();
         let err = TcpStream::connect(addr).expect_err("connected to a closed port");
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
         let err = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
