@@ -74,10 +74,11 @@ fn a_stats_reader_in_the_runtime_during_a_reload_that_removes_a_listener() {
 #[test]
 fn metrics_scrapes_during_reloads_and_shutdown() {
     let b = Backend::start(0, Mode::Echo);
-    let metrics = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let one = format!("metrics = \"{metrics}\"\n{}", config(&[b.addr], "", ""));
+    // Port 0, so no other test can take the port between choosing it and binding it.
+    let one = format!("metrics = \"127.0.0.1:0\"\n{}", config(&[b.addr], "", ""));
     let two = format!("{one}\n[[listener]]\nname = \"extra\"\nbind = \"127.0.0.1:0\"\npool = \"p\"\n");
     let p = Running::start(&one);
+    let metrics = p.proxy.metrics_addr().expect("metrics served");
     let stop = Arc::new(AtomicBool::new(false));
     let scrapes = Arc::new(AtomicU64::new(0));
     let scrapers: Vec<_> = (0..4)
