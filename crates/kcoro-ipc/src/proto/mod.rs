@@ -287,8 +287,9 @@ pub struct Limits {
     /// those). Charged: each connection's send window on each buffered, conflated or
     /// unlimited channel it opens, while it holds it (`credit_bytes` plus 64 per credit,
     /// what it may have queued); each waiting rendezvous send's value while it waits, on
-    /// any channel (its bytes plus 64). An OPEN that does not fit is refused (`-ENOMEM`), a rendezvous send
-    /// that does not fit too (`-ENOBUFS`); opening a rendezvous channel takes nothing.
+    /// any channel (its bytes plus 64). An OPEN that does not fit is refused (`-ENOMEM`),
+    /// a rendezvous send that does not fit too (`-ENOBUFS`); opening a rendezvous channel
+    /// takes nothing.
     /// Without it, `max_connections` clients each opening `max_channels` channels could
     /// queue `credit_bytes` on every one.
     pub max_server_window_bytes: u64,
