@@ -47,6 +47,22 @@ fn fill(raw: &mut Raw, chan: u64) {
     }
 }
 
+/// A CHAN_SEND of `element` into `chan` that may wait forever; its REQ_ID.
+fn send_waiting(raw: &mut Raw, chan: u64, element: &[u8]) -> u64 {
+    raw.send(Cmd::CHAN_SEND, |f| {
+        f.u64(Attr::CHAN_ID, chan).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, element);
+    })
+}
+
+/// CANCELs waiting request `req`: the CANCEL answered 0, the request `-ECANCELED`.
+fn cancel_waiting(raw: &mut Raw, req: u64) {
+    let c = raw.send(Cmd::CANCEL, |f| {
+        f.u64(Attr::TARGET_REQ_ID, req);
+    });
+    assert_eq!(raw.reply_to(c).result(), 0);
+    assert_eq!(raw.reply_to(req).result(), -libc::ECANCELED);
+}
+
 fn server(name: &str, opts: &str) -> ServerProc {
     ServerProc::start("child", &sock(name), opts)
 }
@@ -832,32 +848,21 @@ fn waiting_rendezvous_sends_hold_a_bounded_number_of_bytes() {
     let mut raw = Raw::connect(&s);
     assert_eq!(raw.hello().result(), 0);
     let rv = open(&mut raw, "rv");
-    let send = |raw: &mut Raw, n: usize| {
-        raw.send(Cmd::CHAN_SEND, |f| {
-            f.u64(Attr::CHAN_ID, rv).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, &vec![1; n]);
-        })
-    };
+    let send = |raw: &mut Raw, n: usize| send_waiting(raw, rv, &vec![1; n]);
     // One send larger than the bound goes alone.
     let alone = send(&mut raw, 20_000);
     let over = send(&mut raw, 1);
     let g = raw.reply_to(over);
     assert_eq!(g.result(), -libc::ENOBUFS, "{}", g.error());
     assert!(g.error().contains("max_waiting_bytes"), "{}", g.error());
-    let cancel = |raw: &mut Raw, req: u64| {
-        let c = raw.send(Cmd::CANCEL, |f| {
-            f.u64(Attr::TARGET_REQ_ID, req);
-        });
-        assert_eq!(raw.reply_to(c).result(), 0);
-        assert_eq!(raw.reply_to(req).result(), -libc::ECANCELED);
-    };
-    cancel(&mut raw, alone);
+    cancel_waiting(&mut raw, alone);
     // 6000 and 3000 wait together; 6000 more is past 10 000.
     let first = send(&mut raw, 6000);
     let _second = send(&mut raw, 3000);
     let over = send(&mut raw, 6000);
     let g = raw.reply_to(over);
     assert_eq!(g.result(), -libc::ENOBUFS, "{}", g.error());
-    cancel(&mut raw, first);
+    cancel_waiting(&mut raw, first);
     let third = send(&mut raw, 6000);
     // A receiver takes the waiting values: both sends complete.
     let mut rx = Raw::connect(&s);
@@ -906,11 +911,7 @@ fn send_windows_are_bounded_for_all_connections_together() {
     // A rendezvous channel has no window: it opens.
     let rv = open(&mut c, "rv");
     // 488 bytes left: a waiting 400-byte send takes 464 of them; one more byte does not fit.
-    let send = |raw: &mut Raw, n: usize| {
-        raw.send(Cmd::CHAN_SEND, |f| {
-            f.u64(Attr::CHAN_ID, rv).i64(Attr::TIMEOUT_MS, -1).bytes(Attr::ELEMENT, &vec![7; n]);
-        })
-    };
+    let send = |raw: &mut Raw, n: usize| send_waiting(raw, rv, &vec![7; n]);
     let big = send(&mut c, 400);
     let small = send(&mut c, 1);
     let g = c.reply_to(small);
@@ -918,11 +919,7 @@ fn send_windows_are_bounded_for_all_connections_together() {
     assert!(g.error().contains("max_server_window_bytes"), "{}", g.error());
     // The waiting send ends (cancelled): its bytes are back before its answer, so the
     // next send waits, and a receiver takes exactly it.
-    let cancel = c.send(Cmd::CANCEL, |f| {
-        f.u64(Attr::TARGET_REQ_ID, big);
-    });
-    assert_eq!(c.reply_to(cancel).result(), 0);
-    assert_eq!(c.reply_to(big).result(), -libc::ECANCELED);
+    cancel_waiting(&mut c, big);
     let small = send(&mut c, 1);
     let rx_rv = open(&mut a, "rv");
     let g = a.call(Cmd::CHAN_RECV, |f| {
