@@ -42,6 +42,9 @@ enum Sock {
 pub struct Raw {
     s: Sock,
     next: u64,
+    /// Replies `reply_to` read past while looking for another: replies to requests sent
+    /// together may come in any order, and the one skipped is the next one asked for.
+    skipped: Vec<Got>,
 }
 
 impl Raw {
@@ -64,7 +67,7 @@ impl Raw {
             }
             _ => panic!("not an address: {addr}"),
         };
-        Raw { s, next: 1 }
+        Raw { s, next: 1, skipped: Vec::new() }
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -153,13 +156,21 @@ impl Raw {
         Some(Got { cmd: h.cmd, flags: h.flags, payload })
     }
 
-    /// The reply to `req` (skipping the server's own requests and events).
+    /// The reply to `req` (skipping the server's own requests and events; other replies
+    /// are kept for their own `reply_to`).
     pub fn reply_to(&mut self, req: u64) -> Got {
+        if let Some(i) = self.skipped.iter().position(|g| g.frame().req_id().unwrap() == req) {
+            return self.skipped.remove(i);
+        }
         loop {
             let g = self.read().expect("a reply");
-            if g.flags & FLAG_REPLY != 0 && g.frame().req_id().unwrap() == req {
+            if g.flags & FLAG_REPLY == 0 {
+                continue;
+            }
+            if g.frame().req_id().unwrap() == req {
                 return g;
             }
+            self.skipped.push(g);
         }
     }
 
