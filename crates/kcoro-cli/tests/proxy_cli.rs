@@ -31,10 +31,10 @@ fn backend(name: &'static str) -> SocketAddr {
     addr
 }
 
-fn config(dir: &Path, listen: SocketAddr, backend: &str, grace: &str) -> PathBuf {
+fn config(dir: &Path, backend: &str, grace: &str) -> PathBuf {
     let path = dir.join("proxy.toml");
     let text = format!(
-        "workers = 1\nshutdown_grace = \"{grace}\"\n\n[[listener]]\nname = \"web\"\nbind = \"{listen}\"\npool = \"app\"\n\n\
+        "workers = 1\nshutdown_grace = \"{grace}\"\n\n[[listener]]\nname = \"web\"\nbind = \"{ANY_PORT}\"\npool = \"app\"\n\n\
          [[pool]]\nname = \"app\"\nbackends = [\"{backend}\"]\n"
     );
     std::fs::write(&path, text).unwrap();
@@ -47,14 +47,16 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
+/// Every listener binds port 0: the proxy says where it listens (`Proxy::addr`), so no
+/// port is picked, released and raced for by the other tests' sockets meanwhile.
+const ANY_PORT: &str = "127.0.0.1:0";
 
 /// The running proxy, its output lines as they come, killed if the test ends early.
 struct Proxy {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// Where its listener `web` is bound.
+    addr: SocketAddr,
 }
 
 impl Proxy {
@@ -83,8 +85,10 @@ impl Proxy {
                 }
             });
         }
-        let mut p = Proxy { child, lines };
-        p.expect("listening: web on");
+        let mut p = Proxy { child, lines, addr: SocketAddr::from(([0, 0, 0, 0], 0)) };
+        let line = p.expect("listening: web on ");
+        let at = line.rsplit(' ').next().unwrap_or_default();
+        p.addr = at.parse().unwrap_or_else(|e| panic!("{line:?}: {e}"));
         p
     }
 
@@ -133,7 +137,7 @@ fn echo(r: &mut BufReader<TcpStream>, msg: &[u8]) {
 #[test]
 fn check_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
     let dir = temp_dir("check");
-    let good = config(&dir, free_port(), "127.0.0.1:9", "1s");
+    let good = config(&dir, "127.0.0.1:9", "1s");
     let out = kcoro().args(["proxy", "--check", "--config"]).arg(&good).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 listeners, 1 pools)"));
@@ -154,13 +158,14 @@ fn check_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
 fn sighup_reloads_a_good_file_keeps_the_old_one_for_a_bad_file_and_sigterm_drains() {
     let dir = temp_dir("signals");
     let (a, b) = (backend("A"), backend("B"));
-    let listen = free_port();
-    let path = config(&dir, listen, &a.to_string(), "20s");
+    let path = config(&dir, &a.to_string(), "20s");
     let mut proxy = Proxy::start(&path);
+    let listen = proxy.addr;
     let (name, mut open) = greeting(listen);
     assert_eq!(name, "A");
 
-    config(&dir, listen, &b.to_string(), "20s");
+    // Port 0 again, under the same name: the running listener is kept, not rebound.
+    config(&dir, &b.to_string(), "20s");
     proxy.signal(libc::SIGHUP);
     proxy.expect("reloaded:");
     assert_eq!(greeting(listen).0, "B", "new connections follow the new file");
@@ -195,11 +200,10 @@ fn sighup_reloads_a_good_file_keeps_the_old_one_for_a_bad_file_and_sigterm_drain
 fn chanmon_attached_to_the_monitor_records_the_proxys_counters() {
     let dir = temp_dir("chanmon");
     let a = backend("A");
-    let listen = free_port();
-    let path = config(&dir, listen, &a.to_string(), "1s");
+    let path = config(&dir, &a.to_string(), "1s");
     let monitor = format!("unix:{}", dir.join("monitor.sock").display());
     let mut proxy = Proxy::start_with(&path, &["--monitor", &monitor]);
-    let (name, mut open) = greeting(listen);
+    let (name, mut open) = greeting(proxy.addr);
     assert_eq!(name, "A");
     echo(&mut open, b"0123456789");
     drop(open);
@@ -269,11 +273,11 @@ fn the_descriptor_table_is_reserved_for_max_connections_at_start() {
     let limit = nofile_limit();
     assert!(limit >= 4_096, "an open-file limit of {limit} is too low for this test");
     let dir = temp_dir("fds");
-    let (listen, path) = (free_port(), dir.join("proxy.toml"));
+    let path = dir.join("proxy.toml");
     std::fs::write(
         &path,
         format!(
-            "workers = 2\n[[listener]]\nname = \"web\"\nbind = \"{listen}\"\npool = \"app\"\nmax_connections = 1500\n\
+            "workers = 2\n[[listener]]\nname = \"web\"\nbind = \"{ANY_PORT}\"\npool = \"app\"\nmax_connections = 1500\n\
              [[pool]]\nname = \"app\"\nbackends = [\"127.0.0.1:9\"]\n"
         ),
     )
@@ -325,18 +329,17 @@ fn ten_thousand_idle_connections_stay_and_a_new_one_is_served() {
         addr
     });
     let dir = temp_dir("idle");
-    let listen = free_port();
     let path = dir.join("proxy.toml");
     std::fs::write(
         &path,
         format!(
-            "workers = 2\n[[listener]]\nname = \"web\"\nbind = \"{listen}\"\npool = \"app\"\n\
+            "workers = 2\n[[listener]]\nname = \"web\"\nbind = \"{ANY_PORT}\"\npool = \"app\"\n\
              [[pool]]\nname = \"app\"\nbackends = [\"{backend}\"]\n"
         ),
     )
     .unwrap();
     let mut proxy = Proxy::start(&path);
-    let pid = proxy.child.id();
+    let (pid, listen) = (proxy.child.id(), proxy.addr);
     let before = rss_kib(pid);
     let mut conns: Vec<TcpStream> = (0..idle)
         .map(|i| TcpStream::connect(listen).unwrap_or_else(|e| panic!("connection {i}: {e}")))

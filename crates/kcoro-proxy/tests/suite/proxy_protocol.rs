@@ -2,9 +2,10 @@
 //! own reader parses it and as HAProxy (a backend that accepts the protocol) reads it.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::common::{PATIENCE, Running, config};
 
@@ -51,8 +52,11 @@ fn haproxy_reads_our_header_as_the_client_address() {
         eprintln!("note: haproxy not installed; skipping the PROXY protocol check against it");
         return;
     }
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let backend: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // HAProxy takes our listening socket (`fd@`): no port is picked, released and then
+    // raced for by the other tests' sockets before HAProxy binds it.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd();
     let dir = std::env::temp_dir().join(format!("kcoro-proxy-haproxy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("haproxy.cfg");
@@ -60,34 +64,37 @@ fn haproxy_reads_our_header_as_the_client_address() {
         &cfg,
         format!(
             "defaults\n  mode http\n  timeout connect 5s\n  timeout client 10s\n  timeout server 10s\n\
-             frontend f\n  bind 127.0.0.1:{port} accept-proxy\n  \
+             frontend f\n  bind fd@{fd} accept-proxy\n  \
              http-request return status 200 content-type text/plain lf-string \"src=%[src]:%[src_port]\"\n"
         ),
     )
     .unwrap();
-    let mut haproxy = Killed(
-        Command::new("haproxy")
-            .args(["-db", "-f"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("haproxy starts"),
-    );
-    let deadline = Instant::now() + PATIENCE;
-    while TcpStream::connect(backend).is_err() {
-        assert!(haproxy.0.try_wait().unwrap().is_none(), "haproxy exited");
-        assert!(Instant::now() < deadline, "haproxy never listened");
-        std::thread::sleep(Duration::from_millis(20));
+    let mut command = Command::new("haproxy");
+    command.args(["-db", "-f"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::piped());
+    // SAFETY: runs in the forked child before exec, where only async-signal-safe calls are
+    // allowed: fcntl(2) is one, and the closure neither allocates nor locks.
+    unsafe {
+        command.pre_exec(move || {
+            // The listener is opened close-on-exec; HAProxy must inherit it.
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
-    // HAProxy's own probe above connected without a header; it just drops that one.
+    let mut haproxy = Killed(command.spawn().expect("haproxy starts"));
+    drop(listener);
     for version in ["v1", "v2"] {
         let p = Running::start(&config(&[backend], &format!("proxy_protocol = \"{version}\""), ""));
         let mut client = TcpStream::connect(p.addr()).unwrap();
         client.set_read_timeout(Some(PATIENCE)).unwrap();
         client.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
         let mut answer = String::new();
-        client.read_to_string(&mut answer).unwrap();
+        let read = client.read_to_string(&mut answer);
+        if read.is_err() || answer.is_empty() {
+            let exited = haproxy.0.try_wait().unwrap();
+            panic!("{version}: no answer from HAProxy ({read:?}); exited: {exited:?}; {}", haproxy.stderr());
+        }
         let me = client.local_addr().unwrap();
         assert!(answer.starts_with("HTTP/1.1 200 "), "{version}: {answer}");
         assert!(answer.ends_with(&format!("src={}:{}", me.ip(), me.port())), "{version}: {answer}");
@@ -97,6 +104,18 @@ fn haproxy_reads_our_header_as_the_client_address() {
 }
 
 struct Killed(Child);
+
+impl Killed {
+    /// What the child wrote on stderr, once it has exited (or been killed for asking).
+    fn stderr(&mut self) -> String {
+        let _ = self.0.kill();
+        let mut text = String::new();
+        if let Some(mut err) = self.0.stderr.take() {
+            let _ = err.read_to_string(&mut text);
+        }
+        text
+    }
+}
 
 impl Drop for Killed {
     fn drop(&mut self) {
