@@ -9,7 +9,8 @@
 //!   receive). Only an operation that must wait gets a coroutine and a tracking entry.
 //! - A credited send (minor 7) is never answered: its share of the window comes back, with
 //!   its outcome, in a CREDIT event, which the reader sends when it has read everything
-//!   there is, and a feeder when its queue empties.
+//!   there is, and a feeder when its queue empties; both also as soon as a quarter of the
+//!   window is owed (`Owed::due`), so that a client streaming sends never waits on it.
 //! - `in_flight` counts requests that wait in their own coroutine (receives, rendezvous
 //!   sends, and the watchers of timed sends queued behind others); it never exceeds
 //!   `Limits::max_in_flight`, checked before a request is taken on. Credited sends are not
@@ -208,6 +209,9 @@ impl ConnState {
             match frames.next(&self.stream, |f, fds| self.dispatch(f, fds, &mut owed)) {
                 Ok(Some(Flow::Go)) => {}
                 _ => break,
+            }
+            if owed.due(&limits) {
+                self.credit(&mut owed);
             }
             if !let_in && self.handshake_done() {
                 frames.set_max_frame(limits.max_frame);

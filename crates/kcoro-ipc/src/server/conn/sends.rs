@@ -68,7 +68,12 @@ pub(super) struct Credited {
 /// Send window owed to the client for credited sends that are done, per channel, until a
 /// CREDIT event returns it.
 #[derive(Default)]
-pub(super) struct Owed(Vec<OwedChan>);
+pub(super) struct Owed {
+    chans: Vec<OwedChan>,
+    /// Over every channel: the values and element bytes owed.
+    values: u64,
+    bytes: u64,
+}
 
 pub(super) struct OwedChan {
     id: u64,
@@ -84,7 +89,9 @@ pub(super) struct OwedChan {
 impl Owed {
     pub(super) fn add(&mut self, c: Credited, result: i32) {
         let shared = if c.shared { c.bytes } else { 0 };
-        match self.0.iter_mut().find(|o| o.id == c.chan) {
+        self.values += 1;
+        self.bytes += c.bytes;
+        match self.chans.iter_mut().find(|o| o.id == c.chan) {
             Some(o) => {
                 o.values += 1;
                 o.bytes += c.bytes;
@@ -93,8 +100,16 @@ impl Owed {
                     o.result = result;
                 }
             }
-            None => self.0.push(OwedChan { id: c.chan, values: 1, bytes: c.bytes, shared, result }),
+            None => self.chans.push(OwedChan { id: c.chan, values: 1, bytes: c.bytes, shared, result }),
         }
+    }
+
+    /// A quarter of a channel's window (`limits`) is owed: returned now, before the client
+    /// runs out, it keeps sending while the rest is served instead of waiting for it.
+    pub(super) fn due(&self, limits: &crate::proto::Limits) -> bool {
+        let quarter_bytes = limits.credit_bytes / 4;
+        self.values >= u64::from(limits.credits / 4).max(1)
+            || (quarter_bytes > 0 && self.bytes >= quarter_bytes)
     }
 }
 
@@ -347,13 +362,14 @@ impl ConnState {
     /// Returns the window owed for credited sends, one CREDIT event per channel, and
     /// writes them now when nobody is writing (the caller is about to wait).
     pub(super) fn credit(&self, owed: &mut Owed) {
-        if owed.0.is_empty() {
+        if owed.chans.is_empty() {
             return;
         }
+        (owed.values, owed.bytes) = (0, 0);
         // One push for them all, written at once: the writer is not rung for frames this
         // coroutine writes itself.
         let _ = self.outbox.push_and_flush(&self.stream, |out, max| {
-            for o in owed.0.drain(..) {
+            for o in owed.chans.drain(..) {
                 let mut f = FrameBuf::begin(out, Cmd::CREDIT, FLAG_EVENT);
                 f.u64(Attr::CHAN_ID, o.id)
                     .u32(Attr::CREDITS, o.values)
@@ -416,7 +432,7 @@ impl ConnState {
                 if !item.claim.as_ref().is_some_and(|c| c.swap(true, AcqRel)) {
                     me.feed(&*chan, item, &q, &mut owed);
                 }
-                if rx.is_empty() {
+                if rx.is_empty() || owed.due(&me.server.limits) {
                     me.credit(&mut owed);
                 }
             }
