@@ -146,8 +146,22 @@ pub(super) struct Queued {
     bytes: AtomicU64,
 }
 
-/// A channel's send queue for this connection, and what waits in it.
-pub(super) type Feeder = (Sender<Feed>, Arc<Queued>);
+/// A channel's send queue for this connection (its feeder coroutine takes from it), and
+/// what waits in it. The queue closes, and its feeder ends, when the last holder lets go.
+pub(super) struct FeedQueue {
+    tx: Sender<Feed>,
+    queued: Arc<Queued>,
+}
+
+pub(super) type Feeder = Arc<FeedQueue>;
+
+/// A channel a send names, as this connection holds it: one look under the lock.
+pub(super) struct SendTarget {
+    id: u64,
+    chan: Arc<dyn Served>,
+    /// Its queue, if one was made.
+    feeder: Option<Feeder>,
+}
 
 impl ConnState {
     pub(super) fn send(
@@ -177,7 +191,7 @@ impl ConnState {
         }
         // First, so that every way out of here, refusals included, frees the client's span.
         let release = self.release_for(&el);
-        let Some((id, chan)) = self.held_channel(f)? else {
+        let Some(SendTarget { id, chan, feeder }) = self.send_target(f)? else {
             let id = f.u64(Attr::CHAN_ID)?.unwrap_or(0);
             answer(owed, credited, -libc::ENOENT, &format!("no channel {id}"));
             return Ok(());
@@ -210,7 +224,8 @@ impl ConnState {
         // A send that need not wait is done here, on the reader: no hand-off, no tracking.
         // A credited one only when none of this connection's earlier sends to the channel
         // still waits in its queue (it must not overtake them).
-        let send_now = wait == Wait::Try || rendezvous || self.nothing_queued(id);
+        let nothing_queued = feeder.as_ref().is_none_or(|q| q.queued.values.load(Acquire) == 0);
+        let send_now = wait == Wait::Try || rendezvous || nothing_queued;
         let value = match chan.offer(&el, &self.shm_rx, release, send_now) {
             Offered::Kept(v) if wait != Wait::Try => v,
             done => {
@@ -239,7 +254,11 @@ impl ConnState {
         }
         // In order, through this connection's queue for the channel, within the window. Only
         // this reader adds to `queued`, so what it reads cannot grow before it adds.
-        let (queue, queued) = match self.feeder(id, chan) {
+        let made = match feeder {
+            Some(feeder) => Ok(Some(feeder)),
+            None => self.feeder(id, chan),
+        };
+        let feeder = match made {
             Ok(Some(feeder)) => feeder,
             Ok(None) => {
                 answer(owed, credited, -libc::ENOENT, &format!("no channel {id}")); // destroyed meanwhile
@@ -250,6 +269,7 @@ impl ConnState {
                 return Ok(());
             }
         };
+        let (queue, queued) = (&feeder.tx, &feeder.queued);
         let limits = &self.server.limits;
         let (values, bytes) = (queued.values.load(Acquire), queued.bytes.load(Acquire));
         let over_bytes = len > 0 && bytes > 0 && bytes.saturating_add(len) > limits.credit_bytes;
@@ -272,7 +292,7 @@ impl ConnState {
         let waiting = ahead.then(|| QueuedSend {
             claim: Arc::new(AtomicBool::new(false)),
             len,
-            queue: Arc::clone(&queued),
+            queue: Arc::clone(queued),
             counted: deadline.is_some(),
         });
         let claim = waiting.as_ref().map(|w| Arc::clone(&w.claim));
@@ -382,14 +402,6 @@ impl ConnState {
         });
     }
 
-    /// No send of this connection waits in channel `id`'s queue: a new one may go first.
-    pub(super) fn nothing_queued(&self, id: u64) -> bool {
-        lock(&self.opened)
-            .get(&id)
-            .and_then(|h| h.feeder.as_ref())
-            .is_none_or(|(_, q)| q.values.load(Acquire) == 0)
-    }
-
     /// For a shared element of a client that takes `REGION_RELEASE` (minor ≥ 2): what
     /// frees its span when the value is done with (the value may keep a view of it).
     pub(super) fn release_for(self: &Arc<Self>, el: &Located<'_>) -> Option<Release> {
@@ -410,6 +422,14 @@ impl ConnState {
         }))
     }
 
+    /// The channel `f` names (`CHAN_ID`) as this connection holds it, with its send queue
+    /// if it has one: one look under the lock for what a send needs.
+    pub(super) fn send_target(&self, f: &FrameRef<'_>) -> Result<Option<SendTarget>, ProtoError> {
+        let id = f.u64(Attr::CHAN_ID)?.ok_or(ProtoError::Missing(Attr::CHAN_ID.0))?;
+        let opened = lock(&self.opened);
+        Ok(opened.get(&id).map(|h| SendTarget { id, chan: Arc::clone(&h.chan), feeder: h.feeder.clone() }))
+    }
+
     /// The queue (and its coroutine) feeding this connection's sends into channel `id`;
     /// `None` if the connection no longer holds it, an error if no coroutine could start.
     pub(super) fn feeder(
@@ -419,8 +439,8 @@ impl ConnState {
     ) -> Result<Option<Feeder>, kcoro::Error> {
         let mut opened = lock(&self.opened);
         let Some(held) = opened.get_mut(&id) else { return Ok(None) };
-        if let Some((tx, n)) = &held.feeder {
-            return Ok(Some((tx.clone(), Arc::clone(n))));
+        if let Some(feeder) = &held.feeder {
+            return Ok(Some(Arc::clone(feeder)));
         }
         let (tx, rx) = chan::unlimited::<Feed>();
         let queued = Arc::new(Queued::default());
@@ -437,8 +457,9 @@ impl ConnState {
                 }
             }
         })?;
-        held.feeder = Some((tx.clone(), Arc::clone(&queued)));
-        Ok(Some((tx, queued)))
+        let feeder = Arc::new(FeedQueue { tx, queued });
+        held.feeder = Some(Arc::clone(&feeder));
+        Ok(Some(feeder))
     }
 
     /// The feeder's turn for `item`: into the channel, then answered (or its credit owed).
