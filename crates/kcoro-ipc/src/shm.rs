@@ -252,10 +252,23 @@ impl Located<'_> {
 
 /// Finds the element of a frame.
 pub(crate) fn locate<'a>(f: &FrameRef<'a>) -> Result<Located<'a>, ProtoError> {
-    if let Some(v) = f.get(Attr::ELEMENT) {
-        return Ok(Located::Inline(v));
+    match f.get(Attr::ELEMENT) {
+        Some(v) => Ok(Located::Inline(v)),
+        None => locate_in(None, f.get(Attr::ZDESC)),
     }
-    Ok(Located::Shared(zdesc::decode(f.need(Attr::ZDESC)?)?))
+}
+
+/// The element, from a frame's `ELEMENT` and `ZDESC` values (read together with others,
+/// [`FrameRef::first_of`]): inline if there is one, else the shared span `ZDESC` names.
+pub(crate) fn locate_in<'a>(
+    element: Option<&'a [u8]>,
+    zdesc: Option<&[u8]>,
+) -> Result<Located<'a>, ProtoError> {
+    match (element, zdesc) {
+        (Some(v), _) => Ok(Located::Inline(v)),
+        (None, Some(z)) => Ok(Located::Shared(zdesc::decode(z)?)),
+        (None, None) => Err(ProtoError::Missing(Attr::ZDESC.0)),
+    }
 }
 
 /// Decodes the element a frame carries, inline or from a region the peer shared on this

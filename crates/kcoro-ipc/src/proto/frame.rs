@@ -94,10 +94,7 @@ impl<'a> FrameRef<'a> {
     }
 
     fn fixed<const N: usize>(&self, attr: Attr) -> Result<Option<[u8; N]>, ProtoError> {
-        match self.get(attr) {
-            None => Ok(None),
-            Some(v) => v.try_into().map(Some).map_err(|_| ProtoError::BadValue(attr.0)),
-        }
+        fixed_value(attr, self.get(attr))
     }
 
     /// A `u32` attribute.
@@ -133,6 +130,15 @@ impl<'a> FrameRef<'a> {
     /// `RESULT` (0 when absent).
     pub fn result(&self) -> Result<i32, ProtoError> {
         Ok(self.i32(Attr::RESULT)?.unwrap_or(0))
+    }
+}
+
+/// The value of `attr` (found by the caller, [`FrameRef::get`] or a scan of
+/// [`FrameRef::attrs`]) as `N` bytes, which a value of another length is not.
+pub fn fixed_value<const N: usize>(attr: Attr, v: Option<&[u8]>) -> Result<Option<[u8; N]>, ProtoError> {
+    match v {
+        None => Ok(None),
+        Some(v) => v.try_into().map(Some).map_err(|_| ProtoError::BadValue(attr.0)),
     }
 }
 

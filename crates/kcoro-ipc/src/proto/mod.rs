@@ -23,7 +23,7 @@
 mod frame;
 pub(crate) mod zdesc;
 
-pub use frame::{Attrs, FrameBuf, FrameRef, Header, decode_header, split_frame};
+pub use frame::{Attrs, FrameBuf, FrameRef, Header, decode_header, fixed_value, split_frame};
 
 /// Protocol version spoken here. A peer with another major version is refused in HELLO.
 pub const VERSION_MAJOR: u32 = 1;

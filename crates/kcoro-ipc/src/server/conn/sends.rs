@@ -11,10 +11,10 @@ use kcoro::chan::{self, ChanError, Kind, Sender};
 use kcoro::sync::CancelToken;
 
 use super::{ConnState, lock};
-use crate::proto::{Attr, Cmd, FLAG_EVENT, FrameBuf, FrameRef, ProtoError, zdesc};
+use crate::proto::{Attr, Cmd, FLAG_EVENT, FrameBuf, FrameRef, ProtoError, fixed_value, zdesc};
 use crate::server::budget::{Budget, Charge};
 use crate::server::served::{Offered, SendFail, Served, Wait};
-use crate::shm::{Located, Release, locate};
+use crate::shm::{Located, Release, locate_in};
 
 /// A credited send waiting its turn in a channel's queue: its element decoded (by the
 /// reader, once), and the inline bytes it counts against the window.
@@ -157,10 +157,38 @@ pub(super) type Feeder = Arc<FeedQueue>;
 
 /// A channel a send names, as this connection holds it: one look under the lock.
 pub(super) struct SendTarget {
-    id: u64,
     chan: Arc<dyn Served>,
     /// Its queue, if one was made.
     feeder: Option<Feeder>,
+}
+
+/// The attributes a send reads, the first value of each, found in one pass over its frame
+/// (a scan per attribute was most of a send's parsing).
+#[derive(Default)]
+struct SendAttrs<'a> {
+    element: Option<&'a [u8]>,
+    zdesc: Option<&'a [u8]>,
+    credited: Option<&'a [u8]>,
+    chan_id: Option<&'a [u8]>,
+    timeout: Option<&'a [u8]>,
+}
+
+impl<'a> SendAttrs<'a> {
+    fn of(f: &FrameRef<'a>) -> SendAttrs<'a> {
+        let mut at = SendAttrs::default();
+        for (a, v) in f.attrs() {
+            let slot = match a {
+                Attr::ELEMENT => &mut at.element,
+                Attr::ZDESC => &mut at.zdesc,
+                Attr::CREDITED => &mut at.credited,
+                Attr::CHAN_ID => &mut at.chan_id,
+                Attr::TIMEOUT_MS => &mut at.timeout,
+                _ => continue,
+            };
+            slot.get_or_insert(v);
+        }
+        at
+    }
 }
 
 impl ConnState {
@@ -171,10 +199,13 @@ impl ConnState {
         owed: &mut Owed,
     ) -> Result<(), ProtoError> {
         let cmd = f.cmd;
-        let el = locate(f)?;
+        let at = SendAttrs::of(f);
+        let el = locate_in(at.element, at.zdesc)?;
+        let credited = fixed_value(Attr::CREDITED, at.credited)?.map(u32::from_be_bytes);
+        let chan_id = fixed_value(Attr::CHAN_ID, at.chan_id)?.map(u64::from_be_bytes);
         // A credited send (minor 7) is never answered: its share of the window goes back,
         // with its outcome, in a CREDIT event, whatever happens to it here.
-        let credited = match (cmd, f.u32(Attr::CREDITED)?, f.u64(Attr::CHAN_ID)?) {
+        let credited = match (cmd, credited, chan_id) {
             (Cmd::CHAN_SEND, Some(1), Some(chan)) => {
                 Some(Credited { chan, bytes: el.len() as u64, shared: matches!(el, Located::Shared(_)) })
             }
@@ -191,15 +222,15 @@ impl ConnState {
         }
         // First, so that every way out of here, refusals included, frees the client's span.
         let release = self.release_for(&el);
-        let Some(SendTarget { id, chan, feeder }) = self.send_target(f)? else {
-            let id = f.u64(Attr::CHAN_ID)?.unwrap_or(0);
+        let id = chan_id.ok_or(ProtoError::Missing(Attr::CHAN_ID.0))?;
+        let Some(SendTarget { chan, feeder }) = self.send_target(id) else {
             answer(owed, credited, -libc::ENOENT, &format!("no channel {id}"));
             return Ok(());
         };
         let wait = if cmd == Cmd::CHAN_TRY_SEND {
             Wait::Try
         } else {
-            Wait::from_ms(f.i64(Attr::TIMEOUT_MS)?.unwrap_or(-1))
+            Wait::from_ms(fixed_value(Attr::TIMEOUT_MS, at.timeout)?.map_or(-1, i64::from_be_bytes))
         };
         // A shared element stays in the peer's memory only as a view; a copy (the channel's
         // type copies, or the peer takes no REGION_RELEASE) is in ours, and counts in the
@@ -422,12 +453,11 @@ impl ConnState {
         }))
     }
 
-    /// The channel `f` names (`CHAN_ID`) as this connection holds it, with its send queue
-    /// if it has one: one look under the lock for what a send needs.
-    pub(super) fn send_target(&self, f: &FrameRef<'_>) -> Result<Option<SendTarget>, ProtoError> {
-        let id = f.u64(Attr::CHAN_ID)?.ok_or(ProtoError::Missing(Attr::CHAN_ID.0))?;
+    /// Channel `id` as this connection holds it, with its send queue if it has one: one
+    /// look under the lock for what a send needs.
+    fn send_target(&self, id: u64) -> Option<SendTarget> {
         let opened = lock(&self.opened);
-        Ok(opened.get(&id).map(|h| SendTarget { id, chan: Arc::clone(&h.chan), feeder: h.feeder.clone() }))
+        opened.get(&id).map(|h| SendTarget { chan: Arc::clone(&h.chan), feeder: h.feeder.clone() })
     }
 
     /// The queue (and its coroutine) feeding this connection's sends into channel `id`;
@@ -481,6 +511,37 @@ impl ConnState {
         }
         if item.claim.is_some() {
             item.token.cancel(); // lets its watcher go
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::SendAttrs;
+    use crate::proto::{Attr, Cmd, FrameBuf, Limits, split_frame};
+
+    proptest! {
+        /// One pass finds what one `get` per attribute finds: the first value of each,
+        /// `None` for the absent, with repeats and other attributes around them.
+        #[test]
+        fn one_pass_agrees_with_a_get_each(
+            attrs in proptest::collection::vec((0u16..70, proptest::collection::vec(any::<u8>(), 0..12)), 0..16),
+        ) {
+            let mut out = Vec::new();
+            let mut f = FrameBuf::begin(&mut out, Cmd::CHAN_SEND, 0);
+            for (t, v) in &attrs {
+                f.bytes(Attr(*t), v);
+            }
+            f.finish(u32::MAX).unwrap();
+            let (frame, _) = split_frame(&out, &Limits::default()).unwrap().unwrap();
+            let at = SendAttrs::of(&frame);
+            prop_assert_eq!(at.element, frame.get(Attr::ELEMENT));
+            prop_assert_eq!(at.zdesc, frame.get(Attr::ZDESC));
+            prop_assert_eq!(at.credited, frame.get(Attr::CREDITED));
+            prop_assert_eq!(at.chan_id, frame.get(Attr::CHAN_ID));
+            prop_assert_eq!(at.timeout, frame.get(Attr::TIMEOUT_MS));
         }
     }
 }
