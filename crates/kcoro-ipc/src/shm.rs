@@ -258,8 +258,8 @@ pub(crate) fn locate<'a>(f: &FrameRef<'a>) -> Result<Located<'a>, ProtoError> {
     }
 }
 
-/// The element, from a frame's `ELEMENT` and `ZDESC` values (read together with others,
-/// [`FrameRef::first_of`]): inline if there is one, else the shared span `ZDESC` names.
+/// The element, from a frame's `ELEMENT` and `ZDESC` values (found by a caller that reads
+/// them in one pass with others): inline if there is one, else the shared span `ZDESC` names.
 pub(crate) fn locate_in<'a>(
     element: Option<&'a [u8]>,
     zdesc: Option<&[u8]>,
