@@ -2,9 +2,9 @@
 //! process group (nginx's master forks its workers), its configuration directory, its
 //! CPU time, and its end.
 //!
-//! Unlike a [`Server`](super::Server) a proxy prints no port and no report: the child
-//! picks the port ([`lb::Plan`]), waits for a `GET` through it to come back whole, and
-//! ends it with signals.
+//! Unlike a [`Server`](super::Server) a proxy prints no report: the child picks the port
+//! for HAProxy and nginx ([`lb::Plan`]; `kcoro proxy` binds port 0 and prints where it
+//! listens), waits for a `GET` through it to come back whole, and ends it with signals.
 //!
 //! # Invariants
 //! - A `Balancer` exists ⇒ its leader was spawned in a group of its own (pgid = its pid),
@@ -44,11 +44,14 @@ pub struct Balancer {
     output: Arc<Mutex<Vec<u8>>>,
     /// `imp`, for messages.
     name: String,
+    /// Where it listens.
+    port: u16,
 }
 
 impl Balancer {
     /// Writes `imp`'s configuration for `plan`, starts it (pinned to `cpu` if given) and
-    /// waits until a `GET` through it is answered.
+    /// waits until a `GET` through it is answered. A plan with port 0 is for a proxy that
+    /// says where it listens (`kcoro proxy`'s `listening: NAME on ADDR`).
     pub fn start(imp: &str, plan: &lb::Plan, cpu: Option<usize>) -> Result<Balancer, String> {
         let dir = std::env::temp_dir().join(format!("kcoro-bench-lb-{imp}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -69,9 +72,41 @@ impl Balancer {
             let output = Arc::clone(&output);
             thread::spawn(move || keep_tail(pipe, &output));
         }
-        let mut balancer = Balancer { child, dir, output, name: imp.to_string() };
-        balancer.wait_ready(plan.port).map_err(|why| balancer.failed(&why))?;
+        let mut balancer = Balancer { child, dir, output, name: imp.to_string(), port: plan.port };
+        if plan.port == 0 {
+            balancer.port = balancer.announced_port().map_err(|why| balancer.failed(&why))?;
+        }
+        balancer.wait_ready(balancer.port).map_err(|why| balancer.failed(&why))?;
         Ok(balancer)
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The port of the first `listening: NAME on ADDR` line it prints, failing when it
+    /// exits or [`START_GRACE`] passes first.
+    fn announced_port(&mut self) -> Result<u16, String> {
+        let deadline = Instant::now() + START_GRACE;
+        loop {
+            let printed =
+                self.output.lock().map(|o| String::from_utf8_lossy(&o).into_owned()).unwrap_or_default();
+            if let Some(line) = printed.lines().find(|l| l.starts_with("listening: ")) {
+                let addr = line.rsplit(' ').next().unwrap_or_default();
+                return match addr.parse::<SocketAddr>() {
+                    Ok(a) => Ok(a.port()),
+                    Err(e) => Err(format!("cannot read the address of {line:?}: {e}")),
+                };
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("exited ({status}) before saying where it listens"));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("did not say where it listens within {START_GRACE:?}"));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// CPU time of the proxy's leader and its children so far.

@@ -9,8 +9,9 @@
 //!
 //! The backend is the suite's kcoro server with one worker in both settings (`http`
 //! for `lb`, `big` — 1 MiB per answer — for `lb1m`), started as its own process
-//! ([`Server`]). Every proxy gets the same plan ([`Plan`]): one listener on a free
-//! loopback port, one backend, round robin, connect timeout 2 s, idle timeout 30 s, no
+//! ([`Server`]). Every proxy gets the same plan ([`Plan`]): one listener on a loopback
+//! port (kcoro binds port 0 and says which; HAProxy and nginx get one that was free a
+//! moment before), one backend, round robin, connect timeout 2 s, idle timeout 30 s, no
 //! health checks, no logging, room for 4096 client connections.
 //!
 //! # Protocol
@@ -308,9 +309,12 @@ pub fn run(
     // Step 1: the backend has one worker whatever the proxy has.
     let backend_setup = Setup { workers: 1, lb: false, ..setup };
     let backend = Server::start(server_command(KCORO, backend_setup)?, load_cpu)?;
-    let plan = Plan { workers: setup.workers, port: free_port()?, backend_port: backend.port };
+    // kcoro binds port 0 and says where: no port picked, released and raced for.
+    let port = if imp == KCORO { 0 } else { free_port()? };
+    let plan = Plan { workers: setup.workers, port, backend_port: backend.port };
     // Step 2.
     let proxy = Balancer::start(imp, &plan, proxy_cpu)?;
+    let plan = Plan { port: proxy.port(), ..plan };
     // Step 3.
     let cpu_before = proxy.cpu_ns()?;
     let result = if wrk::available() {
@@ -342,8 +346,9 @@ pub fn run(
     })
 }
 
-/// A loopback port free a moment ago: bound, read, released. Another process may take it
-/// before the proxy binds; the proxy then fails to start and the run says so.
+/// A loopback port free a moment ago: bound, read, released, for HAProxy and nginx, whose
+/// configurations name a port. Another process may take it before the proxy binds; the
+/// proxy then fails to start and the run says so.
 fn free_port() -> Result<u16, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     Ok(listener.local_addr().map_err(|e| format!("local_addr: {e}"))?.port())
