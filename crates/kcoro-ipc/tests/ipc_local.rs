@@ -83,6 +83,34 @@ fn sends_keep_their_order_when_the_channel_fills_and_drains() {
     drop(server);
 }
 
+/// The same on a server of one worker whose receiver is a coroutine beside the
+/// connection's reader: a send that finds the channel full lets the receiver run and
+/// tries again before it queues, and nothing overtakes or goes missing either way.
+#[test]
+fn sends_keep_their_order_when_the_receiver_shares_the_readers_worker() {
+    const N: u32 = 5_000;
+    let rt = kcoro::Runtime::builder().workers(1).build().unwrap();
+    let addr = sock("order-1w.sock");
+    let bound = addr.clone();
+    let (server, receiver) = rt.block_on(move || {
+        let (tx, rx) = chan::buffered::<Vec<u8>>(4);
+        let server = Server::bind(&bound).unwrap().serve_channel("seq", tx, rx.clone()).start().unwrap();
+        let receiver = kcoro::spawn(move || {
+            (0..N).map(|_| rx.recv_timeout(Duration::from_secs(10))).collect::<Result<Vec<_>, _>>()
+        });
+        (server, receiver)
+    });
+    let conn = Connection::connect(&addr, ConnectOptions::new()).unwrap();
+    let seq = conn.sender::<Vec<u8>>("seq").unwrap();
+    for i in 0..N {
+        seq.send(i.to_le_bytes().to_vec()).unwrap();
+    }
+    let got = receiver.join().unwrap().expect("every value arrives");
+    let want: Vec<Vec<u8>> = (0..N).map(|i| i.to_le_bytes().to_vec()).collect();
+    assert!(got == want, "values out of order or missing");
+    drop(server);
+}
+
 /// `bytes::Bytes` elements that arrive through shared memory are read in place, and the
 /// sender reuses a span only after the receiver dropped its value: 48 MiB of 1 MiB
 /// elements through a 16 MiB region, all held at once on the far side, each intact. Both

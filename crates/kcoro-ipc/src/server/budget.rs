@@ -211,6 +211,19 @@ impl Served for Made {
         self.chan.send_now(v)
     }
 
+    fn offer_kept(&self, v: Box<dyn Any + Send>) -> Offered {
+        let Ok(mut v) = v.downcast::<Charged>() else {
+            unreachable!("Made::offer_kept: a value this channel's own offer decoded")
+        };
+        if v.charge.is_none() {
+            match self.budget.try_charge(v.cost) {
+                Some(c) => v.charge = Some(c),
+                None => return Offered::Kept(v),
+            }
+        }
+        self.chan.send_now(*v)
+    }
+
     fn send_decoded(
         &self,
         v: Box<dyn Any + Send>,

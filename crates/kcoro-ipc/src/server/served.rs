@@ -94,6 +94,9 @@ pub(crate) trait Served: Send + Sync {
     /// back. `release` (shared elements of a peer that takes `REGION_RELEASE` for them)
     /// lets the value keep the peer's span until it is dropped.
     fn offer(&self, el: &Located<'_>, rx: &ShmRx, release: Option<Release>, send_now: bool) -> Offered;
+    /// Sends a value [`offer`](Self::offer) kept if that needs no wait, as `offer` would
+    /// have; else hands it back again.
+    fn offer_kept(&self, v: Box<dyn Any + Send>) -> Offered;
     /// Sends a value [`offer`](Self::offer) kept.
     fn send_decoded(
         &self,
@@ -204,6 +207,13 @@ impl<T: Element> Served for Typed<T> {
             return Offered::Kept(Box::new(v));
         }
         self.send_now(v)
+    }
+
+    fn offer_kept(&self, v: Box<dyn Any + Send>) -> Offered {
+        let Ok(v) = v.downcast::<T>() else {
+            unreachable!("Typed::offer_kept: a value this channel's own offer decoded")
+        };
+        self.send_now(*v)
     }
 
     fn send_decoded(

@@ -257,7 +257,17 @@ impl ConnState {
         // still waits in its queue (it must not overtake them).
         let nothing_queued = feeder.as_ref().is_none_or(|q| q.queued.values.load(Acquire) == 0);
         let send_now = wait == Wait::Try || rendezvous || nothing_queued;
-        let value = match chan.offer(&el, &self.shm_rx, release, send_now) {
+        let offered = match chan.offer(&el, &self.shm_rx, release, send_now) {
+            // The channel is full. Its receiver may be runnable behind this reader on the
+            // same worker: let it take what is there once before this send goes the
+            // queue's way (a box, a hand-off to the feeder coroutine, its wake).
+            Offered::Kept(v) if send_now && wait != Wait::Try && !rendezvous => {
+                kcoro::yield_now();
+                chan.offer_kept(v)
+            }
+            offered => offered,
+        };
+        let value = match offered {
             Offered::Kept(v) if wait != Wait::Try => v,
             done => {
                 let r = match done {
