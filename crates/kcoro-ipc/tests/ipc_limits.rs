@@ -47,6 +47,13 @@ fn fill(raw: &mut Raw, chan: u64) {
     }
 }
 
+/// Reads request `req`'s answer: refused with `code`, its message naming `limit`.
+fn refused_naming(raw: &mut Raw, req: u64, code: i32, limit: &str) {
+    let g = raw.reply_to(req);
+    assert_eq!(g.result(), code, "{}", g.error());
+    assert!(g.error().contains(limit), "{}", g.error());
+}
+
 /// A CHAN_SEND of `element` into `chan` that may wait forever; its REQ_ID.
 fn send_waiting(raw: &mut Raw, chan: u64, element: &[u8]) -> u64 {
     raw.send(Cmd::CHAN_SEND, |f| {
@@ -879,9 +886,7 @@ fn waiting_rendezvous_sends_hold_a_bounded_number_of_bytes() {
     // One send larger than the bound goes alone.
     let alone = send(&mut raw, 20_000);
     let over = send(&mut raw, 1);
-    let g = raw.reply_to(over);
-    assert_eq!(g.result(), -libc::ENOBUFS, "{}", g.error());
-    assert!(g.error().contains("max_waiting_bytes"), "{}", g.error());
+    refused_naming(&mut raw, over, -libc::ENOBUFS, "max_waiting_bytes");
     cancel_waiting(&mut raw, alone);
     // 6000 and 3000 wait together; 6000 more is past 10 000.
     let first = send(&mut raw, 6000);
@@ -941,9 +946,7 @@ fn send_windows_are_bounded_for_all_connections_together() {
     let send = |raw: &mut Raw, n: usize| send_waiting(raw, rv, &vec![7; n]);
     let big = send(&mut c, 400);
     let small = send(&mut c, 1);
-    let g = c.reply_to(small);
-    assert_eq!(g.result(), -libc::ENOBUFS, "{}", g.error());
-    assert!(g.error().contains("max_server_window_bytes"), "{}", g.error());
+    refused_naming(&mut c, small, -libc::ENOBUFS, "max_server_window_bytes");
     // The waiting send ends (cancelled): its bytes are back before its answer, so the
     // next send waits, and a receiver takes exactly it.
     cancel_waiting(&mut c, big);
