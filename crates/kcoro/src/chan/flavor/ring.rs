@@ -11,9 +11,9 @@
 //! with `one_lap` a power of two above the capacity, so no division is needed and
 //! the number of pushes so far is `lap / one_lap * cap + index`: the send and receive
 //! counters of ring traffic come from the positions, not from a shared counter. A ring
-//! whose values carry payloads of their own lengths ([`Ring::counting_payload`]) also adds
-//! each value's length to a byte counter on its end's cache line, which the operation's
-//! exchange has just brought in.
+//! whose values carry payloads of their own lengths ([`Ring::counting_payload`]) also
+//! records each push's length beside its slot, where a snapshot adds them up (see
+//! [`bytes`]): neither end shares a byte counter.
 //!
 //! # Handing over to the lock
 //! Parked operations hold their values in their own slots and are completed by whoever
@@ -30,6 +30,8 @@
 //! both are set the lock holder is the only one who moves the ring. A lock-free operation
 //! never waits for the lock; a locked one may briefly wait for a lock-free one that has
 //! claimed a position but not yet stamped it.
+
+mod bytes;
 
 use std::mem::MaybeUninit;
 
@@ -74,8 +76,6 @@ pub(crate) enum Pop<T> {
 struct End {
     /// Position and flags.
     word: AtomicU64,
-    /// Payload bytes of the values that passed this end (a payload-counting ring only).
-    bytes: AtomicU64,
     /// `CLOCK_MONOTONIC_COARSE` of this end's last operation, for the snapshot's
     /// `last_op_ns`; a std atomic, since it is no part of the modelled protocol.
     touched_ns: std::sync::atomic::AtomicU64,
@@ -83,11 +83,7 @@ struct End {
 
 impl End {
     fn new() -> Self {
-        End {
-            word: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            touched_ns: std::sync::atomic::AtomicU64::new(0),
-        }
+        End { word: AtomicU64::new(0), touched_ns: std::sync::atomic::AtomicU64::new(0) }
     }
 }
 
@@ -106,12 +102,18 @@ pub(crate) struct Ring<T> {
     lap_shift: u32,
     /// First operation's coarse time (0: none yet).
     first_ns: std::sync::atomic::AtomicU64,
-    /// Each value's payload length, for a ring that counts bytes per value.
-    payload_len: Option<fn(&T) -> usize>,
+    /// Each value's payload length and each slot's record of them, for a ring that
+    /// counts bytes per value.
+    payload: Option<Payload<T>>,
     /// Values (and their payload bytes) taken by [`drain`](Self::drain): popped, never
     /// received. Written under the channel lock, read under it by snapshots.
     drained: std::sync::atomic::AtomicU64,
     drained_bytes: std::sync::atomic::AtomicU64,
+}
+
+struct Payload<T> {
+    len: fn(&T) -> usize,
+    records: bytes::Records,
 }
 
 // SAFETY: values move between threads through the ring (so `T: Send`), and a slot's value
@@ -142,7 +144,7 @@ impl<T> Ring<T> {
             one_lap,
             lap_shift: one_lap.trailing_zeros(),
             first_ns: std::sync::atomic::AtomicU64::new(0),
-            payload_len: None,
+            payload: None,
             drained: std::sync::atomic::AtomicU64::new(0),
             drained_bytes: std::sync::atomic::AtomicU64::new(0),
         }
@@ -151,7 +153,7 @@ impl<T> Ring<T> {
     /// Counts each value's payload bytes, as `len` measures them (read with
     /// [`payload_bytes`](Self::payload_bytes)).
     pub(crate) fn counting_payload(mut self, len: fn(&T) -> usize) -> Self {
-        self.payload_len = Some(len);
+        self.payload = Some(Payload { len, records: bytes::Records::new(self.slots.len(), self.lap_shift) });
         self
     }
 
@@ -163,8 +165,13 @@ impl<T> Ring<T> {
     }
 
     #[inline]
+    fn index(&self, pos: u64) -> usize {
+        (pos & (self.one_lap - 1)) as usize
+    }
+
+    #[inline]
     fn slot(&self, pos: u64) -> &Slot<T> {
-        &self.slots[(pos & (self.one_lap - 1)) as usize]
+        &self.slots[self.index(pos)]
     }
 
     /// How many positions `pos` is past position 0: the operations that reached it.
@@ -226,7 +233,7 @@ impl<T> Ring<T> {
     #[inline(always)]
     fn push(&self, v: T, locked: bool) -> Push<T> {
         // Measured before anything moves, so a measure that panics changes nothing.
-        let len = self.payload_len.map(|f| f(&v));
+        let len = self.payload.as_ref().map(|p| (p.len)(&v));
         let mut backoff = Backoff::new(SPIN_ROUNDS);
         loop {
             let word = self.tail.word.load(Relaxed);
@@ -247,10 +254,9 @@ impl<T> Ring<T> {
                     // SAFETY: winning the exchange made position `pos` ours alone, and its
                     // stamp said the slot is empty for `pos`: nobody else touches the value.
                     slot.value.with_mut(|p| unsafe { (*p).write(v) });
-                    // Counted before the stamp: a pop of this value, and so its own count,
-                    // comes after this one (see `payload_bytes`).
-                    if let Some(n) = len {
-                        self.tail.bytes.fetch_add(n as u64, Relaxed);
+                    // Recorded before the stamp, which tells a snapshot the push is done.
+                    if let (Some(p), Some(n)) = (&self.payload, len) {
+                        p.records.pushed(self.index(pos), pos, n);
                     }
                     // Release: publishes the value to the popper that reads this stamp.
                     slot.stamp.store(add(pos, 1), Release);
@@ -298,12 +304,6 @@ impl<T> Ring<T> {
                     let v = slot.value.with(|p| unsafe { (*p).assume_init_read() });
                     // Release: our read happens before the next lap's push writes.
                     slot.stamp.store(add(pos, self.one_lap), Release);
-                    // Measured once the slot is given back: a measure that panics (it is
-                    // the element type's code) leaves the ring whole.
-                    if let Some(f) = self.payload_len {
-                        // Release: pairs with the Acquire in `payload_bytes`.
-                        self.head.bytes.fetch_add(f(&v) as u64, Release);
-                    }
                     self.touch(&self.head);
                     return Pop::Got(v);
                 }
@@ -392,14 +392,12 @@ impl<T> Ring<T> {
     }
 
     /// Payload bytes pushed and popped, for a ring made with
-    /// [`counting_payload`](Self::counting_payload). Popped first: every pop counted there
-    /// follows its push's count (Acquire, pairing with the pop's Release), so the bytes
-    /// popped never exceed the bytes pushed.
+    /// [`counting_payload`](Self::counting_payload): the bytes popped never exceed the
+    /// bytes pushed, and neither ever goes back. Reads every slot (a ring has at most 64 Ki)
+    /// and waits for no push.
     pub(crate) fn payload_bytes(&self) -> Option<(u64, u64)> {
-        self.payload_len?;
-        let popped = self.head.bytes.load(Acquire);
-        let pushed = self.tail.bytes.load(Relaxed);
-        Some((pushed, popped))
+        let p = self.payload.as_ref()?;
+        Some(p.records.totals(|i| self.slots[i].stamp.load(Acquire)))
     }
 
     /// Values buffered. Exact while pushes and pops are both blocked; 0 means empty at
@@ -429,8 +427,8 @@ impl<T> Ring<T> {
         use std::sync::atomic::Ordering::Relaxed;
         let values: Vec<T> = std::iter::from_fn(|| self.pop_locked()).collect();
         self.drained.fetch_add(values.len() as u64, Relaxed);
-        if let Some(len) = self.payload_len {
-            self.drained_bytes.fetch_add(values.iter().map(|v| len(v) as u64).sum(), Relaxed);
+        if let Some(p) = &self.payload {
+            self.drained_bytes.fetch_add(values.iter().map(|v| (p.len)(v) as u64).sum(), Relaxed);
         }
         values
     }
@@ -473,29 +471,78 @@ mod tests {
         }
     }
 
-    /// The measure is the element type's code: one that panics in a pop leaves the slot
-    /// given back, so later pushes find room instead of waiting for ever.
+    /// The measure is the element type's code: it runs once per push, before anything
+    /// moves, and never in a pop, so one that panics leaves the ring as it was.
     #[test]
-    fn a_measure_that_panics_in_a_pop_leaves_the_ring_whole() {
+    fn a_measure_runs_once_per_push_and_a_panic_in_it_moves_nothing() {
         use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
         static CALLS: AtomicUsize = AtomicUsize::new(0);
         fn len(v: &u32) -> usize {
-            assert_ne!(CALLS.fetch_add(1, SeqCst), 1, "the second measure panics");
+            CALLS.fetch_add(1, SeqCst);
+            assert_ne!(*v, 13, "13 cannot be measured");
             *v as usize
         }
-        let r = std::sync::Arc::new(Ring::new(1).counting_payload(len));
+        let r = Ring::new(2).counting_payload(len);
         assert!(matches!(r.try_push(5), Push::Done));
-        let popped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.try_pop()));
-        assert!(popped.is_err(), "the measure panicked");
-        let (done, pushed) = std::sync::mpsc::channel();
-        let pusher = std::thread::spawn({
-            let r = std::sync::Arc::clone(&r);
-            move || done.send(matches!(r.try_push(7), Push::Done)).unwrap()
-        });
-        let ok = pushed.recv_timeout(std::time::Duration::from_secs(10));
-        assert_eq!(ok, Ok(true), "a push after the panic completes");
-        pusher.join().unwrap();
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.try_push(13)));
+        assert!(refused.is_err(), "the measure panicked");
+        assert!(matches!(r.try_push(7), Push::Done), "the panic claimed no slot");
+        assert_eq!(r.payload_bytes(), Some((12, 0)));
+        assert!(matches!(r.try_pop(), Pop::Got(5)));
         assert!(matches!(r.try_pop(), Pop::Got(7)));
+        assert!(matches!(r.try_pop(), Pop::Empty));
+        assert_eq!(r.payload_bytes(), Some((12, 12)));
+        assert_eq!(CALLS.load(SeqCst), 3, "measured in the three pushes only");
+    }
+
+    /// Byte totals read while two pushers and a popper run: every reading has no more
+    /// popped than pushed, none goes back, and the last one is exact.
+    #[test]
+    fn payload_bytes_read_under_traffic_stay_ordered_and_end_exact() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        let r = Arc::new(Ring::new(3).counting_payload(Vec::<u8>::len));
+        let per = 5_000usize;
+        let push_all = |r: Arc<Ring<Vec<u8>>>, first: usize| {
+            std::thread::spawn(move || {
+                for i in 0..per {
+                    let mut v = vec![0; (first + i) % 17];
+                    while let Push::Full(back) | Push::Refused(back) = r.try_push(v) {
+                        v = back;
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        };
+        let pushers = [push_all(r.clone(), 0), push_all(r.clone(), 5)];
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (r, done) = (r.clone(), done.clone());
+            std::thread::spawn(move || {
+                let (mut last, mut readings) = ((0, 0), 0u64);
+                while !done.load(Relaxed) || readings < 100 {
+                    let now = r.payload_bytes().expect("a counting ring");
+                    assert!(now.1 <= now.0, "popped {} > pushed {}", now.1, now.0);
+                    assert!(now.0 >= last.0 && now.1 >= last.1, "went back: {last:?} then {now:?}");
+                    (last, readings) = (now, readings + 1);
+                }
+            })
+        };
+        let mut popped_bytes = 0;
+        for _ in 0..2 * per {
+            loop {
+                match r.try_pop() {
+                    Pop::Got(v) => break popped_bytes += v.len() as u64,
+                    _ => std::thread::yield_now(),
+                }
+            }
+        }
+        pushers.into_iter().for_each(|h| h.join().unwrap());
+        done.store(true, Relaxed);
+        reader.join().unwrap();
+        let sent: u64 = (0..per).map(|i| (i % 17 + (5 + i) % 17) as u64).sum();
+        assert_eq!(popped_bytes, sent);
+        assert_eq!(r.payload_bytes(), Some((sent, sent)));
     }
 
     #[test]

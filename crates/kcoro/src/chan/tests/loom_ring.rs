@@ -47,35 +47,65 @@ fn loom_ring_two_pushers_one_popper() {
     });
 }
 
-/// A payload-counting ring: whenever a snapshot reads the byte counters, the bytes popped
-/// are never more than the bytes pushed, and at the end both are exact.
+/// Two readings of a counting ring's payload bytes, taken on a thread of their own while
+/// the caller moves values of `sizes` bytes: each must have no more popped than pushed
+/// bytes, the second no less than the first, and both byte counts must be in `possible`.
+/// (The slots are read one after another, so with several slots a count may add up
+/// values of different instants; each value is still counted once or not at all.)
+///
+/// The readings run on the spawned thread and the traffic on the model's main thread, in
+/// that order on purpose: loom's search starts from a schedule where the main thread runs
+/// first, and it missed every interleaving of a spawned thread's load-then-exchange with an
+/// earlier load on the main thread (one schedule explored where there are several).
+fn read_while(ring: Ring<u32>, sizes: &[u32], possible: &'static [u64], traffic: impl FnOnce(&Ring<u32>)) {
+    let r = Arc::new(ring);
+    let reader = {
+        let r = r.clone();
+        thread::spawn(move || {
+            let mut last = (0, 0);
+            for _ in 0..2 {
+                let now = r.payload_bytes().expect("a counting ring");
+                assert!(possible.contains(&now.0) && possible.contains(&now.1), "impossible {now:?}");
+                assert!(now.1 <= now.0, "popped more than pushed: {now:?}");
+                assert!(now.0 >= last.0 && now.1 >= last.1, "went back: {last:?} then {now:?}");
+                last = now;
+            }
+        })
+    };
+    traffic(&r);
+    reader.join().unwrap();
+    let total: u64 = sizes.iter().map(|&s| u64::from(s)).sum();
+    assert_eq!(r.payload_bytes(), Some((total, total)));
+}
+
+/// A payload-counting ring read while two values are pushed and popped: the readings
+/// stay ordered, and at the end both counts are exact.
 #[test]
 fn loom_ring_payload_bytes_never_show_more_popped_than_pushed() {
     loom::model(|| {
-        let r = Arc::new(Ring::new(2).counting_payload(|v: &u32| *v as usize));
-        let pusher = {
-            let r = r.clone();
-            thread::spawn(move || {
-                for v in [3, 5] {
-                    assert!(matches!(r.try_push(v), Push::Done));
-                }
-            })
-        };
-        let popper = {
-            let r = r.clone();
-            thread::spawn(move || match r.try_pop() {
-                Pop::Got(v) => v,
-                Pop::Empty => 0,
-                Pop::Refused => panic!("no flag is set"),
-            })
-        };
-        let (pushed, popped) = r.payload_bytes().expect("a counting ring");
-        assert!(popped <= pushed, "popped {popped} > pushed {pushed}");
-        pusher.join().unwrap();
-        let first = popper.join().unwrap();
-        let rest: u32 = std::iter::from_fn(|| r.pop_locked()).sum();
-        assert_eq!(first + rest, 8);
-        assert_eq!(r.payload_bytes(), Some((8, 8)));
+        read_while(Ring::new(2).counting_payload(|v: &u32| *v as usize), &[3, 5], &[0, 3, 5, 8], |r| {
+            for v in [3, 5] {
+                assert!(matches!(r.try_push(v), Push::Done));
+            }
+            for v in [3, 5] {
+                assert!(matches!(r.try_pop(), Pop::Got(got) if got == v));
+            }
+        })
+    });
+}
+
+/// One slot, three pushes: the third push rewrites the first one's record while a reading
+/// may be under way, and the reading still shows only counts some instant had (with one
+/// slot, sums of a prefix of the values).
+#[test]
+fn loom_ring_payload_bytes_stay_whole_while_records_are_rewritten() {
+    loom::model(|| {
+        read_while(Ring::new(1).counting_payload(|v: &u32| *v as usize), &[1, 2, 4], &[0, 1, 3, 7], |r| {
+            for v in [1, 2, 4] {
+                assert!(matches!(r.try_push(v), Push::Done));
+                assert!(matches!(r.try_pop(), Pop::Got(got) if got == v));
+            }
+        })
     });
 }
 
