@@ -19,23 +19,59 @@ fn ring_chan(cap: usize) -> Chan<u32> {
     Chan::new(Flavor::Ring(StdArc::new(Ring::new(cap))), Measure::Fixed(4), None, None, 0, None)
 }
 
+/// Counts the outcomes a model reaches across its runs, so a model asserts that loom
+/// explored each branch it is meant to check. Loom's search starts from the schedule where
+/// the main thread runs first, and it missed the races where a spawned thread's
+/// load-then-exchange comes before a load on the main thread (one of the models below
+/// reached only one of its two branches until its parts were swapped): so the models put
+/// the side that only looks on a spawned thread, and the side that moves on the main one.
+struct Reached(std::sync::Mutex<std::collections::BTreeSet<&'static str>>);
+
+impl Reached {
+    const fn new() -> Self {
+        Reached(std::sync::Mutex::new(std::collections::BTreeSet::new()))
+    }
+
+    fn note(&self, outcome: &'static str) {
+        self.0.lock().unwrap().insert(outcome);
+    }
+
+    fn assert_all(&self, expected: &[&'static str]) {
+        let got = self.0.lock().unwrap();
+        for e in expected {
+            assert!(got.contains(e), "loom never reached {e:?} (reached {got:?})");
+        }
+    }
+}
+
+/// A pop and then a push on one thread race a push on another for one slot: every value
+/// pushed is popped exactly once, and the pop is explored finding a value and finding none
+/// (the other push not yet done, or claimed and not yet written), the two pushes both
+/// fitting and one finding the slot full. (Two threads, not a third for the pop: with two
+/// threads waiting for a third that had claimed a position, loom kept scheduling the
+/// waiters and gave up on the model's length. The pop is on the spawned thread: see
+/// [`Reached`].)
 #[test]
 fn loom_ring_two_pushers_one_popper() {
+    static REACHED: Reached = Reached::new();
     loom::model(|| {
         let r = Arc::new(Ring::new(1));
-        let pushers: Vec<_> = [1u32, 2]
-            .into_iter()
-            .map(|v| {
-                let r = r.clone();
-                thread::spawn(move || matches!(r.try_push(v), Push::Done))
+        let pop_then_push = {
+            let r = r.clone();
+            thread::spawn(move || {
+                let popped = match r.try_pop() {
+                    Pop::Got(v) => Some(v),
+                    Pop::Empty => None,
+                    Pop::Refused => panic!("no flag is set"),
+                };
+                (popped, matches!(r.try_push(2u32), Push::Done))
             })
-            .collect();
-        let popped = match r.try_pop() {
-            Pop::Got(v) => Some(v),
-            Pop::Empty => None,
-            Pop::Refused => panic!("no flag is set"),
         };
-        let pushed: Vec<bool> = pushers.into_iter().map(|h| h.join().unwrap()).collect();
+        let pushed_1 = matches!(r.try_push(1u32), Push::Done);
+        let (popped, pushed_2) = pop_then_push.join().unwrap();
+        let pushed = [pushed_1, pushed_2];
+        REACHED.note(if popped.is_some() { "popped a value" } else { "popped none" });
+        REACHED.note(if pushed == [true, true] { "both pushed" } else { "one found it full" });
         let mut seen: Vec<u32> = popped.into_iter().collect();
         seen.extend(r.pop_locked());
         let mut sent: Vec<u32> =
@@ -45,6 +81,7 @@ fn loom_ring_two_pushers_one_popper() {
         assert_eq!(seen, sent, "every pushed value popped exactly once");
         assert!(pushed.iter().any(|&ok| ok), "one slot: at least one push fits");
     });
+    REACHED.assert_all(&["popped a value", "popped none", "both pushed", "one found it full"]);
 }
 
 /// Two readings of a counting ring's payload bytes, taken on a thread of their own while
@@ -109,40 +146,49 @@ fn loom_ring_payload_bytes_stay_whole_while_records_are_rewritten() {
     });
 }
 
+/// A receiver takes the lock and finds the ring empty (so parks) or the value (so takes
+/// it) while a send bypasses the lock: either way the value is received once, none is left
+/// behind, and both outcomes are explored.
 #[test]
 fn loom_ring_receiver_parks_while_a_send_bypasses_the_lock() {
+    static REACHED: Reached = Reached::new();
     loom::model(|| {
         let c = Arc::new(ring_chan(1));
-        let sender = {
+        let receiver = {
             let c = c.clone();
-            thread::spawn(move || c.send(7, Wait::TRY).is_ok())
+            thread::spawn(move || {
+                let w = Waiter::for_future();
+                let slot = Box::new(UnsafeCell::new(None));
+                let mut g = c.lock();
+                let got_at_once = match c.try_recv_locked(&mut g, None) {
+                    RecvAttempt::Got(v, after) => {
+                        drop(g);
+                        after.run(&c);
+                        Some(v)
+                    }
+                    RecvAttempt::Empty => {
+                        let wakes = c.park_receiver_locked(
+                            &mut g,
+                            Entry { waiter: w.clone(), clause: 0, slot: slot.get(), bytes: 0 },
+                        );
+                        drop(g);
+                        wakes.run();
+                        None
+                    }
+                    RecvAttempt::Closed => panic!("nobody closes"),
+                };
+                (got_at_once, w, slot)
+            })
         };
-        let w = Waiter::for_future();
-        let slot = UnsafeCell::new(None);
-        let got_at_once = {
-            let mut g = c.lock();
-            match c.try_recv_locked(&mut g, None) {
-                RecvAttempt::Got(v, after) => {
-                    drop(g);
-                    after.run(&c);
-                    Some(v)
-                }
-                RecvAttempt::Empty => {
-                    let wakes = c.park_receiver_locked(
-                        &mut g,
-                        Entry { waiter: w.clone(), clause: 0, slot: slot.get(), bytes: 0 },
-                    );
-                    drop(g);
-                    wakes.run();
-                    None
-                }
-                RecvAttempt::Closed => panic!("nobody closes"),
-            }
-        };
-        assert!(sender.join().unwrap(), "a receiver or a free place takes the send");
+        assert!(c.send(7, Wait::TRY).is_ok(), "a receiver or a free place takes the send");
+        let (got_at_once, w, slot) = receiver.join().unwrap();
         match got_at_once {
-            Some(v) => assert_eq!(v, 7),
+            Some(v) => {
+                REACHED.note("got at once");
+                assert_eq!(v, 7);
+            }
             None => {
+                REACHED.note("parked");
                 assert_eq!(w.done(), Some(0), "the parked receiver is served");
                 assert_eq!(slot.into_inner(), Some(7));
             }
@@ -151,47 +197,57 @@ fn loom_ring_receiver_parks_while_a_send_bypasses_the_lock() {
         let s = c.snapshot();
         assert_eq!((s.sends, s.recvs), (1, 1), "counted once each");
     });
+    REACHED.assert_all(&["got at once", "parked"]);
 }
 
+/// A sender takes the lock and finds the one place full (so parks) or freed (so sends)
+/// while a receive bypasses the lock: either way the second value ends up buffered, and
+/// both outcomes are explored.
 #[test]
 fn loom_ring_sender_parks_while_a_receive_bypasses_the_lock() {
+    static REACHED: Reached = Reached::new();
     loom::model(|| {
         let c = Arc::new(ring_chan(1));
         c.send(1, Wait::TRY).unwrap();
-        let receiver = {
+        let sender = {
             let c = c.clone();
-            thread::spawn(move || c.recv(Wait::TRY).ok())
+            thread::spawn(move || {
+                let w = Waiter::for_future();
+                let slot = Box::new(UnsafeCell::new(Some(2)));
+                let mut g = c.lock();
+                let parked = match c.try_send_locked(&mut g, 2, 4, None) {
+                    SendAttempt::Sent(after) => {
+                        drop(g);
+                        after.run(&c);
+                        false
+                    }
+                    SendAttempt::Full(v) => {
+                        assert_eq!(v, 2);
+                        let wakes = c.park_sender_locked(
+                            &mut g,
+                            Entry { waiter: w.clone(), clause: 0, slot: slot.get(), bytes: 4 },
+                        );
+                        drop(g);
+                        wakes.run();
+                        true
+                    }
+                    SendAttempt::Closed(_) => panic!("nobody closes"),
+                };
+                (parked, w, slot)
+            })
         };
-        let w = Waiter::for_future();
-        let slot = UnsafeCell::new(Some(2));
-        let parked = {
-            let mut g = c.lock();
-            match c.try_send_locked(&mut g, 2, 4, None) {
-                SendAttempt::Sent(after) => {
-                    drop(g);
-                    after.run(&c);
-                    false
-                }
-                SendAttempt::Full(v) => {
-                    assert_eq!(v, 2);
-                    let wakes = c.park_sender_locked(
-                        &mut g,
-                        Entry { waiter: w.clone(), clause: 0, slot: slot.get(), bytes: 4 },
-                    );
-                    drop(g);
-                    wakes.run();
-                    true
-                }
-                SendAttempt::Closed(_) => panic!("nobody closes"),
-            }
-        };
-        assert_eq!(receiver.join().unwrap(), Some(1), "the buffered value is received");
+        assert_eq!(c.recv(Wait::TRY).ok(), Some(1), "the buffered value is received");
+        let (parked, w, slot) = sender.join().unwrap();
         if parked {
+            REACHED.note("parked");
             assert_eq!(w.done(), Some(0), "the parked sender is moved into the freed place");
             assert_eq!(slot.into_inner(), None);
+        } else {
+            REACHED.note("sent at once");
         }
         assert_eq!(c.recv(Wait::TRY), Ok(2), "the second value is buffered");
         let s = c.snapshot();
         assert_eq!((s.sends, s.recvs, s.len), (2, 2, 0));
     });
+    REACHED.assert_all(&["parked", "sent at once"]);
 }
