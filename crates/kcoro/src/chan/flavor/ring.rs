@@ -483,6 +483,7 @@ mod tests {
             *v as usize
         }
         let r = Ring::new(2).counting_payload(len);
+        assert_eq!(r.payload_bytes(), Some((0, 0)), "nothing pushed yet");
         assert!(matches!(r.try_push(5), Push::Done));
         let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.try_push(13)));
         assert!(refused.is_err(), "the measure panicked");

@@ -84,19 +84,19 @@ impl Records {
     fn slot_totals(&self, records: &SlotRecords, stamp: impl Fn() -> u64, index: u64) -> (u64, u64) {
         loop {
             let step = self.step(stamp(), index);
-            if step == 0 {
-                return (0, 0);
-            }
-            // The last push: the one whose value the slot holds, or the one popped last.
-            let (lap, holds) = ((step - 1) / 2, step % 2 == 1);
-            let r = &records[(lap & 1) as usize];
+            // The last push is the one whose value the slot holds, or the one popped last:
+            // lap `after - 1`. Before the first push that is "lap -1", whose record (the
+            // odd one) is still zero; after the positions wrap (2^62 pushes) the laps start
+            // again at an even one, so the records' parity carries on.
+            let (after, holds) = (step.div_ceil(2), step % 2 == 1);
+            let r = &records[((after + 1) & 1) as usize];
             // Acquire: pairs with the pusher's Release, so a record written by a later
             // push than the stamp said shows on the stamp's second reading.
             let before = r.before.load(Acquire);
             let len = r.len.load(Acquire);
             // The record is rewritten by the push two laps on, which claims the slot at
-            // step `2 * lap + 4`: a step below that means it has not.
-            if self.step(stamp(), index) < 2 * lap + 4 {
+            // step `2 * after + 2`: a step below that means it has not.
+            if self.step(stamp(), index) < 2 * after + 2 {
                 let done = before.wrapping_add(len);
                 return if holds { (done, before) } else { (done, done) };
             }
