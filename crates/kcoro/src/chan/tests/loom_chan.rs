@@ -14,6 +14,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use loom::sync::Arc;
 use loom::thread;
 
+use super::Reached;
 use crate::chan::core::{Chan, Wait};
 use crate::chan::flavor::{Flavor, Overflow, buffered, rendezvous};
 use crate::chan::stats::Measure;
@@ -26,6 +27,7 @@ fn chan(buf: Flavor<u32>) -> Chan<u32> {
 
 #[test]
 fn loom_select_claim_has_one_winner() {
+    static REACHED: Reached = Reached::new();
     loom::model(|| {
         let a = Arc::new(chan(Flavor::Rendezvous(rendezvous::Buffer)));
         let b = Arc::new(chan(Flavor::Rendezvous(rendezvous::Buffer)));
@@ -48,15 +50,26 @@ fn loom_select_claim_has_one_winner() {
         assert_eq!(winners, 1, "exactly one of two senders and the give-up wins");
         let (va, vb) = (slot_a.into_inner(), slot_b.into_inner());
         match (sent[0], sent[1]) {
-            (true, false) => assert_eq!((w.done(), va, vb), (Some(0), Some(10), None)),
-            (false, true) => assert_eq!((w.done(), va, vb), (Some(1), None, Some(20))),
-            _ => assert_eq!((va, vb), (None, None)),
+            (true, false) => {
+                REACHED.note("a won");
+                assert_eq!((w.done(), va, vb), (Some(0), Some(10), None));
+            }
+            (false, true) => {
+                REACHED.note("b won");
+                assert_eq!((w.done(), va, vb), (Some(1), None, Some(20)));
+            }
+            _ => {
+                REACHED.note("the give-up won");
+                assert_eq!((va, vb), (None, None));
+            }
         }
     });
+    REACHED.assert_all(&["a won", "b won", "the give-up won"]);
 }
 
 #[test]
 fn loom_buffered_refill_races_close_and_abort() {
+    static REACHED: Reached = Reached::new();
     loom::model(|| {
         let c = Arc::new(chan(Flavor::Buffered(buffered::Buffer::new(1, Overflow::Suspend))));
         c.send(1, Wait::TRY).unwrap();
@@ -82,6 +95,7 @@ fn loom_buffered_refill_races_close_and_abort() {
         let aborted = w.try_abort();
         let got = rx.join().unwrap();
         assert!(closer.join().unwrap());
+        assert_eq!(got, Some(1), "the buffered value is received");
         if aborted {
             // Nobody else may have touched a slot we aborted.
             let mut g = c.lock();
@@ -91,10 +105,21 @@ fn loom_buffered_refill_races_close_and_abort() {
         while let Ok(v) = c.recv(Wait::TRY) {
             seen.push(v);
         }
-        seen.extend(slot.into_inner());
+        let kept = slot.into_inner();
+        REACHED.note(match (aborted, kept.is_some()) {
+            (true, _) => "the give-up won",
+            (false, false) => "the refill moved the parked value in",
+            (false, true) => "the close failed the parked sender",
+        });
+        seen.extend(kept);
         seen.sort_unstable();
         assert_eq!(seen, vec![1, 2], "each value in exactly one place");
     });
+    REACHED.assert_all(&[
+        "the give-up won",
+        "the refill moved the parked value in",
+        "the close failed the parked sender",
+    ]);
 }
 
 struct Count(AtomicUsize);
@@ -107,6 +132,7 @@ impl Wake for Count {
 
 #[test]
 fn loom_async_recv_races_send_and_close() {
+    static REACHED: Reached = Reached::new();
     loom::model(|| {
         let c = Arc::new(chan(Flavor::Rendezvous(rendezvous::Buffer)));
         let count = StdArc::new(Count(AtomicUsize::new(0)));
@@ -132,5 +158,7 @@ fn loom_async_recv_races_send_and_close() {
             Poll::Pending => panic!("woken but not ready"),
         };
         assert_eq!(r, if sent { Ok(5) } else { Err(ChanError::Closed) });
+        REACHED.note(if sent { "the send won" } else { "the close won" });
     });
+    REACHED.assert_all(&["the send won", "the close won"]);
 }
