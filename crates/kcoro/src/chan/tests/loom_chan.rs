@@ -14,12 +14,12 @@ use std::task::{Context, Poll, Wake, Waker};
 use loom::sync::Arc;
 use loom::thread;
 
-use super::Reached;
 use crate::chan::core::{Chan, Wait};
 use crate::chan::flavor::{Flavor, Overflow, buffered, rendezvous};
 use crate::chan::stats::Measure;
 use crate::chan::waiter::{Entry, Waiter};
 use crate::chan::{ChanError, future::RecvFuture};
+use crate::loom::Reached;
 
 fn chan(buf: Flavor<u32>) -> Chan<u32> {
     Chan::new(buf, Measure::Fixed(4), None, None, 0, None)

@@ -14,8 +14,7 @@ use crate::chan::flavor::Flavor;
 use crate::chan::flavor::ring::{Pop, Push, Ring};
 use crate::chan::stats::Measure;
 use crate::chan::waiter::{Entry, Waiter};
-
-use super::Reached;
+use crate::loom::Reached;
 
 fn ring_chan(cap: usize) -> Chan<u32> {
     Chan::new(Flavor::Ring(StdArc::new(Ring::new(cap))), Measure::Fixed(4), None, None, 0, None)

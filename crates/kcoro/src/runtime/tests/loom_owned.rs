@@ -31,6 +31,7 @@ impl Drop for Item {
 
 #[test]
 fn loom_owned_remove_races_inspection() {
+    static REACHED: crate::loom::Reached = crate::loom::Reached::new();
     loom::model(|| {
         let reg = Arc::new(Registry::<Item>::new(2));
         let a_dropped = Arc::new(AtomicBool::new(false));
@@ -47,12 +48,15 @@ fn loom_owned_remove_races_inspection() {
             removed
         });
         // Shutdown's inspection takes `b` and looks at `a` (if still registered).
+        let saw_a = std::cell::Cell::new(false);
         let taken = reg.take_where(|t| {
             if Arc::as_ptr(t).addr() == a_addr {
                 assert!(!a_dropped.load(SeqCst), "inspected an item that was freed");
+                saw_a.set(true);
             }
             Arc::ptr_eq(t, &b)
         });
+        REACHED.note(if saw_a.get() { "inspected a" } else { "a gone before" });
         assert!(remover.join().unwrap(), "nobody else takes `a`");
         assert!(a_dropped.load(SeqCst), "the registry's reference to `a` was released");
         assert_eq!(taken.len(), 1);
@@ -62,10 +66,12 @@ fn loom_owned_remove_races_inspection() {
         drop(taken);
         assert_eq!(Arc::strong_count(&b), 1);
     });
+    REACHED.assert_all(&["inspected a", "a gone before"]);
 }
 
 #[test]
 fn loom_owned_insert_races_close() {
+    static REACHED: crate::loom::Reached = crate::loom::Reached::new();
     loom::model(|| {
         let reg = Arc::new(Registry::<Item>::new(2));
         let a = Item::new();
@@ -81,10 +87,12 @@ fn loom_owned_insert_races_close() {
             None => assert!(taken.is_empty()),
             Some(_) => assert_eq!(taken.len(), 1, "a registered task escaped the close"),
         }
+        REACHED.note(if key.is_some() { "the close found it" } else { "the insert withdrew" });
         assert_eq!(reg.live(), 0);
         drop(taken);
         assert_eq!(Arc::strong_count(&a), 1);
     });
+    REACHED.assert_all(&["the close found it", "the insert withdrew"]);
 }
 
 #[test]

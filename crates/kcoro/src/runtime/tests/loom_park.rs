@@ -43,6 +43,7 @@ fn loom_park_exactly_once() {
 
 #[test]
 fn loom_unpark_before_park_is_not_lost() {
+    static REACHED: crate::loom::Reached = crate::loom::Reached::new();
     loom::model(|| {
         let state = Arc::new(ParkState::new());
         let s2 = state.clone();
@@ -57,7 +58,13 @@ fn loom_unpark_before_park_is_not_lost() {
             // Parked first: the unparker must have scheduled it.
             Some(ParkOutcome::Parked) => assert_eq!(u, UnparkOutcome::Schedule),
         }
+        REACHED.note(match outcome {
+            None => "token before the switch",
+            Some(ParkOutcome::Notified) => "token during the switch",
+            Some(ParkOutcome::Parked) => "parked first",
+        });
     });
+    REACHED.assert_all(&["token before the switch", "token during the switch", "parked first"]);
 }
 
 /// Regression (found by a channel select stress): with a token already pending, a second

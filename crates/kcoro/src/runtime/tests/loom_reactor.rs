@@ -13,6 +13,7 @@ const WOKEN: u8 = 3;
 
 #[test]
 fn loom_a_worker_waiting_in_the_reactor_is_always_interrupted() {
+    static REACHED: crate::loom::Reached = crate::loom::Reached::new();
     loom::model(|| {
         let flag = Arc::new(ReactorFlag::default());
         let state = Arc::new(AtomicU8::new(SLEEPING));
@@ -33,6 +34,8 @@ fn loom_a_worker_waiting_in_the_reactor_is_always_interrupted() {
         if waits {
             assert!(interrupted.load(SeqCst), "the worker waits in the reactor and nobody interrupts it");
         }
+        REACHED.note(if waits { "waits" } else { "saw the wake first" });
         flag.leave();
     });
+    REACHED.assert_all(&["waits", "saw the wake first"]);
 }

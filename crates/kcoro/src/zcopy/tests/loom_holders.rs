@@ -61,6 +61,7 @@ fn loom_holders_the_drain_hears_of_the_last_lease_once() {
 
 #[test]
 fn loom_holders_a_lease_starting_as_the_last_holder_leaves() {
+    static REACHED: crate::loom::Reached = crate::loom::Reached::new();
     loom::model(|| {
         let h = Arc::new(Holders::with_one_handle());
         let group = Arc::new(AtomicUsize::new(1));
@@ -81,6 +82,7 @@ fn loom_holders_a_lease_starting_as_the_last_holder_leaves() {
         if s.first_holder {
             group.fetch_add(1, SeqCst);
         }
+        REACHED.note(if s.first_holder { "started as the first holder" } else { "joined a holder" });
         if h.end().expect("no drain").last_holder {
             give_back(&group);
         }
@@ -88,4 +90,5 @@ fn loom_holders_a_lease_starting_as_the_last_holder_leaves() {
         assert_eq!(group.load(SeqCst), 0);
         assert_eq!(h.leases(), 0);
     });
+    REACHED.assert_all(&["started as the first holder", "joined a holder"]);
 }
