@@ -103,3 +103,56 @@ impl Records {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+
+    /// A one-slot ring's records (one lap is two positions), with stamps played by hand:
+    /// `2k` waiting for the lap-`k` push, `2k + 1` holding its value.
+    fn one_slot() -> Records {
+        Records::new(1, 1)
+    }
+
+    #[test]
+    fn each_step_of_a_slot_reads_its_own_record() {
+        let r = one_slot();
+        let stamp = Cell::new(0);
+        let read = || r.totals(|_| stamp.get());
+        assert_eq!(read(), (0, 0), "never pushed");
+        for (lap, len) in [(0u64, 3), (1, 5), (2, 7)] {
+            let before: u64 = [3, 5, 7][..lap as usize].iter().sum();
+            r.pushed(0, 2 * lap, len);
+            assert_eq!(read(), (before, before), "claimed and recorded, not yet stamped");
+            stamp.set(2 * lap + 1);
+            assert_eq!(read(), (before + len as u64, before), "holds the value");
+            stamp.set(2 * lap + 2);
+            assert_eq!(read(), (before + len as u64, before + len as u64), "popped");
+        }
+    }
+
+    /// The slot moves on two laps between a reading's first look at the stamp and its
+    /// second, so the record it read has been rewritten: it reads again and returns the
+    /// new state, not the old record under the new stamp.
+    #[test]
+    fn a_reading_overtaken_by_two_laps_reads_again() {
+        let r = one_slot();
+        r.pushed(0, 0, 1);
+        let looks = Cell::new(0);
+        let stamps = RefCell::new(vec![1u64]);
+        let stamp = |_| {
+            looks.set(looks.get() + 1);
+            if looks.get() == 2 {
+                // Between the first look and the second: the lap-0 value is popped, lap 1
+                // pushes 2 bytes and is popped, lap 2 pushes 4 bytes into lap 0's record.
+                r.pushed(0, 2, 2);
+                r.pushed(0, 4, 4);
+                stamps.borrow_mut().push(5);
+            }
+            *stamps.borrow().last().unwrap()
+        };
+        assert_eq!(r.totals(stamp), (7, 3), "lap 2's value held: 1 + 2 + 4 pushed, 1 + 2 popped");
+        assert_eq!(looks.get(), 4, "two looks for the overtaken reading, two for the next");
+    }
+}
