@@ -470,17 +470,19 @@ fn clients_channels_hold_at_most_the_servers_budget() {
         assert_eq!(try_recv(&mut other, reader_chan), Ok(value(i)), "value {i}");
     }
     assert_eq!(try_recv(&mut other, reader_chan), Err(-libc::EAGAIN));
-    // Every charge came back: a channel that takes the whole budget (4 KiB, 892 slots of
-    // 64 bytes, its maker's window) can be made once both holders let go of the hoard
-    // (each holder's window goes with its hold), not before.
-    assert_eq!(make_kind(&mut other, 1, 892, "whole"), Err(-libc::ENOMEM));
+    // Every charge came back: a channel that takes all but 48 bytes of the budget (4 KiB,
+    // 713 slots of 80 bytes, its maker's window of 4 KiB and 4 × 64) can be made once both
+    // holders let go of the hoard (each holder's window goes with its hold), not before;
+    // one slot more never fits.
+    assert_eq!(make_kind(&mut other, 1, 713, "whole"), Err(-libc::ENOMEM));
     for (raw, id) in [(&mut hog, unl), (&mut other, reader_chan)] {
         let g = raw.call(Cmd::CHAN_DESTROY, |f| {
             f.u64(Attr::CHAN_ID, id);
         });
         assert_eq!(g.result(), 0, "{}", g.error());
     }
-    assert!(make_kind(&mut other, 1, 892, "whole").is_ok(), "bytes of the hoard were never given back");
+    assert_eq!(make_kind(&mut other, 1, 714, "whole"), Err(-libc::ENOMEM), "one slot past the budget");
+    assert!(make_kind(&mut other, 1, 713, "whole").is_ok(), "bytes of the hoard were never given back");
     assert_eq!(make_kind(&mut third, 0, 0, "one more"), Err(-libc::ENOMEM), "the budget is exact");
 }
 

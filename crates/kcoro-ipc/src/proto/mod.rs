@@ -272,7 +272,7 @@ pub struct Limits {
     /// server (`max_channels` bounds each connection).
     pub max_server_channels: usize,
     /// Most memory, in bytes, the channels clients made (`CHAN_MAKE`) may hold on the
-    /// whole server. Charged: each channel's room when made (64 bytes per slot a bounded
+    /// whole server. Charged: each channel's room when made (80 bytes per slot a bounded
     /// channel allocates, at most 65 536 of them, plus 4 KiB); each connection's send
     /// window on it while the connection holds it (`credit_bytes` plus 64 per credit: the
     /// sends it may have queued); each value in it until received or dropped (its bytes

@@ -37,6 +37,9 @@ const VALUE_OVERHEAD: u64 = 64;
 /// front (a bounded channel allocates at most `PREALLOCATED_SLOTS`; see `kcoro::chan`).
 const CHANNEL_OVERHEAD: u64 = 4 << 10;
 const PREALLOCATED_SLOTS: u64 = 1 << 16;
+/// What a preallocated slot costs besides its value's place: the two running byte counts
+/// (8 bytes each) a channel that counts payload bytes keeps beside each slot.
+const SLOT_BYTE_COUNTS: u64 = 16;
 
 /// The server's budget for made channels, in bytes.
 pub(crate) struct Budget {
@@ -69,7 +72,7 @@ impl Budget {
             Kind::Buffered => (capacity as u64).min(PREALLOCATED_SLOTS),
             _ => 1,
         };
-        CHANNEL_OVERHEAD + slots * VALUE_OVERHEAD
+        CHANNEL_OVERHEAD + slots * (VALUE_OVERHEAD + SLOT_BYTE_COUNTS)
     }
 
     /// What one connection's send window on a made channel may hold queued: `values`

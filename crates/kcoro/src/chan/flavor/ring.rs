@@ -12,8 +12,8 @@
 //! the number of pushes so far is `lap / one_lap * cap + index`: the send and receive
 //! counters of ring traffic come from the positions, not from a shared counter. A ring
 //! whose values carry payloads of their own lengths ([`Ring::counting_payload`]) also
-//! records each push's length beside its slot, where a snapshot adds them up (see
-//! [`bytes`]): neither end shares a byte counter.
+//! keeps each slot's running byte count beside it, written by the slot's pusher, which a
+//! snapshot adds up (see [`bytes`]): neither end shares a byte counter.
 //!
 //! # Handing over to the lock
 //! Parked operations hold their values in their own slots and are completed by whoever
@@ -102,7 +102,7 @@ pub(crate) struct Ring<T> {
     lap_shift: u32,
     /// First operation's coarse time (0: none yet).
     first_ns: std::sync::atomic::AtomicU64,
-    /// Each value's payload length and each slot's record of them, for a ring that
+    /// Each value's payload length and each slot's running count of them, for a ring that
     /// counts bytes per value.
     payload: Option<Payload<T>>,
     /// Values (and their payload bytes) taken by [`drain`](Self::drain): popped, never
@@ -113,7 +113,7 @@ pub(crate) struct Ring<T> {
 
 struct Payload<T> {
     len: fn(&T) -> usize,
-    records: bytes::Records,
+    counts: bytes::Counts,
 }
 
 // SAFETY: values move between threads through the ring (so `T: Send`), and a slot's value
@@ -153,7 +153,7 @@ impl<T> Ring<T> {
     /// Counts each value's payload bytes, as `len` measures them (read with
     /// [`payload_bytes`](Self::payload_bytes)).
     pub(crate) fn counting_payload(mut self, len: fn(&T) -> usize) -> Self {
-        self.payload = Some(Payload { len, records: bytes::Records::new(self.slots.len(), self.lap_shift) });
+        self.payload = Some(Payload { len, counts: bytes::Counts::new(self.slots.len(), self.lap_shift) });
         self
     }
 
@@ -254,9 +254,9 @@ impl<T> Ring<T> {
                     // SAFETY: winning the exchange made position `pos` ours alone, and its
                     // stamp said the slot is empty for `pos`: nobody else touches the value.
                     slot.value.with_mut(|p| unsafe { (*p).write(v) });
-                    // Recorded before the stamp, which tells a snapshot the push is done.
+                    // Counted before the stamp, which tells a snapshot the push is done.
                     if let (Some(p), Some(n)) = (&self.payload, len) {
-                        p.records.pushed(self.index(pos), pos, n);
+                        p.counts.pushed(self.index(pos), pos, n);
                     }
                     // Release: publishes the value to the popper that reads this stamp.
                     slot.stamp.store(add(pos, 1), Release);
@@ -397,7 +397,7 @@ impl<T> Ring<T> {
     /// and waits for no push.
     pub(crate) fn payload_bytes(&self) -> Option<(u64, u64)> {
         let p = self.payload.as_ref()?;
-        Some(p.records.totals(|i| self.slots[i].stamp.load(Acquire)))
+        Some(p.counts.totals(|i| self.slots[i].stamp.load(Acquire)))
     }
 
     /// Values buffered. Exact while pushes and pops are both blocked; 0 means empty at

@@ -107,11 +107,11 @@ fn loom_ring_payload_bytes_never_show_more_popped_than_pushed() {
     });
 }
 
-/// One slot, three pushes: the third push rewrites the first one's record while a reading
+/// One slot, three pushes: the third push rewrites the first one's count while a reading
 /// may be under way, and the reading still shows only counts some instant had (with one
 /// slot, sums of a prefix of the values).
 #[test]
-fn loom_ring_payload_bytes_stay_whole_while_records_are_rewritten() {
+fn loom_ring_payload_bytes_stay_whole_while_counts_are_rewritten() {
     loom::model(|| {
         read_while(Ring::new(1).counting_payload(|v: &u32| *v as usize), &[1, 2, 4], &[0, 1, 3, 7], |r| {
             for v in [1, 2, 4] {

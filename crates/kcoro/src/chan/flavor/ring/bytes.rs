@@ -2,61 +2,54 @@
 //!
 //! A byte counter per end cost every push and every pop a locked read-modify-write: about
 //! 10 ns of a 24 ns message on the two-worker pointer-mode C row, where the same ring
-//! without counting took 14. Instead each slot records its pushes, written only by the
+//! without counting took 14. Instead each slot counts its pushes, written only by the
 //! pusher that owns the slot's position (plain stores, on a line no popper touches), and
-//! a reading adds the records up, using each slot's stamp to tell whether its last value
+//! a reading adds the counts up, using each slot's stamp to tell whether its last value
 //! has been popped. A pop writes nothing here.
 //!
-//! A slot has two records, for pushes of even and odd laps: the bytes pushed through the
-//! slot before that push, and its length. The push of lap `k` reads the record of lap
-//! `k - 1` (whose push, pop and stamps all happened before it) and writes the record of
-//! lap `k`, before its stamp. A reader takes the slot's stamp, reads the record the stamp
-//! points to, and takes the stamp again: the record it read is only rewritten two laps
-//! later, by a push that could claim the slot only after the stamp had moved on that far,
-//! so if the second stamp has not, the record was whole. A reader never waits for a
-//! pusher: it reads again only when the slot moved on meanwhile.
+//! A slot has two counts, for pushes of even and odd laps: the bytes pushed through the
+//! slot up to and including that push. The push of lap `k` adds its length to the count
+//! of lap `k - 1` (whose push, pop and stamps all happened before it) and stores it as
+//! the count of lap `k`, before its stamp: one load and one store. A reader takes the
+//! slot's stamp, reads the counts the stamp points to (while the slot holds lap `k`'s
+//! value: lap `k`'s count pushed, lap `k - 1`'s popped; while it waits for lap `k`'s
+//! push: lap `k - 1`'s both), and takes the stamp again. Lap `k - 1`'s count is only
+//! rewritten by the push of lap `k + 1`, which can claim the slot only after the stamp has
+//! moved on that far, so if the second stamp has not, the counts were whole. A reader
+//! never waits for a pusher: it reads again only when the slot moved on meanwhile.
 
 use crate::loom::atomic::{AtomicU64, Ordering::*};
 
-/// One push into a slot.
-struct Record {
-    /// Bytes pushed through the slot before this push.
-    before: AtomicU64,
-    /// This push's payload length.
-    len: AtomicU64,
-}
+/// One slot's counts: `[even lap, odd lap]`, each the bytes pushed through the slot up to
+/// and including the last push of a lap of that parity.
+type SlotCounts = [AtomicU64; 2];
 
-/// The records of one slot: `[even lap, odd lap]`.
-type SlotRecords = [Record; 2];
-
-/// Two records per slot of the ring.
-pub(super) struct Records {
-    slots: Box<[SlotRecords]>,
+/// Two counts per slot of the ring.
+pub(super) struct Counts {
+    slots: Box<[SlotCounts]>,
     /// The ring's `lap_shift`: a position's lap is `pos >> lap_shift`.
     lap_shift: u32,
 }
 
-impl Records {
+impl Counts {
     pub(super) fn new(slots: usize, lap_shift: u32) -> Self {
-        let record = || Record { before: AtomicU64::new(0), len: AtomicU64::new(0) };
-        Records { slots: (0..slots).map(|_| [record(), record()]).collect(), lap_shift }
+        Counts { slots: (0..slots).map(|_| [AtomicU64::new(0), AtomicU64::new(0)]).collect(), lap_shift }
     }
 
-    /// Records a push of `len` bytes at `pos` into slot `index`. Called by the pusher that
+    /// Counts a push of `len` bytes at `pos` into slot `index`. Called by the pusher that
     /// won `pos`, before it stamps the slot.
     #[inline(always)]
     pub(super) fn pushed(&self, index: usize, pos: u64, len: usize) {
         let lap = pos >> self.lap_shift;
         let [even, odd] = &self.slots[index];
         let (prev, this) = if lap & 1 == 0 { (odd, even) } else { (even, odd) };
-        // Relaxed: the previous lap's push wrote these before its stamp, and that stamp,
-        // its pop's stamp and our claim (which read it with Acquire) order them before us.
-        // (For lap 0 the odd record is still zero.)
-        let before = prev.before.load(Relaxed).wrapping_add(prev.len.load(Relaxed));
-        // Release: a reader that reads these from us also sees the stamp our claim read
-        // (or a later one) when it checks the stamp again.
-        this.before.store(before, Release);
-        this.len.store(len as u64, Release);
+        // Relaxed: the previous lap's push wrote it before its stamp, and that stamp, its
+        // pop's stamp and our claim (which read it with Acquire) order it before us. (For
+        // the first lap 0 the odd count is still zero.)
+        let done = prev.load(Relaxed).wrapping_add(len as u64);
+        // Release: a reader that reads this from us also sees the stamp our claim read (or
+        // a later one) when it checks the stamp again.
+        this.store(done, Release);
     }
 
     /// Bytes pushed and popped through every slot. `stamp(i)` reads slot `i`'s stamp with
@@ -65,8 +58,8 @@ impl Records {
     /// one.
     pub(super) fn totals(&self, stamp: impl Fn(usize) -> u64) -> (u64, u64) {
         let (mut pushed, mut popped) = (0u64, 0u64);
-        for (index, records) in self.slots.iter().enumerate() {
-            let (p, o) = self.slot_totals(records, || stamp(index), index as u64);
+        for (index, counts) in self.slots.iter().enumerate() {
+            let (p, o) = self.slot_totals(counts, || stamp(index), index as u64);
             pushed = pushed.wrapping_add(p);
             popped = popped.wrapping_add(o);
         }
@@ -81,24 +74,21 @@ impl Records {
         2 * lap + u64::from(holds)
     }
 
-    fn slot_totals(&self, records: &SlotRecords, stamp: impl Fn() -> u64, index: u64) -> (u64, u64) {
+    fn slot_totals(&self, counts: &SlotCounts, stamp: impl Fn() -> u64, index: u64) -> (u64, u64) {
         loop {
             let step = self.step(stamp(), index);
-            // The last push is the one whose value the slot holds, or the one popped last:
-            // lap `after - 1`. Before the first push that is "lap -1", whose record (the
-            // odd one) is still zero; after the positions wrap (2^62 pushes) the laps start
-            // again at an even one, so the records' parity carries on.
-            let (after, holds) = (step.div_ceil(2), step % 2 == 1);
-            let r = &records[((after + 1) & 1) as usize];
-            // Acquire: pairs with the pusher's Release, so a record written by a later
-            // push than the stamp said shows on the stamp's second reading.
-            let before = r.before.load(Acquire);
-            let len = r.len.load(Acquire);
-            // The record is rewritten by the push two laps on, which claims the slot at
-            // step `2 * after + 2`: a step below that means it has not.
-            if self.step(stamp(), index) < 2 * after + 2 {
-                let done = before.wrapping_add(len);
-                return if holds { (done, before) } else { (done, done) };
+            let (lap, holds) = (step / 2, step % 2 == 1);
+            // Lap `lap - 1`'s count: everything popped. Before the first push that is
+            // "lap -1", the odd count, still zero; after the positions wrap (2^62 pushes)
+            // the laps start again at an even one, so the parity carries on.
+            // Acquire: pairs with the pusher's Release, so a count written by a later push
+            // than the stamp said shows on the stamp's second reading.
+            let popped = counts[((lap + 1) & 1) as usize].load(Acquire);
+            let pushed = if holds { counts[(lap & 1) as usize].load(Acquire) } else { popped };
+            // Lap `lap - 1`'s count is rewritten by the push of lap `lap + 1`, which claims
+            // the slot at step `2 * lap + 2` (lap `lap`'s count only two steps later).
+            if self.step(stamp(), index) < 2 * lap + 2 {
+                return (pushed, popped);
             }
         }
     }
@@ -109,14 +99,14 @@ mod tests {
     use super::*;
     use std::cell::{Cell, RefCell};
 
-    /// A one-slot ring's records (one lap is two positions), with stamps played by hand:
+    /// A one-slot ring's counts (one lap is two positions), with stamps played by hand:
     /// `2k` waiting for the lap-`k` push, `2k + 1` holding its value.
-    fn one_slot() -> Records {
-        Records::new(1, 1)
+    fn one_slot() -> Counts {
+        Counts::new(1, 1)
     }
 
     #[test]
-    fn each_step_of_a_slot_reads_its_own_record() {
+    fn each_step_of_a_slot_reads_its_own_counts() {
         let r = one_slot();
         let stamp = Cell::new(0);
         let read = || r.totals(|_| stamp.get());
@@ -124,7 +114,7 @@ mod tests {
         for (lap, len) in [(0u64, 3), (1, 5), (2, 7)] {
             let before: u64 = [3, 5, 7][..lap as usize].iter().sum();
             r.pushed(0, 2 * lap, len);
-            assert_eq!(read(), (before, before), "claimed and recorded, not yet stamped");
+            assert_eq!(read(), (before, before), "claimed and counted, not yet stamped");
             stamp.set(2 * lap + 1);
             assert_eq!(read(), (before + len as u64, before), "holds the value");
             stamp.set(2 * lap + 2);
@@ -133,8 +123,8 @@ mod tests {
     }
 
     /// The slot moves on two laps between a reading's first look at the stamp and its
-    /// second, so the record it read has been rewritten: it reads again and returns the
-    /// new state, not the old record under the new stamp.
+    /// second, so the counts it read have been rewritten: it reads again and returns the
+    /// new state, not the old counts under the new stamp.
     #[test]
     fn a_reading_overtaken_by_two_laps_reads_again() {
         let r = one_slot();
@@ -145,7 +135,7 @@ mod tests {
             looks.set(looks.get() + 1);
             if looks.get() == 2 {
                 // Between the first look and the second: the lap-0 value is popped, lap 1
-                // pushes 2 bytes and is popped, lap 2 pushes 4 bytes into lap 0's record.
+                // pushes 2 bytes and is popped, lap 2 pushes 4 bytes into lap 0's count.
                 r.pushed(0, 2, 2);
                 r.pushed(0, 4, 4);
                 stamps.borrow_mut().push(5);
