@@ -165,13 +165,8 @@ impl<T> Ring<T> {
     }
 
     #[inline]
-    fn index(&self, pos: u64) -> usize {
-        (pos & (self.one_lap - 1)) as usize
-    }
-
-    #[inline]
     fn slot(&self, pos: u64) -> &Slot<T> {
-        &self.slots[self.index(pos)]
+        &self.slots[(pos & (self.one_lap - 1)) as usize]
     }
 
     /// How many positions `pos` is past position 0: the operations that reached it.
@@ -233,7 +228,7 @@ impl<T> Ring<T> {
     #[inline(always)]
     fn push(&self, v: T, locked: bool) -> Push<T> {
         // Measured before anything moves, so a measure that panics changes nothing.
-        let len = self.payload.as_ref().map(|p| (p.len)(&v));
+        let counted = self.payload.as_ref().map(|p| (&p.counts, (p.len)(&v)));
         let mut backoff = Backoff::new(SPIN_ROUNDS);
         loop {
             let word = self.tail.word.load(Relaxed);
@@ -255,8 +250,8 @@ impl<T> Ring<T> {
                     // stamp said the slot is empty for `pos`: nobody else touches the value.
                     slot.value.with_mut(|p| unsafe { (*p).write(v) });
                     // Counted before the stamp, which tells a snapshot the push is done.
-                    if let (Some(p), Some(n)) = (&self.payload, len) {
-                        p.counts.pushed(self.index(pos), pos, n);
+                    if let Some((counts, len)) = counted {
+                        counts.pushed(pos, len);
                     }
                     // Release: publishes the value to the popper that reads this stamp.
                     slot.stamp.store(add(pos, 1), Release);

@@ -36,12 +36,12 @@ impl Counts {
         Counts { slots: (0..slots).map(|_| [AtomicU64::new(0), AtomicU64::new(0)]).collect(), lap_shift }
     }
 
-    /// Counts a push of `len` bytes at `pos` into slot `index`. Called by the pusher that
-    /// won `pos`, before it stamps the slot.
+    /// Counts a push of `len` bytes at `pos`. Called by the pusher that won `pos`, before
+    /// it stamps the slot.
     #[inline(always)]
-    pub(super) fn pushed(&self, index: usize, pos: u64, len: usize) {
-        let lap = pos >> self.lap_shift;
-        let [even, odd] = &self.slots[index];
+    pub(super) fn pushed(&self, pos: u64, len: usize) {
+        let (lap, index) = (pos >> self.lap_shift, pos & ((1 << self.lap_shift) - 1));
+        let [even, odd] = &self.slots[index as usize];
         let (prev, this) = if lap & 1 == 0 { (odd, even) } else { (even, odd) };
         // Relaxed: the previous lap's push wrote it before its stamp, and that stamp, its
         // pop's stamp and our claim (which read it with Acquire) order it before us. (For
@@ -113,7 +113,7 @@ mod tests {
         assert_eq!(read(), (0, 0), "never pushed");
         for (lap, len) in [(0u64, 3), (1, 5), (2, 7)] {
             let before: u64 = [3, 5, 7][..lap as usize].iter().sum();
-            r.pushed(0, 2 * lap, len);
+            r.pushed(2 * lap, len);
             assert_eq!(read(), (before, before), "claimed and counted, not yet stamped");
             stamp.set(2 * lap + 1);
             assert_eq!(read(), (before + len as u64, before), "holds the value");
@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn a_reading_overtaken_by_two_laps_reads_again() {
         let r = one_slot();
-        r.pushed(0, 0, 1);
+        r.pushed(0, 1);
         let looks = Cell::new(0);
         let stamps = RefCell::new(vec![1u64]);
         let stamp = |_| {
@@ -136,8 +136,8 @@ mod tests {
             if looks.get() == 2 {
                 // Between the first look and the second: the lap-0 value is popped, lap 1
                 // pushes 2 bytes and is popped, lap 2 pushes 4 bytes into lap 0's count.
-                r.pushed(0, 2, 2);
-                r.pushed(0, 4, 4);
+                r.pushed(2, 2);
+                r.pushed(4, 4);
                 stamps.borrow_mut().push(5);
             }
             *stamps.borrow().last().unwrap()
