@@ -51,7 +51,15 @@ export PATH="$root/target/release:$PATH" # `kcoro ...` and `kcheck ...` as the d
 echo_lib=target/debug/libkcoro_plugin_echo.so
 
 failures=0
+failed_summaries=()
 covered=()
+
+# failed WHAT OUTPUT: counts a failure of WHAT and keeps its summary (the last lines of
+# OUTPUT) for the end of the run, where a log cut to its first and last lines still shows it.
+failed() {
+  failures=$((failures + 1))
+  failed_summaries+=("FAIL $1" "$(tail -n 4 <<<"$2" | cut -c1-200 | sed 's/^/     | /')")
+}
 
 # nats_server: true if a nats-server binary is installed (its path in $nats_bin).
 nats_server() {
@@ -77,7 +85,7 @@ expect() {
   else
     printf 'FAIL %s\n     exit %s (wanted %s); no line matched /%s/; last lines:\n' "$*" "$rc" "$want" "$pattern"
     tail -n 15 <<<"$out" | sed 's/^/     | /'
-    failures=$((failures + 1))
+    failed "$* (exit $rc, wanted $want; /$pattern/)" "$out"
   fi
 }
 
@@ -92,7 +100,7 @@ expect_stdin() {
   else
     printf 'FAIL %s < input\n     exit %s (wanted %s); no line matched /%s/\n' "$*" "$rc" "$want" "$pattern"
     tail -n 15 <<<"$out" | sed 's/^/     | /'
-    failures=$((failures + 1))
+    failed "$* < input (exit $rc, wanted $want; /$pattern/)" "$out"
   fi
 }
 
@@ -122,7 +130,7 @@ expect_tui() {
   else
     printf 'FAIL (screen) %s\n     exit %s; no line matched /%s/; the screen:\n' "$*" "$rc" "$pattern"
     sed 's/^/     | /' <<<"$screen"
-    failures=$((failures + 1))
+    failed "(screen) $* (exit $rc; /$pattern/)" "$(grep -v '^ *$' <<<"$screen")"
   fi
 }
 
@@ -220,14 +228,17 @@ small_pid=$!
 for _ in $(seq 100); do [ -S "$small" ] && break; sleep 0.05; done
 expect_stdin 1 '^sent 2 to small; lines 3-5 not delivered' $'1\n2\n3\n4\n5\n' kcoro ipc send "unix:$small" small --lines --timeout 0.3
 expect 0 '^received 2 from small' kcoro ipc recv "unix:$small" small --count 2
+# The server is killed once the receive is open: when it has printed the value sent before
+# it (on a busy machine a fixed wait could end before the receive had even connected).
+expect 0 'sent 1 to small' kcoro ipc send "unix:$small" small --data before-the-kill
 kcoro ipc recv "unix:$small" small --timeout 30 >"$tmp/lost.out" 2>&1 &
 recv_pid=$!
-sleep 0.3
+for _ in $(seq 600); do grep -q '^before-the-kill$' "$tmp/lost.out" && break; sleep 0.05; done
 kill -KILL "$small_pid"
 wait "$small_pid" 2>/dev/null
 wait "$recv_pid"
 recv_rc=$?
-expect 1 'connection was lost' bash -c "cat '$tmp/lost.out'; exit $recv_rc"
+expect 1 '^received 1 from small: then the connection was lost' bash -c "cat '$tmp/lost.out'; exit $recv_rc"
 rm -f "$small" # the killed server's socket file: wait for the new server's own
 kcoro ipc serve --listen "unix:$small" --channel small:buffered:2 >/dev/null 2>&1 &
 small_pid=$!
@@ -522,9 +533,13 @@ while IFS= read -r line; do
   done
   if [ "$found" = 0 ]; then
     echo "FAIL documented but not run by scripts/smoke.sh: $cmd"
-    failures=$((failures + 1))
+    failed "documented but not run by scripts/smoke.sh: $cmd" ""
   fi
 done < <(documented | sort -u)
 
+if [ "$failures" != 0 ]; then
+  echo "== smoke: what failed (each in full above)"
+  printf '%s\n' "${failed_summaries[@]}" | grep -v '^$'
+fi
 echo "== smoke: $failures failure(s) in $((SECONDS - started)) s"
 [ "$failures" = 0 ]
