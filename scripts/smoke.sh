@@ -12,7 +12,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+# The screens run on a tmux server of this run's own, kept alive between them by a session
+# that does nothing: tmux ends a server when its last session goes, and a session started
+# while it is ending fails ("server exited unexpectedly", once in ~200 back-to-back tries).
+tmux_() { tmux -S "$tmp/tmux.sock" "$@"; } # its socket goes with $tmp
+trap 'tmux_ kill-server 2>/dev/null; rm -rf "$tmp"' EXIT
 
 # Release builds without the workspace's thin LTO and without debug info: both change how
 # fast the binaries run or how a debugger sees them, not what they do, and together they
@@ -114,17 +118,18 @@ expect_tui() {
     return
   fi
   rm -f "$tmp/tui.rc"
-  tmux new-session -d -s "$session" -x 120 -y 40 "$(printf '%q ' "$@"); echo \$? > $tmp/tui.rc; sleep 60"
+  tmux_ has-session -t keep 2>/dev/null || tmux_ new-session -d -s keep "sleep 100000"
+  tmux_ new-session -d -s "$session" -x 120 -y 40 "$(printf '%q ' "$@"); echo \$? > $tmp/tui.rc; sleep 60"
   for i in $(seq 300); do
-    tmux capture-pane -p -t "$session" | grep -qE -- "$pattern" && break
+    tmux_ capture-pane -p -t "$session" | grep -qE -- "$pattern" && break
     sleep 0.05
   done
   local screen
-  screen=$(tmux capture-pane -p -t "$session")
-  tmux send-keys -t "$session" q
+  screen=$(tmux_ capture-pane -p -t "$session")
+  tmux_ send-keys -t "$session" q
   for i in $(seq 200); do [ -s "$tmp/tui.rc" ] && break; sleep 0.05; done
   [ -s "$tmp/tui.rc" ] && rc=$(cat "$tmp/tui.rc")
-  tmux kill-session -t "$session" 2>/dev/null
+  tmux_ kill-session -t "$session" 2>/dev/null
   if [ "$rc" = 0 ] && grep -qE -- "$pattern" <<<"$screen"; then
     printf 'ok   %-90s %3ss\n' "(screen) $*" $((SECONDS - t0))
   else
