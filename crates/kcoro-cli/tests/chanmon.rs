@@ -383,8 +383,25 @@ fn prometheus_says_when_the_target_is_down_and_follows_it_back() {
     }
 }
 
+/// Runs tmux on this test process's own server. tmux ends a server when its last session
+/// goes, and a session started while it is ending fails ("server exited unexpectedly"):
+/// the screen tests run side by side, each killing its session at the end, so one could
+/// start as another ended the server. A session that waits for this process keeps the
+/// server alive until it exits (and then removes the socket).
 fn tmux(args: &[&str]) -> Option<Output> {
-    Command::new("tmux").args(args).output().ok()
+    static KEEP: std::sync::Once = std::sync::Once::new();
+    let pid = std::process::id();
+    let socket = std::env::temp_dir().join(format!("kcoro-chanmon-tmux-{pid}"));
+    let on_server = || {
+        let mut c = Command::new("tmux");
+        c.arg("-S").arg(&socket);
+        c
+    };
+    KEEP.call_once(|| {
+        let wait = format!("while kill -0 {pid} 2>/dev/null; do sleep 1; done; rm -f {}", socket.display());
+        let _ = on_server().args(["new-session", "-d", "-s", "keep", &wait]).output();
+    });
+    on_server().args(args).output().ok()
 }
 
 /// Waits until the pane shows `what`; returns the screen.
