@@ -498,10 +498,12 @@ doc 'cargo run --release -p kcoro-nats --example work_queue'
 if nats_server; then
   expect 0 '^consumed 1000 jobs' cargo run -q -p kcoro-nats --example work_queue
   # Across hosts, here on one: a server of our own, consumers first, then the producer.
-  nats_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "$nats_bin" -a 127.0.0.1 -p "$nats_port" -js -sd "$tmp/nats-store" >"$tmp/nats.log" 2>&1 &
+  # On a port the server picks itself (`-p -1`), read from its log once it is ready: no
+  # window in which another process could take a port found free.
+  "$nats_bin" -a 127.0.0.1 -p -1 -js -sd "$tmp/nats-store" >"$tmp/nats.log" 2>&1 &
   nats_pid=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.05; done
+  for _ in $(seq 200); do grep -q 'Server is ready' "$tmp/nats.log" && break; sleep 0.05; done
+  nats_port=$(sed -n 's/.*Listening for client connections on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/nats.log")
   nats_url="nats://127.0.0.1:$nats_port"
   doc 'cargo run --release -p kcoro-nats --example work_queue -- --url nats://127.0.0.1:4222 --consume'
   cargo run -q -p kcoro-nats --example work_queue -- --url "$nats_url" --consume >"$tmp/consume.out" 2>&1 &
