@@ -7,7 +7,8 @@ use kcoro_nats::WorkQueueOptions;
 
 use super::{LAST_MESSAGE_TIMEOUT, SENDERS, Shape};
 
-pub fn run(url: &str, shape: Shape, size: usize, n: u64) -> Result<Duration, String> {
+/// `dedupe_ids`: the work queue's [`WorkQueueOptions::dedupe_ids`] (on by default).
+pub fn run(url: &str, shape: Shape, size: usize, n: u64, dedupe_ids: bool) -> Result<Duration, String> {
     let nats = kcoro_nats::connect(url).map_err(|e| e.to_string())?;
     let rt = kcoro::Runtime::builder().workers(2).build().map_err(|e| e.to_string())?;
     // The peer's payload type: a `Bytes` element is framed with one copy and received as a
@@ -15,7 +16,12 @@ pub fn run(url: &str, shape: Shape, size: usize, n: u64) -> Result<Duration, Str
     let value = Bytes::from(vec![0xa5u8; size]);
     match shape {
         Shape::WorkQueue => {
-            let o = WorkQueueOptions { memory_storage: true, prefetch: 256, ..WorkQueueOptions::new(10_000) };
+            let o = WorkQueueOptions {
+                memory_storage: true,
+                prefetch: 256,
+                dedupe_ids,
+                ..WorkQueueOptions::new(10_000)
+            };
             let (tx, rx) = nats.work_queue_with::<Bytes>("bench", o).map_err(|e| e.to_string())?;
             rt.block_on(move || {
                 let start = Instant::now();

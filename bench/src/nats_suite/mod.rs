@@ -28,6 +28,11 @@ pub const ASYNC_NATS: &str = "async-nats";
 /// cost of retries without duplicates, beside the bridge's.
 pub const ASYNC_NATS_IDS: &str = "async-ids";
 
+/// kcoro-nats with `dedupe_ids: false`: the guarantee plain async-nats gives (a retried
+/// publish may be stored twice), so its ns/op compares with the `async-nats` row's, where
+/// the `kcoro` row (ids on, the default) compares with `async-ids`.
+pub const KCORO_NO_IDS: &str = "kcoro-noids";
+
 /// Concurrent senders in the work-queue cases (each awaits its publish's ack).
 pub const SENDERS: usize = 64;
 
@@ -42,6 +47,8 @@ pub static SUITE: Suite = Suite {
         "kcoro: kcoro-nats from coroutines (Bytes values, framed; work-queue publishes with",
         "  dedupe ids, the default); async-nats 0.46 from tokio tasks on a 2-worker runtime",
         "  (Bytes payloads); async-ids: the same, each work-queue publish with a Nats-Msg-Id",
+        "kcoro-noids: kcoro with dedupe_ids off, as plain async-nats publishes (its ratio is to",
+        "  the kcoro row; compare its ns/op with async-nats's)",
     ],
     cases: &[
         payload("wq_64", 20_000, 2_000, 64),
@@ -49,12 +56,11 @@ pub static SUITE: Suite = Suite {
         payload("core_64", 200_000, 20_000, 64),
         payload("core_4k", 100_000, 10_000, 4 << 10),
     ],
-    impls: &[KCORO, ASYNC_NATS, ASYNC_NATS_IDS],
-    skips: &[Skip {
-        imp: ASYNC_NATS_IDS,
-        cases: &["core_64", "core_4k"],
-        why: "ids are for JetStream publishes",
-    }],
+    impls: &[KCORO, ASYNC_NATS, ASYNC_NATS_IDS, KCORO_NO_IDS],
+    skips: &[
+        Skip { imp: ASYNC_NATS_IDS, cases: &["core_64", "core_4k"], why: "ids are for JetStream publishes" },
+        Skip { imp: KCORO_NO_IDS, cases: &["core_64", "core_4k"], why: "ids are for JetStream publishes" },
+    ],
     prepare: None,
     go_in_child: false,
     child,
@@ -93,7 +99,8 @@ fn child(case: &str, imp: &str, n: u64) -> Result<Measurement, String> {
     let cpu_before = server.cpu_time();
     let start = Instant::now();
     let elapsed = match imp {
-        KCORO => kcoro_nats_side::run(&server.url(), shape, size, n)?,
+        KCORO => kcoro_nats_side::run(&server.url(), shape, size, n, true)?,
+        KCORO_NO_IDS => kcoro_nats_side::run(&server.url(), shape, size, n, false)?,
         ASYNC_NATS => async_nats_peer::run(&server.url(), shape, size, n, false)?,
         ASYNC_NATS_IDS => async_nats_peer::run(&server.url(), shape, size, n, true)?,
         _ => return Err(format!("nats: no impl {imp:?}")),
