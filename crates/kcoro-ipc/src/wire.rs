@@ -127,6 +127,15 @@ impl Stream {
         }
     }
 
+    /// Over the rings, takes what is there without waiting (see [`Link::try_read`]);
+    /// `None` also on a socket, which is read only by waiting.
+    fn try_read(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<Option<usize>> {
+        match (&self.sock, self.link.get()) {
+            (Sock::Unix(s), Some(link)) if self.reads_on_link.load(Acquire) => link.try_read(buf, fds, s),
+            _ => Ok(None),
+        }
+    }
+
     /// Writes `bytes`, adding to `written` what the peer was given (also when it fails).
     fn write_all(&self, bytes: &[u8], written: &mut usize) -> io::Result<()> {
         self.write_all_with_fds(bytes, &[], written)
@@ -222,6 +231,16 @@ pub(crate) struct FrameReader {
     limits: Limits,
 }
 
+/// What [`FrameReader::next_ready`] found.
+pub(crate) enum Step<R> {
+    /// A whole frame, and what its handler returned.
+    Frame(R),
+    /// The peer closed the stream between frames.
+    End,
+    /// No whole frame without waiting.
+    NotYet,
+}
+
 /// Most descriptors kept waiting for the frames of their reads (an honest peer sends one per
 /// `REGION_SHARE`); more are closed as they come.
 const MAX_PENDING_FDS: usize = 16;
@@ -247,6 +266,29 @@ impl FrameReader {
         stream: &Stream,
         f: impl FnOnce(FrameRef<'_>, &mut VecDeque<OwnedFd>) -> R,
     ) -> Result<Option<R>, IpcError> {
+        match self.step(stream, true, f)? {
+            Step::Frame(r) => Ok(Some(r)),
+            Step::End | Step::NotYet => Ok(None),
+        }
+    }
+
+    /// [`next`](Self::next) without waiting: over the rings, the next whole frame if the
+    /// bytes for it are there now, else [`Step::NotYet`] (and whatever did come is kept
+    /// for the next call). Several parties may take turns (one at a time: a `Mutex`).
+    pub(crate) fn next_ready<R>(
+        &mut self,
+        stream: &Stream,
+        f: impl FnOnce(FrameRef<'_>, &mut VecDeque<OwnedFd>) -> R,
+    ) -> Result<Step<R>, IpcError> {
+        self.step(stream, false, f)
+    }
+
+    fn step<R>(
+        &mut self,
+        stream: &Stream,
+        wait: bool,
+        f: impl FnOnce(FrameRef<'_>, &mut VecDeque<OwnedFd>) -> R,
+    ) -> Result<Step<R>, IpcError> {
         loop {
             let need = match split_frame(&self.buf[self.start..self.end], &self.limits)? {
                 Some((frame, used)) => {
@@ -283,7 +325,7 @@ impl FrameReader {
                             self.buf = vec![0; READ_CHUNK];
                         }
                     }
-                    return Ok(Some(r));
+                    return Ok(Step::Frame(r));
                 }
                 None => self.wanted(),
             };
@@ -299,7 +341,14 @@ impl FrameReader {
                 self.buf.resize(need.min(doubled).max(self.end + READ_CHUNK), 0);
             }
             let mut fds = Vec::new();
-            let n = stream.read(&mut self.buf[self.end..], &mut fds).map_err(IpcError::Io)?;
+            let n = if wait {
+                stream.read(&mut self.buf[self.end..], &mut fds).map_err(IpcError::Io)?
+            } else {
+                match stream.try_read(&mut self.buf[self.end..], &mut fds).map_err(IpcError::Io)? {
+                    Some(n) => n,
+                    None => return Ok(Step::NotYet),
+                }
+            };
             let at = self.offset + (self.end - self.start) as u64;
             let (read_end, partial_end) = (at + n as u64, self.offset + need as u64);
             // Bytes inside the frame being read, past its start: no frame starts there, so
@@ -314,7 +363,7 @@ impl FrameReader {
             }
             if n == 0 {
                 return if self.end == 0 {
-                    Ok(None)
+                    Ok(Step::End)
                 } else {
                     Err(ProtoError::Truncated("frame at end of stream").into())
                 };

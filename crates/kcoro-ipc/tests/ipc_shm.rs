@@ -126,6 +126,57 @@ fn concurrent_senders_through_the_rings_lose_duplicate_and_overwrite_nothing() {
     drop(server);
 }
 
+/// Many receives waiting at once on one ring connection, on a one-worker runtime: a waiting
+/// request reads frames in the reader's place, replies to the others among them, so each
+/// must still reach its own request. Every receiver gets exactly its channel's values, in
+/// order, none lost or given to another.
+#[test]
+fn replies_read_by_a_waiting_request_reach_their_own_requests() {
+    const CHANS: usize = 8;
+    const EACH: u32 = 300;
+    let addr = sock("shm-own-replies.sock");
+    let chans: Vec<_> = (0..CHANS).map(|_| chan::buffered::<Vec<u8>>(4)).collect();
+    let mut server = Server::bind(&addr).unwrap();
+    for (i, (tx, rx)) in chans.iter().enumerate() {
+        server = server.serve_channel(&format!("q{i}"), tx.clone(), rx.clone());
+    }
+    let server = server.start().unwrap();
+    let value = |c: usize, n: u32| [c as u32, n].map(u32::to_le_bytes).concat();
+    // Values go in from a thread of this process, round-robin over the channels, while
+    // the receives wait (each channel holds 4: its receiver must keep up).
+    let senders: Vec<_> = chans.iter().map(|(tx, _)| tx.clone()).collect();
+    let feeder = std::thread::spawn(move || {
+        for n in 0..EACH {
+            for (c, tx) in senders.iter().enumerate() {
+                tx.send_timeout(value(c, n), Duration::from_secs(20)).unwrap();
+            }
+        }
+    });
+    let rt = kcoro::Runtime::builder().workers(1).build().unwrap();
+    let got = rt.block_on(move || {
+        // A reply that never reaches its request fails it (`Stalled`) rather than hang.
+        let opts = ConnectOptions::new().request_timeout(Duration::from_secs(20));
+        let conn = Connection::connect(&shm(&addr), opts).unwrap();
+        assert_eq!(conn.transport(), Transport::Shm, "refused: {:?}", conn.ring_refused());
+        let receivers: Vec<_> = (0..CHANS)
+            .map(|c| {
+                let rx = conn.receiver::<Vec<u8>>(&format!("q{c}")).unwrap();
+                kcoro::spawn(move || (0..EACH).map(|_| rx.recv().unwrap()).collect::<Vec<_>>())
+            })
+            .collect();
+        receivers.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+    });
+    feeder.join().unwrap();
+    for (c, values) in got.iter().enumerate() {
+        let want: Vec<_> = (0..EACH).map(|n| value(c, n)).collect();
+        assert_eq!(values, &want, "channel {c}: lost, reordered or another's values");
+    }
+    for (c, (_, rx)) in chans.iter().enumerate() {
+        assert_eq!(rx.try_recv(), Err(ChanError::WouldBlock), "channel {c}: a value left behind");
+    }
+    drop(server);
+}
+
 /// Elements large enough for shared regions still go through them on a ring connection:
 /// the region's descriptor travels over the socket beside the ring, both ways, and every
 /// byte arrives.

@@ -7,10 +7,12 @@
 //! # Protocol of a request
 //! 1. Take a fresh `REQ_ID`; record what to do with the reply (`Pending`).
 //! 2. Queue the frame in the outbox.
-//! 3. Wait for the reply on a oneshot; if the caller's cancel token fires first,
+//! 3. Over the rings, read frames in the reader's place while a ring reader would spin
+//!    (`ConnInner::read_own_reply`): the reply may come that way, with no hand-off.
+//! 4. Wait for the reply on a oneshot; if the caller's cancel token fires first,
 //!    queue `CANCEL` for the request and keep waiting: the reply, not the client, decides
 //!    the outcome, so a value is never both delivered and handed back.
-//! 4. When the connection dies, the reader fails every pending request with `Closed`.
+//! 5. When the connection dies, the reader fails every pending request with `Closed`.
 //!
 //! # Invariants
 //! - `closed` ⇒ `pending` is empty and stays empty (registration checks `closed` under the
@@ -41,11 +43,11 @@ use kcoro::zcopy::ZBuf;
 
 use crate::coros::CoroutineReport;
 use crate::ids::IdMap;
-use crate::proto::{Attr, Cmd, FrameBuf, FrameRef, VERSION_MAJOR, VERSION_MINOR};
+use crate::proto::{Attr, Cmd, FrameBuf, FrameRef, Limits, VERSION_MAJOR, VERSION_MINOR};
 use crate::ring::link::{DEFAULT_RING, DEFAULT_SPIN, Link, Offer};
 use crate::shm::{ShmRx, ShmTx};
 use crate::stats::{ChannelStats, SchedStats};
-use crate::wire::{Now, Outbox, Sock, Stream};
+use crate::wire::{FrameReader, Now, Outbox, Sock, Stream};
 use crate::{Addr, Element, IpcError, auth, io_handle, on};
 
 use options::DEFAULT_SHARED_WINDOW;
@@ -138,6 +140,10 @@ pub(crate) struct ConnInner {
     stream: Arc<Stream>,
     pub(crate) outbox: Arc<Outbox>,
     pending: Mutex<IdMap<Pending>>,
+    /// The connection's frame reader: the reader coroutine's, and over the rings also a
+    /// waiting request's, which reads its own reply when the reader is not reading
+    /// ([`ConnInner::read_own_reply`]).
+    frames: Arc<Mutex<FrameReader>>,
     next_req: AtomicU64,
     closed: AtomicBool,
     why: Mutex<Option<String>>,
@@ -222,6 +228,9 @@ impl Connection {
         let unix = stream.is_unix();
         let stream = Arc::new(stream);
         let (outbox, rings) = Outbox::new(u32::MAX);
+        // A LIST reply carries a `STATS` per channel: far more than a request may.
+        let max_attrs = opts.limits.max_attrs.max(crate::proto::MAX_REPLY_ATTRS);
+        let frames = Arc::new(Mutex::new(FrameReader::new(Limits { max_attrs, ..opts.limits })));
         let shm = match (unix, opts.no_shm) {
             (true, false) => Some(ShmTx::new(opts.shm.unwrap_or_default())),
             _ => None,
@@ -231,6 +240,7 @@ impl Connection {
             stream: Arc::clone(&stream),
             outbox: Arc::clone(&outbox),
             pending: Mutex::new(IdMap::default()),
+            frames: Arc::clone(&frames),
             next_req: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             why: Mutex::new(None),
@@ -256,9 +266,8 @@ impl Connection {
             }
         });
         let weak = Arc::downgrade(&inner);
-        let limits = opts.limits;
         let reader = writer.and_then(|_| {
-            handle.spawn_with(kcoro::SpawnOptions::default(), move || reader::run(weak, &stream, limits))
+            handle.spawn_with(kcoro::SpawnOptions::default(), move || reader::run(weak, &stream, &frames))
         });
         let conn = Connection { inner };
         // Without both, requests would wait for answers nothing reads (no stack left).
@@ -541,6 +550,9 @@ impl Connection {
         let (tx, mut rx) = oneshot::channel();
         // We are about to wait for the answer: written now rather than by the writer.
         let req = self.inner.send_frame(cmd, Pending::Wait(tx), own, Some(&self.inner.stream), build)?;
+        if let Some(reply) = self.inner.read_own_reply(&mut rx) {
+            return Ok(reply);
+        }
         match rx.recv_with(patience.map(|(deadline, _)| deadline), cancel) {
             Ok(r) => Ok(r),
             Err(ChanError::Timeout) => {

@@ -3,11 +3,15 @@
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-use std::sync::Weak;
+use std::sync::{Mutex, Weak};
+
+use kcoro::chan::ChanError;
+use kcoro::sync::oneshot;
 
 use super::{ConnInner, Pending, Reply};
-use crate::proto::{Attr, Cmd, FLAG_EVENT, FLAG_REPLY, FrameRef, Limits};
-use crate::wire::{FrameReader, Stream};
+use crate::proto::{Attr, Cmd, FLAG_EVENT, FLAG_REPLY, FrameRef};
+use crate::ring::Waited;
+use crate::wire::{FrameReader, Step, Stream};
 
 impl ConnInner {
     /// CREDIT: the window credited sends took comes back; a failure among them closes the
@@ -28,23 +32,87 @@ impl ConnInner {
 }
 
 /// The reader coroutine: routes replies and events until the stream ends or breaks.
-pub(super) fn run(conn: Weak<ConnInner>, stream: &Stream, limits: Limits) {
-    // A LIST reply carries a `STATS` per channel: far more than a request may.
-    let max_attrs = limits.max_attrs.max(crate::proto::MAX_REPLY_ATTRS);
-    let mut frames = FrameReader::new(Limits { max_attrs, ..limits });
+///
+/// Over the rings it holds `frames` only while it takes what is there, and waits for more
+/// without it: a request waiting for its reply may take the reader's place meanwhile
+/// ([`ConnInner::read_own_reply`]), and whichever of them reads a frame routes it.
+pub(super) fn run(conn: Weak<ConnInner>, stream: &Stream, frames: &Mutex<FrameReader>) {
+    let dispatch =
+        |f: FrameRef<'_>, fds: &mut VecDeque<OwnedFd>| conn.upgrade().map(|c| c.dispatch(f, fds)).is_some();
+    let mut spin = None;
+    let (mut woken, mut gone) = (false, false);
     let why = loop {
         // No strong reference while waiting for bytes: dropping the last handle closes
-        // the socket, which ends this read.
-        let step = frames.next(stream, |f, fds| conn.upgrade().map(|c| c.dispatch(f, fds)).is_some());
+        // the socket (and the rings' bells), which ends this read.
+        let link = stream.link().filter(|_| stream.on_rings());
+        let step = {
+            let mut frames = frames.lock().unwrap_or_else(|e| e.into_inner());
+            match link {
+                Some(_) => frames.next_ready(stream, dispatch),
+                None => frames.next(stream, dispatch).map(|s| s.map_or(Step::End, Step::Frame)),
+            }
+        };
         match step {
-            Ok(Some(true)) => {}
-            Ok(Some(false)) => return,
-            Ok(None) => break "the server closed the connection".to_string(),
+            Ok(Step::Frame(true)) => {
+                (spin, woken) = (None, false);
+                continue;
+            }
+            Ok(Step::Frame(false)) => return,
+            Ok(Step::End) => break "the server closed the connection".to_string(),
+            Ok(Step::NotYet) if gone => break "the server closed the connection".to_string(),
+            Ok(Step::NotYet) => {}
+            Err(e) => break format!("{e}"),
+        }
+        let Some(link) = link else { continue };
+        if woken {
+            // Rung, and nothing there (a waiting request took it, or a peer rings for
+            // nothing): others on this worker run first.
+            kcoro::yield_now();
+        }
+        // One spin until bytes come, as a ring read has: a reader woken for nothing
+        // sleeps again at once.
+        let spin = spin.get_or_insert_with(|| link.read_spin());
+        match link.wait_readable(spin) {
+            Ok(Waited::Look) => {}
+            Ok(Waited::Rung) => woken = true,
+            Ok(Waited::Gone) => gone = true,
             Err(e) => break format!("{e}"),
         }
     };
     if let Some(c) = conn.upgrade() {
         c.fail(why);
+    }
+}
+
+impl ConnInner {
+    /// Over the rings, while the reply to a request just sent has not come: reads frames
+    /// itself, in the reader's place when the reader is not reading, for as long as a ring
+    /// reader spins. A reply read here reaches its request with no hand-off between
+    /// coroutines. `None`: not over the rings, or no reply within the spin (then the
+    /// reader delivers it, as to any request).
+    pub(super) fn read_own_reply(&self, rx: &mut oneshot::Receiver<Reply>) -> Option<Reply> {
+        let link = self.stream.link().filter(|_| self.stream.on_rings())?;
+        let mut spin = link.read_spin();
+        loop {
+            match rx.try_recv() {
+                Ok(reply) => return Some(reply),
+                Err(ChanError::WouldBlock) => {}
+                Err(_) => return None,
+            }
+            if let Ok(mut frames) = self.frames.try_lock() {
+                // Every whole frame there is, in order, to whoever it is for. An error is
+                // left for the reader, which finds it again and ends the connection.
+                while let Ok(Step::Frame(())) =
+                    frames.next_ready(&self.stream, |f, fds| self.dispatch(f, fds))
+                {}
+            }
+            if let Ok(reply) = rx.try_recv() {
+                return Some(reply);
+            }
+            if !spin.again() {
+                return None;
+            }
+        }
     }
 }
 

@@ -35,7 +35,7 @@ use std::time::Duration;
 use kcoro::net::UnixStream;
 
 use super::mem::{RingMem, TO_CLIENT, TO_SERVER};
-use super::{Bell, Consumer, Producer};
+use super::{Bell, Consumer, Producer, ReadWait, Spin, Waited};
 use crate::proto::HEADER_LEN;
 use crate::wire::Hold;
 
@@ -136,6 +136,8 @@ struct WaitingFds {
 pub(crate) struct Link {
     tx: Mutex<Producer<Arc<SockBell>>>,
     rx: Mutex<Consumer<Arc<SockBell>>>,
+    /// Waits for bytes in `rx`'s ring without holding `rx` ([`Link::wait_readable`]).
+    rx_wait: ReadWait<Arc<SockBell>>,
     /// The consumer's closed flag: set by [`Link::shutdown`], while a read may hold `rx`.
     rx_closed: Arc<std::sync::atomic::AtomicBool>,
     bells: [Arc<SockBell>; 2],
@@ -205,6 +207,7 @@ impl Link {
         Link {
             tx: Mutex::new(Producer::new(mem.ring(out), Arc::clone(&out_bell))),
             rx_closed: rx.closed_flag(),
+            rx_wait: rx.waiter(),
             rx: Mutex::new(rx),
             bells: [out_bell, in_bell],
             waiting: Mutex::new(WaitingFds::default()),
@@ -239,6 +242,41 @@ impl Link {
         drop(rx);
         self.hand_out_fds(from, to, fds, control);
         Ok(n)
+    }
+
+    /// Takes what the ring holds now into `buf`, without waiting: `None` when it is empty
+    /// or another reader is taking, `Some(0)` once our side closed. Descriptors as for
+    /// [`Link::read`].
+    pub(crate) fn try_read(
+        &self,
+        buf: &mut [u8],
+        fds: &mut Vec<OwnedFd>,
+        control: &UnixStream,
+    ) -> io::Result<Option<usize>> {
+        let mut rx = match self.rx.try_lock() {
+            Ok(rx) => rx,
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::sync::TryLockError::Poisoned(_)) => return Err(busy()),
+        };
+        let from = rx.position();
+        let n = rx.try_read(buf)?;
+        let to = rx.position();
+        drop(rx);
+        if n.is_some_and(|n| n > 0) {
+            self.hand_out_fds(from, to, fds, control);
+        }
+        Ok(n)
+    }
+
+    /// A fresh spin of the reading ring's budget, for [`Link::wait_readable`].
+    pub(crate) fn read_spin(&self) -> Spin {
+        self.rx_wait.spin()
+    }
+
+    /// Waits, spending `spin`, until the ring we read may hold bytes ([`ReadWait::wait`]),
+    /// holding nothing a [`Link::try_read`] needs.
+    pub(crate) fn wait_readable(&self, spin: &mut Spin) -> io::Result<Waited> {
+        self.rx_wait.wait(spin)
     }
 
     /// Writes `bytes` into the ring, after sending `attach` (if any) over `control` with

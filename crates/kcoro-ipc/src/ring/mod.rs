@@ -300,12 +300,48 @@ pub(crate) struct Consumer<B> {
     /// the producer sees, in our tail, exactly what we read (it gives back the values of
     /// replies we never read).
     closed: Arc<std::sync::atomic::AtomicBool>,
+    /// `tail`, for a [`ReadWait`] that waits without holding the consumer.
+    read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// What one step of waiting for bytes found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// Look at the ring (again): spinning, or bytes came while we were about to sleep.
+    Look,
+    /// The producer rang: there may be bytes (or it rang for an earlier sleep).
+    Rung,
+    /// The producer has gone: what it wrote before is all there will be.
+    Gone,
+}
+
+/// One step of a reader's wait on an empty ring: a look while `spin` lasts, else the
+/// sleep protocol (the flag raised with a swap, one more look, the bell, the flag taken
+/// down with a swap). `ready` says whether the producer's `head` passed what we read; a
+/// lying `head` is caught by the read that follows, not here.
+fn wait_step<B: Bell>(
+    header: &Header,
+    bell: &B,
+    spin: &mut Spin,
+    ready: impl Fn() -> bool,
+) -> io::Result<Waited> {
+    if spin.again() {
+        return Ok(Waited::Look);
+    }
+    header.reader_asleep.0.swap(1, AcqRel);
+    if ready() {
+        header.reader_asleep.0.swap(0, AcqRel);
+        return Ok(Waited::Look);
+    }
+    let rung = bell.wait()?;
+    header.reader_asleep.0.swap(0, AcqRel);
+    Ok(if rung { Waited::Rung } else { Waited::Gone })
 }
 
 impl<B: Bell> Consumer<B> {
     /// A consumer that spins for up to `spin` on an empty ring before it sleeps.
     pub(crate) fn new(ring: Ring, bell: B, spin: Duration) -> Self {
-        Consumer { ring, tail: 0, head: 0, bell, spin, closed: Arc::default() }
+        Consumer { ring, tail: 0, head: 0, bell, spin, closed: Arc::default(), read: Arc::default() }
     }
 
     /// The flag that, once set, ends this consumer's reads (see `closed`).
@@ -345,21 +381,39 @@ impl<B: Bell> Consumer<B> {
                 // Rung for nothing: as in `Producer::write_all`, others run first.
                 kcoro::yield_now();
             }
-            if spin.again() {
-                continue;
-            }
-            self.ring.header().reader_asleep.0.swap(1, AcqRel);
-            if self.available()? > 0 {
-                self.ring.header().reader_asleep.0.swap(0, AcqRel);
-                continue;
-            }
-            let rung = self.bell.wait()?;
-            self.ring.header().reader_asleep.0.swap(0, AcqRel);
-            if !rung {
+            let tail = self.tail;
+            let header = self.ring.header();
+            match wait_step(header, &self.bell, &mut spin, || header.head.0.load(Acquire) != tail)? {
+                Waited::Look => {}
+                Waited::Rung => woken = true,
                 // What the producer wrote before it went, then the end.
-                return self.take(buf);
+                Waited::Gone => return self.take(buf),
             }
-            woken = true;
+        }
+    }
+
+    /// Takes what is there now without waiting: `None` when the ring is empty, `Some(0)`
+    /// once our side closed.
+    pub(crate) fn try_read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(Some(0));
+        }
+        let n = self.take(buf)?;
+        Ok((n > 0).then_some(n))
+    }
+
+    /// This ring's waiting half, for a reader that waits without holding the consumer
+    /// (so that another may take what comes meanwhile).
+    pub(crate) fn waiter(&self) -> ReadWait<B>
+    where
+        B: Clone,
+    {
+        ReadWait {
+            ring: self.ring.twin(),
+            bell: self.bell.clone(),
+            spin: self.spin,
+            closed: Arc::clone(&self.closed),
+            read: Arc::clone(&self.read),
         }
     }
 
@@ -377,10 +431,49 @@ impl<B: Bell> Consumer<B> {
         self.ring.copy_out(self.tail, &mut buf[..n]);
         self.tail += n as u64;
         self.ring.header().tail.0.store(self.tail, Release);
+        self.read.store(self.tail, std::sync::atomic::Ordering::Release);
         if self.ring.header().writer_asleep.0.swap(0, AcqRel) != 0 {
             self.bell.ring();
         }
         Ok(n)
+    }
+}
+
+/// A consumer's waiting half ([`Consumer::waiter`]): waits until its ring holds bytes
+/// past what the consumer read, by the same protocol as [`Consumer::read`], without
+/// holding the consumer. Whoever then holds the consumer takes the bytes.
+pub(crate) struct ReadWait<B> {
+    ring: Ring,
+    bell: B,
+    spin: Duration,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+    read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<B: Bell> ReadWait<B> {
+    /// A fresh spin of this ring's budget.
+    pub(crate) fn spin(&self) -> Spin {
+        Spin::new(self.spin)
+    }
+
+    /// Waits, spending `spin`, until there may be bytes to take (`Look`), the producer
+    /// rang (`Rung`: there may be none, if someone else took them) or has gone (`Gone`).
+    /// Our side's close answers `Look` (the next take says the end).
+    pub(crate) fn wait(&self, spin: &mut Spin) -> io::Result<Waited> {
+        let header = self.ring.header();
+        let ready = || {
+            self.closed.load(std::sync::atomic::Ordering::Acquire)
+                || header.head.0.load(Acquire) != self.read.load(std::sync::atomic::Ordering::Acquire)
+        };
+        loop {
+            if ready() {
+                return Ok(Waited::Look);
+            }
+            match wait_step(header, &self.bell, spin, ready)? {
+                Waited::Look => {}
+                other => return Ok(other),
+            }
+        }
     }
 }
 
@@ -395,7 +488,7 @@ impl<B: Bell> Consumer<B> {
 /// nobody yields less often ([`Spin::next_every`]), and one whose yields run somebody goes
 /// back to every 16 looks. (Pinned 64-byte round trips over `shm:`, one worker a side:
 /// 1.43-1.52 us yielding every 16 looks, 1.19-1.22 us adapting.)
-struct Spin {
+pub(crate) struct Spin {
     budget: Duration,
     started: Option<Instant>,
     n: u32,
@@ -411,13 +504,13 @@ impl Spin {
     const OS_YIELD_MAX: u32 = 256;
     const NOBODY_RAN: Duration = Duration::from_micros(2);
 
-    fn new(budget: Duration) -> Spin {
+    pub(crate) fn new(budget: Duration) -> Spin {
         Spin { budget, started: None, n: 0 }
     }
 
     /// Whether to look again; once the budget ran out, never again (a reader woken for
     /// nothing goes back to sleep, it does not spin once more per wake).
-    fn again(&mut self) -> bool {
+    pub(crate) fn again(&mut self) -> bool {
         if self.budget.is_zero() {
             return false;
         }
@@ -754,21 +847,24 @@ mod loom_models {
         }
     }
 
+    /// A side's bell: rings one direction, sleeps on the other.
+    #[derive(Clone)]
+    struct Split(Arc<LoomBell>, Arc<LoomBell>);
+    impl Bell for Split {
+        fn ring(&self) {
+            self.0.ring()
+        }
+        fn wait(&self) -> io::Result<bool> {
+            self.1.wait()
+        }
+    }
+
     fn run(cap: u64, chunks: &'static [&'static [u8]]) {
         loom::model(move || {
             let ring = Ring::in_heap(cap);
             let twin = ring.twin();
             // One bell per direction of waking, as the transport has one socket end each.
             let (to_reader, to_writer) = (Arc::new(LoomBell::default()), Arc::new(LoomBell::default()));
-            struct Split(Arc<LoomBell>, Arc<LoomBell>);
-            impl Bell for Split {
-                fn ring(&self) {
-                    self.0.ring()
-                }
-                fn wait(&self) -> io::Result<bool> {
-                    self.1.wait()
-                }
-            }
             let mut tx = Producer::new(ring, Split(Arc::clone(&to_reader), Arc::clone(&to_writer)));
             let mut rx = Consumer::new(twin, Split(to_writer, to_reader), Duration::ZERO);
             let writer = loom::thread::spawn(move || {
@@ -785,6 +881,36 @@ mod loom_models {
             }
             writer.join().unwrap();
             assert_eq!(got, want);
+        });
+    }
+
+    /// A reader that waits apart from its consumer ([`ReadWait`], as a connection's reader
+    /// does so that a waiting request can take its place) is woken the same way.
+    #[test]
+    fn loom_ring_a_reader_waiting_apart_is_woken() {
+        loom::model(|| {
+            let ring = Ring::in_heap(2);
+            let twin = ring.twin();
+            let (to_reader, to_writer) = (Arc::new(LoomBell::default()), Arc::new(LoomBell::default()));
+            let mut tx = Producer::new(ring, Split(Arc::clone(&to_reader), Arc::clone(&to_writer)));
+            let mut rx = Consumer::new(twin, Split(to_writer, to_reader), Duration::ZERO);
+            let waiter = rx.waiter();
+            let writer = loom::thread::spawn(move || {
+                tx.write_all(b"abc").unwrap();
+            });
+            let mut got = Vec::new();
+            let mut buf = [0u8; 8];
+            while got.len() < 3 {
+                match rx.try_read(&mut buf).unwrap() {
+                    Some(n) => got.extend_from_slice(&buf[..n]),
+                    None => {
+                        let mut spin = Spin::new(Duration::ZERO);
+                        assert_ne!(waiter.wait(&mut spin).unwrap(), Waited::Gone);
+                    }
+                }
+            }
+            writer.join().unwrap();
+            assert_eq!(got, b"abc");
         });
     }
 
