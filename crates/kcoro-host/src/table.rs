@@ -8,11 +8,16 @@
 //!
 //! # The lock-free fast path
 //! A unary call answered inside `handle` never touches a slot's lock: allocating stores the
-//! sid in `live`, freeing compare-exchanges it away. Whoever does lock a slot (a reply from
-//! another thread, a waiter, state) sets `dirty` first and then re-reads `live`; a free
-//! that finds `dirty` locks the slot and cleans it. Both sides use SeqCst, so either the
-//! locker sees the slot already freed (and touches nothing), or the free sees `dirty` (and
-//! cleans up after it, waiting for its lock).
+//! sid in `live`, and freeing, when nobody locked the slot meanwhile, stores the free
+//! marker (no read-modify-write: only the call's owner frees its sid). Whoever does lock a
+//! slot (a reply from another thread, a waiter, state) sets `dirty` first and then re-reads
+//! `live`; a free that finds `dirty` takes the locked way and cleans the slot.
+//!
+//! A locker can still race a plain free: it sets `dirty` just after the free looked, sees
+//! the sid still live, and leaves a frame (or state, or a lease) for a sid that has ended.
+//! So what a slot holds is tagged with the sid it belongs to (`owner`), and every locked
+//! use of the slot for another sid first cleans out what an older one left: a sid never
+//! sees another's frames. The leftovers are dropped outside the lock, as a free's are.
 //!
 //! Free indices are cached per thread ([`crate::thread_slot`]), so allocating and freeing
 //! take no shared lock either; slots are cache-line aligned so two workers' calls never
@@ -48,6 +53,9 @@ pub(crate) enum Kind {
 pub(crate) type StateMap = HashMap<Box<[u8]>, Box<[u8]>>;
 
 pub(crate) struct SlotInner {
+    /// The sid whatever is below belongs to (0: none). A lock taken for another sid cleans
+    /// it out first (see the module docs).
+    owner: u64,
     /// The kind of the sid the guard was taken for.
     pub(crate) kind: Kind,
     pub(crate) frames: VecDeque<Frame>,
@@ -74,6 +82,7 @@ pub(crate) struct Slot {
 
 impl SlotInner {
     fn clean(&mut self) -> Freed {
+        self.owner = 0;
         self.waiter = None;
         self.ended = false;
         self.cap = 0;
@@ -93,6 +102,7 @@ impl Slot {
             live: AtomicU64::new(FREE_BIT),
             dirty: AtomicBool::new(false),
             inner: Mutex::new(SlotInner {
+                owner: 0,
                 kind: Kind::Free,
                 frames: VecDeque::new(),
                 cap: 0,
@@ -267,9 +277,14 @@ impl SidTable {
         let kind_bit = if kind == Kind::Stream { STREAM_BIT } else { 0 };
         let sid = (u64::from(generation) << 32) | kind_bit | u64::from(index);
         if kind == Kind::Stream {
-            let mut s = slot.inner.lock().unwrap_or_else(|e| e.into_inner());
-            slot.dirty.store(true, Ordering::SeqCst);
-            s.cap = cap;
+            let leftovers = {
+                let mut s = slot.lock();
+                slot.dirty.store(true, Ordering::SeqCst);
+                let leftovers = s.claim(sid);
+                s.cap = cap;
+                leftovers
+            };
+            drop(leftovers);
         }
         slot.live.store(sid, Ordering::Release);
         Some(sid)
@@ -278,36 +293,77 @@ impl SidTable {
     /// The slot of a live sid, locked; `None` for an unknown or finished sid.
     pub(crate) fn get(&self, sid: u64) -> Option<SlotGuard<'_>> {
         let slot = self.slot(index_of(sid))?;
-        let mut s = slot.lock();
-        slot.dirty.store(true, Ordering::SeqCst);
-        if slot.live.load(Ordering::SeqCst) != sid {
-            return None;
+        loop {
+            let mut s = slot.lock();
+            slot.dirty.store(true, Ordering::SeqCst);
+            if slot.live.load(Ordering::SeqCst) != sid {
+                return None;
+            }
+            if let Some(leftovers) = s.claim(sid) {
+                // An older sid's, dropped outside the lock (a plugin buffer's release runs
+                // the plugin's code); then look again.
+                drop(s);
+                drop(leftovers);
+                continue;
+            }
+            s.kind = kind_of(sid);
+            return Some(SlotGuard(s));
         }
-        s.kind = kind_of(sid);
-        Some(SlotGuard(s))
     }
 
     pub(crate) fn is_live(&self, sid: u64) -> bool {
         self.slot(index_of(sid)).is_some_and(|s| s.live.load(Ordering::Acquire) == sid)
     }
 
-    /// Ends a sid: later replies for it are dropped. Returns what the slot held, if anything,
-    /// so the caller drops it (payload releases, state) outside every lock.
+    /// Ends a sid: later replies for it are dropped. Only the sid's owner frees it, once.
+    /// Returns what the slot held, if anything, so the caller drops it (payload releases,
+    /// state) outside every lock.
     #[inline]
     pub(crate) fn free(&self, sid: u64) -> Option<Freed> {
         let index = index_of(sid);
         let slot = self.slot(index)?;
         let marker = (sid & !0xffff_ffff) | FREE_BIT;
+        if !slot.dirty.load(Ordering::Acquire) {
+            // Nobody locked the slot since it was last cleaned: the marker alone ends the
+            // sid. A locker that races this store may leave something behind; it is tagged
+            // with this sid and cleaned by the slot's next user.
+            if slot.live.load(Ordering::Relaxed) != sid {
+                return None;
+            }
+            slot.live.store(marker, Ordering::Release);
+            self.put_index(index as u32);
+            return None;
+        }
         slot.live.compare_exchange(sid, marker, Ordering::SeqCst, Ordering::Relaxed).ok()?;
-        let freed = if slot.dirty.load(Ordering::SeqCst) {
+        let freed = {
             let mut s = slot.lock();
             slot.dirty.store(false, Ordering::SeqCst);
-            Some(s.clean())
-        } else {
-            None
+            s.clean()
         };
         self.put_index(index as u32);
-        freed
+        Some(freed)
+    }
+}
+
+impl SlotInner {
+    /// Makes the slot `sid`'s: what an older sid left is taken out (to drop outside the
+    /// lock); `None` when it is `sid`'s already.
+    fn claim(&mut self, sid: u64) -> Option<Freed> {
+        if self.owner == sid {
+            return None;
+        }
+        let nothing_to_drop = self.frames.is_empty()
+            && self.state.is_none()
+            && self.producers.is_empty()
+            && self.lease.is_none();
+        let leftovers = if nothing_to_drop {
+            (self.waiter, self.ended, self.cap) = (None, false, 0);
+            None
+        } else {
+            Some(self.clean())
+        };
+        self.owner = sid;
+        leftovers
     }
 }
 
@@ -320,5 +376,69 @@ impl Drop for SidTable {
                 drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, CHUNK)) });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::Payload;
+    use kcoro_abi::NrStatus;
+
+    /// A locker that saw `sid` live and left a frame for it after the sid's owner looked
+    /// at `dirty` (the one race a plain free allows), played step by step.
+    fn leave_behind_after_a_plain_free(table: &SidTable, sid: u64) {
+        {
+            let mut slot = table.get(sid).expect("live");
+            slot.frames.push_back(Frame { status: NrStatus::Ok, data: Payload::copy_of(b"late") });
+        }
+        // The owner looked before the locker raised `dirty`.
+        table.slot(index_of(sid)).unwrap().dirty.store(false, Ordering::SeqCst);
+        assert!(table.free(sid).is_none(), "a plain free hands nothing back");
+        assert!(!table.is_live(sid));
+    }
+
+    #[test]
+    fn a_frame_left_for_an_ended_sid_never_reaches_the_slots_next_sid() {
+        let table = SidTable::new();
+        let first = table.alloc(Kind::Unary, 0).unwrap();
+        leave_behind_after_a_plain_free(&table, first);
+        let next = table.alloc(Kind::Unary, 0).unwrap();
+        assert_eq!(index_of(next), index_of(first), "the same slot again");
+        assert_ne!(next, first);
+        let slot = table.get(next).expect("live");
+        assert!(slot.frames.is_empty(), "the next sid sees the ended one's frame");
+        assert!(!slot.ended);
+        drop(slot);
+        // Its own frames are its own.
+        table.get(next).unwrap().frames.push_back(Frame { status: NrStatus::Ok, data: Payload::empty() });
+        assert_eq!(table.get(next).unwrap().frames.len(), 1);
+        let freed = table.free(next).expect("a locked slot frees the locked way");
+        assert_eq!(freed.frames.len(), 1);
+    }
+
+    #[test]
+    fn a_stream_taking_a_slot_with_leftovers_starts_clean() {
+        let table = SidTable::new();
+        let first = table.alloc(Kind::Unary, 0).unwrap();
+        leave_behind_after_a_plain_free(&table, first);
+        let stream = table.alloc(Kind::Stream, 8).unwrap();
+        assert_eq!(index_of(stream), index_of(first));
+        let slot = table.get(stream).expect("live");
+        assert!(slot.frames.is_empty());
+        assert_eq!(slot.cap, 8, "the stream's bound survives its first lock");
+    }
+
+    #[test]
+    fn a_free_of_an_ended_sid_changes_nothing() {
+        let table = SidTable::new();
+        let sid = table.alloc(Kind::Unary, 0).unwrap();
+        assert!(table.free(sid).is_none());
+        let next = table.alloc(Kind::Unary, 0).unwrap();
+        assert_eq!(index_of(next), index_of(sid));
+        assert!(table.free(sid).is_none(), "the old sid is not the slot's");
+        assert!(table.is_live(next), "the slot's new sid still lives");
+        let other = table.alloc(Kind::Unary, 0).unwrap();
+        assert_ne!(index_of(other), index_of(next), "its index was not handed out twice");
     }
 }
