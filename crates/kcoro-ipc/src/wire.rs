@@ -334,9 +334,11 @@ impl FrameReader {
                 self.buf.copy_within(self.start..self.end, 0);
                 (self.start, self.end) = (0, self.end - self.start);
             }
-            if self.buf.len() < need.max(self.end + READ_CHUNK / 4) {
-                // Grown with what arrives (doubling), not to what the header announces: a
-                // peer that announces large frames and sends little holds little of ours.
+            if self.buf.len() - self.end < READ_CHUNK / 4 {
+                // Grown with what arrives (doubling, once the bytes that came fill it), not
+                // to what the header announces: a peer that announces large frames and
+                // sends little holds little of ours, however often a reader looks without
+                // waiting (`next_ready`).
                 let doubled = self.buf.len().saturating_mul(2);
                 self.buf.resize(need.min(doubled).max(self.end + READ_CHUNK), 0);
             }
@@ -786,6 +788,25 @@ mod tests {
         let (buffered, frames) = read_all(bytes);
         assert_eq!(frames, 0);
         assert!(buffered <= 2 * READ_CHUNK, "a 15 MiB header made the reader hold {buffered} bytes");
+    }
+
+    #[test]
+    fn looking_without_waiting_never_grows_the_buffer_for_bytes_that_did_not_come() {
+        kcoro::run(|| {
+            let (ours, _theirs) = UnixStream::pair().unwrap();
+            let stream = Stream::new(Sock::Unix(ours));
+            let mut frames = FrameReader::new(Limits::default());
+            // 15 MiB announced, 1 KiB of it here; then a thousand looks find nothing more.
+            let mut bytes = header(15 << 20).to_vec();
+            bytes.extend_from_slice(&[0; 1024]);
+            frames.buf[..bytes.len()].copy_from_slice(&bytes);
+            frames.end = bytes.len();
+            for _ in 0..1000 {
+                assert!(matches!(frames.next_ready(&stream, |_, _| ()), Ok(Step::NotYet)));
+            }
+            let held = frames.buf.len();
+            assert!(held <= 2 * READ_CHUNK, "a 15 MiB header made a looking reader hold {held} bytes");
+        });
     }
 
     #[test]
