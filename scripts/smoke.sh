@@ -209,7 +209,8 @@ sock="$tmp/kcoro.sock"
 doc 'kcoro ipc serve --listen unix:/tmp/kcoro.sock --channel jobs:buffered:1024 --channel events:unlimited'
 kcoro ipc serve --listen "unix:$sock" --channel jobs:buffered:1024 --channel events:unlimited --seconds 30 >"$tmp/serve.out" 2>&1 &
 serve_pid=$!
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+# Ready once it says so: the socket file exists from the bind, a moment before the line.
+for _ in $(seq 200); do grep -q '^serving ' "$tmp/serve.out" && break; sleep 0.05; done
 expect 0 '^serving jobs\(buffered\), events\(unlimited\)' cat "$tmp/serve.out"
 doc 'kcoro ipc send unix:/tmp/kcoro.sock jobs --data hello'
 expect 0 'sent 1 to jobs' kcoro ipc send "unix:$sock" jobs --data hello
