@@ -107,6 +107,16 @@ impl Unparker {
         }
     }
 
+    /// True if this wakes the coroutine running on this thread: what [`current`] would
+    /// return, told without taking (and dropping) a reference count of it.
+    #[inline]
+    pub(crate) fn is_current_coro(&self) -> bool {
+        match (&self.0, context::current_task_ptr()) {
+            (Kind::Coro(task), Some(running)) => std::ptr::eq(Arc::as_ptr(task), running.as_ptr()),
+            _ => false,
+        }
+    }
+
     /// True if both wake the same coroutine, thread or task.
     pub fn same(&self, other: &Unparker) -> bool {
         match (&self.0, &other.0) {
@@ -370,6 +380,30 @@ mod tests {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, SeqCst);
         }
+    }
+
+    #[test]
+    fn an_unparker_knows_the_coroutine_it_wakes_without_a_count() {
+        assert!(!current().is_current_coro(), "a thread's unparker is no coroutine's");
+        let (mine, other_sees_mine) = crate::run(|| {
+            let mine = current();
+            let strong = || match &mine.0 {
+                Kind::Coro(t) => Arc::strong_count(t),
+                _ => 0,
+            };
+            let before = strong();
+            assert!(mine.is_current_coro(), "the running coroutine's own unparker");
+            assert_eq!(strong(), before, "told without taking a reference count");
+            let theirs = crate::spawn(current).join().expect("the other coroutine ran");
+            let other_sees_mine = {
+                let mine = mine.clone();
+                crate::spawn(move || mine.is_current_coro()).join().expect("ran")
+            };
+            assert!(!theirs.is_current_coro(), "another coroutine's unparker");
+            (mine, other_sees_mine)
+        });
+        assert!(!other_sees_mine, "not the coroutine running it");
+        assert!(!mine.is_current_coro(), "outside every coroutine");
     }
 
     #[test]

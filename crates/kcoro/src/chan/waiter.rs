@@ -74,18 +74,22 @@ impl Waiter {
     /// A waiter for the calling coroutine or thread, reusing this thread's spare one
     /// when nobody else holds it (saves an allocation per blocking operation).
     pub(crate) fn for_current() -> Arc<Self> {
-        let me = park::current();
         if let Some(mut w) = take_spare()
             && let Some(inner) = Arc::get_mut(&mut w)
         {
             // Unique: no queue entry and no claimer holds it, so it can be reset.
             inner.state.store(WAITING, Relaxed);
-            if !matches!(&inner.wake, Wake::Unparker(u) if u.same(&me)) {
-                inner.wake = Wake::Unparker(me);
+            // The spare usually wakes this very coroutine already: told by pointer, that
+            // costs no reference count taken and dropped (two locked instructions a park).
+            if !matches!(&inner.wake, Wake::Unparker(u) if u.is_current_coro()) {
+                let me = park::current();
+                if !matches!(&inner.wake, Wake::Unparker(u) if u.same(&me)) {
+                    inner.wake = Wake::Unparker(me);
+                }
             }
             return w;
         }
-        Arc::new(Self { state: AtomicUsize::new(WAITING), wake: Wake::Unparker(me) })
+        Arc::new(Self { state: AtomicUsize::new(WAITING), wake: Wake::Unparker(park::current()) })
     }
 
     /// A waiter for a future; its waker is registered with [`register_waker`].
