@@ -74,20 +74,31 @@ impl Waiter {
     /// A waiter for the calling coroutine or thread, reusing this thread's spare one
     /// when nobody else holds it (saves an allocation per blocking operation).
     pub(crate) fn for_current() -> Arc<Self> {
-        if let Some(mut w) = take_spare()
-            && let Some(inner) = Arc::get_mut(&mut w)
-        {
-            // Unique: no queue entry and no claimer holds it, so it can be reset.
-            inner.state.store(WAITING, Relaxed);
-            // The spare usually wakes this very coroutine already: told by pointer, that
-            // costs no reference count taken and dropped (two locked instructions a park).
-            if !matches!(&inner.wake, Wake::Unparker(u) if u.is_current_coro()) {
+        if let Some(mut w) = take_spare() {
+            // The common case, without a locked instruction: a spare is put back holding the
+            // only count (`recycle`) and a waiter is never downgraded, so nobody can have
+            // cloned it since (checked, not assumed); and it usually wakes this very
+            // coroutine already (told by pointer: no count taken and dropped).
+            if Arc::strong_count(&w) == 1 && Arc::weak_count(&w) == 0 {
+                // Acquire: what its earlier holders did (a claimer's `mark_done`) happens
+                // before the reset below; their count drops were Release. (`Arc::get_mut`
+                // would order the same with a compare-exchange.) `std`'s fence, as the
+                // counts are `std`'s `Arc`'s.
+                std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+                if matches!(&w.wake, Wake::Unparker(u) if u.is_current_coro()) {
+                    w.state.store(WAITING, Relaxed);
+                    return w;
+                }
+            }
+            if let Some(inner) = Arc::get_mut(&mut w) {
+                // Unique: no queue entry and no claimer holds it, so it can be reset.
+                inner.state.store(WAITING, Relaxed);
                 let me = park::current();
                 if !matches!(&inner.wake, Wake::Unparker(u) if u.same(&me)) {
                     inner.wake = Wake::Unparker(me);
                 }
+                return w;
             }
-            return w;
         }
         Arc::new(Self { state: AtomicUsize::new(WAITING), wake: Wake::Unparker(park::current()) })
     }
