@@ -20,7 +20,7 @@
 //! The loom model in `runtime/tests/loom_park.rs` checks the exactly-once and no-lost-wakeup
 //! claims over every interleaving of one parker and two unparkers.
 
-use crate::loom::atomic::{AtomicU8, Ordering::AcqRel, Ordering::Acquire};
+use crate::loom::atomic::{AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
 
 /// Neither parked nor holding a token: running, queued, or about to switch out.
 const RUNNABLE: u8 = 0b00;
@@ -69,9 +69,13 @@ impl ParkState {
     /// Returns `true` if there was one, in which case the coroutine must not park.
     #[inline]
     pub(crate) fn take_notification(&self) -> bool {
-        // Acquire: pairs with the AcqRel in `unpark`, so what the unparker wrote before
-        // unparking is visible when park returns.
-        self.0.compare_exchange(NOTIFIED, RUNNABLE, AcqRel, Acquire).is_ok()
+        // Looked at first: a park usually finds no token, and a failing compare-exchange
+        // is still a locked instruction. A token the look misses (one landing just after
+        // it) is not lost: the worker's `transition_to_parked` consumes it.
+        // Acquire on the exchange: pairs with the AcqRel in `unpark`, so what the unparker
+        // wrote before unparking is visible when park returns.
+        self.0.load(Relaxed) == NOTIFIED
+            && self.0.compare_exchange(NOTIFIED, RUNNABLE, AcqRel, Acquire).is_ok()
     }
 
     /// Called by the worker once the coroutine has switched out to park.

@@ -47,9 +47,13 @@ fn loom_unpark_before_park_is_not_lost() {
     loom::model(|| {
         let state = Arc::new(ParkState::new());
         let s2 = state.clone();
-        let waker = thread::spawn(move || s2.unpark());
-        let outcome = if state.take_notification() { None } else { Some(state.transition_to_parked()) };
-        let u = waker.join().unwrap();
+        // The parker, which looks before it moves, on a spawned thread (see
+        // `crate::loom::Reached`): on the main one loom never ran the unpark before the look.
+        let parker = thread::spawn(move || {
+            if s2.take_notification() { None } else { Some(s2.transition_to_parked()) }
+        });
+        let u = state.unpark();
+        let outcome = parker.join().unwrap();
         match outcome {
             // Saw the token before switching: fine.
             None => assert_eq!(u, UnparkOutcome::Noted),
