@@ -49,9 +49,12 @@ fn loom_unpark_before_park_is_not_lost() {
         let s2 = state.clone();
         // The parker, which looks before it moves, on a spawned thread (see
         // `crate::loom::Reached`): on the main one loom never ran the unpark before the look.
-        let parker = thread::spawn(move || {
-            if s2.take_notification() { None } else { Some(s2.transition_to_parked()) }
-        });
+        let parker =
+            thread::spawn(
+                move || {
+                    if s2.take_notification() { None } else { Some(s2.transition_to_parked()) }
+                },
+            );
         let u = state.unpark();
         let outcome = parker.join().unwrap();
         match outcome {
