@@ -229,9 +229,10 @@ expect 1 'No such file|cannot|refused' kcoro ipc ls "unix:$tmp/nobody.sock"
 # Honest exits: a send that cannot be delivered says which were not; a receive whose
 # server dies fails; SIGTERM to a server removes its socket file.
 small="$tmp/small.sock"
-kcoro ipc serve --listen "unix:$small" --channel small:buffered:2 >/dev/null 2>&1 &
+kcoro ipc serve --listen "unix:$small" --channel small:buffered:2 >"$tmp/small.out" 2>&1 &
 small_pid=$!
-for _ in $(seq 100); do [ -S "$small" ] && break; sleep 0.05; done
+# Serving, not only bound: the sends below have 0.3 s each.
+for _ in $(seq 200); do grep -q '^serving ' "$tmp/small.out" && break; sleep 0.05; done
 expect_stdin 1 '^sent 2 to small; lines 3-5 not delivered' $'1\n2\n3\n4\n5\n' kcoro ipc send "unix:$small" small --lines --timeout 0.3
 expect 0 '^received 2 from small' kcoro ipc recv "unix:$small" small --count 2
 # The server is killed once the receive is open: when it has printed the value sent before
