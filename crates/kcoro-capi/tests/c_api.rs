@@ -39,10 +39,28 @@ fn lib_dir() -> &'static Path {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("capi-lib");
         std::fs::create_dir_all(&dir).expect("create lib dir");
         for (from, to) in [("libkcoro_capi.so", "libkcoro.so"), ("libkcoro_capi.a", "libkcoro.a")] {
-            std::fs::copy(built_lib(from), dir.join(to)).unwrap_or_else(|e| panic!("copy {from}: {e}"));
+            let staged = private(&dir.join(to));
+            std::fs::copy(built_lib(from), &staged).unwrap_or_else(|e| panic!("copy {from}: {e}"));
+            replace(&staged, &dir.join(to));
         }
         dir
     })
+}
+
+/// `path` with this process's id appended: what only this process writes. Two runs of
+/// this test at once (two `cargo test`s in one checkout, `scripts/stress.sh -j 2`) share
+/// the target folder, and one's compiler wrote a program while the other ran it
+/// (`ETXTBSY`). Each run builds under a private name and then renames into place: a
+/// rename never leaves a path half written, and a program or library already running
+/// keeps the file it started from.
+fn private(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}", std::process::id()));
+    PathBuf::from(name)
+}
+
+fn replace(staged: &Path, path: &Path) {
+    std::fs::rename(staged, path).unwrap_or_else(|e| panic!("rename into {}: {e}", path.display()));
 }
 
 fn src(name: &str) -> PathBuf {
@@ -64,10 +82,12 @@ fn run(cmd: &mut Command, what: &str) -> String {
 fn build_and_run(compiler: &str, std: &str, file: &str, exe: &str, extra: &[&str], link: &[String]) {
     let lib = lib_dir();
     let bin = out(exe);
+    let staged = private(&bin);
     let mut cc = Command::new(compiler);
-    cc.arg(std).args(WARN).args(extra).arg(src(file)).arg("-o").arg(&bin).args(link);
+    cc.arg(std).args(WARN).args(extra).arg(src(file)).arg("-o").arg(&staged).args(link);
     cc.arg("-pthread").arg("-ldl").arg("-lm");
     run(&mut cc, &format!("compiling {file} ({exe})"));
+    replace(&staged, &bin);
     let mut prog = Command::new(&bin);
     prog.env("LD_LIBRARY_PATH", lib);
     let text = run(&mut prog, &format!("running {exe}"));
@@ -127,15 +147,21 @@ fn each_header_compiles_alone_in_c11_and_cpp() {
         n += 1;
         let name = path.file_name().and_then(|s| s.to_str()).expect("header name").to_string();
         for (compiler, std, ext) in [("cc", "-std=c11", "c"), ("c++", "-std=c++11", "cpp")] {
-            let file = out(&format!("alone_{name}.{ext}"));
+            let file = private(&out(&format!("alone_{name}.{ext}")));
             std::fs::write(
                 &file,
                 format!("#include \"{}\"\nint main(void) {{ return 0; }}\n", path.display()),
             )
             .expect("write probe");
+            let object = private(&out("alone.o"));
             let mut cc = Command::new(compiler);
-            cc.arg(std).args(WARN).arg("-pedantic").arg("-c").arg(&file).arg("-o").arg(out("alone.o"));
+            cc.arg(std)
+                .args(WARN)
+                .arg("-pedantic")
+                .arg(format!("-x{}", if ext == "c" { "c" } else { "c++" }));
+            cc.arg("-c").arg(&file).arg("-o").arg(&object);
             run(&mut cc, &format!("{name} alone in {std}"));
+            let _ = (std::fs::remove_file(&file), std::fs::remove_file(&object));
         }
     }
     assert_eq!(n, 7, "include/ holds the seven headers of the ABI page");
