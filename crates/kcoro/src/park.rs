@@ -107,6 +107,15 @@ impl Unparker {
         }
     }
 
+    /// The coroutine this wakes, if it wakes one of kcoro's.
+    #[inline]
+    pub(crate) fn coro(&self) -> Option<&Arc<Task>> {
+        match &self.0 {
+            Kind::Coro(task) => Some(task),
+            _ => None,
+        }
+    }
+
     /// True if this wakes the coroutine running on this thread: what [`current`] would
     /// return, told without taking (and dropping) a reference count of it.
     #[inline]

@@ -39,7 +39,7 @@ use super::flavor::ring::{Pop, Push, Ring};
 use super::flavor::{Flavor, Kind, Offer};
 use super::lock::{Guard, Lock};
 use super::stats::{Counters, Measure, Snapshot};
-use super::waiter::{Entry, WaitQueue, Waiter};
+use super::waiter::{Entry, WaitQueue, Waiter, Wakeup};
 use crate::coro::wait::Wait as WaitOn;
 use crate::loom::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use crate::park;
@@ -147,21 +147,21 @@ pub(crate) struct Inner<T> {
 /// Work left for after unlocking: a waiter to wake, a value to report undelivered.
 #[must_use]
 pub(crate) struct After<T> {
-    wake: Option<Arc<Waiter>>,
+    wake: Option<Wakeup>,
     undelivered: Option<T>,
 }
 
 impl<T> After<T> {
     const NOTHING: After<T> = After { wake: None, undelivered: None };
 
-    fn wake(w: Arc<Waiter>) -> Self {
+    fn wake(w: Wakeup) -> Self {
         After { wake: Some(w), undelivered: None }
     }
 
     /// Caller has released the channel lock.
     pub(crate) fn run(self, chan: &Chan<T>) {
         if let Some(w) = self.wake {
-            w.notify();
+            w.wake();
         }
         if let Some(v) = self.undelivered {
             chan.undelivered(v);
@@ -231,7 +231,7 @@ fn lower_flags<T>(ring: &Ring<T>, g: &mut Inner<T>) {
 /// Waiters a parking operation claimed for others: wake them once the lock is released.
 /// (`None` until the first: most parks wake nobody, and then nothing is left to drop.)
 #[must_use]
-pub(crate) struct Wakes(Option<Vec<Arc<Waiter>>>);
+pub(crate) struct Wakes(Option<Vec<Wakeup>>);
 
 impl Wakes {
     const NONE: Wakes = Wakes(None);
@@ -239,24 +239,26 @@ impl Wakes {
     /// Caller has released the channel lock.
     #[inline]
     pub(crate) fn run(self) {
-        if let Some(waiters) = self.0 {
-            Self::notify_all(waiters);
+        if let Some(wakeups) = self.0 {
+            Self::wake_all(wakeups);
         }
     }
 
-    /// Adds `w`, unless it is the parking caller's own waiter (`own`): the caller looks at
-    /// its waiter before it waits.
-    fn defer(&mut self, w: Arc<Waiter>, own: *const Waiter) {
-        if !std::ptr::eq(Arc::as_ptr(&w), own) {
-            self.0.get_or_insert_with(Vec::new).push(w);
+    /// Finishes a claimed entry and keeps its wake-up, unless it is the parking caller's
+    /// own (`own`): the caller looks at its waiter before it waits.
+    fn finish<T>(&mut self, e: Entry<T>, own: *const Waiter) {
+        if e.is_of(own) {
+            e.finish_own();
+        } else {
+            self.0.get_or_insert_with(Vec::new).push(e.finish());
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn notify_all(waiters: Vec<Arc<Waiter>>) {
-        for w in waiters {
-            w.notify();
+    fn wake_all(wakeups: Vec<Wakeup>) {
+        for w in wakeups {
+            w.wake();
         }
     }
 }
@@ -385,12 +387,11 @@ impl<T> Chan<T> {
         if let Some(e) = g.receivers.pop_claim(own) {
             // SAFETY: pop_claim claimed e's waiter for e.clause, and we hold the lock.
             unsafe { e.put(v) };
-            e.waiter.mark_done(e.clause);
             g.stats.handed_off(bytes);
             if self.kind == Kind::Rendezvous {
                 g.stats.rv_matches += 1;
             }
-            return SendAttempt::Sent(After::wake(e.waiter));
+            return SendAttempt::Sent(After::wake(e.finish()));
         }
         let dropped = match g.buf.offer(v) {
             Offer::Full(v) => return SendAttempt::Full(v),
@@ -428,11 +429,10 @@ impl<T> Chan<T> {
                     },
                     None => unreachable!("try_recv_locked: a parked sender's slot is empty"),
                 }
-                e.waiter.mark_done(e.clause);
                 if self.ring.is_none() {
                     g.stats.sent(e.bytes);
                 }
-                after = After::wake(e.waiter);
+                after = After::wake(e.finish());
             }
             return RecvAttempt::Got(v, after);
         }
@@ -441,12 +441,11 @@ impl<T> Chan<T> {
             let Some(v) = (unsafe { e.take() }) else {
                 unreachable!("try_recv_locked: a parked sender's slot is empty")
             };
-            e.waiter.mark_done(e.clause);
             g.stats.handed_off(e.bytes);
             if self.kind == Kind::Rendezvous {
                 g.stats.rv_matches += 1;
             }
-            return RecvAttempt::Got(v, After::wake(e.waiter));
+            return RecvAttempt::Got(v, After::wake(e.finish()));
         }
         if g.closed { RecvAttempt::Closed } else { RecvAttempt::Empty }
     }
@@ -474,7 +473,7 @@ impl<T> Chan<T> {
     /// bypassed the lock may have made room since the caller looked.
     #[inline]
     pub(crate) fn park_sender_locked(&self, g: &mut Inner<T>, e: Entry<T>) -> Wakes {
-        let own = Arc::as_ptr(&e.waiter);
+        let own = e.owner();
         g.senders.push(e);
         match &self.ring {
             Some(ring) => Self::fill_from_senders(ring, g, own),
@@ -497,8 +496,7 @@ impl<T> Chan<T> {
             if ring.push_locked(v).is_err() {
                 unreachable!("park_sender_locked: no room in a ring that had room");
             }
-            e.waiter.mark_done(e.clause);
-            wakes.defer(e.waiter, own);
+            wakes.finish(e, own);
         }
         wakes
     }
@@ -508,7 +506,7 @@ impl<T> Chan<T> {
     /// the lock may have landed since the caller looked.
     #[inline]
     pub(crate) fn park_receiver_locked(&self, g: &mut Inner<T>, e: Entry<T>) -> Wakes {
-        let own = Arc::as_ptr(&e.waiter);
+        let own = e.owner();
         g.receivers.push(e);
         match &self.ring {
             Some(ring) => Self::serve_receivers(ring, g, own),
@@ -533,8 +531,7 @@ impl<T> Chan<T> {
             };
             // SAFETY: claimed by pop_claim, under the lock.
             unsafe { e.put(v) };
-            e.waiter.mark_done(e.clause);
-            wakes.defer(e.waiter, own);
+            wakes.finish(e, own);
         }
         wakes
     }
@@ -637,10 +634,7 @@ impl<T> Chan<T> {
         }
         let waiter = Waiter::for_current();
         let slot = UnsafeCell::new(Some(v));
-        let wakes = self.park_sender_locked(
-            &mut g,
-            Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes },
-        );
+        let wakes = self.park_sender_locked(&mut g, Entry::new(&waiter, 0, slot.get(), bytes));
         drop(g);
         wakes.run();
         let outcome = {
@@ -745,10 +739,7 @@ impl<T> Chan<T> {
         }
         let waiter = Waiter::for_current();
         let slot = UnsafeCell::new(None);
-        let wakes = self.park_receiver_locked(
-            &mut g,
-            Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes: 0 },
-        );
+        let wakes = self.park_receiver_locked(&mut g, Entry::new(&waiter, 0, slot.get(), 0));
         drop(g);
         wakes.run();
         let outcome = {
@@ -798,17 +789,15 @@ impl<T> Chan<T> {
         }
         let mut woken = Vec::new();
         for e in g.receivers.take_all() {
-            if e.waiter.try_claim(e.clause) {
-                e.waiter.mark_done(e.clause); // the empty slot says "closed"
+            if e.try_claim() {
+                woken.push(e.finish()); // the empty slot says "closed"
                 g.stats.recv_failed(ChanError::Closed);
-                woken.push(e.waiter);
             }
         }
         for e in g.senders.take_all() {
-            if e.waiter.try_claim(e.clause) {
-                e.waiter.mark_done(e.clause); // the full slot says "closed"
+            if e.try_claim() {
+                woken.push(e.finish()); // the full slot says "closed"
                 g.stats.send_failed(ChanError::Closed);
-                woken.push(e.waiter);
             }
         }
         let dropped = if discard { g.buf.drain() } else { Vec::new() };
@@ -816,7 +805,7 @@ impl<T> Chan<T> {
         g.stats.cancel_discards += dropped.len() as u64;
         drop(g);
         for w in woken {
-            w.notify();
+            w.wake();
         }
         for v in dropped {
             self.undelivered(v);

@@ -106,10 +106,7 @@ impl<T> Future for SendFuture<'_, T> {
         };
         let waiter = Waiter::for_future();
         let slot = Box::new(UnsafeCell::new(Some(v)));
-        let wakes = chan.park_sender_locked(
-            &mut g,
-            Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes },
-        );
+        let wakes = chan.park_sender_locked(&mut g, Entry::new(&waiter, 0, slot.get(), bytes));
         drop(g);
         wakes.run();
         this.parked = Some(Parked { waiter, slot });
@@ -150,10 +147,7 @@ impl<T> RecvOp<T> {
         }
         let waiter = Waiter::for_future();
         let slot = Box::new(UnsafeCell::new(None));
-        let wakes = chan.park_receiver_locked(
-            &mut g,
-            Entry { waiter: Arc::clone(&waiter), clause: 0, slot: slot.get(), bytes: 0 },
-        );
+        let wakes = chan.park_receiver_locked(&mut g, Entry::new(&waiter, 0, slot.get(), 0));
         drop(g);
         wakes.run();
         self.parked = Some(Parked { waiter, slot });

@@ -105,10 +105,7 @@ impl<T> Clause for RecvClause<'_, T> {
             return true;
         }
         let slot = self.slot.get();
-        let wakes = self.chan.park_receiver_locked(
-            &mut g,
-            Entry { waiter: Arc::clone(waiter), clause: index, slot, bytes: 0 },
-        );
+        let wakes = self.chan.park_receiver_locked(&mut g, Entry::new(waiter, index, slot, 0));
         drop(g);
         wakes.run();
         false
@@ -204,9 +201,7 @@ impl<T> Clause for SendClause<'_, T> {
             return true;
         }
         let (slot, bytes) = (self.slot.get(), self.bytes);
-        let wakes = self
-            .chan
-            .park_sender_locked(&mut g, Entry { waiter: Arc::clone(waiter), clause: index, slot, bytes });
+        let wakes = self.chan.park_sender_locked(&mut g, Entry::new(waiter, index, slot, bytes));
         drop(g);
         wakes.run();
         false

@@ -28,9 +28,15 @@
 //! - The owner removes its entries from every queue before its slots go away; an entry
 //!   left behind in a queue is only ever inspected through `waiter.state`.
 //! - `DONE` and `ABORTED` are terminal.
+//! - An entry holds no count of its waiter: the owner keeps the waiter alive while any of
+//!   its entries is in a queue, and until `DONE` once one was claimed. So a claimer takes
+//!   what it needs to wake the owner (a [`Wakeup`]) *before* `mark_done`, and never
+//!   touches the waiter after it. (A count per entry cost two locked instructions a wait.)
 
+use std::ptr::NonNull;
 use std::sync::Arc;
 
+use crate::coro::task::Task;
 use crate::loom::atomic::{AtomicUsize, Ordering::*};
 use crate::park::{self, Signal, Unparker};
 
@@ -155,8 +161,26 @@ impl Waiter {
         self.state.store(FIRST_CLAIMED + 2 * clause + 1, Release);
     }
 
-    /// Step 2, after unlocking: wakes the owner.
-    pub(crate) fn notify(&self) {
+    /// Step 2, before `mark_done`: what wakes the owner once the lock is released, holding
+    /// its own count of whatever it wakes (the waiter may be gone by then).
+    #[inline]
+    fn wakeup(this: NonNull<Self>) -> Wakeup {
+        // SAFETY: the caller claimed the waiter and has not marked it done, so its owner
+        // keeps it alive (see the invariants).
+        let w = unsafe { this.as_ref() };
+        match &w.wake {
+            Wake::Unparker(u) if let Some(task) = u.coro() => Wakeup::Coro(Arc::clone(task)),
+            // SAFETY: as above, and `this` points into an `Arc`'s allocation (`Entry::new`);
+            // the new count is owned by the returned `Arc`.
+            _ => Wakeup::Waiter(unsafe {
+                Arc::increment_strong_count(this.as_ptr());
+                Arc::from_raw(this.as_ptr())
+            }),
+        }
+    }
+
+    /// Wakes the owner (a thread, a custom unparker or a future's waker).
+    fn notify(&self) {
         match &self.wake {
             Wake::Unparker(u) => u.unpark(),
             Wake::Signal(s) => {
@@ -198,9 +222,30 @@ fn decode(s: usize) -> State {
     }
 }
 
+/// Wakes a claimed waiter's owner, after the claimer released the channel lock.
+#[must_use]
+pub(crate) enum Wakeup {
+    /// A coroutine: this count goes on to its run queue.
+    Coro(Arc<Task>),
+    /// Anything else, through its waiter, kept alive until then.
+    Waiter(Arc<Waiter>),
+}
+
+impl Wakeup {
+    /// Caller has released the channel lock.
+    #[inline]
+    pub(crate) fn wake(self) {
+        match self {
+            Wakeup::Coro(task) => Task::unpark_owned(task),
+            Wakeup::Waiter(w) => w.notify(),
+        }
+    }
+}
+
 /// A waiter's registration in one channel queue, for one clause.
 pub(crate) struct Entry<T> {
-    pub(crate) waiter: Arc<Waiter>,
+    /// No count (see the invariants): the owner keeps the waiter alive.
+    waiter: NonNull<Waiter>,
     pub(crate) clause: usize,
     /// A parked receiver's empty slot, or a parked sender's full one. Owned by the
     /// waiting operation; see the invariants for who may touch it and when.
@@ -214,6 +259,50 @@ pub(crate) struct Entry<T> {
 unsafe impl<T: Send> Send for Entry<T> {}
 
 impl<T> Entry<T> {
+    /// `waiter`'s entry for `clause`. Its owner keeps `waiter` alive while the entry is in
+    /// a queue (see the invariants).
+    pub(crate) fn new(waiter: &Arc<Waiter>, clause: usize, slot: *mut Option<T>, bytes: usize) -> Self {
+        Entry { waiter: NonNull::from(&**waiter), clause, slot, bytes }
+    }
+
+    /// The waiter, while the entry is in its queue or claimed and not done.
+    fn waiter(&self) -> &Waiter {
+        // SAFETY: callers hold the channel lock with the entry in its queue or just taken
+        // from it, or claimed it and have not marked it done; the owner keeps the waiter
+        // alive in both cases (it removes its entries under this lock, and waits for DONE).
+        unsafe { self.waiter.as_ref() }
+    }
+
+    /// Step 1 (see the protocol); caller holds the channel lock.
+    #[must_use]
+    pub(crate) fn try_claim(&self) -> bool {
+        self.waiter().try_claim(self.clause)
+    }
+
+    /// Step 2: the value has moved; returns how to wake the owner after unlocking. Caller
+    /// claimed the entry and holds the channel lock.
+    pub(crate) fn finish(self) -> Wakeup {
+        let wakeup = Waiter::wakeup(self.waiter);
+        self.waiter().mark_done(self.clause);
+        wakeup
+    }
+
+    /// Step 2 for the caller's own entry (a parking operation serves itself): it looks at
+    /// its waiter before it parks, so nothing needs waking.
+    pub(crate) fn finish_own(self) {
+        self.waiter().mark_done(self.clause);
+    }
+
+    /// The waiter's address, to tell its entries.
+    pub(crate) fn owner(&self) -> *const Waiter {
+        self.waiter.as_ptr()
+    }
+
+    /// True if this entry is `waiter`'s.
+    pub(crate) fn is_of(&self, waiter: *const Waiter) -> bool {
+        std::ptr::eq(self.waiter.as_ptr(), waiter)
+    }
+
     /// Moves `value` into a claimed receiver's slot.
     ///
     /// # Safety
@@ -256,23 +345,22 @@ impl<T> WaitQueue<T> {
     /// Caller holds the channel lock.
     #[inline]
     pub(crate) fn pop_claim(&mut self, own: Option<&Arc<Waiter>>) -> Option<Entry<T>> {
-        if own.is_none() {
+        let Some(own) = own else {
             while let Some(e) = self.entries.pop_front() {
-                if e.waiter.try_claim(e.clause) {
+                if e.try_claim() {
                     return Some(e);
                 }
             }
             return None;
-        }
+        };
         let mut i = 0;
         while i < self.entries.len() {
-            let e = &self.entries[i];
-            if own.is_some_and(|w| Arc::ptr_eq(w, &e.waiter)) {
+            if self.entries[i].is_of(Arc::as_ptr(own)) {
                 i += 1;
                 continue;
             }
             let e = self.entries.remove(i)?;
-            if e.waiter.try_claim(e.clause) {
+            if e.try_claim() {
                 return Some(e);
             }
         }
@@ -286,21 +374,77 @@ impl<T> WaitQueue<T> {
 
     /// Entries still waiting (stale ones, already claimed or aborted, are not counted).
     pub(crate) fn live(&self) -> usize {
-        self.entries.iter().filter(|e| e.waiter.is_waiting()).count()
+        self.entries.iter().filter(|e| e.waiter().is_waiting()).count()
     }
 
     /// True if some entry (other than `own`'s) is still waiting.
     pub(crate) fn has_live(&self, own: Option<&Arc<Waiter>>) -> bool {
-        self.entries.iter().any(|e| e.waiter.is_waiting() && !own.is_some_and(|w| Arc::ptr_eq(w, &e.waiter)))
+        self.entries.iter().any(|e| e.waiter().is_waiting() && !own.is_some_and(|w| e.is_of(Arc::as_ptr(w))))
     }
 
     /// Removes every entry of `waiter`. Caller holds the channel lock.
     pub(crate) fn remove(&mut self, waiter: &Arc<Waiter>) {
-        self.entries.retain(|e| !Arc::ptr_eq(&e.waiter, waiter));
+        self.entries.retain(|e| !e.is_of(Arc::as_ptr(waiter)));
     }
 
     /// Takes every entry, for close.
     pub(crate) fn take_all(&mut self) -> std::collections::VecDeque<Entry<T>> {
         std::mem::take(&mut self.entries)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::cell::UnsafeCell;
+    use std::sync::Arc;
+
+    use super::{Entry, WaitQueue, Waiter, Wake, Wakeup};
+
+    fn signalled(w: &Waiter) -> bool {
+        match &w.wake {
+            Wake::Signal(s) => s.is_notified(),
+            Wake::Unparker(_) => unreachable!("a future's waiter"),
+        }
+    }
+
+    /// A queued entry holds no count of its waiter, and a claimer's wake-up holds its own:
+    /// the owner may drop the waiter the moment it is done and the wake still lands.
+    #[test]
+    fn an_entry_holds_no_count_and_a_wakeup_its_own() {
+        let w = Waiter::for_future();
+        let slot = UnsafeCell::new(None::<u32>);
+        let mut queue = WaitQueue::default();
+        queue.push(Entry::new(&w, 0, slot.get(), 0));
+        assert_eq!(Arc::strong_count(&w), 1, "a queued entry took a count");
+
+        let Some(e) = queue.pop_claim(None) else { panic!("the entry was not claimed") };
+        // SAFETY: claimed above; the slot outlives the entry.
+        unsafe { e.put(7) };
+        let wakeup = e.finish();
+        assert_eq!(w.done(), Some(0));
+        assert!(matches!(wakeup, Wakeup::Waiter(_)));
+        assert_eq!(Arc::strong_count(&w), 2, "the wake-up holds a count of a future's waiter");
+        assert!(!signalled(&w), "woken before the wake-up ran");
+
+        // The owner is done: it takes its value and keeps only what the wake-up needs.
+        assert_eq!(slot.into_inner(), Some(7));
+        let observer = Arc::clone(&w);
+        drop(w);
+        wakeup.wake();
+        assert!(signalled(&observer));
+        assert_eq!(Arc::strong_count(&observer), 1, "the wake-up kept its count after waking");
+    }
+
+    /// The parking caller's own entry, served while it parks, is finished without a
+    /// wake-up (it looks at its waiter before it waits) and without a count.
+    #[test]
+    fn finishing_ones_own_entry_wakes_nobody() {
+        let w = Waiter::for_future();
+        let slot = UnsafeCell::new(None::<u32>);
+        let e = Entry::new(&w, 3, slot.get(), 0);
+        assert!(e.is_of(Arc::as_ptr(&w)));
+        assert!(e.try_claim());
+        e.finish_own();
+        assert_eq!((w.done(), Arc::strong_count(&w), signalled(&w)), (Some(3), 1, false));
     }
 }

@@ -519,6 +519,13 @@ impl Task {
         }
     }
 
+    /// [`unpark`](Self::unpark) with a count of its own, which goes to the run queue.
+    pub(crate) fn unpark_owned(self: Arc<Self>) {
+        if self.state.unpark() == UnparkOutcome::Schedule {
+            Shared::schedule_woken_owned(self);
+        }
+    }
+
     /// Shutdown: unwinds the coroutine on this thread, running its destructors.
     ///
     /// # Safety

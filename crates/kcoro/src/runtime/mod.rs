@@ -327,13 +327,40 @@ impl Shared {
         std::ptr::eq(Arc::as_ptr(&w.shared), self).then_some(w)
     }
 
+    /// [`schedule_woken`](Self::schedule_woken) for a wake that owns no count of the
+    /// runtime, only `task`'s, which the run queue takes: on one of the runtime's workers
+    /// (the usual waker) that worker's count keeps the runtime alive past the hand-over;
+    /// elsewhere (a thread, another runtime) a count is taken for the call.
+    #[inline(never)]
+    pub(crate) fn schedule_woken_owned(task: TaskRef) {
+        // SAFETY: as in `local_worker`: a worker lives on its thread's stack for the
+        // thread's life, and we are on that thread.
+        let worker = context::current_worker().map(|w| unsafe { w.as_ref() });
+        match worker {
+            Some(w) if Arc::ptr_eq(&w.shared, &task.shared) => w.shared.schedule_woken_from(task, || Some(w)),
+            _ => {
+                let shared = Arc::clone(&task.shared);
+                shared.schedule_woken_from(task, || None);
+            }
+        }
+    }
+
     /// Queues a coroutine that an unpark just made runnable (exactly once per park).
+    /// Out of line, so an unpark stays small enough to inline where it is called.
+    #[inline(never)]
     pub(crate) fn schedule_woken(self: &Arc<Self>, task: TaskRef) {
+        self.schedule_woken_from(task, || self.local_worker());
+    }
+
+    /// [`schedule_woken`](Self::schedule_woken), with `local` finding this thread's worker
+    /// of this runtime if it is one (looked up only once it is needed).
+    #[inline(always)]
+    fn schedule_woken_from<'w>(self: &Arc<Self>, task: TaskRef, local: impl FnOnce() -> Option<&'w Worker>) {
         if self.is_shutdown() {
             return; // shutdown unwinds it from the registry
         }
         let home = task.home();
-        if let Some(w) = self.local_worker()
+        if let Some(w) = local()
             && (w.index == home || self.config.migrate)
         {
             w.schedule_local(task);

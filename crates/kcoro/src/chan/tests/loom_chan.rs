@@ -36,7 +36,7 @@ fn loom_select_claim_has_one_winner() {
         let slot_b = UnsafeCell::new(None);
         for (c, clause, slot) in [(&a, 0, slot_a.get()), (&b, 1, slot_b.get())] {
             let mut g = c.lock();
-            let wakes = c.park_receiver_locked(&mut g, Entry { waiter: w.clone(), clause, slot, bytes: 0 });
+            let wakes = c.park_receiver_locked(&mut g, Entry::new(&w, clause, slot, 0));
             drop(g);
             wakes.run();
         }
@@ -77,10 +77,7 @@ fn loom_buffered_refill_races_close_and_abort() {
         let slot = UnsafeCell::new(Some(2));
         {
             let mut g = c.lock();
-            let wakes = c.park_sender_locked(
-                &mut g,
-                Entry { waiter: w.clone(), clause: 0, slot: slot.get(), bytes: 4 },
-            );
+            let wakes = c.park_sender_locked(&mut g, Entry::new(&w, 0, slot.get(), 4));
             drop(g);
             wakes.run();
         }

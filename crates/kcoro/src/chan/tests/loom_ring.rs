@@ -143,10 +143,7 @@ fn loom_ring_receiver_parks_while_a_send_bypasses_the_lock() {
                         Some(v)
                     }
                     RecvAttempt::Empty => {
-                        let wakes = c.park_receiver_locked(
-                            &mut g,
-                            Entry { waiter: w.clone(), clause: 0, slot: slot.get(), bytes: 0 },
-                        );
+                        let wakes = c.park_receiver_locked(&mut g, Entry::new(&w, 0, slot.get(), 0));
                         drop(g);
                         wakes.run();
                         None
@@ -199,10 +196,7 @@ fn loom_ring_sender_parks_while_a_receive_bypasses_the_lock() {
                     }
                     SendAttempt::Full(v) => {
                         assert_eq!(v, 2);
-                        let wakes = c.park_sender_locked(
-                            &mut g,
-                            Entry { waiter: w.clone(), clause: 0, slot: slot.get(), bytes: 4 },
-                        );
+                        let wakes = c.park_sender_locked(&mut g, Entry::new(&w, 0, slot.get(), 4));
                         drop(g);
                         wakes.run();
                         true
