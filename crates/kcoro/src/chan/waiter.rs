@@ -116,6 +116,7 @@ impl Waiter {
 
     /// Hands a finished waiter back for reuse by this thread's next operation. Only a
     /// waiter nobody else holds is kept.
+    #[inline]
     pub(crate) fn recycle(w: Arc<Self>) {
         if Arc::strong_count(&w) == 1 && matches!(w.wake, Wake::Unparker(_)) {
             put_spare(w);
@@ -150,12 +151,14 @@ impl Waiter {
 
     /// Step 1: claims the waiter for `clause`. Caller holds that clause's channel lock.
     #[must_use]
+    #[inline]
     pub(crate) fn try_claim(&self, clause: usize) -> bool {
         // Acquire: the owner's slot initialisation (published by the channel lock too).
         self.state.compare_exchange(WAITING, FIRST_CLAIMED + 2 * clause, Acquire, Relaxed).is_ok()
     }
 
     /// Step 2: the value has moved. Caller claimed `clause` and holds its channel lock.
+    #[inline]
     pub(crate) fn mark_done(&self, clause: usize) {
         // Release: publishes the slot write to the owner's Acquire in `state`.
         self.state.store(FIRST_CLAIMED + 2 * clause + 1, Release);
@@ -275,12 +278,14 @@ impl<T> Entry<T> {
 
     /// Step 1 (see the protocol); caller holds the channel lock.
     #[must_use]
+    #[inline]
     pub(crate) fn try_claim(&self) -> bool {
         self.waiter().try_claim(self.clause)
     }
 
     /// Step 2: the value has moved; returns how to wake the owner after unlocking. Caller
     /// claimed the entry and holds the channel lock.
+    #[inline]
     pub(crate) fn finish(self) -> Wakeup {
         let wakeup = Waiter::wakeup(self.waiter);
         self.waiter().mark_done(self.clause);

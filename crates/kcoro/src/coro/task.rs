@@ -520,6 +520,7 @@ impl Task {
     }
 
     /// [`unpark`](Self::unpark) with a count of its own, which goes to the run queue.
+    #[inline]
     pub(crate) fn unpark_owned(self: Arc<Self>) {
         if self.state.unpark() == UnparkOutcome::Schedule {
             Shared::schedule_woken_owned(self);
