@@ -320,11 +320,17 @@ impl Shared {
 
     /// This thread's worker, if it belongs to this runtime.
     fn local_worker(&self) -> Option<&Worker> {
+        Self::worker_of(self)
+    }
+
+    /// This thread's worker, if it belongs to the runtime `shared`. Not tied to a borrow
+    /// of `shared`: the worker outlives any use on its own thread.
+    fn worker_of<'w>(shared: *const Shared) -> Option<&'w Worker> {
         let w = context::current_worker()?;
         // SAFETY: a worker lives on its thread's stack for the thread's life; we are on
         // that thread.
         let w = unsafe { w.as_ref() };
-        std::ptr::eq(Arc::as_ptr(&w.shared), self).then_some(w)
+        std::ptr::eq(Arc::as_ptr(&w.shared), shared).then_some(w)
     }
 
     /// [`schedule_woken`](Self::schedule_woken) for a wake that owns no count of the
@@ -333,12 +339,9 @@ impl Shared {
     /// elsewhere (a thread, another runtime) a count is taken for the call.
     #[inline(never)]
     pub(crate) fn schedule_woken_owned(task: TaskRef) {
-        // SAFETY: as in `local_worker`: a worker lives on its thread's stack for the
-        // thread's life, and we are on that thread.
-        let worker = context::current_worker().map(|w| unsafe { w.as_ref() });
-        match worker {
-            Some(w) if Arc::ptr_eq(&w.shared, &task.shared) => w.shared.schedule_woken_from(task, || Some(w)),
-            _ => {
+        match Self::worker_of(Arc::as_ptr(&task.shared)) {
+            Some(w) => w.shared.schedule_woken_from(task, || Some(w)),
+            None => {
                 let shared = Arc::clone(&task.shared);
                 shared.schedule_woken_from(task, || None);
             }
