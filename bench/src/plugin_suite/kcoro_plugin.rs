@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use kcoro_host::{Entry, NrStatus, Plugin};
 
-use super::{FRAME, FRAMES, Timed, check_echo, check_frame, payload, unknown, warmup};
+use super::{FRAME, FRAMES, Timed, Unary, check_echo, check_frame, payload, unary_call, unknown, warmup};
 use crate::harness::Measurement;
 
 /// Runs `case` with `n` operations on the plugin at `path` (its layout detected).
@@ -15,12 +15,12 @@ pub fn run(case: &str, n: u64, path: PathBuf) -> Result<Measurement, String> {
     let plugin = Plugin::load(&path).map_err(|e| format!("kcoro-host: {e}"))?;
     let entry = |name: &str| plugin.entry(name).map_err(|e| format!("kcoro-host: {e}"));
     let out = match case {
-        "unary_empty" | "unary_1k" => {
-            let (p, e, sent) = (plugin.clone(), entry("echo")?, payload(case));
+        "unary_empty" | "unary_1k" | "unary_any_thread" => {
+            let (p, e, sent, how) = (plugin.clone(), entry("echo")?, payload(case), unary_call(case));
             drive(1, move || {
-                unary(&p, &e, &sent, warmup(n), true)?;
+                unary(&p, &e, &sent, how, warmup(n), true)?;
                 let t = Timed::start();
-                unary(&p, &e, &sent, n, false)?;
+                unary(&p, &e, &sent, how, n, false)?;
                 Ok(t.stop(n))
             })
         }
@@ -85,9 +85,13 @@ fn drive(
 }
 
 /// `n` calls to `echo` with `sent`, each reply checked (all of it when `full`).
-fn unary(p: &Plugin, e: &Entry, sent: &[u8], n: u64, full: bool) -> Result<(), String> {
+fn unary(p: &Plugin, e: &Entry, sent: &[u8], how: Unary, n: u64, full: bool) -> Result<(), String> {
     for _ in 0..n {
-        let reply = p.call_raw(e, sent).wait().map_err(|e| format!("call failed: {e}"))?;
+        let call = match how {
+            Unary::Inline => p.call_raw(e, sent).inline_only(),
+            Unary::AnyThread => p.call_raw(e, sent),
+        };
+        let reply = call.wait().map_err(|e| format!("call failed: {e}"))?;
         check_echo(reply.status == NrStatus::Ok, &reply.data, sent, full)?;
     }
     Ok(())
@@ -157,7 +161,7 @@ fn two_drivers(p: &Plugin, e: &Entry, n: u64) -> Result<(), String> {
     let half = n / 2;
     let spawn = |calls: u64| {
         let (p, e) = (p.clone(), e.clone());
-        kcoro::spawn(move || unary(&p, &e, &[], calls, false))
+        kcoro::spawn(move || unary(&p, &e, &[], Unary::Inline, calls, false))
     };
     let a = spawn(half);
     let b = spawn(n - half);

@@ -28,10 +28,19 @@
 //! |----------------------|------------------------------------------------------------|------------|
 //! | `unary_empty`        | one unary call to `echo` with an empty payload, its reply  | 1          |
 //! | `unary_1k`           | the same with a 1 KiB payload, echoed back                 | 1          |
+//! | `unary_any_thread`   | `unary_empty` through the call that also takes a reply     | 1          |
+//! |                      | from another thread                                        |            |
 //! | `fire_and_forget`    | one call to `noop`, no reply awaited                       | 1          |
 //! | `stream_5_frames`    | start `stream5`, read its 5 frames and the end             | 1          |
 //! | `bidi_5_frames_echo` | open `bidi`, send 5 chunks, read 5 echoes, close, read end | 1          |
 //! | `unary_2_workers`    | `unary_empty`, two drivers at once; ns/op = elapsed / n    | 2          |
+//!
+//! The unary cases other than `unary_any_thread` use each host's call for a plugin that
+//! answers inside `handle` (kcoro-host's `inline_only`, nylon-ring-host's
+//! `call_response_fast`: both fail a call answered later, and keep no sid in a shared
+//! table); `unary_any_thread` uses the general call of each (kcoro-host's plain
+//! `call_raw`, nylon-ring-host's `call_response`), which would wait for a reply from a
+//! plugin thread, here still answered inside `handle`.
 //!
 //! The drivers: kcoro runs each as a coroutine on a `kcoro::Runtime` with `workers(1)`
 //! (`workers(2)` and two coroutines of n/2 calls each for `unary_2_workers`) and uses
@@ -93,6 +102,7 @@ pub const FRAME: &[u8] = b"frame";
 const ALL: &[&str] = &[
     "unary_empty",
     "unary_1k",
+    "unary_any_thread",
     "fire_and_forget",
     "stream_5_frames",
     "bidi_5_frames_echo",
@@ -115,7 +125,8 @@ pub static SUITE: Suite = Suite {
         "  unary_2_workers: kcoro workers(2) + 2 coroutines, tokio worker_threads(2) + 2 tasks, n/2 calls each",
         "entries resolved once before timing, calls by id; nylon-ring plugin loaded with load (not load_pinned)",
         "API per case (kcoro | nylon-ring):",
-        "  unary_*:            call_raw(&e, p).wait()           | PluginEntry::call_response_fast(p).await",
+        "  unary_empty, _1k, _2_workers: call_raw(&e, p).inline_only().wait() | PluginEntry::call_response_fast(p).await",
+        "  unary_any_thread:   call_raw(&e, p).wait()           | PluginEntry::call_response(p).await",
         "  fire_and_forget:    fire_and_forget(&e, p)           | PluginEntry::call(p).await",
         "  stream_5_frames:    call_stream_raw(&e, p) + recv()  | PluginEntry::call_stream(p) + StreamReceiver::recv",
         "  bidi_5_frames_echo: StreamCall send/recv/close       | call_stream + PluginHandle::send_stream_data/close_stream",
@@ -126,6 +137,7 @@ pub static SUITE: Suite = Suite {
     cases: &[
         case("unary_empty", 5_000_000, 500_000),
         case("unary_1k", 2_000_000, 200_000),
+        case("unary_any_thread", 5_000_000, 500_000),
         case("fire_and_forget", 10_000_000, 1_000_000),
         case("stream_5_frames", 1_000_000, 100_000),
         case("bidi_5_frames_echo", 500_000, 50_000),
@@ -274,6 +286,20 @@ pub fn check_frame(ok: bool, data: &[u8]) -> Result<(), String> {
 }
 
 /// The payload of `case`.
+/// Which unary call a case makes (the module docs).
+#[derive(Clone, Copy)]
+pub enum Unary {
+    /// Answered inside `handle`, or failed.
+    Inline,
+    /// Answered whenever, from any thread.
+    AnyThread,
+}
+
+/// The unary call of `case`.
+pub fn unary_call(case: &str) -> Unary {
+    if case == "unary_any_thread" { Unary::AnyThread } else { Unary::Inline }
+}
+
 pub fn payload(case: &str) -> Vec<u8> {
     if case == "unary_1k" { (0..PAYLOAD_1K).map(|i| i as u8).collect() } else { Vec::new() }
 }

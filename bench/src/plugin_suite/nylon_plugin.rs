@@ -5,11 +5,13 @@
 //! once. The API per case, each the fastest nylon-ring-host 0.2.2 has for a plugin that
 //! replies inside the call:
 //!
-//! - `unary_*`: [`PluginEntry::call_response_fast`] — the synchronous fast path by entry
-//!   id: no pending-map entry, the reply lands in a thread-local slot. (It fails if the
-//!   plugin does not reply inside `handle`; the general `call_response` — the one that
-//!   also takes a later reply, as kcoro-host's `call_raw` does — inserts into and
-//!   removes from a sharded `DashMap` per call and is slower.)
+//! - `unary_empty`, `unary_1k`, `unary_2_workers`: [`PluginEntry::call_response_fast`] —
+//!   the synchronous fast path by entry id: no pending-map entry, the reply lands in a
+//!   thread-local slot. It fails if the plugin does not reply inside `handle`, as
+//!   kcoro-host's `inline_only` calls do.
+//! - `unary_any_thread`: [`PluginEntry::call_response`], the general call that also takes
+//!   a later reply, as kcoro-host's plain `call_raw` does: it inserts into and removes
+//!   from a sharded `DashMap` per call.
 //! - `fire_and_forget`: [`PluginEntry::call`].
 //! - `stream_5_frames`: [`PluginEntry::call_stream`], then [`StreamReceiver::recv`]; frames
 //!   sent inside `handle` go straight to the stream's pooled channel.
@@ -20,7 +22,9 @@ use std::future::Future;
 
 use nylon_ring_host::{NrStatus, NylonRingHost, PluginEntry, PluginHandle, StreamReceiver};
 
-use super::{FRAME, FRAMES, NYLON, Timed, check_echo, check_frame, payload, unknown, warmup};
+use super::{
+    FRAME, FRAMES, NYLON, Timed, Unary, check_echo, check_frame, payload, unary_call, unknown, warmup,
+};
 use crate::harness::Measurement;
 
 /// The name the plugin is loaded under.
@@ -35,12 +39,12 @@ pub fn run(case: &str, n: u64) -> Result<Measurement, String> {
     let handle = host.plugin(NAME).ok_or_else(|| format!("{NYLON}: plugin {NAME} not loaded"))?;
     let entry = |name: &str| handle.entry(name).map_err(|e| format!("{NYLON}: entry {name}: {e}"));
     let out = match case {
-        "unary_empty" | "unary_1k" => {
-            let (e, sent) = (entry("echo")?, payload(case));
+        "unary_empty" | "unary_1k" | "unary_any_thread" => {
+            let (e, sent, how) = (entry("echo")?, payload(case), unary_call(case));
             drive(async move {
-                unary(&e, &sent, warmup(n), true).await?;
+                unary(&e, &sent, how, warmup(n), true).await?;
                 let t = Timed::start();
-                unary(&e, &sent, n, false).await?;
+                unary(&e, &sent, how, n, false).await?;
                 Ok(t.stop(n))
             })
         }
@@ -115,9 +119,13 @@ fn drive_two_workers(
 }
 
 /// `n` calls to `echo` with `sent`, each reply checked (all of it when `full`).
-async fn unary(e: &PluginEntry, sent: &[u8], n: u64, full: bool) -> Result<(), String> {
+async fn unary(e: &PluginEntry, sent: &[u8], how: Unary, n: u64, full: bool) -> Result<(), String> {
     for _ in 0..n {
-        let (status, data) = e.call_response_fast(sent).await.map_err(|e| format!("call failed: {e}"))?;
+        let reply = match how {
+            Unary::Inline => e.call_response_fast(sent).await,
+            Unary::AnyThread => e.call_response(sent).await,
+        };
+        let (status, data) = reply.map_err(|e| format!("call failed: {e}"))?;
         check_echo(status == NrStatus::Ok, &data, sent, full)?;
     }
     Ok(())
@@ -187,7 +195,7 @@ async fn two_drivers(e: &PluginEntry, n: u64) -> Result<(), String> {
     let half = n / 2;
     let spawn = |calls: u64| {
         let e = e.clone();
-        tokio::spawn(async move { unary(&e, &[], calls, false).await })
+        tokio::spawn(async move { unary(&e, &[], Unary::Inline, calls, false).await })
     };
     let a = spawn(half);
     let b = spawn(n - half);

@@ -35,6 +35,7 @@ pub struct Call<'a> {
     req: Option<&'a HighLevelRequest>,
     payload: &'a [u8],
     timeout: Option<Duration>,
+    inline_only: bool,
     state: State<'a>,
 }
 
@@ -46,7 +47,21 @@ impl<'a> Call<'a> {
         req: Option<&'a HighLevelRequest>,
         payload: &'a [u8],
     ) -> Call<'a> {
-        Call { plugin, entry, req, payload, timeout: None, state: State::Start }
+        Call { plugin, entry, req, payload, timeout: None, inline_only: false, state: State::Start }
+    }
+
+    /// Asks for the reply inside `handle`, on the calling thread, as a plugin that answers
+    /// synchronously gives it. The call then takes no sid from the host's table (about 120
+    /// instructions of an empty call's 700, docs/BENCHMARKS.md). If `handle` returns without
+    /// a reply the call fails with [`HostError::NoInlineReply`], and whatever the plugin
+    /// sends for it later, from any thread, is dropped and counted in
+    /// [`Metrics::dropped_replies`](crate::Metrics::dropped_replies). A plugin that answers
+    /// an error status from `handle` still gets it back as the reply. Per-call state and a
+    /// leased reply buffer (nylon-ring 0.2) are not available to such a call: the plugin's
+    /// requests for them fail.
+    pub fn inline_only(mut self) -> Self {
+        self.inline_only = true;
+        self
     }
 
     /// Fails the call with [`HostError::Timeout`] if no reply arrives within `d`; a reply
@@ -91,7 +106,13 @@ impl<'a> Call<'a> {
         let in_flight = loaded.enter()?;
         let mut raw = self.req.map(RawRequest::new).transpose()?;
         let payload = self.req.map_or(self.payload, |r| &r.body[..]);
-        let sid = self.plugin.alloc(Kind::Unary)?;
+        let inline_sid = if self.inline_only { loaded.ctx.table.inline_sid() } else { None };
+        let sid = match inline_sid {
+            Some(sid) => sid,
+            // A thread without an exclusive index (past the first 64) takes a table sid;
+            // the call still fails below if the reply does not come inline.
+            None => self.plugin.alloc(Kind::Unary)?,
+        };
         loaded.ctx.counters.add(Counter::Calls, 1);
         let mut reply = None;
         let status = {
@@ -105,10 +126,19 @@ impl<'a> Call<'a> {
             None => None,
         };
         if let Some(frame) = done {
-            loaded.finish(sid);
+            if inline_sid.is_none() {
+                loaded.finish(sid);
+            }
             loaded.ctx.counters.status(frame.status);
             self.state = State::Done;
             return Ok(Some(frame));
+        }
+        if self.inline_only {
+            if inline_sid.is_none() {
+                loaded.finish(sid);
+            }
+            self.state = State::Done;
+            return Err(HostError::NoInlineReply(loaded.name.clone()));
         }
         let deadline = self.timeout.map(|d| Instant::now() + d);
         self.state = State::Waiting { sid, deadline, timer_armed: false, _in_flight: in_flight };

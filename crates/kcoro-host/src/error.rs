@@ -80,6 +80,10 @@ pub enum HostError {
     TooLarge { what: &'static str, len: usize, max: u64 },
     #[error("the call timed out")]
     Timeout,
+    /// An [inline-only](crate::Call::inline_only) call whose plugin returned from `handle`
+    /// without a reply on the calling thread. A reply it sends later is dropped and counted.
+    #[error("plugin `{0}` did not reply inside `handle` to an inline-only call")]
+    NoInlineReply(String),
     #[error("the stream is finished")]
     StreamClosed,
 }

@@ -22,6 +22,14 @@
 //! Free indices are cached per thread ([`crate::thread_slot`]), so allocating and freeing
 //! take no shared lock either; slots are cache-line aligned so two workers' calls never
 //! share a line.
+//!
+//! # Inline sids
+//! A call that must be answered inside `handle` on its own thread (`Call::inline_only`)
+//! takes no slot at all: its sid is `seq << 32 | INLINE_BIT | thread`, from a counter of
+//! the calling thread's exclusive index, so no two calls share one until that counter
+//! wraps. Its index part lies past every slot, so the table knows it as no live sid: a
+//! reply, state or lease for it that does not come through the caller's thread-local is
+//! dropped as for a finished call.
 
 use std::cell::UnsafeCell;
 use std::collections::{HashMap, VecDeque};
@@ -42,6 +50,10 @@ const STREAM_BIT: u64 = 1 << 31;
 const FREE_BIT: u64 = 1 << 30;
 /// Free indices a thread keeps before handing half back to the shared list.
 const CACHE_MAX: usize = 256;
+/// Set in every inline sid, never in a slot's (see the module docs).
+const INLINE_BIT: u64 = 1 << 29;
+// An inline sid's index part must lie past every slot.
+const _: () = assert!((MAX_CHUNKS * CHUNK) as u64 <= INLINE_BIT);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -127,8 +139,16 @@ struct FreeList {
     next: u32,
 }
 
+/// What a thread with an exclusive index keeps of its own in a table.
+#[derive(Default)]
+struct Own {
+    free: Vec<u32>,
+    /// The last inline sid's sequence number.
+    inline_seq: u32,
+}
+
 #[repr(align(128))]
-struct Cache(UnsafeCell<Vec<u32>>);
+struct Cache(UnsafeCell<Own>);
 
 pub(crate) struct SidTable {
     chunks: Box<[AtomicPtr<Slot>]>,
@@ -198,18 +218,33 @@ impl SidTable {
         SidTable {
             chunks: (0..MAX_CHUNKS).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect(),
             free: Mutex::new(FreeList { free: Vec::new(), next: 0 }),
-            caches: (0..EXCLUSIVE).map(|_| Cache(UnsafeCell::new(Vec::new()))).collect(),
+            caches: (0..EXCLUSIVE).map(|_| Cache(UnsafeCell::default())).collect(),
         }
     }
 
-    /// This thread's cache of free indices, if it has an exclusive index.
+    /// This thread's own part of the table, with its index, if it has an exclusive index.
     #[allow(clippy::mut_from_ref)] // exclusive by `thread_slot`'s contract
     #[inline]
-    fn cache(&self) -> Option<&mut Vec<u32>> {
+    fn own(&self) -> Option<(usize, &mut Own)> {
         let t = thread_slot::index()?;
         // SAFETY: only the thread holding exclusive index `t` reaches `caches[t]`, and it
-        // never holds two of these references at once (alloc and free do not nest).
-        Some(unsafe { &mut *self.caches[t].0.get() })
+        // never holds two of these references at once (alloc, free and `inline_sid` do
+        // not nest).
+        Some((t, unsafe { &mut *self.caches[t].0.get() }))
+    }
+
+    /// This thread's cache of free indices, if it has an exclusive index.
+    #[inline]
+    fn cache(&self) -> Option<&mut Vec<u32>> {
+        self.own().map(|(_, own)| &mut own.free)
+    }
+
+    /// A fresh inline sid (module docs), or `None` on a thread without an exclusive index.
+    #[inline]
+    pub(crate) fn inline_sid(&self) -> Option<u64> {
+        let (t, own) = self.own()?;
+        own.inline_seq = own.inline_seq.wrapping_add(1);
+        Some((u64::from(own.inline_seq) << 32) | INLINE_BIT | t as u64)
     }
 
     #[inline]
@@ -396,6 +431,30 @@ mod tests {
         table.slot(index_of(sid)).unwrap().dirty.store(false, Ordering::SeqCst);
         assert!(table.free(sid).is_none(), "a plain free hands nothing back");
         assert!(!table.is_live(sid));
+    }
+
+    #[test]
+    fn an_inline_sid_is_never_a_slots_sid() {
+        let table = SidTable::new();
+        let first = table.inline_sid().expect("a test thread has an exclusive index");
+        let thread = (first & 0xffff_ffff & !INLINE_BIT) as usize;
+        // Live slots at every index up to this thread's, so a sid read as an index would
+        // find one.
+        let live: Vec<u64> = (0..=thread + 1).map(|_| table.alloc(Kind::Unary, 0).unwrap()).collect();
+        let second = table.inline_sid().unwrap();
+        assert_ne!(first, second, "each inline call has its own sid");
+        assert_eq!(second >> 32, (first >> 32) + 1);
+        for sid in [first, second] {
+            assert_ne!(sid, crate::ctx::NO_SID);
+            assert!(!table.is_live(sid));
+            assert!(table.get(sid).is_none(), "a reply for an inline sid found a slot");
+            assert!(table.free(sid).is_none());
+            assert!(!live.contains(&sid));
+        }
+        for sid in live {
+            assert_eq!(sid & INLINE_BIT, 0);
+            assert!(table.is_live(sid), "an inline sid's free or lookup touched a slot");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kcoro_host::{HighLevelRequest, Layout, LoadOptions, NrStatus, Plugin};
+use kcoro_host::{HighLevelRequest, HostError, Layout, LoadOptions, NrStatus, Plugin};
 
 /// What a plugin's example supports beyond `echo` and `stream`.
 #[derive(Clone, Copy)]
@@ -93,6 +93,35 @@ fn full(p: &Plugin, f: Full) {
     assert_eq!(m.in_flight, 0, "{}: {m:?}", p.name());
     assert!(m.status(NrStatus::Err) >= 1 && m.status(NrStatus::Unsupported) >= 1, "{m:?}");
     assert_eq!(m.dropped_replies, 0, "{}: {m:?}", p.name());
+    inline_only(p, f);
+}
+
+/// Inline-only calls: answered inside `handle` they behave as any call; a reply from a
+/// plugin thread fails the call, and is dropped and counted when it comes, reaching no
+/// later call.
+fn inline_only(p: &Plugin, f: Full) {
+    let r = p.call_raw("echo", b"inline").inline_only().wait().expect("inline echo");
+    assert_eq!((r.status, &*r.data), (NrStatus::Ok, &b"inline"[..]), "{}", p.name());
+    let r = p.call_raw("error", b"").inline_only().wait().expect("inline error entry");
+    assert_eq!((r.status, &*r.data), (NrStatus::Err, &b"boom"[..]), "{}", p.name());
+
+    let dropped = p.metrics().dropped_replies;
+    match p.call_raw("echo_async", b"stale").inline_only().wait() {
+        Err(HostError::NoInlineReply(name)) => assert_eq!(name, p.name()),
+        other => panic!("{}: an inline-only call answered from a thread gave {other:?}", p.name()),
+    }
+    common::wait_until("the plugin thread's reply to be dropped", || p.metrics().dropped_replies > dropped);
+    let r = p.call_raw("echo_async", b"fresh").timeout(Duration::from_secs(10)).wait().expect("async echo");
+    assert_eq!(&*r.data, b"fresh", "{}", p.name());
+    assert_eq!(&*p.call_raw("echo", b"own").inline_only().wait().expect("inline echo").data, b"own");
+
+    if f.extended {
+        // No per-call state for an inline-only call: the plugin's request for it fails.
+        let r = p.call_raw("state", b"remember me").inline_only().wait().expect("inline state");
+        assert_ne!((r.status, &*r.data), (NrStatus::Ok, &b"remember me"[..]), "{}", p.name());
+    }
+    let m = p.metrics();
+    assert_eq!((m.in_flight, m.dropped_replies), (0, dropped + 1), "{}: {m:?}", p.name());
 }
 
 fn load(path: PathBuf, opts: LoadOptions) -> Plugin {

@@ -40,6 +40,7 @@ fn outlives_its_plugin(lib: &Path, layout: Layout) {
         p.metrics().dropped_replies >= dropped + 20
     });
     assert!(matches!(p.call_raw("echo", b"x").wait(), Err(HostError::Unloading(_))));
+    assert!(matches!(p.call_raw("echo", b"x").inline_only().wait(), Err(HostError::Unloading(_))));
 
     // Every handle gone: the host context is freed, the plugin's thread finds the gate
     // closed, and the library it runs in is still mapped.

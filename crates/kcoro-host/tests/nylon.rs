@@ -154,8 +154,33 @@ fn nylon_ring_0_2_define_plugin() {
         assert_eq!(reply(&p, "lease", b"abc"), (NrStatus::Ok, b"cba".to_vec()));
         assert_eq!(reply(&p, "lease_async", b"xyz"), (NrStatus::Ok, b"zyx".to_vec()));
         quiet(&p);
+        inline_only(&p, &lib);
         p.shutdown(Duration::from_secs(5)).expect("shutdown");
     });
+}
+
+/// Inline-only calls on nylon-ring's own layout: a reply inside `handle` (copied or kept
+/// without a copy) completes them; a lease is refused to them, and a reply from a plugin
+/// thread fails them and is dropped (its buffer released) when it comes.
+fn inline_only(p: &Plugin, lib: &Path) {
+    let inline = |entry: &str, payload: &[u8]| p.call_raw(entry, payload).inline_only().wait();
+    let r = inline("echo", b"inline").expect("inline echo");
+    assert_eq!((r.status, &*r.data), (NrStatus::Ok, &b"inline"[..]));
+    let released: u64 = common::probe(lib, "test_owned_releases");
+    let r = inline("owned", b"kept").expect("inline owned");
+    assert_eq!((r.data.is_zero_copy(), &*r.data), (true, &b"kept"[..]));
+    drop(r);
+    assert_eq!(common::probe::<u64>(lib, "test_owned_releases"), released + 1);
+    // The plugin's own fallback when its lease is refused.
+    let r = inline("lease", b"abc").expect("inline lease");
+    assert_eq!((r.status, &*r.data), (NrStatus::Err, &b"no lease"[..]));
+
+    let dropped = p.metrics().dropped_replies;
+    assert!(matches!(inline("echo_async", b"stale"), Err(HostError::NoInlineReply(_))));
+    common::wait_until("the late reply to be dropped", || p.metrics().dropped_replies > dropped);
+    assert_eq!(reply(p, "echo_async", b"fresh"), (NrStatus::Ok, b"fresh".to_vec()));
+    let m = p.metrics();
+    assert_eq!((m.in_flight, m.dropped_replies), (0, dropped + 1), "{m:?}");
 }
 
 #[test]
