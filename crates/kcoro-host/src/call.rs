@@ -56,9 +56,9 @@ impl<'a> Call<'a> {
     /// a reply the call fails with [`HostError::NoInlineReply`], and whatever the plugin
     /// sends for it later, from any thread, is dropped and counted in
     /// [`Metrics::dropped_replies`](crate::Metrics::dropped_replies). A plugin that answers
-    /// an error status from `handle` still gets it back as the reply. Per-call state and a
-    /// leased reply buffer (nylon-ring 0.2) are not available to such a call: the plugin's
-    /// requests for them fail.
+    /// an error status from `handle` still gets it back as the reply. A reply buffer leased
+    /// to the plugin (nylon-ring 0.2) is served inside `handle`; per-call state needs a
+    /// slot, so the plugin's requests for it fail in such a call.
     pub fn inline_only(mut self) -> Self {
         self.inline_only = true;
         self
@@ -120,6 +120,9 @@ impl<'a> Call<'a> {
             let req = raw.as_mut().map_or(std::ptr::null(), |r| r.as_ptr());
             loaded.invoke(self.entry, sid, req, payload)
         };
+        if inline_sid.is_some() {
+            loaded.ctx.end_inline_leases(sid);
+        }
         let done = match reply {
             Some(frame) => Some(frame),
             None if status != kcoro_abi::NrStatus::Ok => Some(Frame { status, data: Default::default() }),

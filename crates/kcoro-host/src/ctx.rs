@@ -14,6 +14,7 @@
 //!   that entered the gate may use it until it leaves.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kcoro_abi::NrStatus;
@@ -43,6 +44,12 @@ pub(crate) struct HostCtx {
     /// Leased reply buffers whose call ended first: the plugin may still write into them,
     /// so they are freed only by a late commit (or kept, see `Drop`).
     pub(crate) orphans: Mutex<Vec<Vec<u8>>>,
+    /// Reply buffers leased to inline-only calls, which have no slot to keep them in:
+    /// `(sid, buffer)`, until committed or their call returns.
+    inline_leases: Mutex<Vec<(u64, Vec<u8>)>>,
+    /// How many `inline_leases` holds: an inline-only call reads it (one load) when
+    /// `handle` returns, and takes the lock only when some call holds one.
+    inline_leases_out: AtomicUsize,
 }
 
 /// The call this thread is inside a plugin function for: replies and frames for it go
@@ -57,6 +64,21 @@ pub(crate) struct SyncCall {
 }
 
 impl SyncCall {
+    /// Whether this is the unary call `sid` on `ctx` (this thread is inside its `handle`).
+    #[inline]
+    pub(crate) fn is_unary(&self, ctx: &HostCtx, sid: u64) -> bool {
+        std::ptr::eq(self.ctx, ctx) && self.sid == sid && sid != NO_SID && !self.reply.is_null()
+    }
+
+    /// Whether this unary call has its reply already.
+    ///
+    /// # Safety
+    /// As for [`SyncCall::reply_for`].
+    pub(crate) unsafe fn has_reply(&self) -> bool {
+        // SAFETY: the caller's contract.
+        unsafe { self.reply.as_ref() }.is_some_and(Option::is_some)
+    }
+
     /// Where a unary reply for `sid` lands when this thread is inside `handle` of that very
     /// call on `ctx`: the caller's own slot, written without a lock.
     ///
@@ -153,6 +175,8 @@ impl HostCtx {
             lib,
             unmap,
             orphans: Mutex::new(Vec::new()),
+            inline_leases: Mutex::new(Vec::new()),
+            inline_leases_out: AtomicUsize::new(0),
         }
     }
 
@@ -178,6 +202,56 @@ impl HostCtx {
         let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
         let found = orphans.iter().position(|l| l.as_ptr() as u64 == token);
         found.map(|i| orphans.swap_remove(i)).is_some()
+    }
+
+    /// Keeps `buf`, leased to the inline-only call `sid`, until it is committed or the
+    /// call returns.
+    pub(crate) fn keep_inline_lease(&self, sid: u64, buf: Vec<u8>) {
+        self.inline_leases.lock().unwrap_or_else(|e| e.into_inner()).push((sid, buf));
+        self.inline_leases_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the inline-only call `sid` holds a leased buffer.
+    pub(crate) fn has_inline_lease(&self, sid: u64) -> bool {
+        self.inline_leases_out.load(Ordering::Relaxed) != 0
+            && self.inline_leases.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|(s, _)| *s == sid)
+    }
+
+    /// The buffer `token` leased to `sid`, if `fits` accepts it; `None` when there is none
+    /// (the call returned first), `Some(Err(()))` when `fits` refuses it (it stays leased).
+    pub(crate) fn take_inline_lease(
+        &self,
+        sid: u64,
+        token: u64,
+        fits: impl FnOnce(&Vec<u8>) -> bool,
+    ) -> Option<Result<Vec<u8>, ()>> {
+        let mut leases = self.inline_leases.lock().unwrap_or_else(|e| e.into_inner());
+        let i = leases.iter().position(|(s, b)| *s == sid && b.as_ptr() as u64 == token)?;
+        if !fits(&leases[i].1) {
+            return Some(Err(()));
+        }
+        self.inline_leases_out.fetch_sub(1, Ordering::Relaxed);
+        Some(Ok(leases.swap_remove(i).1))
+    }
+
+    /// Called when the inline-only call `sid` returns: a buffer leased to it and never
+    /// committed may still be written by the plugin, so it becomes an orphan.
+    #[inline]
+    pub(crate) fn end_inline_leases(&self, sid: u64) {
+        // Relaxed: a lease this call took was counted on this thread, before this load.
+        if self.inline_leases_out.load(Ordering::Relaxed) != 0 {
+            self.orphan_inline_leases(sid);
+        }
+    }
+
+    #[cold]
+    fn orphan_inline_leases(&self, sid: u64) {
+        let mut leases = self.inline_leases.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(i) = leases.iter().position(|(s, _)| *s == sid) {
+            let (_, buf) = leases.swap_remove(i);
+            self.inline_leases_out.fetch_sub(1, Ordering::Relaxed);
+            self.orphan(buf);
+        }
     }
 
     /// Routes one reply or frame to its waiter. `status` is already in kcoro's numbering.
@@ -288,8 +362,12 @@ impl Drop for HostCtx {
         // plugin (nothing stops it while the library stays mapped): keep its memory. With
         // `keep_mapped(false)` the plugin promised to run nothing after `shutdown`.
         let orphans = std::mem::take(self.orphans.get_mut().unwrap_or_else(|e| e.into_inner()));
+        // Every inline-only call orphans its leases when it returns, so this is empty
+        // unless one never returned; kept under the same rule if not.
+        let inline = std::mem::take(self.inline_leases.get_mut().unwrap_or_else(|e| e.into_inner()));
         if !self.unmap {
             std::mem::forget(orphans);
+            std::mem::forget(inline);
         }
     }
 }

@@ -28,8 +28,8 @@
 //! takes no slot at all: its sid is `seq << 32 | INLINE_BIT | thread`, from a counter of
 //! the calling thread's exclusive index, so no two calls share one until that counter
 //! wraps. Its index part lies past every slot, so the table knows it as no live sid: a
-//! reply, state or lease for it that does not come through the caller's thread-local is
-//! dropped as for a finished call.
+//! reply or state for it that does not come through the caller's thread-local is dropped
+//! as for a finished call (its leases are kept by the host context, `HostCtx`).
 
 use std::cell::UnsafeCell;
 use std::collections::{HashMap, VecDeque};
@@ -189,6 +189,12 @@ impl Drop for Freed {
 #[inline]
 fn index_of(sid: u64) -> usize {
     (sid as u32 & !(STREAM_BIT as u32)) as usize
+}
+
+/// Whether `sid` is an inline sid (module docs), which no slot has.
+#[inline]
+pub(crate) fn is_inline(sid: u64) -> bool {
+    sid & INLINE_BIT != 0
 }
 
 /// The kind of call a sid was allocated for.

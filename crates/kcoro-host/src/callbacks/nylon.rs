@@ -19,7 +19,7 @@ use super::{guarded, with_ctx};
 use crate::ctx::{Full, HostCtx, sync_call};
 use crate::payload::Frame;
 use crate::payload::{Owned, Payload, Release};
-use crate::table::Kind;
+use crate::table::{self, Kind};
 
 /// The host vtable of nylon-ring 0.1.
 pub(crate) static HOST_VTABLE_V01: nylon::v01::NyHostVTable = nylon::v01::NyHostVTable { send_result };
@@ -159,26 +159,45 @@ unsafe extern "C" fn acquire_result_buffer(host_ctx: *mut c_void, sid: u64, capa
         // SAFETY: as in `send_result`.
         let lease = unsafe {
             with_ctx(host_ctx, |ctx| {
+                if table::is_inline(sid) {
+                    return lease_inline(ctx, sid, capacity);
+                }
                 let Some(mut slot) = ctx.table.get(sid) else { return NrBufferLease::FAILED };
                 if slot.kind != Kind::Unary || slot.ended || slot.lease.is_some() {
                     return NrBufferLease::FAILED;
                 }
-                let mut buf = Vec::new();
-                // A size the host cannot allocate refuses the lease instead of aborting.
-                if !usize::try_from(capacity).is_ok_and(|c| buf.try_reserve_exact(c).is_ok()) {
-                    return NrBufferLease::FAILED;
-                }
-                let lease = NrBufferLease {
-                    ptr: buf.as_mut_ptr(),
-                    cap: buf.capacity() as u64,
-                    token: buf.as_ptr() as u64,
-                };
+                let Some((buf, lease)) = new_lease(capacity) else { return NrBufferLease::FAILED };
                 slot.lease = Some(buf);
                 lease
             })
         };
         lease.unwrap_or(NrBufferLease::FAILED)
     })
+}
+
+/// A host buffer of `capacity` bytes and the lease that lends it; `None` for a size the
+/// host cannot allocate (the lease is refused instead of aborting).
+fn new_lease(capacity: u64) -> Option<(Vec<u8>, NrBufferLease)> {
+    let mut buf = Vec::new();
+    if !usize::try_from(capacity).is_ok_and(|c| buf.try_reserve_exact(c).is_ok()) {
+        return None;
+    }
+    let lease =
+        NrBufferLease { ptr: buf.as_mut_ptr(), cap: buf.capacity() as u64, token: buf.as_ptr() as u64 };
+    Some((buf, lease))
+}
+
+/// A lease for the inline-only call `sid`: only from inside its `handle`, on its thread,
+/// before its reply, one at a time (the rules a slot's lease keeps).
+fn lease_inline(ctx: &HostCtx, sid: u64, capacity: u64) -> NrBufferLease {
+    let sync = sync_call();
+    // SAFETY: `sync` is this thread's current call, read right here.
+    if !sync.is_unary(ctx, sid) || unsafe { sync.has_reply() } || ctx.has_inline_lease(sid) {
+        return NrBufferLease::FAILED;
+    }
+    let Some((buf, lease)) = new_lease(capacity) else { return NrBufferLease::FAILED };
+    ctx.keep_inline_lease(sid, buf);
+    lease
 }
 
 unsafe extern "C" fn commit_result_buffer(
@@ -190,24 +209,34 @@ unsafe extern "C" fn commit_result_buffer(
 ) -> NyStatus {
     guarded(NyStatus::Err, || {
         let commit = |ctx: &crate::ctx::HostCtx| {
-            let buf = {
+            let fits = |buf: &Vec<u8>| usize::try_from(initialized_len).is_ok_and(|n| n <= buf.capacity());
+            let buf = if table::is_inline(sid) {
+                match ctx.take_inline_lease(sid, token, fits) {
+                    Some(Ok(buf)) => buf,
+                    Some(Err(())) => return NrStatus::Invalid, // still leased
+                    None => {
+                        ctx.release_orphan(token); // the call returned first
+                        return ctx.dropped();
+                    }
+                }
+            } else {
                 let Some(mut slot) = ctx.table.get(sid) else {
                     // The call ended first: the plugin's commit says it is done with the
                     // orphaned buffer, which can go now.
                     ctx.release_orphan(token);
                     return ctx.dropped();
                 };
-                let Some(mut buf) = slot.lease.take() else { return NrStatus::Invalid };
-                let fits = usize::try_from(initialized_len).is_ok_and(|n| n <= buf.capacity());
-                if buf.as_ptr() as u64 != token || !fits {
+                let Some(buf) = slot.lease.take() else { return NrStatus::Invalid };
+                if buf.as_ptr() as u64 != token || !fits(&buf) {
                     slot.lease = Some(buf); // still leased: a corrected commit may follow
                     return NrStatus::Invalid;
                 }
-                // SAFETY: within the capacity, and the plugin's commit says it wrote that
-                // prefix (bytes need no other validity).
-                unsafe { buf.set_len(initialized_len as usize) };
                 buf
             };
+            let mut buf = buf;
+            // SAFETY: within the capacity (`fits`), and the plugin's commit says it wrote
+            // that prefix (bytes need no other validity).
+            unsafe { buf.set_len(initialized_len as usize) };
             ctx.deliver(sid, status.to_kcoro(), || Payload::from(buf), Full::Refuse)
                 .unwrap_or(NrStatus::Backpressure)
         };

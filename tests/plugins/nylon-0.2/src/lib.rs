@@ -8,6 +8,8 @@
 //!   static       Ok + "static bytes" through `send_result_owned` with no release
 //!   lease        Ok + the payload reversed, written into a buffer leased by the host
 //!   lease_async  the same from another thread
+//!   lease_late   the lease taken inside `handle`, written and committed from another
+//!                thread (perhaps after `handle` returned)
 
 include!("../../nylon-common.rs");
 
@@ -79,6 +81,26 @@ unsafe fn lease_async(sid: u64, payload: NrBytes) -> NrStatus {
     NrStatus::Ok
 }
 
+unsafe fn lease_late(sid: u64, payload: NrBytes) -> NrStatus {
+    let (Some(h), data) = (Host::get(), bytes(payload)) else { return NrStatus::Invalid };
+    // SAFETY: the host's lease contract, as in `reply_in_lease`.
+    let lease: NrBufferLease = unsafe { (h.v2().acquire_result_buffer)(h.ctx, sid, data.len() as u64) };
+    if lease.is_failed() {
+        return h.send(sid, NrStatus::Err, b"no lease".to_vec());
+    }
+    let (ptr, token) = (lease.ptr as usize, lease.token);
+    std::thread::spawn(move || {
+        for (i, b) in data.iter().rev().enumerate() {
+            // SAFETY: the lease stays writable for `cap >= data.len()` bytes until
+            // committed, whatever became of the call.
+            unsafe { (ptr as *mut u8).add(i).write(*b) };
+        }
+        // SAFETY: `data.len()` bytes were written.
+        unsafe { (h.v2().commit_result_buffer)(h.ctx, sid, NrStatus::Ok, token, data.len() as u64) }
+    });
+    NrStatus::Ok
+}
+
 /// Releases of `owned` replies so far.
 #[unsafe(no_mangle)]
 pub extern "C" fn test_owned_releases() -> u64 {
@@ -103,6 +125,7 @@ nylon_ring::define_plugin! {
         "static" => static_reply,
         "lease" => lease,
         "lease_async" => lease_async,
+        "lease_late" => lease_late,
     },
     stream_handlers: {
         data: on_data,
