@@ -119,6 +119,18 @@ async fn calls_are_futures_on_tokio() {
     assert_eq!(&*r.data, b"from tokio");
     let r = p.call_raw("echo", b"sync").await.expect("sync echo");
     assert_eq!(&*r.data, b"sync");
+    // Inline-only calls are futures too, ready at their first poll either way.
+    let r = p.call_raw("echo", b"inline").inline_only().await.expect("inline echo");
+    assert_eq!(&*r.data, b"inline");
+    let dropped = p.metrics().dropped_replies;
+    let err = p.call_raw("echo_async", b"late").inline_only().await.expect_err("answered from a thread");
+    assert!(matches!(err, kcoro_host::HostError::NoInlineReply(_)), "{err}");
+    // Its late reply is dropped before the next test counts drops of its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while p.metrics().dropped_replies == dropped {
+        assert!(std::time::Instant::now() < deadline, "the late reply was never dropped");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 
     let tasks: Vec<_> = (0..100)
         .map(|i| {
