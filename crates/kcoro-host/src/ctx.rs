@@ -217,8 +217,9 @@ impl HostCtx {
             && self.inline_leases.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|(s, _)| *s == sid)
     }
 
-    /// The buffer `token` leased to `sid`, if `fits` accepts it; `None` when there is none
-    /// (the call returned first), `Some(Err(()))` when `fits` refuses it (it stays leased).
+    /// The buffer leased to `sid`, if it is `token`'s and `fits` accepts it; `None` when
+    /// `sid` holds none (the call returned first), `Some(Err(()))` when the token or the
+    /// length is wrong (it stays leased: a corrected commit may follow).
     pub(crate) fn take_inline_lease(
         &self,
         sid: u64,
@@ -226,8 +227,8 @@ impl HostCtx {
         fits: impl FnOnce(&Vec<u8>) -> bool,
     ) -> Option<Result<Vec<u8>, ()>> {
         let mut leases = self.inline_leases.lock().unwrap_or_else(|e| e.into_inner());
-        let i = leases.iter().position(|(s, b)| *s == sid && b.as_ptr() as u64 == token)?;
-        if !fits(&leases[i].1) {
+        let i = leases.iter().position(|(s, _)| *s == sid)?;
+        if leases[i].1.as_ptr() as u64 != token || !fits(&leases[i].1) {
             return Some(Err(()));
         }
         self.inline_leases_out.fetch_sub(1, Ordering::Relaxed);

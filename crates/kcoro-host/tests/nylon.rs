@@ -154,6 +154,8 @@ fn nylon_ring_0_2_define_plugin() {
         assert_eq!(reply(&p, "lease", b"abc"), (NrStatus::Ok, b"cba".to_vec()));
         assert_eq!(reply(&p, "lease_async", b"xyz"), (NrStatus::Ok, b"zyx".to_vec()));
         assert_eq!(reply(&p, "lease_late", b"late"), (NrStatus::Ok, b"etal".to_vec()));
+        // Commits with another token or past the buffer are refused, the lease kept.
+        assert_eq!(reply(&p, "lease_fumble", b"fumble"), (NrStatus::Ok, b"elbmuf".to_vec()));
         quiet(&p);
         inline_only(&p, &lib);
         p.shutdown(Duration::from_secs(5)).expect("shutdown");
@@ -174,6 +176,10 @@ fn inline_only(p: &Plugin, lib: &Path) {
     assert_eq!(common::probe::<u64>(lib, "test_owned_releases"), released + 1);
     let r = inline("lease", b"abc").expect("inline lease");
     assert_eq!((r.status, &*r.data), (NrStatus::Ok, &b"cba"[..]));
+    let dropped = p.metrics().dropped_replies;
+    let r = inline("lease_fumble", b"fumble").expect("inline lease, bad commits first");
+    assert_eq!((r.status, &*r.data), (NrStatus::Ok, &b"elbmuf"[..]));
+    assert_eq!(p.metrics().dropped_replies, dropped, "a refused commit is not a dropped reply");
 
     // Each of these fails its call and has exactly one reply dropped: an async reply; a
     // lease asked for from a plugin thread (refused: the plugin sends its "no lease" error

@@ -213,7 +213,7 @@ unsafe extern "C" fn commit_result_buffer(
             let buf = if table::is_inline(sid) {
                 match ctx.take_inline_lease(sid, token, fits) {
                     Some(Ok(buf)) => buf,
-                    Some(Err(())) => return NrStatus::Invalid, // still leased
+                    Some(Err(())) => return NrStatus::Invalid, // still leased, as below
                     None => {
                         ctx.release_orphan(token); // the call returned first
                         return ctx.dropped();

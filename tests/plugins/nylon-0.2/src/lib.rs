@@ -10,6 +10,8 @@
 //!   lease_async  the same from another thread
 //!   lease_late   the lease taken inside `handle`, written and committed from another
 //!                thread (perhaps after `handle` returned)
+//!   lease_fumble `lease`, after two commits the host must refuse (another token, a
+//!                length past the buffer), each of zero bytes if it were taken
 
 include!("../../nylon-common.rs");
 
@@ -101,6 +103,29 @@ unsafe fn lease_late(sid: u64, payload: NrBytes) -> NrStatus {
     NrStatus::Ok
 }
 
+unsafe fn lease_fumble(sid: u64, payload: NrBytes) -> NrStatus {
+    let (Some(h), data) = (Host::get(), bytes(payload)) else { return NrStatus::Invalid };
+    // SAFETY: the host's lease contract, as in `reply_in_lease`.
+    let lease: NrBufferLease = unsafe { (h.v2().acquire_result_buffer)(h.ctx, sid, data.len() as u64) };
+    if lease.is_failed() {
+        return h.send(sid, NrStatus::Err, b"no lease".to_vec());
+    }
+    let commit = h.v2().commit_result_buffer;
+    // SAFETY: commits the host must refuse; a zero-byte one taken would show as an empty reply.
+    let wrong_token = unsafe { commit(h.ctx, sid, NrStatus::Ok, lease.token ^ 1, 0) };
+    // SAFETY: as above; a length past the buffer.
+    let too_long = unsafe { commit(h.ctx, sid, NrStatus::Ok, lease.token, lease.cap + 1) };
+    if (wrong_token, too_long) != (NrStatus::Invalid, NrStatus::Invalid) {
+        return h.send(sid, NrStatus::Err, b"a bad commit was not refused".to_vec());
+    }
+    for (i, b) in data.iter().rev().enumerate() {
+        // SAFETY: the lease is still writable for `cap >= data.len()` bytes.
+        unsafe { lease.ptr.add(i).write(*b) };
+    }
+    // SAFETY: `data.len()` bytes were written.
+    unsafe { commit(h.ctx, sid, NrStatus::Ok, lease.token, data.len() as u64) }
+}
+
 /// Releases of `owned` replies so far.
 #[unsafe(no_mangle)]
 pub extern "C" fn test_owned_releases() -> u64 {
@@ -126,6 +151,7 @@ nylon_ring::define_plugin! {
         "lease" => lease,
         "lease_async" => lease_async,
         "lease_late" => lease_late,
+        "lease_fumble" => lease_fumble,
     },
     stream_handlers: {
         data: on_data,
