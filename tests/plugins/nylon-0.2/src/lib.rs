@@ -56,16 +56,44 @@ unsafe fn static_reply(sid: u64, _payload: NrBytes) -> NrStatus {
     }
 }
 
-fn reply_in_lease(h: Host, sid: u64, data: &[u8]) -> NrStatus {
-    // SAFETY: the host's lease contract, below.
-    let lease: NrBufferLease = unsafe { (h.v2().acquire_result_buffer)(h.ctx, sid, data.len() as u64) };
+/// A lease of `len` bytes for `sid`; when the host refuses one, the "no lease" error reply
+/// is sent instead and its status returned.
+fn lease_for(h: Host, sid: u64, len: usize) -> Result<NrBufferLease, NrStatus> {
+    // SAFETY: the host's lease contract: the buffer is writable for `cap >= len` bytes
+    // until committed.
+    let lease: NrBufferLease = unsafe { (h.v2().acquire_result_buffer)(h.ctx, sid, len as u64) };
     if lease.is_failed() {
-        return h.send(sid, NrStatus::Err, b"no lease".to_vec());
+        return Err(h.send(sid, NrStatus::Err, b"no lease".to_vec()));
     }
+    Ok(lease)
+}
+
+/// The host, the payload and a lease of its length, for an entry that replies through a
+/// lease; `Err` with the status to return when there is no host or no lease.
+fn leased(sid: u64, payload: NrBytes) -> Result<(Host, Vec<u8>, NrBufferLease), NrStatus> {
+    let (Some(h), data) = (Host::get(), bytes(payload)) else { return Err(NrStatus::Invalid) };
+    let lease = lease_for(h, sid, data.len())?;
+    Ok((h, data, lease))
+}
+
+/// Writes `data` reversed at `ptr`.
+///
+/// # Safety
+/// `ptr` is writable for `data.len()` bytes (a lease of at least that, not yet committed).
+unsafe fn write_reversed(ptr: *mut u8, data: &[u8]) {
     for (i, b) in data.iter().rev().enumerate() {
-        // SAFETY: the lease is writable for `cap >= data.len()` bytes until committed.
-        unsafe { lease.ptr.add(i).write(*b) };
+        // SAFETY: the caller's contract.
+        unsafe { ptr.add(i).write(*b) };
     }
+}
+
+fn reply_in_lease(h: Host, sid: u64, data: &[u8]) -> NrStatus {
+    let lease = match lease_for(h, sid, data.len()) {
+        Ok(lease) => lease,
+        Err(sent) => return sent,
+    };
+    // SAFETY: the lease is writable for `cap >= data.len()` bytes until committed.
+    unsafe { write_reversed(lease.ptr, data) };
     // SAFETY: `data.len()` bytes were written.
     unsafe { (h.v2().commit_result_buffer)(h.ctx, sid, NrStatus::Ok, lease.token, data.len() as u64) }
 }
@@ -84,19 +112,15 @@ unsafe fn lease_async(sid: u64, payload: NrBytes) -> NrStatus {
 }
 
 unsafe fn lease_late(sid: u64, payload: NrBytes) -> NrStatus {
-    let (Some(h), data) = (Host::get(), bytes(payload)) else { return NrStatus::Invalid };
-    // SAFETY: the host's lease contract, as in `reply_in_lease`.
-    let lease: NrBufferLease = unsafe { (h.v2().acquire_result_buffer)(h.ctx, sid, data.len() as u64) };
-    if lease.is_failed() {
-        return h.send(sid, NrStatus::Err, b"no lease".to_vec());
-    }
+    let (h, data, lease) = match leased(sid, payload) {
+        Ok(got) => got,
+        Err(status) => return status,
+    };
     let (ptr, token) = (lease.ptr as usize, lease.token);
     std::thread::spawn(move || {
-        for (i, b) in data.iter().rev().enumerate() {
-            // SAFETY: the lease stays writable for `cap >= data.len()` bytes until
-            // committed, whatever became of the call.
-            unsafe { (ptr as *mut u8).add(i).write(*b) };
-        }
+        // SAFETY: the lease stays writable for `cap >= data.len()` bytes until committed,
+        // whatever became of the call.
+        unsafe { write_reversed(ptr as *mut u8, &data) };
         // SAFETY: `data.len()` bytes were written.
         unsafe { (h.v2().commit_result_buffer)(h.ctx, sid, NrStatus::Ok, token, data.len() as u64) }
     });
@@ -104,12 +128,10 @@ unsafe fn lease_late(sid: u64, payload: NrBytes) -> NrStatus {
 }
 
 unsafe fn lease_fumble(sid: u64, payload: NrBytes) -> NrStatus {
-    let (Some(h), data) = (Host::get(), bytes(payload)) else { return NrStatus::Invalid };
-    // SAFETY: the host's lease contract, as in `reply_in_lease`.
-    let lease: NrBufferLease = unsafe { (h.v2().acquire_result_buffer)(h.ctx, sid, data.len() as u64) };
-    if lease.is_failed() {
-        return h.send(sid, NrStatus::Err, b"no lease".to_vec());
-    }
+    let (h, data, lease) = match leased(sid, payload) {
+        Ok(got) => got,
+        Err(status) => return status,
+    };
     let commit = h.v2().commit_result_buffer;
     // SAFETY: commits the host must refuse; a zero-byte one taken would show as an empty reply.
     let wrong_token = unsafe { commit(h.ctx, sid, NrStatus::Ok, lease.token ^ 1, 0) };
@@ -118,10 +140,8 @@ unsafe fn lease_fumble(sid: u64, payload: NrBytes) -> NrStatus {
     if (wrong_token, too_long) != (NrStatus::Invalid, NrStatus::Invalid) {
         return h.send(sid, NrStatus::Err, b"a bad commit was not refused".to_vec());
     }
-    for (i, b) in data.iter().rev().enumerate() {
-        // SAFETY: the lease is still writable for `cap >= data.len()` bytes.
-        unsafe { lease.ptr.add(i).write(*b) };
-    }
+    // SAFETY: the lease is still writable for `cap >= data.len()` bytes.
+    unsafe { write_reversed(lease.ptr, &data) };
     // SAFETY: `data.len()` bytes were written.
     unsafe { commit(h.ctx, sid, NrStatus::Ok, lease.token, data.len() as u64) }
 }
