@@ -207,7 +207,9 @@ impl HostCtx {
     /// Keeps `buf`, leased to the inline-only call `sid`, until it is committed or the
     /// call returns.
     pub(crate) fn keep_inline_lease(&self, sid: u64, buf: Vec<u8>) {
-        self.inline_leases.lock().unwrap_or_else(|e| e.into_inner()).push((sid, buf));
+        let mut leases = self.inline_leases.lock().unwrap_or_else(|e| e.into_inner());
+        leases.push((sid, buf));
+        // Changed under the lock, with the list: the count is the list's length.
         self.inline_leases_out.fetch_add(1, Ordering::Relaxed);
     }
 
