@@ -69,6 +69,10 @@ pub fn run(case: &str, n: u64, path: PathBuf) -> Result<Measurement, String> {
     out
 }
 
+/// The drivers' coroutine stacks: a thread's size, as nylon-ring-host's driver has (it runs
+/// on a thread), so plugin functions run in place (`kcoro_host::PLUGIN_STACK`).
+pub const DRIVER_STACK: usize = kcoro_host::PLUGIN_STACK * 4;
+
 /// Builds a runtime with `workers` workers, runs `body` as its `block_on` coroutine and
 /// drops (shuts down) the runtime.
 fn drive(
@@ -77,6 +81,7 @@ fn drive(
 ) -> Result<Measurement, String> {
     let rt = kcoro::Runtime::builder()
         .workers(workers)
+        .stack_size(DRIVER_STACK)
         .build()
         .map_err(|e| format!("kcoro: cannot build runtime: {e}"))?;
     let out = rt.block_on(body);

@@ -45,7 +45,10 @@
 //! The drivers: kcoro runs each as a coroutine on a `kcoro::Runtime` with `workers(1)`
 //! (`workers(2)` and two coroutines of n/2 calls each for `unary_2_workers`) and uses
 //! the blocking forms (`call_raw(..).wait()`, `StreamCall::recv`), which never park on
-//! this fast path. nylon-ring-host's API is async only; its driver runs in `block_on` of
+//! this fast path. The drivers' coroutines have thread-sized stacks (4 MiB,
+//! [`kcoro_plugin::DRIVER_STACK`]), as nylon-ring-host's driver has on its thread, so
+//! kcoro-host runs plugin functions in place; from a coroutine with the default 64 KiB
+//! it would switch to the worker's stack and back for each (`kcoro_host::PLUGIN_STACK`). nylon-ring-host's API is async only; its driver runs in `block_on` of
 //! a tokio `current_thread` runtime (no cross-thread wake-up, the cheapest way to drive
 //! it), and `unary_2_workers` runs two tasks on a `multi_thread` runtime with
 //! `worker_threads(2)`. nylon-ring's own harness (`ex-nyring-host`) drives calls the
@@ -120,7 +123,8 @@ pub static SUITE: Suite = Suite {
     notes: &[
         "kcoro: kcoro-host + bench/plugins/kcoro; kcoro-ny: kcoro-host + bench/plugins/nylon (ABI 2);",
         "  nylon-ring: nylon-ring-host + bench/plugins/nylon, the same .so as kcoro-ny, whose row its x compares with",
-        "kcoro, kcoro-ny: driver in a coroutine on kcoro workers(1), blocking forms;",
+        "kcoro, kcoro-ny: driver in a coroutine on kcoro workers(1), blocking forms, 4 MiB coroutine stacks",
+        "  (a thread's size: plugin functions run in place, no switch to the worker's stack);",
         "  nylon-ring: nylon-ring-host 0.2.2, driver in block_on of a tokio current_thread runtime;",
         "  unary_2_workers: kcoro workers(2) + 2 coroutines, tokio worker_threads(2) + 2 tasks, n/2 calls each",
         "entries resolved once before timing, calls by id; nylon-ring plugin loaded with load (not load_pinned)",

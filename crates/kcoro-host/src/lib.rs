@@ -64,7 +64,7 @@ pub use kcoro_abi::NrStatus;
 pub use layout::{Capabilities, Layout};
 pub use metrics::Metrics;
 pub use payload::{Frame, Payload};
-pub use plugin::{Entry, EntryRef, LoadOptions, Plugin};
+pub use plugin::{Entry, EntryRef, LoadOptions, PLUGIN_STACK, Plugin};
 pub use request::{Extensions, HighLevelRequest};
 pub use stream::StreamCall;
 

@@ -3,9 +3,11 @@
 //!
 //! A Rust plugin is its own copy of std with its own panic hook: when it panics inside
 //! `handle`, that hook prints (and with `RUST_BACKTRACE` set, symbolises a backtrace) on
-//! whatever stack called `handle`. The host runs every plugin function on the worker's
-//! stack, so this cannot overflow a 16 KiB coroutine. Each case runs in a child process: an
-//! overflow aborts the child and fails the test instead of killing the runner.
+//! whatever stack called `handle`. The host runs every plugin function with at least
+//! `PLUGIN_STACK`: on the worker's stack from a 16 KiB coroutine, which this cannot
+//! overflow, and in place on a coroutine with a thread-sized stack. Each case runs in a
+//! child process: an overflow aborts the child and fails the test instead of killing the
+//! runner.
 
 mod common;
 
@@ -19,6 +21,10 @@ use kcoro_host::{HighLevelRequest, NrStatus, Plugin};
 const CHILD_ENV: &str = "KCORO_HOST_PANIC_CHILD";
 const LIB_ENV: &str = "KCORO_HOST_PANIC_LIB";
 const DONE: &str = "scenario done:";
+/// The smallest coroutine stack kcoro allows.
+const SMALL: usize = 16 << 10;
+/// A thread-sized coroutine stack: plugin functions run in place on it.
+const THREAD_SIZED: usize = kcoro_host::PLUGIN_STACK * 4;
 
 /// Runs the test `name` of this binary as a child with `RUST_BACKTRACE=backtrace`.
 fn run_child(name: &str, lib: &Path, backtrace: &str) -> std::process::Output {
@@ -33,13 +39,13 @@ fn run_child(name: &str, lib: &Path, backtrace: &str) -> std::process::Output {
         .expect("spawn child")
 }
 
-/// The child's part: on a 16 KiB coroutine, calls `entry` (which panics in the plugin) and
-/// checks the reply's status.
-fn child(name: &str, entry: &'static str, expected: NrStatus) {
+/// The child's part: on a coroutine with `stack` bytes of stack, calls `entry` (which
+/// panics in the plugin) and checks the reply's status.
+fn child(name: &str, entry: &'static str, expected: NrStatus, stack: usize) {
     let lib = std::env::var(LIB_ENV).expect("library path");
     let plugin = Plugin::load(&lib).expect("load");
     let status = kcoro::run(move || {
-        let opts = SpawnOptions::new().stack_size(16 << 10).name("plugin-caller");
+        let opts = SpawnOptions::new().stack_size(stack).name("plugin-caller");
         kcoro::spawn_with(opts, move || {
             let req = HighLevelRequest::new("GET", "/").body(b"x".to_vec());
             plugin.call(entry, &req).timeout(Duration::from_secs(10)).wait().map(|r| r.status)
@@ -66,7 +72,7 @@ fn check(name: &str, lib: &Path, hook_text: &str) {
 #[test]
 fn kcoro_plugin_panicking_under_a_small_coroutine() {
     if std::env::var(CHILD_ENV).is_ok_and(|v| v == "kcoro_plugin_panicking_under_a_small_coroutine") {
-        return child("kcoro_plugin_panicking_under_a_small_coroutine", "panic", NrStatus::Err);
+        return child("kcoro_plugin_panicking_under_a_small_coroutine", "panic", NrStatus::Err, SMALL);
     }
     let lib = common::rust_echo();
     check("kcoro_plugin_panicking_under_a_small_coroutine", &lib, "panicked at");
@@ -75,8 +81,26 @@ fn kcoro_plugin_panicking_under_a_small_coroutine() {
 #[test]
 fn nylon_plugin_panicking_under_a_small_coroutine() {
     if std::env::var(CHILD_ENV).is_ok_and(|v| v == "nylon_plugin_panicking_under_a_small_coroutine") {
-        return child("nylon_plugin_panicking_under_a_small_coroutine", "panic", NrStatus::Panic);
+        return child("nylon_plugin_panicking_under_a_small_coroutine", "panic", NrStatus::Panic, SMALL);
     }
     let lib = common::cargo_lib("kcoro-test-nylon02");
     check("nylon_plugin_panicking_under_a_small_coroutine", &lib, "panicked at");
+}
+
+#[test]
+fn kcoro_plugin_panicking_in_place_on_a_thread_sized_coroutine() {
+    let name = "kcoro_plugin_panicking_in_place_on_a_thread_sized_coroutine";
+    if std::env::var(CHILD_ENV).is_ok_and(|v| v == name) {
+        return child(name, "panic", NrStatus::Err, THREAD_SIZED);
+    }
+    check(name, &common::rust_echo(), "panicked at");
+}
+
+#[test]
+fn nylon_plugin_panicking_in_place_on_a_thread_sized_coroutine() {
+    let name = "nylon_plugin_panicking_in_place_on_a_thread_sized_coroutine";
+    if std::env::var(CHILD_ENV).is_ok_and(|v| v == name) {
+        return child(name, "panic", NrStatus::Panic, THREAD_SIZED);
+    }
+    check(name, &common::cargo_lib("kcoro-test-nylon02"), "panicked at");
 }

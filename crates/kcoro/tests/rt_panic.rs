@@ -325,6 +325,33 @@ fn suspending_on_the_worker_stack_panics() {
     }
 }
 
+/// Where `with_stack` runs its closure: an address on the stack that runs it.
+fn stack_address() -> usize {
+    let here = std::hint::black_box(0u8);
+    &here as *const u8 as usize
+}
+
+/// `with_stack` runs in place on a coroutine with that much stack left, on the worker's
+/// stack on a small one, and in place as there refuses to suspend.
+#[test]
+fn with_stack_runs_in_place_only_with_room() {
+    let rt = small_runtime();
+    let (near, far, refused) = rt.block_on(|| {
+        let big = || kcoro::SpawnOptions::new().stack_size(4 << 20);
+        let distance = || stack_address().abs_diff(kcoro::coro::with_stack(1 << 20, stack_address));
+        let near = kcoro::spawn_with(big(), distance).unwrap().join().unwrap();
+        let far = kcoro::spawn_with(kcoro::SpawnOptions::new(), distance).unwrap().join().unwrap();
+        let refused = kcoro::spawn_with(big(), || {
+            catch_unwind(|| kcoro::coro::with_stack(1 << 20, kcoro::yield_now)).map_err(|p| message(&*p))
+        });
+        (near, far, refused.unwrap().join().unwrap())
+    });
+    assert!(near < SMALL, "in place, on the 4 MiB coroutine's stack: {near} bytes away");
+    assert!(far >= SMALL, "on the worker's stack, off the {SMALL}-byte coroutine's: {far} bytes away");
+    let msg = refused.expect_err("a yield inside with_stack must be refused");
+    assert!(msg.contains("tried to suspend inside on_worker_stack or with_stack"), "{msg}");
+}
+
 /// Outside a coroutine `on_worker_stack` just calls the closure.
 #[test]
 fn on_worker_stack_outside_a_coroutine() {

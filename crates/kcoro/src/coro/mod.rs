@@ -56,6 +56,34 @@ pub fn on_worker_stack<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Runs `f` with at least `min_stack` bytes of stack: in place when the caller has that
+/// much left, on a plain thread, or a coroutine spawned with a large stack
+/// ([`SpawnOptions::stack_size`](crate::SpawnOptions::stack_size)); else on the worker's
+/// stack, as [`on_worker_stack`] does. The switch there and back costs about 85
+/// instructions (docs/BENCHMARKS.md, plugin suite); the look at the stack that decides is
+/// the one `on_worker_stack` makes anyway. A plain thread's stack is not measured.
+///
+/// # Panics
+/// If `f` tries to suspend the coroutine, in place as on the worker's stack.
+///
+/// ```
+/// let deep = |n: u32| -> u32 { (0..n).sum() }; // stand-in for stack-hungry code
+/// let big = kcoro::SpawnOptions::new().stack_size(2 << 20);
+/// let sum = kcoro::run(move || {
+///     let child = kcoro::spawn_with(big, move || kcoro::coro::with_stack(1 << 20, || deep(100)));
+///     child.expect("spawned").join().expect("joined")
+/// });
+/// assert_eq!(sum, 4950);
+/// ```
+#[inline]
+pub fn with_stack<R>(min_stack: usize, f: impl FnOnce() -> R) -> R {
+    match crate::runtime::context::current_task_ptr() {
+        // SAFETY: the task running on this thread is alive while it runs.
+        Some(task) => unsafe { task.as_ref() }.with_stack(min_stack, f),
+        None => f(),
+    }
+}
+
 /// Makes the current panic hook run on the worker's stack when a coroutine panics.
 ///
 /// Every [`Runtime`](crate::Runtime) does this when it starts, for whatever hook is

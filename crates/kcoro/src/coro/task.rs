@@ -85,7 +85,8 @@ pub(crate) struct Task {
     /// so the ParkState CAS chain orders the two accesses.
     was_parked: Cell<bool>,
     /// True while code of this coroutine runs on its worker's stack
-    /// ([`Task::on_parent_stack`]): suspending then would switch away from the wrong stack.
+    /// ([`Task::on_parent_stack`]), where suspending would switch away from the wrong
+    /// stack, or in place inside [`Task::with_stack`], which promises the same.
     on_parent: Cell<bool>,
     /// Whether parks describe themselves in `wait` (`Builder::coroutine_detail`); a copy
     /// of the runtime's setting, on the task's own cache line.
@@ -149,6 +150,15 @@ pub(crate) struct TaskStart {
     pub(crate) name: Option<Box<str>>,
     pub(crate) origin: Origin,
     pub(crate) token: Option<CancelToken>,
+}
+
+/// Restores `on_parent` on return and on unwind alike.
+struct Restore<'a>(&'a Cell<bool>, bool);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.1);
+    }
 }
 
 impl Task {
@@ -395,10 +405,35 @@ impl Task {
     /// Whether the calling code runs on this coroutine's own stack (and not, say, on the
     /// worker's stack inside [`Task::on_parent_stack`], or on a signal stack).
     pub(crate) fn is_on_own_stack(&self) -> bool {
+        self.own_stack_left().is_some()
+    }
+
+    /// The bytes of this coroutine's own stack left below the caller, or `None` when the
+    /// caller does not run on it.
+    #[inline]
+    fn own_stack_left(&self) -> Option<usize> {
         let here = std::hint::black_box(0u8);
         let sp = &here as *const u8 as usize;
         let bottom = self.guard.1;
-        sp >= bottom && sp < bottom + (self.stack_kib << 10)
+        (sp >= bottom && sp < bottom + (self.stack_kib << 10)).then(|| sp - bottom)
+    }
+
+    /// Runs `f` with at least `min_stack` bytes of stack: in place when the caller is on
+    /// this coroutine's stack with that much left (or not on it at all), else on the
+    /// worker's stack ([`Task::on_parent_stack`]). Either way `f` must not suspend
+    /// (enforced). One look at the stack decides, as `on_parent_stack` alone made.
+    ///
+    /// Call only from the running coroutine.
+    #[inline]
+    pub(crate) fn with_stack<R>(&self, min_stack: usize, f: impl FnOnce() -> R) -> R {
+        match self.own_stack_left() {
+            Some(left) if left < min_stack && !self.yielder.get().is_null() => self.switch_to_parent(f),
+            _ => {
+                let was = self.on_parent.replace(true);
+                let _restore = Restore(&self.on_parent, was);
+                f()
+            }
+        }
     }
 
     /// Runs `f` on the stack of the thread that resumed this coroutine (its worker), then
@@ -408,10 +443,16 @@ impl Task {
     ///
     /// Call only from the running coroutine, on its own stack ([`Task::is_on_own_stack`]).
     pub(crate) fn on_parent_stack<R>(&self, f: impl FnOnce() -> R) -> R {
-        let y = self.yielder.get();
-        if y.is_null() || !self.is_on_own_stack() {
+        if self.yielder.get().is_null() || !self.is_on_own_stack() {
             return f(); // not started yet, or already on another stack: nothing to switch
         }
+        self.switch_to_parent(f)
+    }
+
+    /// [`Task::on_parent_stack`] once the caller is known to run on this started
+    /// coroutine's own stack.
+    fn switch_to_parent<R>(&self, f: impl FnOnce() -> R) -> R {
+        let y = self.yielder.get();
         /// corosensei requires `Send` so that no `Yielder` reference reaches another
         /// thread; `f` runs on this same thread and never sees the yielder.
         struct SameThread<F>(F);
@@ -427,13 +468,6 @@ impl Task {
         }
         let job = SameThread(f);
         let was = self.on_parent.replace(true);
-        /// Restores the flag on return and on unwind alike.
-        struct Restore<'a>(&'a Cell<bool>, bool);
-        impl Drop for Restore<'_> {
-            fn drop(&mut self) {
-                self.0.set(self.1);
-            }
-        }
         let _restore = Restore(&self.on_parent, was);
         // SAFETY: the yielder lives on this coroutine's stack below its entry frame for as
         // long as the coroutine runs, and we are running on that stack (checked above).
@@ -462,7 +496,7 @@ impl Task {
             panic!("Task::suspend: coroutine {} has no yielder", self.id);
         }
         panic!(
-            "kcoro: coroutine {} tried to suspend inside on_worker_stack, which must run to completion",
+            "kcoro: coroutine {} tried to suspend inside on_worker_stack or with_stack, which must run to completion",
             self.id
         );
     }
