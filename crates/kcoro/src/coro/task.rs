@@ -470,7 +470,7 @@ impl Task {
         let was = self.on_parent.replace(true);
         let _restore = Restore(&self.on_parent, was);
         // SAFETY: the yielder lives on this coroutine's stack below its entry frame for as
-        // long as the coroutine runs, and we are running on that stack (checked above).
+        // long as the coroutine runs, and we are running on that stack (both callers checked).
         unsafe { (*y).on_parent_stack(move || job.run()) }
     }
 
