@@ -64,21 +64,6 @@ pub(crate) struct SyncCall {
 }
 
 impl SyncCall {
-    /// Whether this is the unary call `sid` on `ctx` (this thread is inside its `handle`).
-    #[inline]
-    pub(crate) fn is_unary(&self, ctx: &HostCtx, sid: u64) -> bool {
-        std::ptr::eq(self.ctx, ctx) && self.sid == sid && sid != NO_SID && !self.reply.is_null()
-    }
-
-    /// Whether this unary call has its reply already.
-    ///
-    /// # Safety
-    /// As for [`SyncCall::reply_for`].
-    pub(crate) unsafe fn has_reply(&self) -> bool {
-        // SAFETY: the caller's contract.
-        unsafe { self.reply.as_ref() }.is_some_and(Option::is_some)
-    }
-
     /// Where a unary reply for `sid` lands when this thread is inside `handle` of that very
     /// call on `ctx`: the caller's own slot, written without a lock.
     ///

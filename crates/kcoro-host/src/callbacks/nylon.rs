@@ -190,9 +190,9 @@ fn new_lease(capacity: u64) -> Option<(Vec<u8>, NrBufferLease)> {
 /// A lease for the inline-only call `sid`: only from inside its `handle`, on its thread,
 /// before its reply, one at a time (the rules a slot's lease keeps).
 fn lease_inline(ctx: &HostCtx, sid: u64, capacity: u64) -> NrBufferLease {
-    let sync = sync_call();
-    // SAFETY: `sync` is this thread's current call, read right here.
-    if !sync.is_unary(ctx, sid) || unsafe { sync.has_reply() } || ctx.has_inline_lease(sid) {
+    // SAFETY: `sync_call()` is this thread's current call; the slot is only read here.
+    let this_call = unsafe { sync_call().reply_for(ctx, sid) };
+    if !this_call.is_some_and(|reply| reply.is_none()) || ctx.has_inline_lease(sid) {
         return NrBufferLease::FAILED;
     }
     let Some((buf, lease)) = new_lease(capacity) else { return NrBufferLease::FAILED };
